@@ -1,0 +1,1 @@
+//! Run records in, regression reports out (see README).

@@ -1,0 +1,3 @@
+//! MCR relay library: the parts of `mcrd` and `mcrctl`.
+
+pub mod stats;

@@ -1,0 +1,3 @@
+//! Counters of the data plane and the JSON report made from them.
+
+pub mod report;

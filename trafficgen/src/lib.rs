@@ -1,0 +1,1 @@
+//! Paced UDP/multicast sender and accounting receiver (see README).
