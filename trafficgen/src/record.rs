@@ -1,0 +1,536 @@
+//! The JSON records `trafficgen` writes with `--json FILE`: one per sub-command.
+//!
+//! These types are a contract: the analyzer deserializes them with these same types
+//! (`trafficgen::record::*`), so a field cannot drift between writer and reader. Every field
+//! carries its unit in its name (`_ns`, `_pps`, `_bytes`, `_ratio`). Rules for changing them:
+//! add fields only (with `#[serde(default)]` so older records still load), never rename or change
+//! a meaning without bumping [`RECORD_VERSION`]. Unknown fields are rejected so that a typo in a
+//! hand-written record is an error, not a silently missing number.
+//!
+//! Counting conventions shared by all records:
+//! * a *packet* is one UDP datagram carrying a probe header (see `probe.rs`); end markers are
+//!   counted apart and never as packets;
+//! * `payload_bytes` are UDP payload bytes (what the application wrote, header included);
+//! * `wire_bytes` are Ethernet II frame bytes without preamble, FCS or inter-frame gap:
+//!   payload + 8 (UDP) + 20 (IPv4, no options) + 14 (Ethernet) per packet, see
+//!   [`WIRE_OVERHEAD_BYTES`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// `schema` of a [`SendRecord`].
+pub const SEND_SCHEMA: &str = "mcr.trafficgen.send";
+/// `schema` of a [`RecvRecord`].
+pub const RECV_SCHEMA: &str = "mcr.trafficgen.recv";
+/// `schema` of a [`SweepRecord`].
+pub const SWEEP_SCHEMA: &str = "mcr.trafficgen.sweep";
+/// `version` of all three records.
+pub const RECORD_VERSION: u32 = 1;
+
+/// Bytes a datagram costs on an Ethernet wire beyond its UDP payload: UDP header (8) + IPv4
+/// header without options (20) + Ethernet II header (14). Preamble, FCS and inter-frame gap are
+/// not included, matching what a packet capture on the interface shows.
+pub const WIRE_OVERHEAD_BYTES: u64 = 8 + 20 + 14;
+
+/// What `trafficgen send` measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRecord {
+    /// Always [`SEND_SCHEMA`].
+    pub schema: String,
+    /// Always [`RECORD_VERSION`] for records written by this code.
+    pub version: u32,
+    /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
+    pub trafficgen_version: String,
+    /// Wall-clock start of the send loop, nanoseconds since the Unix epoch.
+    pub started_unix_ns: u64,
+    /// The configuration the run used, after defaults were applied.
+    pub config: SendConfig,
+    /// Datagrams the kernel accepted (summed over threads). Never includes failed sends or end
+    /// markers.
+    pub packets_sent: u64,
+    /// UDP payload bytes of `packets_sent`.
+    pub payload_bytes: u64,
+    /// Ethernet frame bytes of `packets_sent` (payload + [`WIRE_OVERHEAD_BYTES`] each).
+    pub wire_bytes: u64,
+    /// Datagrams whose send failed (summed over threads). A failed datagram does not consume a
+    /// sequence number, so the receiver's expected count equals `packets_sent`.
+    pub send_errors: u64,
+    /// `send_errors` by errno name (e.g. `"ENOBUFS"`); empty when there were none.
+    pub send_errors_by_errno: BTreeMap<String, u64>,
+    /// End-of-stream markers sent (each stream gets `end_marker_repeats` of them).
+    pub end_markers_sent: u64,
+    /// From the start of the schedule to the completion of the last data send (not including
+    /// the end markers), in nanoseconds.
+    pub elapsed_ns: u64,
+    /// `packets_sent` / elapsed, packets per second.
+    pub achieved_pps: f64,
+    /// (achieved_pps - target_pps) / target_pps; `None` when the target is "as fast as
+    /// possible" (`--pps 0`).
+    pub rate_error_ratio: Option<f64>,
+    /// `payload_bytes` * 8 / elapsed, bits per second.
+    pub payload_bps: f64,
+    /// `wire_bytes` * 8 / elapsed, bits per second.
+    pub wire_bps: f64,
+    /// Time between the starts of consecutive batch sends of one thread (all threads merged).
+    pub batch_gap_ns: Distribution,
+    /// Datagrams per batch send call (all threads merged).
+    pub batch_packets: Distribution,
+    /// How late each batch was against its schedule: the send time of the batch minus the due
+    /// time of its first packet. Zero for `--pps 0`.
+    pub schedule_lag_ns: Distribution,
+    /// One entry per sender thread.
+    pub threads: Vec<SendThreadRecord>,
+    /// Perf-event counters of the sender threads, summed over threads.
+    pub perf: PerfCounters,
+}
+
+/// The sender's configuration as used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendConfig {
+    /// Destination `ADDR:PORT` (`--dst`).
+    pub dst: String,
+    /// Source address the sockets were bound to (`--src`), if any.
+    pub src: Option<String>,
+    /// Outgoing interface (`--iface`), if any.
+    pub iface: Option<String>,
+    /// Target aggregate rate in packets per second over all threads; 0 = as fast as possible.
+    pub target_pps: u64,
+    /// Packets to send (`--count`), if the run was bounded by count.
+    pub count: Option<u64>,
+    /// Run length (`--duration`) in nanoseconds, if the run was bounded by time.
+    pub duration_ns: Option<u64>,
+    /// UDP payload size of every datagram in bytes (`--size`), probe header included.
+    pub payload_size_bytes: u32,
+    /// Multicast/unicast TTL (`--ttl`).
+    pub ttl: u32,
+    /// Sender threads (`--threads`).
+    pub threads: u32,
+    /// Streams (`--streams`), spread round-robin over threads.
+    pub streams: u32,
+    /// Batching method actually used: `"gso"` (sendmmsg of UDP_SEGMENT messages) or
+    /// `"sendmmsg"` (one datagram per message).
+    pub batch_mode: String,
+    /// Datagrams per UDP_SEGMENT message (1 when `batch_mode` is `"sendmmsg"`).
+    pub gso_segments: u32,
+    /// Most datagrams one send call may carry.
+    pub max_batch_packets: u32,
+    /// Why GSO was not used although requested, if it was not (e.g. the kernel refused it).
+    pub gso_fallback_reason: Option<String>,
+    /// Times each stream's end marker is sent.
+    pub end_marker_repeats: u32,
+    /// SO_SNDBUF the kernel granted, in bytes.
+    pub socket_sndbuf_bytes: u64,
+}
+
+/// Per-thread results of a send run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendThreadRecord {
+    /// 0-based thread index.
+    pub thread_index: u32,
+    /// Stream ids this thread sent.
+    pub stream_ids: Vec<u32>,
+    /// This thread's share of the target rate, packets per second (0 = as fast as possible).
+    pub target_pps: u64,
+    /// Datagrams the kernel accepted.
+    pub packets_sent: u64,
+    /// UDP payload bytes of `packets_sent`.
+    pub payload_bytes: u64,
+    /// Ethernet frame bytes of `packets_sent`.
+    pub wire_bytes: u64,
+    /// Datagrams whose send failed.
+    pub send_errors: u64,
+    /// Send calls made (each carries one batch).
+    pub send_calls: u64,
+    /// From the common start to this thread's last data send, nanoseconds.
+    pub elapsed_ns: u64,
+    /// `packets_sent` / `elapsed_ns`, packets per second.
+    pub achieved_pps: f64,
+    /// Perf-event counters of this thread.
+    pub perf: PerfCounters,
+}
+
+/// Summary of a distribution of non-negative integers (from an HdrHistogram with 3 significant
+/// digits, so values are exact to 0.1%). All fields are 0 when `samples` is 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distribution {
+    /// Number of values recorded.
+    pub samples: u64,
+    pub min: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+/// Perf-event counters of one or more threads (kernel and user mode). A counter the kernel
+/// would not open (e.g. hardware counters on a VM) is [`PerfValue::Unavailable`], which
+/// serializes as the string `"unavailable"` and never as 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerfCounters {
+    /// CPU time the threads ran, nanoseconds (software counter `task-clock`).
+    pub task_clock_ns: PerfValue,
+    /// Context switches (software).
+    pub context_switches: PerfValue,
+    /// Moves to another CPU (software).
+    pub cpu_migrations: PerfValue,
+    /// Page faults (software).
+    pub page_faults: PerfValue,
+    /// CPU cycles (hardware).
+    pub cycles: PerfValue,
+    /// Instructions retired (hardware).
+    pub instructions: PerfValue,
+    /// Last-level cache misses (hardware).
+    pub cache_misses: PerfValue,
+    /// Mispredicted branches (hardware).
+    pub branch_misses: PerfValue,
+}
+
+/// One perf-event counter value: a count, or `"unavailable"` when the counter could not be
+/// opened or read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PerfValue {
+    Count(u64),
+    #[default]
+    Unavailable,
+}
+
+/// The string an unavailable counter serializes as.
+pub const PERF_UNAVAILABLE: &str = "unavailable";
+
+impl PerfValue {
+    /// The count, if the counter was available.
+    pub fn count(self) -> Option<u64> {
+        match self {
+            PerfValue::Count(v) => Some(v),
+            PerfValue::Unavailable => None,
+        }
+    }
+
+    /// Sum of two values; unavailable if either is (a partial sum would understate the total).
+    pub fn sum(self, other: PerfValue) -> PerfValue {
+        match (self, other) {
+            (PerfValue::Count(a), PerfValue::Count(b)) => PerfValue::Count(a.saturating_add(b)),
+            _ => PerfValue::Unavailable,
+        }
+    }
+}
+
+impl PerfCounters {
+    /// Field-by-field [`PerfValue::sum`].
+    pub fn sum(&self, other: &PerfCounters) -> PerfCounters {
+        PerfCounters {
+            task_clock_ns: self.task_clock_ns.sum(other.task_clock_ns),
+            context_switches: self.context_switches.sum(other.context_switches),
+            cpu_migrations: self.cpu_migrations.sum(other.cpu_migrations),
+            page_faults: self.page_faults.sum(other.page_faults),
+            cycles: self.cycles.sum(other.cycles),
+            instructions: self.instructions.sum(other.instructions),
+            cache_misses: self.cache_misses.sum(other.cache_misses),
+            branch_misses: self.branch_misses.sum(other.branch_misses),
+        }
+    }
+}
+
+impl Serialize for PerfValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PerfValue::Count(v) => serializer.serialize_u64(*v),
+            PerfValue::Unavailable => serializer.serialize_str(PERF_UNAVAILABLE),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PerfValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PerfValueVisitor;
+        impl Visitor<'_> for PerfValueVisitor {
+            type Value = PerfValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(
+                    f,
+                    "a non-negative integer or the string \"{PERF_UNAVAILABLE}\""
+                )
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PerfValue, E> {
+                Ok(PerfValue::Count(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PerfValue, E> {
+                u64::try_from(v)
+                    .map(PerfValue::Count)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PerfValue, E> {
+                if v == PERF_UNAVAILABLE {
+                    Ok(PerfValue::Unavailable)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(PerfValueVisitor)
+    }
+}
+
+/// What `trafficgen recv` measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecvRecord {
+    /// Always [`RECV_SCHEMA`].
+    pub schema: String,
+    /// Always [`RECORD_VERSION`] for records written by this code.
+    pub version: u32,
+    /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
+    pub trafficgen_version: String,
+    /// Wall-clock time the receiver was ready (group joined), nanoseconds since the Unix epoch.
+    pub started_unix_ns: u64,
+    /// The configuration the run used.
+    pub config: RecvConfig,
+    /// From ready to exit, nanoseconds.
+    pub elapsed_ns: u64,
+    /// Every datagram read from the socket, whatever it contained.
+    pub datagrams_received: u64,
+    /// UDP payload bytes of `datagrams_received`.
+    pub datagram_bytes: u64,
+    /// Datagrams that did not start with the probe magic (someone else's traffic).
+    pub foreign_datagrams: u64,
+    /// Datagrams with the probe magic that failed validation, by reason (e.g.
+    /// `"unsupported_version"`, `"truncated"`, `"length_mismatch"`).
+    pub malformed_datagrams: BTreeMap<String, u64>,
+    /// Datagrams from streams beyond the receiver's stream limit (`max_streams`), not accounted.
+    pub untracked_stream_datagrams: u64,
+    /// Datagrams the kernel dropped at this socket because its receive buffer was full, from
+    /// `SO_RXQ_OVFL` (the last value the kernel reported alongside a datagram). This is host
+    /// loss, not network loss; it is also inside the streams' `lost`.
+    pub socket_drops: u64,
+    /// Increase of `Udp: RcvbufErrors` in `/proc/net/snmp` over the run: buffer drops of every
+    /// UDP socket in this network namespace, not only ours. `None` if unreadable.
+    pub udp_rcvbuf_errors_netns: Option<u64>,
+    /// Sum of the per-stream counters.
+    pub totals: StreamCounters,
+    /// One entry per stream seen, ordered by stream id.
+    pub streams: Vec<StreamRecord>,
+}
+
+/// The receiver's configuration as used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecvConfig {
+    /// Group (or unicast address) and port listened on (`--group`).
+    pub group: String,
+    /// Interface the group was joined on (`--iface`), if any.
+    pub iface: Option<String>,
+    /// Run length limit (`--duration`), nanoseconds.
+    pub duration_ns: Option<u64>,
+    /// Stop after this long without a datagram (`--idle-timeout`), nanoseconds.
+    pub idle_timeout_ns: Option<u64>,
+    /// Whether the receiver stopped once every stream's end marker had arrived (`--exit-on-end`).
+    pub exit_on_end: bool,
+    /// SO_RCVBUF the kernel granted, bytes.
+    pub socket_rcvbuf_bytes: u64,
+    /// Most streams accounted separately.
+    pub max_streams: u32,
+    /// Sequence numbers a stream may arrive out of order and still be told apart from a
+    /// duplicate; older arrivals are counted as `late`.
+    pub reorder_window_packets: u64,
+}
+
+/// Loss accounting of one stream, or of all streams summed.
+///
+/// With `expected = end marker's count` (or highest sequence + 1 without one):
+/// `expected = received + lost`, exactly. Duplicates and late arrivals are not in `received`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamCounters {
+    /// Packets the sender sent, as far as the receiver knows: the count in the end marker when
+    /// one arrived, else highest sequence seen + 1.
+    pub expected: u64,
+    /// Distinct sequence numbers received.
+    pub received: u64,
+    /// `expected - received`: never arrived (or arrived `late`).
+    pub lost: u64,
+    /// Arrivals of a sequence number already received.
+    pub duplicated: u64,
+    /// Arrivals (counted in `received`) of a sequence lower than one already received.
+    pub reordered: u64,
+    /// Arrivals more than `reorder_window_packets` behind the highest sequence: too old to tell
+    /// from a duplicate, so not in `received` (and still in `lost`).
+    pub late: u64,
+    /// UDP payload bytes of the `received` packets.
+    pub payload_bytes: u64,
+    /// End-marker datagrams received (the sender repeats each marker).
+    pub end_markers_received: u64,
+}
+
+/// One stream's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRecord {
+    /// Stream id from the probe header.
+    pub stream_id: u32,
+    pub counters: StreamCounters,
+    /// Whether an end marker arrived (if not, loss at the tail of the stream is invisible).
+    pub end_marker_seen: bool,
+    /// Lowest and highest sequence numbers received.
+    pub lowest_sequence: Option<u64>,
+    pub highest_sequence: Option<u64>,
+    /// Kernel receive time (SO_TIMESTAMPNS) of the first and last packet, nanoseconds since the
+    /// Unix epoch.
+    pub first_rx_unix_ns: Option<u64>,
+    pub last_rx_unix_ns: Option<u64>,
+    /// (received - 1) / (last_rx - first_rx), packets per second; `None` with < 2 packets.
+    pub receive_pps: Option<f64>,
+    /// One-way latency (kernel receive time - transmit timestamp), nanoseconds. Meaningful when
+    /// sender and receiver share a clock (same host, or PTP-synchronised hosts).
+    pub latency_ns: Distribution,
+    /// Packets whose receive time was before their transmit timestamp (clock skew); recorded as
+    /// latency 0.
+    pub negative_latency_packets: u64,
+    /// Per-second timeline, second 0 starting at the receiver's start.
+    pub timeline: Vec<TimelineSecond>,
+}
+
+/// One second of a stream's timeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineSecond {
+    /// Seconds since the receiver started.
+    pub second: u64,
+    /// Distinct packets received in this second.
+    pub received: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    /// UDP payload bytes of `received`.
+    pub payload_bytes: u64,
+    /// Highest latency in this second, nanoseconds.
+    pub latency_max_ns: u64,
+}
+
+/// What `trafficgen sweep` found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepRecord {
+    /// Always [`SWEEP_SCHEMA`].
+    pub schema: String,
+    /// Always [`RECORD_VERSION`] for records written by this code.
+    pub version: u32,
+    /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
+    pub trafficgen_version: String,
+    /// Wall-clock start, nanoseconds since the Unix epoch.
+    pub started_unix_ns: u64,
+    pub config: SweepConfig,
+    /// Highest rate at which every trial lost nothing, packets per second; `None` if even the
+    /// lowest rate lost packets.
+    pub zero_loss_pps: Option<u64>,
+    /// Highest rate at which every trial's loss ratio was at most `config.max_loss_ratio`;
+    /// `None` if even the lowest rate exceeded it.
+    pub max_loss_ratio_pps: Option<u64>,
+    /// Every trial run, in order.
+    pub trials: Vec<SweepTrial>,
+}
+
+/// The sweep's configuration as used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// Destination `ADDR:PORT` the sender used.
+    pub dst: String,
+    /// Sender's outgoing interface, if any.
+    pub iface: Option<String>,
+    /// Network namespace the receiver ran in, if any.
+    pub recv_netns: Option<String>,
+    /// Interface the receiver joined on, if any.
+    pub recv_iface: Option<String>,
+    /// UDP payload bytes per datagram.
+    pub payload_size_bytes: u32,
+    /// Sender threads per trial.
+    pub threads: u32,
+    /// Length of one trial's send phase, nanoseconds.
+    pub trial_duration_ns: u64,
+    /// Trials at each rate; a rate passes only if all pass.
+    pub trials_per_rate: u32,
+    /// Search bounds, packets per second.
+    pub min_pps: u64,
+    pub max_pps: u64,
+    /// The search stops when the pass/fail bracket is narrower than this, packets per second.
+    pub resolution_pps: u64,
+    /// Loss ratio (lost / sent) accepted by the second search.
+    pub max_loss_ratio: f64,
+}
+
+/// One trial of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepTrial {
+    /// Rate asked of the sender, packets per second.
+    pub target_pps: u64,
+    /// Rate the sender achieved, packets per second.
+    pub achieved_pps: f64,
+    /// 0-based index of this trial at this rate.
+    pub trial_index: u32,
+    /// Packets the sender sent (kernel accepted).
+    pub packets_sent: u64,
+    /// Send errors at the sender.
+    pub send_errors: u64,
+    /// Distinct packets the receiver got.
+    pub packets_received: u64,
+    /// Packets the receiver counted as lost (includes `socket_drops`).
+    pub packets_lost: u64,
+    /// Of which dropped by the receiving socket's full buffer.
+    pub socket_drops: u64,
+    /// packets_lost / packets_sent (0 when nothing was sent).
+    pub loss_ratio: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_counter_is_a_string_never_zero() {
+        let perf = PerfCounters {
+            task_clock_ns: PerfValue::Count(12),
+            ..PerfCounters::default()
+        };
+        let json = serde_json::to_value(perf).unwrap();
+        assert_eq!(json["task_clock_ns"], 12);
+        assert_eq!(json["cycles"], "unavailable");
+        let back: PerfCounters = serde_json::from_value(json).unwrap();
+        assert_eq!(back, perf);
+    }
+
+    #[test]
+    fn perf_value_rejects_other_strings_and_negatives() {
+        let err = serde_json::from_str::<PerfValue>("\"n/a\"").unwrap_err();
+        assert!(err.to_string().contains("unavailable"), "{err}");
+        assert!(serde_json::from_str::<PerfValue>("-1").is_err());
+    }
+
+    #[test]
+    fn sum_with_unavailable_is_unavailable() {
+        assert_eq!(
+            PerfValue::Count(1).sum(PerfValue::Count(2)),
+            PerfValue::Count(3)
+        );
+        assert_eq!(
+            PerfValue::Count(1).sum(PerfValue::Unavailable),
+            PerfValue::Unavailable
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let json = r#"{"samples":0,"min":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0,"mean":0.0,"extra":1}"#;
+        let err = serde_json::from_str::<Distribution>(json).unwrap_err();
+        assert!(err.to_string().contains("extra"), "{err}");
+    }
+}
