@@ -1,1 +1,21 @@
-//! Run records in, regression reports out (see README).
+//! Run records in, regression reports out.
+//!
+//! The main types: [`record::RunRecord`] (one benchmark run, the analyzer's input contract),
+//! built by [`ingest::ingest`] from the tools' JSON, `perf stat` CSV and text counter lines;
+//! [`compare::compare`] turns records into a [`compare::Comparison`] (verdicts, rates, loss
+//! waterfall, candidate causes), and [`trend::trend`] finds change points in a nightly history.
+//! [`render`] writes both as Markdown and PNG.
+//!
+//! ```no_run
+//! use analyzer::{compare, record::RunRecord, render};
+//! let base = RunRecord::load("reports/phase4.json".as_ref()).unwrap();
+//! let run = RunRecord::load("reports/after-fix.json".as_ref()).unwrap();
+//! let cmp = compare::compare(&[vec![base], vec![run]], &compare::Settings::default()).unwrap();
+//! println!("{}", render::markdown::comparison(&cmp));
+//! ```
+
+pub mod error;
+pub mod ingest;
+pub mod record;
+
+pub use error::{Error, Result};

@@ -1,0 +1,175 @@
+//! JSON written by our own tools, read with the producers' own types (DESIGN §1) so a field
+//! cannot drift between writer and reader.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use relay::stats::report::{StatsReport, STATS_SCHEMA, STATS_VERSION};
+
+use crate::error::{from_json, Result};
+use crate::record::{check_schema, Hop, Measured, Setting};
+
+/// The `schema` field of a JSON document, if it has one.
+pub fn schema_of(doc: &serde_json::Value) -> Option<&str> {
+    doc.get("schema").and_then(|s| s.as_str())
+}
+
+/// Reads `mcrctl stats --json` / `mcrd --final-stats` output into `hop`.
+pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut Hop) -> Result<()> {
+    check_schema(path, doc, STATS_SCHEMA, STATS_VERSION)?;
+    let report: StatsReport = from_json(path, text)?;
+    let t = &report.totals;
+    let c = &mut hop.counters;
+    c.rx_frames = Some(t.rx_frames);
+    c.rx = Some(t.rx);
+    c.rx_bytes = Some(t.rx_bytes);
+    c.kernel_drops = Some(t.kernel_drops);
+    c.filtered = Some(t.filtered);
+    c.malformed = Some(t.malformed);
+    c.no_match = Some(t.no_match);
+    c.matched = Some(t.matched);
+    c.buf_exhaust = Some(t.buf_exhaust);
+    c.tx_sent = Some(t.tx_sent);
+    c.tx_bytes = Some(t.tx_bytes);
+    c.tx_errors = Some(t.tx_errors);
+    c.tx_syscalls = Some(t.tx_syscalls);
+    c.in_flight = Some(t.in_flight);
+    // With fan-out one matched datagram becomes several output copies; the egress side of the
+    // conservation law is stated per output, so the copies are what egress must account for.
+    c.output_copies = Some(
+        report
+            .flows
+            .iter()
+            .flat_map(|f| &f.outputs)
+            .map(|o| o.matched)
+            .sum(),
+    );
+    hop.tx_errors_by_errno = t.tx_errors_by_errno.clone();
+    hop.duration_ns = Some(report.uptime_ns).filter(|&n| n > 0);
+    hop.relay.get_or_insert_with(|| "mcr".into());
+    let mut perf: BTreeMap<String, Measured> = BTreeMap::new();
+    for w in &report.workers {
+        let p = &w.perf;
+        for (name, v) in [
+            ("task_clock_ns", p.task_clock_ns),
+            ("context_switches", p.context_switches),
+            ("cpu_migrations", p.cpu_migrations),
+            ("page_faults", p.page_faults),
+            ("cycles", p.cycles),
+            ("instructions", p.instructions),
+            ("cache_misses", p.cache_misses),
+            ("branch_misses", p.branch_misses),
+        ] {
+            let m = Measured::from_option(v);
+            perf.entry(name.into())
+                .and_modify(|acc| *acc = acc.add(m))
+                .or_insert(m);
+        }
+    }
+    hop.perf.extend(perf);
+    let tunables = serde_json::to_value(&report.relay.tunables).expect("tunables serialize");
+    if let serde_json::Value::Object(map) = tunables {
+        hop.tunables.extend(map);
+    }
+    hop.tunables.insert(
+        "gso_egress_active".into(),
+        Setting::from(report.relay.gso_egress),
+    );
+    hop.tunables.insert(
+        "mcrd_version".into(),
+        Setting::from(report.relay.version.clone()),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "schema": "mcr.relay.stats", "version": 1,
+            "timestamp_ns": 1, "uptime_ns": 2_000_000_000u64, "final_report": true,
+            "relay": {"version": "0.1.0", "pid": 7, "config_path": null, "gso_egress": true,
+                "tunables": {"workers": 2, "cpus": [0, 1], "ring_frames": 4096, "ring_frame_size": 2048,
+                    "buffer_count": 8192, "buffer_size": 2048, "uring_entries": 1024,
+                    "max_in_flight_sends": 512, "batch_size": 32, "max_gso_segments": 16,
+                    "socket_sndbuf": 4194304, "gso": true, "busy_poll_us": 0}},
+            "totals": counters(100, 2, 90, 8),
+            "workers": [
+                {"id": 0, "cpu": 0, "counters": counters(50, 1, 45, 4),
+                 "perf": perf(1000, "unavailable")},
+                {"id": 1, "cpu": 1, "counters": counters(50, 1, 45, 4),
+                 "perf": perf(500, "unavailable")}],
+            "flows": [{"rule": "r", "input_interface": "veth0", "group": "239.1.1.1", "port": 5000,
+                "source": null, "packets": 98, "bytes": 0,
+                "outputs": [{"output": "239.2.2.2:5000@veth1", "ttl": 8, "matched": 98,
+                    "tx_sent": 90, "tx_bytes": 0, "tx_errors": 0, "buf_exhaust": 8, "in_flight": 0}]}]
+        })
+    }
+
+    fn counters(rx: u64, no_match: u64, tx: u64, ex: u64) -> serde_json::Value {
+        serde_json::json!({"rx_frames": rx, "rx": rx, "rx_bytes": 0, "kernel_drops": 3,
+            "filtered": 0, "malformed": 0, "malformed_by_kind": {}, "no_match": no_match,
+            "matched": rx - no_match, "buf_exhaust": ex, "tx_sent": tx, "tx_bytes": 0,
+            "tx_errors": 0, "tx_errors_by_errno": {}, "tx_syscalls": 10, "in_flight": 0})
+    }
+
+    fn perf(task: u64, cycles: &str) -> serde_json::Value {
+        serde_json::json!({"task_clock_ns": task, "context_switches": 0, "cpu_migrations": 0,
+            "page_faults": 0, "cycles": cycles, "instructions": cycles,
+            "cache_misses": cycles, "branch_misses": cycles})
+    }
+
+    #[test]
+    fn reads_totals_perf_and_tunables() {
+        let doc = sample();
+        let mut hop = Hop::default();
+        relay_stats(Path::new("s.json"), &doc.to_string(), &doc, &mut hop).unwrap();
+        assert_eq!(hop.counters.rx, Some(100));
+        assert_eq!(hop.counters.tx_sent, Some(90));
+        assert_eq!(hop.counters.output_copies, Some(98));
+        assert_eq!(hop.counters.kernel_drops, Some(3));
+        assert_eq!(hop.perf["task_clock_ns"], Measured::Count(1500));
+        assert_eq!(hop.perf["context_switches"], Measured::Count(0));
+        assert_eq!(hop.perf["cycles"], Measured::Unavailable);
+        assert_eq!(hop.tunables["uring_entries"], Setting::from(1024));
+        assert_eq!(hop.duration_ns, Some(2_000_000_000));
+    }
+
+    #[test]
+    fn missing_counter_is_named_with_its_path() {
+        let mut doc = sample();
+        doc["totals"].as_object_mut().unwrap().remove("tx_sent");
+        let mut hop = Hop::default();
+        let e = relay_stats(Path::new("s.json"), &doc.to_string(), &doc, &mut hop)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("s.json") && e.contains("totals") && e.contains("tx_sent"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn counter_as_text_is_named() {
+        let mut doc = sample();
+        doc["totals"]["rx"] = serde_json::json!("many");
+        let mut hop = Hop::default();
+        let e = relay_stats(Path::new("s.json"), &doc.to_string(), &doc, &mut hop)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("totals.rx"), "{e}");
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let mut doc = sample();
+        doc["version"] = serde_json::json!(2);
+        let mut hop = Hop::default();
+        let e = relay_stats(Path::new("s.json"), &doc.to_string(), &doc, &mut hop)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field `version`"), "{e}");
+    }
+}

@@ -1,0 +1,568 @@
+//! The run record: one JSON document that holds a whole benchmark run.
+//!
+//! A record is the analyzer's input contract (documented field by field in `analyzer/README.md`).
+//! Its rule is that an unknown value stays unknown: every counter is optional and a counter the
+//! source did not report is *absent*, never 0; perf-style counters additionally distinguish
+//! "unavailable" (asked for, the machine could not count it) from absent (not collected).
+//! Where an old log gives only a rate or a percentage, the record keeps that under `reported`
+//! and the reports say the number was reported rather than computed from counters.
+
+mod measured;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use measured::{Measured, UNAVAILABLE};
+
+use crate::error::{from_json, read_nonempty, Error, Result};
+
+/// Value of the `schema` field of a run record.
+pub const RUN_SCHEMA: &str = "mcr.analyzer.run";
+/// Value of the `version` field this analyzer writes and reads.
+pub const RUN_VERSION: u32 = 1;
+
+/// A free-form setting value (number, string or bool) as found in the source.
+pub type Setting = serde_json::Value;
+
+/// One benchmark run: environment, configuration, generator, each hop, receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    /// Always [`RUN_SCHEMA`].
+    pub schema: String,
+    /// Always [`RUN_VERSION`].
+    pub version: u32,
+    /// Short label used as the column heading in reports ("After Fix").
+    pub name: String,
+    /// When the run was made (ISO 8601 date or date-time), shown next to the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// One line on what this run is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Where every number came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+    #[serde(default)]
+    pub environment: Environment,
+    #[serde(default)]
+    pub configuration: Configuration,
+    /// Wall-clock time the counters cover, ns. Hop rates are counter / duration unless the hop
+    /// has its own `duration_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<Generator>,
+    /// Relays in pipeline order (first hop receives from the generator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<Hop>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<Receiver>,
+    /// CPU time of the whole host over the run (all processes, kernel work included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<HostCpu>,
+}
+
+/// Provenance of one input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Part of the record filled from it: `generator`, `receiver`, `hop:MCR-1`, `host`, `environment`.
+    pub role: String,
+    /// Input format: `text`, `perf-csv`, `mcr.relay.stats/1`, `mcr.trafficgen.send/1`, `set`, `host`.
+    pub format: String,
+    /// Path as given to `analyzer ingest` (or `--set KEY` for a value from the command line).
+    pub path: String,
+}
+
+/// The machine the run was made on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// `uname -r`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model: Option<String>,
+    /// Online CPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `git rev-parse HEAD` of the code under test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_revision: Option<String>,
+    /// Relevant sysctls by name (`net.core.wmem_max`), values as read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Anything else that describes the machine (NIC offloads, VM, governor).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other: BTreeMap<String, String>,
+}
+
+/// What the run was asked to do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Configuration {
+    /// Generator parameters by name (`target_pps`, `count`, `size`, `dst`, `threads`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub generator: BTreeMap<String, Setting>,
+    /// Relay tunables in force on every hop unless the hop lists its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub relay: BTreeMap<String, Setting>,
+    /// Test harness parameters (`script`, `topology`, `hops`, `offloads`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub harness: BTreeMap<String, Setting>,
+}
+
+/// The traffic generator's side of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generator {
+    /// Program that sent (`trafficgen`, `seed traffic_generator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Datagrams the kernel accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<u64>,
+    /// Sends that failed (never counted in `sent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_errors: Option<u64>,
+    /// UDP payload bytes of `sent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_bytes: Option<u64>,
+    /// Bytes on the wire (Ethernet frame without preamble/FCS) of `sent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_bytes: Option<u64>,
+    /// Time from first to last send, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ns: Option<u64>,
+    /// Rate the tool printed, packets/s. Used only when `sent` or `elapsed_ns` is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_pps: Option<f64>,
+    /// CPU time of the generator process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<ProcessCpu>,
+    /// perf-event counters of the generator, by event (`task_clock_ns`, `context_switches`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub perf: BTreeMap<String, Measured>,
+}
+
+/// One relay in the pipeline (MCR or any other forwarder).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hop {
+    /// Name shown in reports (`MCR-1`).
+    pub name: String,
+    /// Implementation (`mcr`, `mcr-seed`, `socat`, `smcroute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+    #[serde(default)]
+    pub counters: HopCounters,
+    /// Failed sends by errno name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tx_errors_by_errno: BTreeMap<String, u64>,
+    /// Time this hop's counters cover, ns, when it measured its own (else the run's duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ns: Option<u64>,
+    /// Rates and ratios the source printed without the counters behind them.
+    #[serde(default, skip_serializing_if = "Reported::is_empty")]
+    pub reported: Reported,
+    /// CPU time of the relay process over the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<ProcessCpu>,
+    /// perf-event counters of the relay (summed over its workers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub perf: BTreeMap<String, Measured>,
+    /// Tunables of this hop where they differ from (or are missing in) `configuration.relay`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tunables: BTreeMap<String, Setting>,
+}
+
+/// Counters of one hop, named as in the relay's stats (DESIGN §2). All optional: absent = not
+/// reported by the source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HopCounters {
+    /// Frames taken from the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_frames: Option<u64>,
+    /// Datagrams taken in (a coalesced frame counts as its datagrams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_bytes: Option<u64>,
+    /// Dropped by the kernel before the relay saw them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_drops: Option<u64>,
+    /// Not IPv4/UDP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<u64>,
+    /// Valid datagrams no rule matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_match: Option<u64>,
+    /// Datagrams that matched a rule (once per datagram).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<u64>,
+    /// Output copies to send (matched datagrams times outputs); equals `matched` without fan-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_copies: Option<u64>,
+    /// Output copies dropped for want of a buffer or send slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buf_exhaust: Option<u64>,
+    /// Output datagrams the kernel accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_sent: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_bytes: Option<u64>,
+    /// Output datagrams whose send failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_errors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_syscalls: Option<u64>,
+    /// Output datagrams still queued when the counters were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u64>,
+}
+
+/// Numbers a source printed as rates or ratios only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reported {
+    /// Ingress rate, packets/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_pps: Option<f64>,
+    /// Egress rate, packets/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_pps: Option<f64>,
+    /// Buffer exhaustion as a percentage of received datagrams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buf_exhaust_pct: Option<f64>,
+}
+
+impl Reported {
+    pub fn is_empty(&self) -> bool {
+        self.rx_pps.is_none() && self.tx_pps.is_none() && self.buf_exhaust_pct.is_none()
+    }
+}
+
+/// CPU time of one process, from `/proc/PID/stat` or `getrusage`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessCpu {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_ns: Option<u64>,
+}
+
+impl ProcessCpu {
+    /// user + system, when both are known.
+    pub fn total_ns(&self) -> Option<u64> {
+        Some(self.user_ns?.saturating_add(self.system_ns?))
+    }
+}
+
+/// CPU time of the whole host over the run (deltas of `/proc/stat`), ns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostCpu {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub softirq_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irq_ns: Option<u64>,
+    /// Busy time when only a total is known (`perf stat -a` cpu-clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_ns: Option<u64>,
+}
+
+impl HostCpu {
+    /// Busy CPU time: the sum of the parts when user and system are known, else `busy_ns`.
+    /// softirq and irq are added when present (on veth they carry the forwarding work).
+    pub fn total_ns(&self) -> Option<u64> {
+        match (self.user_ns, self.system_ns) {
+            (Some(u), Some(s)) => Some(
+                u.saturating_add(s)
+                    .saturating_add(self.softirq_ns.unwrap_or(0))
+                    .saturating_add(self.irq_ns.unwrap_or(0)),
+            ),
+            _ => self.busy_ns,
+        }
+    }
+}
+
+/// The receiving end of the pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Distinct datagrams received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
+    /// Sequence numbers never seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reordered: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<u64>,
+    /// Time from first to last datagram, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ns: Option<u64>,
+    /// Rate the tool printed, used only without `received` and `elapsed_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_pps: Option<f64>,
+    /// One-way latency percentiles, ascending by `percentile`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<Percentile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<ProcessCpu>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub perf: BTreeMap<String, Measured>,
+}
+
+/// One point of a latency distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Percentile {
+    /// 0..=100 (50 = median).
+    pub percentile: f64,
+    pub latency_ns: u64,
+}
+
+impl RunRecord {
+    /// An empty record of the current schema.
+    pub fn new(name: impl Into<String>) -> Self {
+        RunRecord {
+            schema: RUN_SCHEMA.into(),
+            version: RUN_VERSION,
+            name: name.into(),
+            date: None,
+            description: None,
+            sources: Vec::new(),
+            environment: Environment::default(),
+            configuration: Configuration::default(),
+            duration_ns: None,
+            generator: None,
+            hops: Vec::new(),
+            receiver: None,
+            host_cpu: None,
+        }
+    }
+
+    /// Reads and checks a record. The schema and version are checked before the body so that a
+    /// record of another version is reported as such, not as a confusing missing field.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = read_nonempty(path)?;
+        let head: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
+        check_schema(path, &head, RUN_SCHEMA, RUN_VERSION)?;
+        let record: RunRecord = from_json(path, &text)?;
+        record.validate(path)?;
+        Ok(record)
+    }
+
+    /// Writes the record as pretty JSON with a trailing newline.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self).expect("records serialize");
+        text.push('\n');
+        std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    }
+
+    /// Checks what serde cannot: names present, rates finite and non-negative, percentiles in range.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(Error::field(path, "name", "must not be empty"));
+        }
+        if self.duration_ns == Some(0) {
+            return Err(Error::field(path, "duration_ns", "must be greater than 0"));
+        }
+        let rate = |field: String, v: Option<f64>| match v {
+            Some(x) if !x.is_finite() || x < 0.0 => Err(Error::field(
+                path,
+                field,
+                format!("{x} is not a non-negative rate"),
+            )),
+            _ => Ok(()),
+        };
+        if let Some(g) = &self.generator {
+            rate("generator.reported_pps".into(), g.reported_pps)?;
+            if g.elapsed_ns == Some(0) {
+                return Err(Error::field(
+                    path,
+                    "generator.elapsed_ns",
+                    "must be greater than 0",
+                ));
+            }
+        }
+        for (i, hop) in self.hops.iter().enumerate() {
+            if hop.name.trim().is_empty() {
+                return Err(Error::field(
+                    path,
+                    format!("hops[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            rate(format!("hops[{i}].reported.rx_pps"), hop.reported.rx_pps)?;
+            rate(format!("hops[{i}].reported.tx_pps"), hop.reported.tx_pps)?;
+            if let Some(p) = hop.reported.buf_exhaust_pct {
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(Error::field(
+                        path,
+                        format!("hops[{i}].reported.buf_exhaust_pct"),
+                        format!("{p} is not a percentage (0..=100)"),
+                    ));
+                }
+            }
+            if hop.duration_ns == Some(0) {
+                return Err(Error::field(
+                    path,
+                    format!("hops[{i}].duration_ns"),
+                    "must be greater than 0",
+                ));
+            }
+        }
+        if let Some(r) = &self.receiver {
+            rate("receiver.reported_pps".into(), r.reported_pps)?;
+            for (i, p) in r.latency.iter().enumerate() {
+                if !(0.0..=100.0).contains(&p.percentile) {
+                    return Err(Error::field(
+                        path,
+                        format!("receiver.latency[{i}].percentile"),
+                        format!("{} is not in 0..=100", p.percentile),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks the `schema` and `version` fields of any producer's JSON document.
+pub fn check_schema(
+    path: &Path,
+    doc: &serde_json::Value,
+    schema: &str,
+    version: u32,
+) -> Result<()> {
+    let found = doc
+        .get("schema")
+        .ok_or_else(|| Error::field(path, "schema", format!("missing (expected \"{schema}\")")))?;
+    if found.as_str() != Some(schema) {
+        return Err(Error::field(
+            path,
+            "schema",
+            format!("is {found}, expected \"{schema}\""),
+        ));
+    }
+    let v = doc
+        .get("version")
+        .ok_or_else(|| Error::field(path, "version", "missing"))?;
+    if v.as_u64() != Some(u64::from(version)) {
+        return Err(Error::field(
+            path,
+            "version",
+            format!(
+                "{schema} version {v} is not supported (this analyzer reads version {version})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn round_trip_keeps_absent_counters_absent() {
+        let mut r = RunRecord::new("x");
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            counters: HopCounters {
+                rx: Some(10),
+                tx_sent: Some(0),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let f = tempfile::NamedTempFile::new().unwrap();
+        r.save(f.path()).unwrap();
+        let text = std::fs::read_to_string(f.path()).unwrap();
+        assert!(text.contains("\"tx_sent\": 0"));
+        assert!(!text.contains("buf_exhaust"), "absent must not become 0");
+        assert_eq!(RunRecord::load(f.path()).unwrap(), r);
+    }
+
+    #[test]
+    fn wrong_version_names_the_field() {
+        let f = write(r#"{"schema":"mcr.analyzer.run","version":2,"name":"x"}"#);
+        let e = RunRecord::load(f.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("field `version`") && e.contains("version 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_schema_names_the_field() {
+        let f = write(r#"{"schema":"mcr.relay.stats","version":1,"name":"x"}"#);
+        let e = RunRecord::load(f.path()).unwrap_err().to_string();
+        assert!(e.contains("field `schema`"), "{e}");
+    }
+
+    #[test]
+    fn counter_that_is_not_a_number_names_its_path() {
+        let f = write(
+            r#"{"schema":"mcr.analyzer.run","version":1,"name":"x",
+                "hops":[{"name":"MCR-1","counters":{"rx":"lots"}}]}"#,
+        );
+        let e = RunRecord::load(f.path()).unwrap_err().to_string();
+        assert!(e.contains("hops[0].counters.rx"), "{e}");
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let f = write(
+            r#"{"schema":"mcr.analyzer.run","version":1,"name":"x","hops":[{"counters":{}}]}"#,
+        );
+        let e = RunRecord::load(f.path()).unwrap_err().to_string();
+        assert!(e.contains("hops[0]") && e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        let f = write("  \n");
+        let e = RunRecord::load(f.path()).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn negative_reported_rate_is_rejected() {
+        let f = write(
+            r#"{"schema":"mcr.analyzer.run","version":1,"name":"x",
+                "hops":[{"name":"a","reported":{"rx_pps":-1}}]}"#,
+        );
+        let e = RunRecord::load(f.path()).unwrap_err().to_string();
+        assert!(e.contains("hops[0].reported.rx_pps"), "{e}");
+    }
+}
