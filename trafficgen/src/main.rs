@@ -1,1 +1,236 @@
-fn main() {}
+//! `trafficgen`: the command-line edge. Parses flags, runs a sub-command, prints its summary,
+//! writes its JSON record.
+//!
+//! Exit codes: 0 success; 1 the run failed (nothing could be sent, a socket error, a sweep
+//! trial failed to run); 2 bad flags; 130 interrupted (SIGINT/SIGTERM; the summary and record
+//! are still written).
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use trafficgen::send::{self, SendLimit, SendOptions};
+use trafficgen::units::parse_duration;
+use trafficgen::{summary, sys};
+
+#[derive(Parser)]
+#[command(
+    name = "trafficgen",
+    version,
+    about = "Paced UDP/multicast sender and accounting receiver",
+    long_about = "Paced UDP/multicast sender and accounting receiver.\n\n\
+        `trafficgen [send] --pps N ...` sends (send is the default sub-command);\n\
+        `trafficgen recv --group G:P ...` receives and accounts;\n\
+        `trafficgen sweep ...` searches for the highest loss-free rate."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send probe datagrams on an absolute schedule (the default sub-command).
+    Send(SendArgs),
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// Destination group (or unicast address) and port.
+    #[arg(long, default_value = "239.1.1.1:5000", value_name = "ADDR:PORT")]
+    dst: SocketAddrV4,
+    /// Target rate in packets per second over all threads; 0 sends as fast as possible.
+    #[arg(long)]
+    pps: u64,
+    /// Packets to send in total. Default (without --duration): 10 seconds' worth.
+    #[arg(long, conflicts_with = "duration")]
+    count: Option<u64>,
+    /// How long to send (e.g. 10s, 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// UDP payload bytes per datagram, probe header (32 bytes) included.
+    #[arg(long, default_value_t = 1400)]
+    size: usize,
+    /// Outgoing interface (IP_MULTICAST_IF for groups, SO_BINDTODEVICE for unicast).
+    #[arg(long, value_name = "IF")]
+    iface: Option<String>,
+    /// Source address to bind.
+    #[arg(long, value_name = "ADDR")]
+    src: Option<Ipv4Addr>,
+    /// IP TTL. The default 1 keeps multicast on the link; raise it for routed paths.
+    #[arg(long, default_value_t = 1)]
+    ttl: u32,
+    /// Sender threads, each with its own socket and share of the rate.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+    /// Streams (independent sequence spaces), spread over threads. Default: one per thread.
+    #[arg(long)]
+    streams: Option<u32>,
+    /// Datagrams per UDP GSO message; 1 turns GSO off (plain sendmmsg).
+    #[arg(long, default_value_t = 16)]
+    gso_segments: u32,
+    /// Messages per sendmmsg call.
+    #[arg(long, default_value_t = 8)]
+    batch: u32,
+    /// How often each stream's end marker is sent.
+    #[arg(long, default_value_t = 3)]
+    end_markers: u32,
+    /// Write the JSON record (mcr.trafficgen.send) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Sub-command names, for making `send` the default.
+const SUBCOMMANDS: &[&str] = &["send", "recv", "sweep", "help"];
+
+/// Inserts `send` when the first argument is a flag other than help/version, so that
+/// `trafficgen --pps N` means `trafficgen send --pps N`.
+fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+        let is_global = matches!(first, "-h" | "--help" | "-V" | "--version");
+        if first.starts_with('-') && !is_global && !SUBCOMMANDS.contains(&first) {
+            args.insert(1, OsString::from("send"));
+        }
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(with_default_subcommand(std::env::args_os().collect())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("trafficgen: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    sys::install_stop_handler();
+    match cli.command {
+        Command::Send(args) => run_send(args),
+    }
+}
+
+/// Prints to stdout; a closed pipe (`trafficgen ... | head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, record: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(record).context("cannot serialize the record")?;
+    text.push('\n');
+    std::fs::write(path, text).with_context(|| format!("cannot write --json {}", path.display()))
+}
+
+fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let limit = match (args.count, args.duration) {
+        (Some(n), _) => SendLimit::Count(n),
+        (None, Some(d)) => SendLimit::Duration(d),
+        (None, None) => SendLimit::Duration(Duration::from_secs(10)),
+    };
+    let options = SendOptions {
+        src: args.src,
+        iface: args.iface,
+        size: args.size,
+        ttl: args.ttl,
+        threads: args.threads,
+        streams: args.streams.unwrap_or(args.threads),
+        gso_segments: args.gso_segments,
+        batch_messages: args.batch,
+        end_marker_repeats: args.end_markers,
+        ..SendOptions::new(args.dst, args.pps, limit)
+    };
+    let bar = progress_bar();
+    let record = send::run(&options, Duration::from_millis(100), |watch| {
+        let sent: u64 = watch
+            .progress
+            .iter()
+            .map(|c| c.0.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        if let Some(total) = watch.total {
+            bar.set_length(total);
+        }
+        bar.set_position(sent);
+    })
+    .context("send failed")?;
+    bar.finish_and_clear();
+    print_out(&summary::send(&record))?;
+    if let Some(path) = &args.json {
+        write_json(path, &record)?;
+    }
+    if record.packets_sent == 0 && record.send_errors > 0 {
+        bail!(
+            "every send failed ({} errors: {:?}); is --dst {} reachable?",
+            record.send_errors,
+            record.send_errors_by_errno,
+            options.dst
+        );
+    }
+    Ok(if sys::stop_requested() {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A progress bar on stderr when it is a terminal, else a hidden one (CI logs stay clean).
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} packets ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn send_is_the_default_subcommand() {
+        assert_eq!(
+            with_default_subcommand(os(&["tg", "--pps", "1"])),
+            os(&["tg", "send", "--pps", "1"])
+        );
+        assert_eq!(
+            with_default_subcommand(os(&["tg", "recv"])),
+            os(&["tg", "recv"])
+        );
+        assert_eq!(
+            with_default_subcommand(os(&["tg", "--help"])),
+            os(&["tg", "--help"])
+        );
+    }
+}

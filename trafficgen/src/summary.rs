@@ -1,0 +1,106 @@
+//! Human-readable summaries of the records, printed at the end of each sub-command.
+
+use std::fmt::Write;
+
+use crate::record::{Distribution, PerfValue, SendRecord};
+
+fn us(ns: u64) -> String {
+    format!("{:.1}us", ns as f64 / 1e3)
+}
+
+fn dist_us(d: &Distribution) -> String {
+    format!(
+        "min {} p50 {} p90 {} p99 {} p99.9 {} max {}",
+        us(d.min),
+        us(d.p50),
+        us(d.p90),
+        us(d.p99),
+        us(d.p999),
+        us(d.max)
+    )
+}
+
+fn perf_value(v: PerfValue) -> String {
+    match v {
+        PerfValue::Count(n) => n.to_string(),
+        PerfValue::Unavailable => "unavailable".to_string(),
+    }
+}
+
+/// The sender's summary.
+pub fn send(r: &SendRecord) -> String {
+    let mut s = String::new();
+    let c = &r.config;
+    let secs = r.elapsed_ns as f64 / 1e9;
+    let target = if c.target_pps == 0 {
+        "as fast as possible".to_string()
+    } else {
+        format!("{} pps", c.target_pps)
+    };
+    let _ = writeln!(
+        s,
+        "trafficgen send -> {}: {} threads, {} streams, {} B payload, {} (batch {} x {} datagrams)",
+        c.dst,
+        c.threads,
+        c.streams,
+        c.payload_size_bytes,
+        c.batch_mode,
+        c.max_batch_packets / c.gso_segments.max(1),
+        c.gso_segments
+    );
+    if let Some(reason) = &c.gso_fallback_reason {
+        let _ = writeln!(s, "  GSO turned off: {reason}");
+    }
+    let _ = writeln!(
+        s,
+        "  sent        {} packets in {:.3} s",
+        r.packets_sent, secs
+    );
+    let _ = writeln!(
+        s,
+        "  bytes       {} payload, {} on the wire (Ethernet frames)",
+        r.payload_bytes, r.wire_bytes
+    );
+    let errors = if r.send_errors_by_errno.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = r
+            .send_errors_by_errno
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        format!(" ({})", parts.join(", "))
+    };
+    let _ = writeln!(s, "  errors      {}{}", r.send_errors, errors);
+    let error = r
+        .rate_error_ratio
+        .map(|e| format!(", error {:+.3}%", e * 100.0))
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "  rate        {:.0} pps (target {}{}), {:.1} Mbit/s payload, {:.1} Mbit/s wire",
+        r.achieved_pps,
+        target,
+        error,
+        r.payload_bps / 1e6,
+        r.wire_bps / 1e6
+    );
+    let _ = writeln!(s, "  batch gap   {}", dist_us(&r.batch_gap_ns));
+    let _ = writeln!(s, "  late by     {}", dist_us(&r.schedule_lag_ns));
+    let _ = writeln!(
+        s,
+        "  batch size  p50 {} max {} datagrams",
+        r.batch_packets.p50, r.batch_packets.max
+    );
+    let _ = writeln!(s, "  end markers {}", r.end_markers_sent);
+    let _ = writeln!(
+        s,
+        "  perf        task-clock {} ns, ctx-switches {}, migrations {}, cycles {}, instructions {}",
+        perf_value(r.perf.task_clock_ns),
+        perf_value(r.perf.context_switches),
+        perf_value(r.perf.cpu_migrations),
+        perf_value(r.perf.cycles),
+        perf_value(r.perf.instructions)
+    );
+    s
+}
