@@ -123,7 +123,7 @@ mod tests {
     fn due_time_and_due_by_agree_for_awkward_rates() {
         for pps in [1, 7, 999, 10_000, 123_457, 1_000_000, 3_333_333] {
             let s = Schedule::new(pps);
-            for n in [0u64, 1, 2, 17, 1000, 99_999, 1 << 40] {
+            for n in [0u64, 1, 2, 17, 1000, 99_999, 1 << 30] {
                 let t = s.due_time_ns(n);
                 assert!(
                     s.due_by(t) > n,
