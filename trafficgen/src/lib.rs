@@ -20,11 +20,13 @@
 
 #![deny(unsafe_code)]
 
+pub mod accounting;
 pub mod histogram;
 pub mod pacing;
 pub mod perf;
 pub mod probe;
 pub mod record;
+pub mod recv;
 pub mod send;
 pub mod summary;
 pub mod sys;

@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use trafficgen::recv::{self, RecvOptions};
 use trafficgen::send::{self, SendLimit, SendOptions};
 use trafficgen::units::parse_duration;
 use trafficgen::{summary, sys};
@@ -40,6 +41,36 @@ struct Cli {
 enum Command {
     /// Send probe datagrams on an absolute schedule (the default sub-command).
     Send(SendArgs),
+    /// Join a group and account for every probe: loss, duplicates, reordering, latency.
+    Recv(RecvArgs),
+}
+
+#[derive(Args)]
+struct RecvArgs {
+    /// Group (or local unicast address) and port to receive on.
+    #[arg(long, value_name = "ADDR:PORT")]
+    group: SocketAddrV4,
+    /// Interface to join the group on.
+    #[arg(long, value_name = "IF")]
+    iface: Option<String>,
+    /// Stop after this long (e.g. 30s).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after this long without a datagram (e.g. 2s).
+    #[arg(long, value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Stop once every stream seen has sent its end marker.
+    #[arg(long)]
+    exit_on_end: bool,
+    /// Streams accounted separately; datagrams of more streams are only counted.
+    #[arg(long, default_value_t = trafficgen::accounting::DEFAULT_MAX_STREAMS)]
+    max_streams: u32,
+    /// Write the JSON record (mcr.trafficgen.recv) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Print the line `ready` on stdout once the group is joined (for scripts and `sweep`).
+    #[arg(long)]
+    ready_line: bool,
 }
 
 #[derive(Args)]
@@ -128,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     sys::install_stop_handler();
     match cli.command {
         Command::Send(args) => run_send(args),
+        Command::Recv(args) => run_recv(args),
     }
 }
 
@@ -188,6 +220,38 @@ fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
             record.send_errors_by_errno,
             options.dst
         );
+    }
+    Ok(if sys::stop_requested() {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_recv(args: RecvArgs) -> anyhow::Result<ExitCode> {
+    if args.max_streams == 0 {
+        bail!("--max-streams must be at least 1");
+    }
+    let options = RecvOptions {
+        iface: args.iface,
+        duration: args.duration,
+        idle_timeout: args.idle_timeout,
+        exit_on_end: args.exit_on_end,
+        max_streams: args.max_streams,
+        ..RecvOptions::new(args.group)
+    };
+    let ready_line = args.ready_line;
+    let record = recv::run(&options, || {
+        if ready_line {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "ready");
+            let _ = out.flush();
+        }
+    })
+    .context("receive failed")?;
+    print_out(&summary::recv(&record))?;
+    if let Some(path) = &args.json {
+        write_json(path, &record)?;
     }
     Ok(if sys::stop_requested() {
         ExitCode::from(130)

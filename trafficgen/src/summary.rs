@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::record::{Distribution, PerfValue, SendRecord};
+use crate::record::{Distribution, PerfValue, RecvRecord, SendRecord};
 
 fn us(ns: u64) -> String {
     format!("{:.1}us", ns as f64 / 1e3)
@@ -102,5 +102,67 @@ pub fn send(r: &SendRecord) -> String {
         perf_value(r.perf.cycles),
         perf_value(r.perf.instructions)
     );
+    s
+}
+
+/// The receiver's summary: totals, then one line per stream.
+pub fn recv(r: &RecvRecord) -> String {
+    let mut s = String::new();
+    let t = &r.totals;
+    let _ = writeln!(
+        s,
+        "trafficgen recv <- {}: {} streams in {:.3} s",
+        r.config.group,
+        r.streams.len(),
+        r.elapsed_ns as f64 / 1e9
+    );
+    let _ = writeln!(
+        s,
+        "  datagrams   {} ({} bytes), foreign {}, malformed {}, untracked streams {}",
+        r.datagrams_received,
+        r.datagram_bytes,
+        r.foreign_datagrams,
+        r.malformed_datagrams.values().sum::<u64>(),
+        r.untracked_stream_datagrams
+    );
+    let loss = if t.expected == 0 {
+        0.0
+    } else {
+        t.lost as f64 / t.expected as f64 * 100.0
+    };
+    let _ = writeln!(
+        s,
+        "  packets     expected {} received {} lost {} ({:.4}%) duplicated {} reordered {} late {}",
+        t.expected, t.received, t.lost, loss, t.duplicated, t.reordered, t.late
+    );
+    let netns = r
+        .udp_rcvbuf_errors_netns
+        .map_or("unknown".to_string(), |n| n.to_string());
+    let _ = writeln!(
+        s,
+        "  host drops  {} at this socket (SO_RXQ_OVFL), {} UDP buffer drops in this netns",
+        r.socket_drops, netns
+    );
+    for stream in &r.streams {
+        let c = &stream.counters;
+        let end = if stream.end_marker_seen {
+            ""
+        } else {
+            " (no end marker: tail loss unknown)"
+        };
+        let _ = writeln!(
+            s,
+            "  stream {:>4}  received {} lost {} dup {} reord {} late {}, {:.0} pps{}",
+            stream.stream_id,
+            c.received,
+            c.lost,
+            c.duplicated,
+            c.reordered,
+            c.late,
+            stream.receive_pps.unwrap_or(0.0),
+            end
+        );
+        let _ = writeln!(s, "               latency {}", dist_us(&stream.latency_ns));
+    }
     s
 }
