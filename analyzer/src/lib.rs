@@ -19,3 +19,6 @@ pub mod ingest;
 pub mod record;
 
 pub use error::{Error, Result};
+pub mod metrics;
+pub mod stats;
+pub mod table;

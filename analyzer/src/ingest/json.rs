@@ -5,9 +5,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use relay::stats::report::{StatsReport, STATS_SCHEMA, STATS_VERSION};
+use trafficgen::record::{
+    Distribution, PerfCounters, PerfValue, RecvRecord, SendRecord, SweepRecord, RECORD_VERSION,
+    RECV_SCHEMA, SEND_SCHEMA, SWEEP_SCHEMA,
+};
 
 use crate::error::{from_json, Result};
-use crate::record::{check_schema, Hop, Measured, Setting};
+use crate::record::{
+    check_schema, Generator, Hop, Measured, Percentile, Receiver, RunRecord, Setting, Sweep,
+};
 
 /// The `schema` field of a JSON document, if it has one.
 pub fn schema_of(doc: &serde_json::Value) -> Option<&str> {
@@ -78,6 +84,168 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
     hop.tunables.insert(
         "mcrd_version".into(),
         Setting::from(report.relay.version.clone()),
+    );
+    Ok(())
+}
+
+fn measured(v: PerfValue) -> Measured {
+    Measured::from_option(v.count())
+}
+
+fn trafficgen_perf(p: &PerfCounters) -> BTreeMap<String, Measured> {
+    [
+        ("task_clock_ns", p.task_clock_ns),
+        ("context_switches", p.context_switches),
+        ("cpu_migrations", p.cpu_migrations),
+        ("page_faults", p.page_faults),
+        ("cycles", p.cycles),
+        ("instructions", p.instructions),
+        ("cache_misses", p.cache_misses),
+        ("branch_misses", p.branch_misses),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), measured(v)))
+    .collect()
+}
+
+/// Reads `trafficgen send --json` into the generator and its configuration.
+pub fn trafficgen_send(
+    path: &Path,
+    text: &str,
+    doc: &serde_json::Value,
+    rec: &mut RunRecord,
+) -> Result<()> {
+    check_schema(path, doc, SEND_SCHEMA, RECORD_VERSION)?;
+    let r: SendRecord = from_json(path, text)?;
+    let g = rec.generator.get_or_insert_with(Generator::default);
+    g.tool = Some(format!("trafficgen {}", r.trafficgen_version));
+    g.sent = Some(r.packets_sent);
+    g.send_errors = Some(r.send_errors);
+    g.payload_bytes = Some(r.payload_bytes);
+    g.wire_bytes = Some(r.wire_bytes);
+    g.elapsed_ns = Some(r.elapsed_ns).filter(|&n| n > 0);
+    g.reported_pps = Some(r.achieved_pps).filter(|x| x.is_finite());
+    g.perf.extend(trafficgen_perf(&r.perf));
+    let c = &r.config;
+    let cfg = &mut rec.configuration.generator;
+    let mut put = |k: &str, v: Setting| {
+        if !v.is_null() {
+            cfg.insert(k.to_string(), v);
+        }
+    };
+    put("dst", c.dst.clone().into());
+    put("src", c.src.clone().into());
+    put("iface", c.iface.clone().into());
+    put("target_pps", c.target_pps.into());
+    put("count", c.count.into());
+    put("duration_ns", c.duration_ns.into());
+    put("size", c.payload_size_bytes.into());
+    put("ttl", c.ttl.into());
+    put("threads", c.threads.into());
+    put("streams", c.streams.into());
+    put("batch_mode", c.batch_mode.clone().into());
+    put("gso_segments", c.gso_segments.into());
+    put("max_batch_packets", c.max_batch_packets.into());
+    put("socket_sndbuf_bytes", c.socket_sndbuf_bytes.into());
+    put("gso_fallback_reason", c.gso_fallback_reason.clone().into());
+    Ok(())
+}
+
+/// Reads `trafficgen recv --json` into the receiver.
+///
+/// Latency percentiles of several streams cannot be merged from their summaries; with more
+/// than one stream the record keeps, per percentile, the worst stream's value (documented in
+/// the README), which is what a regression check needs.
+pub fn trafficgen_recv(
+    path: &Path,
+    text: &str,
+    doc: &serde_json::Value,
+    rec: &mut RunRecord,
+) -> Result<()> {
+    check_schema(path, doc, RECV_SCHEMA, RECORD_VERSION)?;
+    let r: RecvRecord = from_json(path, text)?;
+    let out = rec.receiver.get_or_insert_with(Receiver::default);
+    out.tool = Some(format!("trafficgen {}", r.trafficgen_version));
+    out.received = Some(r.totals.received);
+    out.lost = Some(r.totals.lost);
+    out.duplicates = Some(r.totals.duplicated);
+    out.reordered = Some(r.totals.reordered);
+    out.late = Some(r.totals.late);
+    out.socket_drops = Some(r.socket_drops);
+    out.elapsed_ns = Some(r.elapsed_ns).filter(|&n| n > 0);
+    let rates: Vec<f64> = r.streams.iter().filter_map(|s| s.receive_pps).collect();
+    if !rates.is_empty() {
+        out.reported_pps = Some(rates.iter().sum());
+    }
+    let dists: Vec<&Distribution> = r
+        .streams
+        .iter()
+        .map(|s| &s.latency_ns)
+        .filter(|d| d.samples > 0)
+        .collect();
+    if !dists.is_empty() {
+        let worst = |f: fn(&Distribution) -> u64| dists.iter().map(|d| f(d)).max().unwrap_or(0);
+        out.latency = vec![
+            Percentile {
+                percentile: 50.0,
+                latency_ns: worst(|d| d.p50),
+            },
+            Percentile {
+                percentile: 90.0,
+                latency_ns: worst(|d| d.p90),
+            },
+            Percentile {
+                percentile: 99.0,
+                latency_ns: worst(|d| d.p99),
+            },
+            Percentile {
+                percentile: 99.9,
+                latency_ns: worst(|d| d.p999),
+            },
+            Percentile {
+                percentile: 100.0,
+                latency_ns: worst(|d| d.max),
+            },
+        ];
+    }
+    rec.configuration.harness.insert(
+        "recv_socket_rcvbuf_bytes".into(),
+        r.config.socket_rcvbuf_bytes.into(),
+    );
+    Ok(())
+}
+
+/// Reads `trafficgen sweep --json`: the rates found, and the sweep's parameters.
+pub fn trafficgen_sweep(
+    path: &Path,
+    text: &str,
+    doc: &serde_json::Value,
+    rec: &mut RunRecord,
+) -> Result<()> {
+    check_schema(path, doc, SWEEP_SCHEMA, RECORD_VERSION)?;
+    let r: SweepRecord = from_json(path, text)?;
+    rec.sweep = Some(Sweep {
+        zero_loss_pps: r.zero_loss_pps,
+        max_loss_ratio_pps: r.max_loss_ratio_pps,
+        max_loss_ratio: Some(r.config.max_loss_ratio),
+        trials: Some(r.trials.len() as u64),
+    });
+    let cfg = &mut rec.configuration.generator;
+    cfg.insert("size".into(), r.config.payload_size_bytes.into());
+    cfg.insert("threads".into(), r.config.threads.into());
+    cfg.insert(
+        "sweep_trial_duration_ns".into(),
+        r.config.trial_duration_ns.into(),
+    );
+    cfg.insert(
+        "sweep_trials_per_rate".into(),
+        r.config.trials_per_rate.into(),
+    );
+    cfg.insert("sweep_min_pps".into(), r.config.min_pps.into());
+    cfg.insert("sweep_max_pps".into(), r.config.max_pps.into());
+    cfg.insert(
+        "sweep_resolution_pps".into(),
+        r.config.resolution_pps.into(),
     );
     Ok(())
 }

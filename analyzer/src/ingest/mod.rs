@@ -139,6 +139,15 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
             (Role::Hop(name), relay::stats::report::STATS_SCHEMA) => {
                 json::relay_stats(path, &text, &doc, hop_mut(rec, name))?
             }
+            (Role::Generator, trafficgen::record::SEND_SCHEMA) => {
+                json::trafficgen_send(path, &text, &doc, rec)?
+            }
+            (Role::Generator, trafficgen::record::SWEEP_SCHEMA) => {
+                json::trafficgen_sweep(path, &text, &doc, rec)?
+            }
+            (Role::Receiver, trafficgen::record::RECV_SCHEMA) => {
+                json::trafficgen_recv(path, &text, &doc, rec)?
+            }
             (role, _) => {
                 return Err(Error::field(
                     path,

@@ -63,6 +63,26 @@ pub struct RunRecord {
     /// CPU time of the whole host over the run (all processes, kernel work included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_cpu: Option<HostCpu>,
+    /// Result of a rate search (`trafficgen sweep`), when the run was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Sweep>,
+}
+
+/// What a rate search found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// Highest rate at which no trial lost a packet, packets/s; absent if even the lowest lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_loss_pps: Option<u64>,
+    /// Highest rate whose loss ratio stayed at most `max_loss_ratio`, packets/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_loss_ratio_pps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_loss_ratio: Option<f64>,
+    /// Trials run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<u64>,
 }
 
 /// Provenance of one input.
@@ -317,6 +337,9 @@ pub struct Receiver {
     pub reordered: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late: Option<u64>,
+    /// Datagrams the receiving socket's full buffer dropped (host loss; also inside `lost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_drops: Option<u64>,
     /// Time from first to last datagram, ns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_ns: Option<u64>,
@@ -358,6 +381,7 @@ impl RunRecord {
             hops: Vec::new(),
             receiver: None,
             host_cpu: None,
+            sweep: None,
         }
     }
 

@@ -1,0 +1,415 @@
+//! The metrics a report compares, derived from one run record.
+//!
+//! Rates are the seed's "calculated rates": a counter divided by the run's duration, so every
+//! hop of a run shares one denominator (the generator's elapsed time unless the record says
+//! otherwise). A hop's own `duration_ns` (its uptime) is used only when the run has none,
+//! because a relay is up before and after the traffic and its uptime would understate rates.
+//! When a record has no counter for a metric but the source printed the figure, the printed
+//! figure is used and marked [`Origin::Reported`]; nothing is ever estimated.
+
+use crate::record::{Hop, RunRecord};
+
+/// What a metric is measured in; percentages change in percentage points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Pps,
+    Percent,
+    /// Nanoseconds of CPU per packet.
+    NsPerPacket,
+    /// Latency in nanoseconds.
+    Nanos,
+}
+
+/// Which direction is an improvement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+    /// An input of the test rather than a result (the generator's rate): shown, never judged.
+    Neither,
+}
+
+/// How a value was obtained.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// `numerator / denominator` from counters.
+    Computed {
+        numerator: u64,
+        denominator: Denominator,
+    },
+    /// A figure the source printed without its counters.
+    Reported,
+    /// Read directly (latency percentiles).
+    Measured,
+}
+
+/// The denominator of a computed value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Denominator {
+    /// A duration, ns (rates).
+    Duration(u64),
+    /// A packet count (ratios, CPU per packet).
+    Packets(u64),
+}
+
+/// Identity of a metric, shared by all runs that have it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Stable key: `generator.pps`, `hop1.rx_pps`, `receiver.latency_p99`.
+    pub key: String,
+    /// Row label: `MCR-1 Ingress`.
+    pub label: String,
+    pub unit: Unit,
+    pub better: Better,
+}
+
+/// One metric's value in one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub metric: Metric,
+    pub value: f64,
+    pub origin: Origin,
+}
+
+fn metric(key: impl Into<String>, label: impl Into<String>, unit: Unit, better: Better) -> Metric {
+    Metric {
+        key: key.into(),
+        label: label.into(),
+        unit,
+        better,
+    }
+}
+
+fn ratio(num: u64, den: u64, scale: f64) -> Option<(f64, Origin)> {
+    (den > 0).then(|| {
+        (
+            num as f64 / den as f64 * scale,
+            Origin::Computed {
+                numerator: num,
+                denominator: Denominator::Packets(den),
+            },
+        )
+    })
+}
+
+fn per_second(num: u64, ns: u64) -> Option<(f64, Origin)> {
+    (ns > 0).then(|| {
+        (
+            num as f64 * 1e9 / ns as f64,
+            Origin::Computed {
+                numerator: num,
+                denominator: Denominator::Duration(ns),
+            },
+        )
+    })
+}
+
+fn reported(v: Option<f64>) -> Option<(f64, Origin)> {
+    v.map(|x| (x, Origin::Reported))
+}
+
+/// The duration hop rates are computed over.
+pub fn hop_duration(rec: &RunRecord, hop: &Hop) -> Option<u64> {
+    rec.duration_ns.or(hop.duration_ns)
+}
+
+/// The duration the generator's rate is computed over.
+fn generator_duration(rec: &RunRecord) -> Option<u64> {
+    rec.generator
+        .as_ref()
+        .and_then(|g| g.elapsed_ns)
+        .or(rec.duration_ns)
+}
+
+/// CPU time of a hop: process user+system if known, else the perf task clock of its workers.
+pub fn hop_cpu_ns(hop: &Hop) -> Option<u64> {
+    hop.cpu
+        .as_ref()
+        .and_then(|c| c.total_ns())
+        .or_else(|| hop.perf.get("task_clock_ns").and_then(|m| m.count()))
+}
+
+/// Packets that made it through the whole pipeline: the receiver's count, else the last hop's sends.
+pub fn delivered(rec: &RunRecord) -> Option<u64> {
+    rec.receiver
+        .as_ref()
+        .and_then(|r| r.received)
+        .or_else(|| rec.hops.last().and_then(|h| h.counters.tx_sent))
+}
+
+/// Every metric the record has a value for, in report order.
+pub fn metrics(rec: &RunRecord) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut push = |m: Metric, v: Option<(f64, Origin)>| {
+        if let Some((value, origin)) = v {
+            out.push(Value {
+                metric: m,
+                value,
+                origin,
+            });
+        }
+    };
+    if let Some(g) = &rec.generator {
+        let computed = g
+            .sent
+            .zip(generator_duration(rec))
+            .and_then(|(n, d)| per_second(n, d));
+        push(
+            metric(
+                "generator.pps",
+                "Traffic Generator",
+                Unit::Pps,
+                Better::Neither,
+            ),
+            computed.or_else(|| reported(g.reported_pps)),
+        );
+    }
+    for (i, hop) in rec.hops.iter().enumerate() {
+        let k = format!("hop{}", i + 1);
+        let c = &hop.counters;
+        let d = hop_duration(rec, hop);
+        push(
+            metric(
+                format!("{k}.rx_pps"),
+                format!("{} Ingress", hop.name),
+                Unit::Pps,
+                Better::Higher,
+            ),
+            c.rx.zip(d)
+                .and_then(|(n, d)| per_second(n, d))
+                .or_else(|| reported(hop.reported.rx_pps)),
+        );
+        push(
+            metric(
+                format!("{k}.tx_pps"),
+                format!("{} Egress", hop.name),
+                Unit::Pps,
+                Better::Higher,
+            ),
+            c.tx_sent
+                .zip(d)
+                .and_then(|(n, d)| per_second(n, d))
+                .or_else(|| reported(hop.reported.tx_pps)),
+        );
+        push(
+            metric(
+                format!("{k}.buf_exhaust_pct"),
+                format!("{} Buffer Exhaustion", hop.name),
+                Unit::Percent,
+                Better::Lower,
+            ),
+            c.buf_exhaust
+                .zip(c.rx)
+                .and_then(|(n, rx)| ratio(n, rx, 100.0))
+                .or_else(|| reported(hop.reported.buf_exhaust_pct)),
+        );
+        push(
+            metric(
+                format!("{k}.kernel_drop_pct"),
+                format!("{} Kernel Drops", hop.name),
+                Unit::Percent,
+                Better::Lower,
+            ),
+            c.kernel_drops
+                .zip(c.rx)
+                .and_then(|(kd, rx)| ratio(kd, rx + kd, 100.0)),
+        );
+        push(
+            metric(
+                format!("{k}.cpu_ns_per_packet"),
+                format!("{} CPU per packet", hop.name),
+                Unit::NsPerPacket,
+                Better::Lower,
+            ),
+            hop_cpu_ns(hop)
+                .zip(c.rx)
+                .and_then(|(ns, rx)| ratio(ns, rx, 1.0)),
+        );
+    }
+    if let Some(r) = &rec.receiver {
+        let d = rec.duration_ns.or(r.elapsed_ns);
+        push(
+            metric(
+                "receiver.pps",
+                "Receiver Delivered",
+                Unit::Pps,
+                Better::Higher,
+            ),
+            r.received
+                .zip(d)
+                .and_then(|(n, d)| per_second(n, d))
+                .or_else(|| reported(r.reported_pps)),
+        );
+        push(
+            metric(
+                "receiver.loss_pct",
+                "End-to-end Loss",
+                Unit::Percent,
+                Better::Lower,
+            ),
+            r.lost
+                .zip(r.received)
+                .and_then(|(l, n)| ratio(l, l + n, 100.0)),
+        );
+        for p in &r.latency {
+            push(
+                metric(
+                    format!("receiver.latency_p{}", p.percentile),
+                    format!("Latency p{}", p.percentile),
+                    Unit::Nanos,
+                    Better::Lower,
+                ),
+                Some((p.latency_ns as f64, Origin::Measured)),
+            );
+        }
+    }
+    if let Some(h) = &rec.host_cpu {
+        push(
+            metric(
+                "host.cpu_ns_per_packet",
+                "Host CPU per delivered packet",
+                Unit::NsPerPacket,
+                Better::Lower,
+            ),
+            h.total_ns()
+                .zip(delivered(rec))
+                .and_then(|(ns, n)| ratio(ns, n, 1.0)),
+        );
+    }
+    if let Some(s) = &rec.sweep {
+        push(
+            metric(
+                "sweep.zero_loss_pps",
+                "Zero-loss Rate",
+                Unit::Pps,
+                Better::Higher,
+            ),
+            s.zero_loss_pps.map(|v| (v as f64, Origin::Measured)),
+        );
+    }
+    out
+}
+
+/// Position of a metric in reports: generator, then each hop in pipeline order, then the
+/// receiver (latency percentiles ascending), host and sweep.
+pub fn rank(key: &str) -> f64 {
+    const HOP_METRICS: [&str; 5] = [
+        "rx_pps",
+        "tx_pps",
+        "buf_exhaust_pct",
+        "kernel_drop_pct",
+        "cpu_ns_per_packet",
+    ];
+    let (section, name) = key.split_once('.').unwrap_or((key, ""));
+    if let Some(n) = section
+        .strip_prefix("hop")
+        .and_then(|n| n.parse::<f64>().ok())
+    {
+        let sub = HOP_METRICS.iter().position(|m| *m == name).unwrap_or(9);
+        return 1_000.0 + n * 10.0 + sub as f64;
+    }
+    match (section, name) {
+        ("generator", _) => 0.0,
+        ("receiver", "pps") => 100_000.0,
+        ("receiver", "loss_pct") => 100_001.0,
+        ("receiver", p) => {
+            100_002.0
+                + p.trim_start_matches("latency_p")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+        }
+        ("host", _) => 200_000.0,
+        _ => 300_000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Generator, HopCounters, Reported};
+
+    fn seed_after() -> RunRecord {
+        let mut r = RunRecord::new("after");
+        r.duration_ns = Some(14_430_000_000);
+        r.generator = Some(Generator {
+            sent: Some(10_000_000),
+            elapsed_ns: Some(14_430_000_000),
+            reported_pps: Some(692_879.0),
+            ..Default::default()
+        });
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            counters: HopCounters {
+                rx: Some(9_940_000),
+                tx_sent: Some(1_405_182),
+                buf_exhaust: Some(8_534_699),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        r
+    }
+
+    fn get(v: &[Value], key: &str) -> f64 {
+        v.iter().find(|x| x.metric.key == key).unwrap().value
+    }
+
+    #[test]
+    fn seed_calculated_rates() {
+        let m = metrics(&seed_after());
+        assert_eq!(get(&m, "hop1.rx_pps").round(), 688_843.0);
+        assert_eq!(get(&m, "hop1.tx_pps").round(), 97_379.0);
+        assert_eq!((get(&m, "hop1.buf_exhaust_pct") * 100.0).round(), 8586.0);
+        assert_eq!(
+            get(&m, "generator.pps").round(),
+            693_001.0,
+            "computed, not the printed rate"
+        );
+        assert!(
+            m.iter().all(|v| v.metric.key != "hop1.kernel_drop_pct"),
+            "unknown stays unknown"
+        );
+    }
+
+    #[test]
+    fn report_order() {
+        let keys = [
+            "receiver.pps",
+            "hop2.rx_pps",
+            "hop1.tx_pps",
+            "hop1.rx_pps",
+            "generator.pps",
+            "hop10.rx_pps",
+        ];
+        let mut sorted = keys.to_vec();
+        sorted.sort_by(|a, b| rank(a).total_cmp(&rank(b)));
+        assert_eq!(
+            sorted,
+            [
+                "generator.pps",
+                "hop1.rx_pps",
+                "hop1.tx_pps",
+                "hop2.rx_pps",
+                "hop10.rx_pps",
+                "receiver.pps"
+            ]
+        );
+    }
+
+    #[test]
+    fn reported_rate_is_used_only_without_counters() {
+        let mut r = RunRecord::new("phase4");
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            reported: Reported {
+                rx_pps: Some(490_000.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let m = metrics(&r);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].value, 490_000.0);
+        assert_eq!(m[0].origin, Origin::Reported);
+    }
+}

@@ -1,0 +1,115 @@
+//! The long table of all runs: one row per (sample set, sample, metric), held in polars.
+//!
+//! Columns: `set` (0 = baseline, then each compared run or group of repeats), `sample` (index
+//! within the set), `run` (record name), `key` (metric key), `value` (f64), `origin`
+//! (`computed`, `reported` or `measured`). Reports read values back by set and metric, so the
+//! numbers a report prints are exactly the rows of this table.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+
+use crate::metrics::{self, Metric, Origin};
+use crate::record::RunRecord;
+
+/// The table and the metrics it holds, in report order.
+pub struct Table {
+    pub df: DataFrame,
+    pub metrics: Vec<Metric>,
+}
+
+impl Table {
+    /// Builds the table from sample sets (each a list of records of one configuration).
+    pub fn build(sets: &[Vec<RunRecord>]) -> PolarsResult<Self> {
+        let (mut set, mut sample, mut run, mut key, mut value, mut origin) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut seen: BTreeMap<String, Metric> = BTreeMap::new();
+        for (si, records) in sets.iter().enumerate() {
+            for (ri, rec) in records.iter().enumerate() {
+                for v in metrics::metrics(rec) {
+                    set.push(si as u32);
+                    sample.push(ri as u32);
+                    run.push(rec.name.clone());
+                    key.push(v.metric.key.clone());
+                    value.push(v.value);
+                    origin.push(match v.origin {
+                        Origin::Computed { .. } => "computed",
+                        Origin::Reported => "reported",
+                        Origin::Measured => "measured",
+                    });
+                    seen.entry(v.metric.key.clone()).or_insert(v.metric);
+                }
+            }
+        }
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("set".into(), set),
+            Column::new("sample".into(), sample),
+            Column::new("run".into(), run),
+            Column::new("key".into(), key),
+            Column::new("value".into(), value),
+            Column::new("origin".into(), origin),
+        ])?;
+        let mut metrics: Vec<Metric> = seen.into_values().collect();
+        metrics.sort_by(|a, b| metrics::rank(&a.key).total_cmp(&metrics::rank(&b.key)));
+        Ok(Table { df, metrics })
+    }
+
+    fn rows(&self, set: usize, key: &str) -> PolarsResult<DataFrame> {
+        let mask = self.df.column("set")?.u32()?.equal(set as u32)
+            & self.df.column("key")?.str()?.equal(key);
+        self.df.filter(&mask)
+    }
+
+    /// Every sample's value of `key` in `set` (empty when the set has no such metric).
+    pub fn values(&self, set: usize, key: &str) -> PolarsResult<Vec<f64>> {
+        let rows = self.rows(set, key)?;
+        Ok(rows.column("value")?.f64()?.into_no_null_iter().collect())
+    }
+
+    /// True when any sample of `set` had `key` only as a printed figure.
+    pub fn any_reported(&self, set: usize, key: &str) -> PolarsResult<bool> {
+        let rows = self.rows(set, key)?;
+        let reported = rows
+            .column("origin")?
+            .str()?
+            .iter()
+            .any(|o| o == Some("reported"));
+        Ok(reported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Generator, Hop, HopCounters};
+
+    fn rec(name: &str, rx: u64) -> RunRecord {
+        let mut r = RunRecord::new(name);
+        r.duration_ns = Some(1_000_000_000);
+        r.generator = Some(Generator {
+            sent: Some(rx),
+            elapsed_ns: Some(1_000_000_000),
+            ..Default::default()
+        });
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            counters: HopCounters {
+                rx: Some(rx),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn one_row_per_sample_and_metric() {
+        let t = Table::build(&[vec![rec("a", 10), rec("a", 12)], vec![rec("b", 20)]]).unwrap();
+        assert_eq!(t.df.height(), 6);
+        assert_eq!(t.values(0, "hop1.rx_pps").unwrap(), vec![10.0, 12.0]);
+        assert_eq!(t.values(1, "hop1.rx_pps").unwrap(), vec![20.0]);
+        assert!(t.values(1, "hop2.rx_pps").unwrap().is_empty());
+        assert_eq!(t.metrics[0].key, "generator.pps");
+        assert!(!t.any_reported(0, "hop1.rx_pps").unwrap());
+    }
+}
