@@ -206,6 +206,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Whether the header checksum (over the whole header, options included) is right.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
+        if !self.has_options() {
+            return checksum::verifies(checksum::sum_ipv4_header(self.fixed()));
+        }
         let header = self
             .buffer
             .as_ref()
