@@ -1,3 +1,20 @@
 //! MCR relay library: the parts of `mcrd` and `mcrctl`.
+//!
+//! * [`wire`]: packet parsing (Ethernet, 802.1Q, IPv4, UDP, vnet/GSO headers).
+//! * [`config`]: the TOML file and its validation.
+//! * [`rules`]: the rule set, the resolved rule table, and the kernel packet filter.
+//! * [`dataplane`]: worker threads, packet rings, io_uring egress.
+//! * [`stats`]: live counters and the JSON report made from them.
+//! * [`control`]: the control-socket protocol, its handler, server and client.
+//! * [`daemon`]: ties them together for `mcrd`.
 
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod dataplane;
+pub mod membership;
+pub mod netif;
+pub mod perf;
+pub mod rules;
 pub mod stats;
+pub mod wire;

@@ -1,1 +1,265 @@
-fn main() {}
+//! `mcrctl`: controls a running `mcrd` through its control socket.
+//!
+//! Exit codes: 0 success, 1 the daemon refused the request (or `config check` found an
+//! error), 2 bad command line or the daemon could not be reached.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use relay::config::{self, OutputSpec, RuleSpec};
+use relay::control::client;
+use relay::control::protocol::{Command, Reply, Response};
+use relay::rules::{RuleSet, RuleTable};
+use relay::stats::render;
+
+#[derive(Parser)]
+#[command(version, about = "Control a running mcrd")]
+struct Args {
+    /// Control socket of the daemon.
+    #[arg(long, env = "MCR_SOCKET", default_value = "/run/mcr/mcrd.sock")]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Add, remove or list forwarding rules.
+    Rules {
+        #[command(subcommand)]
+        action: RulesCmd,
+    },
+    /// Show the live counters.
+    Stats {
+        /// Print the stats report as JSON (schema mcr.relay.stats).
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// Print Prometheus text format.
+        #[arg(long)]
+        prometheus: bool,
+        /// Repeat every N seconds until interrupted.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
+    /// Check a config file, or make the daemon reload its own.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+    /// Set the daemon's log filter (e.g. info, debug, relay=trace).
+    LogLevel { level: String },
+    /// Check that the daemon answers.
+    Ping,
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Add a rule: datagrams to GROUP:PORT arriving on INPUT go to every --output.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        group: Ipv4Addr,
+        #[arg(long)]
+        port: u16,
+        /// Match only this source address.
+        #[arg(long)]
+        source: Option<Ipv4Addr>,
+        /// ADDR:PORT@INTERFACE[/TTL]; repeat for fan-out.
+        #[arg(long = "output", required = true)]
+        outputs: Vec<OutputSpec>,
+    },
+    /// Remove the rule called NAME.
+    Remove { name: String },
+    /// List the rules in force.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate FILE (syntax, fields, addresses, and that its interfaces exist here).
+    Check { file: PathBuf },
+    /// Make the daemon re-read its config file and apply it atomically.
+    Reload,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mcrctl: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let call = |cmd: Command| client::call(&args.socket, cmd).map_err(anyhow::Error::from);
+    match args.command {
+        Cmd::Config {
+            action: ConfigCmd::Check { file },
+        } => Ok(check_config(&file)),
+        Cmd::Config {
+            action: ConfigCmd::Reload,
+        } => done(call(Command::ConfigReload)?),
+        Cmd::LogLevel { level } => done(call(Command::LogLevel { level })?),
+        Cmd::Ping => match call(Command::Ping)? {
+            Response {
+                result: Some(Reply::Pong { pid, version }),
+                ..
+            } => {
+                println!("mcrd {version} (pid {pid}) is running");
+                Ok(ExitCode::SUCCESS)
+            }
+            other => refused(other),
+        },
+        Cmd::Rules { action } => match action {
+            RulesCmd::Add {
+                name,
+                input,
+                group,
+                port,
+                source,
+                outputs,
+            } => {
+                let rule = RuleSpec {
+                    name,
+                    input,
+                    group,
+                    port,
+                    source,
+                    outputs,
+                };
+                done(call(Command::RulesAdd { rule })?)
+            }
+            RulesCmd::Remove { name } => done(call(Command::RulesRemove { name })?),
+            RulesCmd::List { json } => match call(Command::RulesList)? {
+                Response {
+                    result: Some(Reply::Rules(rules)),
+                    ..
+                } => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&rules)?);
+                    } else if rules.is_empty() {
+                        println!("no rules");
+                    } else {
+                        for r in rules {
+                            println!("{r}");
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => refused(other),
+            },
+        },
+        Cmd::Stats {
+            json,
+            prometheus,
+            watch,
+        } => {
+            if let Some(secs) = watch {
+                if !(secs.is_finite() && secs > 0.0) {
+                    anyhow::bail!("--watch takes a positive number of seconds, not {secs}");
+                }
+            }
+            loop {
+                let report = match call(Command::Stats)? {
+                    Response {
+                        result: Some(Reply::Stats(r)),
+                        ..
+                    } => r,
+                    other => return refused(other),
+                };
+                let text = if json {
+                    serde_json::to_string_pretty(&report)? + "\n"
+                } else if prometheus {
+                    render::prometheus(&report)
+                } else {
+                    render::human(&report)
+                };
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                    // A closed pipe (`| head`) is the reader's choice, not an error.
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    return Err(e).context("writing to stdout");
+                }
+                match watch {
+                    Some(secs) => std::thread::sleep(Duration::from_secs_f64(secs)),
+                    None => return Ok(ExitCode::SUCCESS),
+                }
+            }
+        }
+    }
+}
+
+fn done(r: Response) -> anyhow::Result<ExitCode> {
+    match r {
+        Response {
+            ok: true,
+            result: Some(Reply::Done { message }),
+            ..
+        } => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => refused(other),
+    }
+}
+
+fn refused(r: Response) -> anyhow::Result<ExitCode> {
+    match r.error {
+        Some(e) => {
+            eprintln!("mcrctl: mcrd refused: {} ({:?})", e.message, e.kind);
+            Ok(ExitCode::from(1))
+        }
+        None => anyhow::bail!("unexpected reply from mcrd: {r:?}"),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let cfg = match config::parse_file(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let set = match RuleSet::from_specs(cfg.rules) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = RuleTable::build(
+        &set,
+        1,
+        cfg.dataplane.workers as usize,
+        None,
+        &relay::netif::index,
+    ) {
+        eprintln!("{}: {e}", file.display());
+        return ExitCode::from(1);
+    }
+    println!(
+        "{}: OK ({} rules, {} workers)",
+        file.display(),
+        set.len(),
+        cfg.dataplane.workers
+    );
+    ExitCode::SUCCESS
+}

@@ -1,1 +1,61 @@
-fn main() {}
+//! `mcrd`: the multicast relay daemon.
+//!
+//! Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 failed to start or failed at run time,
+//! 2 bad command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::{prelude::*, reload, EnvFilter};
+
+use relay::config::DEFAULT_CONFIG_PATH;
+use relay::daemon::{self, Options};
+
+/// Userspace multicast relay: forwards UDP multicast between interfaces the kernel will not
+/// route between, with AF_PACKET ingress and io_uring egress.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Control socket path (overrides `[control] socket`).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Write the final counters as JSON to this file at shutdown.
+    #[arg(long, value_name = "FILE")]
+    final_stats: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (filter, handle) = reload::Layer::new(EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
+        .init();
+    let set_log_level = Box::new(move |level: &str| {
+        let f =
+            EnvFilter::try_new(level).map_err(|e| format!("`{level}` is not a log filter: {e}"))?;
+        handle.reload(f).map_err(|e| e.to_string())
+    });
+    match daemon::run(Options {
+        config_path: args.config,
+        socket: args.socket,
+        final_stats: args.final_stats,
+        set_log_level,
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcrd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

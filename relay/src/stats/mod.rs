@@ -1,3 +1,6 @@
-//! Counters of the data plane and the JSON report made from them.
+//! Counters of the data plane and the reports made from them.
 
+pub mod collect;
+pub mod counters;
+pub mod render;
 pub mod report;

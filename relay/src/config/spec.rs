@@ -1,0 +1,226 @@
+//! Validated configuration values: what the rest of the daemon consumes.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub dataplane: DataplaneConfig,
+    pub control: ControlConfig,
+    /// `tracing` filter directive, e.g. `info` or `relay=debug`.
+    pub log_level: String,
+    pub rules: Vec<RuleSpec>,
+}
+
+/// Data-plane tunables (`[dataplane]`). Every bound on memory and queues lives here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneConfig {
+    /// Worker threads; each owns an io_uring and one packet socket per input interface.
+    pub workers: u32,
+    /// CPUs to pin workers to, in worker order (must have `workers` entries when set).
+    pub cpus: Vec<u32>,
+    /// Frames in each packet socket's receive ring (per worker, per input interface).
+    pub ring_frames: u32,
+    /// Largest Ethernet frame kept in the ring; larger frames (GSO/GRO super-frames) take the
+    /// copy path. 0 = derived from the input interface's MTU.
+    pub ring_frame_size: u32,
+    /// Egress buffers per worker: the bound on datagrams waiting for the kernel to send them.
+    pub buffer_count: u32,
+    /// Bytes per egress buffer: the largest UDP payload the relay forwards.
+    pub buffer_size: u32,
+    /// Submission queue entries of each worker's io_uring.
+    pub uring_entries: u32,
+    /// Send operations (`sendmsg`, each possibly many GSO segments) in flight per worker.
+    pub max_in_flight_sends: u32,
+    /// Datagrams taken from the rings before the pending sends are flushed.
+    pub batch_size: u32,
+    /// Most datagrams coalesced into one `UDP_SEGMENT` send.
+    pub max_gso_segments: u32,
+    /// `SO_SNDBUF` of egress sockets, bytes (0 = kernel default).
+    pub socket_sndbuf: u32,
+    /// Coalesce same-size runs to one destination with `UDP_SEGMENT` when the kernel allows it.
+    pub gso: bool,
+    /// Keep polling the rings this long after the last packet before sleeping, microseconds.
+    pub busy_poll_us: u32,
+    /// Deliver our multicast output to local sockets of this host too (`IP_MULTICAST_LOOP`).
+    pub multicast_loop: bool,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            cpus: Vec::new(),
+            ring_frames: 4096,
+            ring_frame_size: 0,
+            buffer_count: 4096,
+            buffer_size: 9216,
+            uring_entries: 1024,
+            max_in_flight_sends: 512,
+            batch_size: 256,
+            max_gso_segments: 44,
+            socket_sndbuf: 4 << 20,
+            gso: true,
+            busy_poll_us: 50,
+            multicast_loop: false,
+        }
+    }
+}
+
+/// The control socket (`[control]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    /// Octal permission bits of the socket file, e.g. `"0660"`.
+    pub mode: String,
+    /// Group that owns the socket file (members may run `mcrctl`); unset keeps the daemon's group.
+    pub group: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/mcr/mcrd.sock"),
+            mode: "0660".to_string(),
+            group: None,
+        }
+    }
+}
+
+/// One forwarding rule as written by the user: interfaces are still names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Unique name; the handle for `mcrctl rules remove`.
+    pub name: String,
+    /// Interface the traffic arrives on.
+    pub input: String,
+    /// Destination address to match (a multicast group, or a unicast address).
+    pub group: Ipv4Addr,
+    /// Destination UDP port to match.
+    pub port: u16,
+    /// Match only this source address (and join source-specifically).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Ipv4Addr>,
+    pub outputs: Vec<OutputSpec>,
+}
+
+/// Where matched datagrams go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Destination: a multicast group or a unicast address.
+    pub dest: Ipv4Addr,
+    pub port: u16,
+    /// Interface to send from.
+    pub interface: String,
+    /// IP TTL of the sent datagrams.
+    #[serde(default = "default_ttl")]
+    pub ttl: u8,
+}
+
+fn default_ttl() -> u8 {
+    16
+}
+
+impl RuleSpec {
+    /// The match key: two rules with the same key would fight over the same datagrams.
+    pub fn match_key(&self) -> (String, Ipv4Addr, u16, Option<Ipv4Addr>) {
+        (self.input.clone(), self.group, self.port, self.source)
+    }
+}
+
+impl fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}@{}", self.dest, self.port, self.interface)
+    }
+}
+
+impl fmt::Display for RuleSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}:{}@{}",
+            self.name, self.group, self.port, self.input
+        )?;
+        if let Some(src) = self.source {
+            write!(f, " from {src}")?;
+        }
+        f.write_str(" ->")?;
+        for o in &self.outputs {
+            write!(f, " {o} ttl {}", o.ttl)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for OutputSpec {
+    type Err = String;
+
+    /// `ADDR:PORT@INTERFACE[/TTL]`, the form `mcrctl rules add --output` takes.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (dest_port, rest) = s
+            .split_once('@')
+            .ok_or_else(|| format!("output `{s}` must look like ADDR:PORT@INTERFACE[/TTL]"))?;
+        let (interface, ttl) = match rest.split_once('/') {
+            Some((i, t)) => (
+                i,
+                t.parse::<u8>()
+                    .map_err(|_| format!("output `{s}`: TTL `{t}` is not a number 0-255"))?,
+            ),
+            None => (rest, default_ttl()),
+        };
+        let (dest, port) = dest_port
+            .rsplit_once(':')
+            .ok_or_else(|| format!("output `{s}` must look like ADDR:PORT@INTERFACE[/TTL]"))?;
+        let dest = dest
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("output `{s}`: `{dest}` is not an IPv4 address"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("output `{s}`: `{port}` is not a UDP port"))?;
+        if interface.is_empty() {
+            return Err(format!("output `{s}`: the interface name is empty"));
+        }
+        Ok(OutputSpec {
+            dest,
+            port,
+            interface: interface.to_string(),
+            ttl,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_spec_parses_with_and_without_ttl() {
+        let o: OutputSpec = "239.2.2.2:6000@eth1".parse().unwrap();
+        assert_eq!(o.dest, Ipv4Addr::new(239, 2, 2, 2));
+        assert_eq!((o.port, o.interface.as_str(), o.ttl), (6000, "eth1", 16));
+        let o: OutputSpec = "10.0.0.9:7000@veth-b/3".parse().unwrap();
+        assert_eq!((o.port, o.ttl), (7000, 3));
+    }
+
+    #[test]
+    fn output_spec_rejects_garbage_with_a_reason() {
+        for (bad, why) in [
+            ("239.2.2.2:6000", "ADDR:PORT@INTERFACE"),
+            ("239.2.2:6000@eth1", "not an IPv4 address"),
+            ("239.2.2.2:70000@eth1", "not a UDP port"),
+            ("239.2.2.2:6000@", "interface name is empty"),
+            ("239.2.2.2:6000@eth1/300", "TTL"),
+        ] {
+            let err = bad.parse::<OutputSpec>().unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}

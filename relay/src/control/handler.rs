@@ -1,0 +1,367 @@
+//! What the daemon does with a control request: a function of the controller's state and the
+//! request, with no sockets involved (tested directly).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::protocol::{Command, ErrorKind, Reply, Request, Response};
+use crate::config;
+use crate::dataplane::Shared;
+use crate::membership::Memberships;
+use crate::rules::{RuleError, RuleSet, RuleTable};
+use crate::stats::collect::{collect, Identity};
+
+/// How long a rule change waits for every worker to adopt the new table before replying.
+const ADOPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Changes the log filter; returns an error message for a bad filter.
+pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send>;
+
+/// Resolves interface names to indices (the kernel's, in production).
+pub type Resolve = fn(&str) -> std::io::Result<u32>;
+
+/// The control plane's state: the rule set in force and how to apply a new one.
+pub struct Controller {
+    rules: RuleSet,
+    generation: u64,
+    shared: Arc<Shared>,
+    identity: Identity,
+    config_path: Option<PathBuf>,
+    set_log_level: LogLevelSetter,
+    memberships: Memberships,
+    resolve: Resolve,
+}
+
+impl Controller {
+    /// A controller for a data plane whose table (generation `generation`, built from
+    /// `rules`) is already published in `shared`.
+    pub fn new(
+        rules: RuleSet,
+        generation: u64,
+        shared: Arc<Shared>,
+        identity: Identity,
+        set_log_level: LogLevelSetter,
+        memberships: Memberships,
+        resolve: Resolve,
+    ) -> Self {
+        let config_path = identity.config_path.as_ref().map(PathBuf::from);
+        Self {
+            rules,
+            generation,
+            shared,
+            identity,
+            config_path,
+            set_log_level,
+            memberships,
+            resolve,
+        }
+    }
+
+    /// Handles one request line.
+    pub fn handle_line(&mut self, line: &[u8]) -> Response {
+        match super::protocol::parse_request(line) {
+            Ok(req) => self.handle(req),
+            Err(reply) => reply,
+        }
+    }
+
+    pub fn handle(&mut self, req: Request) -> Response {
+        match req.request {
+            Command::Ping => Response::ok(Reply::Pong {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+            Command::Stats => Response::ok(Reply::Stats(Box::new(collect(
+                &self.shared,
+                &self.identity,
+                false,
+            )))),
+            Command::RulesList => Response::ok(Reply::Rules(self.rules.iter().cloned().collect())),
+            Command::RulesAdd { rule } => {
+                let name = rule.name.clone();
+                let mut next = self.rules.clone();
+                if let Err(e) = next.add(rule) {
+                    return rule_error(e);
+                }
+                self.apply(next, format!("rule `{name}` added"))
+            }
+            Command::RulesRemove { name } => {
+                let mut next = self.rules.clone();
+                if let Err(e) = next.remove(&name) {
+                    return rule_error(e);
+                }
+                self.apply(next, format!("rule `{name}` removed"))
+            }
+            Command::ConfigReload => self.reload(),
+            Command::LogLevel { level } => match (self.set_log_level)(&level) {
+                Ok(()) => Response::ok(Reply::Done {
+                    message: format!("log level set to `{level}`"),
+                }),
+                Err(e) => Response::error(ErrorKind::Rejected, e),
+            },
+        }
+    }
+
+    /// Re-reads the config file and applies its rules atomically; on any error the rules in
+    /// force stay. Rules added at run time are replaced: the file is the source of truth.
+    pub fn reload(&mut self) -> Response {
+        let Some(path) = self.config_path.clone() else {
+            return Response::error(
+                ErrorKind::Rejected,
+                "the daemon was started without a config file",
+            );
+        };
+        let cfg = match config::parse_file(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                return Response::error(
+                    ErrorKind::Rejected,
+                    format!("reload refused, old rules stay: {e}"),
+                )
+            }
+        };
+        if cfg.dataplane != self.identity.dataplane {
+            tracing::warn!(
+                "[dataplane] changes in {} take effect only when mcrd restarts",
+                path.display()
+            );
+        }
+        let next = match RuleSet::from_specs(cfg.rules) {
+            Ok(s) => s,
+            Err(e) => {
+                return Response::error(
+                    ErrorKind::Rejected,
+                    format!("reload refused, old rules stay: {e}"),
+                )
+            }
+        };
+        let n = next.len();
+        self.apply(next, format!("reloaded {}: {n} rules", path.display()))
+    }
+
+    /// Builds, publishes and waits for adoption of a table for `next`; on failure nothing
+    /// changes.
+    fn apply(&mut self, next: RuleSet, message: String) -> Response {
+        let generation = self.generation + 1;
+        let current = self.shared.table.load_full();
+        let table = match RuleTable::build(
+            &next,
+            generation,
+            self.shared.workers.len(),
+            Some(&current),
+            &self.resolve,
+        ) {
+            Ok(t) => t,
+            Err(e) => return rule_error(e),
+        };
+        for warning in self.memberships.sync(&table) {
+            tracing::warn!("{warning}");
+        }
+        self.shared.publish(table);
+        self.generation = generation;
+        self.rules = next;
+        tracing::info!("{message}");
+        if !self.shared.wait_adopted(generation, ADOPT_TIMEOUT) {
+            return Response::ok(Reply::Done {
+                message: format!("{message}; not every worker has picked it up yet"),
+            });
+        }
+        Response::ok(Reply::Done { message })
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+}
+
+fn rule_error(e: RuleError) -> Response {
+    let kind = match e {
+        RuleError::NoSuchRule(_) => ErrorKind::NotFound,
+        _ => ErrorKind::Rejected,
+    };
+    Response::error(kind, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DataplaneConfig, OutputSpec, RuleSpec};
+
+    /// A controller over a real (workerless) shared state; rule changes are published there.
+    fn controller(config_path: Option<PathBuf>) -> Controller {
+        let shared = Arc::new(Shared::new(1, false));
+        // No workers: mark every generation adopted so `apply` does not wait.
+        shared.adopted[0].store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+        let identity = Identity {
+            config_path: config_path.map(|p| p.display().to_string()),
+            dataplane: DataplaneConfig::default(),
+        };
+        Controller::new(
+            RuleSet::default(),
+            0,
+            shared,
+            identity,
+            Box::new(|l| {
+                if l == "bad[" {
+                    Err("bad filter".into())
+                } else {
+                    Ok(())
+                }
+            }),
+            Memberships::default(),
+            |n| crate::netif::index(n),
+        )
+    }
+
+    fn rule(name: &str, port: u16) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            input: "lo".into(),
+            group: [239, 1, 1, 1].into(),
+            port,
+            source: None,
+            outputs: vec![OutputSpec {
+                dest: [239, 2, 2, 2].into(),
+                port: 6000,
+                interface: "lo".into(),
+                ttl: 1,
+            }],
+        }
+    }
+
+    fn send(c: &mut Controller, cmd: Command) -> Response {
+        c.handle(Request::new(cmd))
+    }
+
+    #[test]
+    fn rules_add_list_remove_publish_tables() {
+        let mut c = controller(None);
+        assert!(
+            send(
+                &mut c,
+                Command::RulesAdd {
+                    rule: rule("a", 5000)
+                }
+            )
+            .ok
+        );
+        assert_eq!(c.shared.table.load().rules.len(), 1);
+        let gen1 = c.shared.table.load().generation;
+        let Some(Reply::Rules(list)) = send(&mut c, Command::RulesList).result else {
+            panic!()
+        };
+        assert_eq!(list, vec![rule("a", 5000)]);
+        assert!(send(&mut c, Command::RulesRemove { name: "a".into() }).ok);
+        assert!(c.shared.table.load().rules.is_empty());
+        assert!(c.shared.table.load().generation > gen1);
+    }
+
+    #[test]
+    fn refused_changes_leave_the_published_table_alone() {
+        let mut c = controller(None);
+        assert!(
+            send(
+                &mut c,
+                Command::RulesAdd {
+                    rule: rule("a", 5000)
+                }
+            )
+            .ok
+        );
+        let before = c.shared.table.load().generation;
+        let r = send(
+            &mut c,
+            Command::RulesAdd {
+                rule: rule("a", 5001),
+            },
+        );
+        assert_eq!(r.error.unwrap().kind, ErrorKind::Rejected);
+        let mut bad_if = rule("b", 5002);
+        bad_if.outputs[0].interface = "nonexistent0".into();
+        let r = send(&mut c, Command::RulesAdd { rule: bad_if });
+        let e = r.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::Rejected);
+        assert!(e.message.contains("nonexistent0"), "{}", e.message);
+        let r = send(&mut c, Command::RulesRemove { name: "zzz".into() });
+        assert_eq!(r.error.unwrap().kind, ErrorKind::NotFound);
+        assert_eq!(c.shared.table.load().generation, before);
+        assert_eq!(c.rules().len(), 1);
+    }
+
+    #[test]
+    fn malformed_lines_get_error_replies() {
+        let mut c = controller(None);
+        let r =
+            c.handle_line(b"{\"version\":1,\"request\":{\"rules_add\":{\"rule\":{\"name\":1}}}}");
+        assert_eq!(r.error.unwrap().kind, ErrorKind::BadRequest);
+        let r = c.handle_line(b"\0\0\0");
+        assert!(!r.ok);
+    }
+
+    #[test]
+    fn stats_and_ping_and_log_level() {
+        let mut c = controller(None);
+        let Some(Reply::Stats(s)) = send(&mut c, Command::Stats).result else {
+            panic!()
+        };
+        assert_eq!(s.schema, crate::stats::report::STATS_SCHEMA);
+        assert!(matches!(
+            send(&mut c, Command::Ping).result,
+            Some(Reply::Pong { .. })
+        ));
+        assert!(
+            send(
+                &mut c,
+                Command::LogLevel {
+                    level: "debug".into()
+                }
+            )
+            .ok
+        );
+        assert_eq!(
+            send(
+                &mut c,
+                Command::LogLevel {
+                    level: "bad[".into()
+                }
+            )
+            .error
+            .unwrap()
+            .kind,
+            ErrorKind::Rejected
+        );
+    }
+
+    #[test]
+    fn reload_applies_a_good_file_and_refuses_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        let rule_text = |port: u16| {
+            format!("[[rule]]\nname = \"r{port}\"\ninput = \"lo\"\ngroup = \"239.1.1.1\"\nport = {port}\noutputs = [{{ dest = \"239.2.2.2\", port = 6000, interface = \"lo\" }}]\n")
+        };
+        std::fs::write(&path, rule_text(5000)).unwrap();
+        let mut c = controller(Some(path.clone()));
+        assert!(send(&mut c, Command::ConfigReload).ok);
+        assert_eq!(c.rules().iter().next().unwrap().name, "r5000");
+        std::fs::write(&path, rule_text(5001) + "bogus = 1\n").unwrap();
+        let r = send(&mut c, Command::ConfigReload);
+        let e = r.error.unwrap();
+        assert!(
+            e.message.contains("old rules stay") && e.message.contains("bogus"),
+            "{}",
+            e.message
+        );
+        assert_eq!(c.rules().iter().next().unwrap().name, "r5000");
+        assert_eq!(c.shared.table.load().rules[0].spec.name, "r5000");
+    }
+
+    #[test]
+    fn reload_without_a_file_is_refused() {
+        let mut c = controller(None);
+        assert_eq!(
+            send(&mut c, Command::ConfigReload).error.unwrap().kind,
+            ErrorKind::Rejected
+        );
+    }
+}

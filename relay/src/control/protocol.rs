@@ -1,0 +1,220 @@
+//! The control protocol: one JSON request per line, one JSON response per line.
+//!
+//! ```text
+//! -> {"version":1,"request":"stats"}
+//! <- {"version":1,"ok":true,"result":{"stats":{...StatsReport...}}}
+//! -> {"version":1,"request":{"rules_remove":{"name":"cam1"}}}
+//! <- {"version":1,"ok":false,"error":{"kind":"not_found","message":"no rule named `cam1`"}}
+//! ```
+//! Documented in `relay/README.md` ("Control protocol"). Unknown fields are refused, so a
+//! typo is an error reply rather than a silently ignored option.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RuleSpec;
+use crate::stats::report::StatsReport;
+
+/// Protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request line accepted, bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub version: u32,
+    pub request: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    Ping,
+    Stats,
+    RulesList,
+    RulesAdd {
+        rule: RuleSpec,
+    },
+    RulesRemove {
+        name: String,
+    },
+    /// Re-read the config file the daemon was started with and apply it atomically.
+    ConfigReload,
+    /// Set the log filter (`info`, `debug`, `relay=trace`, ...).
+    LogLevel {
+        level: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    pub version: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Reply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReply>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    Pong { pid: u32, version: String },
+    Stats(Box<StatsReport>),
+    Rules(Vec<RuleSpec>),
+    Done { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Not JSON, not a known command, a wrong field.
+    BadRequest,
+    UnsupportedVersion,
+    TooLarge,
+    Timeout,
+    /// The request was understood but refused (duplicate rule, unknown interface, bad config).
+    Rejected,
+    NotFound,
+    Busy,
+    Internal,
+}
+
+impl Response {
+    pub fn ok(result: Reply) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            ok: false,
+            result: None,
+            error: Some(ErrorReply {
+                kind,
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+impl Request {
+    pub fn new(request: Command) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            request,
+        }
+    }
+}
+
+/// Parses one request line; the error is the reply to send.
+pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(Response::error(
+            ErrorKind::TooLarge,
+            format!(
+                "request of {} bytes exceeds the limit of {MAX_REQUEST_BYTES}",
+                line.len()
+            ),
+        ));
+    }
+    // Read the version first so an old or new client gets a precise answer.
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: Option<u32>,
+    }
+    match serde_json::from_slice::<VersionOnly>(line) {
+        Ok(VersionOnly { version: Some(v) }) if v != PROTOCOL_VERSION => {
+            return Err(Response::error(
+                ErrorKind::UnsupportedVersion,
+                format!(
+                    "protocol version {v} is not supported; this daemon speaks {PROTOCOL_VERSION}"
+                ),
+            ))
+        }
+        Ok(VersionOnly { version: None }) => {
+            return Err(Response::error(
+                ErrorKind::BadRequest,
+                "missing field `version`",
+            ))
+        }
+        _ => {}
+    }
+    serde_json::from_slice(line)
+        .map_err(|e| Response::error(ErrorKind::BadRequest, format!("malformed request: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        for cmd in [
+            Command::Ping,
+            Command::Stats,
+            Command::RulesList,
+            Command::RulesRemove { name: "a".into() },
+            Command::ConfigReload,
+            Command::LogLevel {
+                level: "debug".into(),
+            },
+        ] {
+            let line = serde_json::to_vec(&Request::new(cmd)).unwrap();
+            assert_eq!(
+                parse_request(&line).unwrap(),
+                serde_json::from_slice(&line).unwrap()
+            );
+        }
+        assert_eq!(
+            parse_request(br#"{"version":1,"request":"stats"}"#)
+                .unwrap()
+                .request,
+            Command::Stats
+        );
+    }
+
+    #[test]
+    fn garbage_gets_a_bad_request_reply() {
+        for bad in [
+            &b"not json"[..],
+            b"{}",
+            b"{\"version\":1}",
+            b"{\"version\":1,\"request\":\"explode\"}",
+            b"{\"version\":1,\"request\":\"stats\",\"extra\":1}",
+            b"\xff\xfe",
+        ] {
+            let e = parse_request(bad).unwrap_err();
+            assert_eq!(
+                e.error.unwrap().kind,
+                ErrorKind::BadRequest,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn other_versions_and_huge_requests_are_refused_precisely() {
+        let e = parse_request(br#"{"version":2,"request":"stats"}"#).unwrap_err();
+        assert_eq!(e.error.unwrap().kind, ErrorKind::UnsupportedVersion);
+        let big = vec![b' '; MAX_REQUEST_BYTES + 1];
+        assert_eq!(
+            parse_request(&big).unwrap_err().error.unwrap().kind,
+            ErrorKind::TooLarge
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! One worker's packet socket on one input interface: ring, filter, fan-out membership.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use super::ring::{Geometry, RxRing};
+use super::sys;
+use crate::rules::bpf;
+
+/// Why an ingress socket could not be set up, naming the step.
+#[derive(Debug, thiserror::Error)]
+#[error("packet socket on {interface} (ifindex {ifindex}): {step}: {source}")]
+pub struct IngressError {
+    pub interface: String,
+    pub ifindex: u32,
+    pub step: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+/// A packet socket bound to one interface, with its ring.
+#[derive(Debug)]
+pub struct IngressSocket {
+    pub ifindex: u32,
+    pub interface: String,
+    pub ring: RxRing,
+    fd: OwnedFd,
+    /// Groups the current filter lets through (to skip needless re-attaching).
+    filtered_groups: Vec<Ipv4Addr>,
+}
+
+/// How to build ingress sockets; the same for every interface of a worker.
+#[derive(Debug, Clone, Copy)]
+pub struct IngressParams {
+    pub ring_frames: usize,
+    /// 0 = derive from the interface MTU.
+    pub frame_size: usize,
+    /// Fan-out group id shared by all workers on an interface, or `None` with one worker.
+    pub fanout_base: Option<u16>,
+    pub rcvbuf: usize,
+}
+
+impl IngressSocket {
+    /// Opens the socket, sets up its ring and filter, binds it and joins the fan-out group.
+    /// The order matters: nothing is queued before the ring and filter exist.
+    pub fn open(
+        ifindex: u32,
+        interface: &str,
+        groups: &[Ipv4Addr],
+        params: IngressParams,
+    ) -> Result<Self, IngressError> {
+        let err = |step: &'static str| {
+            let interface = interface.to_string();
+            move |source| IngressError {
+                interface,
+                ifindex,
+                step,
+                source,
+            }
+        };
+        let max_frame = if params.frame_size > 0 {
+            params.frame_size
+        } else {
+            // MTU + Ethernet header + one VLAN tag.
+            crate::netif::mtu(interface).map_err(err("read MTU"))? as usize + 18
+        };
+        let fd = sys::packet_socket().map_err(err("socket(AF_PACKET)"))?;
+        let raw = fd.as_raw_fd();
+        sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_VERSION, &sys::TPACKET_V2)
+            .map_err(err("PACKET_VERSION"))?;
+        sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_VNET_HDR, &1i32)
+            .map_err(err("PACKET_VNET_HDR"))?;
+        // Frames longer than a slot (GSO/GRO super-frames) are also queued whole on the socket.
+        sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_COPY_THRESH, &1i32)
+            .map_err(err("PACKET_COPY_THRESH"))?;
+        let rcvbuf = params.rcvbuf as libc::c_int;
+        sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)
+            .map_err(err("SO_RCVBUF"))?;
+        let ring = RxRing::setup(raw, Geometry::new(params.ring_frames, max_frame))
+            .map_err(err("PACKET_RX_RING"))?;
+        sys::attach_filter(raw, &bpf::build(groups)).map_err(err("SO_ATTACH_FILTER"))?;
+        // Linux 4.20+; the filter drops outgoing frames anyway, so an older kernel is fine.
+        let _ = sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_IGNORE_OUTGOING, &1i32);
+        sys::bind_packet(raw, ifindex).map_err(err("bind"))?;
+        if let Some(base) = params.fanout_base {
+            // Hash fan-out keeps each flow on one worker, so datagrams of a flow stay in order.
+            let id = base.wrapping_add(ifindex as u16);
+            let arg: u32 = u32::from(id) | (sys::PACKET_FANOUT_HASH << 16);
+            sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_FANOUT, &arg)
+                .map_err(err("PACKET_FANOUT"))?;
+        }
+        Ok(Self {
+            ifindex,
+            interface: interface.to_string(),
+            ring,
+            fd,
+            filtered_groups: groups.to_vec(),
+        })
+    }
+
+    /// Replaces the filter if the wanted groups changed (the kernel swaps it atomically).
+    pub fn update_filter(&mut self, groups: &[Ipv4Addr]) -> io::Result<()> {
+        if self.filtered_groups == groups {
+            return Ok(());
+        }
+        sys::attach_filter(self.fd.as_raw_fd(), &bpf::build(groups))?;
+        self.filtered_groups = groups.to_vec();
+        Ok(())
+    }
+
+    /// Frames the kernel dropped on this socket since the last call (reading resets them).
+    pub fn take_kernel_drops(&self) -> u64 {
+        sys::packet_statistics(self.fd.as_raw_fd())
+            .map(|s| u64::from(s.drops))
+            .unwrap_or(0)
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}

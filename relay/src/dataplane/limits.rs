@@ -1,0 +1,14 @@
+//! Kernel limits the data plane must respect, with where they come from.
+
+/// Most segments in one `UDP_SEGMENT` send (`UDP_MAX_SEGMENTS`, include/linux/udp.h: 64 since
+/// Linux 4.18; raised to 128 in 6.x, so 64 is safe everywhere).
+pub const UDP_MAX_SEGMENTS: u32 = 64;
+
+/// Most UDP payload bytes in one GSO send: the IPv4 total length is 16 bits.
+pub const GSO_MAX_PAYLOAD: usize = 65_535 - 20 - 8;
+
+/// Size of `struct virtio_net_hdr`, prepended to frames with `PACKET_VNET_HDR`.
+pub const VNET_HDR_LEN: usize = 10;
+
+/// Largest frame the copy path reads: a 64 KiB GSO/GRO super-frame plus link headers.
+pub const MAX_SUPER_FRAME: usize = 65_536 + 64;

@@ -1,0 +1,208 @@
+//! The `PACKET_MMAP` receive ring (TPACKET_V2) of one packet socket.
+//!
+//! The kernel writes frames into fixed-size slots and flips each slot's status word to
+//! `TP_STATUS_USER`; we read the frame in place and hand the slot back by writing
+//! `TP_STATUS_KERNEL`. No system call per frame: at high rate the worker only reads memory.
+//!
+//! Why V2 and not V3: V3 hands over whole blocks, which the kernel retires only when full or
+//! after a timeout of at least a millisecond, and that would be added latency at low rates.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::limits::VNET_HDR_LEN;
+use super::sys::{self, Mapping, TpacketReq};
+
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1 << 0;
+/// The frame was longer than the slot; the whole frame is also queued on the socket.
+pub const TP_STATUS_COPY: u32 = 1 << 1;
+/// The kernel dropped frames since this one (see `PACKET_STATISTICS`).
+pub const TP_STATUS_LOSING: u32 = 1 << 2;
+/// The checksum is not computed yet (a locally sent, offloaded packet).
+pub const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+pub const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// The device verified the checksum.
+pub const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
+
+/// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr)) + sizeof(struct sockaddr_ll)`.
+const TPACKET2_HDRLEN: usize = 32 + 20;
+/// Bytes in a slot before the Ethernet header: header, address, alignment and the vnet header.
+const SLOT_OVERHEAD: usize = 96;
+const BLOCK_TARGET: usize = 64 * 1024;
+const PAGE: usize = 4096;
+
+/// Offsets in `struct tpacket2_hdr`.
+mod field {
+    pub const STATUS: usize = 0;
+    pub const LEN: usize = 4;
+    pub const SNAPLEN: usize = 8;
+    pub const MAC: usize = 12;
+    pub const VLAN_TCI: usize = 24;
+}
+
+/// Geometry of a ring, derived from the wanted frame count and the largest frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub frame_size: usize,
+    pub frames_per_block: usize,
+    pub block_size: usize,
+    pub block_nr: usize,
+}
+
+impl Geometry {
+    /// A ring of at least `frames` slots, each holding an Ethernet frame of `max_frame` bytes.
+    pub fn new(frames: usize, max_frame: usize) -> Self {
+        let frame_size = (SLOT_OVERHEAD + max_frame)
+            .next_multiple_of(16)
+            .max(TPACKET2_HDRLEN);
+        let block_size = BLOCK_TARGET.max(frame_size).next_multiple_of(PAGE);
+        let frames_per_block = block_size / frame_size;
+        let block_nr = frames.div_ceil(frames_per_block).max(1);
+        Self {
+            frame_size,
+            frames_per_block,
+            block_size,
+            block_nr,
+        }
+    }
+
+    pub fn frame_nr(&self) -> usize {
+        self.frames_per_block * self.block_nr
+    }
+
+    fn offset(&self, index: usize) -> usize {
+        (index / self.frames_per_block) * self.block_size
+            + (index % self.frames_per_block) * self.frame_size
+    }
+}
+
+/// What the kernel says about one received frame.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameInfo {
+    pub status: u32,
+    /// Length of the frame on the wire.
+    pub len: u32,
+    /// VLAN tag the kernel stripped, if any.
+    pub vlan_tci: Option<u16>,
+}
+
+/// A mapped receive ring and our position in it.
+#[derive(Debug)]
+pub struct RxRing {
+    map: Mapping,
+    geometry: Geometry,
+    head: usize,
+}
+
+impl RxRing {
+    /// Configures `PACKET_RX_RING` on `fd` and maps it.
+    pub fn setup(fd: RawFd, geometry: Geometry) -> io::Result<Self> {
+        let req = TpacketReq {
+            block_size: geometry.block_size as u32,
+            block_nr: geometry.block_nr as u32,
+            frame_size: geometry.frame_size as u32,
+            frame_nr: geometry.frame_nr() as u32,
+        };
+        sys::setsockopt(fd, sys::SOL_PACKET, sys::PACKET_RX_RING, &req)?;
+        let map = Mapping::ring(fd, geometry.block_size * geometry.block_nr)?;
+        Ok(Self {
+            map,
+            geometry,
+            head: 0,
+        })
+    }
+
+    fn status_word(&self, index: usize) -> &AtomicU32 {
+        let offset = self.geometry.offset(index) + field::STATUS;
+        debug_assert!(offset + 4 <= self.map.len());
+        // SAFETY: the offset is inside the mapping (offset() < block_nr * block_size) and
+        // 4-aligned (slots are 16-aligned); the status word is shared with the kernel, which
+        // is why it is accessed atomically.
+        unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(offset).cast()) }
+    }
+
+    fn read_u32(&self, slot: usize, field: usize) -> u32 {
+        // SAFETY: inside the slot, which the kernel does not write while it is ours.
+        unsafe { self.map.as_ptr().add(slot + field).cast::<u32>().read() }
+    }
+
+    fn read_u16(&self, slot: usize, field: usize) -> u16 {
+        // SAFETY: as `read_u32`.
+        unsafe { self.map.as_ptr().add(slot + field).cast::<u16>().read() }
+    }
+
+    /// The frame at the head of the ring, if the kernel has handed it to us: its info and the
+    /// bytes from the vnet header through the end of the captured frame. Returns `Err(info)`
+    /// for a slot whose offsets are inconsistent; release it like any other.
+    #[inline]
+    pub fn peek(&self) -> Option<Result<(FrameInfo, &[u8]), FrameInfo>> {
+        let status = self.status_word(self.head).load(Ordering::Acquire);
+        if status & TP_STATUS_USER == 0 {
+            return None;
+        }
+        let slot = self.geometry.offset(self.head);
+        let info = FrameInfo {
+            status,
+            len: self.read_u32(slot, field::LEN),
+            vlan_tci: (status & TP_STATUS_VLAN_VALID != 0)
+                .then(|| self.read_u16(slot, field::VLAN_TCI) & 0x0fff),
+        };
+        let snaplen = self.read_u32(slot, field::SNAPLEN) as usize;
+        let mac = self.read_u16(slot, field::MAC) as usize;
+        if mac < VNET_HDR_LEN || mac + snaplen > self.geometry.frame_size {
+            return Some(Err(info));
+        }
+        let start = slot + mac - VNET_HDR_LEN;
+        // SAFETY: [start, start + VNET_HDR_LEN + snaplen) lies inside this slot (checked above),
+        // and the kernel does not write a slot while its status is TP_STATUS_USER.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(start), VNET_HDR_LEN + snaplen)
+        };
+        Some(Ok((info, bytes)))
+    }
+
+    /// Hands the head slot back to the kernel and advances.
+    #[inline]
+    pub fn release(&mut self) {
+        self.status_word(self.head)
+            .store(TP_STATUS_KERNEL, Ordering::Release);
+        self.head += 1;
+        if self.head == self.geometry.frame_nr() {
+            self.head = 0;
+        }
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_fits_standard_and_jumbo_frames() {
+        let g = Geometry::new(4096, 1518);
+        assert_eq!(g.frame_size, 1616);
+        assert!(g.frame_nr() >= 4096);
+        assert_eq!(g.block_size % PAGE, 0);
+        assert!(g.frames_per_block * g.frame_size <= g.block_size);
+        let j = Geometry::new(1024, 9018);
+        assert!(j.frame_size >= 9018 + SLOT_OVERHEAD);
+        assert!(j.frames_per_block >= 1);
+        assert!(j.frame_nr() >= 1024);
+    }
+
+    #[test]
+    fn slot_offsets_never_cross_blocks() {
+        let g = Geometry::new(100, 9018);
+        for i in 0..g.frame_nr() {
+            let off = g.offset(i);
+            let block = off / g.block_size;
+            assert_eq!((off + g.frame_size - 1) / g.block_size, block, "slot {i}");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Thin, checked wrappers over the socket calls the data plane needs that neither `std` nor
+//! `socket2` offer: `AF_PACKET` options, the packet ring, `UDP_SEGMENT`, CPU pinning.
+//!
+//! All `unsafe` of the data plane's setup lives here; each call says why it is sound.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+// linux/if_packet.h
+pub const SOL_PACKET: libc::c_int = 263;
+pub const PACKET_RX_RING: libc::c_int = 5;
+pub const PACKET_STATISTICS: libc::c_int = 6;
+pub const PACKET_COPY_THRESH: libc::c_int = 7;
+pub const PACKET_VERSION: libc::c_int = 10;
+pub const PACKET_VNET_HDR: libc::c_int = 15;
+pub const PACKET_FANOUT: libc::c_int = 18;
+pub const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+pub const TPACKET_V2: libc::c_int = 1;
+pub const PACKET_FANOUT_HASH: u32 = 0;
+pub const ETH_P_ALL: u16 = 0x0003;
+/// `UDP_SEGMENT` (linux/udp.h), level `SOL_UDP`.
+pub const UDP_SEGMENT: libc::c_int = 103;
+pub const SOL_UDP: libc::c_int = 17;
+/// `SO_BINDTOIFINDEX` (Linux 5.0).
+pub const SO_BINDTOIFINDEX: libc::c_int = 62;
+
+/// `struct tpacket_req`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct TpacketReq {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
+}
+
+/// `struct tpacket_stats` (TPACKET_V1/V2). Reading it resets the kernel's counts.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TpacketStats {
+    pub packets: u32,
+    pub drops: u32,
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// `setsockopt` with a plain-old-data value.
+pub fn setsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of `size_of::<T>()` bytes for the call's duration;
+    // the kernel copies it and keeps no reference.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Opens an `AF_PACKET`/`SOCK_RAW` socket that receives nothing until [`bind_packet`].
+///
+/// Protocol 0 at creation means no frames are queued before the ring and filter are in place.
+pub fn packet_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success we own the returned descriptor.
+    let fd = cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` is a freshly opened descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Binds a packet socket to `ifindex`, all protocols.
+pub fn bind_packet(fd: RawFd, ifindex: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_ALL.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll of the length we pass.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Attaches (or atomically replaces) a classic BPF filter.
+pub fn attach_filter(fd: RawFd, prog: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // The kernel copies the program during the call; `prog` outlives it.
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// Reads and resets the socket's packet counters.
+pub fn packet_statistics(fd: RawFd) -> io::Result<TpacketStats> {
+    let mut stats = TpacketStats::default();
+    let mut len = size_of::<TpacketStats>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `stats`, which we own.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_PACKET,
+            PACKET_STATISTICS,
+            (&mut stats as *mut TpacketStats).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(stats)
+}
+
+/// A shared, read-write mapping of a packet ring. Unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory; the worker that owns it is the only user-space accessor.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps the ring configured on `fd` with `PACKET_RX_RING`.
+    pub fn ring(fd: RawFd, len: usize) -> io::Result<Self> {
+        // SAFETY: mapping a packet socket's ring; the kernel validates len against the ring.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE,
+                fd,
+                0,
+            )
+        };
+        let ptr = if ptr == libc::MAP_FAILED {
+            // MAP_LOCKED needs RLIMIT_MEMLOCK headroom an unprivileged service may lack.
+            // SAFETY: as above, without locking.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_POPULATE,
+                    fd,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            p
+        } else {
+            ptr
+        };
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned; nothing uses the ring after drop.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Non-blocking `recv` into `buf`; `Ok(None)` when nothing is queued. Returns the frame's full
+/// length (which may exceed `buf` when truncated).
+pub fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(n as usize))
+}
+
+/// Drains a socket's error queue (`IP_RECVERR`), returning how many entries were read.
+pub fn drain_error_queue(fd: RawFd, limit: usize) -> usize {
+    let mut buf = [0u8; 256];
+    let mut control = [0u8; 256];
+    let mut n = 0;
+    while n < limit {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain old data; zero is a valid initial value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+        // SAFETY: all pointers in `msg` refer to live local buffers of the stated sizes.
+        let rc = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if rc < 0 {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_current_thread(cpu: u32) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain old data; CPU_SET writes within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        cvt(libc::sched_setaffinity(
+            0,
+            size_of::<libc::cpu_set_t>(),
+            &set,
+        ))
+        .map(drop)
+    }
+}
+
+/// The raw descriptor of anything that has one (for the helpers above).
+pub fn raw<F: AsRawFd>(f: &F) -> RawFd {
+    f.as_raw_fd()
+}
+
+/// Does this kernel accept `UDP_SEGMENT` on a UDP socket? Probed once at start: kernels before
+/// 4.18 refuse the option, and the relay then sends one datagram per `sendmsg`.
+pub fn probe_udp_gso() -> bool {
+    let Ok(sock) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None) else {
+        return false;
+    };
+    let seg: libc::c_int = 1400;
+    setsockopt(sock.as_raw_fd(), SOL_UDP, UDP_SEGMENT, &seg).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_gso_probe_answers() {
+        // Linux 6.x has it; the probe must not fail on this kernel.
+        assert!(probe_udp_gso());
+    }
+
+    #[test]
+    fn struct_sizes_match_the_kernel_abi() {
+        assert_eq!(size_of::<TpacketReq>(), 16);
+        assert_eq!(size_of::<TpacketStats>(), 8);
+    }
+}

@@ -1,0 +1,156 @@
+//! The rule set as the user manages it: add, remove, list, replace.
+
+use std::collections::BTreeMap;
+
+use crate::config::RuleSpec;
+
+/// A rule change the daemon refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("a rule named `{0}` already exists")]
+    DuplicateName(String),
+    #[error("rule `{new}` matches the same traffic ({key}) as rule `{existing}`")]
+    DuplicateMatch {
+        new: String,
+        existing: String,
+        key: String,
+    },
+    #[error("no rule named `{0}`")]
+    NoSuchRule(String),
+    #[error("rule `{rule}`: {field}: interface `{interface}` does not exist ({reason})")]
+    UnknownInterface {
+        rule: String,
+        field: String,
+        interface: String,
+        reason: String,
+    },
+    #[error("rule `{rule}`: {message}")]
+    Invalid { rule: String, message: String },
+}
+
+/// Rules keyed by name, in name order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSet {
+    rules: BTreeMap<String, RuleSpec>,
+}
+
+impl RuleSet {
+    /// A set from a config file's rules (which the config parser already checked for duplicates).
+    pub fn from_specs(specs: Vec<RuleSpec>) -> Result<Self, RuleError> {
+        let mut set = Self::default();
+        for spec in specs {
+            set.add(spec)?;
+        }
+        Ok(set)
+    }
+
+    pub fn add(&mut self, spec: RuleSpec) -> Result<(), RuleError> {
+        if spec.outputs.is_empty() {
+            return Err(RuleError::Invalid {
+                rule: spec.name,
+                message: "a rule needs at least one output".into(),
+            });
+        }
+        if spec.port == 0 || spec.outputs.iter().any(|o| o.port == 0) {
+            return Err(RuleError::Invalid {
+                rule: spec.name,
+                message: "port 0 is not allowed".into(),
+            });
+        }
+        if spec.name.is_empty() || spec.name.len() > 64 {
+            return Err(RuleError::Invalid {
+                rule: spec.name,
+                message: "a rule name must be 1 to 64 characters".into(),
+            });
+        }
+        if self.rules.contains_key(&spec.name) {
+            return Err(RuleError::DuplicateName(spec.name));
+        }
+        if let Some(existing) = self
+            .rules
+            .values()
+            .find(|r| r.match_key() == spec.match_key())
+        {
+            return Err(RuleError::DuplicateMatch {
+                key: format!("{}:{} on {}", spec.group, spec.port, spec.input),
+                new: spec.name,
+                existing: existing.name.clone(),
+            });
+        }
+        self.rules.insert(spec.name.clone(), spec);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, name: &str) -> Result<RuleSpec, RuleError> {
+        self.rules
+            .remove(name)
+            .ok_or_else(|| RuleError::NoSuchRule(name.to_string()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RuleSpec> {
+        self.rules.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OutputSpec;
+
+    pub(crate) fn spec(name: &str, group: [u8; 4], port: u16) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            input: "lo".into(),
+            group: group.into(),
+            port,
+            source: None,
+            outputs: vec![OutputSpec {
+                dest: [239, 9, 9, 9].into(),
+                port: 9000,
+                interface: "lo".into(),
+                ttl: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn add_list_remove() {
+        let mut s = RuleSet::default();
+        s.add(spec("b", [239, 1, 1, 2], 5000)).unwrap();
+        s.add(spec("a", [239, 1, 1, 1], 5000)).unwrap();
+        let names: Vec<_> = s.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(s.remove("a").unwrap().name, "a");
+        assert_eq!(s.remove("a"), Err(RuleError::NoSuchRule("a".into())));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn duplicates_are_refused_and_leave_the_set_unchanged() {
+        let mut s = RuleSet::default();
+        s.add(spec("a", [239, 1, 1, 1], 5000)).unwrap();
+        let before = s.clone();
+        assert!(matches!(
+            s.add(spec("a", [239, 1, 1, 2], 5000)),
+            Err(RuleError::DuplicateName(_))
+        ));
+        let e = s.add(spec("c", [239, 1, 1, 1], 5000)).unwrap_err();
+        assert!(e.to_string().contains("same traffic"), "{e}");
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn rule_without_outputs_is_refused() {
+        let mut r = spec("a", [239, 1, 1, 1], 5000);
+        r.outputs.clear();
+        assert!(RuleSet::default().add(r).is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! The resolved, immutable rule table that workers match datagrams against.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::set::{RuleError, RuleSet};
+use crate::config::RuleSpec;
+use crate::stats::counters::FlowCells;
+
+/// What a datagram is matched on (besides an optional source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MatchKey {
+    pub ifindex: u32,
+    pub group: Ipv4Addr,
+    pub port: u16,
+}
+
+/// An egress socket's identity: datagrams to outputs with the same key share a socket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EgressKey {
+    pub ifindex: u32,
+    pub ttl: u8,
+}
+
+/// One resolved output of a rule.
+#[derive(Debug)]
+pub struct Output {
+    pub dest: SocketAddrV4,
+    /// Index into [`RuleTable::egress_keys`].
+    pub egress: usize,
+    /// Dense index over all outputs of the table, for per-output queues in a worker.
+    pub id: usize,
+    /// Index of this output within its rule (for its counters).
+    pub index_in_rule: usize,
+    pub interface: String,
+    pub ttl: u8,
+}
+
+/// One resolved rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub spec: RuleSpec,
+    pub ifindex: u32,
+    pub outputs: Vec<Output>,
+    pub counters: Arc<FlowCells>,
+}
+
+/// An input interface and the destinations any rule wants from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputInterface {
+    pub ifindex: u32,
+    pub name: String,
+    /// Distinct destination addresses of the rules on this interface, sorted.
+    pub groups: Vec<Ipv4Addr>,
+}
+
+/// The table a worker matches against. Built off the packet path; immutable once published.
+#[derive(Debug, Default)]
+pub struct RuleTable {
+    /// Increases with every published table.
+    pub generation: u64,
+    pub rules: Vec<Rule>,
+    /// Rule indices per key; source-specific rules first.
+    index: FxHashMap<MatchKey, Vec<usize>>,
+    pub inputs: Vec<InputInterface>,
+    pub egress_keys: Vec<EgressKey>,
+    /// Number of outputs over all rules (the range of [`Output::id`]).
+    pub output_count: usize,
+    /// Worker count the counters were sized for.
+    pub workers: usize,
+}
+
+/// Looks up interface indices; the real one asks the kernel, tests may use `lo` only.
+pub type Resolver<'a> = &'a dyn Fn(&str) -> std::io::Result<u32>;
+
+impl RuleTable {
+    /// Resolves `set` into a table. Rules whose spec is unchanged from `previous` keep their
+    /// counters, so a change to one rule does not reset the others' statistics.
+    pub fn build(
+        set: &RuleSet,
+        generation: u64,
+        workers: usize,
+        previous: Option<&RuleTable>,
+        resolve: Resolver<'_>,
+    ) -> Result<RuleTable, RuleError> {
+        let old: BTreeMap<&str, &Rule> = previous
+            .filter(|p| p.workers == workers)
+            .map(|p| p.rules.iter().map(|r| (r.spec.name.as_str(), r)).collect())
+            .unwrap_or_default();
+        let lookup = |rule: &RuleSpec, field: &str, name: &str| {
+            resolve(name).map_err(|e| RuleError::UnknownInterface {
+                rule: rule.name.clone(),
+                field: field.to_string(),
+                interface: name.to_string(),
+                reason: e.to_string(),
+            })
+        };
+
+        let mut table = RuleTable {
+            generation,
+            workers,
+            ..Default::default()
+        };
+        let mut egress: BTreeMap<EgressKey, usize> = BTreeMap::new();
+        let mut inputs: BTreeMap<u32, InputInterface> = BTreeMap::new();
+        for spec in set.iter() {
+            let ifindex = lookup(spec, "input", &spec.input)?;
+            let mut outputs = Vec::with_capacity(spec.outputs.len());
+            for (i, o) in spec.outputs.iter().enumerate() {
+                let key = EgressKey {
+                    ifindex: lookup(spec, &format!("outputs[{i}].interface"), &o.interface)?,
+                    ttl: o.ttl,
+                };
+                let next = egress.len();
+                let egress_index = *egress.entry(key).or_insert(next);
+                outputs.push(Output {
+                    dest: SocketAddrV4::new(o.dest, o.port),
+                    egress: egress_index,
+                    id: table.output_count,
+                    index_in_rule: i,
+                    interface: o.interface.clone(),
+                    ttl: o.ttl,
+                });
+                table.output_count += 1;
+            }
+            let counters = match old.get(spec.name.as_str()) {
+                Some(prev) if prev.spec == *spec && prev.ifindex == ifindex => {
+                    Arc::clone(&prev.counters)
+                }
+                _ => Arc::new(FlowCells::new(workers, spec.outputs.len())),
+            };
+            let input = inputs.entry(ifindex).or_insert_with(|| InputInterface {
+                ifindex,
+                name: spec.input.clone(),
+                groups: Vec::new(),
+            });
+            if !input.groups.contains(&spec.group) {
+                input.groups.push(spec.group);
+            }
+            table.rules.push(Rule {
+                spec: spec.clone(),
+                ifindex,
+                outputs,
+                counters,
+            });
+        }
+        for (i, rule) in table.rules.iter().enumerate() {
+            let key = MatchKey {
+                ifindex: rule.ifindex,
+                group: rule.spec.group,
+                port: rule.spec.port,
+            };
+            table.index.entry(key).or_default().push(i);
+        }
+        let rules = &table.rules;
+        for list in table.index.values_mut() {
+            list.sort_by_key(|&i| rules[i].spec.source.is_none());
+        }
+        table.inputs = inputs
+            .into_values()
+            .map(|mut i| {
+                i.groups.sort();
+                i
+            })
+            .collect();
+        let mut keys: Vec<_> = egress.into_iter().collect();
+        keys.sort_by_key(|(_, i)| *i);
+        table.egress_keys = keys.into_iter().map(|(k, _)| k).collect();
+        Ok(table)
+    }
+
+    /// The rule for a datagram, if any. Hot path: one hash lookup, no allocation.
+    #[inline]
+    pub fn lookup(&self, key: &MatchKey, source: Ipv4Addr) -> Option<&Rule> {
+        let candidates = self.index.get(key)?;
+        candidates
+            .iter()
+            .map(|&i| &self.rules[i])
+            .find(|r| r.spec.source.is_none_or(|s| s == source))
+    }
+
+    /// The input interface entry for `ifindex`, if any rule uses it.
+    pub fn input(&self, ifindex: u32) -> Option<&InputInterface> {
+        self.inputs.iter().find(|i| i.ifindex == ifindex)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OutputSpec;
+
+    fn fake_resolve(name: &str) -> std::io::Result<u32> {
+        match name {
+            "eth0" => Ok(2),
+            "eth1" => Ok(3),
+            "eth2" => Ok(4),
+            _ => Err(std::io::Error::from_raw_os_error(libc::ENODEV)),
+        }
+    }
+
+    fn spec(name: &str, input: &str, group: [u8; 4], port: u16, outs: &[(&str, u8)]) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            input: input.into(),
+            group: group.into(),
+            port,
+            source: None,
+            outputs: outs
+                .iter()
+                .map(|(i, ttl)| OutputSpec {
+                    dest: [239, 2, 2, 2].into(),
+                    port: 6000,
+                    interface: (*i).into(),
+                    ttl: *ttl,
+                })
+                .collect(),
+        }
+    }
+
+    fn build(set: &RuleSet, prev: Option<&RuleTable>) -> Result<RuleTable, RuleError> {
+        RuleTable::build(set, 1, 2, prev, &fake_resolve)
+    }
+
+    #[test]
+    fn lookup_matches_interface_group_and_port_only() {
+        let mut set = RuleSet::default();
+        set.add(spec("a", "eth0", [239, 1, 1, 1], 5000, &[("eth1", 1)]))
+            .unwrap();
+        let t = build(&set, None).unwrap();
+        let key = |ifindex, g: [u8; 4], port| MatchKey {
+            ifindex,
+            group: g.into(),
+            port,
+        };
+        let any = Ipv4Addr::new(10, 0, 0, 1);
+        assert_eq!(
+            t.lookup(&key(2, [239, 1, 1, 1], 5000), any)
+                .unwrap()
+                .spec
+                .name,
+            "a"
+        );
+        assert!(t.lookup(&key(3, [239, 1, 1, 1], 5000), any).is_none());
+        assert!(t.lookup(&key(2, [239, 1, 1, 2], 5000), any).is_none());
+        assert!(t.lookup(&key(2, [239, 1, 1, 1], 5001), any).is_none());
+    }
+
+    #[test]
+    fn source_specific_rule_wins_over_any_source() {
+        let mut set = RuleSet::default();
+        set.add(spec("any", "eth0", [239, 1, 1, 1], 5000, &[("eth1", 1)]))
+            .unwrap();
+        let mut ssm = spec("ssm", "eth0", [239, 1, 1, 1], 5000, &[("eth2", 1)]);
+        ssm.source = Some(Ipv4Addr::new(10, 0, 0, 5));
+        set.add(ssm).unwrap();
+        let t = build(&set, None).unwrap();
+        let key = MatchKey {
+            ifindex: 2,
+            group: [239, 1, 1, 1].into(),
+            port: 5000,
+        };
+        assert_eq!(
+            t.lookup(&key, Ipv4Addr::new(10, 0, 0, 5))
+                .unwrap()
+                .spec
+                .name,
+            "ssm"
+        );
+        assert_eq!(
+            t.lookup(&key, Ipv4Addr::new(10, 0, 0, 6))
+                .unwrap()
+                .spec
+                .name,
+            "any"
+        );
+    }
+
+    #[test]
+    fn egress_keys_are_shared_and_outputs_densely_numbered() {
+        let mut set = RuleSet::default();
+        set.add(spec(
+            "a",
+            "eth0",
+            [239, 1, 1, 1],
+            5000,
+            &[("eth1", 1), ("eth2", 1)],
+        ))
+        .unwrap();
+        set.add(spec(
+            "b",
+            "eth0",
+            [239, 1, 1, 2],
+            5000,
+            &[("eth1", 1), ("eth1", 8)],
+        ))
+        .unwrap();
+        let t = build(&set, None).unwrap();
+        assert_eq!(t.output_count, 4);
+        assert_eq!(t.egress_keys.len(), 3);
+        let ids: Vec<usize> = t
+            .rules
+            .iter()
+            .flat_map(|r| r.outputs.iter().map(|o| o.id))
+            .collect();
+        assert_eq!(ids, [0, 1, 2, 3]);
+        assert_eq!(t.rules[0].outputs[0].egress, t.rules[1].outputs[0].egress);
+        assert_eq!(t.inputs.len(), 1);
+        assert_eq!(
+            t.inputs[0].groups,
+            [Ipv4Addr::new(239, 1, 1, 1), Ipv4Addr::new(239, 1, 1, 2)]
+        );
+    }
+
+    #[test]
+    fn unknown_interface_names_rule_and_field() {
+        let mut set = RuleSet::default();
+        set.add(spec(
+            "a",
+            "eth0",
+            [239, 1, 1, 1],
+            5000,
+            &[("eth1", 1), ("wlan9", 1)],
+        ))
+        .unwrap();
+        let e = build(&set, None).unwrap_err().to_string();
+        assert!(
+            e.contains("rule `a`") && e.contains("outputs[1].interface") && e.contains("wlan9"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unchanged_rules_keep_their_counters_across_rebuilds() {
+        let mut set = RuleSet::default();
+        set.add(spec("a", "eth0", [239, 1, 1, 1], 5000, &[("eth1", 1)]))
+            .unwrap();
+        set.add(spec("b", "eth0", [239, 1, 1, 2], 5000, &[("eth1", 1)]))
+            .unwrap();
+        let t1 = build(&set, None).unwrap();
+        t1.rules[0].counters.per_worker[0].packets.add(7);
+        set.remove("b").unwrap();
+        set.add(spec("c", "eth0", [239, 1, 1, 3], 5000, &[("eth1", 1)]))
+            .unwrap();
+        let t2 = build(&set, Some(&t1)).unwrap();
+        assert!(Arc::ptr_eq(&t1.rules[0].counters, &t2.rules[0].counters));
+        assert_eq!(t2.rules[0].counters.per_worker[0].packets.get(), 7);
+        assert_eq!(t2.rules[1].counters.per_worker[0].packets.get(), 0);
+    }
+}
