@@ -150,9 +150,31 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("trafficgen: error: {e:#}");
-            ExitCode::from(1)
+            if is_usage_error(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
+}
+
+/// A flag value clap could not check by itself (e.g. out of range together with another flag).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// Whether `error` is about the flags (exit code 2) rather than the run (exit code 1).
+fn is_usage_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || cause
+                .downcast_ref::<send::SendError>()
+                .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<recv::RecvError>()
+                .is_some_and(|e| e.is_usage())
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -230,7 +252,7 @@ fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
 
 fn run_recv(args: RecvArgs) -> anyhow::Result<ExitCode> {
     if args.max_streams == 0 {
-        bail!("--max-streams must be at least 1");
+        return Err(UsageError("--max-streams must be at least 1".into()).into());
     }
     let options = RecvOptions {
         iface: args.iface,

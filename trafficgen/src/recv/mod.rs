@@ -78,6 +78,13 @@ pub enum RecvError {
     Receive(io::Error),
 }
 
+impl RecvError {
+    /// Whether the error is in the flags (exit code 2) rather than in the run (exit code 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RecvError::NoPort(_) | RecvError::NoSuchInterface(..))
+    }
+}
+
 /// Datagram validation failures counted by reason (fixed slots: no allocation per datagram).
 #[derive(Default)]
 struct Malformed {

@@ -125,6 +125,24 @@ pub enum SendError {
     ThreadPanicked,
 }
 
+impl SendError {
+    /// Whether the error is in the flags (exit code 2) rather than in the run (exit code 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            SendError::SizeOutOfRange { .. }
+                | SendError::ExceedsMtu { .. }
+                | SendError::NoThreads
+                | SendError::TooFewStreams { .. }
+                | SendError::RateBelowThreads { .. }
+                | SendError::BadBatching
+                | SendError::BadDestination(_)
+                | SendError::ZeroDuration
+                | SendError::NoSuchInterface(..)
+        )
+    }
+}
+
 /// One relaxed counter per thread on its own cache line, so threads never share a line.
 #[repr(align(64))]
 #[derive(Default)]
