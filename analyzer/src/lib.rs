@@ -19,6 +19,11 @@ pub mod ingest;
 pub mod record;
 
 pub use error::{Error, Result};
+pub mod compare;
+pub mod diff;
 pub mod metrics;
+pub mod render;
 pub mod stats;
 pub mod table;
+pub mod trend;
+pub mod waterfall;

@@ -1,1 +1,326 @@
-fn main() {}
+//! `analyzer`: run records in, regression reports out.
+//!
+//! Exit codes: 0 no regression, 1 regression, 2 bad input or usage (the message names the file
+//! and field). See `analyzer/README.md`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use analyzer::compare::{self, Settings};
+use analyzer::ingest::{self, Input, Role};
+use analyzer::record::RunRecord;
+use analyzer::render::{markdown, png};
+use analyzer::trend;
+
+/// Exit code when a run regressed.
+const EXIT_REGRESSION: u8 = 1;
+/// Exit code for bad input or usage (clap uses the same for its own usage errors).
+const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "analyzer",
+    version,
+    about = "Run records in, regression reports out (Markdown and PNG)."
+)]
+#[command(after_help = "Exit codes: 0 no regression, 1 regression, 2 bad input or usage.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a run record from trafficgen / mcrctl JSON, `perf stat -x,` CSV and text counter lines.
+    Ingest(IngestArgs),
+    /// Compare runs with a baseline: summary with verdicts, rates, loss waterfall, candidate causes.
+    Compare(CompareArgs),
+    /// Find change points in a nightly history and flag a regressed newest run.
+    Trend(TrendArgs),
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// Run name, used as the column heading in reports.
+    #[arg(long)]
+    name: String,
+    /// Date of the run (ISO 8601), shown next to the name.
+    #[arg(long)]
+    date: Option<String>,
+    /// One line on what the run is.
+    #[arg(long)]
+    description: Option<String>,
+    /// Generator output: `trafficgen send|sweep --json` or text (`Total packets sent: N`, `Elapsed time: Ns`).
+    #[arg(long, value_name = "FILE")]
+    generator: Vec<PathBuf>,
+    /// A relay hop, in pipeline order: `mcrctl stats --json`, `perf stat -x,` CSV or text counter
+    /// lines (`recv=N egr_sent=N buf_exhaust=N`). Repeat a NAME to merge several files into one hop.
+    #[arg(long, value_name = "NAME=FILE")]
+    hop: Vec<String>,
+    /// Receiver output: `trafficgen recv --json` or text (`received=N lost=N p99=1.2ms`).
+    #[arg(long, value_name = "FILE")]
+    receiver: Vec<PathBuf>,
+    /// Host CPU time over the run: text (`user=12.5s system=3s softirq=4s`) or `perf stat -a -x,` CSV.
+    #[arg(long, value_name = "FILE")]
+    host: Vec<PathBuf>,
+    /// A setting: env.kernel, env.cpu_model, env.cores, env.git_revision, env.sysctl.NAME, env.NAME,
+    /// config.generator.NAME, config.relay.NAME, config.harness.NAME, hop.HOP.relay,
+    /// hop.HOP.tunable.NAME, duration (e.g. 14.43s), generator.tool, receiver.tool.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// Record this machine's kernel, CPU, relevant sysctls and git revision.
+    #[arg(long)]
+    env_from_host: bool,
+    /// Where to write the record (default: standard output).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Baseline, then runs. Each is a record, a directory of records (repeats of one
+    /// configuration) or comma-separated records.
+    #[arg(required = true, num_args = 2.., value_name = "BASELINE RUN")]
+    sets: Vec<String>,
+    /// Write the Markdown report here (default: standard output).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Write PNG charts into this directory (created if missing).
+    #[arg(long)]
+    png_dir: Option<PathBuf>,
+    /// Smallest change that counts, percent (percentage points for percentages).
+    #[arg(long, default_value_t = 5.0)]
+    threshold: f64,
+    /// Significance level of the Mann-Whitney U test used when both sides have repeats.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+}
+
+#[derive(Args)]
+struct TrendArgs {
+    /// Records, oldest first.
+    #[arg(required = true, num_args = 2.., value_name = "RECORD")]
+    records: Vec<PathBuf>,
+    /// Write the Markdown report here (default: standard output).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Write one PNG per metric into this directory.
+    #[arg(long)]
+    png_dir: Option<PathBuf>,
+    /// Smallest difference of segment means that counts, percent (pp for percentages).
+    #[arg(long, default_value_t = 5.0)]
+    min_effect: f64,
+    /// Significance level of the permutation test.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("analyzer: error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ingest(a) => run_ingest(a),
+        Command::Compare(a) => run_compare(a),
+        Command::Trend(a) => run_trend(a),
+    }
+}
+
+/// Writes `text` to `out` or standard output; a closed pipe (`| head`) is not an error.
+fn emit(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
+        None => match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("writing to standard output"),
+        },
+    }
+}
+
+fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let mut inputs = Vec::new();
+    inputs.extend(a.generator.into_iter().map(|path| Input {
+        role: Role::Generator,
+        path,
+    }));
+    for h in &a.hop {
+        let (name, file) = h
+            .split_once('=')
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!("--hop {h}: expected NAME=FILE (e.g. --hop MCR-1=mcr1.json)")
+            })?;
+        inputs.push(Input {
+            role: Role::Hop(name.into()),
+            path: file.into(),
+        });
+    }
+    inputs.extend(a.receiver.into_iter().map(|path| Input {
+        role: Role::Receiver,
+        path,
+    }));
+    inputs.extend(a.host.into_iter().map(|path| Input {
+        role: Role::Host,
+        path,
+    }));
+    let rec = ingest::ingest(&ingest::Options {
+        name: a.name,
+        date: a.date,
+        description: a.description,
+        inputs,
+        settings: a.settings,
+        env_from_host: a.env_from_host,
+    })?;
+    match &a.out {
+        Some(p) => rec.save(p)?,
+        None => emit(None, &format!("{}\n", serde_json::to_string_pretty(&rec)?))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Expands one positional argument of `compare` into the records of a sample set.
+fn load_set(arg: &str) -> anyhow::Result<Vec<RunRecord>> {
+    let p = Path::new(arg);
+    let files: Vec<PathBuf> = if p.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+            .with_context(|| format!("reading directory {arg}"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.extension().is_some_and(|x| x == "json"))
+            .collect();
+        v.sort();
+        anyhow::ensure!(!v.is_empty(), "{arg}: directory holds no .json records");
+        v
+    } else {
+        arg.split(',')
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    };
+    anyhow::ensure!(!files.is_empty(), "empty record argument");
+    Ok(files
+        .iter()
+        .map(|f| RunRecord::load(f))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The path of `target` as a Markdown link from a report written to `report`.
+fn link(report: Option<&Path>, target: &Path) -> String {
+    let base = report
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty());
+    match base.and_then(|b| target.strip_prefix(b).ok()) {
+        Some(rel) => rel.display().to_string(),
+        None => target.display().to_string(),
+    }
+}
+
+fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        a.threshold.is_finite() && a.threshold >= 0.0,
+        "--threshold {}: must be a non-negative percentage",
+        a.threshold
+    );
+    anyhow::ensure!(
+        a.alpha > 0.0 && a.alpha < 1.0,
+        "--alpha {}: must be between 0 and 1",
+        a.alpha
+    );
+    let sets = a
+        .sets
+        .iter()
+        .map(|s| load_set(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let settings = Settings {
+        threshold_pct: a.threshold,
+        alpha: a.alpha,
+    };
+    let cmp = compare::compare(&sets, &settings)?;
+    let mut charts = Vec::new();
+    if let Some(dir) = &a.png_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let p = png::chart_path(dir, "rates");
+        if png::rates(&cmp, &p)? {
+            charts.push(markdown::Chart {
+                title: "Rates per hop".into(),
+                path: link(a.out.as_deref(), &p),
+            });
+        }
+        for (i, w) in cmp.waterfalls.iter().enumerate() {
+            let p = png::chart_path(dir, &format!("waterfall-{}", png::slug(&cmp.labels[i])));
+            if png::waterfall(w, &cmp.labels[i], &p)? {
+                charts.push(markdown::Chart {
+                    title: format!("Loss waterfall: {}", cmp.labels[i]),
+                    path: link(a.out.as_deref(), &p),
+                });
+            }
+        }
+        let p = png::chart_path(dir, "latency");
+        if png::latency(&cmp, &p)? {
+            charts.push(markdown::Chart {
+                title: "Latency percentiles".into(),
+                path: link(a.out.as_deref(), &p),
+            });
+        }
+    }
+    emit(a.out.as_deref(), &markdown::comparison(&cmp, &charts))?;
+    Ok(if cmp.regressed() {
+        ExitCode::from(EXIT_REGRESSION)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        a.min_effect.is_finite() && a.min_effect >= 0.0,
+        "--min-effect {}: must be a non-negative percentage",
+        a.min_effect
+    );
+    anyhow::ensure!(
+        a.alpha > 0.0 && a.alpha < 1.0,
+        "--alpha {}: must be between 0 and 1",
+        a.alpha
+    );
+    let records = a
+        .records
+        .iter()
+        .map(|p| RunRecord::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let paths: Vec<String> = a.records.iter().map(|p| p.display().to_string()).collect();
+    let settings = trend::Settings {
+        alpha: a.alpha,
+        min_effect_pct: a.min_effect,
+        ..Default::default()
+    };
+    let t = trend::trend(&records, &paths, &settings)?;
+    let mut charts = Vec::new();
+    if let Some(dir) = &a.png_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for s in &t.series {
+            let p = png::chart_path(dir, &format!("trend-{}", png::slug(&s.metric.key)));
+            png::trend_series(s, &t.runs, &p)?;
+            charts.push(markdown::Chart {
+                title: s.metric.label.clone(),
+                path: link(a.out.as_deref(), &p),
+            });
+        }
+    }
+    emit(a.out.as_deref(), &markdown::trend(&t, &charts))?;
+    Ok(if t.regressed() {
+        ExitCode::from(EXIT_REGRESSION)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,461 @@
+//! `analyzer compare`: a baseline against one or more runs, each a set of one or more samples.
+//!
+//! For every metric: the baseline's value, each run's value (the median when a set has several
+//! samples), the change (relative, or in percentage points for percentages) and a verdict.
+//! With two or more samples on both sides the verdict comes from a two-sided Mann-Whitney U test
+//! at `alpha` together with a minimum effect size (a significant 0.5% shift is not a
+//! regression worth a red mark); with a single sample on either side, from the threshold alone.
+//! Each verdict records which rule decided it, and the report prints it.
+
+use crate::diff::{self, Difference};
+use crate::error::{Error, Result};
+use crate::metrics::{Better, Metric, Unit};
+use crate::record::RunRecord;
+use crate::stats::{mannwhitney, median};
+use crate::table::Table;
+use crate::waterfall::{self, Waterfall};
+
+/// Tunables of the verdicts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Smallest change (percent, or percentage points for percentages) that counts as a change.
+    pub threshold_pct: f64,
+    /// Significance level of the Mann-Whitney U test.
+    pub alpha: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            threshold_pct: 5.0,
+            alpha: 0.05,
+        }
+    }
+}
+
+/// The judgement on one metric of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Improved,
+    Regressed,
+    WithinNoise,
+    /// Shown for context (an input of the test), never judged.
+    Context,
+}
+
+/// The rule that produced a verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// Single sample on at least one side: |change| >= threshold.
+    Threshold { threshold_pct: f64 },
+    /// Repeats on both sides: p < alpha and |change| >= minimum effect.
+    MannWhitney {
+        p: f64,
+        exact: bool,
+        n_baseline: usize,
+        n_run: usize,
+        alpha: f64,
+        min_effect_pct: f64,
+    },
+    /// Not judged (context metric, or no change can be computed).
+    None,
+}
+
+/// How a run's value of one metric compares with the baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judgement {
+    /// Percent change, or percentage points for [`Unit::Percent`]; `None` if the baseline is 0.
+    pub change: Option<f64>,
+    pub verdict: Verdict,
+    pub decision: Decision,
+}
+
+/// One set's value of one metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cell {
+    /// Median over the set's samples.
+    pub value: f64,
+    /// Samples that had this metric.
+    pub samples: usize,
+    /// At least one sample had only a printed figure.
+    pub reported: bool,
+}
+
+/// One metric across all sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub metric: Metric,
+    /// One per set; `None` where the set has no value.
+    pub cells: Vec<Option<Cell>>,
+    /// One per compared set (sets 1..); `None` where either side has no value.
+    pub judgements: Vec<Option<Judgement>>,
+}
+
+/// A whole comparison, ready to render.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Column headings: record name, with its date in parentheses.
+    pub labels: Vec<String>,
+    /// Samples per set.
+    pub sizes: Vec<usize>,
+    pub rows: Vec<Row>,
+    /// The first sample of each set (for the calculated rates and waterfalls).
+    pub representatives: Vec<RunRecord>,
+    pub waterfalls: Vec<Waterfall>,
+    pub differences: Vec<Difference>,
+    /// One sentence per compared set, written from the numbers.
+    pub key_results: Vec<String>,
+    pub settings: Settings,
+}
+
+impl Comparison {
+    /// True when any metric of any run regressed.
+    pub fn regressed(&self) -> bool {
+        self.rows.iter().any(|r| {
+            r.judgements
+                .iter()
+                .flatten()
+                .any(|j| j.verdict == Verdict::Regressed)
+        })
+    }
+}
+
+/// A set's heading: `After Fix (2025-11-16)`.
+pub fn label(rec: &RunRecord) -> String {
+    match &rec.date {
+        Some(d) => format!("{} ({d})", rec.name),
+        None => rec.name.clone(),
+    }
+}
+
+/// Change of `run` against `base`: relative percent, or points for percentages.
+pub fn change(unit: Unit, base: f64, run: f64) -> Option<f64> {
+    if unit == Unit::Percent {
+        Some(run - base)
+    } else if base != 0.0 {
+        Some((run / base - 1.0) * 100.0)
+    } else {
+        None
+    }
+}
+
+/// Judges one metric: `base` and `run` are the samples of each side.
+pub fn judge(metric: &Metric, base: &[f64], run: &[f64], s: &Settings) -> Judgement {
+    let change = change(metric.unit, median(base), median(run));
+    let Some(c) = change.filter(|_| metric.better != Better::Neither) else {
+        return Judgement {
+            change,
+            verdict: Verdict::Context,
+            decision: Decision::None,
+        };
+    };
+    let big = c.abs() >= s.threshold_pct;
+    let (significant, decision) = if base.len() >= 2 && run.len() >= 2 {
+        let t = mannwhitney::test(base, run);
+        (
+            t.p < s.alpha,
+            Decision::MannWhitney {
+                p: t.p,
+                exact: t.method == mannwhitney::Method::Exact,
+                n_baseline: base.len(),
+                n_run: run.len(),
+                alpha: s.alpha,
+                min_effect_pct: s.threshold_pct,
+            },
+        )
+    } else {
+        (
+            true,
+            Decision::Threshold {
+                threshold_pct: s.threshold_pct,
+            },
+        )
+    };
+    let verdict = if !(significant && big) {
+        Verdict::WithinNoise
+    } else if (c > 0.0) == (metric.better == Better::Higher) {
+        Verdict::Improved
+    } else {
+        Verdict::Regressed
+    };
+    Judgement {
+        change,
+        verdict,
+        decision,
+    }
+}
+
+/// Compares `sets[0]` (the baseline) with every other set.
+pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Comparison> {
+    if sets.len() < 2 || sets.iter().any(Vec::is_empty) {
+        return Err(Error::Usage(
+            "compare needs a baseline and at least one run, each with at least one record".into(),
+        ));
+    }
+    let table = Table::build(sets).map_err(|e| Error::Usage(format!("building the table: {e}")))?;
+    let mut rows = Vec::new();
+    for m in &table.metrics {
+        let mut samples = Vec::new();
+        let mut cells = Vec::new();
+        for set in 0..sets.len() {
+            let v = table
+                .values(set, &m.key)
+                .map_err(|e| Error::Usage(format!("reading the table: {e}")))?;
+            let reported = table.any_reported(set, &m.key).unwrap_or(false);
+            cells.push((!v.is_empty()).then(|| Cell {
+                value: median(&v),
+                samples: v.len(),
+                reported,
+            }));
+            samples.push(v);
+        }
+        let judgements = (1..sets.len())
+            .map(|k| {
+                (!samples[0].is_empty() && !samples[k].is_empty())
+                    .then(|| judge(m, &samples[0], &samples[k], settings))
+            })
+            .collect();
+        rows.push(Row {
+            metric: m.clone(),
+            cells,
+            judgements,
+        });
+    }
+    let representatives: Vec<RunRecord> = sets.iter().map(|s| s[0].clone()).collect();
+    let waterfalls: Vec<Waterfall> = representatives.iter().map(waterfall::waterfall).collect();
+    let labels: Vec<String> = representatives.iter().map(label).collect();
+    let mut cmp = Comparison {
+        labels,
+        sizes: sets.iter().map(Vec::len).collect(),
+        rows,
+        representatives,
+        waterfalls,
+        differences: diff::differences(sets),
+        key_results: Vec::new(),
+        settings: *settings,
+    };
+    cmp.key_results = (1..sets.len()).map(|k| key_result(&cmp, k)).collect();
+    Ok(cmp)
+}
+
+/// `MCR-1 Ingress +41% (490k → 689k pps)`.
+fn describe(row: &Row, k: usize) -> Option<(f64, String)> {
+    let j = row.judgements[k - 1]?;
+    let c = j.change?;
+    let (b, r) = (row.cells[0]?, row.cells[k]?);
+    Some((
+        c.abs(),
+        format!(
+            "{} {} ({} → {})",
+            row.metric.label,
+            crate::render::fmt::change(row.metric.unit, c),
+            crate::render::fmt::value(row.metric.unit, b.value),
+            crate::render::fmt::value(row.metric.unit, r.value)
+        ),
+    ))
+}
+
+/// The sentence a reader needs first: what improved, what regressed, and where most packets
+/// were lost, all taken from the rows and the waterfall.
+fn key_result(cmp: &Comparison, k: usize) -> String {
+    let pick = |want: Verdict| -> Vec<String> {
+        let mut v: Vec<(f64, String)> = cmp
+            .rows
+            .iter()
+            .filter(|r| r.judgements[k - 1].is_some_and(|j| j.verdict == want))
+            .filter_map(|r| describe(r, k))
+            .collect();
+        v.sort_by(|a, b| b.0.total_cmp(&a.0));
+        v.into_iter().take(2).map(|x| x.1).collect()
+    };
+    let (better, worse) = (pick(Verdict::Improved), pick(Verdict::Regressed));
+    let mut s = format!("{} against {}: ", cmp.labels[k], cmp.labels[0]);
+    match (better.is_empty(), worse.is_empty()) {
+        (true, true) => s.push_str("no judged metric changed beyond noise"),
+        (false, true) => s.push_str(&format!(
+            "improved {}, nothing regressed",
+            better.join(" and ")
+        )),
+        (true, false) => s.push_str(&format!("regressed {}", worse.join(" and "))),
+        (false, false) => s.push_str(&format!(
+            "improved {} but regressed {}",
+            better.join(" and "),
+            worse.join(" and ")
+        )),
+    }
+    s.push('.');
+    if let Some(loss) = largest_loss(&cmp.waterfalls[k]) {
+        s.push(' ');
+        s.push_str(&loss);
+    }
+    s
+}
+
+/// The biggest single known loss of a run, as a sentence.
+fn largest_loss(w: &Waterfall) -> Option<String> {
+    let mut best: Option<(u64, String)> = None;
+    let mut consider = |n: u64, text: String| {
+        if n > 0 && best.as_ref().is_none_or(|b| n > b.0) {
+            best = Some((n, text));
+        }
+    };
+    use crate::render::fmt::{count, percent};
+    for h in &w.hops {
+        if let Some(rx) = h.received.filter(|&r| r > 0) {
+            for s in h.steps.iter().filter(|s| !s.adds) {
+                if let Some(n) = s.count {
+                    consider(
+                        n,
+                        format!(
+                            "Most packets were lost at {} to {}: {} of {} received ({}).",
+                            h.hop,
+                            s.label,
+                            count(n),
+                            count(rx),
+                            percent(n as f64 / rx as f64 * 100.0)
+                        ),
+                    );
+                }
+            }
+        }
+        if let (Some(u), Some(off)) = (h.unseen, h.offered) {
+            if u > 0 && off > 0 {
+                consider(
+                    u as u64,
+                    format!(
+                        "Most packets were lost between {} and {} before {}'s counters saw them: {} of {} ({}).",
+                        h.upstream,
+                        h.hop,
+                        h.hop,
+                        count(u as u64),
+                        count(off),
+                        percent(u as f64 / off as f64 * 100.0)
+                    ),
+                );
+            }
+        }
+    }
+    best.map(|b| b.1)
+}
+
+/// Keys of metrics, for tests and callers that want one row.
+pub fn row<'a>(cmp: &'a Comparison, key: &str) -> Option<&'a Row> {
+    cmp.rows.iter().find(|r| r.metric.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Generator, Hop, HopCounters};
+
+    fn m(better: Better, unit: Unit) -> Metric {
+        Metric {
+            key: "k".into(),
+            label: "K".into(),
+            unit,
+            better,
+        }
+    }
+
+    #[test]
+    fn threshold_decides_single_samples() {
+        let s = Settings::default();
+        let j = judge(&m(Better::Higher, Unit::Pps), &[100.0], &[104.0], &s);
+        assert_eq!(j.verdict, Verdict::WithinNoise);
+        let j = judge(&m(Better::Higher, Unit::Pps), &[100.0], &[94.0], &s);
+        assert_eq!(j.verdict, Verdict::Regressed);
+        assert!(matches!(j.decision, Decision::Threshold { .. }));
+        let j = judge(&m(Better::Lower, Unit::Percent), &[37.0], &[86.0], &s);
+        assert_eq!((j.verdict, j.change), (Verdict::Regressed, Some(49.0)));
+        let j = judge(&m(Better::Neither, Unit::Pps), &[733.0], &[693.0], &s);
+        assert_eq!(j.verdict, Verdict::Context);
+    }
+
+    #[test]
+    fn repeats_use_the_test_and_the_minimum_effect() {
+        let s = Settings::default();
+        let base = [100.0, 101.0, 99.0, 100.5, 99.5];
+        // Clearly lower: exact p = 2/252 < 0.05, effect -20%.
+        let j = judge(
+            &m(Better::Higher, Unit::Pps),
+            &base,
+            &[80.0, 81.0, 79.0, 80.5, 79.5],
+            &s,
+        );
+        assert_eq!(j.verdict, Verdict::Regressed);
+        assert!(matches!(
+            j.decision,
+            Decision::MannWhitney { exact: true, .. }
+        ));
+        // Overlapping samples with a large median shift: not significant, so within noise.
+        let j = judge(
+            &m(Better::Higher, Unit::Pps),
+            &[100.0, 60.0, 140.0],
+            &[70.0, 130.0, 50.0],
+            &s,
+        );
+        assert_eq!(j.verdict, Verdict::WithinNoise);
+        // Significant but tiny (-1%): below the minimum effect.
+        let j = judge(
+            &m(Better::Higher, Unit::Pps),
+            &base,
+            &[99.0, 99.1, 98.9, 99.05, 98.95],
+            &s,
+        );
+        assert_eq!(j.verdict, Verdict::WithinNoise);
+    }
+
+    fn run(name: &str, rx: u64, tx: u64) -> RunRecord {
+        let mut r = RunRecord::new(name);
+        r.duration_ns = Some(1_000_000_000);
+        r.generator = Some(Generator {
+            sent: Some(rx),
+            elapsed_ns: Some(1_000_000_000),
+            ..Default::default()
+        });
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            counters: HopCounters {
+                rx: Some(rx),
+                tx_sent: Some(tx),
+                buf_exhaust: Some(rx - tx),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn comparison_rows_verdicts_and_key_result() {
+        let c = compare(
+            &[vec![run("base", 1000, 900)], vec![run("new", 1000, 500)]],
+            &Settings::default(),
+        )
+        .unwrap();
+        assert!(c.regressed());
+        let tx = row(&c, "hop1.tx_pps").unwrap();
+        assert_eq!(tx.judgements[0].unwrap().verdict, Verdict::Regressed);
+        assert!(
+            c.key_results[0].contains("regressed MCR-1 Egress -44%"),
+            "{}",
+            c.key_results[0]
+        );
+        assert!(
+            c.key_results[0].contains("buffer exhaustion"),
+            "{}",
+            c.key_results[0]
+        );
+        let same = compare(
+            &[vec![run("base", 1000, 900)], vec![run("new", 1000, 900)]],
+            &Settings::default(),
+        )
+        .unwrap();
+        assert!(!same.regressed());
+    }
+
+    #[test]
+    fn needs_two_sets() {
+        assert!(compare(&[vec![run("a", 1, 1)]], &Settings::default()).is_err());
+    }
+}

@@ -1,0 +1,514 @@
+//! Markdown reports, laid out like the seed report: summary table with verdict marks, the key
+//! result in one sentence, calculated rates with their formulas, a loss waterfall per hop,
+//! candidate causes, and how every verdict was decided.
+
+use std::fmt::Write;
+
+use super::fmt::{change, count, percent, seconds, signed, value};
+use crate::compare::{Comparison, Decision, Verdict};
+use crate::metrics::{self, Denominator, Origin};
+use crate::trend::TrendReport;
+use crate::waterfall::{HopFlow, Waterfall};
+
+/// A chart to link from the report: title and path relative to the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    pub title: String,
+    pub path: String,
+}
+
+fn mark(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Improved => " ✅",
+        Verdict::Regressed => " ❌",
+        Verdict::WithinNoise => " ≈",
+        Verdict::Context => "",
+    }
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Improved => "improved",
+        Verdict::Regressed => "regressed",
+        Verdict::WithinNoise => "within noise",
+        Verdict::Context => "context, not judged",
+    }
+}
+
+fn decision_text(d: &Decision) -> String {
+    match d {
+        Decision::Threshold { threshold_pct } => {
+            format!("threshold {threshold_pct}% (single sample on a side)")
+        }
+        Decision::MannWhitney {
+            p,
+            exact,
+            n_baseline,
+            n_run,
+            alpha,
+            min_effect_pct,
+        } => format!(
+            "Mann-Whitney U ({}), p = {p:.3} (α = {alpha}), n = {n_baseline} + {n_run}, minimum effect {min_effect_pct}%",
+            if *exact { "exact" } else { "normal approximation" }
+        ),
+        Decision::None => "not judged".into(),
+    }
+}
+
+/// The comparison report.
+pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
+    let mut o = String::new();
+    let runs = &cmp.labels[1..];
+    let _ = writeln!(
+        o,
+        "# Comparison: {} vs {}\n",
+        runs.join(", "),
+        cmp.labels[0]
+    );
+    let samples = |i: usize| {
+        let n = cmp.sizes[i];
+        format!("{} sample{}", n, if n == 1 { "" } else { "s" })
+    };
+    let _ = writeln!(o, "**Baseline:** {}, {}  ", cmp.labels[0], samples(0));
+    let run_list: Vec<String> = (1..cmp.labels.len())
+        .map(|i| format!("{}, {}", cmp.labels[i], samples(i)))
+        .collect();
+    let _ = writeln!(o, "**Runs:** {}  ", run_list.join("; "));
+    let regressed: Vec<String> = (1..cmp.labels.len())
+        .flat_map(|k| {
+            cmp.rows
+                .iter()
+                .filter(move |r| {
+                    r.judgements[k - 1].is_some_and(|j| j.verdict == Verdict::Regressed)
+                })
+                .map(move |r| format!("{} ({})", r.metric.label, cmp.labels[k]))
+        })
+        .collect();
+    if regressed.is_empty() {
+        let _ = writeln!(o, "**Status:** no regression\n");
+    } else {
+        let _ = writeln!(o, "**Status:** **REGRESSION**: {}\n", regressed.join(", "));
+    }
+    for k in &cmp.key_results {
+        let _ = writeln!(o, "**Key result:** {k}\n");
+    }
+
+    // Summary table.
+    let _ = writeln!(o, "## Summary\n");
+    let mut head = String::from("| Metric |");
+    let mut rule = String::from("|--------|");
+    for l in &cmp.labels {
+        let _ = write!(head, " {l} |");
+        rule.push_str("---:|");
+    }
+    for l in runs {
+        let _ = write!(head, " {l} vs {} |", cmp.labels[0]);
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(o, "{head}\n{rule}");
+    let mut any_reported = false;
+    for row in &cmp.rows {
+        let mut line = format!("| {} |", row.metric.label);
+        for cell in &row.cells {
+            match cell {
+                Some(c) => {
+                    any_reported |= c.reported;
+                    let _ = write!(
+                        line,
+                        " {}{}{} |",
+                        value(row.metric.unit, c.value),
+                        if c.samples > 1 {
+                            format!(" (median of {})", c.samples)
+                        } else {
+                            String::new()
+                        },
+                        if c.reported { " ᴿ" } else { "" }
+                    );
+                }
+                None => line.push_str(" — |"),
+            }
+        }
+        for j in &row.judgements {
+            match j {
+                Some(j) => {
+                    let c = j
+                        .change
+                        .map_or("n/a".into(), |c| change(row.metric.unit, c));
+                    let bold = matches!(j.verdict, Verdict::Improved | Verdict::Regressed);
+                    if bold {
+                        let _ = write!(line, " **{c}**{} |", mark(j.verdict));
+                    } else {
+                        let _ = write!(line, " {c}{} |", mark(j.verdict));
+                    }
+                }
+                None => line.push_str(" — |"),
+            }
+        }
+        let _ = writeln!(o, "{line}");
+    }
+    let _ = writeln!(
+        o,
+        "\n✅ improved · ❌ regressed · ≈ within noise · no mark: context, not judged · — not measured in that run.  "
+    );
+    if any_reported {
+        let _ = writeln!(
+            o,
+            "ᴿ as printed by the source, which gave no counters for it; every other value is computed from counters and duration."
+        );
+    } else {
+        let _ = writeln!(o, "Every value is computed from counters and duration.");
+    }
+    let _ = writeln!(
+        o,
+        "Changes are relative, except for percentages, which change in percentage points (pp).\n"
+    );
+
+    for c in charts {
+        let _ = writeln!(o, "![{}]({})\n", c.title, c.path);
+    }
+
+    // Calculated rates.
+    let _ = writeln!(o, "## Calculated rates\n");
+    for (i, rec) in cmp.representatives.iter().enumerate() {
+        let label = &cmp.labels[i];
+        let dur = rec
+            .duration_ns
+            .map(|d| format!(" ({})", seconds(d)))
+            .unwrap_or_default();
+        let _ = writeln!(o, "### {label}{dur}\n");
+        let values = metrics::metrics(rec);
+        let mut printed = false;
+        for v in &values {
+            match &v.origin {
+                Origin::Computed {
+                    numerator,
+                    denominator,
+                } => {
+                    let den = match denominator {
+                        Denominator::Duration(ns) => seconds(*ns),
+                        Denominator::Packets(n) => count(*n),
+                    };
+                    let _ = writeln!(
+                        o,
+                        "- **{}:** {} / {} = **{}**",
+                        v.metric.label,
+                        count(*numerator),
+                        den,
+                        value(v.metric.unit, v.value)
+                    );
+                    printed = true;
+                }
+                Origin::Reported => {
+                    let _ = writeln!(
+                        o,
+                        "- **{}:** {} as reported (the source gave no counter)",
+                        v.metric.label,
+                        value(v.metric.unit, v.value)
+                    );
+                    printed = true;
+                }
+                Origin::Measured => {}
+            }
+        }
+        if !printed {
+            let _ = writeln!(o, "No rates: the record has no counters or reported rates.");
+        }
+        if cmp.sizes[i] > 1 {
+            let _ = writeln!(
+                o,
+                "\n(sample 1 of {}; the summary uses medians)",
+                cmp.sizes[i]
+            );
+        }
+        o.push('\n');
+    }
+
+    // Waterfalls.
+    let _ = writeln!(o, "## Where packets were lost\n");
+    for (i, w) in cmp.waterfalls.iter().enumerate() {
+        let _ = writeln!(o, "### {}\n", cmp.labels[i]);
+        waterfall(&mut o, w);
+    }
+
+    // Candidate causes.
+    let _ = writeln!(
+        o,
+        "## Candidate causes: configuration and environment differences\n"
+    );
+    if cmp.differences.is_empty() {
+        let _ = writeln!(
+            o,
+            "No difference in the recorded configuration or environment. A cause outside what the records hold (code, machine load) remains possible.\n"
+        );
+    } else {
+        let mut head = String::from("| Setting |");
+        let mut rule = String::from("|---------|");
+        for l in &cmp.labels {
+            let _ = write!(head, " {l} |");
+            rule.push_str("---|");
+        }
+        let _ = writeln!(o, "{head}\n{rule}");
+        for d in &cmp.differences {
+            let mut line = format!("| `{}` |", d.name);
+            for v in &d.values {
+                let _ = write!(line, " {} |", v.as_deref().unwrap_or("*not recorded*"));
+            }
+            let _ = writeln!(o, "{line}");
+        }
+        let _ = writeln!(
+            o,
+            "\nEach row is a setting whose value is not the same in every run; *not recorded* means the run's record does not say, so it may differ too.\n"
+        );
+    }
+
+    // Method.
+    let _ = writeln!(o, "## How each verdict was decided\n");
+    let s = &cmp.settings;
+    let _ = writeln!(
+        o,
+        "A single sample on either side is judged by the threshold: a change of at least {t}% ({t} pp for percentages) in the worse direction is a regression. With two or more samples on both sides, a two-sided Mann-Whitney U test at α = {a} decides, and the change must also reach the minimum effect of {t}%.\n",
+        t = s.threshold_pct,
+        a = s.alpha
+    );
+    for k in 1..cmp.labels.len() {
+        for row in &cmp.rows {
+            if let Some(j) = row.judgements[k - 1].filter(|j| j.verdict != Verdict::Context) {
+                let _ = writeln!(
+                    o,
+                    "- {} · {}: {} by {}",
+                    cmp.labels[k],
+                    row.metric.label,
+                    verdict_word(j.verdict),
+                    decision_text(&j.decision)
+                );
+            }
+        }
+    }
+    o.push('\n');
+
+    // Inputs.
+    let _ = writeln!(o, "## Inputs\n");
+    for (i, rec) in cmp.representatives.iter().enumerate() {
+        let srcs: Vec<String> = rec
+            .sources
+            .iter()
+            .map(|s| format!("{} `{}` ({})", s.role, s.path, s.format))
+            .collect();
+        let _ = writeln!(
+            o,
+            "- {}: {}",
+            cmp.labels[i],
+            if srcs.is_empty() {
+                "no sources recorded".into()
+            } else {
+                srcs.join("; ")
+            }
+        );
+    }
+    o
+}
+
+fn cell(n: Option<u64>, of: Option<u64>) -> String {
+    match (n, of) {
+        (Some(n), Some(d)) if d > 0 && n > 0 => {
+            format!("{} ({})", count(n), percent(n as f64 / d as f64 * 100.0))
+        }
+        (Some(n), _) => count(n),
+        (None, _) => "*not reported*".into(),
+    }
+}
+
+fn waterfall(o: &mut String, w: &Waterfall) {
+    let has_counters = w
+        .hops
+        .iter()
+        .any(|h| h.received.is_some() || h.sent_on.is_some());
+    if !has_counters {
+        let _ = writeln!(
+            o,
+            "No per-hop counters in this run (only rates were reported), so its losses cannot be broken down.\n"
+        );
+        return;
+    }
+    let mut head = String::from("| Step |");
+    let mut rule = String::from("|------|");
+    for h in &w.hops {
+        let _ = write!(head, " {} |", h.hop);
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(o, "{head}\n{rule}");
+    let row = |o: &mut String, label: &str, f: &dyn Fn(&HopFlow) -> String| {
+        let mut line = format!("| {label} |");
+        for h in &w.hops {
+            let _ = write!(line, " {} |", f(h));
+        }
+        let _ = writeln!(o, "{line}");
+    };
+    row(o, "Sent by upstream", &|h| match h.offered {
+        Some(n) => format!("{} ({})", count(n), h.upstream),
+        None => "*unknown*".into(),
+    });
+    row(o, "Kernel drops", &|h| cell(h.kernel_drops, h.offered));
+    row(
+        o,
+        "Lost before the relay's counters (unexplained)",
+        &|h| match (h.unseen, h.offered) {
+            (Some(u), Some(off)) if off > 0 => {
+                format!("{} ({})", signed(u), percent(u as f64 / off as f64 * 100.0))
+            }
+            (Some(u), _) => signed(u),
+            _ => "*unknown*".into(),
+        },
+    );
+    row(o, "**Received**", &|h| match h.received {
+        Some(n) => format!("**{}**", count(n)),
+        None => "*not reported*".into(),
+    });
+    let n_steps = w.hops.first().map_or(0, |h| h.steps.len());
+    for i in 0..n_steps {
+        let s0 = &w.hops[0].steps[i];
+        let label = format!("{} {}", if s0.adds { "+" } else { "−" }, s0.label);
+        row(o, &label, &|h| cell(h.steps[i].count, h.received));
+    }
+    row(o, "**Sent on**", &|h| match h.sent_on {
+        Some(n) => format!("**{}**", cell(Some(n), h.received)),
+        None => "*not reported*".into(),
+    });
+    row(o, "Unexplained remainder", &|h| match h.remainder {
+        Some(r) => signed(r),
+        None => "*unknown*".into(),
+    });
+    o.push('\n');
+    for h in &w.hops {
+        if h.remainder.is_some_and(|r| r != 0) && !h.unreported.is_empty() {
+            let _ = writeln!(
+                o,
+                "- {}: the remainder of {} may hold the counters the source did not report ({}).",
+                h.hop,
+                signed(h.remainder.unwrap_or(0)),
+                h.unreported.join(", ")
+            );
+        } else if h.remainder.is_some_and(|r| r != 0) {
+            let _ = writeln!(
+                o,
+                "- {}: every counter was reported, yet {} packets are unaccounted for: the conservation law does not hold.",
+                h.hop,
+                signed(h.remainder.unwrap_or(0))
+            );
+        }
+    }
+    if let Some(d) = &w.delivery {
+        let lost = match (d.lost, d.offered) {
+            (Some(l), Some(off)) if off > 0 => {
+                format!("{} ({})", signed(l), percent(l as f64 / off as f64 * 100.0))
+            }
+            (Some(l), _) => signed(l),
+            _ => "unknown".into(),
+        };
+        let _ = writeln!(
+            o,
+            "- Receiver: {} sent by {}, {} received, {} lost on the last leg{}.",
+            d.offered.map_or("unknown".into(), count),
+            d.upstream,
+            d.received.map_or("unknown".into(), count),
+            lost,
+            d.socket_drops
+                .map(|s| format!(
+                    " (of which {} dropped by the receiving socket's full buffer)",
+                    count(s)
+                ))
+                .unwrap_or_default()
+        );
+    }
+    o.push('\n');
+}
+
+/// The trend report.
+pub fn trend(t: &TrendReport, charts: &[Chart]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# Trend: {} runs, {} → {}\n",
+        t.runs.len(),
+        t.runs.first().map_or("", String::as_str),
+        t.runs.last().map_or("", String::as_str)
+    );
+    let regressed: Vec<&str> = t
+        .series
+        .iter()
+        .filter(|s| s.newest_regressed)
+        .map(|s| s.metric.label.as_str())
+        .collect();
+    if regressed.is_empty() {
+        let _ = writeln!(
+            o,
+            "**Status:** the newest run is not in a regressed segment\n"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "**Status:** **REGRESSION**: the newest run sits in a regressed segment of {}\n",
+            regressed.join(", ")
+        );
+    }
+    let _ = writeln!(o, "| Metric | Runs | Newest | Change points (first run of the new segment) | Newest segment vs the one before | Status |");
+    let _ = writeln!(o, "|--------|---:|---:|---|---:|---|");
+    for s in &t.series {
+        let newest = s
+            .values
+            .last()
+            .map_or("—".into(), |v| value(s.metric.unit, *v));
+        let cps: Vec<String> = s
+            .segments
+            .iter()
+            .skip(1)
+            .map(|seg| {
+                format!(
+                    "{} ({} → {})",
+                    t.runs[s.run_index[seg.start]],
+                    value(s.metric.unit, seg.prev_mean.unwrap_or(f64::NAN)),
+                    value(s.metric.unit, seg.mean)
+                )
+            })
+            .collect();
+        let last_change = s
+            .last_change
+            .map_or("—".into(), |c| change(s.metric.unit, c));
+        let status = if s.newest_regressed {
+            "❌ regressed"
+        } else if s.newest_improved {
+            "✅ improved"
+        } else if s.segments.len() > 1 {
+            "≈ stable since last change"
+        } else {
+            "≈ no change point"
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            s.metric.label,
+            s.values.len(),
+            newest,
+            if cps.is_empty() {
+                "none".into()
+            } else {
+                cps.join("; ")
+            },
+            last_change,
+            status
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nChange points: E-divisive means (energy statistic, binary segmentation) with a permutation test at α = {} ({} permutations, fixed seed), kept only where the segment means differ by at least {}% ({} pp for percentages). A regressed segment is one worse than the segment before it by that much.\n",
+        t.settings.alpha, t.settings.permutations, t.settings.min_effect_pct, t.settings.min_effect_pct
+    );
+    for c in charts {
+        let _ = writeln!(o, "![{}]({})\n", c.title, c.path);
+    }
+    let _ = writeln!(o, "## Runs\n");
+    for (i, r) in t.runs.iter().enumerate() {
+        let _ = writeln!(o, "{}. {} `{}`", i + 1, r, t.paths[i]);
+    }
+    o
+}

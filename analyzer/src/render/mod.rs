@@ -1,0 +1,6 @@
+//! Output formats: Markdown reports and PNG charts, one module each, plus number formatting
+//! shared by both so a figure reads the same in the table and on the chart.
+
+pub mod fmt;
+pub mod markdown;
+pub mod png;

@@ -1,0 +1,271 @@
+//! Where packets were lost: a waterfall per hop, from the conservation law (DESIGN §2).
+//!
+//! For each hop: what its upstream sent (the generator for the first hop), what the relay's
+//! counters never saw (lost on the way in: kernel drops, plus anything unexplained), what it
+//! received, and then every class it dropped, down to what it sent on:
+//!
+//! `rx - filtered - malformed - no_match (+ fan-out copies) - buf_exhaust - tx_errors - in_flight
+//!  = tx_sent + remainder`
+//!
+//! The remainder is printed, never hidden: a non-zero remainder means a counter is missing or
+//! wrong. Counters the source did not report are listed so that a reader knows the remainder
+//! may hold them.
+
+use crate::record::{Hop, RunRecord};
+
+/// One line of a hop's waterfall.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub label: &'static str,
+    /// `None` when the source did not report this counter.
+    pub count: Option<u64>,
+    /// True for fan-out copies, which add packets rather than remove them.
+    pub adds: bool,
+}
+
+/// The waterfall of one hop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopFlow {
+    pub hop: String,
+    /// Name of what fed this hop (`generator` or the previous hop).
+    pub upstream: String,
+    /// Packets the upstream sent, if known.
+    pub offered: Option<u64>,
+    pub kernel_drops: Option<u64>,
+    /// `offered - received - kernel_drops`: lost on the way in with no counter to explain it.
+    /// Negative when the hop received more than was offered (foreign traffic counted in `rx`).
+    pub unseen: Option<i64>,
+    pub received: Option<u64>,
+    /// Drop classes and fan-out in the order of the law above.
+    pub steps: Vec<Step>,
+    pub sent_on: Option<u64>,
+    /// What the counters do not account for; `None` when received or sent on is unknown.
+    pub remainder: Option<i64>,
+    /// Counters of the law that the source did not report.
+    pub unreported: Vec<&'static str>,
+}
+
+/// From the last hop to the receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub upstream: String,
+    pub offered: Option<u64>,
+    pub received: Option<u64>,
+    /// Of the loss, datagrams the receiving socket dropped for want of buffer space.
+    pub socket_drops: Option<u64>,
+    /// `offered - received`.
+    pub lost: Option<i64>,
+}
+
+/// The whole run's waterfall.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waterfall {
+    pub run: String,
+    pub hops: Vec<HopFlow>,
+    pub delivery: Option<Delivery>,
+}
+
+fn diff(a: Option<u64>, b: Option<u64>) -> Option<i64> {
+    Some(a? as i64 - b? as i64)
+}
+
+fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>) -> HopFlow {
+    let c = &hop.counters;
+    let fanout = match (c.output_copies, c.matched) {
+        (Some(copies), Some(m)) if copies > m => Some(copies - m),
+        (Some(_), Some(_)) => Some(0),
+        _ => None,
+    };
+    let steps = vec![
+        Step {
+            label: "filtered (not IPv4/UDP)",
+            count: c.filtered,
+            adds: false,
+        },
+        Step {
+            label: "malformed",
+            count: c.malformed,
+            adds: false,
+        },
+        Step {
+            label: "no matching rule",
+            count: c.no_match,
+            adds: false,
+        },
+        Step {
+            label: "fan-out copies",
+            count: fanout,
+            adds: true,
+        },
+        Step {
+            label: "buffer exhaustion",
+            count: c.buf_exhaust,
+            adds: false,
+        },
+        Step {
+            label: "egress errors",
+            count: c.tx_errors,
+            adds: false,
+        },
+        Step {
+            label: "in flight at read",
+            count: c.in_flight,
+            adds: false,
+        },
+    ];
+    let mut unreported: Vec<&'static str> = steps
+        .iter()
+        .filter(|s| s.count.is_none() && !s.adds)
+        .map(|s| s.label)
+        .collect();
+    if c.kernel_drops.is_none() {
+        unreported.insert(0, "kernel drops");
+    }
+    let remainder = match (c.rx, c.tx_sent) {
+        (Some(rx), Some(tx)) => {
+            let mut r = rx as i64 - tx as i64;
+            for s in &steps {
+                let n = s.count.unwrap_or(0) as i64;
+                r += if s.adds { n } else { -n };
+            }
+            Some(r)
+        }
+        _ => None,
+    };
+    let unseen = diff(offered, c.rx).map(|d| d - c.kernel_drops.unwrap_or(0) as i64);
+    HopFlow {
+        hop: hop.name.clone(),
+        upstream,
+        offered,
+        kernel_drops: c.kernel_drops,
+        unseen,
+        received: c.rx,
+        steps,
+        sent_on: c.tx_sent,
+        remainder,
+        unreported,
+    }
+}
+
+/// Builds the waterfall of a run.
+pub fn waterfall(rec: &RunRecord) -> Waterfall {
+    let mut upstream = "generator".to_string();
+    let mut offered = rec.generator.as_ref().and_then(|g| g.sent);
+    let mut hops = Vec::new();
+    for hop in &rec.hops {
+        let flow = hop_flow(hop, upstream, offered);
+        upstream = hop.name.clone();
+        offered = flow.sent_on;
+        hops.push(flow);
+    }
+    let delivery = rec.receiver.as_ref().map(|r| Delivery {
+        upstream: upstream.clone(),
+        offered,
+        received: r.received,
+        socket_drops: r.socket_drops,
+        lost: diff(offered, r.received),
+    });
+    Waterfall {
+        run: rec.name.clone(),
+        hops,
+        delivery,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Generator, HopCounters};
+
+    fn seed_after() -> RunRecord {
+        let mut r = RunRecord::new("After Fix");
+        r.generator = Some(Generator {
+            sent: Some(10_000_000),
+            ..Default::default()
+        });
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            counters: HopCounters {
+                rx: Some(9_940_000),
+                tx_sent: Some(1_405_182),
+                buf_exhaust: Some(8_534_699),
+                filtered: Some(58),
+                no_match: Some(60),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        r.hops.push(Hop {
+            name: "MCR-2".into(),
+            counters: HopCounters {
+                rx: Some(1_400_000),
+                tx_sent: Some(1_198_042),
+                buf_exhaust: Some(201_837),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn seed_counters_leave_small_remainders_that_are_shown() {
+        let w = waterfall(&seed_after());
+        let h1 = &w.hops[0];
+        assert_eq!(h1.offered, Some(10_000_000));
+        assert_eq!(h1.unseen, Some(60_000));
+        assert_eq!(h1.remainder, Some(1));
+        assert!(h1.unreported.contains(&"kernel drops"));
+        assert!(h1.unreported.contains(&"malformed"));
+        let h2 = &w.hops[1];
+        assert_eq!(h2.upstream, "MCR-1");
+        assert_eq!(h2.offered, Some(1_405_182));
+        assert_eq!(h2.unseen, Some(5_182));
+        assert_eq!(h2.remainder, Some(121));
+        assert!(h2.unreported.contains(&"filtered (not IPv4/UDP)"));
+    }
+
+    #[test]
+    fn fan_out_adds_copies_and_balances() {
+        let mut r = RunRecord::new("x");
+        r.hops.push(Hop {
+            name: "a".into(),
+            counters: HopCounters {
+                rx: Some(100),
+                kernel_drops: Some(0),
+                filtered: Some(0),
+                malformed: Some(0),
+                no_match: Some(10),
+                matched: Some(90),
+                output_copies: Some(180),
+                buf_exhaust: Some(30),
+                tx_errors: Some(0),
+                in_flight: Some(0),
+                tx_sent: Some(150),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let w = waterfall(&r);
+        assert_eq!(w.hops[0].remainder, Some(0));
+        assert!(w.hops[0].unreported.is_empty());
+        assert_eq!(
+            w.hops[0].offered, None,
+            "no generator: offered is unknown, not 0"
+        );
+    }
+
+    #[test]
+    fn unknown_sent_means_unknown_remainder() {
+        let mut r = RunRecord::new("x");
+        r.hops.push(Hop {
+            name: "a".into(),
+            counters: HopCounters {
+                rx: Some(100),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        assert_eq!(waterfall(&r).hops[0].remainder, None);
+    }
+}
