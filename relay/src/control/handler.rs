@@ -210,7 +210,7 @@ mod tests {
                 }
             }),
             Memberships::default(),
-            |n| crate::netif::index(n),
+            crate::netif::index,
         )
     }
 

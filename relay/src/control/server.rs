@@ -180,18 +180,17 @@ pub fn serve(stream: UnixStream, controller: &Mutex<Controller>) -> io::Result<(
         if n == 0 {
             return Ok(());
         }
-        if line.last() != Some(&b'\n') {
-            if line.len() > MAX_REQUEST_BYTES {
-                write_response(
-                    &mut writer,
-                    &Response::error(
-                        ErrorKind::TooLarge,
-                        format!("request exceeds {MAX_REQUEST_BYTES} bytes"),
-                    ),
-                )?;
-                return Ok(());
-            }
-            // EOF without a newline: treat what came as the request.
+        // A line without its newline is either oversize or the last one before EOF (which is
+        // served as a request).
+        if line.last() != Some(&b'\n') && line.len() > MAX_REQUEST_BYTES {
+            write_response(
+                &mut writer,
+                &Response::error(
+                    ErrorKind::TooLarge,
+                    format!("request exceeds {MAX_REQUEST_BYTES} bytes"),
+                ),
+            )?;
+            return Ok(());
         }
         let request = line.strip_suffix(b"\n").unwrap_or(&line);
         let request = request.strip_suffix(b"\r").unwrap_or(request);

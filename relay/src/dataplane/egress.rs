@@ -180,8 +180,8 @@ impl SendSlots {
     /// Copies the (buffer, length) of each segment of slot `idx` into `out`; returns the count.
     pub fn segments_of(&self, idx: u32, out: &mut [(BufId, usize); MAX_SEGMENTS]) -> usize {
         let s = &self.slots[idx as usize];
-        for k in 0..s.segments {
-            out[k] = (s.bufs[k], s.iov[k].iov_len);
+        for (k, slot) in out.iter_mut().enumerate().take(s.segments) {
+            *slot = (s.bufs[k], s.iov[k].iov_len);
         }
         s.segments
     }

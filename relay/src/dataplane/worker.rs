@@ -591,7 +591,7 @@ impl Forwarder {
             return 1;
         };
         let vnet = VnetHeader::parse(vnet_bytes);
-        let hint = hint.unwrap_or_else(|| match vnet {
+        let hint = hint.unwrap_or(match vnet {
             Some(v) if v.flags & wire::vnet::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 => {
                 ChecksumHint::Partial
             }

@@ -103,10 +103,13 @@ pub fn human(r: &StatsReport) -> String {
     s
 }
 
+/// A counter family: name, help text, and how to read it from a worker's counters.
+type Metric = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
+
 /// Prometheus text exposition format (version 0.0.4).
 pub fn prometheus(r: &StatsReport) -> String {
     let mut s = String::new();
-    let counters: [(&str, &str, fn(&WorkerCounters) -> u64); 12] = [
+    let counters: [Metric; 12] = [
         (
             "mcr_rx_frames_total",
             "Frames taken from the kernel's packet rings.",
