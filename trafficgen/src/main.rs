@@ -106,11 +106,15 @@ struct SendArgs {
     #[arg(long)]
     streams: Option<u32>,
     /// Datagrams per UDP GSO message; 1 turns GSO off (plain sendmmsg).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     gso_segments: u32,
     /// Messages per sendmmsg call.
     #[arg(long, default_value_t = 8)]
     batch: u32,
+    /// Longest a due packet waits for later ones to share its send call, in microseconds
+    /// (fewer, larger batches at high rates; 0 sends each packet the moment it is due).
+    #[arg(long, default_value_t = 20)]
+    coalesce_us: u64,
     /// How often each stream's end marker is sent.
     #[arg(long, default_value_t = 3)]
     end_markers: u32,
@@ -215,6 +219,7 @@ fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
         gso_segments: args.gso_segments,
         batch_messages: args.batch,
         end_marker_repeats: args.end_markers,
+        coalesce: Duration::from_micros(args.coalesce_us),
         ..SendOptions::new(args.dst, args.pps, limit)
     };
     let bar = progress_bar();

@@ -68,6 +68,14 @@ impl Schedule {
             .min(remaining)
     }
 
+    /// Smallest batch worth a send call at this rate: the packets due within `coalesce`
+    /// (at least 1). Waiting for them delays the first by at most `coalesce`, and saves the
+    /// per-call cost that would otherwise cap the rate at high pps.
+    pub fn min_batch(&self, coalesce: Duration) -> u64 {
+        let n = coalesce.as_nanos() * self.pps as u128 / NANOS_PER_SEC;
+        u64::try_from(n).unwrap_or(u64::MAX).max(1)
+    }
+
     /// Packets a run of `duration` at this rate sends (rounded to nearest).
     pub fn count_for(&self, duration: Duration) -> u64 {
         let n = (duration.as_nanos() * self.pps as u128 + NANOS_PER_SEC / 2) / NANOS_PER_SEC;
@@ -169,6 +177,15 @@ mod tests {
         let s = Schedule::new(0);
         assert_eq!(s.batch_now(0, 1 << 50, u64::MAX, 64), 64);
         assert_eq!(s.due_time_ns(12345), 0);
+    }
+
+    #[test]
+    fn min_batch_scales_with_rate() {
+        let window = Duration::from_micros(20);
+        assert_eq!(Schedule::new(1_000_000).min_batch(window), 20);
+        assert_eq!(Schedule::new(100_000).min_batch(window), 2);
+        assert_eq!(Schedule::new(10_000).min_batch(window), 1);
+        assert_eq!(Schedule::new(10_000).min_batch(Duration::ZERO), 1);
     }
 
     #[test]

@@ -125,6 +125,10 @@ pub struct SendConfig {
     pub end_marker_repeats: u32,
     /// SO_SNDBUF the kernel granted, in bytes.
     pub socket_sndbuf_bytes: u64,
+    /// Longest a due packet waited for later ones to share its send call (`--coalesce-us`),
+    /// nanoseconds. Added after version 1 was first published; 0 in older records.
+    #[serde(default)]
+    pub coalesce_ns: u64,
 }
 
 /// Per-thread results of a send run.

@@ -68,6 +68,9 @@ pub struct SendOptions {
     /// Messages per sendmmsg call.
     pub batch_messages: u32,
     pub end_marker_repeats: u32,
+    /// Longest a due packet may wait for later ones to share its send call (see
+    /// [`Schedule::min_batch`]).
+    pub coalesce: Duration,
 }
 
 impl SendOptions {
@@ -83,9 +86,10 @@ impl SendOptions {
             ttl: 8,
             threads: 1,
             streams: 1,
-            gso_segments: 16,
+            gso_segments: 32,
             batch_messages: 8,
             end_marker_repeats: 3,
+            coalesce: Duration::from_micros(20),
         }
     }
 }
@@ -292,6 +296,7 @@ fn plans(options: &SendOptions, batching: Batching) -> Vec<ThreadPlan> {
                 size: options.size,
                 batching,
                 end_marker_repeats: options.end_marker_repeats,
+                coalesce: options.coalesce,
             }
         })
         .collect()
@@ -394,6 +399,7 @@ fn build_record(
             gso_fallback_reason,
             end_marker_repeats: options.end_marker_repeats,
             socket_sndbuf_bytes: sndbuf_bytes,
+            coalesce_ns: options.coalesce.as_nanos() as u64,
         },
         packets_sent,
         payload_bytes,
@@ -515,7 +521,7 @@ mod tests {
             ..opts()
         });
         assert_eq!(b.segments_per_message, 1);
-        assert_eq!(batching_for(&opts()).segments_per_message, 16);
+        assert_eq!(batching_for(&opts()).segments_per_message, 32);
     }
 
     #[test]

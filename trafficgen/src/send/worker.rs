@@ -40,6 +40,8 @@ pub struct ThreadPlan {
     pub size: usize,
     pub batching: Batching,
     pub end_marker_repeats: u32,
+    /// Longest a due packet may wait for others to share its send call.
+    pub coalesce: Duration,
 }
 
 /// What one thread did.
@@ -149,6 +151,7 @@ pub fn run(
     let mut gso_confirmed = false;
     let mut last_batch_ns: Option<u64> = None;
     let length = plan.size as u32;
+    let min_batch = schedule.min_batch(plan.coalesce);
 
     while scheduled < total && !sys::stop_requested() {
         let elapsed_ns = start.elapsed().as_nanos() as u64;
@@ -159,8 +162,13 @@ pub fn run(
         }
         let max_batch = (batch.max_messages() * batch.max_segments()) as u64;
         let count = schedule.batch_now(elapsed_ns, scheduled, total - scheduled, max_batch);
-        if count == 0 {
-            wait_until(start, schedule.due_time_ns(scheduled), elapsed_ns);
+        let wanted = min_batch.min(max_batch).min(total - scheduled);
+        if count < wanted {
+            wait_until(
+                start,
+                schedule.due_time_ns(scheduled + wanted - 1),
+                elapsed_ns,
+            );
             continue;
         }
 

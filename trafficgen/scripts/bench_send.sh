@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Sender throughput benchmark: trafficgen into a veth pair whose far end receives nothing.
+#
+# UDP segmentation offload is turned off on the sending veth, so the kernel segments every GSO
+# buffer before the "wire" and each datagram crosses the veth as its own frame, as on a real NIC
+# (with offload on, veth carries whole GSO buffers and the rates mean nothing).
+#
+# For every case it runs REPEATS trials of DURATION and prints the median achieved rate, the
+# median CPU time per packet (task-clock of the sender threads / packets: less sensitive to other
+# load on a shared machine than the rate) and the rate error against the target.
+#
+# Usage: sudo trafficgen/scripts/bench_send.sh        (env: REPEATS=3 DURATION=3s SIZE=1400
+#        TG_BIN=path/to/trafficgen to skip the release build; CASES="name ..." to pick cases)
+# Needs: root, iproute2, ethtool, jq. Creates and always removes namespaces tgb<pid>{tx,rx}.
+set -euo pipefail
+
+REPEATS=${REPEATS:-3}
+DURATION=${DURATION:-3s}
+SIZE=${SIZE:-1400}
+here=$(cd "$(dirname "$0")" && pwd)
+
+for tool in ip ethtool jq; do
+    command -v "$tool" >/dev/null || { echo "bench_send: $tool is required" >&2; exit 2; }
+done
+[ "$(id -u)" = 0 ] || { echo "bench_send: must run as root (network namespaces)" >&2; exit 2; }
+
+if [ -z "${TG_BIN:-}" ]; then
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/../../target}
+    (cd "$here/.." && cargo build --release -p trafficgen --quiet)
+    TG_BIN=$CARGO_TARGET_DIR/release/trafficgen
+fi
+
+tx=tgb$$tx rx=tgb$$rx a=tgb$$a b=tgb$$b
+work=$(mktemp -d)
+cleanup() {
+    ip netns del "$tx" 2>/dev/null || true
+    ip netns del "$rx" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+ip netns add "$tx"
+ip netns add "$rx"
+ip link add "$a" netns "$tx" type veth peer name "$b" netns "$rx"
+ip -n "$tx" addr add 10.200.77.1/24 dev "$a"
+ip -n "$rx" addr add 10.200.77.2/24 dev "$b"
+ip -n "$tx" link set "$a" up
+ip -n "$rx" link set "$b" up
+ip -n "$tx" route add 224.0.0.0/4 dev "$a"
+ip netns exec "$tx" ethtool -K "$a" tx-udp-segmentation off >/dev/null
+sleep 1 # let the link watcher attach the qdisc (until then the device drops everything)
+
+# name | trafficgen arguments
+all_cases=(
+    "sendmmsg-max|--pps 0 --gso-segments 1 --batch 64"
+    "gso16-max|--pps 0 --gso-segments 16 --batch 8"
+    "gso32-max|--pps 0 --gso-segments 32 --batch 8"
+    "paced-1M-1thread|--pps 1000000 --threads 1"
+    "max-2threads|--pps 0 --threads 2"
+    "paced-1.5M-2threads|--pps 1500000 --threads 2"
+)
+
+median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+
+printf '%-22s %12s %14s %12s   %s\n' case median_pps cpu_ns_per_pkt rate_error trials_pps
+for entry in "${all_cases[@]}"; do
+    name=${entry%%|*}
+    args=${entry#*|}
+    if [ -n "${CASES:-}" ] && [[ " $CASES " != *" $name "* ]]; then continue; fi
+    rates=() cpus=() errors=()
+    for i in $(seq "$REPEATS"); do
+        json=$work/$name-$i.json
+        # shellcheck disable=SC2086
+        ip netns exec "$tx" "$TG_BIN" send --dst 239.1.1.1:5000 --size "$SIZE" \
+            --duration "$DURATION" $args --json "$json" >/dev/null
+        rates+=("$(jq -r '.achieved_pps | floor' "$json")")
+        cpus+=("$(jq -r 'if (.perf.task_clock_ns|type) == "number" then
+                    (.perf.task_clock_ns / .packets_sent | floor) else "n/a" end' "$json")")
+        errors+=("$(jq -r 'if .rate_error_ratio == null then "-" else
+                    (.rate_error_ratio * 100 * 1000 | round / 1000 | tostring) + "%" end' "$json")")
+    done
+    med=$(printf '%s\n' "${rates[@]}" | median)
+    cpu=$(printf '%s\n' "${cpus[@]}" | median)
+    printf '%-22s %12s %14s %12s   %s\n' "$name" "$med" "$cpu" "${errors[0]}" "${rates[*]}"
+done
+echo "(size $SIZE B, $DURATION per trial, $REPEATS trials, load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs)"
