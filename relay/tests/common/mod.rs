@@ -1,0 +1,465 @@
+//! Test harness for end-to-end tests in real network namespaces.
+//!
+//! Everything created here is removed on drop (namespaces, daemons), also when a test fails.
+//! Sockets are made inside a namespace from a short-lived thread that enters it with
+//! `setns` (which affects only that thread); the socket then belongs to that namespace and
+//! can be used from the test thread.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use relay::control::protocol::{Command as Ctl, Reply, Response};
+use relay::stats::report::StatsReport;
+
+/// True when end-to-end tests can run. When they cannot, the test prints why and returns,
+/// unless `MCR_E2E_REQUIRED=1` (set by CI), in which case it fails.
+pub fn e2e_allowed(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    if root && ip {
+        return true;
+    }
+    let why = if !root {
+        "not running as root"
+    } else {
+        "the `ip` command is missing"
+    };
+    if std::env::var("MCR_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("{test}: end-to-end test required (MCR_E2E_REQUIRED=1) but {why}");
+    }
+    eprintln!("SKIP {test}: {why}; end-to-end tests need root and iproute2");
+    false
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("running a setup command");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `ip ARGS...`, which must succeed.
+pub fn ip(args: &[&str]) {
+    run(Command::new("ip").args(args));
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("mcrt{}-{n}-{tag}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NS ARGS...`.
+    pub fn ip(&self, args: &[&str]) {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        ip(&full);
+    }
+
+    /// `ip netns exec NS PROGRAM ARGS...` as a command to spawn.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        run(self
+            .command("sysctl")
+            .args(["-qw", &format!("{key}={value}")]));
+    }
+
+    /// Runs `f` on a thread inside this namespace (for making sockets there).
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = PathBuf::from("/var/run/netns").join(&self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let file = std::fs::File::open(&path).expect("opening the namespace file");
+                // SAFETY: setns on a valid netns fd; it changes only this thread's namespace.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("thread in namespace panicked")
+        })
+    }
+
+    /// Interface counters (from /sys inside the namespace).
+    pub fn link_stat(&self, ifname: &str, stat: &str) -> u64 {
+        let out = self
+            .command("cat")
+            .arg(format!("/sys/class/net/{ifname}/statistics/{stat}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Connects `a:a_if` and `b:b_if` with a veth pair, addresses them, brings them up, and
+/// routes multicast out of each end. UDP segmentation offload is off (every datagram is its
+/// own frame, as on a real NIC) unless `gso_offload` is set.
+pub fn veth(
+    a: &Netns,
+    a_if: &str,
+    a_addr: &str,
+    b: &Netns,
+    b_if: &str,
+    b_addr: &str,
+    gso_offload: bool,
+) {
+    // Tests run in parallel: create under names unique on the host, then rename inside the
+    // namespaces (interface names there are private).
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let (ta, tb) = (
+        format!("mt{}a{n}", std::process::id() % 100_000),
+        format!("mt{}b{n}", std::process::id() % 100_000),
+    );
+    ip(&["link", "add", &ta, "type", "veth", "peer", "name", &tb]);
+    ip(&["link", "set", &ta, "netns", &a.name]);
+    ip(&["link", "set", &tb, "netns", &b.name]);
+    a.ip(&["link", "set", &ta, "name", a_if]);
+    b.ip(&["link", "set", &tb, "name", b_if]);
+    for (ns, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
+        ns.ip(&["addr", "add", addr, "dev", ifname]);
+        ns.ip(&["link", "set", ifname, "up"]);
+        if !gso_offload {
+            let _ = ns
+                .command("ethtool")
+                .args(["-K", ifname, "tx-udp-segmentation", "off"])
+                .output();
+        }
+    }
+}
+
+/// A UDP socket in `ns` that sends multicast out of `ifname`'s address with TTL 8.
+pub fn sender(ns: &Netns, local: Ipv4Addr) -> UdpSocket {
+    ns.enter(|| {
+        let s = UdpSocket::bind(SocketAddrV4::new(local, 0)).expect("binding the sender");
+        s.set_multicast_ttl_v4(8).unwrap();
+        let sock = socket2::SockRef::from(&s);
+        sock.set_multicast_if_v4(&local).unwrap();
+        s
+    })
+}
+
+/// A UDP socket in `ns` bound to `group:port`, joined on the interface with address `local`
+/// (unless `group` is unicast), with a large receive buffer.
+pub fn receiver(ns: &Netns, group: Ipv4Addr, port: u16, local: Ipv4Addr) -> UdpSocket {
+    ns.enter(|| {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        sock.set_reuse_address(true).unwrap();
+        // Root may exceed rmem_max; the receiver must not be the place packets get lost.
+        let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(16 << 20);
+        let size: libc::c_int = 16 << 20;
+        // SAFETY: plain setsockopt with an int.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                4,
+            )
+        };
+        let bind = if group.is_multicast() {
+            group
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
+        sock.bind(&SocketAddrV4::new(bind, port).into()).unwrap();
+        if group.is_multicast() {
+            sock.join_multicast_v4(&group, &local).unwrap();
+        }
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        sock.into()
+    })
+}
+
+/// Receives until `idle` passes with nothing; returns the payloads.
+pub fn drain(sock: &UdpSocket, idle: Duration, max: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut last = Instant::now();
+    while out.len() < max && last.elapsed() < idle {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                out.push(buf[..n].to_vec());
+                last = Instant::now();
+            }
+            Err(_) => continue,
+        }
+    }
+    out
+}
+
+/// A test payload: sequence number, then bytes derived from it (so corruption shows).
+pub fn payload(seq: u64, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len);
+    p.extend_from_slice(&seq.to_be_bytes());
+    let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while p.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p.push(x as u8);
+    }
+    p.truncate(len);
+    p
+}
+
+/// Sends `count` payloads of `len` bytes to `dest`, paced at about `pps`.
+pub fn send_paced(
+    sock: &UdpSocket,
+    dest: SocketAddrV4,
+    first_seq: u64,
+    count: u64,
+    len: usize,
+    pps: u64,
+) {
+    let start = Instant::now();
+    for i in 0..count {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / pps.max(1));
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        sock.send_to(&payload(first_seq + i, len), dest)
+            .expect("send");
+    }
+}
+
+/// A running `mcrd` in a namespace; killed on drop if still running.
+pub struct Relay {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub final_stats: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// Starts mcrd with `config` (the `[control]` section is added here) and waits until it
+    /// answers on its control socket.
+    pub fn start(ns: &Netns, config: &str) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("mcrd.sock");
+        let final_stats = dir.path().join("final.json");
+        let config_path = dir.path().join("relay.toml");
+        let log = dir.path().join("mcrd.log");
+        std::fs::write(
+            &config_path,
+            format!("[control]\nsocket = \"{}\"\n\n{config}", socket.display()),
+        )
+        .unwrap();
+        let child = ns
+            .command(env!("CARGO_BIN_EXE_mcrd"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--final-stats")
+            .arg(&final_stats)
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.path().join("stdout")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("spawning mcrd");
+        let mut relay = Relay {
+            child: Some(child),
+            socket,
+            final_stats,
+            config: config_path,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = relay::control::client::call(&relay.socket, Ctl::Ping) {
+                if r.ok {
+                    break;
+                }
+            }
+            if let Some(status) = relay.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "mcrd exited during start-up ({status}):\n{}",
+                    relay.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mcrd did not come up:\n{}",
+                relay.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        relay
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn call(&self, cmd: Ctl) -> Response {
+        relay::control::client::call(&self.socket, cmd).expect("control call")
+    }
+
+    pub fn stats(&self) -> StatsReport {
+        match self.call(Ctl::Stats).result {
+            Some(Reply::Stats(s)) => *s,
+            other => panic!("no stats: {other:?}"),
+        }
+    }
+
+    /// `mcrctl --socket S ARGS...` (the real binary), returning (exit code, stdout, stderr).
+    pub fn mcrctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_mcrctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.as_ref().unwrap().id();
+        // The child is `ip netns exec`, which execs mcrd in place: same pid.
+        // SAFETY: kill with a pid we spawned and still own.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGTERM, wait, and return the final report the daemon wrote.
+    pub fn stop(mut self) -> StatsReport {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "mcrd exited with {status}:\n{}",
+                    self.log_text()
+                );
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "mcrd did not stop within 10 s of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = std::fs::read_to_string(&self.final_stats).expect("final stats file");
+        serde_json::from_str(&text).expect("final stats parse as the documented schema")
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Asserts the conservation laws of DESIGN §2 on a report.
+pub fn assert_conserves(r: &StatsReport) {
+    for w in r
+        .workers
+        .iter()
+        .map(|w| (&w.counters, format!("worker {}", w.id)))
+        .chain([(&r.totals, "totals".to_string())])
+    {
+        let (c, name) = w;
+        assert_eq!(
+            c.rx,
+            c.filtered + c.malformed + c.no_match + c.matched,
+            "{name}: rx != filtered + malformed + no_match + matched: {c:?}"
+        );
+    }
+    for f in &r.flows {
+        for o in &f.outputs {
+            assert_eq!(
+                o.matched,
+                o.tx_sent + o.tx_errors + o.buf_exhaust + o.in_flight,
+                "flow {} output {}: matched != sent + errors + exhaust + in_flight: {o:?}",
+                f.rule,
+                o.output
+            );
+        }
+    }
+}
+
+/// Reads a receiver socket's kernel drop counter (`SO_RXQ_OVFL` is per-packet; use /proc).
+pub fn udp_rcvbuf_errors(ns: &Netns) -> u64 {
+    let out = ns.command("cat").arg("/proc/net/snmp").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    let idx = h.split_whitespace().position(|f| f == "RcvbufErrors");
+    idx.and_then(|i| v.split_whitespace().nth(i))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::File::open(path)
+        .map(|f| BufReader::new(f).lines().map_while(Result::ok).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,809 @@
+//! End-to-end tests of mcrd in real network namespaces joined by veth pairs.
+//!
+//! Topology (`chain(n)`): src --veth--> relay_1 --veth--> ... relay_n --veth--> dst. Every
+//! relay forwards 239.1.1.1:5000 arriving on `in0` to 239.1.1.1:5000 out of `out0`. The
+//! sender's address is in a subnet the first relay has no route to, with strict reverse-path
+//! filtering on: the kernel itself would drop this traffic (the case the relay exists for).
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use common::*;
+use relay::control::protocol::{Command as Ctl, ErrorKind, Reply};
+
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+const PORT: u16 = 5000;
+const SRC_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+
+struct Chain {
+    src: Netns,
+    relays: Vec<Netns>,
+    dst: Netns,
+}
+
+impl Chain {
+    /// Address of `dst`'s `up` interface.
+    fn dst_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, self.relays.len() as u8, 2)
+    }
+}
+
+fn chain(hops: usize, gso_offload: bool) -> Chain {
+    let src = Netns::new("src");
+    let relays: Vec<Netns> = (0..hops).map(|i| Netns::new(&format!("r{i}"))).collect();
+    let dst = Netns::new("dst");
+    let nodes: Vec<&Netns> = std::iter::once(&src)
+        .chain(relays.iter())
+        .chain(std::iter::once(&dst))
+        .collect();
+    for k in 0..nodes.len() - 1 {
+        // Link k: node k `out0` <-> node k+1 `in0`. Link 0's ends are in different subnets.
+        let a_addr = if k == 0 {
+            format!("{SRC_ADDR}/24")
+        } else {
+            format!("10.0.{k}.1/24")
+        };
+        veth(
+            nodes[k],
+            "out0",
+            &a_addr,
+            nodes[k + 1],
+            "in0",
+            &format!("10.0.{k}.2/24"),
+            gso_offload,
+        );
+    }
+    src.ip(&["route", "add", "224.0.0.0/4", "dev", "out0"]);
+    for r in &relays {
+        r.sysctl("net.ipv4.conf.all.rp_filter", "1");
+        r.sysctl("net.ipv4.conf.in0.rp_filter", "1");
+    }
+    Chain { src, relays, dst }
+}
+
+fn relay_config(workers: u32, extra_dataplane: &str, rules: &str) -> String {
+    format!("[dataplane]\nworkers = {workers}\n{extra_dataplane}\n\n{rules}")
+}
+
+fn rule(name: &str, group: Ipv4Addr, port: u16, outputs: &str) -> String {
+    format!("[[rule]]\nname = \"{name}\"\ninput = \"in0\"\ngroup = \"{group}\"\nport = {port}\noutputs = [{outputs}]\n")
+}
+
+fn chain_rule() -> String {
+    rule(
+        "chain",
+        GROUP,
+        PORT,
+        &format!("{{ dest = \"{GROUP}\", port = {PORT}, interface = \"out0\", ttl = 8 }}"),
+    )
+}
+
+/// Checks every received payload against what was sent; returns the sequence numbers seen.
+fn check_payloads(got: &[Vec<u8>], len: usize) -> Vec<u64> {
+    let mut seqs: Vec<u64> = got
+        .iter()
+        .map(|p| {
+            assert_eq!(p.len(), len, "datagram length changed in flight");
+            let seq = u64::from_be_bytes(p[..8].try_into().unwrap());
+            assert!(
+                p == &payload(seq, len),
+                "payload of datagram {seq} changed in flight"
+            );
+            seq
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+#[test]
+fn one_hop_forwards_what_the_kernel_would_drop_byte_for_byte() {
+    if !e2e_allowed("one_hop") {
+        return;
+    }
+    let c = chain(1, false);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 3000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1400, 10_000);
+    let got = drain(&rx, Duration::from_millis(500), n as usize + 10);
+    let seqs = check_payloads(&got, 1400);
+    let live = relay.stats();
+    assert_conserves(&live);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert!(fin.final_report);
+    assert_eq!(fin.totals.in_flight, 0);
+    assert_eq!(
+        fin.totals.matched, n,
+        "relay matched {} of {n}: {:?}",
+        fin.totals.matched, fin.totals
+    );
+    assert_eq!(fin.flows[0].outputs[0].tx_sent, n);
+    assert_eq!(
+        seqs,
+        (0..n).collect::<Vec<_>>(),
+        "receiver got {} of {n} (rcvbuf errors {})",
+        got.len(),
+        udp_rcvbuf_errors(&c.dst)
+    );
+    // The kernel of the relay namespace refused the same traffic (reverse-path filter).
+    assert!(fin.workers[0].perf.task_clock_ns.is_some_and(|t| t > 0));
+}
+
+#[test]
+fn fan_out_one_to_three_interfaces() {
+    if !e2e_allowed("fan_out") {
+        return;
+    }
+    let c = chain(1, false);
+    // Two more outputs from the relay to dst, on their own veths and groups.
+    veth(
+        &c.relays[0],
+        "out2",
+        "10.0.2.1/24",
+        &c.dst,
+        "in2",
+        "10.0.2.2/24",
+        false,
+    );
+    veth(
+        &c.relays[0],
+        "out3",
+        "10.0.3.1/24",
+        &c.dst,
+        "in3",
+        "10.0.3.2/24",
+        false,
+    );
+    let outputs = "{ dest = \"239.2.2.1\", port = 6001, interface = \"out0\" }, \
+                   { dest = \"239.2.2.2\", port = 6002, interface = \"out2\" }, \
+                   { dest = \"239.2.2.3\", port = 6003, interface = \"out3\" }";
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "", &rule("fan", GROUP, PORT, outputs)),
+    );
+    let rxs = [
+        receiver(
+            &c.dst,
+            Ipv4Addr::new(239, 2, 2, 1),
+            6001,
+            Ipv4Addr::new(10, 0, 1, 2),
+        ),
+        receiver(
+            &c.dst,
+            Ipv4Addr::new(239, 2, 2, 2),
+            6002,
+            Ipv4Addr::new(10, 0, 2, 2),
+        ),
+        receiver(
+            &c.dst,
+            Ipv4Addr::new(239, 2, 2, 3),
+            6003,
+            Ipv4Addr::new(10, 0, 3, 2),
+        ),
+    ];
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 2000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1000, 10_000);
+    for (i, rx) in rxs.iter().enumerate() {
+        let got = drain(rx, Duration::from_millis(400), n as usize + 10);
+        assert_eq!(
+            check_payloads(&got, 1000),
+            (0..n).collect::<Vec<_>>(),
+            "output {i}"
+        );
+    }
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.matched, n);
+    assert_eq!(fin.totals.tx_sent, 3 * n);
+    assert!(fin.flows[0].outputs.iter().all(|o| o.tx_sent == n));
+}
+
+#[test]
+fn three_hop_chain_delivers_everything() {
+    if !e2e_allowed("three_hops") {
+        return;
+    }
+    let c = chain(3, false);
+    let relays: Vec<Relay> = c
+        .relays
+        .iter()
+        .map(|ns| Relay::start(ns, &relay_config(1, "", &chain_rule())))
+        .collect();
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 3000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1400, 8_000);
+    let got = drain(&rx, Duration::from_millis(500), n as usize + 10);
+    assert_eq!(check_payloads(&got, 1400), (0..n).collect::<Vec<_>>());
+    for (hop, r) in relays.into_iter().enumerate() {
+        let fin = r.stop();
+        assert_conserves(&fin);
+        assert_eq!(fin.totals.matched, n, "hop {hop}");
+        assert_eq!(fin.totals.tx_sent, n, "hop {hop}");
+    }
+}
+
+#[test]
+fn multicast_to_unicast() {
+    if !e2e_allowed("multicast_to_unicast") {
+        return;
+    }
+    let c = chain(1, false);
+    let dst = c.dst_addr();
+    let outputs = format!("{{ dest = \"{dst}\", port = 7000, interface = \"out0\" }}");
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "", &rule("m2u", GROUP, PORT, &outputs)),
+    );
+    let rx = receiver(&c.dst, dst, 7000, dst);
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 1000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 512, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), n as usize + 10);
+    assert_eq!(check_payloads(&got, 512), (0..n).collect::<Vec<_>>());
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.tx_sent, n);
+}
+
+#[test]
+fn rules_change_while_traffic_flows_without_disturbing_other_flows() {
+    if !e2e_allowed("rules_change") {
+        return;
+    }
+    let c = chain(1, false);
+    let g2 = Ipv4Addr::new(239, 1, 1, 2);
+    let relay = Relay::start(&c.relays[0], &relay_config(2, "", &chain_rule()));
+    let rx1 = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let rx2 = receiver(&c.dst, g2, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 6000u64;
+    let socket = relay.socket.clone();
+    let traffic = std::thread::spawn(move || {
+        // Both flows interleaved at ~2 x 3000 pps for about two seconds.
+        let start = Instant::now();
+        for i in 0..n {
+            let due = start + Duration::from_micros(i * 333);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            tx.send_to(&payload(i, 800), SocketAddrV4::new(GROUP, PORT))
+                .unwrap();
+            tx.send_to(&payload(i, 800), SocketAddrV4::new(g2, PORT))
+                .unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, out, err) = relay.mcrctl(&[
+        "rules",
+        "add",
+        "--name",
+        "second",
+        "--input",
+        "in0",
+        "--group",
+        "239.1.1.2",
+        "--port",
+        "5000",
+        "--output",
+        "239.1.1.2:5000@out0/8",
+    ]);
+    assert_eq!(code, 0, "rules add: {out}{err}");
+    let (code, out, _) = relay.mcrctl(&["rules", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("second") && out.contains("chain"), "{out}");
+    std::thread::sleep(Duration::from_millis(700));
+    let (code, out, err) = relay.mcrctl(&["rules", "remove", "second"]);
+    assert_eq!(code, 0, "rules remove: {out}{err}");
+    let (code, _, err) = relay.mcrctl(&["rules", "remove", "second"]);
+    assert_eq!(code, 1, "removing twice is refused: {err}");
+    traffic.join().unwrap();
+    let _ = socket;
+    let got1 = drain(&rx1, Duration::from_millis(400), n as usize + 10);
+    let got2 = drain(&rx2, Duration::from_millis(100), n as usize + 10);
+    assert_eq!(
+        check_payloads(&got1, 800),
+        (0..n).collect::<Vec<_>>(),
+        "the untouched flow lost datagrams"
+    );
+    let seqs2 = check_payloads(&got2, 800);
+    assert!(
+        !seqs2.is_empty() && (seqs2.len() as u64) < n,
+        "second flow: {} datagrams",
+        seqs2.len()
+    );
+    // Forwarded only while its rule existed: one contiguous run.
+    assert_eq!(
+        seqs2.last().unwrap() - seqs2[0] + 1,
+        seqs2.len() as u64,
+        "second flow had gaps"
+    );
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.matched, n + seqs2.len() as u64);
+    // While the second flow had no rule, the kernel filter dropped it before it reached us;
+    // only frames already in the ring when the filter changed are counted as unmatched.
+    assert!(
+        fin.totals.no_match < 200,
+        "no_match {}",
+        fin.totals.no_match
+    );
+}
+
+/// Builds an Ethernet/IPv4/UDP frame to GROUP:PORT with correct checksums.
+fn frame(payload: &[u8], src_port: u16) -> Vec<u8> {
+    let mut f = vec![
+        0x01, 0x00, 0x5e, 0x01, 0x01, 0x01, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00,
+    ];
+    let total = 20 + 8 + payload.len();
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip[8] = 8;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&SRC_ADDR.octets());
+    ip[16..20].copy_from_slice(&GROUP.octets());
+    let c = checksum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let mut udp = Vec::with_capacity(8 + payload.len());
+    udp.extend_from_slice(&src_port.to_be_bytes());
+    udp.extend_from_slice(&PORT.to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&SRC_ADDR.octets());
+    pseudo.extend_from_slice(&GROUP.octets());
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    let sum = checksum(&udp, sum_words(&pseudo));
+    udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
+    f.extend_from_slice(&udp);
+    f
+}
+
+fn sum_words(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+        .sum()
+}
+
+fn checksum(b: &[u8], initial: u32) -> u16 {
+    let mut s = initial + sum_words(b);
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn refresh_ip_checksum(f: &mut [u8]) {
+    f[24] = 0;
+    f[25] = 0;
+    let ihl = (f[14] & 0x0f) as usize * 4;
+    let c = checksum(&f[14..14 + ihl], 0);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn malformed_frames_are_counted_by_kind_while_good_traffic_flows() {
+    if !e2e_allowed("malformed") {
+        return;
+    }
+    let c = chain(1, false);
+    // Let the relay see checksums as they are on the wire (veth would vouch for them).
+    let _ = c.relays[0]
+        .command("ethtool")
+        .args(["-K", "in0", "rx", "off"])
+        .output();
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "buffer_size = 1200", &chain_rule()),
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let good = frame(&payload(0, 600), 4000);
+    let mut bad: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut f = good.clone();
+    f.truncate(14 + 20 + 4);
+    bad.push(("truncated", f));
+    let mut f = good.clone();
+    f[14] = 0x44; // IHL 4
+    refresh_ip_checksum(&mut f);
+    bad.push(("bad_ip_header_length", f));
+    let mut f = good.clone();
+    f[16..18].copy_from_slice(&20u16.to_be_bytes()); // total length too small for UDP
+    refresh_ip_checksum(&mut f);
+    bad.push(("bad_total_length", f));
+    let mut f = good.clone();
+    f.splice(34..34, [1u8, 1, 1, 0]); // 4 bytes of NOP options
+    f[14] = 0x46;
+    let total = u16::from_be_bytes([f[16], f[17]]) + 4;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    refresh_ip_checksum(&mut f);
+    bad.push(("ip_options", f));
+    let mut f = good.clone();
+    f[20] = 0x20; // more fragments
+    refresh_ip_checksum(&mut f);
+    bad.push(("fragment", f));
+    let mut f = good.clone();
+    f[24] ^= 0xff;
+    bad.push(("bad_ip_checksum", f));
+    let mut f = good.clone();
+    let last = f.len() - 1;
+    f[last] ^= 0xff; // payload changed, UDP checksum now wrong
+    bad.push(("bad_udp_checksum", f));
+    let mut f = good.clone();
+    f[38..40].copy_from_slice(&100u16.to_be_bytes());
+    bad.push(("bad_udp_length", f));
+    bad.push(("oversize", frame(&payload(0, 1300), 4000)));
+    let mut f = good.clone();
+    f[23] = 1; // ICMP
+    refresh_ip_checksum(&mut f);
+    bad.push(("filtered:not_udp", f));
+
+    // A raw packet socket on the sender's veth injects exactly these frames.
+    let raw = raw_socket(&c.src, "out0");
+    let send = |f: &[u8]| raw_send(&raw, f);
+    let rounds = 20u64;
+    let mut sent_good = 0u64;
+    for round in 0..rounds {
+        for (_, f) in &bad {
+            send(f);
+            let g = frame(&payload(sent_good, 600), 4000);
+            send(&g);
+            sent_good += 1;
+        }
+        let _ = round;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let got = drain(&rx, Duration::from_millis(400), sent_good as usize + 10);
+    assert_eq!(
+        check_payloads(&got, 600),
+        (0..sent_good).collect::<Vec<_>>(),
+        "good traffic disturbed"
+    );
+    assert!(relay.call(Ctl::Ping).ok, "daemon still answers");
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    for (kind, _) in &bad {
+        match kind.strip_prefix("filtered:") {
+            Some(_) => assert_eq!(fin.totals.filtered, rounds, "filtered"),
+            None => assert_eq!(
+                fin.totals
+                    .malformed_by_kind
+                    .get(*kind)
+                    .copied()
+                    .unwrap_or(0),
+                rounds,
+                "{kind}: {:?}",
+                fin.totals.malformed_by_kind
+            ),
+        }
+    }
+    assert_eq!(fin.totals.matched, sent_good);
+}
+
+#[test]
+fn gso_coalesced_frames_are_split_into_their_datagrams() {
+    if !e2e_allowed("gso_split") {
+        return;
+    }
+    // Offload on: veth carries each 10-datagram UDP_SEGMENT send as one super-frame.
+    let c = chain(1, true);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let seg: libc::c_int = 1400;
+    // SAFETY: setsockopt(UDP_SEGMENT) with an int on our socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_UDP,
+            103,
+            (&seg as *const libc::c_int).cast(),
+            4,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    let sends = 200u64;
+    for s in 0..sends {
+        let mut buf = Vec::with_capacity(14_000);
+        for i in 0..10 {
+            buf.extend_from_slice(&payload(s * 10 + i, 1400));
+        }
+        tx.send_to(&buf, SocketAddrV4::new(GROUP, PORT)).unwrap();
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let n = sends * 10;
+    let got = drain(&rx, Duration::from_millis(500), n as usize + 10);
+    assert_eq!(check_payloads(&got, 1400), (0..n).collect::<Vec<_>>());
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert!(
+        fin.totals.rx_frames < fin.totals.rx,
+        "frames arrived coalesced: {} frames, {} datagrams",
+        fin.totals.rx_frames,
+        fin.totals.rx
+    );
+    assert_eq!(fin.totals.rx, n);
+    assert_eq!(fin.totals.tx_sent, n);
+}
+
+#[test]
+fn vlan_tagged_jumbo_frames() {
+    if !e2e_allowed("vlan_jumbo") {
+        return;
+    }
+    let c = chain(1, false);
+    for (ns, ifname) in [
+        (&c.src, "out0"),
+        (&c.relays[0], "in0"),
+        (&c.relays[0], "out0"),
+        (&c.dst, "in0"),
+    ] {
+        ns.ip(&["link", "set", ifname, "mtu", "9000"]);
+    }
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    // 802.1Q-tagged frames (VLAN 100) straight onto the wire, as a trunk port delivers them;
+    // veth hands them to the relay with the tag in the frame's metadata.
+    let raw = raw_socket(&c.src, "out0");
+    let n = 300u64;
+    for i in 0..n {
+        let mut f = frame(&payload(i, 8000), 4000);
+        f.splice(12..12, [0x81, 0x00, 0x00, 100]);
+        raw_send(&raw, &f);
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let got = drain(&rx, Duration::from_millis(500), n as usize + 10);
+    assert_eq!(check_payloads(&got, 8000), (0..n).collect::<Vec<_>>());
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.tx_sent, n);
+}
+
+/// An AF_PACKET socket bound to `ifname` in `ns`, for injecting raw frames.
+fn raw_socket(ns: &Netns, ifname: &str) -> std::os::fd::OwnedFd {
+    ns.enter(|| {
+        // SAFETY: plain socket(2); ownership of the descriptor passes to OwnedFd below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fd is a descriptor we just opened and own.
+        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = relay::netif::index(ifname).unwrap() as i32;
+        // SAFETY: binding our socket to a valid sockaddr_ll of the given size.
+        let rc = unsafe {
+            libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        owned
+    })
+}
+
+fn raw_send(fd: &std::os::fd::OwnedFd, f: &[u8]) {
+    // SAFETY: sending from a live buffer of the given length.
+    let n = unsafe { libc::send(fd.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+    assert_eq!(
+        n as usize,
+        f.len(),
+        "raw send: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn counters_conserve_under_overload() {
+    if !e2e_allowed("conservation_under_load") {
+        return;
+    }
+    let c = chain(1, false);
+    // Tiny pool and few send slots so overload drops inside the relay, where it is counted.
+    let dp = "buffer_count = 64\nmax_in_flight_sends = 4\nring_frames = 256\nbusy_poll_us = 0";
+    let relay = Relay::start(&c.relays[0], &relay_config(2, dp, &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let n_per_thread = 30_000u64;
+    let senders: Vec<_> = (0..2)
+        .map(|t| {
+            let tx = sender(&c.src, SRC_ADDR);
+            std::thread::spawn(move || {
+                for i in 0..n_per_thread {
+                    let _ = tx.send_to(
+                        &payload(t * n_per_thread + i, 1400),
+                        SocketAddrV4::new(GROUP, PORT),
+                    );
+                }
+            })
+        })
+        .collect();
+    // Live snapshots while traffic flows must conserve too.
+    for _ in 0..5 {
+        assert_conserves(&relay.stats());
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    let got = drain(
+        &rx,
+        Duration::from_millis(500),
+        2 * n_per_thread as usize + 10,
+    );
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.in_flight, 0);
+    let o = &fin.flows[0].outputs[0];
+    assert_eq!(o.tx_sent, fin.totals.tx_sent);
+    // Everything sent reached the receiver or a counter: nothing vanished after the relay.
+    assert_eq!(
+        got.len() as u64 + udp_rcvbuf_errors(&c.dst),
+        o.tx_sent,
+        "delivered vs sent by the relay"
+    );
+    // Frames that reached the relay's veth were taken or counted as kernel drops.
+    let arrived = c.relays[0].link_stat("in0", "rx_packets");
+    assert!(
+        fin.totals.rx_frames + fin.totals.kernel_drops <= arrived + 10,
+        "{} + {} vs {arrived}",
+        fin.totals.rx_frames,
+        fin.totals.kernel_drops
+    );
+    check_payloads(&got, 1400);
+}
+
+#[test]
+fn control_socket_survives_bad_clients() {
+    if !e2e_allowed("control_bad_clients") {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let c = chain(1, false);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    let reply = |req: &[u8]| -> relay::control::protocol::Response {
+        let mut s = UnixStream::connect(&relay.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(req).unwrap();
+        let mut out = String::new();
+        let mut buf = [0u8; 4096];
+        while !out.ends_with('\n') {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("reply {out:?}: {e}"))
+    };
+    assert_eq!(reply(b"hello\n").error.unwrap().kind, ErrorKind::BadRequest);
+    assert_eq!(
+        reply(b"{\"version\":9,\"request\":\"stats\"}\n")
+            .error
+            .unwrap()
+            .kind,
+        ErrorKind::UnsupportedVersion
+    );
+    let mut huge = vec![b'x'; 200_000];
+    huge.push(b'\n');
+    assert_eq!(reply(&huge).error.unwrap().kind, ErrorKind::TooLarge);
+    // A client that starts a request and stalls gets a timeout and is disconnected.
+    let started = Instant::now();
+    assert_eq!(
+        reply(b"{\"version\":1,").error.unwrap().kind,
+        ErrorKind::Timeout
+    );
+    assert!(started.elapsed() < Duration::from_secs(9));
+    // Many idle connections do not stop the daemon from answering.
+    let idle: Vec<UnixStream> = (0..20)
+        .filter_map(|_| UnixStream::connect(&relay.socket).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(idle);
+    wait_for("daemon answering again", Duration::from_secs(10), || {
+        relay::control::client::call(&relay.socket, Ctl::Ping).is_ok_and(|r| r.ok)
+    });
+    // And it still forwards.
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 100, 200, 5_000);
+    assert_eq!(drain(&rx, Duration::from_millis(300), 110).len(), 100);
+    relay.stop();
+}
+
+#[test]
+fn sighup_reload_applies_good_files_and_keeps_rules_on_bad_ones() {
+    if !e2e_allowed("sighup_reload") {
+        return;
+    }
+    let c = chain(1, false);
+    let mut relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    let base = std::fs::read_to_string(&relay.config).unwrap();
+    let extra = rule(
+        "extra",
+        Ipv4Addr::new(239, 1, 1, 9),
+        5009,
+        "{ dest = \"239.1.1.9\", port = 5009, interface = \"out0\" }",
+    );
+    std::fs::write(&relay.config, format!("{base}\n{extra}")).unwrap();
+    relay.signal(libc::SIGHUP);
+    wait_for("reload to add the rule", Duration::from_secs(5), || {
+        relay.mcrctl(&["rules", "list"]).1.contains("extra")
+    });
+    std::fs::write(
+        &relay.config,
+        format!("{base}\n{extra}\n[[rule]]\nbogus = true\n"),
+    )
+    .unwrap();
+    relay.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(relay.is_running());
+    let (_, list, _) = relay.mcrctl(&["rules", "list"]);
+    assert!(
+        list.contains("extra") && list.contains("chain"),
+        "old rules stay: {list}"
+    );
+    let (code, _, err) = relay.mcrctl(&["config", "reload"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("bogus") && err.contains("old rules stay"),
+        "{err}"
+    );
+    assert!(
+        relay.log_text().contains("bogus"),
+        "the refused reload is logged with its reason"
+    );
+    let Some(Reply::Rules(rules)) = relay.call(Ctl::RulesList).result else {
+        panic!()
+    };
+    assert_eq!(rules.len(), 2);
+    relay.stop();
+}
+
+#[test]
+fn bad_config_is_refused_with_file_line_and_field() {
+    if !e2e_allowed("bad_config") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[[rule]]\ninput = \"lo\"\ngroup = \"239.1.1\"\nport = 5000\noutputs = [{ dest = \"239.2.2.2\", port = 1, interface = \"lo\" }]\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcrd"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:3:") && err.contains("rule[0].group"),
+        "{err}"
+    );
+    std::fs::write(&path, "[[rule]]\ninput = \"nosuchif0\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [{ dest = \"239.2.2.2\", port = 1, interface = \"lo\" }]\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcrctl"))
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuchif0") && err.contains("input"), "{err}");
+}
