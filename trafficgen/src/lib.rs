@@ -29,5 +29,6 @@ pub mod record;
 pub mod recv;
 pub mod send;
 pub mod summary;
+pub mod sweep;
 pub mod sys;
 pub mod units;

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use trafficgen::recv::{self, RecvOptions};
 use trafficgen::send::{self, SendLimit, SendOptions};
+use trafficgen::sweep::{self, SweepOptions};
 use trafficgen::units::parse_duration;
 use trafficgen::{summary, sys};
 
@@ -43,6 +44,57 @@ enum Command {
     Send(SendArgs),
     /// Join a group and account for every probe: loss, duplicates, reordering, latency.
     Recv(RecvArgs),
+    /// Find the highest rate with no loss (and with loss at most a ratio) by bisection.
+    Sweep(SweepArgs),
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Destination group (or unicast address) and port.
+    #[arg(long, default_value = "239.1.1.1:5000", value_name = "ADDR:PORT")]
+    dst: SocketAddrV4,
+    /// Sender's outgoing interface.
+    #[arg(long, value_name = "IF")]
+    iface: Option<String>,
+    /// Sender's source address.
+    #[arg(long, value_name = "ADDR")]
+    src: Option<Ipv4Addr>,
+    /// UDP payload bytes per datagram.
+    #[arg(long, default_value_t = 1400)]
+    size: usize,
+    /// Sender threads.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+    /// IP TTL of the sender.
+    #[arg(long, default_value_t = 1)]
+    ttl: u32,
+    /// Run the receiver in this network namespace (through `ip netns exec`).
+    #[arg(long, value_name = "NS")]
+    recv_netns: Option<String>,
+    /// Interface the receiver joins the group on.
+    #[arg(long, value_name = "IF")]
+    recv_iface: Option<String>,
+    /// Send phase of one trial (e.g. 2s).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    trial_duration: Duration,
+    /// Trials per rate; a rate passes only if all pass.
+    #[arg(long, default_value_t = 2)]
+    trials: u32,
+    /// Lowest rate tried, packets per second.
+    #[arg(long, default_value_t = 1_000)]
+    min_pps: u64,
+    /// Highest rate tried, packets per second.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_pps: u64,
+    /// Stop when the pass/fail bracket is this narrow, packets per second.
+    #[arg(long, default_value_t = 1_000)]
+    resolution_pps: u64,
+    /// Loss ratio accepted by the second search (lost / sent).
+    #[arg(long, default_value_t = 0.001)]
+    max_loss_ratio: f64,
+    /// Write the JSON record (mcr.trafficgen.sweep) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -178,6 +230,9 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<recv::RecvError>()
                 .is_some_and(|e| e.is_usage())
+            || cause
+                .downcast_ref::<sweep::SweepError>()
+                .is_some_and(|e| e.is_usage())
     })
 }
 
@@ -186,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Send(args) => run_send(args),
         Command::Recv(args) => run_recv(args),
+        Command::Sweep(args) => run_sweep(args),
     }
 }
 
@@ -285,6 +341,43 @@ fn run_recv(args: RecvArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn run_sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find the trafficgen executable")?;
+    let options = SweepOptions {
+        send: SendOptions {
+            src: args.src,
+            iface: args.iface,
+            size: args.size,
+            ttl: args.ttl,
+            threads: args.threads,
+            streams: args.threads,
+            ..SendOptions::new(
+                args.dst,
+                args.min_pps,
+                SendLimit::Duration(args.trial_duration),
+            )
+        },
+        receiver_program: vec![exe.into_os_string()],
+        recv_netns: args.recv_netns,
+        recv_iface: args.recv_iface,
+        trial_duration: args.trial_duration,
+        trials_per_rate: args.trials,
+        min_pps: args.min_pps,
+        max_pps: args.max_pps,
+        resolution_pps: args.resolution_pps,
+        max_loss_ratio: args.max_loss_ratio,
+    };
+    let record = sweep::run(&options, |trial| {
+        eprintln!("{}", summary::sweep_trial(trial));
+    })
+    .context("sweep failed")?;
+    print_out(&summary::sweep(&record))?;
+    if let Some(path) = &args.json {
+        write_json(path, &record)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A progress bar on stderr when it is a terminal, else a hidden one (CI logs stay clean).

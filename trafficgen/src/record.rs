@@ -493,6 +493,10 @@ pub struct SweepTrial {
     pub socket_drops: u64,
     /// packets_lost / packets_sent (0 when nothing was sent).
     pub loss_ratio: f64,
+    /// Whether the sender achieved at least 99% of the target rate without send errors; a
+    /// trial where it did not cannot pass, whatever the loss.
+    #[serde(default)]
+    pub sender_kept_up: bool,
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::record::{Distribution, PerfValue, RecvRecord, SendRecord};
+use std::collections::BTreeMap;
+
+use crate::record::{Distribution, PerfValue, RecvRecord, SendRecord, SweepRecord, SweepTrial};
 
 fn us(ns: u64) -> String {
     format!("{:.1}us", ns as f64 / 1e3)
@@ -164,5 +166,72 @@ pub fn recv(r: &RecvRecord) -> String {
         );
         let _ = writeln!(s, "               latency {}", dist_us(&stream.latency_ns));
     }
+    s
+}
+
+/// One line per sweep trial, printed as trials complete.
+pub fn sweep_trial(t: &SweepTrial) -> String {
+    format!(
+        "sweep: {:>9} pps trial {}: achieved {:.0} pps, sent {}, lost {} ({:.5}%), socket drops {}{}",
+        t.target_pps,
+        t.trial_index + 1,
+        t.achieved_pps,
+        t.packets_sent,
+        t.packets_lost,
+        t.loss_ratio * 100.0,
+        t.socket_drops,
+        if t.sender_kept_up { "" } else { " [sender could not keep up]" }
+    )
+}
+
+/// The sweep's table (one row per rate tried) and its two results.
+pub fn sweep(r: &SweepRecord) -> String {
+    let mut s = String::new();
+    let max_ratio = r.config.max_loss_ratio;
+    let mut by_rate: BTreeMap<u64, Vec<&SweepTrial>> = BTreeMap::new();
+    for t in &r.trials {
+        by_rate.entry(t.target_pps).or_default().push(t);
+    }
+    let _ = writeln!(
+        s,
+        "{:>12} {:>7} {:>14} {:>14} {:>10} {:>12}",
+        "target_pps", "trials", "min_achieved", "worst_loss_%", "zero_loss", "loss<=ratio"
+    );
+    for (rate, trials) in &by_rate {
+        let achieved = trials
+            .iter()
+            .map(|t| t.achieved_pps)
+            .fold(f64::INFINITY, f64::min);
+        let worst = trials.iter().map(|t| t.loss_ratio).fold(0.0, f64::max);
+        let kept_up = trials.iter().all(|t| t.sender_kept_up);
+        let zero = kept_up && trials.iter().all(|t| t.packets_lost == 0);
+        let within = kept_up && trials.iter().all(|t| t.loss_ratio <= max_ratio);
+        let _ = writeln!(
+            s,
+            "{:>12} {:>7} {:>14.0} {:>14.5} {:>10} {:>12}",
+            rate,
+            trials.len(),
+            achieved,
+            worst * 100.0,
+            if zero { "pass" } else { "fail" },
+            if within { "pass" } else { "fail" }
+        );
+    }
+    let show = |v: Option<u64>| {
+        v.map_or("none (even the lowest rate failed)".to_string(), |p| {
+            format!("{p} pps")
+        })
+    };
+    let _ = writeln!(
+        s,
+        "highest rate with no loss:            {}",
+        show(r.zero_loss_pps)
+    );
+    let _ = writeln!(
+        s,
+        "highest rate with loss <= {:.4}%:    {}",
+        max_ratio * 100.0,
+        show(r.max_loss_ratio_pps)
+    );
     s
 }

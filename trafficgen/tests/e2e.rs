@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use trafficgen::record::{RecvRecord, SendRecord, RECV_SCHEMA, SEND_SCHEMA};
+use trafficgen::record::{RecvRecord, SendRecord, SweepRecord, RECV_SCHEMA, SEND_SCHEMA};
 
 const GROUP: &str = "239.7.7.7:5000";
 
@@ -255,6 +255,8 @@ fn bad_flags_name_the_flag_and_exit_2() {
             "--idle-timeout",
         ),
         (&["bogus"], "bogus"),
+        (&["sweep", "--min-pps", "0"], "--min-pps"),
+        (&["sweep", "--max-loss-ratio", "2"], "--max-loss-ratio"),
     ];
     for (args, flag) in cases {
         let out = Command::new(BIN).args(*args).output().unwrap();
@@ -318,4 +320,77 @@ fn foreign_and_malformed_datagrams_are_counted_apart_on_loopback() {
     assert_eq!(got.malformed_datagrams.get("length_mismatch"), Some(&1));
     assert_eq!(got.totals.received, 1000);
     assert_eq!(got.totals.lost, 0);
+}
+
+#[test]
+fn sweep_finds_the_rate_a_policer_allows() {
+    if !namespaces_available("sweep_finds_the_rate_a_policer_allows") {
+        return;
+    }
+    let _traffic = traffic_lock();
+    let pair = NetnsPair::new();
+    // A policer in the receiving namespace: above 5000 pps (plus a burst of 100), packets drop.
+    let rules = "table inet tgpolice {\n chain input {\n  type filter hook input priority 0; \
+        policy accept;\n  udp dport 5000 limit rate over 5000/second burst 100 packets counter \
+        drop\n }\n}\n";
+    let rules_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(rules_file.path(), rules).unwrap();
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &pair.rx,
+        "nft",
+        "-f",
+        rules_file.path().to_str().unwrap(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sweep.json");
+    let out = run_ok(pair.trafficgen(
+        &pair.tx,
+        &[
+            "sweep",
+            "--dst",
+            GROUP,
+            "--iface",
+            &pair.tx_if,
+            "--recv-netns",
+            &pair.rx,
+            "--recv-iface",
+            &pair.rx_if,
+            "--size",
+            "200",
+            "--trial-duration",
+            "1s",
+            "--trials",
+            "1",
+            "--min-pps",
+            "1000",
+            "--max-pps",
+            "16000",
+            "--resolution-pps",
+            "500",
+            "--max-loss-ratio",
+            "0.2",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    ));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("highest rate with no loss"), "{table}");
+    let record: SweepRecord = read_json(&json);
+    let zero = record.zero_loss_pps.expect("1000 pps passes the policer");
+    let ratio = record
+        .max_loss_ratio_pps
+        .expect("1000 pps passes the policer");
+    // No loss up to 5000 pps (+ 100 burst over a 1 s trial); 20% loss at 5000 / 0.8 = 6250 pps.
+    assert!(
+        (4_500..=5_200).contains(&zero),
+        "zero-loss rate {zero}: {table}"
+    );
+    assert!(
+        (5_700..=6_400).contains(&ratio),
+        "20%-loss rate {ratio}: {table}"
+    );
+    assert!(record.trials.iter().all(|t| t.sender_kept_up), "{table}");
 }
