@@ -96,6 +96,8 @@ pub struct Row {
 pub struct Comparison {
     /// Column headings: record name, with its date in parentheses.
     pub labels: Vec<String>,
+    /// Record names alone, for the change columns and sentences.
+    pub names: Vec<String>,
     /// Samples per set.
     pub sizes: Vec<usize>,
     pub rows: Vec<Row>,
@@ -224,8 +226,10 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
     let representatives: Vec<RunRecord> = sets.iter().map(|s| s[0].clone()).collect();
     let waterfalls: Vec<Waterfall> = representatives.iter().map(waterfall::waterfall).collect();
     let labels: Vec<String> = representatives.iter().map(label).collect();
+    let names: Vec<String> = representatives.iter().map(|r| r.name.clone()).collect();
     let mut cmp = Comparison {
         labels,
+        names,
         sizes: sets.iter().map(Vec::len).collect(),
         rows,
         representatives,
@@ -269,7 +273,7 @@ fn key_result(cmp: &Comparison, k: usize) -> String {
         v.into_iter().take(2).map(|x| x.1).collect()
     };
     let (better, worse) = (pick(Verdict::Improved), pick(Verdict::Regressed));
-    let mut s = format!("{} against {}: ", cmp.labels[k], cmp.labels[0]);
+    let mut s = format!("{} against {}: ", cmp.names[k], cmp.names[0]);
     match (better.is_empty(), worse.is_empty()) {
         (true, true) => s.push_str("no judged metric changed beyond noise"),
         (false, true) => s.push_str(&format!(

@@ -11,7 +11,7 @@
 //! let base = RunRecord::load("reports/phase4.json".as_ref()).unwrap();
 //! let run = RunRecord::load("reports/after-fix.json".as_ref()).unwrap();
 //! let cmp = compare::compare(&[vec![base], vec![run]], &compare::Settings::default()).unwrap();
-//! println!("{}", render::markdown::comparison(&cmp));
+//! println!("{}", render::markdown::comparison(&cmp, &[]));
 //! ```
 
 pub mod error;

@@ -68,7 +68,7 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
         ] {
             let m = Measured::from_option(v);
             perf.entry(name.into())
-                .and_modify(|acc| *acc = acc.add(m))
+                .and_modify(|acc| *acc = acc.plus(m))
                 .or_insert(m);
         }
     }

@@ -55,7 +55,7 @@ pub fn parse(path: &Path, text: &str) -> Result<PerfCounters> {
         };
         // The same event twice (e.g. per CPU with -A) is a sum.
         out.entry(key)
-            .and_modify(|v: &mut Measured| *v = v.add(value))
+            .and_modify(|v: &mut Measured| *v = v.plus(value))
             .or_insert(value);
     }
     if out.is_empty() {

@@ -32,7 +32,7 @@ impl Measured {
     }
 
     /// Sum of two readings of the same counter; unavailable if either side is.
-    pub fn add(self, other: Measured) -> Measured {
+    pub fn plus(self, other: Measured) -> Measured {
         match (self, other) {
             (Measured::Count(a), Measured::Count(b)) => Measured::Count(a.saturating_add(b)),
             _ => Measured::Unavailable,
@@ -108,11 +108,11 @@ mod tests {
     #[test]
     fn sum_is_unavailable_if_any_part_is() {
         assert_eq!(
-            Measured::Count(2).add(Measured::Count(3)),
+            Measured::Count(2).plus(Measured::Count(3)),
             Measured::Count(5)
         );
         assert_eq!(
-            Measured::Count(2).add(Measured::Unavailable),
+            Measured::Count(2).plus(Measured::Unavailable),
             Measured::Unavailable
         );
     }

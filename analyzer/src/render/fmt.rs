@@ -8,7 +8,7 @@ pub fn count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -39,7 +39,9 @@ pub fn pps(x: f64) -> String {
 /// A percentage with precision that fits its size: `86%`, `4.2%`, `0.07%`.
 pub fn percent(x: f64) -> String {
     let a = x.abs();
-    if a >= 10.0 || a == 0.0 {
+    if a > 0.0 && a < 0.01 {
+        format!("{}0.01%", if x < 0.0 { ">-" } else { "<" })
+    } else if a >= 10.0 || a == 0.0 {
         format!("{x:.0}%")
     } else if a >= 1.0 {
         format!("{x:.1}%")
@@ -104,6 +106,8 @@ mod tests {
         assert_eq!(pps(3_400_000.0), "3.40M pps");
         assert_eq!(percent(85.86), "86%");
         assert_eq!(percent(4.25), "4.2%");
+        assert_eq!(percent(0.0006), "<0.01%");
+        assert_eq!(percent(0.0), "0%");
         assert_eq!(change(Unit::Pps, 40.58), "+41%");
         assert_eq!(change(Unit::Pps, -5.47), "-5%");
         assert_eq!(change(Unit::Pps, 0.4), "+0.4%");

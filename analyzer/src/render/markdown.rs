@@ -58,13 +58,8 @@ fn decision_text(d: &Decision) -> String {
 /// The comparison report.
 pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
     let mut o = String::new();
-    let runs = &cmp.labels[1..];
-    let _ = writeln!(
-        o,
-        "# Comparison: {} vs {}\n",
-        runs.join(", "),
-        cmp.labels[0]
-    );
+    let runs = &cmp.names[1..];
+    let _ = writeln!(o, "# Comparison: {} vs {}\n", runs.join(", "), cmp.names[0]);
     let samples = |i: usize| {
         let n = cmp.sizes[i];
         format!("{} sample{}", n, if n == 1 { "" } else { "s" })
@@ -81,7 +76,7 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
                 .filter(move |r| {
                     r.judgements[k - 1].is_some_and(|j| j.verdict == Verdict::Regressed)
                 })
-                .map(move |r| format!("{} ({})", r.metric.label, cmp.labels[k]))
+                .map(move |r| format!("{} in {}", r.metric.label, cmp.names[k]))
         })
         .collect();
     if regressed.is_empty() {
@@ -101,8 +96,8 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         let _ = write!(head, " {l} |");
         rule.push_str("---:|");
     }
-    for l in runs {
-        let _ = write!(head, " {l} vs {} |", cmp.labels[0]);
+    for l in &cmp.names[1..] {
+        let _ = write!(head, " {l} vs {} |", cmp.names[0]);
         rule.push_str("---:|");
     }
     let _ = writeln!(o, "{head}\n{rule}");
@@ -276,7 +271,7 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
                 let _ = writeln!(
                     o,
                     "- {} · {}: {} by {}",
-                    cmp.labels[k],
+                    cmp.names[k],
                     row.metric.label,
                     verdict_word(j.verdict),
                     decision_text(&j.decision)

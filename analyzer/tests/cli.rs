@@ -1,0 +1,252 @@
+//! The `analyzer` binary as a user runs it: exit codes, error messages, and the reports it
+//! writes (checked with insta snapshots).
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn analyzer() -> Command {
+    Command::cargo_bin("analyzer").expect("binary built by cargo test")
+}
+
+fn bin_path() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("analyzer")
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The proof of issue #4: the seed's runs, ingested from the seed's own numbers, give the seed's
+/// "Comparison with Historical Results" table, and the committed files are exactly what the
+/// tools produce.
+#[test]
+fn seed_records_and_report_are_reproduced() {
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("sh")
+        .arg(workspace().join("reports/make-seed-records.sh"))
+        .env("ANALYZER", bin_path())
+        .env("OUT", out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for f in [
+        "phase4.json",
+        "before-fix.json",
+        "after-fix.json",
+        "seed-comparison.md",
+    ] {
+        let made = std::fs::read_to_string(out.path().join(f)).unwrap();
+        let committed = std::fs::read_to_string(workspace().join("reports").join(f)).unwrap();
+        assert_eq!(
+            made, committed,
+            "reports/{f} is not what the tools produce; rerun reports/make-seed-records.sh"
+        );
+    }
+    let report = std::fs::read_to_string(out.path().join("seed-comparison.md")).unwrap();
+    // The seed's figures, computed from the counters.
+    for row in [
+        "| MCR-1 Ingress | 490k pps ᴿ | 123k pps ᴿ | 689k pps | **-75%** ❌ | **+41%** ✅ |",
+        "| MCR-1 Egress | 307k pps ᴿ | 83k pps ᴿ | 97k pps | **-73%** ❌ | **-68%** ❌ |",
+        "| MCR-1 Buffer Exhaustion | 37% ᴿ | 32% ᴿ | 86% |",
+        "| Traffic Generator | 733k pps ᴿ | 779k pps ᴿ | 693k pps | +6% | -5% |",
+        "- **MCR-1 Ingress:** 9,940,000 / 14.43 s = **689k pps**",
+    ] {
+        assert!(report.contains(row), "missing {row}");
+    }
+    for png in ["rates.png", "waterfall-after-fix-2025-11-16.png"] {
+        let bytes = std::fs::read(out.path().join("png").join(png)).unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "{png}"
+        );
+    }
+    insta::assert_snapshot!("seed_comparison", report);
+}
+
+#[test]
+fn compare_exits_1_on_regression_and_0_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |name: &str, tx: u64| {
+        format!(
+            r#"{{"schema":"mcr.analyzer.run","version":1,"name":"{name}","duration_ns":1000000000,
+            "hops":[{{"name":"MCR-1","counters":{{"rx":1000000,"tx_sent":{tx},"buf_exhaust":{}}}}}]}}"#,
+            1_000_000 - tx
+        )
+    };
+    let base = write(dir.path(), "base.json", &rec("base", 900_000));
+    let same = write(dir.path(), "same.json", &rec("same", 890_000));
+    let worse = write(dir.path(), "worse.json", &rec("worse", 600_000));
+    analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&same)
+        .assert()
+        .code(0);
+    let out = analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&worse)
+        .assert()
+        .code(1);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("**REGRESSION**"), "{text}");
+    // A looser threshold turns the same numbers into noise... for the 1% case only.
+    analyzer()
+        .args(["compare", "--threshold", "50"])
+        .arg(&base)
+        .arg(&worse)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn repeats_are_judged_by_mann_whitney() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    for (i, tx) in [900_000u64, 905_000, 898_000, 902_000, 899_000]
+        .iter()
+        .enumerate()
+    {
+        let text = format!(
+            r#"{{"schema":"mcr.analyzer.run","version":1,"name":"base","duration_ns":1000000000,
+            "hops":[{{"name":"MCR-1","counters":{{"rx":1000000,"tx_sent":{tx}}}}}]}}"#
+        );
+        write(&a, &format!("{i}.json"), &text);
+        let text = text
+            .replace("\"base\"", "\"new\"")
+            .replace(&tx.to_string(), &(tx - 200_000).to_string());
+        write(&b, &format!("{i}.json"), &text);
+    }
+    let out = analyzer().arg("compare").arg(&a).arg(&b).assert().code(1);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("Mann-Whitney U (exact), p = 0.008"), "{text}");
+    assert!(text.contains("(median of 5)"), "{text}");
+}
+
+#[test]
+fn bad_input_exits_2_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.json",
+        r#"{"schema":"mcr.analyzer.run","version":1,"name":"g"}"#,
+    );
+    let cases = [
+        ("empty.json", "", "empty"),
+        (
+            "version.json",
+            r#"{"schema":"mcr.analyzer.run","version":9,"name":"x"}"#,
+            "field `version`",
+        ),
+        (
+            "nan.json",
+            r#"{"schema":"mcr.analyzer.run","version":1,"name":"x","hops":[{"name":"a","counters":{"rx":"12k"}}]}"#,
+            "hops[0].counters.rx",
+        ),
+        (
+            "missing.json",
+            r#"{"schema":"mcr.analyzer.run","version":1}"#,
+            "name",
+        ),
+        (
+            "broken.json",
+            r#"{"schema":"mcr.analyzer.run","#,
+            "not valid JSON",
+        ),
+    ];
+    for (name, text, field) in cases {
+        let bad = write(dir.path(), name, text);
+        let out = analyzer()
+            .arg("compare")
+            .arg(&good)
+            .arg(&bad)
+            .assert()
+            .code(2);
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(err.contains(name) && err.contains(field), "{name}: {err}");
+        assert!(out.get_output().stdout.is_empty(), "no report on bad input");
+    }
+    let missing = dir.path().join("nope.json");
+    analyzer()
+        .arg("compare")
+        .arg(&good)
+        .arg(&missing)
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    analyzer()
+        .arg("compare")
+        .arg("only-one.json")
+        .assert()
+        .code(2);
+    analyzer().arg("frobnicate").assert().code(2);
+    analyzer().args(["ingest", "--name", "x"]).assert().code(2);
+    analyzer()
+        .args(["ingest", "--name", "x", "--hop", "nofile"])
+        .assert()
+        .code(2);
+    analyzer().arg("--help").assert().code(0);
+}
+
+#[test]
+fn ingest_text_counter_that_is_not_a_number_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "mcr1.log", "recv=9,940,000\negr_sent=lots\n");
+    let out = analyzer()
+        .args(["ingest", "--name", "x", "--hop"])
+        .arg(format!("MCR-1={}", f.display()))
+        .assert()
+        .code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("mcr1.log") && err.contains("egr_sent (line 2)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn trend_flags_a_regressed_newest_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let tx = [
+        900_000u64, 905_000, 898_000, 902_000, 899_000, 901_000, 700_000, 702_000, 698_000,
+    ];
+    let mut files = Vec::new();
+    for (i, t) in tx.iter().enumerate() {
+        files.push(write(
+            dir.path(),
+            &format!("night-{i:02}.json"),
+            &format!(
+                r#"{{"schema":"mcr.analyzer.run","version":1,"name":"night-{i:02}","date":"2026-11-{:02}","duration_ns":1000000000,
+                "hops":[{{"name":"MCR-1","counters":{{"rx":1000000,"tx_sent":{t}}}}}]}}"#,
+                i + 10
+            ),
+        ));
+    }
+    let png = dir.path().join("png");
+    let out = analyzer()
+        .arg("trend")
+        .args(&files)
+        .arg("--png-dir")
+        .arg(&png)
+        .current_dir(dir.path())
+        .assert()
+        .code(1);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let text = text.replace(&dir.path().display().to_string(), "DIR");
+    assert!(png.join("trend-hop1-tx-pps.png").exists());
+    insta::assert_snapshot!("trend_regressed", text);
+    // The history before the drop is flat: no regression.
+    analyzer().arg("trend").args(&files[..6]).assert().code(0);
+}
