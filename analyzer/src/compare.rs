@@ -18,8 +18,11 @@ use crate::waterfall::{self, Waterfall};
 /// Tunables of the verdicts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
-    /// Smallest change (percent, or percentage points for percentages) that counts as a change.
+    /// Smallest relative change, percent, that counts as a change of a rate or a time.
     pub threshold_pct: f64,
+    /// Smallest change, in percentage points, of a metric that is itself a percentage (loss,
+    /// buffer exhaustion). Separate because 1% -> 5% loss is a +4 pp change that matters.
+    pub threshold_pp: f64,
     /// Significance level of the Mann-Whitney U test.
     pub alpha: f64,
 }
@@ -28,6 +31,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             threshold_pct: 5.0,
+            threshold_pp: 1.0,
             alpha: 0.05,
         }
     }
@@ -46,8 +50,8 @@ pub enum Verdict {
 /// The rule that produced a verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
-    /// Single sample on at least one side: |change| >= threshold.
-    Threshold { threshold_pct: f64 },
+    /// Single sample on at least one side: |change| >= threshold (`pp`: in percentage points).
+    Threshold { threshold: f64, pp: bool },
     /// Repeats on both sides: p < alpha and |change| >= minimum effect.
     MannWhitney {
         p: f64,
@@ -55,7 +59,8 @@ pub enum Decision {
         n_baseline: usize,
         n_run: usize,
         alpha: f64,
-        min_effect_pct: f64,
+        min_effect: f64,
+        pp: bool,
     },
     /// Not judged (context metric, or no change can be computed).
     None,
@@ -151,7 +156,9 @@ pub fn judge(metric: &Metric, base: &[f64], run: &[f64], s: &Settings) -> Judgem
             decision: Decision::None,
         };
     };
-    let big = c.abs() >= s.threshold_pct;
+    let pp = metric.unit == Unit::Percent;
+    let threshold = if pp { s.threshold_pp } else { s.threshold_pct };
+    let big = c.abs() >= threshold;
     let (significant, decision) = if base.len() >= 2 && run.len() >= 2 {
         let t = mannwhitney::test(base, run);
         (
@@ -162,16 +169,12 @@ pub fn judge(metric: &Metric, base: &[f64], run: &[f64], s: &Settings) -> Judgem
                 n_baseline: base.len(),
                 n_run: run.len(),
                 alpha: s.alpha,
-                min_effect_pct: s.threshold_pct,
+                min_effect: threshold,
+                pp,
             },
         )
     } else {
-        (
-            true,
-            Decision::Threshold {
-                threshold_pct: s.threshold_pct,
-            },
-        )
+        (true, Decision::Threshold { threshold, pp })
     };
     let verdict = if !(significant && big) {
         Verdict::WithinNoise

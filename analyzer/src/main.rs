@@ -92,9 +92,12 @@ struct CompareArgs {
     /// Write PNG charts into this directory (created if missing).
     #[arg(long)]
     png_dir: Option<PathBuf>,
-    /// Smallest change that counts, percent (percentage points for percentages).
-    #[arg(long, default_value_t = 5.0)]
+    /// Smallest relative change of a rate, CPU cost or latency that counts, percent.
+    #[arg(long, default_value_t = 5.0, value_name = "PCT")]
     threshold: f64,
+    /// Smallest change of a metric that is a percentage (loss, buffer exhaustion), in points.
+    #[arg(long, default_value_t = 1.0, value_name = "PP")]
+    threshold_pp: f64,
     /// Significance level of the Mann-Whitney U test used when both sides have repeats.
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
@@ -111,9 +114,12 @@ struct TrendArgs {
     /// Write one PNG per metric into this directory.
     #[arg(long)]
     png_dir: Option<PathBuf>,
-    /// Smallest difference of segment means that counts, percent (pp for percentages).
-    #[arg(long, default_value_t = 5.0)]
+    /// Smallest relative difference of segment means that counts, percent.
+    #[arg(long, default_value_t = 5.0, value_name = "PCT")]
     min_effect: f64,
+    /// Smallest difference of segment means of a percentage metric, in points.
+    #[arg(long, default_value_t = 1.0, value_name = "PP")]
+    min_effect_pp: f64,
     /// Significance level of the permutation test.
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
@@ -226,12 +232,17 @@ fn link(report: Option<&Path>, target: &Path) -> String {
     }
 }
 
-fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
+fn non_negative(flag: &str, v: f64) -> anyhow::Result<()> {
     anyhow::ensure!(
-        a.threshold.is_finite() && a.threshold >= 0.0,
-        "--threshold {}: must be a non-negative percentage",
-        a.threshold
+        v.is_finite() && v >= 0.0,
+        "{flag} {v}: must be a finite number >= 0"
     );
+    Ok(())
+}
+
+fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    non_negative("--threshold", a.threshold)?;
+    non_negative("--threshold-pp", a.threshold_pp)?;
     anyhow::ensure!(
         a.alpha > 0.0 && a.alpha < 1.0,
         "--alpha {}: must be between 0 and 1",
@@ -244,6 +255,7 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let settings = Settings {
         threshold_pct: a.threshold,
+        threshold_pp: a.threshold_pp,
         alpha: a.alpha,
     };
     let cmp = compare::compare(&sets, &settings)?;
@@ -283,11 +295,8 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        a.min_effect.is_finite() && a.min_effect >= 0.0,
-        "--min-effect {}: must be a non-negative percentage",
-        a.min_effect
-    );
+    non_negative("--min-effect", a.min_effect)?;
+    non_negative("--min-effect-pp", a.min_effect_pp)?;
     anyhow::ensure!(
         a.alpha > 0.0 && a.alpha < 1.0,
         "--alpha {}: must be between 0 and 1",
@@ -302,6 +311,7 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
     let settings = trend::Settings {
         alpha: a.alpha,
         min_effect_pct: a.min_effect,
+        min_effect_pp: a.min_effect_pp,
         ..Default::default()
     };
     let t = trend::trend(&records, &paths, &settings)?;

@@ -37,19 +37,22 @@ fn verdict_word(v: Verdict) -> &'static str {
 
 fn decision_text(d: &Decision) -> String {
     match d {
-        Decision::Threshold { threshold_pct } => {
-            format!("threshold {threshold_pct}% (single sample on a side)")
-        }
+        Decision::Threshold { threshold, pp } => format!(
+            "threshold {threshold}{} (single sample on a side)",
+            if *pp { " pp" } else { "%" }
+        ),
         Decision::MannWhitney {
             p,
             exact,
             n_baseline,
             n_run,
             alpha,
-            min_effect_pct,
+            min_effect,
+            pp,
         } => format!(
-            "Mann-Whitney U ({}), p = {p:.3} (α = {alpha}), n = {n_baseline} + {n_run}, minimum effect {min_effect_pct}%",
-            if *exact { "exact" } else { "normal approximation" }
+            "Mann-Whitney U ({}), p = {p:.3} (α = {alpha}), n = {n_baseline} + {n_run}, minimum effect {min_effect}{}",
+            if *exact { "exact" } else { "normal approximation" },
+            if *pp { " pp" } else { "%" }
         ),
         Decision::None => "not judged".into(),
     }
@@ -261,8 +264,9 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
     let s = &cmp.settings;
     let _ = writeln!(
         o,
-        "A single sample on either side is judged by the threshold: a change of at least {t}% ({t} pp for percentages) in the worse direction is a regression. With two or more samples on both sides, a two-sided Mann-Whitney U test at α = {a} decides, and the change must also reach the minimum effect of {t}%.\n",
+        "A single sample on either side is judged by the threshold: a change of at least {t}% ({p} pp for metrics that are percentages) in the worse direction is a regression, in the better direction an improvement. With two or more samples on both sides, a two-sided Mann-Whitney U test at α = {a} decides, and the change must also reach that threshold as a minimum effect.\n",
         t = s.threshold_pct,
+        p = s.threshold_pp,
         a = s.alpha
     );
     for k in 1..cmp.labels.len() {
@@ -495,8 +499,8 @@ pub fn trend(t: &TrendReport, charts: &[Chart]) -> String {
     }
     let _ = writeln!(
         o,
-        "\nChange points: E-divisive means (energy statistic, binary segmentation) with a permutation test at α = {} ({} permutations, fixed seed), kept only where the segment means differ by at least {}% ({} pp for percentages). A regressed segment is one worse than the segment before it by that much.\n",
-        t.settings.alpha, t.settings.permutations, t.settings.min_effect_pct, t.settings.min_effect_pct
+        "\nChange points: E-divisive means (energy statistic, binary segmentation) with a permutation test at α = {} ({} permutations, fixed seed), kept only where the segment means differ by at least {}% ({} pp for metrics that are percentages). A regressed segment is one worse than the segment before it by that much.\n",
+        t.settings.alpha, t.settings.permutations, t.settings.min_effect_pct, t.settings.min_effect_pp
     );
     for c in charts {
         let _ = writeln!(o, "![{}]({})\n", c.title, c.path);

@@ -311,24 +311,27 @@ pub fn latency(cmp: &Comparison, path: &Path) -> Result<bool> {
     let e = chart_err(path);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let max_us = rows
+    let (lo_us, hi_us) = rows
         .iter()
         .flat_map(|r| r.cells.iter().flatten().map(|c| c.value / 1e3))
-        .fold(0.0, f64::max)
-        .max(0.001);
+        .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    // Tails span orders of magnitude: a log axis keeps p50 readable next to p99.9.
+    let lo_us = (lo_us / 1.5).max(0.001);
+    let hi_us = (hi_us * 1.5).max(lo_us * 10.0);
     let n = rows.len();
     let mut chart = ChartBuilder::on(&root)
-        .caption("One-way latency by percentile", (FONT, 26))
+        .caption("One-way latency by percentile (log scale)", (FONT, 26))
         .margin(20)
         .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..max_us * 1.15)
+        .y_label_area_size(90)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (lo_us..hi_us).log_scale())
         .map_err(|x| e(x.to_string()))?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .y_desc("µs")
+        .y_desc("latency")
+        .y_label_formatter(&|v| fmt::latency(*v * 1e3))
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 16))
         .draw()

@@ -18,8 +18,10 @@ use crate::table::Table;
 pub struct Settings {
     pub alpha: f64,
     pub permutations: usize,
-    /// Minimum difference of segment means, percent (percentage points for percentages).
+    /// Minimum relative difference of segment means, percent.
     pub min_effect_pct: f64,
+    /// Minimum difference of segment means of a percentage metric, in points.
+    pub min_effect_pp: f64,
 }
 
 impl Default for Settings {
@@ -28,6 +30,7 @@ impl Default for Settings {
             alpha: 0.05,
             permutations: 199,
             min_effect_pct: 5.0,
+            min_effect_pp: 1.0,
         }
     }
 }
@@ -103,7 +106,12 @@ pub fn trend(records: &[RunRecord], paths: &[String], s: &Settings) -> Result<Tr
         if values.len() < 2 {
             continue;
         }
-        let effect = big_enough(m.unit, s.min_effect_pct);
+        let min = if m.unit == Unit::Percent {
+            s.min_effect_pp
+        } else {
+            s.min_effect_pct
+        };
+        let effect = big_enough(m.unit, min);
         // The search needs a plain fn pointer; the effect check is applied again below with
         // the metric's unit, so the search itself uses a permissive one and we filter after.
         let cp_settings = changepoint::Settings {
@@ -145,10 +153,8 @@ pub fn trend(records: &[RunRecord], paths: &[String], s: &Settings) -> Result<Tr
             Better::Neither => false,
         };
         let judged = m.better != Better::Neither;
-        let newest_regressed =
-            judged && last_change.is_some_and(|c| worse(c) && c.abs() >= s.min_effect_pct);
-        let newest_improved =
-            judged && last_change.is_some_and(|c| !worse(c) && c.abs() >= s.min_effect_pct);
+        let newest_regressed = judged && last_change.is_some_and(|c| worse(c) && c.abs() >= min);
+        let newest_improved = judged && last_change.is_some_and(|c| !worse(c) && c.abs() >= min);
         series.push(Series {
             metric: m.clone(),
             values,
