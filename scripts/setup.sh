@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for MCR: system packages the tests and benchmarks use, then a
+# release build of every binary. Run as root. `--deps-only` installs packages and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg_cmd in iproute2:ip ethtool:ethtool nftables:nft smcroute:smcrouted socat:socat procps:sysctl; do
+  pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages ${need[*]}; run this script as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
+
+if [ "${1:-}" = "--deps-only" ]; then
+  exit 0
+fi
+cargo build --release --workspace --bins
+echo "setup: binaries in ${CARGO_TARGET_DIR:-target}/release: mcrd mcrctl trafficgen analyzer"
