@@ -340,4 +340,114 @@ mod tests {
             .to_string();
         assert!(e.contains("field `version`"), "{e}");
     }
+
+    // Fixtures are JSON as trafficgen writes it (not struct literals), so the tests keep
+    // compiling when trafficgen adds a field with a default, as its contract allows.
+    fn dist(p50: u64, p99: u64) -> serde_json::Value {
+        serde_json::json!({"samples": 100, "min": 1, "p50": p50, "p90": p50 * 2, "p99": p99,
+            "p999": p99 * 2, "max": p99 * 4, "mean": p50 as f64})
+    }
+
+    fn tg_perf(task: u64) -> serde_json::Value {
+        serde_json::json!({"task_clock_ns": task, "context_switches": 5, "cpu_migrations": 0,
+            "page_faults": 0, "cycles": "unavailable", "instructions": "unavailable",
+            "cache_misses": "unavailable", "branch_misses": "unavailable"})
+    }
+
+    fn send_doc() -> serde_json::Value {
+        serde_json::json!({
+            "schema": "mcr.trafficgen.send", "version": 1, "trafficgen_version": "0.1.0",
+            "started_unix_ns": 1,
+            "config": {"dst": "239.1.1.1:5000", "src": null, "iface": "veth0",
+                "target_pps": 100000, "count": 1000000, "duration_ns": null,
+                "payload_size_bytes": 1400, "ttl": 8, "threads": 1, "streams": 1,
+                "batch_mode": "gso", "gso_segments": 16, "max_batch_packets": 64,
+                "gso_fallback_reason": null, "end_marker_repeats": 3,
+                "socket_sndbuf_bytes": 4194304},
+            "packets_sent": 1000000u64, "payload_bytes": 1400000000u64, "wire_bytes": 1442000000u64,
+            "send_errors": 0, "send_errors_by_errno": {}, "end_markers_sent": 3,
+            "elapsed_ns": 10000000000u64, "achieved_pps": 100000.0, "rate_error_ratio": 0.0,
+            "payload_bps": 1.12e9, "wire_bps": 1.15e9,
+            "batch_gap_ns": dist(0, 0), "batch_packets": dist(0, 0), "schedule_lag_ns": dist(0, 0),
+            "threads": [{"thread_index": 0, "stream_ids": [0], "target_pps": 100000,
+                "packets_sent": 1000000u64, "payload_bytes": 1400000000u64,
+                "wire_bytes": 1442000000u64, "send_errors": 0, "send_calls": 62500,
+                "elapsed_ns": 10000000000u64, "achieved_pps": 100000.0, "perf": tg_perf(2000000000)}],
+            "perf": tg_perf(2000000000)
+        })
+    }
+
+    #[test]
+    fn reads_trafficgen_send_with_its_own_types() {
+        let doc = send_doc();
+        let text = doc.to_string();
+        let mut rec = RunRecord::new("x");
+        trafficgen_send(Path::new("send.json"), &text, &doc, &mut rec).unwrap();
+        let g = rec.generator.unwrap();
+        assert_eq!(g.sent, Some(1_000_000));
+        assert_eq!(g.elapsed_ns, Some(10_000_000_000));
+        assert_eq!(g.perf["task_clock_ns"], Measured::Count(2_000_000_000));
+        assert_eq!(
+            g.perf["cycles"],
+            Measured::Unavailable,
+            "unavailable stays unavailable"
+        );
+        assert_eq!(
+            rec.configuration.generator["target_pps"],
+            Setting::from(100_000)
+        );
+        assert_eq!(rec.configuration.generator["size"], Setting::from(1400));
+        assert!(
+            !rec.configuration.generator.contains_key("src"),
+            "null settings are not recorded"
+        );
+    }
+
+    #[test]
+    fn trafficgen_send_with_a_missing_field_is_named() {
+        let mut doc = send_doc();
+        doc.as_object_mut().unwrap().remove("packets_sent");
+        let text = doc.to_string();
+        let mut rec = RunRecord::new("x");
+        let e = trafficgen_send(Path::new("send.json"), &text, &doc, &mut rec)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("send.json") && e.contains("packets_sent"), "{e}");
+    }
+
+    #[test]
+    fn reads_trafficgen_recv_and_keeps_the_worst_stream_latency() {
+        let counters = serde_json::json!({"expected": 500000, "received": 495000, "lost": 5000,
+            "duplicated": 1, "reordered": 2, "late": 0, "payload_bytes": 0, "end_markers_received": 3});
+        let stream = |id: u32, p50: u64, p99: u64| {
+            serde_json::json!({
+            "stream_id": id, "counters": counters.clone(), "end_marker_seen": true,
+            "lowest_sequence": 0, "highest_sequence": 499999, "first_rx_unix_ns": 1,
+            "last_rx_unix_ns": 2, "receive_pps": 50000.0, "latency_ns": dist(p50, p99),
+            "negative_latency_packets": 0, "timeline": []})
+        };
+        let doc = serde_json::json!({
+            "schema": "mcr.trafficgen.recv", "version": 1, "trafficgen_version": "0.1.0",
+            "started_unix_ns": 1,
+            "config": {"group": "239.1.1.1:5000", "iface": null, "duration_ns": null,
+                "idle_timeout_ns": 1000000000u64, "exit_on_end": true,
+                "socket_rcvbuf_bytes": 4194304, "max_streams": 64, "reorder_window_packets": 1024},
+            "elapsed_ns": 11000000000u64, "datagrams_received": 990002, "datagram_bytes": 0,
+            "foreign_datagrams": 0, "malformed_datagrams": {}, "untracked_stream_datagrams": 0,
+            "socket_drops": 7, "udp_rcvbuf_errors_netns": null,
+            "totals": {"expected": 1000000, "received": 990000, "lost": 10000, "duplicated": 2,
+                "reordered": 4, "late": 0, "payload_bytes": 0, "end_markers_received": 6},
+            "streams": [stream(0, 20000, 90000), stream(1, 30000, 80000)]
+        });
+        let text = doc.to_string();
+        let mut rec = RunRecord::new("x");
+        trafficgen_recv(Path::new("recv.json"), &text, &doc, &mut rec).unwrap();
+        let out = rec.receiver.unwrap();
+        assert_eq!(out.received, Some(990_000));
+        assert_eq!(out.lost, Some(10_000));
+        assert_eq!(out.socket_drops, Some(7));
+        assert_eq!(out.reported_pps, Some(100_000.0));
+        assert_eq!(out.latency[0].latency_ns, 30_000, "worst stream's p50");
+        assert_eq!(out.latency[2].latency_ns, 90_000, "worst stream's p99");
+    }
 }
