@@ -54,6 +54,7 @@ sleep 1 # let the link watcher attach the qdisc (until then the device drops eve
 all_cases=(
     "sendmmsg-max|--pps 0 --gso-segments 1 --batch 64"
     "gso16-max|--pps 0 --gso-segments 16 --batch 8"
+    "gso32-batch1-max|--pps 0 --gso-segments 32 --batch 1"
     "gso32-max|--pps 0 --gso-segments 32 --batch 8"
     "paced-1M-1thread|--pps 1000000 --threads 1"
     "max-2threads|--pps 0 --threads 2"
@@ -76,11 +77,13 @@ for entry in "${all_cases[@]}"; do
         rates+=("$(jq -r '.achieved_pps | floor' "$json")")
         cpus+=("$(jq -r 'if (.perf.task_clock_ns|type) == "number" then
                     (.perf.task_clock_ns / .packets_sent | floor) else "n/a" end' "$json")")
-        errors+=("$(jq -r 'if .rate_error_ratio == null then "-" else
-                    (.rate_error_ratio * 100 * 1000 | round / 1000 | tostring) + "%" end' "$json")")
+        errors+=("$(jq -r 'if .rate_error_ratio == null then "nan" else
+                    .rate_error_ratio * 100 end' "$json")")
     done
     med=$(printf '%s\n' "${rates[@]}" | median)
     cpu=$(printf '%s\n' "${cpus[@]}" | median)
-    printf '%-22s %12s %14s %12s   %s\n' "$name" "$med" "$cpu" "${errors[0]}" "${rates[*]}"
+    err=$(printf '%s\n' "${errors[@]}" | median)
+    [ "$err" = nan ] && err=- || err=$(printf '%+.3f%%' "$err")
+    printf '%-22s %12s %14s %12s   %s\n' "$name" "$med" "$cpu" "$err" "${rates[*]}"
 done
 echo "(size $SIZE B, $DURATION per trial, $REPEATS trials, load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs)"

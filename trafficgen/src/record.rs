@@ -159,19 +159,27 @@ pub struct SendThreadRecord {
     pub perf: PerfCounters,
 }
 
-/// Summary of a distribution of non-negative integers (from an HdrHistogram with 3 significant
+/// Summary of a distribution of non-negative integers, in the unit its field's name gives
+/// (`batch_gap_ns` is in nanoseconds, `batch_packets` in datagrams) (from an HdrHistogram with 3 significant
 /// digits, so values are exact to 0.1%). All fields are 0 when `samples` is 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Distribution {
     /// Number of values recorded.
     pub samples: u64,
+    /// Smallest value, in the unit the enclosing field names (e.g. `_ns`).
     pub min: u64,
+    /// Median.
     pub p50: u64,
+    /// 90th percentile.
     pub p90: u64,
+    /// 99th percentile.
     pub p99: u64,
+    /// 99.9th percentile.
     pub p999: u64,
+    /// Largest value.
     pub max: u64,
+    /// Arithmetic mean.
     pub mean: f64,
 }
 
@@ -381,15 +389,18 @@ pub struct StreamCounters {
 pub struct StreamRecord {
     /// Stream id from the probe header.
     pub stream_id: u32,
+    /// This stream's loss accounting.
     pub counters: StreamCounters,
     /// Whether an end marker arrived (if not, loss at the tail of the stream is invisible).
     pub end_marker_seen: bool,
-    /// Lowest and highest sequence numbers received.
+    /// Lowest sequence number received.
     pub lowest_sequence: Option<u64>,
+    /// Highest sequence number received.
     pub highest_sequence: Option<u64>,
-    /// Kernel receive time (SO_TIMESTAMPNS) of the first and last packet, nanoseconds since the
-    /// Unix epoch.
+    /// Kernel receive time (SO_TIMESTAMPNS) of the first packet received (first arrival of a
+    /// new sequence number), nanoseconds since the Unix epoch.
     pub first_rx_unix_ns: Option<u64>,
+    /// Kernel receive time of the last packet received, nanoseconds since the Unix epoch.
     pub last_rx_unix_ns: Option<u64>,
     /// (received - 1) / (last_rx - first_rx), packets per second; `None` with < 2 packets.
     pub receive_pps: Option<f64>,
@@ -411,7 +422,9 @@ pub struct TimelineSecond {
     pub second: u64,
     /// Distinct packets received in this second.
     pub received: u64,
+    /// Duplicates that arrived in this second.
     pub duplicated: u64,
+    /// Reordered packets (counted in `received`) that arrived in this second.
     pub reordered: u64,
     /// UDP payload bytes of `received`.
     pub payload_bytes: u64,
@@ -431,6 +444,7 @@ pub struct SweepRecord {
     pub trafficgen_version: String,
     /// Wall-clock start, nanoseconds since the Unix epoch.
     pub started_unix_ns: u64,
+    /// The configuration the sweep used.
     pub config: SweepConfig,
     /// Highest rate at which every trial lost nothing, packets per second; `None` if even the
     /// lowest rate lost packets.
@@ -462,8 +476,9 @@ pub struct SweepConfig {
     pub trial_duration_ns: u64,
     /// Trials at each rate; a rate passes only if all pass.
     pub trials_per_rate: u32,
-    /// Search bounds, packets per second.
+    /// Lowest rate tried, packets per second.
     pub min_pps: u64,
+    /// Highest rate tried (and the first one tried), packets per second.
     pub max_pps: u64,
     /// The search stops when the pass/fail bracket is narrower than this, packets per second.
     pub resolution_pps: u64,

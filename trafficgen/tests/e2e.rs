@@ -378,6 +378,7 @@ fn sweep_finds_the_rate_a_policer_allows() {
     ));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("highest rate with no loss"), "{table}");
+    assert_fields_documented(&json);
     let record: SweepRecord = read_json(&json);
     let zero = record.zero_loss_pps.expect("1000 pps passes the policer");
     let ratio = record

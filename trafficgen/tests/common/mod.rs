@@ -287,3 +287,38 @@ pub fn link_drops(ns: &str, dev: &str) -> u64 {
     let stats = &json[0]["stats64"];
     stats["rx"]["dropped"].as_u64().unwrap_or(0) + stats["tx"]["dropped"].as_u64().unwrap_or(0)
 }
+
+/// Asserts that every key of the JSON record at `path` is documented in the crate README's
+/// field tables (as "| `key` |"), so the documented contract cannot fall behind the code.
+pub fn assert_fields_documented(path: &Path) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let value: serde_json::Value = read_json(path);
+    let mut keys = Vec::new();
+    collect_keys(&value, &mut keys);
+    let missing: Vec<_> = keys
+        .iter()
+        .filter(|k| !readme.contains(&format!("| `{k}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "fields of {} missing from README.md: {missing:?}",
+        path.display()
+    );
+}
+
+fn collect_keys(value: &serde_json::Value, keys: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                // Maps keyed by data (errno names, malformation reasons) are not fields.
+                if k != "send_errors_by_errno" && k != "malformed_datagrams" {
+                    collect_keys(v, keys);
+                }
+                keys.push(k.clone());
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_keys(v, keys)),
+        _ => {}
+    }
+}
