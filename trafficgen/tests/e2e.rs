@@ -83,6 +83,21 @@ fn sent_equals_received_at_a_modest_rate() {
     assert!(got.streams[0].latency_ns.samples > 0);
 }
 
+/// Whether `nft` is installed; like [`namespaces_available`], a skip fails under
+/// `MCR_E2E_REQUIRED=1`.
+fn nft_available(test: &str) -> bool {
+    if Command::new("nft").arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var("MCR_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("{test}: nft (Debian package nftables) is required with MCR_E2E_REQUIRED=1");
+    }
+    skip(&format!(
+        "SKIPPED {test}: nft (Debian package nftables) is not installed"
+    ));
+    false
+}
+
 /// Reads the packet counter of the single rule in `table`'s input chain.
 fn nft_counter(ns: &str, table: &str) -> u64 {
     let text = sh(&[
@@ -100,11 +115,7 @@ fn receiver_loss_equals_the_nftables_drop_counter() {
     if !namespaces_available("receiver_loss_equals_the_nftables_drop_counter") {
         return;
     }
-    if Command::new("nft").arg("--version").output().is_err() {
-        if std::env::var("MCR_E2E_REQUIRED").as_deref() == Ok("1") {
-            panic!("nft (Debian package nftables) is required");
-        }
-        eprintln!("SKIPPED receiver_loss_equals_the_nftables_drop_counter: nft not installed");
+    if !nft_available("receiver_loss_equals_the_nftables_drop_counter") {
         return;
     }
     let _traffic = traffic_lock();
@@ -324,7 +335,9 @@ fn foreign_and_malformed_datagrams_are_counted_apart_on_loopback() {
 
 #[test]
 fn sweep_finds_the_rate_a_policer_allows() {
-    if !namespaces_available("sweep_finds_the_rate_a_policer_allows") {
+    if !namespaces_available("sweep_finds_the_rate_a_policer_allows")
+        || !nft_available("sweep_finds_the_rate_a_policer_allows")
+    {
         return;
     }
     let _traffic = traffic_lock();

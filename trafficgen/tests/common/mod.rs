@@ -38,7 +38,7 @@ pub fn namespaces_available(test: &str) -> bool {
     if std::env::var("MCR_E2E_REQUIRED").as_deref() == Ok("1") {
         panic!("{test}: cannot run ({why}) and MCR_E2E_REQUIRED=1");
     }
-    eprintln!("SKIPPED {test}: needs network namespaces, {why}");
+    skip(&format!("SKIPPED {test}: needs network namespaces, {why}"));
     false
 }
 
@@ -67,6 +67,13 @@ pub fn sh(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Prints a skip notice straight to the process's stderr: the test harness captures `eprintln!`
+/// of passing tests, and a skip must be visible.
+pub fn skip(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
