@@ -255,7 +255,11 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
             push(
                 metric(
                     format!("receiver.latency_p{}", p.percentile),
-                    format!("Latency p{}", p.percentile),
+                    if p.percentile >= 100.0 {
+                        "Latency max".to_string()
+                    } else {
+                        format!("Latency p{}", p.percentile)
+                    },
                     Unit::Nanos,
                     Better::Lower,
                 ),
