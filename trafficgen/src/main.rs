@@ -253,10 +253,36 @@ fn print_out(text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, record: &T) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(record).context("cannot serialize the record")?;
-    text.push('\n');
-    std::fs::write(path, text).with_context(|| format!("cannot write --json {}", path.display()))
+/// The `--json FILE` of a sub-command, created before the run so that a bad path fails at once
+/// rather than after a long run.
+struct JsonOutput {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl JsonOutput {
+    fn create(path: Option<&Path>) -> anyhow::Result<Option<JsonOutput>> {
+        let Some(path) = path else { return Ok(None) };
+        let file = std::fs::File::create(path).map_err(|e| {
+            UsageError(format!(
+                "--json {}: cannot create the file: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Some(JsonOutput {
+            path: path.to_path_buf(),
+            file,
+        }))
+    }
+
+    fn write<T: Serialize>(mut self, record: &T) -> anyhow::Result<()> {
+        let mut text =
+            serde_json::to_string_pretty(record).context("cannot serialize the record")?;
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .with_context(|| format!("cannot write --json {}", self.path.display()))
+    }
 }
 
 fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
@@ -278,6 +304,7 @@ fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
         coalesce: Duration::from_micros(args.coalesce_us),
         ..SendOptions::new(args.dst, args.pps, limit)
     };
+    let json = JsonOutput::create(args.json.as_deref())?;
     let bar = progress_bar();
     let record = send::run(&options, Duration::from_millis(100), |watch| {
         let sent: u64 = watch
@@ -293,8 +320,8 @@ fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
     .context("send failed")?;
     bar.finish_and_clear();
     print_out(&summary::send(&record))?;
-    if let Some(path) = &args.json {
-        write_json(path, &record)?;
+    if let Some(json) = json {
+        json.write(&record)?;
     }
     if record.packets_sent == 0 && record.send_errors > 0 {
         bail!(
@@ -323,6 +350,7 @@ fn run_recv(args: RecvArgs) -> anyhow::Result<ExitCode> {
         max_streams: args.max_streams,
         ..RecvOptions::new(args.group)
     };
+    let json = JsonOutput::create(args.json.as_deref())?;
     let ready_line = args.ready_line;
     let record = recv::run(&options, || {
         if ready_line {
@@ -333,8 +361,8 @@ fn run_recv(args: RecvArgs) -> anyhow::Result<ExitCode> {
     })
     .context("receive failed")?;
     print_out(&summary::recv(&record))?;
-    if let Some(path) = &args.json {
-        write_json(path, &record)?;
+    if let Some(json) = json {
+        json.write(&record)?;
     }
     Ok(if sys::stop_requested() {
         ExitCode::from(130)
@@ -369,13 +397,14 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
         resolution_pps: args.resolution_pps,
         max_loss_ratio: args.max_loss_ratio,
     };
+    let json = JsonOutput::create(args.json.as_deref())?;
     let record = sweep::run(&options, |trial| {
         eprintln!("{}", summary::sweep_trial(trial));
     })
     .context("sweep failed")?;
     print_out(&summary::sweep(&record))?;
-    if let Some(path) = &args.json {
-        write_json(path, &record)?;
+    if let Some(json) = json {
+        json.write(&record)?;
     }
     Ok(ExitCode::SUCCESS)
 }

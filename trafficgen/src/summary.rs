@@ -41,7 +41,7 @@ pub fn send(r: &SendRecord) -> String {
     };
     let _ = writeln!(
         s,
-        "trafficgen send -> {}: {} threads, {} streams, {} B payload, {} (batch {} x {} datagrams)",
+        "trafficgen send -> {}: threads {}, streams {}, payload {} B, {} (batch {} x {} datagrams)",
         c.dst,
         c.threads,
         c.streams,

@@ -267,6 +267,27 @@ fn bad_flags_name_the_flag_and_exit_2() {
         ),
         (&["bogus"], "bogus"),
         (&["sweep", "--min-pps", "0"], "--min-pps"),
+        (
+            &[
+                "--pps",
+                "10",
+                "--count",
+                "1",
+                "--json",
+                "/nonexistent-dir/x.json",
+            ],
+            "--json",
+        ),
+        (
+            &[
+                "recv",
+                "--group",
+                "127.0.0.1:5000",
+                "--json",
+                "/nonexistent-dir/x",
+            ],
+            "--json",
+        ),
         (&["sweep", "--max-loss-ratio", "2"], "--max-loss-ratio"),
     ];
     for (args, flag) in cases {

@@ -154,6 +154,12 @@ fn open_socket(options: &RecvOptions) -> Result<(Socket, u64), RecvError> {
     socket
         .bind(&SocketAddr::V4(group).into())
         .map_err(|e| RecvError::Bind(group, e))?;
+    if let (Some(index), false) = (ifindex, group.ip().is_multicast()) {
+        // Unicast: --iface restricts which interface the datagrams may arrive on.
+        socket
+            .bind_device_by_index_v4(std::num::NonZeroU32::new(index))
+            .map_err(|e| RecvError::Socket("set SO_BINDTODEVICE", e))?;
+    }
     if group.ip().is_multicast() {
         // Only the groups this socket joined, not every group any socket on the host joined.
         socket
