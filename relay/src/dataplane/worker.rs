@@ -288,7 +288,7 @@ impl Worker {
                 self.fwd.flush(&mut self.ring);
                 submit(&mut self.ring);
                 last_busy = Instant::now();
-            } else if !self.ring.submission().is_empty() {
+            } else if needs_enter(&mut self.ring) {
                 submit(&mut self.ring);
             }
             let now = Instant::now();
@@ -819,9 +819,13 @@ impl Forwarder {
 fn build_ring(entries: u32, cq: u32) -> io::Result<IoUring> {
     // Single issuer + deferred task work: completions are processed only when this thread
     // enters the kernel, in batches (Linux 6.1+). Fall back to a plain ring on older kernels.
+    // The task-run flag makes the kernel tell us (IORING_SQ_TASKRUN) when deferred work, such
+    // as a send that had to wait for buffer space, is ready to complete; `submit` then enters
+    // the kernel with GETEVENTS even when we have nothing new to submit.
     IoUring::<squeue::Entry, cqueue::Entry>::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
+        .setup_taskrun_flag()
         .setup_cqsize(cq)
         .build(entries)
         .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
@@ -842,6 +846,13 @@ fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> bool {
         submit(ring);
     }
     false
+}
+
+/// Whether entering the kernel would do anything: submissions are queued, or completions are
+/// waiting for deferred task work.
+fn needs_enter(ring: &mut IoUring) -> bool {
+    let sq = ring.submission();
+    !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
 }
 
 fn submit(ring: &mut IoUring) {
