@@ -106,6 +106,16 @@ fn one_hop_forwards_what_the_kernel_would_drop_byte_for_byte() {
     }
     let c = chain(1, false);
     let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    // The relay joined the group on its input interface, so a switch would send it the flow.
+    let maddr = c.relays[0]
+        .command("ip")
+        .args(["maddr", "show", "dev", "in0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&maddr.stdout).contains("239.1.1.1"),
+        "no IGMP membership"
+    );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
     let n = 3000;
@@ -806,4 +816,66 @@ fn bad_config_is_refused_with_file_line_and_field() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nosuchif0") && err.contains("input"), "{err}");
+}
+
+#[test]
+fn runs_unprivileged_with_only_cap_net_raw() {
+    if !e2e_allowed("unprivileged") {
+        return;
+    }
+    if std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("setpriv (util-linux) is needed to drop privileges for this test");
+    }
+    let c = chain(1, false);
+    // As user nobody, with CAP_NET_RAW as the only capability (what the systemd unit grants).
+    let drop_to_net_raw: &[&str] = &[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all,+net_raw",
+        "--ambient-caps=-all,+net_raw",
+        "--bounding-set=-all,+net_raw",
+    ];
+    let relay = Relay::start_as(
+        &c.relays[0],
+        &relay_config(1, "", &chain_rule()),
+        Some(drop_to_net_raw),
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", relay_pid(&relay))).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(field("Uid:"), "65534", "mcrd runs as nobody");
+    // CAP_NET_RAW is bit 13.
+    assert_eq!(
+        u64::from_str_radix(&field("CapEff:"), 16).unwrap(),
+        1 << 13,
+        "only CAP_NET_RAW is effective"
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 500, 1000, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), 510);
+    assert_eq!(check_payloads(&got, 1000), (0..500).collect::<Vec<_>>());
+    let fin = relay.stop();
+    assert_conserves(&fin);
+}
+
+fn relay_pid(relay: &Relay) -> u32 {
+    match relay.call(Ctl::Ping).result {
+        Some(Reply::Pong { pid, .. }) => pid,
+        other => panic!("no pong: {other:?}"),
+    }
 }

@@ -277,6 +277,12 @@ impl Relay {
     /// Starts mcrd with `config` (the `[control]` section is added here) and waits until it
     /// answers on its control socket.
     pub fn start(ns: &Netns, config: &str) -> Relay {
+        Self::start_as(ns, config, None)
+    }
+
+    /// Like [`Relay::start`], but runs mcrd through `PREFIX...` (e.g. `setpriv` to drop
+    /// privileges). The temporary directory is made world-writable for that case.
+    pub fn start_as(ns: &Netns, config: &str, prefix: Option<&[&str]>) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("mcrd.sock");
         let final_stats = dir.path().join("final.json");
@@ -287,8 +293,17 @@ impl Relay {
             format!("[control]\nsocket = \"{}\"\n\n{config}", socket.display()),
         )
         .unwrap();
-        let child = ns
-            .command(env!("CARGO_BIN_EXE_mcrd"))
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut command = match prefix {
+            Some(p) => {
+                let mut c = ns.command(p[0]);
+                c.args(&p[1..]).arg(env!("CARGO_BIN_EXE_mcrd"));
+                c
+            }
+            None => ns.command(env!("CARGO_BIN_EXE_mcrd")),
+        };
+        let child = command
             .arg("--config")
             .arg(&config_path)
             .arg("--final-stats")
