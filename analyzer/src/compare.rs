@@ -197,7 +197,7 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
             "compare needs a baseline and at least one run, each with at least one record".into(),
         ));
     }
-    let table = Table::build(sets).map_err(|e| Error::Usage(format!("building the table: {e}")))?;
+    let table = Table::build(sets).map_err(|e| Error::Table(e.to_string()))?;
     let mut rows = Vec::new();
     for m in &table.metrics {
         let mut samples = Vec::new();
@@ -205,7 +205,7 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
         for set in 0..sets.len() {
             let v = table
                 .values(set, &m.key)
-                .map_err(|e| Error::Usage(format!("reading the table: {e}")))?;
+                .map_err(|e| Error::Table(e.to_string()))?;
             let reported = table.any_reported(set, &m.key).unwrap_or(false);
             cells.push((!v.is_empty()).then(|| Cell {
                 value: median(&v),

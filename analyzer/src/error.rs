@@ -35,6 +35,9 @@ pub enum Error {
     /// The command line asks for something impossible.
     #[error("{0}")]
     Usage(String),
+    /// The in-memory table rejected an operation (a bug, not an input problem).
+    #[error("table: {0}")]
+    Table(String),
     /// A chart could not be drawn.
     #[error("chart {path}: {message}")]
     Chart { path: PathBuf, message: String },

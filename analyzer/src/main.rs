@@ -82,10 +82,12 @@ struct IngestArgs {
 
 #[derive(Args)]
 struct CompareArgs {
-    /// Baseline, then runs. Each is a record, a directory of records (repeats of one
-    /// configuration) or comma-separated records.
-    #[arg(required = true, num_args = 2.., value_name = "BASELINE RUN")]
-    sets: Vec<String>,
+    /// The baseline: a record, a directory of records (repeats of one configuration) or
+    /// comma-separated records.
+    baseline: String,
+    /// Runs to compare with the baseline, each in the same forms.
+    #[arg(required = true)]
+    runs: Vec<String>,
     /// Write the Markdown report here (default: standard output).
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -106,7 +108,7 @@ struct CompareArgs {
 #[derive(Args)]
 struct TrendArgs {
     /// Records, oldest first.
-    #[arg(required = true, num_args = 2.., value_name = "RECORD")]
+    #[arg(required = true, value_name = "RECORDS")]
     records: Vec<PathBuf>,
     /// Write the Markdown report here (default: standard output).
     #[arg(long, short)]
@@ -248,9 +250,8 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         "--alpha {}: must be between 0 and 1",
         a.alpha
     );
-    let sets = a
-        .sets
-        .iter()
+    let sets = std::iter::once(&a.baseline)
+        .chain(&a.runs)
         .map(|s| load_set(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let settings = Settings {

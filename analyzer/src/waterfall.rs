@@ -13,9 +13,37 @@
 
 use crate::record::{Hop, RunRecord};
 
+/// The classes of the conservation law, in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Filtered,
+    Malformed,
+    NoMatch,
+    FanOut,
+    BufExhaust,
+    TxErrors,
+    InFlight,
+}
+
+impl StepKind {
+    /// How the report names the class.
+    pub fn label(self) -> &'static str {
+        match self {
+            StepKind::Filtered => "filtered (not IPv4/UDP)",
+            StepKind::Malformed => "malformed",
+            StepKind::NoMatch => "no matching rule",
+            StepKind::FanOut => "fan-out copies",
+            StepKind::BufExhaust => "buffer exhaustion",
+            StepKind::TxErrors => "egress errors",
+            StepKind::InFlight => "in flight at read",
+        }
+    }
+}
+
 /// One line of a hop's waterfall.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
+    pub kind: StepKind,
     pub label: &'static str,
     /// `None` when the source did not report this counter.
     pub count: Option<u64>,
@@ -76,43 +104,23 @@ fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>) -> HopFlow {
         (Some(_), Some(_)) => Some(0),
         _ => None,
     };
-    let steps = vec![
-        Step {
-            label: "filtered (not IPv4/UDP)",
-            count: c.filtered,
-            adds: false,
-        },
-        Step {
-            label: "malformed",
-            count: c.malformed,
-            adds: false,
-        },
-        Step {
-            label: "no matching rule",
-            count: c.no_match,
-            adds: false,
-        },
-        Step {
-            label: "fan-out copies",
-            count: fanout,
-            adds: true,
-        },
-        Step {
-            label: "buffer exhaustion",
-            count: c.buf_exhaust,
-            adds: false,
-        },
-        Step {
-            label: "egress errors",
-            count: c.tx_errors,
-            adds: false,
-        },
-        Step {
-            label: "in flight at read",
-            count: c.in_flight,
-            adds: false,
-        },
-    ];
+    let steps: Vec<Step> = [
+        (StepKind::Filtered, c.filtered),
+        (StepKind::Malformed, c.malformed),
+        (StepKind::NoMatch, c.no_match),
+        (StepKind::FanOut, fanout),
+        (StepKind::BufExhaust, c.buf_exhaust),
+        (StepKind::TxErrors, c.tx_errors),
+        (StepKind::InFlight, c.in_flight),
+    ]
+    .into_iter()
+    .map(|(kind, count)| Step {
+        kind,
+        label: kind.label(),
+        count,
+        adds: kind == StepKind::FanOut,
+    })
+    .collect();
     let mut unreported: Vec<&'static str> = steps
         .iter()
         .filter(|s| s.count.is_none() && !s.adds)

@@ -16,7 +16,7 @@ use crate::compare::Comparison;
 use crate::error::{Error, Result};
 use crate::metrics::Unit;
 use crate::trend::Series;
-use crate::waterfall::Waterfall;
+use crate::waterfall::{StepKind, Waterfall};
 
 const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (1200, 700);
@@ -196,18 +196,18 @@ const CLASSES: [(&str, RGBColor); 7] = [
 ];
 
 fn classes(h: &crate::waterfall::HopFlow) -> [u64; 7] {
-    let step = |label: &str| {
+    let step = |kind: StepKind| {
         h.steps
             .iter()
-            .find(|s| s.label == label)
+            .find(|s| s.kind == kind)
             .and_then(|s| s.count)
             .unwrap_or(0)
     };
     [
         h.sent_on.unwrap_or(0),
-        step("buffer exhaustion"),
-        step("egress errors") + step("in flight at read"),
-        step("filtered (not IPv4/UDP)") + step("malformed") + step("no matching rule"),
+        step(StepKind::BufExhaust),
+        step(StepKind::TxErrors) + step(StepKind::InFlight),
+        step(StepKind::Filtered) + step(StepKind::Malformed) + step(StepKind::NoMatch),
         h.kernel_drops.unwrap_or(0),
         h.unseen.unwrap_or(0).max(0) as u64,
         h.remainder.unwrap_or(0).max(0) as u64,
