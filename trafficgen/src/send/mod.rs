@@ -33,6 +33,10 @@ const GSO_MAX_BYTES: usize = MAX_PAYLOAD;
 /// The kernel's `UDP_MAX_SEGMENTS` (64 up to Linux 6.x; 128 later). We stay within the older limit.
 const GSO_MAX_SEGMENTS: usize = 64;
 
+/// How far in the future the common start is set when the threads are released, so that a
+/// thread woken a little late from the barrier is still on time for its first packet.
+const START_DELAY: Duration = Duration::from_millis(2);
+
 /// How a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendLimit {
@@ -238,18 +242,20 @@ pub fn run(
             let handle = std::thread::Builder::new()
                 .name(format!("tg-send-{}", plan.index))
                 .spawn_scoped(scope, move || {
-                    barrier.wait();
-                    let start = *start_slot
-                        .get()
-                        .expect("start is set before the barrier opens");
                     let index = plan.index as usize;
-                    worker::run(plan, &sock.socket, start, &progress[index].0)
+                    let wait_for_start = || {
+                        barrier.wait();
+                        *start_slot
+                            .get()
+                            .expect("start is set before the barrier opens")
+                    };
+                    worker::run(plan, &sock.socket, wait_for_start, &progress[index].0)
                 })
                 .map_err(SendError::Thread)?;
             handles.push(handle);
         }
         start_slot
-            .set(Instant::now())
+            .set(Instant::now() + START_DELAY)
             .expect("start is set exactly once");
         barrier.wait();
         let run_watch = RunWatch {

@@ -114,12 +114,14 @@ fn is_gso_refusal(errno: i32) -> bool {
     )
 }
 
-/// Runs one thread's plan on `socket`, starting at `start`. `progress` receives the packets sent
-/// so far after every batch.
+/// Runs one thread's plan on `socket`. Everything slow (buffers, perf counters) is set up first;
+/// then `wait_for_start` blocks until all threads are ready and returns the common start
+/// instant, which the schedule counts from. `progress` receives the packets sent so far after
+/// every batch.
 pub fn run(
     plan: ThreadPlan,
     socket: &socket2::Socket,
-    start: Instant,
+    wait_for_start: impl FnOnce() -> Instant,
     progress: &AtomicU64,
 ) -> ThreadOutcome {
     sys::set_min_timer_slack();
@@ -152,6 +154,11 @@ pub fn run(
     let mut last_batch_ns: Option<u64> = None;
     let length = plan.size as u32;
     let min_batch = schedule.min_batch(plan.coalesce);
+
+    // The common start lies a little in the future, so that no thread begins late.
+    let start = wait_for_start();
+    let ahead = start.saturating_duration_since(Instant::now());
+    wait_until(Instant::now(), ahead.as_nanos() as u64, 0);
 
     while scheduled < total && !sys::stop_requested() {
         let elapsed_ns = start.elapsed().as_nanos() as u64;
