@@ -1,0 +1,109 @@
+# shellcheck shell=bash
+# Counter snapshots for pipeline_veth.sh: per namespace (veth statistics, UDP MIB, multicast
+# routing VIFs), host-wide (/proc/stat, softnet drops) and per process (/proc/PID/stat), and the
+# host-CPU attribution computed from two snapshots. Every snapshot is a file; nothing here keeps
+# state in variables.
+
+# pl_snap_ns NS FILE: one JSON object {links: {IF: {rx_packets, rx_dropped, ...}}, udp: {...}, mr_vif: {IF: {...}}}.
+pl_snap_ns() {
+  local ns=$1 out=$2 links udp vif
+  links=$(ip -n "$ns" -s -j link show | jq 'map({key: .ifname, value: (.stats64 | {rx_packets: .rx.packets,
+    rx_dropped: .rx.dropped, rx_errors: .rx.errors, tx_packets: .tx.packets, tx_dropped: .tx.dropped,
+    tx_errors: .tx.errors})}) | from_entries')
+  udp=$(ip netns exec "$ns" cat /proc/net/snmp | awk '
+    $1 == "Udp:" && !h { for (i = 2; i <= NF; i++) k[i] = $i; h = 1; next }
+    $1 == "Udp:" && h  { printf "{"; for (i = 2; i <= NF; i++) printf "%s\"%s\":%s", (i > 2 ? "," : ""), k[i], $i; print "}" }')
+  # /proc/net/ip_mr_vif: Interface BytesIn PktsIn BytesOut PktsOut Flags Local Remote
+  vif=$(ip netns exec "$ns" cat /proc/net/ip_mr_vif 2>/dev/null | awk '
+    NR > 1 { printf "%s\"%s\":{\"bytes_in\":%s,\"pkts_in\":%s,\"bytes_out\":%s,\"pkts_out\":%s}", (n++ ? "," : ""), $2, $3, $4, $5, $6 }
+    END { if (!n) printf "" }')
+  jq -n --argjson links "$links" --argjson udp "${udp:-{\}}" --argjson vif "{${vif}}" \
+    '{links: $links, udp: $udp, mr_vif: $vif}' >"$out"
+}
+
+# pl_snap_host FILE: host CPU (/proc/stat, USER_HZ ticks), softnet drops summed over CPUs, and
+# every process's CPU ticks, one line each:
+#   stat user nice system idle iowait irq softirq steal
+#   softnet_dropped N
+#   proc PID PPID STARTTIME UTIME STIME CUTIME CSTIME COMM
+pl_snap_host() {
+  {
+    awk '$1 == "cpu" { print "stat", $2, $3, $4, $5, $6, $7, $8, $9; exit }' /proc/stat
+    awk '{ d = 0; h = $2; for (i = 1; i <= length(h); i++) d = d * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1; s += d } END { print "softnet_dropped", s + 0 }' /proc/net/softnet_stat
+    # comm may hold spaces and parentheses: split at the last ") ".
+    cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+      p = index($0, " ("); q = 0; s = $0
+      for (i = length(s); i > 0; i--) if (substr(s, i, 2) == ") ") { q = i; break }
+      if (!p || !q) next
+      pid = substr(s, 1, p - 1); comm = substr(s, p + 2, q - p - 2); gsub(/[ \t]/, "_", comm)
+      n = split(substr(s, q + 2), f, " ")
+      # f[1]=state f[2]=ppid ... f[12]=utime f[13]=stime f[14]=cutime f[15]=cstime f[20]=starttime
+      print "proc", pid, f[2], f[20], f[12], f[13], f[14], f[15], comm
+    }'
+  } >"$1"
+}
+
+# pl_host_cpu BEFORE AFTER ROOT_PID OUT_JSON: the host CPU the run caused, in ns.
+#   run = delta(host user+nice+system+irq+softirq) - others
+#   others = for every process alive at the end that is neither in ROOT_PID's process tree
+#            nor a ksoftirqd/N thread: delta(utime+stime+cutime+cstime) if it was alive at the
+#            start (same start time), else all of it (it started inside the window);
+#            less, for every such process that was alive at the start and exited inside the
+#            window, what it had used by the start (its reaper's cutime/cstime rise holds its
+#            whole life, of which only the part inside the window is the others' load).
+# ksoftirqd threads are not subtracted: on veth the receiving side's packet processing is
+# softirq work, and when it is deferred it runs there. Their time is reported on its own.
+pl_host_cpu() {
+  local before=$1 after=$2 root=$3 out=$4 hz
+  hz=$(getconf CLK_TCK)
+  awk -v root="$root" -v hz="$hz" '
+    FNR == 1 { file++ }
+    $1 == "stat" { for (i = 2; i <= 9; i++) st[file, i] = $i; next }
+    $1 == "softnet_dropped" { sn[file] = $2; next }
+    $1 == "proc" {
+      key = $2 ":" $4
+      cpu = $5 + $6 + $7 + $8
+      if (file == 1) { b[key] = cpu; bpid[key] = $2; bppid[$2] = $3; bkey[$2] = key; next }
+      a[key] = cpu; pid[key] = $2; ppid[$2] = $3; comm[key] = $9; keys[++n] = key
+    }
+    END {
+      busy = 0
+      for (i = 2; i <= 9; i++) if (i != 5 && i != 6 && i != 9) busy += st[2, i] - st[1, i]
+      softirq = st[2, 8] - st[1, 8]; irq = st[2, 7] - st[1, 7]
+      user = (st[2, 2] - st[1, 2]) + (st[2, 3] - st[1, 3]); sy = st[2, 4] - st[1, 4]
+      for (k = 1; k <= n; k++) {
+        key = keys[k]; p = pid[key]
+        mine = 0
+        for (q = p; q > 1; q = ppid[q]) { if (q == root) { mine = 1; break }; if (!(q in ppid)) break }
+        d = (key in b) ? a[key] - b[key] : a[key]
+        if (d < 0) d = 0
+        if (mine) ours += d
+        else if (comm[key] ~ /^ksoftirqd\//) ksoft += d
+        else { others += d; if (d > 0) top = top sprintf("%s{\"pid\":%s,\"comm\":\"%s\",\"ticks\":%d}", (nt++ ? "," : ""), p, comm[key], d) }
+      }
+      # exited inside the window: walk up to the nearest ancestor still alive at the end
+      for (key in b) {
+        if (key in a) continue
+        q = bppid[bpid[key]]
+        while (q > 1) {
+          if (q in ppid) break
+          if (!(q in bppid)) break
+          q = bppid[q]
+        }
+        mine = 0
+        for (; q > 1; q = ppid[q]) { if (q == root) { mine = 1; break }; if (!(q in ppid)) break }
+        if (!mine) { others -= b[key]; exited += b[key] }
+      }
+      run = busy - others; if (run < 0) run = 0
+      t = 1e9 / hz
+      printf "{\"clk_tck\":%d,\"host_busy_ns\":%.0f,\"host_user_ns\":%.0f,\"host_system_ns\":%.0f,\"host_irq_ns\":%.0f,\"host_softirq_ns\":%.0f,", hz, busy * t, user * t, sy * t, irq * t, softirq * t
+      printf "\"exited_before_window_ns\":%.0f,\"other_processes_ns\":%.0f,\"our_processes_ns\":%.0f,\"ksoftirqd_ns\":%.0f,\"run_ns\":%.0f,", exited * t, others * t, ours * t, ksoft * t, run * t
+      printf "\"softnet_dropped_host\":%d,\"other_processes\":[%s]}\n", sn[2] - sn[1], top
+    }' "$before" "$after" >"$out"
+}
+
+# pl_proc_ticks PID: "UTIME STIME" of a live process, in USER_HZ ticks.
+pl_proc_ticks() {
+  awk '{ s = $0; for (i = length(s); i > 0; i--) if (substr(s, i, 2) == ") ") break
+         split(substr(s, i + 2), f, " "); print f[12], f[13] }' "/proc/$1/stat"
+}

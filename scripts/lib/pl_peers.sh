@@ -1,0 +1,84 @@
+# shellcheck shell=bash
+# The relays of one hop: mcrd, socat, or the kernel's multicast forwarding driven by smcroute.
+# Each pl_start_* starts one relay in namespace NS forwarding GROUP:PORT from in0 to out0 and
+# sets PL_LAST_PID (called in the main shell, never in $(...), so the relay stays our child
+# and its CPU time counts as the run's); pl_ready_* waits until it forwards. Files go to DIR.
+# Expects BIN (the release binaries) and the PL_CFG_* tunables (set by pipeline_veth.sh).
+
+# pl_mcrd_config DIR GROUP PORT: the relay's TOML with every [dataplane] tunable we were given.
+pl_mcrd_config() {
+  local dir=$1 group=$2 port=$3
+  {
+    echo 'log_level = "warn"'
+    echo '[dataplane]'
+    echo "workers = $PL_CFG_WORKERS"
+    local k v
+    for k in ring_frames buffer_count buffer_size uring_entries max_in_flight_sends batch_size \
+      max_gso_segments socket_sndbuf busy_poll_us; do
+      v=${PL_CFG[$k]:-}
+      [ -n "$v" ] && echo "$k = $v"
+    done
+    [ -n "${PL_CFG[gso]:-}" ] && echo "gso = ${PL_CFG[gso]}"
+    echo '[control]'
+    echo "socket = \"$dir/mcrd.sock\""
+    echo '[[rule]]'
+    echo 'name = "pipeline"'
+    echo 'input = "in0"'
+    echo "group = \"$group\""
+    echo "port = $port"
+    echo "outputs = [{ dest = \"$group\", port = $port, interface = \"out0\", ttl = 8 }]"
+  } >"$dir/relay.toml"
+}
+
+# pl_start_mcrd NS DIR GROUP PORT -> PL_LAST_PID
+pl_start_mcrd() {
+  local ns=$1 dir=$2
+  pl_mcrd_config "$dir" "$3" "$4"
+  ip netns exec "$ns" "$BIN/mcrctl" config check "$dir/relay.toml" >"$dir/config-check.txt" 2>&1 ||
+    pl_die "mcrctl config check refused $dir/relay.toml: $(cat "$dir/config-check.txt")"
+  ip netns exec "$ns" "$BIN/mcrd" --config "$dir/relay.toml" --final-stats "$dir/final.json" \
+    >"$dir/mcrd.out" 2>"$dir/mcrd.log" &
+  PL_LAST_PID=$!
+}
+
+pl_ready_mcrd() { pl_wait_for 10 "$BIN/mcrctl" --socket "$2/mcrd.sock" ping; }
+
+# pl_start_socat NS DIR GROUP PORT HOP_INDEX -> PL_LAST_PID. One datagram in, one out; in0's address is
+# 10.77.(i-1).2, out0's 10.77.i.1.
+pl_start_socat() {
+  local ns=$1 dir=$2 group=$3 port=$4 i=$5
+  ip netns exec "$ns" socat -u \
+    "UDP4-RECV:$port,ip-add-membership=$group:10.77.$((i - 1)).2,reuseaddr" \
+    "UDP4-SENDTO:$group:$port,ip-multicast-if=10.77.$i.1,ip-multicast-ttl=8,ip-multicast-loop=0" \
+    >"$dir/socat.out" 2>"$dir/socat.log" &
+  PL_LAST_PID=$!
+}
+
+# socat has no control channel: it is ready once its socket is bound and the group joined.
+pl_ready_socat() {
+  pl_wait_for 10 pl_ns_has_udp_port "$1" "$3"
+}
+
+pl_ns_has_udp_port() { ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q .; }
+
+# pl_start_kernel NS DIR GROUP PORT -> PL_LAST_PID of smcrouted. The kernel forwards; smcrouted only
+# holds the multicast routing socket and installs the (*,G) route in0 -> out0.
+pl_start_kernel() {
+  local ns=$1 dir=$2 group=$3
+  cat >"$dir/smcroute.conf" <<EOF
+phyint in0 enable
+phyint out0 enable
+mroute from in0 group $group to out0
+EOF
+  ip netns exec "$ns" smcrouted -n -N -f "$dir/smcroute.conf" -i "pl-$ns" -u "$dir/smcroute.sock" \
+    -P "$dir/smcroute.pid" -l notice >"$dir/smcroute.out" 2>"$dir/smcroute.log" &
+  PL_LAST_PID=$!
+}
+
+pl_ready_kernel() {
+  pl_wait_for 10 pl_kernel_route_installed "$1" "$2"
+}
+
+pl_kernel_route_installed() {
+  ip netns exec "$1" smcroutectl -u "$2/smcroute.sock" show routes 2>/dev/null | grep -q "${PL_GROUP}"
+}

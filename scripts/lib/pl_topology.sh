@@ -1,0 +1,85 @@
+# shellcheck shell=bash
+# The chain of network namespaces: PREFIX-gen -> PREFIX-r1 .. PREFIX-rN -> PREFIX-recv, joined by
+# veth pairs. Every namespace calls its upstream interface in0 and its downstream one out0.
+# Link i (0-based) joins namespace i's out0 (10.77.i.1/24) to namespace i+1's in0 (10.77.i.2/24).
+#
+# Sourced by pipeline_veth.sh; expects PL_NS (array, filled by pl_topology_names).
+
+# pl_topology_names PREFIX HOPS: fills PL_NS with the namespace names in chain order.
+pl_topology_names() {
+  local prefix=$1 hops=$2 i
+  PL_NS=("$prefix-gen")
+  for ((i = 1; i <= hops; i++)); do PL_NS+=("$prefix-r$i"); done
+  PL_NS+=("$prefix-recv")
+}
+
+# pl_topology_check_free: refuses to start when one of our namespaces exists (another run, or
+# one that was killed with SIGKILL and could not clean up).
+pl_topology_check_free() {
+  local n existing
+  existing=$(ip netns list | awk '{print $1}')
+  for n in "${PL_NS[@]}"; do
+    if grep -qxF "$n" <<<"$existing"; then
+      pl_die "namespace $n exists (another run is going on, or one was killed). If no run is going on, remove it with: ip netns del $n   (all of them: ip netns list | awk '/^${n%-*}-/{print \$1}' | xargs -rn1 ip netns del)"
+    fi
+  done
+}
+
+# pl_topology_remove: deletes our namespaces (their veths go with them). Safe to call twice.
+pl_topology_remove() {
+  local n
+  for n in "${PL_NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+}
+
+# pl_ns_create NS: a namespace with lo up and IPv6 off (no MLD/ND frames in the counters).
+pl_ns_create() {
+  ip netns add "$1"
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  ip -n "$1" link set lo up
+}
+
+# pl_link I GSO: veth between PL_NS[I]:out0 and PL_NS[I+1]:in0; GSO is "on" or "off"
+# (tx-udp-segmentation of both ends).
+pl_link() {
+  local i=$1 gso=$2 up=${PL_NS[$1]} down=${PL_NS[$(($1 + 1))]}
+  local a="plva$$" b="plvb$$"
+  ip link add "$a" type veth peer name "$b"
+  ip link set "$a" netns "$up"
+  ip -n "$up" link set "$a" name out0
+  ip link set "$b" netns "$down"
+  ip -n "$down" link set "$b" name in0
+  ip -n "$up" addr add "10.77.$i.1/24" dev out0
+  ip -n "$down" addr add "10.77.$i.2/24" dev in0
+  ip -n "$up" link set out0 up
+  ip -n "$down" link set in0 up
+  ip netns exec "$up" ethtool -K out0 tx-udp-segmentation "$gso" >/dev/null
+  ip netns exec "$down" ethtool -K in0 tx-udp-segmentation "$gso" >/dev/null
+}
+
+# pl_gso_state NS IF: what ethtool reports for tx-udp-segmentation ("on"/"off").
+pl_gso_state() {
+  ip netns exec "$1" ethtool -k "$2" | awk -F': ' '/^tx-udp-segmentation:/{print $2; exit}' | awk '{print $1}'
+}
+
+# pl_routes_upstream: in every namespace after the generator's, routes to the upstream subnets
+# via the upstream neighbour, so the sender's address is reachable back through in0 and the
+# reverse-path filter (set strict, 1, in the relays) accepts the traffic for in-kernel
+# forwarding. mcrd does not need them (AF_PACKET sees frames before the filter); they are there
+# for every relay so that the topology is the same.
+pl_routes_upstream() {
+  local last=$((${#PL_NS[@]} - 1)) i j
+  for ((i = 1; i <= last; i++)); do
+    for ((j = 0; j < i - 1; j++)); do
+      ip -n "${PL_NS[$i]}" route add "10.77.$j.0/24" via "10.77.$((i - 1)).1" dev in0
+    done
+    ip netns exec "${PL_NS[$i]}" sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.in0.rp_filter=1
+  done
+}
+
+# pl_topology_build HOPS GSO: namespaces, links and routes.
+pl_topology_build() {
+  local hops=$1 gso=$2 n i
+  for n in "${PL_NS[@]}"; do pl_ns_create "$n"; done
+  for ((i = 0; i <= hops; i++)); do pl_link "$i" "$gso"; done
+  pl_routes_upstream
+}

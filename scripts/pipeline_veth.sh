@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# The veth pipeline benchmark (DESIGN.md §5):
+#
+#   [PREFIX-gen] trafficgen send -> [PREFIX-r1] relay -> [PREFIX-r2] relay -> [PREFIX-r3] relay
+#       -> [PREFIX-recv] trafficgen recv
+#
+# each in its own network namespace, joined by veth pairs with UDP segmentation offload off, so
+# each datagram crosses each link as its own frame. The relay is mcrd, socat, or the kernel's
+# multicast forwarding set up by smcroute (--relay, a comma list runs each in turn and puts them
+# side by side). --hops 0 is the generator -> receiver path every chain is compared with.
+#
+# Collects per hop the relay's counters (live before shutdown and final), the kernel's (veth,
+# UDP, multicast VIFs), the relay's CPU time and perf counters; the generator's and receiver's
+# records; the environment; the host CPU the run caused (other processes measured and
+# subtracted, see scripts/README.md). Writes one run record per relay with `analyzer ingest`,
+# checks packet conservation (exit 3 when a packet is unexplained) and prints a summary.
+# Cleans up (namespaces, processes by PID) on every exit. Needs root.
+set -euo pipefail
+PL_PROG=pipeline_veth
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=scripts/lib/pl_common.sh
+. "$HERE/lib/pl_common.sh"
+# shellcheck source=scripts/lib/pl_topology.sh
+. "$HERE/lib/pl_topology.sh"
+# shellcheck source=scripts/lib/pl_counters.sh
+. "$HERE/lib/pl_counters.sh"
+# shellcheck source=scripts/lib/pl_peers.sh
+. "$HERE/lib/pl_peers.sh"
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/pipeline_veth.sh [OPTIONS]
+
+Traffic:
+  --packets N          datagrams to send (default 200000)
+  --pps N              target rate, packets per second (default 50000)
+  --size BYTES         UDP payload per datagram (default 1400)
+  --gen-gso-segments N trafficgen --gso-segments (default: trafficgen's, 32)
+  --hops N             relays in the chain, 0..3 (default 3); 0 = generator -> receiver
+  --quick              CI preset: --packets 20000 --pps 5000 (flags after it override)
+Relay:
+  --relay LIST         mcrd, socat, kernel, or a comma list run one after another (default mcrd)
+  --workers N          mcrd [dataplane] workers (default 1)
+  --ring-frames N --buffer-count N --buffer-size N --uring-entries N --max-in-flight-sends N
+  --batch-size N --max-gso-segments N --socket-sndbuf BYTES --busy-poll-us N
+                       mcrd [dataplane] tunables (default: mcrd's own)
+  --relay-gso on|off   mcrd egress UDP GSO (default: mcrd's own, on)
+Topology:
+  --veth-gso on|off    tx-udp-segmentation on every veth (default off: one frame per datagram)
+  --prefix P           namespace prefix (default pl); namespaces are P-gen, P-r1.., P-recv
+Output:
+  --out DIR            where records go (default reports/pipeline/runs/<UTC time>)
+  --name NAME          run name in the record (default: RELAY HOPSh PPSpps)
+  --bin DIR            release binaries (default $CARGO_TARGET_DIR/release or target/release)
+  --analyzer PATH      analyzer binary (default BIN/analyzer)
+  -h, --help           this text
+
+Exit: 0 every packet accounted for; 1 the run failed; 2 bad flags; 3 unexplained loss.
+EOF
+}
+
+# ---- parameters -------------------------------------------------------------------------
+
+PACKETS=200000 PPS=50000 SIZE=1400 HOPS=3 RELAYS=mcrd VETH_GSO=off PREFIX=pl
+GEN_GSO= OUT= NAME= ANALYZER= PL_CFG_WORKERS=1
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+PL_GROUP=239.1.1.1 PL_PORT=5000
+declare -A PL_CFG=()
+
+parse_args() {
+  while [ $# -gt 0 ]; do
+    local flag=$1
+    case $flag in
+      -h | --help) usage; exit 0 ;;
+      --quick) PACKETS=20000 PPS=5000; shift; continue ;;
+    esac
+    [ $# -ge 2 ] || pl_usage_error "$flag needs a value"
+    local v=$2
+    case $flag in
+      --packets) pl_need_uint "$flag" "$v"; PACKETS=$v ;;
+      --pps) pl_need_uint "$flag" "$v"; PPS=$v ;;
+      --size) pl_need_uint "$flag" "$v"; SIZE=$v ;;
+      --gen-gso-segments) pl_need_uint "$flag" "$v"; GEN_GSO=$v ;;
+      --hops) [[ $v =~ ^[0-3]$ ]] || pl_usage_error "--hops takes 0..3, got '$v'"; HOPS=$v ;;
+      --relay) [[ $v =~ ^(mcrd|socat|kernel)(,(mcrd|socat|kernel))*$ ]] ||
+        pl_usage_error "--relay takes mcrd, socat, kernel or a comma list of them, got '$v'"
+        RELAYS=$v ;;
+      --workers) pl_need_uint "$flag" "$v"; PL_CFG_WORKERS=$v ;;
+      --ring-frames | --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | \
+        --batch-size | --max-gso-segments | --socket-sndbuf | --busy-poll-us)
+        pl_need_uint "$flag" "$v"; local k=${flag#--}; PL_CFG[${k//-/_}]=$v ;;
+      --relay-gso) [[ $v =~ ^(on|off)$ ]] || pl_usage_error "--relay-gso takes on or off"
+        PL_CFG[gso]=$([ "$v" = on ] && echo true || echo false) ;;
+      --veth-gso) [[ $v =~ ^(on|off)$ ]] || pl_usage_error "--veth-gso takes on or off"; VETH_GSO=$v ;;
+      --prefix) [[ $v =~ ^pl[a-z0-9]{0,6}$ ]] || pl_usage_error "--prefix must start with pl (at most 8 letters/digits)"
+        PREFIX=$v ;;
+      --out) OUT=$v ;;
+      --name) NAME=$v ;;
+      --bin) BIN=$v ;;
+      --analyzer) ANALYZER=$v ;;
+      *) pl_usage_error "unknown flag $flag" ;;
+    esac
+    shift 2
+  done
+  [ "$PPS" -gt 0 ] || pl_usage_error "--pps must be above 0 (the run is bounded by count and time)"
+  [ "$PACKETS" -gt 0 ] || pl_usage_error "--packets must be above 0"
+  ANALYZER=${ANALYZER:-$BIN/analyzer}
+  OUT=${OUT:-$ROOT/reports/pipeline/runs/$(date -u +%Y%m%dT%H%M%SZ)}
+}
+
+check_prerequisites() {
+  [ "$(id -u)" -eq 0 ] || pl_die "needs root (network namespaces)"
+  local b
+  for b in "$BIN/mcrd" "$BIN/mcrctl" "$BIN/trafficgen" "$ANALYZER"; do
+    [ -x "$b" ] || pl_die "$b missing: build with 'cargo build --release --workspace --bins' or pass --bin/--analyzer"
+  done
+  for b in ip ethtool jq ss awk; do command -v "$b" >/dev/null || pl_die "$b missing: run scripts/setup.sh"; done
+  case ,$RELAYS, in *,socat,*) command -v socat >/dev/null || pl_die "socat missing: run scripts/setup.sh" ;; esac
+  case ,$RELAYS, in *,kernel,*) command -v smcrouted >/dev/null || pl_die "smcroute missing: run scripts/setup.sh" ;; esac
+}
+
+# ---- cleanup: every process by PID, then our namespaces ----------------------------------
+
+PL_PIDS=()
+PL_OWN_NS=0
+PL_NS=()
+
+teardown() {
+  local p
+  for p in "${PL_PIDS[@]}"; do pl_stop_pid "$p"; done
+  PL_PIDS=()
+  [ "$PL_OWN_NS" -eq 1 ] && pl_topology_remove
+  PL_OWN_NS=0
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  teardown
+  exit "$rc"
+}
+
+on_signal() {
+  pl_log "interrupted: cleaning up"
+  exit 130
+}
+
+# ---- one run ----------------------------------------------------------------------------
+
+start_relays() { # RELAY DIR
+  local relay=$1 dir=$2 i ns hd
+  for ((i = 1; i <= HOPS; i++)); do
+    ns=${PL_NS[$i]} hd=$dir/raw/hop$i
+    mkdir -p "$hd"
+    "pl_start_$relay" "$ns" "$hd" "$PL_GROUP" "$PL_PORT" "$i"
+    PL_PIDS+=("$PL_LAST_PID")
+    echo "$PL_LAST_PID" >"$hd/pid"
+  done
+  for ((i = 1; i <= HOPS; i++)); do
+    ns=${PL_NS[$i]} hd=$dir/raw/hop$i
+    if [ "$relay" = socat ]; then
+      pl_ready_socat "$ns" "$hd" "$PL_PORT" || pl_die "socat in $ns not listening: $(cat "$hd/socat.log")"
+    else
+      "pl_ready_$relay" "$ns" "$hd" || pl_die "$relay in $ns not ready: $(cat "$hd"/*.log)"
+    fi
+  done
+}
+
+start_receiver() { # DIR
+  local dir=$1 limit=$((PACKETS / PPS + 30))
+  ip netns exec "${PL_NS[-1]}" "$BIN/trafficgen" recv --group "$PL_GROUP:$PL_PORT" --iface in0 \
+    --idle-timeout 3s --exit-on-end --duration "${limit}s" --ready-line --json "$dir/raw/recv.json" \
+    >"$dir/raw/recv.out" 2>"$dir/raw/recv.log" &
+  PL_RECV_PID=$!
+  PL_PIDS+=("$PL_RECV_PID")
+  pl_wait_for 10 grep -qx ready "$dir/raw/recv.out" || pl_die "receiver not ready: $(cat "$dir/raw/recv.log")"
+}
+
+snapshot() { # DIR WHEN(before|after)
+  local dir=$1 when=$2 n i ticks
+  pl_snap_host "$dir/raw/host-$when.txt"
+  for n in "${PL_NS[@]}"; do pl_snap_ns "$n" "$dir/raw/ns-$n-$when.json"; done
+  for ((i = 1; i <= HOPS; i++)); do
+    ticks=$(pl_proc_ticks "$(cat "$dir/raw/hop$i/pid")" 2>/dev/null || echo "")
+    echo "$ticks" >"$dir/raw/hop$i/cpu-$when.txt"
+  done
+}
+
+run_generator() { # DIR
+  local dir=$1 limit=$((PACKETS / PPS * 2 + 30)) rc=0 gso=()
+  [ -n "$GEN_GSO" ] && gso=(--gso-segments "$GEN_GSO")
+  timeout --kill-after=5 "$limit" ip netns exec "${PL_NS[0]}" "$BIN/trafficgen" send \
+    --dst "$PL_GROUP:$PL_PORT" --iface out0 --ttl 8 --pps "$PPS" --count "$PACKETS" --size "$SIZE" \
+    "${gso[@]}" --json "$dir/raw/send.json" >"$dir/raw/send.out" 2>"$dir/raw/send.log" || rc=$?
+  [ "$rc" -eq 0 ] || pl_die "trafficgen send exited $rc: $(tail -3 "$dir/raw/send.log")"
+}
+
+collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd writes final.json)
+  local relay=$1 dir=$2 i hd
+  for ((i = 1; i <= HOPS; i++)); do
+    hd=$dir/raw/hop$i
+    if [ "$relay" = mcrd ]; then
+      "$BIN/mcrctl" --socket "$hd/mcrd.sock" stats --json >"$hd/stats-before-shutdown.json" ||
+        pl_log "mcrctl stats failed for hop $i"
+    fi
+    pl_stop_pid "$(cat "$hd/pid")"
+  done
+  if [ "$relay" = mcrd ]; then
+    for ((i = 1; i <= HOPS; i++)); do
+      [ -s "$dir/raw/hop$i/final.json" ] || pl_die "mcrd of hop $i wrote no final stats: $(cat "$dir/raw/hop$i/mcrd.log")"
+    done
+  fi
+}
+
+# hop_text RELAY DIR I: analyzer text input for what the relay's own JSON cannot say: its
+# process CPU over the measured window, and for socat/kernel the counters taken from the kernel.
+hop_text() {
+  local relay=$1 dir=$2 i=$3 hd=$2/raw/hop$3 b a hz ns=${PL_NS[$3]}
+  hz=$(getconf CLK_TCK)
+  read -r -a b <"$hd/cpu-before.txt" || true
+  read -r -a a <"$hd/cpu-after.txt" || true
+  {
+    if [ "$relay" != kernel ] && [ ${#a[@]} -eq 2 ] && [ ${#b[@]} -eq 2 ]; then
+      echo "cpu_user=$(pl_ns_secs $(((a[0] - b[0]) * 1000000000 / hz)))s"
+      echo "cpu_system=$(pl_ns_secs $(((a[1] - b[1]) * 1000000000 / hz)))s"
+    fi
+    if [ "$relay" != mcrd ]; then
+      # socat/kernel count nothing themselves: rx = frames into in0 less the UDP layer's drops
+      # (socat) or the packets the multicast VIF took in (kernel); tx_sent = frames out of out0.
+      jq -r -n --slurpfile b "$dir/raw/ns-$ns-before.json" --slurpfile a "$dir/raw/ns-$ns-after.json" --arg relay "$relay" '
+        def d(f): (($a[0] | f) // 0) - (($b[0] | f) // 0);
+        if $relay == "kernel" then "rx=\(d(.mr_vif.in0.pkts_in))"
+        else "rx=\(d(.links.in0.rx_packets) - d(.udp.InErrors))\nkernel_drops=\(d(.udp.InErrors))" end,
+        "tx_sent=\(d(.links.out0.tx_packets))"'
+    fi
+  } >"$hd/hop.txt"
+}
+
+write_host_text() { # DIR
+  local dir=$1
+  pl_host_cpu "$dir/raw/host-before.txt" "$dir/raw/host-after.txt" "$$" "$dir/raw/host-cpu.json"
+  echo "busy=$(pl_ns_secs "$(jq -r .run_ns "$dir/raw/host-cpu.json")")s" >"$dir/raw/host.txt"
+}
+
+write_chain_json() { # RELAY DIR
+  local relay=$1 dir=$2 i role stats n
+  {
+    echo '{"relay":"'"$relay"'","veth_gso":"'"$VETH_GSO"'","ns":['
+    for i in "${!PL_NS[@]}"; do
+      n=${PL_NS[$i]} role=hop stats=null
+      [ "$i" -eq 0 ] && role=gen
+      [ "$i" -eq $((${#PL_NS[@]} - 1)) ] && role=recv
+      [ "$role" = hop ] && [ "$relay" = mcrd ] && stats=$dir/raw/hop$i/final.json
+      [ "$i" -gt 0 ] && echo ,
+      jq -n --arg name "$n" --arg role "$role" --slurpfile b "$dir/raw/ns-$n-before.json" \
+        --slurpfile a "$dir/raw/ns-$n-after.json" \
+        --argjson stats "$([ "$stats" = null ] && echo null || cat "$stats")" \
+        '{name: $name, role: $role, before: $b[0], after: $a[0], stats: $stats}'
+    done
+    echo ']}'
+  } | jq . >"$dir/raw/chain.json"
+}
+
+ingest() { # RELAY DIR NAME
+  local relay=$1 dir=$2 name=$3 i args=() hopname
+  for ((i = 1; i <= HOPS; i++)); do
+    hopname=$(hop_name "$relay" "$i")
+    [ "$relay" = mcrd ] && args+=(--hop "$hopname=$dir/raw/hop$i/final.json")
+    [ -s "$dir/raw/hop$i/hop.txt" ] && args+=(--hop "$hopname=$dir/raw/hop$i/hop.txt")
+    args+=(--set "hop.$hopname.relay=$( [ "$relay" = mcrd ] && echo mcr || { [ "$relay" = kernel ] && echo smcroute || echo socat; })")
+  done
+  (cd "$ROOT" && "$ANALYZER" ingest --name "$name" --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --generator "$dir/raw/send.json" "${args[@]}" --receiver "$dir/raw/recv.json" \
+    --host "$dir/raw/host.txt" --env-from-host \
+    --set "config.harness.script=scripts/pipeline_veth.sh" \
+    --set "config.harness.relay=$relay" --set "config.harness.hops=$HOPS" \
+    --set "config.harness.topology=veth chain, one namespace per hop" \
+    --set "config.harness.veth_tx_udp_segmentation=$VETH_GSO" \
+    --set "env.veth_tx_udp_segmentation=$(pl_gso_state "${PL_NS[0]}" out0)" \
+    --set "config.harness.host_cpu_method=host busy minus other processes (scripts/README.md)" \
+    --set "config.relay.workers=$PL_CFG_WORKERS" \
+    --out "$dir/run.json") >"$dir/raw/ingest.log" 2>&1 || pl_die "analyzer ingest failed: $(cat "$dir/raw/ingest.log")"
+}
+
+hop_name() { # RELAY I
+  case $1 in mcrd) echo "MCR-$2" ;; kernel) echo "KERNEL-$2" ;; socat) echo "SOCAT-$2" ;; esac
+}
+
+check_conservation() { # DIR
+  jq -n --slurpfile send "$1/raw/send.json" --slurpfile recv "$1/raw/recv.json" \
+    --slurpfile chain "$1/raw/chain.json" -f "$HERE/lib/pl_account.jq" >"$1/conservation.json"
+}
+
+print_summary() { # RELAY DIR
+  local relay=$1 dir=$2
+  jq -r -n --slurpfile c "$dir/conservation.json" --slurpfile s "$dir/raw/send.json" \
+    --slurpfile r "$dir/raw/recv.json" --slurpfile h "$dir/raw/host-cpu.json" --arg relay "$relay" \
+    --argjson hops "$HOPS" '
+    $c[0] as $c | $s[0] as $s | $r[0] as $r | $h[0] as $h |
+    def pps($n; $ns): if $ns > 0 then ($n * 1e9 / $ns | floor) else "-" end;
+    "== \($relay), \($hops) hops, \($s.config.payload_size_bytes) B, target \($s.config.target_pps) pps, veth GSO \($c.veth_gso)",
+    "generator: sent \($s.packets_sent) at \($s.achieved_pps | floor) pps, send errors \($s.send_errors)",
+    "receiver:  got \($r.totals.received), lost \($r.totals.lost) (\(if $s.packets_sent > 0 then ($r.totals.lost * 10000 / $s.packets_sent | floor) / 100 else 0 end)%), rate \(($r.streams[0].receive_pps // 0) | floor) pps",
+    "stage                                       in    dropped        out  unexplained",
+    ($c.stages[] | "\(.stage | .[0:36] | . + (" " * (36 - length))) \(.in | tostring | (" " * (10 - length)) + .) \(.dropped | tostring | (" " * (10 - length)) + .) \(.out | tostring | (" " * (10 - length)) + .) \(.unexplained | tostring | (" " * (12 - length)) + .)"),
+    "frames: sent \($c.frames.sent) = received \($c.frames.received) + counted drops \($c.frames.explained_drops) + unexplained \($c.frames.unexplained)",
+    "host CPU caused by the run: \(($h.run_ns / 1e6) | floor) ms (host busy \(($h.host_busy_ns / 1e6) | floor) ms - other processes \(($h.other_processes_ns / 1e6) | floor) ms); ours+ksoftirqd \((($h.our_processes_ns + $h.ksoftirqd_ns) / 1e6) | floor) ms",
+    "host CPU per delivered packet: \(if $r.totals.received > 0 then ($h.run_ns / $r.totals.received | floor) else "-" end) ns",
+    "conservation: \(if $c.ok then "OK, every packet accounted for" else "FAILED: unexplained loss" end)"
+  ' | tee "$dir/summary.txt"
+}
+
+run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS
+  local relay=$1 dir name
+  dir=$OUT/$relay-${HOPS}h-${PPS}pps
+  name=${NAME:-$relay ${HOPS}h ${PPS}pps}
+  [ "$HOPS" -eq 0 ] && relay=none && dir=$OUT/direct-0h-${PPS}pps && name=${NAME:-direct 0h ${PPS}pps}
+  mkdir -p "$dir/raw"
+  pl_topology_names "$PREFIX" "$HOPS"
+  pl_topology_check_free
+  PL_OWN_NS=1
+  pl_topology_build "$HOPS" "$VETH_GSO"
+  [ "$HOPS" -gt 0 ] && start_relays "$relay" "$dir"
+  start_receiver "$dir"
+  snapshot "$dir" before
+  run_generator "$dir"
+  pl_wait_pid "$PL_RECV_PID" $((PACKETS / PPS + 40)) || pl_log "receiver exited with $?"
+  snapshot "$dir" after
+  [ "$HOPS" -gt 0 ] && collect_relay_stats "$relay" "$dir"
+  local i
+  for ((i = 1; i <= HOPS; i++)); do hop_text "$relay" "$dir" "$i"; done
+  write_host_text "$dir"
+  write_chain_json "$relay" "$dir"
+  teardown
+  ingest "$relay" "$dir" "$name"
+  check_conservation "$dir"
+  print_summary "$relay" "$dir"
+  PL_LAST_RUN=$dir/run.json
+  PL_LAST_OK=$(jq -r .ok "$dir/conservation.json")
+}
+
+main() {
+  parse_args "$@"
+  check_prerequisites
+  trap on_exit EXIT
+  trap on_signal INT TERM
+  mkdir -p "$OUT"
+  local relay failed=0 runs=()
+  IFS=, read -r -a relays <<<"$RELAYS"
+  [ "$HOPS" -eq 0 ] && relays=(none)
+  for relay in "${relays[@]}"; do
+    run_one "$relay"
+    runs+=("$PL_LAST_RUN")
+    [ "$PL_LAST_OK" = true ] || failed=1
+  done
+  if [ "${#runs[@]}" -gt 1 ]; then
+    (cd "$ROOT" && "$ANALYZER" compare "${runs[@]}" --out "$OUT/compare.md" --png-dir "$OUT/png") \
+      >"$OUT/compare.log" 2>&1 || pl_log "analyzer compare exited $? (see $OUT/compare.log); report $OUT/compare.md"
+  fi
+  pl_log "records under $OUT"
+  [ "$failed" -eq 0 ] || exit 3
+}
+
+main "$@"
