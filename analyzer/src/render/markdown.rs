@@ -6,7 +6,10 @@ use std::fmt::Write;
 
 use super::fmt::{change, count, percent, seconds, signed, value};
 use crate::compare::{Comparison, Decision, Verdict};
+use std::collections::BTreeMap;
+
 use crate::metrics::{self, Denominator, Origin};
+use crate::record::{HostCpu, Measured, ProcessCpu};
 use crate::trend::TrendReport;
 use crate::waterfall::{HopFlow, Waterfall};
 
@@ -228,6 +231,8 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         waterfall(&mut o, w);
     }
 
+    cpu_and_perf(&mut o, cmp);
+
     // Candidate causes.
     let _ = writeln!(
         o,
@@ -305,6 +310,136 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         );
     }
     o
+}
+
+/// Process CPU time and perf counters of one part (generator, hop, receiver) of a run.
+type PartCpu = (Option<ProcessCpu>, BTreeMap<String, Measured>);
+
+/// CPU time and perf-event counters of every part of each run, where any were recorded. A
+/// counter the machine could not count prints as "unavailable", one not collected as "—".
+fn cpu_and_perf(o: &mut String, cmp: &Comparison) {
+    use std::collections::BTreeSet;
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let ns = |v: Option<u64>| v.map_or("—".to_string(), seconds);
+    let reps = &cmp.representatives;
+    // Parts by position: generator, each hop index, receiver, host.
+    let max_hops = reps.iter().map(|r| r.hops.len()).max().unwrap_or(0);
+    let mut parts: Vec<(String, Vec<Option<PartCpu>>)> = Vec::new();
+    parts.push((
+        "Generator".into(),
+        reps.iter()
+            .map(|r| {
+                r.generator
+                    .as_ref()
+                    .map(|g| (g.cpu.clone(), g.perf.clone()))
+            })
+            .collect(),
+    ));
+    for i in 0..max_hops {
+        let name = reps
+            .iter()
+            .find_map(|r| r.hops.get(i).map(|h| h.name.clone()))
+            .unwrap_or_default();
+        parts.push((
+            name,
+            reps.iter()
+                .map(|r| r.hops.get(i).map(|h| (h.cpu.clone(), h.perf.clone())))
+                .collect(),
+        ));
+    }
+    parts.push((
+        "Receiver".into(),
+        reps.iter()
+            .map(|r| r.receiver.as_ref().map(|x| (x.cpu.clone(), x.perf.clone())))
+            .collect(),
+    ));
+    for (part, per_set) in &parts {
+        let any_cpu = per_set.iter().flatten().any(|(c, _)| c.is_some());
+        if any_cpu {
+            rows.push((
+                format!("{part} CPU user"),
+                per_set
+                    .iter()
+                    .map(|p| ns(p.as_ref().and_then(|(c, _)| c.as_ref()?.user_ns)))
+                    .collect(),
+            ));
+            rows.push((
+                format!("{part} CPU system"),
+                per_set
+                    .iter()
+                    .map(|p| ns(p.as_ref().and_then(|(c, _)| c.as_ref()?.system_ns)))
+                    .collect(),
+            ));
+        }
+        let keys: BTreeSet<&String> = per_set
+            .iter()
+            .flatten()
+            .flat_map(|(_, m)| m.keys())
+            .collect();
+        for k in keys {
+            rows.push((
+                format!("{part} perf `{k}`"),
+                per_set
+                    .iter()
+                    .map(|p| match p.as_ref().and_then(|(_, m)| m.get(k)) {
+                        Some(Measured::Count(n)) if k.ends_with("_ns") => seconds(*n),
+                        Some(Measured::Count(n)) => count(*n),
+                        Some(Measured::Unavailable) => "unavailable".into(),
+                        None => "—".into(),
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    let host: Vec<Option<&HostCpu>> = reps.iter().map(|r| r.host_cpu.as_ref()).collect();
+    if host.iter().any(Option::is_some) {
+        for (label, f) in [
+            (
+                "Host CPU user",
+                (|h: &HostCpu| h.user_ns) as fn(&HostCpu) -> Option<u64>,
+            ),
+            ("Host CPU system", |h: &HostCpu| h.system_ns),
+            ("Host CPU softirq", |h: &HostCpu| h.softirq_ns),
+            ("Host CPU irq", |h: &HostCpu| h.irq_ns),
+            ("Host CPU busy (total only)", |h: &HostCpu| h.busy_ns),
+        ] {
+            if host.iter().flatten().any(|h| f(h).is_some()) {
+                rows.push((
+                    label.into(),
+                    host.iter().map(|h| ns(h.and_then(f))).collect(),
+                ));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## CPU time and perf counters
+"
+    );
+    let mut head = String::from("| Counter |");
+    let mut rule = String::from("|---------|");
+    for l in &cmp.labels {
+        let _ = write!(head, " {l} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(
+        o,
+        "{head}
+{rule}"
+    );
+    for (label, values) in rows {
+        let _ = writeln!(o, "| {label} | {} |", values.join(" | "));
+    }
+    let _ = writeln!(
+        o,
+        "
+*unavailable*: the counter was asked for but this machine cannot count it (never 0); —: not collected. Times in seconds.{}
+",
+        if cmp.sizes.iter().any(|&n| n > 1) { " First sample of each set." } else { "" }
+    );
 }
 
 fn cell(n: Option<u64>, of: Option<u64>) -> String {
