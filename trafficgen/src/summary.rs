@@ -194,8 +194,14 @@ pub fn sweep(r: &SweepRecord) -> String {
     }
     let _ = writeln!(
         s,
-        "{:>12} {:>7} {:>14} {:>14} {:>10} {:>12}",
-        "target_pps", "trials", "min_achieved", "worst_loss_%", "zero_loss", "loss<=ratio"
+        "{:>12} {:>7} {:>14} {:>14} {:>8} {:>10} {:>12}",
+        "target_pps",
+        "trials",
+        "min_achieved",
+        "worst_loss_%",
+        "sender",
+        "zero_loss",
+        "loss<=ratio"
     );
     for (rate, trials) in &by_rate {
         let achieved = trials
@@ -208,11 +214,12 @@ pub fn sweep(r: &SweepRecord) -> String {
         let within = kept_up && trials.iter().all(|t| t.loss_ratio <= max_ratio);
         let _ = writeln!(
             s,
-            "{:>12} {:>7} {:>14.0} {:>14.5} {:>10} {:>12}",
+            "{:>12} {:>7} {:>14.0} {:>14.5} {:>8} {:>10} {:>12}",
             rate,
             trials.len(),
             achieved,
             worst * 100.0,
+            if kept_up { "ok" } else { "behind" },
             if zero { "pass" } else { "fail" },
             if within { "pass" } else { "fail" }
         );
