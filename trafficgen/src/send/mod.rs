@@ -232,7 +232,7 @@ pub fn run(
     // Threads start together: each waits at the barrier, then reads the common start instant.
     let barrier = Arc::new(Barrier::new(options.threads as usize + 1));
     let start_slot: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
-    let started_unix_ns = sys::realtime_ns();
+    let mut started_unix_ns = 0;
     let outcomes = std::thread::scope(|scope| -> Result<Vec<ThreadOutcome>, SendError> {
         let mut handles = Vec::new();
         for (plan, sock) in plans.into_iter().zip(&sockets) {
@@ -254,6 +254,7 @@ pub fn run(
                 .map_err(SendError::Thread)?;
             handles.push(handle);
         }
+        started_unix_ns = sys::realtime_ns() + START_DELAY.as_nanos() as u64;
         start_slot
             .set(Instant::now() + START_DELAY)
             .expect("start is set exactly once");
