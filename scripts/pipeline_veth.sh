@@ -177,14 +177,18 @@ start_receiver() { # DIR
   pl_wait_for 10 grep -qx ready "$dir/raw/recv.out" || pl_die "receiver not ready: $(cat "$dir/raw/recv.log")"
 }
 
-snapshot() { # DIR WHEN(before|after)
+# snapshot DIR WHEN(before|after): the host CPU snapshot is the innermost, so the window it
+# opens and closes holds the traffic and not the other snapshots' own work.
+snapshot() {
   local dir=$1 when=$2 n i ticks
-  pl_snap_host "$dir/raw/host-$when.txt"
+  [ "$when" = after ] && pl_snap_host "$dir/raw/host-$when.txt"
   for n in "${PL_NS[@]}"; do pl_snap_ns "$n" "$dir/raw/ns-$n-$when.json"; done
   for ((i = 1; i <= HOPS; i++)); do
     ticks=$(pl_proc_ticks "$(cat "$dir/raw/hop$i/pid")" 2>/dev/null || echo "")
     echo "$ticks" >"$dir/raw/hop$i/cpu-$when.txt"
   done
+  [ "$when" = before ] && pl_snap_host "$dir/raw/host-$when.txt"
+  return 0
 }
 
 run_generator() { # DIR
@@ -277,10 +281,11 @@ ingest() { # RELAY DIR NAME
     --set "config.harness.relay=$relay" --set "config.harness.hops=$HOPS" \
     --set "config.harness.topology=veth chain, one namespace per hop" \
     --set "config.harness.veth_tx_udp_segmentation=$VETH_GSO" \
-    --set "env.veth_tx_udp_segmentation=$(pl_gso_state "${PL_NS[0]}" out0)" \
+    --set "env.veth_tx_udp_segmentation=$PL_GSO_SEEN" \
     --set "config.harness.host_cpu_method=host busy minus other processes (scripts/README.md)" \
     --set "config.relay.workers=$PL_CFG_WORKERS" \
     --out "$dir/run.json") >"$dir/raw/ingest.log" 2>&1 || pl_die "analyzer ingest failed: $(cat "$dir/raw/ingest.log")"
+  [ -s "$dir/run.json" ] || pl_die "analyzer ingest wrote no $dir/run.json (is $ANALYZER current?)"
 }
 
 hop_name() { # RELAY I
@@ -324,6 +329,7 @@ run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS
   [ "$HOPS" -gt 0 ] && start_relays "$relay" "$dir"
   start_receiver "$dir"
   snapshot "$dir" before
+  PL_GSO_SEEN=$(pl_gso_state "${PL_NS[0]}" out0)
   run_generator "$dir"
   pl_wait_pid "$PL_RECV_PID" $((PACKETS / PPS + 40)) || pl_log "receiver exited with $?"
   snapshot "$dir" after
@@ -343,6 +349,8 @@ run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS
 main() {
   parse_args "$@"
   check_prerequisites
+  set -o errtrace
+  trap 'pl_log "failed: line $LINENO: $BASH_COMMAND"' ERR
   trap on_exit EXIT
   trap on_signal INT TERM
   mkdir -p "$OUT"

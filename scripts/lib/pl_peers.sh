@@ -68,7 +68,7 @@ pl_start_kernel() {
   cat >"$dir/smcroute.conf" <<EOF
 phyint in0 enable
 phyint out0 enable
-mroute from in0 group $group to out0
+mroute from in0 source 10.77.0.1 group $group to out0
 EOF
   ip netns exec "$ns" smcrouted -n -N -f "$dir/smcroute.conf" -i "pl-$ns" -u "$dir/smcroute.sock" \
     -P "$dir/smcroute.pid" -l notice >"$dir/smcroute.out" 2>"$dir/smcroute.log" &
