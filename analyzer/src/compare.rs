@@ -325,6 +325,20 @@ fn largest_loss(w: &Waterfall) -> Option<String> {
                 }
             }
         }
+        if let (Some(k), Some(off)) = (h.kernel_drops, h.offered.or(h.received)) {
+            if off > 0 {
+                consider(
+                    k,
+                    format!(
+                        "Most packets were lost at {} to kernel drops before the relay saw them: {} of {} ({}).",
+                        h.hop,
+                        count(k),
+                        count(off),
+                        percent(k as f64 / off as f64 * 100.0)
+                    ),
+                );
+            }
+        }
         if let (Some(u), Some(off)) = (h.unseen, h.offered) {
             if u > 0 && off > 0 {
                 consider(

@@ -198,9 +198,10 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
                 Unit::Percent,
                 Better::Lower,
             ),
+            // Of the copies egress had to send (with fan-out, more than were received).
             c.buf_exhaust
-                .zip(c.rx)
-                .and_then(|(n, rx)| ratio(n, rx, 100.0))
+                .zip(c.output_copies.or(c.rx))
+                .and_then(|(n, d)| ratio(n, d, 100.0))
                 .or_else(|| reported(hop.reported.buf_exhaust_pct)),
         );
         push(

@@ -250,3 +250,83 @@ fn trend_flags_a_regressed_newest_run() {
     // The history before the drop is flat: no regression.
     analyzer().arg("trend").args(&files[..6]).assert().code(0);
 }
+
+/// A full pipeline of text and CSV inputs through `ingest` and `compare`: receiver, latency,
+/// host CPU, perf counters with "unavailable", kernel drops and a configuration change.
+#[test]
+fn full_pipeline_report_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let runs = [
+        ("base", 64, 4_000u64, 990_000u64, "20us"),
+        ("new", 1024, 25_000, 960_000, "45us"),
+    ];
+    for (name, depth, kdrops, received, p50) in runs {
+        write(
+            d,
+            &format!("{name}-gen.txt"),
+            "Total packets sent: 1,000,000\nElapsed time: 10.00s\n",
+        );
+        let rx = 1_000_000 - kdrops;
+        let matched = rx - 10;
+        let tx = received;
+        let ex = matched - tx - 3;
+        write(
+            d,
+            &format!("{name}-mcr1.txt"),
+            &format!(
+                "rx={rx} kernel_drops={kdrops} filtered=4 malformed=0 no_match=6 matched={matched}\n\
+                 buf_exhaust={ex} tx_errors=3 in_flight=0 tx_sent={tx}\ncpu_user=1.5s cpu_system=2.5s\n"
+            ),
+        );
+        write(
+            d,
+            &format!("{name}-mcr1.csv"),
+            "4000.0,msec,task-clock,1,100.00,,\n120,,context-switches,1,100.00,,\n<not supported>,,cycles,0,100.00,,\n",
+        );
+        write(
+            d,
+            &format!("{name}-recv.txt"),
+            &format!(
+                "received={received} lost={}\np50={p50} p99=400us\n",
+                1_000_000 - received
+            ),
+        );
+        write(
+            d,
+            &format!("{name}-host.txt"),
+            "user=3s system=5s softirq=6s\n",
+        );
+        analyzer()
+            .current_dir(d)
+            .args(["ingest", "--name", name, "--date", "2026-11-20"])
+            .args(["--generator", &format!("{name}-gen.txt")])
+            .args(["--hop", &format!("MCR-1={name}-mcr1.txt")])
+            .args(["--hop", &format!("MCR-1={name}-mcr1.csv")])
+            .args(["--receiver", &format!("{name}-recv.txt")])
+            .args(["--host", &format!("{name}-host.txt")])
+            .args(["--set", &format!("config.relay.uring_entries={depth}")])
+            .args(["--set", "env.kernel=6.18.0", "--set", "hop.MCR-1.relay=mcr"])
+            .args(["--out", &format!("{name}.json")])
+            .assert()
+            .code(0);
+    }
+    let out = analyzer()
+        .current_dir(d)
+        .args([
+            "compare",
+            "base.json",
+            "new.json",
+            "--png-dir",
+            "png",
+            "--out",
+            "report.md",
+        ])
+        .assert()
+        .code(1);
+    assert!(out.get_output().stdout.is_empty());
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(report.contains("| Unexplained remainder | 0 |"), "{report}");
+    assert!(d.join("png/latency.png").exists());
+    insta::assert_snapshot!("full_pipeline", report);
+}

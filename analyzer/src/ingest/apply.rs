@@ -52,6 +52,7 @@ mod keys {
     pub const MALFORMED: &[&str] = &["malformed"];
     pub const NO_MATCH: &[&str] = &["no_match", "nomatch", "unmatched"];
     pub const MATCHED: &[&str] = &["matched"];
+    pub const COPIES: &[&str] = &["output_copies", "copies"];
     pub const RX_FRAMES: &[&str] = &["rx_frames", "frames"];
     pub const TX_ERRORS: &[&str] = &["tx_errors", "egr_errors", "egress_errors"];
     pub const IN_FLIGHT: &[&str] = &["in_flight"];
@@ -165,6 +166,7 @@ pub fn hop(path: &Path, entries: &[Entry], hop: &mut Hop) -> Result<()> {
     set(&mut c.malformed, count(path, entries, keys::MALFORMED)?);
     set(&mut c.no_match, count(path, entries, keys::NO_MATCH)?);
     set(&mut c.matched, count(path, entries, keys::MATCHED)?);
+    set(&mut c.output_copies, count(path, entries, keys::COPIES)?);
     set(&mut c.rx_frames, count(path, entries, keys::RX_FRAMES)?);
     set(&mut c.tx_errors, count(path, entries, keys::TX_ERRORS)?);
     set(&mut c.in_flight, count(path, entries, keys::IN_FLIGHT)?);
