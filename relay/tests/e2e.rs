@@ -879,3 +879,63 @@ fn relay_pid(relay: &Relay) -> u32 {
         other => panic!("no pong: {other:?}"),
     }
 }
+
+#[test]
+fn losing_an_input_interface_neither_spins_nor_stops_other_flows() {
+    if !e2e_allowed("input_interface_removed") {
+        return;
+    }
+    let c = chain(1, false);
+    veth(
+        &c.src,
+        "out9",
+        "10.9.0.1/24",
+        &c.relays[0],
+        "in9",
+        "10.9.0.2/24",
+        false,
+    );
+    let second = rule(
+        "second",
+        Ipv4Addr::new(239, 1, 1, 9),
+        PORT,
+        "{ dest = \"239.1.1.9\", port = 5000, interface = \"out0\" }",
+    )
+    .replace("input = \"in0\"", "input = \"in9\"");
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(
+            1,
+            "busy_poll_us = 0",
+            &format!("{}\n{second}", chain_rule()),
+        ),
+    );
+    let pid = relay_pid(&relay);
+    c.relays[0].ip(&["link", "del", "in9"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu_ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks() - before;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        used * 2 < hz,
+        "mcrd used {used} of {hz} ticks in a second after losing an interface: it spins"
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 300, 500, 5_000);
+    assert_eq!(drain(&rx, Duration::from_millis(400), 310).len(), 300);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+}

@@ -119,6 +119,7 @@ pub struct Worker {
     busy_poll: Duration,
     perf: ThreadCounters,
     last_logged: LoggedCounts,
+    last_socket_error_log: Option<Instant>,
 }
 
 /// Error counts at the last log line, to log only what changed.
@@ -195,6 +196,7 @@ impl Worker {
             busy_poll: Duration::from_micros(u64::from(dp.busy_poll_us)),
             perf,
             last_logged: LoggedCounts::default(),
+            last_socket_error_log: None,
         })
     }
 
@@ -392,6 +394,20 @@ impl Worker {
                 let token = (user_data & !KIND_MASK) as u32;
                 if let Some(i) = self.ingress.iter_mut().find(|i| i.token == token) {
                     i.poll_armed = false;
+                    if result < 0 || result & i32::from(libc::POLLERR) != 0 {
+                        // The socket has a pending error (its interface went down, say). Read
+                        // it, which clears it; otherwise every poll would complete at once and
+                        // the worker would spin.
+                        let err = super::sys::take_socket_error(i.sock.raw_fd());
+                        let now = Instant::now();
+                        if self
+                            .last_socket_error_log
+                            .is_none_or(|t| now.duration_since(t) >= SLOW_TICK)
+                        {
+                            tracing::warn!(worker = self.fwd.id, interface = %i.sock.interface, "packet socket error: {err:?}");
+                            self.last_socket_error_log = Some(now);
+                        }
+                    }
                 } else if let Some(pos) = self.closing.iter().position(|i| i.token == token) {
                     self.closing.swap_remove(pos);
                 }
