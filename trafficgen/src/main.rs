@@ -117,6 +117,9 @@ struct RecvArgs {
     /// Streams accounted separately; datagrams of more streams are only counted.
     #[arg(long, default_value_t = trafficgen::accounting::DEFAULT_MAX_STREAMS)]
     max_streams: u32,
+    /// Socket receive buffer to ask for, bytes (small values provoke kernel drops on purpose).
+    #[arg(long, default_value_t = trafficgen::recv::DEFAULT_RCVBUF_BYTES)]
+    rcvbuf: u32,
     /// Write the JSON record (mcr.trafficgen.recv) to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -348,6 +351,7 @@ fn run_recv(args: RecvArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: args.idle_timeout,
         exit_on_end: args.exit_on_end,
         max_streams: args.max_streams,
+        rcvbuf_bytes: args.rcvbuf,
         ..RecvOptions::new(args.group)
     };
     let json = JsonOutput::create(args.json.as_deref())?;

@@ -442,3 +442,74 @@ fn run_sweep(pair: &NetnsPair) -> (u64, u64, String) {
         .expect("1000 pps passes the policer");
     (zero, ratio, table)
 }
+
+#[test]
+fn kernel_buffer_drops_are_reported_apart_and_account_for_the_loss() {
+    if !namespaces_available("kernel_buffer_drops_are_reported_apart_and_account_for_the_loss") {
+        return;
+    }
+    let _traffic = traffic_lock();
+    let pair = NetnsPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let recv_json = dir.path().join("recv.json");
+    let send_json = dir.path().join("send.json");
+    // A small receive buffer, and the receiver stopped (SIGSTOP) for a second mid-run: the
+    // kernel must drop what does not fit, and the receiver must see those drops.
+    let receiver = Receiver::start(pair.trafficgen(
+        &pair.rx,
+        &[
+            "recv",
+            "--group",
+            GROUP,
+            "--iface",
+            &pair.rx_if,
+            "--exit-on-end",
+            "--duration",
+            "60s",
+            "--rcvbuf",
+            "100000",
+            "--json",
+            recv_json.to_str().unwrap(),
+        ],
+    ));
+    let pid = receiver.pid().to_string();
+    let mut sender = ChildGuard(
+        pair.trafficgen(
+            &pair.tx,
+            &[
+                "send",
+                "--dst",
+                GROUP,
+                "--iface",
+                &pair.tx_if,
+                "--pps",
+                "10000",
+                "--count",
+                "25000",
+                "--size",
+                "200",
+                "--json",
+                send_json.to_str().unwrap(),
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    sh(&["kill", "-STOP", &pid]);
+    std::thread::sleep(Duration::from_millis(1000));
+    sh(&["kill", "-CONT", &pid]);
+    assert!(sender.0.wait().unwrap().success());
+    receiver.finish(Duration::from_secs(30));
+    let sent: SendRecord = read_json(&send_json);
+    let got: RecvRecord = read_json(&recv_json);
+    let t = &got.totals;
+    assert!(
+        got.socket_drops > 1000,
+        "expected ~10k drops while stopped: {got:#?}"
+    );
+    assert_eq!(t.expected, sent.packets_sent);
+    assert_eq!(t.lost, got.socket_drops, "all loss here is the socket's");
+    assert_eq!(got.udp_rcvbuf_errors_netns, Some(got.socket_drops));
+}

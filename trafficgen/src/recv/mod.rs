@@ -21,9 +21,10 @@ use crate::probe::{Probe, ProbeError};
 use crate::record::{RecvConfig, RecvRecord, RECORD_VERSION, RECV_SCHEMA};
 use crate::sys::{self, RecvBatch};
 
-/// Receive buffer asked for (SO_RCVBUFFORCE as root, else capped by `rmem_max`): about 23,000
-/// 1400-byte datagrams of kernel overhead-inclusive space, i.e. tens of ms at 1M pps.
-const RCVBUF_BYTES: libc::c_int = 64 << 20;
+/// Default receive buffer asked for (SO_RCVBUFFORCE as root, else capped by `rmem_max`): room
+/// for tens of thousands of datagrams, i.e. tens of ms at 1M pps, so a briefly descheduled
+/// receiver does not drop.
+pub const DEFAULT_RCVBUF_BYTES: u32 = 64 << 20;
 /// Datagrams per `recvmmsg`.
 const RECV_BATCH: usize = 64;
 /// Receive buffer per datagram: the largest UDP payload, so nothing is ever truncated.
@@ -46,6 +47,8 @@ pub struct RecvOptions {
     pub exit_on_end: bool,
     pub max_streams: u32,
     pub reorder_window: u64,
+    /// Receive buffer to ask for, bytes (the kernel doubles it for bookkeeping).
+    pub rcvbuf_bytes: u32,
 }
 
 impl RecvOptions {
@@ -58,6 +61,7 @@ impl RecvOptions {
             exit_on_end: false,
             max_streams: DEFAULT_MAX_STREAMS,
             reorder_window: DEFAULT_REORDER_WINDOW,
+            rcvbuf_bytes: DEFAULT_RCVBUF_BYTES,
         }
     }
 }
@@ -126,16 +130,10 @@ fn open_socket(options: &RecvOptions) -> Result<(Socket, u64), RecvError> {
     socket
         .set_reuse_address(true)
         .map_err(|e| RecvError::Socket("set SO_REUSEADDR", e))?;
-    if sys::set_int_option(
-        &socket,
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUFFORCE,
-        RCVBUF_BYTES,
-    )
-    .is_err()
-    {
+    let rcvbuf = options.rcvbuf_bytes.min(i32::MAX as u32) as libc::c_int;
+    if sys::set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcvbuf).is_err() {
         socket
-            .set_recv_buffer_size(RCVBUF_BYTES as usize)
+            .set_recv_buffer_size(rcvbuf as usize)
             .map_err(|e| RecvError::Socket("set SO_RCVBUF", e))?;
     }
     sys::set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)

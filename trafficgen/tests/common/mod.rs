@@ -242,6 +242,11 @@ impl Receiver {
         Receiver { child, stdout }
     }
 
+    /// The receiver's process id (`ip netns exec` execs it, so this is the receiver itself).
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
     /// Waits (at most `limit`) for the receiver to exit; returns its stdout after the ready line.
     pub fn finish(mut self, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
