@@ -63,7 +63,7 @@ EOF
 # ---- parameters -------------------------------------------------------------------------
 
 PACKETS=200000 PPS=50000 SIZE=1400 HOPS=3 RELAYS=mcrd VETH_GSO=off PREFIX=pl
-GEN_GSO= OUT= NAME= ANALYZER= PL_CFG_WORKERS=1
+GEN_GSO='' OUT='' NAME='' ANALYZER='' PL_CFG_WORKERS=1
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 PL_GROUP=239.1.1.1 PL_PORT=5000
 declare -A PL_CFG=()
@@ -74,6 +74,13 @@ parse_args() {
     case $flag in
       -h | --help) usage; exit 0 ;;
       --quick) PACKETS=20000 PPS=5000; shift; continue ;;
+    esac
+    case $flag in
+      --packets | --pps | --size | --gen-gso-segments | --hops | --relay | --workers | --ring-frames | \
+        --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | --batch-size | \
+        --max-gso-segments | --socket-sndbuf | --busy-poll-us | --relay-gso | --veth-gso | --prefix | \
+        --out | --name | --bin | --analyzer) ;;
+      *) pl_usage_error "unknown flag '$flag'" ;;
     esac
     [ $# -ge 2 ] || pl_usage_error "$flag needs a value"
     local v=$2
@@ -192,7 +199,7 @@ snapshot() {
 }
 
 run_generator() { # DIR
-  local dir=$1 limit=$((PACKETS / PPS * 2 + 30)) rc=0 gso=()
+  local dir=$1 limit=$((PACKETS * 2 / PPS + 30)) rc=0 gso=()
   [ -n "$GEN_GSO" ] && gso=(--gso-segments "$GEN_GSO")
   timeout --kill-after=5 "$limit" ip netns exec "${PL_NS[0]}" "$BIN/trafficgen" send \
     --dst "$PL_GROUP:$PL_PORT" --iface out0 --ttl 8 --pps "$PPS" --count "$PACKETS" --size "$SIZE" \
@@ -255,11 +262,10 @@ write_chain_json() { # RELAY DIR
       n=${PL_NS[$i]} role=hop stats=null
       [ "$i" -eq 0 ] && role=gen
       [ "$i" -eq $((${#PL_NS[@]} - 1)) ] && role=recv
-      [ "$role" = hop ] && [ "$relay" = mcrd ] && stats=$dir/raw/hop$i/final.json
+      if [ "$role" = hop ] && [ "$relay" = mcrd ]; then stats=$(cat "$dir/raw/hop$i/final.json"); fi
       [ "$i" -gt 0 ] && echo ,
       jq -n --arg name "$n" --arg role "$role" --slurpfile b "$dir/raw/ns-$n-before.json" \
-        --slurpfile a "$dir/raw/ns-$n-after.json" \
-        --argjson stats "$([ "$stats" = null ] && echo null || cat "$stats")" \
+        --slurpfile a "$dir/raw/ns-$n-after.json" --argjson stats "$stats" \
         '{name: $name, role: $role, before: $b[0], after: $a[0], stats: $stats}'
     done
     echo ']}'
@@ -272,7 +278,7 @@ ingest() { # RELAY DIR NAME
     hopname=$(hop_name "$relay" "$i")
     [ "$relay" = mcrd ] && args+=(--hop "$hopname=$dir/raw/hop$i/final.json")
     [ -s "$dir/raw/hop$i/hop.txt" ] && args+=(--hop "$hopname=$dir/raw/hop$i/hop.txt")
-    args+=(--set "hop.$hopname.relay=$( [ "$relay" = mcrd ] && echo mcr || { [ "$relay" = kernel ] && echo smcroute || echo socat; })")
+    args+=(--set "hop.$hopname.relay=$(relay_label "$relay")")
   done
   (cd "$ROOT" && "$ANALYZER" ingest --name "$name" --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --generator "$dir/raw/send.json" "${args[@]}" --receiver "$dir/raw/recv.json" \
@@ -286,6 +292,10 @@ ingest() { # RELAY DIR NAME
     --set "config.relay.workers=$PL_CFG_WORKERS" \
     --out "$dir/run.json") >"$dir/raw/ingest.log" 2>&1 || pl_die "analyzer ingest failed: $(cat "$dir/raw/ingest.log")"
   [ -s "$dir/run.json" ] || pl_die "analyzer ingest wrote no $dir/run.json (is $ANALYZER current?)"
+}
+
+relay_label() { # RELAY: the implementation's name in the run record
+  case $1 in mcrd) echo mcr ;; kernel) echo smcroute ;; *) echo "$1" ;; esac
 }
 
 hop_name() { # RELAY I
