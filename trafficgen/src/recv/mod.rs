@@ -1,5 +1,5 @@
 //! The receiver: joins the group, drains the socket in `recvmmsg` batches and feeds every
-//! datagram to the [`Accounting`](crate::accounting::Accounting).
+//! datagram to the [`Accounting`] of its stream.
 //!
 //! Foreign and malformed datagrams are counted apart (by reason) and never stop the run. Drops
 //! the kernel made because our receive buffer was full come from `SO_RXQ_OVFL` and are reported
