@@ -171,12 +171,17 @@ pub fn rates(cmp: &Comparison, path: &Path) -> Result<bool> {
         .map_err(|x| e(x.to_string()))?;
     let names: Vec<String> = rows.iter().map(|r| r.metric.label.clone()).collect();
     category_labels(&root, |i| chart.backend_coord(&(i as f64, 0.0)), &names).map_err(&e)?;
-    root.draw(&Text::new(
-        "pale bars marked (R): rate as printed by the source, no counters",
-        (20, SIZE.1 as i32 - 22),
-        (FONT, 13).into_font(),
-    ))
-    .map_err(|x| e(x.to_string()))?;
+    let any_reported = rows
+        .iter()
+        .any(|r| r.cells.iter().flatten().any(|c| c.reported));
+    if any_reported {
+        root.draw(&Text::new(
+            "pale bars marked (R): rate as printed by the source, no counters",
+            (20, SIZE.1 as i32 - 22),
+            (FONT, 13).into_font(),
+        ))
+        .map_err(|x| e(x.to_string()))?;
+    }
     root.present().map_err(|x| e(x.to_string()))?;
     Ok(true)
 }
