@@ -14,7 +14,7 @@ pl_snap_ns() {
     $1 == "Udp:" && !h { for (i = 2; i <= NF; i++) k[i] = $i; h = 1; next }
     $1 == "Udp:" && h  { printf "{"; for (i = 2; i <= NF; i++) printf "%s\"%s\":%s", (i > 2 ? "," : ""), k[i], $i; print "}" }')
   # /proc/net/ip_mr_vif: Interface BytesIn PktsIn BytesOut PktsOut Flags Local Remote
-  vif=$(ip netns exec "$ns" cat /proc/net/ip_mr_vif 2>/dev/null | awk '
+  vif=$({ ip netns exec "$ns" cat /proc/net/ip_mr_vif 2>/dev/null || true; } | awk '
     NR > 1 { printf "%s\"%s\":{\"bytes_in\":%s,\"pkts_in\":%s,\"bytes_out\":%s,\"pkts_out\":%s}", (n++ ? "," : ""), $2, $3, $4, $5, $6 }
     END { if (!n) printf "" }')
   jq -n --argjson links "$links" --argjson udp "${udp:-{\}}" --argjson vif "{${vif}}" \
@@ -31,7 +31,7 @@ pl_snap_host() {
     awk '$1 == "cpu" { print "stat", $2, $3, $4, $5, $6, $7, $8, $9; exit }' /proc/stat
     awk '{ d = 0; h = $2; for (i = 1; i <= length(h); i++) d = d * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1; s += d } END { print "softnet_dropped", s + 0 }' /proc/net/softnet_stat
     # comm may hold spaces and parentheses: split at the last ") ".
-    cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{
       p = index($0, " ("); q = 0; s = $0
       for (i = length(s); i > 0; i--) if (substr(s, i, 2) == ") ") { q = i; break }
       if (!p || !q) next

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # PL_LAST_PID is read by the caller
 # The relays of one hop: mcrd, socat, or the kernel's multicast forwarding driven by smcroute.
 # Each pl_start_* starts one relay in namespace NS forwarding GROUP:PORT from in0 to out0 and
 # sets PL_LAST_PID (called in the main shell, never in $(...), so the relay stays our child
