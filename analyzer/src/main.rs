@@ -270,8 +270,15 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
                 path: link(a.out.as_deref(), &p),
             });
         }
+        let mut used = std::collections::BTreeSet::new();
         for (i, w) in cmp.waterfalls.iter().enumerate() {
-            let p = png::chart_path(dir, &format!("waterfall-{}", png::slug(&cmp.labels[i])));
+            // Two runs may share a name and date; never let one chart overwrite another.
+            let mut name = format!("waterfall-{}", png::slug(&cmp.labels[i]));
+            if !used.insert(name.clone()) {
+                name = format!("{name}-{}", i + 1);
+                used.insert(name.clone());
+            }
+            let p = png::chart_path(dir, &name);
             if png::waterfall(w, &cmp.labels[i], &p)? {
                 charts.push(markdown::Chart {
                     title: format!("Loss waterfall: {}", cmp.labels[i]),
