@@ -5,11 +5,13 @@
 //! stop flag, and reads the counters. There is no queue between threads on the packet path.
 
 pub mod egress;
+mod forward;
 pub mod ingress;
 pub mod limits;
 pub mod pool;
 pub mod ring;
 pub mod sys;
+mod uring;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

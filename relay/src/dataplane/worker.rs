@@ -10,32 +10,25 @@
 //! Nothing on this path allocates, formats, locks or logs: errors are counted, and
 //! housekeeping logs them at most once a second with their count.
 
-use std::collections::HashMap;
 use std::io;
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{opcode, types, IoUring};
 
-use super::egress::{gso_run, EgressParams, EgressSocket, OutputTarget, SendSlots};
+use super::forward::Forwarder;
 use super::ingress::{IngressParams, IngressSocket};
-use super::limits::{GSO_MAX_PAYLOAD, MAX_SUPER_FRAME, VNET_HDR_LEN};
-use super::pool::{BufId, BufferPool};
+use super::limits::{MAX_SUPER_FRAME, VNET_HDR_LEN};
 use super::ring::TP_STATUS_COPY;
+use super::uring::{
+    build_ring, needs_enter, push, submit, KIND_CANCEL, KIND_MASK, KIND_POLL, KIND_SEND,
+};
 use super::Shared;
 use crate::config::DataplaneConfig;
 use crate::perf::ThreadCounters;
-use crate::rules::{EgressKey, MatchKey, RuleTable};
-use crate::stats::counters::{errno_slot, WorkerCells, TX_ERRNOS};
-use crate::wire::{self, ChecksumHint, Datagram, Malformed, Parsed, VnetHeader};
-
-/// `user_data` kinds (top byte).
-const KIND_SEND: u64 = 1 << 56;
-const KIND_POLL: u64 = 2 << 56;
-const KIND_CANCEL: u64 = 3 << 56;
-const KIND_MASK: u64 = 0xff << 56;
+use crate::stats::counters::TX_ERRNOS;
+use crate::wire::{ChecksumHint, Malformed};
 
 /// How often kernel drop counters are read and the rule-table generation is checked when idle.
 const TICK: Duration = Duration::from_millis(100);
@@ -69,40 +62,11 @@ pub enum WorkerError {
     },
 }
 
-/// A datagram waiting to be sent to one output.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    buf: BufId,
-    len: u32,
-}
-
 struct Ingress {
     sock: IngressSocket,
     /// Identifies this socket in poll completions (never reused within a worker).
     token: u32,
     poll_armed: bool,
-}
-
-/// Per-worker state for matching and sending, apart from the ingress rings so that a frame
-/// borrowed from a ring can be handed to it.
-struct Forwarder {
-    id: usize,
-    shared: Arc<Shared>,
-    table: Arc<RuleTable>,
-    /// By output id; `None` where the egress socket could not be opened.
-    targets: Vec<Option<Rc<OutputTarget>>>,
-    sockets: HashMap<EgressKey, Rc<EgressSocket>>,
-    pool: BufferPool,
-    pending: Vec<Vec<Pending>>,
-    /// Output ids with something pending, in first-queued order.
-    active: Vec<usize>,
-    pending_capacity: usize,
-    slots: SendSlots,
-    max_gso_segments: usize,
-    egress_params: EgressParams,
-    /// Scratch for gathering a send's segments (no allocation per flush).
-    segs: Vec<(BufId, *const u8, usize)>,
-    gso_refused_logged: bool,
 }
 
 pub struct Worker {
@@ -156,27 +120,7 @@ impl Worker {
             entries: dp.uring_entries,
             source,
         })?;
-        let pending_capacity = dp.batch_size as usize + super::limits::UDP_MAX_SEGMENTS as usize;
-        let fwd = Forwarder {
-            id,
-            table: Arc::new(RuleTable::default()),
-            shared,
-            targets: Vec::new(),
-            sockets: HashMap::new(),
-            pool: BufferPool::new(dp.buffer_count as usize, dp.buffer_size as usize),
-            pending: Vec::new(),
-            active: Vec::new(),
-            pending_capacity,
-            slots: SendSlots::new(slots),
-            max_gso_segments: dp.max_gso_segments as usize,
-            egress_params: EgressParams {
-                sndbuf: dp.socket_sndbuf as usize,
-                gso: dp.gso && gso_supported,
-                multicast_loop: dp.multicast_loop,
-            },
-            segs: Vec::with_capacity(super::limits::UDP_MAX_SEGMENTS as usize),
-            gso_refused_logged: false,
-        };
+        let fwd = Forwarder::new(id, shared, dp, gso_supported);
         let perf = ThreadCounters::open_for_current_thread();
         fwd.cells().perf_open.set(perf.open_mask());
         Ok(Self {
@@ -534,351 +478,5 @@ impl Worker {
         self.tick();
         self.publish_perf();
         self.log_errors();
-    }
-}
-
-impl Forwarder {
-    #[inline]
-    fn cells(&self) -> &WorkerCells {
-        &self.shared.workers[self.id]
-    }
-
-    /// Adopts a new table: egress sockets and per-output targets. Called between passes, when
-    /// nothing is pending (sends in flight keep their own targets alive).
-    fn adopt(&mut self, table: Arc<RuleTable>) {
-        debug_assert!(self.active.is_empty());
-        let mut sockets = HashMap::with_capacity(table.egress_keys.len());
-        for key in &table.egress_keys {
-            let sock = match self.sockets.get(key) {
-                Some(s) => Some(Rc::clone(s)),
-                None => match EgressSocket::open(key.clone(), self.egress_params) {
-                    Ok(s) => Some(Rc::new(s)),
-                    Err(e) => {
-                        tracing::error!(
-                            worker = self.id,
-                            ifindex = key.ifindex,
-                            "opening egress socket: {e}"
-                        );
-                        None
-                    }
-                },
-            };
-            if let Some(s) = sock {
-                sockets.insert(key.clone(), s);
-            }
-        }
-        self.sockets = sockets;
-        let mut targets: Vec<Option<Rc<OutputTarget>>> =
-            (0..table.output_count).map(|_| None).collect();
-        for rule in &table.rules {
-            for out in &rule.outputs {
-                let key = &table.egress_keys[out.egress];
-                targets[out.id] = self.sockets.get(key).map(|s| {
-                    Rc::new(OutputTarget::new(
-                        out.dest,
-                        Rc::clone(s),
-                        Arc::clone(&rule.counters),
-                        out.index_in_rule,
-                    ))
-                });
-            }
-        }
-        self.targets = targets;
-        self.pending = (0..table.output_count)
-            .map(|_| Vec::with_capacity(self.pending_capacity))
-            .collect();
-        self.active = Vec::with_capacity(table.output_count);
-        self.table = table;
-    }
-
-    /// Handles one frame (`bytes` starts with the vnet header). Returns datagrams taken.
-    #[inline]
-    fn frame(
-        &mut self,
-        ifindex: u32,
-        bytes: &[u8],
-        vlan_tci: Option<u16>,
-        hint: Option<ChecksumHint>,
-    ) -> usize {
-        let cells = self.cells();
-        let Some((vnet_bytes, frame)) = bytes.split_at_checked(VNET_HDR_LEN) else {
-            cells.rx.add(1);
-            cells.malformed[Malformed::Truncated.index()].add(1);
-            return 1;
-        };
-        let vnet = VnetHeader::parse(vnet_bytes);
-        let hint = hint.unwrap_or(match vnet {
-            Some(v) if v.flags & wire::vnet::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 => {
-                ChecksumHint::Partial
-            }
-            Some(v) if v.flags & wire::vnet::VIRTIO_NET_HDR_F_DATA_VALID != 0 => {
-                ChecksumHint::Verified
-            }
-            _ => ChecksumHint::Unverified,
-        });
-        let max_payload = self.pool.buffer_size();
-        match wire::parse_frame(frame, vnet.as_ref(), vlan_tci, hint, max_payload) {
-            Parsed::Filtered(kind) => {
-                cells.rx.add(1);
-                cells.filtered[kind.index()].add(1);
-                1
-            }
-            Parsed::Malformed(kind) => {
-                cells.rx.add(1);
-                cells.malformed[kind.index()].add(1);
-                1
-            }
-            parsed => {
-                let mut n = 0;
-                for d in parsed.datagrams() {
-                    self.dispatch(ifindex, &d);
-                    n += 1;
-                }
-                n
-            }
-        }
-    }
-
-    /// Matches one datagram and queues it for each output of its rule.
-    #[inline]
-    fn dispatch(&mut self, ifindex: u32, d: &Datagram<'_>) {
-        let cells = &self.shared.workers[self.id];
-        cells.rx.add(1);
-        let key = MatchKey {
-            ifindex,
-            group: d.dst,
-            port: d.dst_port,
-        };
-        let Some(rule) = self.table.lookup(&key, d.src) else {
-            cells.no_match.add(1);
-            return;
-        };
-        cells.matched.add(1);
-        let flow = &rule.counters.per_worker[self.id];
-        flow.packets.add(1);
-        flow.bytes.add(d.payload.len() as u64);
-        let outputs = rule.outputs.len();
-        let Some(buf) = self.pool.alloc(outputs as u16) else {
-            for (i, _) in rule.outputs.iter().enumerate() {
-                flow.outputs[i].matched.add(1);
-                flow.outputs[i].buf_exhaust.add(1);
-            }
-            cells.buf_exhaust.add(outputs as u64);
-            return;
-        };
-        let len = d.payload.len();
-        self.pool.buf_mut(buf)[..len].copy_from_slice(d.payload);
-        for (i, out) in rule.outputs.iter().enumerate() {
-            let oc = &flow.outputs[i];
-            oc.matched.add(1);
-            let queue = &mut self.pending[out.id];
-            if queue.len() >= self.pending_capacity {
-                oc.buf_exhaust.add(1);
-                cells.buf_exhaust.add(1);
-                self.pool.release(buf);
-                continue;
-            }
-            if queue.is_empty() {
-                self.active.push(out.id);
-            }
-            queue.push(Pending {
-                buf,
-                len: len as u32,
-            });
-            oc.in_flight.add(1);
-            cells.in_flight.add(1);
-        }
-    }
-
-    /// Turns every output's pending datagrams into `sendmsg` submissions.
-    fn flush(&mut self, ring: &mut IoUring) {
-        for a in 0..self.active.len() {
-            let id = self.active[a];
-            let target = self.targets[id].clone();
-            let mut queue = std::mem::take(&mut self.pending[id]);
-            match target {
-                Some(target) => self.send_queue(&target, &queue, ring),
-                None => {
-                    // The egress socket could not be opened: these datagrams cannot be sent.
-                    let table = Arc::clone(&self.table);
-                    if let Some((rule, i)) = table
-                        .rules
-                        .iter()
-                        .find_map(|r| r.outputs.iter().position(|o| o.id == id).map(|i| (r, i)))
-                    {
-                        let oc = &rule.counters.per_worker[self.id].outputs[i];
-                        let n = queue.len() as u64;
-                        oc.in_flight.sub(n);
-                        oc.tx_errors.add(n);
-                        let cells = self.cells();
-                        cells.in_flight.sub(n);
-                        cells.tx_errors[errno_slot(libc::ENODEV)].add(n);
-                    }
-                    for p in &queue {
-                        self.pool.release(p.buf);
-                    }
-                }
-            }
-            queue.clear();
-            self.pending[id] = queue;
-        }
-        self.active.clear();
-    }
-
-    fn send_queue(&mut self, target: &Rc<OutputTarget>, queue: &[Pending], ring: &mut IoUring) {
-        let gso = target.socket.gso.get();
-        let max_segments = if gso { self.max_gso_segments } else { 1 };
-        let mut i = 0;
-        while i < queue.len() {
-            let n = gso_run(
-                queue[i..].iter().map(|p| p.len as usize),
-                max_segments,
-                GSO_MAX_PAYLOAD,
-            );
-            let Some(slot) = self.slots.take() else {
-                // Every send slot is in flight: the overload drop point.
-                self.drop_unsent(target, &queue[i..]);
-                return;
-            };
-            self.segs.clear();
-            for p in &queue[i..i + n] {
-                self.segs
-                    .push((p.buf, self.pool.as_ptr(p.buf), p.len as usize));
-            }
-            let msg = self
-                .slots
-                .prepare(slot, target, &self.segs, queue[i].len as usize);
-            let sqe = opcode::SendMsg::new(types::Fd(target.socket.raw_fd()), msg)
-                .build()
-                .user_data(KIND_SEND | u64::from(slot));
-            if !push(ring, &sqe) {
-                // The ring refuses work: account for these datagrams as not sent.
-                self.slots.finish(slot);
-                self.drop_unsent(target, &queue[i..]);
-                return;
-            }
-            i += n;
-        }
-    }
-
-    fn drop_unsent(&mut self, target: &OutputTarget, unsent: &[Pending]) {
-        let oc = &target.flow.per_worker[self.id].outputs[target.index_in_rule];
-        let n = unsent.len() as u64;
-        oc.in_flight.sub(n);
-        oc.buf_exhaust.add(n);
-        let cells = &self.shared.workers[self.id];
-        cells.in_flight.sub(n);
-        cells.buf_exhaust.add(n);
-        for p in unsent {
-            self.pool.release(p.buf);
-        }
-    }
-
-    fn complete_send(&mut self, slot: u32, result: i32, ring: &mut IoUring) {
-        let mut sent = [(0 as BufId, 0usize); super::limits::UDP_MAX_SEGMENTS as usize];
-        let segments = self.slots.segments_of(slot, &mut sent);
-        let bytes = self.slots.slot(slot).payload_bytes as u64;
-        let (target, _) = self.slots.finish(slot);
-        let Some(target) = target else {
-            return;
-        };
-        let n = segments as u64;
-        let cells = &self.shared.workers[self.id];
-        let oc = &target.flow.per_worker[self.id].outputs[target.index_in_rule];
-        cells.tx_syscalls.add(1);
-        if result >= 0 {
-            oc.in_flight.sub(n);
-            oc.tx_sent.add(n);
-            oc.tx_bytes.add(bytes);
-            cells.in_flight.sub(n);
-            cells.tx_sent.add(n);
-            cells.tx_bytes.add(bytes);
-        } else {
-            let errno = -result;
-            if segments > 1
-                && matches!(errno, libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
-                && target.socket.gso.get()
-            {
-                // The kernel refused segmentation on this socket (no checksum offload on the
-                // device, say): stop using it there and resend these datagrams one by one.
-                // They stay counted in flight.
-                target.socket.gso.set(false);
-                if !self.gso_refused_logged {
-                    tracing::warn!(
-                        worker = self.id,
-                        ifindex = target.socket.key.ifindex,
-                        "kernel refused UDP_SEGMENT (errno {errno}); sending one datagram per sendmsg on this interface"
-                    );
-                    self.gso_refused_logged = true;
-                }
-                let queue: Vec<Pending> = sent[..segments]
-                    .iter()
-                    .map(|&(buf, len)| Pending {
-                        buf,
-                        len: len as u32,
-                    })
-                    .collect();
-                self.send_queue(&target, &queue, ring);
-                return;
-            }
-            oc.in_flight.sub(n);
-            oc.tx_errors.add(n);
-            cells.in_flight.sub(n);
-            cells.tx_errors[errno_slot(errno)].add(n);
-        }
-        for &(b, _) in &sent[..segments] {
-            self.pool.release(b);
-        }
-    }
-}
-
-fn build_ring(entries: u32, cq: u32) -> io::Result<IoUring> {
-    // Single issuer + deferred task work: completions are processed only when this thread
-    // enters the kernel, in batches (Linux 6.1+). Fall back to a plain ring on older kernels.
-    // The task-run flag makes the kernel tell us (IORING_SQ_TASKRUN) when deferred work, such
-    // as a send that had to wait for buffer space, is ready to complete; `submit` then enters
-    // the kernel with GETEVENTS even when we have nothing new to submit.
-    IoUring::<squeue::Entry, cqueue::Entry>::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_taskrun_flag()
-        .setup_cqsize(cq)
-        .build(entries)
-        .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
-}
-
-/// Queues a submission, submitting what is queued first if the queue is full. Returns false
-/// only if the kernel will not take submissions at all; the caller then accounts for the
-/// operation itself.
-fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> bool {
-    for _ in 0..1000 {
-        // SAFETY: every entry we push refers to memory that outlives the operation: send slots
-        // and pool buffers never move or get freed while their slot is in flight (the slot
-        // holds the buffers' references and the socket's Rc), and polls refer to sockets kept
-        // open until their completion (see `closing`).
-        if unsafe { ring.submission().push(sqe) }.is_ok() {
-            return true;
-        }
-        submit(ring);
-    }
-    false
-}
-
-/// Whether entering the kernel would do anything: submissions are queued, or completions are
-/// waiting for deferred task work.
-fn needs_enter(ring: &mut IoUring) -> bool {
-    let sq = ring.submission();
-    !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
-}
-
-fn submit(ring: &mut IoUring) {
-    match ring.submit() {
-        Ok(_) => {}
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EBUSY) | Some(libc::EINTR) | Some(libc::EAGAIN)
-            ) => {}
-        Err(e) => tracing::error!("io_uring submit: {e}"),
     }
 }
