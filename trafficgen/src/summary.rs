@@ -242,3 +242,124 @@ pub fn sweep(r: &SweepRecord) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{
+        PerfCounters, RecvConfig, SendConfig, StreamCounters, StreamRecord, RECORD_VERSION,
+    };
+
+    fn send_record() -> SendRecord {
+        SendRecord {
+            schema: "mcr.trafficgen.send".into(),
+            version: RECORD_VERSION,
+            trafficgen_version: "0".into(),
+            started_unix_ns: 0,
+            config: SendConfig {
+                dst: "239.1.1.1:5000".into(),
+                src: None,
+                iface: None,
+                target_pps: 1000,
+                count: Some(990),
+                duration_ns: None,
+                payload_size_bytes: 100,
+                ttl: 1,
+                threads: 1,
+                streams: 1,
+                batch_mode: "gso".into(),
+                gso_segments: 32,
+                max_batch_packets: 256,
+                gso_fallback_reason: None,
+                end_marker_repeats: 3,
+                socket_sndbuf_bytes: 0,
+                coalesce_ns: 0,
+            },
+            packets_sent: 980,
+            payload_bytes: 98_000,
+            wire_bytes: 139_160,
+            send_errors: 10,
+            send_errors_by_errno: [("ENOBUFS".to_string(), 10)].into(),
+            end_markers_sent: 3,
+            elapsed_ns: 1_000_000_000,
+            achieved_pps: 980.0,
+            rate_error_ratio: Some(-0.02),
+            payload_bps: 784_000.0,
+            wire_bps: 1_113_280.0,
+            batch_gap_ns: Distribution::default(),
+            batch_packets: Distribution::default(),
+            schedule_lag_ns: Distribution::default(),
+            threads: vec![],
+            perf: PerfCounters {
+                task_clock_ns: PerfValue::Count(5),
+                ..PerfCounters::default()
+            },
+        }
+    }
+
+    #[test]
+    fn send_summary_shows_errors_rate_error_and_unavailable_counters() {
+        let text = send(&send_record());
+        assert!(text.contains("sent        980 packets"), "{text}");
+        assert!(text.contains("98000 payload, 139160 on the wire"), "{text}");
+        assert!(text.contains("errors      10 (ENOBUFS 10)"), "{text}");
+        assert!(text.contains("error -2.000%"), "{text}");
+        assert!(text.contains("cycles unavailable"), "{text}");
+        assert!(text.contains("task-clock 5 ns"), "{text}");
+    }
+
+    #[test]
+    fn recv_summary_warns_when_the_tail_is_unknown() {
+        let counters = StreamCounters {
+            expected: 10,
+            received: 8,
+            lost: 2,
+            ..StreamCounters::default()
+        };
+        let record = RecvRecord {
+            schema: "mcr.trafficgen.recv".into(),
+            version: RECORD_VERSION,
+            trafficgen_version: "0".into(),
+            started_unix_ns: 0,
+            config: RecvConfig {
+                group: "239.1.1.1:5000".into(),
+                iface: None,
+                duration_ns: None,
+                idle_timeout_ns: None,
+                exit_on_end: false,
+                socket_rcvbuf_bytes: 0,
+                max_streams: 1,
+                reorder_window_packets: 64,
+            },
+            elapsed_ns: 1,
+            datagrams_received: 9,
+            datagram_bytes: 900,
+            foreign_datagrams: 1,
+            malformed_datagrams: BTreeMap::new(),
+            untracked_stream_datagrams: 0,
+            socket_drops: 2,
+            udp_rcvbuf_errors_netns: None,
+            totals: counters.clone(),
+            streams: vec![StreamRecord {
+                stream_id: 4,
+                counters,
+                end_marker_seen: false,
+                lowest_sequence: Some(0),
+                highest_sequence: Some(9),
+                first_rx_unix_ns: None,
+                last_rx_unix_ns: None,
+                receive_pps: None,
+                latency_ns: Distribution::default(),
+                negative_latency_packets: 0,
+                timeline: vec![],
+            }],
+        };
+        let text = recv(&record);
+        assert!(text.contains("lost 2 (20.0000%)"), "{text}");
+        assert!(
+            text.contains("2 at this socket (SO_RXQ_OVFL), unknown UDP buffer drops"),
+            "{text}"
+        );
+        assert!(text.contains("no end marker: tail loss unknown"), "{text}");
+    }
+}
