@@ -82,8 +82,8 @@ struct IngestArgs {
 
 #[derive(Args)]
 struct CompareArgs {
-    /// The baseline: a record, a directory of records (repeats of one configuration) or
-    /// comma-separated records.
+    /// The baseline: a record, a directory of records or a JSON Lines file (repeats of one
+    /// configuration), or comma-separated records.
     baseline: String,
     /// Runs to compare with the baseline, each in the same forms.
     #[arg(required = true)]
@@ -107,7 +107,8 @@ struct CompareArgs {
 
 #[derive(Args)]
 struct TrendArgs {
-    /// Records, oldest first.
+    /// Records, oldest first: files, directories of `*.json` records (file-name order) or
+    /// JSON Lines histories (`*.jsonl`, one record per line).
     #[arg(required = true, value_name = "RECORDS")]
     records: Vec<PathBuf>,
     /// Write the Markdown report here (default: standard output).
@@ -198,29 +199,19 @@ fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Expands one positional argument of `compare` into the records of a sample set.
+/// Expands one positional argument of `compare` into the records of a sample set: a record, a
+/// directory of records, a JSON Lines file, or several of these separated by commas.
 fn load_set(arg: &str) -> anyhow::Result<Vec<RunRecord>> {
-    let p = Path::new(arg);
-    let files: Vec<PathBuf> = if p.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-            .with_context(|| format!("reading directory {arg}"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| f.extension().is_some_and(|x| x == "json"))
-            .collect();
-        v.sort();
-        anyhow::ensure!(!v.is_empty(), "{arg}: directory holds no .json records");
-        v
-    } else {
-        arg.split(',')
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .collect()
-    };
-    anyhow::ensure!(!files.is_empty(), "empty record argument");
-    Ok(files
-        .iter()
-        .map(|f| RunRecord::load(f))
-        .collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for part in arg.split(',').filter(|s| !s.is_empty()) {
+        out.extend(
+            RunRecord::load_many(Path::new(part))?
+                .into_iter()
+                .map(|(_, r)| r),
+        );
+    }
+    anyhow::ensure!(!out.is_empty(), "\"{arg}\": no record given");
+    Ok(out)
 }
 
 /// The path of `target` as a Markdown link from a report written to `report`.
@@ -310,12 +301,14 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
         "--alpha {}: must be between 0 and 1",
         a.alpha
     );
-    let records = a
-        .records
-        .iter()
-        .map(|p| RunRecord::load(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let paths: Vec<String> = a.records.iter().map(|p| p.display().to_string()).collect();
+    let mut records = Vec::new();
+    let mut paths = Vec::new();
+    for p in &a.records {
+        for (name, rec) in RunRecord::load_many(p)? {
+            paths.push(name);
+            records.push(rec);
+        }
+    }
     let settings = trend::Settings {
         alpha: a.alpha,
         min_effect_pct: a.min_effect,

@@ -104,6 +104,16 @@ fn time_ns(path: &Path, entries: &[Entry], names: &[&str]) -> Result<Option<u64>
     }
 }
 
+/// A duration that rates are divided by: it must be positive.
+fn duration_ns(path: &Path, entries: &[Entry], names: &[&str]) -> Result<Option<u64>> {
+    let v = time_ns(path, entries, names)?;
+    if v == Some(0) {
+        let e = last(path, entries, names)?.expect("a value was found");
+        return Err(err(path, e, "a duration of 0 cannot divide a counter"));
+    }
+    Ok(v)
+}
+
 /// A rate in packets/s: a number with `pps`, or a bare number under a rate's name.
 fn rate(path: &Path, entries: &[Entry], names: &[&str]) -> Result<Option<f64>> {
     match last(path, entries, names)? {
@@ -181,7 +191,10 @@ pub fn hop(path: &Path, entries: &[Entry], hop: &mut Hop) -> Result<()> {
         rate(path, entries, keys::TX_RATE)?.or(tx.pps),
     );
     setf(&mut r.buf_exhaust_pct, ex.pct);
-    set(&mut hop.duration_ns, time_ns(path, entries, keys::ELAPSED)?);
+    set(
+        &mut hop.duration_ns,
+        duration_ns(path, entries, keys::ELAPSED)?,
+    );
     let user = time_ns(path, entries, keys::CPU_USER)?;
     let system = time_ns(path, entries, keys::CPU_SYSTEM)?;
     if user.is_some() || system.is_some() {
@@ -207,7 +220,10 @@ pub fn generator(
 ) -> Result<()> {
     set(&mut g.sent, count(path, entries, keys::GEN_SENT)?);
     set(&mut g.send_errors, count(path, entries, keys::GEN_ERRORS)?);
-    set(&mut g.elapsed_ns, time_ns(path, entries, keys::ELAPSED)?);
+    set(
+        &mut g.elapsed_ns,
+        duration_ns(path, entries, keys::ELAPSED)?,
+    );
     setf(&mut g.reported_pps, rate(path, entries, keys::GEN_RATE)?);
     let mut target = rate(path, entries, keys::TARGET)?;
     for e in entries
@@ -239,7 +255,10 @@ pub fn receiver(path: &Path, entries: &[Entry], r: &mut Receiver) -> Result<()> 
     set(&mut r.duplicates, count(path, entries, keys::DUPS)?);
     set(&mut r.reordered, count(path, entries, keys::REORDERED)?);
     set(&mut r.late, count(path, entries, keys::LATE)?);
-    set(&mut r.elapsed_ns, time_ns(path, entries, keys::ELAPSED)?);
+    set(
+        &mut r.elapsed_ns,
+        duration_ns(path, entries, keys::ELAPSED)?,
+    );
     setf(&mut r.reported_pps, rate(path, entries, keys::GEN_RATE)?);
     for e in entries {
         let k = e.key.trim_start_matches("latency_");
@@ -377,6 +396,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("elapsed_time"), "{e}");
+    }
+
+    #[test]
+    fn zero_elapsed_time_is_refused_naming_the_file() {
+        let mut g = Generator::default();
+        let e = generator(
+            Path::new("gen.txt"),
+            &parse("Total packets sent: 5\nElapsed time: 0s\n"),
+            &mut g,
+            &mut Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("gen.txt") && e.contains("elapsed_time (line 2)"),
+            "{e}"
+        );
     }
 
     #[test]

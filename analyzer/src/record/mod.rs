@@ -389,12 +389,52 @@ impl RunRecord {
     /// record of another version is reported as such, not as a confusing missing field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = read_nonempty(path)?;
-        let head: serde_json::Value = serde_json::from_str(&text)
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks one record's JSON text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let head: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
         check_schema(path, &head, RUN_SCHEMA, RUN_VERSION)?;
-        let record: RunRecord = from_json(path, &text)?;
+        let record: RunRecord = from_json(path, text)?;
         record.validate(path)?;
         Ok(record)
+    }
+
+    /// Reads a history: a record, a directory of `*.json` records (in file-name order), or a
+    /// JSON Lines file (`*.jsonl`, one record per line, as a nightly job appends them). Each
+    /// record comes with the name it is shown under (`history.jsonl:3` for line 3), which is also
+    /// how errors name it.
+    pub fn load_many(path: &Path) -> Result<Vec<(String, RunRecord)>> {
+        if path.is_dir() {
+            let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::format(path, "directory holds no .json records"));
+            }
+            return files
+                .iter()
+                .map(|f| Ok((f.display().to_string(), Self::load(f)?)))
+                .collect();
+        }
+        if path.extension().is_some_and(|x| x == "jsonl") {
+            let text = read_nonempty(path)?;
+            return text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| {
+                    let name = format!("{}:{}", path.display(), i + 1);
+                    Ok((name.clone(), Self::parse(Path::new(&name), l)?))
+                })
+                .collect();
+        }
+        Ok(vec![(path.display().to_string(), Self::load(path)?)])
     }
 
     /// Writes the record as pretty JSON with a trailing newline.
@@ -571,6 +611,29 @@ mod tests {
         );
         let e = RunRecord::load(f.path()).unwrap_err().to_string();
         assert!(e.contains("hops[0]") && e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn history_as_json_lines_names_the_bad_line() {
+        let good = r#"{"schema":"mcr.analyzer.run","version":1,"name":"a"}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("history.jsonl");
+        std::fs::write(&p, format!("{good}\n\n{good}\n")).unwrap();
+        assert_eq!(RunRecord::load_many(&p).unwrap().len(), 2);
+        std::fs::write(
+            &p,
+            format!("{good}\n{{\"schema\":\"mcr.analyzer.run\",\"version\":3}}\n"),
+        )
+        .unwrap();
+        let e = RunRecord::load_many(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("history.jsonl:2") && e.contains("version"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("b.json"), good).unwrap();
+        std::fs::write(dir.path().join("a.json"), good).unwrap();
+        let v = RunRecord::load_many(dir.path()).unwrap();
+        assert!(v[0].0.ends_with("a.json") && v[1].0.ends_with("b.json"));
     }
 
     #[test]
