@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Makes the committed full run under reports/pipeline/full/: 3 hops of 1400-byte datagrams at a
+# rate the chain sustains and one it cannot, for mcrd, the kernel (smcroute) and socat, each
+# beside the direct generator -> receiver path (0 hops), REPEATS times, interleaved so that the
+# machine's background load falls on all of them alike. Then one `analyzer compare` per rate
+# (baseline: the direct path) and a table of medians. Needs root and the release binaries.
+#
+#   sudo CARGO_TARGET_DIR=/work/target-pl reports/pipeline/make-full-run.sh [OUT]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${1:-$ROOT/reports/pipeline/full}
+BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+ANALYZER=${ANALYZER:-$BIN/analyzer}
+REPEATS=${REPEATS:-3}
+PACKETS=${PACKETS:-300000}
+RATES=${RATES:-"20000 150000"}
+WORK=$(mktemp -d /tmp/pl-full.XXXXXX)
+
+for ((r = 1; r <= REPEATS; r++)); do
+  for pps in $RATES; do
+    "$ROOT/scripts/pipeline_veth.sh" --hops 0 --pps "$pps" --packets "$PACKETS" --bin "$BIN" \
+      --analyzer "$ANALYZER" --out "$WORK/rep$r" || echo "full-run: direct $pps rep $r exited $?" >&2
+    "$ROOT/scripts/pipeline_veth.sh" --hops 3 --relay mcrd,kernel,socat --pps "$pps" \
+      --packets "$PACKETS" --bin "$BIN" --analyzer "$ANALYZER" --out "$WORK/rep$r" || echo "full-run: 3 hops $pps rep $r exited $?" >&2
+  done
+done
+
+# Keep what is small and says everything: record, conservation, summary, host CPU attribution.
+rm -rf "$OUT"
+for d in "$WORK"/rep*/*/; do
+  [ -f "$d/run.json" ] || continue
+  r=$(basename "$(dirname "$d")") run=$(basename "$d")
+  mkdir -p "$OUT/sets/$run/$r"
+  cp "$d/run.json" "$d/conservation.json" "$d/summary.txt" "$d/raw/host-cpu.json" "$OUT/sets/$run/$r/"
+done
+
+for pps in $RATES; do
+  sets=()
+  for kind in direct-0h mcrd-3h kernel-3h socat-3h; do
+    s="$OUT/sets/$kind-${pps}pps"
+    [ -d "$s" ] || continue
+    mkdir -p "$OUT/records/$kind-${pps}pps"
+    for f in "$s"/rep*/run.json; do cp "$f" "$OUT/records/$kind-${pps}pps/$(basename "$(dirname "$f")").json"; done
+    sets+=("$OUT/records/$kind-${pps}pps")
+  done
+  (cd "$ROOT" && "$ANALYZER" compare "${sets[@]}" --out "$OUT/compare-${pps}pps.md" \
+    --png-dir "$OUT/png-${pps}pps") >"$OUT/compare-${pps}pps.log" 2>&1 || true
+done
+
+# Medians per configuration: delivered rate, loss, where the loss was counted, unexplained, host CPU.
+{
+  echo "| configuration | repeats | sent (median) | generator pps | receiver pps | loss % | counted drops | unexplained | host CPU ns / delivered pkt | ours+ksoftirqd ns / pkt |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  for s in "$OUT"/sets/*/; do
+    jq -s -r --arg name "$(basename "$s")" '
+      def med: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+      def r0: . * 10 | round / 10;
+      [.[] | select(.kind == "c")] as $c | [.[] | select(.kind == "h")] as $h | [.[] | select(.kind == "r")] as $r |
+      "| \($name) | \($c | length) | \($c | map(.data.sent) | med) | \($r | map(.generator.elapsed_ns as $e | .generator.sent * 1e9 / $e) | med | floor) | \($r | map((.receiver.received * 1e9 / .duration_ns)) | med | floor) | \($c | map(.data.lost * 100 / .data.sent) | med | r0) | \($c | map(.frames.explained_drops) | med) | \($c | map(.frames.unexplained) | add) | \([range(0; $c | length) as $i | $h[$i].run_ns / $c[$i].data.received] | med | floor) | \([range(0; $c | length) as $i | ($h[$i].our_processes_ns + $h[$i].ksoftirqd_ns) / $c[$i].data.received] | med | floor) |"
+    ' <(for f in "$s"/rep*/conservation.json; do jq '. + {kind: "c"}' "$f"; done) \
+      <(for f in "$s"/rep*/host-cpu.json; do jq '. + {kind: "h"}' "$f"; done) \
+      <(for f in "$s"/rep*/run.json; do jq '. + {kind: "r"}' "$f"; done)
+  done
+} >"$OUT/medians.md"
+rm -rf "$WORK"
+echo "full-run: $OUT/medians.md"
