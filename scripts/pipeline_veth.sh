@@ -177,7 +177,7 @@ start_relays() { # RELAY DIR
 start_receiver() { # DIR
   local dir=$1 limit=$((PACKETS / PPS + 30))
   ip netns exec "${PL_NS[-1]}" "$BIN/trafficgen" recv --group "$PL_GROUP:$PL_PORT" --iface in0 \
-    --idle-timeout 3s --exit-on-end --duration "${limit}s" --ready-line --json "$dir/raw/recv.json" \
+    --idle-timeout 10s --exit-on-end --duration "${limit}s" --ready-line --json "$dir/raw/recv.json" \
     >"$dir/raw/recv.out" 2>"$dir/raw/recv.log" &
   PL_RECV_PID=$!
   PL_PIDS+=("$PL_RECV_PID")
