@@ -148,6 +148,7 @@ pub fn trafficgen_send(
     put("max_batch_packets", c.max_batch_packets.into());
     put("socket_sndbuf_bytes", c.socket_sndbuf_bytes.into());
     put("gso_fallback_reason", c.gso_fallback_reason.clone().into());
+    put("coalesce_ns", c.coalesce_ns.into());
     Ok(())
 }
 
