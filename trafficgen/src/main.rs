@@ -108,7 +108,8 @@ struct RecvArgs {
     /// Stop after this long (e.g. 30s).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Stop after this long without a datagram (e.g. 2s).
+    /// Stop after this long without a datagram (e.g. 2s), once the first has arrived; until
+    /// then only --duration or a signal stops the receiver.
     #[arg(long, value_parser = parse_duration)]
     idle_timeout: Option<Duration>,
     /// Stop once every stream seen has sent its end marker.

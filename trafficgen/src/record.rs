@@ -343,7 +343,8 @@ pub struct RecvConfig {
     pub iface: Option<String>,
     /// Run length limit (`--duration`), nanoseconds.
     pub duration_ns: Option<u64>,
-    /// Stop after this long without a datagram (`--idle-timeout`), nanoseconds.
+    /// Stop after this long without a datagram, counted once the first arrived
+    /// (`--idle-timeout`), nanoseconds.
     pub idle_timeout_ns: Option<u64>,
     /// Whether the receiver stopped once every stream's end marker had arrived (`--exit-on-end`).
     pub exit_on_end: bool,

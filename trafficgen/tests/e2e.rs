@@ -513,3 +513,42 @@ fn kernel_buffer_drops_are_reported_apart_and_account_for_the_loss() {
     assert_eq!(t.lost, got.socket_drops, "all loss here is the socket's");
     assert_eq!(got.udp_rcvbuf_errors_netns, Some(got.socket_drops));
 }
+
+#[test]
+fn idle_timeout_waits_for_the_first_datagram_on_loopback() {
+    let _traffic = traffic_lock();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "recv",
+        "--group",
+        &addr,
+        "--idle-timeout",
+        "300ms",
+        "--duration",
+        "20s",
+    ]);
+    let mut receiver = Receiver::start(cmd);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        receiver.is_running(),
+        "the receiver gave up before any traffic"
+    );
+    let mut send = Command::new(BIN);
+    send.args([
+        "--dst", &addr, "--pps", "1000", "--count", "100", "--size", "64",
+    ]);
+    run_ok(send);
+    let started = std::time::Instant::now();
+    let out = receiver.finish(Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "idle timeout did not stop it"
+    );
+    assert!(out.contains("received 100 lost 0"), "{out}");
+}

@@ -42,6 +42,8 @@ pub struct RecvOptions {
     pub group: SocketAddrV4,
     pub iface: Option<String>,
     pub duration: Option<Duration>,
+    /// Stop after this long without a datagram, counted from the first datagram (a receiver
+    /// started early waits for the sender; `duration` bounds the wait).
     pub idle_timeout: Option<Duration>,
     /// Stop once every stream seen has sent its end marker (plus a short grace period).
     pub exit_on_end: bool,
@@ -197,7 +199,7 @@ pub fn run(options: &RecvOptions, on_ready: impl FnOnce()) -> Result<RecvRecord,
             || options.duration.is_some_and(|d| now - start >= d)
             || options
                 .idle_timeout
-                .is_some_and(|d| now - last_activity >= d)
+                .is_some_and(|d| datagrams > 0 && now - last_activity >= d)
         {
             break;
         }

@@ -242,6 +242,11 @@ impl Receiver {
         Receiver { child, stdout }
     }
 
+    /// Whether the receiver has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.0.try_wait(), Ok(None))
+    }
+
     /// The receiver's process id (`ip netns exec` execs it, so this is the receiver itself).
     pub fn pid(&self) -> u32 {
         self.child.0.id()
