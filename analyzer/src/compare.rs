@@ -359,7 +359,7 @@ fn largest_loss(w: &Waterfall) -> Option<String> {
     best.map(|b| b.1)
 }
 
-/// Keys of metrics, for tests and callers that want one row.
+/// The row of the metric with `key`, if any run has it.
 pub fn row<'a>(cmp: &'a Comparison, key: &str) -> Option<&'a Row> {
     cmp.rows.iter().find(|r| r.metric.key == key)
 }

@@ -14,16 +14,16 @@
 //! println!("{}", render::markdown::comparison(&cmp, &[]));
 //! ```
 
-pub mod error;
-pub mod ingest;
-pub mod record;
-
-pub use error::{Error, Result};
 pub mod compare;
 pub mod diff;
+pub mod error;
+pub mod ingest;
 pub mod metrics;
+pub mod record;
 pub mod render;
 pub mod stats;
 pub mod table;
 pub mod trend;
 pub mod waterfall;
+
+pub use error::{Error, Result};
