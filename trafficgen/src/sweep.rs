@@ -26,6 +26,10 @@ use crate::sys;
 const RECEIVER_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after the send phase the receiver may take to drain and exit.
 const RECEIVER_EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The receiver's own time limit beyond the send phase: shorter than [`RECEIVER_EXIT_TIMEOUT`],
+/// so a receiver that got nothing at all (its idle timeout never starts) still exits by itself
+/// and the trial counts everything as lost instead of failing.
+const RECEIVER_LIMIT_AFTER_SEND: Duration = Duration::from_secs(8);
 /// A trial whose sender achieved less than this share of the target rate did not test it.
 const KEPT_UP_RATIO: f64 = 0.99;
 
@@ -248,7 +252,7 @@ fn receiver_command(options: &SweepOptions, json: &std::path::Path) -> Command {
     words.push(
         format!(
             "{}ms",
-            (options.trial_duration + RECEIVER_EXIT_TIMEOUT).as_millis()
+            (options.trial_duration + RECEIVER_LIMIT_AFTER_SEND).as_millis()
         )
         .into(),
     );
