@@ -457,6 +457,15 @@ fn waterfall(o: &mut String, w: &Waterfall) {
         .hops
         .iter()
         .any(|h| h.received.is_some() || h.sent_on.is_some());
+    if w.hops.is_empty() {
+        let _ = writeln!(
+            o,
+            "No relay in this run: the generator sent straight to the receiver.\n"
+        );
+        delivery(o, w);
+        o.push('\n');
+        return;
+    }
     if !has_counters {
         let _ = writeln!(
             o,
@@ -531,6 +540,12 @@ fn waterfall(o: &mut String, w: &Waterfall) {
             );
         }
     }
+    delivery(o, w);
+    o.push('\n');
+}
+
+/// The last leg: from the last hop (or the generator) to the receiver.
+fn delivery(o: &mut String, w: &Waterfall) {
     if let Some(d) = &w.delivery {
         let lost = match (d.lost, d.offered) {
             (Some(l), Some(off)) if off > 0 => {
@@ -554,7 +569,6 @@ fn waterfall(o: &mut String, w: &Waterfall) {
                 .unwrap_or_default()
         );
     }
-    o.push('\n');
 }
 
 /// The trend report.
