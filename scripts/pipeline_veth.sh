@@ -201,9 +201,13 @@ snapshot() {
 run_generator() { # DIR
   local dir=$1 limit=$((PACKETS * 2 / PPS + 30)) rc=0 gso=()
   [ -n "$GEN_GSO" ] && gso=(--gso-segments "$GEN_GSO")
-  timeout --kill-after=5 "$limit" ip netns exec "${PL_NS[0]}" "$BIN/trafficgen" send \
+  # In the background and waited for, so that a signal to this script is handled at once.
+  ip netns exec "${PL_NS[0]}" "$BIN/trafficgen" send \
     --dst "$PL_GROUP:$PL_PORT" --iface out0 --ttl 8 --pps "$PPS" --count "$PACKETS" --size "$SIZE" \
-    "${gso[@]}" --json "$dir/raw/send.json" >"$dir/raw/send.out" 2>"$dir/raw/send.log" || rc=$?
+    "${gso[@]}" --json "$dir/raw/send.json" >"$dir/raw/send.out" 2>"$dir/raw/send.log" &
+  local pid=$!
+  PL_PIDS+=("$pid")
+  pl_wait_pid "$pid" "$limit" || rc=$?
   [ "$rc" -eq 0 ] || pl_die "trafficgen send exited $rc: $(tail -3 "$dir/raw/send.log")"
 }
 
