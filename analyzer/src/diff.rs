@@ -106,6 +106,52 @@ pub fn differences(sets: &[Vec<RunRecord>]) -> Vec<Difference> {
             });
         }
     }
+    merge_hops(out)
+}
+
+/// Folds `hop.A.tunable.K`, `hop.B.tunable.K`, ... with the same values in every set into one
+/// row `hop.{A, B}.tunable.K`: a tunable changed on all three relays is one cause, not three.
+fn merge_hops(diffs: Vec<Difference>) -> Vec<Difference> {
+    let mut out: Vec<Difference> = Vec::new();
+    struct Group {
+        key: String,
+        values: Vec<Option<String>>,
+        hops: Vec<String>,
+        /// Index of the group's row in `out`.
+        at: usize,
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    for d in diffs {
+        let split = d
+            .name
+            .strip_prefix("hop.")
+            .and_then(|rest| rest.rsplit_once(".tunable."));
+        match split {
+            Some((hop, key)) => {
+                let key = key.to_string();
+                if let Some(g) = groups
+                    .iter_mut()
+                    .find(|g| g.key == key && g.values == d.values)
+                {
+                    g.hops.push(hop.to_string());
+                } else {
+                    groups.push(Group {
+                        key,
+                        values: d.values.clone(),
+                        hops: vec![hop.to_string()],
+                        at: out.len(),
+                    });
+                    out.push(d);
+                }
+            }
+            None => out.push(d),
+        }
+    }
+    for g in groups {
+        if g.hops.len() > 1 {
+            out[g.at].name = format!("hop.{{{}}}.tunable.{}", g.hops.join(", "), g.key);
+        }
+    }
     out
 }
 
@@ -139,6 +185,38 @@ mod tests {
         );
         assert_eq!(d[0].values, vec![Some("64".into()), Some("1024".into())]);
         assert_eq!(d[1].values[0], None);
+    }
+
+    #[test]
+    fn a_tunable_changed_on_every_hop_is_one_row() {
+        let mut a = RunRecord::new("a");
+        for h in ["MCR-1", "MCR-2"] {
+            a.hops.push(crate::record::Hop {
+                name: h.into(),
+                ..Default::default()
+            });
+        }
+        let mut b = a.clone();
+        for hop in &mut a.hops {
+            hop.tunables
+                .insert("uring_entries".into(), Setting::from(64));
+        }
+        for hop in &mut b.hops {
+            hop.tunables
+                .insert("uring_entries".into(), Setting::from(1024));
+        }
+        b.hops[1]
+            .tunables
+            .insert("batch_size".into(), Setting::from(8));
+        let d = differences(&[vec![a], vec![b]]);
+        let names: Vec<&str> = d.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "hop.{MCR-1, MCR-2}.tunable.uring_entries",
+                "hop.MCR-2.tunable.batch_size"
+            ]
+        );
     }
 
     #[test]
