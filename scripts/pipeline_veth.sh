@@ -323,6 +323,7 @@ print_summary() { # RELAY DIR
     "receiver:  got \($r.totals.received), lost \($r.totals.lost) (\(if $s.packets_sent > 0 then ($r.totals.lost * 10000 / $s.packets_sent | floor) / 100 else 0 end)%), rate \(($r.streams[0].receive_pps // 0) | floor) pps",
     "stage                                       in    dropped        out  unexplained",
     ($c.stages[] | "\(.stage | .[0:36] | . + (" " * (36 - length))) \(.in | tostring | (" " * (10 - length)) + .) \(.dropped | tostring | (" " * (10 - length)) + .) \(.out | tostring | (" " * (10 - length)) + .) \(.unexplained | tostring | (" " * (12 - length)) + .)"),
+    (select($c.veth_gso == "on") | "(veth GSO on: veth counts whole GSO buffers, so the kernel figures above are not datagrams; only the receiver'"'"'s count is checked)"),
     "frames: sent \($c.frames.sent) = received \($c.frames.received) + counted drops \($c.frames.explained_drops) + unexplained \($c.frames.unexplained)",
     "host CPU caused by the run: \(($h.run_ns / 1e6) | floor) ms (host busy \(($h.host_busy_ns / 1e6) | floor) ms - other processes \(($h.other_processes_ns / 1e6) | floor) ms); ours+ksoftirqd \((($h.our_processes_ns + $h.ksoftirqd_ns) / 1e6) | floor) ms",
     "host CPU per delivered packet: \(if $r.totals.received > 0 then ($h.run_ns / $r.totals.received | floor) else "-" end) ns",
