@@ -66,6 +66,7 @@ PACKETS=200000 PPS=50000 SIZE=1400 HOPS=3 RELAYS=mcrd VETH_GSO=off PREFIX=pl
 GEN_GSO='' OUT='' NAME='' ANALYZER='' PL_CFG_WORKERS=1
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 PL_GROUP=239.1.1.1 PL_PORT=5000
+PL_PERF_EVENTS=task-clock,context-switches,cpu-migrations,page-faults,cycles,instructions,cache-misses,branch-misses
 declare -A PL_CFG=()
 
 parse_args() {
@@ -168,10 +169,29 @@ start_relays() { # RELAY DIR
     ns=${PL_NS[$i]} hd=$dir/raw/hop$i
     if [ "$relay" = socat ]; then
       pl_ready_socat "$ns" "$hd" "$PL_PORT" || pl_die "socat in $ns not listening: $(cat "$hd/socat.log")"
+      start_perf_stat "$hd"
     else
       "pl_ready_$relay" "$ns" "$hd" || pl_die "$relay in $ns not ready: $(cat "$hd"/*.log)"
     fi
   done
+}
+
+# start_perf_stat HOPDIR: perf-event counters of a relay that does not count its own (socat),
+# as `perf stat -x,` CSV for analyzer ingest; stopped with SIGINT, which makes perf write them.
+start_perf_stat() {
+  local hd=$1
+  command -v perf >/dev/null || return 0
+  perf stat -x, -e "$PL_PERF_EVENTS" -p "$(cat "$hd/pid")" -o "$hd/perf.csv" >/dev/null 2>&1 &
+  PL_PIDS+=($!)
+  echo $! >"$hd/perf.pid"
+}
+
+stop_perf_stat() { # HOPDIR
+  local hd=$1 pid
+  [ -f "$hd/perf.pid" ] || return 0
+  pid=$(cat "$hd/perf.pid")
+  kill -INT "$pid" 2>/dev/null || true
+  pl_wait_pid "$pid" 5 || true
 }
 
 start_receiver() { # DIR
@@ -219,6 +239,7 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
       "$BIN/mcrctl" --socket "$hd/mcrd.sock" stats --json >"$hd/stats-before-shutdown.json" ||
         pl_log "mcrctl stats failed for hop $i"
     fi
+    stop_perf_stat "$hd"
     pl_stop_pid "$(cat "$hd/pid")"
   done
   if [ "$relay" = mcrd ]; then
@@ -282,6 +303,7 @@ ingest() { # RELAY DIR NAME
     hopname=$(hop_name "$relay" "$i")
     [ "$relay" = mcrd ] && args+=(--hop "$hopname=$dir/raw/hop$i/final.json")
     [ -s "$dir/raw/hop$i/hop.txt" ] && args+=(--hop "$hopname=$dir/raw/hop$i/hop.txt")
+    [ -s "$dir/raw/hop$i/perf.csv" ] && args+=(--hop "$hopname=$dir/raw/hop$i/perf.csv")
     args+=(--set "hop.$hopname.relay=$(relay_label "$relay")")
   done
   (cd "$ROOT" && "$ANALYZER" ingest --name "$name" --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
