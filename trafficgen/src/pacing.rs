@@ -12,12 +12,16 @@ const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 /// Waits longer than this are slept (the rest is spun); shorter ones are spun. Spinning keeps
 /// the schedule exact but burns the core that, over a veth, also runs the receiver's network
-/// stack. Measured at 10k pps (100 us apart), against 150 us / 80 us: the sender's CPU time fell
-/// from 52-54% to 28-32% of a core, and the 90th percentile lateness rose from 0.1 to 0.2 us.
-pub const SLEEP_THRESHOLD: Duration = Duration::from_micros(60);
+/// stack, and it inflates the host CPU a benchmark run is charged with. Measured at 10k pps
+/// (100 us apart), 150 us / 80 us against 60 us / 50 us: sender CPU fell from 52-54% to 28-32%
+/// of a core, 90th percentile lateness rose from 0.1 to 0.2 us. At 20k pps (50 us apart),
+/// 25 us / 15 us against 60 us / 50 us: sender CPU time fell to 0.59x (median of 5 paired runs);
+/// what remains is mostly the cost of timer sleeps on a VM. The schedule is absolute, so a late
+/// wake-up delays packets but never lowers the rate.
+pub const SLEEP_THRESHOLD: Duration = Duration::from_micros(25);
 /// How much earlier than the due time a sleep ends, leaving the rest to a spin; covers the usual
 /// wake-up delay of a sleep with a 1 ns timer slack.
-pub const SLEEP_MARGIN: Duration = Duration::from_micros(50);
+pub const SLEEP_MARGIN: Duration = Duration::from_micros(15);
 
 /// The absolute schedule of one sender thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
