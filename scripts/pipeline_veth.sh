@@ -346,6 +346,7 @@ print_summary() { # RELAY DIR
     "stage                                       in    dropped        out  unexplained",
     ($c.stages[] | "\(.stage | .[0:36] | . + (" " * (36 - length))) \(.in | tostring | (" " * (10 - length)) + .) \(.dropped | tostring | (" " * (10 - length)) + .) \(.out | tostring | (" " * (10 - length)) + .) \(.unexplained | tostring | (" " * (12 - length)) + .)"),
     (select($c.veth_gso == "on") | "(veth GSO on: veth counts whole GSO buffers, so the kernel figures above are not datagrams; only the receiver'"'"'s count is checked)"),
+    (select($c.receiver_expected_short_by != 0) | "(every end marker of a stream was dropped: the receiver counted \($c.receiver_expected_short_by) of the tail neither as received nor as lost; the frame count below includes them)"),
     "frames: sent \($c.frames.sent) = received \($c.frames.received) + counted drops \($c.frames.explained_drops) + unexplained \($c.frames.unexplained)",
     "host CPU caused by the run: \(($h.run_ns / 1e6) | floor) ms (host busy \(($h.host_busy_ns / 1e6) | floor) ms - other processes \(($h.other_processes_ns / 1e6) | floor) ms); ours+ksoftirqd \((($h.our_processes_ns + $h.ksoftirqd_ns) / 1e6) | floor) ms",
     "host CPU per delivered packet: \(if $r.totals.received > 0 then ($h.run_ns / $r.totals.received | floor) else "-" end) ns",

@@ -6,6 +6,7 @@
 # (baseline: the direct path) and a table of medians. Needs root and the release binaries.
 #
 #   sudo CARGO_TARGET_DIR=/work/target-pl reports/pipeline/make-full-run.sh [OUT]
+#   REPORT_ONLY=1 ... make-full-run.sh    # only remake compare-*.md, png-*/ and medians.md
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:-$ROOT/reports/pipeline/full}
@@ -15,7 +16,9 @@ REPEATS=${REPEATS:-3}
 PACKETS=${PACKETS:-300000}
 RATES=${RATES:-"20000 150000"}
 WORK=$(mktemp -d /tmp/pl-full.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
 
+run_all() {
 for ((r = 1; r <= REPEATS; r++)); do
   for pps in $RATES; do
     "$ROOT/scripts/pipeline_veth.sh" --hops 0 --pps "$pps" --packets "$PACKETS" --bin "$BIN" \
@@ -30,21 +33,23 @@ rm -rf "$OUT"
 for d in "$WORK"/rep*/*/; do
   [ -f "$d/run.json" ] || continue
   r=$(basename "$(dirname "$d")") run=$(basename "$d")
-  mkdir -p "$OUT/sets/$run/$r"
-  cp "$d/run.json" "$d/conservation.json" "$d/summary.txt" "$d/raw/host-cpu.json" "$OUT/sets/$run/$r/"
+  mkdir -p "$OUT/sets/$run/$r" "$OUT/records/$run"
+  cp "$d/conservation.json" "$d/summary.txt" "$d/raw/host-cpu.json" "$OUT/sets/$run/$r/"
+  cp "$d/run.json" "$OUT/records/$run/$r.json"
 done
+rm -rf "$WORK"
+}
+
+# REPORT_ONLY=1 remakes the comparisons and medians from the records already in OUT.
+[ -n "${REPORT_ONLY:-}" ] || run_all
 
 for pps in $RATES; do
   sets=()
   for kind in direct-0h mcrd-3h kernel-3h socat-3h; do
-    s="$OUT/sets/$kind-${pps}pps"
-    [ -d "$s" ] || continue
-    mkdir -p "$OUT/records/$kind-${pps}pps"
-    for f in "$s"/rep*/run.json; do cp "$f" "$OUT/records/$kind-${pps}pps/$(basename "$(dirname "$f")").json"; done
-    sets+=("$OUT/records/$kind-${pps}pps")
+    [ -d "$OUT/records/$kind-${pps}pps" ] && sets+=("$OUT/records/$kind-${pps}pps")
   done
   (cd "$ROOT" && "$ANALYZER" compare "${sets[@]}" --out "$OUT/compare-${pps}pps.md" \
-    --png-dir "$OUT/png-${pps}pps") >"$OUT/compare-${pps}pps.log" 2>&1 || true
+    --png-dir "$OUT/png-${pps}pps") || echo "full-run: analyzer compare exited $? for $pps pps" >&2
 done
 
 # Medians per configuration: delivered rate, loss, where the loss was counted, unexplained, host CPU.
@@ -59,8 +64,7 @@ done
       "| \($name) | \($c | length) | \($c | map(.data.sent) | med) | \($r | map(.generator.elapsed_ns as $e | .generator.sent * 1e9 / $e) | med | floor) | \($r | map((.receiver.received * 1e9 / .duration_ns)) | med | floor) | \($c | map(.data.lost * 100 / .data.sent) | med | r0) | \($c | map(.frames.explained_drops) | med) | \($c | map(.frames.unexplained) | add) | \([range(0; $c | length) as $i | $h[$i].run_ns / $c[$i].data.received] | med | floor) | \([range(0; $c | length) as $i | ($h[$i].our_processes_ns + $h[$i].ksoftirqd_ns) / $c[$i].data.received] | med | floor) |"
     ' <(for f in "$s"/rep*/conservation.json; do jq '. + {kind: "c"}' "$f"; done) \
       <(for f in "$s"/rep*/host-cpu.json; do jq '. + {kind: "h"}' "$f"; done) \
-      <(for f in "$s"/rep*/run.json; do jq '. + {kind: "r"}' "$f"; done)
+      <(for f in "$OUT/records/$(basename "$s")"/rep*.json; do jq '. + {kind: "r"}' "$f"; done)
   done
 } >"$OUT/medians.md"
-rm -rf "$WORK"
 echo "full-run: $OUT/medians.md"

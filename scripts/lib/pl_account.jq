@@ -6,7 +6,8 @@
 # Every stage says what went in, what a counter says it dropped, what came out, and the
 # unexplained rest (in - dropped - out). The end-to-end line is
 #   frames sent = frames the receiver got + every counted drop + unexplained
-# where frames include the end markers (kernel counters cannot tell them from data).
+# where frames include the end markers (kernel counters cannot tell them from data). The run
+# passes when the end-to-end and every stage's unexplained are 0.
 
 def d($ns; f): (($ns.after | f) // 0) - (($ns.before | f) // 0);
 def link($ns; $dev; $k): d($ns; .links[$dev][$k]);
@@ -58,9 +59,11 @@ def mcrd_drops($s):
   frames: { sent: $frames_sent, received: $frames_got, explained_drops: $explained,
             unexplained: ($frames_sent - $frames_got - $explained) },
   stages: $stages,
+  # The receiver's expected count falls short of what was sent when every end marker of a stream
+  # was dropped with the tail before it: those packets are still in the frame accounting above.
+  receiver_expected_short_by: ($s.packets_sent - $r.totals.expected),
   # With veth GSO on, kernel counters count GSO buffers, not datagrams: only the data view holds.
   ok: (if $c.veth_gso == "on"
        then ($r.totals.expected == $s.packets_sent)
-       else (($frames_sent - $frames_got - $explained) == 0 and ($stages | all(.unexplained == 0))
-             and $r.totals.expected == $s.packets_sent) end)
+       else (($frames_sent - $frames_got - $explained) == 0 and ($stages | all(.unexplained == 0))) end)
 }
