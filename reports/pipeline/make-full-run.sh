@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Makes the committed full run under reports/pipeline/full/: 3 hops of 1400-byte datagrams at a
-# rate the chain sustains and one it cannot, for mcrd, the kernel (smcroute) and socat, each
-# beside the direct generator -> receiver path (0 hops), REPEATS times, interleaved so that the
+# Makes the committed full run under reports/pipeline/full/: 3 hops of 1400-byte datagrams at
+# rates the chain sustains (20k), sometimes sustains (150k) and cannot (400k), for mcrd, the
+# kernel (smcroute) and socat, each beside the direct generator -> receiver path (0 hops), REPEATS times, interleaved so that the
 # machine's background load falls on all of them alike. Then one `analyzer compare` per rate
 # (baseline: the direct path) and a table of medians. Needs root and the release binaries.
 #
@@ -14,7 +14,7 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 ANALYZER=${ANALYZER:-$BIN/analyzer}
 REPEATS=${REPEATS:-3}
 PACKETS=${PACKETS:-300000}
-RATES=${RATES:-"20000 150000"}
+RATES=${RATES:-"20000 150000 400000"}
 WORK=$(mktemp -d /tmp/pl-full.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
