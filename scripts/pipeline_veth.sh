@@ -136,10 +136,24 @@ PL_NS=()
 
 teardown() {
   local p
-  for p in "${PL_PIDS[@]}"; do pl_stop_pid "$p"; done
+  for p in ${PL_PIDS[@]+"${PL_PIDS[@]}"}; do pl_stop_pid "$p"; done
   PL_PIDS=()
   [ "$PL_OWN_NS" -eq 1 ] && pl_topology_remove
   PL_OWN_NS=0
+}
+
+# forget_pid PID: after a child is reaped its PID may be reused by someone else's process, so it
+# leaves the list teardown kills.
+forget_pid() {
+  local keep=() p
+  for p in "${PL_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PL_PIDS=(${keep[@]+"${keep[@]}"})
+}
+
+# stop_child PID: stop one of our children and forget it.
+stop_child() {
+  pl_stop_pid "$1"
+  forget_pid "$1"
 }
 
 on_exit() {
@@ -192,6 +206,7 @@ stop_perf_stat() { # HOPDIR
   pid=$(cat "$hd/perf.pid")
   kill -INT "$pid" 2>/dev/null || true
   pl_wait_pid "$pid" 5 || true
+  forget_pid "$pid"
 }
 
 start_receiver() { # DIR
@@ -228,6 +243,7 @@ run_generator() { # DIR
   local pid=$!
   PL_PIDS+=("$pid")
   pl_wait_pid "$pid" "$limit" || rc=$?
+  forget_pid "$pid"
   [ "$rc" -eq 0 ] || pl_die "trafficgen send exited $rc: $(tail -3 "$dir/raw/send.log")"
 }
 
@@ -240,7 +256,7 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
         pl_log "mcrctl stats failed for hop $i"
     fi
     stop_perf_stat "$hd"
-    pl_stop_pid "$(cat "$hd/pid")"
+    stop_child "$(cat "$hd/pid")"
   done
   if [ "$relay" = mcrd ]; then
     for ((i = 1; i <= HOPS; i++)); do
@@ -370,6 +386,7 @@ run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS
   PL_GSO_SEEN=$(pl_gso_state "${PL_NS[0]}" out0)
   run_generator "$dir"
   pl_wait_pid "$PL_RECV_PID" $((PACKETS / PPS + 40)) || pl_log "receiver exited with $?"
+  forget_pid "$PL_RECV_PID"
   snapshot "$dir" after
   [ "$HOPS" -gt 0 ] && collect_relay_stats "$relay" "$dir"
   local i
