@@ -16,7 +16,7 @@
 # 2 bad flags; 3 a run had unexplained loss or failed.
 set -euo pipefail
 PL_PROG=nightly
-HERE=$(cd "$(dirname "$0")" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=scripts/lib/pl_common.sh
 . "$HERE/lib/pl_common.sh"
@@ -140,13 +140,17 @@ write_report() {
     for pps in ${RATES//,/ }; do
       echo "## $pps pps"
       echo
-      echo "| repeat | sent | received | lost | counted drops | unexplained | host CPU ns/delivered pkt |"
-      echo "|---|---|---|---|---|---|---|"
+      echo "| repeat | sent | received | lost | counted drops | unexplained | host CPU ns/delivered pkt | other processes (% of a CPU) |"
+      echo "|---|---|---|---|---|---|---|---|"
       for s in "$OUT"/runs/rate-"$pps"/rep*/*/conservation.json; do
         [ -f "$s" ] || continue
         jq -r --slurpfile h "$(dirname "$s")/raw/host-cpu.json" --arg rep "$(basename "$(dirname "$(dirname "$s")")")" '
-          "| \($rep) | \(.data.sent) | \(.data.received) | \(.data.lost) | \(.frames.explained_drops) | \(.frames.unexplained) | \(if .data.received > 0 then ($h[0].run_ns / .data.received | floor) else "-" end) |"' "$s"
+          "| \($rep) | \(.data.sent) | \(.data.received) | \(.data.lost) | \(.frames.explained_drops) | \(.frames.unexplained) | \(if .data.received > 0 then ($h[0].run_ns / .data.received | floor) else "-" end) | \(if $h[0].window_ns > 0 then ($h[0].other_processes_ns * 100 / $h[0].window_ns | floor) else "-" end) |"' "$s"
       done
+      echo
+      echo "Other processes: CPU the machine spent on work that was not this run's, during it (the host"
+      echo "CPU column has it subtracted, but it also takes cores from the relays: a verdict made while it"
+      echo "was high says more about the machine than about the code)."
       echo
       echo "- Against the baseline: [compare-$pps.md](compare-$pps.md)"
       echo "- Over the history: [trend-$pps.md](trend-$pps.md)"
@@ -180,4 +184,5 @@ main() {
   [ "$REGRESSED" -eq 0 ] || exit 1
 }
 
-main "$@"
+# Sourcing the file (for its functions) does not run it.
+[ "${BASH_SOURCE[0]}" != "$0" ] || main "$@"
