@@ -86,6 +86,13 @@ pub struct Worker {
     last_socket_error_log: Option<Instant>,
 }
 
+/// How much `now` grew since the last log line, if it did; remembers `now`.
+fn increase(now: u64, last: &mut u64) -> Option<u64> {
+    let grew = now.checked_sub(*last).filter(|n| *n > 0);
+    *last = now;
+    grew
+}
+
 /// Error counts at the last log line, to log only what changed.
 #[derive(Default)]
 struct LoggedCounts {
@@ -420,7 +427,7 @@ impl Worker {
         let c = self.fwd.cells();
         let id = self.fwd.id;
         let tx_errors: u64 = c.tx_errors.iter().map(|e| e.get()).sum();
-        if tx_errors > self.last_logged.tx_errors {
+        if let Some(n) = increase(tx_errors, &mut self.last_logged.tx_errors) {
             let (slot, _) = c
                 .tx_errors
                 .iter()
@@ -430,37 +437,24 @@ impl Worker {
             let name = TX_ERRNOS.get(slot).map_or("other", |(_, n)| n);
             tracing::warn!(
                 worker = id,
-                "{} send errors in the last second (most often {name})",
-                tx_errors - self.last_logged.tx_errors
+                "{n} send errors in the last second (most often {name})"
             );
-            self.last_logged.tx_errors = tx_errors;
         }
         let malformed: u64 = c.malformed.iter().map(|m| m.get()).sum();
-        if malformed > self.last_logged.malformed {
-            tracing::warn!(
-                worker = id,
-                "{} malformed datagrams in the last second",
-                malformed - self.last_logged.malformed
-            );
-            self.last_logged.malformed = malformed;
+        if let Some(n) = increase(malformed, &mut self.last_logged.malformed) {
+            tracing::warn!(worker = id, "{n} malformed datagrams in the last second");
         }
-        let exhaust = c.buf_exhaust.get();
-        if exhaust > self.last_logged.buf_exhaust {
+        if let Some(n) = increase(c.buf_exhaust.get(), &mut self.last_logged.buf_exhaust) {
             tracing::warn!(
                 worker = id,
-                "{} datagrams dropped for lack of egress buffers or send slots in the last second",
-                exhaust - self.last_logged.buf_exhaust
+                "{n} datagrams dropped for lack of egress buffers or send slots in the last second"
             );
-            self.last_logged.buf_exhaust = exhaust;
         }
-        let kdrops = c.kernel_drops.get();
-        if kdrops > self.last_logged.kernel_drops {
+        if let Some(n) = increase(c.kernel_drops.get(), &mut self.last_logged.kernel_drops) {
             tracing::warn!(
                 worker = id,
-                "{} frames dropped by the kernel before we saw them in the last second (ring full)",
-                kdrops - self.last_logged.kernel_drops
+                "{n} frames dropped by the kernel before we saw them in the last second (ring full)"
             );
-            self.last_logged.kernel_drops = kdrops;
         }
     }
 

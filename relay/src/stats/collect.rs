@@ -10,7 +10,6 @@ use super::report::{
 };
 use crate::config::DataplaneConfig;
 use crate::dataplane::Shared;
-use crate::stats::report::Tunables;
 use crate::wire::{Filtered, Malformed};
 
 /// Facts about the process that go into every report.
@@ -91,21 +90,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             config_path: identity.config_path.clone(),
-            tunables: Tunables {
-                workers: dp.workers,
-                cpus: dp.cpus.clone(),
-                ring_frames: dp.ring_frames,
-                ring_frame_size: dp.ring_frame_size,
-                buffer_count: dp.buffer_count,
-                buffer_size: dp.buffer_size,
-                uring_entries: dp.uring_entries,
-                max_in_flight_sends: dp.max_in_flight_sends,
-                batch_size: dp.batch_size,
-                max_gso_segments: dp.max_gso_segments,
-                socket_sndbuf: dp.socket_sndbuf,
-                gso: dp.gso,
-                busy_poll_us: dp.busy_poll_us,
-            },
+            tunables: dp.clone(),
             gso_egress: shared.gso,
         },
         totals,

@@ -51,25 +51,9 @@ pub struct RelayInfo {
     pub gso_egress: bool,
 }
 
-/// Data-plane tunables, as configured (`[dataplane]` in the config file).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tunables {
-    pub workers: u32,
-    /// CPUs the workers are pinned to, in worker order; empty when not pinned.
-    pub cpus: Vec<u32>,
-    pub ring_frames: u32,
-    pub ring_frame_size: u32,
-    pub buffer_count: u32,
-    pub buffer_size: u32,
-    pub uring_entries: u32,
-    pub max_in_flight_sends: u32,
-    pub batch_size: u32,
-    pub max_gso_segments: u32,
-    pub socket_sndbuf: u32,
-    pub gso: bool,
-    pub busy_poll_us: u32,
-}
+/// Data-plane tunables, as configured (`[dataplane]` in the config file): the same type the
+/// daemon runs with, so the report cannot drift from it.
+pub use crate::config::DataplaneConfig as Tunables;
 
 /// Per-worker counters. All counts are since start; they never reset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
