@@ -339,6 +339,21 @@ fn largest_loss(w: &Waterfall) -> Option<String> {
                 );
             }
         }
+        if let (Some(l), Some(off)) = (h.link_drops, h.offered) {
+            if off > 0 {
+                consider(
+                    l,
+                    format!(
+                        "Most packets were lost on the veth link from {} to {} (kernel link drops): {} of {} ({}).",
+                        h.upstream,
+                        h.hop,
+                        count(l),
+                        count(off),
+                        percent(l as f64 / off as f64 * 100.0)
+                    ),
+                );
+            }
+        }
         if let (Some(u), Some(off)) = (h.unseen, h.offered) {
             if u > 0 && off > 0 {
                 consider(

@@ -64,9 +64,17 @@ struct IngestArgs {
     /// Receiver output: `trafficgen recv --json` or text (`received=N lost=N p99=1.2ms`).
     #[arg(long, value_name = "FILE")]
     receiver: Vec<PathBuf>,
-    /// Host CPU time over the run: text (`user=12.5s system=3s softirq=4s`) or `perf stat -a -x,` CSV.
+    /// Host CPU time over the run: text (`user=12.5s system=3s softirq=4s`), `perf stat -a -x,` CSV,
+    /// or the pipeline harness's `mcr.pipeline.host_cpu` JSON.
     #[arg(long, value_name = "FILE")]
     host: Vec<PathBuf>,
+    /// Kernel counter deltas outside the relays (veth links, UDP per namespace, softnet drops):
+    /// `mcr.pipeline.kernel` JSON.
+    #[arg(long, value_name = "FILE")]
+    kernel: Vec<PathBuf>,
+    /// The pipeline harness's packet-conservation check: `mcr.pipeline.conservation` JSON.
+    #[arg(long, value_name = "FILE")]
+    conservation: Vec<PathBuf>,
     /// A setting: env.kernel, env.cpu_model, env.cores, env.git_revision, env.sysctl.NAME, env.NAME,
     /// config.generator.NAME, config.relay.NAME, config.harness.NAME, hop.HOP.relay,
     /// hop.HOP.tunable.NAME, duration (e.g. 14.43s), generator.tool, receiver.tool.
@@ -182,6 +190,14 @@ fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     }));
     inputs.extend(a.host.into_iter().map(|path| Input {
         role: Role::Host,
+        path,
+    }));
+    inputs.extend(a.kernel.into_iter().map(|path| Input {
+        role: Role::Kernel,
+        path,
+    }));
+    inputs.extend(a.conservation.into_iter().map(|path| Input {
+        role: Role::Conservation,
         path,
     }));
     let rec = ingest::ingest(&ingest::Options {

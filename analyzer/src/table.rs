@@ -18,6 +18,33 @@ pub struct Table {
     pub metrics: Vec<Metric>,
 }
 
+/// When the runs' hops differ (mcrd against the kernel or socat), a row labelled with the first
+/// run's hop name (`MCR-1 Ingress`) would misname the others' hops: such rows are labelled by
+/// position instead (`hop 1 Ingress`).
+fn neutral_hop_labels(sets: &[Vec<RunRecord>], metrics: &mut [Metric]) {
+    let records = || sets.iter().flatten();
+    let positions = records().map(|r| r.hops.len()).max().unwrap_or(0);
+    for i in 0..positions {
+        let mut names = records().filter_map(|r| r.hops.get(i));
+        let Some(first) = names.next() else { continue };
+        let same = names.all(|h| h.name == first.name && h.relay == first.relay);
+        if same {
+            continue;
+        }
+        let prefix = format!("hop{}.", i + 1);
+        for m in metrics.iter_mut().filter(|m| m.key.starts_with(&prefix)) {
+            // Metric labels of a hop are "NAME what"; the name is that of the record that
+            // first gave the metric, so strip whichever hop name at this position it starts with.
+            let rest = records()
+                .filter_map(|r| r.hops.get(i))
+                .find_map(|h| m.label.strip_prefix(&h.name))
+                .unwrap_or(&m.label)
+                .to_string();
+            m.label = format!("hop {}{rest}", i + 1);
+        }
+    }
+}
+
 impl Table {
     /// Builds the table from sample sets (each a list of records of one configuration).
     pub fn build(sets: &[Vec<RunRecord>]) -> PolarsResult<Self> {
@@ -50,6 +77,7 @@ impl Table {
             Column::new("origin".into(), origin),
         ])?;
         let mut metrics: Vec<Metric> = seen.into_values().collect();
+        neutral_hop_labels(sets, &mut metrics);
         metrics.sort_by(|a, b| metrics::rank(&a.key).total_cmp(&metrics::rank(&b.key)));
         Ok(Table { df, metrics })
     }
@@ -111,5 +139,25 @@ mod tests {
         assert!(t.values(1, "hop2.rx_pps").unwrap().is_empty());
         assert_eq!(t.metrics[0].key, "generator.pps");
         assert!(!t.any_reported(0, "hop1.rx_pps").unwrap());
+        assert_eq!(
+            t.metrics
+                .iter()
+                .find(|m| m.key == "hop1.rx_pps")
+                .unwrap()
+                .label,
+            "MCR-1 Ingress",
+            "the same hops keep their names"
+        );
+    }
+
+    #[test]
+    fn mixed_relays_get_neutral_hop_labels() {
+        let mut kernel = rec("k", 20);
+        kernel.hops[0].name = "KERNEL-1".into();
+        kernel.hops[0].relay = Some("smcroute".into());
+        let t = Table::build(&[vec![rec("a", 10)], vec![kernel]]).unwrap();
+        let label = |k: &str| t.metrics.iter().find(|m| m.key == k).unwrap().label.clone();
+        assert_eq!(label("hop1.rx_pps"), "hop 1 Ingress");
+        assert_eq!(label("generator.pps"), "Traffic Generator");
     }
 }

@@ -7,11 +7,16 @@
 //! `rx - filtered - malformed - no_match (+ fan-out copies) - buf_exhaust - tx_errors - in_flight
 //!  = tx_sent + remainder`
 //!
+//! When the record has the kernel's veth counters (`kernel.links`, one per leg: generator → hop
+//! 1, …, last hop → receiver), each leg's link drops are counted before the hop, so a loss on the
+//! wire is explained rather than left unexplained. Softnet backlog drops are host-wide: they are
+//! shown for the run, not charged to a hop.
+//!
 //! The remainder is printed, never hidden: a non-zero remainder means a counter is missing or
 //! wrong. Counters the source did not report are listed so that a reader knows the remainder
 //! may hold them.
 
-use crate::record::{Hop, RunRecord};
+use crate::record::{Conservation, Hop, Link, RunRecord};
 
 /// The classes of the conservation law, in its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +65,10 @@ pub struct HopFlow {
     /// Packets the upstream sent, if known.
     pub offered: Option<u64>,
     pub kernel_drops: Option<u64>,
-    /// `offered - received - kernel_drops`: lost on the way in with no counter to explain it.
+    /// Frames the veth link into this hop dropped (tx + rx side), when the kernel reported them.
+    pub link_drops: Option<u64>,
+    /// `offered - received - kernel_drops - link_drops`: lost on the way in with no counter to
+    /// explain it.
     /// Negative when the hop received more than was offered (foreign traffic counted in `rx`).
     pub unseen: Option<i64>,
     pub received: Option<u64>,
@@ -79,6 +87,8 @@ pub struct Delivery {
     pub upstream: String,
     pub offered: Option<u64>,
     pub received: Option<u64>,
+    /// Of the loss, frames the veth link into the receiver dropped.
+    pub link_drops: Option<u64>,
     /// Of the loss, datagrams the receiving socket dropped for want of buffer space.
     pub socket_drops: Option<u64>,
     /// `offered - received`.
@@ -91,13 +101,17 @@ pub struct Waterfall {
     pub run: String,
     pub hops: Vec<HopFlow>,
     pub delivery: Option<Delivery>,
+    /// Host-wide softnet backlog drops over the run (any hop's), when known.
+    pub softnet_dropped: Option<u64>,
+    /// The harness's conservation check, when the record has one.
+    pub conservation: Option<Conservation>,
 }
 
 fn diff(a: Option<u64>, b: Option<u64>) -> Option<i64> {
     Some(a? as i64 - b? as i64)
 }
 
-fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>) -> HopFlow {
+fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>, link: Option<&Link>) -> HopFlow {
     let c = &hop.counters;
     let fanout = match (c.output_copies, c.matched) {
         (Some(copies), Some(m)) if copies > m => Some(copies - m),
@@ -140,12 +154,15 @@ fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>) -> HopFlow {
         }
         _ => None,
     };
-    let unseen = diff(offered, c.rx).map(|d| d - c.kernel_drops.unwrap_or(0) as i64);
+    let link_drops = link.and_then(Link::dropped);
+    let unseen = diff(offered, c.rx)
+        .map(|d| d - c.kernel_drops.unwrap_or(0) as i64 - link_drops.unwrap_or(0) as i64);
     HopFlow {
         hop: hop.name.clone(),
         upstream,
         offered,
         kernel_drops: c.kernel_drops,
+        link_drops,
         unseen,
         received: c.rx,
         steps,
@@ -159,9 +176,13 @@ fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>) -> HopFlow {
 pub fn waterfall(rec: &RunRecord) -> Waterfall {
     let mut upstream = "generator".to_string();
     let mut offered = rec.generator.as_ref().and_then(|g| g.sent);
+    // Links map onto legs only when there is one per leg; otherwise which link fed which hop is
+    // not known and none is used.
+    let links = &rec.kernel.links;
+    let link = |i: usize| (links.len() == rec.hops.len() + 1).then(|| &links[i]);
     let mut hops = Vec::new();
-    for hop in &rec.hops {
-        let flow = hop_flow(hop, upstream, offered);
+    for (i, hop) in rec.hops.iter().enumerate() {
+        let flow = hop_flow(hop, upstream, offered, link(i));
         upstream = hop.name.clone();
         offered = flow.sent_on;
         hops.push(flow);
@@ -170,6 +191,7 @@ pub fn waterfall(rec: &RunRecord) -> Waterfall {
         upstream: upstream.clone(),
         offered,
         received: r.received,
+        link_drops: link(rec.hops.len()).and_then(Link::dropped),
         socket_drops: r.socket_drops,
         lost: diff(offered, r.received),
     });
@@ -177,6 +199,8 @@ pub fn waterfall(rec: &RunRecord) -> Waterfall {
         run: rec.name.clone(),
         hops,
         delivery,
+        softnet_dropped: rec.kernel.softnet_dropped,
+        conservation: rec.conservation.clone(),
     }
 }
 
@@ -260,6 +284,36 @@ mod tests {
         assert_eq!(
             w.hops[0].offered, None,
             "no generator: offered is unknown, not 0"
+        );
+    }
+
+    #[test]
+    fn link_drops_explain_loss_between_hops() {
+        let mut r = seed_after();
+        let link = |tx: u64, rx: u64| Link {
+            from: "a".into(),
+            to: "b".into(),
+            tx_dropped: Some(tx),
+            rx_dropped: Some(rx),
+            ..Default::default()
+        };
+        r.receiver = Some(crate::record::Receiver {
+            received: Some(1_198_000),
+            ..Default::default()
+        });
+        r.kernel.links = vec![link(0, 60_000), link(5_000, 182), link(0, 42)];
+        r.kernel.softnet_dropped = Some(7);
+        let w = waterfall(&r);
+        assert_eq!(w.hops[0].link_drops, Some(60_000));
+        assert_eq!(w.hops[0].unseen, Some(0), "explained by the link's drops");
+        assert_eq!(w.hops[1].unseen, Some(0));
+        assert_eq!(w.delivery.as_ref().unwrap().link_drops, Some(42));
+        assert_eq!(w.softnet_dropped, Some(7));
+        r.kernel.links.pop();
+        let w = waterfall(&r);
+        assert_eq!(
+            w.hops[0].link_drops, None,
+            "links that do not match the legs are not guessed onto hops"
         );
     }
 

@@ -121,6 +121,7 @@ pub fn trafficgen_send(
     g.tool = Some(format!("trafficgen {}", r.trafficgen_version));
     g.sent = Some(r.packets_sent);
     g.send_errors = Some(r.send_errors);
+    g.end_markers_sent = Some(r.end_markers_sent);
     g.payload_bytes = Some(r.payload_bytes);
     g.wire_bytes = Some(r.wire_bytes);
     g.elapsed_ns = Some(r.elapsed_ns).filter(|&n| n > 0);
@@ -173,6 +174,7 @@ pub fn trafficgen_recv(
     out.reordered = Some(r.totals.reordered);
     out.late = Some(r.totals.late);
     out.socket_drops = Some(r.socket_drops);
+    out.end_markers_received = Some(r.totals.end_markers_received);
     out.elapsed_ns = Some(r.elapsed_ns).filter(|&n| n > 0);
     let rates: Vec<f64> = r.streams.iter().filter_map(|s| s.receive_pps).collect();
     if !rates.is_empty() {

@@ -10,6 +10,7 @@ mod apply;
 pub mod host;
 pub mod json;
 pub mod perf_csv;
+pub mod pipeline;
 pub mod text;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,10 @@ pub enum Role {
     Receiver,
     /// The whole host's CPU time.
     Host,
+    /// Kernel counters outside the relays (`mcr.pipeline.kernel` JSON).
+    Kernel,
+    /// The harness's packet-conservation check (`mcr.pipeline.conservation` JSON).
+    Conservation,
 }
 
 impl Role {
@@ -35,6 +40,8 @@ impl Role {
             Role::Hop(n) => format!("hop:{n}"),
             Role::Receiver => "receiver".into(),
             Role::Host => "host".into(),
+            Role::Kernel => "kernel".into(),
+            Role::Conservation => "conservation".into(),
         }
     }
 }
@@ -148,6 +155,11 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
             (Role::Receiver, trafficgen::record::RECV_SCHEMA) => {
                 json::trafficgen_recv(path, &text, &doc, rec)?
             }
+            (Role::Kernel, pipeline::KERNEL_SCHEMA) => pipeline::kernel(path, &text, &doc, rec)?,
+            (Role::Conservation, pipeline::CONSERVATION_SCHEMA) => {
+                pipeline::conservation(path, &text, &doc, rec)?
+            }
+            (Role::Host, pipeline::HOST_CPU_SCHEMA) => pipeline::host_cpu(path, &text, &doc, rec)?,
             (role, _) => {
                 return Err(Error::field(
                     path,
@@ -157,6 +169,15 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
             }
         }
         return Ok(format!("{schema}/{version}"));
+    }
+    if matches!(input.role, Role::Kernel | Role::Conservation) {
+        return Err(Error::format(
+            path,
+            format!(
+                "the {} role takes a JSON document of the pipeline harness",
+                input.role.label()
+            ),
+        ));
     }
     if perf_csv::looks_like(&text) {
         let perf = perf_csv::parse(path, &text)?;
@@ -187,6 +208,7 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
                     })?;
                 rec.host_cpu.get_or_insert_with(HostCpu::default).busy_ns = Some(busy);
             }
+            Role::Kernel | Role::Conservation => unreachable!("refused above"),
         }
         return Ok("perf-csv".into());
     }
@@ -207,6 +229,7 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
             &entries,
             rec.host_cpu.get_or_insert_with(HostCpu::default),
         )?,
+        Role::Kernel | Role::Conservation => unreachable!("refused above"),
     }
     Ok("text".into())
 }

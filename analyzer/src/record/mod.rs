@@ -7,6 +7,8 @@
 //! Where an old log gives only a rate or a percentage, the record keeps that under `reported`
 //! and the reports say the number was reported rather than computed from counters.
 
+mod conservation;
+mod kernel;
 mod measured;
 
 use std::collections::BTreeMap;
@@ -14,6 +16,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use conservation::{Conservation, Stage};
+pub use kernel::{Kernel, Link, NamespaceUdp};
 pub use measured::{Measured, UNAVAILABLE};
 
 use crate::error::{from_json, read_nonempty, Error, Result};
@@ -63,6 +67,12 @@ pub struct RunRecord {
     /// CPU time of the whole host over the run (all processes, kernel work included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_cpu: Option<HostCpu>,
+    /// Kernel counters outside the relays: veth links, UDP per namespace, softnet drops.
+    #[serde(default, skip_serializing_if = "Kernel::is_empty")]
+    pub kernel: Kernel,
+    /// The harness's packet-conservation check, per stage, with its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conservation: Option<Conservation>,
     /// Result of a rate search (`trafficgen sweep`), when the run was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
@@ -150,6 +160,9 @@ pub struct Generator {
     /// Sends that failed (never counted in `sent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_errors: Option<u64>,
+    /// End-of-stream markers sent after the data (not in `sent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_markers_sent: Option<u64>,
     /// UDP payload bytes of `sent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_bytes: Option<u64>,
@@ -299,9 +312,19 @@ pub struct HostCpu {
     pub softirq_ns: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irq_ns: Option<u64>,
-    /// Busy time when only a total is known (`perf stat -a` cpu-clock).
+    /// Busy time when only a total is known (`perf stat -a` cpu-clock, or the host's busy time
+    /// less other processes' as `method` says).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busy_ns: Option<u64>,
+    /// Wall-clock time the host CPU figures cover, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ns: Option<u64>,
+    /// CPU time of processes outside the run in the window, ns (already left out of `busy_ns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_processes_ns: Option<u64>,
+    /// How `busy_ns` was measured, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 impl HostCpu {
@@ -337,6 +360,9 @@ pub struct Receiver {
     pub reordered: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late: Option<u64>,
+    /// End-of-stream markers received (not in `received`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_markers_received: Option<u64>,
     /// Datagrams the receiving socket's full buffer dropped (host loss; also inside `lost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_drops: Option<u64>,
@@ -381,6 +407,8 @@ impl RunRecord {
             hops: Vec::new(),
             receiver: None,
             host_cpu: None,
+            kernel: Kernel::default(),
+            conservation: None,
             sweep: None,
         }
     }
@@ -495,6 +523,39 @@ impl RunRecord {
                     format!("hops[{i}].duration_ns"),
                     "must be greater than 0",
                 ));
+            }
+        }
+        if let Some(h) = &self.host_cpu {
+            if h.window_ns == Some(0) {
+                return Err(Error::field(
+                    path,
+                    "host_cpu.window_ns",
+                    "must be greater than 0",
+                ));
+            }
+        }
+        for (i, l) in self.kernel.links.iter().enumerate() {
+            if l.from.trim().is_empty() || l.to.trim().is_empty() {
+                return Err(Error::field(
+                    path,
+                    format!("kernel.links[{i}]"),
+                    "`from` and `to` must name both ends",
+                ));
+            }
+        }
+        if let Some(c) = &self.conservation {
+            for (i, s) in c.stages.iter().enumerate() {
+                if s.unexplained != s.expected_unexplained() {
+                    return Err(Error::field(
+                        path,
+                        format!("conservation.stages[{i}].unexplained"),
+                        format!(
+                            "is {}, but in - dropped - out = {}",
+                            s.unexplained,
+                            s.expected_unexplained()
+                        ),
+                    ));
+                }
             }
         }
         if let Some(r) = &self.receiver {

@@ -463,6 +463,7 @@ fn waterfall(o: &mut String, w: &Waterfall) {
             "No relay in this run: the generator sent straight to the receiver.\n"
         );
         delivery(o, w);
+        kernel_and_verdict(o, w);
         o.push('\n');
         return;
     }
@@ -471,6 +472,7 @@ fn waterfall(o: &mut String, w: &Waterfall) {
             o,
             "No per-hop counters in this run (only rates were reported), so its losses cannot be broken down.\n"
         );
+        kernel_and_verdict(o, w);
         return;
     }
     let mut head = String::from("| Step |");
@@ -492,6 +494,9 @@ fn waterfall(o: &mut String, w: &Waterfall) {
         None => "*unknown*".into(),
     });
     row(o, "Kernel drops", &|h| cell(h.kernel_drops, h.offered));
+    if w.hops.iter().any(|h| h.link_drops.is_some()) {
+        row(o, "veth link drops", &|h| cell(h.link_drops, h.offered));
+    }
     row(
         o,
         "Lost before the relay's counters (unexplained)",
@@ -541,7 +546,39 @@ fn waterfall(o: &mut String, w: &Waterfall) {
         }
     }
     delivery(o, w);
+    kernel_and_verdict(o, w);
     o.push('\n');
+}
+
+/// Host-wide softnet drops and the harness's conservation verdict, when the record has them.
+fn kernel_and_verdict(o: &mut String, w: &Waterfall) {
+    if let Some(n) = w.softnet_dropped {
+        let _ = writeln!(
+            o,
+            "- Host softnet backlog drops: {} (host-wide, any hop's: they may explain that much of the loss before a relay's counters).",
+            count(n)
+        );
+    }
+    if let Some(c) = &w.conservation {
+        let unexplained: Vec<String> = c
+            .stages
+            .iter()
+            .filter(|s| s.unexplained != 0)
+            .map(|s| format!("{} {}", s.name, signed(s.unexplained)))
+            .collect();
+        let verdict = if c.ok {
+            "OK, every packet accounted for".to_string()
+        } else if unexplained.is_empty() {
+            "FAILED (the harness found unexplained loss end to end)".to_string()
+        } else {
+            format!("FAILED, unexplained: {}", unexplained.join(", "))
+        };
+        let _ = writeln!(
+            o,
+            "- Conservation check of the harness ({} stages, in frames): {verdict}.",
+            c.stages.len()
+        );
+    }
 }
 
 /// The last leg: from the last hop (or the generator) to the receiver.
@@ -556,11 +593,14 @@ fn delivery(o: &mut String, w: &Waterfall) {
         };
         let _ = writeln!(
             o,
-            "- Receiver: {} sent by {}, {} received, {} lost on the last leg{}.",
+            "- Receiver: {} sent by {}, {} received, {} lost on the last leg{}{}.",
             d.offered.map_or("unknown".into(), count),
             d.upstream,
             d.received.map_or("unknown".into(), count),
             lost,
+            d.link_drops
+                .map(|n| format!(" ({} dropped by the veth link)", count(n)))
+                .unwrap_or_default(),
             d.socket_drops
                 .map(|s| format!(
                     " (of which {} dropped by the receiving socket's full buffer)",

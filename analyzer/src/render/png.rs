@@ -192,7 +192,7 @@ const CLASSES: [(&str, RGBColor); 7] = [
     ("buffer exhaustion", RGBColor(213, 94, 0)),
     ("egress errors / in flight", RGBColor(204, 121, 167)),
     ("filtered / malformed / no match", RGBColor(86, 180, 233)),
-    ("kernel drops", RGBColor(230, 159, 0)),
+    ("kernel and link drops", RGBColor(230, 159, 0)),
     (
         "lost before counters (unexplained)",
         RGBColor(120, 120, 120),
@@ -213,7 +213,7 @@ fn classes(h: &crate::waterfall::HopFlow) -> [u64; 7] {
         step(StepKind::BufExhaust),
         step(StepKind::TxErrors) + step(StepKind::InFlight),
         step(StepKind::Filtered) + step(StepKind::Malformed) + step(StepKind::NoMatch),
-        h.kernel_drops.unwrap_or(0),
+        h.kernel_drops.unwrap_or(0) + h.link_drops.unwrap_or(0),
         h.unseen.unwrap_or(0).max(0) as u64,
         h.remainder.unwrap_or(0).max(0) as u64,
     ]
