@@ -939,3 +939,27 @@ fn losing_an_input_interface_neither_spins_nor_stops_other_flows() {
     let fin = relay.stop();
     assert_conserves(&fin);
 }
+
+#[test]
+fn receive_coalescing_delivers_everything_across_pauses() {
+    if !e2e_allowed("rx_coalesce") {
+        return;
+    }
+    let c = chain(1, false);
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "rx_coalesce_us = 500", &chain_rule()),
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    // Two bursts with an idle gap: the worker waits in fixed windows while frames flow, falls
+    // back to polls when a window brings nothing, and must pick the flow up again.
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 1000, 600, 10_000);
+    std::thread::sleep(Duration::from_millis(300));
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 1000, 1000, 600, 2_000);
+    let got = drain(&rx, Duration::from_millis(500), 2010);
+    assert_eq!(check_payloads(&got, 600), (0..2000).collect::<Vec<_>>());
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.relay.tunables.rx_coalesce_us, 500);
+}

@@ -218,6 +218,7 @@ fn validate_dataplane(d: &DataplaneConfig) -> Result<(), (&'static str, String)>
         crate::dataplane::limits::UDP_MAX_SEGMENTS,
     )?;
     range("busy_poll_us", d.busy_poll_us, 0, 1_000_000)?;
+    range("rx_coalesce_us", d.rx_coalesce_us, 0, 100_000)?;
     Ok(())
 }
 

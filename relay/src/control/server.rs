@@ -190,6 +190,7 @@ pub fn serve(stream: UnixStream, controller: &Mutex<Controller>) -> io::Result<(
                     format!("request exceeds {MAX_REQUEST_BYTES} bytes"),
                 ),
             )?;
+            discard_rest(&mut reader, &writer);
             return Ok(());
         }
         let request = line.strip_suffix(b"\n").unwrap_or(&line);
@@ -203,6 +204,17 @@ pub fn serve(stream: UnixStream, controller: &Mutex<Controller>) -> io::Result<(
         };
         write_response(&mut writer, &response)?;
     }
+}
+
+/// Most bytes read and thrown away after refusing an oversize request.
+const MAX_DISCARD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// After refusing an oversize request: a Unix socket closed with unread data resets its peer,
+/// which could then lose our reply. So end our side, and read what the client is still
+/// sending (bounded in bytes, and in time by the read timeout) before closing.
+fn discard_rest(reader: &mut impl Read, writer: &UnixStream) {
+    let _ = writer.shutdown(std::net::Shutdown::Write);
+    let _ = io::copy(&mut reader.take(MAX_DISCARD_BYTES), &mut io::sink());
 }
 
 fn write_response(w: &mut impl Write, r: &Response) -> io::Result<()> {

@@ -81,6 +81,7 @@ pub struct Worker {
     ingress_params: IngressParams,
     batch_size: usize,
     busy_poll: Duration,
+    rx_coalesce: Duration,
     perf: ThreadCounters,
     last_logged: LoggedCounts,
     last_socket_error_log: Option<Instant>,
@@ -145,6 +146,7 @@ impl Worker {
             },
             batch_size: dp.batch_size as usize,
             busy_poll: Duration::from_micros(u64::from(dp.busy_poll_us)),
+            rx_coalesce: Duration::from_micros(u64::from(dp.rx_coalesce_us)),
             perf,
             last_logged: LoggedCounts::default(),
             last_socket_error_log: None,
@@ -221,6 +223,7 @@ impl Worker {
         let mut last_busy = Instant::now();
         let mut next_tick = Instant::now() + TICK;
         let mut next_slow_tick = Instant::now() + SLOW_TICK;
+        let mut coalescing = false;
         let shared = Arc::clone(&self.fwd.shared);
         shared.adopted[self.fwd.id].store(generation, Ordering::Release);
         loop {
@@ -241,6 +244,7 @@ impl Worker {
                 self.fwd.flush(&mut self.ring);
                 submit(&mut self.ring);
                 last_busy = Instant::now();
+                coalescing = !self.rx_coalesce.is_zero();
             } else if needs_enter(&mut self.ring) {
                 submit(&mut self.ring);
             }
@@ -256,6 +260,11 @@ impl Worker {
             if taken == 0 {
                 if now.duration_since(last_busy) < self.busy_poll {
                     std::hint::spin_loop();
+                } else if coalescing {
+                    // Frames came recently: let more gather for one window rather than being
+                    // woken by each. A window that brings nothing returns us to polls.
+                    coalescing = false;
+                    self.wait_for(self.rx_coalesce);
                 } else {
                     self.sleep_until(next_tick);
                 }
@@ -394,6 +403,22 @@ impl Worker {
             Err(e) => {
                 tracing::error!(worker = self.fwd.id, "io_uring wait: {e}");
                 std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Waits `window` (or until a completion arrives) without arming polls.
+    fn wait_for(&mut self, window: Duration) {
+        let ts = types::Timespec::new()
+            .sec(window.as_secs())
+            .nsec(window.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        if let Err(e) = self.ring.submitter().submit_with_args(1, &args) {
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+            ) {
+                tracing::error!(worker = self.fwd.id, "io_uring wait: {e}");
             }
         }
     }
