@@ -25,6 +25,12 @@ fn show(v: &Setting) -> String {
 
 /// Flattens the settings of one record.
 pub fn flatten(rec: &RunRecord) -> BTreeMap<String, String> {
+    flatten_with(rec, false)
+}
+
+/// Flattens the settings of one record; with `by_position`, hop settings are keyed by the hop's
+/// position (`hop.1.relay`) rather than its name, so runs of different relays line up.
+pub fn flatten_with(rec: &RunRecord, by_position: bool) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let e = &rec.environment;
     for (k, v) in [
@@ -58,12 +64,17 @@ pub fn flatten(rec: &RunRecord) -> BTreeMap<String, String> {
         let names: Vec<&str> = rec.hops.iter().map(|h| h.name.as_str()).collect();
         m.insert("pipeline.hops".into(), names.join(" → "));
     }
-    for hop in &rec.hops {
+    for (i, hop) in rec.hops.iter().enumerate() {
+        let id = if by_position {
+            (i + 1).to_string()
+        } else {
+            hop.name.clone()
+        };
         if let Some(r) = &hop.relay {
-            m.insert(format!("hop.{}.relay", hop.name), r.clone());
+            m.insert(format!("hop.{id}.relay"), r.clone());
         }
         for (k, v) in &hop.tunables {
-            m.insert(format!("hop.{}.tunable.{k}", hop.name), show(v));
+            m.insert(format!("hop.{id}.tunable.{k}"), show(v));
         }
     }
     m
@@ -87,9 +98,10 @@ fn set_value(flat: &[BTreeMap<String, String>], name: &str) -> Option<String> {
 
 /// Settings whose value is not the same across all sets (or within a set of repeats).
 pub fn differences(sets: &[Vec<RunRecord>]) -> Vec<Difference> {
+    let by_position = crate::record::hops_differ(sets.iter().flatten());
     let flat: Vec<Vec<BTreeMap<String, String>>> = sets
         .iter()
-        .map(|s| s.iter().map(flatten).collect())
+        .map(|s| s.iter().map(|r| flatten_with(r, by_position)).collect())
         .collect();
     let names: BTreeSet<&String> = flat.iter().flatten().flat_map(|m| m.keys()).collect();
     let mut out = Vec::new();

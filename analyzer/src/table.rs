@@ -23,18 +23,15 @@ pub struct Table {
 /// position instead (`hop 1 Ingress`).
 fn neutral_hop_labels(sets: &[Vec<RunRecord>], metrics: &mut [Metric]) {
     let records = || sets.iter().flatten();
+    if !crate::record::hops_differ(records()) {
+        return;
+    }
     let positions = records().map(|r| r.hops.len()).max().unwrap_or(0);
     for i in 0..positions {
-        let mut names = records().filter_map(|r| r.hops.get(i));
-        let Some(first) = names.next() else { continue };
-        let same = names.all(|h| h.name == first.name && h.relay == first.relay);
-        if same {
-            continue;
-        }
         let prefix = format!("hop{}.", i + 1);
         for m in metrics.iter_mut().filter(|m| m.key.starts_with(&prefix)) {
-            // Metric labels of a hop are "NAME what"; the name is that of the record that
-            // first gave the metric, so strip whichever hop name at this position it starts with.
+            // A hop's metric labels are "NAME what", NAME from the record that first gave the
+            // metric: strip whichever hop name at this position the label starts with.
             let rest = records()
                 .filter_map(|r| r.hops.get(i))
                 .find_map(|h| m.label.strip_prefix(&h.name))

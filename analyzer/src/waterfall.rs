@@ -62,7 +62,7 @@ pub struct HopFlow {
     pub hop: String,
     /// Name of what fed this hop (`generator` or the previous hop).
     pub upstream: String,
-    /// Packets the upstream sent, if known.
+    /// Packets the upstream sent, if known (from the generator: data plus end markers).
     pub offered: Option<u64>,
     pub kernel_drops: Option<u64>,
     /// Frames the veth link into this hop dropped (tx + rx side), when the kernel reported them.
@@ -87,11 +87,14 @@ pub struct Delivery {
     pub upstream: String,
     pub offered: Option<u64>,
     pub received: Option<u64>,
+    /// End-of-stream markers received, counted in `offered` and `lost` but not in `received`;
+    /// known only when the generator's count of them is known too.
+    pub end_markers: Option<u64>,
     /// Of the loss, frames the veth link into the receiver dropped.
     pub link_drops: Option<u64>,
     /// Of the loss, datagrams the receiving socket dropped for want of buffer space.
     pub socket_drops: Option<u64>,
-    /// `offered - received`.
+    /// `offered - received - end_markers`.
     pub lost: Option<i64>,
 }
 
@@ -103,6 +106,11 @@ pub struct Waterfall {
     pub delivery: Option<Delivery>,
     /// Host-wide softnet backlog drops over the run (any hop's), when known.
     pub softnet_dropped: Option<u64>,
+    /// Without link counters: how much of the loss before the relays' counters and on the last
+    /// leg the softnet drops can explain (the smaller of the two). `None` with link counters,
+    /// because a veth counts a frame the backlog refused as the sender's `tx_dropped`
+    /// (`veth_xmit`), so the link drops already hold them.
+    pub softnet_explains: Option<u64>,
     /// The harness's conservation check, when the record has one.
     pub conservation: Option<Conservation>,
 }
@@ -175,7 +183,15 @@ fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>, link: Option<&Lin
 /// Builds the waterfall of a run.
 pub fn waterfall(rec: &RunRecord) -> Waterfall {
     let mut upstream = "generator".to_string();
-    let mut offered = rec.generator.as_ref().and_then(|g| g.sent);
+    // Relays and veth count the generator's end-of-stream markers like any datagram, so when
+    // the record knows how many were sent they are part of what the first hop was offered, and
+    // the receiver's markers part of what it got; without them (old records) only data counts.
+    let markers_sent = rec.generator.as_ref().and_then(|g| g.end_markers_sent);
+    let mut offered = rec
+        .generator
+        .as_ref()
+        .and_then(|g| g.sent)
+        .map(|n| n + markers_sent.unwrap_or(0));
     // Links map onto legs only when there is one per leg; otherwise which link fed which hop is
     // not known and none is used.
     let links = &rec.kernel.links;
@@ -191,15 +207,42 @@ pub fn waterfall(rec: &RunRecord) -> Waterfall {
         upstream: upstream.clone(),
         offered,
         received: r.received,
+        end_markers: r.end_markers_received.filter(|_| markers_sent.is_some()),
         link_drops: link(rec.hops.len()).and_then(Link::dropped),
         socket_drops: r.socket_drops,
-        lost: diff(offered, r.received),
+        lost: diff(
+            offered,
+            r.received.map(|n| {
+                n + r
+                    .end_markers_received
+                    .filter(|_| markers_sent.is_some())
+                    .unwrap_or(0)
+            }),
+        ),
     });
+    let links_known = hops.iter().any(|h| h.link_drops.is_some())
+        || delivery.as_ref().is_some_and(|d| d.link_drops.is_some());
+    let not_counted: i64 = hops
+        .iter()
+        .filter_map(|h| h.unseen)
+        .filter(|&u| u > 0)
+        .sum::<i64>()
+        + delivery
+            .as_ref()
+            .and_then(|d| d.lost.map(|l| l - d.socket_drops.unwrap_or(0) as i64))
+            .filter(|&l| l > 0)
+            .unwrap_or(0);
+    let softnet_explains = rec
+        .kernel
+        .softnet_dropped
+        .filter(|_| !links_known)
+        .map(|s| s.min(not_counted as u64));
     Waterfall {
         run: rec.name.clone(),
         hops,
         delivery,
         softnet_dropped: rec.kernel.softnet_dropped,
+        softnet_explains,
         conservation: rec.conservation.clone(),
     }
 }
@@ -309,12 +352,48 @@ mod tests {
         assert_eq!(w.hops[1].unseen, Some(0));
         assert_eq!(w.delivery.as_ref().unwrap().link_drops, Some(42));
         assert_eq!(w.softnet_dropped, Some(7));
+        assert_eq!(w.softnet_explains, None, "inside the link drops");
         r.kernel.links.pop();
         let w = waterfall(&r);
         assert_eq!(
             w.hops[0].link_drops, None,
             "links that do not match the legs are not guessed onto hops"
         );
+        assert_eq!(
+            w.softnet_explains,
+            Some(7),
+            "without link counters softnet drops explain what they can"
+        );
+    }
+
+    #[test]
+    fn end_markers_are_offered_and_delivered() {
+        let mut r = RunRecord::new("x");
+        r.generator = Some(Generator {
+            sent: Some(100),
+            end_markers_sent: Some(3),
+            ..Default::default()
+        });
+        r.hops.push(Hop {
+            name: "a".into(),
+            counters: HopCounters {
+                rx: Some(103),
+                kernel_drops: Some(0),
+                tx_sent: Some(103),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        r.receiver = Some(crate::record::Receiver {
+            received: Some(100),
+            end_markers_received: Some(3),
+            ..Default::default()
+        });
+        let w = waterfall(&r);
+        assert_eq!(w.hops[0].offered, Some(103));
+        assert_eq!(w.hops[0].unseen, Some(0));
+        let d = w.delivery.unwrap();
+        assert_eq!((d.lost, d.end_markers), (Some(0), Some(3)));
     }
 
     #[test]

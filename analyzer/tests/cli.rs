@@ -330,3 +330,123 @@ fn full_pipeline_report_snapshot() {
     assert!(d.join("png/latency.png").exists());
     insta::assert_snapshot!("full_pipeline", report);
 }
+
+/// The pipeline harness's own JSON (kernel counters, conservation check, host CPU) goes into the
+/// record through `ingest`, and `compare` uses it: link drops explain loss between hops, the
+/// harness's verdict is shown, and runs with different relays get neutral hop labels.
+#[test]
+fn pipeline_json_inputs_and_mixed_relays_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // (run, hop name, relay, frames the backlog refused on the link into the hop (counted by
+    // the sending veth and by softnet), frames no counter saw, harness verdict)
+    let runs = [
+        ("mcrd", "MCR-1", "mcr", 0u64, 0u64, true),
+        ("socat", "SOCAT-1", "socat", 700, 40, false),
+    ];
+    for (name, hop, relay, link_drop, unseen, ok) in runs {
+        let (sent, softnet) = (100_000u64, link_drop);
+        let frames = sent + 3;
+        let rx = frames - link_drop - unseen;
+        write(
+            d,
+            &format!("{name}-gen.txt"),
+            "Total packets sent: 100,000\nElapsed time: 10.00s\nend_markers_sent=3\n",
+        );
+        write(
+            d,
+            &format!("{name}-hop.txt"),
+            &format!("rx={rx} kernel_drops=0 tx_sent={rx}\n"),
+        );
+        write(
+            d,
+            &format!("{name}-recv.txt"),
+            &format!(
+                "received={} lost={} end_markers_received=3\n",
+                rx - 3,
+                sent - (rx - 3)
+            ),
+        );
+        write(
+            d,
+            &format!("{name}-kernel.json"),
+            &format!(
+                r#"{{"schema":"mcr.pipeline.kernel","version":1,
+                "links":[{{"from":"p-gen:out0","to":"p-r1:in0","tx_packets":{},"tx_dropped":{link_drop},"rx_packets":{},"rx_dropped":0}},
+                         {{"from":"p-r1:out0","to":"p-recv:in0","tx_packets":{rx},"tx_dropped":0,"rx_packets":{rx},"rx_dropped":0}}],
+                "namespaces":[{{"name":"p-r1","role":"hop","in_errors":0,"rcvbuf_errors":0,"sndbuf_errors":0}}],
+                "softnet_dropped":{softnet}}}"#,
+                frames - link_drop,
+                frames - link_drop
+            ),
+        );
+        write(
+            d,
+            &format!("{name}-cons.json"),
+            &format!(
+                r#"{{"schema":"mcr.pipeline.conservation","version":1,"ok":{ok},"stages":[
+                {{"stage":"link p-gen -> p-r1","in":{frames},"dropped":{link_drop},"out":{},"unexplained":0}},
+                {{"stage":"relay p-r1 ({name})","in":{},"dropped":0,"out":{rx},"unexplained":{unseen}}}]}}"#,
+                frames - link_drop,
+                frames - link_drop
+            ),
+        );
+        write(
+            d,
+            &format!("{name}-host.json"),
+            r#"{"schema":"mcr.pipeline.host_cpu","version":1,"method":"host busy minus other processes",
+            "window_ns":10500000000,"other_processes_ns":200000000,"run_ns":3000000000}"#,
+        );
+        analyzer()
+            .current_dir(d)
+            .args(["ingest", "--name", name, "--date", "2026-11-24"])
+            .args(["--generator", &format!("{name}-gen.txt")])
+            .args(["--hop", &format!("{hop}={name}-hop.txt")])
+            .args(["--set", &format!("hop.{hop}.relay={relay}")])
+            .args(["--receiver", &format!("{name}-recv.txt")])
+            .args(["--host", &format!("{name}-host.json")])
+            .args(["--kernel", &format!("{name}-kernel.json")])
+            .args(["--conservation", &format!("{name}-cons.json")])
+            .args(["--out", &format!("{name}.json")])
+            .assert()
+            .code(0);
+    }
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("socat.json")).unwrap()).unwrap();
+    assert_eq!(rec["kernel"]["links"][0]["tx_dropped"], 700);
+    assert_eq!(rec["kernel"]["softnet_dropped"], 700);
+    assert_eq!(rec["conservation"]["ok"], false);
+    assert_eq!(rec["host_cpu"]["window_ns"], 10_500_000_000u64);
+    assert_eq!(rec["host_cpu"]["busy_ns"], 3_000_000_000u64);
+
+    let out = analyzer()
+        .current_dir(d)
+        .args(["compare", "mcrd.json", "socat.json"])
+        .assert();
+    let report = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(report.contains("| hop 1 Ingress |"), "{report}");
+    assert!(!report.contains("| MCR-1 Ingress |"), "{report}");
+    assert!(report.contains("| veth link drops |"), "{report}");
+    assert!(
+        report.contains("FAILED, unexplained: relay p-r1 (socat) 40"),
+        "{report}"
+    );
+    insta::assert_snapshot!("pipeline_json_mixed_relays", report);
+
+    // A pipeline document with a wrong type is refused, naming the file and the field.
+    write(
+        d,
+        "bad-kernel.json",
+        r#"{"schema":"mcr.pipeline.kernel","version":1,"links":[{"from":"a","to":"b","rx_dropped":"many"}],"namespaces":[]}"#,
+    );
+    let out = analyzer()
+        .current_dir(d)
+        .args(["ingest", "--name", "x", "--kernel", "bad-kernel.json"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("bad-kernel.json") && err.contains("links[0].rx_dropped"),
+        "{err}"
+    );
+}

@@ -67,6 +67,8 @@ mod keys {
     pub const DUPS: &[&str] = &["duplicates", "dups", "duplicated"];
     pub const REORDERED: &[&str] = &["reordered", "out_of_order"];
     pub const LATE: &[&str] = &["late"];
+    pub const MARKERS_SENT: &[&str] = &["end_markers_sent", "end_markers"];
+    pub const MARKERS_RECEIVED: &[&str] = &["end_markers_received", "end_markers"];
 }
 
 fn err(path: &Path, e: &Entry, message: impl Into<String>) -> Error {
@@ -221,6 +223,10 @@ pub fn generator(
     set(&mut g.sent, count(path, entries, keys::GEN_SENT)?);
     set(&mut g.send_errors, count(path, entries, keys::GEN_ERRORS)?);
     set(
+        &mut g.end_markers_sent,
+        count(path, entries, keys::MARKERS_SENT)?,
+    );
+    set(
         &mut g.elapsed_ns,
         duration_ns(path, entries, keys::ELAPSED)?,
     );
@@ -255,6 +261,10 @@ pub fn receiver(path: &Path, entries: &[Entry], r: &mut Receiver) -> Result<()> 
     set(&mut r.duplicates, count(path, entries, keys::DUPS)?);
     set(&mut r.reordered, count(path, entries, keys::REORDERED)?);
     set(&mut r.late, count(path, entries, keys::LATE)?);
+    set(
+        &mut r.end_markers_received,
+        count(path, entries, keys::MARKERS_RECEIVED)?,
+    );
     set(
         &mut r.elapsed_ns,
         duration_ns(path, entries, keys::ELAPSED)?,

@@ -574,6 +574,19 @@ impl RunRecord {
     }
 }
 
+/// True when the records' hops at some position differ in name or implementation (mcrd against
+/// the kernel or socat). Reports then name hops by position (`hop 1`), since one run's hop name
+/// would misname the others'.
+pub fn hops_differ<'a>(records: impl IntoIterator<Item = &'a RunRecord>) -> bool {
+    let records: Vec<&RunRecord> = records.into_iter().collect();
+    let positions = records.iter().map(|r| r.hops.len()).max().unwrap_or(0);
+    (0..positions).any(|i| {
+        let mut hops = records.iter().filter_map(|r| r.hops.get(i));
+        let first = hops.next();
+        hops.any(|h| first.is_some_and(|f| f.name != h.name || f.relay != h.relay))
+    })
+}
+
 /// Checks the `schema` and `version` fields of any producer's JSON document.
 pub fn check_schema(
     path: &Path,

@@ -335,11 +335,15 @@ fn cpu_and_perf(o: &mut String, cmp: &Comparison) {
             })
             .collect(),
     ));
+    let by_position = crate::record::hops_differ(reps.iter());
     for i in 0..max_hops {
-        let name = reps
-            .iter()
-            .find_map(|r| r.hops.get(i).map(|h| h.name.clone()))
-            .unwrap_or_default();
+        let name = if by_position {
+            format!("hop {}", i + 1)
+        } else {
+            reps.iter()
+                .find_map(|r| r.hops.get(i).map(|h| h.name.clone()))
+                .unwrap_or_default()
+        };
         parts.push((
             name,
             reps.iter()
@@ -402,6 +406,10 @@ fn cpu_and_perf(o: &mut String, cmp: &Comparison) {
             ("Host CPU softirq", |h: &HostCpu| h.softirq_ns),
             ("Host CPU irq", |h: &HostCpu| h.irq_ns),
             ("Host CPU busy (total only)", |h: &HostCpu| h.busy_ns),
+            ("Host CPU window (wall clock)", |h: &HostCpu| h.window_ns),
+            ("Host CPU of other processes (left out)", |h: &HostCpu| {
+                h.other_processes_ns
+            }),
         ] {
             if host.iter().flatten().any(|h| f(h).is_some()) {
                 rows.push((
@@ -409,6 +417,14 @@ fn cpu_and_perf(o: &mut String, cmp: &Comparison) {
                     host.iter().map(|h| ns(h.and_then(f))).collect(),
                 ));
             }
+        }
+        if host.iter().flatten().any(|h| h.method.is_some()) {
+            rows.push((
+                "Host CPU method".into(),
+                host.iter()
+                    .map(|h| h.and_then(|h| h.method.clone()).unwrap_or("—".into()))
+                    .collect(),
+            ));
         }
     }
     if rows.is_empty() {
@@ -553,9 +569,17 @@ fn waterfall(o: &mut String, w: &Waterfall) {
 /// Host-wide softnet drops and the harness's conservation verdict, when the record has them.
 fn kernel_and_verdict(o: &mut String, w: &Waterfall) {
     if let Some(n) = w.softnet_dropped {
+        let why = match w.softnet_explains {
+            None if n > 0 => " A veth counts a frame the backlog refused as its sender's drop, so these are inside the veth link drops, not in addition.".to_string(),
+            Some(e) if e > 0 => format!(
+                " With no veth link counters in this run, they explain up to {} of the packets lost before the relays' counters and on the last leg.",
+                count(e)
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             o,
-            "- Host softnet backlog drops: {} (host-wide, any hop's: they may explain that much of the loss before a relay's counters).",
+            "- Host softnet backlog drops (host-wide, any hop's): {}.{why}",
             count(n)
         );
     }
@@ -591,22 +615,30 @@ fn delivery(o: &mut String, w: &Waterfall) {
             (Some(l), _) => signed(l),
             _ => "unknown".into(),
         };
+        let counted: Vec<String> = [
+            d.link_drops
+                .map(|n| format!("{} dropped by the veth link", count(n))),
+            d.socket_drops
+                .map(|n| format!("{} by the receiving socket's full buffer", count(n))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let _ = writeln!(
             o,
-            "- Receiver: {} sent by {}, {} received, {} lost on the last leg{}{}.",
+            "- Receiver: {} sent by {}, {} received{}, {} lost on the last leg{}.",
             d.offered.map_or("unknown".into(), count),
             d.upstream,
             d.received.map_or("unknown".into(), count),
-            lost,
-            d.link_drops
-                .map(|n| format!(" ({} dropped by the veth link)", count(n)))
+            d.end_markers
+                .map(|n| format!(" (+{} end markers)", count(n)))
                 .unwrap_or_default(),
-            d.socket_drops
-                .map(|s| format!(
-                    " (of which {} dropped by the receiving socket's full buffer)",
-                    count(s)
-                ))
-                .unwrap_or_default()
+            lost,
+            if counted.is_empty() {
+                String::new()
+            } else {
+                format!(" (of which {})", counted.join(", "))
+            }
         );
     }
 }
