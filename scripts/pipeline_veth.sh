@@ -12,8 +12,9 @@
 # Collects per hop the relay's counters (live before shutdown and final), the kernel's (veth,
 # UDP, multicast VIFs), the relay's CPU time and perf counters; the generator's and receiver's
 # records; the environment; the host CPU the run caused (other processes measured and
-# subtracted, see scripts/README.md). Writes one run record per relay with `analyzer ingest`,
-# checks packet conservation (exit 3 when a packet is unexplained) and prints a summary.
+# subtracted, see scripts/README.md). Checks packet conservation (exit 3 when a packet is
+# unexplained), writes one run record per relay with `analyzer ingest` (the kernel counters, the
+# conservation check and the host CPU details included) and prints a summary.
 # Cleans up (namespaces, processes by PID) on every exit. Needs root.
 set -euo pipefail
 PL_PROG=pipeline_veth
@@ -289,10 +290,14 @@ hop_text() {
   } >"$hd/hop.txt"
 }
 
-write_host_text() { # DIR
+write_host_cpu() { # DIR: raw/host-cpu.json, read by analyzer ingest --host
   local dir=$1
   pl_host_cpu "$dir/raw/host-before.txt" "$dir/raw/host-after.txt" "$$" "$dir/raw/host-cpu.json"
-  echo "busy=$(pl_ns_secs "$(jq -r .run_ns "$dir/raw/host-cpu.json")")s" >"$dir/raw/host.txt"
+}
+
+write_kernel_json() { # DIR: raw/kernel.json (veth links, UDP per namespace, softnet), for --kernel
+  jq -n --slurpfile chain "$1/raw/chain.json" --slurpfile host "$1/raw/host-cpu.json" \
+    -f "$HERE/lib/pl_kernel.jq" >"$1/raw/kernel.json"
 }
 
 write_chain_json() { # RELAY DIR
@@ -324,7 +329,8 @@ ingest() { # RELAY DIR NAME
   done
   (cd "$ROOT" && "$ANALYZER" ingest --name "$name" --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --generator "$dir/raw/send.json" "${args[@]}" --receiver "$dir/raw/recv.json" \
-    --host "$dir/raw/host.txt" --env-from-host \
+    --host "$dir/raw/host-cpu.json" --kernel "$dir/raw/kernel.json" \
+    --conservation "$dir/conservation.json" --env-from-host \
     --set "config.harness.script=scripts/pipeline_veth.sh" \
     --set "config.harness.relay=$relay" --set "config.harness.hops=$HOPS" \
     --set "config.harness.topology=veth chain, one namespace per hop" \
@@ -391,11 +397,12 @@ run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS
   [ "$HOPS" -gt 0 ] && collect_relay_stats "$relay" "$dir"
   local i
   for ((i = 1; i <= HOPS; i++)); do hop_text "$relay" "$dir" "$i"; done
-  write_host_text "$dir"
+  write_host_cpu "$dir"
   write_chain_json "$relay" "$dir"
+  write_kernel_json "$dir"
   teardown
-  ingest "$relay" "$dir" "$name"
   check_conservation "$dir"
+  ingest "$relay" "$dir" "$name"
   print_summary "$relay" "$dir"
   PL_LAST_RUN=$dir/run.json
   PL_LAST_OK=$(jq -r .ok "$dir/conservation.json")

@@ -46,7 +46,11 @@ pl_snap_host() {
   } >"$1"
 }
 
-# pl_host_cpu BEFORE AFTER ROOT_PID OUT_JSON: the host CPU the run caused, in ns.
+# How pl_host_cpu measures, as the run record's host_cpu.method says it.
+PL_HOST_CPU_METHOD='host busy (wall x CPUs - idle - iowait - steal, /proc/stat) minus other processes (/proc/PID/stat); scripts/README.md'
+
+# pl_host_cpu BEFORE AFTER ROOT_PID OUT_JSON: the host CPU the run caused, in ns, as JSON
+# (mcr.pipeline.host_cpu v1, read by analyzer ingest --host).
 #   run = host busy - others
 #   host busy = delta(wall) x CPUs - delta(idle + iowait + steal)
 # Busy time is what the CPUs were not idle. The idle and iowait columns of /proc/stat are exact
@@ -65,7 +69,7 @@ pl_snap_host() {
 pl_host_cpu() {
   local before=$1 after=$2 root=$3 out=$4 hz
   hz=$(getconf CLK_TCK)
-  awk -v root="$root" -v hz="$hz" '
+  awk -v root="$root" -v hz="$hz" -v method="$PL_HOST_CPU_METHOD" '
     FNR == 1 { file++ }
     $1 == "stat" { for (i = 2; i <= 9; i++) st[file, i] = $i; next }
     $1 == "uptime" { up[file] = $2; next }
@@ -108,9 +112,13 @@ pl_host_cpu() {
         for (; q > 1; q = ppid[q]) { if (q == root) { mine = 1; break }; if (!(q in ppid)) break }
         if (!mine) { others -= b[key]; exited += b[key] }
       }
+      # Process ticks are sampled; subtracting what exited processes had used by the start can
+      # overshoot, and a negative load of others is no load.
+      if (others < 0) others = 0
       run = busy - others; if (run < 0) run = 0
       t = 1e9 / hz
-      printf "{\"clk_tck\":%d,\"cpus\":%d,\"window_ns\":%.0f,\"host_busy_ns\":%.0f,\"host_busy_ticks_ns\":%.0f,\"host_user_ns\":%.0f,\"host_system_ns\":%.0f,\"host_irq_ns\":%.0f,\"host_softirq_ns\":%.0f,", hz, ncpu, wall * 1e9, busy * t, ticks_busy * t, user * t, sy * t, irq * t, softirq * t
+      printf "{\"schema\":\"mcr.pipeline.host_cpu\",\"version\":1,\"method\":\"%s\",", method
+      printf "\"clk_tck\":%d,\"cpus\":%d,\"window_ns\":%.0f,\"host_busy_ns\":%.0f,\"host_busy_ticks_ns\":%.0f,\"host_user_ns\":%.0f,\"host_system_ns\":%.0f,\"host_irq_ns\":%.0f,\"host_softirq_ns\":%.0f,", hz, ncpu, wall * 1e9, busy * t, ticks_busy * t, user * t, sy * t, irq * t, softirq * t
       printf "\"exited_before_window_ns\":%.0f,\"other_processes_ns\":%.0f,\"our_processes_ns\":%.0f,\"ksoftirqd_ns\":%.0f,\"run_ns\":%.0f,", exited * t, others * t, ours * t, ksoft * t, run * t
       printf "\"softnet_dropped_host\":%d,\"other_processes\":[%s]}\n", sn[2] - sn[1], top
     }' "$before" "$after" >"$out"
