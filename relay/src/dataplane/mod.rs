@@ -100,13 +100,13 @@ impl DataPlane {
         for id in 0..workers {
             let cpu = dp.cpus.get(id).copied();
             let dp = dp.clone();
-            let shared = Arc::clone(&shared);
+            let worker_shared = Arc::clone(&shared);
             let ready = ready_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("mcr-worker-{id}"))
                 .spawn(move || {
-                    let gso = shared.gso;
-                    let setup = worker::Worker::new(id, cpu, &dp, fanout_base, gso, shared)
+                    let gso = worker_shared.gso;
+                    let setup = worker::Worker::new(id, cpu, &dp, fanout_base, gso, worker_shared)
                         .and_then(|mut w| w.adopt_current_table().map(|()| w));
                     match setup {
                         Ok(w) => {
@@ -117,8 +117,15 @@ impl DataPlane {
                             let _ = ready.send(Err(e));
                         }
                     }
-                })
-                .expect("spawning a worker thread");
+                });
+            let handle = match handle {
+                Ok(h) => h,
+                Err(source) => {
+                    let plane = Self { shared, handles };
+                    plane.stop();
+                    return Err(WorkerError::Spawn { worker: id, source });
+                }
+            };
             handles.push(handle);
         }
         drop(ready_tx);

@@ -54,6 +54,12 @@ pub enum WorkerError {
         #[source]
         source: io::Error,
     },
+    #[error("worker {worker}: starting its thread: {source}")]
+    Spawn {
+        worker: usize,
+        #[source]
+        source: io::Error,
+    },
     #[error("worker {worker}: {source}")]
     Ingress {
         worker: usize,
