@@ -439,4 +439,31 @@ mod tests {
         assert_eq!(r.latency[0].percentile, 50.0);
         assert_eq!(r.latency[1].latency_ns, 1_500_000);
     }
+
+    #[test]
+    fn end_markers_are_counters_and_absent_when_not_given() {
+        let mut g = Generator::default();
+        generator(
+            Path::new("g"),
+            &parse("Total packets sent: 5\nend_markers_sent=3\n"),
+            &mut g,
+            &mut Default::default(),
+        )
+        .unwrap();
+        assert_eq!(g.end_markers_sent, Some(3));
+        let mut r = Receiver::default();
+        receiver(Path::new("r"), &parse("received=5 lost=0\n"), &mut r).unwrap();
+        assert_eq!(r.end_markers_received, None, "not given: unknown, not 0");
+        let e = receiver(
+            Path::new("r.txt"),
+            &parse("received=5\nend_markers_received=many\n"),
+            &mut r,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("r.txt") && e.contains("end_markers_received"),
+            "{e}"
+        );
+    }
 }

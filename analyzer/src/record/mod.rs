@@ -726,4 +726,73 @@ mod tests {
         let e = RunRecord::load(f.path()).unwrap_err().to_string();
         assert!(e.contains("hops[0].reported.rx_pps"), "{e}");
     }
+
+    #[test]
+    fn record_without_the_new_sections_still_loads() {
+        let f = write(
+            r#"{"schema":"mcr.analyzer.run","version":1,"name":"old",
+                "host_cpu":{"busy_ns":5},"generator":{"sent":1}}"#,
+        );
+        let r = RunRecord::load(f.path()).unwrap();
+        assert!(r.kernel.is_empty() && r.conservation.is_none());
+        assert_eq!(r.host_cpu.unwrap().window_ns, None);
+        assert_eq!(r.generator.unwrap().end_markers_sent, None);
+    }
+
+    #[test]
+    fn kernel_and_conservation_round_trip_with_absent_counters_absent() {
+        let f = write(
+            r#"{"schema":"mcr.analyzer.run","version":1,"name":"x",
+                "kernel":{"links":[{"from":"a:out0","to":"b:in0","tx_packets":5}],
+                          "namespaces":[{"name":"b","in_errors":0}],"softnet_dropped":0},
+                "conservation":{"ok":true,"stages":[{"name":"s","in":5,"dropped":1,"out":4,"unexplained":0}]},
+                "host_cpu":{"busy_ns":1,"window_ns":2,"other_processes_ns":0,"method":"m"}}"#,
+        );
+        let r = RunRecord::load(f.path()).unwrap();
+        assert_eq!(r.kernel.links[0].rx_dropped, None);
+        assert_eq!(r.kernel.namespaces[0].in_errors, Some(0));
+        let out = tempfile::NamedTempFile::new().unwrap();
+        r.save(out.path()).unwrap();
+        let text = std::fs::read_to_string(out.path()).unwrap();
+        assert!(!text.contains("rx_dropped") && !text.contains("rcvbuf_errors"));
+        assert_eq!(RunRecord::load(out.path()).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_kernel_conservation_or_host_values_name_the_field() {
+        let case = |body: &str, field: &str| {
+            let f = write(&format!(
+                r#"{{"schema":"mcr.analyzer.run","version":1,"name":"x",{body}}}"#
+            ));
+            let e = RunRecord::load(f.path()).unwrap_err().to_string();
+            assert!(
+                e.contains(field) && e.contains(&f.path().display().to_string()),
+                "{field}: {e}"
+            );
+        };
+        case(
+            r#""kernel":{"links":[{"from":"a","to":"b","tx_dropped":"x"}]}"#,
+            "kernel.links[0].tx_dropped",
+        );
+        case(r#""kernel":{"links":[{"from":"a"}]}"#, "kernel.links[0]");
+        case(
+            r#""kernel":{"links":[{"from":"a","to":" "}]}"#,
+            "kernel.links[0]",
+        );
+        case(
+            r#""kernel":{"softnet_dropped":-1}"#,
+            "kernel.softnet_dropped",
+        );
+        case(
+            r#""conservation":{"ok":true,"stages":[{"name":"s","in":5,"dropped":1,"out":4,"unexplained":2}]}"#,
+            "conservation.stages[0].unexplained",
+        );
+        case(r#""conservation":{"stages":[]}"#, "conservation");
+        case(r#""host_cpu":{"window_ns":0}"#, "host_cpu.window_ns");
+        case(r#""host_cpu":{"method":7}"#, "host_cpu.method");
+        case(
+            r#""receiver":{"end_markers_received":1.5}"#,
+            "receiver.end_markers_received",
+        );
+    }
 }

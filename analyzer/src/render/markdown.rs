@@ -418,13 +418,16 @@ fn cpu_and_perf(o: &mut String, cmp: &Comparison) {
                 ));
             }
         }
-        if host.iter().flatten().any(|h| h.method.is_some()) {
-            rows.push((
-                "Host CPU method".into(),
-                host.iter()
-                    .map(|h| h.and_then(|h| h.method.clone()).unwrap_or("—".into()))
-                    .collect(),
-            ));
+        let methods: Vec<String> = host
+            .iter()
+            .map(|h| h.and_then(|h| h.method.clone()).unwrap_or("—".into()))
+            .collect();
+        // One method for all runs is a note under the table; differing methods are a row,
+        // since figures measured differently are not comparable.
+        if host.iter().flatten().any(|h| h.method.is_some())
+            && methods.iter().any(|m| m != &methods[0])
+        {
+            rows.push(("Host CPU method".into(), methods));
         }
     }
     if rows.is_empty() {
@@ -449,10 +452,20 @@ fn cpu_and_perf(o: &mut String, cmp: &Comparison) {
     for (label, values) in rows {
         let _ = writeln!(o, "| {label} | {} |", values.join(" | "));
     }
+    let method = reps
+        .iter()
+        .map(|r| r.host_cpu.as_ref().and_then(|h| h.method.as_deref()))
+        .collect::<Vec<_>>();
+    let method_note = match method.first() {
+        Some(Some(m)) if method.iter().all(|x| x == &Some(*m)) => {
+            format!(" Host CPU method, every run: {m}.")
+        }
+        _ => String::new(),
+    };
     let _ = writeln!(
         o,
         "
-*unavailable*: the counter was asked for but this machine cannot count it (never 0); —: not collected. Times in seconds.{}
+*unavailable*: the counter was asked for but this machine cannot count it (never 0); —: not collected. Times in seconds.{}{method_note}
 ",
         if cmp.sizes.iter().any(|&n| n > 1) { " First sample of each set." } else { "" }
     );
