@@ -129,14 +129,17 @@ impl Forwarder {
         self.table = table;
     }
 
-    /// Handles one frame (`bytes` starts with the vnet header). Returns datagrams taken.
+    /// Handles one frame (`bytes` starts with the vnet header). `hint` is what `tp_status`
+    /// said about the checksum; frames from the copy path have no status and pass
+    /// `Unverified` (the parser also honours the vnet header's checksum flags). Returns
+    /// datagrams taken.
     #[inline]
     pub fn frame(
         &mut self,
         ifindex: u32,
         bytes: &[u8],
         vlan_tci: Option<u16>,
-        hint: Option<ChecksumHint>,
+        hint: ChecksumHint,
     ) -> usize {
         let cells = self.cells();
         let Some((vnet_bytes, frame)) = bytes.split_at_checked(VNET_HDR_LEN) else {
@@ -145,15 +148,6 @@ impl Forwarder {
             return 1;
         };
         let vnet = VnetHeader::parse(vnet_bytes);
-        let hint = hint.unwrap_or(match vnet {
-            Some(v) if v.flags & wire::vnet::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 => {
-                ChecksumHint::Partial
-            }
-            Some(v) if v.flags & wire::vnet::VIRTIO_NET_HDR_F_DATA_VALID != 0 => {
-                ChecksumHint::Verified
-            }
-            _ => ChecksumHint::Unverified,
-        });
         let max_payload = self.pool.buffer_size();
         match wire::parse_frame(frame, vnet.as_ref(), vlan_tci, hint, max_payload) {
             Parsed::Filtered(kind) => {

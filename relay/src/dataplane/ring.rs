@@ -13,18 +13,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::limits::VNET_HDR_LEN;
 use super::sys::{self, Mapping, TpacketReq};
+use crate::wire;
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1 << 0;
 /// The frame was longer than the slot; the whole frame is also queued on the socket.
 pub const TP_STATUS_COPY: u32 = 1 << 1;
-/// The kernel dropped frames since this one (see `PACKET_STATISTICS`).
-pub const TP_STATUS_LOSING: u32 = 1 << 2;
-/// The checksum is not computed yet (a locally sent, offloaded packet).
-pub const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
-pub const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
-/// The device verified the checksum.
-pub const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
+// The checksum and VLAN bits of `tp_status` are read by `crate::wire`, which owns them.
 
 /// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr)) + sizeof(struct sockaddr_ll)`.
 const TPACKET2_HDRLEN: usize = 32 + 20;
@@ -84,7 +79,7 @@ pub struct FrameInfo {
     pub status: u32,
     /// Length of the frame on the wire.
     pub len: u32,
-    /// VLAN tag the kernel stripped, if any.
+    /// VLAN tag (TCI) the kernel stripped, if any.
     pub vlan_tci: Option<u16>,
 }
 
@@ -146,8 +141,7 @@ impl RxRing {
         let info = FrameInfo {
             status,
             len: self.read_u32(slot, field::LEN),
-            vlan_tci: (status & TP_STATUS_VLAN_VALID != 0)
-                .then(|| self.read_u16(slot, field::VLAN_TCI) & 0x0fff),
+            vlan_tci: wire::tpacket_vlan_tci(status, self.read_u16(slot, field::VLAN_TCI)),
         };
         let snaplen = self.read_u32(slot, field::SNAPLEN) as usize;
         let mac = self.read_u16(slot, field::MAC) as usize;

@@ -307,7 +307,12 @@ impl Worker {
                             ) {
                                 Ok(Some(n)) if n <= self.scratch.len() => {
                                     let whole = &self.scratch[..n];
-                                    self.fwd.frame(ifindex, whole, info.vlan_tci, None)
+                                    self.fwd.frame(
+                                        ifindex,
+                                        whole,
+                                        info.vlan_tci,
+                                        ChecksumHint::Unverified,
+                                    )
                                 }
                                 _ => {
                                     cells.rx.add(1);
@@ -317,7 +322,7 @@ impl Worker {
                             };
                         } else {
                             let hint = ChecksumHint::from_tpacket_status(info.status);
-                            taken += self.fwd.frame(ifindex, bytes, info.vlan_tci, Some(hint));
+                            taken += self.fwd.frame(ifindex, bytes, info.vlan_tci, hint);
                         }
                     }
                 }
