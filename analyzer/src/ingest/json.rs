@@ -15,6 +15,9 @@ use crate::record::{
     check_schema, Generator, Hop, Measured, Percentile, Receiver, RunRecord, Setting, Sweep,
 };
 
+/// Reads one percentile out of a trafficgen latency distribution.
+type ReadPercentile = fn(&Distribution) -> u64;
+
 /// The `schema` field of a JSON document, if it has one.
 pub fn schema_of(doc: &serde_json::Value) -> Option<&str> {
     doc.get("schema").and_then(|s| s.as_str())
@@ -188,28 +191,20 @@ pub fn trafficgen_recv(
         .collect();
     if !dists.is_empty() {
         let worst = |f: fn(&Distribution) -> u64| dists.iter().map(|d| f(d)).max().unwrap_or(0);
-        out.latency = vec![
-            Percentile {
-                percentile: 50.0,
-                latency_ns: worst(|d| d.p50),
-            },
-            Percentile {
-                percentile: 90.0,
-                latency_ns: worst(|d| d.p90),
-            },
-            Percentile {
-                percentile: 99.0,
-                latency_ns: worst(|d| d.p99),
-            },
-            Percentile {
-                percentile: 99.9,
-                latency_ns: worst(|d| d.p999),
-            },
-            Percentile {
-                percentile: 100.0,
-                latency_ns: worst(|d| d.max),
-            },
+        let percentiles: [(f64, ReadPercentile); 5] = [
+            (50.0, |d| d.p50),
+            (90.0, |d| d.p90),
+            (99.0, |d| d.p99),
+            (99.9, |d| d.p999),
+            (100.0, |d| d.max),
         ];
+        out.latency = percentiles
+            .iter()
+            .map(|&(percentile, read)| Percentile {
+                percentile,
+                latency_ns: worst(read),
+            })
+            .collect();
     }
     rec.configuration.harness.insert(
         "recv_socket_rcvbuf_bytes".into(),

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -47,6 +48,37 @@ fn chart_err(path: &Path) -> impl Fn(String) -> Error + '_ {
         path: path.to_path_buf(),
         message,
     }
+}
+
+/// The frame both bar charts share: one slot per hop (or metric) on x, centred on 0..n, and a
+/// count or rate on y from 0 to `y_max`, with the mesh drawn.
+fn bar_chart<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    (caption, caption_size): (String, u32),
+    slots: usize,
+    y_max: f64,
+    y_desc: &str,
+    path: &Path,
+) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let e = chart_err(path);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, caption_size))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(slots as f64 - 0.5), 0f64..y_max)
+        .map_err(|x| e(x.to_string()))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_label_formatter(&|v| short(*v))
+        .y_desc(y_desc)
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 16))
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    Ok(chart)
 }
 
 /// Axis labels: `1.2M`, `689k`, `950`.
@@ -110,23 +142,14 @@ pub fn rates(cmp: &Comparison, path: &Path) -> Result<bool> {
         .max(1.0);
     let n = rows.len();
     let sets = cmp.labels.len();
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Rates per hop (packets/s)", (FONT, 26))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..max * 1.18)
-        .map_err(|x| e(x.to_string()))?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(0)
-        .y_label_formatter(&|v| short(*v))
-        .y_desc("packets/s")
-        .label_style((FONT, 15))
-        .axis_desc_style((FONT, 16))
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
+    let mut chart = bar_chart(
+        &root,
+        ("Rates per hop (packets/s)".to_string(), 26),
+        n,
+        max * 1.18,
+        "packets/s",
+        path,
+    )?;
     let width = 0.8 / sets as f64;
     let value_style =
         TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
@@ -238,23 +261,14 @@ pub fn waterfall(w: &Waterfall, title: &str, path: &Path) -> Result<bool> {
     let max = totals.iter().copied().max().unwrap_or(1).max(1) as f64;
     let n = hops.len();
     let (area, legend_area) = root.split_horizontally(SIZE.0 - 330);
-    let mut chart = ChartBuilder::on(&area)
-        .caption(format!("Where packets went: {title}"), (FONT, 24))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..max * 1.12)
-        .map_err(|x| e(x.to_string()))?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(0)
-        .y_label_formatter(&|v| short(*v))
-        .y_desc("packets")
-        .label_style((FONT, 15))
-        .axis_desc_style((FONT, 16))
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
+    let mut chart = bar_chart(
+        &area,
+        (format!("Where packets went: {title}"), 24),
+        n,
+        max * 1.12,
+        "packets",
+        path,
+    )?;
     let value_style =
         TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
     for (i, h) in hops.iter().enumerate() {
