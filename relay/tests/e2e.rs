@@ -349,56 +349,41 @@ fn rules_change_while_traffic_flows_without_disturbing_other_flows() {
 
 /// Builds an Ethernet/IPv4/UDP frame to GROUP:PORT with correct checksums.
 fn frame(payload: &[u8], src_port: u16) -> Vec<u8> {
-    let mut f = vec![
-        0x01, 0x00, 0x5e, 0x01, 0x01, 0x01, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00,
-    ];
-    let total = 20 + 8 + payload.len();
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    ip[8] = 8;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&SRC_ADDR.octets());
-    ip[16..20].copy_from_slice(&GROUP.octets());
-    let c = checksum(&ip, 0);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    let mut udp = Vec::with_capacity(8 + payload.len());
-    udp.extend_from_slice(&src_port.to_be_bytes());
-    udp.extend_from_slice(&PORT.to_be_bytes());
-    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&SRC_ADDR.octets());
-    pseudo.extend_from_slice(&GROUP.octets());
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    let sum = checksum(&udp, sum_words(&pseudo));
-    udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
-    f.extend_from_slice(&udp);
+    use relay::wire::{ethernet, ipv4, udp};
+    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN];
+    f.extend_from_slice(payload);
+    let (eth, rest) = f.split_at_mut(ethernet::HEADER_LEN);
+    let (ip, datagram) = rest.split_at_mut(ipv4::MIN_HEADER_LEN);
+    ethernet::Frame::emit(
+        eth,
+        [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
+        [0x02, 0, 0, 0, 0, 1],
+        0x0800,
+    )
+    .unwrap();
+    let ip_repr = ipv4::Repr {
+        source: SRC_ADDR,
+        destination: GROUP,
+        protocol: ipv4::protocol::UDP,
+        ttl: 8,
+        payload_len: datagram.len() as u16,
+    };
+    ip_repr.emit(ip).unwrap();
+    let udp_repr = udp::Repr {
+        source_port: src_port,
+        destination_port: PORT,
+    };
+    udp_repr.emit(datagram, SRC_ADDR, GROUP).unwrap();
     f
 }
 
-fn sum_words(b: &[u8]) -> u32 {
-    b.chunks(2)
-        .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
-        .sum()
-}
-
-fn checksum(b: &[u8], initial: u32) -> u16 {
-    let mut s = initial + sum_words(b);
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
+/// Recomputes the IPv4 header checksum of a frame whose header a test changed on purpose.
 fn refresh_ip_checksum(f: &mut [u8]) {
+    use relay::wire::checksum;
     f[24] = 0;
     f[25] = 0;
     let ihl = (f[14] & 0x0f) as usize * 4;
-    let c = checksum(&f[14..14 + ihl], 0);
+    let c = checksum::finish(checksum::sum(&f[14..14 + ihl]));
     f[24..26].copy_from_slice(&c.to_be_bytes());
 }
 

@@ -16,7 +16,7 @@
 /// An odd trailing byte is the high byte of a final word padded with zero (RFC 1071 §4.1). The
 /// result can be added to other partial sums (e.g. a pseudo-header) before [`fold`].
 #[inline]
-pub(crate) fn sum(data: &[u8]) -> u64 {
+pub fn sum(data: &[u8]) -> u64 {
     const LANES: usize = 4;
     const WORD: usize = 4;
     let mut lanes = [0u64; LANES];
@@ -82,7 +82,7 @@ pub(crate) fn ipv4_pseudo_header(src: [u8; 4], dst: [u8; 4], protocol: u8, udp_l
 
 /// The checksum to store in a header: the complement of the folded sum.
 #[inline]
-pub(crate) fn finish(total: u64) -> u16 {
+pub fn finish(total: u64) -> u16 {
     !fold(total)
 }
 

@@ -25,7 +25,7 @@
 //! }
 //! ```
 
-mod checksum;
+pub mod checksum;
 pub mod ethernet;
 mod frame;
 pub mod ipv4;
