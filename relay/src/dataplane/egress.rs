@@ -170,11 +170,11 @@ impl SendSlots {
         self.slots.len()
     }
 
-    /// Ends a slot's operation: returns its target and buffers, and frees the slot.
-    pub fn finish(&mut self, idx: u32) -> (Option<Rc<OutputTarget>>, &[BufId]) {
+    /// Ends a slot's operation: frees the slot and returns its target. Read the segments first
+    /// ([`SendSlots::segments_of`]) to release their buffers.
+    pub fn finish(&mut self, idx: u32) -> Option<Rc<OutputTarget>> {
         self.free.push(idx);
-        let s = &mut self.slots[idx as usize];
-        (s.target.take(), &s.bufs[..s.segments])
+        self.slots[idx as usize].target.take()
     }
 
     /// Copies the (buffer, length) of each segment of slot `idx` into `out`; returns the count.
@@ -330,9 +330,10 @@ mod tests {
         assert_eq!(m.msg_iov, s.iov.as_ptr() as *mut _);
         assert!(!m.msg_control.is_null());
         assert_eq!(s.payload_bytes, 150);
-        let (t, bufs) = slots.finish(idx);
-        assert!(t.is_some());
-        assert_eq!(bufs, [3, 4]);
+        let mut segments = [(0, 0); MAX_SEGMENTS];
+        assert_eq!(slots.segments_of(idx, &mut segments), 2);
+        assert_eq!(segments[..2], [(3, 100), (4, 50)]);
+        assert!(slots.finish(idx).is_some());
         assert_eq!(slots.free_count(), 2);
     }
 }

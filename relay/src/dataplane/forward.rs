@@ -310,7 +310,7 @@ impl Forwarder {
         let mut sent = [(0 as BufId, 0usize); UDP_MAX_SEGMENTS as usize];
         let segments = self.slots.segments_of(slot, &mut sent);
         let bytes = self.slots.slot(slot).payload_bytes as u64;
-        let (target, _) = self.slots.finish(slot);
+        let target = self.slots.finish(slot);
         let Some(target) = target else {
             return;
         };

@@ -280,11 +280,6 @@ pub fn pin_current_thread(cpu: u32) -> io::Result<()> {
     }
 }
 
-/// The raw descriptor of anything that has one (for the helpers above).
-pub fn raw<F: AsRawFd>(f: &F) -> RawFd {
-    f.as_raw_fd()
-}
-
 /// Does this kernel accept `UDP_SEGMENT` on a UDP socket? Probed once at start: kernels before
 /// 4.18 refuse the option, and the relay then sends one datagram per `sendmsg`.
 pub fn probe_udp_gso() -> bool {
