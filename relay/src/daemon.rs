@@ -142,7 +142,7 @@ fn check_kernel_tuning(dp: &DataplaneConfig) {
             );
         }
     }
-    let rcvbuf = 4u64 << 20;
+    let rcvbuf = crate::dataplane::ingress::PACKET_RCVBUF as u64;
     if let Some(rmem_max) = read("/proc/sys/net/core/rmem_max") {
         if rcvbuf > rmem_max {
             tracing::warn!("packet-socket receive buffers are capped by net.core.rmem_max {rmem_max}; run: sysctl -w net.core.rmem_max={rcvbuf}");

@@ -8,6 +8,10 @@ use super::ring::{Geometry, RxRing};
 use super::sys;
 use crate::rules::bpf;
 
+/// `SO_RCVBUF` of packet sockets. Only frames too big for a ring slot (GSO/GRO super-frames,
+/// the copy path) queue there, so 4 MiB holds dozens of 64 KiB super-frames.
+pub const PACKET_RCVBUF: usize = 4 << 20;
+
 /// Why an ingress socket could not be set up, naming the step.
 #[derive(Debug, thiserror::Error)]
 #[error("packet socket on {interface} (ifindex {ifindex}): {step}: {source}")]

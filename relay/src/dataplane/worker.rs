@@ -148,7 +148,7 @@ impl Worker {
                 ring_frames: dp.ring_frames as usize,
                 frame_size: dp.ring_frame_size as usize,
                 fanout_base,
-                rcvbuf: 4 << 20,
+                rcvbuf: super::ingress::PACKET_RCVBUF,
             },
             batch_size: dp.batch_size as usize,
             busy_poll: Duration::from_micros(u64::from(dp.busy_poll_us)),
