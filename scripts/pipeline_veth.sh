@@ -45,7 +45,7 @@ Relay:
   --workers N          mcrd [dataplane] workers (default 1)
   --ring-frames N --buffer-count N --buffer-size N --uring-entries N --max-in-flight-sends N
   --batch-size N --max-gso-segments N --socket-sndbuf BYTES --busy-poll-us N
-  --rx-coalesce-us N --ring-frame-size BYTES
+  --rx-coalesce-us N --ring-frame-size BYTES --realtime-priority N
                        mcrd [dataplane] tunables (default: mcrd's own)
   --relay-gso on|off   mcrd egress UDP GSO (default: mcrd's own, on)
 Topology:
@@ -81,7 +81,7 @@ parse_args() {
     case $flag in
       --packets | --pps | --size | --gen-gso-segments | --hops | --relay | --workers | --ring-frames | \
         --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | --batch-size | \
-        --max-gso-segments | --socket-sndbuf | --busy-poll-us | --rx-coalesce-us | --ring-frame-size | --relay-gso | --veth-gso | --prefix | \
+        --max-gso-segments | --socket-sndbuf | --busy-poll-us | --rx-coalesce-us | --ring-frame-size | --realtime-priority | --relay-gso | --veth-gso | --prefix | \
         --out | --name | --bin | --analyzer) ;;
       *) pl_usage_error "unknown flag '$flag'" ;;
     esac
@@ -99,7 +99,7 @@ parse_args() {
       --workers) pl_need_uint "$flag" "$v"; PL_CFG_WORKERS=$v ;;
       --ring-frames | --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | \
         --batch-size | --max-gso-segments | --socket-sndbuf | --busy-poll-us | --rx-coalesce-us | \
-        --ring-frame-size)
+        --ring-frame-size | --realtime-priority)
         pl_need_uint "$flag" "$v"; local k=${flag#--}; PL_CFG[${k//-/_}]=$v ;;
       --relay-gso) [[ $v =~ ^(on|off)$ ]] || pl_usage_error "--relay-gso takes on or off"
         PL_CFG[gso]=$([ "$v" = on ] && echo true || echo false) ;;

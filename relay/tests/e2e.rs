@@ -948,3 +948,89 @@ fn receive_coalescing_delivers_everything_across_pauses() {
     assert_conserves(&fin);
     assert_eq!(fin.relay.tunables.rx_coalesce_us, 500);
 }
+
+/// `(rt_priority, policy)` of each thread of `pid`, by thread name (`/proc/PID/task/*/stat`).
+fn thread_scheduling(pid: u32) -> Vec<(String, u32, u32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        let name = stat[open + 1..close].to_string();
+        // Fields after the name start at field 3; rt_priority is field 40, policy field 41.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        threads.push((
+            name,
+            fields[37].parse().unwrap(),
+            fields[38].parse().unwrap(),
+        ));
+    }
+    threads
+}
+
+#[test]
+fn realtime_priority_runs_only_the_workers_under_sched_fifo() {
+    if !e2e_allowed("realtime_priority") {
+        return;
+    }
+    let c = chain(1, false);
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(2, "realtime_priority = 3", &chain_rule()),
+    );
+    let threads = thread_scheduling(relay_pid(&relay));
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|(name, ..)| name.starts_with("mcr-worker-"))
+        .collect();
+    assert_eq!(workers.len(), 2, "{threads:?}");
+    for (name, priority, policy) in &threads {
+        if name.starts_with("mcr-worker-") {
+            assert_eq!((*priority, *policy), (3, libc::SCHED_FIFO as u32), "{name}");
+        } else {
+            assert_eq!(*policy, libc::SCHED_OTHER as u32, "{name} stays ordinary");
+        }
+    }
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 500, 1000, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), 510);
+    assert_eq!(check_payloads(&got, 1000), (0..500).collect::<Vec<_>>());
+    assert_conserves(&relay.stop());
+
+    // Without the right to use it, start-up fails and says what is missing.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[control]\nsocket = \"{}\"\n{}",
+            dir.path().join("mcrd.sock").display(),
+            relay_config(1, "realtime_priority = 3", &chain_rule())
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = c.relays[0]
+        .command("prlimit")
+        .args(["--rtprio=0:0", "setpriv", "--reuid=65534", "--regid=65534"])
+        .args([
+            "--clear-groups",
+            "--inh-caps=-all,+net_raw",
+            "--ambient-caps=-all,+net_raw",
+        ])
+        .args([
+            "--bounding-set=-all,+net_raw",
+            env!("CARGO_BIN_EXE_mcrd"),
+            "--config",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("real-time priority 3") && err.contains("CAP_SYS_NICE"),
+        "{err}"
+    );
+}

@@ -15,7 +15,7 @@ pl_mcrd_config() {
     echo "workers = $PL_CFG_WORKERS"
     local k v
     for k in ring_frames buffer_count buffer_size uring_entries max_in_flight_sends batch_size \
-      max_gso_segments socket_sndbuf busy_poll_us rx_coalesce_us ring_frame_size; do
+      max_gso_segments socket_sndbuf busy_poll_us rx_coalesce_us ring_frame_size realtime_priority; do
       v=${PL_CFG[$k]:-}
       [ -n "$v" ] && echo "$k = $v"
     done

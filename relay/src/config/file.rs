@@ -219,6 +219,7 @@ fn validate_dataplane(d: &DataplaneConfig) -> Result<(), (&'static str, String)>
     )?;
     range("busy_poll_us", d.busy_poll_us, 0, 1_000_000)?;
     range("rx_coalesce_us", d.rx_coalesce_us, 0, 100_000)?;
+    range("realtime_priority", d.realtime_priority, 0, 99)?;
     Ok(())
 }
 
@@ -466,6 +467,11 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         );
         let e = err("[dataplane]\nworkers = 2\ncpus = [0]\n");
         assert!(e.contains("dataplane.cpus"), "{e}");
+        let e = err("[dataplane]\nrealtime_priority = 100\n");
+        assert!(
+            e.contains("dataplane.realtime_priority") && e.contains("0..=99"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -280,6 +280,15 @@ pub fn pin_current_thread(cpu: u32) -> io::Result<()> {
     }
 }
 
+/// Puts the calling thread under `SCHED_FIFO` at `priority` (1-99).
+pub fn set_realtime_priority(priority: u32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority as libc::c_int,
+    };
+    // SAFETY: pid 0 is the calling thread; `param` outlives the call.
+    cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) }).map(drop)
+}
+
 /// Does this kernel accept `UDP_SEGMENT` on a UDP socket? Probed once at start: kernels before
 /// 4.18 refuse the option, and the relay then sends one datagram per `sendmsg`.
 pub fn probe_udp_gso() -> bool {

@@ -54,6 +54,17 @@ pub enum WorkerError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "worker {worker}: real-time priority {priority} (SCHED_FIFO): {source}; this needs \
+         CAP_SYS_NICE or RLIMIT_RTPRIO >= {priority} (systemd: LimitRTPRIO=), or set \
+         [dataplane] realtime_priority = 0"
+    )]
+    Realtime {
+        worker: usize,
+        priority: u32,
+        #[source]
+        source: io::Error,
+    },
     #[error("worker {worker}: starting its thread: {source}")]
     Spawn {
         worker: usize,
@@ -125,6 +136,15 @@ impl Worker {
                 worker: id,
                 cpu,
                 source,
+            })?;
+        }
+        if dp.realtime_priority > 0 {
+            super::sys::set_realtime_priority(dp.realtime_priority).map_err(|source| {
+                WorkerError::Realtime {
+                    worker: id,
+                    priority: dp.realtime_priority,
+                    source,
+                }
             })?;
         }
         let slots = dp.max_in_flight_sends as usize;
