@@ -8,6 +8,7 @@ use io_uring::{cqueue, squeue, IoUring};
 pub const KIND_SEND: u64 = 1 << 56;
 pub const KIND_POLL: u64 = 2 << 56;
 pub const KIND_CANCEL: u64 = 3 << 56;
+pub const KIND_TIMER: u64 = 4 << 56;
 pub const KIND_MASK: u64 = 0xff << 56;
 
 pub fn build_ring(entries: u32, cq: u32) -> io::Result<IoUring> {

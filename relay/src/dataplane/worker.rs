@@ -22,7 +22,7 @@ use super::ingress::{IngressParams, IngressSocket};
 use super::limits::{MAX_SUPER_FRAME, VNET_HDR_LEN};
 use super::ring::TP_STATUS_COPY;
 use super::uring::{
-    build_ring, needs_enter, push, submit, KIND_CANCEL, KIND_MASK, KIND_POLL, KIND_SEND,
+    build_ring, needs_enter, push, submit, KIND_CANCEL, KIND_MASK, KIND_POLL, KIND_SEND, KIND_TIMER,
 };
 use super::Shared;
 use crate::config::DataplaneConfig;
@@ -100,6 +100,11 @@ pub struct Worker {
     busy_poll: Duration,
     rx_coalesce: Duration,
     perf: ThreadCounters,
+    /// A housekeeping timeout is in flight: sleeps wait on it instead of each arming a timer
+    /// of their own (see `sleep_until`).
+    timer_armed: bool,
+    /// Its duration; read by the kernel when the timeout is submitted.
+    timer_span: Box<types::Timespec>,
     last_logged: LoggedCounts,
     last_socket_error_log: Option<Instant>,
 }
@@ -174,6 +179,8 @@ impl Worker {
             busy_poll: Duration::from_micros(u64::from(dp.busy_poll_us)),
             rx_coalesce: Duration::from_micros(u64::from(dp.rx_coalesce_us)),
             perf,
+            timer_armed: false,
+            timer_span: Box::new(types::Timespec::new()),
             last_logged: LoggedCounts::default(),
             last_socket_error_log: None,
         })
@@ -403,11 +410,18 @@ impl Worker {
                     self.closing.swap_remove(pos);
                 }
             }
+            KIND_TIMER => self.timer_armed = false,
             _ => {}
         }
     }
 
     /// Sleeps in the kernel until a frame arrives on any ring, a send completes, or `until`.
+    ///
+    /// The deadline is a timeout operation that stays in flight across sleeps, rather than a
+    /// timeout argument to each wait: that would program and cancel a kernel timer on every
+    /// wake-up, which costs two timer-device writes per packet at moderate rates (and a VM
+    /// exit each on virtual machines). A timeout that ends early (the tick moved) only wakes
+    /// the loop once.
     fn sleep_until(&mut self, until: Instant) {
         for ing in &mut self.ingress {
             if !ing.poll_armed {
@@ -417,14 +431,27 @@ impl Worker {
                 ing.poll_armed = push(&mut self.ring, &poll);
             }
         }
-        let wait = until
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_micros(50));
-        let ts = types::Timespec::new()
-            .sec(wait.as_secs())
-            .nsec(wait.subsec_nanos());
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        if !self.timer_armed {
+            let wait = until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_micros(50));
+            *self.timer_span = types::Timespec::new()
+                .sec(wait.as_secs())
+                .nsec(wait.subsec_nanos());
+            let timeout = opcode::Timeout::new(&*self.timer_span)
+                .build()
+                .user_data(KIND_TIMER);
+            self.timer_armed = push(&mut self.ring, &timeout);
+        }
+        let result = if self.timer_armed {
+            self.ring.submit_and_wait(1)
+        } else {
+            // The ring refused the timeout: bound this wait by itself.
+            let ts = *self.timer_span;
+            let args = types::SubmitArgs::new().timespec(&ts);
+            self.ring.submitter().submit_with_args(1, &args)
+        };
+        match result {
             Ok(_) => {}
             Err(e)
                 if matches!(
