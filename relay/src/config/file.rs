@@ -392,6 +392,22 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
     }
 
     #[test]
+    fn packaged_example_config_parses_with_real_time_workers() {
+        let c = parse(include_str!("../../packaging/relay.toml"), "relay.toml").unwrap();
+        // The unit file's LimitRTPRIO must allow this priority.
+        let unit = include_str!("../../packaging/mcrd.service");
+        let limit: u32 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitRTPRIO="))
+            .expect("the unit sets LimitRTPRIO")
+            .parse()
+            .unwrap();
+        assert!(c.dataplane.realtime_priority > 0);
+        assert!(c.dataplane.realtime_priority <= limit);
+        assert!(unit.contains("RestrictRealtime=no"));
+    }
+
+    #[test]
     fn empty_file_is_a_relay_with_no_rules() {
         let c = parse("", "x.toml").unwrap();
         assert!(c.rules.is_empty());
