@@ -20,7 +20,7 @@ use super::Shared;
 use crate::config::DataplaneConfig;
 use crate::rules::{EgressKey, MatchKey, RuleTable};
 use crate::stats::counters::{errno_slot, WorkerCells};
-use crate::wire::{self, ChecksumHint, Datagram, Malformed, Parsed, VnetHeader};
+use crate::wire::{self, ChecksumHint, Malformed, Parsed, Segments, VnetHeader};
 
 /// A datagram waiting to be sent to one output.
 #[derive(Debug, Clone, Copy)]
@@ -160,66 +160,70 @@ impl Forwarder {
                 cells.malformed[kind.index()].add(1);
                 1
             }
-            parsed => {
-                let mut n = 0;
-                for d in parsed.datagrams() {
-                    self.dispatch(ifindex, &d);
-                    n += 1;
-                }
-                n
-            }
+            parsed => self.dispatch(ifindex, parsed.datagrams()),
         }
     }
 
-    /// Matches one datagram and queues it for each output of its rule.
+    /// Matches a frame's datagrams and queues each for every output of their rule. Returns
+    /// the number of datagrams.
+    ///
+    /// The segments of a GSO super-frame share the addresses and ports of the first, so one
+    /// lookup serves them all.
     #[inline]
-    fn dispatch(&mut self, ifindex: u32, d: &Datagram<'_>) {
+    fn dispatch(&mut self, ifindex: u32, datagrams: Segments<'_>) -> usize {
+        let n = datagrams.len();
         let cells = &self.shared.workers[self.id];
-        cells.rx.add(1);
-        let key = MatchKey {
-            ifindex,
-            group: d.dst,
-            port: d.dst_port,
+        cells.rx.add(n as u64);
+        let rule = datagrams.clone().next().and_then(|d| {
+            let key = MatchKey {
+                ifindex,
+                group: d.dst,
+                port: d.dst_port,
+            };
+            self.table.lookup(&key, d.src)
+        });
+        let Some(rule) = rule else {
+            cells.no_match.add(n as u64);
+            return n;
         };
-        let Some(rule) = self.table.lookup(&key, d.src) else {
-            cells.no_match.add(1);
-            return;
-        };
-        cells.matched.add(1);
+        cells.matched.add(n as u64);
         let flow = &rule.counters.per_worker[self.id];
-        flow.packets.add(1);
-        flow.bytes.add(d.payload.len() as u64);
+        flow.packets.add(n as u64);
         let outputs = rule.outputs.len();
-        let Some(buf) = self.pool.alloc(outputs as u16) else {
-            for (i, _) in rule.outputs.iter().enumerate() {
-                flow.outputs[i].matched.add(1);
-                flow.outputs[i].buf_exhaust.add(1);
-            }
-            cells.buf_exhaust.add(outputs as u64);
-            return;
-        };
-        let len = d.payload.len();
-        self.pool.buf_mut(buf)[..len].copy_from_slice(d.payload);
-        for (i, out) in rule.outputs.iter().enumerate() {
-            let oc = &flow.outputs[i];
-            oc.matched.add(1);
-            let queue = &mut self.pending[out.id];
-            if queue.len() >= self.pending_capacity {
-                oc.buf_exhaust.add(1);
-                cells.buf_exhaust.add(1);
-                self.pool.release(buf);
+        for d in datagrams {
+            flow.bytes.add(d.payload.len() as u64);
+            let Some(buf) = self.pool.alloc(outputs as u16) else {
+                for (i, _) in rule.outputs.iter().enumerate() {
+                    flow.outputs[i].matched.add(1);
+                    flow.outputs[i].buf_exhaust.add(1);
+                }
+                cells.buf_exhaust.add(outputs as u64);
                 continue;
+            };
+            let len = d.payload.len();
+            self.pool.buf_mut(buf)[..len].copy_from_slice(d.payload);
+            for (i, out) in rule.outputs.iter().enumerate() {
+                let oc = &flow.outputs[i];
+                oc.matched.add(1);
+                let queue = &mut self.pending[out.id];
+                if queue.len() >= self.pending_capacity {
+                    oc.buf_exhaust.add(1);
+                    cells.buf_exhaust.add(1);
+                    self.pool.release(buf);
+                    continue;
+                }
+                if queue.is_empty() {
+                    self.active.push(out.id);
+                }
+                queue.push(Pending {
+                    buf,
+                    len: len as u32,
+                });
+                oc.in_flight.add(1);
+                cells.in_flight.add(1);
             }
-            if queue.is_empty() {
-                self.active.push(out.id);
-            }
-            queue.push(Pending {
-                buf,
-                len: len as u32,
-            });
-            oc.in_flight.add(1);
-            cells.in_flight.add(1);
         }
+        n
     }
 
     /// Turns every output's pending datagrams into `sendmsg` submissions.
