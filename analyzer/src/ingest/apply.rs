@@ -184,15 +184,15 @@ pub fn hop(path: &Path, entries: &[Entry], hop: &mut Hop) -> Result<()> {
     set(&mut c.in_flight, count(path, entries, keys::IN_FLIGHT)?);
     set(&mut c.tx_syscalls, count(path, entries, keys::TX_SYSCALLS)?);
     let r = &mut hop.reported;
-    setf(
+    set(
         &mut r.rx_pps,
         rate(path, entries, keys::RX_RATE)?.or(rx.pps),
     );
-    setf(
+    set(
         &mut r.tx_pps,
         rate(path, entries, keys::TX_RATE)?.or(tx.pps),
     );
-    setf(&mut r.buf_exhaust_pct, ex.pct);
+    set(&mut r.buf_exhaust_pct, ex.pct);
     set(
         &mut hop.duration_ns,
         duration_ns(path, entries, keys::ELAPSED)?,
@@ -230,7 +230,7 @@ pub fn generator(
         &mut g.elapsed_ns,
         duration_ns(path, entries, keys::ELAPSED)?,
     );
-    setf(&mut g.reported_pps, rate(path, entries, keys::GEN_RATE)?);
+    set(&mut g.reported_pps, rate(path, entries, keys::GEN_RATE)?);
     let mut target = rate(path, entries, keys::TARGET)?;
     for e in entries
         .iter()
@@ -269,7 +269,7 @@ pub fn receiver(path: &Path, entries: &[Entry], r: &mut Receiver) -> Result<()> 
         &mut r.elapsed_ns,
         duration_ns(path, entries, keys::ELAPSED)?,
     );
-    setf(&mut r.reported_pps, rate(path, entries, keys::GEN_RATE)?);
+    set(&mut r.reported_pps, rate(path, entries, keys::GEN_RATE)?);
     for e in entries {
         let k = e.key.trim_start_matches("latency_");
         let Some(q) = k
@@ -324,10 +324,6 @@ fn set<T>(slot: &mut Option<T>, value: Option<T>) {
     if value.is_some() {
         *slot = value;
     }
-}
-
-fn setf(slot: &mut Option<f64>, value: Option<f64>) {
-    set(slot, value)
 }
 
 #[cfg(test)]
