@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -230,15 +230,14 @@ pub fn run(
     let sndbuf_bytes = sockets[0].sndbuf_bytes;
 
     // Threads start together: each waits at the barrier, then reads the common start instant.
-    let barrier = Arc::new(Barrier::new(options.threads as usize + 1));
-    let start_slot: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
+    // Scoped threads borrow these; none outlives the run.
+    let barrier = &Barrier::new(options.threads as usize + 1);
+    let start_slot = &OnceLock::<Instant>::new();
     let mut started_unix_ns = 0;
     let outcomes = std::thread::scope(|scope| -> Result<Vec<ThreadOutcome>, SendError> {
         let mut handles = Vec::new();
         for (plan, sock) in plans.into_iter().zip(&sockets) {
-            let barrier = Arc::clone(&barrier);
-            let start_slot = Arc::clone(&start_slot);
-            let progress = Arc::clone(&progress);
+            let progress = &progress;
             let handle = std::thread::Builder::new()
                 .name(format!("tg-send-{}", plan.index))
                 .spawn_scoped(scope, move || {
@@ -294,9 +293,7 @@ fn plans(options: &SendOptions, batching: Batching) -> Vec<ThreadPlan> {
             };
             ThreadPlan {
                 index,
-                streams: (index..options.streams)
-                    .step_by(options.threads as usize)
-                    .collect(),
+                streams: thread_streams(options, index),
                 pps,
                 count,
                 deadline,
@@ -306,6 +303,13 @@ fn plans(options: &SendOptions, batching: Batching) -> Vec<ThreadPlan> {
                 coalesce: options.coalesce,
             }
         })
+        .collect()
+}
+
+/// Stream ids of thread `index`: streams are dealt round-robin over the threads.
+fn thread_streams(options: &SendOptions, index: u32) -> Vec<u32> {
+    (index..options.streams)
+        .step_by(options.threads as usize)
         .collect()
 }
 
@@ -348,9 +352,7 @@ fn build_record(
         let pps = split_even(options.pps, options.threads, index);
         threads.push(SendThreadRecord {
             thread_index: index,
-            stream_ids: (index..options.streams)
-                .step_by(options.threads as usize)
-                .collect(),
+            stream_ids: thread_streams(options, index),
             target_pps: pps,
             packets_sent: o.packets_sent,
             payload_bytes: o.packets_sent * size,
@@ -369,6 +371,11 @@ fn build_record(
     let payload_bytes = packets_sent * size;
     let wire_bytes = packets_sent * (size + WIRE_OVERHEAD_BYTES);
     let gso_used = batching.segments_per_message > 1 && gso_fallback_reason.is_none();
+    let segments_used = if gso_used {
+        batching.segments_per_message
+    } else {
+        1
+    };
     SendRecord {
         schema: SEND_SCHEMA.to_string(),
         version: RECORD_VERSION,
@@ -392,17 +399,8 @@ fn build_record(
             threads: options.threads,
             streams: options.streams,
             batch_mode: if gso_used { "gso" } else { "sendmmsg" }.to_string(),
-            gso_segments: if gso_used {
-                batching.segments_per_message as u32
-            } else {
-                1
-            },
-            max_batch_packets: (batching.messages_per_call
-                * if gso_used {
-                    batching.segments_per_message
-                } else {
-                    1
-                }) as u32,
+            gso_segments: segments_used as u32,
+            max_batch_packets: (batching.messages_per_call * segments_used) as u32,
             gso_fallback_reason,
             end_marker_repeats: options.end_marker_repeats,
             socket_sndbuf_bytes: sndbuf_bytes,
