@@ -9,6 +9,7 @@
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddrV4;
+use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -46,12 +47,7 @@ impl EgressSocket {
         let fd = sock.as_raw_fd();
         // Leave the socket blocking: io_uring then waits for send-buffer space itself (it arms
         // an internal poll) instead of failing the send with EAGAIN.
-        sys::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            sys::SO_BINDTOIFINDEX,
-            &(key.ifindex as libc::c_int),
-        )?;
+        sock.bind_device_by_index_v4(NonZeroU32::new(key.ifindex))?;
         let mreqn = libc::ip_mreqn {
             imr_multiaddr: libc::in_addr { s_addr: 0 },
             imr_address: libc::in_addr { s_addr: 0 },

@@ -22,8 +22,6 @@ pub const ETH_P_ALL: u16 = 0x0003;
 /// `UDP_SEGMENT` (linux/udp.h), level `SOL_UDP`.
 pub const UDP_SEGMENT: libc::c_int = 103;
 pub const SOL_UDP: libc::c_int = 17;
-/// `SO_BINDTOIFINDEX` (Linux 5.0).
-pub const SO_BINDTOIFINDEX: libc::c_int = 62;
 
 /// `struct tpacket_req`.
 #[repr(C)]
