@@ -179,15 +179,12 @@ struct SendArgs {
     json: Option<PathBuf>,
 }
 
-/// Sub-command names, for making `send` the default.
-const SUBCOMMANDS: &[&str] = &["send", "recv", "sweep", "help"];
-
 /// Inserts `send` when the first argument is a flag other than help/version, so that
-/// `trafficgen --pps N` means `trafficgen send --pps N`.
+/// `trafficgen --pps N` means `trafficgen send --pps N` (a sub-command name is never a flag).
 fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
     if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
         let is_global = matches!(first, "-h" | "--help" | "-V" | "--version");
-        if first.starts_with('-') && !is_global && !SUBCOMMANDS.contains(&first) {
+        if first.starts_with('-') && !is_global {
             args.insert(1, OsString::from("send"));
         }
     }
