@@ -112,7 +112,8 @@ pub fn best_split(z: &[f64], min_size: usize) -> Option<(usize, f64)> {
     best
 }
 
-fn mean(v: &[f64]) -> f64 {
+/// Arithmetic mean of a non-empty slice.
+pub(crate) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 

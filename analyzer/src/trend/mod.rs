@@ -7,6 +7,7 @@
 
 pub mod changepoint;
 
+use self::changepoint::mean;
 use crate::compare::change;
 use crate::error::{Error, Result};
 use crate::metrics::{Better, Metric, Unit};
@@ -170,10 +171,6 @@ pub fn trend(records: &[RunRecord], paths: &[String], s: &Settings) -> Result<Tr
         series,
         settings: *s,
     })
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
 }
 
 #[cfg(test)]
