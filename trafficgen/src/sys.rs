@@ -1,5 +1,5 @@
 //! Every `unsafe` call of the crate: socket options socket2 lacks, `sendmmsg`/`recvmmsg` with
-//! control messages, clocks, timer slack and the SIGINT flag. The rest of the crate is safe.
+//! control messages, timer slack and the SIGINT flag. The rest of the crate is safe.
 //!
 //! The batch types own their `mmsghdr`/`iovec`/control arrays and the buffers those point into;
 //! the pointers are rebuilt from owned storage right before each call, so a moved batch never
@@ -12,6 +12,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `SOL_UDP`: socket level of UDP options (`linux/udp.h`).
 pub const SOL_UDP: libc::c_int = 17;
@@ -99,13 +100,12 @@ pub fn if_index(name: &str) -> io::Result<u32> {
 }
 
 /// `CLOCK_REALTIME` in nanoseconds since the Unix epoch (the probe's transmit timestamp clock;
-/// a vDSO call, no syscall).
+/// `SystemTime::now` is a vDSO `clock_gettime(CLOCK_REALTIME)`, no syscall).
 #[inline]
 pub fn realtime_ns() -> u64 {
-    // SAFETY: ts is valid for writes; CLOCK_REALTIME always exists.
-    let mut ts: libc::timespec = unsafe { zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Sets this thread's timer slack to 1 ns so sleeps of the pacer end when asked (the default
