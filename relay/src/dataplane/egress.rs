@@ -224,8 +224,8 @@ impl SendSlots {
             // u16 payload, exactly what CMSG_SPACE(2) has room for.
             unsafe {
                 let hdr = s.cmsg.0.as_mut_ptr().cast::<libc::cmsghdr>();
-                (*hdr).cmsg_level = sys::SOL_UDP;
-                (*hdr).cmsg_type = sys::UDP_SEGMENT;
+                (*hdr).cmsg_level = libc::SOL_UDP;
+                (*hdr).cmsg_type = libc::UDP_SEGMENT;
                 (*hdr).cmsg_len = libc::CMSG_LEN(2) as usize;
                 libc::CMSG_DATA(hdr).cast::<u16>().write_unaligned(seg);
             }

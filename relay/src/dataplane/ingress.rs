@@ -71,12 +71,13 @@ impl IngressSocket {
         };
         let fd = sys::packet_socket().map_err(err("socket(AF_PACKET)"))?;
         let raw = fd.as_raw_fd();
-        sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_VERSION, &sys::TPACKET_V2)
+        let version = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
+        sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
             .map_err(err("PACKET_VERSION"))?;
-        sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_VNET_HDR, &1i32)
+        sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &1i32)
             .map_err(err("PACKET_VNET_HDR"))?;
         // Frames longer than a slot (GSO/GRO super-frames) are also queued whole on the socket.
-        sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_COPY_THRESH, &1i32)
+        sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, &1i32)
             .map_err(err("PACKET_COPY_THRESH"))?;
         let rcvbuf = params.rcvbuf as libc::c_int;
         sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)
@@ -85,13 +86,13 @@ impl IngressSocket {
             .map_err(err("PACKET_RX_RING"))?;
         sys::attach_filter(raw, &bpf::build(groups)).map_err(err("SO_ATTACH_FILTER"))?;
         // Linux 4.20+; the filter drops outgoing frames anyway, so an older kernel is fine.
-        let _ = sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_IGNORE_OUTGOING, &1i32);
+        let _ = sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
         sys::bind_packet(raw, ifindex).map_err(err("bind"))?;
         if let Some(base) = params.fanout_base {
             // Hash fan-out keeps each flow on one worker, so datagrams of a flow stay in order.
             let id = base.wrapping_add(ifindex as u16);
-            let arg: u32 = u32::from(id) | (sys::PACKET_FANOUT_HASH << 16);
-            sys::setsockopt(raw, sys::SOL_PACKET, sys::PACKET_FANOUT, &arg)
+            let arg: u32 = u32::from(id) | (libc::PACKET_FANOUT_HASH << 16);
+            sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
                 .map_err(err("PACKET_FANOUT"))?;
         }
         Ok(Self {
@@ -116,7 +117,7 @@ impl IngressSocket {
     /// Frames the kernel dropped on this socket since the last call (reading resets them).
     pub fn take_kernel_drops(&self) -> u64 {
         sys::packet_statistics(self.fd.as_raw_fd())
-            .map(|s| u64::from(s.drops))
+            .map(|s| u64::from(s.tp_drops))
             .unwrap_or(0)
     }
 

@@ -11,18 +11,16 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use libc::{TPACKET2_HDRLEN, TP_STATUS_KERNEL, TP_STATUS_USER};
+
 use super::limits::VNET_HDR_LEN;
-use super::sys::{self, Mapping, TpacketReq};
+use super::sys::{self, Mapping};
 use crate::wire;
 
-const TP_STATUS_KERNEL: u32 = 0;
-const TP_STATUS_USER: u32 = 1 << 0;
 /// The frame was longer than the slot; the whole frame is also queued on the socket.
-pub const TP_STATUS_COPY: u32 = 1 << 1;
+pub use libc::TP_STATUS_COPY;
 // The checksum and VLAN bits of `tp_status` are read by `crate::wire`, which owns them.
 
-/// `TPACKET_ALIGN(sizeof(struct tpacket2_hdr)) + sizeof(struct sockaddr_ll)`.
-const TPACKET2_HDRLEN: usize = 32 + 20;
 /// Bytes in a slot before the Ethernet header: header, address, alignment and the vnet header.
 const SLOT_OVERHEAD: usize = 96;
 const BLOCK_TARGET: usize = 64 * 1024;
@@ -94,13 +92,13 @@ pub struct RxRing {
 impl RxRing {
     /// Configures `PACKET_RX_RING` on `fd` and maps it.
     pub fn setup(fd: RawFd, geometry: Geometry) -> io::Result<Self> {
-        let req = TpacketReq {
-            block_size: geometry.block_size as u32,
-            block_nr: geometry.block_nr as u32,
-            frame_size: geometry.frame_size as u32,
-            frame_nr: geometry.frame_nr() as u32,
+        let req = libc::tpacket_req {
+            tp_block_size: geometry.block_size as u32,
+            tp_block_nr: geometry.block_nr as u32,
+            tp_frame_size: geometry.frame_size as u32,
+            tp_frame_nr: geometry.frame_nr() as u32,
         };
-        sys::setsockopt(fd, sys::SOL_PACKET, sys::PACKET_RX_RING, &req)?;
+        sys::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
         let map = Mapping::ring(fd, geometry.block_size * geometry.block_nr)?;
         Ok(Self {
             map,

@@ -7,40 +7,6 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-// linux/if_packet.h
-pub const SOL_PACKET: libc::c_int = 263;
-pub const PACKET_RX_RING: libc::c_int = 5;
-pub const PACKET_STATISTICS: libc::c_int = 6;
-pub const PACKET_COPY_THRESH: libc::c_int = 7;
-pub const PACKET_VERSION: libc::c_int = 10;
-pub const PACKET_VNET_HDR: libc::c_int = 15;
-pub const PACKET_FANOUT: libc::c_int = 18;
-pub const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-pub const TPACKET_V2: libc::c_int = 1;
-pub const PACKET_FANOUT_HASH: u32 = 0;
-pub const ETH_P_ALL: u16 = 0x0003;
-/// `UDP_SEGMENT` (linux/udp.h), level `SOL_UDP`.
-pub const UDP_SEGMENT: libc::c_int = 103;
-pub const SOL_UDP: libc::c_int = 17;
-
-/// `struct tpacket_req`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct TpacketReq {
-    pub block_size: u32,
-    pub block_nr: u32,
-    pub frame_size: u32,
-    pub frame_nr: u32,
-}
-
-/// `struct tpacket_stats` (TPACKET_V1/V2). Reading it resets the kernel's counts.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TpacketStats {
-    pub packets: u32,
-    pub drops: u32,
-}
-
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -85,7 +51,7 @@ pub fn bind_packet(fd: RawFd, ifindex: u32) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_ALL.to_be();
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
     sll.sll_ifindex = ifindex as i32;
     // SAFETY: `sll` is a valid sockaddr_ll of the length we pass.
     cvt(unsafe {
@@ -108,17 +74,20 @@ pub fn attach_filter(fd: RawFd, prog: &[libc::sock_filter]) -> io::Result<()> {
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
-/// Reads and resets the socket's packet counters.
-pub fn packet_statistics(fd: RawFd) -> io::Result<TpacketStats> {
-    let mut stats = TpacketStats::default();
-    let mut len = size_of::<TpacketStats>() as libc::socklen_t;
+/// Reads and resets the socket's packet counters (`struct tpacket_stats` for TPACKET_V1/V2).
+pub fn packet_statistics(fd: RawFd) -> io::Result<libc::tpacket_stats> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `stats`, which we own.
     cvt(unsafe {
         libc::getsockopt(
             fd,
-            SOL_PACKET,
-            PACKET_STATISTICS,
-            (&mut stats as *mut TpacketStats).cast(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
             &mut len,
         )
     })?;
@@ -294,7 +263,7 @@ pub fn probe_udp_gso() -> bool {
         return false;
     };
     let seg: libc::c_int = 1400;
-    setsockopt(sock.as_raw_fd(), SOL_UDP, UDP_SEGMENT, &seg).is_ok()
+    setsockopt(sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, &seg).is_ok()
 }
 
 #[cfg(test)]
@@ -309,7 +278,7 @@ mod tests {
 
     #[test]
     fn struct_sizes_match_the_kernel_abi() {
-        assert_eq!(size_of::<TpacketReq>(), 16);
-        assert_eq!(size_of::<TpacketStats>(), 8);
+        assert_eq!(size_of::<libc::tpacket_req>(), 16);
+        assert_eq!(size_of::<libc::tpacket_stats>(), 8);
     }
 }
