@@ -70,6 +70,11 @@ pl_host_cpu() {
   local before=$1 after=$2 root=$3 out=$4 hz
   hz=$(getconf CLK_TCK)
   awk -v root="$root" -v hz="$hz" -v method="$PL_HOST_CPU_METHOD" '
+    # in_root_tree(Q): whether Q or an ancestor of it, alive at the end, is ROOT_PID.
+    function in_root_tree(q) {
+      for (; q > 1; q = ppid[q]) { if (q == root) return 1; if (!(q in ppid)) return 0 }
+      return 0
+    }
     FNR == 1 { file++ }
     $1 == "stat" { for (i = 2; i <= 9; i++) st[file, i] = $i; next }
     $1 == "uptime" { up[file] = $2; next }
@@ -91,11 +96,9 @@ pl_host_cpu() {
       user = (st[2, 2] - st[1, 2]) + (st[2, 3] - st[1, 3]); sy = st[2, 4] - st[1, 4]
       for (k = 1; k <= n; k++) {
         key = keys[k]; p = pid[key]
-        mine = 0
-        for (q = p; q > 1; q = ppid[q]) { if (q == root) { mine = 1; break }; if (!(q in ppid)) break }
         d = (key in b) ? a[key] - b[key] : a[key]
         if (d < 0) d = 0
-        if (mine) ours += d
+        if (in_root_tree(p)) ours += d
         else if (comm[key] ~ /^ksoftirqd\//) ksoft += d
         else { others += d; if (d > 0) top = top sprintf("%s{\"pid\":%s,\"comm\":\"%s\",\"ticks\":%d}", (nt++ ? "," : ""), p, comm[key], d) }
       }
@@ -108,9 +111,7 @@ pl_host_cpu() {
           if (!(q in bppid)) break
           q = bppid[q]
         }
-        mine = 0
-        for (; q > 1; q = ppid[q]) { if (q == root) { mine = 1; break }; if (!(q in ppid)) break }
-        if (!mine) { others -= b[key]; exited += b[key] }
+        if (!in_root_tree(q)) { others -= b[key]; exited += b[key] }
       }
       # Process ticks are sampled; subtracting what exited processes had used by the start can
       # overshoot, and a negative load of others is no load.
