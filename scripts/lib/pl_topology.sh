@@ -58,7 +58,7 @@ pl_link() {
 
 # pl_gso_state NS IF: what ethtool reports for tx-udp-segmentation ("on"/"off").
 pl_gso_state() {
-  ip netns exec "$1" ethtool -k "$2" | awk -F': ' '/^tx-udp-segmentation:/{print $2; exit}' | awk '{print $1}'
+  ip netns exec "$1" ethtool -k "$2" | awk '$1 == "tx-udp-segmentation:" { print $2; exit }'
 }
 
 # pl_routes_upstream: in every namespace after the generator's, routes to the upstream subnets
