@@ -83,7 +83,7 @@ parse_args() {
 # Sets RATE_FAILED when a run failed or had unexplained loss.
 run_rate() {
   local pps=$1 r rc dir rec
-  mkdir -p "$OUT/sets/rate-$pps" "$HISTORY/rate-$pps"
+  mkdir -p "$OUT/runs/rate-$pps" "$OUT/sets/rate-$pps" "$HISTORY/rate-$pps"
   for ((r = 1; r <= REPEATS; r++)); do
     dir=$OUT/runs/rate-$pps/rep$r
     rc=0
@@ -172,10 +172,9 @@ update_baseline() {
 main() {
   parse_args "$@"
   [ -x "$ANALYZER" ] || pl_die "$ANALYZER missing: build with 'cargo build --release --workspace --bins'"
-  mkdir -p "$OUT/runs"
   RATE_FAILED=0 REGRESSED=0
   local pps
-  for pps in ${RATES//,/ }; do mkdir -p "$OUT/runs/rate-$pps"; run_rate "$pps"; done
+  for pps in ${RATES//,/ }; do run_rate "$pps"; done
   for pps in ${RATES//,/ }; do compare_rate "$pps"; trend_rate "$pps"; done
   write_report
   [ "$UPDATE_BASELINE" -eq 1 ] && update_baseline
