@@ -197,16 +197,14 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
             "compare needs a baseline and at least one run, each with at least one record".into(),
         ));
     }
-    let table = Table::build(sets).map_err(|e| Error::Table(e.to_string()))?;
+    let table = Table::build(sets)?;
     let mut rows = Vec::new();
     for m in &table.metrics {
         let mut samples = Vec::new();
         let mut cells = Vec::new();
         for set in 0..sets.len() {
-            let v = table
-                .values(set, &m.key)
-                .map_err(|e| Error::Table(e.to_string()))?;
-            let reported = table.any_reported(set, &m.key).unwrap_or(false);
+            let v = table.values(set, &m.key)?;
+            let reported = table.any_reported(set, &m.key)?;
             cells.push((!v.is_empty()).then(|| Cell {
                 value: median(&v),
                 samples: v.len(),

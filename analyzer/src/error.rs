@@ -70,6 +70,14 @@ impl Error {
     }
 }
 
+/// The table's operations fail only on a bug (a column of another type), so `?` on them
+/// yields [`Error::Table`].
+impl From<polars::error::PolarsError> for Error {
+    fn from(e: polars::error::PolarsError) -> Self {
+        Error::Table(e.to_string())
+    }
+}
+
 /// Reads a whole text file, refusing an empty (or whitespace-only) one.
 pub fn read_nonempty(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -89,15 +89,13 @@ pub fn trend(records: &[RunRecord], paths: &[String], s: &Settings) -> Result<Tr
         return Err(Error::Usage("trend needs at least two records".into()));
     }
     let sets: Vec<Vec<RunRecord>> = records.iter().map(|r| vec![r.clone()]).collect();
-    let table = Table::build(&sets).map_err(|e| Error::Table(e.to_string()))?;
+    let table = Table::build(&sets)?;
     let mut series = Vec::new();
     for m in &table.metrics {
         let mut values = Vec::new();
         let mut run_index = Vec::new();
         for i in 0..records.len() {
-            let v = table
-                .values(i, &m.key)
-                .map_err(|e| Error::Table(e.to_string()))?;
+            let v = table.values(i, &m.key)?;
             if let Some(&x) = v.first() {
                 values.push(x);
                 run_index.push(i);
