@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::UdpSocket;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,6 +13,24 @@ use common::*;
 use trafficgen::record::{RecvRecord, SendRecord, SweepRecord, RECV_SCHEMA, SEND_SCHEMA};
 
 const GROUP: &str = "239.7.7.7:5000";
+
+/// Starts a receiver of GROUP on the pair's rx side that exits once the end markers are in,
+/// with `extra` flags, writing its record to `recv_json`.
+fn start_receiver(pair: &NetnsPair, recv_json: &Path, extra: &[&str]) -> Receiver {
+    let mut args = vec![
+        "recv",
+        "--group",
+        GROUP,
+        "--iface",
+        &pair.rx_if,
+        "--exit-on-end",
+        "--duration",
+        "60s",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--json", recv_json.to_str().unwrap()]);
+    Receiver::start(pair.trafficgen(&pair.rx, &args))
+}
 
 /// Sends `args` from the pair's tx side to a receiver on its rx side; returns both records.
 fn send_and_receive(
@@ -21,21 +40,7 @@ fn send_and_receive(
 ) -> (SendRecord, RecvRecord) {
     let recv_json = dir.path().join("recv.json");
     let send_json = dir.path().join("send.json");
-    let receiver = Receiver::start(pair.trafficgen(
-        &pair.rx,
-        &[
-            "recv",
-            "--group",
-            GROUP,
-            "--iface",
-            &pair.rx_if,
-            "--exit-on-end",
-            "--duration",
-            "60s",
-            "--json",
-            recv_json.to_str().unwrap(),
-        ],
-    ));
+    let receiver = start_receiver(pair, &recv_json, &[]);
     let mut args = vec!["send", "--dst", GROUP, "--iface", &pair.tx_if, "--json"];
     args.push(send_json.to_str().unwrap());
     args.extend_from_slice(send_args);
@@ -455,23 +460,7 @@ fn kernel_buffer_drops_are_reported_apart_and_account_for_the_loss() {
     let send_json = dir.path().join("send.json");
     // A small receive buffer, and the receiver stopped (SIGSTOP) for a second mid-run: the
     // kernel must drop what does not fit, and the receiver must see those drops.
-    let receiver = Receiver::start(pair.trafficgen(
-        &pair.rx,
-        &[
-            "recv",
-            "--group",
-            GROUP,
-            "--iface",
-            &pair.rx_if,
-            "--exit-on-end",
-            "--duration",
-            "60s",
-            "--rcvbuf",
-            "100000",
-            "--json",
-            recv_json.to_str().unwrap(),
-        ],
-    ));
+    let receiver = start_receiver(&pair, &recv_json, &["--rcvbuf", "100000"]);
     let pid = receiver.pid().to_string();
     let mut sender = ChildGuard(
         pair.trafficgen(
