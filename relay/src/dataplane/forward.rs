@@ -347,14 +347,14 @@ impl Forwarder {
                     );
                     self.gso_refused_logged = true;
                 }
-                let queue: Vec<Pending> = sent[..segments]
-                    .iter()
-                    .map(|&(buf, len)| Pending {
+                let mut queue = [Pending { buf: 0, len: 0 }; UDP_MAX_SEGMENTS as usize];
+                for (p, &(buf, len)) in queue.iter_mut().zip(&sent[..segments]) {
+                    *p = Pending {
                         buf,
                         len: len as u32,
-                    })
-                    .collect();
-                self.send_queue(&target, &queue, ring);
+                    };
+                }
+                self.send_queue(&target, &queue[..segments], ring);
                 return;
             }
             oc.in_flight.sub(n);
