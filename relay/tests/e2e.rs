@@ -953,7 +953,13 @@ fn receive_coalescing_delivers_everything_across_pauses() {
 fn thread_scheduling(pid: u32) -> Vec<(String, u32, u32)> {
     let mut threads = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        let stat = match std::fs::read_to_string(task.unwrap().path().join("stat")) {
+            Ok(stat) => stat,
+            // The thread exited between the listing and the read (ENOENT or ESRCH).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+            Err(e) => panic!("reading /proc/{pid}/task/*/stat: {e}"),
+        };
         let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
         let name = stat[open + 1..close].to_string();
         // Fields after the name start at field 3; rt_priority is field 40, policy field 41.
