@@ -249,14 +249,28 @@ fn non_negative(flag: &str, v: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--alpha` of `compare` and `trend`.
+fn significance_level(alpha: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        alpha > 0.0 && alpha < 1.0,
+        "--alpha {alpha}: must be between 0 and 1"
+    );
+    Ok(())
+}
+
+/// The exit code of a report: [`EXIT_REGRESSION`] when it found one.
+fn exit_code(regressed: bool) -> ExitCode {
+    if regressed {
+        ExitCode::from(EXIT_REGRESSION)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     non_negative("--threshold", a.threshold)?;
     non_negative("--threshold-pp", a.threshold_pp)?;
-    anyhow::ensure!(
-        a.alpha > 0.0 && a.alpha < 1.0,
-        "--alpha {}: must be between 0 and 1",
-        a.alpha
-    );
+    significance_level(a.alpha)?;
     let sets = std::iter::once(&a.baseline)
         .chain(&a.runs)
         .map(|s| load_set(s))
@@ -302,21 +316,13 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         }
     }
     emit(a.out.as_deref(), &markdown::comparison(&cmp, &charts))?;
-    Ok(if cmp.regressed() {
-        ExitCode::from(EXIT_REGRESSION)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(cmp.regressed()))
 }
 
 fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
     non_negative("--min-effect", a.min_effect)?;
     non_negative("--min-effect-pp", a.min_effect_pp)?;
-    anyhow::ensure!(
-        a.alpha > 0.0 && a.alpha < 1.0,
-        "--alpha {}: must be between 0 and 1",
-        a.alpha
-    );
+    significance_level(a.alpha)?;
     let mut records = Vec::new();
     let mut paths = Vec::new();
     for p in &a.records {
@@ -345,9 +351,5 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
         }
     }
     emit(a.out.as_deref(), &markdown::trend(&t, &charts))?;
-    Ok(if t.regressed() {
-        ExitCode::from(EXIT_REGRESSION)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(t.regressed()))
 }
