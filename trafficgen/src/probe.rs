@@ -133,8 +133,8 @@ impl Probe {
     }
 }
 
-/// Rewrites only the per-packet fields of a header written earlier by [`Probe::write`]; this is
-/// all the send path touches per datagram.
+/// Rewrites only the sequence and timestamp fields of a header written earlier by
+/// [`Probe::write`], leaving the rest of the buffer as it was.
 #[inline]
 pub fn write_sequence_and_timestamp(buf: &mut [u8], sequence: u64, tx_timestamp_ns: u64) {
     buf[field::SEQUENCE].copy_from_slice(&sequence.to_be_bytes());

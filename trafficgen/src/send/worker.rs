@@ -1,8 +1,9 @@
 //! One sender thread: its pacing loop, batch building and error accounting.
 //!
-//! Per batch the loop reads the clock twice (monotonic for the schedule, realtime for the
-//! probe timestamps), rewrites each datagram's header in place and makes one `sendmmsg`. Nothing
-//! on this path allocates, formats or locks; progress is published with one relaxed store.
+//! Per batch the loop reads the clock three times (monotonic for the schedule and for the
+//! elapsed time after the send, realtime for the probe timestamps), rewrites each datagram's
+//! header in place and makes one `sendmmsg`. Nothing on this path allocates, formats or locks;
+//! progress is published with one relaxed store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
