@@ -12,18 +12,6 @@ use socket2::{Domain, InterfaceIndexOrAddress, Socket, Type};
 
 use crate::rules::RuleTable;
 
-/// `MCAST_JOIN_SOURCE_GROUP` (linux/in.h): join by interface index, source-specific.
-const MCAST_JOIN_SOURCE_GROUP: libc::c_int = 46;
-
-/// `struct group_source_req`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct GroupSourceReq {
-    interface: u32,
-    group: libc::sockaddr_storage,
-    source: libc::sockaddr_storage,
-}
-
 type Key = (Ipv4Addr, u32, Option<Ipv4Addr>);
 
 /// The memberships the daemon holds.
@@ -91,15 +79,17 @@ fn join((group, ifindex, source): Key) -> io::Result<Socket> {
     match source {
         None => sock.join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(ifindex))?,
         Some(src) => {
-            let req = GroupSourceReq {
-                interface: ifindex,
-                group: sockaddr(group),
-                source: sockaddr(src),
+            // MCAST_JOIN_SOURCE_GROUP joins by interface index (socket2's `join_ssm_v4` takes
+            // an interface address).
+            let req = libc::group_source_req {
+                gsr_interface: ifindex,
+                gsr_group: sockaddr(group),
+                gsr_source: sockaddr(src),
             };
             crate::dataplane::sys::setsockopt(
                 sock.as_raw_fd(),
                 libc::IPPROTO_IP,
-                MCAST_JOIN_SOURCE_GROUP,
+                libc::MCAST_JOIN_SOURCE_GROUP,
                 &req,
             )?;
         }
