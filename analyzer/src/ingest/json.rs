@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use relay::stats::counters::{PERF_COUNT, PERF_NAMES};
 use relay::stats::report::{StatsReport, STATS_SCHEMA, STATS_VERSION};
 use trafficgen::record::{
-    Distribution, PerfCounters, PerfValue, RecvRecord, SendRecord, SweepRecord, RECORD_VERSION,
-    RECV_SCHEMA, SEND_SCHEMA, SWEEP_SCHEMA,
+    Distribution, PerfCounters, RecvRecord, SendRecord, SweepRecord, RECORD_VERSION, RECV_SCHEMA,
+    SEND_SCHEMA, SWEEP_SCHEMA,
 };
 
 use crate::error::{from_json, Result};
@@ -59,18 +60,17 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
     let mut perf: BTreeMap<String, Measured> = BTreeMap::new();
     for w in &report.workers {
         let p = &w.perf;
-        for (name, v) in [
-            ("task_clock_ns", p.task_clock_ns),
-            ("context_switches", p.context_switches),
-            ("cpu_migrations", p.cpu_migrations),
-            ("page_faults", p.page_faults),
-            ("cycles", p.cycles),
-            ("instructions", p.instructions),
-            ("cache_misses", p.cache_misses),
-            ("branch_misses", p.branch_misses),
-        ] {
-            let m = Measured::from_option(v);
-            perf.entry(name.into())
+        for (name, m) in perf_by_name([
+            p.task_clock_ns,
+            p.context_switches,
+            p.cpu_migrations,
+            p.page_faults,
+            p.cycles,
+            p.instructions,
+            p.cache_misses,
+            p.branch_misses,
+        ]) {
+            perf.entry(name)
                 .and_modify(|acc| *acc = acc.plus(m))
                 .or_insert(m);
         }
@@ -91,24 +91,26 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
     Ok(())
 }
 
-fn measured(v: PerfValue) -> Measured {
-    Measured::from_option(v.count())
+/// perf-event counters under the relay's names ([`PERF_NAMES`]), which trafficgen's fields
+/// share; `values` are in that order, `None` where the counter was unavailable.
+fn perf_by_name(values: [Option<u64>; PERF_COUNT]) -> impl Iterator<Item = (String, Measured)> {
+    PERF_NAMES
+        .into_iter()
+        .zip(values)
+        .map(|(name, v)| (name.to_string(), Measured::from_option(v)))
 }
 
-fn trafficgen_perf(p: &PerfCounters) -> BTreeMap<String, Measured> {
-    [
-        ("task_clock_ns", p.task_clock_ns),
-        ("context_switches", p.context_switches),
-        ("cpu_migrations", p.cpu_migrations),
-        ("page_faults", p.page_faults),
-        ("cycles", p.cycles),
-        ("instructions", p.instructions),
-        ("cache_misses", p.cache_misses),
-        ("branch_misses", p.branch_misses),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), measured(v)))
-    .collect()
+fn trafficgen_perf(p: &PerfCounters) -> impl Iterator<Item = (String, Measured)> {
+    perf_by_name([
+        p.task_clock_ns.count(),
+        p.context_switches.count(),
+        p.cpu_migrations.count(),
+        p.page_faults.count(),
+        p.cycles.count(),
+        p.instructions.count(),
+        p.cache_misses.count(),
+        p.branch_misses.count(),
+    ])
 }
 
 /// Reads `trafficgen send --json` into the generator and its configuration.
