@@ -79,8 +79,8 @@ impl IngressSocket {
         // Frames longer than a slot (GSO/GRO super-frames) are also queued whole on the socket.
         sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, &1i32)
             .map_err(err("PACKET_COPY_THRESH"))?;
-        let rcvbuf = params.rcvbuf as libc::c_int;
-        sys::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)
+        socket2::SockRef::from(&fd)
+            .set_recv_buffer_size(params.rcvbuf)
             .map_err(err("SO_RCVBUF"))?;
         let ring = RxRing::setup(raw, Geometry::new(params.ring_frames, max_frame))
             .map_err(err("PACKET_RX_RING"))?;
@@ -119,6 +119,14 @@ impl IngressSocket {
         sys::packet_statistics(self.fd.as_raw_fd())
             .map(|s| u64::from(s.tp_drops))
             .unwrap_or(0)
+    }
+
+    /// Reads and clears the socket's pending error (`SO_ERROR`); a failed read is returned as
+    /// the error.
+    pub fn take_error(&self) -> Option<io::Error> {
+        socket2::SockRef::from(&self.fd)
+            .take_error()
+            .unwrap_or_else(Some)
     }
 
     pub fn raw_fd(&self) -> RawFd {

@@ -212,26 +212,6 @@ pub fn drain_error_queue(fd: RawFd, limit: usize) -> usize {
     n
 }
 
-/// Reads and clears a socket's pending error (`SO_ERROR`).
-pub fn take_socket_error(fd: RawFd) -> Option<io::Error> {
-    let mut err: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the kernel writes one int into `err`, which we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Some(io::Error::last_os_error());
-    }
-    (err != 0).then(|| io::Error::from_raw_os_error(err))
-}
-
 /// Pins the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: u32) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain old data; CPU_SET writes within it.

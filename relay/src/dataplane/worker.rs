@@ -396,7 +396,7 @@ impl Worker {
                         // The socket has a pending error (its interface went down, say). Read
                         // it, which clears it; otherwise every poll would complete at once and
                         // the worker would spin.
-                        let err = super::sys::take_socket_error(i.sock.raw_fd());
+                        let err = i.sock.take_error();
                         let now = Instant::now();
                         if self
                             .last_socket_error_log
