@@ -43,11 +43,26 @@ fn register_font() {
     });
 }
 
-fn chart_err(path: &Path) -> impl Fn(String) -> Error + '_ {
-    move |message| Error::Chart {
-        path: path.to_path_buf(),
-        message,
+/// Turns a drawing error into [`Error::Chart`] naming the chart's file.
+trait ChartResult<T> {
+    fn chart(self, path: &Path) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> ChartResult<T> for std::result::Result<T, E> {
+    fn chart(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::Chart {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
+}
+
+/// A white canvas of `size` pixels that draws into `path`.
+fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<BitMapBackend<'_>, Shift>> {
+    register_font();
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).chart(path)?;
+    Ok(root)
 }
 
 /// The frame both bar charts share: one slot per hop (or metric) on x, centred on 0..n, and a
@@ -60,14 +75,13 @@ fn bar_chart<'a, 'b>(
     y_desc: &str,
     path: &Path,
 ) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
-    let e = chart_err(path);
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, caption_size))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(-0.5f64..(slots as f64 - 0.5), 0f64..y_max)
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -77,7 +91,7 @@ fn bar_chart<'a, 'b>(
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 16))
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     Ok(chart)
 }
 
@@ -123,7 +137,6 @@ fn category_labels<DB: DrawingBackend>(
 
 /// Per-hop rates side by side: one group per rate metric, one bar per run.
 pub fn rates(cmp: &Comparison, path: &Path) -> Result<bool> {
-    register_font();
     let rows: Vec<_> = cmp
         .rows
         .iter()
@@ -132,9 +145,7 @@ pub fn rates(cmp: &Comparison, path: &Path) -> Result<bool> {
     if rows.is_empty() {
         return Ok(false);
     }
-    let e = chart_err(path);
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let root = canvas(path, SIZE)?;
     let max = rows
         .iter()
         .flat_map(|r| r.cells.iter().flatten().map(|c| c.value))
@@ -179,10 +190,10 @@ pub fn rates(cmp: &Comparison, path: &Path) -> Result<bool> {
         }
         chart
             .draw_series(bars)
-            .map_err(|x| e(x.to_string()))?
+            .chart(path)?
             .label(cmp.labels[s].clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
-        chart.draw_series(labels).map_err(|x| e(x.to_string()))?;
+        chart.draw_series(labels).chart(path)?;
     }
     chart
         .configure_series_labels()
@@ -191,9 +202,9 @@ pub fn rates(cmp: &Comparison, path: &Path) -> Result<bool> {
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     let names: Vec<String> = rows.iter().map(|r| r.metric.label.clone()).collect();
-    category_labels(&root, |i| chart.backend_coord(&(i as f64, 0.0)), &names).map_err(&e)?;
+    category_labels(&root, |i| chart.backend_coord(&(i as f64, 0.0)), &names).chart(path)?;
     let any_reported = rows
         .iter()
         .any(|r| r.cells.iter().flatten().any(|c| c.reported));
@@ -203,9 +214,9 @@ pub fn rates(cmp: &Comparison, path: &Path) -> Result<bool> {
             (20, SIZE.1 as i32 - 22),
             (FONT, 13).into_font(),
         ))
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     }
-    root.present().map_err(|x| e(x.to_string()))?;
+    root.present().chart(path)?;
     Ok(true)
 }
 
@@ -245,7 +256,6 @@ fn classes(h: &crate::waterfall::HopFlow) -> [u64; 7] {
 /// The loss waterfall of one run: a stacked bar per hop, from what the upstream offered down
 /// to what the hop sent on. Returns false when the run has no per-hop counters.
 pub fn waterfall(w: &Waterfall, title: &str, path: &Path) -> Result<bool> {
-    register_font();
     let hops: Vec<_> = w
         .hops
         .iter()
@@ -254,9 +264,7 @@ pub fn waterfall(w: &Waterfall, title: &str, path: &Path) -> Result<bool> {
     if hops.is_empty() {
         return Ok(false);
     }
-    let e = chart_err(path);
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let root = canvas(path, SIZE)?;
     let totals: Vec<u64> = hops.iter().map(|h| classes(h).iter().sum()).collect();
     let max = totals.iter().copied().max().unwrap_or(1).max(1) as f64;
     let n = hops.len();
@@ -284,7 +292,7 @@ pub fn waterfall(w: &Waterfall, title: &str, path: &Path) -> Result<bool> {
                     [(i as f64 - 0.3, base), (i as f64 + 0.3, top)],
                     CLASSES[k].1.filled(),
                 )))
-                .map_err(|x| e(x.to_string()))?;
+                .chart(path)?;
             base = top;
         }
         let received = h.received.map_or("?".into(), fmt::count);
@@ -295,30 +303,29 @@ pub fn waterfall(w: &Waterfall, title: &str, path: &Path) -> Result<bool> {
                 (i as f64, base),
                 value_style.clone(),
             )))
-            .map_err(|x| e(x.to_string()))?;
+            .chart(path)?;
     }
     let names: Vec<String> = hops.iter().map(|h| h.hop.clone()).collect();
-    category_labels(&area, |i| chart.backend_coord(&(i as f64, 0.0)), &names).map_err(&e)?;
+    category_labels(&area, |i| chart.backend_coord(&(i as f64, 0.0)), &names).chart(path)?;
     for (k, (label, color)) in CLASSES.iter().enumerate() {
         let y = 90 + k as i32 * 30;
         legend_area
             .draw(&Rectangle::new([(10, y), (28, y + 18)], color.filled()))
-            .map_err(|x| e(x.to_string()))?;
+            .chart(path)?;
         legend_area
             .draw(&Text::new(
                 label.to_string(),
                 (36, y + 1),
                 (FONT, 15).into_font(),
             ))
-            .map_err(|x| e(x.to_string()))?;
+            .chart(path)?;
     }
-    root.present().map_err(|x| e(x.to_string()))?;
+    root.present().chart(path)?;
     Ok(true)
 }
 
 /// Latency percentiles of every run that has them. Returns false when none has.
 pub fn latency(cmp: &Comparison, path: &Path) -> Result<bool> {
-    register_font();
     let rows: Vec<_> = cmp
         .rows
         .iter()
@@ -327,9 +334,7 @@ pub fn latency(cmp: &Comparison, path: &Path) -> Result<bool> {
     if rows.is_empty() {
         return Ok(false);
     }
-    let e = chart_err(path);
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let root = canvas(path, SIZE)?;
     let (lo_us, hi_us) = rows
         .iter()
         .flat_map(|r| r.cells.iter().flatten().map(|c| c.value / 1e3))
@@ -344,7 +349,7 @@ pub fn latency(cmp: &Comparison, path: &Path) -> Result<bool> {
         .x_label_area_size(50)
         .y_label_area_size(90)
         .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (lo_us..hi_us).log_scale())
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -354,7 +359,7 @@ pub fn latency(cmp: &Comparison, path: &Path) -> Result<bool> {
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 16))
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     for s in 0..cmp.labels.len() {
         let color = PALETTE[s % PALETTE.len()];
         let pts: Vec<(f64, f64)> = rows
@@ -367,14 +372,14 @@ pub fn latency(cmp: &Comparison, path: &Path) -> Result<bool> {
         }
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
-            .map_err(|x| e(x.to_string()))?
+            .chart(path)?
             .label(cmp.labels[s].clone())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
             });
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 5, color.filled())))
-            .map_err(|x| e(x.to_string()))?;
+            .chart(path)?;
     }
     chart
         .configure_series_labels()
@@ -383,23 +388,20 @@ pub fn latency(cmp: &Comparison, path: &Path) -> Result<bool> {
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     let names: Vec<String> = rows
         .iter()
         .map(|r| r.metric.label.trim_start_matches("Latency ").to_string())
         .collect();
-    category_labels(&root, |i| chart.backend_coord(&(i as f64, 0.0)), &names).map_err(&e)?;
-    root.present().map_err(|x| e(x.to_string()))?;
+    category_labels(&root, |i| chart.backend_coord(&(i as f64, 0.0)), &names).chart(path)?;
+    root.present().chart(path)?;
     Ok(true)
 }
 
 /// One metric's history: the values, each segment's mean as a horizontal line (red when it
 /// is the newest segment and regressed), and a dashed line at every change point.
 pub fn trend_series(s: &Series, runs: &[String], path: &Path) -> Result<()> {
-    register_font();
-    let e = chart_err(path);
-    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let root = canvas(path, (1200, 500))?;
     let (lo, hi) = s
         .values
         .iter()
@@ -414,7 +416,7 @@ pub fn trend_series(s: &Series, runs: &[String], path: &Path) -> Result<()> {
         .x_label_area_size(45)
         .y_label_area_size(90)
         .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (lo - pad).max(0.0)..hi + pad)
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     let unit = s.metric.unit;
     chart
         .configure_mesh()
@@ -435,7 +437,7 @@ pub fn trend_series(s: &Series, runs: &[String], path: &Path) -> Result<()> {
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     let pts: Vec<(f64, f64)> = s
         .values
         .iter()
@@ -444,10 +446,10 @@ pub fn trend_series(s: &Series, runs: &[String], path: &Path) -> Result<()> {
         .collect();
     chart
         .draw_series(LineSeries::new(pts.clone(), PALETTE[0].stroke_width(2)))
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     chart
         .draw_series(pts.iter().map(|&p| Circle::new(p, 4, PALETTE[0].filled())))
-        .map_err(|x| e(x.to_string()))?;
+        .chart(path)?;
     for (k, seg) in s.segments.iter().enumerate() {
         let x0 = s.run_index[seg.start] as f64 - 0.3;
         let x1 = s.run_index[seg.end - 1] as f64 + 0.3;
@@ -462,7 +464,7 @@ pub fn trend_series(s: &Series, runs: &[String], path: &Path) -> Result<()> {
                 vec![(x0, seg.mean), (x1, seg.mean)],
                 color.stroke_width(3),
             )))
-            .map_err(|x| e(x.to_string()))?;
+            .chart(path)?;
         if k > 0 {
             let x = s.run_index[seg.start] as f64 - 0.5;
             chart
@@ -472,10 +474,10 @@ pub fn trend_series(s: &Series, runs: &[String], path: &Path) -> Result<()> {
                     4,
                     BLACK.stroke_width(1),
                 ))
-                .map_err(|x| e(x.to_string()))?;
+                .chart(path)?;
         }
     }
-    root.present().map_err(|x| e(x.to_string()))?;
+    root.present().chart(path)?;
     Ok(())
 }
 
