@@ -99,6 +99,13 @@ fn check_payloads(got: &[Vec<u8>], len: usize) -> Vec<u64> {
     seqs
 }
 
+/// Receives until `rx` has been quiet for `idle`, and checks that datagrams `0..n` of `len`
+/// bytes each all arrived, once each and unchanged.
+fn expect_all(rx: &std::net::UdpSocket, n: u64, len: usize, idle: Duration) {
+    let got = drain(rx, idle, n as usize + 10);
+    assert_eq!(check_payloads(&got, len), (0..n).collect::<Vec<_>>());
+}
+
 #[test]
 fn one_hop_forwards_what_the_kernel_would_drop_byte_for_byte() {
     if !e2e_allowed("one_hop") {
@@ -230,8 +237,7 @@ fn three_hop_chain_delivers_everything() {
     let tx = sender(&c.src, SRC_ADDR);
     let n = 3000;
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1400, 8_000);
-    let got = drain(&rx, Duration::from_millis(500), n as usize + 10);
-    assert_eq!(check_payloads(&got, 1400), (0..n).collect::<Vec<_>>());
+    expect_all(&rx, n, 1400, Duration::from_millis(500));
     for (hop, r) in relays.into_iter().enumerate() {
         let fin = r.stop();
         assert_conserves(&fin);
@@ -256,8 +262,7 @@ fn multicast_to_unicast() {
     let tx = sender(&c.src, SRC_ADDR);
     let n = 1000;
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 512, 5_000);
-    let got = drain(&rx, Duration::from_millis(400), n as usize + 10);
-    assert_eq!(check_payloads(&got, 512), (0..n).collect::<Vec<_>>());
+    expect_all(&rx, n, 512, Duration::from_millis(400));
     let fin = relay.stop();
     assert_conserves(&fin);
     assert_eq!(fin.totals.tx_sent, n);
@@ -517,8 +522,7 @@ fn gso_coalesced_frames_are_split_into_their_datagrams() {
         std::thread::sleep(Duration::from_micros(500));
     }
     let n = sends * 10;
-    let got = drain(&rx, Duration::from_millis(500), n as usize + 10);
-    assert_eq!(check_payloads(&got, 1400), (0..n).collect::<Vec<_>>());
+    expect_all(&rx, n, 1400, Duration::from_millis(500));
     let fin = relay.stop();
     assert_conserves(&fin);
     assert!(
@@ -559,8 +563,7 @@ fn vlan_tagged_jumbo_frames() {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    let got = drain(&rx, Duration::from_millis(500), n as usize + 10);
-    assert_eq!(check_payloads(&got, 8000), (0..n).collect::<Vec<_>>());
+    expect_all(&rx, n, 8000, Duration::from_millis(500));
     let fin = relay.stop();
     assert_conserves(&fin);
     assert_eq!(fin.totals.tx_sent, n);
@@ -852,8 +855,7 @@ fn runs_unprivileged_with_only_cap_net_raw() {
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 500, 1000, 5_000);
-    let got = drain(&rx, Duration::from_millis(400), 510);
-    assert_eq!(check_payloads(&got, 1000), (0..500).collect::<Vec<_>>());
+    expect_all(&rx, 500, 1000, Duration::from_millis(400));
     let fin = relay.stop();
     assert_conserves(&fin);
 }
@@ -942,8 +944,7 @@ fn receive_coalescing_delivers_everything_across_pauses() {
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 1000, 600, 10_000);
     std::thread::sleep(Duration::from_millis(300));
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 1000, 1000, 600, 2_000);
-    let got = drain(&rx, Duration::from_millis(500), 2010);
-    assert_eq!(check_payloads(&got, 600), (0..2000).collect::<Vec<_>>());
+    expect_all(&rx, 2000, 600, Duration::from_millis(500));
     let fin = relay.stop();
     assert_conserves(&fin);
     assert_eq!(fin.relay.tunables.rx_coalesce_us, 500);
@@ -999,8 +1000,7 @@ fn realtime_priority_runs_only_the_workers_under_sched_fifo() {
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 500, 1000, 5_000);
-    let got = drain(&rx, Duration::from_millis(400), 510);
-    assert_eq!(check_payloads(&got, 1000), (0..500).collect::<Vec<_>>());
+    expect_all(&rx, 500, 1000, Duration::from_millis(400));
     assert_conserves(&relay.stop());
 
     // Without the right to use it, start-up fails and says what is missing.
