@@ -141,27 +141,30 @@ impl Forwarder {
         vlan_tci: Option<u16>,
         hint: ChecksumHint,
     ) -> usize {
-        let cells = self.cells();
         let Some((vnet_bytes, frame)) = bytes.split_at_checked(VNET_HDR_LEN) else {
-            cells.rx.add(1);
-            cells.malformed[Malformed::Truncated.index()].add(1);
-            return 1;
+            return self.malformed(Malformed::Truncated);
         };
         let vnet = VnetHeader::parse(vnet_bytes);
         let max_payload = self.pool.buffer_size();
         match wire::parse_frame(frame, vnet.as_ref(), vlan_tci, hint, max_payload) {
             Parsed::Filtered(kind) => {
+                let cells = self.cells();
                 cells.rx.add(1);
                 cells.filtered[kind.index()].add(1);
                 1
             }
-            Parsed::Malformed(kind) => {
-                cells.rx.add(1);
-                cells.malformed[kind.index()].add(1);
-                1
-            }
+            Parsed::Malformed(kind) => self.malformed(kind),
             parsed => self.dispatch(ifindex, parsed.datagrams()),
         }
+    }
+
+    /// Counts one frame rejected as malformed; returns the datagrams taken (one).
+    #[inline]
+    pub fn malformed(&self, kind: Malformed) -> usize {
+        let cells = self.cells();
+        cells.rx.add(1);
+        cells.malformed[kind.index()].add(1);
+        1
     }
 
     /// Matches a frame's datagrams and queues each for every output of their rule. Returns

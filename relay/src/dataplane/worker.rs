@@ -320,9 +320,7 @@ impl Worker {
                 match frame {
                     Err(info) => {
                         cells.rx_bytes.add(u64::from(info.len));
-                        cells.rx.add(1);
-                        cells.malformed[Malformed::Truncated.index()].add(1);
-                        taken += 1;
+                        taken += self.fwd.malformed(Malformed::Truncated);
                     }
                     Ok((info, bytes)) => {
                         cells.rx_bytes.add(u64::from(info.len));
@@ -341,11 +339,7 @@ impl Worker {
                                         ChecksumHint::Unverified,
                                     )
                                 }
-                                _ => {
-                                    cells.rx.add(1);
-                                    cells.malformed[Malformed::Truncated.index()].add(1);
-                                    1
-                                }
+                                _ => self.fwd.malformed(Malformed::Truncated),
                             };
                         } else {
                             let hint = ChecksumHint::from_tpacket_status(info.status);
