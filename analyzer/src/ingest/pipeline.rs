@@ -84,18 +84,12 @@ pub fn conservation(
         })
         .collect();
     let conservation = Conservation { ok: c.ok, stages };
-    for (i, s) in conservation.stages.iter().enumerate() {
-        if s.unexplained != s.expected_unexplained() {
-            return Err(crate::Error::field(
-                path,
-                format!("stages[{i}].unexplained"),
-                format!(
-                    "is {}, but in - dropped - out = {}",
-                    s.unexplained,
-                    s.expected_unexplained()
-                ),
-            ));
-        }
+    if let Some((i, wrong)) = conservation.unbalanced_stage() {
+        return Err(crate::Error::field(
+            path,
+            format!("stages[{i}].unexplained"),
+            wrong,
+        ));
     }
     rec.conservation = Some(conservation);
     Ok(())

@@ -33,6 +33,27 @@ pub struct Stage {
     pub unexplained: i64,
 }
 
+impl Conservation {
+    /// The first stage whose `unexplained` is not `in - dropped - out`: its index, and what is
+    /// wrong with it.
+    pub fn unbalanced_stage(&self) -> Option<(usize, String)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.unexplained != s.expected_unexplained())
+            .map(|(i, s)| {
+                (
+                    i,
+                    format!(
+                        "is {}, but in - dropped - out = {}",
+                        s.unexplained,
+                        s.expected_unexplained()
+                    ),
+                )
+            })
+    }
+}
+
 impl Stage {
     /// What `unexplained` must be.
     pub fn expected_unexplained(&self) -> i64 {

@@ -543,20 +543,16 @@ impl RunRecord {
                 ));
             }
         }
-        if let Some(c) = &self.conservation {
-            for (i, s) in c.stages.iter().enumerate() {
-                if s.unexplained != s.expected_unexplained() {
-                    return Err(Error::field(
-                        path,
-                        format!("conservation.stages[{i}].unexplained"),
-                        format!(
-                            "is {}, but in - dropped - out = {}",
-                            s.unexplained,
-                            s.expected_unexplained()
-                        ),
-                    ));
-                }
-            }
+        if let Some((i, wrong)) = self
+            .conservation
+            .as_ref()
+            .and_then(Conservation::unbalanced_stage)
+        {
+            return Err(Error::field(
+                path,
+                format!("conservation.stages[{i}].unexplained"),
+                wrong,
+            ));
         }
         if let Some(r) = &self.receiver {
             rate("receiver.reported_pps".into(), r.reported_pps)?;
