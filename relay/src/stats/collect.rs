@@ -164,20 +164,23 @@ pub fn add_into(a: &mut WorkerCounters, b: &WorkerCounters) {
     a.kernel_drops += b.kernel_drops;
     a.filtered += b.filtered;
     a.malformed += b.malformed;
-    for (k, v) in &b.malformed_by_kind {
-        *a.malformed_by_kind.entry(k.clone()).or_default() += v;
-    }
+    add_counts(&mut a.malformed_by_kind, &b.malformed_by_kind);
     a.no_match += b.no_match;
     a.matched += b.matched;
     a.buf_exhaust += b.buf_exhaust;
     a.tx_sent += b.tx_sent;
     a.tx_bytes += b.tx_bytes;
     a.tx_errors += b.tx_errors;
-    for (k, v) in &b.tx_errors_by_errno {
-        *a.tx_errors_by_errno.entry(k.clone()).or_default() += v;
-    }
+    add_counts(&mut a.tx_errors_by_errno, &b.tx_errors_by_errno);
     a.tx_syscalls += b.tx_syscalls;
     a.in_flight += b.in_flight;
+}
+
+/// Adds the counts of `b` into `a`, name by name.
+fn add_counts(a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>) {
+    for (k, v) in b {
+        *a.entry(k.clone()).or_default() += v;
+    }
 }
 
 #[cfg(test)]
