@@ -203,22 +203,17 @@ pub fn waterfall(rec: &RunRecord) -> Waterfall {
         offered = flow.sent_on;
         hops.push(flow);
     }
-    let delivery = rec.receiver.as_ref().map(|r| Delivery {
-        upstream: upstream.clone(),
-        offered,
-        received: r.received,
-        end_markers: r.end_markers_received.filter(|_| markers_sent.is_some()),
-        link_drops: link(rec.hops.len()).and_then(Link::dropped),
-        socket_drops: r.socket_drops,
-        lost: diff(
+    let delivery = rec.receiver.as_ref().map(|r| {
+        let end_markers = r.end_markers_received.filter(|_| markers_sent.is_some());
+        Delivery {
+            upstream: upstream.clone(),
             offered,
-            r.received.map(|n| {
-                n + r
-                    .end_markers_received
-                    .filter(|_| markers_sent.is_some())
-                    .unwrap_or(0)
-            }),
-        ),
+            received: r.received,
+            end_markers,
+            link_drops: link(rec.hops.len()).and_then(Link::dropped),
+            socket_drops: r.socket_drops,
+            lost: diff(offered, r.received.map(|n| n + end_markers.unwrap_or(0))),
+        }
     });
     let links_known = hops.iter().any(|h| h.link_drops.is_some())
         || delivery.as_ref().is_some_and(|d| d.link_drops.is_some());
