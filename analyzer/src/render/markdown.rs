@@ -61,6 +61,23 @@ fn decision_text(d: &Decision) -> String {
     }
 }
 
+/// Writes a table's heading and rule: `| Metric | a | b |` over `|--------|---:|---:|`, each
+/// later column ruled with `align` (`---:` right-aligned, `---` left).
+fn table_head<'a>(
+    o: &mut String,
+    first: &str,
+    columns: impl IntoIterator<Item = &'a str>,
+    align: &str,
+) {
+    let mut head = format!("| {first} |");
+    let mut rule = format!("|{}|", "-".repeat(first.chars().count() + 2));
+    for c in columns {
+        let _ = write!(head, " {c} |");
+        let _ = write!(rule, "{align}|");
+    }
+    let _ = writeln!(o, "{head}\n{rule}");
+}
+
 /// The comparison report.
 pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
     let mut o = String::new();
@@ -96,17 +113,16 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
 
     // Summary table.
     let _ = writeln!(o, "## Summary\n");
-    let mut head = String::from("| Metric |");
-    let mut rule = String::from("|--------|");
-    for l in &cmp.labels {
-        let _ = write!(head, " {l} |");
-        rule.push_str("---:|");
-    }
-    for l in &cmp.names[1..] {
-        let _ = write!(head, " {l} vs {} |", cmp.names[0]);
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(o, "{head}\n{rule}");
+    let versus: Vec<String> = cmp.names[1..]
+        .iter()
+        .map(|l| format!("{l} vs {}", cmp.names[0]))
+        .collect();
+    table_head(
+        &mut o,
+        "Metric",
+        cmp.labels.iter().chain(&versus).map(String::as_str),
+        "---:",
+    );
     let mut any_reported = false;
     for row in &cmp.rows {
         let mut line = format!("| {} |", row.metric.label);
@@ -244,13 +260,12 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
             "No difference in the recorded configuration or environment. A cause outside what the records hold (code, machine load) remains possible.\n"
         );
     } else {
-        let mut head = String::from("| Setting |");
-        let mut rule = String::from("|---------|");
-        for l in &cmp.labels {
-            let _ = write!(head, " {l} |");
-            rule.push_str("---|");
-        }
-        let _ = writeln!(o, "{head}\n{rule}");
+        table_head(
+            &mut o,
+            "Setting",
+            cmp.labels.iter().map(String::as_str),
+            "---",
+        );
         for d in &cmp.differences {
             let mut line = format!("| `{}` |", d.name);
             for v in &d.values {
@@ -438,17 +453,7 @@ fn cpu_and_perf(o: &mut String, cmp: &Comparison) {
         "## CPU time and perf counters
 "
     );
-    let mut head = String::from("| Counter |");
-    let mut rule = String::from("|---------|");
-    for l in &cmp.labels {
-        let _ = write!(head, " {l} |");
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(
-        o,
-        "{head}
-{rule}"
-    );
+    table_head(o, "Counter", cmp.labels.iter().map(String::as_str), "---:");
     for (label, values) in rows {
         let _ = writeln!(o, "| {label} | {} |", values.join(" | "));
     }
@@ -504,13 +509,7 @@ fn waterfall(o: &mut String, w: &Waterfall) {
         kernel_and_verdict(o, w);
         return;
     }
-    let mut head = String::from("| Step |");
-    let mut rule = String::from("|------|");
-    for h in &w.hops {
-        let _ = write!(head, " {} |", h.hop);
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(o, "{head}\n{rule}");
+    table_head(o, "Step", w.hops.iter().map(|h| h.hop.as_str()), "---:");
     let row = |o: &mut String, label: &str, f: &dyn Fn(&HopFlow) -> String| {
         let mut line = format!("| {label} |");
         for h in &w.hops {
