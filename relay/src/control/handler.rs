@@ -234,18 +234,14 @@ mod tests {
         c.handle(Request::new(cmd))
     }
 
+    fn add(c: &mut Controller, rule: RuleSpec) -> Response {
+        send(c, Command::RulesAdd { rule })
+    }
+
     #[test]
     fn rules_add_list_remove_publish_tables() {
         let mut c = controller(None);
-        assert!(
-            send(
-                &mut c,
-                Command::RulesAdd {
-                    rule: rule("a", 5000)
-                }
-            )
-            .ok
-        );
+        assert!(add(&mut c, rule("a", 5000)).ok);
         assert_eq!(c.shared.table.load().rules.len(), 1);
         let gen1 = c.shared.table.load().generation;
         let Some(Reply::Rules(list)) = send(&mut c, Command::RulesList).result else {
@@ -260,26 +256,13 @@ mod tests {
     #[test]
     fn refused_changes_leave_the_published_table_alone() {
         let mut c = controller(None);
-        assert!(
-            send(
-                &mut c,
-                Command::RulesAdd {
-                    rule: rule("a", 5000)
-                }
-            )
-            .ok
-        );
+        assert!(add(&mut c, rule("a", 5000)).ok);
         let before = c.shared.table.load().generation;
-        let r = send(
-            &mut c,
-            Command::RulesAdd {
-                rule: rule("a", 5001),
-            },
-        );
+        let r = add(&mut c, rule("a", 5001));
         assert_eq!(r.error.unwrap().kind, ErrorKind::Rejected);
         let mut bad_if = rule("b", 5002);
         bad_if.outputs[0].interface = "nonexistent0".into();
-        let r = send(&mut c, Command::RulesAdd { rule: bad_if });
+        let r = add(&mut c, bad_if);
         let e = r.error.unwrap();
         assert_eq!(e.kind, ErrorKind::Rejected);
         assert!(e.message.contains("nonexistent0"), "{}", e.message);
