@@ -166,12 +166,16 @@ fn emit(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
-    let mut inputs = Vec::new();
-    inputs.extend(a.generator.into_iter().map(|path| Input {
-        role: Role::Generator,
+/// The files given for one role, as inputs.
+fn with_role(role: Role, paths: Vec<PathBuf>) -> impl Iterator<Item = Input> {
+    paths.into_iter().map(move |path| Input {
+        role: role.clone(),
         path,
-    }));
+    })
+}
+
+fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let mut inputs: Vec<Input> = with_role(Role::Generator, a.generator).collect();
     for h in &a.hop {
         let (name, file) = h
             .split_once('=')
@@ -184,22 +188,10 @@ fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
             path: file.into(),
         });
     }
-    inputs.extend(a.receiver.into_iter().map(|path| Input {
-        role: Role::Receiver,
-        path,
-    }));
-    inputs.extend(a.host.into_iter().map(|path| Input {
-        role: Role::Host,
-        path,
-    }));
-    inputs.extend(a.kernel.into_iter().map(|path| Input {
-        role: Role::Kernel,
-        path,
-    }));
-    inputs.extend(a.conservation.into_iter().map(|path| Input {
-        role: Role::Conservation,
-        path,
-    }));
+    inputs.extend(with_role(Role::Receiver, a.receiver));
+    inputs.extend(with_role(Role::Host, a.host));
+    inputs.extend(with_role(Role::Kernel, a.kernel));
+    inputs.extend(with_role(Role::Conservation, a.conservation));
     let rec = ingest::ingest(&ingest::Options {
         name: a.name,
         date: a.date,
