@@ -276,7 +276,6 @@ impl Worker {
             if taken > 0 {
                 self.fwd.flush(&mut self.ring);
                 submit(&mut self.ring);
-                last_busy = Instant::now();
                 coalescing = !self.rx_coalesce.is_zero();
             } else if needs_enter(&mut self.ring) {
                 submit(&mut self.ring);
@@ -290,17 +289,17 @@ impl Worker {
                     next_slow_tick = now + SLOW_TICK;
                 }
             }
-            if taken == 0 {
-                if now.duration_since(last_busy) < self.busy_poll {
-                    std::hint::spin_loop();
-                } else if coalescing {
-                    // Frames came recently: let more gather for one window rather than being
-                    // woken by each. A window that brings nothing returns us to polls.
-                    coalescing = false;
-                    self.wait_for(self.rx_coalesce);
-                } else {
-                    self.sleep_until(next_tick);
-                }
+            if taken > 0 {
+                last_busy = now;
+            } else if now.duration_since(last_busy) < self.busy_poll {
+                std::hint::spin_loop();
+            } else if coalescing {
+                // Frames came recently: let more gather for one window rather than being
+                // woken by each. A window that brings nothing returns us to polls.
+                coalescing = false;
+                self.wait_for(self.rx_coalesce);
+            } else {
+                self.sleep_until(next_tick);
             }
         }
         self.drain();
