@@ -100,24 +100,15 @@ fn join((group, ifindex, source): Key) -> io::Result<Socket> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{OutputSpec, RuleSpec};
+    use crate::config::RuleSpec;
     use crate::rules::RuleSet;
 
     fn table(groups: &[([u8; 4], Option<[u8; 4]>)]) -> RuleTable {
         let mut set = RuleSet::default();
         for (i, (g, s)) in groups.iter().enumerate() {
             set.add(RuleSpec {
-                name: format!("r{i}"),
-                input: "lo".into(),
-                group: (*g).into(),
-                port: 5000 + i as u16,
                 source: s.map(Into::into),
-                outputs: vec![OutputSpec {
-                    dest: [239, 9, 9, 9].into(),
-                    port: 1,
-                    interface: "lo".into(),
-                    ttl: 1,
-                }],
+                ..RuleSpec::on_lo(&format!("r{i}"), *g, 5000 + i as u16)
             })
             .unwrap();
         }

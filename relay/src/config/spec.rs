@@ -155,6 +155,27 @@ impl RuleSpec {
     }
 }
 
+#[cfg(test)]
+impl RuleSpec {
+    /// A rule for unit tests: `group:port` arriving on `lo`, sent to 239.2.2.2:6000 out of `lo`
+    /// with TTL 1.
+    pub(crate) fn on_lo(name: &str, group: [u8; 4], port: u16) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            input: "lo".into(),
+            group: group.into(),
+            port,
+            source: None,
+            outputs: vec![OutputSpec {
+                dest: [239, 2, 2, 2].into(),
+                port: 6000,
+                interface: "lo".into(),
+                ttl: 1,
+            }],
+        }
+    }
+}
+
 impl fmt::Display for OutputSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}@{}", self.dest, self.port, self.interface)

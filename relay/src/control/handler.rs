@@ -186,7 +186,7 @@ fn rule_error(e: RuleError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DataplaneConfig, OutputSpec, RuleSpec};
+    use crate::config::{DataplaneConfig, RuleSpec};
 
     /// A controller over a real (workerless) shared state; rule changes are published there.
     fn controller(config_path: Option<PathBuf>) -> Controller {
@@ -215,19 +215,7 @@ mod tests {
     }
 
     fn rule(name: &str, port: u16) -> RuleSpec {
-        RuleSpec {
-            name: name.into(),
-            input: "lo".into(),
-            group: [239, 1, 1, 1].into(),
-            port,
-            source: None,
-            outputs: vec![OutputSpec {
-                dest: [239, 2, 2, 2].into(),
-                port: 6000,
-                interface: "lo".into(),
-                ttl: 1,
-            }],
-        }
+        RuleSpec::on_lo(name, [239, 1, 1, 1], port)
     }
 
     fn send(c: &mut Controller, cmd: Command) -> Response {

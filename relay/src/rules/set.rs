@@ -103,29 +103,12 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::OutputSpec;
-
-    pub(crate) fn spec(name: &str, group: [u8; 4], port: u16) -> RuleSpec {
-        RuleSpec {
-            name: name.into(),
-            input: "lo".into(),
-            group: group.into(),
-            port,
-            source: None,
-            outputs: vec![OutputSpec {
-                dest: [239, 9, 9, 9].into(),
-                port: 9000,
-                interface: "lo".into(),
-                ttl: 1,
-            }],
-        }
-    }
 
     #[test]
     fn add_list_remove() {
         let mut s = RuleSet::default();
-        s.add(spec("b", [239, 1, 1, 2], 5000)).unwrap();
-        s.add(spec("a", [239, 1, 1, 1], 5000)).unwrap();
+        s.add(RuleSpec::on_lo("b", [239, 1, 1, 2], 5000)).unwrap();
+        s.add(RuleSpec::on_lo("a", [239, 1, 1, 1], 5000)).unwrap();
         let names: Vec<_> = s.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(s.remove("a").unwrap().name, "a");
@@ -136,20 +119,22 @@ mod tests {
     #[test]
     fn duplicates_are_refused_and_leave_the_set_unchanged() {
         let mut s = RuleSet::default();
-        s.add(spec("a", [239, 1, 1, 1], 5000)).unwrap();
+        s.add(RuleSpec::on_lo("a", [239, 1, 1, 1], 5000)).unwrap();
         let before = s.clone();
         assert!(matches!(
-            s.add(spec("a", [239, 1, 1, 2], 5000)),
+            s.add(RuleSpec::on_lo("a", [239, 1, 1, 2], 5000)),
             Err(RuleError::DuplicateName(_))
         ));
-        let e = s.add(spec("c", [239, 1, 1, 1], 5000)).unwrap_err();
+        let e = s
+            .add(RuleSpec::on_lo("c", [239, 1, 1, 1], 5000))
+            .unwrap_err();
         assert!(e.to_string().contains("same traffic"), "{e}");
         assert_eq!(s, before);
     }
 
     #[test]
     fn rule_without_outputs_is_refused() {
-        let mut r = spec("a", [239, 1, 1, 1], 5000);
+        let mut r = RuleSpec::on_lo("a", [239, 1, 1, 1], 5000);
         r.outputs.clear();
         assert!(RuleSet::default().add(r).is_err());
     }

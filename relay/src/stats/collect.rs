@@ -186,27 +186,14 @@ fn add_counts(a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{OutputSpec, RuleSpec};
+    use crate::config::RuleSpec;
     use crate::rules::{RuleSet, RuleTable};
 
     #[test]
     fn report_sums_workers_and_flows_and_marks_unavailable_perf() {
         let shared = Shared::new(2, true);
         let mut set = RuleSet::default();
-        set.add(RuleSpec {
-            name: "r".into(),
-            input: "lo".into(),
-            group: [239, 1, 1, 1].into(),
-            port: 5000,
-            source: None,
-            outputs: vec![OutputSpec {
-                dest: [239, 2, 2, 2].into(),
-                port: 6000,
-                interface: "lo".into(),
-                ttl: 1,
-            }],
-        })
-        .unwrap();
+        set.add(RuleSpec::on_lo("r", [239, 1, 1, 1], 5000)).unwrap();
         let table = RuleTable::build(&set, 1, 2, None, &|n| crate::netif::index(n)).unwrap();
         table.rules[0].counters.per_worker[0].packets.add(3);
         table.rules[0].counters.per_worker[1].packets.add(4);
