@@ -71,16 +71,11 @@ mod keys {
     pub const MARKERS_RECEIVED: &[&str] = &["end_markers_received", "end_markers"];
 }
 
-fn err(path: &Path, e: &Entry, message: impl Into<String>) -> Error {
-    Error::field(path, format!("{} (line {})", e.key, e.line), message)
-}
-
 /// An exact counter, or an error when the value is a rate, a rounded figure or a fraction.
 fn counter(path: &Path, e: &Entry, n: Number) -> Result<u64> {
     n.as_count().ok_or_else(|| {
-        err(
+        e.error(
             path,
-            e,
             format!("\"{}\" is not an exact packet count (a counter must be a whole number without k/M)", e.raw),
         )
     })
@@ -96,9 +91,8 @@ fn count(path: &Path, entries: &[Entry], names: &[&str]) -> Result<Option<u64>> 
 fn time_ns(path: &Path, entries: &[Entry], names: &[&str]) -> Result<Option<u64>> {
     match last(path, entries, names)? {
         Some(e) => e.number.and_then(|n| n.as_ns()).map(Some).ok_or_else(|| {
-            err(
+            e.error(
                 path,
-                e,
                 format!("\"{}\" has no time unit (s, ms, us or ns)", e.raw),
             )
         }),
@@ -111,7 +105,7 @@ fn duration_ns(path: &Path, entries: &[Entry], names: &[&str]) -> Result<Option<
     let v = time_ns(path, entries, names)?;
     if v == Some(0) {
         let e = last(path, entries, names)?.expect("a value was found");
-        return Err(err(path, e, "a duration of 0 cannot divide a counter"));
+        return Err(e.error(path, "a duration of 0 cannot divide a counter"));
     }
     Ok(v)
 }
@@ -123,7 +117,7 @@ fn rate(path: &Path, entries: &[Entry], names: &[&str]) -> Result<Option<f64>> {
             let n = e.number.expect("checked by last");
             match n.unit {
                 Unit::Pps | Unit::Count => Ok(Some(n.value)),
-                _ => Err(err(path, e, format!("\"{}\" is not a rate in pps", e.raw))),
+                _ => Err(e.error(path, format!("\"{}\" is not a rate in pps", e.raw))),
             }
         }
         None => Ok(None),
@@ -279,9 +273,8 @@ pub fn receiver(path: &Path, entries: &[Entry], r: &mut Receiver) -> Result<()> 
             continue;
         };
         let ns = e.number.and_then(|n| n.as_ns()).ok_or_else(|| {
-            err(
+            e.error(
                 path,
-                e,
                 format!("\"{}\" is not a latency with a time unit", e.raw),
             )
         })?;

@@ -75,6 +75,13 @@ pub struct Entry {
     pub extra: Vec<(Option<String>, Number)>,
 }
 
+impl Entry {
+    /// An error about this entry, naming its key and line (`recv (line 2)`).
+    pub fn error(&self, path: &Path, message: impl Into<String>) -> Error {
+        Error::field(path, format!("{} (line {})", self.key, self.line), message)
+    }
+}
+
 /// Parses every line of `text`.
 pub fn parse(text: &str) -> Vec<Entry> {
     let mut out = Vec::new();
@@ -248,11 +255,9 @@ pub fn last<'a>(path: &Path, entries: &'a [Entry], keys: &[&str]) -> Result<Opti
         .rev()
         .find(|e| keys.contains(&e.key.as_str()))
     {
-        Some(e) if e.number.is_none() => Err(Error::field(
-            path,
-            format!("{} (line {})", e.key, e.line),
-            format!("\"{}\" is not a number", e.raw),
-        )),
+        Some(e) if e.number.is_none() => {
+            Err(e.error(path, format!("\"{}\" is not a number", e.raw)))
+        }
         other => Ok(other),
     }
 }
