@@ -167,19 +167,19 @@ impl SendSlots {
     }
 
     /// Ends a slot's operation: frees the slot and returns its target. Read the segments first
-    /// ([`SendSlots::segments_of`]) to release their buffers.
+    /// ([`SendSlots::segments`]) to release their buffers.
     pub fn finish(&mut self, idx: u32) -> Option<Rc<OutputTarget>> {
         self.free.push(idx);
         self.slots[idx as usize].target.take()
     }
 
-    /// Copies the (buffer, length) of each segment of slot `idx` into `out`; returns the count.
-    pub fn segments_of(&self, idx: u32, out: &mut [(BufId, usize); MAX_SEGMENTS]) -> usize {
+    /// The (buffer, length) of each segment of slot `idx`.
+    pub fn segments(&self, idx: u32) -> impl Iterator<Item = (BufId, usize)> + '_ {
         let s = &self.slots[idx as usize];
-        for (k, slot) in out.iter_mut().enumerate().take(s.segments) {
-            *slot = (s.bufs[k], s.iov[k].iov_len);
-        }
-        s.segments
+        s.bufs[..s.segments]
+            .iter()
+            .zip(&s.iov[..s.segments])
+            .map(|(&buf, iov)| (buf, iov.iov_len))
     }
 
     pub fn slot(&self, idx: u32) -> &SendSlot {
@@ -326,9 +326,9 @@ mod tests {
         assert_eq!(m.msg_iov, s.iov.as_ptr() as *mut _);
         assert!(!m.msg_control.is_null());
         assert_eq!(s.payload_bytes, 150);
-        let mut segments = [(0, 0); MAX_SEGMENTS];
-        assert_eq!(slots.segments_of(idx, &mut segments), 2);
-        assert_eq!(segments[..2], [(3, 100), (4, 50)]);
+        let segments: Vec<_> = slots.segments(idx).collect();
+        assert_eq!(segments.len(), 2);
+        assert_eq!(segments, [(3, 100), (4, 50)]);
         assert!(slots.finish(idx).is_some());
         assert_eq!(slots.free_count(), 2);
     }

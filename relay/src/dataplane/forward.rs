@@ -314,11 +314,12 @@ impl Forwarder {
     }
 
     pub fn complete_send(&mut self, slot: u32, result: i32, ring: &mut IoUring) {
-        let mut sent = [(0 as BufId, 0usize); UDP_MAX_SEGMENTS as usize];
-        let segments = self.slots.segments_of(slot, &mut sent);
-        let bytes = self.slots.slot(slot).payload_bytes as u64;
-        let target = self.slots.finish(slot);
-        let Some(target) = target else {
+        // The slot's segments are read in place (before it is finished), not copied out.
+        let s = self.slots.slot(slot);
+        let segments = s.segments;
+        let bytes = s.payload_bytes as u64;
+        let Some(target) = s.target.clone() else {
+            self.slots.finish(slot);
             return;
         };
         let n = segments as u64;
@@ -351,12 +352,13 @@ impl Forwarder {
                     self.gso_refused_logged = true;
                 }
                 let mut queue = [Pending { buf: 0, len: 0 }; UDP_MAX_SEGMENTS as usize];
-                for (p, &(buf, len)) in queue.iter_mut().zip(&sent[..segments]) {
+                for (p, (buf, len)) in queue.iter_mut().zip(self.slots.segments(slot)) {
                     *p = Pending {
                         buf,
                         len: len as u32,
                     };
                 }
+                self.slots.finish(slot);
                 self.send_queue(&target, &queue[..segments], ring);
                 return;
             }
@@ -365,8 +367,9 @@ impl Forwarder {
             cells.in_flight.sub(n);
             cells.tx_errors[errno_slot(errno)].add(n);
         }
-        for &(b, _) in &sent[..segments] {
-            self.pool.release(b);
+        for (buf, _) in self.slots.segments(slot) {
+            self.pool.release(buf);
         }
+        self.slots.finish(slot);
     }
 }
