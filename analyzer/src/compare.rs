@@ -307,14 +307,14 @@ fn largest_loss(w: &Waterfall) -> Option<String> {
     use crate::render::fmt::{count, percent};
     for h in &w.hops {
         if let Some(rx) = h.received.filter(|&r| r > 0) {
-            for s in h.steps.iter().filter(|s| !s.adds) {
+            for s in h.steps.iter().filter(|s| !s.adds()) {
                 if let Some(n) = s.count {
                     consider(
                         n,
                         format!(
                             "Most packets were lost at {} to {}: {} of {} received ({}).",
                             h.hop,
-                            s.label,
+                            s.label(),
                             count(n),
                             count(rx),
                             percent(n as f64 / rx as f64 * 100.0)

@@ -49,11 +49,20 @@ impl StepKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub kind: StepKind,
-    pub label: &'static str,
     /// `None` when the source did not report this counter.
     pub count: Option<u64>,
+}
+
+impl Step {
+    /// How the report names the step.
+    pub fn label(&self) -> &'static str {
+        self.kind.label()
+    }
+
     /// True for fan-out copies, which add packets rather than remove them.
-    pub adds: bool,
+    pub fn adds(&self) -> bool {
+        self.kind == StepKind::FanOut
+    }
 }
 
 /// The waterfall of one hop.
@@ -136,17 +145,12 @@ fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>, link: Option<&Lin
         (StepKind::InFlight, c.in_flight),
     ]
     .into_iter()
-    .map(|(kind, count)| Step {
-        kind,
-        label: kind.label(),
-        count,
-        adds: kind == StepKind::FanOut,
-    })
+    .map(|(kind, count)| Step { kind, count })
     .collect();
     let mut unreported: Vec<&'static str> = steps
         .iter()
-        .filter(|s| s.count.is_none() && !s.adds)
-        .map(|s| s.label)
+        .filter(|s| s.count.is_none() && !s.adds())
+        .map(Step::label)
         .collect();
     if c.kernel_drops.is_none() {
         unreported.insert(0, "kernel drops");
@@ -156,7 +160,7 @@ fn hop_flow(hop: &Hop, upstream: String, offered: Option<u64>, link: Option<&Lin
             let mut r = rx as i64 - tx as i64;
             for s in &steps {
                 let n = s.count.unwrap_or(0) as i64;
-                r += if s.adds { n } else { -n };
+                r += if s.adds() { n } else { -n };
             }
             Some(r)
         }

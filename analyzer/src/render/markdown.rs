@@ -543,7 +543,7 @@ fn waterfall(o: &mut String, w: &Waterfall) {
     let n_steps = w.hops.first().map_or(0, |h| h.steps.len());
     for i in 0..n_steps {
         let s0 = &w.hops[0].steps[i];
-        let label = format!("{} {}", if s0.adds { "+" } else { "−" }, s0.label);
+        let label = format!("{} {}", if s0.adds() { "+" } else { "−" }, s0.label());
         row(o, &label, &|h| cell(h.steps[i].count, h.received));
     }
     row(o, "**Sent on**", &|h| match h.sent_on {
