@@ -104,6 +104,14 @@ fn per_second(num: u64, ns: u64) -> Option<(f64, Origin)> {
     })
 }
 
+/// A rate from a counter over a duration, else the rate the source printed.
+fn rate(count: Option<u64>, ns: Option<u64>, printed: Option<f64>) -> Option<(f64, Origin)> {
+    count
+        .zip(ns)
+        .and_then(|(n, ns)| per_second(n, ns))
+        .or_else(|| reported(printed))
+}
+
 fn reported(v: Option<f64>) -> Option<(f64, Origin)> {
     v.map(|x| (x, Origin::Reported))
 }
@@ -150,10 +158,6 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
         }
     };
     if let Some(g) = &rec.generator {
-        let computed = g
-            .sent
-            .zip(generator_duration(rec))
-            .and_then(|(n, d)| per_second(n, d));
         push(
             metric(
                 "generator.pps",
@@ -161,7 +165,7 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
                 Unit::Pps,
                 Better::Neither,
             ),
-            computed.or_else(|| reported(g.reported_pps)),
+            rate(g.sent, generator_duration(rec), g.reported_pps),
         );
     }
     for (i, hop) in rec.hops.iter().enumerate() {
@@ -175,9 +179,7 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
                 Unit::Pps,
                 Better::Higher,
             ),
-            c.rx.zip(d)
-                .and_then(|(n, d)| per_second(n, d))
-                .or_else(|| reported(hop.reported.rx_pps)),
+            rate(c.rx, d, hop.reported.rx_pps),
         );
         push(
             metric(
@@ -186,10 +188,7 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
                 Unit::Pps,
                 Better::Higher,
             ),
-            c.tx_sent
-                .zip(d)
-                .and_then(|(n, d)| per_second(n, d))
-                .or_else(|| reported(hop.reported.tx_pps)),
+            rate(c.tx_sent, d, hop.reported.tx_pps),
         );
         push(
             metric(
@@ -236,10 +235,7 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
                 Unit::Pps,
                 Better::Higher,
             ),
-            r.received
-                .zip(d)
-                .and_then(|(n, d)| per_second(n, d))
-                .or_else(|| reported(r.reported_pps)),
+            rate(r.received, d, r.reported_pps),
         );
         push(
             metric(
