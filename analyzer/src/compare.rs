@@ -298,75 +298,45 @@ fn key_result(cmp: &Comparison, k: usize) -> String {
 
 /// The biggest single known loss of a run, as a sentence.
 fn largest_loss(w: &Waterfall) -> Option<String> {
+    use crate::render::fmt::{count, percent};
     let mut best: Option<(u64, String)> = None;
-    let mut consider = |n: u64, text: String| {
-        if n > 0 && best.as_ref().is_none_or(|b| n > b.0) {
-            best = Some((n, text));
+    // `lost` packets of `of`, lost `place` (`at MCR-1 to buffer exhaustion`).
+    let mut consider = |lost: u64, of: u64, place: String, of_what: &str| {
+        if lost > 0 && of > 0 && best.as_ref().is_none_or(|b| lost > b.0) {
+            let share = percent(lost as f64 / of as f64 * 100.0);
+            best = Some((
+                lost,
+                format!(
+                    "Most packets were lost {place}: {} of {}{of_what} ({share}).",
+                    count(lost),
+                    count(of)
+                ),
+            ));
         }
     };
-    use crate::render::fmt::{count, percent};
     for h in &w.hops {
-        if let Some(rx) = h.received.filter(|&r| r > 0) {
-            for s in h.steps.iter().filter(|s| !s.adds()) {
-                if let Some(n) = s.count {
-                    consider(
-                        n,
-                        format!(
-                            "Most packets were lost at {} to {}: {} of {} received ({}).",
-                            h.hop,
-                            s.label(),
-                            count(n),
-                            count(rx),
-                            percent(n as f64 / rx as f64 * 100.0)
-                        ),
-                    );
-                }
+        for s in h.steps.iter().filter(|s| !s.adds()) {
+            if let (Some(n), Some(rx)) = (s.count, h.received) {
+                consider(n, rx, format!("at {} to {}", h.hop, s.label()), " received");
             }
         }
         if let (Some(k), Some(off)) = (h.kernel_drops, h.offered.or(h.received)) {
-            if off > 0 {
-                consider(
-                    k,
-                    format!(
-                        "Most packets were lost at {} to kernel drops before the relay saw them: {} of {} ({}).",
-                        h.hop,
-                        count(k),
-                        count(off),
-                        percent(k as f64 / off as f64 * 100.0)
-                    ),
-                );
-            }
+            let place = format!("at {} to kernel drops before the relay saw them", h.hop);
+            consider(k, off, place, "");
         }
         if let (Some(l), Some(off)) = (h.link_drops, h.offered) {
-            if off > 0 {
-                consider(
-                    l,
-                    format!(
-                        "Most packets were lost on the veth link from {} to {} (kernel link drops): {} of {} ({}).",
-                        h.upstream,
-                        h.hop,
-                        count(l),
-                        count(off),
-                        percent(l as f64 / off as f64 * 100.0)
-                    ),
-                );
-            }
+            let place = format!(
+                "on the veth link from {} to {} (kernel link drops)",
+                h.upstream, h.hop
+            );
+            consider(l, off, place, "");
         }
         if let (Some(u), Some(off)) = (h.unseen, h.offered) {
-            if u > 0 && off > 0 {
-                consider(
-                    u as u64,
-                    format!(
-                        "Most packets were lost between {} and {} before {}'s counters saw them: {} of {} ({}).",
-                        h.upstream,
-                        h.hop,
-                        h.hop,
-                        count(u as u64),
-                        count(off),
-                        percent(u as f64 / off as f64 * 100.0)
-                    ),
-                );
-            }
+            let place = format!(
+                "between {} and {} before {}'s counters saw them",
+                h.upstream, h.hop, h.hop
+            );
+            consider(u.max(0) as u64, off, place, "");
         }
     }
     best.map(|b| b.1)
