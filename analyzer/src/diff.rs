@@ -23,14 +23,9 @@ fn show(v: &Setting) -> String {
     }
 }
 
-/// Flattens the settings of one record.
-pub fn flatten(rec: &RunRecord) -> BTreeMap<String, String> {
-    flatten_with(rec, false)
-}
-
 /// Flattens the settings of one record; with `by_position`, hop settings are keyed by the hop's
 /// position (`hop.1.relay`) rather than its name, so runs of different relays line up.
-pub fn flatten_with(rec: &RunRecord, by_position: bool) -> BTreeMap<String, String> {
+pub fn flatten(rec: &RunRecord, by_position: bool) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let e = &rec.environment;
     for (k, v) in [
@@ -101,7 +96,7 @@ pub fn differences(sets: &[Vec<RunRecord>]) -> Vec<Difference> {
     let by_position = crate::record::hops_differ(sets.iter().flatten());
     let flat: Vec<Vec<BTreeMap<String, String>>> = sets
         .iter()
-        .map(|s| s.iter().map(|r| flatten_with(r, by_position)).collect())
+        .map(|s| s.iter().map(|r| flatten(r, by_position)).collect())
         .collect();
     let names: BTreeSet<&String> = flat.iter().flatten().flat_map(|m| m.keys()).collect();
     let mut out = Vec::new();
