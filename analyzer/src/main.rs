@@ -202,7 +202,7 @@ fn run_ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     })?;
     match &a.out {
         Some(p) => rec.save(p)?,
-        None => emit(None, &format!("{}\n", serde_json::to_string_pretty(&rec)?))?,
+        None => emit(None, &rec.to_json())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -465,11 +465,16 @@ impl RunRecord {
         Ok(vec![(path.display().to_string(), Self::load(path)?)])
     }
 
-    /// Writes the record as pretty JSON with a trailing newline.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// The record as pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("records serialize");
         text.push('\n');
-        std::fs::write(path, text).map_err(|e| Error::io(path, e))
+        text
+    }
+
+    /// Writes [`RunRecord::to_json`] to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.to_json()).map_err(|e| Error::io(path, e))
     }
 
     /// Checks what serde cannot: names present, rates finite and non-negative, percentiles in range.
