@@ -263,6 +263,9 @@ impl Worker {
             if shared.stop.load(Ordering::Relaxed) {
                 break;
             }
+            // Counters change only between these two marks (see `WorkerCells::read_consistent`).
+            let cells = &shared.workers[self.fwd.id];
+            cells.begin_update();
             let published = shared.generation.load(Ordering::Acquire);
             if published != generation {
                 if let Err(e) = self.adopt_current_table() {
@@ -289,6 +292,7 @@ impl Worker {
                     next_slow_tick = now + SLOW_TICK;
                 }
             }
+            cells.end_update();
             if taken > 0 {
                 last_busy = now;
             } else if now.duration_since(last_busy) < self.busy_poll {
@@ -536,17 +540,25 @@ impl Worker {
 
     /// Sends what is pending and waits (bounded) for every send in flight to complete.
     fn drain(mut self) {
+        let shared = Arc::clone(&self.fwd.shared);
+        let cells = &shared.workers[self.fwd.id];
+        cells.begin_update();
         self.fwd.flush(&mut self.ring);
         submit(&mut self.ring);
+        cells.end_update();
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while self.fwd.slots.free_count() < self.fwd.slots.capacity() && Instant::now() < deadline {
             let ts = types::Timespec::new().nsec(10_000_000);
             let args = types::SubmitArgs::new().timespec(&ts);
             let _ = self.ring.submitter().submit_with_args(1, &args);
+            cells.begin_update();
             self.reap_completions();
+            cells.end_update();
         }
+        cells.begin_update();
         self.tick();
         self.publish_perf();
+        cells.end_update();
         self.log_errors();
     }
 }

@@ -19,48 +19,94 @@ pub struct Identity {
     pub dataplane: DataplaneConfig,
 }
 
-/// Reads every counter once and assembles the report.
+/// One worker's cells in one flow, as read.
+struct FlowWorkerRead {
+    packets: u64,
+    bytes: u64,
+    outputs: Vec<OutputRead>,
+}
+
+/// One worker's cells for one output, as read.
+struct OutputRead {
+    matched: u64,
+    tx_sent: u64,
+    tx_bytes: u64,
+    tx_errors: u64,
+    buf_exhaust: u64,
+    in_flight: u64,
+}
+
+/// Reads every counter once and assembles the report. Each worker's counters, its own and
+/// its cells in every flow, are read at one instant of that worker's, so the conservation
+/// laws hold in every report, live ones included.
 pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> StatsReport {
-    let workers: Vec<WorkerStats> = shared
-        .workers
-        .iter()
-        .enumerate()
-        .map(|(id, cells)| WorkerStats {
+    let table = shared.table.load();
+    let mut workers = Vec::with_capacity(shared.workers.len());
+    let mut flow_reads: Vec<Vec<FlowWorkerRead>> = Vec::with_capacity(shared.workers.len());
+    for (id, cells) in shared.workers.iter().enumerate() {
+        let (counters, flows) = cells.read_consistent(|| {
+            let flows = table
+                .rules
+                .iter()
+                .map(|rule| {
+                    let w = &rule.counters.per_worker[id];
+                    FlowWorkerRead {
+                        packets: w.packets.get(),
+                        bytes: w.bytes.get(),
+                        outputs: w
+                            .outputs
+                            .iter()
+                            .map(|c| OutputRead {
+                                matched: c.matched.get(),
+                                tx_sent: c.tx_sent.get(),
+                                tx_bytes: c.tx_bytes.get(),
+                                tx_errors: c.tx_errors.get(),
+                                buf_exhaust: c.buf_exhaust.get(),
+                                in_flight: c.in_flight.get(),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect::<Vec<_>>();
+            (worker_counters(cells), flows)
+        });
+        workers.push(WorkerStats {
             id: id as u32,
             cpu: identity.dataplane.cpus.get(id).copied(),
-            counters: worker_counters(cells),
+            counters,
             perf: perf_counters(cells),
-        })
-        .collect();
+        });
+        flow_reads.push(flows);
+    }
     let mut totals = WorkerCounters::default();
     for w in &workers {
         add_into(&mut totals, &w.counters);
     }
-    let table = shared.table.load();
     let flows = table
         .rules
         .iter()
-        .map(|rule| {
-            let per_worker = &rule.counters.per_worker;
+        .enumerate()
+        .map(|(r, rule)| {
+            let per_worker = flow_reads.iter().map(|flows| &flows[r]);
             let outputs = rule
                 .outputs
                 .iter()
                 .map(|o| {
-                    let sum = |f: fn(&super::counters::OutputCells) -> u64| -> u64 {
+                    let sum = |field: fn(&OutputRead) -> u64| -> u64 {
                         per_worker
-                            .iter()
-                            .map(|w| f(&w.outputs[o.index_in_rule]))
+                            .clone()
+                            .map(|w| field(&w.outputs[o.index_in_rule]))
                             .sum()
                     };
                     OutputStats {
                         output: format!("{}@{}", o.dest, o.interface),
                         ttl: o.ttl,
-                        matched: sum(|c| c.matched.get()),
-                        tx_sent: sum(|c| c.tx_sent.get()),
-                        tx_bytes: sum(|c| c.tx_bytes.get()),
-                        tx_errors: sum(|c| c.tx_errors.get()),
-                        buf_exhaust: sum(|c| c.buf_exhaust.get()),
-                        in_flight: sum(|c| c.in_flight.get()),
+                        matched: sum(|c| c.matched),
+                        tx_sent: sum(|c| c.tx_sent),
+                        tx_bytes: sum(|c| c.tx_bytes),
+                        tx_errors: sum(|c| c.tx_errors),
+                        buf_exhaust: sum(|c| c.buf_exhaust),
+                        in_flight: sum(|c| c.in_flight),
                     }
                 })
                 .collect();
@@ -70,8 +116,8 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                 group: rule.spec.group.to_string(),
                 port: rule.spec.port,
                 source: rule.spec.source.map(|s| s.to_string()),
-                packets: per_worker.iter().map(|w| w.packets.get()).sum(),
-                bytes: per_worker.iter().map(|w| w.bytes.get()).sum(),
+                packets: per_worker.clone().map(|w| w.packets).sum(),
+                bytes: per_worker.map(|w| w.bytes).sum(),
                 outputs,
             }
         })

@@ -4,8 +4,19 @@
 //! with a relaxed load and store (no locked instruction, no contention); readers (the stats
 //! collector) load it relaxed at any time. Cells of different workers sit on different cache
 //! lines so workers never write to a line another worker writes.
+//!
+//! One datagram moves several counters (`rx`, then `matched`, then an output's `in_flight`,
+//! later `tx_sent`), so a reader that loads them one by one while the worker runs can see a
+//! datagram counted at one stage and not yet at the next, and the conservation laws fail by
+//! a few. Readers that need them to hold use [`WorkerCells::read_consistent`]: a sequence
+//! lock that the worker closes around each pass of its loop (two stores per pass, not per
+//! datagram) and that a waiting reader may ask the worker to hold open for a moment.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+    Ordering::SeqCst,
+};
+use std::time::{Duration, Instant};
 
 use crate::wire::{Filtered, Malformed};
 
@@ -111,6 +122,71 @@ pub struct WorkerCells {
     pub perf: [Counter; PERF_COUNT],
     /// Bit `i` set: perf counter `i` opened on this machine.
     pub perf_open: Counter,
+    /// Odd while the worker is in a pass that updates its counters (its own and its cells in
+    /// every flow); written only by the worker.
+    update_seq: AtomicU64,
+    /// A reader wants a consistent read: the worker holds still at the end of a pass.
+    reader_waiting: AtomicBool,
+}
+
+/// The longest a worker holds still for a waiting reader, so a reader that stalls cannot
+/// stall the data plane for longer (the packet rings absorb the pause).
+const HOLD_FOR_READER: Duration = Duration::from_millis(1);
+/// The longest a reader tries for a consistent read before taking the counters as they are.
+/// A worker ends a pass at least every housekeeping tick (100 ms) and sleeps outside passes.
+const CONSISTENT_READ_TIMEOUT: Duration = Duration::from_millis(250);
+
+impl WorkerCells {
+    /// The worker starts a pass that may update its counters.
+    #[inline]
+    pub fn begin_update(&self) {
+        let seq = self.update_seq.load(Relaxed);
+        self.update_seq.store(seq.wrapping_add(1), Relaxed);
+        fence(Release);
+    }
+
+    /// The worker ends the pass; if a reader is waiting, it holds still (bounded) until the
+    /// reader is done.
+    #[inline]
+    pub fn end_update(&self) {
+        let seq = self.update_seq.load(Relaxed);
+        self.update_seq.store(seq.wrapping_add(1), Release);
+        if self.reader_waiting.load(Relaxed) {
+            self.hold_for_reader();
+        }
+    }
+
+    #[cold]
+    fn hold_for_reader(&self) {
+        let since = Instant::now();
+        while self.reader_waiting.load(Acquire) && since.elapsed() < HOLD_FOR_READER {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Runs `read` (which loads this worker's cells) until it ran while no pass was updating
+    /// them, so the counters it saw are those of one instant. Gives up after
+    /// [`CONSISTENT_READ_TIMEOUT`] and returns a read as it is.
+    pub fn read_consistent<T>(&self, mut read: impl FnMut() -> T) -> T {
+        self.reader_waiting.store(true, SeqCst);
+        let deadline = Instant::now() + CONSISTENT_READ_TIMEOUT;
+        let value = loop {
+            let before = self.update_seq.load(Acquire);
+            if before.is_multiple_of(2) {
+                let value = read();
+                fence(Acquire);
+                if self.update_seq.load(Relaxed) == before {
+                    break value;
+                }
+            }
+            if Instant::now() >= deadline {
+                break read();
+            }
+            std::thread::yield_now();
+        };
+        self.reader_waiting.store(false, Release);
+        value
+    }
 }
 
 /// Per-output cells of one worker. `matched = tx_sent + tx_errors + buf_exhaust + in_flight`.
@@ -177,5 +253,38 @@ mod tests {
     #[test]
     fn worker_cells_do_not_share_cache_lines() {
         assert_eq!(std::mem::align_of::<CacheLine<FlowWorkerCells>>(), 64);
+    }
+
+    #[test]
+    fn a_consistent_read_never_sees_a_pass_half_done() {
+        use std::sync::atomic::AtomicBool;
+        let cells = WorkerCells::default();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // A worker whose every pass moves one datagram from `rx` to `matched`.
+                while !stop.load(Relaxed) {
+                    cells.begin_update();
+                    cells.rx.add(1);
+                    for _ in 0..50 {
+                        std::hint::spin_loop();
+                    }
+                    cells.matched.add(1);
+                    cells.end_update();
+                }
+            });
+            let (mut reads, mut torn) = (0, 0);
+            let until = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < until {
+                let (rx, matched) = cells.read_consistent(|| (cells.rx.get(), cells.matched.get()));
+                torn += usize::from(rx != matched);
+                reads += 1;
+            }
+            // Stop the worker before asserting, so a failure cannot leave the scope waiting.
+            stop.store(true, Relaxed);
+            assert_eq!(torn, 0, "{torn} of {reads} reads saw a pass half done");
+            assert!(reads > 0);
+        });
+        assert!(cells.rx.get() > 0, "the worker ran");
     }
 }
