@@ -4,12 +4,14 @@
 //! * [`config`]: the TOML file and its validation.
 //! * [`rules`]: the rule set, the resolved rule table, and the kernel packet filter.
 //! * [`dataplane`]: worker threads, packet rings, io_uring egress.
-//! * [`stats`]: live counters and the JSON report made from them.
+//! * [`counters`]: the live counters the packet path writes (one writer per cell).
+//! * [`stats`]: the JSON report read from those counters, and its text renderings.
 //! * [`control`]: the control-socket protocol, its handler, server and client.
 //! * [`daemon`]: ties them together for `mcrd`.
 
 pub mod config;
 pub mod control;
+pub mod counters;
 pub mod daemon;
 pub mod dataplane;
 pub mod membership;

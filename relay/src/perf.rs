@@ -4,9 +4,9 @@
 use perf_event::events::{Event, Hardware, Software};
 use perf_event::{Builder, Counter};
 
-use crate::stats::counters::PERF_COUNT;
+use crate::counters::PERF_COUNT;
 
-/// The counters of one thread, in [`crate::stats::counters::PERF_NAMES`] order.
+/// The counters of one thread, in [`crate::counters::PERF_NAMES`] order.
 pub struct ThreadCounters {
     counters: [Option<Counter>; PERF_COUNT],
 }

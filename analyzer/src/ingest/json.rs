@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use relay::stats::counters::{PERF_COUNT, PERF_NAMES};
-use relay::stats::report::{StatsReport, STATS_SCHEMA, STATS_VERSION};
+use relay::stats::report::{StatsReport, PERF_COUNT, PERF_NAMES, STATS_SCHEMA, STATS_VERSION};
 use trafficgen::record::{
     Distribution, PerfCounters, RecvRecord, SendRecord, SweepRecord, RECORD_VERSION, RECV_SCHEMA,
     SEND_SCHEMA, SWEEP_SCHEMA,

@@ -19,8 +19,8 @@ use socket2::{Domain, Socket, Type};
 use super::limits::UDP_MAX_SEGMENTS;
 use super::pool::BufId;
 use super::sys;
+use crate::counters::FlowCells;
 use crate::rules::EgressKey;
-use crate::stats::counters::FlowCells;
 
 const MAX_SEGMENTS: usize = UDP_MAX_SEGMENTS as usize;
 

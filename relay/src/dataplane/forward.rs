@@ -18,8 +18,8 @@ use super::pool::{BufId, BufferPool};
 use super::uring::{push, KIND_SEND};
 use super::Shared;
 use crate::config::DataplaneConfig;
+use crate::counters::{errno_slot, WorkerCells};
 use crate::rules::{EgressKey, MatchKey, RuleTable};
-use crate::stats::counters::{errno_slot, WorkerCells};
 use crate::wire::{self, ChecksumHint, Malformed, Parsed, Segments, VnetHeader};
 
 /// A datagram waiting to be sent to one output.

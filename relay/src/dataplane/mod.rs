@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::config::DataplaneConfig;
+use crate::counters::{CacheLine, WorkerCells};
 use crate::rules::RuleTable;
-use crate::stats::counters::{CacheLine, WorkerCells};
 pub use worker::WorkerError;
 
 /// State shared between the control plane and the workers.

@@ -26,8 +26,8 @@ use super::uring::{
 };
 use super::Shared;
 use crate::config::DataplaneConfig;
+use crate::counters::TX_ERRNOS;
 use crate::perf::ThreadCounters;
-use crate::stats::counters::TX_ERRNOS;
 use crate::wire::{ChecksumHint, Malformed};
 
 /// How often kernel drop counters are read and the rule-table generation is checked when idle.

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 
 use super::set::{RuleError, RuleSet};
 use crate::config::RuleSpec;
-use crate::stats::counters::FlowCells;
+use crate::counters::FlowCells;
 
 /// What a datagram is matched on (besides an optional source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::counters::{WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
 use super::report::{
     FlowStats, OutputStats, PerfCounters, RelayInfo, StatsReport, WorkerCounters, WorkerStats,
     STATS_SCHEMA, STATS_VERSION,
 };
 use crate::config::DataplaneConfig;
+use crate::counters::{WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
 use crate::dataplane::Shared;
 use crate::wire::{Filtered, Malformed};
 

@@ -1,6 +1,6 @@
-//! Counters of the data plane and the reports made from them.
+//! The stats report: read from the live counters (`crate::counters`) off the packet path,
+//! as the JSON contract (`report`) and its text renderings (`render`).
 
 pub mod collect;
-pub mod counters;
 pub mod render;
 pub mod report;

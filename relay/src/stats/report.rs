@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The fields of [`PerfCounters`], in the order the workers count them.
+pub use crate::counters::{PERF_COUNT, PERF_NAMES};
+
 /// Value of the `schema` field.
 pub const STATS_SCHEMA: &str = "mcr.relay.stats";
 /// Value of the `version` field.

@@ -1,0 +1,52 @@
+//! Names that both the counters and the stats report index by: send errnos and perf counters.
+
+/// Send errors we name in the stats; anything else is counted as `other`.
+pub const TX_ERRNOS: [(i32, &str); 12] = [
+    (libc::ENOBUFS, "ENOBUFS"),
+    (libc::EAGAIN, "EAGAIN"),
+    (libc::ENETUNREACH, "ENETUNREACH"),
+    (libc::EHOSTUNREACH, "EHOSTUNREACH"),
+    (libc::ENETDOWN, "ENETDOWN"),
+    (libc::ECONNREFUSED, "ECONNREFUSED"),
+    (libc::EPERM, "EPERM"),
+    (libc::EACCES, "EACCES"),
+    (libc::EMSGSIZE, "EMSGSIZE"),
+    (libc::EINVAL, "EINVAL"),
+    (libc::EIO, "EIO"),
+    (libc::ENODEV, "ENODEV"),
+];
+/// Slot of errors not in [`TX_ERRNOS`].
+pub const TX_ERRNO_OTHER: usize = TX_ERRNOS.len();
+
+/// Index of `errno` in the per-errno counters.
+#[inline]
+pub fn errno_slot(errno: i32) -> usize {
+    TX_ERRNOS
+        .iter()
+        .position(|(e, _)| *e == errno)
+        .unwrap_or(TX_ERRNO_OTHER)
+}
+
+/// perf-event counters of a worker thread, in [`PERF_NAMES`] order.
+pub const PERF_COUNT: usize = 8;
+pub const PERF_NAMES: [&str; PERF_COUNT] = [
+    "task_clock_ns",
+    "context_switches",
+    "cpu_migrations",
+    "page_faults",
+    "cycles",
+    "instructions",
+    "cache_misses",
+    "branch_misses",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_slots_are_stable_and_other_catches_the_rest() {
+        assert_eq!(TX_ERRNOS[errno_slot(libc::ENOBUFS)].1, "ENOBUFS");
+        assert_eq!(errno_slot(libc::ENOTSOCK), TX_ERRNO_OTHER);
+    }
+}
