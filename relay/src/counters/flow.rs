@@ -3,6 +3,7 @@
 use super::cell::{CacheLine, Counter};
 
 /// Per-output cells of one worker. `matched = tx_sent + tx_errors + buf_exhaust + in_flight`.
+/// Each sits on a cache line of its own (see [`FlowWorkerCells::outputs`]).
 #[derive(Debug, Default)]
 pub struct OutputCells {
     pub matched: Counter,
@@ -18,7 +19,9 @@ pub struct OutputCells {
 pub struct FlowWorkerCells {
     pub packets: Counter,
     pub bytes: Counter,
-    pub outputs: Box<[OutputCells]>,
+    /// Cache-aligned: the outputs live in a heap block of their own, which the allocator may
+    /// place next to another worker's; unaligned, two workers would write one cache line.
+    pub outputs: Box<[CacheLine<OutputCells>]>,
 }
 
 /// A flow's counters: one cache-aligned block per worker. Shared by every rule-table version
@@ -35,10 +38,50 @@ impl FlowCells {
                 CacheLine(FlowWorkerCells {
                     packets: Counter::default(),
                     bytes: Counter::default(),
-                    outputs: (0..outputs).map(|_| OutputCells::default()).collect(),
+                    outputs: (0..outputs)
+                        .map(|_| CacheLine(OutputCells::default()))
+                        .collect(),
                 })
             })
             .collect();
         Self { per_worker }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache lines (address / 64) that `bytes` bytes at `ptr` touch.
+    fn lines<T>(ptr: *const T, bytes: usize) -> std::ops::RangeInclusive<usize> {
+        let start = ptr as usize;
+        start / 64..=(start + bytes - 1) / 64
+    }
+
+    #[test]
+    fn no_two_workers_write_the_same_cache_line_of_a_flow() {
+        for outputs in 1..=4 {
+            let cells = FlowCells::new(4, outputs);
+            let touched: Vec<Vec<usize>> = cells
+                .per_worker
+                .iter()
+                .map(|w| {
+                    let own = lines(&w.packets, 16);
+                    let outs = w
+                        .outputs
+                        .iter()
+                        .flat_map(|o| lines(&o.0, std::mem::size_of::<OutputCells>()));
+                    own.chain(outs).collect()
+                })
+                .collect();
+            for (a, la) in touched.iter().enumerate() {
+                for lb in &touched[a + 1..] {
+                    assert!(
+                        la.iter().all(|l| !lb.contains(l)),
+                        "{outputs} outputs: two workers share a cache line"
+                    );
+                }
+            }
+        }
     }
 }

@@ -242,12 +242,16 @@ impl SendSlots {
 /// Splits a run of datagram lengths into one GSO send: how many of `lens` (from the start) go
 /// into it. All but the last must equal the first; the last may be shorter; the total payload
 /// must fit one IP packet.
+///
+/// A zero-length datagram is always sent on its own: the kernel cuts a GSO send by bytes, so
+/// empty segments would vanish from it (ten empty datagrams sent as one GSO send leave as one
+/// empty datagram) while they were counted as sent.
 pub fn gso_run(lens: impl Iterator<Item = usize>, max_segments: usize, max_bytes: usize) -> usize {
     let mut n = 0;
     let mut total = 0;
     let mut size = 0;
     for len in lens {
-        if n == max_segments || total + len > max_bytes {
+        if n == max_segments || total + len > max_bytes || len == 0 {
             break;
         }
         if n == 0 {
@@ -287,6 +291,13 @@ mod tests {
         assert_eq!(gso_run([1400; 100].into_iter(), 64, 65_507), 46);
         assert_eq!(gso_run([9000; 2].into_iter(), 64, 65_507), 2);
         assert_eq!(gso_run(std::iter::empty(), 64, 65_507), 1);
+    }
+
+    #[test]
+    fn zero_length_datagrams_are_never_coalesced() {
+        assert_eq!(gso_run([0, 0, 0].into_iter(), 64, 65_000), 1);
+        assert_eq!(gso_run([100, 100, 0].into_iter(), 64, 65_000), 2);
+        assert_eq!(gso_run([100, 0, 100].into_iter(), 64, 65_000), 1);
     }
 
     #[test]

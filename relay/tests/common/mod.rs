@@ -5,6 +5,9 @@
 //! `setns` (which affects only that thread); the socket then belongs to that namespace and
 //! can be used from the test thread.
 
+// Each test binary uses its own part of this harness.
+#![allow(dead_code)]
+
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -468,4 +471,99 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+pub const PORT: u16 = 5000;
+pub const SRC_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+
+/// `src --veth--> relay_1 --veth--> ... relay_n --veth--> dst`: each node's `out0` joins the
+/// next node's `in0`. The sender's address is in a subnet the first relay has no route to, with
+/// strict reverse-path filtering on: the kernel itself would drop this traffic.
+pub struct Chain {
+    pub src: Netns,
+    pub relays: Vec<Netns>,
+    pub dst: Netns,
+}
+
+impl Chain {
+    /// Address of `dst`'s `up` interface.
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, self.relays.len() as u8, 2)
+    }
+}
+
+pub fn chain(hops: usize, gso_offload: bool) -> Chain {
+    let src = Netns::new("src");
+    let relays: Vec<Netns> = (0..hops).map(|i| Netns::new(&format!("r{i}"))).collect();
+    let dst = Netns::new("dst");
+    let nodes: Vec<&Netns> = std::iter::once(&src)
+        .chain(relays.iter())
+        .chain(std::iter::once(&dst))
+        .collect();
+    for k in 0..nodes.len() - 1 {
+        // Link k: node k `out0` <-> node k+1 `in0`. Link 0's ends are in different subnets.
+        let a_addr = if k == 0 {
+            format!("{SRC_ADDR}/24")
+        } else {
+            format!("10.0.{k}.1/24")
+        };
+        veth(
+            nodes[k],
+            "out0",
+            &a_addr,
+            nodes[k + 1],
+            "in0",
+            &format!("10.0.{k}.2/24"),
+            gso_offload,
+        );
+    }
+    src.ip(&["route", "add", "224.0.0.0/4", "dev", "out0"]);
+    for r in &relays {
+        r.sysctl("net.ipv4.conf.all.rp_filter", "1");
+        r.sysctl("net.ipv4.conf.in0.rp_filter", "1");
+    }
+    Chain { src, relays, dst }
+}
+
+pub fn relay_config(workers: u32, extra_dataplane: &str, rules: &str) -> String {
+    format!("[dataplane]\nworkers = {workers}\n{extra_dataplane}\n\n{rules}")
+}
+
+pub fn rule(name: &str, group: Ipv4Addr, port: u16, outputs: &str) -> String {
+    format!("[[rule]]\nname = \"{name}\"\ninput = \"in0\"\ngroup = \"{group}\"\nport = {port}\noutputs = [{outputs}]\n")
+}
+
+pub fn chain_rule() -> String {
+    rule(
+        "chain",
+        GROUP,
+        PORT,
+        &format!("{{ dest = \"{GROUP}\", port = {PORT}, interface = \"out0\", ttl = 8 }}"),
+    )
+}
+
+/// Checks every received payload against what was sent; returns the sequence numbers seen.
+pub fn check_payloads(got: &[Vec<u8>], len: usize) -> Vec<u64> {
+    let mut seqs: Vec<u64> = got
+        .iter()
+        .map(|p| {
+            assert_eq!(p.len(), len, "datagram length changed in flight");
+            let seq = u64::from_be_bytes(p[..8].try_into().unwrap());
+            assert!(
+                p == &payload(seq, len),
+                "payload of datagram {seq} changed in flight"
+            );
+            seq
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+/// Receives until `rx` has been quiet for `idle`, and checks that datagrams `0..n` of `len`
+/// bytes each all arrived, once each and unchanged.
+pub fn expect_all(rx: &std::net::UdpSocket, n: u64, len: usize, idle: Duration) {
+    let got = drain(rx, idle, n as usize + 10);
+    assert_eq!(check_payloads(&got, len), (0..n).collect::<Vec<_>>());
 }
