@@ -32,7 +32,9 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
     c.rx_frames = Some(t.rx_frames);
     c.rx = Some(t.rx);
     c.rx_bytes = Some(t.rx_bytes);
-    c.kernel_drops = Some(t.kernel_drops);
+    // Both are datagrams the kernel dropped before the relay could read them: on the ring,
+    // and on the copy path's full receive queue.
+    c.kernel_drops = Some(t.kernel_drops + t.rx_overflow);
     c.filtered = Some(t.filtered);
     c.malformed = Some(t.malformed);
     c.no_match = Some(t.no_match);

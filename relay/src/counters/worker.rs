@@ -17,6 +17,8 @@ pub struct WorkerCells {
     pub rx: Counter,
     pub rx_bytes: Counter,
     pub kernel_drops: Counter,
+    pub rx_overflow: Counter,
+    pub rx_overflow_frames: Counter,
     pub filtered: [Counter; Filtered::ALL.len()],
     pub malformed: [Counter; Malformed::COUNT],
     pub no_match: Counter,

@@ -167,6 +167,19 @@ impl Forwarder {
         1
     }
 
+    /// Counts a frame whose whole copy the kernel could not queue (see
+    /// [`wire::datagrams_in_frame`]): `bytes` is its captured head, from the vnet header on,
+    /// `wire_len` its length on the wire.
+    #[cold]
+    pub fn overflow(&self, bytes: &[u8], wire_len: u32) {
+        let (vnet_bytes, head) = bytes.split_at(VNET_HDR_LEN.min(bytes.len()));
+        let vnet = VnetHeader::parse(vnet_bytes);
+        let datagrams = wire::datagrams_in_frame(head, wire_len as usize, vnet.as_ref());
+        let cells = self.cells();
+        cells.rx_overflow_frames.add(1);
+        cells.rx_overflow.add(datagrams.unwrap_or(1));
+    }
+
     /// Matches a frame's datagrams and queues each for every output of their rule. Returns
     /// the number of datagrams.
     ///

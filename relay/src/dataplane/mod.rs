@@ -9,6 +9,7 @@ mod forward;
 pub mod ingress;
 pub mod limits;
 pub mod pool;
+mod ratelimit;
 pub mod ring;
 pub mod sys;
 mod uring;

@@ -1,8 +1,17 @@
 //! The worker's io_uring: how it is built, and submitting to it without losing work.
 
+use std::cell::RefCell;
 use std::io;
+use std::time::Instant;
 
 use io_uring::{cqueue, squeue, IoUring};
+
+use super::ratelimit::LogLimiter;
+
+thread_local! {
+    /// Submission errors of this worker thread (each worker owns its ring).
+    static SUBMIT_ERRORS: RefCell<LogLimiter> = RefCell::new(LogLimiter::default());
+}
 
 /// `user_data` kinds (top byte); the low bits identify the slot or socket.
 pub const KIND_SEND: u64 = 1 << 56;
@@ -58,6 +67,10 @@ pub fn submit(ring: &mut IoUring) {
                 e.raw_os_error(),
                 Some(libc::EBUSY) | Some(libc::EINTR) | Some(libc::EAGAIN)
             ) => {}
-        Err(e) => tracing::error!("io_uring submit: {e}"),
+        Err(e) => {
+            if let Some(n) = SUBMIT_ERRORS.with(|l| l.borrow_mut().occurred(Instant::now())) {
+                tracing::error!("io_uring submit: {e} ({n} times since the last report)");
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ use io_uring::{opcode, types, IoUring};
 use super::forward::Forwarder;
 use super::ingress::{IngressParams, IngressSocket};
 use super::limits::{MAX_SUPER_FRAME, VNET_HDR_LEN};
+use super::ratelimit::{LogLimiter, LOG_INTERVAL};
 use super::ring::TP_STATUS_COPY;
 use super::uring::{
     build_ring, needs_enter, push, submit, KIND_CANCEL, KIND_MASK, KIND_POLL, KIND_SEND, KIND_TIMER,
@@ -33,7 +34,7 @@ use crate::wire::{ChecksumHint, Malformed};
 /// How often kernel drop counters are read and the rule-table generation is checked when idle.
 const TICK: Duration = Duration::from_millis(100);
 /// How often perf counters are published and packet-path errors are logged.
-const SLOW_TICK: Duration = Duration::from_secs(1);
+const SLOW_TICK: Duration = LOG_INTERVAL;
 /// How long shutdown waits for sends in flight to complete.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -92,6 +93,8 @@ pub struct Worker {
     /// Sockets being closed: kept until their armed poll has completed.
     closing: Vec<Ingress>,
     next_token: u32,
+    /// The input a pass starts from (rotates, for fairness).
+    next_input: usize,
     fwd: Forwarder,
     /// Receives frames too large for a ring slot (the copy path).
     scratch: Vec<u8>,
@@ -106,7 +109,8 @@ pub struct Worker {
     /// Its duration; read by the kernel when the timeout is submitted.
     timer_span: Box<types::Timespec>,
     last_logged: LoggedCounts,
-    last_socket_error_log: Option<Instant>,
+    socket_errors: LogLimiter,
+    wait_errors: LogLimiter,
 }
 
 /// How much `now` grew since the last log line, if it did; remembers `now`.
@@ -120,9 +124,64 @@ fn increase(now: u64, last: &mut u64) -> Option<u64> {
 #[derive(Default)]
 struct LoggedCounts {
     tx_errors: u64,
+    tx_errors_by_errno: [u64; TX_ERRNOS.len() + 1],
     malformed: u64,
     buf_exhaust: u64,
     kernel_drops: u64,
+    rx_overflow: u64,
+}
+
+/// Takes frames from one ring until it is empty or `limit` datagrams were taken; returns the
+/// datagrams taken.
+fn take_from(
+    sock: &mut IngressSocket,
+    fwd: &mut Forwarder,
+    scratch: &mut [u8],
+    limit: usize,
+) -> usize {
+    let ifindex = sock.ifindex;
+    let mut taken = 0;
+    while taken < limit {
+        let Some(frame) = sock.ring.peek() else {
+            break;
+        };
+        let cells = fwd.cells();
+        cells.rx_frames.add(1);
+        match frame {
+            Err(info) => {
+                cells.rx_bytes.add(u64::from(info.len));
+                taken += fwd.malformed(Malformed::Truncated);
+            }
+            Ok((info, bytes)) => {
+                cells.rx_bytes.add(u64::from(info.len));
+                if info.status & TP_STATUS_COPY != 0 {
+                    // Too big for a slot: the kernel queued the whole frame on the socket.
+                    taken += match super::sys::recv_nonblocking(sock.raw_fd(), scratch) {
+                        Ok(Some(n)) if n <= scratch.len() => fwd.frame(
+                            ifindex,
+                            &scratch[..n],
+                            info.vlan_tci,
+                            ChecksumHint::Unverified,
+                        ),
+                        // The copy was dropped after the slot was filled: overload too.
+                        _ => {
+                            fwd.overflow(bytes, info.len);
+                            0
+                        }
+                    };
+                } else if bytes.len() - VNET_HDR_LEN < info.len as usize {
+                    // Too big for a slot, and the receive queue had no room for the whole
+                    // frame: overload, not a malformed frame.
+                    fwd.overflow(bytes, info.len);
+                } else {
+                    let hint = ChecksumHint::from_tpacket_status(info.status);
+                    taken += fwd.frame(ifindex, bytes, info.vlan_tci, hint);
+                }
+            }
+        }
+        sock.ring.release();
+    }
+    taken
 }
 
 impl Worker {
@@ -167,6 +226,7 @@ impl Worker {
             ingress: Vec::new(),
             closing: Vec::new(),
             next_token: 0,
+            next_input: 0,
             fwd,
             scratch: vec![0u8; MAX_SUPER_FRAME + VNET_HDR_LEN],
             ingress_params: IngressParams {
@@ -182,7 +242,8 @@ impl Worker {
             timer_armed: false,
             timer_span: Box::new(types::Timespec::new()),
             last_logged: LoggedCounts::default(),
-            last_socket_error_log: None,
+            socket_errors: LogLimiter::default(),
+            wait_errors: LogLimiter::default(),
         })
     }
 
@@ -310,47 +371,27 @@ impl Worker {
     }
 
     /// Frames from every ring, up to `batch_size` datagrams. Returns datagrams taken.
+    ///
+    /// Inputs are served fairly: each gets an equal share of the pass's budget, starting from a
+    /// different input every pass, and what a quiet input leaves unused goes to the busy ones
+    /// in a second round. Draining one input first would let a flood on it starve the others.
     fn take_ingress(&mut self) -> usize {
+        let inputs = self.ingress.len();
+        if inputs == 0 {
+            return 0;
+        }
+        let first = self.next_input % inputs;
+        self.next_input = self.next_input.wrapping_add(1);
+        let share = self.batch_size.div_ceil(inputs);
         let mut taken = 0;
-        for ing in &mut self.ingress {
-            let ifindex = ing.sock.ifindex;
-            while taken < self.batch_size {
-                let Some(frame) = ing.sock.ring.peek() else {
-                    break;
-                };
-                let cells = self.fwd.cells();
-                cells.rx_frames.add(1);
-                match frame {
-                    Err(info) => {
-                        cells.rx_bytes.add(u64::from(info.len));
-                        taken += self.fwd.malformed(Malformed::Truncated);
-                    }
-                    Ok((info, bytes)) => {
-                        cells.rx_bytes.add(u64::from(info.len));
-                        if info.status & TP_STATUS_COPY != 0 {
-                            // Too big for a slot: the kernel queued the whole frame on the socket.
-                            taken += match super::sys::recv_nonblocking(
-                                ing.sock.raw_fd(),
-                                &mut self.scratch,
-                            ) {
-                                Ok(Some(n)) if n <= self.scratch.len() => {
-                                    let whole = &self.scratch[..n];
-                                    self.fwd.frame(
-                                        ifindex,
-                                        whole,
-                                        info.vlan_tci,
-                                        ChecksumHint::Unverified,
-                                    )
-                                }
-                                _ => self.fwd.malformed(Malformed::Truncated),
-                            };
-                        } else {
-                            let hint = ChecksumHint::from_tpacket_status(info.status);
-                            taken += self.fwd.frame(ifindex, bytes, info.vlan_tci, hint);
-                        }
-                    }
+        for round_limit in [share, self.batch_size] {
+            for k in 0..inputs {
+                let ing = &mut self.ingress[(first + k) % inputs];
+                let limit = round_limit.min(self.batch_size - taken);
+                taken += take_from(&mut ing.sock, &mut self.fwd, &mut self.scratch, limit);
+                if taken >= self.batch_size {
+                    return taken;
                 }
-                ing.sock.ring.release();
             }
         }
         taken
@@ -394,13 +435,8 @@ impl Worker {
                         // it, which clears it; otherwise every poll would complete at once and
                         // the worker would spin.
                         let err = i.sock.take_error();
-                        let now = Instant::now();
-                        if self
-                            .last_socket_error_log
-                            .is_none_or(|t| now.duration_since(t) >= SLOW_TICK)
-                        {
-                            tracing::warn!(worker = self.fwd.id, interface = %i.sock.interface, "packet socket error: {err:?}");
-                            self.last_socket_error_log = Some(now);
+                        if let Some(n) = self.socket_errors.occurred(Instant::now()) {
+                            tracing::warn!(worker = self.fwd.id, interface = %i.sock.interface, "packet socket error: {err:?} ({n} times since the last report)");
                         }
                     }
                 } else if let Some(pos) = self.closing.iter().position(|i| i.token == token) {
@@ -456,7 +492,12 @@ impl Worker {
                     Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
                 ) => {}
             Err(e) => {
-                tracing::error!(worker = self.fwd.id, "io_uring wait: {e}");
+                if let Some(n) = self.wait_errors.occurred(Instant::now()) {
+                    tracing::error!(
+                        worker = self.fwd.id,
+                        "io_uring wait: {e} ({n} times since the last report)"
+                    );
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -473,7 +514,12 @@ impl Worker {
                 e.raw_os_error(),
                 Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
             ) {
-                tracing::error!(worker = self.fwd.id, "io_uring wait: {e}");
+                if let Some(n) = self.wait_errors.occurred(Instant::now()) {
+                    tracing::error!(
+                        worker = self.fwd.id,
+                        "io_uring wait: {e} ({n} times since the last report)"
+                    );
+                }
             }
         }
     }
@@ -508,16 +554,25 @@ impl Worker {
         let id = self.fwd.id;
         let tx_errors: u64 = c.tx_errors.iter().map(|e| e.get()).sum();
         if let Some(n) = increase(tx_errors, &mut self.last_logged.tx_errors) {
-            let (slot, _) = c
+            // Name the errno that grew most since the last line, not the largest since start:
+            // an old burst of one error must not be blamed for a new one.
+            let mut most = (0, 0u64);
+            for (slot, (e, last)) in c
                 .tx_errors
                 .iter()
+                .zip(self.last_logged.tx_errors_by_errno.iter_mut())
                 .enumerate()
-                .max_by_key(|(_, e)| e.get())
-                .unwrap_or((0, &c.tx_errors[0]));
-            let name = TX_ERRNOS.get(slot).map_or("other", |(_, n)| n);
+            {
+                let grew = increase(e.get(), last).unwrap_or(0);
+                if grew > most.1 {
+                    most = (slot, grew);
+                }
+            }
+            let name = TX_ERRNOS.get(most.0).map_or("other", |(_, n)| n);
             tracing::warn!(
                 worker = id,
-                "{n} send errors in the last second (most often {name})"
+                "{n} send errors in the last second ({} of them {name})",
+                most.1
             );
         }
         let malformed: u64 = c.malformed.iter().map(|m| m.get()).sum();
@@ -528,6 +583,12 @@ impl Worker {
             tracing::warn!(
                 worker = id,
                 "{n} datagrams dropped for lack of egress buffers or send slots in the last second"
+            );
+        }
+        if let Some(n) = increase(c.rx_overflow.get(), &mut self.last_logged.rx_overflow) {
+            tracing::warn!(
+                worker = id,
+                "{n} datagrams lost to overload on the copy path in the last second (packet socket receive queue full)"
             );
         }
         if let Some(n) = increase(c.kernel_drops.get(), &mut self.last_logged.kernel_drops) {

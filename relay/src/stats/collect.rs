@@ -166,6 +166,8 @@ fn worker_counters(c: &WorkerCells) -> WorkerCounters {
         rx: c.rx.get(),
         rx_bytes: c.rx_bytes.get(),
         kernel_drops: c.kernel_drops.get(),
+        rx_overflow: c.rx_overflow.get(),
+        rx_overflow_frames: c.rx_overflow_frames.get(),
         filtered: Filtered::ALL
             .iter()
             .map(|k| c.filtered[k.index()].get())
@@ -208,6 +210,8 @@ pub fn add_into(a: &mut WorkerCounters, b: &WorkerCounters) {
     a.rx += b.rx;
     a.rx_bytes += b.rx_bytes;
     a.kernel_drops += b.kernel_drops;
+    a.rx_overflow += b.rx_overflow;
+    a.rx_overflow_frames += b.rx_overflow_frames;
     a.filtered += b.filtered;
     a.malformed += b.malformed;
     add_counts(&mut a.malformed_by_kind, &b.malformed_by_kind);

@@ -63,6 +63,13 @@ pub fn human(r: &StatsReport) -> String {
             .collect();
         let _ = writeln!(s, "malformed: {}", kinds.join(" "));
     }
+    if r.totals.rx_overflow_frames > 0 {
+        let _ = writeln!(
+            s,
+            "overload on the copy path: {} datagrams in {} frames lost (packet socket receive queue full)",
+            r.totals.rx_overflow, r.totals.rx_overflow_frames
+        );
+    }
     if !r.totals.tx_errors_by_errno.is_empty() {
         let kinds: Vec<String> = r
             .totals

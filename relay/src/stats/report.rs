@@ -70,6 +70,15 @@ pub struct WorkerCounters {
     pub rx_bytes: u64,
     /// Frames the kernel dropped on our packet sockets before we saw them (`PACKET_STATISTICS`).
     pub kernel_drops: u64,
+    /// Datagrams lost to overload on the copy path: a frame too big for a ring slot arrived
+    /// while the packet socket's receive queue was full, so the kernel kept only its head.
+    /// Counted from the GSO size of a super-frame (one per frame when it cannot be told).
+    /// Like `kernel_drops`, outside `rx`.
+    #[serde(default)]
+    pub rx_overflow: u64,
+    /// The frames of `rx_overflow` (each is also in `rx_frames`).
+    #[serde(default)]
+    pub rx_overflow_frames: u64,
     /// Well-formed datagrams that are not IPv4/UDP.
     pub filtered: u64,
     /// Datagrams rejected as malformed (sum of `malformed_by_kind`).

@@ -29,6 +29,7 @@ pub mod checksum;
 pub mod ethernet;
 mod frame;
 pub mod ipv4;
+mod overflow;
 pub mod udp;
 pub mod vlan;
 pub mod vnet;
@@ -37,6 +38,7 @@ pub use frame::{
     parse_frame, tpacket_vlan_tci, ChecksumHint, Datagram, Parsed, Segments,
     TP_STATUS_CSUMNOTREADY, TP_STATUS_CSUM_VALID, TP_STATUS_VLAN_VALID,
 };
+pub use overflow::datagrams_in_frame;
 pub use vnet::VnetHeader;
 
 /// Why a frame was rejected as malformed. Counted per kind by the data plane.
