@@ -105,6 +105,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             _ => break,
         }
     }
+    if shared.failure().is_some() {
+        tracing::error!("stopping: a worker failed");
+    }
     tracing::info!("stopping: draining sends in flight");
     drop(server);
     plane.stop();
@@ -112,6 +115,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     print!("{}", render::human(&report));
     if let Some(path) = &opts.final_stats {
         write_json(path, &report)?;
+    }
+    if let Some(why) = shared.failure() {
+        bail!("the data plane failed: {why}");
     }
     Ok(())
 }

@@ -283,3 +283,63 @@ fn a_flooded_input_does_not_starve_another() {
     assert_eq!(out.tx_sent + out.buf_exhaust + out.tx_errors, n);
     assert_eq!(got.len() as u64 + udp_rcvbuf_errors(&dst), out.tx_sent);
 }
+
+/// Finding 8: `cpus = [1024]` passed `config check`, then the worker panicked in `CPU_SET`
+/// (one worker: mcrd reported success with no worker; two: it hung). Now both the check and
+/// the daemon refuse it, promptly and naming the key.
+#[test]
+fn a_cpu_the_machine_cannot_give_is_refused_at_start() {
+    if !e2e_allowed("bad_cpus") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cpus.toml");
+    for cpus in ["[1024]", "[0, 1024]"] {
+        let workers = cpus.matches(',').count() + 1;
+        std::fs::write(
+            &path,
+            format!(
+                "[control]\nsocket = \"{}\"\n[dataplane]\nworkers = {workers}\ncpus = {cpus}\n\n{}",
+                dir.path().join("s").display(),
+                "[[rule]]\ninput = \"lo\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [{ dest = \"239.2.2.2\", port = 1, interface = \"lo\" }]\n"
+            ),
+        )
+        .unwrap();
+        let check = std::process::Command::new(env!("CARGO_BIN_EXE_mcrctl"))
+            .args(["config", "check"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            check.status.code(),
+            Some(1),
+            "config check of cpus = {cpus}"
+        );
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcrd"))
+            .arg("--config")
+            .arg(&path)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut waited = Duration::ZERO;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if waited > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mcrd with cpus = {cpus} neither started nor stopped in 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            waited += Duration::from_millis(50);
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "cpus = {cpus}: {err}");
+        assert!(
+            err.contains("dataplane.cpus") && err.contains("CPU 1024"),
+            "{err}"
+        );
+    }
+}

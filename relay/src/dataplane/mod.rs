@@ -16,7 +16,7 @@ mod uring;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,9 @@ pub struct Shared {
     pub started: Instant,
     /// Whether `UDP_SEGMENT` sends are enabled (config and kernel probe).
     pub gso: bool,
+    /// Why a worker stopped on its own (a panic, or an error it could not go on after). Set
+    /// once, off the packet path; the daemon then stops with this as its error.
+    pub failure: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -53,7 +56,26 @@ impl Shared {
                 .collect(),
             started: Instant::now(),
             gso,
+            failure: Mutex::new(None),
         }
+    }
+
+    /// Records that worker `id` stopped on its own, and asks the process to stop: a data plane
+    /// with a worker missing would silently lose that worker's share of the traffic. SIGTERM
+    /// reaches the daemon's signal loop, which stops everything and exits non-zero with
+    /// [`Shared::failure`] (so a supervisor such as systemd restarts it).
+    pub fn worker_failed(&self, id: usize, why: String) {
+        tracing::error!(worker = id, "worker stopped: {why}");
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(format!("worker {id} stopped: {why}"));
+        }
+        // SAFETY: kill with our own pid and a valid signal number has no memory effects.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    }
+
+    /// Why a worker stopped on its own, if one did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// Publishes a table; workers adopt it between batches.
@@ -106,17 +128,28 @@ impl DataPlane {
             let handle = std::thread::Builder::new()
                 .name(format!("mcr-worker-{id}"))
                 .spawn(move || {
-                    let gso = worker_shared.gso;
-                    let setup = worker::Worker::new(id, cpu, &dp, fanout_base, gso, worker_shared)
-                        .and_then(|mut w| w.adopt_current_table().map(|()| w));
-                    match setup {
-                        Ok(w) => {
-                            let _ = ready.send(Ok(()));
-                            w.run();
+                    let shared = Arc::clone(&worker_shared);
+                    let run = std::panic::AssertUnwindSafe(|| {
+                        let gso = worker_shared.gso;
+                        let setup =
+                            worker::Worker::new(id, cpu, &dp, fanout_base, gso, worker_shared)
+                                .and_then(|mut w| w.adopt_current_table().map(|()| w));
+                        match setup {
+                            Ok(w) => {
+                                let _ = ready.send(Ok(()));
+                                w.run();
+                            }
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                            }
                         }
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                        }
+                    });
+                    // `run` returns only when asked to stop, and a start-up error goes back
+                    // through `ready`; a panic is the one way a worker ends on its own. The
+                    // ready channel is dropped with the closure, so a worker that panics
+                    // while starting fails `start` too.
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        shared.worker_failed(id, format!("panicked: {}", panic_message(&*panic)));
                     }
                 });
             let handle = match handle {
@@ -138,7 +171,15 @@ impl DataPlane {
                     plane.stop();
                     return Err(e);
                 }
-                Err(_) => break,
+                Err(_) => {
+                    // A worker ended without reporting: it panicked while starting.
+                    let why = plane
+                        .shared
+                        .failure()
+                        .unwrap_or_else(|| "a worker stopped while starting".to_string());
+                    plane.stop();
+                    return Err(WorkerError::Failed(why));
+                }
             }
         }
         Ok(plane)
@@ -151,4 +192,13 @@ impl DataPlane {
             let _ = h.join();
         }
     }
+}
+
+/// The text of a panic's payload (`panic!` with a message gives `&str` or `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }

@@ -214,7 +214,11 @@ pub fn drain_error_queue(fd: RawFd, limit: usize) -> usize {
 
 /// Pins the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: u32) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain old data; CPU_SET writes within it.
+    if cpu as usize >= CPU_SET_CAPACITY {
+        // libc's CPU_SET would panic on an index beyond the set.
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: cpu_set_t is plain old data; CPU_SET writes within it (index checked above).
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu as usize, &mut set);
@@ -224,6 +228,27 @@ pub fn pin_current_thread(cpu: u32) -> io::Result<()> {
             &set,
         ))
         .map(drop)
+    }
+}
+
+/// CPUs a `cpu_set_t` can name.
+pub const CPU_SET_CAPACITY: usize = 8 * size_of::<libc::cpu_set_t>();
+
+/// The CPUs this process may run on (its affinity mask), in increasing order.
+pub fn allowed_cpus() -> io::Result<Vec<u32>> {
+    // SAFETY: cpu_set_t is plain old data; sched_getaffinity writes at most its size, and
+    // CPU_ISSET reads within it for indices below CPU_SET_CAPACITY.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        cvt(libc::sched_getaffinity(
+            0,
+            size_of::<libc::cpu_set_t>(),
+            &mut set,
+        ))?;
+        Ok((0..CPU_SET_CAPACITY)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .map(|c| c as u32)
+            .collect())
     }
 }
 

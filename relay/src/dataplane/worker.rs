@@ -72,6 +72,9 @@ pub enum WorkerError {
         #[source]
         source: io::Error,
     },
+    /// A worker panicked or stopped on its own while the others started.
+    #[error("{0}")]
+    Failed(String),
     #[error("worker {worker}: {source}")]
     Ingress {
         worker: usize,
