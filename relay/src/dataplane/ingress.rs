@@ -4,6 +4,9 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use std::sync::Arc;
+
+use super::fanout::{FanoutGroups, Membership};
 use super::ring::{Geometry, RxRing};
 use super::sys;
 use crate::rules::bpf;
@@ -32,16 +35,18 @@ pub struct IngressSocket {
     fd: OwnedFd,
     /// Groups the current filter lets through (to skip needless re-attaching).
     filtered_groups: Vec<Ipv4Addr>,
+    /// Our place in the interface's fan-out group, left when the socket is dropped.
+    _fanout: Option<Membership>,
 }
 
 /// How to build ingress sockets; the same for every interface of a worker.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct IngressParams {
     pub ring_frames: usize,
     /// 0 = derive from the interface MTU.
     pub frame_size: usize,
-    /// Fan-out group id shared by all workers on an interface, or `None` with one worker.
-    pub fanout_base: Option<u16>,
+    /// The fan-out groups shared by all workers, or `None` with one worker.
+    pub fanout: Option<Arc<FanoutGroups>>,
     pub rcvbuf: usize,
 }
 
@@ -52,7 +57,7 @@ impl IngressSocket {
         ifindex: u32,
         interface: &str,
         groups: &[Ipv4Addr],
-        params: IngressParams,
+        params: &IngressParams,
     ) -> Result<Self, IngressError> {
         let err = |step: &'static str| {
             let interface = interface.to_string();
@@ -88,19 +93,18 @@ impl IngressSocket {
         // Linux 4.20+; the filter drops outgoing frames anyway, so an older kernel is fine.
         let _ = sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
         sys::bind_packet(raw, ifindex).map_err(err("bind"))?;
-        if let Some(base) = params.fanout_base {
-            // Hash fan-out keeps each flow on one worker, so datagrams of a flow stay in order.
-            let id = base.wrapping_add(ifindex as u16);
-            let arg: u32 = u32::from(id) | (libc::PACKET_FANOUT_HASH << 16);
-            sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
-                .map_err(err("PACKET_FANOUT"))?;
-        }
+        // Hash fan-out keeps each flow on one worker, so datagrams of a flow stay in order.
+        let fanout = match &params.fanout {
+            Some(groups) => Some(groups.join(raw, ifindex).map_err(err("PACKET_FANOUT"))?),
+            None => None,
+        };
         Ok(Self {
             ifindex,
             interface: interface.to_string(),
             ring,
             fd,
             filtered_groups: groups.to_vec(),
+            _fanout: fanout,
         })
     }
 

@@ -5,6 +5,7 @@
 //! stop flag, and reads the counters. There is no queue between threads on the packet path.
 
 pub mod egress;
+mod fanout;
 mod forward;
 pub mod ingress;
 pub mod limits;
@@ -115,14 +116,14 @@ impl DataPlane {
     /// `shared`. Returns once every worker has opened its sockets, or the first error.
     pub fn start(dp: &DataplaneConfig, shared: Arc<Shared>) -> Result<Self, WorkerError> {
         let workers = dp.workers as usize;
-        // All workers on an interface share one fan-out group; the id must be unique on the
-        // host, so derive it from our pid.
-        let fanout_base = (workers > 1).then(|| (std::process::id() as u16).wrapping_mul(97));
+        // All workers on an interface share one fan-out group, with an id the kernel chose.
+        let fanout = (workers > 1).then(|| Arc::new(fanout::FanoutGroups::default()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut handles = Vec::with_capacity(workers);
         for id in 0..workers {
             let cpu = dp.cpus.get(id).copied();
             let dp = dp.clone();
+            let fanout = fanout.clone();
             let worker_shared = Arc::clone(&shared);
             let ready = ready_tx.clone();
             let handle = std::thread::Builder::new()
@@ -131,9 +132,8 @@ impl DataPlane {
                     let shared = Arc::clone(&worker_shared);
                     let run = std::panic::AssertUnwindSafe(|| {
                         let gso = worker_shared.gso;
-                        let setup =
-                            worker::Worker::new(id, cpu, &dp, fanout_base, gso, worker_shared)
-                                .and_then(|mut w| w.adopt_current_table().map(|()| w));
+                        let setup = worker::Worker::new(id, cpu, &dp, fanout, gso, worker_shared)
+                            .and_then(|mut w| w.adopt_current_table().map(|()| w));
                         match setup {
                             Ok(w) => {
                                 let _ = ready.send(Ok(()));

@@ -36,6 +36,15 @@ pub fn setsockopt<T: Copy>(
     .map(drop)
 }
 
+/// `getsockopt` of an option whose value is a `u32`.
+pub fn getsockopt_u32(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<u32> {
+    let mut value: u32 = 0;
+    let mut len = size_of::<u32>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `value` and updates `len`.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut u32).cast(), &mut len) })?;
+    Ok(value)
+}
+
 /// Opens an `AF_PACKET`/`SOCK_RAW` socket that receives nothing until [`bind_packet`].
 ///
 /// Protocol 0 at creation means no frames are queued before the ring and filter are in place.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types, IoUring};
 
+use super::fanout::FanoutGroups;
 use super::forward::Forwarder;
 use super::ingress::{IngressParams, IngressSocket};
 use super::limits::{MAX_SUPER_FRAME, VNET_HDR_LEN};
@@ -194,7 +195,7 @@ impl Worker {
         id: usize,
         cpu: Option<u32>,
         dp: &DataplaneConfig,
-        fanout_base: Option<u16>,
+        fanout: Option<Arc<FanoutGroups>>,
         gso_supported: bool,
         shared: Arc<Shared>,
     ) -> Result<Self, WorkerError> {
@@ -235,7 +236,7 @@ impl Worker {
             ingress_params: IngressParams {
                 ring_frames: dp.ring_frames as usize,
                 frame_size: dp.ring_frame_size as usize,
-                fanout_base,
+                fanout,
                 rcvbuf: super::ingress::PACKET_RCVBUF,
             },
             batch_size: dp.batch_size as usize,
@@ -271,7 +272,7 @@ impl Worker {
                 input.ifindex,
                 &input.name,
                 &input.groups,
-                self.ingress_params,
+                &self.ingress_params,
             ) {
                 Ok(sock) => {
                     self.next_token += 1;
