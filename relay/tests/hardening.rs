@@ -343,3 +343,79 @@ fn a_cpu_the_machine_cannot_give_is_refused_at_start() {
         );
     }
 }
+
+/// Finding 11: at shutdown, when sends were still waiting after the 2 s drain, the buffer
+/// pool and send slots were freed under them. Now they are cancelled and reaped first: the
+/// final report has nothing in flight, and the cancelled sends are counted as errors.
+#[test]
+fn shutdown_cancels_sends_that_cannot_drain_before_freeing_their_buffers() {
+    if !e2e_allowed("shutdown_stuck_sends") {
+        return;
+    }
+    let c = chain(1, false);
+    // The output drains at 8 kbit/s into a queue that holds everything, so the relay's small
+    // socket buffer stays full and its sends wait in the kernel.
+    let tc = c.relays[0]
+        .command("tc")
+        .args([
+            "qdisc",
+            "add",
+            "dev",
+            "out0",
+            "root",
+            "tbf",
+            "rate",
+            "8kbit",
+            "burst",
+            "1600",
+            "limit",
+            "100000000",
+        ])
+        .output()
+        .expect("tc");
+    assert!(
+        tc.status.success(),
+        "tc tbf: {}",
+        String::from_utf8_lossy(&tc.stderr)
+    );
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "socket_sndbuf = 65536\ngso = false", &chain_rule()),
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 3000, 1400, 20_000);
+    std::thread::sleep(Duration::from_millis(300));
+    let live = relay.stats();
+    assert!(
+        live.totals.in_flight > 0,
+        "sends should be waiting for socket buffer space: {:?}",
+        live.totals
+    );
+    let started = std::time::Instant::now();
+    let fin = relay.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_conserves(&fin);
+    assert_eq!(
+        fin.totals.in_flight, 0,
+        "nothing may be left in flight: {:?}",
+        fin.totals
+    );
+    assert!(
+        fin.totals
+            .tx_errors_by_errno
+            .get("ECANCELED")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{:?}",
+        fin.totals.tx_errors_by_errno
+    );
+    assert_eq!(
+        fin.totals.tx_sent + fin.totals.tx_errors + fin.totals.buf_exhaust,
+        fin.totals.matched
+    );
+}

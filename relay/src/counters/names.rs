@@ -1,7 +1,7 @@
 //! Names that both the counters and the stats report index by: send errnos and perf counters.
 
 /// Send errors we name in the stats; anything else is counted as `other`.
-pub const TX_ERRNOS: [(i32, &str); 12] = [
+pub const TX_ERRNOS: [(i32, &str); 13] = [
     (libc::ENOBUFS, "ENOBUFS"),
     (libc::EAGAIN, "EAGAIN"),
     (libc::ENETUNREACH, "ENETUNREACH"),
@@ -14,6 +14,8 @@ pub const TX_ERRNOS: [(i32, &str); 12] = [
     (libc::EINVAL, "EINVAL"),
     (libc::EIO, "EIO"),
     (libc::ENODEV, "ENODEV"),
+    // Sends cancelled at shutdown because their output could not drain.
+    (libc::ECANCELED, "ECANCELED"),
 ];
 /// Slot of errors not in [`TX_ERRNOS`].
 pub const TX_ERRNO_OTHER: usize = TX_ERRNOS.len();

@@ -326,6 +326,15 @@ impl Forwarder {
         }
     }
 
+    /// Gives up the buffer pool and the send slots without freeing them: the kernel still
+    /// holds operations that point into them (see `Worker::drain`).
+    pub fn keep_buffers_forever(&mut self) {
+        let pool = std::mem::replace(&mut self.pool, BufferPool::new(0, 0));
+        std::mem::forget(pool);
+        let slots = std::mem::replace(&mut self.slots, SendSlots::new(0));
+        std::mem::forget(slots);
+    }
+
     pub fn complete_send(&mut self, slot: u32, result: i32, ring: &mut IoUring) {
         // The slot's segments are read in place (before it is finished), not copied out.
         let s = self.slots.slot(slot);

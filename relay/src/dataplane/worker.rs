@@ -38,6 +38,8 @@ const TICK: Duration = Duration::from_millis(100);
 const SLOW_TICK: Duration = LOG_INTERVAL;
 /// How long shutdown waits for sends in flight to complete.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long shutdown then waits for cancelled sends to complete.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -603,7 +605,31 @@ impl Worker {
         }
     }
 
-    /// Sends what is pending and waits (bounded) for every send in flight to complete.
+    /// Reaps completions until every send slot is free or `timeout` passes; returns whether
+    /// every slot is free.
+    fn wait_for_sends(&mut self, timeout: Duration) -> bool {
+        let cells = Arc::clone(&self.fwd.shared);
+        let cells = &cells.workers[self.fwd.id];
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.fwd.slots.free_count() == self.fwd.slots.capacity() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let ts = types::Timespec::new().nsec(10_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            cells.begin_update();
+            self.reap_completions();
+            cells.end_update();
+        }
+    }
+
+    /// Sends what is pending and waits (bounded) for every send in flight to complete; what
+    /// does not complete is cancelled, and its memory is never freed while the kernel may
+    /// still read it.
     fn drain(mut self) {
         let shared = Arc::clone(&self.fwd.shared);
         let cells = &shared.workers[self.fwd.id];
@@ -611,14 +637,25 @@ impl Worker {
         self.fwd.flush(&mut self.ring);
         submit(&mut self.ring);
         cells.end_update();
-        let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while self.fwd.slots.free_count() < self.fwd.slots.capacity() && Instant::now() < deadline {
-            let ts = types::Timespec::new().nsec(10_000_000);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            let _ = self.ring.submitter().submit_with_args(1, &args);
-            cells.begin_update();
-            self.reap_completions();
-            cells.end_update();
+        if !self.wait_for_sends(DRAIN_TIMEOUT) {
+            // Sends still waiting (an output that cannot drain): cancel every operation and
+            // wait for the cancellations to complete; each cancelled send counts as an error.
+            let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                .build()
+                .user_data(KIND_CANCEL);
+            if push(&mut self.ring, &cancel) {
+                submit(&mut self.ring);
+            }
+            if !self.wait_for_sends(CANCEL_TIMEOUT) {
+                // The kernel still owns buffers and send slots. Never free memory it may read:
+                // leak them (the process is stopping) rather than risk a use after free.
+                let left = self.fwd.slots.capacity() - self.fwd.slots.free_count();
+                tracing::error!(
+                    worker = self.fwd.id,
+                    "{left} sends neither completed nor cancelled at shutdown; keeping their buffers"
+                );
+                self.fwd.keep_buffers_forever();
+            }
         }
         cells.begin_update();
         self.tick();
