@@ -19,12 +19,7 @@ fn table(rules: usize) -> RuleTable {
             group: Ipv4Addr::from(0xef01_0000 + i as u32),
             port: 5000,
             source: None,
-            outputs: vec![OutputSpec {
-                dest: [239, 2, 0, 1].into(),
-                port: 6000,
-                interface: "eth1".into(),
-                ttl: 8,
-            }],
+            outputs: vec![OutputSpec::new([239, 2, 0, 1].into(), 6000, "eth1", 8)],
         })
         .unwrap();
     }

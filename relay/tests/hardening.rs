@@ -419,3 +419,252 @@ fn shutdown_cancels_sends_that_cannot_drain_before_freeing_their_buffers() {
         fin.totals.matched
     );
 }
+
+/// An `AF_PACKET` socket in `ns` that captures the IPv4 packets arriving on `ifname`
+/// (network layer on, no link header).
+fn capture(ns: &Netns, ifname: &str) -> std::os::fd::OwnedFd {
+    let ifname = ifname.to_string();
+    ns.enter(move || {
+        let proto = (libc::ETH_P_IP as u16).to_be();
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto)) };
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fd is a fresh socket we own.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let c = std::ffi::CString::new(ifname).unwrap();
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+        assert!(ifindex > 0);
+        // SAFETY: sockaddr_ll is plain old data; all-zero is valid before the fields we set.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: binding with a valid sockaddr_ll of its own size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        // Room for every packet of a burst: the test reads only after it.
+        let size: libc::c_int = 16 << 20;
+        // SAFETY: setsockopt with an int.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                4,
+            )
+        };
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 300_000,
+        };
+        // SAFETY: setsockopt with a timeval.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        fd
+    })
+}
+
+/// What a captured UDP packet's IP and UDP headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    tos: u8,
+    dont_fragment: bool,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+}
+
+/// Reads captured packets until the socket is quiet for its timeout; keeps UDP ones.
+fn captured(fd: &std::os::fd::OwnedFd, max: usize) -> Vec<Seen> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while out.len() < max {
+        // SAFETY: recv into our buffer of its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            break;
+        }
+        let p = &buf[..n as usize];
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        if p[9] != 17 || p.len() < ihl + 8 {
+            continue;
+        }
+        let addr = |a: &[u8]| Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+        let port = |a: &[u8]| u16::from_be_bytes([a[0], a[1]]);
+        out.push(Seen {
+            tos: p[1],
+            dont_fragment: p[6] & 0x40 != 0,
+            src: SocketAddrV4::new(addr(&p[12..16]), port(&p[ihl..])),
+            dst: SocketAddrV4::new(addr(&p[16..20]), port(&p[ihl + 2..])),
+        });
+    }
+    out
+}
+
+/// Findings 16-18: DSCP was cleared (EF in, 0 out), the source port was random and could not
+/// be chosen, and DF was set on single sends but not on GSO-coalesced ones. Now the received
+/// DSCP/ECN is kept unless an output sets its own DSCP, an output may name its source address
+/// and port, and DF is never set.
+#[test]
+fn outputs_keep_or_set_dscp_name_their_source_and_never_set_df() {
+    if !e2e_allowed("dscp_source_df") {
+        return;
+    }
+    let c = chain(1, false);
+    let dst = c.dst_addr();
+    let relay_addr = Ipv4Addr::new(10, 0, 1, 1);
+    let outputs = format!(
+        "{{ dest = \"{GROUP}\", port = {PORT}, interface = \"out0\" }}, \
+         {{ dest = \"{dst}\", port = 7000, interface = \"out0\", dscp = 10, source = \"{relay_addr}\", source_port = 6500 }}"
+    );
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "", &rule("qos", GROUP, PORT, &outputs)),
+    );
+    // Resolve the unicast receiver's address first: the kernel queues only a few datagrams
+    // for a neighbour it is still resolving (`unres_qlen`), and this test is not about that.
+    let mac = c
+        .dst
+        .command("cat")
+        .arg("/sys/class/net/in0/address")
+        .output()
+        .unwrap();
+    let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
+    c.relays[0].ip(&[
+        "neigh",
+        "replace",
+        &dst.to_string(),
+        "lladdr",
+        &mac,
+        "dev",
+        "out0",
+    ]);
+    // A listener, so the unicast receiver answers with no ICMP port unreachable.
+    let _listener = receiver(&c.dst, dst, 7000, dst);
+    let cap = capture(&c.dst, "in0");
+    let tx = sender(&c.src, SRC_ADDR);
+    // EF with ECT(1): DSCP 46, ECN 1.
+    socket2::SockRef::from(&tx).set_tos_v4(0xb9).unwrap();
+    // Paced ones go out one by one; the back-to-back burst is coalesced into GSO sends.
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 20, 1000, 200);
+    for i in 20..220 {
+        tx.send_to(&payload(i, 1000), SocketAddrV4::new(GROUP, PORT))
+            .unwrap();
+    }
+    let seen = captured(&cap, 1000);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert!(
+        fin.totals.tx_syscalls < fin.totals.tx_sent,
+        "some sends were coalesced"
+    );
+    let to_group: Vec<_> = seen.iter().filter(|s| *s.dst.ip() == GROUP).collect();
+    let to_unicast: Vec<_> = seen
+        .iter()
+        .filter(|s| s.dst == SocketAddrV4::new(dst, 7000))
+        .collect();
+    assert_eq!(
+        (to_group.len(), to_unicast.len()),
+        (220, 220),
+        "captured; relay: {:?}",
+        fin.flows[0].outputs
+    );
+    assert!(to_group.iter().all(|s| s.tos == 0xb9), "DSCP and ECN kept");
+    assert!(
+        to_unicast.iter().all(|s| s.tos == (10 << 2 | 1)),
+        "the output's DSCP, the received ECN"
+    );
+    assert!(to_unicast
+        .iter()
+        .all(|s| s.src == SocketAddrV4::new(relay_addr, 6500)));
+    assert!(seen.iter().all(|s| !s.dont_fragment), "DF never set");
+}
+
+/// Finding 4: egress sockets were shared by outputs, with `IP_RECVERR`: an ICMP port
+/// unreachable from one dead unicast receiver failed the next send of another flow
+/// (ECONNREFUSED, charged to the wrong output). And output sockets never read their receive
+/// queue, so a receiver that answered filled it.
+#[test]
+fn a_dead_unicast_receiver_costs_no_other_output_a_datagram() {
+    if !e2e_allowed("icmp_isolation") {
+        return;
+    }
+    let c = chain(1, false);
+    let dst = c.dst_addr();
+    let relay_addr = Ipv4Addr::new(10, 0, 1, 1);
+    let dead = format!("{{ dest = \"{dst}\", port = 7000, interface = \"out0\" }}");
+    let alive =
+        format!("{{ dest = \"{dst}\", port = 7001, interface = \"out0\", source_port = 6501 }}");
+    let g2 = Ipv4Addr::new(239, 1, 1, 2);
+    let rules = format!(
+        "{}{}",
+        rule("dead", GROUP, PORT, &dead),
+        rule("alive", g2, PORT, &alive)
+    );
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &rules));
+    let rx = receiver(&c.dst, dst, 7001, dst);
+    let tx = sender(&c.src, SRC_ADDR);
+    // The live receiver answers every datagram, to the relay's source port.
+    let answer = c
+        .dst
+        .enter(|| UdpSocket::bind(SocketAddrV4::new(dst, 0)).unwrap());
+    let n = 3000u64;
+    for i in 0..n {
+        tx.send_to(&payload(i, 500), SocketAddrV4::new(GROUP, PORT))
+            .unwrap();
+        tx.send_to(&payload(i, 500), SocketAddrV4::new(g2, PORT))
+            .unwrap();
+        let _ = answer.send_to(b"ack", SocketAddrV4::new(relay_addr, 6501));
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let got = drain(&rx, Duration::from_millis(500), n as usize + 10);
+    // Nothing queued for reading on the relay's sockets (/proc/net/udp: rx_queue, in hex).
+    let udp = c.relays[0]
+        .command("cat")
+        .arg("/proc/net/udp")
+        .output()
+        .unwrap();
+    let udp = String::from_utf8_lossy(&udp.stdout).to_string();
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let out = |rule: &str| fin.flows.iter().find(|f| f.rule == rule).unwrap().outputs[0].clone();
+    let (dead, alive) = (out("dead"), out("alive"));
+    assert_eq!(
+        alive.tx_errors, 0,
+        "the live output lost nothing: {alive:?}"
+    );
+    assert_eq!(alive.tx_sent, n);
+    assert_eq!(got.len() as u64 + udp_rcvbuf_errors(&c.dst), n);
+    assert!(
+        fin.totals
+            .tx_errors_by_errno
+            .get("ECONNREFUSED")
+            .is_some_and(|&e| e == dead.tx_errors && e > 0),
+        "the dead receiver's errors are its own: {dead:?} {:?}",
+        fin.totals.tx_errors_by_errno
+    );
+    for line in udp.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let queues = fields[4];
+        let rx_queue = u64::from_str_radix(queues.split(':').nth(1).unwrap(), 16).unwrap();
+        assert_eq!(rx_queue, 0, "a relay socket queued input: {line}");
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::spec::{Config, ControlConfig, DataplaneConfig, OutputSpec, RuleSpec};
+use super::spec::{Config, ControlConfig, DataplaneConfig, OutputSpec, RuleSpec, MAX_DSCP};
 
 /// Where `mcrd` and `mcrctl config check` look when no file is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mcr/relay.toml";
@@ -74,6 +74,12 @@ struct RawOutput {
     interface: Spanned<String>,
     #[serde(default)]
     ttl: Option<Spanned<u8>>,
+    #[serde(default)]
+    dscp: Option<Spanned<u8>>,
+    #[serde(default)]
+    source: Option<Spanned<String>>,
+    #[serde(default)]
+    source_port: Option<Spanned<u16>>,
 }
 
 /// Reads and validates a config file.
@@ -341,11 +347,35 @@ impl Ctx<'_> {
                     format!("{dest} cannot be a destination"),
                 ));
             }
+            let dscp = match &o.dscp {
+                Some(d) if *d.get_ref() > MAX_DSCP => {
+                    return Err(self.invalid(
+                        d.span(),
+                        &of("dscp"),
+                        format!("{} is out of range 0..={MAX_DSCP}", d.get_ref()),
+                    ))
+                }
+                d => d.as_ref().map(|d| *d.get_ref()),
+            };
+            let source = match &o.source {
+                Some(a) => Some(self.addr(a, &of("source"))?),
+                None => None,
+            };
+            let source_port = match &o.source_port {
+                Some(p) if *p.get_ref() == 0 => {
+                    return Err(self.invalid(
+                        p.span(),
+                        &of("source_port"),
+                        "leave source_port out for an ephemeral port; 0 is not a port".into(),
+                    ))
+                }
+                p => p.as_ref().map(|p| *p.get_ref()),
+            };
             outputs.push(OutputSpec {
-                dest,
-                port,
-                interface,
-                ttl,
+                dscp,
+                source,
+                source_port,
+                ..OutputSpec::new(dest, port, interface, ttl)
             });
         }
         Ok(RuleSpec {

@@ -142,6 +142,36 @@ pub struct OutputSpec {
     /// IP TTL of the sent datagrams.
     #[serde(default = "default_ttl")]
     pub ttl: u8,
+    /// DSCP (0-63) to send with. `None`: keep each datagram's DSCP and ECN as received.
+    /// With a DSCP set, the received ECN bits are still kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dscp: Option<u8>,
+    /// Source address to send from: one of the output interface's addresses. `None`: the
+    /// kernel's choice (the interface's primary address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Ipv4Addr>,
+    /// UDP source port to send from. `None`: an ephemeral port the kernel picks at start
+    /// (it changes with every restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_port: Option<u16>,
+}
+
+/// Largest DSCP: the six high bits of the type-of-service byte.
+pub const MAX_DSCP: u8 = 63;
+
+impl OutputSpec {
+    /// An output with the defaults for everything but where it goes.
+    pub fn new(dest: Ipv4Addr, port: u16, interface: impl Into<String>, ttl: u8) -> Self {
+        Self {
+            dest,
+            port,
+            interface: interface.into(),
+            ttl,
+            dscp: None,
+            source: None,
+            source_port: None,
+        }
+    }
 }
 
 fn default_ttl() -> u8 {
@@ -166,12 +196,7 @@ impl RuleSpec {
             group: group.into(),
             port,
             source: None,
-            outputs: vec![OutputSpec {
-                dest: [239, 2, 2, 2].into(),
-                port: 6000,
-                interface: "lo".into(),
-                ttl: 1,
-            }],
+            outputs: vec![OutputSpec::new([239, 2, 2, 2].into(), 6000, "lo", 1)],
         }
     }
 }
@@ -228,12 +253,7 @@ impl std::str::FromStr for OutputSpec {
         if interface.is_empty() {
             return Err(format!("output `{s}`: the interface name is empty"));
         }
-        Ok(OutputSpec {
-            dest,
-            port,
-            interface: interface.to_string(),
-            ttl,
-        })
+        Ok(OutputSpec::new(dest, port, interface, ttl))
     }
 }
 

@@ -48,6 +48,15 @@ impl EgressSocket {
         // Leave the socket blocking: io_uring then waits for send-buffer space itself (it arms
         // an internal poll) instead of failing the send with EAGAIN.
         sock.bind_device_by_index_v4(NonZeroU32::new(key.ifindex))?;
+        // Nothing we send from ever needs to be read: a filter that takes no packet keeps
+        // replies (a unicast receiver answering, say) from filling the receive queue.
+        sys::attach_filter(fd, &[DROP_EVERY_PACKET])?;
+        if let Some(bind) = key.bind {
+            // Every worker has its own socket for this output, bound to the same address.
+            sock.set_reuse_address(true)?;
+            sock.set_reuse_port(true)?;
+            sock.bind(&bind.into())?;
+        }
         let mreqn = libc::ip_mreqn {
             imr_multiaddr: libc::in_addr { s_addr: 0 },
             imr_address: libc::in_addr { s_addr: 0 },
@@ -60,8 +69,19 @@ impl EgressSocket {
         if params.sndbuf > 0 {
             sock.set_send_buffer_size(params.sndbuf)?;
         }
+        // Never set DF: with the default (IP_PMTUDISC_WANT) the kernel set it on datagrams
+        // sent one by one but not on those cut from a GSO send, and a relayed datagram larger
+        // than a link further on is better fragmented than dropped. The input side drops
+        // fragments (`malformed.fragment`), so this is also what the next relay can take.
+        sys::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            &libc::IP_PMTUDISC_DONT,
+        )?;
         // Report local transmit drops (qdisc full, ENOBUFS) as send errors instead of
-        // pretending they were sent; the error queue is drained by housekeeping.
+        // pretending they were sent; the error queue is drained by housekeeping. ICMP errors
+        // arrive this way too, which is why unicast outputs have sockets of their own.
         sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVERR, &1i32)?;
         Ok(Self {
             fd: sock.into(),
@@ -74,6 +94,14 @@ impl EgressSocket {
         self.fd.as_raw_fd()
     }
 }
+
+/// `ret #0`: a socket filter that accepts no packet.
+const DROP_EVERY_PACKET: libc::sock_filter = libc::sock_filter {
+    code: (libc::BPF_RET | libc::BPF_K) as u16,
+    jt: 0,
+    jf: 0,
+    k: 0,
+};
 
 /// What a worker needs to send to one output (built when a rule table is adopted).
 #[derive(Debug)]
@@ -105,11 +133,16 @@ impl OutputTarget {
     }
 }
 
-/// Space for one `cmsghdr` carrying a `u16`: exactly `CMSG_SPACE(sizeof(u16))` on 64-bit
-/// Linux (checked by a test), 8-aligned.
+/// Space for the control messages of one send: `IP_TOS` (an `int`) and `UDP_SEGMENT` (a
+/// `u16`), each `CMSG_SPACE` of its payload on 64-bit Linux (checked by a test), 8-aligned.
 #[repr(C, align(8))]
 #[derive(Debug, Clone, Copy)]
-struct CmsgSpace([u8; 24]);
+struct CmsgSpace([u8; CMSG_TOS_SPACE + CMSG_SEGMENT_SPACE]);
+
+/// `CMSG_SPACE(sizeof(int))`.
+const CMSG_TOS_SPACE: usize = 24;
+/// `CMSG_SPACE(sizeof(u16))`.
+const CMSG_SEGMENT_SPACE: usize = 24;
 
 /// One `sendmsg` in preparation or in flight.
 pub struct SendSlot {
@@ -120,6 +153,8 @@ pub struct SendSlot {
     pub bufs: [BufId; MAX_SEGMENTS],
     pub segments: usize,
     pub payload_bytes: usize,
+    /// The type of service the send carries (to resend with, after a refused GSO send).
+    pub tos: u8,
     pub target: Option<Rc<OutputTarget>>,
 }
 
@@ -141,10 +176,11 @@ impl SendSlots {
                 }; MAX_SEGMENTS],
                 // SAFETY: as above.
                 addr: unsafe { std::mem::zeroed() },
-                cmsg: CmsgSpace([0; 24]),
+                cmsg: CmsgSpace([0; CMSG_TOS_SPACE + CMSG_SEGMENT_SPACE]),
                 bufs: [0; MAX_SEGMENTS],
                 segments: 0,
                 payload_bytes: 0,
+                tos: 0,
                 target: None,
             })
             .collect();
@@ -186,9 +222,9 @@ impl SendSlots {
         &self.slots[idx as usize]
     }
 
-    /// Fills slot `idx` for a send of `segments` to `target` and returns the `msghdr` pointer
-    /// to submit. With more than one segment, all but the last have `segment_size` bytes and
-    /// the kernel splits the send into datagrams (`UDP_SEGMENT`).
+    /// Fills slot `idx` for a send of `segments` to `target` with type of service `tos` and
+    /// returns the `msghdr` pointer to submit. With more than one segment, all but the last
+    /// have `segment_size` bytes and the kernel splits the send into datagrams (`UDP_SEGMENT`).
     ///
     /// The returned pointer stays valid until the slot is finished: slots never move.
     pub fn prepare(
@@ -197,6 +233,7 @@ impl SendSlots {
         target: &Rc<OutputTarget>,
         segments: &[(BufId, *const u8, usize)],
         segment_size: usize,
+        tos: u8,
     ) -> *const libc::msghdr {
         let s = &mut self.slots[idx as usize];
         let n = segments.len().min(MAX_SEGMENTS);
@@ -211,6 +248,7 @@ impl SendSlots {
         }
         s.segments = n;
         s.payload_bytes = bytes;
+        s.tos = tos;
         s.addr = target.addr;
         s.target = Some(Rc::clone(target));
         s.msg.msg_name = (&mut s.addr as *mut libc::sockaddr_in).cast();
@@ -218,23 +256,33 @@ impl SendSlots {
         s.msg.msg_iov = s.iov.as_mut_ptr();
         s.msg.msg_iovlen = n;
         s.msg.msg_flags = 0;
-        if n > 1 {
-            let seg = segment_size as u16;
-            // SAFETY: cmsg is CMSG_SPACE(2) bytes, 8-aligned, and we write one cmsghdr with a
-            // u16 payload, exactly what CMSG_SPACE(2) has room for.
-            unsafe {
-                let hdr = s.cmsg.0.as_mut_ptr().cast::<libc::cmsghdr>();
-                (*hdr).cmsg_level = libc::SOL_UDP;
-                (*hdr).cmsg_type = libc::UDP_SEGMENT;
-                (*hdr).cmsg_len = libc::CMSG_LEN(2) as usize;
-                libc::CMSG_DATA(hdr).cast::<u16>().write_unaligned(seg);
+        let base = s.cmsg.0.as_mut_ptr();
+        // SAFETY: `cmsg` holds CMSG_SPACE(4) + CMSG_SPACE(2) bytes, 8-aligned; we write one
+        // cmsghdr with an int payload at its start and, for a GSO send, one with a u16 payload
+        // right after the first's CMSG_SPACE, exactly what that room holds.
+        let controllen = unsafe {
+            let hdr = base.cast::<libc::cmsghdr>();
+            (*hdr).cmsg_level = libc::IPPROTO_IP;
+            (*hdr).cmsg_type = libc::IP_TOS;
+            (*hdr).cmsg_len = libc::CMSG_LEN(4) as usize;
+            libc::CMSG_DATA(hdr)
+                .cast::<libc::c_int>()
+                .write_unaligned(libc::c_int::from(tos));
+            if n > 1 {
+                let seg = base.add(CMSG_TOS_SPACE).cast::<libc::cmsghdr>();
+                (*seg).cmsg_level = libc::SOL_UDP;
+                (*seg).cmsg_type = libc::UDP_SEGMENT;
+                (*seg).cmsg_len = libc::CMSG_LEN(2) as usize;
+                libc::CMSG_DATA(seg)
+                    .cast::<u16>()
+                    .write_unaligned(segment_size as u16);
+                CMSG_TOS_SPACE + CMSG_SEGMENT_SPACE
+            } else {
+                CMSG_TOS_SPACE
             }
-            s.msg.msg_control = s.cmsg.0.as_mut_ptr().cast();
-            s.msg.msg_controllen = std::mem::size_of::<CmsgSpace>();
-        } else {
-            s.msg.msg_control = std::ptr::null_mut();
-            s.msg.msg_controllen = 0;
-        }
+        };
+        s.msg.msg_control = base.cast();
+        s.msg.msg_controllen = controllen;
         &s.msg
     }
 }
@@ -276,10 +324,9 @@ mod tests {
     #[test]
     fn cmsg_space_matches_the_kernel_macro() {
         // SAFETY: CMSG_SPACE is a pure computation.
-        assert_eq!(
-            std::mem::size_of::<CmsgSpace>(),
-            unsafe { libc::CMSG_SPACE(2) } as usize
-        );
+        let (tos, segment) = unsafe { (libc::CMSG_SPACE(4), libc::CMSG_SPACE(2)) };
+        assert_eq!(CMSG_TOS_SPACE, tos as usize);
+        assert_eq!(CMSG_SEGMENT_SPACE, segment as usize);
     }
 
     #[test]
@@ -304,7 +351,12 @@ mod tests {
     fn prepared_slot_points_at_its_own_storage() {
         let mut slots = SendSlots::new(2);
         let idx = slots.take().unwrap();
-        let key = EgressKey { ifindex: 1, ttl: 1 };
+        let key = EgressKey {
+            ifindex: 1,
+            ttl: 1,
+            bind: None,
+            unicast: None,
+        };
         let sock = EgressSocket::open(
             key,
             EgressParams {
@@ -313,9 +365,14 @@ mod tests {
                 multicast_loop: false,
             },
         );
-        let Ok(sock) = sock else {
-            eprintln!("SKIP: cannot open an egress socket here");
-            return;
+        // Binding to a device needs CAP_NET_RAW: the tests run as root (CI requires it).
+        let sock = match sock {
+            Ok(s) => s,
+            Err(e) if std::env::var("MCR_E2E_REQUIRED").as_deref() != Ok("1") => {
+                eprintln!("SKIP: cannot open an egress socket here: {e}");
+                return;
+            }
+            Err(e) => panic!("opening an egress socket: {e}"),
         };
         let target = Rc::new(OutputTarget::new(
             "127.0.0.1:9".parse().unwrap(),
@@ -329,6 +386,7 @@ mod tests {
             &target,
             &[(3, data.as_ptr(), 100), (4, data.as_ptr(), 50)],
             100,
+            0xb8,
         );
         let s = slots.slot(idx);
         // SAFETY: msg points into the slot we just prepared.
@@ -336,6 +394,21 @@ mod tests {
         assert_eq!(m.msg_iovlen, 2);
         assert_eq!(m.msg_iov, s.iov.as_ptr() as *mut _);
         assert!(!m.msg_control.is_null());
+        assert_eq!(m.msg_controllen, CMSG_TOS_SPACE + CMSG_SEGMENT_SPACE);
+        // SAFETY: msg_control points at the slot's control space, filled by prepare.
+        let (tos, segment) = unsafe {
+            let first = libc::CMSG_FIRSTHDR(m);
+            let second = libc::CMSG_NXTHDR(m, first);
+            (
+                (
+                    (*first).cmsg_type,
+                    *libc::CMSG_DATA(first).cast::<libc::c_int>(),
+                ),
+                ((*second).cmsg_type, *libc::CMSG_DATA(second).cast::<u16>()),
+            )
+        };
+        assert_eq!(tos, (libc::IP_TOS, 0xb8));
+        assert_eq!(segment, (libc::UDP_SEGMENT, 100));
         assert_eq!(s.payload_bytes, 150);
         let segments: Vec<_> = slots.segments(idx).collect();
         assert_eq!(segments.len(), 2);

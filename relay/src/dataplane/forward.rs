@@ -27,6 +27,8 @@ use crate::wire::{self, ChecksumHint, Malformed, Parsed, Segments, VnetHeader};
 struct Pending {
     buf: BufId,
     len: u32,
+    /// Type of service to send with (DSCP and ECN).
+    tos: u8,
 }
 
 /// Per-worker state for matching and sending, apart from the ingress rings so that a frame
@@ -231,9 +233,12 @@ impl Forwarder {
                 if queue.is_empty() {
                     self.active.push(out.id);
                 }
+                // An output's own DSCP replaces the received one; ECN is always kept.
+                let tos = out.dscp.map_or(d.tos, |dscp| dscp << 2 | d.tos & 0b11);
                 queue.push(Pending {
                     buf,
                     len: len as u32,
+                    tos,
                 });
                 oc.in_flight.add(1);
                 cells.in_flight.add(1);
@@ -282,8 +287,13 @@ impl Forwarder {
         let max_segments = if gso { self.max_gso_segments } else { 1 };
         let mut i = 0;
         while i < queue.len() {
+            // One send carries one type of service: a run ends where it changes.
+            let tos = queue[i].tos;
             let n = gso_run(
-                queue[i..].iter().map(|p| p.len as usize),
+                queue[i..]
+                    .iter()
+                    .take_while(|p| p.tos == tos)
+                    .map(|p| p.len as usize),
                 max_segments,
                 GSO_MAX_PAYLOAD,
             );
@@ -299,7 +309,7 @@ impl Forwarder {
             }
             let msg = self
                 .slots
-                .prepare(slot, target, &self.segs, queue[i].len as usize);
+                .prepare(slot, target, &self.segs, queue[i].len as usize, tos);
             let sqe = opcode::SendMsg::new(types::Fd(target.socket.raw_fd()), msg)
                 .build()
                 .user_data(KIND_SEND | u64::from(slot));
@@ -371,11 +381,17 @@ impl Forwarder {
                     );
                     self.gso_refused_logged = true;
                 }
-                let mut queue = [Pending { buf: 0, len: 0 }; UDP_MAX_SEGMENTS as usize];
+                let tos = s.tos;
+                let mut queue = [Pending {
+                    buf: 0,
+                    len: 0,
+                    tos,
+                }; UDP_MAX_SEGMENTS as usize];
                 for (p, (buf, len)) in queue.iter_mut().zip(self.slots.segments(slot)) {
                     *p = Pending {
                         buf,
                         len: len as u32,
+                        tos,
                     };
                 }
                 self.slots.finish(slot);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::set::{RuleError, RuleSet};
-use crate::config::RuleSpec;
+use crate::config::{OutputSpec, RuleSpec};
 use crate::counters::FlowCells;
 
 /// What a datagram is matched on (besides an optional source).
@@ -19,10 +19,37 @@ pub struct MatchKey {
 }
 
 /// An egress socket's identity: datagrams to outputs with the same key share a socket.
+///
+/// A unicast output has a socket of its own (`unicast`): an ICMP error from its receiver
+/// (port unreachable) fails the next send on the socket it arrives on, and must not cost
+/// another output a datagram. Multicast receivers send no ICMP errors, so multicast outputs
+/// share a socket per interface, TTL and source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EgressKey {
     pub ifindex: u32,
     pub ttl: u8,
+    /// The address the socket is bound to, when the output names a source address or port.
+    pub bind: Option<SocketAddrV4>,
+    /// The destination of a unicast output.
+    pub unicast: Option<SocketAddrV4>,
+}
+
+impl EgressKey {
+    /// The socket an output sends through.
+    pub fn for_output(ifindex: u32, o: &OutputSpec) -> Self {
+        let bind = (o.source.is_some() || o.source_port.is_some()).then(|| {
+            SocketAddrV4::new(
+                o.source.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                o.source_port.unwrap_or(0),
+            )
+        });
+        EgressKey {
+            ifindex,
+            ttl: o.ttl,
+            bind,
+            unicast: (!o.dest.is_multicast()).then(|| SocketAddrV4::new(o.dest, o.port)),
+        }
+    }
 }
 
 /// One resolved output of a rule.
@@ -37,6 +64,8 @@ pub struct Output {
     pub index_in_rule: usize,
     pub interface: String,
     pub ttl: u8,
+    /// DSCP to send with; `None` keeps the received one.
+    pub dscp: Option<u8>,
 }
 
 /// One resolved rule.
@@ -110,10 +139,10 @@ impl RuleTable {
             let ifindex = lookup(spec, "input", &spec.input)?;
             let mut outputs = Vec::with_capacity(spec.outputs.len());
             for (i, o) in spec.outputs.iter().enumerate() {
-                let key = EgressKey {
-                    ifindex: lookup(spec, &format!("outputs[{i}].interface"), &o.interface)?,
-                    ttl: o.ttl,
-                };
+                let key = EgressKey::for_output(
+                    lookup(spec, &format!("outputs[{i}].interface"), &o.interface)?,
+                    o,
+                );
                 let next = egress.len();
                 let egress_index = *egress.entry(key).or_insert(next);
                 outputs.push(Output {
@@ -123,6 +152,7 @@ impl RuleTable {
                     index_in_rule: i,
                     interface: o.interface.clone(),
                     ttl: o.ttl,
+                    dscp: o.dscp,
                 });
                 table.output_count += 1;
             }
@@ -191,7 +221,6 @@ impl RuleTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::OutputSpec;
 
     fn fake_resolve(name: &str) -> std::io::Result<u32> {
         match name {
@@ -211,12 +240,7 @@ mod tests {
             source: None,
             outputs: outs
                 .iter()
-                .map(|(i, ttl)| OutputSpec {
-                    dest: [239, 2, 2, 2].into(),
-                    port: 6000,
-                    interface: (*i).into(),
-                    ttl: *ttl,
-                })
+                .map(|(i, ttl)| OutputSpec::new([239, 2, 2, 2].into(), 6000, *i, *ttl))
                 .collect(),
         }
     }

@@ -118,6 +118,8 @@ pub struct Datagram<'a> {
     pub dst_port: u16,
     /// IPv4 time to live as received.
     pub ttl: u8,
+    /// The IPv4 type-of-service byte as received: DSCP (high six bits) and ECN (low two).
+    pub tos: u8,
     /// The UDP payload.
     pub payload: &'a [u8],
 }
@@ -185,6 +187,7 @@ const EMPTY_DATAGRAM: Datagram<'static> = Datagram {
     src_port: 0,
     dst_port: 0,
     ttl: 0,
+    tos: 0,
     payload: &[],
 };
 
@@ -368,6 +371,7 @@ fn parse<'a>(
         src_port: datagram.source_port(),
         dst_port: datagram.destination_port(),
         ttl: ip.ttl(),
+        tos: ip.dscp() << 2 | ip.ecn(),
         payload,
     };
     match segmentation {
@@ -582,6 +586,7 @@ mod tests {
                 src_port: 5000,
                 dst_port: 5001,
                 ttl: 64,
+                tos: 0,
                 payload: &[0xca, 0xfe, 0xba, 0xbe],
             }
         );
@@ -969,6 +974,7 @@ mod tests {
                     src_port: 5000,
                     dst_port: 5001,
                     ttl: 64,
+                    tos: 0,
                     payload: &[],
                 }
             );
