@@ -81,6 +81,14 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             bail!(e);
         }
     };
+    // Without link events, rules still work; they just do not follow re-created interfaces.
+    let _link_watch = crate::linkwatch::LinkWatch::start(Arc::clone(&controller))
+        .map_err(|e| {
+            tracing::warn!(
+                "not watching link events ({e}): a deleted and re-created interface needs a reload"
+            )
+        })
+        .ok();
     tracing::info!(
         workers,
         rules = shared.table.load().rules.len(),

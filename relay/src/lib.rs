@@ -7,6 +7,7 @@
 //! * [`counters`]: the live counters the packet path writes (one writer per cell).
 //! * [`stats`]: the JSON report read from those counters, and its text renderings.
 //! * [`control`]: the control-socket protocol, its handler, server and client.
+//! * [`linkwatch`]: follows interfaces that are deleted and created again.
 //! * [`daemon`]: ties them together for `mcrd`.
 
 pub mod config;
@@ -14,6 +15,7 @@ pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod dataplane;
+pub mod linkwatch;
 pub mod membership;
 pub mod netif;
 pub mod perf;

@@ -668,3 +668,55 @@ fn a_dead_unicast_receiver_costs_no_other_output_a_datagram() {
         assert_eq!(rx_queue, 0, "a relay socket queued input: {line}");
     }
 }
+
+/// Finding 20: an interface deleted and created again (a VLAN interface re-made, a link reset)
+/// stayed dead until a reload. Now mcrd follows link events and re-opens what the rules name.
+#[test]
+fn interfaces_deleted_and_recreated_are_followed_without_a_reload() {
+    if !e2e_allowed("recreated_interfaces") {
+        return;
+    }
+    let c = chain(1, false);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 200, 500, 2_000);
+    expect_all(&rx, 200, 500, Duration::from_millis(300));
+    drop(rx);
+    // Both of the relay's links are deleted and made again: new interfaces, new indices.
+    c.relays[0].ip(&["link", "del", "in0"]);
+    c.relays[0].ip(&["link", "del", "out0"]);
+    veth(
+        &c.src,
+        "out0",
+        &format!("{SRC_ADDR}/24"),
+        &c.relays[0],
+        "in0",
+        "10.0.0.2/24",
+        false,
+    );
+    veth(
+        &c.relays[0],
+        "out0",
+        "10.0.1.1/24",
+        &c.dst,
+        "in0",
+        "10.0.1.2/24",
+        false,
+    );
+    c.src
+        .ip(&["route", "replace", "224.0.0.0/4", "dev", "out0"]);
+    c.relays[0].sysctl("net.ipv4.conf.in0.rp_filter", "1");
+    wait_for(
+        "the relay to re-resolve its interfaces",
+        Duration::from_secs(5),
+        || relay.stats().relay.interface_changes > 0,
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 500, 500, 2_000);
+    expect_all(&rx, 500, 500, Duration::from_millis(500));
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert!(fin.relay.interface_changes >= 1);
+}

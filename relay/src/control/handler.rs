@@ -170,6 +170,46 @@ impl Controller {
         Response::ok(Reply::Done { message })
     }
 
+    /// Re-resolves the interfaces the rules name and, where an index changed (an interface
+    /// deleted and created again), publishes a table with the new ones. Rules whose
+    /// interfaces are all unchanged keep their counters. While an interface is missing the
+    /// table stays as it is: its flows are dead until the interface returns.
+    pub fn refresh_interfaces(&mut self) {
+        let current = self.shared.table.load_full();
+        let changed = current.rules.iter().any(|rule| {
+            (self.resolve)(&rule.spec.input).ok() != Some(rule.ifindex)
+                || rule.outputs.iter().any(|o| {
+                    (self.resolve)(&o.interface).ok() != Some(current.egress_keys[o.egress].ifindex)
+                })
+        });
+        if !changed {
+            return;
+        }
+        let missing: Vec<&str> = current
+            .rules
+            .iter()
+            .flat_map(|r| {
+                std::iter::once(r.spec.input.as_str())
+                    .chain(r.outputs.iter().map(|o| o.interface.as_str()))
+            })
+            .filter(|name| (self.resolve)(name).is_err())
+            .collect();
+        if !missing.is_empty() {
+            tracing::debug!("interfaces {missing:?} are gone; their flows wait for them");
+            return;
+        }
+        let rules = self.rules.clone();
+        let response = self.apply(rules, "interfaces changed: rules re-resolved".to_string());
+        if response.ok {
+            self.shared
+                .interface_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("an interface a rule uses was re-created; its sockets were re-opened");
+        } else if let Some(e) = response.error {
+            tracing::error!("re-resolving interfaces: {}", e.message);
+        }
+    }
+
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }

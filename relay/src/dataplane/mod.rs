@@ -43,6 +43,8 @@ pub struct Shared {
     /// Why a worker stopped on its own (a panic, or an error it could not go on after). Set
     /// once, off the packet path; the daemon then stops with this as its error.
     pub failure: Mutex<Option<String>>,
+    /// Times the rule table was re-resolved because an interface came back with a new index.
+    pub interface_changes: AtomicU64,
 }
 
 impl Shared {
@@ -58,6 +60,7 @@ impl Shared {
             started: Instant::now(),
             gso,
             failure: Mutex::new(None),
+            interface_changes: AtomicU64::new(0),
         }
     }
 

@@ -46,7 +46,11 @@ mod tests {
         for i in 1..100 {
             assert_eq!(l.occurred(t0 + Duration::from_millis(i)), None);
         }
-        assert_eq!(l.occurred(t0 + LOG_INTERVAL), Some(99));
+        assert_eq!(
+            l.occurred(t0 + LOG_INTERVAL),
+            Some(100),
+            "99 suppressed and this one"
+        );
         assert_eq!(l.occurred(t0 + LOG_INTERVAL), None);
     }
 }

@@ -138,6 +138,9 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
             config_path: identity.config_path.clone(),
             tunables: dp.clone(),
             gso_egress: shared.gso,
+            interface_changes: shared
+                .interface_changes
+                .load(std::sync::atomic::Ordering::Relaxed),
         },
         totals,
         workers,

@@ -52,6 +52,10 @@ pub struct RelayInfo {
     pub tunables: Tunables,
     /// Whether `UDP_SEGMENT` egress coalescing is in use (probed at start, may turn off at run time).
     pub gso_egress: bool,
+    /// Times the rules were re-resolved because an interface they use was deleted and
+    /// created again (a new interface index).
+    #[serde(default)]
+    pub interface_changes: u64,
 }
 
 /// Data-plane tunables, as configured (`[dataplane]` in the config file): the same type the
