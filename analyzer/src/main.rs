@@ -111,6 +111,13 @@ struct CompareArgs {
     /// Significance level of the Mann-Whitney U test used when both sides have repeats.
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
+    /// How far a run's offered load (the generator's rate) may be from the baseline's, percent,
+    /// and still count as equal; beyond it rates, CPU per packet and latency are not judged.
+    #[arg(long, default_value_t = analyzer::conditions::LOAD_TOLERANCE_PCT, value_name = "PCT")]
+    load_tolerance: f64,
+    /// Also judge each run against the one before it (a second summary table).
+    #[arg(long)]
+    chain: bool,
 }
 
 #[derive(Args)]
@@ -263,6 +270,7 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     non_negative("--threshold", a.threshold)?;
     non_negative("--threshold-pp", a.threshold_pp)?;
     significance_level(a.alpha)?;
+    non_negative("--load-tolerance", a.load_tolerance)?;
     let sets = std::iter::once(&a.baseline)
         .chain(&a.runs)
         .map(|s| load_set(s))
@@ -271,6 +279,8 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         threshold_pct: a.threshold,
         threshold_pp: a.threshold_pp,
         alpha: a.alpha,
+        load_tolerance_pct: a.load_tolerance,
+        chain: a.chain,
     };
     let cmp = compare::compare(&sets, &settings)?;
     let mut charts = Vec::new();

@@ -89,7 +89,7 @@ pub fn trend(records: &[RunRecord], paths: &[String], s: &Settings) -> Result<Tr
         return Err(Error::Usage("trend needs at least two records".into()));
     }
     let sets: Vec<Vec<RunRecord>> = records.iter().map(|r| vec![r.clone()]).collect();
-    let table = Table::build(&sets)?;
+    let table = Table::build(&sets, false)?;
     let mut series = Vec::new();
     for m in &table.metrics {
         let mut values = Vec::new();
