@@ -325,21 +325,20 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
     non_negative("--min-effect", a.min_effect)?;
     non_negative("--min-effect-pp", a.min_effect_pp)?;
     significance_level(a.alpha)?;
-    let mut records = Vec::new();
-    let mut paths = Vec::new();
-    for p in &a.records {
-        for (name, rec) in RunRecord::load_many(p)? {
-            paths.push(name);
-            records.push(rec);
-        }
-    }
     let settings = trend::Settings {
         alpha: a.alpha,
         min_effect_pct: a.min_effect,
         min_effect_pp: a.min_effect_pp,
         ..Default::default()
     };
-    let t = trend::trend(&records, &paths, &settings)?;
+    let mut history = trend::Collector::default();
+    for p in &a.records {
+        RunRecord::for_each_in(p, |name, rec| {
+            history.push(name, &rec);
+            Ok(())
+        })?;
+    }
+    let t = history.finish(&settings)?;
     let mut charts = Vec::new();
     if let Some(dir) = &a.png_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -435,6 +435,20 @@ impl RunRecord {
     /// record comes with the name it is shown under (`history.jsonl:3` for line 3), which is also
     /// how errors name it.
     pub fn load_many(path: &Path) -> Result<Vec<(String, RunRecord)>> {
+        let mut out = Vec::new();
+        Self::for_each_in(path, |name, rec| {
+            out.push((name, rec));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`RunRecord::load_many`] one record at a time, oldest first: a long history is never
+    /// held in memory whole (a JSON Lines file is read line by line).
+    pub fn for_each_in(
+        path: &Path,
+        mut each: impl FnMut(String, RunRecord) -> Result<()>,
+    ) -> Result<()> {
         if path.is_dir() {
             let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| Error::io(path, e))?
@@ -445,24 +459,33 @@ impl RunRecord {
             if files.is_empty() {
                 return Err(Error::format(path, "directory holds no .json records"));
             }
-            return files
-                .iter()
-                .map(|f| Ok((f.display().to_string(), Self::load(f)?)))
-                .collect();
+            for f in &files {
+                each(f.display().to_string(), Self::load(f)?)?;
+            }
+            return Ok(());
         }
         if path.extension().is_some_and(|x| x == "jsonl") {
-            let text = read_nonempty(path)?;
-            return text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-                .map(|(i, l)| {
-                    let name = format!("{}:{}", path.display(), i + 1);
-                    Ok((name.clone(), Self::parse(Path::new(&name), l)?))
-                })
-                .collect();
+            use std::io::BufRead;
+            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut any = false;
+            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| Error::io(path, e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                any = true;
+                let name = format!("{}:{}", path.display(), i + 1);
+                let rec = Self::parse(Path::new(&name), &line)?;
+                each(name, rec)?;
+            }
+            if !any {
+                return Err(Error::Empty {
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(());
         }
-        Ok(vec![(path.display().to_string(), Self::load(path)?)])
+        each(path.display().to_string(), Self::load(path)?)
     }
 
     /// The record as pretty JSON with a trailing newline.
