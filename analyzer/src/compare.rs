@@ -407,6 +407,15 @@ fn key_result(cmp: &Comparison, pair: usize) -> String {
         )),
     }
     s.push('.');
+    if p.against_baseline() {
+        let wrong = cmp.waterfalls[p.run].inconsistencies();
+        if !wrong.is_empty() {
+            s.push_str(&format!(
+                " The record is inconsistent: {}.",
+                wrong.join("; ")
+            ));
+        }
+    }
     // The run's largest loss is told once, against the baseline.
     if let Some(loss) = largest_loss(&cmp.waterfalls[p.run]).filter(|_| p.against_baseline()) {
         s.push(' ');

@@ -212,7 +212,7 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
             ),
             c.kernel_drops
                 .zip(c.rx)
-                .and_then(|(kd, rx)| ratio(kd, rx + kd, 100.0)),
+                .and_then(|(kd, rx)| ratio(kd, rx.checked_add(kd)?, 100.0)),
         );
         push(
             metric(
@@ -246,7 +246,7 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
             ),
             r.lost
                 .zip(r.received)
-                .and_then(|(l, n)| ratio(l, l + n, 100.0)),
+                .and_then(|(l, n)| ratio(l, l.checked_add(n)?, 100.0)),
         );
         for p in &r.latency {
             push(

@@ -177,6 +177,30 @@ fn nothing_comparable_exits_0_and_says_nothing_was_judged() {
         .code(1);
 }
 
+/// A hop that received more than the generator sent is an inconsistent record, said as such,
+/// not a loss of "-18,886%".
+#[test]
+fn a_hop_receiving_more_than_was_sent_is_inconsistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |name: &str, rx: u64| {
+        format!(
+            r#"{{"schema":"mcr.analyzer.run","version":1,"name":"{name}","duration_ns":1000000000,
+            "generator":{{"sent":10000,"elapsed_ns":1000000000}},
+            "hops":[{{"name":"MCR-1","counters":{{"rx":{rx},"kernel_drops":0,"tx_sent":{rx}}}}}]}}"#
+        )
+    };
+    let base = write(dir.path(), "base.json", &rec("base", 10_000));
+    let odd = write(dir.path(), "odd.json", &rec("odd", 1_898_600));
+    let out = analyzer().arg("compare").arg(&base).arg(&odd).assert();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(!text.contains("18,886%") && !text.contains("-18,"), "{text}");
+    assert!(
+        text.contains("The record is inconsistent: MCR-1 received 1,898,600, more than the 10,000 generator sent"),
+        "{text}"
+    );
+    assert!(text.contains("*inconsistent*: 1,888,600 more received"), "{text}");
+}
+
 #[test]
 fn compare_exits_1_on_regression_and_0_without() {
     let dir = tempfile::tempdir().unwrap();
@@ -268,6 +292,12 @@ fn bad_input_exits_2_naming_file_and_field() {
             "broken.json",
             r#"{"schema":"mcr.analyzer.run","#,
             "not valid JSON",
+        ),
+        // A counter that wrapped (0 - 1) is refused, not summed into a wrong percentage.
+        (
+            "wrapped.json",
+            r#"{"schema":"mcr.analyzer.run","version":1,"name":"x","hops":[{"name":"a","counters":{"rx":7595133,"kernel_drops":18446744073709551615}}]}"#,
+            "hops[0].counters.kernel_drops",
         ),
     ];
     for (name, text, field) in cases {

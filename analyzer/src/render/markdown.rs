@@ -621,6 +621,7 @@ fn waterfall(o: &mut String, w: &Waterfall) {
         o,
         "Lost before the relay's counters (unexplained)",
         &|h| match (h.unseen, h.offered) {
+            (Some(u), _) if u < 0 => format!("*inconsistent*: {} more received", count(u.unsigned_abs())),
             (Some(u), Some(off)) if off > 0 => {
                 format!("{} ({})", signed(u), percent(u as f64 / off as f64 * 100.0))
             }
@@ -664,6 +665,12 @@ fn waterfall(o: &mut String, w: &Waterfall) {
                 signed(h.remainder.unwrap_or(0))
             );
         }
+    }
+    for i in w.inconsistencies() {
+        let _ = writeln!(
+            o,
+            "- **The record is inconsistent:** {i}. The counters cannot come from one run over one window (a stale or foreign counter, or traffic that was not the generator's), so no loss is computed from them."
+        );
     }
     delivery(o, w);
     kernel_and_verdict(o, w);
@@ -713,6 +720,7 @@ fn kernel_and_verdict(o: &mut String, w: &Waterfall) {
 fn delivery(o: &mut String, w: &Waterfall) {
     if let Some(d) = &w.delivery {
         let lost = match (d.lost, d.offered) {
+            (Some(l), _) if l < 0 => format!("*inconsistent* ({} more received than sent)", count(l.unsigned_abs())),
             (Some(l), Some(off)) if off > 0 => {
                 format!("{} ({})", signed(l), percent(l as f64 / off as f64 * 100.0))
             }
