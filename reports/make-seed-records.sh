@@ -41,6 +41,6 @@ S=reports/seed
   --out "$OUT/after-fix.json"
 
 status=0
-"$A" compare "$OUT/phase4.json" "$OUT/before-fix.json" "$OUT/after-fix.json" \
+"$A" compare --chain "$OUT/phase4.json" "$OUT/before-fix.json" "$OUT/after-fix.json" \
   --out "$OUT/seed-comparison.md" --png-dir "$OUT/png" || status=$?
 test "$status" -le 1

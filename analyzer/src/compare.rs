@@ -7,9 +7,10 @@
 //! regression worth a red mark); with a single sample on either side, from the threshold alone.
 //! Each verdict records which rule decided it, and the report prints it.
 
+use crate::conditions::{Condition, Conditions, LOAD_TOLERANCE_PCT};
 use crate::diff::{self, Difference};
 use crate::error::{Error, Result};
-use crate::metrics::{Better, Metric, Unit};
+use crate::metrics::{self, Better, Metric, Unit};
 use crate::record::RunRecord;
 use crate::stats::{mannwhitney, median};
 use crate::table::Table;
@@ -25,6 +26,11 @@ pub struct Settings {
     pub threshold_pp: f64,
     /// Significance level of the Mann-Whitney U test.
     pub alpha: f64,
+    /// How far, percent of the baseline's, a run's offered load may be off and still count as
+    /// equal (see [`crate::conditions`]).
+    pub load_tolerance_pct: f64,
+    /// Also compare each run with the one before it (`--chain`).
+    pub chain: bool,
 }
 
 impl Default for Settings {
@@ -33,6 +39,8 @@ impl Default for Settings {
             threshold_pct: 5.0,
             threshold_pp: 1.0,
             alpha: 0.05,
+            load_tolerance_pct: LOAD_TOLERANCE_PCT,
+            chain: false,
         }
     }
 }
@@ -64,6 +72,8 @@ pub enum Decision {
     },
     /// Not judged (context metric, or no change can be computed).
     None,
+    /// Not judged: the runs differ in a condition that changes what this metric means.
+    NotComparable(Condition),
 }
 
 /// How a run's value of one metric compares with the baseline.
@@ -92,8 +102,26 @@ pub struct Row {
     pub metric: Metric,
     /// One per set; `None` where the set has no value.
     pub cells: Vec<Option<Cell>>,
-    /// One per compared set (sets 1..); `None` where either side has no value.
+    /// One per [`Pair`] of the comparison; `None` where either side has no value.
     pub judgements: Vec<Option<Judgement>>,
+}
+
+/// Two sets judged against each other: `run` against `base` (set indices).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    pub base: usize,
+    pub run: usize,
+    pub conditions: Conditions,
+    /// The differing conditions that took at least one metric both sides have out of
+    /// judgement, in order.
+    pub excluded: Vec<Condition>,
+}
+
+impl Pair {
+    /// True for the pairs against the baseline (the others come from `--chain`).
+    pub fn against_baseline(&self) -> bool {
+        self.base == 0
+    }
 }
 
 /// A whole comparison, ready to render.
@@ -110,13 +138,16 @@ pub struct Comparison {
     pub representatives: Vec<RunRecord>,
     pub waterfalls: Vec<Waterfall>,
     pub differences: Vec<Difference>,
-    /// One sentence per compared set, written from the numbers.
+    /// What is judged against what: every run against the baseline, then (with `chain`) each
+    /// run against the one before it.
+    pub pairs: Vec<Pair>,
+    /// One sentence per pair, written from the numbers.
     pub key_results: Vec<String>,
     pub settings: Settings,
 }
 
 impl Comparison {
-    /// True when any metric of any run regressed.
+    /// True when any comparable metric of any pair regressed.
     pub fn regressed(&self) -> bool {
         self.rows.iter().any(|r| {
             r.judgements
@@ -124,6 +155,15 @@ impl Comparison {
                 .flatten()
                 .any(|j| j.verdict == Verdict::Regressed)
         })
+    }
+
+    /// True when no metric of any pair was judged (every one context or not comparable).
+    pub fn nothing_judged(&self) -> bool {
+        !self
+            .rows
+            .iter()
+            .flat_map(|r| r.judgements.iter().flatten())
+            .any(|j| j.verdict != Verdict::Context)
     }
 }
 
@@ -190,6 +230,27 @@ pub fn judge(metric: &Metric, base: &[f64], run: &[f64], s: &Settings) -> Judgem
     }
 }
 
+/// The pairs a comparison judges: every run against the baseline, then with `chain` each run
+/// against the one before it (run 1 against the baseline is already there).
+fn pairs(sets: &[Vec<RunRecord>], settings: &Settings) -> Vec<Pair> {
+    let mut ix: Vec<(usize, usize)> = (1..sets.len()).map(|k| (0, k)).collect();
+    if settings.chain {
+        ix.extend((2..sets.len()).map(|k| (k - 1, k)));
+    }
+    ix.into_iter()
+        .map(|(base, run)| Pair {
+            base,
+            run,
+            conditions: Conditions::between(
+                &sets[base],
+                &sets[run],
+                settings.load_tolerance_pct,
+            ),
+            excluded: Vec::new(),
+        })
+        .collect()
+}
+
 /// Compares `sets[0]` (the baseline) with every other set.
 pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Comparison> {
     if sets.len() < 2 || sets.iter().any(Vec::is_empty) {
@@ -197,7 +258,9 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
             "compare needs a baseline and at least one run, each with at least one record".into(),
         ));
     }
-    let table = Table::build(sets)?;
+    let mut pairs = pairs(sets, settings);
+    let with_shares = pairs.iter().any(|p| p.conditions.load_differs());
+    let table = Table::build(sets, with_shares)?;
     let mut rows = Vec::new();
     for m in &table.metrics {
         let mut samples = Vec::new();
@@ -212,10 +275,28 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
             }));
             samples.push(v);
         }
-        let judgements = (1..sets.len())
-            .map(|k| {
-                (!samples[0].is_empty() && !samples[k].is_empty())
-                    .then(|| judge(m, &samples[0], &samples[k], settings))
+        let judgements = pairs
+            .iter_mut()
+            .map(|p| {
+                let (b, r) = (&samples[p.base], &samples[p.run]);
+                if b.is_empty() || r.is_empty() {
+                    return None;
+                }
+                let mut j = judge(m, b, r, settings);
+                if metrics::is_share(&m.key) && !p.conditions.load_differs() {
+                    // At equal load a share says what the rate says: judge it once.
+                    j.verdict = Verdict::Context;
+                    j.decision = Decision::None;
+                } else if let Some(c) = p.conditions.excluding(m) {
+                    if j.verdict != Verdict::Context {
+                        j.verdict = Verdict::Context;
+                        j.decision = Decision::NotComparable(c);
+                        if !p.excluded.contains(&c) {
+                            p.excluded.push(c);
+                        }
+                    }
+                }
+                Some(j)
             })
             .collect();
         rows.push(Row {
@@ -223,6 +304,9 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
             cells,
             judgements,
         });
+    }
+    for p in &mut pairs {
+        p.excluded.sort();
     }
     let representatives: Vec<RunRecord> = sets.iter().map(|s| s[0].clone()).collect();
     let waterfalls: Vec<Waterfall> = representatives.iter().map(waterfall::waterfall).collect();
@@ -236,18 +320,39 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
         representatives,
         waterfalls,
         differences: diff::differences(sets),
+        pairs,
         key_results: Vec::new(),
         settings: *settings,
     };
-    cmp.key_results = (1..sets.len()).map(|k| key_result(&cmp, k)).collect();
+    cmp.key_results = (0..cmp.pairs.len()).map(|i| key_result(&cmp, i)).collect();
     Ok(cmp)
 }
 
+/// What a pair's differing conditions kept from being judged, as the report's clause:
+/// `offered load differs: 5k pps against 733k pps; rates, CPU per packet and latency are not
+/// judged`. `None` when every metric both sides have was judged.
+pub fn not_judged(p: &Pair) -> Option<String> {
+    let parts: Vec<String> = p
+        .excluded
+        .iter()
+        .map(|c| {
+            let m = p
+                .conditions
+                .mismatches
+                .iter()
+                .find(|m| m.condition == *c)
+                .expect("an excluding condition is a mismatch");
+            format!("{}; {}", m.describe(), c.excludes())
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// `MCR-1 Ingress +41% (490k → 689k pps)`.
-fn describe(row: &Row, k: usize) -> Option<(f64, String)> {
-    let j = row.judgements[k - 1]?;
+fn describe(row: &Row, pair: usize, p: &Pair) -> Option<(f64, String)> {
+    let j = row.judgements[pair]?;
     let c = j.change?;
-    let (b, r) = (row.cells[0]?, row.cells[k]?);
+    let (b, r) = (row.cells[p.base]?, row.cells[p.run]?);
     Some((
         c.abs(),
         format!(
@@ -262,19 +367,32 @@ fn describe(row: &Row, k: usize) -> Option<(f64, String)> {
 
 /// The sentence a reader needs first: what improved, what regressed, and where most packets
 /// were lost, all taken from the rows and the waterfall.
-fn key_result(cmp: &Comparison, k: usize) -> String {
+fn key_result(cmp: &Comparison, pair: usize) -> String {
+    let p = &cmp.pairs[pair];
     let pick = |want: Verdict| -> Vec<String> {
         let mut v: Vec<(f64, String)> = cmp
             .rows
             .iter()
-            .filter(|r| r.judgements[k - 1].is_some_and(|j| j.verdict == want))
-            .filter_map(|r| describe(r, k))
+            .filter(|r| r.judgements[pair].is_some_and(|j| j.verdict == want))
+            .filter_map(|r| describe(r, pair, p))
             .collect();
         v.sort_by(|a, b| b.0.total_cmp(&a.0));
         v.into_iter().take(2).map(|x| x.1).collect()
     };
     let (better, worse) = (pick(Verdict::Improved), pick(Verdict::Regressed));
-    let mut s = format!("{} against {}: ", cmp.names[k], cmp.names[0]);
+    let mut s = format!("{} against {}: ", cmp.names[p.run], cmp.names[p.base]);
+    let judged_any = cmp
+        .rows
+        .iter()
+        .any(|r| r.judgements[pair].is_some_and(|j| j.verdict != Verdict::Context));
+    if let Some(n) = not_judged(p) {
+        s.push_str(&n);
+        if !judged_any {
+            s.push_str(". Nothing else was measured in both, so nothing was judged.");
+            return s;
+        }
+        s.push_str(". Of the rest: ");
+    }
     match (better.is_empty(), worse.is_empty()) {
         (true, true) => s.push_str("no judged metric changed beyond noise"),
         (false, true) => s.push_str(&format!(
@@ -289,7 +407,17 @@ fn key_result(cmp: &Comparison, k: usize) -> String {
         )),
     }
     s.push('.');
-    if let Some(loss) = largest_loss(&cmp.waterfalls[k]) {
+    if p.against_baseline() {
+        let wrong = cmp.waterfalls[p.run].inconsistencies();
+        if !wrong.is_empty() {
+            s.push_str(&format!(
+                " The record is inconsistent: {}.",
+                wrong.join("; ")
+            ));
+        }
+    }
+    // The run's largest loss is told once, against the baseline.
+    if let Some(loss) = largest_loss(&cmp.waterfalls[p.run]).filter(|_| p.against_baseline()) {
         s.push(' ');
         s.push_str(&loss);
     }

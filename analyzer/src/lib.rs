@@ -15,6 +15,7 @@
 //! ```
 
 pub mod compare;
+pub mod conditions;
 pub mod diff;
 pub mod error;
 pub mod ingest;

@@ -111,6 +111,13 @@ struct CompareArgs {
     /// Significance level of the Mann-Whitney U test used when both sides have repeats.
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
+    /// How far a run's offered load (the generator's rate) may be from the baseline's, percent,
+    /// and still count as equal; beyond it rates, CPU per packet and latency are not judged.
+    #[arg(long, default_value_t = analyzer::conditions::LOAD_TOLERANCE_PCT, value_name = "PCT")]
+    load_tolerance: f64,
+    /// Also judge each run against the one before it (a second summary table).
+    #[arg(long)]
+    chain: bool,
 }
 
 #[derive(Args)]
@@ -263,6 +270,7 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     non_negative("--threshold", a.threshold)?;
     non_negative("--threshold-pp", a.threshold_pp)?;
     significance_level(a.alpha)?;
+    non_negative("--load-tolerance", a.load_tolerance)?;
     let sets = std::iter::once(&a.baseline)
         .chain(&a.runs)
         .map(|s| load_set(s))
@@ -271,6 +279,8 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         threshold_pct: a.threshold,
         threshold_pp: a.threshold_pp,
         alpha: a.alpha,
+        load_tolerance_pct: a.load_tolerance,
+        chain: a.chain,
     };
     let cmp = compare::compare(&sets, &settings)?;
     let mut charts = Vec::new();
@@ -315,21 +325,20 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
     non_negative("--min-effect", a.min_effect)?;
     non_negative("--min-effect-pp", a.min_effect_pp)?;
     significance_level(a.alpha)?;
-    let mut records = Vec::new();
-    let mut paths = Vec::new();
-    for p in &a.records {
-        for (name, rec) in RunRecord::load_many(p)? {
-            paths.push(name);
-            records.push(rec);
-        }
-    }
     let settings = trend::Settings {
         alpha: a.alpha,
         min_effect_pct: a.min_effect,
         min_effect_pp: a.min_effect_pp,
         ..Default::default()
     };
-    let t = trend::trend(&records, &paths, &settings)?;
+    let mut history = trend::Collector::default();
+    for p in &a.records {
+        RunRecord::for_each_in(p, |name, rec| {
+            history.push(name, &rec);
+            Ok(())
+        })?;
+    }
+    let t = history.finish(&settings)?;
     let mut charts = Vec::new();
     if let Some(dir) = &a.png_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

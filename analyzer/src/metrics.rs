@@ -212,7 +212,7 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
             ),
             c.kernel_drops
                 .zip(c.rx)
-                .and_then(|(kd, rx)| ratio(kd, rx + kd, 100.0)),
+                .and_then(|(kd, rx)| ratio(kd, rx.checked_add(kd)?, 100.0)),
         );
         push(
             metric(
@@ -246,7 +246,7 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
             ),
             r.lost
                 .zip(r.received)
-                .and_then(|(l, n)| ratio(l, l + n, 100.0)),
+                .and_then(|(l, n)| ratio(l, l.checked_add(n)?, 100.0)),
         );
         for p in &r.latency {
             push(
@@ -291,12 +291,67 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
     out
 }
 
+/// What the generator offered the first hop: data plus the end markers, which relays and veth
+/// count like data (when the record knows how many were sent).
+pub fn offered(rec: &RunRecord) -> Option<u64> {
+    let g = rec.generator.as_ref()?;
+    g.sent?.checked_add(g.end_markers_sent.unwrap_or(0))
+}
+
+/// The share of the offered traffic each hop received and sent on: what stays comparable when
+/// runs were offered different loads (a rate then says more about the generator than the
+/// relay). From counters, else from the rates the sources printed (marked reported).
+pub fn shares(rec: &RunRecord) -> Vec<Value> {
+    let mut out = Vec::new();
+    let offered = offered(rec);
+    let gen_rate = metrics(rec)
+        .into_iter()
+        .find(|v| v.metric.key == "generator.pps")
+        .map(|v| v.value);
+    for (i, hop) in rec.hops.iter().enumerate() {
+        let k = format!("hop{}", i + 1);
+        let c = &hop.counters;
+        for (key, what, count, printed) in [
+            ("received_pct", "Received", c.rx, hop.reported.rx_pps),
+            ("sent_on_pct", "Sent on", c.tx_sent, hop.reported.tx_pps),
+        ] {
+            let v = count
+                .zip(offered)
+                .and_then(|(n, off)| ratio(n, off, 100.0))
+                .or_else(|| {
+                    let (p, g) = (printed?, gen_rate?);
+                    (g > 0.0).then(|| (p / g * 100.0, Origin::Reported))
+                });
+            if let Some((value, origin)) = v {
+                out.push(Value {
+                    metric: metric(
+                        format!("{k}.{key}"),
+                        format!("{} {what} (% of offered)", hop.name),
+                        Unit::Percent,
+                        Better::Higher,
+                    ),
+                    value,
+                    origin,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// True for the keys of [`shares`].
+pub fn is_share(key: &str) -> bool {
+    key.ends_with(".received_pct") || key.ends_with(".sent_on_pct")
+}
+
 /// Position of a metric in reports: generator, then each hop in pipeline order, then the
 /// receiver (latency percentiles ascending), host and sweep.
 pub fn rank(key: &str) -> f64 {
-    const HOP_METRICS: [&str; 5] = [
+    const HOP_METRICS: [&str; 7] = [
         "rx_pps",
+        "received_pct",
         "tx_pps",
+        "sent_on_pct",
         "buf_exhaust_pct",
         "kernel_drop_pct",
         "cpu_ns_per_packet",

@@ -43,14 +43,19 @@ fn neutral_hop_labels(sets: &[Vec<RunRecord>], metrics: &mut [Metric]) {
 }
 
 impl Table {
-    /// Builds the table from sample sets (each a list of records of one configuration).
-    pub fn build(sets: &[Vec<RunRecord>]) -> PolarsResult<Self> {
+    /// Builds the table from sample sets (each a list of records of one configuration); with
+    /// `with_shares`, also each hop's share of the offered traffic ([`metrics::shares`]).
+    pub fn build(sets: &[Vec<RunRecord>], with_shares: bool) -> PolarsResult<Self> {
         let (mut set, mut sample, mut run, mut key, mut value, mut origin) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut seen: BTreeMap<String, Metric> = BTreeMap::new();
         for (si, records) in sets.iter().enumerate() {
             for (ri, rec) in records.iter().enumerate() {
-                for v in metrics::metrics(rec) {
+                let mut values = metrics::metrics(rec);
+                if with_shares {
+                    values.extend(metrics::shares(rec));
+                }
+                for v in values {
                     set.push(si as u32);
                     sample.push(ri as u32);
                     run.push(rec.name.clone());
@@ -129,7 +134,7 @@ mod tests {
 
     #[test]
     fn one_row_per_sample_and_metric() {
-        let t = Table::build(&[vec![rec("a", 10), rec("a", 12)], vec![rec("b", 20)]]).unwrap();
+        let t = Table::build(&[vec![rec("a", 10), rec("a", 12)], vec![rec("b", 20)]], false).unwrap();
         assert_eq!(t.df.height(), 6);
         assert_eq!(t.values(0, "hop1.rx_pps").unwrap(), vec![10.0, 12.0]);
         assert_eq!(t.values(1, "hop1.rx_pps").unwrap(), vec![20.0]);
@@ -152,7 +157,7 @@ mod tests {
         let mut kernel = rec("k", 20);
         kernel.hops[0].name = "KERNEL-1".into();
         kernel.hops[0].relay = Some("smcroute".into());
-        let t = Table::build(&[vec![rec("a", 10)], vec![kernel]]).unwrap();
+        let t = Table::build(&[vec![rec("a", 10)], vec![kernel]], false).unwrap();
         let label = |k: &str| t.metrics.iter().find(|m| m.key == k).unwrap().label.clone();
         assert_eq!(label("hop1.rx_pps"), "hop 1 Ingress");
         assert_eq!(label("generator.pps"), "Traffic Generator");

@@ -107,6 +107,22 @@ pub struct Delivery {
     pub lost: Option<i64>,
 }
 
+impl HopFlow {
+    /// True when the hop received more than its upstream sent (less what the kernel and the
+    /// link dropped): the counters cannot be from one run over one window, so no loss can be
+    /// computed from them.
+    pub fn inconsistent(&self) -> bool {
+        self.unseen.is_some_and(|u| u < 0)
+    }
+}
+
+impl Delivery {
+    /// True when the receiver got more than the last hop sent.
+    pub fn inconsistent(&self) -> bool {
+        self.lost.is_some_and(|l| l < 0)
+    }
+}
+
 /// The whole run's waterfall.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Waterfall {
@@ -122,6 +138,42 @@ pub struct Waterfall {
     pub softnet_explains: Option<u64>,
     /// The harness's conservation check, when the record has one.
     pub conservation: Option<Conservation>,
+}
+
+impl Waterfall {
+    /// Each place where the record's counts contradict each other, as a sentence:
+    /// `MCR-1 received 1,900,000, more than the 10,000 generator sent`.
+    pub fn inconsistencies(&self) -> Vec<String> {
+        use crate::render::fmt::count;
+        let mut out: Vec<String> = self
+            .hops
+            .iter()
+            .filter(|h| h.inconsistent())
+            .map(|h| {
+                format!(
+                    "{} received {}, more than the {} {} sent{}",
+                    h.hop,
+                    h.received.map_or("?".into(), count),
+                    h.offered.map_or("?".into(), count),
+                    h.upstream,
+                    if h.kernel_drops.is_some_and(|k| k > 0) || h.link_drops.is_some_and(|l| l > 0) {
+                        " less the drops before it"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        if let Some(d) = self.delivery.as_ref().filter(|d| d.inconsistent()) {
+            out.push(format!(
+                "the receiver got {}, more than the {} {} sent",
+                d.received.map_or("?".into(), count),
+                d.offered.map_or("?".into(), count),
+                d.upstream
+            ));
+        }
+        out
+    }
 }
 
 fn diff(a: Option<u64>, b: Option<u64>) -> Option<i64> {

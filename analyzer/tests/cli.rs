@@ -57,6 +57,15 @@ fn seed_records_and_report_are_reproduced() {
         "| MCR-1 Buffer Exhaustion | 37% ᴿ | 32% ᴿ | 86% |",
         "| Traffic Generator | 733k pps ᴿ | 779k pps ᴿ | 693k pps | +6% | -5% |",
         "- **MCR-1 Ingress:** 9,940,000 / 14.43 s = **689k pps**",
+        // The seed's first table, After Fix against Before Fix, from the same command
+        // (`--chain`): the offered load fell 11%, so the rates are shown without a verdict and
+        // the shares of the offered traffic are judged instead.
+        "## Each run against the one before",
+        "| MCR-1 Ingress | 123k pps ᴿ | 689k pps | +460% |",
+        "| MCR-1 Egress | 83k pps ᴿ | 97k pps | +17% |",
+        "| Traffic Generator | 779k pps ᴿ | 693k pps | -11% |",
+        "| MCR-1 Received (% of offered) | 16% ᴿ | 99% | **+84 pp** ✅ |",
+        "offered load differs: 693k pps against 779k pps",
     ] {
         assert!(report.contains(row), "missing {row}");
     }
@@ -68,6 +77,128 @@ fn seed_records_and_report_are_reproduced() {
         );
     }
     insta::assert_snapshot!("seed_comparison", report);
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pipeline")
+        .join(name)
+}
+
+/// The summary table's rows of rates (pps), as printed.
+fn rate_rows(report: &str) -> Vec<&str> {
+    let summary = report
+        .split("## Summary")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").nth(1))
+        .expect("a summary table");
+    summary.lines().filter(|l| l.contains(" pps")).collect()
+}
+
+/// Issue 15: a real 3-hop mcrd run at 5k pps (every datagram delivered) against the seed's
+/// PHASE4, which was offered 733k pps. The rates are not evidence of a regression; the report
+/// says why it does not judge them, judges the shares of the offered traffic, and exits 0.
+#[test]
+fn lower_offered_load_is_not_judged_as_a_rate_regression() {
+    let out = analyzer()
+        .arg("compare")
+        .arg(workspace().join("reports/phase4.json"))
+        .arg(fixture("mcrd-3h-5000pps.json"))
+        .assert()
+        .code(0);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let status = text.lines().find(|l| l.starts_with("**Status:**")).unwrap();
+    assert!(
+        status.contains("no regression among the comparable metrics")
+            && status.contains("offered load differs: 5k pps against 733k pps; rates, CPU per packet and latency are not judged"),
+        "{status}"
+    );
+    let key = text.lines().find(|l| l.starts_with("**Key result:**")).unwrap();
+    assert!(key.contains("offered load differs: 5k pps against 733k pps"), "{key}");
+    let rates = rate_rows(&text);
+    assert!(rates.iter().any(|l| l.starts_with("| hop 1 Egress |")), "{text}");
+    for row in rates {
+        assert!(!row.contains('❌') && !row.contains('✅') && !row.contains('≈'), "{row}");
+    }
+    assert!(
+        text.contains("| hop 1 Sent on (% of offered) | 42% ᴿ | 100% | **+58 pp** ✅ |"),
+        "{text}"
+    );
+    assert!(text.contains("- mcrd 3h 5k pps · hop 1 Ingress: not judged: offered load differs"));
+}
+
+/// Issue 15: at equal offered load (77k and 79k pps, within the tolerance) a real drop is still
+/// a regression: the same 3-hop pipeline with mcrd starved of buffers and send slots
+/// (`--buffer-count 16 --max-in-flight-sends 1 --uring-entries 8 --batch-size 1 --relay-gso off`)
+/// lost 61% to kernel drops at MCR-1, and every hop's egress fell by as much.
+#[test]
+fn equal_offered_load_with_a_real_egress_drop_exits_1() {
+    let out = analyzer()
+        .arg("compare")
+        .arg(fixture("mcrd-3h-80000pps.json"))
+        .arg(fixture("mcrd-3h-80000pps-starved.json"))
+        .assert()
+        .code(1);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(!text.contains("## Conditions"), "{text}");
+    assert!(!text.contains("differs"), "{text}");
+    assert!(text.contains("| MCR-1 Egress | 77k pps | 31k pps | **-60%** ❌ |"), "{text}");
+    assert!(text.contains("| MCR-3 Egress | 77k pps | 31k pps | **-60%** ❌ |"), "{text}");
+    assert!(!text.contains("(% of offered)"), "shares only where the load differs");
+}
+
+/// When the only metrics both runs have are rates and the offered load differs, nothing is
+/// judged: exit 0, and the report says so.
+#[test]
+fn nothing_comparable_exits_0_and_says_nothing_was_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |name: &str, gen: f64, tx: u64| {
+        format!(
+            r#"{{"schema":"mcr.analyzer.run","version":1,"name":"{name}","duration_ns":1000000000,
+            "generator":{{"reported_pps":{gen}}},
+            "hops":[{{"name":"MCR-1","counters":{{"tx_sent":{tx}}}}}]}}"#
+        )
+    };
+    let base = write(dir.path(), "base.json", &rec("base", 733_000.0, 307_000));
+    let low = write(dir.path(), "low.json", &rec("low", 100_000.0, 100_000));
+    let out = analyzer().arg("compare").arg(&base).arg(&low).assert().code(0);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.contains("**Status:** nothing was judged. low against base: offered load differs: 100k pps against 733k pps"),
+        "{text}"
+    );
+    assert!(text.contains("so nothing was judged"), "{text}");
+    // The same runs with a tolerance wide enough to call the loads equal: judged, regressed.
+    analyzer()
+        .args(["compare", "--load-tolerance", "90"])
+        .arg(&base)
+        .arg(&low)
+        .assert()
+        .code(1);
+}
+
+/// A hop that received more than the generator sent is an inconsistent record, said as such,
+/// not a loss of "-18,886%".
+#[test]
+fn a_hop_receiving_more_than_was_sent_is_inconsistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |name: &str, rx: u64| {
+        format!(
+            r#"{{"schema":"mcr.analyzer.run","version":1,"name":"{name}","duration_ns":1000000000,
+            "generator":{{"sent":10000,"elapsed_ns":1000000000}},
+            "hops":[{{"name":"MCR-1","counters":{{"rx":{rx},"kernel_drops":0,"tx_sent":{rx}}}}}]}}"#
+        )
+    };
+    let base = write(dir.path(), "base.json", &rec("base", 10_000));
+    let odd = write(dir.path(), "odd.json", &rec("odd", 1_898_600));
+    let out = analyzer().arg("compare").arg(&base).arg(&odd).assert();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(!text.contains("18,886%") && !text.contains("-18,"), "{text}");
+    assert!(
+        text.contains("The record is inconsistent: MCR-1 received 1,898,600, more than the 10,000 generator sent"),
+        "{text}"
+    );
+    assert!(text.contains("*inconsistent*: 1,888,600 more received"), "{text}");
 }
 
 #[test]
@@ -161,6 +292,12 @@ fn bad_input_exits_2_naming_file_and_field() {
             "broken.json",
             r#"{"schema":"mcr.analyzer.run","#,
             "not valid JSON",
+        ),
+        // A counter that wrapped (0 - 1) is refused, not summed into a wrong percentage.
+        (
+            "wrapped.json",
+            r#"{"schema":"mcr.analyzer.run","version":1,"name":"x","hops":[{"name":"a","counters":{"rx":7595133,"kernel_drops":18446744073709551615}}]}"#,
+            "hops[0].counters.kernel_drops",
         ),
     ];
     for (name, text, field) in cases {

@@ -435,6 +435,20 @@ impl RunRecord {
     /// record comes with the name it is shown under (`history.jsonl:3` for line 3), which is also
     /// how errors name it.
     pub fn load_many(path: &Path) -> Result<Vec<(String, RunRecord)>> {
+        let mut out = Vec::new();
+        Self::for_each_in(path, |name, rec| {
+            out.push((name, rec));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`RunRecord::load_many`] one record at a time, oldest first: a long history is never
+    /// held in memory whole (a JSON Lines file is read line by line).
+    pub fn for_each_in(
+        path: &Path,
+        mut each: impl FnMut(String, RunRecord) -> Result<()>,
+    ) -> Result<()> {
         if path.is_dir() {
             let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| Error::io(path, e))?
@@ -445,24 +459,33 @@ impl RunRecord {
             if files.is_empty() {
                 return Err(Error::format(path, "directory holds no .json records"));
             }
-            return files
-                .iter()
-                .map(|f| Ok((f.display().to_string(), Self::load(f)?)))
-                .collect();
+            for f in &files {
+                each(f.display().to_string(), Self::load(f)?)?;
+            }
+            return Ok(());
         }
         if path.extension().is_some_and(|x| x == "jsonl") {
-            let text = read_nonempty(path)?;
-            return text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-                .map(|(i, l)| {
-                    let name = format!("{}:{}", path.display(), i + 1);
-                    Ok((name.clone(), Self::parse(Path::new(&name), l)?))
-                })
-                .collect();
+            use std::io::BufRead;
+            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut any = false;
+            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| Error::io(path, e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                any = true;
+                let name = format!("{}:{}", path.display(), i + 1);
+                let rec = Self::parse(Path::new(&name), &line)?;
+                each(name, rec)?;
+            }
+            if !any {
+                return Err(Error::Empty {
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(());
         }
-        Ok(vec![(path.display().to_string(), Self::load(path)?)])
+        each(path.display().to_string(), Self::load(path)?)
     }
 
     /// The record as pretty JSON with a trailing newline.
@@ -485,6 +508,7 @@ impl RunRecord {
         if self.duration_ns == Some(0) {
             return Err(Error::field(path, "duration_ns", "must be greater than 0"));
         }
+        self.check_counts(path)?;
         let rate = |field: String, v: Option<f64>| match v {
             Some(x) if !x.is_finite() || x < 0.0 => Err(Error::field(
                 path,
@@ -586,6 +610,115 @@ pub fn hops_differ<'a>(records: impl IntoIterator<Item = &'a RunRecord>) -> bool
         let first = hops.next();
         hops.any(|h| first.is_some_and(|f| f.name != h.name || f.relay != h.relay))
     })
+}
+
+/// The largest packet count a record may hold: 2^53, the largest integer an `f64` holds exactly
+/// (metrics are computed in `f64`), and so small that sums and differences of a record's
+/// counters never overflow. 2^53 packets take 2.8 years at 100M pps; a larger value is a counter
+/// that wrapped (`u64::MAX` is what `0 - 1` becomes) or was never set.
+pub const MAX_COUNT: u64 = 1 << 53;
+
+impl HopCounters {
+    /// Every counter with its field name, in the order of the record.
+    pub fn named(&self) -> [(&'static str, Option<u64>); 15] {
+        [
+            ("rx_frames", self.rx_frames),
+            ("rx", self.rx),
+            ("rx_bytes", self.rx_bytes),
+            ("kernel_drops", self.kernel_drops),
+            ("filtered", self.filtered),
+            ("malformed", self.malformed),
+            ("no_match", self.no_match),
+            ("matched", self.matched),
+            ("output_copies", self.output_copies),
+            ("buf_exhaust", self.buf_exhaust),
+            ("tx_sent", self.tx_sent),
+            ("tx_bytes", self.tx_bytes),
+            ("tx_errors", self.tx_errors),
+            ("tx_syscalls", self.tx_syscalls),
+            ("in_flight", self.in_flight),
+        ]
+    }
+}
+
+/// Refuses a packet count above [`MAX_COUNT`], naming its field.
+fn check_count(path: &Path, field: impl FnOnce() -> String, v: Option<u64>) -> Result<()> {
+    match v {
+        Some(n) if n > MAX_COUNT => Err(Error::field(
+            path,
+            field(),
+            format!(
+                "{n} is not a real count (more than 2^53 = {MAX_COUNT}): the producer's counter wrapped{}",
+                if n == u64::MAX { " (u64::MAX is 0 - 1)" } else { "" }
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl RunRecord {
+    /// Refuses any packet count above [`MAX_COUNT`], so that no sum or difference of counters
+    /// computed from the record can wrap.
+    fn check_counts(&self, path: &Path) -> Result<()> {
+        if let Some(g) = &self.generator {
+            for (name, v) in [
+                ("sent", g.sent),
+                ("send_errors", g.send_errors),
+                ("end_markers_sent", g.end_markers_sent),
+            ] {
+                check_count(path, || format!("generator.{name}"), v)?;
+            }
+        }
+        for (i, h) in self.hops.iter().enumerate() {
+            for (name, v) in h.counters.named() {
+                check_count(path, || format!("hops[{i}].counters.{name}"), v)?;
+            }
+            for (errno, &v) in &h.tx_errors_by_errno {
+                check_count(path, || format!("hops[{i}].tx_errors_by_errno.{errno}"), Some(v))?;
+            }
+        }
+        if let Some(r) = &self.receiver {
+            for (name, v) in [
+                ("received", r.received),
+                ("lost", r.lost),
+                ("duplicates", r.duplicates),
+                ("reordered", r.reordered),
+                ("late", r.late),
+                ("end_markers_received", r.end_markers_received),
+                ("socket_drops", r.socket_drops),
+            ] {
+                check_count(path, || format!("receiver.{name}"), v)?;
+            }
+        }
+        for (i, l) in self.kernel.links.iter().enumerate() {
+            for (name, v) in [
+                ("tx_packets", l.tx_packets),
+                ("tx_dropped", l.tx_dropped),
+                ("rx_packets", l.rx_packets),
+                ("rx_dropped", l.rx_dropped),
+            ] {
+                check_count(path, || format!("kernel.links[{i}].{name}"), v)?;
+            }
+        }
+        for (i, n) in self.kernel.namespaces.iter().enumerate() {
+            for (name, v) in [
+                ("in_errors", n.in_errors),
+                ("rcvbuf_errors", n.rcvbuf_errors),
+                ("sndbuf_errors", n.sndbuf_errors),
+            ] {
+                check_count(path, || format!("kernel.namespaces[{i}].{name}"), v)?;
+            }
+        }
+        check_count(path, || "kernel.softnet_dropped".into(), self.kernel.softnet_dropped)?;
+        if let Some(c) = &self.conservation {
+            for (i, st) in c.stages.iter().enumerate() {
+                for (name, v) in [("in", st.input), ("dropped", st.dropped), ("out", st.out)] {
+                    check_count(path, || format!("conservation.stages[{i}].{name}"), Some(v))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks the `schema` and `version` fields of any producer's JSON document.

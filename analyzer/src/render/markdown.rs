@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::fmt::{change, count, percent, seconds, signed, value};
-use crate::compare::{Comparison, Decision, Verdict};
+use crate::compare::{not_judged, Comparison, Decision, Row, Verdict};
 use std::collections::BTreeMap;
 
 use crate::metrics::{self, Denominator, Origin};
@@ -58,6 +58,7 @@ fn decision_text(d: &Decision) -> String {
             if *pp { " pp" } else { "%" }
         ),
         Decision::None => "not judged".into(),
+        Decision::NotComparable(c) => format!("not judged: {}", c.excludes_why()),
     }
 }
 
@@ -92,77 +93,54 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         .map(|i| format!("{}, {}", cmp.labels[i], samples(i)))
         .collect();
     let _ = writeln!(o, "**Runs:** {}  ", run_list.join("; "));
-    let regressed: Vec<String> = (1..cmp.labels.len())
-        .flat_map(|k| {
+    let regressed: Vec<String> = cmp
+        .pairs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let against = if p.against_baseline() {
+                String::new()
+            } else {
+                format!(" against {}", cmp.names[p.base])
+            };
             cmp.rows
                 .iter()
-                .filter(move |r| {
-                    r.judgements[k - 1].is_some_and(|j| j.verdict == Verdict::Regressed)
-                })
-                .map(move |r| format!("{} in {}", r.metric.label, cmp.names[k]))
+                .filter(move |r| r.judgements[i].is_some_and(|j| j.verdict == Verdict::Regressed))
+                .map(move |r| format!("{} in {}{against}", r.metric.label, cmp.names[p.run]))
         })
         .collect();
-    if regressed.is_empty() {
-        let _ = writeln!(o, "**Status:** no regression\n");
+    let caveats: Vec<String> = cmp
+        .pairs
+        .iter()
+        .filter_map(|p| {
+            not_judged(p).map(|n| format!("{} against {}: {n}.", cmp.names[p.run], cmp.names[p.base]))
+        })
+        .collect();
+    let status = if !regressed.is_empty() {
+        format!("**REGRESSION**: {}", regressed.join(", "))
+    } else if caveats.is_empty() {
+        "no regression".to_string()
+    } else if cmp.nothing_judged() {
+        "nothing was judged".to_string()
     } else {
-        let _ = writeln!(o, "**Status:** **REGRESSION**: {}\n", regressed.join(", "));
+        "no regression among the comparable metrics".to_string()
+    };
+    if caveats.is_empty() {
+        let _ = writeln!(o, "**Status:** {status}\n");
+    } else {
+        let _ = writeln!(o, "**Status:** {status}. {}\n", caveats.join(" "));
     }
     for k in &cmp.key_results {
         let _ = writeln!(o, "**Key result:** {k}\n");
     }
+    conditions(&mut o, cmp);
 
     // Summary table.
     let _ = writeln!(o, "## Summary\n");
-    let versus: Vec<String> = cmp.names[1..]
-        .iter()
-        .map(|l| format!("{l} vs {}", cmp.names[0]))
+    let baseline_pairs: Vec<usize> = (0..cmp.pairs.len())
+        .filter(|&i| cmp.pairs[i].against_baseline())
         .collect();
-    table_head(
-        &mut o,
-        "Metric",
-        cmp.labels.iter().chain(&versus).map(String::as_str),
-        "---:",
-    );
-    let mut any_reported = false;
-    for row in &cmp.rows {
-        let mut line = format!("| {} |", row.metric.label);
-        for cell in &row.cells {
-            match cell {
-                Some(c) => {
-                    any_reported |= c.reported;
-                    let _ = write!(
-                        line,
-                        " {}{}{} |",
-                        value(row.metric.unit, c.value),
-                        if c.samples > 1 {
-                            format!(" (median of {})", c.samples)
-                        } else {
-                            String::new()
-                        },
-                        if c.reported { " ᴿ" } else { "" }
-                    );
-                }
-                None => line.push_str(" — |"),
-            }
-        }
-        for j in &row.judgements {
-            match j {
-                Some(j) => {
-                    let c = j
-                        .change
-                        .map_or("n/a".into(), |c| change(row.metric.unit, c));
-                    let bold = matches!(j.verdict, Verdict::Improved | Verdict::Regressed);
-                    if bold {
-                        let _ = write!(line, " **{c}**{} |", mark(j.verdict));
-                    } else {
-                        let _ = write!(line, " {c}{} |", mark(j.verdict));
-                    }
-                }
-                None => line.push_str(" — |"),
-            }
-        }
-        let _ = writeln!(o, "{line}");
-    }
+    let any_reported = summary_table(&mut o, cmp, &(0..cmp.labels.len()).collect::<Vec<_>>(), &baseline_pairs);
     let _ = writeln!(
         o,
         "\n✅ improved · ❌ regressed · ≈ within noise · no mark: context, not judged · — not measured in that run.  "
@@ -179,6 +157,14 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         o,
         "Changes are relative, except for percentages, which change in percentage points (pp).\n"
     );
+    let chain_pairs: Vec<usize> = (0..cmp.pairs.len())
+        .filter(|&i| !cmp.pairs[i].against_baseline())
+        .collect();
+    if !chain_pairs.is_empty() {
+        let _ = writeln!(o, "## Each run against the one before\n");
+        summary_table(&mut o, cmp, &(1..cmp.labels.len()).collect::<Vec<_>>(), &chain_pairs);
+        let _ = writeln!(o, "\nMarks and units as above.\n");
+    }
 
     for c in charts {
         let _ = writeln!(o, "![{}]({})\n", c.title, c.path);
@@ -289,15 +275,23 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         p = s.threshold_pp,
         a = s.alpha
     );
-    for k in 1..cmp.labels.len() {
+    for (i, p) in cmp.pairs.iter().enumerate() {
+        let who = if p.against_baseline() {
+            cmp.names[p.run].clone()
+        } else {
+            format!("{} vs {}", cmp.names[p.run], cmp.names[p.base])
+        };
         for row in &cmp.rows {
-            if let Some(j) = row.judgements[k - 1].filter(|j| j.verdict != Verdict::Context) {
+            if let Some(j) = row.judgements[i].filter(|j| j.decision != Decision::None) {
+                let word = if j.verdict == Verdict::Context {
+                    String::new()
+                } else {
+                    format!("{} by ", verdict_word(j.verdict))
+                };
                 let _ = writeln!(
                     o,
-                    "- {} · {}: {} by {}",
-                    cmp.names[k],
+                    "- {who} · {}: {word}{}",
                     row.metric.label,
-                    verdict_word(j.verdict),
                     decision_text(&j.decision)
                 );
             }
@@ -325,6 +319,104 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         );
     }
     o
+}
+
+/// A summary table of the sets `sets` with one change column per pair in `pairs`; returns true
+/// when a value in it was only printed by its source.
+fn summary_table(o: &mut String, cmp: &Comparison, sets: &[usize], pairs: &[usize]) -> bool {
+    let versus: Vec<String> = pairs
+        .iter()
+        .map(|&i| {
+            let p = &cmp.pairs[i];
+            format!("{} vs {}", cmp.names[p.run], cmp.names[p.base])
+        })
+        .collect();
+    table_head(
+        o,
+        "Metric",
+        sets.iter()
+            .map(|&s| cmp.labels[s].as_str())
+            .chain(versus.iter().map(String::as_str)),
+        "---:",
+    );
+    let mut any_reported = false;
+    let shown = |r: &Row| sets.iter().any(|&s| r.cells[s].is_some());
+    for row in cmp.rows.iter().filter(|r| shown(r)) {
+        let mut line = format!("| {} |", row.metric.label);
+        for cell in sets.iter().map(|&s| &row.cells[s]) {
+            match cell {
+                Some(c) => {
+                    any_reported |= c.reported;
+                    let _ = write!(
+                        line,
+                        " {}{}{} |",
+                        value(row.metric.unit, c.value),
+                        if c.samples > 1 {
+                            format!(" (median of {})", c.samples)
+                        } else {
+                            String::new()
+                        },
+                        if c.reported { " ᴿ" } else { "" }
+                    );
+                }
+                None => line.push_str(" — |"),
+            }
+        }
+        for j in pairs.iter().map(|&i| &row.judgements[i]) {
+            match j {
+                Some(j) => {
+                    let c = j
+                        .change
+                        .map_or("n/a".into(), |c| change(row.metric.unit, c));
+                    let bold = matches!(j.verdict, Verdict::Improved | Verdict::Regressed);
+                    if bold {
+                        let _ = write!(line, " **{c}**{} |", mark(j.verdict));
+                    } else {
+                        let _ = write!(line, " {c}{} |", mark(j.verdict));
+                    }
+                }
+                None => line.push_str(" — |"),
+            }
+        }
+        let _ = writeln!(o, "{line}");
+    }
+    any_reported
+}
+
+/// The conditions that differ between the runs judged against each other, and what that kept
+/// out of judgement; nothing when every pair's conditions match.
+fn conditions(o: &mut String, cmp: &Comparison) {
+    if cmp.pairs.iter().all(|p| p.conditions.mismatches.is_empty()) {
+        return;
+    }
+    let _ = writeln!(o, "## Conditions\n");
+    for p in cmp.pairs.iter().filter(|p| !p.conditions.mismatches.is_empty()) {
+        let parts: Vec<String> = p
+            .conditions
+            .mismatches
+            .iter()
+            .map(|m| {
+                let effect = if p.excluded.contains(&m.condition) {
+                    m.condition.excludes().to_string()
+                } else {
+                    "no metric measured in both depends on it".to_string()
+                };
+                format!("{} ({effect})", m.describe())
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "- **{} against {}:** {}.",
+            cmp.names[p.run],
+            cmp.names[p.base],
+            parts.join("; ")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nRuns are judged only on what means the same under both runs' conditions. Offered load is the generator's rate; within {}% of the reference's it counts as equal. When the offered load, datagram size or duration differs, each hop's share of the offered traffic (received, sent on) is added and judged in place of its rates; loss and exhaustion shares are judged as ever. Metrics not judged stay in the tables without a mark.\n",
+        cmp.settings.load_tolerance_pct
+    );
 }
 
 /// Process CPU time and perf counters of one part (generator, hop, receiver) of a run.
@@ -529,6 +621,7 @@ fn waterfall(o: &mut String, w: &Waterfall) {
         o,
         "Lost before the relay's counters (unexplained)",
         &|h| match (h.unseen, h.offered) {
+            (Some(u), _) if u < 0 => format!("*inconsistent*: {} more received", count(u.unsigned_abs())),
             (Some(u), Some(off)) if off > 0 => {
                 format!("{} ({})", signed(u), percent(u as f64 / off as f64 * 100.0))
             }
@@ -572,6 +665,12 @@ fn waterfall(o: &mut String, w: &Waterfall) {
                 signed(h.remainder.unwrap_or(0))
             );
         }
+    }
+    for i in w.inconsistencies() {
+        let _ = writeln!(
+            o,
+            "- **The record is inconsistent:** {i}. The counters cannot come from one run over one window (a stale or foreign counter, or traffic that was not the generator's), so no loss is computed from them."
+        );
     }
     delivery(o, w);
     kernel_and_verdict(o, w);
@@ -621,6 +720,7 @@ fn kernel_and_verdict(o: &mut String, w: &Waterfall) {
 fn delivery(o: &mut String, w: &Waterfall) {
     if let Some(d) = &w.delivery {
         let lost = match (d.lost, d.offered) {
+            (Some(l), _) if l < 0 => format!("*inconsistent* ({} more received than sent)", count(l.unsigned_abs())),
             (Some(l), Some(off)) if off > 0 => {
                 format!("{} ({})", signed(l), percent(l as f64 / off as f64 * 100.0))
             }

@@ -4,15 +4,19 @@
 //! appends them. The newest run is "regressed" for a metric when the segment it sits in is
 //! worse than the segment before it by at least the minimum effect. A change needs
 //! `min_size` (2) runs on its side before it can be told from a one-night outlier.
+//!
+//! A history is read one record at a time ([`Collector`]): only each run's label and its metric
+//! values are kept, so memory grows with runs × metrics, not with the records' size.
 
 pub mod changepoint;
 
-use self::changepoint::mean;
+use std::collections::BTreeMap;
+
+use self::changepoint::{mean, MinEffect};
 use crate::compare::change;
 use crate::error::{Error, Result};
-use crate::metrics::{Better, Metric, Unit};
+use crate::metrics::{self, Better, Metric, Unit};
 use crate::record::RunRecord;
-use crate::table::Table;
 
 /// Tunables of the trend analysis.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,96 +83,183 @@ impl TrendReport {
     }
 }
 
-fn big_enough(unit: Unit, min: f64) -> impl Fn(f64, f64) -> bool {
-    move |a, b| change(unit, a, b).is_some_and(|c| c.abs() >= min)
+/// One metric's values while a history is read.
+struct Gathered {
+    metric: Metric,
+    /// The hop name the label starts with (hop metrics), for labels by position.
+    hop_name: Option<String>,
+    values: Vec<f64>,
+    run_index: Vec<usize>,
+}
+
+/// Reads a history one record at a time and keeps only what the trend needs.
+#[derive(Default)]
+pub struct Collector {
+    runs: Vec<String>,
+    paths: Vec<String>,
+    metrics: BTreeMap<String, Gathered>,
+    /// Name and implementation of the first run's hop at each position.
+    hops: Vec<(String, Option<String>)>,
+    hops_differ: bool,
+}
+
+impl Collector {
+    /// Adds the next (newer) run.
+    pub fn push(&mut self, path: String, rec: &RunRecord) {
+        let i = self.runs.len();
+        for (p, h) in rec.hops.iter().enumerate() {
+            match self.hops.get(p) {
+                Some((name, relay)) => {
+                    self.hops_differ |= *name != h.name || *relay != h.relay;
+                }
+                None => self.hops.push((h.name.clone(), h.relay.clone())),
+            }
+        }
+        for v in metrics::metrics(rec) {
+            let g = self.metrics.entry(v.metric.key.clone()).or_insert_with(|| {
+                let hop_name = hop_position(&v.metric.key)
+                    .and_then(|p| rec.hops.get(p))
+                    .map(|h| h.name.clone());
+                Gathered {
+                    metric: v.metric.clone(),
+                    hop_name,
+                    values: Vec::new(),
+                    run_index: Vec::new(),
+                }
+            });
+            g.values.push(v.value);
+            g.run_index.push(i);
+        }
+        self.runs.push(crate::compare::label(rec));
+        self.paths.push(path);
+    }
+
+    /// Finds the change points of every metric with two or more values.
+    pub fn finish(self, s: &Settings) -> Result<TrendReport> {
+        if self.runs.len() < 2 {
+            return Err(Error::Usage("trend needs at least two records".into()));
+        }
+        let mut gathered: Vec<Gathered> = self.metrics.into_values().collect();
+        if self.hops_differ {
+            // As in compare: one run's hop name would misname the others' hops.
+            for g in &mut gathered {
+                if let Some(p) = hop_position(&g.metric.key) {
+                    let rest = g
+                        .hop_name
+                        .as_deref()
+                        .and_then(|n| g.metric.label.strip_prefix(n))
+                        .unwrap_or(&g.metric.label)
+                        .to_string();
+                    g.metric.label = format!("hop {}{rest}", p + 1);
+                }
+            }
+        }
+        gathered.sort_by(|a, b| metrics::rank(&a.metric.key).total_cmp(&metrics::rank(&b.metric.key)));
+        gathered.retain(|g| g.values.len() >= 2);
+        let series = analyse_all(gathered, s);
+        Ok(TrendReport {
+            runs: self.runs,
+            paths: self.paths,
+            series,
+            settings: *s,
+        })
+    }
+}
+
+/// `hop3.tx_pps` -> Some(2).
+fn hop_position(key: &str) -> Option<usize> {
+    let (section, _) = key.split_once('.')?;
+    let n: usize = section.strip_prefix("hop")?.parse().ok()?;
+    n.checked_sub(1)
+}
+
+/// Analyses every series, spread over the machine's cores (each series is independent).
+fn analyse_all(gathered: Vec<Gathered>, s: &Settings) -> Vec<Series> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(gathered.len().max(1));
+    if workers <= 1 {
+        return gathered.into_iter().map(|g| analyse(g, s)).collect();
+    }
+    let mut slots: Vec<Option<Series>> = vec![None; gathered.len()];
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let gathered: Vec<std::sync::Mutex<Option<Gathered>>> =
+        gathered.into_iter().map(|g| std::sync::Mutex::new(Some(g))).collect();
+    let done = std::sync::Mutex::new(&mut slots);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(cell) = gathered.get(i) else { break };
+                let g = cell.lock().expect("not poisoned").take().expect("taken once");
+                let series = analyse(g, s);
+                done.lock().expect("not poisoned")[i] = Some(series);
+            });
+        }
+    });
+    slots.into_iter().map(|x| x.expect("every series analysed")).collect()
+}
+
+/// Change points, segments and the newest run's verdict of one metric.
+fn analyse(g: Gathered, s: &Settings) -> Series {
+    let Gathered {
+        metric: m,
+        values,
+        run_index,
+        ..
+    } = g;
+    let min = if m.unit == Unit::Percent {
+        s.min_effect_pp
+    } else {
+        s.min_effect_pct
+    };
+    let cp_settings = changepoint::Settings {
+        alpha: s.alpha,
+        permutations: s.permutations,
+        min_effect: MinEffect::for_unit(m.unit, s.min_effect_pct, s.min_effect_pp),
+        ..Default::default()
+    };
+    let mut bounds: Vec<usize> = vec![0];
+    bounds.extend(changepoint::change_points(&values, &cp_settings));
+    bounds.push(values.len());
+    let mut segments: Vec<Segment> = Vec::new();
+    for w in bounds.windows(2) {
+        let prev_mean = segments.last().map(|p: &Segment| p.mean);
+        segments.push(Segment {
+            start: w[0],
+            end: w[1],
+            mean: mean(&values[w[0]..w[1]]),
+            prev_mean,
+        });
+    }
+    let last = segments.last().expect("at least one segment");
+    let last_change = last.prev_mean.and_then(|p| change(m.unit, p, last.mean));
+    let worse = |c: f64| match m.better {
+        Better::Higher => c < 0.0,
+        Better::Lower => c > 0.0,
+        Better::Neither => false,
+    };
+    let judged = m.better != Better::Neither;
+    let newest_regressed = judged && last_change.is_some_and(|c| worse(c) && c.abs() >= min);
+    let newest_improved = judged && last_change.is_some_and(|c| !worse(c) && c.abs() >= min);
+    Series {
+        metric: m,
+        values,
+        run_index,
+        segments,
+        last_change,
+        newest_regressed,
+        newest_improved,
+    }
 }
 
 /// Analyses records in the order given; `paths` are shown in the report.
 pub fn trend(records: &[RunRecord], paths: &[String], s: &Settings) -> Result<TrendReport> {
-    if records.len() < 2 {
-        return Err(Error::Usage("trend needs at least two records".into()));
+    let mut c = Collector::default();
+    for (i, r) in records.iter().enumerate() {
+        c.push(paths.get(i).cloned().unwrap_or_default(), r);
     }
-    let sets: Vec<Vec<RunRecord>> = records.iter().map(|r| vec![r.clone()]).collect();
-    let table = Table::build(&sets)?;
-    let mut series = Vec::new();
-    for m in &table.metrics {
-        let mut values = Vec::new();
-        let mut run_index = Vec::new();
-        for i in 0..records.len() {
-            let v = table.values(i, &m.key)?;
-            if let Some(&x) = v.first() {
-                values.push(x);
-                run_index.push(i);
-            }
-        }
-        if values.len() < 2 {
-            continue;
-        }
-        let min = if m.unit == Unit::Percent {
-            s.min_effect_pp
-        } else {
-            s.min_effect_pct
-        };
-        let effect = big_enough(m.unit, min);
-        // The search needs a plain fn pointer; the effect check is applied again below with
-        // the metric's unit, so the search itself uses a permissive one and we filter after.
-        let cp_settings = changepoint::Settings {
-            alpha: s.alpha,
-            permutations: s.permutations,
-            min_effect: |_, _| true,
-            ..Default::default()
-        };
-        let raw = changepoint::change_points(&values, &cp_settings);
-        // Keep change points whose neighbouring segments differ by the minimum effect.
-        let mut bounds: Vec<usize> = vec![0];
-        bounds.extend(raw);
-        bounds.push(values.len());
-        let mut kept: Vec<usize> = vec![0];
-        for w in 1..bounds.len() - 1 {
-            let prev = *kept.last().expect("starts with 0");
-            let left = mean(&values[prev..bounds[w]]);
-            let right = mean(&values[bounds[w]..bounds[w + 1]]);
-            if effect(left, right) {
-                kept.push(bounds[w]);
-            }
-        }
-        kept.push(values.len());
-        let mut segments: Vec<Segment> = Vec::new();
-        for w in kept.windows(2) {
-            let prev_mean = segments.last().map(|p: &Segment| p.mean);
-            segments.push(Segment {
-                start: w[0],
-                end: w[1],
-                mean: mean(&values[w[0]..w[1]]),
-                prev_mean,
-            });
-        }
-        let last = segments.last().expect("at least one segment");
-        let last_change = last.prev_mean.and_then(|p| change(m.unit, p, last.mean));
-        let worse = |c: f64| match m.better {
-            Better::Higher => c < 0.0,
-            Better::Lower => c > 0.0,
-            Better::Neither => false,
-        };
-        let judged = m.better != Better::Neither;
-        let newest_regressed = judged && last_change.is_some_and(|c| worse(c) && c.abs() >= min);
-        let newest_improved = judged && last_change.is_some_and(|c| !worse(c) && c.abs() >= min);
-        series.push(Series {
-            metric: m.clone(),
-            values,
-            run_index,
-            segments,
-            last_change,
-            newest_regressed,
-            newest_improved,
-        });
-    }
-    Ok(TrendReport {
-        runs: records.iter().map(crate::compare::label).collect(),
-        paths: paths.to_vec(),
-        series,
-        settings: *s,
-    })
+    c.finish(s)
 }
 
 #[cfg(test)]
