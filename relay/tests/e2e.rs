@@ -1040,3 +1040,48 @@ fn realtime_priority_runs_only_the_workers_under_sched_fifo() {
         "{err}"
     );
 }
+
+#[test]
+fn rules_added_over_the_socket_pass_the_file_s_checks() {
+    if !e2e_allowed("socket_rule_validation") {
+        return;
+    }
+    let c = chain(1, false);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    let spec = |name: &str, dest: Ipv4Addr, ttl: u8| relay::config::RuleSpec {
+        name: name.into(),
+        input: "in0".into(),
+        group: Ipv4Addr::new(239, 1, 1, 7),
+        port: 5007,
+        source: None,
+        outputs: vec![relay::config::OutputSpec {
+            dest,
+            port: 5007,
+            interface: "out0".into(),
+            ttl,
+        }],
+    };
+    let good_dest = Ipv4Addr::new(239, 1, 1, 7);
+    for (rule, field) in [
+        (spec("evil\n\u{1b}[31mINJECTED", good_dest, 8), "name"),
+        (spec("zero", Ipv4Addr::UNSPECIFIED, 8), "outputs[0].dest"),
+        (spec("ttl0", good_dest, 0), "outputs[0].ttl"),
+    ] {
+        let r = relay.call(Ctl::RulesAdd { rule });
+        let e = r.error.expect("refused");
+        assert_eq!(e.kind, ErrorKind::Rejected);
+        assert!(e.message.contains(field), "{field}: {}", e.message);
+        assert!(!e.message.contains(['\n', '\u{1b}']), "{}", e.message);
+    }
+    let Some(Reply::Rules(rules)) = relay.call(Ctl::RulesList).result else {
+        panic!()
+    };
+    assert_eq!(rules.len(), 1, "only the file's rule: {rules:?}");
+    assert!(relay.call(Ctl::RulesAdd {
+        rule: spec("cam-7.a_b:c", good_dest, 8)
+    })
+    .ok);
+    let log = relay.log_text();
+    assert!(!log.contains('\u{1b}') && !log.contains("INJECTED"), "{log}");
+    relay.stop();
+}

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::spec::{Config, ControlConfig, DataplaneConfig, OutputSpec, RuleSpec};
+use super::validate::{validate_rule, OutputField, RuleField};
 
 /// Where `mcrd` and `mcrctl config check` look when no file is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mcr/relay.toml";
@@ -145,7 +146,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let mut keys: HashMap<(String, Ipv4Addr, u16, Option<Ipv4Addr>), usize> = HashMap::new();
     for (i, raw_rule) in raw.rule.into_iter().enumerate() {
         let span = raw_rule.span();
-        let rule = ctx.rule(i, raw_rule.into_inner())?;
+        let rule = ctx.rule(i, span.clone(), raw_rule.into_inner())?;
         let line = ctx.line_col(span.start).0;
         if let Some(first) = names.insert(rule.name.clone(), line) {
             return Err(ctx.invalid(
@@ -257,87 +258,60 @@ impl Ctx<'_> {
         })
     }
 
-    fn interface(&self, v: &Spanned<String>, field: &str) -> Result<String, ConfigError> {
-        let name = v.get_ref();
-        // IFNAMSIZ is 16 including the terminating NUL.
-        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
-            return Err(self.invalid(
-                v.span(),
-                field,
-                format!("`{name}` is not a valid interface name"),
-            ));
-        }
-        Ok(name.clone())
-    }
-
-    fn rule(&self, i: usize, raw: RawRule) -> Result<RuleSpec, ConfigError> {
+    fn rule(&self, i: usize, span: Range<usize>, raw: RawRule) -> Result<RuleSpec, ConfigError> {
         let f = |name: &str| format!("rule[{i}].{name}");
-        let input = self.interface(&raw.input, &f("input"))?;
         let group = self.addr(&raw.group, &f("group"))?;
         let source = raw
             .source
             .as_ref()
             .map(|s| self.addr(s, &f("source")))
             .transpose()?;
+        let input = raw.input.get_ref().clone();
         let port = *raw.port.get_ref();
-        if port == 0 {
-            return Err(self.invalid(raw.port.span(), &f("port"), "port 0 matches nothing".into()));
-        }
         let name = match &raw.name {
-            Some(n) if n.get_ref().is_empty() || n.get_ref().len() > 64 => {
-                return Err(self.invalid(
-                    n.span(),
-                    &f("name"),
-                    "a rule name must be 1 to 64 characters".into(),
-                ))
-            }
             Some(n) => n.get_ref().clone(),
             None => format!("{input}-{group}-{port}"),
         };
-        if raw.outputs.get_ref().is_empty() {
-            return Err(self.invalid(
-                raw.outputs.span(),
-                &f("outputs"),
-                "a rule needs at least one output".into(),
-            ));
-        }
         let mut outputs = Vec::with_capacity(raw.outputs.get_ref().len());
         for (j, o) in raw.outputs.get_ref().iter().enumerate() {
             let o = o.get_ref();
-            let of = |name: &str| format!("rule[{i}].outputs[{j}].{name}");
-            let dest = self.addr(&o.dest, &of("dest"))?;
-            let port = *o.port.get_ref();
-            if port == 0 {
-                return Err(self.invalid(
-                    o.port.span(),
-                    &of("port"),
-                    "port 0 cannot be sent to".into(),
-                ));
-            }
-            let interface = self.interface(&o.interface, &of("interface"))?;
-            let ttl = o.ttl.as_ref().map(|t| *t.get_ref()).unwrap_or(16);
-            if dest.is_unspecified() || dest.is_broadcast() {
-                return Err(self.invalid(
-                    o.dest.span(),
-                    &of("dest"),
-                    format!("{dest} cannot be a destination"),
-                ));
-            }
             outputs.push(OutputSpec {
-                dest,
-                port,
-                interface,
-                ttl,
+                dest: self.addr(&o.dest, &format!("rule[{i}].outputs[{j}].dest"))?,
+                port: *o.port.get_ref(),
+                interface: o.interface.get_ref().clone(),
+                ttl: o.ttl.as_ref().map(|t| *t.get_ref()).unwrap_or(16),
             });
         }
-        Ok(RuleSpec {
+        let spec = RuleSpec {
             name,
             input,
             group,
             port,
             source,
             outputs,
-        })
+        };
+        validate_rule(&spec).map_err(|e| {
+            let at = match e.field {
+                RuleField::Name => raw.name.as_ref().map_or(span.clone(), |n| n.span()),
+                RuleField::Input => raw.input.span(),
+                RuleField::Group => raw.group.span(),
+                RuleField::Port => raw.port.span(),
+                RuleField::Source => raw.source.as_ref().map_or(span.clone(), |s| s.span()),
+                RuleField::Outputs => raw.outputs.span(),
+                RuleField::Output(j, field) => {
+                    let o = &raw.outputs.get_ref()[j];
+                    let r = o.get_ref();
+                    match field {
+                        OutputField::Dest => r.dest.span(),
+                        OutputField::Port => r.port.span(),
+                        OutputField::Interface => r.interface.span(),
+                        OutputField::Ttl => r.ttl.as_ref().map_or(o.span(), |t| t.span()),
+                    }
+                }
+            };
+            self.invalid(at, &f(&e.field.to_string()), e.message)
+        })?;
+        Ok(spec)
     }
 }
 
@@ -498,6 +472,23 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         assert!(e.contains("log_level"), "{e}");
         let e = err("[control]\nmode = \"rw\"\n");
         assert!(e.contains("control.mode"), "{e}");
+    }
+
+    #[test]
+    fn rule_checks_are_the_socket_s_and_name_the_field_and_line() {
+        let rule = |name: &str, dest: &str, ttl: u32| {
+            format!("[[rule]]\nname = \"{name}\"\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [\n  {{ dest = \"{dest}\", port = 1, interface = \"eth1\", ttl = {ttl} }},\n]\n")
+        };
+        let e = err(&rule("a\\nb", "239.2.2.2", 4));
+        assert!(e.starts_with("relay.toml:2:") && e.contains("rule[0].name"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = err(&rule("a\\u001b[31m", "239.2.2.2", 4));
+        assert!(e.contains("rule[0].name") && !e.contains('\u{1b}'), "{e}");
+        let e = err(&rule("a", "0.0.0.0", 4));
+        assert!(e.starts_with("relay.toml:7:") && e.contains("rule[0].outputs[0].dest"), "{e}");
+        let e = err(&rule("a", "239.2.2.2", 0));
+        assert!(e.starts_with("relay.toml:7:") && e.contains("rule[0].outputs[0].ttl"), "{e}");
+        assert!(parse(&rule("cam-1.a_b:c", "239.2.2.2", 1), "x").is_ok());
     }
 
     #[test]

@@ -45,22 +45,11 @@ impl RuleSet {
     }
 
     pub fn add(&mut self, spec: RuleSpec) -> Result<(), RuleError> {
-        if spec.outputs.is_empty() {
+        if let Err(e) = crate::config::validate_rule(&spec) {
             return Err(RuleError::Invalid {
-                rule: spec.name,
-                message: "a rule needs at least one output".into(),
-            });
-        }
-        if spec.port == 0 || spec.outputs.iter().any(|o| o.port == 0) {
-            return Err(RuleError::Invalid {
-                rule: spec.name,
-                message: "port 0 is not allowed".into(),
-            });
-        }
-        if spec.name.is_empty() || spec.name.len() > 64 {
-            return Err(RuleError::Invalid {
-                rule: spec.name,
-                message: "a rule name must be 1 to 64 characters".into(),
+                // Escaped: the name may be what is wrong (a newline, an escape sequence).
+                rule: spec.name.escape_debug().to_string(),
+                message: e.to_string(),
             });
         }
         if self.rules.contains_key(&spec.name) {
@@ -84,7 +73,7 @@ impl RuleSet {
     pub fn remove(&mut self, name: &str) -> Result<RuleSpec, RuleError> {
         self.rules
             .remove(name)
-            .ok_or_else(|| RuleError::NoSuchRule(name.to_string()))
+            .ok_or_else(|| RuleError::NoSuchRule(name.escape_debug().to_string()))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &RuleSpec> {
@@ -137,5 +126,20 @@ mod tests {
         let mut r = RuleSpec::on_lo("a", [239, 1, 1, 1], 5000);
         r.outputs.clear();
         assert!(RuleSet::default().add(r).is_err());
+    }
+
+    #[test]
+    fn the_file_s_checks_apply_to_rules_added_at_run_time() {
+        let mut r = RuleSpec::on_lo("evil\n\u{1b}[2J", [239, 1, 1, 1], 5000);
+        let e = RuleSet::default().add(r.clone()).unwrap_err().to_string();
+        assert!(e.contains("name") && !e.contains('\n') && !e.contains('\u{1b}'), "{e}");
+        r.name = "ok".into();
+        r.outputs[0].dest = std::net::Ipv4Addr::UNSPECIFIED;
+        let e = RuleSet::default().add(r.clone()).unwrap_err().to_string();
+        assert!(e.contains("outputs[0].dest"), "{e}");
+        r.outputs[0].dest = [239, 2, 2, 2].into();
+        r.outputs[0].ttl = 0;
+        let e = RuleSet::default().add(r).unwrap_err().to_string();
+        assert!(e.contains("outputs[0].ttl"), "{e}");
     }
 }
