@@ -176,12 +176,19 @@ fn bad_input_exits_2_naming_file_and_field() {
         assert!(out.get_output().stdout.is_empty(), "no report on bad input");
     }
     let missing = dir.path().join("nope.json");
-    analyzer()
+    let out = analyzer()
         .arg("compare")
         .arg(&good)
         .arg(&missing)
         .assert()
         .code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("nope.json"), "{err}");
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the cause is printed once: {err}"
+    );
 }
 
 #[test]

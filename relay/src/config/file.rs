@@ -17,11 +17,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/mcr/relay.toml";
 /// A configuration the daemon refuses, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    /// The cause is in the message (replies and `config check` print only the message) and
+    /// therefore not also the `source()`, which a chain printer would repeat.
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A field at a known place in the file is wrong.
     #[error("{file}:{line}:{column}: {field}: {message}")]
@@ -61,7 +62,8 @@ struct RawRule {
     name: Option<Spanned<String>>,
     input: Spanned<String>,
     group: Spanned<String>,
-    port: Spanned<u16>,
+    // Integers are read wide and range-checked here, so an error names the field.
+    port: Spanned<i64>,
     #[serde(default)]
     source: Option<Spanned<String>>,
     outputs: Spanned<Vec<Spanned<RawOutput>>>,
@@ -71,17 +73,17 @@ struct RawRule {
 #[serde(deny_unknown_fields)]
 struct RawOutput {
     dest: Spanned<String>,
-    port: Spanned<u16>,
+    port: Spanned<i64>,
     interface: Spanned<String>,
     #[serde(default)]
-    ttl: Option<Spanned<u8>>,
+    ttl: Option<Spanned<i64>>,
 }
 
 /// Reads and validates a config file.
 pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse(&text, &path.display().to_string())
 }
@@ -91,11 +93,15 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let ctx = Ctx { text, file };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map(|s| ctx.line_col(s.start)).unwrap_or((1, 1));
+        let message = match e.span().and_then(|s| ctx.key_before(s.start)) {
+            Some(key) => format!("{key}: {}", e.message()),
+            None => e.message().to_string(),
+        };
         ConfigError::Syntax {
             file: file.to_string(),
             line,
             column,
-            message: e.message().to_string(),
+            message,
         }
     })?;
 
@@ -104,7 +110,11 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             let span = d.span();
             let d = d.into_inner();
             validate_dataplane(&d).map_err(|(field, msg)| {
-                ctx.invalid(span.clone(), &format!("dataplane.{field}"), msg)
+                ctx.invalid(
+                    ctx.key_span(span.clone(), field),
+                    &format!("dataplane.{field}"),
+                    msg,
+                )
             })?;
             d
         }
@@ -116,7 +126,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             let c = c.into_inner();
             if parse_mode(&c.mode).is_none() {
                 return Err(ctx.invalid(
-                    span,
+                    ctx.key_span(span, "mode"),
                     "control.mode",
                     format!("`{}` is not an octal file mode like \"0660\"", c.mode),
                 ));
@@ -248,6 +258,93 @@ impl Ctx<'_> {
         }
     }
 
+    /// Where `key` is set inside the table at `section` (a `[header]` or an inline table), so
+    /// an error points at the key's line rather than the header; the section if not found.
+    fn key_span(&self, section: Range<usize>, key: &str) -> Range<usize> {
+        let text = self.text;
+        let start = section.start.min(text.len());
+        let region = if text[start..].starts_with('[') {
+            // A header table runs to the next header line.
+            let body = section.end.min(text.len());
+            let end = text[body..]
+                .match_indices('\n')
+                .map(|(i, _)| body + i + 1)
+                .find(|&i| text[i..].trim_start().starts_with('['))
+                .unwrap_or(text.len());
+            body..end
+        } else {
+            start..section.end.min(text.len())
+        };
+        let r = &text[region.clone()];
+        for (i, _) in r.match_indices(key) {
+            let before = r[..i].chars().next_back();
+            let after = r[i + key.len()..].trim_start_matches([' ', '\t']);
+            if before.is_none_or(|c| c.is_whitespace() || c == '{' || c == ',')
+                && after.starts_with('=')
+            {
+                let at = region.start + i;
+                return at..at + key.len();
+            }
+        }
+        section
+    }
+
+    /// The key whose value starts at `offset` (`KEY = value`), for naming the field of an
+    /// error the TOML reader found in that value: `dataplane.workers`, or `port` inside an
+    /// inline table.
+    fn key_before(&self, offset: usize) -> Option<String> {
+        let before = self.text.get(..offset)?;
+        let b = before.trim_end_matches([' ', '\t']).strip_suffix('=')?;
+        let b = b.trim_end_matches([' ', '\t']);
+        let key_start = b
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |i| i + 1);
+        let key = &b[key_start..];
+        if key.is_empty() {
+            return None;
+        }
+        // The table header above, unless the key is inside an inline table or array.
+        let line_start = |i: usize| before[..i].rfind('\n').map_or(0, |p| p + 1);
+        let mut pos = line_start(key_start);
+        let header = loop {
+            let line = before[pos..].lines().next().unwrap_or("").trim();
+            if line.starts_with('[') {
+                break Some(line.trim_matches(['[', ']']).trim().to_string());
+            }
+            if pos == 0 {
+                break None;
+            }
+            pos = line_start(pos - 1);
+        };
+        let between = &before[pos..key_start];
+        let nested = between.matches(['{', '[']).count() > between.matches(['}', ']']).count() + 1
+            || (header.is_none() && between.contains('{'));
+        Some(match header {
+            Some(h) if !nested => format!("{h}.{key}"),
+            _ => key.to_string(),
+        })
+    }
+
+    /// An integer field read wide, checked against `lo..=hi`.
+    fn int<T: TryFrom<i64>>(
+        &self,
+        v: &Spanned<i64>,
+        field: &str,
+        what: &str,
+        lo: i64,
+        hi: i64,
+    ) -> Result<T, ConfigError> {
+        let n = *v.get_ref();
+        if n < lo || n > hi {
+            return Err(self.invalid(
+                v.span(),
+                field,
+                format!("{n} is not {what} ({lo} to {hi})"),
+            ));
+        }
+        T::try_from(n).map_err(|_| self.invalid(v.span(), field, format!("{n} is out of range")))
+    }
+
     fn addr(&self, v: &Spanned<String>, field: &str) -> Result<Ipv4Addr, ConfigError> {
         v.get_ref().parse().map_err(|_| {
             self.invalid(
@@ -267,7 +364,7 @@ impl Ctx<'_> {
             .map(|s| self.addr(s, &f("source")))
             .transpose()?;
         let input = raw.input.get_ref().clone();
-        let port = *raw.port.get_ref();
+        let port = self.int(&raw.port, &f("port"), "a UDP port", 1, 65535)?;
         let name = match &raw.name {
             Some(n) => n.get_ref().clone(),
             None => format!("{input}-{group}-{port}"),
@@ -275,11 +372,16 @@ impl Ctx<'_> {
         let mut outputs = Vec::with_capacity(raw.outputs.get_ref().len());
         for (j, o) in raw.outputs.get_ref().iter().enumerate() {
             let o = o.get_ref();
+            let of = |name: &str| format!("rule[{i}].outputs[{j}].{name}");
+            let ttl = match &o.ttl {
+                Some(t) => self.int(t, &of("ttl"), "a TTL", 0, 255)?,
+                None => 16,
+            };
             outputs.push(OutputSpec {
-                dest: self.addr(&o.dest, &format!("rule[{i}].outputs[{j}].dest"))?,
-                port: *o.port.get_ref(),
+                dest: self.addr(&o.dest, &of("dest"))?,
+                port: self.int(&o.port, &of("port"), "a UDP port", 1, 65535)?,
                 interface: o.interface.get_ref().clone(),
-                ttl: o.ttl.as_ref().map(|t| *t.get_ref()).unwrap_or(16),
+                ttl,
             });
         }
         let spec = RuleSpec {
@@ -417,10 +519,38 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
     }
 
     #[test]
-    fn port_out_of_range_is_a_syntax_error_with_line() {
+    fn out_of_range_integers_name_their_field_and_line() {
         let e =
             err("[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 70000\noutputs = []\n");
-        assert!(e.starts_with("relay.toml:4:"), "{e}");
+        assert!(e.starts_with("relay.toml:4:8: rule[0].port: 70000 is not a UDP port"), "{e}");
+        let out = |o: &str| {
+            format!("[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [\n  {o},\n]\n")
+        };
+        let e = err(&out("{ dest = \"239.2.2.2\", port = 6000, interface = \"eth1\", ttl = 300 }"));
+        assert!(e.starts_with("relay.toml:6:") && e.contains("rule[0].outputs[0].ttl: 300 is not a TTL"), "{e}");
+        let e = err(&out("{ dest = \"239.2.2.2\", port = 70000, interface = \"eth1\" }"));
+        assert!(e.contains("rule[0].outputs[0].port: 70000"), "{e}");
+        // Type errors the TOML reader finds name the key too.
+        let e = err(&out("{ dest = \"239.2.2.2\", port = \"6000\", interface = \"eth1\" }"));
+        assert!(e.starts_with("relay.toml:6:") && e.contains("port: invalid type"), "{e}");
+        let e = err("[dataplane]\nworkers = -1\n");
+        assert!(e.starts_with("relay.toml:2:11: dataplane.workers: "), "{e}");
+        let e = err("log_level = 5\n");
+        assert!(e.contains("log_level: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn section_errors_point_at_the_key_not_the_header() {
+        let e = err("[dataplane]\nworkers = 2\n\nbuffer_count = 3\n\n[control]\nmode = \"0660\"\n");
+        assert!(e.starts_with("relay.toml:4:1: dataplane.buffer_count"), "{e}");
+        let e = err("[control]\nsocket = \"/tmp/x\"\nmode = \"rw\"\n");
+        assert!(e.starts_with("relay.toml:3:1: control.mode"), "{e}");
+        let e = err("dataplane = { workers = 1, ring_frames = 2 }\n");
+        assert!(e.starts_with("relay.toml:1:28: dataplane.ring_frames"), "{e}");
+        // A rule found by no single key (the CPU list against the worker count) points at
+        // the key that is checked.
+        let e = err("[dataplane]\nworkers = 2\ncpus = [0]\n");
+        assert!(e.starts_with("relay.toml:3:1: dataplane.cpus"), "{e}");
     }
 
     #[test]

@@ -37,17 +37,18 @@ const SLOW_TICK: Duration = Duration::from_secs(1);
 /// How long shutdown waits for sends in flight to complete.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why a worker could not start.
+/// Why a worker could not start. The cause is each variant's `source()`, printed by the
+/// caller's chain (`{:#}`), so it is not repeated in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("worker {worker}: creating io_uring with {entries} entries: {source}")]
+    #[error("worker {worker}: creating io_uring with {entries} entries")]
     Uring {
         worker: usize,
         entries: u32,
         #[source]
         source: io::Error,
     },
-    #[error("worker {worker}: pinning to CPU {cpu}: {source}")]
+    #[error("worker {worker}: pinning to CPU {cpu}")]
     Pin {
         worker: usize,
         cpu: u32,
@@ -55,9 +56,9 @@ pub enum WorkerError {
         source: io::Error,
     },
     #[error(
-        "worker {worker}: real-time priority {priority} (SCHED_FIFO): {source}; this needs \
+        "worker {worker}: real-time priority {priority} (SCHED_FIFO) (this needs \
          CAP_SYS_NICE or RLIMIT_RTPRIO >= {priority} (systemd: LimitRTPRIO=), or set \
-         [dataplane] realtime_priority = 0"
+         [dataplane] realtime_priority = 0)"
     )]
     Realtime {
         worker: usize,
@@ -65,13 +66,13 @@ pub enum WorkerError {
         #[source]
         source: io::Error,
     },
-    #[error("worker {worker}: starting its thread: {source}")]
+    #[error("worker {worker}: starting its thread")]
     Spawn {
         worker: usize,
         #[source]
         source: io::Error,
     },
-    #[error("worker {worker}: {source}")]
+    #[error("worker {worker}")]
     Ingress {
         worker: usize,
         #[source]
