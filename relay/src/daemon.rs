@@ -35,6 +35,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     (opts.set_log_level)(&cfg.log_level).map_err(anyhow::Error::msg)?;
     check_kernel_tuning(&dp);
 
+    let socket = opts.socket.clone().unwrap_or(cfg.control.socket.clone());
+    // Before anything starts: a path that is not ours to replace stops the daemon here.
+    crate::control::server::check_path(&socket)?;
+
     let gso = dp.gso && sys::probe_udp_gso();
     if dp.gso && !gso {
         tracing::warn!("this kernel refuses UDP_SEGMENT; sending one datagram per sendmsg");
@@ -67,7 +71,6 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         memberships,
         crate::netif::index,
     )));
-    let socket = opts.socket.clone().unwrap_or(cfg.control.socket.clone());
     let mode = parse_mode(&cfg.control.mode).unwrap_or(0o660);
     let server = match ControlServer::start(
         &socket,

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use relay::config::{self, OutputSpec, RuleSpec};
 use relay::control::client;
+use relay::control::server::{check_path, ServerError};
 use relay::control::protocol::{Command, Reply, Response};
 use relay::rules::{RuleSet, RuleTable};
 use relay::stats::render;
@@ -254,6 +255,11 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     ) {
         eprintln!("{}: {e}", file.display());
         return ExitCode::from(1);
+    }
+    // mcrd would refuse to start on it; warn here, where the file may be checked on another
+    // host than the one it is for.
+    if let Err(e @ ServerError::NotASocket { .. }) = check_path(&cfg.control.socket) {
+        eprintln!("{}: warning: {e}", file.display());
     }
     println!(
         "{}: OK ({} rules, {} workers)",

@@ -2,7 +2,7 @@
 //! (connections, request size, time) so that a bad client cannot stop the daemon.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,7 +22,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ServerError {
     #[error("control socket {0} is in use by a running daemon")]
     InUse(PathBuf),
-    #[error("control socket {path}: {step}: {source}")]
+    #[error("control socket {path}: {step}")]
     Io {
         path: PathBuf,
         step: &'static str,
@@ -31,6 +31,58 @@ pub enum ServerError {
     },
     #[error("control socket group `{0}` does not exist")]
     NoSuchGroup(String),
+    #[error(
+        "control socket path {path} is {kind}, not a socket; mcrd replaces only a stale socket \
+         there: set [control] socket (or --socket) to another path, or move it away"
+    )]
+    NotASocket { path: PathBuf, kind: &'static str },
+}
+
+/// What is at the control socket path before the daemon binds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketPath {
+    /// Nothing: the daemon creates the socket.
+    Free,
+    /// A socket nobody listens on (a daemon that died): the daemon replaces it.
+    Stale,
+}
+
+/// Checks the control socket path without changing anything. Only a socket is ever
+/// replaced: anything else there (a regular file, perhaps a config named by mistake, a
+/// directory, a symbolic link, which is not followed) is an error naming the path, and so is
+/// a socket another daemon answers on.
+pub fn check_path(path: &Path) -> Result<SocketPath, ServerError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SocketPath::Free),
+        Err(source) => {
+            return Err(ServerError::Io {
+                path: path.to_path_buf(),
+                step: "checking what is at the path",
+                source,
+            })
+        }
+    };
+    let t = meta.file_type();
+    if !t.is_socket() {
+        let kind = if t.is_file() {
+            "a regular file"
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_symlink() {
+            "a symbolic link"
+        } else {
+            "a device, FIFO or other special file"
+        };
+        return Err(ServerError::NotASocket {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(ServerError::InUse(path.to_path_buf()));
+    }
+    Ok(SocketPath::Stale)
 }
 
 /// A running control server; the socket file is removed on drop.
@@ -50,10 +102,7 @@ impl ControlServer {
             let path = path.to_path_buf();
             move |source| ServerError::Io { path, step, source }
         };
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ServerError::InUse(path.to_path_buf()));
-            }
+        if check_path(path)? == SocketPath::Stale {
             std::fs::remove_file(path).map_err(io_err("removing stale socket"))?;
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
