@@ -33,6 +33,12 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    /// The file kept changing while a reload read it.
+    #[error(
+        "{path} kept changing while it was read; replace it with a rename \
+         (`cp new.toml {path}.tmp && mv {path}.tmp {path}`) and reload again"
+    )]
+    Unsettled { path: PathBuf },
     /// TOML syntax or a type error the TOML reader found.
     #[error("{file}:{line}:{column}: {message}")]
     Syntax {
@@ -48,6 +54,8 @@ pub enum ConfigError {
 struct RawConfig {
     #[serde(default)]
     log_level: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_empty: bool,
     #[serde(default)]
     dataplane: Option<Spanned<DataplaneConfig>>,
     #[serde(default)]
@@ -86,6 +94,36 @@ pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
         error,
     })?;
     parse(&text, &path.display().to_string())
+}
+
+/// How long a reload waits for the file to stop changing between two reads.
+pub const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(25);
+/// Most reads a reload makes while waiting for the file to stop changing.
+const SETTLE_READS: usize = 40;
+
+/// Like [`parse_file`], but reads the file until two reads [`SETTLE_INTERVAL`] apart agree, so
+/// that a reload does not act on a file caught while a writer (`cp`, an editor saving in
+/// place) has truncated it and not yet written it whole. A file still changing after about a
+/// second is refused.
+pub fn parse_file_settled(path: &Path) -> Result<Config, ConfigError> {
+    let read = || {
+        std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })
+    };
+    let mut text = read()?;
+    for _ in 0..SETTLE_READS {
+        std::thread::sleep(SETTLE_INTERVAL);
+        let again = read()?;
+        if again == text {
+            return parse(&text, &path.display().to_string());
+        }
+        text = again;
+    }
+    Err(ConfigError::Unsettled {
+        path: path.to_path_buf(),
+    })
 }
 
 /// Validates config text; `file` names it in errors.
@@ -186,6 +224,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         control,
         log_level,
         rules,
+        allow_empty: raw.allow_empty,
     })
 }
 

@@ -28,6 +28,44 @@ pub enum RuleError {
     Invalid { rule: String, message: String },
 }
 
+/// The difference between two rule sets, for the reload log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+}
+
+impl RuleDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl std::fmt::Display for RuleDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        write!(
+            f,
+            "added {} ({}), removed {} ({}), changed {} ({}), unchanged {}",
+            self.added.len(),
+            list(&self.added),
+            self.removed.len(),
+            list(&self.removed),
+            self.changed.len(),
+            list(&self.changed),
+            self.unchanged
+        )
+    }
+}
+
 /// Rules keyed by name, in name order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleSet {
@@ -76,6 +114,26 @@ impl RuleSet {
             .ok_or_else(|| RuleError::NoSuchRule(name.escape_debug().to_string()))
     }
 
+    /// What replacing this set with `next` adds, removes and changes (by rule name; changed =
+    /// same name, different spec).
+    pub fn diff(&self, next: &RuleSet) -> RuleDiff {
+        let mut d = RuleDiff::default();
+        for (name, spec) in &next.rules {
+            match self.rules.get(name) {
+                None => d.added.push(name.clone()),
+                Some(old) if old != spec => d.changed.push(name.clone()),
+                Some(_) => d.unchanged += 1,
+            }
+        }
+        d.removed = self
+            .rules
+            .keys()
+            .filter(|n| !next.rules.contains_key(*n))
+            .cloned()
+            .collect();
+        d
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &RuleSpec> {
         self.rules.values()
     }
@@ -119,6 +177,24 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("same traffic"), "{e}");
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn diff_names_added_removed_and_changed_rules() {
+        let mut old = RuleSet::default();
+        old.add(RuleSpec::on_lo("keep", [239, 1, 1, 1], 5000)).unwrap();
+        old.add(RuleSpec::on_lo("gone", [239, 1, 1, 2], 5000)).unwrap();
+        old.add(RuleSpec::on_lo("edit", [239, 1, 1, 3], 5000)).unwrap();
+        let mut new = RuleSet::default();
+        new.add(RuleSpec::on_lo("keep", [239, 1, 1, 1], 5000)).unwrap();
+        new.add(RuleSpec::on_lo("edit", [239, 1, 1, 3], 5001)).unwrap();
+        new.add(RuleSpec::on_lo("new", [239, 1, 1, 4], 5000)).unwrap();
+        let d = old.diff(&new);
+        assert_eq!(
+            (d.added, d.removed, d.changed, d.unchanged),
+            (vec!["new".into()], vec!["gone".into()], vec!["edit".into()], 1)
+        );
+        assert!(old.diff(&old).is_empty());
     }
 
     #[test]
