@@ -38,6 +38,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let socket = opts.socket.clone().unwrap_or(cfg.control.socket.clone());
     // Before anything starts: a path that is not ours to replace stops the daemon here.
     crate::control::server::check_path(&socket)?;
+    let memory = crate::memory::check_config(&dp, &input_names(&cfg.rules))?;
+    tracing::info!(
+        "data plane memory: {} ({} per worker)",
+        crate::memory::human(memory.total()),
+        crate::memory::human(memory.per_worker())
+    );
 
     let gso = dp.gso && sys::probe_udp_gso();
     if dp.gso && !gso {
@@ -117,6 +123,14 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         write_json(path, &report)?;
     }
     Ok(())
+}
+
+/// The distinct input interfaces of `rules`.
+pub fn input_names(rules: &[crate::config::RuleSpec]) -> Vec<String> {
+    let mut names: Vec<String> = rules.iter().map(|r| r.input.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn write_json(path: &Path, report: &crate::stats::report::StatsReport) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub mod counters;
 pub mod daemon;
 pub mod dataplane;
 pub mod membership;
+pub mod memory;
 pub mod netif;
 pub mod perf;
 pub mod rules;

@@ -129,3 +129,32 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     drop(listener);
     assert_eq!(check_path(&path).unwrap(), SocketPath::Stale);
 }
+
+/// Issue 10, item 9: a pool of 68 GB passed the check and aborted mcrd (rc 134).
+#[test]
+fn a_data_plane_larger_than_the_machine_is_refused_naming_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[control]\nsocket = \"{}\"\n[dataplane]\nbuffer_count = 1048576\nbuffer_size = 65507\n",
+            dir.path().join("s.sock").display()
+        ),
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    for (bin, args) in [
+        (env!("CARGO_BIN_EXE_mcrctl"), vec!["config", "check", p]),
+        (env!("CARGO_BIN_EXE_mcrd"), vec!["--config", p]),
+    ] {
+        let (rc, err) = stderr_of(bin, &args);
+        assert_eq!(rc, Some(1), "{bin}: refused, not aborted: {err}");
+        assert!(
+            err.contains("buffer_count 1048576 x buffer_size 65507")
+                && err.contains("MemAvailable")
+                && err.contains("64.0 GiB"),
+            "{bin}: {err}"
+        );
+    }
+}

@@ -239,6 +239,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let memory = match relay::memory::check_config(
+        &cfg.dataplane,
+        &relay::daemon::input_names(&cfg.rules),
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
     let set = match RuleSet::from_specs(cfg.rules) {
         Ok(s) => s,
         Err(e) => {
@@ -262,10 +272,11 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         eprintln!("{}: warning: {e}", file.display());
     }
     println!(
-        "{}: OK ({} rules, {} workers)",
+        "{}: OK ({} rules, {} workers, data plane memory {})",
         file.display(),
         set.len(),
-        cfg.dataplane.workers
+        cfg.dataplane.workers,
+        relay::memory::human(memory.total())
     );
     ExitCode::SUCCESS
 }

@@ -52,15 +52,20 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(id: usize, shared: Arc<Shared>, dp: &DataplaneConfig, gso_supported: bool) -> Self {
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        dp: &DataplaneConfig,
+        gso_supported: bool,
+    ) -> Result<Self, super::pool::PoolError> {
         let pending_capacity = dp.batch_size as usize + UDP_MAX_SEGMENTS as usize;
-        Forwarder {
+        Ok(Forwarder {
             id,
             table: Arc::new(RuleTable::default()),
             shared,
             targets: Vec::new(),
             sockets: HashMap::new(),
-            pool: BufferPool::new(dp.buffer_count as usize, dp.buffer_size as usize),
+            pool: BufferPool::new(dp.buffer_count as usize, dp.buffer_size as usize)?,
             pending: Vec::new(),
             active: Vec::new(),
             pending_capacity,
@@ -73,7 +78,7 @@ impl Forwarder {
             },
             segs: Vec::with_capacity(UDP_MAX_SEGMENTS as usize),
             gso_refused_logged: false,
-        }
+        })
     }
 
     #[inline]

@@ -73,6 +73,12 @@ pub enum WorkerError {
         source: io::Error,
     },
     #[error("worker {worker}")]
+    Pool {
+        worker: usize,
+        #[source]
+        source: super::pool::PoolError,
+    },
+    #[error("worker {worker}")]
     Ingress {
         worker: usize,
         #[source]
@@ -160,7 +166,8 @@ impl Worker {
             entries: dp.uring_entries,
             source,
         })?;
-        let fwd = Forwarder::new(id, shared, dp, gso_supported);
+        let fwd = Forwarder::new(id, shared, dp, gso_supported)
+            .map_err(|source| WorkerError::Pool { worker: id, source })?;
         let perf = ThreadCounters::open_for_current_thread();
         fwd.cells().perf_open.set(perf.open_mask());
         Ok(Self {
