@@ -1173,10 +1173,11 @@ fn reload_to_an_empty_file_under_traffic_is_refused_and_counters_keep_counting()
     assert_conserves(&fin);
 }
 
-/// Issue 10, item 2, as the issue measured it: 100 in-place rewrites of the config (as `cp`
-/// does) each followed by SIGHUP, at 10k pps, on a rule present in every version of the file.
+/// Issue 10, item 2, as the issue measured it: 100 in-place rewrites of the config with `cp`,
+/// each followed by SIGHUP, at 10k pps, on a rule present in every version of the file.
 #[test]
 fn reload_churn_with_in_place_writes_loses_nothing() {
+    const CYCLE_PAUSE_MS: u64 = 2;
     if !e2e_allowed("reload_churn") {
         return;
     }
@@ -1194,7 +1195,14 @@ fn reload_churn_with_in_place_writes_loses_nothing() {
         &relay_config(1, "", &format!("{}\n{}", chain_rule(), other(5009))),
     );
     let full = std::fs::read_to_string(&relay.config).unwrap();
-    let versions = [full.clone(), full.replace(&other(5009), &other(6009))];
+    let dir = tempfile::tempdir().unwrap();
+    let version_files = [dir.path().join("a.toml"), dir.path().join("b.toml")];
+    std::fs::write(&version_files[0], &full).unwrap();
+    std::fs::write(
+        &version_files[1],
+        full.replace(&other(5009), &other(6009)),
+    )
+    .unwrap();
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
     let n: u64 = 50_000;
@@ -1205,9 +1213,18 @@ fn reload_churn_with_in_place_writes_loses_nothing() {
         let sending =
             s.spawn(|| send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 200, 10_000));
         for i in 0..cycles {
-            std::fs::write(&relay.config, &versions[i % 2]).unwrap();
+            // `cp new.toml relay.toml; kill -HUP`, as the issue did it.
+            let ok = std::process::Command::new("cp")
+                .arg(&version_files[i % 2])
+                .arg(&relay.config)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
             relay.signal(libc::SIGHUP);
-            std::thread::sleep(Duration::from_millis(45));
+            // Back to back, so that a reload reads the file while the next `cp` has it
+            // truncated (with 45 ms pauses the old daemon lost nothing here).
+            std::thread::sleep(Duration::from_millis(CYCLE_PAUSE_MS));
         }
         sending.join().unwrap();
         receiving.join().unwrap()
@@ -1215,7 +1232,7 @@ fn reload_churn_with_in_place_writes_loses_nothing() {
     let fin = relay.stop();
     let counted = flow_packets(&fin, "chain");
     eprintln!(
-        "{cycles} write+SIGHUP cycles: sent {n}, received {}, counted on rule `chain` {counted}, kernel_drops {}",
+        "{cycles} cp+SIGHUP cycles: sent {n}, received {}, counted on rule `chain` {counted}, kernel_drops {}",
         got.len(),
         fin.totals.kernel_drops
     );
