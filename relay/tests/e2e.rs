@@ -1194,7 +1194,12 @@ fn reload_churn_with_in_place_writes_loses_nothing() {
         &c.relays[0],
         &relay_config(1, "", &format!("{}\n{}", chain_rule(), other(5009))),
     );
-    let full = std::fs::read_to_string(&relay.config).unwrap();
+    // A large file (here: 256 KiB of comments before the rules), so that `cp` writes it in
+    // several pieces and a reader can catch it truncated or part-written.
+    let padding: String = (0..4096)
+        .map(|i| format!("# {i:06} {}\n", "-".repeat(54)))
+        .collect();
+    let full = padding + &std::fs::read_to_string(&relay.config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let version_files = [dir.path().join("a.toml"), dir.path().join("b.toml")];
     std::fs::write(&version_files[0], &full).unwrap();
