@@ -14,6 +14,8 @@ pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod dataplane;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod membership;
 pub mod memory;
 pub mod netif;
