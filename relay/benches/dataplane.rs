@@ -78,7 +78,7 @@ fn egress_batcher(c: &mut Criterion) {
 fn buffer_pool(c: &mut Criterion) {
     let mut g = c.benchmark_group("buffer_pool");
     g.throughput(Throughput::Elements(1));
-    let mut pool = BufferPool::new(4096, 2048);
+    let mut pool = BufferPool::new(4096, 2048).unwrap();
     let payload = [0x5au8; 1400];
     g.bench_function("alloc_copy_1400_release", |b| {
         b.iter(|| {

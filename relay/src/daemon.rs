@@ -35,6 +35,16 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     (opts.set_log_level)(&cfg.log_level).map_err(anyhow::Error::msg)?;
     check_kernel_tuning(&dp);
 
+    let socket = opts.socket.clone().unwrap_or(cfg.control.socket.clone());
+    // Before anything starts: a path that is not ours to replace stops the daemon here.
+    crate::control::server::check_path(&socket)?;
+    let memory = crate::memory::check_config(&dp, &input_names(&cfg.rules))?;
+    tracing::info!(
+        "data plane memory: {} ({} per worker)",
+        crate::memory::human(memory.total()),
+        crate::memory::human(memory.per_worker())
+    );
+
     let gso = dp.gso && sys::probe_udp_gso();
     if dp.gso && !gso {
         tracing::warn!("this kernel refuses UDP_SEGMENT; sending one datagram per sendmsg");
@@ -67,7 +77,6 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         memberships,
         crate::netif::index,
     )));
-    let socket = opts.socket.clone().unwrap_or(cfg.control.socket.clone());
     let mode = parse_mode(&cfg.control.mode).unwrap_or(0o660);
     let server = match ControlServer::start(
         &socket,
@@ -128,6 +137,14 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         bail!("the data plane failed: {why}");
     }
     Ok(())
+}
+
+/// The distinct input interfaces of `rules`.
+pub fn input_names(rules: &[crate::config::RuleSpec]) -> Vec<String> {
+    let mut names: Vec<String> = rules.iter().map(|r| r.input.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn write_json(path: &Path, report: &crate::stats::report::StatsReport) -> anyhow::Result<()> {

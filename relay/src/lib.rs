@@ -15,8 +15,11 @@ pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod dataplane;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod linkwatch;
 pub mod membership;
+pub mod memory;
 pub mod netif;
 pub mod perf;
 pub mod rules;

@@ -66,7 +66,7 @@ struct SweepArgs {
     #[arg(long, default_value_t = 1)]
     threads: u32,
     /// IP TTL of the sender.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
     ttl: u32,
     /// Run the receiver in this network namespace (through `ip netns exec`).
     #[arg(long, value_name = "NS")]
@@ -153,7 +153,7 @@ struct SendArgs {
     #[arg(long, value_name = "ADDR")]
     src: Option<Ipv4Addr>,
     /// IP TTL. The default 1 keeps multicast on the link; raise it for routed paths.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
     ttl: u32,
     /// Sender threads, each with its own socket and share of the rate.
     #[arg(long, default_value_t = 1)]

@@ -72,7 +72,8 @@ pub enum SweepError {
     ReceiverFailed(String),
     #[error("cannot read the receiver's record {path}: {error}")]
     ReceiverRecord { path: String, error: String },
-    #[error("sender: {0}")]
+    // The cause is the source, printed by the caller's chain: not repeated here.
+    #[error("sender")]
     Send(#[from] SendError),
     #[error("interrupted")]
     Interrupted,

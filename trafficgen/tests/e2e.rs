@@ -294,6 +294,9 @@ fn bad_flags_name_the_flag_and_exit_2() {
             "--json",
         ),
         (&["sweep", "--max-loss-ratio", "2"], "--max-loss-ratio"),
+        (&["--pps", "10", "--ttl", "300"], "--ttl"),
+        (&["--pps", "10", "--ttl", "0"], "--ttl"),
+        (&["sweep", "--ttl", "300"], "--ttl"),
     ];
     for (args, flag) in cases {
         let out = Command::new(BIN).args(*args).output().unwrap();
@@ -304,6 +307,10 @@ fn bad_flags_name_the_flag_and_exit_2() {
             "{args:?} should mention {flag}: {stderr}"
         );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.matches("(os error").count() <= 1,
+            "{args:?}: a cause is printed once: {stderr}"
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use relay::config::{self, OutputSpec, RuleSpec};
 use relay::control::client;
 use relay::control::protocol::{Command, Reply, Response};
+use relay::control::server::{check_path, ServerError};
 use relay::rules::{RuleSet, RuleTable};
 use relay::stats::render;
 
@@ -238,6 +239,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let memory = match relay::memory::check_config(
+        &cfg.dataplane,
+        &relay::daemon::input_names(&cfg.rules),
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
     let set = match RuleSet::from_specs(cfg.rules) {
         Ok(s) => s,
         Err(e) => {
@@ -255,11 +266,17 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         eprintln!("{}: {e}", file.display());
         return ExitCode::from(1);
     }
+    // mcrd would refuse to start on it; warn here, where the file may be checked on another
+    // host than the one it is for.
+    if let Err(e @ ServerError::NotASocket { .. }) = check_path(&cfg.control.socket) {
+        eprintln!("{}: warning: {e}", file.display());
+    }
     println!(
-        "{}: OK ({} rules, {} workers)",
+        "{}: OK ({} rules, {} workers, data plane memory {})",
         file.display(),
         set.len(),
-        cfg.dataplane.workers
+        cfg.dataplane.workers,
+        relay::memory::human(memory.total())
     );
     ExitCode::SUCCESS
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::spec::{Config, ControlConfig, DataplaneConfig, OutputSpec, RuleSpec, MAX_DSCP};
+use super::validate::{validate_rule, OutputField, RuleField};
 
 /// Where `mcrd` and `mcrctl config check` look when no file is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mcr/relay.toml";
@@ -16,11 +17,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/mcr/relay.toml";
 /// A configuration the daemon refuses, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    /// The cause is in the message (replies and `config check` print only the message) and
+    /// therefore not also the `source()`, which a chain printer would repeat.
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A field at a known place in the file is wrong.
     #[error("{file}:{line}:{column}: {field}: {message}")]
@@ -31,6 +33,12 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    /// The file kept changing while a reload read it.
+    #[error(
+        "{path} kept changing while it was read; replace it with a rename \
+         (`cp new.toml {path}.tmp && mv {path}.tmp {path}`) and reload again"
+    )]
+    Unsettled { path: PathBuf },
     /// TOML syntax or a type error the TOML reader found.
     #[error("{file}:{line}:{column}: {message}")]
     Syntax {
@@ -47,6 +55,8 @@ struct RawConfig {
     #[serde(default)]
     log_level: Option<Spanned<String>>,
     #[serde(default)]
+    allow_empty: bool,
+    #[serde(default)]
     dataplane: Option<Spanned<DataplaneConfig>>,
     #[serde(default)]
     control: Option<Spanned<ControlConfig>>,
@@ -60,7 +70,8 @@ struct RawRule {
     name: Option<Spanned<String>>,
     input: Spanned<String>,
     group: Spanned<String>,
-    port: Spanned<u16>,
+    // Integers are read wide and range-checked here, so an error names the field.
+    port: Spanned<i64>,
     #[serde(default)]
     source: Option<Spanned<String>>,
     outputs: Spanned<Vec<Spanned<RawOutput>>>,
@@ -70,25 +81,55 @@ struct RawRule {
 #[serde(deny_unknown_fields)]
 struct RawOutput {
     dest: Spanned<String>,
-    port: Spanned<u16>,
+    port: Spanned<i64>,
     interface: Spanned<String>,
     #[serde(default)]
-    ttl: Option<Spanned<u8>>,
+    ttl: Option<Spanned<i64>>,
     #[serde(default)]
-    dscp: Option<Spanned<u8>>,
+    dscp: Option<Spanned<i64>>,
     #[serde(default)]
     source: Option<Spanned<String>>,
     #[serde(default)]
-    source_port: Option<Spanned<u16>>,
+    source_port: Option<Spanned<i64>>,
 }
 
 /// Reads and validates a config file.
 pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse(&text, &path.display().to_string())
+}
+
+/// How long a reload waits for the file to stop changing between two reads.
+pub const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(25);
+/// Most reads a reload makes while waiting for the file to stop changing.
+const SETTLE_READS: usize = 40;
+
+/// Like [`parse_file`], but reads the file until two reads [`SETTLE_INTERVAL`] apart agree, so
+/// that a reload does not act on a file caught while a writer (`cp`, an editor saving in
+/// place) has truncated it and not yet written it whole. A file still changing after about a
+/// second is refused.
+pub fn parse_file_settled(path: &Path) -> Result<Config, ConfigError> {
+    let read = || {
+        std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })
+    };
+    let mut text = read()?;
+    for _ in 0..SETTLE_READS {
+        std::thread::sleep(SETTLE_INTERVAL);
+        let again = read()?;
+        if again == text {
+            return parse(&text, &path.display().to_string());
+        }
+        text = again;
+    }
+    Err(ConfigError::Unsettled {
+        path: path.to_path_buf(),
+    })
 }
 
 /// Validates config text; `file` names it in errors.
@@ -96,11 +137,15 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let ctx = Ctx { text, file };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map(|s| ctx.line_col(s.start)).unwrap_or((1, 1));
+        let message = match e.span().and_then(|s| ctx.key_before(s.start)) {
+            Some(key) => format!("{key}: {}", e.message()),
+            None => e.message().to_string(),
+        };
         ConfigError::Syntax {
             file: file.to_string(),
             line,
             column,
-            message: e.message().to_string(),
+            message,
         }
     })?;
 
@@ -109,7 +154,11 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             let span = d.span();
             let d = d.into_inner();
             validate_dataplane(&d).map_err(|(field, msg)| {
-                ctx.invalid(span.clone(), &format!("dataplane.{field}"), msg)
+                ctx.invalid(
+                    ctx.key_span(span.clone(), field),
+                    &format!("dataplane.{field}"),
+                    msg,
+                )
             })?;
             d
         }
@@ -121,7 +170,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             let c = c.into_inner();
             if parse_mode(&c.mode).is_none() {
                 return Err(ctx.invalid(
-                    span,
+                    ctx.key_span(span, "mode"),
                     "control.mode",
                     format!("`{}` is not an octal file mode like \"0660\"", c.mode),
                 ));
@@ -151,7 +200,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let mut keys: HashMap<(String, Ipv4Addr, u16, Option<Ipv4Addr>), usize> = HashMap::new();
     for (i, raw_rule) in raw.rule.into_iter().enumerate() {
         let span = raw_rule.span();
-        let rule = ctx.rule(i, raw_rule.into_inner())?;
+        let rule = ctx.rule(i, span.clone(), raw_rule.into_inner())?;
         let line = ctx.line_col(span.start).0;
         if let Some(first) = names.insert(rule.name.clone(), line) {
             return Err(ctx.invalid(
@@ -181,6 +230,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         control,
         log_level,
         rules,
+        allow_empty: raw.allow_empty,
     })
 }
 
@@ -271,6 +321,89 @@ impl Ctx<'_> {
         }
     }
 
+    /// Where `key` is set inside the table at `section` (a `[header]` or an inline table), so
+    /// an error points at the key's line rather than the header; the section if not found.
+    fn key_span(&self, section: Range<usize>, key: &str) -> Range<usize> {
+        let text = self.text;
+        let start = section.start.min(text.len());
+        let region = if text[start..].starts_with('[') {
+            // A header table runs to the next header line.
+            let body = section.end.min(text.len());
+            let end = text[body..]
+                .match_indices('\n')
+                .map(|(i, _)| body + i + 1)
+                .find(|&i| text[i..].trim_start().starts_with('['))
+                .unwrap_or(text.len());
+            body..end
+        } else {
+            start..section.end.min(text.len())
+        };
+        let r = &text[region.clone()];
+        for (i, _) in r.match_indices(key) {
+            let before = r[..i].chars().next_back();
+            let after = r[i + key.len()..].trim_start_matches([' ', '\t']);
+            if before.is_none_or(|c| c.is_whitespace() || c == '{' || c == ',')
+                && after.starts_with('=')
+            {
+                let at = region.start + i;
+                return at..at + key.len();
+            }
+        }
+        section
+    }
+
+    /// The key whose value starts at `offset` (`KEY = value`), for naming the field of an
+    /// error the TOML reader found in that value: `dataplane.workers`, or `port` inside an
+    /// inline table.
+    fn key_before(&self, offset: usize) -> Option<String> {
+        let before = self.text.get(..offset)?;
+        let b = before.trim_end_matches([' ', '\t']).strip_suffix('=')?;
+        let b = b.trim_end_matches([' ', '\t']);
+        let key_start = b
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |i| i + 1);
+        let key = &b[key_start..];
+        if key.is_empty() {
+            return None;
+        }
+        // The table header above, unless the key is inside an inline table or array.
+        let line_start = |i: usize| before[..i].rfind('\n').map_or(0, |p| p + 1);
+        let mut pos = line_start(key_start);
+        let header = loop {
+            let line = before[pos..].lines().next().unwrap_or("").trim();
+            if line.starts_with('[') {
+                break Some(line.trim_matches(['[', ']']).trim().to_string());
+            }
+            if pos == 0 {
+                break None;
+            }
+            pos = line_start(pos - 1);
+        };
+        let between = &before[pos..key_start];
+        let nested = between.matches(['{', '[']).count() > between.matches(['}', ']']).count() + 1
+            || (header.is_none() && between.contains('{'));
+        Some(match header {
+            Some(h) if !nested => format!("{h}.{key}"),
+            _ => key.to_string(),
+        })
+    }
+
+    /// An integer field read wide, checked against `lo..=hi`.
+    fn int<T: TryFrom<i64>>(
+        &self,
+        v: &Spanned<i64>,
+        field: &str,
+        what: &str,
+        lo: i64,
+        hi: i64,
+    ) -> Result<T, ConfigError> {
+        let n = *v.get_ref();
+        if n < lo || n > hi {
+            return Err(self.invalid(v.span(), field, format!("{n} is not {what} ({lo} to {hi})")));
+        }
+        T::try_from(n).map_err(|_| self.invalid(v.span(), field, format!("{n} is out of range")))
+    }
+
     fn addr(&self, v: &Spanned<String>, field: &str) -> Result<Ipv4Addr, ConfigError> {
         v.get_ref().parse().map_err(|_| {
             self.invalid(
@@ -281,111 +414,87 @@ impl Ctx<'_> {
         })
     }
 
-    fn interface(&self, v: &Spanned<String>, field: &str) -> Result<String, ConfigError> {
-        let name = v.get_ref();
-        // IFNAMSIZ is 16 including the terminating NUL.
-        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
-            return Err(self.invalid(
-                v.span(),
-                field,
-                format!("`{name}` is not a valid interface name"),
-            ));
-        }
-        Ok(name.clone())
-    }
-
-    fn rule(&self, i: usize, raw: RawRule) -> Result<RuleSpec, ConfigError> {
+    fn rule(&self, i: usize, span: Range<usize>, raw: RawRule) -> Result<RuleSpec, ConfigError> {
         let f = |name: &str| format!("rule[{i}].{name}");
-        let input = self.interface(&raw.input, &f("input"))?;
         let group = self.addr(&raw.group, &f("group"))?;
         let source = raw
             .source
             .as_ref()
             .map(|s| self.addr(s, &f("source")))
             .transpose()?;
-        let port = *raw.port.get_ref();
-        if port == 0 {
-            return Err(self.invalid(raw.port.span(), &f("port"), "port 0 matches nothing".into()));
-        }
+        let input = raw.input.get_ref().clone();
+        let port = self.int(&raw.port, &f("port"), "a UDP port", 1, 65535)?;
         let name = match &raw.name {
-            Some(n) if n.get_ref().is_empty() || n.get_ref().len() > 64 => {
-                return Err(self.invalid(
-                    n.span(),
-                    &f("name"),
-                    "a rule name must be 1 to 64 characters".into(),
-                ))
-            }
             Some(n) => n.get_ref().clone(),
             None => format!("{input}-{group}-{port}"),
         };
-        if raw.outputs.get_ref().is_empty() {
-            return Err(self.invalid(
-                raw.outputs.span(),
-                &f("outputs"),
-                "a rule needs at least one output".into(),
-            ));
-        }
         let mut outputs = Vec::with_capacity(raw.outputs.get_ref().len());
         for (j, o) in raw.outputs.get_ref().iter().enumerate() {
             let o = o.get_ref();
             let of = |name: &str| format!("rule[{i}].outputs[{j}].{name}");
-            let dest = self.addr(&o.dest, &of("dest"))?;
-            let port = *o.port.get_ref();
-            if port == 0 {
-                return Err(self.invalid(
-                    o.port.span(),
-                    &of("port"),
-                    "port 0 cannot be sent to".into(),
-                ));
-            }
-            let interface = self.interface(&o.interface, &of("interface"))?;
-            let ttl = o.ttl.as_ref().map(|t| *t.get_ref()).unwrap_or(16);
-            if dest.is_unspecified() || dest.is_broadcast() {
-                return Err(self.invalid(
-                    o.dest.span(),
-                    &of("dest"),
-                    format!("{dest} cannot be a destination"),
-                ));
-            }
+            let ttl = match &o.ttl {
+                Some(t) => self.int(t, &of("ttl"), "a TTL", 0, 255)?,
+                None => 16,
+            };
             let dscp = match &o.dscp {
-                Some(d) if *d.get_ref() > MAX_DSCP => {
-                    return Err(self.invalid(
-                        d.span(),
-                        &of("dscp"),
-                        format!("{} is out of range 0..={MAX_DSCP}", d.get_ref()),
-                    ))
-                }
-                d => d.as_ref().map(|d| *d.get_ref()),
+                Some(d) => Some(self.int(d, &of("dscp"), "a DSCP", 0, i64::from(MAX_DSCP))?),
+                None => None,
             };
             let source = match &o.source {
                 Some(a) => Some(self.addr(a, &of("source"))?),
                 None => None,
             };
             let source_port = match &o.source_port {
-                Some(p) if *p.get_ref() == 0 => {
-                    return Err(self.invalid(
-                        p.span(),
-                        &of("source_port"),
-                        "leave source_port out for an ephemeral port; 0 is not a port".into(),
-                    ))
-                }
-                p => p.as_ref().map(|p| *p.get_ref()),
+                Some(p) => Some(self.int(p, &of("source_port"), "a UDP port", 1, 65535)?),
+                None => None,
             };
             outputs.push(OutputSpec {
                 dscp,
                 source,
                 source_port,
-                ..OutputSpec::new(dest, port, interface, ttl)
+                ..OutputSpec::new(
+                    self.addr(&o.dest, &of("dest"))?,
+                    self.int(&o.port, &of("port"), "a UDP port", 1, 65535)?,
+                    o.interface.get_ref().clone(),
+                    ttl,
+                )
             });
         }
-        Ok(RuleSpec {
+        let spec = RuleSpec {
             name,
             input,
             group,
             port,
             source,
             outputs,
-        })
+        };
+        validate_rule(&spec).map_err(|e| {
+            let at = match e.field {
+                RuleField::Name => raw.name.as_ref().map_or(span.clone(), |n| n.span()),
+                RuleField::Input => raw.input.span(),
+                RuleField::Group => raw.group.span(),
+                RuleField::Port => raw.port.span(),
+                RuleField::Source => raw.source.as_ref().map_or(span.clone(), |s| s.span()),
+                RuleField::Outputs => raw.outputs.span(),
+                RuleField::Output(j, field) => {
+                    let o = &raw.outputs.get_ref()[j];
+                    let r = o.get_ref();
+                    match field {
+                        OutputField::Dest => r.dest.span(),
+                        OutputField::Port => r.port.span(),
+                        OutputField::Interface => r.interface.span(),
+                        OutputField::Ttl => r.ttl.as_ref().map_or(o.span(), |t| t.span()),
+                        OutputField::Dscp => r.dscp.as_ref().map_or(o.span(), |d| d.span()),
+                        OutputField::Source => r.source.as_ref().map_or(o.span(), |a| a.span()),
+                        OutputField::SourcePort => {
+                            r.source_port.as_ref().map_or(o.span(), |p| p.span())
+                        }
+                    }
+                }
+            };
+            self.invalid(at, &f(&e.field.to_string()), e.message)
+        })?;
+        Ok(spec)
     }
 }
 
@@ -492,10 +601,60 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
     }
 
     #[test]
-    fn port_out_of_range_is_a_syntax_error_with_line() {
+    fn out_of_range_integers_name_their_field_and_line() {
         let e =
             err("[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 70000\noutputs = []\n");
-        assert!(e.starts_with("relay.toml:4:"), "{e}");
+        assert!(
+            e.starts_with("relay.toml:4:8: rule[0].port: 70000 is not a UDP port"),
+            "{e}"
+        );
+        let out = |o: &str| {
+            format!("[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [\n  {o},\n]\n")
+        };
+        let e = err(&out(
+            "{ dest = \"239.2.2.2\", port = 6000, interface = \"eth1\", ttl = 300 }",
+        ));
+        assert!(
+            e.starts_with("relay.toml:6:")
+                && e.contains("rule[0].outputs[0].ttl: 300 is not a TTL"),
+            "{e}"
+        );
+        let e = err(&out(
+            "{ dest = \"239.2.2.2\", port = 70000, interface = \"eth1\" }",
+        ));
+        assert!(e.contains("rule[0].outputs[0].port: 70000"), "{e}");
+        // Type errors the TOML reader finds name the key too.
+        let e = err(&out(
+            "{ dest = \"239.2.2.2\", port = \"6000\", interface = \"eth1\" }",
+        ));
+        assert!(
+            e.starts_with("relay.toml:6:") && e.contains("port: invalid type"),
+            "{e}"
+        );
+        let e = err("[dataplane]\nworkers = -1\n");
+        assert!(e.starts_with("relay.toml:2:11: dataplane.workers: "), "{e}");
+        let e = err("log_level = 5\n");
+        assert!(e.contains("log_level: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn section_errors_point_at_the_key_not_the_header() {
+        let e = err("[dataplane]\nworkers = 2\n\nbuffer_count = 3\n\n[control]\nmode = \"0660\"\n");
+        assert!(
+            e.starts_with("relay.toml:4:1: dataplane.buffer_count"),
+            "{e}"
+        );
+        let e = err("[control]\nsocket = \"/tmp/x\"\nmode = \"rw\"\n");
+        assert!(e.starts_with("relay.toml:3:1: control.mode"), "{e}");
+        let e = err("dataplane = { workers = 1, ring_frames = 2 }\n");
+        assert!(
+            e.starts_with("relay.toml:1:28: dataplane.ring_frames"),
+            "{e}"
+        );
+        // A rule found by no single key (the CPU list against the worker count) points at
+        // the key that is checked.
+        let e = err("[dataplane]\nworkers = 2\ncpus = [0]\n");
+        assert!(e.starts_with("relay.toml:3:1: dataplane.cpus"), "{e}");
     }
 
     #[test]
@@ -552,6 +711,73 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         assert!(e.contains("log_level"), "{e}");
         let e = err("[control]\nmode = \"rw\"\n");
         assert!(e.contains("control.mode"), "{e}");
+    }
+
+    #[test]
+    fn rule_checks_are_the_socket_s_and_name_the_field_and_line() {
+        let rule = |name: &str, dest: &str, ttl: u32| {
+            format!("[[rule]]\nname = \"{name}\"\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [\n  {{ dest = \"{dest}\", port = 1, interface = \"eth1\", ttl = {ttl} }},\n]\n")
+        };
+        let e = err(&rule("a\\nb", "239.2.2.2", 4));
+        assert!(
+            e.starts_with("relay.toml:2:") && e.contains("rule[0].name"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        let e = err(&rule("a\\u001b[31m", "239.2.2.2", 4));
+        assert!(e.contains("rule[0].name") && !e.contains('\u{1b}'), "{e}");
+        let e = err(&rule("a", "0.0.0.0", 4));
+        assert!(
+            e.starts_with("relay.toml:7:") && e.contains("rule[0].outputs[0].dest"),
+            "{e}"
+        );
+        let e = err(&rule("a", "239.2.2.2", 0));
+        assert!(
+            e.starts_with("relay.toml:7:") && e.contains("rule[0].outputs[0].ttl"),
+            "{e}"
+        );
+        assert!(parse(&rule("cam-1.a_b:c", "239.2.2.2", 1), "x").is_ok());
+    }
+
+    #[test]
+    fn output_qos_and_source_keys_parse_and_are_checked() {
+        let out = |o: &str| {
+            format!("[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [\n  {o},\n]\n")
+        };
+        let c = parse(
+            &out("{ dest = \"10.0.0.9\", port = 7000, interface = \"eth1\", dscp = 46, source = \"10.0.0.1\", source_port = 6500 }"),
+            "x",
+        )
+        .unwrap();
+        let o = &c.rules[0].outputs[0];
+        assert_eq!((o.dscp, o.source_port), (Some(46), Some(6500)));
+        assert_eq!(o.source, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        let c = parse(
+            &out("{ dest = \"10.0.0.9\", port = 7000, interface = \"eth1\" }"),
+            "x",
+        )
+        .unwrap();
+        let o = &c.rules[0].outputs[0];
+        assert_eq!((o.dscp, o.source, o.source_port), (None, None, None));
+        let e = err(&out(
+            "{ dest = \"10.0.0.9\", port = 7000, interface = \"eth1\", dscp = 64 }",
+        ));
+        assert!(
+            e.starts_with("relay.toml:6:")
+                && e.contains("rule[0].outputs[0].dscp: 64 is not a DSCP"),
+            "{e}"
+        );
+        let e = err(&out(
+            "{ dest = \"10.0.0.9\", port = 7000, interface = \"eth1\", source_port = 0 }",
+        ));
+        assert!(e.contains("rule[0].outputs[0].source_port"), "{e}");
+        let e = err(&out(
+            "{ dest = \"10.0.0.9\", port = 7000, interface = \"eth1\", source = \"239.1.1.1\" }",
+        ));
+        assert!(
+            e.contains("rule[0].outputs[0].source") && e.contains("cannot be a source"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub struct Config {
     /// `tracing` filter directive, e.g. `info` or `relay=debug`.
     pub log_level: String,
     pub rules: Vec<RuleSpec>,
+    /// `allow_empty = true`: this file means to have no rules, so a reload of it may remove
+    /// every rule in force. Without it such a reload is refused: an empty file is far more
+    /// often one caught half-written than a wish to stop forwarding.
+    pub allow_empty: bool,
 }
 
 /// Data-plane tunables (`[dataplane]`). Every bound on memory and queues lives here.

@@ -10,15 +10,17 @@ use super::protocol::{Command, Request, Response};
 /// How long `mcrctl` waits for a reply (a rule change waits for workers to adopt it).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Each cause is the error's `source()`, printed by the caller's chain (`{:#}`), so it is not
+/// repeated in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {path}: {source} (is mcrd running, and may you use its socket?)")]
+    #[error("cannot connect to {path} (is mcrd running, and may you use its socket?)")]
     Connect {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("talking to {path}: {source}")]
+    #[error("talking to {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -26,7 +28,7 @@ pub enum ClientError {
     },
     #[error("{path} closed the connection without a reply")]
     NoReply { path: PathBuf },
-    #[error("unreadable reply from {path}: {source}")]
+    #[error("unreadable reply from {path}")]
     BadReply {
         path: PathBuf,
         #[source]

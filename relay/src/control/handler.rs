@@ -105,6 +105,11 @@ impl Controller {
 
     /// Re-reads the config file and applies its rules atomically; on any error the rules in
     /// force stay. Rules added at run time are replaced: the file is the source of truth.
+    ///
+    /// The file is read until it stops changing (a writer caught mid-way), a file with no
+    /// rules may replace a non-empty table only when it says `allow_empty = true`, and what
+    /// the reload added, removed and changed is logged at WARN: a reload that stops
+    /// forwarding is never silent.
     pub fn reload(&mut self) -> Response {
         let Some(path) = self.config_path.clone() else {
             return Response::error(
@@ -112,7 +117,7 @@ impl Controller {
                 "the daemon was started without a config file",
             );
         };
-        let cfg = match config::parse_file(&path) {
+        let cfg = match config::parse_file_settled(&path) {
             Ok(c) => c,
             Err(e) => {
                 return Response::error(
@@ -136,8 +141,29 @@ impl Controller {
                 )
             }
         };
+        if next.is_empty() && !self.rules.is_empty() && !cfg.allow_empty {
+            return Response::error(
+                ErrorKind::Rejected,
+                format!(
+                    "reload refused, old rules stay: {} has no rules but {} are in force (a \
+                     file caught half-written?); to remove every rule, put \
+                     `allow_empty = true` at the top of the file",
+                    path.display(),
+                    self.rules.len()
+                ),
+            );
+        }
+        let diff = self.rules.diff(&next);
         let n = next.len();
-        self.apply(next, format!("reloaded {}: {n} rules", path.display()))
+        let response = self.apply(next, format!("reloaded {}: {n} rules", path.display()));
+        if response.ok {
+            if diff.is_empty() {
+                tracing::info!("reload of {}: no rule changed", path.display());
+            } else {
+                tracing::warn!("reload of {}: {diff}", path.display());
+            }
+        }
+        response
     }
 
     /// Builds, publishes and waits for adoption of a table for `next`; on failure nothing
@@ -365,6 +391,29 @@ mod tests {
         );
         assert_eq!(c.rules().iter().next().unwrap().name, "r5000");
         assert_eq!(c.shared.table.load().rules[0].spec.name, "r5000");
+    }
+
+    #[test]
+    fn reload_to_no_rules_needs_allow_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "[[rule]]\nname = \"r\"\ninput = \"lo\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [{ dest = \"239.2.2.2\", port = 6000, interface = \"lo\" }]\n").unwrap();
+        let mut c = controller(Some(path.clone()));
+        assert!(send(&mut c, Command::ConfigReload).ok);
+        let gen = c.shared.table.load().generation;
+        for empty in ["", "log_level = \"info\"\n", "allow_empty = false\n"] {
+            std::fs::write(&path, empty).unwrap();
+            let e = send(&mut c, Command::ConfigReload).error.unwrap();
+            assert!(e.message.contains("allow_empty = true"), "{}", e.message);
+            assert_eq!(c.rules().len(), 1);
+            assert_eq!(c.shared.table.load().generation, gen);
+        }
+        std::fs::write(&path, "allow_empty = true\n").unwrap();
+        assert!(send(&mut c, Command::ConfigReload).ok);
+        assert!(c.rules().is_empty());
+        // From an empty table, an empty file is no change and needs nothing.
+        std::fs::write(&path, "").unwrap();
+        assert!(send(&mut c, Command::ConfigReload).ok);
     }
 
     #[test]

@@ -1,20 +1,33 @@
 //! The control socket: a Unix stream socket, line-delimited JSON, bounded in every way
 //! (connections, request size, time) so that a bad client cannot stop the daemon.
+//!
+//! * A request must be complete within [`REQUEST_TIMEOUT`] of the moment the server starts
+//!   waiting for it: one deadline for the whole line, not per read, so a client trickling a
+//!   byte at a time is cut off like one that sends nothing.
+//! * At most [`MAX_CONNECTIONS`] are served at once. When all are taken, the connection that
+//!   has waited longest for its request (not one whose request is being handled) is closed
+//!   with a `busy` reply to make room, so a crowd of slow or idle clients cannot lock out
+//!   `mcrctl`, which sends its request as soon as it connects. Only when every connection is
+//!   in the middle of a request is a newcomer told `busy`.
+//! * Accepting blocks in `poll(2)` on the listening socket (and a wake-up socket for
+//!   shutdown): no polling interval, no latency per connection.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::handler::Controller;
 use super::protocol::{ErrorKind, Response, MAX_REQUEST_BYTES};
 
-/// Connections served at once; more get a `busy` reply.
+/// Connections served at once (see the module doc for what happens to the next one).
 pub const MAX_CONNECTIONS: usize = 16;
-/// A client must send a complete request within this time.
+/// A client must send a complete request within this time of the server starting to wait
+/// for it (a whole-request deadline, not a timeout per read).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the control socket could not be opened.
@@ -22,7 +35,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ServerError {
     #[error("control socket {0} is in use by a running daemon")]
     InUse(PathBuf),
-    #[error("control socket {path}: {step}: {source}")]
+    #[error("control socket {path}: {step}")]
     Io {
         path: PathBuf,
         step: &'static str,
@@ -31,12 +44,65 @@ pub enum ServerError {
     },
     #[error("control socket group `{0}` does not exist")]
     NoSuchGroup(String),
+    #[error(
+        "control socket path {path} is {kind}, not a socket; mcrd replaces only a stale socket \
+         there: set [control] socket (or --socket) to another path, or move it away"
+    )]
+    NotASocket { path: PathBuf, kind: &'static str },
+}
+
+/// What is at the control socket path before the daemon binds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketPath {
+    /// Nothing: the daemon creates the socket.
+    Free,
+    /// A socket nobody listens on (a daemon that died): the daemon replaces it.
+    Stale,
+}
+
+/// Checks the control socket path without changing anything. Only a socket is ever
+/// replaced: anything else there (a regular file, perhaps a config named by mistake, a
+/// directory, a symbolic link, which is not followed) is an error naming the path, and so is
+/// a socket another daemon answers on.
+pub fn check_path(path: &Path) -> Result<SocketPath, ServerError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SocketPath::Free),
+        Err(source) => {
+            return Err(ServerError::Io {
+                path: path.to_path_buf(),
+                step: "checking what is at the path",
+                source,
+            })
+        }
+    };
+    let t = meta.file_type();
+    if !t.is_socket() {
+        let kind = if t.is_file() {
+            "a regular file"
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_symlink() {
+            "a symbolic link"
+        } else {
+            "a device, FIFO or other special file"
+        };
+        return Err(ServerError::NotASocket {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(ServerError::InUse(path.to_path_buf()));
+    }
+    Ok(SocketPath::Stale)
 }
 
 /// A running control server; the socket file is removed on drop.
 pub struct ControlServer {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
+    /// Closing (dropping) this wakes the accept thread, which then stops.
+    _wake: UnixStream,
 }
 
 impl ControlServer {
@@ -50,10 +116,7 @@ impl ControlServer {
             let path = path.to_path_buf();
             move |source| ServerError::Io { path, step, source }
         };
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ServerError::InUse(path.to_path_buf()));
-            }
+        if check_path(path)? == SocketPath::Stale {
             std::fs::remove_file(path).map_err(io_err("removing stale socket"))?;
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -66,25 +129,25 @@ impl ControlServer {
             let gid = group_id(g).ok_or_else(|| ServerError::NoSuchGroup(g.to_string()))?;
             std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err("chown"))?;
         }
+        // Non-blocking only so that a connection gone between poll and accept cannot block
+        // the loop; the loop itself sleeps in poll.
         listener
             .set_nonblocking(true)
             .map_err(io_err("set_nonblocking"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
+        let (wake, woken) = UnixStream::pair().map_err(io_err("socketpair"))?;
         std::thread::Builder::new()
             .name("mcr-control".into())
-            .spawn(move || accept_loop(listener, controller, stop2))
+            .spawn(move || accept_loop(listener, woken, controller))
             .map_err(io_err("spawning the server thread"))?;
         Ok(Self {
             path: path.to_path_buf(),
-            stop,
+            _wake: wake,
         })
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -102,42 +165,111 @@ fn group_id(name: &str) -> Option<u32> {
     Some(unsafe { (*gr).gr_gid })
 }
 
-fn accept_loop(listener: UnixListener, controller: Arc<Mutex<Controller>>, stop: Arc<AtomicBool>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::Relaxed) {
+/// One connection being served.
+struct Slot {
+    id: u64,
+    /// When the server started waiting for its current request.
+    waiting_since: Instant,
+    /// Waiting for (reading) a request, as opposed to handling one.
+    waiting: bool,
+    /// Set when the connection is closed to make room for a newer one.
+    evicted: Arc<AtomicBool>,
+    /// A handle on the socket, to shut its reading side down on eviction.
+    stream: UnixStream,
+}
+
+/// The connections being served, shared by the accept thread and the connection threads.
+#[derive(Default)]
+struct Slots {
+    list: Mutex<Vec<Slot>>,
+    next_id: AtomicU64,
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        // A panicking connection thread cannot leave the list inconsistent (every change is
+        // one push, remove or field store), so a poisoned lock is still usable.
+        self.list.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a slot for `stream`, making room by evicting the connection that has waited
+    /// longest for its request; `None` when every slot is handling a request.
+    fn admit(&self, stream: &UnixStream) -> Option<(u64, Arc<AtomicBool>)> {
+        let handle = stream.try_clone().ok()?;
+        let mut list = self.lock();
+        if list.len() >= MAX_CONNECTIONS {
+            let oldest = list
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.waiting)
+                .min_by_key(|(_, s)| s.waiting_since)
+                .map(|(i, _)| i)?;
+            let victim = list.swap_remove(oldest);
+            victim.evicted.store(true, Ordering::Relaxed);
+            // Its thread sees end of input, finds the flag and says why before closing.
+            let _ = victim.stream.shutdown(std::net::Shutdown::Read);
+            tracing::debug!(
+                "control socket full: closed the connection waiting longest for its request"
+            );
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let evicted = Arc::new(AtomicBool::new(false));
+        list.push(Slot {
+            id,
+            waiting_since: Instant::now(),
+            waiting: true,
+            evicted: Arc::clone(&evicted),
+            stream: handle,
+        });
+        Some((id, evicted))
+    }
+
+    fn set_waiting(&self, id: u64, waiting: bool) {
+        if let Some(s) = self.lock().iter_mut().find(|s| s.id == id) {
+            s.waiting = waiting;
+            s.waiting_since = Instant::now();
+        }
+    }
+
+    fn release(&self, id: u64) {
+        self.lock().retain(|s| s.id != id);
+    }
+}
+
+fn accept_loop(listener: UnixListener, woken: UnixStream, controller: Arc<Mutex<Controller>>) {
+    let slots = Arc::new(Slots::default());
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: woken.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds we own, for the duration of the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::warn!("control socket poll: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            continue;
+        }
+        if fds[1].revents != 0 {
+            // The server was dropped (its end of the pair closed): stop accepting.
+            return;
+        }
         match listener.accept() {
-            Ok((stream, _)) => {
-                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                    let mut s = stream;
-                    let _ = s.set_write_timeout(Some(REQUEST_TIMEOUT));
-                    let _ = write_response(
-                        &mut s,
-                        &Response::error(
-                            ErrorKind::Busy,
-                            "too many control connections; try again",
-                        ),
-                    );
-                    continue;
-                }
-                active.fetch_add(1, Ordering::Relaxed);
-                let controller = Arc::clone(&controller);
-                let active2 = Arc::clone(&active);
-                let spawned = std::thread::Builder::new()
-                    .name("mcr-control-conn".into())
-                    .spawn(move || {
-                        if let Err(e) = serve(stream, &controller) {
-                            tracing::debug!("control connection: {e}");
-                        }
-                        active2.fetch_sub(1, Ordering::Relaxed);
-                    });
-                if spawned.is_err() {
-                    active.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
+            Ok((stream, _)) => serve_in_thread(stream, &slots, &controller),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!("control socket accept: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -145,64 +277,170 @@ fn accept_loop(listener: UnixListener, controller: Arc<Mutex<Controller>>, stop:
     }
 }
 
-/// Serves requests on one connection until it closes, times out or misbehaves.
-pub fn serve(stream: UnixStream, controller: &Mutex<Controller>) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::with_capacity(1024);
+fn serve_in_thread(stream: UnixStream, slots: &Arc<Slots>, controller: &Arc<Mutex<Controller>>) {
+    let _ = stream.set_nonblocking(false);
+    let Some((id, evicted)) = slots.admit(&stream) else {
+        let mut s = stream;
+        let _ = s.set_write_timeout(Some(REQUEST_TIMEOUT));
+        let _ = write_response(
+            &mut s,
+            &Response::error(
+                ErrorKind::Busy,
+                "too many control requests in progress; try again",
+            ),
+        );
+        return;
+    };
+    let controller = Arc::clone(controller);
+    let thread_slots = Arc::clone(slots);
+    let spawned = std::thread::Builder::new()
+        .name("mcr-control-conn".into())
+        .spawn(move || {
+            let conn = Connection {
+                slots: &thread_slots,
+                id,
+                evicted: &evicted,
+            };
+            if let Err(e) = serve_connection(stream, &controller, &conn) {
+                tracing::debug!("control connection: {e}");
+            }
+            thread_slots.release(id);
+        });
+    if spawned.is_err() {
+        slots.release(id);
+    }
+}
+
+/// What a connection thread tells the slot table.
+struct Connection<'a> {
+    slots: &'a Slots,
+    id: u64,
+    evicted: &'a AtomicBool,
+}
+
+/// How reading one request ended.
+enum ReadOutcome {
+    /// A complete line (without its newline), or the last bytes before end of input.
+    Line(Vec<u8>),
+    /// End of input with nothing pending.
+    Closed,
+    TimedOut {
+        partial: bool,
+    },
+    TooLarge,
+}
+
+/// Reads one request line from `stream` into `pending` (which keeps bytes of the next
+/// request), all of it before `deadline`.
+fn read_request(
+    stream: &mut UnixStream,
+    pending: &mut Vec<u8>,
+    deadline: Instant,
+) -> io::Result<ReadOutcome> {
+    let mut chunk = [0u8; 4096];
     loop {
-        line.clear();
-        // Read at most one byte past the limit so an oversize request is detected, not buffered.
-        let n = match (&mut reader)
-            .take(MAX_REQUEST_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-        {
-            Ok(n) => n,
+        if let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let rest = pending.split_off(pos + 1);
+            let mut line = std::mem::replace(pending, rest);
+            line.pop();
+            return Ok(ReadOutcome::Line(line));
+        }
+        if pending.len() > MAX_REQUEST_BYTES {
+            return Ok(ReadOutcome::TooLarge);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(ReadOutcome::TimedOut {
+                partial: !pending.is_empty(),
+            });
+        }
+        stream.set_read_timeout(Some(left))?;
+        // Read at most one byte past the limit, so an oversize request is detected, not
+        // buffered.
+        let room = (MAX_REQUEST_BYTES + 1 - pending.len()).min(chunk.len());
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) if pending.is_empty() => return Ok(ReadOutcome::Closed),
+            // The last line before end of input is served as a request.
+            Ok(0) => return Ok(ReadOutcome::Line(std::mem::take(pending))),
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if !line.is_empty() {
+                continue
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn serve_connection(
+    stream: UnixStream,
+    controller: &Mutex<Controller>,
+    conn: &Connection<'_>,
+) -> io::Result<()> {
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = stream;
+    let mut pending = Vec::with_capacity(1024);
+    loop {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let read = read_request(&mut reader, &mut pending, deadline)?;
+        if conn.evicted.load(Ordering::Relaxed) {
+            // Whatever was read, it was cut off: do not act on a fragment.
+            return write_response(
+                &mut writer,
+                &Response::error(
+                    ErrorKind::Busy,
+                    "closed to make room for another control connection: every slot was \
+                     taken and this one had waited longest for its request",
+                ),
+            );
+        }
+        let line = match read {
+            ReadOutcome::Line(line) => line,
+            ReadOutcome::Closed => return Ok(()),
+            ReadOutcome::TimedOut { partial } => {
+                if partial {
                     write_response(
                         &mut writer,
-                        &Response::error(ErrorKind::Timeout, "request not completed in time"),
+                        &Response::error(
+                            ErrorKind::Timeout,
+                            format!(
+                                "request not completed within {} s",
+                                REQUEST_TIMEOUT.as_secs()
+                            ),
+                        ),
                     )?;
                 }
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            ReadOutcome::TooLarge => {
+                write_response(
+                    &mut writer,
+                    &Response::error(
+                        ErrorKind::TooLarge,
+                        format!("request exceeds {MAX_REQUEST_BYTES} bytes"),
+                    ),
+                )?;
+                discard_rest(&mut reader, &writer);
+                return Ok(());
+            }
         };
-        if n == 0 {
-            return Ok(());
-        }
-        // A line without its newline is either oversize or the last one before EOF (which is
-        // served as a request).
-        if line.last() != Some(&b'\n') && line.len() > MAX_REQUEST_BYTES {
-            write_response(
-                &mut writer,
-                &Response::error(
-                    ErrorKind::TooLarge,
-                    format!("request exceeds {MAX_REQUEST_BYTES} bytes"),
-                ),
-            )?;
-            discard_rest(&mut reader, &writer);
-            return Ok(());
-        }
-        let request = line.strip_suffix(b"\n").unwrap_or(&line);
-        let request = request.strip_suffix(b"\r").unwrap_or(request);
+        let request = line.strip_suffix(b"\r").unwrap_or(&line);
         if request.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        conn.slots.set_waiting(conn.id, false);
         let response = match controller.lock() {
             Ok(mut c) => c.handle_line(request),
             Err(_) => Response::error(ErrorKind::Internal, "control state unavailable"),
         };
         write_response(&mut writer, &response)?;
+        conn.slots.set_waiting(conn.id, true);
     }
 }
 

@@ -54,15 +54,20 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(id: usize, shared: Arc<Shared>, dp: &DataplaneConfig, gso_supported: bool) -> Self {
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        dp: &DataplaneConfig,
+        gso_supported: bool,
+    ) -> Result<Self, super::pool::PoolError> {
         let pending_capacity = dp.batch_size as usize + UDP_MAX_SEGMENTS as usize;
-        Forwarder {
+        Ok(Forwarder {
             id,
             table: Arc::new(RuleTable::default()),
             shared,
             targets: Vec::new(),
             sockets: HashMap::new(),
-            pool: BufferPool::new(dp.buffer_count as usize, dp.buffer_size as usize),
+            pool: BufferPool::new(dp.buffer_count as usize, dp.buffer_size as usize)?,
             pending: Vec::new(),
             active: Vec::new(),
             pending_capacity,
@@ -75,7 +80,7 @@ impl Forwarder {
             },
             segs: Vec::with_capacity(UDP_MAX_SEGMENTS as usize),
             gso_refused_logged: false,
-        }
+        })
     }
 
     #[inline]
@@ -339,7 +344,7 @@ impl Forwarder {
     /// Gives up the buffer pool and the send slots without freeing them: the kernel still
     /// holds operations that point into them (see `Worker::drain`).
     pub fn keep_buffers_forever(&mut self) {
-        let pool = std::mem::replace(&mut self.pool, BufferPool::new(0, 0));
+        let pool = std::mem::take(&mut self.pool);
         std::mem::forget(pool);
         let slots = std::mem::replace(&mut self.slots, SendSlots::new(0));
         std::mem::forget(slots);

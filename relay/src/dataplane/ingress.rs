@@ -15,15 +15,15 @@ use crate::rules::bpf;
 /// the copy path) queue there, so 4 MiB holds dozens of 64 KiB super-frames.
 pub const PACKET_RCVBUF: usize = 4 << 20;
 
-/// Why an ingress socket could not be set up, naming the step.
+/// Why an ingress socket could not be set up, naming the step. The cause is in the message
+/// (it is logged on its own) and so not also the `source()`, which a chain printer would repeat.
 #[derive(Debug, thiserror::Error)]
-#[error("packet socket on {interface} (ifindex {ifindex}): {step}: {source}")]
+#[error("packet socket on {interface} (ifindex {ifindex}): {step}: {error}")]
 pub struct IngressError {
     pub interface: String,
     pub ifindex: u32,
     pub step: &'static str,
-    #[source]
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
 /// A packet socket bound to one interface, with its ring.
@@ -61,11 +61,11 @@ impl IngressSocket {
     ) -> Result<Self, IngressError> {
         let err = |step: &'static str| {
             let interface = interface.to_string();
-            move |source| IngressError {
+            move |error| IngressError {
                 interface,
                 ifindex,
                 step,
-                source,
+                error,
             }
         };
         let max_frame = if params.frame_size > 0 {

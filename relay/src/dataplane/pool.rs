@@ -16,14 +16,57 @@ pub struct BufferPool {
     refs: Box<[u16]>,
 }
 
-impl BufferPool {
-    pub fn new(count: usize, size: usize) -> Self {
+/// The pool's memory could not be had: a start-up error, never an abort.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot allocate {count} egress buffers of {size} bytes ({bytes} bytes): lower \
+     [dataplane] buffer_count or buffer_size"
+)]
+pub struct PoolError {
+    pub count: usize,
+    pub size: usize,
+    pub bytes: u128,
+}
+
+impl Default for BufferPool {
+    /// A pool of no buffers (allocates nothing).
+    fn default() -> Self {
         Self {
-            mem: vec![0u8; count * size].into_boxed_slice(),
-            size,
-            free: (0..count as BufId).rev().collect(),
-            refs: vec![0u16; count].into_boxed_slice(),
+            mem: Box::default(),
+            size: 0,
+            free: Vec::new(),
+            refs: Box::default(),
         }
+    }
+}
+
+impl BufferPool {
+    /// A pool of `count` buffers of `size` bytes. Allocates fallibly (and touches the memory
+    /// once, so the packet path takes no page faults on it).
+    pub fn new(count: usize, size: usize) -> Result<Self, PoolError> {
+        let err = || PoolError {
+            count,
+            size,
+            bytes: count as u128 * size as u128,
+        };
+        fn filled<T: Clone>(len: usize, v: T) -> Option<Vec<T>> {
+            let mut out = Vec::new();
+            out.try_reserve_exact(len).ok()?;
+            out.resize(len, v);
+            Some(out)
+        }
+        let bytes = count.checked_mul(size).ok_or_else(err)?;
+        let mem = filled(bytes, 0u8).ok_or_else(err)?;
+        let refs = filled(count, 0u16).ok_or_else(err)?;
+        let mut free = Vec::new();
+        free.try_reserve_exact(count).map_err(|_| err())?;
+        free.extend((0..count as BufId).rev());
+        Ok(Self {
+            mem: mem.into_boxed_slice(),
+            size,
+            free,
+            refs: refs.into_boxed_slice(),
+        })
     }
 
     /// Takes a buffer for `refs` users, or `None` when the pool is exhausted.
@@ -77,7 +120,7 @@ mod tests {
 
     #[test]
     fn exhausts_and_recovers() {
-        let mut p = BufferPool::new(2, 64);
+        let mut p = BufferPool::new(2, 64).unwrap();
         let a = p.alloc(1).unwrap();
         let b = p.alloc(2).unwrap();
         assert!(p.alloc(1).is_none());
@@ -91,7 +134,7 @@ mod tests {
 
     #[test]
     fn buffers_do_not_overlap() {
-        let mut p = BufferPool::new(3, 16);
+        let mut p = BufferPool::new(3, 16).unwrap();
         let ids: Vec<_> = (0..3).map(|_| p.alloc(1).unwrap()).collect();
         for &id in &ids {
             p.buf_mut(id).fill(id as u8 + 1);
@@ -102,8 +145,16 @@ mod tests {
     }
 
     #[test]
+    fn an_impossible_pool_is_an_error_not_an_abort() {
+        let e = BufferPool::new(usize::MAX / 2, 65507).unwrap_err();
+        assert!(e.to_string().contains("buffer_count"), "{e}");
+        let e = BufferPool::new(1 << 40, 65507).unwrap_err();
+        assert_eq!(e.bytes, (1u128 << 40) * 65507);
+    }
+
+    #[test]
     fn reuses_the_most_recently_freed_buffer() {
-        let mut p = BufferPool::new(4, 16);
+        let mut p = BufferPool::new(4, 16).unwrap();
         let a = p.alloc(1).unwrap();
         p.release(a);
         assert_eq!(p.alloc(1), Some(a));

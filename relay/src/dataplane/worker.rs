@@ -41,17 +41,18 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long shutdown then waits for cancelled sends to complete.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Why a worker could not start.
+/// Why a worker could not start. The cause is each variant's `source()`, printed by the
+/// caller's chain (`{:#}`), so it is not repeated in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("worker {worker}: creating io_uring with {entries} entries: {source}")]
+    #[error("worker {worker}: creating io_uring with {entries} entries")]
     Uring {
         worker: usize,
         entries: u32,
         #[source]
         source: io::Error,
     },
-    #[error("worker {worker}: pinning to CPU {cpu}: {source}")]
+    #[error("worker {worker}: pinning to CPU {cpu}")]
     Pin {
         worker: usize,
         cpu: u32,
@@ -59,9 +60,9 @@ pub enum WorkerError {
         source: io::Error,
     },
     #[error(
-        "worker {worker}: real-time priority {priority} (SCHED_FIFO): {source}; this needs \
+        "worker {worker}: real-time priority {priority} (SCHED_FIFO) (this needs \
          CAP_SYS_NICE or RLIMIT_RTPRIO >= {priority} (systemd: LimitRTPRIO=), or set \
-         [dataplane] realtime_priority = 0"
+         [dataplane] realtime_priority = 0)"
     )]
     Realtime {
         worker: usize,
@@ -69,7 +70,7 @@ pub enum WorkerError {
         #[source]
         source: io::Error,
     },
-    #[error("worker {worker}: starting its thread: {source}")]
+    #[error("worker {worker}: starting its thread")]
     Spawn {
         worker: usize,
         #[source]
@@ -78,7 +79,13 @@ pub enum WorkerError {
     /// A worker panicked or stopped on its own while the others started.
     #[error("{0}")]
     Failed(String),
-    #[error("worker {worker}: {source}")]
+    #[error("worker {worker}")]
+    Pool {
+        worker: usize,
+        #[source]
+        source: super::pool::PoolError,
+    },
+    #[error("worker {worker}")]
     Ingress {
         worker: usize,
         #[source]
@@ -224,7 +231,8 @@ impl Worker {
             entries: dp.uring_entries,
             source,
         })?;
-        let fwd = Forwarder::new(id, shared, dp, gso_supported);
+        let fwd = Forwarder::new(id, shared, dp, gso_supported)
+            .map_err(|source| WorkerError::Pool { worker: id, source })?;
         let perf = ThreadCounters::open_for_current_thread();
         fwd.cells().perf_open.set(perf.open_mask());
         Ok(Self {

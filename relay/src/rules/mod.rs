@@ -9,5 +9,5 @@ pub mod bpf;
 mod set;
 mod table;
 
-pub use set::{RuleError, RuleSet};
+pub use set::{RuleDiff, RuleError, RuleSet};
 pub use table::{EgressKey, InputInterface, MatchKey, Output, Rule, RuleTable};

@@ -28,6 +28,44 @@ pub enum RuleError {
     Invalid { rule: String, message: String },
 }
 
+/// The difference between two rule sets, for the reload log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+}
+
+impl RuleDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl std::fmt::Display for RuleDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        write!(
+            f,
+            "added {} ({}), removed {} ({}), changed {} ({}), unchanged {}",
+            self.added.len(),
+            list(&self.added),
+            self.removed.len(),
+            list(&self.removed),
+            self.changed.len(),
+            list(&self.changed),
+            self.unchanged
+        )
+    }
+}
+
 /// Rules keyed by name, in name order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleSet {
@@ -45,22 +83,11 @@ impl RuleSet {
     }
 
     pub fn add(&mut self, spec: RuleSpec) -> Result<(), RuleError> {
-        if spec.outputs.is_empty() {
+        if let Err(e) = crate::config::validate_rule(&spec) {
             return Err(RuleError::Invalid {
-                rule: spec.name,
-                message: "a rule needs at least one output".into(),
-            });
-        }
-        if spec.port == 0 || spec.outputs.iter().any(|o| o.port == 0) {
-            return Err(RuleError::Invalid {
-                rule: spec.name,
-                message: "port 0 is not allowed".into(),
-            });
-        }
-        if spec.name.is_empty() || spec.name.len() > 64 {
-            return Err(RuleError::Invalid {
-                rule: spec.name,
-                message: "a rule name must be 1 to 64 characters".into(),
+                // Escaped: the name may be what is wrong (a newline, an escape sequence).
+                rule: spec.name.escape_debug().to_string(),
+                message: e.to_string(),
             });
         }
         if self.rules.contains_key(&spec.name) {
@@ -84,7 +111,27 @@ impl RuleSet {
     pub fn remove(&mut self, name: &str) -> Result<RuleSpec, RuleError> {
         self.rules
             .remove(name)
-            .ok_or_else(|| RuleError::NoSuchRule(name.to_string()))
+            .ok_or_else(|| RuleError::NoSuchRule(name.escape_debug().to_string()))
+    }
+
+    /// What replacing this set with `next` adds, removes and changes (by rule name; changed =
+    /// same name, different spec).
+    pub fn diff(&self, next: &RuleSet) -> RuleDiff {
+        let mut d = RuleDiff::default();
+        for (name, spec) in &next.rules {
+            match self.rules.get(name) {
+                None => d.added.push(name.clone()),
+                Some(old) if old != spec => d.changed.push(name.clone()),
+                Some(_) => d.unchanged += 1,
+            }
+        }
+        d.removed = self
+            .rules
+            .keys()
+            .filter(|n| !next.rules.contains_key(*n))
+            .cloned()
+            .collect();
+        d
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &RuleSpec> {
@@ -133,9 +180,56 @@ mod tests {
     }
 
     #[test]
+    fn diff_names_added_removed_and_changed_rules() {
+        let mut old = RuleSet::default();
+        old.add(RuleSpec::on_lo("keep", [239, 1, 1, 1], 5000))
+            .unwrap();
+        old.add(RuleSpec::on_lo("gone", [239, 1, 1, 2], 5000))
+            .unwrap();
+        old.add(RuleSpec::on_lo("edit", [239, 1, 1, 3], 5000))
+            .unwrap();
+        let mut new = RuleSet::default();
+        new.add(RuleSpec::on_lo("keep", [239, 1, 1, 1], 5000))
+            .unwrap();
+        new.add(RuleSpec::on_lo("edit", [239, 1, 1, 3], 5001))
+            .unwrap();
+        new.add(RuleSpec::on_lo("new", [239, 1, 1, 4], 5000))
+            .unwrap();
+        let d = old.diff(&new);
+        assert_eq!(
+            (d.added, d.removed, d.changed, d.unchanged),
+            (
+                vec!["new".into()],
+                vec!["gone".into()],
+                vec!["edit".into()],
+                1
+            )
+        );
+        assert!(old.diff(&old).is_empty());
+    }
+
+    #[test]
     fn rule_without_outputs_is_refused() {
         let mut r = RuleSpec::on_lo("a", [239, 1, 1, 1], 5000);
         r.outputs.clear();
         assert!(RuleSet::default().add(r).is_err());
+    }
+
+    #[test]
+    fn the_file_s_checks_apply_to_rules_added_at_run_time() {
+        let mut r = RuleSpec::on_lo("evil\n\u{1b}[2J", [239, 1, 1, 1], 5000);
+        let e = RuleSet::default().add(r.clone()).unwrap_err().to_string();
+        assert!(
+            e.contains("name") && !e.contains('\n') && !e.contains('\u{1b}'),
+            "{e}"
+        );
+        r.name = "ok".into();
+        r.outputs[0].dest = std::net::Ipv4Addr::UNSPECIFIED;
+        let e = RuleSet::default().add(r.clone()).unwrap_err().to_string();
+        assert!(e.contains("outputs[0].dest"), "{e}");
+        r.outputs[0].dest = [239, 2, 2, 2].into();
+        r.outputs[0].ttl = 0;
+        let e = RuleSet::default().add(r).unwrap_err().to_string();
+        assert!(e.contains("outputs[0].ttl"), "{e}");
     }
 }

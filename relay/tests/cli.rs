@@ -1,0 +1,171 @@
+//! `mcrd` and `mcrctl` as a user runs them, without a network: error messages name what is
+//! wrong, once.
+
+use std::process::Command;
+
+fn stderr_of(bin: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_missing_file_or_socket_is_named_with_its_cause_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let missing = missing.to_str().unwrap();
+    let sock = dir.path().join("nope.sock");
+    let sock = sock.to_str().unwrap();
+    for (bin, args, code) in [
+        (env!("CARGO_BIN_EXE_mcrd"), vec!["--config", missing], 1),
+        (
+            env!("CARGO_BIN_EXE_mcrctl"),
+            vec!["config", "check", missing],
+            1,
+        ),
+        (
+            env!("CARGO_BIN_EXE_mcrctl"),
+            vec!["--socket", sock, "ping"],
+            2,
+        ),
+    ] {
+        let (rc, err) = stderr_of(bin, &args);
+        assert_eq!(rc, Some(code), "{args:?}: {err}");
+        assert!(err.contains("nope."), "{args:?} names the path: {err}");
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "{args:?}: the cause once: {err}"
+        );
+    }
+}
+
+#[test]
+fn out_of_range_values_name_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    for (text, field) in [
+        ("[[rule]]\ninput = \"lo\"\ngroup = \"239.1.1.1\"\nport = 70000\noutputs = [{ dest = \"239.2.2.2\", port = 1, interface = \"lo\" }]\n", "relay.toml:4:8: rule[0].port"),
+        ("[[rule]]\ninput = \"lo\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [{ dest = \"239.2.2.2\", port = 1, interface = \"lo\", ttl = 300 }]\n", "rule[0].outputs[0].ttl: 300 is not a TTL"),
+        ("[dataplane]\nworkers = 1\nbuffer_size = 100\n", "relay.toml:3:1: dataplane.buffer_size"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        for bin in [env!("CARGO_BIN_EXE_mcrd"), env!("CARGO_BIN_EXE_mcrctl")] {
+            let args: &[&str] = if bin.ends_with("mcrd") {
+                &["--config", path.to_str().unwrap()]
+            } else {
+                &["config", "check", path.to_str().unwrap()]
+            };
+            let (rc, err) = stderr_of(bin, args);
+            assert_eq!(rc, Some(1), "{bin}: {err}");
+            assert!(err.contains(field), "{bin} {field}: {err}");
+        }
+    }
+}
+
+/// Issue 10, item 1: a typo in `[control] socket` naming an existing file must not delete it.
+#[test]
+fn only_a_socket_is_ever_removed_from_the_control_socket_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let precious = dir.path().join("relay-precious.toml");
+    std::fs::write(&precious, "log_level = \"info\"\n").unwrap();
+    let a_dir = dir.path().join("a-directory");
+    std::fs::create_dir(&a_dir).unwrap();
+    let link = dir.path().join("a-link");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    for (at, kind) in [
+        (&precious, "a regular file"),
+        (&a_dir, "a directory"),
+        (&link, "a symbolic link"),
+    ] {
+        let config = dir.path().join("relay.toml");
+        std::fs::write(
+            &config,
+            format!("[control]\nsocket = \"{}\"\n", at.display()),
+        )
+        .unwrap();
+        let (rc, err) = stderr_of(
+            env!("CARGO_BIN_EXE_mcrd"),
+            &["--config", config.to_str().unwrap()],
+        );
+        assert_eq!(rc, Some(1), "{kind}: {err}");
+        assert!(
+            err.contains(&at.display().to_string()) && err.contains(kind),
+            "{kind}: the error names the path and what is there: {err}"
+        );
+        // `--socket` is checked the same way.
+        let (rc, _) = stderr_of(
+            env!("CARGO_BIN_EXE_mcrd"),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--socket",
+                at.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(rc, Some(1));
+        let out = Command::new(env!("CARGO_BIN_EXE_mcrctl"))
+            .args(["config", "check"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("warning") && err.contains(&at.display().to_string()),
+            "config check warns: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        "log_level = \"info\"\n",
+        "the file survives"
+    );
+    assert!(a_dir.is_dir());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_a_live_one_refused() {
+    use relay::control::server::{check_path, ServerError, SocketPath};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    assert_eq!(check_path(&path).unwrap(), SocketPath::Free);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    assert!(matches!(check_path(&path), Err(ServerError::InUse(_))));
+    drop(listener);
+    assert_eq!(check_path(&path).unwrap(), SocketPath::Stale);
+}
+
+/// Issue 10, item 9: a pool of 68 GB passed the check and aborted mcrd (rc 134).
+#[test]
+fn a_data_plane_larger_than_the_machine_is_refused_naming_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[control]\nsocket = \"{}\"\n[dataplane]\nbuffer_count = 1048576\nbuffer_size = 65507\n",
+            dir.path().join("s.sock").display()
+        ),
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    for (bin, args) in [
+        (env!("CARGO_BIN_EXE_mcrctl"), vec!["config", "check", p]),
+        (env!("CARGO_BIN_EXE_mcrd"), vec!["--config", p]),
+    ] {
+        let (rc, err) = stderr_of(bin, &args);
+        assert_eq!(rc, Some(1), "{bin}: refused, not aborted: {err}");
+        assert!(
+            err.contains("buffer_count 1048576 x buffer_size 65507")
+                && err.contains("MemAvailable")
+                && err.contains("64.0 GiB"),
+            "{bin}: {err}"
+        );
+    }
+}
