@@ -372,9 +372,15 @@ impl Forwarder {
             cells.tx_bytes.add(bytes);
         } else {
             let errno = -result;
-            if segments > 1 && matches!(errno, libc::EIO | libc::EINVAL | libc::EOPNOTSUPP) {
+            if segments > 1
+                && matches!(
+                    errno,
+                    libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::EMSGSIZE
+                )
+            {
                 // The kernel refused segmentation on this socket (no checksum offload on the
-                // device, say): stop using it there and resend these datagrams one by one.
+                // device, or segments larger than its MTU, which a datagram sent alone is
+                // fragmented for): stop using it there and resend these datagrams one by one.
                 // They stay counted in flight. Every GSO send already in flight on the socket
                 // fails the same way, and each is resent here, not only the first one seen.
                 target.socket.gso.set(false);
