@@ -36,7 +36,7 @@ const NO_SLOT: u16 = u16::MAX;
 /// Whether `payload` is whole TS packets, each starting with the sync byte.
 pub fn is_transport_stream(payload: &[u8]) -> bool {
     !payload.is_empty()
-        && payload.len() % PACKET_LEN == 0
+        && payload.len().is_multiple_of(PACKET_LEN)
         && payload.chunks_exact(PACKET_LEN).all(|p| p[0] == SYNC_BYTE)
 }
 
@@ -87,6 +87,49 @@ fn is_duplicate_of(a: &[u8; PACKET_LEN], b: &[u8; PACKET_LEN]) -> bool {
         a[..6] == b[..6] && a[12..] == b[12..]
     } else {
         a == b
+    }
+}
+
+/// How a packet's counter relates to the last one of its PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continuity {
+    Continues,
+    /// The one allowed repeat of the packet before.
+    Duplicate,
+    /// Not the counter expected; `lost` packets (+ 16n) are missing before it.
+    Broken {
+        lost: u64,
+    },
+}
+
+/// The verdict on counter `cc` after `last` (ISO/IEC 13818-1 2.4.3.3).
+fn continuity(
+    last: u8,
+    cc: u8,
+    header: &TsHeader,
+    (last_packet, duplicate_seen): (&[u8; PACKET_LEN], bool),
+    packet: &[u8; PACKET_LEN],
+) -> Continuity {
+    let gap = |expected: u8| match cc.wrapping_sub(expected) & 0x0f {
+        0 => Continuity::Continues,
+        k => Continuity::Broken { lost: u64::from(k) },
+    };
+    if !header.has_payload() {
+        // Without payload the counter stays where the last payload packet left it.
+        return gap(last);
+    }
+    if cc != last {
+        return gap((last + 1) & 0x0f);
+    }
+    let same = is_duplicate_of(last_packet, packet);
+    if same && !duplicate_seen {
+        Continuity::Duplicate
+    } else {
+        // A third copy is an error but no loss; other bytes under the same counter mean 15
+        // (+ 16n) packets went missing.
+        Continuity::Broken {
+            lost: if same { 0 } else { 15 },
+        }
     }
 }
 
@@ -189,41 +232,26 @@ impl TsAccount {
             }
         }
         let cc = header.continuity_counter;
-        let mut duplicate = false;
-        let mut lost = 0u64;
-        let mut error = false;
-        match state.last_cc {
-            _ if header.discontinuity => {
-                c.discontinuities += 1;
-                t.discontinuities += 1;
-            }
-            None => {}
-            Some(last) if !header.has_payload() => {
-                // Without payload the counter stays where the last payload packet left it.
-                if cc != last {
-                    error = true;
-                    lost = u64::from(cc.wrapping_sub(last) & 0x0f);
-                }
-            }
-            Some(last) if cc == last => {
-                let same = is_duplicate_of(&state.last_packet, packet);
-                if same && !state.duplicate_seen {
-                    duplicate = true;
-                } else {
-                    // A third copy is an error but no loss; different bytes under the same
-                    // counter mean 15 (+ 16n) packets went missing.
-                    error = true;
-                    lost = if same { 0 } else { 15 };
-                }
-            }
-            Some(last) => {
-                let expected = (last + 1) & 0x0f;
-                if cc != expected {
-                    error = true;
-                    lost = u64::from(cc.wrapping_sub(expected) & 0x0f);
-                }
-            }
+        if header.discontinuity {
+            c.discontinuities += 1;
+            t.discontinuities += 1;
         }
+        let verdict = match state.last_cc {
+            _ if header.discontinuity => Continuity::Continues,
+            None => Continuity::Continues,
+            Some(last) => continuity(
+                last,
+                cc,
+                &header,
+                (&state.last_packet, state.duplicate_seen),
+                packet,
+            ),
+        };
+        let duplicate = verdict == Continuity::Duplicate;
+        let (error, lost) = match verdict {
+            Continuity::Broken { lost } => (true, lost),
+            _ => (false, 0),
+        };
         if duplicate {
             state.duplicate_seen = true;
             c.duplicate_ts_packets += 1;

@@ -435,7 +435,9 @@ pub struct StreamRecord {
 }
 
 /// How a stream's datagrams were recognised and accounted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StreamFormat {
     /// trafficgen's probe header (sequence numbers from 0, end markers, tx timestamps).

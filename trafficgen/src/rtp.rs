@@ -26,7 +26,7 @@
 use thiserror::Error;
 
 use crate::accounting::{Arrival, SequenceWindow, Timeline};
-use crate::record::{RtpRecord, StreamCounters, StreamRecord, StreamFormat};
+use crate::record::{RtpRecord, StreamCounters, StreamFormat, StreamRecord};
 
 /// A jump ahead of at least this many sequence numbers is not loss but a possible restart
 /// (RFC 3550 A.1).
@@ -227,8 +227,8 @@ impl Jitter {
     /// A packet with RTP timestamp `timestamp` arrived at `rx_ns`.
     pub fn on_packet(&mut self, rx_ns: u64, timestamp: u32) {
         if let Some((prev_rx, prev_ts)) = self.previous {
-            let arrival = (rx_ns as i128 - prev_rx as i128) as f64 * f64::from(self.clock_rate_hz)
-                / 1e9;
+            let arrival =
+                (rx_ns as i128 - prev_rx as i128) as f64 * f64::from(self.clock_rate_hz) / 1e9;
             let sent = f64::from(timestamp.wrapping_sub(prev_ts) as i32);
             let d = arrival - sent;
             self.j += (d.abs() - self.j) / 16.0;
@@ -278,7 +278,11 @@ pub struct RtpAccount {
 impl RtpAccount {
     /// A stream of `ssrc`; `dynamic_clock_rate_hz` is the clock rate of payload types without a
     /// static one (`--rtp-clock-rate`).
-    pub fn new(ssrc: u32, first_payload_type: u8, dynamic_clock_rate_hz: Option<u32>) -> RtpAccount {
+    pub fn new(
+        ssrc: u32,
+        first_payload_type: u8,
+        dynamic_clock_rate_hz: Option<u32>,
+    ) -> RtpAccount {
         let clock = static_clock_rate(first_payload_type)
             .map(|hz| (hz, "payload_type"))
             .or(dynamic_clock_rate_hz.map(|hz| (hz, "flag")));
@@ -560,7 +564,7 @@ mod tests {
         assert_eq!(s.extend(0), Sequenced::Extended(base + 65536)); // reordered after the wrap
         assert_eq!(s.extend(65533), Sequenced::Extended(base + 65533)); // behind, before it
         assert_eq!(s.extend(2999), Sequenced::Extended(base + 65536 + 2999)); // gap < 3000
-        // 3000 ahead is a jump: dropped unless the next one follows it
+                                                                              // 3000 ahead is a jump: dropped unless the next one follows it
         assert_eq!(s.extend(6000), Sequenced::Stray);
         assert_eq!(s.extend(3000), Sequenced::Extended(base + 65536 + 3000));
         assert_eq!(s.extend(9000), Sequenced::Stray);
@@ -601,7 +605,11 @@ mod tests {
         feed(&mut a, &[10, 11, 13, 40_000, 14, 30_000, 30_001, 30_002]);
         let c = a.counters();
         // before: 10..=14 (12 lost, 40000 a stray); after: 30000..=30002
-        assert_eq!((c.expected, c.received, c.lost, c.late), (8, 7, 1, 1), "{c:?}");
+        assert_eq!(
+            (c.expected, c.received, c.lost, c.late),
+            (8, 7, 1, 1),
+            "{c:?}"
+        );
         let r = a.record();
         assert_eq!(r.rtp.as_ref().unwrap().sequence_restarts, 1);
         assert_eq!(r.lowest_sequence, Some(FIRST_CYCLE + 30_000));

@@ -20,8 +20,8 @@ use thiserror::Error;
 use crate::accounting::{DEFAULT_MAX_STREAMS, DEFAULT_REORDER_WINDOW};
 use crate::probe::ProbeError;
 use crate::record::{RecvConfig, RecvFormat, RecvRecord, RECORD_VERSION, RECV_SCHEMA};
-use streams::{Routed, StreamTable};
 use crate::sys::{self, RecvBatch};
+use streams::{Routed, StreamTable};
 
 /// Default receive buffer asked for (SO_RCVBUFFORCE as root, else capped by `rmem_max`): room
 /// for tens of thousands of datagrams, i.e. tens of ms at 1M pps, so a briefly descheduled

@@ -320,7 +320,10 @@ mod tests {
     fn auto_tells_the_formats_apart() {
         let mut t = table(RecvFormat::Auto);
         assert_eq!(t.on_datagram(&probe(3, 0), 10), Routed::Accounted);
-        assert_eq!(t.on_datagram(&rtp(77, 5, 0, &[1, 2]), 10), Routed::Accounted);
+        assert_eq!(
+            t.on_datagram(&rtp(77, 5, 0, &[1, 2]), 10),
+            Routed::Accounted
+        );
         assert_eq!(t.on_datagram(&ts(0, 7), 10), Routed::Accounted);
         assert_eq!(t.on_datagram(b"hello, not a probe", 10), Routed::Foreign);
         assert_eq!(
@@ -374,7 +377,10 @@ mod tests {
         t.on_datagram(&ts(5, 7), 12);
         let (records, totals) = t.records();
         assert_eq!((totals.expected, totals.received, totals.lost), (4, 3, 1));
-        assert_eq!(records[0].mpegts.as_ref().unwrap().lost_ts_packets_estimate, 7);
+        assert_eq!(
+            records[0].mpegts.as_ref().unwrap().lost_ts_packets_estimate,
+            7
+        );
     }
 
     #[test]
