@@ -241,11 +241,7 @@ fn pairs(sets: &[Vec<RunRecord>], settings: &Settings) -> Vec<Pair> {
         .map(|(base, run)| Pair {
             base,
             run,
-            conditions: Conditions::between(
-                &sets[base],
-                &sets[run],
-                settings.load_tolerance_pct,
-            ),
+            conditions: Conditions::between(&sets[base], &sets[run], settings.load_tolerance_pct),
             excluded: Vec::new(),
         })
         .collect()

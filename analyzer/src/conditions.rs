@@ -74,10 +74,10 @@ impl Condition {
     fn affects(self, m: &Metric) -> bool {
         let class = Class::of(m);
         match self {
-            Condition::OfferedLoad | Condition::DatagramSize => matches!(
-                class,
-                Class::Rate | Class::CpuPerPacket | Class::Latency
-            ) || (self == Condition::DatagramSize && class == Class::SearchedRate),
+            Condition::OfferedLoad | Condition::DatagramSize => {
+                matches!(class, Class::Rate | Class::CpuPerPacket | Class::Latency)
+                    || (self == Condition::DatagramSize && class == Class::SearchedRate)
+            }
             Condition::Duration => class == Class::Rate,
             Condition::Hops | Condition::Topology => end_to_end(m),
         }
@@ -347,6 +347,9 @@ mod tests {
         let c = Conditions::between(&[a], &[b], 10.0);
         let names: Vec<Condition> = c.mismatches.iter().map(|x| x.condition).collect();
         assert_eq!(names, [Condition::DatagramSize, Condition::Duration]);
-        assert_eq!(c.mismatches[0].describe(), "datagram size differs: 64 B against 1400 B");
+        assert_eq!(
+            c.mismatches[0].describe(),
+            "datagram size differs: 64 B against 1400 B"
+        );
     }
 }

@@ -134,7 +134,11 @@ mod tests {
 
     #[test]
     fn one_row_per_sample_and_metric() {
-        let t = Table::build(&[vec![rec("a", 10), rec("a", 12)], vec![rec("b", 20)]], false).unwrap();
+        let t = Table::build(
+            &[vec![rec("a", 10), rec("a", 12)], vec![rec("b", 20)]],
+            false,
+        )
+        .unwrap();
         assert_eq!(t.df.height(), 6);
         assert_eq!(t.values(0, "hop1.rx_pps").unwrap(), vec![10.0, 12.0]);
         assert_eq!(t.values(1, "hop1.rx_pps").unwrap(), vec![20.0]);

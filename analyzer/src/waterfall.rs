@@ -156,7 +156,8 @@ impl Waterfall {
                     h.received.map_or("?".into(), count),
                     h.offered.map_or("?".into(), count),
                     h.upstream,
-                    if h.kernel_drops.is_some_and(|k| k > 0) || h.link_drops.is_some_and(|l| l > 0) {
+                    if h.kernel_drops.is_some_and(|k| k > 0) || h.link_drops.is_some_and(|l| l > 0)
+                    {
                         " less the drops before it"
                     } else {
                         ""

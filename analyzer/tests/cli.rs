@@ -113,12 +113,24 @@ fn lower_offered_load_is_not_judged_as_a_rate_regression() {
             && status.contains("offered load differs: 5k pps against 733k pps; rates, CPU per packet and latency are not judged"),
         "{status}"
     );
-    let key = text.lines().find(|l| l.starts_with("**Key result:**")).unwrap();
-    assert!(key.contains("offered load differs: 5k pps against 733k pps"), "{key}");
+    let key = text
+        .lines()
+        .find(|l| l.starts_with("**Key result:**"))
+        .unwrap();
+    assert!(
+        key.contains("offered load differs: 5k pps against 733k pps"),
+        "{key}"
+    );
     let rates = rate_rows(&text);
-    assert!(rates.iter().any(|l| l.starts_with("| hop 1 Egress |")), "{text}");
+    assert!(
+        rates.iter().any(|l| l.starts_with("| hop 1 Egress |")),
+        "{text}"
+    );
     for row in rates {
-        assert!(!row.contains('❌') && !row.contains('✅') && !row.contains('≈'), "{row}");
+        assert!(
+            !row.contains('❌') && !row.contains('✅') && !row.contains('≈'),
+            "{row}"
+        );
     }
     assert!(
         text.contains("| hop 1 Sent on (% of offered) | 42% ᴿ | 100% | **+58 pp** ✅ |"),
@@ -142,9 +154,18 @@ fn equal_offered_load_with_a_real_egress_drop_exits_1() {
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(!text.contains("## Conditions"), "{text}");
     assert!(!text.contains("differs"), "{text}");
-    assert!(text.contains("| MCR-1 Egress | 77k pps | 31k pps | **-60%** ❌ |"), "{text}");
-    assert!(text.contains("| MCR-3 Egress | 77k pps | 31k pps | **-60%** ❌ |"), "{text}");
-    assert!(!text.contains("(% of offered)"), "shares only where the load differs");
+    assert!(
+        text.contains("| MCR-1 Egress | 77k pps | 31k pps | **-60%** ❌ |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| MCR-3 Egress | 77k pps | 31k pps | **-60%** ❌ |"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("(% of offered)"),
+        "shares only where the load differs"
+    );
 }
 
 /// When the only metrics both runs have are rates and the offered load differs, nothing is
@@ -161,7 +182,12 @@ fn nothing_comparable_exits_0_and_says_nothing_was_judged() {
     };
     let base = write(dir.path(), "base.json", &rec("base", 733_000.0, 307_000));
     let low = write(dir.path(), "low.json", &rec("low", 100_000.0, 100_000));
-    let out = analyzer().arg("compare").arg(&base).arg(&low).assert().code(0);
+    let out = analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&low)
+        .assert()
+        .code(0);
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(
         text.contains("**Status:** nothing was judged. low against base: offered load differs: 100k pps against 733k pps"),
@@ -193,12 +219,18 @@ fn a_hop_receiving_more_than_was_sent_is_inconsistent() {
     let odd = write(dir.path(), "odd.json", &rec("odd", 1_898_600));
     let out = analyzer().arg("compare").arg(&base).arg(&odd).assert();
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
-    assert!(!text.contains("18,886%") && !text.contains("-18,"), "{text}");
+    assert!(
+        !text.contains("18,886%") && !text.contains("-18,"),
+        "{text}"
+    );
     assert!(
         text.contains("The record is inconsistent: MCR-1 received 1,898,600, more than the 10,000 generator sent"),
         "{text}"
     );
-    assert!(text.contains("*inconsistent*: 1,888,600 more received"), "{text}");
+    assert!(
+        text.contains("*inconsistent*: 1,888,600 more received"),
+        "{text}"
+    );
 }
 
 #[test]

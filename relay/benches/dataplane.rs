@@ -20,6 +20,7 @@ fn table(rules: usize) -> RuleTable {
             port: 5000,
             source: None,
             outputs: vec![OutputSpec::new([239, 2, 0, 1].into(), 6000, "eth1", 8)],
+            monitor: None,
         })
         .unwrap();
     }

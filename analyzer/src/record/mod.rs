@@ -674,7 +674,11 @@ impl RunRecord {
                 check_count(path, || format!("hops[{i}].counters.{name}"), v)?;
             }
             for (errno, &v) in &h.tx_errors_by_errno {
-                check_count(path, || format!("hops[{i}].tx_errors_by_errno.{errno}"), Some(v))?;
+                check_count(
+                    path,
+                    || format!("hops[{i}].tx_errors_by_errno.{errno}"),
+                    Some(v),
+                )?;
             }
         }
         if let Some(r) = &self.receiver {
@@ -709,7 +713,11 @@ impl RunRecord {
                 check_count(path, || format!("kernel.namespaces[{i}].{name}"), v)?;
             }
         }
-        check_count(path, || "kernel.softnet_dropped".into(), self.kernel.softnet_dropped)?;
+        check_count(
+            path,
+            || "kernel.softnet_dropped".into(),
+            self.kernel.softnet_dropped,
+        )?;
         if let Some(c) = &self.conservation {
             for (i, st) in c.stages.iter().enumerate() {
                 for (name, v) in [("in", st.input), ("dropped", st.dropped), ("out", st.out)] {

@@ -113,7 +113,8 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         .pairs
         .iter()
         .filter_map(|p| {
-            not_judged(p).map(|n| format!("{} against {}: {n}.", cmp.names[p.run], cmp.names[p.base]))
+            not_judged(p)
+                .map(|n| format!("{} against {}: {n}.", cmp.names[p.run], cmp.names[p.base]))
         })
         .collect();
     let status = if !regressed.is_empty() {
@@ -140,7 +141,12 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
     let baseline_pairs: Vec<usize> = (0..cmp.pairs.len())
         .filter(|&i| cmp.pairs[i].against_baseline())
         .collect();
-    let any_reported = summary_table(&mut o, cmp, &(0..cmp.labels.len()).collect::<Vec<_>>(), &baseline_pairs);
+    let any_reported = summary_table(
+        &mut o,
+        cmp,
+        &(0..cmp.labels.len()).collect::<Vec<_>>(),
+        &baseline_pairs,
+    );
     let _ = writeln!(
         o,
         "\n✅ improved · ❌ regressed · ≈ within noise · no mark: context, not judged · — not measured in that run.  "
@@ -162,7 +168,12 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         .collect();
     if !chain_pairs.is_empty() {
         let _ = writeln!(o, "## Each run against the one before\n");
-        summary_table(&mut o, cmp, &(1..cmp.labels.len()).collect::<Vec<_>>(), &chain_pairs);
+        summary_table(
+            &mut o,
+            cmp,
+            &(1..cmp.labels.len()).collect::<Vec<_>>(),
+            &chain_pairs,
+        );
         let _ = writeln!(o, "\nMarks and units as above.\n");
     }
 
@@ -390,7 +401,11 @@ fn conditions(o: &mut String, cmp: &Comparison) {
         return;
     }
     let _ = writeln!(o, "## Conditions\n");
-    for p in cmp.pairs.iter().filter(|p| !p.conditions.mismatches.is_empty()) {
+    for p in cmp
+        .pairs
+        .iter()
+        .filter(|p| !p.conditions.mismatches.is_empty())
+    {
         let parts: Vec<String> = p
             .conditions
             .mismatches
@@ -621,7 +636,9 @@ fn waterfall(o: &mut String, w: &Waterfall) {
         o,
         "Lost before the relay's counters (unexplained)",
         &|h| match (h.unseen, h.offered) {
-            (Some(u), _) if u < 0 => format!("*inconsistent*: {} more received", count(u.unsigned_abs())),
+            (Some(u), _) if u < 0 => {
+                format!("*inconsistent*: {} more received", count(u.unsigned_abs()))
+            }
             (Some(u), Some(off)) if off > 0 => {
                 format!("{} ({})", signed(u), percent(u as f64 / off as f64 * 100.0))
             }
@@ -720,7 +737,10 @@ fn kernel_and_verdict(o: &mut String, w: &Waterfall) {
 fn delivery(o: &mut String, w: &Waterfall) {
     if let Some(d) = &w.delivery {
         let lost = match (d.lost, d.offered) {
-            (Some(l), _) if l < 0 => format!("*inconsistent* ({} more received than sent)", count(l.unsigned_abs())),
+            (Some(l), _) if l < 0 => format!(
+                "*inconsistent* ({} more received than sent)",
+                count(l.unsigned_abs())
+            ),
             (Some(l), Some(off)) if off > 0 => {
                 format!("{} ({})", signed(l), percent(l as f64 / off as f64 * 100.0))
             }

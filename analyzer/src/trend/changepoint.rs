@@ -395,7 +395,10 @@ mod tests {
             min_effect: MinEffect::Points(2.0),
             ..Default::default()
         };
-        assert!(change_points(&v, &points).is_empty(), "a 1 pp step is below 2 pp");
+        assert!(
+            change_points(&v, &points).is_empty(),
+            "a 1 pp step is below 2 pp"
+        );
     }
 
     /// The best split by the definition, computed directly over every τ and every κ that is the
@@ -438,7 +441,11 @@ mod tests {
             let (t, q) = best_split(series, 2).unwrap();
             let want = brute(series, WINDOW);
             assert_eq!(t, want.0);
-            assert!((q - want.1).abs() < 1e-6 * want.1.abs().max(1.0), "{q} vs {}", want.1);
+            assert!(
+                (q - want.1).abs() < 1e-6 * want.1.abs().max(1.0),
+                "{q} vs {}",
+                want.1
+            );
         }
     }
 

@@ -154,7 +154,8 @@ impl Collector {
                 }
             }
         }
-        gathered.sort_by(|a, b| metrics::rank(&a.metric.key).total_cmp(&metrics::rank(&b.metric.key)));
+        gathered
+            .sort_by(|a, b| metrics::rank(&a.metric.key).total_cmp(&metrics::rank(&b.metric.key)));
         gathered.retain(|g| g.values.len() >= 2);
         let series = analyse_all(gathered, s);
         Ok(TrendReport {
@@ -183,21 +184,30 @@ fn analyse_all(gathered: Vec<Gathered>, s: &Settings) -> Vec<Series> {
     }
     let mut slots: Vec<Option<Series>> = vec![None; gathered.len()];
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let gathered: Vec<std::sync::Mutex<Option<Gathered>>> =
-        gathered.into_iter().map(|g| std::sync::Mutex::new(Some(g))).collect();
+    let gathered: Vec<std::sync::Mutex<Option<Gathered>>> = gathered
+        .into_iter()
+        .map(|g| std::sync::Mutex::new(Some(g)))
+        .collect();
     let done = std::sync::Mutex::new(&mut slots);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(cell) = gathered.get(i) else { break };
-                let g = cell.lock().expect("not poisoned").take().expect("taken once");
+                let g = cell
+                    .lock()
+                    .expect("not poisoned")
+                    .take()
+                    .expect("taken once");
                 let series = analyse(g, s);
                 done.lock().expect("not poisoned")[i] = Some(series);
             });
         }
     });
-    slots.into_iter().map(|x| x.expect("every series analysed")).collect()
+    slots
+        .into_iter()
+        .map(|x| x.expect("every series analysed"))
+        .collect()
 }
 
 /// Change points, segments and the newest run's verdict of one metric.

@@ -141,6 +141,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                     port,
                     source,
                     outputs,
+                    // Stream monitoring is set in the config file (`monitor = "rtp"`).
+                    monitor: None,
                 };
                 done(call(Command::RulesAdd { rule })?)
             }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::spec::{Config, ControlConfig, DataplaneConfig, OutputSpec, RuleSpec, MAX_DSCP};
+use super::spec::{
+    Config, ControlConfig, DataplaneConfig, Monitor, OutputSpec, RuleSpec, MAX_DSCP,
+};
 
 /// Where `mcrd` and `mcrctl config check` look when no file is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mcr/relay.toml";
@@ -64,6 +66,8 @@ struct RawRule {
     #[serde(default)]
     source: Option<Spanned<String>>,
     outputs: Spanned<Vec<Spanned<RawOutput>>>,
+    #[serde(default)]
+    monitor: Option<Monitor>,
 }
 
 #[derive(Deserialize)]
@@ -385,6 +389,7 @@ impl Ctx<'_> {
             port,
             source,
             outputs,
+            monitor: raw.monitor,
         })
     }
 }

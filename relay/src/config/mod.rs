@@ -9,4 +9,4 @@ mod file;
 mod spec;
 
 pub use file::{parse, parse_file, parse_mode, ConfigError, DEFAULT_CONFIG_PATH};
-pub use spec::{Config, ControlConfig, DataplaneConfig, OutputSpec, RuleSpec};
+pub use spec::{Config, ControlConfig, DataplaneConfig, Monitor, OutputSpec, RuleSpec};

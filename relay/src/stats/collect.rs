@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::report::{
-    FlowStats, OutputStats, PerfCounters, RelayInfo, StatsReport, WorkerCounters, WorkerStats,
-    STATS_SCHEMA, STATS_VERSION,
+    FlowStats, MonitorStats, OutputStats, PerfCounters, RelayInfo, StatsReport, WorkerCounters,
+    WorkerStats, STATS_SCHEMA, STATS_VERSION,
 };
 use crate::config::DataplaneConfig;
 use crate::counters::{WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
@@ -24,6 +24,8 @@ struct FlowWorkerRead {
     packets: u64,
     bytes: u64,
     outputs: Vec<OutputRead>,
+    /// datagrams, foreign, gaps, lost, repeats of the flow's monitor.
+    monitor: Option<[u64; 5]>,
 }
 
 /// One worker's cells for one output, as read.
@@ -65,6 +67,15 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                                 in_flight: c.in_flight.get(),
                             })
                             .collect(),
+                        monitor: w.monitor.as_ref().map(|m| {
+                            [
+                                m.datagrams.get(),
+                                m.foreign.get(),
+                                m.gaps.get(),
+                                m.lost.get(),
+                                m.repeats.get(),
+                            ]
+                        }),
                     }
                 })
                 .collect::<Vec<_>>();
@@ -117,8 +128,25 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                 port: rule.spec.port,
                 source: rule.spec.source.map(|s| s.to_string()),
                 packets: per_worker.clone().map(|w| w.packets).sum(),
-                bytes: per_worker.map(|w| w.bytes).sum(),
+                bytes: per_worker.clone().map(|w| w.bytes).sum(),
                 outputs,
+                monitor: rule.spec.monitor.map(|kind| {
+                    let mut sum = [0u64; 5];
+                    for m in per_worker.filter_map(|w| w.monitor) {
+                        for (s, v) in sum.iter_mut().zip(m) {
+                            *s += v;
+                        }
+                    }
+                    let [datagrams, foreign, gaps, lost, repeats] = sum;
+                    MonitorStats {
+                        kind: kind.name().to_string(),
+                        datagrams,
+                        foreign,
+                        gaps,
+                        lost,
+                        repeats,
+                    }
+                }),
             }
         })
         .collect();
