@@ -489,6 +489,21 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
     }
 
     #[test]
+    fn monitor_is_rtp_or_mpegts_and_off_by_default() {
+        let rule = |extra: &str| {
+            format!("[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\n{extra}outputs = [{{ dest = \"239.2.2.2\", port = 1, interface = \"eth1\" }}]\n")
+        };
+        assert_eq!(parse(&rule(""), "x.toml").unwrap().rules[0].monitor, None);
+        for (value, kind) in [("rtp", Monitor::Rtp), ("mpegts", Monitor::Mpegts)] {
+            let c = parse(&rule(&format!("monitor = \"{value}\"\n")), "x.toml").unwrap();
+            assert_eq!(c.rules[0].monitor, Some(kind));
+        }
+        let e = err(&rule("monitor = \"srt\"\n"));
+        assert!(e.starts_with("relay.toml:5:"), "{e}");
+        assert!(e.contains("rtp") && e.contains("mpegts"), "{e}");
+    }
+
+    #[test]
     fn bad_output_address_names_output_index() {
         let text = "[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [\n { dest = \"239.2.2.2\", port = 1, interface = \"eth1\" },\n { dest = \"nope\", port = 1, interface = \"eth1\" },\n]\n";
         let e = err(text);

@@ -308,5 +308,51 @@ mod tests {
         assert!(json.contains("\"cycles\":\"unavailable\""), "{json}");
         let back: StatsReport = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
+        assert!(r.flows[0].monitor.is_none());
+        assert!(
+            !json.contains("monitor"),
+            "an unmonitored flow has no monitor field"
+        );
+    }
+
+    #[test]
+    fn a_monitored_flow_reports_its_workers_checks_summed() {
+        let shared = Shared::new(2, true);
+        let mut set = RuleSet::default();
+        set.add(RuleSpec {
+            monitor: Some(crate::config::Monitor::Rtp),
+            ..RuleSpec::on_lo("m", [239, 1, 1, 1], 5000)
+        })
+        .unwrap();
+        let table = RuleTable::build(&set, 1, 2, None, &|n| crate::netif::index(n)).unwrap();
+        let rtp = |seq: u16| {
+            let mut b = [0u8; 12];
+            b[0] = 0x80;
+            b[2..4].copy_from_slice(&seq.to_be_bytes());
+            b
+        };
+        let cells = &table.rules[0].counters.per_worker;
+        for seq in [1, 2, 5] {
+            cells[0].monitor.as_ref().unwrap().observe(&rtp(seq));
+        }
+        for seq in [100, 101, 101] {
+            cells[1].monitor.as_ref().unwrap().observe(&rtp(seq));
+        }
+        shared.publish(table);
+        let identity = Identity {
+            config_path: None,
+            dataplane: DataplaneConfig::default(),
+        };
+        let r = collect(&shared, &identity, false);
+        let m = r.flows[0].monitor.as_ref().unwrap();
+        assert_eq!(
+            (m.kind.as_str(), m.datagrams, m.gaps, m.lost, m.repeats),
+            ("rtp", 6, 1, 2, 1)
+        );
+        let text = crate::stats::render::prometheus(&r);
+        assert!(
+            text.contains("mcr_flow_stream_lost_total{rule=\"m\",kind=\"rtp\"} 2"),
+            "{text}"
+        );
     }
 }
