@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg_cmd in iproute2:ip ethtool:ethtool nftables:nft smcroute:smcrouted socat:socat procps:sysctl jq:jq util-linux:setpriv; do
+for pkg_cmd in iproute2:ip ethtool:ethtool nftables:nft smcroute:smcrouted socat:socat procps:sysctl jq:jq util-linux:setpriv ffmpeg:ffmpeg tshark:tshark; do
   pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -5,7 +5,8 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use relay::config::{OutputSpec, RuleSpec};
+use relay::config::{Monitor, OutputSpec, RuleSpec};
+use relay::counters::MonitorCells;
 use relay::dataplane::egress::gso_run;
 use relay::dataplane::pool::BufferPool;
 use relay::rules::{MatchKey, RuleSet, RuleTable};
@@ -20,6 +21,7 @@ fn table(rules: usize) -> RuleTable {
             port: 5000,
             source: None,
             outputs: vec![OutputSpec::new([239, 2, 0, 1].into(), 6000, "eth1", 8)],
+            monitor: None,
         })
         .unwrap();
     }
@@ -90,5 +92,44 @@ fn buffer_pool(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, rule_lookup, egress_batcher, buffer_pool);
+/// The per-datagram cost of a rule's `monitor`: an RTP packet, and a datagram of 7 MPEG-TS
+/// packets (4 PIDs), each continuing its stream (the common case: no gap).
+fn stream_monitor(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream_monitor");
+    g.throughput(Throughput::Elements(1));
+    let rtp = MonitorCells::new(Monitor::Rtp);
+    let mut packet = [0u8; 1328];
+    packet[0] = 0x80;
+    let mut seq = 0u16;
+    g.bench_function("rtp_datagram", |b| {
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            packet[2..4].copy_from_slice(&seq.to_be_bytes());
+            rtp.observe(black_box(&packet));
+        })
+    });
+    let ts = MonitorCells::new(Monitor::Mpegts);
+    let mut datagram = [0u8; 7 * 188];
+    let pids = [0x100u16, 0x100, 0x101, 0x100, 0x100, 0x1000, 0x100];
+    let mut cc = [0u8; 0x1001];
+    g.bench_function("mpegts_datagram_7_packets", |b| {
+        b.iter(|| {
+            for (p, &pid) in datagram.chunks_exact_mut(188).zip(&pids) {
+                let c = &mut cc[usize::from(pid)];
+                *c = (*c + 1) & 0x0f;
+                p[..4].copy_from_slice(&[0x47, (pid >> 8) as u8, pid as u8, 0x10 | *c]);
+            }
+            ts.observe(black_box(&datagram));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    rule_lookup,
+    egress_batcher,
+    buffer_pool,
+    stream_monitor
+);
 criterion_main!(benches);

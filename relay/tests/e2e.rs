@@ -963,6 +963,7 @@ fn rules_added_over_the_socket_pass_the_file_s_checks() {
         port: 5007,
         source: None,
         outputs: vec![relay::config::OutputSpec::new(dest, 5007, "out0", ttl)],
+        monitor: None,
     };
     let good_dest = Ipv4Addr::new(239, 1, 1, 7);
     for (rule, field) in [

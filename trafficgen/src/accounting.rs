@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 
 use crate::histogram::{distribution, new_histogram, record};
 use crate::probe::Probe;
-use crate::record::{StreamCounters, StreamRecord, TimelineSecond};
+use crate::record::{StreamCounters, StreamFormat, StreamRecord, TimelineSecond};
 
 /// Sequence numbers kept to tell a duplicate from a reordered packet.
 pub const DEFAULT_REORDER_WINDOW: u64 = 1 << 20;
@@ -89,6 +89,30 @@ impl SequenceWindow {
     }
 }
 
+/// A stream's per-second timeline, second 0 starting at the receiver's start. It grows by one
+/// entry per second (the only allocation on the per-packet path) and stops growing after a day.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline(Vec<TimelineSecond>);
+
+impl Timeline {
+    /// The entry of `second` (seconds since the receiver started), created if needed.
+    pub fn at(&mut self, second: u64) -> &mut TimelineSecond {
+        let second = second.min(MAX_TIMELINE_SECONDS);
+        while self.0.len() as u64 <= second {
+            let next = self.0.len() as u64;
+            self.0.push(TimelineSecond {
+                second: next,
+                ..TimelineSecond::default()
+            });
+        }
+        &mut self.0[second as usize]
+    }
+
+    pub fn seconds(&self) -> &[TimelineSecond] {
+        &self.0
+    }
+}
+
 /// Everything known about one stream.
 #[derive(Debug)]
 pub struct StreamAccount {
@@ -102,7 +126,7 @@ pub struct StreamAccount {
     last_rx_ns: Option<u64>,
     latency: Histogram<u64>,
     negative_latency: u64,
-    timeline: Vec<TimelineSecond>,
+    timeline: Timeline,
 }
 
 impl StreamAccount {
@@ -118,20 +142,8 @@ impl StreamAccount {
             last_rx_ns: None,
             latency: new_histogram(),
             negative_latency: 0,
-            timeline: Vec::new(),
+            timeline: Timeline::default(),
         }
-    }
-
-    fn second(&mut self, second: u64) -> &mut TimelineSecond {
-        let second = second.min(MAX_TIMELINE_SECONDS);
-        while self.timeline.len() as u64 <= second {
-            let next = self.timeline.len() as u64;
-            self.timeline.push(TimelineSecond {
-                second: next,
-                ..TimelineSecond::default()
-            });
-        }
-        &mut self.timeline[second as usize]
     }
 
     fn on_data(&mut self, probe: &Probe, rx_ns: u64, second: u64) {
@@ -140,7 +152,7 @@ impl StreamAccount {
             Arrival::Late => self.counters.late += 1,
             Arrival::Duplicate => {
                 self.counters.duplicated += 1;
-                self.second(second).duplicated += 1;
+                self.timeline.at(second).duplicated += 1;
             }
             Arrival::New => {
                 let reordered = self.highest.is_some_and(|h| sequence < h);
@@ -161,7 +173,7 @@ impl StreamAccount {
                 if reordered {
                     self.counters.reordered += 1;
                 }
-                let entry = self.second(second);
+                let entry = self.timeline.at(second);
                 entry.received += 1;
                 entry.payload_bytes += u64::from(probe.length);
                 entry.latency_max_ns = entry.latency_max_ns.max(latency);
@@ -214,7 +226,10 @@ impl StreamAccount {
             receive_pps,
             latency_ns: distribution(&self.latency),
             negative_latency_packets: self.negative_latency,
-            timeline: self.timeline.clone(),
+            timeline: self.timeline.seconds().to_vec(),
+            format: StreamFormat::Probe,
+            rtp: None,
+            mpegts: None,
         }
     }
 }
@@ -270,6 +285,16 @@ impl Accounting {
     /// Whether at least one stream was seen and every stream seen has sent its end marker.
     pub fn all_ended(&self) -> bool {
         !self.streams.is_empty() && self.streams.iter().all(StreamAccount::end_marker_seen)
+    }
+
+    /// Whether a stream with this id has been seen.
+    pub fn has_stream(&self, stream_id: u32) -> bool {
+        self.index.contains_key(&stream_id)
+    }
+
+    /// Streams seen.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
     }
 
     /// Datagrams of streams beyond the stream limit.

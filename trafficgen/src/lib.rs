@@ -2,6 +2,8 @@
 //!
 //! The main parts:
 //! * [`probe`]: the 32-byte header at the start of every payload;
+//! * [`accounting`], [`rtp`], [`mpegts`]: the receiver's per-stream accounting of probes, RTP
+//!   streams and MPEG-TS continuity counters;
 //! * [`pacing`]: the absolute send schedule;
 //! * [`send`]: the batched (sendmmsg + UDP GSO) sender threads;
 //! * [`record`]: the JSON records (`mcr.trafficgen.send|recv|sweep`), a contract the analyzer
@@ -22,11 +24,13 @@
 
 pub mod accounting;
 pub mod histogram;
+pub mod mpegts;
 pub mod pacing;
 pub mod perf;
 pub mod probe;
 pub mod record;
 pub mod recv;
+pub mod rtp;
 pub mod send;
 pub mod summary;
 pub mod sweep;

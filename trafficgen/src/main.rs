@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use trafficgen::record::RecvFormat;
 use trafficgen::recv::{self, RecvOptions};
 use trafficgen::send::{self, SendLimit, SendOptions};
 use trafficgen::sweep::{self, SweepOptions};
@@ -121,6 +122,14 @@ struct RecvArgs {
     /// Socket receive buffer to ask for, bytes (small values provoke kernel drops on purpose).
     #[arg(long, default_value_t = trafficgen::recv::DEFAULT_RCVBUF_BYTES)]
     rcvbuf: u32,
+    /// Formats to recognise: auto (decided per datagram: probe, MPEG-TS, RTP), probe, rtp or
+    /// mpegts (raw over UDP, or inside RTP).
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    format: RecvFormat,
+    /// RTP timestamp clock rate (Hz) of payload types without a static one (96-127), needed
+    /// for their jitter (e.g. 90000 for video, 48000 for audio).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..))]
+    rtp_clock_rate: Option<u32>,
     /// Write the JSON record (mcr.trafficgen.recv) to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -177,6 +186,17 @@ struct SendArgs {
     /// Write the JSON record (mcr.trafficgen.send) to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// `--format`'s value.
+fn parse_format(value: &str) -> Result<RecvFormat, String> {
+    match value {
+        "auto" => Ok(RecvFormat::Auto),
+        "probe" => Ok(RecvFormat::Probe),
+        "rtp" => Ok(RecvFormat::Rtp),
+        "mpegts" => Ok(RecvFormat::Mpegts),
+        _ => Err("expected auto, probe, rtp or mpegts".to_string()),
+    }
 }
 
 /// Inserts `send` when the first argument is a flag other than help/version, so that
@@ -350,6 +370,8 @@ fn run_recv(args: RecvArgs) -> anyhow::Result<ExitCode> {
         exit_on_end: args.exit_on_end,
         max_streams: args.max_streams,
         rcvbuf_bytes: args.rcvbuf,
+        format: args.format,
+        rtp_clock_rate_hz: args.rtp_clock_rate,
         ..RecvOptions::new(args.group)
     };
     let json = JsonOutput::create(args.json.as_deref())?;

@@ -355,6 +355,13 @@ pub struct RecvConfig {
     /// Sequence numbers a stream may arrive out of order and still be told apart from a
     /// duplicate; older arrivals are counted as `late`.
     pub reorder_window_packets: u64,
+    /// Formats recognised (`--format`): `"auto"`, `"probe"`, `"rtp"` or `"mpegts"`. Records
+    /// written before the flag existed read as `"probe"`.
+    #[serde(default)]
+    pub format: RecvFormat,
+    /// RTP clock rate for payload types without a static one (`--rtp-clock-rate`), Hz.
+    #[serde(default)]
+    pub rtp_clock_rate_hz: Option<u32>,
 }
 
 /// Loss accounting of one stream, or of all streams summed.
@@ -413,6 +420,144 @@ pub struct StreamRecord {
     pub negative_latency_packets: u64,
     /// Per-second timeline, second 0 starting at the receiver's start.
     pub timeline: Vec<TimelineSecond>,
+    /// How this stream was recognised and accounted: `"probe"` (trafficgen's header), `"rtp"`
+    /// (RFC 3550 sequence numbers; `rtp` is set, and `mpegts` too when the payload is MPEG-TS)
+    /// or `"mpegts"` (raw MPEG-TS over UDP: `counters` are estimates from continuity
+    /// counters, see `mpegts`). Records written before formats existed are probe records.
+    #[serde(default)]
+    pub format: StreamFormat,
+    /// RTP details (format `"rtp"`), else null.
+    #[serde(default)]
+    pub rtp: Option<RtpRecord>,
+    /// MPEG-TS continuity accounting (raw MPEG-TS, or MPEG-TS inside RTP), else null.
+    #[serde(default)]
+    pub mpegts: Option<MpegTsRecord>,
+}
+
+/// How a stream's datagrams were recognised and accounted.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamFormat {
+    /// trafficgen's probe header (sequence numbers from 0, end markers, tx timestamps).
+    #[default]
+    Probe,
+    /// RTP (RFC 3550): a stream is one SSRC sent to the receiver's `--group`.
+    Rtp,
+    /// Raw MPEG-TS over UDP (188-byte packets, sync byte 0x47): one stream per receiver.
+    Mpegts,
+}
+
+impl StreamFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamFormat::Probe => "probe",
+            StreamFormat::Rtp => "rtp",
+            StreamFormat::Mpegts => "mpegts",
+        }
+    }
+}
+
+/// Which formats the receiver recognises (`--format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecvFormat {
+    /// Probe header first, then raw MPEG-TS, then RTP, decided per datagram.
+    Auto,
+    /// Only probes; anything else is foreign. What records before `--format` existed did.
+    #[default]
+    Probe,
+    /// Only RTP (with MPEG-TS inside checked when the payload type is 33).
+    Rtp,
+    /// Only MPEG-TS: raw over UDP, or inside RTP with payload type 33.
+    Mpegts,
+}
+
+/// RTP details of one stream (RFC 3550).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtpRecord {
+    /// Synchronization source identifier (also the stream's `stream_id`).
+    pub ssrc: u32,
+    /// Payload type of the last packet.
+    pub payload_type: u8,
+    /// Packets whose payload type differed from the packet before.
+    pub payload_type_changes: u64,
+    /// Packets with the marker bit set.
+    pub marker_packets: u64,
+    /// Sequence restarts: a jump of more than 3000 ahead (or 100 behind) confirmed by the next
+    /// packet in sequence (RFC 3550 A.1). The counts before a restart are kept; the loss across
+    /// the jump is unknown and not counted; `lowest_sequence`/`highest_sequence` describe the
+    /// part after the last restart.
+    pub sequence_restarts: u64,
+    /// RTP timestamp clock rate used for the jitter, Hz; null when unknown (a dynamic payload
+    /// type without `--rtp-clock-rate`), and then the jitter fields are null too.
+    pub clock_rate_hz: Option<u32>,
+    /// Where `clock_rate_hz` came from: `"payload_type"` (the static table of RFC 3551) or
+    /// `"flag"` (`--rtp-clock-rate`); null when unknown.
+    pub clock_rate_source: Option<String>,
+    /// Interarrival jitter J after the last packet (RFC 3550 6.4.1), in RTP timestamp units:
+    /// what an RTCP receiver report would carry.
+    pub jitter_timestamp_units: Option<f64>,
+    /// `jitter_timestamp_units` in nanoseconds (divided by the clock rate).
+    pub jitter_ns: Option<f64>,
+    /// Highest value J took over the stream, nanoseconds.
+    pub jitter_max_ns: Option<f64>,
+    /// Mean of J over every packet after the first, nanoseconds.
+    pub jitter_mean_ns: Option<f64>,
+}
+
+/// MPEG-TS continuity accounting of one stream (ISO/IEC 13818-1), summed over its PIDs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MpegTsRecord {
+    /// TS packets received (every 188-byte packet, duplicates and errored ones included).
+    pub ts_packets: u64,
+    /// Datagrams that carried TS packets.
+    pub datagrams: u64,
+    /// Datagrams whose payload was not whole 188-byte packets each starting with 0x47 (not
+    /// counted in `ts_packets`).
+    pub sync_errors: u64,
+    /// Continuity-counter errors: packets whose counter was not the one expected.
+    pub continuity_errors: u64,
+    /// Lost TS packets as the counter gaps show them: a gap of k means k + 16n lost packets,
+    /// and this takes n = 0 (a lower bound; see the README for what CC cannot see).
+    pub lost_ts_packets_estimate: u64,
+    /// Duplicate packets (same counter, same bytes but the PCR, right after the original).
+    pub duplicate_ts_packets: u64,
+    /// Packets with `transport_error_indicator` set (not checked further: their header may be
+    /// corrupt).
+    pub transport_errors: u64,
+    /// Packets whose adaptation field set `discontinuity_indicator` (the counter restarts).
+    pub discontinuities: u64,
+    /// Null packets (PID 0x1FFF), whose counter is not checked.
+    pub null_packets: u64,
+    /// Packets without payload (adaptation field only, or the reserved field value 00): their
+    /// counter does not advance, so a lost one leaves no gap.
+    pub no_payload_packets: u64,
+    /// Per PID (null packets excepted), ordered by PID.
+    pub pids: Vec<PidRecord>,
+}
+
+/// Continuity accounting of one PID.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PidRecord {
+    /// Packet identifier (13 bits).
+    pub pid: u16,
+    /// TS packets of this PID received (transport errors excepted).
+    pub ts_packets: u64,
+    /// Continuity-counter errors of this PID.
+    pub continuity_errors: u64,
+    /// Lost packets of this PID from its counter gaps (n = 0 in k + 16n).
+    pub lost_ts_packets_estimate: u64,
+    /// Duplicate packets of this PID.
+    pub duplicate_ts_packets: u64,
+    /// Packets of this PID with `discontinuity_indicator` set.
+    pub discontinuities: u64,
+    /// Packets of this PID without payload.
+    pub no_payload_packets: u64,
 }
 
 /// One second of a stream's timeline.

@@ -4,7 +4,10 @@ use std::fmt::Write;
 
 use std::collections::BTreeMap;
 
-use crate::record::{Distribution, PerfValue, RecvRecord, SendRecord, SweepRecord, SweepTrial};
+use crate::record::{
+    Distribution, PerfValue, RecvRecord, RtpRecord, SendRecord, StreamFormat, SweepRecord,
+    SweepTrial,
+};
 
 fn us(ns: u64) -> String {
     format!("{:.1}us", ns as f64 / 1e3)
@@ -147,14 +150,15 @@ pub fn recv(r: &RecvRecord) -> String {
     );
     for stream in &r.streams {
         let c = &stream.counters;
-        let end = if stream.end_marker_seen {
-            ""
-        } else {
-            " (no end marker: tail loss unknown)"
+        let end = match stream.format {
+            StreamFormat::Probe if !stream.end_marker_seen => " (no end marker: tail loss unknown)",
+            StreamFormat::Mpegts => " (datagrams; loss estimated from continuity counters)",
+            _ => "",
         };
         let _ = writeln!(
             s,
-            "  stream {:>4}  received {} lost {} dup {} reord {} late {}, {:.0} pps{}",
+            "  {} {:>4}  received {} lost {} dup {} reord {} late {}, {:.0} pps{}",
+            stream.format.name(),
             stream.stream_id,
             c.received,
             c.lost,
@@ -164,9 +168,43 @@ pub fn recv(r: &RecvRecord) -> String {
             stream.receive_pps.unwrap_or(0.0),
             end
         );
-        let _ = writeln!(s, "               latency {}", dist_us(&stream.latency_ns));
+        if stream.format == StreamFormat::Probe {
+            let _ = writeln!(s, "               latency {}", dist_us(&stream.latency_ns));
+        }
+        if let Some(rtp) = &stream.rtp {
+            let _ = writeln!(s, "               {}", rtp_line(rtp));
+        }
+        if let Some(ts) = &stream.mpegts {
+            let _ = writeln!(
+                s,
+                "               MPEG-TS {} packets, {} PIDs: CC errors {}, lost >= {} TS packets, \
+                 duplicates {}, transport errors {}, discontinuities {}",
+                ts.ts_packets,
+                ts.pids.len(),
+                ts.continuity_errors,
+                ts.lost_ts_packets_estimate,
+                ts.duplicate_ts_packets,
+                ts.transport_errors,
+                ts.discontinuities
+            );
+        }
     }
     s
+}
+
+fn rtp_line(rtp: &RtpRecord) -> String {
+    let jitter = match (rtp.jitter_ns, rtp.jitter_max_ns, rtp.clock_rate_hz) {
+        (Some(j), Some(max), Some(hz)) => format!(
+            "jitter {:.3} ms (max {:.3} ms; {hz} Hz clock)",
+            j / 1e6,
+            max / 1e6
+        ),
+        _ => "jitter unavailable (clock rate unknown: pass --rtp-clock-rate)".to_string(),
+    };
+    format!(
+        "RTP ssrc 0x{:08x} pt {}, {jitter}, restarts {}",
+        rtp.ssrc, rtp.payload_type, rtp.sequence_restarts
+    )
 }
 
 /// One line per sweep trial, printed as trials complete.
@@ -330,6 +368,8 @@ mod tests {
                 socket_rcvbuf_bytes: 0,
                 max_streams: 1,
                 reorder_window_packets: 64,
+                format: Default::default(),
+                rtp_clock_rate_hz: None,
             },
             elapsed_ns: 1,
             datagrams_received: 9,
@@ -352,6 +392,9 @@ mod tests {
                 latency_ns: Distribution::default(),
                 negative_latency_packets: 0,
                 timeline: vec![],
+                format: StreamFormat::Probe,
+                rtp: None,
+                mpegts: None,
             }],
         };
         let text = recv(&record);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use relay::config::{self, OutputSpec, RuleSpec};
+use relay::config::{self, Monitor, OutputSpec, RuleSpec};
 use relay::control::client;
 use relay::control::protocol::{Command, Reply, Response};
 use relay::control::server::{check_path, ServerError};
@@ -77,6 +77,9 @@ enum RulesCmd {
         /// ADDR:PORT@INTERFACE[/TTL]; repeat for fan-out.
         #[arg(long = "output", required = true)]
         outputs: Vec<OutputSpec>,
+        /// Check the forwarded stream: rtp (sequence gaps) or mpegts (continuity counters).
+        #[arg(long, value_parser = parse_monitor)]
+        monitor: Option<Monitor>,
     },
     /// Remove the rule called NAME.
     Remove { name: String },
@@ -93,6 +96,15 @@ enum ConfigCmd {
     Check { file: PathBuf },
     /// Make the daemon re-read its config file and apply it atomically.
     Reload,
+}
+
+/// `--monitor`'s value.
+fn parse_monitor(value: &str) -> Result<Monitor, String> {
+    match value {
+        "rtp" => Ok(Monitor::Rtp),
+        "mpegts" => Ok(Monitor::Mpegts),
+        _ => Err("expected rtp or mpegts".to_string()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -134,6 +146,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 port,
                 source,
                 outputs,
+                monitor,
             } => {
                 let rule = RuleSpec {
                     name,
@@ -142,6 +155,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                     port,
                     source,
                     outputs,
+                    monitor,
                 };
                 done(call(Command::RulesAdd { rule })?)
             }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::spec::{Config, ControlConfig, DataplaneConfig, OutputSpec, RuleSpec, MAX_DSCP};
+use super::spec::{
+    Config, ControlConfig, DataplaneConfig, Monitor, OutputSpec, RuleSpec, MAX_DSCP,
+};
 use super::validate::{validate_rule, OutputField, RuleField};
 
 /// Where `mcrd` and `mcrctl config check` look when no file is named.
@@ -75,6 +77,8 @@ struct RawRule {
     #[serde(default)]
     source: Option<Spanned<String>>,
     outputs: Spanned<Vec<Spanned<RawOutput>>>,
+    #[serde(default)]
+    monitor: Option<Monitor>,
 }
 
 #[derive(Deserialize)]
@@ -467,6 +471,7 @@ impl Ctx<'_> {
             port,
             source,
             outputs,
+            monitor: raw.monitor,
         };
         validate_rule(&spec).map_err(|e| {
             let at = match e.field {
@@ -590,6 +595,21 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         assert!(e.starts_with("relay.toml:3:"), "{e}");
         assert!(e.contains("rule[0].group"), "{e}");
         assert!(e.contains("not an IPv4 address"), "{e}");
+    }
+
+    #[test]
+    fn monitor_is_rtp_or_mpegts_and_off_by_default() {
+        let rule = |extra: &str| {
+            format!("[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\n{extra}outputs = [{{ dest = \"239.2.2.2\", port = 1, interface = \"eth1\" }}]\n")
+        };
+        assert_eq!(parse(&rule(""), "x.toml").unwrap().rules[0].monitor, None);
+        for (value, kind) in [("rtp", Monitor::Rtp), ("mpegts", Monitor::Mpegts)] {
+            let c = parse(&rule(&format!("monitor = \"{value}\"\n")), "x.toml").unwrap();
+            assert_eq!(c.rules[0].monitor, Some(kind));
+        }
+        let e = err(&rule("monitor = \"srt\"\n"));
+        assert!(e.starts_with("relay.toml:5:"), "{e}");
+        assert!(e.contains("rtp") && e.contains("mpegts"), "{e}");
     }
 
     #[test]

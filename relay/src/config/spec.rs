@@ -132,6 +132,29 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Ipv4Addr>,
     pub outputs: Vec<OutputSpec>,
+    /// Check the stream this rule forwards (sequence gaps or continuity-counter errors of
+    /// what this hop received, in the flow's stats); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<Monitor>,
+}
+
+/// What a monitored flow carries (`monitor = "rtp" | "mpegts"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Monitor {
+    /// RTP (RFC 3550): sequence-number gaps.
+    Rtp,
+    /// MPEG-TS, raw over UDP or inside RTP: continuity-counter errors per PID.
+    Mpegts,
+}
+
+impl Monitor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::Rtp => "rtp",
+            Monitor::Mpegts => "mpegts",
+        }
+    }
 }
 
 /// Where matched datagrams go.
@@ -201,6 +224,7 @@ impl RuleSpec {
             port,
             source: None,
             outputs: vec![OutputSpec::new([239, 2, 2, 2].into(), 6000, "lo", 1)],
+            monitor: None,
         }
     }
 }

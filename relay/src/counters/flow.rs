@@ -1,6 +1,8 @@
 //! Per-flow counters: one block per worker, per output within it.
 
 use super::cell::{CacheLine, Counter};
+use super::monitor::MonitorCells;
+use crate::config::Monitor;
 
 /// Per-output cells of one worker. `matched = tx_sent + tx_errors + buf_exhaust + in_flight`.
 /// Each sits on a cache line of its own (see [`FlowWorkerCells::outputs`]).
@@ -22,6 +24,8 @@ pub struct FlowWorkerCells {
     /// Cache-aligned: the outputs live in a heap block of their own, which the allocator may
     /// place next to another worker's; unaligned, two workers would write one cache line.
     pub outputs: Box<[CacheLine<OutputCells>]>,
+    /// The stream check, when the rule asks for one (`monitor`); `None` costs one branch.
+    pub monitor: Option<Box<CacheLine<MonitorCells>>>,
 }
 
 /// A flow's counters: one cache-aligned block per worker. Shared by every rule-table version
@@ -32,7 +36,7 @@ pub struct FlowCells {
 }
 
 impl FlowCells {
-    pub fn new(workers: usize, outputs: usize) -> Self {
+    pub fn new(workers: usize, outputs: usize, monitor: Option<Monitor>) -> Self {
         let per_worker = (0..workers)
             .map(|_| {
                 CacheLine(FlowWorkerCells {
@@ -41,6 +45,7 @@ impl FlowCells {
                     outputs: (0..outputs)
                         .map(|_| CacheLine(OutputCells::default()))
                         .collect(),
+                    monitor: monitor.map(|kind| Box::new(CacheLine(MonitorCells::new(kind)))),
                 })
             })
             .collect();
@@ -61,7 +66,7 @@ mod tests {
     #[test]
     fn no_two_workers_write_the_same_cache_line_of_a_flow() {
         for outputs in 1..=4 {
-            let cells = FlowCells::new(4, outputs);
+            let cells = FlowCells::new(4, outputs, None);
             let touched: Vec<Vec<usize>> = cells
                 .per_worker
                 .iter()

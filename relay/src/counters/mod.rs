@@ -17,10 +17,12 @@
 
 mod cell;
 mod flow;
+mod monitor;
 mod names;
 mod worker;
 
 pub use cell::{CacheLine, Counter};
 pub use flow::{FlowCells, FlowWorkerCells, OutputCells};
+pub use monitor::MonitorCells;
 pub use names::{errno_slot, PERF_COUNT, PERF_NAMES, TX_ERRNOS, TX_ERRNO_OTHER};
 pub use worker::WorkerCells;

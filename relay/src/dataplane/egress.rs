@@ -377,7 +377,7 @@ mod tests {
         let target = Rc::new(OutputTarget::new(
             "127.0.0.1:9".parse().unwrap(),
             Rc::new(sock),
-            Arc::new(FlowCells::new(1, 1)),
+            Arc::new(FlowCells::new(1, 1, None)),
             0,
         ));
         let data = [7u8; 100];

@@ -215,6 +215,9 @@ impl Forwarder {
         let outputs = rule.outputs.len();
         for d in datagrams {
             flow.bytes.add(d.payload.len() as u64);
+            if let Some(monitor) = &flow.monitor {
+                monitor.observe(d.payload);
+            }
             let Some(buf) = self.pool.alloc(outputs as u16) else {
                 for (i, _) in rule.outputs.iter().enumerate() {
                     flow.outputs[i].matched.add(1);

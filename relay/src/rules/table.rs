@@ -160,7 +160,7 @@ impl RuleTable {
                 Some(prev) if prev.spec == *spec && prev.ifindex == ifindex => {
                     Arc::clone(&prev.counters)
                 }
-                _ => Arc::new(FlowCells::new(workers, spec.outputs.len())),
+                _ => Arc::new(FlowCells::new(workers, spec.outputs.len(), spec.monitor)),
             };
             let input = inputs.entry(ifindex).or_insert_with(|| InputInterface {
                 ifindex,
@@ -242,6 +242,7 @@ mod tests {
                 .iter()
                 .map(|(i, ttl)| OutputSpec::new([239, 2, 2, 2].into(), 6000, *i, *ttl))
                 .collect(),
+            monitor: None,
         }
     }
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::report::{
-    FlowStats, OutputStats, PerfCounters, RelayInfo, StatsReport, WorkerCounters, WorkerStats,
-    STATS_SCHEMA, STATS_VERSION,
+    FlowStats, MonitorStats, OutputStats, PerfCounters, RelayInfo, StatsReport, WorkerCounters,
+    WorkerStats, STATS_SCHEMA, STATS_VERSION,
 };
 use crate::config::DataplaneConfig;
 use crate::counters::{WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
@@ -24,6 +24,8 @@ struct FlowWorkerRead {
     packets: u64,
     bytes: u64,
     outputs: Vec<OutputRead>,
+    /// datagrams, foreign, gaps, lost, repeats of the flow's monitor.
+    monitor: Option<[u64; 5]>,
 }
 
 /// One worker's cells for one output, as read.
@@ -65,6 +67,15 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                                 in_flight: c.in_flight.get(),
                             })
                             .collect(),
+                        monitor: w.monitor.as_ref().map(|m| {
+                            [
+                                m.datagrams.get(),
+                                m.foreign.get(),
+                                m.gaps.get(),
+                                m.lost.get(),
+                                m.repeats.get(),
+                            ]
+                        }),
                     }
                 })
                 .collect::<Vec<_>>();
@@ -117,8 +128,25 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                 port: rule.spec.port,
                 source: rule.spec.source.map(|s| s.to_string()),
                 packets: per_worker.clone().map(|w| w.packets).sum(),
-                bytes: per_worker.map(|w| w.bytes).sum(),
+                bytes: per_worker.clone().map(|w| w.bytes).sum(),
                 outputs,
+                monitor: rule.spec.monitor.map(|kind| {
+                    let mut sum = [0u64; 5];
+                    for m in per_worker.filter_map(|w| w.monitor) {
+                        for (s, v) in sum.iter_mut().zip(m) {
+                            *s += v;
+                        }
+                    }
+                    let [datagrams, foreign, gaps, lost, repeats] = sum;
+                    MonitorStats {
+                        kind: kind.name().to_string(),
+                        datagrams,
+                        foreign,
+                        gaps,
+                        lost,
+                        repeats,
+                    }
+                }),
             }
         })
         .collect();
@@ -280,5 +308,51 @@ mod tests {
         assert!(json.contains("\"cycles\":\"unavailable\""), "{json}");
         let back: StatsReport = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
+        assert!(r.flows[0].monitor.is_none());
+        assert!(
+            !json.contains("monitor"),
+            "an unmonitored flow has no monitor field"
+        );
+    }
+
+    #[test]
+    fn a_monitored_flow_reports_its_workers_checks_summed() {
+        let shared = Shared::new(2, true);
+        let mut set = RuleSet::default();
+        set.add(RuleSpec {
+            monitor: Some(crate::config::Monitor::Rtp),
+            ..RuleSpec::on_lo("m", [239, 1, 1, 1], 5000)
+        })
+        .unwrap();
+        let table = RuleTable::build(&set, 1, 2, None, &|n| crate::netif::index(n)).unwrap();
+        let rtp = |seq: u16| {
+            let mut b = [0u8; 12];
+            b[0] = 0x80;
+            b[2..4].copy_from_slice(&seq.to_be_bytes());
+            b
+        };
+        let cells = &table.rules[0].counters.per_worker;
+        for seq in [1, 2, 5] {
+            cells[0].monitor.as_ref().unwrap().observe(&rtp(seq));
+        }
+        for seq in [100, 101, 101] {
+            cells[1].monitor.as_ref().unwrap().observe(&rtp(seq));
+        }
+        shared.publish(table);
+        let identity = Identity {
+            config_path: None,
+            dataplane: DataplaneConfig::default(),
+        };
+        let r = collect(&shared, &identity, false);
+        let m = r.flows[0].monitor.as_ref().unwrap();
+        assert_eq!(
+            (m.kind.as_str(), m.datagrams, m.gaps, m.lost, m.repeats),
+            ("rtp", 6, 1, 2, 1)
+        );
+        let text = crate::stats::render::prometheus(&r);
+        assert!(
+            text.contains("mcr_flow_stream_lost_total{rule=\"m\",kind=\"rtp\"} 2"),
+            "{text}"
+        );
     }
 }

@@ -99,6 +99,13 @@ pub fn human(r: &StatsReport) -> String {
             "{:<20} {:<28} {:>12} {:>14}",
             f.rule, m, f.packets, f.bytes
         );
+        if let Some(mon) = &f.monitor {
+            let _ = writeln!(
+                s,
+                "  monitor {:<6} checked {:>10} gaps {:>8} lost {:>10} repeats {:>8} foreign {:>8}",
+                mon.kind, mon.datagrams, mon.gaps, mon.lost, mon.repeats, mon.foreign
+            );
+        }
         for o in &f.outputs {
             let _ = writeln!(
                 s,
@@ -176,6 +183,43 @@ pub fn prometheus(r: &StatsReport) -> String {
             escape(&f.rule),
             f.packets
         );
+    }
+    let monitored: Vec<_> = r
+        .flows
+        .iter()
+        .filter_map(|f| f.monitor.as_ref().map(|m| (f, m)))
+        .collect();
+    if !monitored.is_empty() {
+        type Read = fn(&crate::stats::report::MonitorStats) -> u64;
+        let families: [(&str, &str, Read); 3] = [
+            (
+                "mcr_flow_stream_gaps_total",
+                "Sequence gaps (RTP) or continuity-counter errors (MPEG-TS) this hop received, per monitored rule.",
+                |m| m.gaps,
+            ),
+            (
+                "mcr_flow_stream_lost_total",
+                "Packets the gaps show lost before this hop (RTP datagrams, MPEG-TS TS packets), per monitored rule.",
+                |m| m.lost,
+            ),
+            (
+                "mcr_flow_stream_repeats_total",
+                "Duplicated or reordered packets this hop received, per monitored rule.",
+                |m| m.repeats,
+            ),
+        ];
+        for (name, help, get) in families {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (f, m) in &monitored {
+                let _ = writeln!(
+                    s,
+                    "{name}{{rule=\"{}\",kind=\"{}\"}} {}",
+                    escape(&f.rule),
+                    m.kind,
+                    get(m)
+                );
+            }
+        }
     }
     let _ = writeln!(s, "# HELP mcr_output_sent_total Datagrams sent per output.\n# TYPE mcr_output_sent_total counter");
     for f in &r.flows {

@@ -156,6 +156,29 @@ pub struct FlowStats {
     /// UDP payload bytes of `packets`.
     pub bytes: u64,
     pub outputs: Vec<OutputStats>,
+    /// The stream check of a rule with `monitor`: what this hop received. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorStats>,
+}
+
+/// A monitored flow's stream check, all workers (see `counters/monitor.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorStats {
+    /// `"rtp"` or `"mpegts"`.
+    pub kind: String,
+    /// Datagrams checked.
+    pub datagrams: u64,
+    /// Datagrams not of the monitored format.
+    pub foreign: u64,
+    /// RTP: sequence gaps; MPEG-TS: continuity-counter errors.
+    pub gaps: u64,
+    /// RTP: sequence numbers skipped; MPEG-TS: lost TS packets the counters show (a gap of k
+    /// is k + 16n lost, counted as k).
+    pub lost: u64,
+    /// RTP: packets at or behind the highest sequence (duplicates, reordered); MPEG-TS:
+    /// packets repeating their PID's counter.
+    pub repeats: u64,
 }
 
 /// One output of a flow. `matched = tx_sent + tx_errors + buf_exhaust + in_flight`.

@@ -1,5 +1,5 @@
 //! The receiver: joins the group, drains the socket in `recvmmsg` batches and feeds every
-//! datagram to the [`Accounting`] of its stream.
+//! datagram to the account of its stream ([`streams::StreamTable`]: probes, RTP, MPEG-TS).
 //!
 //! Foreign and malformed datagrams are counted apart (by reason) and never stop the run. Drops
 //! the kernel made because our receive buffer was full come from `SO_RXQ_OVFL` and are reported
@@ -7,6 +7,7 @@
 //! reached us).
 
 mod snmp;
+pub mod streams;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -16,10 +17,11 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use thiserror::Error;
 
-use crate::accounting::{Accounting, DEFAULT_MAX_STREAMS, DEFAULT_REORDER_WINDOW};
-use crate::probe::{Probe, ProbeError};
-use crate::record::{RecvConfig, RecvRecord, RECORD_VERSION, RECV_SCHEMA};
+use crate::accounting::{DEFAULT_MAX_STREAMS, DEFAULT_REORDER_WINDOW};
+use crate::probe::ProbeError;
+use crate::record::{RecvConfig, RecvFormat, RecvRecord, RECORD_VERSION, RECV_SCHEMA};
 use crate::sys::{self, RecvBatch};
+use streams::{Routed, StreamTable};
 
 /// Default receive buffer asked for (SO_RCVBUFFORCE as root, else capped by `rmem_max`): room
 /// for tens of thousands of datagrams, i.e. tens of ms at 1M pps, so a briefly descheduled
@@ -51,6 +53,10 @@ pub struct RecvOptions {
     pub reorder_window: u64,
     /// Receive buffer to ask for, bytes (the kernel doubles it for bookkeeping).
     pub rcvbuf_bytes: u32,
+    /// Formats recognised.
+    pub format: RecvFormat,
+    /// RTP clock rate of payload types without a static one, Hz.
+    pub rtp_clock_rate_hz: Option<u32>,
 }
 
 impl RecvOptions {
@@ -64,6 +70,8 @@ impl RecvOptions {
             max_streams: DEFAULT_MAX_STREAMS,
             reorder_window: DEFAULT_REORDER_WINDOW,
             rcvbuf_bytes: DEFAULT_RCVBUF_BYTES,
+            format: RecvFormat::Auto,
+            rtp_clock_rate_hz: None,
         }
     }
 }
@@ -185,8 +193,13 @@ pub fn run(options: &RecvOptions, on_ready: impl FnOnce()) -> Result<RecvRecord,
     let snmp_before = snmp::udp_rcvbuf_errors();
     let started_unix_ns = sys::realtime_ns();
     let start = Instant::now();
-    let mut accounting =
-        Accounting::new(started_unix_ns, options.max_streams, options.reorder_window);
+    let mut accounting = StreamTable::new(
+        options.format,
+        options.rtp_clock_rate_hz,
+        started_unix_ns,
+        options.max_streams,
+        options.reorder_window,
+    );
     let mut malformed = Malformed::default();
     let (mut datagrams, mut bytes, mut foreign, mut socket_drops) = (0u64, 0u64, 0u64, 0u64);
     let mut last_activity = start;
@@ -227,12 +240,11 @@ pub fn run(options: &RecvOptions, on_ready: impl FnOnce()) -> Result<RecvRecord,
                 malformed.truncated += 1;
                 continue;
             }
-            match Probe::parse(payload) {
-                Ok(probe) => {
-                    accounting.on_probe(&probe, meta.rx_timestamp_ns.unwrap_or(fallback_rx_ns))
-                }
-                Err(ProbeError::Foreign) => foreign += 1,
-                Err(e) => malformed.count(e),
+            let rx_ns = meta.rx_timestamp_ns.unwrap_or(fallback_rx_ns);
+            match accounting.on_datagram(payload, rx_ns) {
+                Routed::Accounted => {}
+                Routed::Foreign => foreign += 1,
+                Routed::MalformedProbe(e) => malformed.count(e),
             }
         }
     }
@@ -257,6 +269,8 @@ pub fn run(options: &RecvOptions, on_ready: impl FnOnce()) -> Result<RecvRecord,
             socket_rcvbuf_bytes: rcvbuf,
             max_streams: options.max_streams,
             reorder_window_packets: options.reorder_window,
+            format: options.format,
+            rtp_clock_rate_hz: options.rtp_clock_rate_hz,
         },
         elapsed_ns,
         datagrams_received: datagrams,

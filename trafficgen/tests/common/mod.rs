@@ -339,3 +339,127 @@ fn collect_keys(value: &serde_json::Value, keys: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// Runs `f` on a thread inside network namespace `ns` (for making sockets there: a socket
+/// belongs to the namespace it was created in, whichever thread uses it later).
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    use std::os::fd::AsRawFd;
+    let path = Path::new("/var/run/netns").join(ns);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            // SAFETY: setns on a valid namespace fd; it changes only this thread's namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in namespace panicked")
+    })
+}
+
+/// Whether `program` runs (`program version_arg` succeeds to start); like
+/// [`namespaces_available`], a missing tool fails the test under `MCR_E2E_REQUIRED=1`.
+pub fn tool_available(test: &str, program: &str, version_arg: &str) -> bool {
+    if Command::new(program)
+        .arg(version_arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+    {
+        return true;
+    }
+    if std::env::var("MCR_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!(
+            "{test}: `{program}` is missing (scripts/setup.sh installs it) and MCR_E2E_REQUIRED=1"
+        );
+    }
+    skip(&format!("SKIPPED {test}: `{program}` is not installed"));
+    false
+}
+
+/// Loads nftables `rules` into namespace `ns`.
+pub fn nft_load(ns: &str, rules: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), rules).unwrap();
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "-f",
+        file.path().to_str().unwrap(),
+    ]);
+}
+
+/// Packet counts of every `counter` in nftables table `inet TABLE` of namespace `ns`, in rule
+/// order.
+pub fn nft_counters(ns: &str, table: &str) -> Vec<u64> {
+    let text = sh(&[
+        "ip", "netns", "exec", ns, "nft", "list", "table", "inet", table,
+    ]);
+    text.split("counter packets ")
+        .skip(1)
+        .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// A packet capture (`dumpcap`) on `iface` in namespace `ns`, stopped with SIGINT so that the
+/// file is complete.
+pub struct Capture {
+    child: ChildGuard,
+    pub path: std::path::PathBuf,
+}
+
+impl Capture {
+    /// Starts capturing packets matching the BPF `filter` and waits until dumpcap is.
+    pub fn start(ns: &str, iface: &str, filter: &str, path: &Path) -> Capture {
+        let mut child = ChildGuard(
+            Command::new("ip")
+                .args([
+                    "netns", "exec", ns, "dumpcap", "-q", "-i", iface, "-f", filter,
+                ])
+                .arg("-w")
+                .arg(path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn dumpcap"),
+        );
+        let mut stderr = BufReader::new(child.0.stderr.take().expect("piped stderr"));
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).expect("read dumpcap's stderr");
+            seen.push_str(&line);
+            assert!(n > 0, "dumpcap exited before capturing: {seen}");
+            if line.contains("Capturing on") {
+                break;
+            }
+        }
+        // dumpcap says so just before its capture loop starts.
+        std::thread::sleep(Duration::from_millis(300));
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+        });
+        Capture {
+            child,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Stops the capture and waits for dumpcap to close the file.
+    pub fn stop(mut self) {
+        std::thread::sleep(Duration::from_millis(200));
+        sh(&["kill", "-INT", &self.child.0.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.0.try_wait(), Ok(None)) {
+            assert!(Instant::now() < deadline, "dumpcap did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
