@@ -291,8 +291,15 @@ mod tests {
     }
 
     #[test]
-    fn struct_sizes_match_the_kernel_abi() {
-        assert_eq!(size_of::<libc::tpacket_req>(), 16);
-        assert_eq!(size_of::<libc::tpacket_stats>(), 8);
+    fn the_affinity_mask_lists_the_cpu_we_run_on() {
+        let cpus = allowed_cpus().unwrap();
+        // SAFETY: sched_getcpu has no preconditions.
+        let now = unsafe { libc::sched_getcpu() };
+        assert!(
+            now >= 0 && cpus.contains(&(now as u32)),
+            "{now} not in {cpus:?}"
+        );
+        assert!(cpus.iter().all(|&c| (c as usize) < CPU_SET_CAPACITY));
+        assert!(pin_current_thread(CPU_SET_CAPACITY as u32).is_err());
     }
 }
