@@ -23,8 +23,8 @@ use crate::render::fmt;
 use crate::stats::median;
 
 /// Default tolerance on offered load, percent of the baseline's. The generator's achieved rate
-/// moves by a few percent between runs at one target on a shared machine (the seed's runs at
-/// one target: 733k, 779k and 693k pps, within 6% of the first), and a run meant to be at
+/// moves by a few percent between runs of one test on a shared machine (the seed's runs of
+/// one test: 733k, 779k and 693k pps, within 6% of the first), and a run meant to be at
 /// another rate (5k or 100k pps against 733k) is far outside.
 pub const LOAD_TOLERANCE_PCT: f64 = 10.0;
 
