@@ -11,6 +11,7 @@
 # Layout (defaults):
 #   reports/pipeline/baseline/rate-PPS/*.json   the baseline, checked in (update: --update-baseline)
 #   reports/pipeline/history/rate-PPS/*.json    every nightly record, oldest first by name
+#   reports/pipeline/history/dataset/*.parquet    the same as rows (`analyzer history show`), a part a night and rate
 #   reports/pipeline/nightly/DATE/              this night: runs/, report.md, compare-*.md, trend-*.md, png-*/
 # Exit: 0 no regression and every packet accounted for; 1 a regression (compare or trend);
 # 2 bad flags; 3 a run had unexplained loss or failed.
@@ -100,6 +101,11 @@ run_rate() {
       cp "$rec" "$HISTORY/rate-$pps/$STAMP-rep$r.json"
     fi
   done
+  # The columnar history (`analyzer history show`): this night's repeats as one new part.
+  if compgen -G "$OUT/sets/rate-$pps/*.json" >/dev/null; then
+    "$ANALYZER" history append --to "$HISTORY/dataset" "$OUT/sets/rate-$pps" >"$OUT/history-$pps.log" 2>&1 ||
+      pl_log "analyzer history append failed: $(cat "$OUT/history-$pps.log")"
+  fi
 }
 
 # compare_rate PPS: this night's repeats against the baseline's. Sets REGRESSED on exit 1.

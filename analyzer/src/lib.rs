@@ -18,6 +18,7 @@ pub mod compare;
 pub mod conditions;
 pub mod diff;
 pub mod error;
+pub mod history;
 pub mod ingest;
 pub mod metrics;
 pub mod record;

@@ -41,6 +41,58 @@ enum Command {
     Compare(CompareArgs),
     /// Find change points in a nightly history and flag a regressed newest run.
     Trend(TrendArgs),
+    /// The nightly history as a columnar dataset: append records, show slices of it.
+    #[command(subcommand)]
+    History(HistoryCommand),
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Append records (files, directories, JSON Lines) to a history directory as one new part.
+    Append {
+        /// The history directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The records of the night.
+        #[arg(required = true, value_name = "RECORDS")]
+        records: Vec<PathBuf>,
+    },
+    /// Slice a history: one row per day, aggregated over that day's repeats.
+    Show(HistoryShowArgs),
+}
+
+#[derive(Args)]
+struct HistoryShowArgs {
+    /// The history directory.
+    dir: PathBuf,
+    /// Metric, as in the dataset: `rx_pps`, `tx_pps`, `buf_exhaust_pct`, `cpu_ns_per_packet`,
+    /// `receiver.loss_pct`, ... (repeat for several; default all).
+    #[arg(long = "metric", value_name = "NAME")]
+    metrics: Vec<String>,
+    /// Hop position, 1-based (0: whole-run metrics).
+    #[arg(long)]
+    hop: Option<u32>,
+    /// Relay implementation (`mcr`, `socat`, `smcroute`, ...).
+    #[arg(long)]
+    relay: Option<String>,
+    /// Generator target rate, packets per second.
+    #[arg(long, value_name = "PPS")]
+    rate: Option<f64>,
+    /// First day, inclusive (YYYY-MM-DD).
+    #[arg(long, value_name = "DAY")]
+    from: Option<String>,
+    /// Last day, inclusive (YYYY-MM-DD).
+    #[arg(long, value_name = "DAY")]
+    to: Option<String>,
+    /// Write the Markdown here (default: standard output).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Also write the rows as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also draw the medians as a PNG chart.
+    #[arg(long, value_name = "FILE")]
+    png: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -159,7 +211,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(a) => run_ingest(a),
         Command::Compare(a) => run_compare(a),
         Command::Trend(a) => run_trend(a),
+        Command::History(HistoryCommand::Append { to, records }) => {
+            let (part, rows) = analyzer::history::append(&to, &records)?;
+            eprintln!("analyzer: appended {rows} rows to {}", part.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History(HistoryCommand::Show(a)) => run_history(a),
     }
+}
+
+fn day(flag: &str, v: &Option<String>) -> anyhow::Result<()> {
+    if let Some(d) = v {
+        let b = d.as_bytes();
+        let ok = b.len() == 10
+            && b.iter().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
+        anyhow::ensure!(ok, "{flag} {d}: expected a day as YYYY-MM-DD");
+    }
+    Ok(())
+}
+
+fn run_history(a: HistoryShowArgs) -> anyhow::Result<ExitCode> {
+    day("--from", &a.from)?;
+    day("--to", &a.to)?;
+    let q = analyzer::history::Query {
+        metrics: a.metrics,
+        hop: a.hop,
+        relay: a.relay,
+        target_pps: a.rate,
+        from: a.from,
+        to: a.to,
+    };
+    let slices = analyzer::history::show(&a.dir, &q)?;
+    let mut png_link = None;
+    if let Some(p) = &a.png {
+        if png::history(&slices, p)? {
+            png_link = Some(link(a.out.as_deref(), p));
+        }
+    }
+    if let Some(c) = &a.csv {
+        std::fs::write(c, analyzer::render::history::csv(&slices))
+            .with_context(|| format!("writing {}", c.display()))?;
+    }
+    emit(
+        a.out.as_deref(),
+        &analyzer::render::history::markdown(&slices, &q, png_link.as_deref()),
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes `text` to `out` or standard output; a closed pipe (`| head`) is not an error.

@@ -2,5 +2,6 @@
 //! shared by both so a figure reads the same in the table and on the chart.
 
 pub mod fmt;
+pub mod history;
 pub mod markdown;
 pub mod png;

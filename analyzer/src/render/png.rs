@@ -481,6 +481,103 @@ pub fn trend_series(s: &Series, runs: &[String], path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The history's medians per day, one line per slice, with the 10th–90th percentile range of
+/// each day as a vertical bar. Days are placed in order on x (labelled with their date).
+pub fn history(slices: &[crate::history::Slice], path: &Path) -> Result<bool> {
+    let mut days: Vec<&str> = slices
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.day.as_str()))
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    if days.is_empty() {
+        return Ok(false);
+    }
+    let x = |d: &str| days.binary_search(&d).unwrap_or(0) as f64;
+    let (lo, hi) = slices
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .flat_map(|p| [p.p10, p.p90, p.median])
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        return Ok(false);
+    }
+    let pad = ((hi - lo) * 0.15).max(hi.abs() * 0.02).max(1e-9);
+    let unit = slices[0].unit;
+    let root = canvas(path, (1200, 550))?;
+    let n = days.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "History: median per day (bars: 10th to 90th percentile)",
+            (FONT, 22),
+        )
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(90)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (lo - pad).max(0.0)..hi + pad)
+        .chart(path)?;
+    let labels = days.clone();
+    chart
+        .configure_mesh()
+        .x_labels(n.min(12))
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                labels
+                    .get(i as usize)
+                    .map_or(String::new(), |d| d.to_string())
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| match unit {
+            Unit::Pps => short(*v),
+            other => fmt::value(other, *v),
+        })
+        .label_style((FONT, 14))
+        .draw()
+        .chart(path)?;
+    for (i, s) in slices.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (x(&p.day), p.median)).collect();
+        let relay = if s.relay.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", s.relay)
+        };
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .chart(path)?
+            .label(format!("{}{relay}", s.label))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
+        chart
+            .draw_series(s.points.iter().map(|p| {
+                PathElement::new(
+                    vec![(x(&p.day), p.p10), (x(&p.day), p.p90)],
+                    color.stroke_width(1),
+                )
+            }))
+            .chart(path)?;
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .chart(path)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FONT, 14))
+        .draw()
+        .chart(path)?;
+    root.present().chart(path)?;
+    Ok(true)
+}
+
 /// Path of a chart inside `dir`.
 pub fn chart_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.png"))

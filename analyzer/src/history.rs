@@ -1,0 +1,475 @@
+//! The nightly history as a columnar dataset: one row per run × hop × metric.
+//!
+//! A history is a directory of Parquet files (`NNNNNN.parquet`), one per `history append`
+//! (one night), so appending never rewrites what is there. `history show` scans the directory
+//! lazily with polars: the filters (metric, hop, relay, rate, date range) are pushed into the
+//! scan, the repeats of one day are aggregated with polars expressions (count, median, 10th and
+//! 90th percentiles, min, max), and only the aggregated rows are materialised.
+//!
+//! Columns (see `analyzer/README.md`): `run`, `date` (the record's, may be null), `day` (its first
+//! ten characters, `YYYY-MM-DD`, or `undated`), `source` (the record's file, `history.jsonl:3`),
+//! `target_pps` (`configuration.generator.target_pps`, null if not recorded), `hop` (position,
+//! 1-based; 0 for whole-run metrics), `hop_name`, `relay` (the hop's implementation; empty when
+//! not recorded or not a hop metric), `metric` (the metric key without the hop: `tx_pps`,
+//! `receiver.loss_pct`), `label`, `unit`, `value`, `origin`.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::metrics::{self, Origin, Unit};
+use crate::record::RunRecord;
+
+/// File extension of one appended part of a history.
+pub const PART_EXT: &str = "parquet";
+
+/// The rows of one record.
+#[derive(Default)]
+struct Rows {
+    run: Vec<String>,
+    date: Vec<Option<String>>,
+    day: Vec<String>,
+    source: Vec<String>,
+    target_pps: Vec<Option<f64>>,
+    hop: Vec<u32>,
+    hop_name: Vec<String>,
+    relay: Vec<String>,
+    metric: Vec<String>,
+    label: Vec<String>,
+    unit: Vec<&'static str>,
+    value: Vec<f64>,
+    origin: Vec<&'static str>,
+}
+
+/// How a unit is named in the dataset.
+pub fn unit_name(u: Unit) -> &'static str {
+    match u {
+        Unit::Pps => "pps",
+        Unit::Percent => "percent",
+        Unit::NsPerPacket => "ns_per_packet",
+        Unit::Nanos => "ns",
+    }
+}
+
+fn unit_from_name(s: &str) -> Unit {
+    match s {
+        "percent" => Unit::Percent,
+        "ns_per_packet" => Unit::NsPerPacket,
+        "ns" => Unit::Nanos,
+        _ => Unit::Pps,
+    }
+}
+
+/// `hop3.tx_pps` -> (3, "tx_pps"); `receiver.pps` -> (0, "receiver.pps").
+fn split_key(key: &str) -> (u32, String) {
+    if let Some((section, rest)) = key.split_once('.') {
+        if let Some(n) = section.strip_prefix("hop").and_then(|n| n.parse().ok()) {
+            return (n, rest.to_string());
+        }
+    }
+    (0, key.to_string())
+}
+
+impl Rows {
+    fn push(&mut self, source: &str, rec: &RunRecord) {
+        let day = rec
+            .date
+            .as_deref()
+            .and_then(|d| d.get(..10))
+            .unwrap_or("undated")
+            .to_string();
+        let target = rec
+            .configuration
+            .generator
+            .get("target_pps")
+            .and_then(serde_json::Value::as_f64);
+        for v in metrics::metrics(rec) {
+            let (hop, metric) = split_key(&v.metric.key);
+            let h = hop.checked_sub(1).and_then(|i| rec.hops.get(i as usize));
+            self.run.push(rec.name.clone());
+            self.date.push(rec.date.clone());
+            self.day.push(day.clone());
+            self.source.push(source.to_string());
+            self.target_pps.push(target);
+            self.hop.push(hop);
+            self.hop_name
+                .push(h.map(|h| h.name.clone()).unwrap_or_default());
+            self.relay
+                .push(h.and_then(|h| h.relay.clone()).unwrap_or_default());
+            self.metric.push(metric);
+            self.label.push(v.metric.label.clone());
+            self.unit.push(unit_name(v.metric.unit));
+            self.value.push(v.value);
+            self.origin.push(match v.origin {
+                Origin::Computed { .. } => "computed",
+                Origin::Reported => "reported",
+                Origin::Measured => "measured",
+            });
+        }
+    }
+
+    fn frame(self) -> PolarsResult<DataFrame> {
+        DataFrame::new_infer_height(vec![
+            Column::new("run".into(), self.run),
+            Column::new("date".into(), self.date),
+            Column::new("day".into(), self.day),
+            Column::new("source".into(), self.source),
+            Column::new("target_pps".into(), self.target_pps),
+            Column::new("hop".into(), self.hop),
+            Column::new("hop_name".into(), self.hop_name),
+            Column::new("relay".into(), self.relay),
+            Column::new("metric".into(), self.metric),
+            Column::new("label".into(), self.label),
+            Column::new("unit".into(), self.unit),
+            Column::new("value".into(), self.value),
+            Column::new("origin".into(), self.origin),
+        ])
+    }
+}
+
+/// The parts of a history directory, in append order.
+fn parts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| f.extension().is_some_and(|x| x == PART_EXT))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Appends the records at `inputs` (records, directories, JSON Lines) to the history in `dir`
+/// (created if missing) as one new part; returns its path and the number of rows.
+pub fn append(dir: &Path, inputs: &[PathBuf]) -> Result<(PathBuf, usize)> {
+    let mut rows = Rows::default();
+    let mut records = 0usize;
+    for p in inputs {
+        RunRecord::for_each_in(p, |name, rec| {
+            rows.push(&name, &rec);
+            records += 1;
+            Ok(())
+        })?;
+    }
+    if records == 0 {
+        return Err(Error::Usage("history append: no record given".into()));
+    }
+    let mut df = rows.frame()?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let next = parts(dir)?
+        .last()
+        .and_then(|p| p.file_stem()?.to_str()?.parse::<u64>().ok())
+        .map_or(1, |n| n + 1);
+    let path = dir.join(format!("{next:06}.{PART_EXT}"));
+    // create_new: never overwrite a part another append wrote meanwhile.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // Uncompressed: no codec to build, and a night's part is a few kilobytes.
+    ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Uncompressed)
+        .finish(&mut df)?;
+    Ok((path, df.height()))
+}
+
+/// What `history show` selects; `None` selects everything.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Metric names as in the dataset (`tx_pps`, `receiver.loss_pct`); any of them.
+    pub metrics: Vec<String>,
+    pub hop: Option<u32>,
+    pub relay: Option<String>,
+    pub target_pps: Option<f64>,
+    /// First and last day, inclusive (`YYYY-MM-DD`).
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// One aggregated row: a day's repeats of one metric at one hop of one relay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub day: String,
+    pub runs: u32,
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The points of one metric at one hop of one relay (and one target rate), oldest day first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slice {
+    pub metric: String,
+    pub label: String,
+    pub unit: Unit,
+    pub hop: u32,
+    pub relay: String,
+    pub target_pps: Option<f64>,
+    pub points: Vec<Point>,
+}
+
+/// The lazy plan of a query over the parts of `dir`.
+fn plan(dir: &Path, q: &Query) -> Result<LazyFrame> {
+    let files = parts(dir)?;
+    if files.is_empty() {
+        return Err(Error::format(
+            dir,
+            format!("no history parts (*.{PART_EXT}) here; `analyzer history append` makes them"),
+        ));
+    }
+    let sources = files
+        .iter()
+        .map(|f| PlRefPath::try_from_path(f))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    let mut lf = LazyFrame::scan_parquet_sources(
+        ScanSources::Paths(sources.into_iter().collect()),
+        ScanArgsParquet::default(),
+    )?;
+    let mut keep: Option<Expr> = None;
+    let mut and = |e: Expr| keep = Some(keep.take().map_or(e.clone(), |k| k.and(e)));
+    if !q.metrics.is_empty() {
+        let any = q
+            .metrics
+            .iter()
+            .map(|m| col("metric").eq(lit(m.clone())))
+            .reduce(|a, b| a.or(b))
+            .expect("not empty");
+        and(any);
+    }
+    if let Some(h) = q.hop {
+        and(col("hop").eq(lit(h)));
+    }
+    if let Some(r) = &q.relay {
+        and(col("relay").eq(lit(r.clone())));
+    }
+    if let Some(t) = q.target_pps {
+        and(col("target_pps").eq(lit(t)));
+    }
+    if let Some(f) = &q.from {
+        and(col("day").gt_eq(lit(f.clone())));
+    }
+    if let Some(t) = &q.to {
+        and(col("day").lt_eq(lit(t.clone())));
+    }
+    if let Some(k) = keep {
+        lf = lf.filter(k);
+    }
+    let by = [
+        col("metric"),
+        col("hop"),
+        col("relay"),
+        col("target_pps"),
+        col("day"),
+    ];
+    Ok(lf
+        .group_by(by)
+        .agg([
+            col("label").first(),
+            col("unit").first(),
+            col("value").len().alias("runs"),
+            col("value").median().alias("median"),
+            col("value")
+                .quantile(lit(0.1), QuantileMethod::Linear)
+                .alias("p10"),
+            col("value")
+                .quantile(lit(0.9), QuantileMethod::Linear)
+                .alias("p90"),
+            col("value").min().alias("min"),
+            col("value").max().alias("max"),
+        ])
+        .sort(
+            ["metric", "hop", "relay", "target_pps", "day"],
+            SortMultipleOptions::default().with_nulls_last(true),
+        ))
+}
+
+/// Runs a query: the aggregated points, one [`Slice`] per metric, hop, relay and rate.
+pub fn show(dir: &Path, q: &Query) -> Result<Vec<Slice>> {
+    let df = plan(dir, q)?.collect()?;
+    let s = |name: &str| -> PolarsResult<Vec<String>> {
+        Ok(df
+            .column(name)?
+            .str()?
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    };
+    let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
+        Ok(df
+            .column(name)?
+            .cast(&DataType::Float64)?
+            .f64()?
+            .iter()
+            .collect())
+    };
+    let (metric, relay, day, label, unit) = (
+        s("metric")?,
+        s("relay")?,
+        s("day")?,
+        s("label")?,
+        s("unit")?,
+    );
+    let hop: Vec<u32> = df
+        .column("hop")?
+        .u32()?
+        .iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let (target, runs, median, p10, p90, min, max) = (
+        f("target_pps")?,
+        f("runs")?,
+        f("median")?,
+        f("p10")?,
+        f("p90")?,
+        f("min")?,
+        f("max")?,
+    );
+    let mut out: Vec<Slice> = Vec::new();
+    for i in 0..df.height() {
+        let same = out.last().is_some_and(|l| {
+            l.metric == metric[i]
+                && l.hop == hop[i]
+                && l.relay == relay[i]
+                && l.target_pps == target[i]
+        });
+        if !same {
+            out.push(Slice {
+                metric: metric[i].clone(),
+                label: label[i].clone(),
+                unit: unit_from_name(&unit[i]),
+                hop: hop[i],
+                relay: relay[i].clone(),
+                target_pps: target[i],
+                points: Vec::new(),
+            });
+        }
+        let nan = f64::NAN;
+        out.last_mut().expect("pushed").points.push(Point {
+            day: day[i].clone(),
+            runs: runs[i].unwrap_or(0.0) as u32,
+            median: median[i].unwrap_or(nan),
+            p10: p10[i].unwrap_or(nan),
+            p90: p90[i].unwrap_or(nan),
+            min: min[i].unwrap_or(nan),
+            max: max[i].unwrap_or(nan),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Generator, Hop, HopCounters};
+
+    fn night(day: u32, rep: u64, tx: u64) -> RunRecord {
+        let mut r = RunRecord::new(format!("night {day} rep {rep}"));
+        r.date = Some(format!("2026-11-{day:02}T01:00:00Z"));
+        r.duration_ns = Some(1_000_000_000);
+        r.configuration
+            .generator
+            .insert("target_pps".into(), serde_json::Value::from(20_000));
+        r.generator = Some(Generator {
+            sent: Some(20_000),
+            elapsed_ns: Some(1_000_000_000),
+            ..Default::default()
+        });
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            relay: Some("mcr".into()),
+            counters: HopCounters {
+                rx: Some(20_000),
+                tx_sent: Some(tx),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        r
+    }
+
+    fn write_jsonl(dir: &Path, name: &str, recs: &[RunRecord]) -> PathBuf {
+        let p = dir.join(name);
+        let text: Vec<String> = recs
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        std::fs::write(&p, text.join("\n")).unwrap();
+        p
+    }
+
+    #[test]
+    fn appended_nights_aggregate_over_repeats() {
+        let d = tempfile::tempdir().unwrap();
+        let hist = d.path().join("history");
+        let n1 = write_jsonl(
+            d.path(),
+            "n1.jsonl",
+            &[
+                night(1, 1, 19_000),
+                night(1, 2, 20_000),
+                night(1, 3, 18_000),
+            ],
+        );
+        let n2 = write_jsonl(
+            d.path(),
+            "n2.jsonl",
+            &[night(2, 1, 10_000), night(2, 2, 12_000)],
+        );
+        let (p1, rows) = append(&hist, &[n1]).unwrap();
+        assert!(p1.ends_with("000001.parquet"));
+        assert_eq!(rows, 3 * 3, "generator, MCR-1 ingress and egress per run");
+        let (p2, _) = append(&hist, &[n2]).unwrap();
+        assert!(p2.ends_with("000002.parquet"));
+
+        let q = Query {
+            metrics: vec!["tx_pps".into()],
+            hop: Some(1),
+            ..Default::default()
+        };
+        let slices = show(&hist, &q).unwrap();
+        assert_eq!(slices.len(), 1);
+        let s = &slices[0];
+        assert_eq!(
+            (s.label.as_str(), s.relay.as_str()),
+            ("MCR-1 Egress", "mcr")
+        );
+        assert_eq!(s.target_pps, Some(20_000.0));
+        assert_eq!(s.points.len(), 2);
+        let (a, b) = (&s.points[0], &s.points[1]);
+        assert_eq!(
+            (a.day.as_str(), a.runs, a.median),
+            ("2026-11-01", 3, 19_000.0)
+        );
+        assert_eq!((a.min, a.max), (18_000.0, 20_000.0));
+        assert!(
+            (a.p10 - 18_200.0).abs() < 1e-6,
+            "linear quantile: {}",
+            a.p10
+        );
+        assert_eq!(
+            (b.day.as_str(), b.runs, b.median),
+            ("2026-11-02", 2, 11_000.0)
+        );
+
+        let later = Query {
+            from: Some("2026-11-02".into()),
+            ..q.clone()
+        };
+        assert_eq!(show(&hist, &later).unwrap()[0].points.len(), 1);
+        let other = Query {
+            relay: Some("socat".into()),
+            ..q
+        };
+        assert!(show(&hist, &other).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_empty_history_is_an_error_naming_the_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let e = show(d.path(), &Query::default()).unwrap_err().to_string();
+        assert!(e.contains("history append"), "{e}");
+    }
+}
