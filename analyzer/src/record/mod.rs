@@ -422,9 +422,7 @@ impl RunRecord {
 
     /// Parses and checks one record's JSON text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let head: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
-        check_schema(path, &head, RUN_SCHEMA, RUN_VERSION)?;
+        check_schema(path, &head(path, text)?, RUN_SCHEMA, RUN_VERSION)?;
         let record: RunRecord = from_json(path, text)?;
         record.validate(path)?;
         Ok(record)
@@ -726,6 +724,31 @@ impl RunRecord {
             }
         }
         Ok(())
+    }
+}
+
+/// The `schema` and `version` of a JSON document, without building the rest of it (a long
+/// history is parsed once, not twice).
+fn head(path: &Path, text: &str) -> Result<serde_json::Value> {
+    #[derive(Deserialize)]
+    struct Head {
+        schema: Option<serde_json::Value>,
+        version: Option<serde_json::Value>,
+    }
+    let syntax = |e: serde_json::Error| Error::format(path, format!("not valid JSON: {e}"));
+    match serde_json::from_str::<Head>(text) {
+        Ok(h) => {
+            let mut m = serde_json::Map::new();
+            for (k, v) in [("schema", h.schema), ("version", h.version)] {
+                if let Some(v) = v {
+                    m.insert(k.into(), v);
+                }
+            }
+            Ok(serde_json::Value::Object(m))
+        }
+        Err(e) if e.is_syntax() || e.is_eof() => Err(syntax(e)),
+        // Not an object: let the whole document say what it is.
+        Err(_) => serde_json::from_str(text).map_err(syntax),
     }
 }
 
