@@ -626,3 +626,53 @@ fn pipeline_json_inputs_and_mixed_relays_snapshot() {
         "{err}"
     );
 }
+
+/// `history append` twice (two nights of the real 80k pps fixtures), then `history show`
+/// slicing one metric at one hop to Markdown, CSV and PNG.
+#[test]
+fn history_appends_nights_and_shows_a_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hist = d.join("dataset");
+    for night in ["mcrd-3h-80000pps.json", "mcrd-3h-80000pps-starved.json"] {
+        analyzer()
+            .args(["history", "append", "--to"])
+            .arg(&hist)
+            .arg(fixture(night))
+            .assert()
+            .code(0);
+    }
+    assert!(hist.join("000001.parquet").exists() && hist.join("000002.parquet").exists());
+    let out = analyzer()
+        .current_dir(d)
+        .args([
+            "history", "show", "dataset", "--metric", "tx_pps", "--hop", "1",
+        ])
+        .args([
+            "--relay",
+            "mcr",
+            "--from",
+            "2026-12-03",
+            "--to",
+            "2026-12-03",
+        ])
+        .args(["--csv", "h.csv", "--png", "h.png"])
+        .assert()
+        .code(0);
+    let md = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(md.contains("## MCR-1 Egress (mcr, target 80k pps)"), "{md}");
+    // The two runs are one day's repeats: median of 77k and 31k pps.
+    assert!(md.contains("| 2026-12-03 | 2 | 54k pps |"), "{md}");
+    let csv = std::fs::read_to_string(d.join("h.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.starts_with("metric,label,hop,relay,target_pps,day,runs,median"));
+    assert!(std::fs::read(d.join("h.png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+    // A bad day is a usage error.
+    analyzer()
+        .current_dir(d)
+        .args(["history", "show", "dataset", "--from", "3 Dec"])
+        .assert()
+        .code(2);
+}
