@@ -33,6 +33,6 @@ for n in "$@"; do
     | .receiver.latency |= map(.latency_ns = ((.latency_ns * (1 + $v)) | floor))
     | .hops |= map(.counters.kernel_drops = (($i * 31) % 17))
   ' "$fixture" > "$work/history-$n.jsonl"
-  /usr/bin/time -f "$n records: %e s wall, %M KB peak resident" \
+  /usr/bin/time -f "$n records: %e s wall, %U s user, %S s sys, %M KB peak resident" \
     "$A" trend "$work/history-$n.jsonl" --out "$work/trend-$n.md" || test $? -eq 1
 done
