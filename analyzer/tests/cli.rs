@@ -30,7 +30,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn seed_records_and_report_are_reproduced() {
     let out = tempfile::tempdir().unwrap();
     let status = std::process::Command::new("sh")
-        .arg(workspace().join("reports/make-seed-records.sh"))
+        .arg(workspace().join("scripts/make-seed-records.sh"))
         .env("ANALYZER", bin_path())
         .env("OUT", out.path())
         .status()
@@ -46,7 +46,7 @@ fn seed_records_and_report_are_reproduced() {
         let committed = std::fs::read_to_string(workspace().join("reports").join(f)).unwrap();
         assert_eq!(
             made, committed,
-            "reports/{f} is not what the tools produce; rerun reports/make-seed-records.sh"
+            "reports/{f} is not what the tools produce; rerun scripts/make-seed-records.sh"
         );
     }
     let report = std::fs::read_to_string(out.path().join("seed-comparison.md")).unwrap();

@@ -449,7 +449,7 @@ mod tests {
         }
     }
 
-    /// A long history (the benchmark, `bench/trend.sh`, runs 10,000) with one step.
+    /// A long history (the benchmark, `scripts/bench-trend.sh`, runs 10,000) with one step.
     #[test]
     fn a_long_history_has_its_step() {
         let v: Vec<f64> = (0..2_000)

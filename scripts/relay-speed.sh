@@ -7,12 +7,12 @@
 # Then: `analyzer compare` per rate and per ablation rate, and medians.md (medians.jq).
 # Needs root and the release binaries.
 #
-#   CARGO_TARGET_DIR=/work/target-main reports/relay-speed/make.sh [OUT]
-#   REPORT_ONLY=1 reports/relay-speed/make.sh [OUT]   # only remake the comparisons and medians
+#   CARGO_TARGET_DIR=/work/target-main scripts/relay-speed.sh [OUT]
+#   REPORT_ONLY=1 scripts/relay-speed.sh [OUT]   # only remake the comparisons and medians
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-OUT=${1:-$HERE}
+ROOT=$(cd "$HERE/.." && pwd)
+OUT=${1:-$ROOT/reports/relay-speed}
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 ANALYZER=${ANALYZER:-$BIN/analyzer}
 REPEATS=${REPEATS:-5}
@@ -102,5 +102,5 @@ done
 for f in "$OUT"/records/*/rep*.json; do
   jq -c --arg set "$(basename "$(dirname "$f")")" --arg rep "$(basename "$f" .json)" \
     '{set: $set, rep: $rep, record: .}' "$f"
-done | jq -s -r -f "$HERE/medians.jq" >"$OUT/medians.md"
+done | jq -s -r -f "$HERE/lib/relay-speed-medians.jq" >"$OUT/medians.md"
 echo "relay-speed: $OUT/medians.md"

@@ -5,10 +5,10 @@
 # machine's background load falls on all of them alike. Then one `analyzer compare` per rate
 # (baseline: the direct path) and a table of medians. Needs root and the release binaries.
 #
-#   sudo CARGO_TARGET_DIR=/work/target-pl reports/pipeline/make-full-run.sh [OUT]
-#   REPORT_ONLY=1 ... make-full-run.sh    # only remake compare-*.md, png-*/ and medians.md
+#   sudo CARGO_TARGET_DIR=/work/target-pl scripts/pipeline-full-run.sh [OUT]
+#   REPORT_ONLY=1 ... pipeline-full-run.sh    # only remake compare-*.md, png-*/ and medians.md
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$ROOT/reports/pipeline/full}
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 ANALYZER=${ANALYZER:-$BIN/analyzer}

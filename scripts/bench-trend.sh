@@ -1,7 +1,7 @@
 #!/bin/sh
 # Benchmark of `analyzer trend` on long nightly histories.
 #
-#   analyzer/bench/trend.sh [ANALYZER] [COUNT...]     (default: target/release/analyzer, 1000 10000)
+#   scripts/bench-trend.sh [ANALYZER] [COUNT...]     (default: target/release/analyzer, 1000 10000)
 #
 # For each COUNT, writes a JSON Lines history of COUNT records made from a real 3-hop pipeline
 # record (tests/fixtures/pipeline/mcrd-3h-80000pps.json: 23 metrics), with every rate, loss and
@@ -10,10 +10,10 @@
 # time and peak resident memory (GNU time). Needs jq and /usr/bin/time.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-A=${1:-${CARGO_TARGET_DIR:-$here/../../target}/release/analyzer}
+A=${1:-${CARGO_TARGET_DIR:-$here/../target}/release/analyzer}
 [ $# -gt 0 ] && shift
 [ $# -gt 0 ] || set -- 1000 10000
-fixture=$here/../tests/fixtures/pipeline/mcrd-3h-80000pps.json
+fixture=$here/../analyzer/tests/fixtures/pipeline/mcrd-3h-80000pps.json
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -9,7 +9,7 @@
 # median CPU time per packet (task-clock of the sender threads / packets: less sensitive to other
 # load on a shared machine than the rate) and the rate error against the target.
 #
-# Usage: sudo trafficgen/scripts/bench_send.sh        (env: REPEATS=3 DURATION=3s SIZE=1400
+# Usage: sudo scripts/bench-send.sh        (env: REPEATS=3 DURATION=3s SIZE=1400
 #        TG_BIN=path/to/trafficgen to skip the release build; CASES="name ..." to pick cases)
 # Needs: root, iproute2, ethtool, jq. Creates and always removes namespaces tgb<pid>{tx,rx}.
 set -euo pipefail
@@ -20,12 +20,12 @@ SIZE=${SIZE:-1400}
 here=$(cd "$(dirname "$0")" && pwd)
 
 for tool in ip ethtool jq; do
-    command -v "$tool" >/dev/null || { echo "bench_send: $tool is required" >&2; exit 2; }
+    command -v "$tool" >/dev/null || { echo "bench-send: $tool is required" >&2; exit 2; }
 done
-[ "$(id -u)" = 0 ] || { echo "bench_send: must run as root (network namespaces)" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "bench-send: must run as root (network namespaces)" >&2; exit 2; }
 
 if [ -z "${TG_BIN:-}" ]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/../../target}
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/../target}
     (cd "$here/.." && cargo build --release -p trafficgen --quiet)
     TG_BIN=$CARGO_TARGET_DIR/release/trafficgen
 fi

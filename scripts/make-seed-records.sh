@@ -2,7 +2,7 @@
 # Rebuilds the seed's run records (reports/*.json) from the seed report's own numbers
 # (reports/seed/*/*.txt), then the comparison report and its charts.
 #
-#   ANALYZER=path/to/analyzer OUT=reports sh reports/make-seed-records.sh
+#   ANALYZER=path/to/analyzer OUT=reports sh scripts/make-seed-records.sh
 #
 # Exit status: that of `analyzer compare` is expected to be 1 (After Fix regressed against
 # PHASE4 on egress), which this script treats as success.
