@@ -437,7 +437,7 @@ impl Ctx<'_> {
             let o = o.get_ref();
             let of = |name: &str| format!("rule[{i}].outputs[{j}].{name}");
             let ttl = match &o.ttl {
-                Some(t) => self.int(t, &of("ttl"), "a TTL", 0, 255)?,
+                Some(t) => self.int(t, &of("ttl"), "a TTL", 1, 255)?,
                 None => 16,
             };
             let dscp = match &o.dscp {
@@ -757,6 +757,30 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
             "{e}"
         );
         assert!(parse(&rule("cam-1.a_b:c", "239.2.2.2", 1), "x").is_ok());
+    }
+
+    proptest::proptest! {
+        /// Any valid rule written as TOML (by serde, as a user would write the fields) parses
+        /// back to itself.
+        #[test]
+        fn rules_round_trip_through_toml(rules in proptest::collection::vec(crate::config::arb::rule(), 0..4)) {
+            let mut names = std::collections::HashSet::new();
+            let mut keys = std::collections::HashSet::new();
+            let rules: Vec<RuleSpec> = rules
+                .into_iter()
+                .filter(|r| crate::config::validate_rule(r).is_ok())
+                .filter(|r| names.insert(r.name.clone()) && keys.insert(r.match_key()))
+                .collect();
+            #[derive(serde::Serialize)]
+            struct File<'a> {
+                rule: &'a [RuleSpec],
+            }
+            let text = toml::to_string(&File { rule: &rules }).unwrap();
+            let parsed = parse(&text, "prop.toml").map_err(|e| {
+                proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}"))
+            })?;
+            proptest::prop_assert_eq!(parsed.rules, rules);
+        }
     }
 
     #[test]
