@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora in corpus/<target>/ from real frames, requests and configs.
 
-Run from relay/fuzz/ when the formats change; the files are committed. Frames carry the
+Run from relay/fuzz/ when the formats change; the files are committed. Inputs that once
+crashed a target (crash-*) are committed beside them and are not written here. Frames carry the
 one-byte context prefix that relay::fuzzing::frame reads (bit 0 vnet header, bit 1 stripped
 VLAN tag, bits 2-3 checksum hint, bit 4 the 65,507-byte payload limit)."""
 import os, struct

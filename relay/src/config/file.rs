@@ -363,9 +363,13 @@ impl Ctx<'_> {
         let before = self.text.get(..offset)?;
         let b = before.trim_end_matches([' ', '\t']).strip_suffix('=')?;
         let b = b.trim_end_matches([' ', '\t']);
+        // The character before the key may be wider than a byte (found by the fuzzer: a
+        // byte-order mark before `p=`).
         let key_start = b
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let key = &b[key_start..];
         if key.is_empty() {
             return None;
@@ -655,6 +659,15 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         assert!(e.starts_with("relay.toml:2:11: dataplane.workers: "), "{e}");
         let e = err("log_level = 5\n");
         assert!(e.contains("log_level: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn a_multibyte_character_before_a_key_does_not_panic() {
+        // The fuzzer's crash input: a byte-order mark, then `p=` with no value.
+        let e = err("\u{feff}p=");
+        assert!(e.starts_with("relay.toml:1:"), "{e}");
+        let e = err("\u{e9}p = \"x\"\n");
+        assert!(e.starts_with("relay.toml:1:"), "{e}");
     }
 
     #[test]
