@@ -16,14 +16,21 @@ fn interface() -> impl Strategy<Value = String> {
 }
 
 pub fn output() -> impl Strategy<Value = OutputSpec> {
-    (addr(), 1..=u16::MAX, interface(), 1..=u8::MAX).prop_map(|(dest, port, interface, ttl)| {
-        OutputSpec {
-            dest,
-            port,
-            interface,
-            ttl,
-        }
-    })
+    (
+        addr(),
+        1..=u16::MAX,
+        interface(),
+        1..=u8::MAX,
+        proptest::option::of(0..=super::spec::MAX_DSCP),
+        proptest::option::of(1..=u16::MAX),
+    )
+        .prop_map(
+            |(dest, port, interface, ttl, dscp, source_port)| OutputSpec {
+                dscp,
+                source_port,
+                ..OutputSpec::new(dest, port, interface, ttl)
+            },
+        )
 }
 
 /// Rules that pass [`super::validate_rule`] (addresses that the validator refuses are rare
@@ -44,5 +51,6 @@ pub fn rule() -> impl Strategy<Value = RuleSpec> {
             port,
             source,
             outputs,
+            monitor: Default::default(),
         })
 }
