@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora in corpus/<target>/ from real frames, requests and configs.
 
-Run from relay/fuzz/ when the formats change; the files are committed. Frames carry the
+Run from relay/fuzz/ when the formats change; the files are committed. Inputs that once
+crashed a target (crash-*) are committed beside them and are not written here. Frames carry the
 one-byte context prefix that relay::fuzzing::frame reads (bit 0 vnet header, bit 1 stripped
 VLAN tag, bits 2-3 checksum hint, bit 4 the 65,507-byte payload limit)."""
 import os, struct
@@ -122,6 +123,8 @@ requests = {
     "remove-missing": '{"version":1,"request":{"rules_remove":{"name":"zzz"}}}',
     "nested-deep": '[' * 200 + ']' * 200,
     "binary": "\xff\xfe\x00\x01",
+    "add-dscp-source-port": '{"version":1,"request":{"rules_add":{"rule":%s}}}' % rule.replace('"ttl":16', '"ttl":16,"dscp":46,"source":"10.0.1.1","source_port":4000'),
+    "add-dscp-64": '{"version":1,"request":{"rules_add":{"rule":%s}}}' % rule.replace('"ttl":16', '"ttl":16,"dscp":64'),
 }
 for name, text in requests.items():
     write("control", name, text.encode("latin-1") if name == "binary" else text.encode())
@@ -152,6 +155,9 @@ configs = {
     "bad-mode.toml": '[control]\nmode = "rw"\n',
     "type-error.toml": '[dataplane]\nworkers = "two"\n',
     "syntax-error.toml": "[[rule]\nname = \n",
+    "dscp-source-port.toml": r.format(n="a", g="239.1.1.1", p=5000, d="239.2.2.2", t=', dscp = 46, source = "10.0.1.1", source_port = 4000'),
+    "dscp-64.toml": r.format(n="a", g="239.1.1.1", p=5000, d="239.2.2.2", t=", dscp = 64"),
+    "source-port-0.toml": r.format(n="a", g="239.1.1.1", p=5000, d="239.2.2.2", t=", source_port = 0"),
 }
 for name, text in configs.items():
     write("config", name, text.encode())

@@ -7,6 +7,7 @@
 //! * [`counters`]: the live counters the packet path writes (one writer per cell).
 //! * [`stats`]: the JSON report read from those counters, and its text renderings.
 //! * [`control`]: the control-socket protocol, its handler, server and client.
+//! * [`memory`]: the memory a `[dataplane]` configuration takes, checked against the machine.
 //! * [`linkwatch`]: follows interfaces that are deleted and created again.
 //! * [`daemon`]: ties them together for `mcrd`.
 

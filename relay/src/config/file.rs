@@ -363,9 +363,13 @@ impl Ctx<'_> {
         let before = self.text.get(..offset)?;
         let b = before.trim_end_matches([' ', '\t']).strip_suffix('=')?;
         let b = b.trim_end_matches([' ', '\t']);
+        // The character before the key may be wider than a byte (found by the fuzzer: a
+        // byte-order mark before `p=`).
         let key_start = b
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let key = &b[key_start..];
         if key.is_empty() {
             return None;
@@ -437,7 +441,7 @@ impl Ctx<'_> {
             let o = o.get_ref();
             let of = |name: &str| format!("rule[{i}].outputs[{j}].{name}");
             let ttl = match &o.ttl {
-                Some(t) => self.int(t, &of("ttl"), "a TTL", 0, 255)?,
+                Some(t) => self.int(t, &of("ttl"), "a TTL", 1, 255)?,
                 None => 16,
             };
             let dscp = match &o.dscp {
@@ -658,6 +662,15 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
     }
 
     #[test]
+    fn a_multibyte_character_before_a_key_does_not_panic() {
+        // The fuzzer's crash input: a byte-order mark, then `p=` with no value.
+        let e = err("\u{feff}p=");
+        assert!(e.starts_with("relay.toml:1:"), "{e}");
+        let e = err("\u{e9}p = \"x\"\n");
+        assert!(e.starts_with("relay.toml:1:"), "{e}");
+    }
+
+    #[test]
     fn section_errors_point_at_the_key_not_the_header() {
         let e = err("[dataplane]\nworkers = 2\n\nbuffer_count = 3\n\n[control]\nmode = \"0660\"\n");
         assert!(
@@ -757,6 +770,30 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
             "{e}"
         );
         assert!(parse(&rule("cam-1.a_b:c", "239.2.2.2", 1), "x").is_ok());
+    }
+
+    proptest::proptest! {
+        /// Any valid rule written as TOML (by serde, as a user would write the fields) parses
+        /// back to itself.
+        #[test]
+        fn rules_round_trip_through_toml(rules in proptest::collection::vec(crate::config::arb::rule(), 0..4)) {
+            let mut names = std::collections::HashSet::new();
+            let mut keys = std::collections::HashSet::new();
+            let rules: Vec<RuleSpec> = rules
+                .into_iter()
+                .filter(|r| crate::config::validate_rule(r).is_ok())
+                .filter(|r| names.insert(r.name.clone()) && keys.insert(r.match_key()))
+                .collect();
+            #[derive(serde::Serialize)]
+            struct File<'a> {
+                rule: &'a [RuleSpec],
+            }
+            let text = toml::to_string(&File { rule: &rules }).unwrap();
+            let parsed = parse(&text, "prop.toml").map_err(|e| {
+                proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}"))
+            })?;
+            proptest::prop_assert_eq!(parsed.rules, rules);
+        }
     }
 
     #[test]

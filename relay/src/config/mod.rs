@@ -5,6 +5,8 @@
 //! Interface names are resolved later, against the running system, by
 //! [`crate::rules::RuleSet::resolve`], which reports the rule and field it could not resolve.
 
+#[cfg(test)]
+pub(crate) mod arb;
 mod file;
 mod spec;
 mod validate;

@@ -244,5 +244,15 @@ mod tests {
         assert_eq!(e.field, RuleField::Outputs);
         let e = check(|r| r.port = 0).unwrap_err();
         assert_eq!(e.field, RuleField::Port);
+        let e = check(|r| r.outputs[0].dscp = Some(64)).unwrap_err();
+        assert_eq!(e.field, RuleField::Output(0, OutputField::Dscp));
+        let e = check(|r| r.outputs[0].source_port = Some(0)).unwrap_err();
+        assert_eq!(
+            e.to_string().split(':').next(),
+            Some("outputs[0].source_port")
+        );
+        let e = check(|r| r.outputs[0].source = Some(Ipv4Addr::new(239, 1, 1, 1))).unwrap_err();
+        assert_eq!(e.field, RuleField::Output(0, OutputField::Source));
+        assert_eq!(check(|r| r.outputs[0].dscp = Some(46)), Ok(()));
     }
 }

@@ -187,6 +187,47 @@ mod tests {
         );
     }
 
+    fn command() -> impl proptest::strategy::Strategy<Value = Command> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Command::Ping),
+            Just(Command::Stats),
+            Just(Command::RulesList),
+            Just(Command::ConfigReload),
+            crate::config::arb::rule().prop_map(|rule| Command::RulesAdd { rule }),
+            any::<String>().prop_map(|name| Command::RulesRemove { name }),
+            any::<String>().prop_map(|level| Command::LogLevel { level }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever `mcrctl` serializes, the daemon parses back to the same request.
+        #[test]
+        fn any_request_round_trips(cmd in command()) {
+            let line = serde_json::to_vec(&Request::new(cmd.clone())).unwrap();
+            proptest::prop_assert!(!line.contains(&b'\n'), "one line");
+            proptest::prop_assert_eq!(parse_request(&line).unwrap().request, cmd);
+        }
+
+        /// Replies (errors with any message, rule lists, done messages) parse back whole.
+        #[test]
+        fn replies_round_trip(
+            message in proptest::prelude::any::<String>(),
+            rules in proptest::collection::vec(crate::config::arb::rule(), 0..3),
+        ) {
+            for r in [
+                Response::error(ErrorKind::Rejected, message.clone()),
+                Response::ok(Reply::Done { message: message.clone() }),
+                Response::ok(Reply::Rules(rules.clone())),
+            ] {
+                let text = serde_json::to_string(&r).unwrap();
+                proptest::prop_assert!(!text.contains('\n'), "one line");
+                let back: Response = serde_json::from_str(&text).unwrap();
+                proptest::prop_assert_eq!(back, r);
+            }
+        }
+    }
+
     #[test]
     fn garbage_gets_a_bad_request_reply() {
         for bad in [

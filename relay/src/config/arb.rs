@@ -1,0 +1,56 @@
+//! proptest strategies for rule specs, shared by the round-trip property tests of the config
+//! file and the control protocol.
+
+use std::net::Ipv4Addr;
+
+use proptest::prelude::*;
+
+use super::spec::{OutputSpec, RuleSpec};
+
+fn addr() -> impl Strategy<Value = Ipv4Addr> {
+    any::<u32>().prop_map(Ipv4Addr::from)
+}
+
+fn interface() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9._-]{0,14}"
+}
+
+pub fn output() -> impl Strategy<Value = OutputSpec> {
+    (
+        addr(),
+        1..=u16::MAX,
+        interface(),
+        1..=u8::MAX,
+        proptest::option::of(0..=super::spec::MAX_DSCP),
+        proptest::option::of(1..=u16::MAX),
+    )
+        .prop_map(
+            |(dest, port, interface, ttl, dscp, source_port)| OutputSpec {
+                dscp,
+                source_port,
+                ..OutputSpec::new(dest, port, interface, ttl)
+            },
+        )
+}
+
+/// Rules that pass [`super::validate_rule`] (addresses that the validator refuses are rare
+/// enough to be filtered by the tests).
+pub fn rule() -> impl Strategy<Value = RuleSpec> {
+    (
+        "[A-Za-z0-9._:-]{1,64}",
+        interface(),
+        addr(),
+        1..=u16::MAX,
+        proptest::option::of(addr()),
+        proptest::collection::vec(output(), 1..4),
+    )
+        .prop_map(|(name, input, group, port, source, outputs)| RuleSpec {
+            name,
+            input,
+            group,
+            port,
+            source,
+            outputs,
+            monitor: Default::default(),
+        })
+}
