@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Map layouts of mcrd's kernel fast path, defined once. The C program uses them directly;
+ * the Rust side gets the same layouts from the skeleton libbpf-cargo generates from the
+ * program's BTF (relay/build.rs), so the two cannot drift.
+ *
+ * Byte order: addresses and ports are stored in network byte order, as they appear in the
+ * packet, so the program compares and copies them without conversion.
+ */
+#ifndef MCR_FASTPATH_H
+#define MCR_FASTPATH_H
+
+#include <linux/types.h>
+
+/* Outputs one rule may have on the fast path; rules with more run in userspace. */
+#define MCR_FP_MAX_OUTPUTS 16
+/* Rules (map entries and counter slots) the fast path holds; more run in userspace. */
+#define MCR_FP_MAX_RULES 1024
+
+/* What a datagram is matched on. `source` 0 is the any-source entry. */
+struct mcr_fp_key {
+	__u32 ifindex;
+	__u32 group;  /* destination address, network order */
+	__u32 source; /* source address or 0, network order */
+	__u16 port;   /* destination UDP port, network order */
+	__u16 pad;    /* always 0: hash keys compare every byte */
+};
+
+/* One output: everything the program writes into the copy it sends. */
+struct mcr_fp_output {
+	__u8 dst_mac[6]; /* multicast MAC of the group, or the next hop's MAC */
+	__u8 src_mac[6]; /* the output interface's MAC (follows dst_mac: one 12-byte store) */
+	__u32 ifindex;   /* output interface */
+	__u32 dst_ip;    /* network order */
+	__u32 src_ip;    /* the output interface's address, network order */
+	__u16 dst_port;  /* network order */
+	__u16 src_port;  /* network order; 0 keeps the sender's port */
+	__u8 ttl;
+	__u8 pad[3];
+};
+
+/* A rule's whole output set: replacing a rule is one map update, so a packet sees either
+ * the old set or the new one, never a mix. */
+struct mcr_fp_rule {
+	__u32 slot;      /* index of this rule's counters in mcr_fp_counters */
+	__u32 n_outputs; /* 1..MCR_FP_MAX_OUTPUTS */
+	struct mcr_fp_output outputs[MCR_FP_MAX_OUTPUTS];
+};
+
+/* Per output, per CPU. Law: matched = sent + err_mtu + err_redirect + err_rewrite. */
+struct mcr_fp_output_counters {
+	__u64 matched;    /* datagrams (a GSO super-frame counts gso_segs) */
+	__u64 sent;       /* handed to the output device */
+	__u64 sent_bytes; /* UDP payload bytes of `sent` */
+	__u64 err_mtu;    /* larger than the output's MTU (bpf_check_mtu) */
+	__u64 err_redirect; /* bpf_clone_redirect failed */
+	__u64 err_rewrite;  /* a header store or checksum update failed */
+};
+
+/* Per rule, per CPU. */
+struct mcr_fp_rule_counters {
+	__u64 frames;  /* skbs matched (a GSO super-frame is one) */
+	__u64 matched; /* datagrams matched */
+	__u64 bytes;   /* UDP payload bytes of `matched` */
+	__u64 frame_bytes; /* bytes of the matched frames, link layer included */
+	struct mcr_fp_output_counters outputs[MCR_FP_MAX_OUTPUTS];
+};
+
+/* Frames on a hooked interface the program hands to the stack (and so to the userspace
+ * path, whose packet filter lets them through), per CPU. Not part of any flow's counts. */
+struct mcr_fp_pass_counters {
+	__u64 ip_options; /* IPv4 with options: userspace counts them as malformed.ip_options */
+	__u64 fragments;  /* IPv4 fragments: userspace counts them as malformed.fragment */
+	__u64 no_counters; /* matched a rule whose counter slot was out of range (never expected) */
+};
+
+#endif

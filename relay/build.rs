@@ -1,0 +1,38 @@
+//! Compiles the kernel fast path (`bpf/fastpath.bpf.c`) with clang and generates its Rust
+//! skeleton with libbpf-cargo: the map key and value types on the Rust side come from the
+//! object's BTF, so they are the C layouts by construction.
+//!
+//! Needs clang (with the BPF target), the kernel UAPI headers (`linux-libc-dev`) and libbpf's
+//! headers (`libbpf-dev`); `scripts/setup.sh` installs them on Debian.
+
+use std::path::PathBuf;
+
+const SOURCE: &str = "bpf/fastpath.bpf.c";
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    // `-target bpf` does not search the multiarch directory where Debian keeps <asm/types.h>.
+    let multiarch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("aarch64") => "aarch64-linux-gnu",
+        _ => "x86_64-linux-gnu",
+    };
+    let include = manifest.join("bpf");
+    let result = libbpf_cargo::SkeletonBuilder::new()
+        .source(manifest.join(SOURCE))
+        .clang_args([
+            format!("-I{}", include.display()),
+            format!("-I/usr/include/{multiarch}"),
+            "-Wall".to_string(),
+            "-Werror".to_string(),
+        ])
+        .build_and_generate(out.join("fastpath.skel.rs"));
+    if let Err(e) = result {
+        panic!(
+            "building the kernel fast path ({SOURCE}) failed: {e:#}\n\
+             it needs clang, linux-libc-dev and libbpf-dev: run scripts/setup.sh --deps-only"
+        );
+    }
+    println!("cargo:rerun-if-changed={SOURCE}");
+    println!("cargo:rerun-if-changed=bpf/fastpath.h");
+}
