@@ -346,4 +346,4 @@ int mcr_fastpath(struct __sk_buff *skb)
 	return verdict;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -4,6 +4,7 @@
 //! * [`config`]: the TOML file and its validation.
 //! * [`rules`]: the rule set, the resolved rule table, and the kernel packet filter.
 //! * [`dataplane`]: worker threads, packet rings, io_uring egress.
+//! * [`fastpath`]: the kernel fast path (a tcx program) for the rules it can run.
 //! * [`counters`]: the live counters the packet path writes (one writer per cell).
 //! * [`stats`]: the JSON report read from those counters, and its text renderings.
 //! * [`control`]: the control-socket protocol, its handler, server and client.
@@ -16,6 +17,7 @@ pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod dataplane;
+pub mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod linkwatch;

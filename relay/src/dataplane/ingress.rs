@@ -33,8 +33,9 @@ pub struct IngressSocket {
     pub interface: String,
     pub ring: RxRing,
     fd: OwnedFd,
-    /// Groups the current filter lets through (to skip needless re-attaching).
-    filtered_groups: Vec<Ipv4Addr>,
+    /// Groups the current filter lets through and kernel flows it leaves out (to skip
+    /// needless re-attaching).
+    filtered: (Vec<Ipv4Addr>, Vec<(Ipv4Addr, u16)>),
     /// Our place in the interface's fan-out group, left when the socket is dropped.
     _fanout: Option<Membership>,
 }
@@ -57,6 +58,7 @@ impl IngressSocket {
         ifindex: u32,
         interface: &str,
         groups: &[Ipv4Addr],
+        kernel_flows: &[(Ipv4Addr, u16)],
         params: &IngressParams,
     ) -> Result<Self, IngressError> {
         let err = |step: &'static str| {
@@ -89,7 +91,8 @@ impl IngressSocket {
             .map_err(err("SO_RCVBUF"))?;
         let ring = RxRing::setup(raw, Geometry::new(params.ring_frames, max_frame))
             .map_err(err("PACKET_RX_RING"))?;
-        sys::attach_filter(raw, &bpf::build(groups)).map_err(err("SO_ATTACH_FILTER"))?;
+        sys::attach_filter(raw, &bpf::build(groups, kernel_flows))
+            .map_err(err("SO_ATTACH_FILTER"))?;
         // Linux 4.20+; the filter drops outgoing frames anyway, so an older kernel is fine.
         let _ = sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
         sys::bind_packet(raw, ifindex).map_err(err("bind"))?;
@@ -103,18 +106,23 @@ impl IngressSocket {
             interface: interface.to_string(),
             ring,
             fd,
-            filtered_groups: groups.to_vec(),
+            filtered: (groups.to_vec(), kernel_flows.to_vec()),
             _fanout: fanout,
         })
     }
 
-    /// Replaces the filter if the wanted groups changed (the kernel swaps it atomically).
-    pub fn update_filter(&mut self, groups: &[Ipv4Addr]) -> io::Result<()> {
-        if self.filtered_groups == groups {
+    /// Replaces the filter if the wanted groups or the kernel's flows changed (the kernel
+    /// swaps it atomically).
+    pub fn update_filter(
+        &mut self,
+        groups: &[Ipv4Addr],
+        kernel_flows: &[(Ipv4Addr, u16)],
+    ) -> io::Result<()> {
+        if self.filtered.0 == groups && self.filtered.1 == kernel_flows {
             return Ok(());
         }
-        sys::attach_filter(self.fd.as_raw_fd(), &bpf::build(groups))?;
-        self.filtered_groups = groups.to_vec();
+        sys::attach_filter(self.fd.as_raw_fd(), &bpf::build(groups, kernel_flows))?;
+        self.filtered = (groups.to_vec(), kernel_flows.to_vec());
         Ok(())
     }
 

@@ -273,7 +273,7 @@ impl Worker {
                 .iter_mut()
                 .find(|i| i.sock.ifindex == input.ifindex)
             {
-                if let Err(e) = i.sock.update_filter(&input.groups) {
+                if let Err(e) = i.sock.update_filter(&input.groups, &input.kernel_flows) {
                     tracing::error!(worker = self.fwd.id, interface = %input.name, "updating packet filter: {e}");
                 }
                 continue;
@@ -282,6 +282,7 @@ impl Worker {
                 input.ifindex,
                 &input.name,
                 &input.groups,
+                &input.kernel_flows,
                 &self.ingress_params,
             ) {
                 Ok(sock) => {

@@ -5,6 +5,12 @@
 //! transmissions. Everything else is dropped in the kernel before it is copied into our ring,
 //! which is most of the cost of a packet we don't want. Port and protocol are checked in user
 //! space, so malformed datagrams to our groups are still seen and counted.
+//!
+//! Flows the kernel fast path forwards (`kernel_flows`: group and port) are excluded: a
+//! packet tap sees a frame before TC ingress, so without the exclusion both paths would
+//! forward it. Only what the program forwards is excluded (IPv4 without options, not a
+//! fragment, UDP to that port); IP options and fragments of those flows, which the program
+//! leaves to the stack, still reach the userspace path and are counted as malformed there.
 
 use std::net::Ipv4Addr;
 
@@ -15,6 +21,9 @@ pub type Insn = libc::sock_filter;
 const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;
 const LD_W_IND: u16 = 0x40;
+const LD_H_IND: u16 = 0x48;
+const LD_B_IND: u16 = 0x50;
+const AND_K: u16 = 0x54;
 const LDX_IMM: u16 = 0x01;
 const JEQ_K: u16 = 0x15;
 const JA: u16 = 0x05;
@@ -33,6 +42,13 @@ const IPV4_DST_OFFSET: u32 = 14 + 16;
 const ACCEPT: u32 = 0x0004_0000;
 /// Jump offsets are 8 bits; beyond this many groups the filter accepts all IPv4.
 pub const MAX_FILTERED_GROUPS: usize = 250;
+/// Offsets from the start of IPv4 in a frame (plus X, the tag length).
+const IP_VERSION_IHL: u32 = 14;
+const IP_FLAGS_FRAGMENT: u32 = 14 + 6;
+const IP_PROTOCOL: u32 = 14 + 9;
+/// The UDP destination port after an IPv4 header without options.
+const UDP_DPORT: u32 = 14 + 20 + 2;
+const IPPROTO_UDP: u32 = 17;
 
 fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
     Insn { code, jt, jf, k }
@@ -50,8 +66,31 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
 /// 11 ldx #0             12 ja 14                   13 ldx #4
 /// 14 ld [x + 30]        15.. jeq group_i ? ACCEPT : next    DROP: ret 0    ACCEPT: ret ACCEPT
 /// ```
-pub fn build(groups: &[Ipv4Addr]) -> Vec<Insn> {
-    let mut p = vec![
+pub fn build(groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
+    let mut p = prologue();
+    if !kernel_flows.is_empty() {
+        with_kernel_flows(&mut p, groups, kernel_flows);
+        return p;
+    }
+    if groups.len() > MAX_FILTERED_GROUPS {
+        p.push(insn(RET_K, 0, 0, ACCEPT));
+        return p;
+    }
+    let n = groups.len();
+    for (i, g) in groups.iter().enumerate() {
+        // From test i, ACCEPT is past the remaining n-1-i tests and DROP.
+        let to_accept = (n - 1 - i + 1) as u8;
+        p.push(insn(JEQ_K, to_accept, 0, u32::from(*g)));
+    }
+    p.push(insn(RET_K, 0, 0, 0));
+    p.push(insn(RET_K, 0, 0, ACCEPT));
+    p
+}
+
+/// Instructions 0-14 of the layout above: drop outgoing and non-IPv4 frames, leave the tag
+/// length in X and the destination address in A.
+fn prologue() -> Vec<Insn> {
+    vec![
         insn(LD_B_ABS, 0, 0, AD_PKTTYPE),
         insn(JEQ_K, 0, 1, PACKET_OUTGOING),
         insn(RET_K, 0, 0, 0),
@@ -67,20 +106,80 @@ pub fn build(groups: &[Ipv4Addr]) -> Vec<Insn> {
         insn(JA, 0, 0, 1),
         insn(LDX_IMM, 0, 0, 4),
         insn(LD_W_IND, 0, 0, IPV4_DST_OFFSET),
-    ];
-    if groups.len() > MAX_FILTERED_GROUPS {
-        p.push(insn(RET_K, 0, 0, ACCEPT));
-        return p;
+    ]
+}
+
+/// The group tests when some flows are the kernel's. Each group test jumps through a `ja`
+/// (32-bit offset), so the 8-bit limit of conditional jumps does not bound the table:
+/// ```text
+/// per group:  jeq g ? next : skip    ja TARGET(g)
+/// after them: ret 0 (no group matched; ACCEPT when there are more groups than
+///             MAX_FILTERED_GROUPS and only the kernel groups are tested)
+/// ACCEPT:     ret ACCEPT
+/// per kernel group, TARGET: IPv4 without options, not a fragment, UDP, and the port is one
+///             of the group's kernel ports ? ret 0 : ret ACCEPT
+/// ```
+fn with_kernel_flows(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) {
+    let mut kernel_groups: Vec<Ipv4Addr> = kernel_flows.iter().map(|(g, _)| *g).collect();
+    kernel_groups.sort();
+    kernel_groups.dedup();
+    let all_ipv4 = groups.len() > MAX_FILTERED_GROUPS;
+    let tested: Vec<Ipv4Addr> = if all_ipv4 {
+        kernel_groups.clone()
+    } else {
+        let mut t = groups.to_vec();
+        t.extend(kernel_groups.iter().filter(|g| !groups.contains(g)));
+        t
+    };
+    let ports = |g: Ipv4Addr| -> Vec<u16> {
+        kernel_flows.iter().filter(|(k, _)| *k == g).map(|(_, p)| *p).collect()
+    };
+    // A kernel group's block: 9 checks + one test per port + 2 returns.
+    let block_len = |g: Ipv4Addr| 9 + ports(g).len() + 2;
+    let tests_start = p.len();
+    let after_tests = tests_start + 2 * tested.len();
+    let accept = after_tests + 1;
+    let mut block_start = after_tests + 2;
+    let mut targets = Vec::with_capacity(tested.len());
+    for g in &tested {
+        if kernel_groups.contains(g) {
+            targets.push(block_start);
+            block_start += block_len(*g);
+        } else {
+            targets.push(accept);
+        }
     }
-    let n = groups.len();
-    for (i, g) in groups.iter().enumerate() {
-        // From test i, ACCEPT is past the remaining n-1-i tests and DROP.
-        let to_accept = (n - 1 - i + 1) as u8;
-        p.push(insn(JEQ_K, to_accept, 0, u32::from(*g)));
+    for (i, g) in tested.iter().enumerate() {
+        let ja_at = tests_start + 2 * i + 1;
+        p.push(insn(JEQ_K, 0, 1, u32::from(*g)));
+        p.push(insn(JA, 0, 0, (targets[i] - ja_at - 1) as u32));
     }
-    p.push(insn(RET_K, 0, 0, 0));
+    p.push(insn(RET_K, 0, 0, if all_ipv4 { ACCEPT } else { 0 }));
     p.push(insn(RET_K, 0, 0, ACCEPT));
-    p
+    for g in tested.iter().filter(|g| kernel_groups.contains(g)) {
+        let ports = ports(*g);
+        let n = ports.len();
+        // Block layout: 9 checks at +0..+8, port tests at +9.., then ACC: ret ACCEPT at
+        // +9+n and DROP: ret 0 at +10+n. A jump at +k to +t has offset t - k - 1.
+        let to_accept = |k: usize| (9 + n - k - 1) as u8;
+        p.extend([
+            insn(LD_B_IND, 0, 0, IP_VERSION_IHL),
+            insn(AND_K, 0, 0, 0x0f),
+            insn(JEQ_K, 0, to_accept(2), 5),
+            insn(LD_B_IND, 0, 0, IP_PROTOCOL),
+            insn(JEQ_K, 0, to_accept(4), IPPROTO_UDP),
+            insn(LD_H_IND, 0, 0, IP_FLAGS_FRAGMENT),
+            insn(AND_K, 0, 0, 0x3fff),
+            insn(JEQ_K, 0, to_accept(7), 0),
+            insn(LD_H_IND, 0, 0, UDP_DPORT),
+        ]);
+        for (j, port) in ports.iter().enumerate() {
+            // Port test j sits at +9+j; DROP at +10+n. The last one falls through to ACC.
+            p.push(insn(JEQ_K, (n - j) as u8, 0, u32::from(*port)));
+        }
+        p.push(insn(RET_K, 0, 0, ACCEPT));
+        p.push(insn(RET_K, 0, 0, 0));
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +211,15 @@ pub(crate) mod interp {
                     Some(v) => a = v,
                     None => return 0,
                 },
+                LD_H_IND => match ld((x + i.k) as usize, 2) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                LD_B_IND => match ld((x + i.k) as usize, 1) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                AND_K => a &= i.k,
                 LDX_IMM => x = i.k,
                 JA => pc += i.k as usize,
                 JEQ_K => pc += if a == i.k { i.jt } else { i.jf } as usize,
@@ -146,7 +254,7 @@ mod tests {
 
     #[test]
     fn accepts_wanted_groups_untagged_and_tagged() {
-        let p = build(&[G1.into(), G2.into()]);
+        let p = build(&[G1.into(), G2.into()], &[]);
         assert_eq!(run(&p, &frame(0x0800, false, G1), false), ACCEPT);
         assert_eq!(run(&p, &frame(0x0800, false, G2), false), ACCEPT);
         assert_eq!(run(&p, &frame(0x0800, true, G1), false), ACCEPT);
@@ -154,7 +262,7 @@ mod tests {
 
     #[test]
     fn drops_other_groups_other_protocols_and_outgoing() {
-        let p = build(&[G1.into()]);
+        let p = build(&[G1.into()], &[]);
         assert_eq!(run(&p, &frame(0x0800, false, [239, 9, 9, 9]), false), 0);
         assert_eq!(run(&p, &frame(0x86dd, false, G1), false), 0);
         assert_eq!(run(&p, &frame(0x0806, false, G1), false), 0);
@@ -163,9 +271,65 @@ mod tests {
         assert_eq!(run(&p, &[0u8; 10], false), 0);
     }
 
+    /// An IPv4/UDP frame to `dst`:`port`, with `ihl` header words and fragment field `frag`.
+    fn udp_frame(vlan: bool, dst: [u8; 4], port: u16, ihl: u8, frag: u16) -> Vec<u8> {
+        let mut f = frame(0x0800, vlan, dst);
+        let ip = if vlan { 18 } else { 14 };
+        f[ip] = 0x40 | ihl;
+        f[ip + 6..ip + 8].copy_from_slice(&frag.to_be_bytes());
+        let udp = ip + usize::from(ihl) * 4;
+        f.resize(udp + 8, 0);
+        f[udp + 2..udp + 4].copy_from_slice(&port.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn kernel_flows_are_left_to_the_program_and_the_rest_still_pass() {
+        let g3 = [239, 1, 1, 3];
+        let kernel = [(G1.into(), 5000), (G1.into(), 5001), (g3.into(), 7000)];
+        let p = build(&[G1.into(), G2.into()], &kernel);
+        for vlan in [false, true] {
+            // What the program forwards: dropped here.
+            assert_eq!(run(&p, &udp_frame(vlan, G1, 5000, 5, 0), false), 0);
+            assert_eq!(run(&p, &udp_frame(vlan, G1, 5001, 5, 0x4000), false), 0, "DF set");
+            assert_eq!(run(&p, &udp_frame(vlan, g3, 7000, 5, 0), false), 0);
+            // Other ports of a kernel group, and groups of userspace rules: accepted.
+            assert_eq!(run(&p, &udp_frame(vlan, G1, 5002, 5, 0), false), ACCEPT);
+            assert_eq!(run(&p, &udp_frame(vlan, G2, 5000, 5, 0), false), ACCEPT);
+            assert_eq!(run(&p, &udp_frame(vlan, g3, 7001, 5, 0), false), ACCEPT);
+            // What the program leaves to the stack: options and fragments.
+            assert_eq!(run(&p, &udp_frame(vlan, G1, 5000, 6, 0), false), ACCEPT);
+            assert_eq!(run(&p, &udp_frame(vlan, G1, 5000, 5, 0x2000), false), ACCEPT, "MF");
+            assert_eq!(run(&p, &udp_frame(vlan, G1, 5000, 5, 0x0010), false), ACCEPT);
+            // Other groups, outgoing frames: dropped as before.
+            assert_eq!(run(&p, &udp_frame(vlan, [239, 9, 9, 9], 5000, 5, 0), false), 0);
+            assert_eq!(run(&p, &udp_frame(vlan, G2, 5000, 5, 0), true), 0);
+        }
+        let mut tcp = udp_frame(false, G1, 5000, 5, 0);
+        tcp[14 + 9] = 6;
+        assert_eq!(run(&p, &tcp, false), ACCEPT);
+    }
+
+    #[test]
+    fn kernel_flows_are_excluded_beyond_the_group_limit_too() {
+        let groups: Vec<Ipv4Addr> = (0..300u32)
+            .map(|i| Ipv4Addr::from(0xef01_0000 + i))
+            .collect();
+        let kernel: Vec<(Ipv4Addr, u16)> = (0..200u32)
+            .map(|i| (Ipv4Addr::from(0xef01_0000 + i), 5000))
+            .collect();
+        let p = build(&groups, &kernel);
+        assert!(p.len() <= 4096, "{} instructions", p.len());
+        let g = |i: u32| Ipv4Addr::from(0xef01_0000 + i).octets();
+        assert_eq!(run(&p, &udp_frame(false, g(199), 5000, 5, 0), false), 0);
+        assert_eq!(run(&p, &udp_frame(false, g(199), 5001, 5, 0), false), ACCEPT);
+        assert_eq!(run(&p, &udp_frame(false, g(250), 5000, 5, 0), false), ACCEPT);
+        assert_eq!(run(&p, &udp_frame(false, [10, 0, 0, 1], 5000, 5, 0), false), ACCEPT);
+    }
+
     #[test]
     fn no_groups_accepts_nothing() {
-        let p = build(&[]);
+        let p = build(&[], &[]);
         assert_eq!(run(&p, &frame(0x0800, false, G1), false), 0);
     }
 
@@ -174,7 +338,7 @@ mod tests {
         let groups: Vec<Ipv4Addr> = (0..300u32)
             .map(|i| Ipv4Addr::from(0xef01_0000 + i))
             .collect();
-        let p = build(&groups);
+        let p = build(&groups, &[]);
         assert_eq!(
             run(&p, &frame(0x0800, false, [239, 1, 0, 7]), false),
             ACCEPT
@@ -189,7 +353,7 @@ mod tests {
         let groups: Vec<Ipv4Addr> = (0..MAX_FILTERED_GROUPS as u32)
             .map(|i| Ipv4Addr::from(0xef01_0000 + i))
             .collect();
-        let p = build(&groups);
+        let p = build(&groups, &[]);
         let last = Ipv4Addr::from(0xef01_0000 + MAX_FILTERED_GROUPS as u32 - 1).octets();
         assert_eq!(run(&p, &frame(0x0800, false, last), false), ACCEPT);
         assert_eq!(run(&p, &frame(0x0800, false, [10, 0, 0, 1]), false), 0);

@@ -10,4 +10,4 @@ mod set;
 mod table;
 
 pub use set::{RuleDiff, RuleError, RuleSet};
-pub use table::{EgressKey, InputInterface, MatchKey, Output, Rule, RuleTable};
+pub use table::{EgressKey, InputInterface, MatchKey, Output, Path, Rule, RuleTable};

@@ -68,6 +68,39 @@ pub struct Output {
     pub dscp: Option<u8>,
 }
 
+/// Which path forwards a rule's datagrams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Path {
+    /// The kernel fast path's program (`crate::fastpath`).
+    Kernel,
+    /// mcrd's worker threads; `reason` says why not the kernel.
+    Userspace { reason: String },
+}
+
+impl Path {
+    /// The path of every rule when the fast path is off.
+    pub fn fast_path_off() -> Self {
+        Path::Userspace {
+            reason: "fast path off".into(),
+        }
+    }
+
+    /// `"kernel"` or `"userspace"`, as the stats and `mcrctl rules list` show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Path::Kernel => "kernel",
+            Path::Userspace { .. } => "userspace",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Path::Kernel => None,
+            Path::Userspace { reason } => Some(reason),
+        }
+    }
+}
+
 /// One resolved rule.
 #[derive(Debug)]
 pub struct Rule {
@@ -75,6 +108,10 @@ pub struct Rule {
     pub ifindex: u32,
     pub outputs: Vec<Output>,
     pub counters: Arc<FlowCells>,
+    pub path: Path,
+    /// The rule's counter slot in the kernel program, once it ran there (kept while the rule
+    /// is unchanged, also when it moves back to userspace).
+    pub kernel_slot: Option<u32>,
 }
 
 /// An input interface and the destinations any rule wants from it.
@@ -84,6 +121,9 @@ pub struct InputInterface {
     pub name: String,
     /// Distinct destination addresses of the rules on this interface, sorted.
     pub groups: Vec<Ipv4Addr>,
+    /// (group, port) of the flows the kernel program forwards, sorted: the packet filter
+    /// must not capture them (a packet tap sees frames before TC ingress).
+    pub kernel_flows: Vec<(Ipv4Addr, u16)>,
 }
 
 /// The table a worker matches against. Built off the packet path; immutable once published.
@@ -166,6 +206,7 @@ impl RuleTable {
                 ifindex,
                 name: spec.input.clone(),
                 groups: Vec::new(),
+                kernel_flows: Vec::new(),
             });
             if !input.groups.contains(&spec.group) {
                 input.groups.push(spec.group);
@@ -175,6 +216,8 @@ impl RuleTable {
                 ifindex,
                 outputs,
                 counters,
+                path: Path::fast_path_off(),
+                kernel_slot: None,
             });
         }
         for (i, rule) in table.rules.iter().enumerate() {

@@ -1,0 +1,166 @@
+//! Loading the program and attaching it to input interfaces with tcx links.
+//!
+//! A tcx link lives as long as its file descriptor: mcrd holds it, and when mcrd exits (also
+//! by `kill -9`) the kernel closes it and detaches the program. Nothing is pinned (pins would
+//! outlive mcrd, and `ip netns exec` remounts /sys/fs/bpf anyway).
+//!
+//! Two daemons on one interface: refused, race-free. Before attaching, mcrd lists the tcx
+//! ingress programs of the interface with the chain's revision; if one is an mcrd fast path
+//! it does not attach (the flows of that interface stay in userspace, or a `required` daemon
+//! does not start), and it attaches only if the chain is still at that revision, so two
+//! daemons starting together cannot both pass the check.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+
+use super::skel::{FastpathSkel, FastpathSkelBuilder};
+
+/// The program's name as the kernel reports it (BPF object names are cut at 15 bytes).
+pub const PROGRAM_NAME: &str = "mcr_fastpath";
+
+/// Why the program could not be loaded or attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("loading the fast-path program: {0}")]
+    Load(String),
+    #[error("interface {interface} already has an mcrd fast path attached (program id {id}); two daemons on one interface would forward the same datagrams twice")]
+    Taken { interface: String, id: u32 },
+    #[error("attaching the fast path to {interface}: {step}: {source}")]
+    Attach {
+        interface: String,
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Opens and loads the program and its maps (the verifier runs here).
+///
+/// The skeleton borrows its object storage for its whole life; mcrd loads the program once
+/// and keeps it until it exits, so the storage is leaked to get a `'static` skeleton.
+pub fn load() -> Result<FastpathSkel<'static>, AttachError> {
+    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+        Box::leak(Box::new(MaybeUninit::uninit()));
+    let open = FastpathSkelBuilder::default()
+        .open(storage)
+        .map_err(|e| AttachError::Load(e.to_string()))?;
+    open.load().map_err(|e| AttachError::Load(e.to_string()))
+}
+
+/// Facts about a loaded program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramFacts {
+    pub id: u32,
+    pub name: String,
+    /// Instructions the verifier processed to accept the program (kernel >= 5.16).
+    pub verified_insns: u32,
+}
+
+/// Reads a program's id, name and verifier cost.
+pub fn program_facts(prog: impl AsFd) -> io::Result<ProgramFacts> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: `info` is a bpf_prog_info of `len` bytes that the call fills.
+    let rc = unsafe {
+        libbpf_sys::bpf_prog_get_info_by_fd(prog.as_fd().as_raw_fd(), &mut info, &mut len)
+    };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    // SAFETY: the kernel NUL-terminates the name within the array.
+    let name = unsafe { CStr::from_ptr(info.name.as_ptr()) };
+    Ok(ProgramFacts {
+        id: info.id,
+        name: name.to_string_lossy().into_owned(),
+        verified_insns: info.verified_insns,
+    })
+}
+
+/// The tcx ingress chain of an interface: its revision and its programs' ids.
+pub fn tcx_ingress_programs(ifindex: u32) -> io::Result<(u64, Vec<u32>)> {
+    let mut ids = [0u32; 64];
+    let mut opts = libbpf_sys::bpf_prog_query_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_query_opts>() as _,
+        prog_ids: ids.as_mut_ptr(),
+        ..Default::default()
+    };
+    opts.__bindgen_anon_1.prog_cnt = ids.len() as u32;
+    // SAFETY: `opts` points at `ids`, whose length it states; the call writes at most that.
+    let rc = unsafe {
+        libbpf_sys::bpf_prog_query_opts(ifindex as i32, libbpf_sys::BPF_TCX_INGRESS, &mut opts)
+    };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    // SAFETY: the kernel wrote the count into the union.
+    let n = unsafe { opts.__bindgen_anon_1.prog_cnt } as usize;
+    Ok((opts.revision, ids[..n.min(ids.len())].to_vec()))
+}
+
+/// Names of the programs with these ids (programs that went away meanwhile are skipped).
+fn program_name(id: u32) -> Option<String> {
+    // SAFETY: plain syscall wrapper; a negative return is an error.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the call returned a new descriptor we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    program_facts(&fd).ok().map(|f| f.name)
+}
+
+/// Ids of the mcrd fast paths attached to an interface's tcx ingress.
+pub fn mcrd_programs_on(ifindex: u32) -> io::Result<Vec<u32>> {
+    let (_, ids) = tcx_ingress_programs(ifindex)?;
+    Ok(ids
+        .into_iter()
+        .filter(|&id| program_name(id).as_deref() == Some(PROGRAM_NAME))
+        .collect())
+}
+
+/// Attaches `prog` to the tcx ingress of `ifindex`, unless an mcrd fast path is attached
+/// there already. The returned link detaches the program when dropped (or when the process
+/// dies).
+pub fn attach_tcx(prog: impl AsFd, ifindex: u32, interface: &str) -> Result<OwnedFd, AttachError> {
+    let err = |step: &'static str| {
+        move |source| AttachError::Attach {
+            interface: interface.to_string(),
+            step,
+            source,
+        }
+    };
+    let (revision, ids) = tcx_ingress_programs(ifindex).map_err(err("querying tcx ingress"))?;
+    if let Some(&id) = ids
+        .iter()
+        .find(|&&id| program_name(id).as_deref() == Some(PROGRAM_NAME))
+    {
+        return Err(AttachError::Taken {
+            interface: interface.to_string(),
+            id,
+        });
+    }
+    let mut opts = libbpf_sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _,
+        ..Default::default()
+    };
+    // Fails with ESTALE if another program was attached since the query: no check-then-act race.
+    opts.__bindgen_anon_1.tcx.expected_revision = revision;
+    // SAFETY: plain syscall wrapper with an options struct we own.
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(
+            prog.as_fd().as_raw_fd(),
+            ifindex as i32,
+            libbpf_sys::BPF_TCX_INGRESS,
+            &opts,
+        )
+    };
+    if fd < 0 {
+        return Err(err("BPF_LINK_CREATE (tcx ingress)")(io::Error::from_raw_os_error(-fd)));
+    }
+    // SAFETY: the call returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -1,0 +1,116 @@
+//! The program's per-CPU counters, summed over CPUs.
+//!
+//! The program updates a rule's counters one field at a time while it handles a packet, so
+//! a read can see a datagram counted as matched and not yet as sent or failed: that
+//! difference is the datagram in the program at that instant and is reported as `in_flight`
+//! (0 once the program is detached), which keeps `matched = tx_sent + tx_errors +
+//! buf_exhaust + in_flight` exact in every report.
+
+use super::layout::{from_bytes, MAX_OUTPUTS};
+use super::skel::types::{mcr_fp_pass_counters, mcr_fp_rule_counters};
+
+/// One output's counters, all CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputCounters {
+    pub matched: u64,
+    pub sent: u64,
+    pub sent_bytes: u64,
+    pub err_mtu: u64,
+    pub err_redirect: u64,
+    pub err_rewrite: u64,
+}
+
+impl OutputCounters {
+    pub fn errors(&self) -> u64 {
+        self.err_mtu + self.err_redirect + self.err_rewrite
+    }
+
+    /// Matched but neither sent nor failed yet: in the program right now.
+    pub fn in_flight(&self) -> u64 {
+        self.matched.saturating_sub(self.sent + self.errors())
+    }
+}
+
+/// One rule's counters, all CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleCounters {
+    /// skbs (a GSO super-frame is one).
+    pub frames: u64,
+    /// Datagrams (a super-frame counts its segments).
+    pub matched: u64,
+    /// UDP payload bytes of `matched`.
+    pub bytes: u64,
+    /// Frame bytes, link layer included.
+    pub frame_bytes: u64,
+    pub outputs: [OutputCounters; MAX_OUTPUTS],
+}
+
+impl RuleCounters {
+    /// Sums the per-CPU values of one slot, as `lookup_percpu` returns them.
+    pub fn sum(per_cpu: &[Vec<u8>]) -> Self {
+        let mut s = Self::default();
+        for raw in per_cpu {
+            let Some(c) = from_bytes::<mcr_fp_rule_counters>(raw) else {
+                continue;
+            };
+            s.frames += c.frames;
+            s.matched += c.matched;
+            s.bytes += c.bytes;
+            s.frame_bytes += c.frame_bytes;
+            for (o, c) in s.outputs.iter_mut().zip(c.outputs.iter()) {
+                o.matched += c.matched;
+                o.sent += c.sent;
+                o.sent_bytes += c.sent_bytes;
+                o.err_mtu += c.err_mtu;
+                o.err_redirect += c.err_redirect;
+                o.err_rewrite += c.err_rewrite;
+            }
+        }
+        s
+    }
+}
+
+/// Frames the program left to the stack, all CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassCounters {
+    pub ip_options: u64,
+    pub fragments: u64,
+    pub no_counters: u64,
+}
+
+impl PassCounters {
+    pub fn sum(per_cpu: &[Vec<u8>]) -> Self {
+        let mut s = Self::default();
+        for c in per_cpu.iter().filter_map(|r| from_bytes::<mcr_fp_pass_counters>(r)) {
+            s.ip_options += c.ip_options;
+            s.fragments += c.fragments;
+            s.no_counters += c.no_counters;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::layout::bytes_of;
+    use super::*;
+
+    #[test]
+    fn sums_cpus_and_derives_in_flight() {
+        let mut a = mcr_fp_rule_counters::default();
+        a.matched = 5;
+        a.outputs[1].matched = 5;
+        a.outputs[1].sent = 3;
+        a.outputs[1].err_mtu = 1;
+        let mut b = mcr_fp_rule_counters::default();
+        b.matched = 2;
+        b.outputs[1].matched = 2;
+        b.outputs[1].sent = 2;
+        let s = RuleCounters::sum(&[bytes_of(&a).to_vec(), bytes_of(&b).to_vec()]);
+        assert_eq!(s.matched, 7);
+        assert_eq!(s.outputs[1].sent, 5);
+        assert_eq!(s.outputs[1].errors(), 1);
+        assert_eq!(s.outputs[1].in_flight(), 1);
+        assert_eq!(s.outputs[0], OutputCounters::default());
+    }
+}

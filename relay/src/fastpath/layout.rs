@@ -1,0 +1,132 @@
+//! The program's map layouts on the Rust side: the skeleton's types (generated from the
+//! program's BTF, so they are the C structs of `bpf/fastpath.h`), filled from a resolved rule.
+
+use std::net::Ipv4Addr;
+
+use super::skel::types::{mcr_fp_key, mcr_fp_output, mcr_fp_rule, mcr_fp_rule_counters};
+
+/// `MCR_FP_MAX_OUTPUTS`, read from the generated type so it cannot differ from the C side.
+pub const MAX_OUTPUTS: usize = {
+    let rule = std::mem::size_of::<mcr_fp_rule>() - 8;
+    rule / std::mem::size_of::<mcr_fp_output>()
+};
+
+// The layouts the C header promises (no implicit padding: every byte is a field, so the
+// byte views below never expose uninitialised memory).
+const _: () = assert!(std::mem::size_of::<mcr_fp_key>() == 16);
+const _: () = assert!(std::mem::size_of::<mcr_fp_output>() == 32);
+const _: () = assert!(std::mem::size_of::<mcr_fp_rule>() == 8 + 32 * MAX_OUTPUTS);
+const _: () = assert!(MAX_OUTPUTS == 16);
+
+/// One output as the program writes it into the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelOutput {
+    pub ifindex: u32,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub dst: Ipv4Addr,
+    pub src: Ipv4Addr,
+    pub dst_port: u16,
+    pub ttl: u8,
+}
+
+/// The hash key of a rule (source `None`: the any-source entry).
+pub fn key(ifindex: u32, group: Ipv4Addr, port: u16, source: Option<Ipv4Addr>) -> mcr_fp_key {
+    mcr_fp_key {
+        ifindex,
+        group: u32::from(group).to_be(),
+        source: source.map(|s| u32::from(s).to_be()).unwrap_or(0),
+        port: port.to_be(),
+        pad: 0,
+    }
+}
+
+/// The map value of a rule: its counter slot and its whole output set. At most
+/// [`MAX_OUTPUTS`] outputs (the caller checks).
+pub fn rule_value(slot: u32, outputs: &[KernelOutput]) -> mcr_fp_rule {
+    assert!(!outputs.is_empty() && outputs.len() <= MAX_OUTPUTS);
+    let mut v = mcr_fp_rule {
+        slot,
+        n_outputs: outputs.len() as u32,
+        ..Default::default()
+    };
+    for (slot, o) in v.outputs.iter_mut().zip(outputs) {
+        *slot = mcr_fp_output {
+            dst_mac: o.dst_mac,
+            src_mac: o.src_mac,
+            ifindex: o.ifindex,
+            dst_ip: u32::from(o.dst).to_be(),
+            src_ip: u32::from(o.src).to_be(),
+            dst_port: o.dst_port.to_be(),
+            // 0: the copies keep the sender's source port.
+            src_port: 0,
+            ttl: o.ttl,
+            pad: [0; 3],
+        };
+    }
+    v
+}
+
+/// Plain map structs: `repr(C)`, integers only, no padding (checked above).
+pub trait Plain: Copy + Default {}
+impl Plain for mcr_fp_key {}
+impl Plain for mcr_fp_rule {}
+impl Plain for mcr_fp_rule_counters {}
+impl Plain for super::skel::types::mcr_fp_pass_counters {}
+
+/// The bytes of a map struct, as the map stores them.
+pub fn bytes_of<T: Plain>(v: &T) -> &[u8] {
+    // SAFETY: `T: Plain` is repr(C) with no padding bytes, so all its bytes are initialised.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// A map struct from the bytes the kernel returned; `None` if the size is wrong.
+pub fn from_bytes<T: Plain>(b: &[u8]) -> Option<T> {
+    if b.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length is checked and every bit pattern is a valid `T: Plain` (integers).
+    Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_in_network_order_with_zero_for_any_source() {
+        let k = key(7, Ipv4Addr::new(239, 1, 2, 3), 5000, None);
+        let b = bytes_of(&k);
+        assert_eq!(&b[0..4], &7u32.to_ne_bytes());
+        assert_eq!(&b[4..8], &[239, 1, 2, 3]);
+        assert_eq!(&b[8..12], &[0, 0, 0, 0]);
+        assert_eq!(&b[12..14], &5000u16.to_be_bytes());
+        let k = key(7, Ipv4Addr::new(239, 1, 2, 3), 5000, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(&bytes_of(&k)[8..12], &[10, 0, 0, 1]);
+    }
+
+    #[test]
+    fn rule_value_holds_every_output_and_round_trips() {
+        let out = |i: u8| KernelOutput {
+            ifindex: u32::from(i),
+            dst_mac: [1, 0, 0x5e, 0, 0, i],
+            src_mac: [2, 0, 0, 0, 0, i],
+            dst: Ipv4Addr::new(239, 2, 2, i),
+            src: Ipv4Addr::new(10, 0, 0, i),
+            dst_port: 6000 + u16::from(i),
+            ttl: i,
+        };
+        let v = rule_value(9, &[out(1), out(2)]);
+        assert_eq!((v.slot, v.n_outputs), (9, 2));
+        let b = bytes_of(&v);
+        // Output 1 starts at 8 + 32: MACs, ifindex, addresses, ports, TTL.
+        let o = &b[40..72];
+        assert_eq!(&o[0..6], &[1, 0, 0x5e, 0, 0, 2]);
+        assert_eq!(&o[16..20], &[239, 2, 2, 2]);
+        assert_eq!(&o[24..26], &6002u16.to_be_bytes());
+        assert_eq!(o[28], 2);
+        let back: mcr_fp_rule = from_bytes(b).unwrap();
+        assert_eq!(bytes_of(&back), b);
+        assert!(from_bytes::<mcr_fp_rule>(&b[..10]).is_none());
+    }
+}
