@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * mcrd's kernel fast path: a tcx ingress program that forwards the UDP datagrams of rules
  * mcrd put into `mcr_fp_rules` without waking userspace.
@@ -346,4 +346,6 @@ int mcr_fastpath(struct __sk_buff *skb)
 	return verdict;
 }
 
+/* bpf_check_mtu is a GPL-only helper: the kernel loads this program only under a
+ * GPL-compatible licence, hence this file's dual licence (the rest of MCR is Apache-2.0). */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -8,11 +8,12 @@ use anyhow::{bail, Context};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::{self, parse_mode, DataplaneConfig};
+use crate::config::{self, parse_mode, DataplaneConfig, FastPathMode};
 use crate::control::handler::LogLevelSetter;
 use crate::control::server::ControlServer;
 use crate::control::Controller;
 use crate::dataplane::{sys, DataPlane, Shared};
+use crate::fastpath::{probe, FastPath};
 use crate::membership::Memberships;
 use crate::rules::{RuleSet, RuleTable};
 use crate::stats::collect::{collect, Identity};
@@ -51,9 +52,25 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let workers = dp.workers as usize;
     let shared = Arc::new(Shared::new(workers, gso));
+    if let Some(fp) = start_fast_path(dp.fast_path)? {
+        let _ = shared.fast_path.set(fp);
+    }
     let rules = RuleSet::from_specs(cfg.rules.clone())?;
-    let table = RuleTable::build(&rules, 1, workers, None, &crate::netif::index)
+    let mut table = RuleTable::build(&rules, 1, workers, None, &crate::netif::index)
         .with_context(|| format!("in {}", opts.config_path.display()))?;
+    let pending = match shared.fast_path.get() {
+        Some(fp) => {
+            let (pending, report) = fp.plan(&mut table, dp.multicast_loop);
+            if dp.fast_path == FastPathMode::Required && !report.attach_errors.is_empty() {
+                bail!(
+                    "[dataplane] fast_path = \"required\": {}",
+                    report.attach_errors.join("; ")
+                );
+            }
+            Some(pending)
+        }
+        None => None,
+    };
     let mut memberships = Memberships::default();
     for w in memberships.sync(&table) {
         tracing::warn!("{w}");
@@ -68,6 +85,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     let plane = DataPlane::start(&dp, Arc::clone(&shared)).context("starting the data plane")?;
+    if let (Some(fp), Some(p)) = (shared.fast_path.get(), pending) {
+        fp.finish(p);
+    }
     let controller = Arc::new(Mutex::new(Controller::new(
         rules,
         1,
@@ -98,9 +118,21 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             )
         })
         .ok();
+    let refresher = shared
+        .fast_path
+        .get()
+        .map(|_| FastPathRefresher::start(Arc::clone(&controller)));
+    let kernel_rules = shared
+        .table
+        .load()
+        .rules
+        .iter()
+        .filter(|r| r.path == crate::rules::Path::Kernel)
+        .count();
     tracing::info!(
         workers,
         rules = shared.table.load().rules.len(),
+        kernel_rules,
         gso,
         socket = %socket.display(),
         "mcrd ready"
@@ -126,8 +158,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         tracing::error!("stopping: a worker failed");
     }
     tracing::info!("stopping: draining sends in flight");
+    drop(refresher);
     drop(server);
     plane.stop();
+    // Detached, the program holds no datagram: its counters are final.
+    if let Some(fp) = shared.fast_path.get() {
+        fp.detach_all();
+    }
     let report = collect(&shared, &identity, true);
     print!("{}", render::human(&report));
     if let Some(path) = &opts.final_stats {
@@ -145,6 +182,80 @@ pub fn input_names(rules: &[crate::config::RuleSpec]) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// Loads the fast path if the config asks for it and the kernel and privileges allow.
+/// `auto` falls back to userspace with one warning naming what is missing; `required` refuses.
+fn start_fast_path(mode: FastPathMode) -> anyhow::Result<Option<Arc<FastPath>>> {
+    if mode == FastPathMode::Off {
+        return Ok(None);
+    }
+    let missing = probe::missing_capabilities();
+    let why = if missing.is_empty() {
+        match FastPath::load() {
+            Ok(fp) => {
+                let f = fp.facts();
+                tracing::info!(
+                    program_id = f.id,
+                    verified_insns = f.verified_insns,
+                    "fast path loaded"
+                );
+                return Ok(Some(Arc::new(fp)));
+            }
+            Err(e) => e.to_string(),
+        }
+    } else {
+        format!("mcrd lacks {}", missing.join(" and "))
+    };
+    if mode == FastPathMode::Required {
+        bail!("[dataplane] fast_path = \"required\" but the fast path is unavailable: {why}");
+    }
+    tracing::warn!(
+        "fast path unavailable, every rule runs in userspace: {why} (fast_path = \"auto\"; set \"off\" to silence this)"
+    );
+    Ok(None)
+}
+
+/// Re-plans the fast path every second (neighbours resolved, addresses or MACs changed),
+/// until dropped.
+struct FastPathRefresher {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FastPathRefresher {
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn start(controller: Arc<Mutex<Controller>>) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("mcr-fastpath".into())
+            .spawn(move || {
+                use std::sync::atomic::Ordering::Relaxed;
+                while !flag.load(Relaxed) {
+                    std::thread::park_timeout(Self::PERIOD);
+                    if flag.load(Relaxed) {
+                        break;
+                    }
+                    if let Ok(mut c) = controller.lock() {
+                        c.refresh_fast_path();
+                    }
+                }
+            })
+            .ok();
+        Self { stop, handle }
+    }
+}
+
+impl Drop for FastPathRefresher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
 }
 
 fn write_json(path: &Path, report: &crate::stats::report::StatsReport) -> anyhow::Result<()> {

@@ -171,7 +171,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                         println!("no rules");
                     } else {
                         for r in rules {
-                            println!("{r}");
+                            match &r.path_reason {
+                                Some(why) => println!("{}  [{}: {why}]", r.rule, r.path),
+                                None => println!("{}  [{}]", r.rule, r.path),
+                            }
                         }
                     }
                     Ok(ExitCode::SUCCESS)

@@ -575,6 +575,18 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
     }
 
     #[test]
+    fn fast_path_modes_parse() {
+        for (text, mode) in [
+            ("auto", super::super::FastPathMode::Auto),
+            ("off", super::super::FastPathMode::Off),
+            ("required", super::super::FastPathMode::Required),
+        ] {
+            let c = parse(&format!("[dataplane]\nfast_path = \"{text}\"\n"), "x.toml").unwrap();
+            assert_eq!(c.dataplane.fast_path, mode);
+        }
+    }
+
+    #[test]
     fn empty_file_is_a_relay_with_no_rules() {
         let c = parse("", "x.toml").unwrap();
         assert!(c.rules.is_empty());
@@ -729,6 +741,8 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
             e.contains("dataplane.cpus") && e.contains("CPU 1024"),
             "{e}"
         );
+        let e = err("[dataplane]\nfast_path = \"fast\"\n");
+        assert!(e.starts_with("relay.toml:2:") && e.contains("fast_path") || e.contains("auto"), "{e}");
         let e = err("[dataplane]\nrealtime_priority = 100\n");
         assert!(
             e.contains("dataplane.realtime_priority") && e.contains("0..=99"),

@@ -70,6 +70,31 @@ pub struct DataplaneConfig {
     pub realtime_priority: u32,
     /// Deliver our multicast output to local sockets of this host too (`IP_MULTICAST_LOOP`).
     pub multicast_loop: bool,
+    /// Run the rules the kernel can express in a tcx program instead of the worker threads.
+    pub fast_path: FastPathMode,
+}
+
+/// `[dataplane] fast_path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPathMode {
+    /// Use it when the kernel and the privileges allow; else one warning and userspace only.
+    Auto,
+    /// Userspace only.
+    #[default]
+    Off,
+    /// Refuse to start without it.
+    Required,
+}
+
+impl fmt::Display for FastPathMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FastPathMode::Auto => "auto",
+            FastPathMode::Off => "off",
+            FastPathMode::Required => "required",
+        })
+    }
 }
 
 impl Default for DataplaneConfig {
@@ -91,6 +116,7 @@ impl Default for DataplaneConfig {
             rx_coalesce_us: 0,
             realtime_priority: 0,
             multicast_loop: false,
+            fast_path: FastPathMode::Off,
         }
     }
 }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::protocol::{Command, ErrorKind, Reply, Request, Response};
+use super::protocol::{Command, ErrorKind, ListedRule, Reply, Request, Response};
 use crate::config;
 use crate::dataplane::Shared;
 use crate::membership::Memberships;
-use crate::rules::{RuleError, RuleSet, RuleTable};
+use crate::fastpath::Pending;
+use crate::rules::{Path, RuleError, RuleSet, RuleTable};
 use crate::stats::collect::{collect, Identity};
 
 /// How long a rule change waits for every worker to adopt the new table before replying.
@@ -77,7 +78,7 @@ impl Controller {
                 &self.identity,
                 false,
             )))),
-            Command::RulesList => Response::ok(Reply::Rules(self.rules.iter().cloned().collect())),
+            Command::RulesList => Response::ok(Reply::Rules(self.listed_rules())),
             Command::RulesAdd { rule } => {
                 let name = rule.name.clone();
                 let mut next = self.rules.clone();
@@ -171,7 +172,7 @@ impl Controller {
     fn apply(&mut self, next: RuleSet, message: String) -> Response {
         let generation = self.generation + 1;
         let current = self.shared.table.load_full();
-        let table = match RuleTable::build(
+        let mut table = match RuleTable::build(
             &next,
             generation,
             self.shared.workers.len(),
@@ -181,6 +182,7 @@ impl Controller {
             Ok(t) => t,
             Err(e) => return rule_error(e),
         };
+        let pending = self.plan_fast_path(&mut table);
         for warning in self.memberships.sync(&table) {
             tracing::warn!("{warning}");
         }
@@ -188,7 +190,9 @@ impl Controller {
         self.generation = generation;
         self.rules = next;
         tracing::info!("{message}");
-        if !self.shared.wait_adopted(generation, ADOPT_TIMEOUT) {
+        let adopted = self.shared.wait_adopted(generation, ADOPT_TIMEOUT);
+        self.finish_fast_path(pending);
+        if !adopted {
             return Response::ok(Reply::Done {
                 message: format!("{message}; not every worker has picked it up yet"),
             });
@@ -234,6 +238,94 @@ impl Controller {
         } else if let Some(e) = response.error {
             tracing::error!("re-resolving interfaces: {}", e.message);
         }
+    }
+
+    /// Decides the path of each rule of `table` and installs its kernel rules (no-op when
+    /// the fast path is off).
+    fn plan_fast_path(&self, table: &mut RuleTable) -> Option<Pending> {
+        let fp = self.shared.fast_path.get()?;
+        let (pending, _) = fp.plan(table, self.identity.dataplane.multicast_loop);
+        Some(pending)
+    }
+
+    /// Removes what the previous table had in the kernel and the new one does not; call once
+    /// the workers run the new table (their filters capture the flows that left the kernel).
+    fn finish_fast_path(&self, pending: Option<Pending>) {
+        if let (Some(fp), Some(p)) = (self.shared.fast_path.get(), pending) {
+            fp.finish(p);
+        }
+    }
+
+    /// Re-plans the rules in force against the interfaces and neighbours as they are now
+    /// (addresses, MACs, neighbour entries that appeared or changed), and publishes a new
+    /// table if a rule changes path. mcrd calls this every second while the fast path is on.
+    pub fn refresh_fast_path(&mut self) {
+        if self.shared.fast_path.get().is_none() {
+            return;
+        }
+        let generation = self.generation + 1;
+        let current = self.shared.table.load_full();
+        let mut table = match RuleTable::build(
+            &self.rules,
+            generation,
+            self.shared.workers.len(),
+            Some(&current),
+            &self.resolve,
+        ) {
+            Ok(t) => t,
+            // An interface went away: the rules stay as they are until the next change.
+            Err(_) => return,
+        };
+        let pending = self.plan_fast_path(&mut table);
+        let same_paths = table.rules.len() == current.rules.len()
+            && table.rules.iter().zip(&current.rules).all(|(a, b)| {
+                a.spec.name == b.spec.name && a.path == b.path && a.kernel_slot == b.kernel_slot
+            })
+            && table
+                .inputs
+                .iter()
+                .zip(&current.inputs)
+                .all(|(a, b)| a.kernel_flows == b.kernel_flows);
+        if same_paths {
+            self.finish_fast_path(pending);
+            return;
+        }
+        for (new, old) in table.rules.iter().zip(&current.rules) {
+            if new.path != old.path {
+                tracing::info!(
+                    rule = %new.spec.name,
+                    "path {} -> {}{}",
+                    old.path.name(),
+                    new.path.name(),
+                    new.path.reason().map(|r| format!(" ({r})")).unwrap_or_default()
+                );
+            }
+        }
+        self.shared.publish(table);
+        self.generation = generation;
+        self.shared.wait_adopted(generation, ADOPT_TIMEOUT);
+        self.finish_fast_path(pending);
+    }
+
+    /// The rules in force with the path each takes.
+    fn listed_rules(&self) -> Vec<ListedRule> {
+        let table = self.shared.table.load();
+        self.rules
+            .iter()
+            .map(|spec| {
+                let path = table
+                    .rules
+                    .iter()
+                    .find(|r| r.spec.name == spec.name)
+                    .map(|r| r.path.clone())
+                    .unwrap_or_else(Path::fast_path_off);
+                ListedRule {
+                    rule: spec.clone(),
+                    path: path.name().to_string(),
+                    path_reason: path.reason().map(str::to_string),
+                }
+            })
+            .collect()
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -301,7 +393,10 @@ mod tests {
         let Some(Reply::Rules(list)) = send(&mut c, Command::RulesList).result else {
             panic!()
         };
-        assert_eq!(list, vec![rule("a", 5000)]);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].rule, rule("a", 5000));
+        assert_eq!(list[0].path, "userspace");
+        assert_eq!(list[0].path_reason.as_deref(), Some("fast path off"));
         assert!(send(&mut c, Command::RulesRemove { name: "a".into() }).ok);
         assert!(c.shared.table.load().rules.is_empty());
         assert!(c.shared.table.load().generation > gen1);

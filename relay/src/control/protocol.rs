@@ -62,8 +62,20 @@ pub struct Response {
 pub enum Reply {
     Pong { pid: u32, version: String },
     Stats(Box<StatsReport>),
-    Rules(Vec<RuleSpec>),
+    Rules(Vec<ListedRule>),
     Done { message: String },
+}
+
+/// One rule in a `rules_list` reply: as the user wrote it, and the path that forwards it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedRule {
+    pub rule: RuleSpec,
+    /// `"kernel"` (the fast path's program) or `"userspace"` (the worker threads).
+    pub path: String,
+    /// Why the rule is not on the kernel path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

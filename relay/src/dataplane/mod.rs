@@ -17,7 +17,7 @@ mod uring;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::DataplaneConfig;
 use crate::counters::{CacheLine, WorkerCells};
+use crate::fastpath::FastPath;
 use crate::rules::RuleTable;
 pub use worker::WorkerError;
 
@@ -45,6 +46,8 @@ pub struct Shared {
     pub failure: Mutex<Option<String>>,
     /// Times the rule table was re-resolved because an interface came back with a new index.
     pub interface_changes: AtomicU64,
+    /// The kernel fast path, when it is in use (set once at start).
+    pub fast_path: OnceLock<Arc<FastPath>>,
 }
 
 impl Shared {
@@ -61,6 +64,7 @@ impl Shared {
             gso,
             failure: Mutex::new(None),
             interface_changes: AtomicU64::new(0),
+            fast_path: OnceLock::new(),
         }
     }
 

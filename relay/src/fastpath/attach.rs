@@ -43,6 +43,11 @@ pub enum AttachError {
 /// The skeleton borrows its object storage for its whole life; mcrd loads the program once
 /// and keeps it until it exits, so the storage is leaked to get a `'static` skeleton.
 pub fn load() -> Result<FastpathSkel<'static>, AttachError> {
+    // libbpf's messages (the verifier log of a refused program among them) go to our log at
+    // debug level instead of straight to stderr; the error we return says what failed.
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, |_, msg| {
+        tracing::debug!(target: "relay::fastpath::libbpf", "{}", msg.trim_end());
+    })));
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
         Box::leak(Box::new(MaybeUninit::uninit()));
     let open = FastpathSkelBuilder::default()

@@ -70,6 +70,49 @@ impl RuleCounters {
     }
 }
 
+/// What the program did over many rules (the retired ones' included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelTotals {
+    pub frames: u64,
+    pub frame_bytes: u64,
+    pub matched: u64,
+    pub sent: u64,
+    pub sent_bytes: u64,
+    pub err_mtu: u64,
+    pub err_redirect: u64,
+    pub err_rewrite: u64,
+    pub in_flight: u64,
+}
+
+impl KernelTotals {
+    /// Adds a rule's counters (its first `outputs` outputs).
+    pub fn add(&mut self, r: &RuleCounters, outputs: usize) {
+        self.frames += r.frames;
+        self.frame_bytes += r.frame_bytes;
+        self.matched += r.matched;
+        for o in r.outputs.iter().take(outputs) {
+            self.sent += o.sent;
+            self.sent_bytes += o.sent_bytes;
+            self.err_mtu += o.err_mtu;
+            self.err_redirect += o.err_redirect;
+            self.err_rewrite += o.err_rewrite;
+            self.in_flight += o.in_flight();
+        }
+    }
+
+    pub fn add_totals(&mut self, o: &KernelTotals) {
+        self.frames += o.frames;
+        self.frame_bytes += o.frame_bytes;
+        self.matched += o.matched;
+        self.sent += o.sent;
+        self.sent_bytes += o.sent_bytes;
+        self.err_mtu += o.err_mtu;
+        self.err_redirect += o.err_redirect;
+        self.err_rewrite += o.err_rewrite;
+        self.in_flight += o.in_flight;
+    }
+}
+
 /// Frames the program left to the stack, all CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassCounters {

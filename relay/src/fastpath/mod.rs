@@ -59,6 +59,10 @@ struct State {
     free: Vec<u32>,
     /// Entries in the rule map, with their values' bytes.
     installed: HashMap<Vec<u8>, Vec<u8>>,
+    /// Counts of slots freed since start (removed or changed rules), so totals never shrink.
+    retired: counters::KernelTotals,
+    /// Output count of each slot's rule, to sum only its outputs when it retires.
+    slot_outputs: HashMap<u32, usize>,
 }
 
 struct SlotOwner {
@@ -251,6 +255,7 @@ impl FastPath {
                 },
             };
             rule.kernel_slot = Some(slot);
+            state.slot_outputs.insert(slot, rule.outputs.len());
             let key = layout::key(rule.ifindex, rule.spec.group, rule.spec.port, rule.spec.source);
             let value = layout::rule_value(slot, &outputs);
             let (k, v) = (bytes_of(&key).to_vec(), bytes_of(&value).to_vec());
@@ -297,6 +302,12 @@ impl FastPath {
                 tracing::warn!("deleting a kernel rule: {e}");
             }
             state.installed.remove(k);
+        }
+        for slot in &pending.freed_slots {
+            if let Some(c) = self.rule_counters(*slot) {
+                let outputs = state.slot_outputs.remove(slot).unwrap_or(MAX_OUTPUTS);
+                state.retired.add(&c, outputs);
+            }
         }
         state.free.extend(pending.freed_slots);
         for ifindex in pending.unused_inputs {
@@ -345,6 +356,11 @@ impl FastPath {
             .flatten()
             .map(|v| counters::PassCounters::sum(&v))
             .unwrap_or_default()
+    }
+
+    /// Counts of the rules removed or replaced since start.
+    pub fn retired(&self) -> counters::KernelTotals {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).retired
     }
 
     /// Input interfaces the program is attached to.

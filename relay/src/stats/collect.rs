@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::report::{
-    FlowStats, MonitorStats, OutputStats, PerfCounters, RelayInfo, StatsReport, WorkerCounters,
-    WorkerStats, STATS_SCHEMA, STATS_VERSION,
+    FastPathStats, FlowStats, MonitorStats, OutputStats, PerfCounters, RelayInfo, StatsReport,
+    WorkerCounters, WorkerStats, STATS_SCHEMA, STATS_VERSION,
 };
 use crate::config::DataplaneConfig;
 use crate::counters::{WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
 use crate::dataplane::Shared;
+use crate::fastpath::counters::{KernelTotals, RuleCounters};
+use crate::fastpath::FastPath;
 use crate::wire::{Filtered, Malformed};
 
 /// Facts about the process that go into every report.
@@ -93,11 +95,31 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
     for w in &workers {
         add_into(&mut totals, &w.counters);
     }
+    // The kernel's counters of each rule that has run there (one read per rule: the per-CPU
+    // values of its slot).
+    let fast_path = shared.fast_path.get();
+    let kernel_reads: Vec<Option<RuleCounters>> = table
+        .rules
+        .iter()
+        .map(|r| Some(fast_path?.rule_counters(r.kernel_slot?)?))
+        .collect();
+    let fast_path_stats = fast_path.map(|fp| {
+        let mut k = fp.retired();
+        for (rule, read) in table.rules.iter().zip(&kernel_reads) {
+            if let Some(c) = read {
+                k.add(c, rule.outputs.len());
+            }
+        }
+        let stats = fast_path_stats(fp, &k, &table);
+        add_into(&mut totals, &stats.counters);
+        stats
+    });
     let flows = table
         .rules
         .iter()
         .enumerate()
         .map(|(r, rule)| {
+            let kernel = kernel_reads[r].as_ref();
             let per_worker = flow_reads.iter().map(|flows| &flows[r]);
             let outputs = rule
                 .outputs
@@ -109,15 +131,19 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                             .map(|w| field(&w.outputs[o.index_in_rule]))
                             .sum()
                     };
+                    let k = kernel
+                        .map(|k| k.outputs[o.index_in_rule])
+                        .unwrap_or_default();
                     OutputStats {
                         output: format!("{}@{}", o.dest, o.interface),
                         ttl: o.ttl,
-                        matched: sum(|c| c.matched),
-                        tx_sent: sum(|c| c.tx_sent),
-                        tx_bytes: sum(|c| c.tx_bytes),
-                        tx_errors: sum(|c| c.tx_errors),
+                        matched: sum(|c| c.matched) + k.matched,
+                        tx_sent: sum(|c| c.tx_sent) + k.sent,
+                        tx_bytes: sum(|c| c.tx_bytes) + k.sent_bytes,
+                        tx_errors: sum(|c| c.tx_errors) + k.errors(),
                         buf_exhaust: sum(|c| c.buf_exhaust),
-                        in_flight: sum(|c| c.in_flight),
+                        in_flight: sum(|c| c.in_flight) + k.in_flight(),
+                        path: rule.path.name().to_string(),
                     }
                 })
                 .collect();
@@ -127,8 +153,12 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                 group: rule.spec.group.to_string(),
                 port: rule.spec.port,
                 source: rule.spec.source.map(|s| s.to_string()),
-                packets: per_worker.clone().map(|w| w.packets).sum(),
-                bytes: per_worker.clone().map(|w| w.bytes).sum(),
+                packets: per_worker.clone().map(|w| w.packets).sum::<u64>()
+                    + kernel.map_or(0, |k| k.matched),
+                bytes: per_worker.clone().map(|w| w.bytes).sum::<u64>()
+                    + kernel.map_or(0, |k| k.bytes),
+                path: rule.path.name().to_string(),
+                path_reason: rule.path.reason().map(str::to_string),
                 outputs,
                 monitor: rule.spec.monitor.map(|kind| {
                     let mut sum = [0u64; 5];
@@ -173,6 +203,45 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
         totals,
         workers,
         flows,
+        fast_path: fast_path_stats,
+    }
+}
+
+/// The fast path's section of the report: its totals in the workers' terms.
+fn fast_path_stats(fp: &FastPath, k: &KernelTotals, table: &crate::rules::RuleTable) -> FastPathStats {
+    let errors: BTreeMap<String, u64> = [
+        ("kernel_mtu", k.err_mtu),
+        ("kernel_redirect", k.err_redirect),
+        ("kernel_rewrite", k.err_rewrite),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v > 0)
+    .map(|(n, v)| (n.to_string(), v))
+    .collect();
+    let pass = fp.pass_counters();
+    let facts = fp.facts();
+    FastPathStats {
+        program_id: facts.id,
+        verified_insns: facts.verified_insns,
+        interfaces: fp
+            .attached()
+            .into_iter()
+            .map(|i| table.input(i).map_or_else(|| i.to_string(), |x| x.name.clone()))
+            .collect(),
+        counters: WorkerCounters {
+            rx_frames: k.frames,
+            rx: k.matched,
+            rx_bytes: k.frame_bytes,
+            matched: k.matched,
+            tx_sent: k.sent,
+            tx_bytes: k.sent_bytes,
+            tx_errors: errors.values().sum(),
+            tx_errors_by_errno: errors,
+            in_flight: k.in_flight,
+            ..Default::default()
+        },
+        passed_ip_options: pass.ip_options,
+        passed_fragments: pass.fragments,
     }
 }
 

@@ -94,9 +94,13 @@ pub fn human(r: &StatsReport) -> String {
     );
     for f in &r.flows {
         let m = format!("{}:{}@{}", f.group, f.port, f.input_interface);
+        let path = match &f.path_reason {
+            Some(why) => format!("{} ({why})", f.path),
+            None => f.path.clone(),
+        };
         let _ = writeln!(
             s,
-            "{:<20} {:<28} {:>12} {:>14}",
+            "{:<20} {:<28} {:>12} {:>14}  {path}",
             f.rule, m, f.packets, f.bytes
         );
         if let Some(mon) = &f.monitor {
@@ -220,6 +224,15 @@ pub fn prometheus(r: &StatsReport) -> String {
                 );
             }
         }
+    }
+    let _ = writeln!(s, "# HELP mcr_flow_kernel_path 1 if the rule runs on the kernel fast path, 0 in userspace.\n# TYPE mcr_flow_kernel_path gauge");
+    for f in &r.flows {
+        let _ = writeln!(
+            s,
+            "mcr_flow_kernel_path{{rule=\"{}\"}} {}",
+            escape(&f.rule),
+            u8::from(f.path == "kernel")
+        );
     }
     let _ = writeln!(s, "# HELP mcr_output_sent_total Datagrams sent per output.\n# TYPE mcr_output_sent_total counter");
     for f in &r.flows {

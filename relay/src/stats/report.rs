@@ -8,6 +8,10 @@
 //! * per worker and in the totals: `rx = filtered + malformed + no_match + matched`;
 //! * per output of a flow: `matched = tx_sent + tx_errors + buf_exhaust + in_flight`
 //!   (`in_flight` is zero once the daemon has drained at shutdown).
+//!
+//! Both hold whichever path forwards a flow: the kernel fast path's counters are added into
+//! the flows, their outputs and `totals` (and shown on their own in `fast_path`), so
+//! `totals` = sum of `workers` + `fast_path.counters`.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +42,32 @@ pub struct StatsReport {
     pub totals: WorkerCounters,
     pub workers: Vec<WorkerStats>,
     pub flows: Vec<FlowStats>,
+    /// The kernel fast path, when it is in use (absent when off or unavailable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<FastPathStats>,
+}
+
+/// What the kernel fast path did, in the workers' terms (its datagrams are `rx` and
+/// `matched` when the program matches them; `tx_errors_by_errno` names its reasons
+/// `kernel_mtu`, `kernel_redirect`, `kernel_rewrite`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FastPathStats {
+    pub program_id: u32,
+    /// Instructions the verifier processed to accept the program.
+    pub verified_insns: u32,
+    /// Input interfaces the program is attached to.
+    pub interfaces: Vec<String>,
+    pub counters: WorkerCounters,
+    /// Frames to any destination that the program left to the stack, where the userspace
+    /// path sees them (and counts those of its groups as malformed).
+    pub passed_ip_options: u64,
+    pub passed_fragments: u64,
+}
+
+/// The path of flows in reports that predate the fast path.
+fn userspace() -> String {
+    "userspace".to_string()
 }
 
 /// Static facts about the relay process that produced a report.
@@ -155,6 +185,13 @@ pub struct FlowStats {
     pub packets: u64,
     /// UDP payload bytes of `packets`.
     pub bytes: u64,
+    /// `"kernel"` or `"userspace"`: the path forwarding the flow now (its counts include
+    /// both paths' since start).
+    #[serde(default = "userspace")]
+    pub path: String,
+    /// Why the flow is not on the kernel path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_reason: Option<String>,
     pub outputs: Vec<OutputStats>,
     /// The stream check of a rule with `monitor`: what this hop received. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +231,9 @@ pub struct OutputStats {
     pub tx_errors: u64,
     pub buf_exhaust: u64,
     pub in_flight: u64,
+    /// The flow's path (every output of a flow takes the same one).
+    #[serde(default = "userspace")]
+    pub path: String,
 }
 
 /// Serde adapter: `Some(n)` as a JSON number, `None` as the string `"unavailable"`.

@@ -1,0 +1,225 @@
+//! End-to-end tests of the kernel fast path (`[dataplane] fast_path`) in real namespaces.
+//!
+//! Same topology as `e2e.rs` (`chain(n)`). The generator's veth computes full checksums
+//! (`ethtool -K out0 tx off`): veth otherwise carries a partial UDP checksum that receivers
+//! trust, and a checksum the program got wrong would go unnoticed. Frames are also captured
+//! at the sink and checked field by field (MACs, TTL, addresses, both checksums, payload).
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const REQUIRED: &str = "fast_path = \"required\"";
+
+/// A chain whose generator sends full checksums.
+fn chain_full_checksums(hops: usize, gso: bool) -> Chain {
+    let c = chain(hops, gso);
+    let out = c
+        .src
+        .command("ethtool")
+        .args(["-K", "out0", "tx", "off"])
+        .output()
+        .expect("ethtool");
+    assert!(out.status.success(), "ethtool -K out0 tx off failed");
+    c
+}
+
+/// Counter `field` of the `proto` line of `/proc/net/snmp` in `ns`.
+fn snmp(ns: &Netns, proto: &str, field: &str) -> u64 {
+    let out = ns.command("cat").arg("/proc/net/snmp").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with(proto));
+    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    let i = h.split_whitespace().position(|f| f == field).unwrap();
+    v.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// MAC address of `ifname` in `ns`.
+fn mac_of(ns: &Netns, ifname: &str) -> [u8; 6] {
+    ns.enter(|| relay::fastpath::resolve::link(ifname).unwrap().mac)
+}
+
+/// A packet socket capturing every frame arriving on `ifname` in `ns`.
+fn capture(ns: &Netns, ifname: &str) -> OwnedFd {
+    ns.enter(|| {
+        let idx = relay::netif::index(ifname).unwrap();
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2); the descriptor is owned right after.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+        // SAFETY: fd is a new descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let size: libc::c_int = 32 << 20;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: sockaddr_ll is plain data; setsockopt/bind get valid pointers and sizes.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                4,
+            );
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = idx as i32;
+            let rc = libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        }
+        fd
+    })
+}
+
+/// What a forwarded frame must look like.
+struct Expect {
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    port: u16,
+    ttl: u8,
+    len: usize,
+}
+
+fn ones_complement_sum(data: &[u8], mut sum: u32) -> u16 {
+    for chunk in data.chunks(2) {
+        let word = if chunk.len() == 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            u16::from_be_bytes([chunk[0], 0])
+        };
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Reads captured frames until quiet for `idle`; checks every UDP frame to `e.port` and
+/// returns the sequence numbers of their payloads.
+fn captured(fd: &OwnedFd, e: &Expect, idle: Duration) -> Vec<u64> {
+    let mut buf = vec![0u8; 65536];
+    let mut seqs = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < idle {
+        // SAFETY: recv into a buffer we own, of its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            continue;
+        }
+        let f = &buf[..n as usize];
+        if f.len() < 42 || f[12..14] != [0x08, 0x00] || f[23] != 17 {
+            continue;
+        }
+        if u16::from_be_bytes([f[36], f[37]]) != e.port {
+            continue;
+        }
+        last = Instant::now();
+        let ip = &f[14..34];
+        assert_eq!(ip[0], 0x45, "IPv4 without options");
+        assert_eq!(ones_complement_sum(ip, 0), 0xffff, "IP header checksum");
+        assert_eq!(f[0..6], e.dst_mac, "destination MAC");
+        assert_eq!(f[6..12], e.src_mac, "source MAC");
+        assert_eq!(ip[8], e.ttl, "TTL");
+        assert_eq!(ip[12..16], e.src.octets(), "source address");
+        assert_eq!(ip[16..20], e.dst.octets(), "destination address");
+        let udp_len = usize::from(u16::from_be_bytes([f[38], f[39]]));
+        let udp = &f[34..34 + udp_len];
+        if udp[6..8] != [0, 0] {
+            let mut pseudo = Vec::with_capacity(12);
+            pseudo.extend_from_slice(&ip[12..20]);
+            pseudo.extend_from_slice(&[0, 17]);
+            pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
+            let sum = ones_complement_sum(&pseudo, 0);
+            assert_eq!(ones_complement_sum(udp, u32::from(sum)), 0xffff, "UDP checksum");
+        }
+        let body = &udp[8..];
+        assert_eq!(body.len(), e.len, "payload length");
+        let seq = u64::from_be_bytes(body[..8].try_into().unwrap());
+        assert!(body == payload(seq, e.len), "payload of {seq} changed");
+        seqs.push(seq);
+    }
+    seqs.sort_unstable();
+    seqs
+}
+
+fn kernel_flow(r: &relay::stats::report::StatsReport, rule: &str) -> bool {
+    r.flows
+        .iter()
+        .any(|f| f.rule == rule && f.path == "kernel" && f.outputs.iter().all(|o| o.path == "kernel"))
+}
+
+#[test]
+fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
+    if !e2e_allowed("fastpath_one_hop") {
+        return;
+    }
+    let c = chain_full_checksums(1, false);
+    // Every header field the program writes differs from the input's (sender TTL 8, port 5000).
+    let out_group = Ipv4Addr::new(239, 2, 3, 4);
+    let outputs = format!("{{ dest = \"{out_group}\", port = 6000, interface = \"out0\", ttl = 5 }}");
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, REQUIRED, &rule("chain", GROUP, PORT, &outputs)),
+    );
+    let rx = receiver(&c.dst, out_group, 6000, c.dst_addr());
+    let cap = capture(&c.dst, "in0");
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 3000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1400, 10_000);
+    expect_all(&rx, n, 1400, Duration::from_millis(500));
+    let expect = Expect {
+        dst_mac: [0x01, 0x00, 0x5e, 0x02, 0x03, 0x04],
+        src_mac: mac_of(&c.relays[0], "out0"),
+        src: Ipv4Addr::new(10, 0, 1, 1),
+        dst: out_group,
+        port: 6000,
+        ttl: 5,
+        len: 1400,
+    };
+    assert_eq!(captured(&cap, &expect, Duration::from_millis(300)), (0..n).collect::<Vec<_>>());
+    assert_eq!(snmp(&c.dst, "Udp:", "InCsumErrors"), 0);
+    assert_eq!(snmp(&c.dst, "Ip:", "InHdrErrors"), 0);
+    let live = relay.stats();
+    assert_conserves(&live);
+    assert!(kernel_flow(&live, "chain"), "{:?}", live.flows);
+    assert_eq!(live.fast_path.as_ref().unwrap().interfaces, ["in0"]);
+    let (code, list, _) = relay.mcrctl(&["rules", "list"]);
+    assert_eq!(code, 0);
+    assert!(list.contains("[kernel]"), "{list}");
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.matched, n);
+    assert_eq!(fin.totals.in_flight, 0);
+    assert_eq!(fin.flows[0].packets, n);
+    assert_eq!(fin.flows[0].outputs[0].tx_sent, n);
+    assert_eq!(fin.flows[0].outputs[0].tx_bytes, n * 1400);
+    // Nothing went through the workers: the packet filter left the flow to the program.
+    assert_eq!(fin.workers[0].counters.rx, 0, "{:?}", fin.workers[0].counters);
+    let fp = fin.fast_path.expect("fast_path section");
+    assert_eq!(fp.counters.matched, n);
+    assert!(fp.interfaces.is_empty(), "detached before the final report");
+    assert!(fp.verified_insns > 0);
+}
