@@ -165,6 +165,19 @@ fn captured(fd: &OwnedFd, e: &Expect, idle: Duration) -> Vec<u64> {
     seqs
 }
 
+/// Reads and drops captured frames until quiet for `idle`.
+fn discard(fd: &OwnedFd, idle: Duration) {
+    let mut buf = vec![0u8; 65536];
+    let mut last = Instant::now();
+    while last.elapsed() < idle {
+        // SAFETY: recv into a buffer we own, of its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n > 0 {
+            last = Instant::now();
+        }
+    }
+}
+
 fn kernel_flow(r: &relay::stats::report::StatsReport, rule: &str) -> bool {
     r.flows
         .iter()
@@ -222,4 +235,143 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
     assert_eq!(fp.counters.matched, n);
     assert!(fp.interfaces.is_empty(), "detached before the final report");
     assert!(fp.verified_insns > 0);
+}
+
+/// Adds `out2` and `out3` from the relay to `dst` (10.0.2.0/24 and 10.0.3.0/24).
+fn two_more_outputs(c: &Chain) {
+    for k in [2, 3] {
+        veth(
+            &c.relays[0],
+            &format!("out{k}"),
+            &format!("10.0.{k}.1/24"),
+            &c.dst,
+            &format!("in{k}"),
+            &format!("10.0.{k}.2/24"),
+            false,
+        );
+    }
+}
+
+#[test]
+fn fan_out_one_to_three_in_the_kernel() {
+    if !e2e_allowed("fastpath_fan_out") {
+        return;
+    }
+    let c = chain_full_checksums(1, false);
+    two_more_outputs(&c);
+    let outputs = "{ dest = \"239.2.2.1\", port = 6001, interface = \"out0\" }, \
+                   { dest = \"239.2.2.2\", port = 6002, interface = \"out2\" }, \
+                   { dest = \"239.2.2.3\", port = 6003, interface = \"out3\" }";
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, REQUIRED, &rule("fan", GROUP, PORT, outputs)),
+    );
+    let rxs: Vec<_> = (1..=3u8)
+        .map(|k| {
+            receiver(
+                &c.dst,
+                Ipv4Addr::new(239, 2, 2, k),
+                6000 + u16::from(k),
+                Ipv4Addr::new(10, 0, k, 2),
+            )
+        })
+        .collect();
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 2000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1000, 10_000);
+    for (i, rx) in rxs.iter().enumerate() {
+        let got = drain(rx, Duration::from_millis(400), n as usize + 10);
+        assert_eq!(check_payloads(&got, 1000), (0..n).collect::<Vec<_>>(), "output {i}");
+    }
+    assert_eq!(snmp(&c.dst, "Udp:", "InCsumErrors"), 0);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert!(kernel_flow(&fin, "fan"));
+    assert_eq!(fin.totals.matched, n);
+    assert_eq!(fin.totals.tx_sent, 3 * n);
+    assert!(fin.flows[0].outputs.iter().all(|o| o.tx_sent == n && o.matched == n));
+}
+
+#[test]
+fn three_hops_in_the_kernel() {
+    if !e2e_allowed("fastpath_three_hops") {
+        return;
+    }
+    let c = chain_full_checksums(3, false);
+    let relays: Vec<Relay> = c
+        .relays
+        .iter()
+        .map(|ns| Relay::start(ns, &relay_config(1, REQUIRED, &chain_rule())))
+        .collect();
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 3000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1400, 8_000);
+    expect_all(&rx, n, 1400, Duration::from_millis(500));
+    assert_eq!(snmp(&c.dst, "Udp:", "InCsumErrors"), 0);
+    for (hop, r) in relays.into_iter().enumerate() {
+        let fin = r.stop();
+        assert_conserves(&fin);
+        assert!(kernel_flow(&fin, "chain"), "hop {hop}");
+        assert_eq!(fin.totals.matched, n, "hop {hop}");
+        assert_eq!(fin.totals.tx_sent, n, "hop {hop}");
+        assert_eq!(fin.workers[0].counters.rx, 0, "hop {hop}");
+    }
+}
+
+#[test]
+fn multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known() {
+    if !e2e_allowed("fastpath_m2u") {
+        return;
+    }
+    let c = chain_full_checksums(1, false);
+    let dst = c.dst_addr();
+    let outputs = format!("{{ dest = \"{dst}\", port = 7000, interface = \"out0\" }}");
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, REQUIRED, &rule("m2u", GROUP, PORT, &outputs)),
+    );
+    // No neighbour entry yet: userspace, which resolves it by sending.
+    let first = relay.stats();
+    let reason = first.flows[0].path_reason.clone().unwrap_or_default();
+    assert!(reason.contains("neighbour"), "{:?}", first.flows[0]);
+    let rx = receiver(&c.dst, dst, 7000, dst);
+    let cap = capture(&c.dst, "in0");
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 1000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 512, 5_000);
+    // While the flow changes path both paths may forward a datagram (never neither).
+    let mut first = check_payloads(&drain(&rx, Duration::from_millis(400), 2 * n as usize), 512);
+    first.dedup();
+    assert_eq!(first, (0..n).collect::<Vec<_>>());
+    wait_for("the flow to move to the kernel", Duration::from_secs(5), || {
+        kernel_flow(&relay.stats(), "m2u")
+    });
+    discard(&cap, Duration::from_millis(50));
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), n, n, 512, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), n as usize + 10);
+    assert_eq!(check_payloads(&got, 512), (n..2 * n).collect::<Vec<_>>());
+    let seqs = captured(
+        &cap,
+        &Expect {
+            dst_mac: mac_of(&c.dst, "in0"),
+            src_mac: mac_of(&c.relays[0], "out0"),
+            src: Ipv4Addr::new(10, 0, 1, 1),
+            dst,
+            port: 7000,
+            ttl: 16,
+            len: 512,
+        },
+        Duration::from_millis(300),
+    );
+    assert_eq!(seqs, (n..2 * n).collect::<Vec<_>>());
+    assert_eq!(snmp(&c.dst, "Udp:", "InCsumErrors"), 0);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    // Both paths' counts add up in the one flow.
+    let kernel = fin.fast_path.unwrap().counters.tx_sent;
+    let user = fin.workers[0].counters.tx_sent;
+    assert!(kernel >= n && user > 0, "kernel {kernel}, userspace {user}");
+    assert_eq!(fin.flows[0].outputs[0].tx_sent, kernel + user);
+    assert!(fin.flows[0].packets >= 2 * n);
 }
