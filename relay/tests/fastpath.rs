@@ -375,3 +375,152 @@ fn multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known() {
     assert_eq!(fin.flows[0].outputs[0].tx_sent, kernel + user);
     assert!(fin.flows[0].packets >= 2 * n);
 }
+
+/// The tcx ingress programs named like mcrd's on `ifname` in `ns`.
+fn mcrd_programs(ns: &Netns, ifname: &str) -> Vec<u32> {
+    ns.enter(|| {
+        let idx = relay::netif::index(ifname).unwrap();
+        relay::fastpath::mcrd_programs_on(idx).unwrap()
+    })
+}
+
+#[test]
+fn kill_9_leaves_no_program_attached() {
+    if !e2e_allowed("fastpath_kill_9") {
+        return;
+    }
+    let c = chain(1, false);
+    let mut relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    assert_eq!(mcrd_programs(&c.relays[0], "in0").len(), 1);
+    relay.signal(libc::SIGKILL);
+    wait_for("mcrd to die", Duration::from_secs(5), || !relay.is_running());
+    wait_for("the kernel to detach the program", Duration::from_secs(5), || {
+        mcrd_programs(&c.relays[0], "in0").is_empty()
+    });
+    let (_, all) = c.relays[0].enter(|| {
+        relay::fastpath::tcx_ingress_programs(relay::netif::index("in0").unwrap()).unwrap()
+    });
+    assert!(all.is_empty(), "programs left on in0: {all:?}");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
+    if !e2e_allowed("fastpath_two_daemons") {
+        return;
+    }
+    let c = chain(1, false);
+    let first = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    // `required`: the second daemon does not start.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("second.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n{}",
+            dir.path().join("s.sock").display(),
+            relay_config(1, REQUIRED, &chain_rule())
+        ),
+    )
+    .unwrap();
+    let out = c.relays[0]
+        .command(env!("CARGO_BIN_EXE_mcrd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in0") && err.contains("already has an mcrd fast path"), "{err}");
+    // `auto`: it starts, and its rule on that interface stays in userspace, saying why.
+    let second = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "fast_path = \"auto\"", &chain_rule()),
+    );
+    let s = second.stats();
+    assert_eq!(s.flows[0].path, "userspace");
+    assert!(
+        s.flows[0].path_reason.as_deref().unwrap_or("").contains("already has an mcrd fast path"),
+        "{:?}",
+        s.flows[0]
+    );
+    assert_eq!(mcrd_programs(&c.relays[0], "in0").len(), 1);
+    drop(second);
+    assert!(kernel_flow(&first.stats(), "chain"));
+    first.stop();
+}
+
+/// Runs mcrd as `nobody` with only CAP_NET_RAW (what it needs for the userspace path).
+const NET_RAW_ONLY: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all,+net_raw",
+    "--ambient-caps=-all,+net_raw",
+    "--bounding-set=-all,+net_raw",
+];
+
+#[test]
+fn auto_without_privileges_falls_back_to_userspace_with_one_warning() {
+    if !e2e_allowed("fastpath_auto_unprivileged") {
+        return;
+    }
+    let c = chain(1, false);
+    let relay = Relay::start_as(
+        &c.relays[0],
+        &relay_config(1, "fast_path = \"auto\"", &chain_rule()),
+        Some(NET_RAW_ONLY),
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 500, 1000, 5_000);
+    expect_all(&rx, 500, 1000, Duration::from_millis(400));
+    let log = relay.log_text();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("fast path unavailable")
+            && warnings[0].contains("CAP_BPF")
+            && warnings[0].contains("CAP_NET_ADMIN"),
+        "{}",
+        warnings[0]
+    );
+    assert!(mcrd_programs(&c.relays[0], "in0").is_empty());
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert!(fin.fast_path.is_none());
+    assert_eq!(fin.flows[0].path, "userspace");
+    assert_eq!(fin.totals.tx_sent, 500);
+}
+
+#[test]
+fn required_without_privileges_refuses_to_start() {
+    if !e2e_allowed("fastpath_required_unprivileged") {
+        return;
+    }
+    let c = chain(1, false);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n{}",
+            dir.path().join("s.sock").display(),
+            relay_config(1, REQUIRED, &chain_rule())
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = c.relays[0]
+        .command(NET_RAW_ONLY[0])
+        .args(&NET_RAW_ONLY[1..])
+        .arg(env!("CARGO_BIN_EXE_mcrd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("required") && err.contains("CAP_BPF"), "{err}");
+}
