@@ -524,3 +524,240 @@ fn required_without_privileges_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("required") && err.contains("CAP_BPF"), "{err}");
 }
+
+/// Config text of one rule on `in0` sending `GROUP:PORT` to `outputs` (ports on out0/out2).
+fn replace_config(ports: [u16; 2]) -> String {
+    let outputs = format!(
+        "{{ dest = \"239.2.2.1\", port = {}, interface = \"out0\" }}, \
+         {{ dest = \"239.2.2.2\", port = {}, interface = \"out2\" }}",
+        ports[0], ports[1]
+    );
+    relay_config(1, REQUIRED, &rule("swap", GROUP, PORT, &outputs))
+}
+
+#[test]
+fn replacing_a_rule_under_traffic_never_mixes_output_sets() {
+    if !e2e_allowed("fastpath_replace") {
+        return;
+    }
+    let c = chain(1, false);
+    two_more_outputs(&c);
+    let sets = [[6001, 6002], [6003, 6004]];
+    let relay = Relay::start(&c.relays[0], &replace_config(sets[0]));
+    let rx: Vec<(u16, std::net::UdpSocket)> = [(6001, 1), (6002, 2), (6003, 1), (6004, 2)]
+        .into_iter()
+        .map(|(port, k): (u16, u8)| {
+            let group = Ipv4Addr::new(239, 2, 2, k);
+            (port, receiver(&c.dst, group, port, Ipv4Addr::new(10, 0, if k == 1 { 1 } else { 2 }, 2)))
+        })
+        .collect();
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 10_000u64;
+    let config_path = relay.config.clone();
+    let control = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .split("[dataplane]")
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::scope(|s| {
+        s.spawn(|| send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 200, 5_000));
+        // About 20 replacements while the 2 s of traffic flow.
+        for i in 1..=20 {
+            std::thread::sleep(Duration::from_millis(90));
+            let text = format!("{control}{}", replace_config(sets[i % 2]));
+            std::fs::write(&config_path, text).unwrap();
+            relay.signal(libc::SIGHUP);
+        }
+    });
+    let mut seen: std::collections::BTreeMap<u64, Vec<u16>> = Default::default();
+    for (port, sock) in &rx {
+        for p in drain(sock, Duration::from_millis(400), 2 * n as usize) {
+            let seq = u64::from_be_bytes(p[..8].try_into().unwrap());
+            seen.entry(seq).or_default().push(*port);
+        }
+    }
+    let mut per_set = [0u64; 2];
+    for (seq, ports) in &mut seen {
+        ports.sort_unstable();
+        let set = sets.iter().position(|s| s[..] == ports[..]);
+        assert!(set.is_some(), "datagram {seq} went to {ports:?}: a mix of output sets");
+        per_set[set.unwrap()] += 1;
+    }
+    assert_eq!(seen.len() as u64, n, "every datagram reached one whole output set");
+    assert!(per_set[0] > 0 && per_set[1] > 0, "both sets were used: {per_set:?}");
+    let reloads = relay.log_text().matches("reloaded").count();
+    assert!(reloads >= 10, "only {reloads} reloads took effect:\n{}", relay.log_text());
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert!(kernel_flow(&fin, "swap"));
+}
+
+/// 17 outputs, one more than the kernel path takes: a rule that must stay in userspace.
+fn seventeen_outputs(first_port: u16) -> String {
+    (0..17)
+        .map(|i| format!("{{ dest = \"239.2.2.9\", port = {}, interface = \"out0\" }}", first_port + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn both_paths_conserve_side_by_side_and_fragments_reach_userspace() {
+    if !e2e_allowed("fastpath_both_paths") {
+        return;
+    }
+    let c = chain_full_checksums(1, false);
+    let user_group = Ipv4Addr::new(239, 1, 1, 2);
+    let rules = format!(
+        "{}{}",
+        rule("k", GROUP, PORT, "{ dest = \"239.2.2.1\", port = 6001, interface = \"out0\" }"),
+        rule("u", user_group, PORT, &seventeen_outputs(7000)),
+    );
+    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &rules));
+    let rx_k = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 1), 6001, c.dst_addr());
+    let rx_u = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 9), 7016, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 1000;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 800, 5_000);
+    send_paced(&tx, SocketAddrV4::new(user_group, PORT), 0, n, 800, 5_000);
+    // Datagrams larger than the MTU leave the sender as fragments: the program leaves them
+    // to the stack, the userspace path counts them as malformed.
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 5, 3000, 1_000);
+    expect_all(&rx_k, n, 800, Duration::from_millis(400));
+    expect_all(&rx_u, n, 800, Duration::from_millis(400));
+    let live = relay.stats();
+    assert_conserves(&live);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let k = fin.flows.iter().find(|f| f.rule == "k").unwrap();
+    let u = fin.flows.iter().find(|f| f.rule == "u").unwrap();
+    assert_eq!(k.path, "kernel");
+    assert_eq!(u.path, "userspace");
+    assert!(u.path_reason.as_deref().unwrap().contains("17 outputs"), "{u:?}");
+    assert_eq!((k.packets, u.packets), (n, n));
+    assert!(u.outputs.iter().all(|o| o.tx_sent == n && o.path == "userspace"));
+    let fp = fin.fast_path.unwrap();
+    assert_eq!(fp.counters.rx, n);
+    assert_eq!(fin.workers[0].counters.matched, n);
+    assert_eq!(fin.totals.rx, fin.workers[0].counters.rx + fp.counters.rx);
+    assert_eq!(fin.totals.tx_sent, n + 17 * n);
+    assert!(fp.passed_fragments >= 10, "{fp:?}");
+    let fragments = fin.totals.malformed_by_kind.get("fragment").copied().unwrap_or(0);
+    assert!(fragments >= 10, "userspace saw {fragments} fragments: {:?}", fin.totals);
+}
+
+#[test]
+fn reload_moves_rules_in_and_out_of_the_kernel() {
+    if !e2e_allowed("fastpath_reload") {
+        return;
+    }
+    let c = chain(1, false);
+    let g2 = Ipv4Addr::new(239, 1, 1, 2);
+    let a = rule("a", GROUP, PORT, "{ dest = \"239.2.2.1\", port = 6001, interface = \"out0\" }");
+    let b = rule("b", g2, PORT, "{ dest = \"239.2.2.2\", port = 6002, interface = \"out0\" }");
+    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &a));
+    let rx_a = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 1), 6001, c.dst_addr());
+    let rx_b = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 2), 6002, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 300, 500, 5_000);
+    expect_all(&rx_a, 300, 500, Duration::from_millis(300));
+    // Reload: `a` goes, `b` comes.
+    let text = std::fs::read_to_string(&relay.config).unwrap().replace(&a, &b);
+    std::fs::write(&relay.config, text).unwrap();
+    let (code, out, err) = relay.mcrctl(&["config", "reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, list, _) = relay.mcrctl(&["rules", "list"]);
+    assert!(list.starts_with("b:") && list.contains("[kernel]") && !list.contains("a:"), "{list}");
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 300, 300, 500, 5_000);
+    send_paced(&tx, SocketAddrV4::new(g2, PORT), 0, 300, 500, 5_000);
+    expect_all(&rx_b, 300, 500, Duration::from_millis(300));
+    assert!(
+        drain(&rx_a, Duration::from_millis(100), 10).is_empty(),
+        "the removed rule still forwards"
+    );
+    // Reload with `b` given 17 outputs: it moves to userspace and keeps forwarding.
+    let b17 = rule("b", g2, PORT, &seventeen_outputs(6002));
+    let text = std::fs::read_to_string(&relay.config).unwrap().replace(&b, &b17);
+    std::fs::write(&relay.config, text).unwrap();
+    assert_eq!(relay.mcrctl(&["config", "reload"]).0, 0);
+    let (_, list, _) = relay.mcrctl(&["rules", "list"]);
+    assert!(list.contains("[userspace: 17 outputs"), "{list}");
+    let rx_b17 = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 9), 6002, c.dst_addr());
+    send_paced(&tx, SocketAddrV4::new(g2, PORT), 300, 300, 500, 5_000);
+    let got = drain(&rx_b17, Duration::from_millis(300), 400);
+    assert_eq!(check_payloads(&got, 500), (300..600).collect::<Vec<_>>());
+    assert!(mcrd_programs(&c.relays[0], "in0").len() == 1);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    // The kernel's counts of the removed and replaced rules stay in the totals.
+    let fp = fin.fast_path.unwrap();
+    assert_eq!(fp.counters.matched, 600);
+    assert_eq!(fin.workers[0].counters.matched, 300);
+}
+
+#[test]
+fn an_output_mtu_too_small_is_counted_as_an_error() {
+    if !e2e_allowed("fastpath_mtu") {
+        return;
+    }
+    let c = chain(1, false);
+    c.relays[0].ip(&["link", "set", "out0", "mtu", "1000"]);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 200, 1400, 5_000);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 200, 100, 900, 5_000);
+    let got = drain(&rx, Duration::from_millis(300), 400);
+    assert_eq!(check_payloads(&got, 900), (200..300).collect::<Vec<_>>());
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let o = &fin.flows[0].outputs[0];
+    assert_eq!((o.matched, o.tx_sent, o.tx_errors), (300, 100, 200));
+    assert_eq!(fin.totals.tx_errors_by_errno.get("kernel_mtu"), Some(&200));
+}
+
+#[test]
+fn gso_super_frames_are_forwarded_whole_and_counted_per_datagram() {
+    if !e2e_allowed("fastpath_gso") {
+        return;
+    }
+    let c = chain(1, true);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let seg: libc::c_int = 1400;
+    // SAFETY: setsockopt(UDP_SEGMENT) with an int on our socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_UDP,
+            103,
+            (&seg as *const libc::c_int).cast(),
+            4,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    let sends = 200u64;
+    for s in 0..sends {
+        let mut buf = Vec::with_capacity(14_000);
+        for i in 0..10 {
+            buf.extend_from_slice(&payload(s * 10 + i, 1400));
+        }
+        tx.send_to(&buf, SocketAddrV4::new(GROUP, PORT)).unwrap();
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let n = sends * 10;
+    expect_all(&rx, n, 1400, Duration::from_millis(500));
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let fp = fin.fast_path.unwrap();
+    assert!(
+        fp.counters.rx_frames < fp.counters.rx,
+        "frames arrived coalesced: {} frames, {} datagrams",
+        fp.counters.rx_frames,
+        fp.counters.rx
+    );
+    assert_eq!(fin.totals.rx, n);
+    assert_eq!(fin.totals.tx_sent, n);
+    assert_eq!(fin.flows[0].bytes, n * 1400);
+}
