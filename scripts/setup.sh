@@ -9,6 +9,18 @@ for pkg_cmd in iproute2:ip ethtool:ethtool nftables:nft smcroute:smcrouted socat
   pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+# The relay's kernel fast path (relay/build.rs): clang compiles the BPF program against the
+# kernel UAPI and libbpf headers; the vendored libbpf (libbpf-sys) is built with make, cc and
+# pkg-config and links libelf and zlib.
+for pkg_cmd in clang:clang make:make gcc:cc pkg-config:pkg-config; do
+  pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+for pkg_file in libbpf-dev:/usr/include/bpf/bpf_helpers.h libelf-dev:/usr/include/libelf.h \
+    zlib1g-dev:/usr/include/zlib.h linux-libc-dev:/usr/include/linux/bpf.h; do
+  pkg=${pkg_file%%:*}; file=${pkg_file#*:}
+  [ -e "$file" ] || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing packages ${need[*]}; run this script as root to install them" >&2

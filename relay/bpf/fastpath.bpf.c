@@ -86,50 +86,50 @@ struct parsed {
 
 enum { PASS_NONE = 0, PASS_OPTIONS = 1, PASS_FRAGMENT = 2 };
 
+/* The headers parse() reads, as they sit in the frame from the IPv4 header on. */
+struct l3l4 {
+	struct iphdr ip;
+	__be16 sport; /* the UDP ports, if the IPv4 header has no options */
+	__be16 dport;
+};
+
 /* Parses Ethernet/[VLAN]/IPv4/UDP. Returns 0 for a candidate (or one to pass, see
- * p->pass), -1 for anything that is not IPv4/UDP or is too short. */
+ * p->pass), -1 for anything that is not IPv4/UDP or is too short.
+ *
+ * Verifier: headers are copied with bpf_skb_load_bytes instead of read through packet
+ * pointers. The IPv4 header's offset depends on the tag (14 or 18), and a packet pointer
+ * plus a variable is refused to programs loaded without CAP_PERFMON ("pointer arithmetic
+ * prohibited for !root"); mcrd runs with CAP_BPF and CAP_NET_ADMIN only. */
 static __always_inline int parse(struct __sk_buff *skb, struct parsed *p)
 {
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
+	__be16 proto;
 
-	if ((void *)(eth + 1) > end)
+	if (bpf_skb_load_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, 2))
 		return -1;
-	__u16 proto = eth->h_proto;
 	p->l3_off = ETH_HLEN_;
 	p->tag_in_band = 0;
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		/* The encapsulated protocol sits in the last 2 bytes of the tag. */
-		__be16 *inner = data + ETH_HLEN_ + 2;
-		if ((void *)(inner + 1) > end)
+		if (bpf_skb_load_bytes(skb, ETH_HLEN_ + 2, &proto, 2))
 			return -1;
-		proto = *inner;
 		p->l3_off = ETH_HLEN_ + VLAN_HLEN_;
 		p->tag_in_band = 1;
 	}
 	if (proto != bpf_htons(ETH_P_IP))
 		return -1;
-	struct iphdr *ip = data + p->l3_off;
-	if ((void *)(ip + 1) > end)
+	struct l3l4 h;
+	if (bpf_skb_load_bytes(skb, p->l3_off, &h, sizeof(h)))
 		return -1;
-	if (ip->version != 4 || ip->protocol != IPPROTO_UDP)
+	if (h.ip.version != 4 || h.ip.protocol != IPPROTO_UDP)
 		return -1;
-	p->saddr = ip->saddr;
-	p->daddr = ip->daddr;
+	p->saddr = h.ip.saddr;
+	p->daddr = h.ip.daddr;
+	p->dport = h.dport;
 	p->pass = PASS_NONE;
-	if (ip->ihl != 5) {
+	if (h.ip.ihl != 5)
 		p->pass = PASS_OPTIONS;
-		return 0;
-	}
-	if (ip->frag_off & bpf_htons(IP_DF_MF_OFFSET_MASK)) {
+	else if (h.ip.frag_off & bpf_htons(IP_DF_MF_OFFSET_MASK))
 		p->pass = PASS_FRAGMENT;
-		return 0;
-	}
-	struct udphdr *udp = (void *)(ip + 1);
-	if ((void *)(udp + 1) > end)
-		return -1;
-	p->dport = udp->dest;
 	return 0;
 }
 
@@ -140,10 +140,11 @@ static __always_inline void count_pass(__u8 why)
 
 	if (!c)
 		return;
-	if (why == PASS_OPTIONS)
-		c->ip_options++;
-	else
-		c->fragments++;
+	/* Verifier: both fields are added to, by 0 or 1, instead of one chosen by a branch:
+	 * clang turns the branch into one store through a computed field address, which
+	 * programs loaded without CAP_PERFMON may not do ("pointer arithmetic prohibited"). */
+	c->ip_options += why == PASS_OPTIONS;
+	c->fragments += why == PASS_FRAGMENT;
 }
 
 /* The rule for a datagram: source-specific first, then any-source. */
@@ -246,13 +247,14 @@ static __always_inline __u32 datagrams(const struct __sk_buff *skb)
  * Verifier: a global (not static) noinline function is verified once, on its own, instead
  * of once per call site and loop iteration: with this body inlined, 8 outputs took 324k
  * verifier instructions (and 32 were refused); as a global function, about 9k. A global
- * function's pointer arguments may be NULL as far as the verifier knows, hence the checks.
+ * function's memory arguments may be NULL as far as the verifier knows, hence the checks.
  */
 __attribute__((noinline)) int mcr_fp_send(struct __sk_buff *skb, const struct mcr_fp_output *out,
 					  struct mcr_fp_output_counters *c, __u32 payload,
 					  __u32 last)
 {
-	if (!skb || !out || !c)
+	/* `skb` is the context, never NULL; comparing it is refused without CAP_PERFMON. */
+	if (!out || !c)
 		return TC_ACT_SHOT;
 	__u32 segs = datagrams(skb);
 	c->matched += segs;

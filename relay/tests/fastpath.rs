@@ -761,3 +761,34 @@ fn gso_super_frames_are_forwarded_whole_and_counted_per_datagram() {
     assert_eq!(fin.totals.tx_sent, n);
     assert_eq!(fin.flows[0].bytes, n * 1400);
 }
+
+#[test]
+fn runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only() {
+    if !e2e_allowed("fastpath_unit_capabilities") {
+        return;
+    }
+    let c = chain(1, false);
+    // The capabilities of packaging/mcrd.service, as user nobody.
+    let unit_caps: &[&str] = &[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all,+net_raw,+bpf,+net_admin",
+        "--ambient-caps=-all,+net_raw,+bpf,+net_admin",
+        "--bounding-set=-all,+net_raw,+bpf,+net_admin",
+    ];
+    let relay = Relay::start_as(
+        &c.relays[0],
+        &relay_config(1, REQUIRED, &chain_rule()),
+        Some(unit_caps),
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 500, 1000, 5_000);
+    expect_all(&rx, 500, 1000, Duration::from_millis(400));
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.flows[0].path, "kernel");
+    assert_eq!(fin.fast_path.unwrap().counters.tx_sent, 500);
+}
