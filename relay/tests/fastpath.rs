@@ -153,7 +153,11 @@ fn captured(fd: &OwnedFd, e: &Expect, idle: Duration) -> Vec<u64> {
             pseudo.extend_from_slice(&[0, 17]);
             pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
             let sum = ones_complement_sum(&pseudo, 0);
-            assert_eq!(ones_complement_sum(udp, u32::from(sum)), 0xffff, "UDP checksum");
+            assert_eq!(
+                ones_complement_sum(udp, u32::from(sum)),
+                0xffff,
+                "UDP checksum"
+            );
         }
         let body = &udp[8..];
         assert_eq!(body.len(), e.len, "payload length");
@@ -179,9 +183,9 @@ fn discard(fd: &OwnedFd, idle: Duration) {
 }
 
 fn kernel_flow(r: &relay::stats::report::StatsReport, rule: &str) -> bool {
-    r.flows
-        .iter()
-        .any(|f| f.rule == rule && f.path == "kernel" && f.outputs.iter().all(|o| o.path == "kernel"))
+    r.flows.iter().any(|f| {
+        f.rule == rule && f.path == "kernel" && f.outputs.iter().all(|o| o.path == "kernel")
+    })
 }
 
 #[test]
@@ -192,7 +196,8 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
     let c = chain_full_checksums(1, false);
     // Every header field the program writes differs from the input's (sender TTL 8, port 5000).
     let out_group = Ipv4Addr::new(239, 2, 3, 4);
-    let outputs = format!("{{ dest = \"{out_group}\", port = 6000, interface = \"out0\", ttl = 5 }}");
+    let outputs =
+        format!("{{ dest = \"{out_group}\", port = 6000, interface = \"out0\", ttl = 5 }}");
     let relay = Relay::start(
         &c.relays[0],
         &relay_config(1, REQUIRED, &rule("chain", GROUP, PORT, &outputs)),
@@ -212,7 +217,10 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
         ttl: 5,
         len: 1400,
     };
-    assert_eq!(captured(&cap, &expect, Duration::from_millis(300)), (0..n).collect::<Vec<_>>());
+    assert_eq!(
+        captured(&cap, &expect, Duration::from_millis(300)),
+        (0..n).collect::<Vec<_>>()
+    );
     assert_eq!(snmp(&c.dst, "Udp:", "InCsumErrors"), 0);
     assert_eq!(snmp(&c.dst, "Ip:", "InHdrErrors"), 0);
     let live = relay.stats();
@@ -230,7 +238,11 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
     assert_eq!(fin.flows[0].outputs[0].tx_sent, n);
     assert_eq!(fin.flows[0].outputs[0].tx_bytes, n * 1400);
     // Nothing went through the workers: the packet filter left the flow to the program.
-    assert_eq!(fin.workers[0].counters.rx, 0, "{:?}", fin.workers[0].counters);
+    assert_eq!(
+        fin.workers[0].counters.rx, 0,
+        "{:?}",
+        fin.workers[0].counters
+    );
     let fp = fin.fast_path.expect("fast_path section");
     assert_eq!(fp.counters.matched, n);
     assert!(fp.interfaces.is_empty(), "detached before the final report");
@@ -281,7 +293,11 @@ fn fan_out_one_to_three_in_the_kernel() {
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1000, 10_000);
     for (i, rx) in rxs.iter().enumerate() {
         let got = drain(rx, Duration::from_millis(400), n as usize + 10);
-        assert_eq!(check_payloads(&got, 1000), (0..n).collect::<Vec<_>>(), "output {i}");
+        assert_eq!(
+            check_payloads(&got, 1000),
+            (0..n).collect::<Vec<_>>(),
+            "output {i}"
+        );
     }
     assert_eq!(snmp(&c.dst, "Udp:", "InCsumErrors"), 0);
     let fin = relay.stop();
@@ -289,7 +305,10 @@ fn fan_out_one_to_three_in_the_kernel() {
     assert!(kernel_flow(&fin, "fan"));
     assert_eq!(fin.totals.matched, n);
     assert_eq!(fin.totals.tx_sent, 3 * n);
-    assert!(fin.flows[0].outputs.iter().all(|o| o.tx_sent == n && o.matched == n));
+    assert!(fin.flows[0]
+        .outputs
+        .iter()
+        .all(|o| o.tx_sent == n && o.matched == n));
 }
 
 #[test]
@@ -344,9 +363,11 @@ fn multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known() {
     let mut first = check_payloads(&drain(&rx, Duration::from_millis(400), 2 * n as usize), 512);
     first.dedup();
     assert_eq!(first, (0..n).collect::<Vec<_>>());
-    wait_for("the flow to move to the kernel", Duration::from_secs(5), || {
-        kernel_flow(&relay.stats(), "m2u")
-    });
+    wait_for(
+        "the flow to move to the kernel",
+        Duration::from_secs(5),
+        || kernel_flow(&relay.stats(), "m2u"),
+    );
     discard(&cap, Duration::from_millis(50));
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), n, n, 512, 5_000);
     let got = drain(&rx, Duration::from_millis(400), n as usize + 10);
@@ -393,10 +414,14 @@ fn kill_9_leaves_no_program_attached() {
     let mut relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
     assert_eq!(mcrd_programs(&c.relays[0], "in0").len(), 1);
     relay.signal(libc::SIGKILL);
-    wait_for("mcrd to die", Duration::from_secs(5), || !relay.is_running());
-    wait_for("the kernel to detach the program", Duration::from_secs(5), || {
-        mcrd_programs(&c.relays[0], "in0").is_empty()
+    wait_for("mcrd to die", Duration::from_secs(5), || {
+        !relay.is_running()
     });
+    wait_for(
+        "the kernel to detach the program",
+        Duration::from_secs(5),
+        || mcrd_programs(&c.relays[0], "in0").is_empty(),
+    );
     let (_, all) = c.relays[0].enter(|| {
         relay::fastpath::tcx_ingress_programs(relay::netif::index("in0").unwrap()).unwrap()
     });
@@ -430,7 +455,10 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("in0") && err.contains("already has an mcrd fast path"), "{err}");
+    assert!(
+        err.contains("in0") && err.contains("already has an mcrd fast path"),
+        "{err}"
+    );
     // `auto`: it starts, and its rule on that interface stays in userspace, saying why.
     let second = Relay::start(
         &c.relays[0],
@@ -439,7 +467,11 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
     let s = second.stats();
     assert_eq!(s.flows[0].path, "userspace");
     assert!(
-        s.flows[0].path_reason.as_deref().unwrap_or("").contains("already has an mcrd fast path"),
+        s.flows[0]
+            .path_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("already has an mcrd fast path"),
         "{:?}",
         s.flows[0]
     );
@@ -548,7 +580,15 @@ fn replacing_a_rule_under_traffic_never_mixes_output_sets() {
         .into_iter()
         .map(|(port, k): (u16, u8)| {
             let group = Ipv4Addr::new(239, 2, 2, k);
-            (port, receiver(&c.dst, group, port, Ipv4Addr::new(10, 0, if k == 1 { 1 } else { 2 }, 2)))
+            (
+                port,
+                receiver(
+                    &c.dst,
+                    group,
+                    port,
+                    Ipv4Addr::new(10, 0, if k == 1 { 1 } else { 2 }, 2),
+                ),
+            )
         })
         .collect();
     let tx = sender(&c.src, SRC_ADDR);
@@ -581,13 +621,27 @@ fn replacing_a_rule_under_traffic_never_mixes_output_sets() {
     for (seq, ports) in &mut seen {
         ports.sort_unstable();
         let set = sets.iter().position(|s| s[..] == ports[..]);
-        assert!(set.is_some(), "datagram {seq} went to {ports:?}: a mix of output sets");
+        assert!(
+            set.is_some(),
+            "datagram {seq} went to {ports:?}: a mix of output sets"
+        );
         per_set[set.unwrap()] += 1;
     }
-    assert_eq!(seen.len() as u64, n, "every datagram reached one whole output set");
-    assert!(per_set[0] > 0 && per_set[1] > 0, "both sets were used: {per_set:?}");
+    assert_eq!(
+        seen.len() as u64,
+        n,
+        "every datagram reached one whole output set"
+    );
+    assert!(
+        per_set[0] > 0 && per_set[1] > 0,
+        "both sets were used: {per_set:?}"
+    );
     let reloads = relay.log_text().matches("reloaded").count();
-    assert!(reloads >= 10, "only {reloads} reloads took effect:\n{}", relay.log_text());
+    assert!(
+        reloads >= 10,
+        "only {reloads} reloads took effect:\n{}",
+        relay.log_text()
+    );
     let fin = relay.stop();
     assert_conserves(&fin);
     assert!(kernel_flow(&fin, "swap"));
@@ -596,7 +650,12 @@ fn replacing_a_rule_under_traffic_never_mixes_output_sets() {
 /// 17 outputs, one more than the kernel path takes: a rule that must stay in userspace.
 fn seventeen_outputs(first_port: u16) -> String {
     (0..17)
-        .map(|i| format!("{{ dest = \"239.2.2.9\", port = {}, interface = \"out0\" }}", first_port + i))
+        .map(|i| {
+            format!(
+                "{{ dest = \"239.2.2.9\", port = {}, interface = \"out0\" }}",
+                first_port + i
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -610,7 +669,12 @@ fn both_paths_conserve_side_by_side_and_fragments_reach_userspace() {
     let user_group = Ipv4Addr::new(239, 1, 1, 2);
     let rules = format!(
         "{}{}",
-        rule("k", GROUP, PORT, "{ dest = \"239.2.2.1\", port = 6001, interface = \"out0\" }"),
+        rule(
+            "k",
+            GROUP,
+            PORT,
+            "{ dest = \"239.2.2.1\", port = 6001, interface = \"out0\" }"
+        ),
         rule("u", user_group, PORT, &seventeen_outputs(7000)),
     );
     let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &rules));
@@ -633,17 +697,32 @@ fn both_paths_conserve_side_by_side_and_fragments_reach_userspace() {
     let u = fin.flows.iter().find(|f| f.rule == "u").unwrap();
     assert_eq!(k.path, "kernel");
     assert_eq!(u.path, "userspace");
-    assert!(u.path_reason.as_deref().unwrap().contains("17 outputs"), "{u:?}");
+    assert!(
+        u.path_reason.as_deref().unwrap().contains("17 outputs"),
+        "{u:?}"
+    );
     assert_eq!((k.packets, u.packets), (n, n));
-    assert!(u.outputs.iter().all(|o| o.tx_sent == n && o.path == "userspace"));
+    assert!(u
+        .outputs
+        .iter()
+        .all(|o| o.tx_sent == n && o.path == "userspace"));
     let fp = fin.fast_path.unwrap();
     assert_eq!(fp.counters.rx, n);
     assert_eq!(fin.workers[0].counters.matched, n);
     assert_eq!(fin.totals.rx, fin.workers[0].counters.rx + fp.counters.rx);
     assert_eq!(fin.totals.tx_sent, n + 17 * n);
     assert!(fp.passed_fragments >= 10, "{fp:?}");
-    let fragments = fin.totals.malformed_by_kind.get("fragment").copied().unwrap_or(0);
-    assert!(fragments >= 10, "userspace saw {fragments} fragments: {:?}", fin.totals);
+    let fragments = fin
+        .totals
+        .malformed_by_kind
+        .get("fragment")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        fragments >= 10,
+        "userspace saw {fragments} fragments: {:?}",
+        fin.totals
+    );
 }
 
 #[test]
@@ -653,8 +732,18 @@ fn reload_moves_rules_in_and_out_of_the_kernel() {
     }
     let c = chain(1, false);
     let g2 = Ipv4Addr::new(239, 1, 1, 2);
-    let a = rule("a", GROUP, PORT, "{ dest = \"239.2.2.1\", port = 6001, interface = \"out0\" }");
-    let b = rule("b", g2, PORT, "{ dest = \"239.2.2.2\", port = 6002, interface = \"out0\" }");
+    let a = rule(
+        "a",
+        GROUP,
+        PORT,
+        "{ dest = \"239.2.2.1\", port = 6001, interface = \"out0\" }",
+    );
+    let b = rule(
+        "b",
+        g2,
+        PORT,
+        "{ dest = \"239.2.2.2\", port = 6002, interface = \"out0\" }",
+    );
     let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &a));
     let rx_a = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 1), 6001, c.dst_addr());
     let rx_b = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 2), 6002, c.dst_addr());
@@ -662,12 +751,17 @@ fn reload_moves_rules_in_and_out_of_the_kernel() {
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 300, 500, 5_000);
     expect_all(&rx_a, 300, 500, Duration::from_millis(300));
     // Reload: `a` goes, `b` comes.
-    let text = std::fs::read_to_string(&relay.config).unwrap().replace(&a, &b);
+    let text = std::fs::read_to_string(&relay.config)
+        .unwrap()
+        .replace(&a, &b);
     std::fs::write(&relay.config, text).unwrap();
     let (code, out, err) = relay.mcrctl(&["config", "reload"]);
     assert_eq!(code, 0, "{out}{err}");
     let (_, list, _) = relay.mcrctl(&["rules", "list"]);
-    assert!(list.starts_with("b:") && list.contains("[kernel]") && !list.contains("a:"), "{list}");
+    assert!(
+        list.starts_with("b:") && list.contains("[kernel]") && !list.contains("a:"),
+        "{list}"
+    );
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 300, 300, 500, 5_000);
     send_paced(&tx, SocketAddrV4::new(g2, PORT), 0, 300, 500, 5_000);
     expect_all(&rx_b, 300, 500, Duration::from_millis(300));
@@ -677,7 +771,9 @@ fn reload_moves_rules_in_and_out_of_the_kernel() {
     );
     // Reload with `b` given 17 outputs: it moves to userspace and keeps forwarding.
     let b17 = rule("b", g2, PORT, &seventeen_outputs(6002));
-    let text = std::fs::read_to_string(&relay.config).unwrap().replace(&b, &b17);
+    let text = std::fs::read_to_string(&relay.config)
+        .unwrap()
+        .replace(&b, &b17);
     std::fs::write(&relay.config, text).unwrap();
     assert_eq!(relay.mcrctl(&["config", "reload"]).0, 0);
     let (_, list, _) = relay.mcrctl(&["rules", "list"]);

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::protocol::{Command, ErrorKind, ListedRule, Reply, Request, Response};
 use crate::config;
 use crate::dataplane::Shared;
-use crate::membership::Memberships;
 use crate::fastpath::Pending;
+use crate::membership::Memberships;
 use crate::rules::{Path, RuleError, RuleSet, RuleTable};
 use crate::stats::collect::{collect, Identity};
 

@@ -164,7 +164,9 @@ pub fn attach_tcx(prog: impl AsFd, ifindex: u32, interface: &str) -> Result<Owne
         )
     };
     if fd < 0 {
-        return Err(err("BPF_LINK_CREATE (tcx ingress)")(io::Error::from_raw_os_error(-fd)));
+        return Err(err("BPF_LINK_CREATE (tcx ingress)")(
+            io::Error::from_raw_os_error(-fd),
+        ));
     }
     // SAFETY: the call returned a new descriptor we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

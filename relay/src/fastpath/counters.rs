@@ -124,7 +124,10 @@ pub struct PassCounters {
 impl PassCounters {
     pub fn sum(per_cpu: &[Vec<u8>]) -> Self {
         let mut s = Self::default();
-        for c in per_cpu.iter().filter_map(|r| from_bytes::<mcr_fp_pass_counters>(r)) {
+        for c in per_cpu
+            .iter()
+            .filter_map(|r| from_bytes::<mcr_fp_pass_counters>(r))
+        {
             s.ip_options += c.ip_options;
             s.fragments += c.fragments;
             s.no_counters += c.no_counters;
@@ -140,13 +143,17 @@ mod tests {
 
     #[test]
     fn sums_cpus_and_derives_in_flight() {
-        let mut a = mcr_fp_rule_counters::default();
-        a.matched = 5;
+        let mut a = mcr_fp_rule_counters {
+            matched: 5,
+            ..Default::default()
+        };
         a.outputs[1].matched = 5;
         a.outputs[1].sent = 3;
         a.outputs[1].err_mtu = 1;
-        let mut b = mcr_fp_rule_counters::default();
-        b.matched = 2;
+        let mut b = mcr_fp_rule_counters {
+            matched: 2,
+            ..Default::default()
+        };
         b.outputs[1].matched = 2;
         b.outputs[1].sent = 2;
         let s = RuleCounters::sum(&[bytes_of(&a).to_vec(), bytes_of(&b).to_vec()]);

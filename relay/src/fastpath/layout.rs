@@ -101,7 +101,12 @@ mod tests {
         assert_eq!(&b[4..8], &[239, 1, 2, 3]);
         assert_eq!(&b[8..12], &[0, 0, 0, 0]);
         assert_eq!(&b[12..14], &5000u16.to_be_bytes());
-        let k = key(7, Ipv4Addr::new(239, 1, 2, 3), 5000, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        let k = key(
+            7,
+            Ipv4Addr::new(239, 1, 2, 3),
+            5000,
+            Some(Ipv4Addr::new(10, 0, 0, 1)),
+        );
         assert_eq!(&bytes_of(&k)[8..12], &[10, 0, 0, 1]);
     }
 

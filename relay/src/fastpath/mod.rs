@@ -127,12 +127,10 @@ impl FastPath {
                 continue;
             }
             let link = match resolve::link(name) {
-                Ok(l) if l.ethernet => attach::attach_tcx(
-                    self.skel.progs.mcr_fastpath.as_fd(),
-                    *ifindex,
-                    name,
-                )
-                .map_err(|e| e.to_string()),
+                Ok(l) if l.ethernet => {
+                    attach::attach_tcx(self.skel.progs.mcr_fastpath.as_fd(), *ifindex, name)
+                        .map_err(|e| e.to_string())
+                }
                 Ok(_) => Err(format!("input {name} is not an Ethernet interface")),
                 Err(e) => Err(format!("input {name}: {e}")),
             };
@@ -158,7 +156,10 @@ impl FastPath {
             .iter()
             .map(|rule| {
                 if multicast_loop {
-                    return Err("multicast_loop = true: the kernel path does not deliver to local sockets".into());
+                    return Err(
+                        "multicast_loop = true: the kernel path does not deliver to local sockets"
+                            .into(),
+                    );
                 }
                 if let Some(Err(why)) = state.links.get(&rule.ifindex) {
                     return Err(why.clone());
@@ -256,7 +257,12 @@ impl FastPath {
             };
             rule.kernel_slot = Some(slot);
             state.slot_outputs.insert(slot, rule.outputs.len());
-            let key = layout::key(rule.ifindex, rule.spec.group, rule.spec.port, rule.spec.source);
+            let key = layout::key(
+                rule.ifindex,
+                rule.spec.group,
+                rule.spec.port,
+                rule.spec.source,
+            );
             let value = layout::rule_value(slot, &outputs);
             let (k, v) = (bytes_of(&key).to_vec(), bytes_of(&value).to_vec());
             if state.installed.get(&k) != Some(&v) {
@@ -312,7 +318,10 @@ impl FastPath {
         state.free.extend(pending.freed_slots);
         for ifindex in pending.unused_inputs {
             if let Some(Ok(_)) = state.links.remove(&ifindex) {
-                tracing::info!(ifindex, "fast path detached: no rule uses this input any more");
+                tracing::info!(
+                    ifindex,
+                    "fast path detached: no rule uses this input any more"
+                );
             }
         }
     }
@@ -454,7 +463,10 @@ mod tests {
         let mut state = fp.state.lock().unwrap();
         let slot = fp.allocate_slot(&mut state).unwrap();
         drop(state);
-        assert_eq!(fp.rule_counters(slot), Some(counters::RuleCounters::default()));
+        assert_eq!(
+            fp.rule_counters(slot),
+            Some(counters::RuleCounters::default())
+        );
         assert_eq!(fp.pass_counters(), counters::PassCounters::default());
     }
 }

@@ -45,8 +45,14 @@ mod tests {
         let eff = effective_caps(status).unwrap();
         assert_eq!(eff, 1 << 13);
         assert_eq!(missing_from(eff), ["CAP_BPF", "CAP_NET_ADMIN"]);
-        assert_eq!(missing_from((1 << CAP_BPF) | (1 << CAP_NET_ADMIN)), Vec::<&str>::new());
-        assert_eq!(missing_from((1 << CAP_SYS_ADMIN) | (1 << CAP_NET_ADMIN)), Vec::<&str>::new());
+        assert_eq!(
+            missing_from((1 << CAP_BPF) | (1 << CAP_NET_ADMIN)),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            missing_from((1 << CAP_SYS_ADMIN) | (1 << CAP_NET_ADMIN)),
+            Vec::<&str>::new()
+        );
         assert_eq!(missing_from(1 << CAP_BPF), ["CAP_NET_ADMIN"]);
         assert_eq!(effective_caps("Name: x\n"), None);
     }

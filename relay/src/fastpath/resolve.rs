@@ -65,8 +65,9 @@ pub fn ipv4_address(name: &str) -> io::Result<Option<Ipv4Addr>> {
     match ioctl(name, libc::SIOCGIFADDR) {
         Ok(req) => {
             // SAFETY: SIOCGIFADDR filled ifru_addr with a sockaddr_in.
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read_unaligned(&req.ifr_ifru.ifru_addr as *const _ as *const _) };
+            let sin: libc::sockaddr_in = unsafe {
+                std::ptr::read_unaligned(&req.ifr_ifru.ifru_addr as *const _ as *const _)
+            };
             Ok(Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
         }
         Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(None),
@@ -154,7 +155,8 @@ mod tests {
 
     #[test]
     fn next_hop_takes_the_longest_route_on_the_interface() {
-        let routes = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        let routes =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
             eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
             eth0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
             eth1\t0009000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
@@ -168,7 +170,8 @@ mod tests {
 
     #[test]
     fn neighbour_needs_a_complete_entry_on_that_interface() {
-        let arp = "IP address       HW type     Flags       HW address            Mask     Device\n\
+        let arp =
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
             10.0.0.7         0x1         0x2         02:aa:bb:cc:dd:0e     *        eth0\n\
             10.0.0.8         0x1         0x0         00:00:00:00:00:00     *        eth0\n";
         let ip = |d| Ipv4Addr::new(10, 0, 0, d);

@@ -132,7 +132,11 @@ fn with_kernel_flows(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ip
         t
     };
     let ports = |g: Ipv4Addr| -> Vec<u16> {
-        kernel_flows.iter().filter(|(k, _)| *k == g).map(|(_, p)| *p).collect()
+        kernel_flows
+            .iter()
+            .filter(|(k, _)| *k == g)
+            .map(|(_, p)| *p)
+            .collect()
     };
     // A kernel group's block: 9 checks + one test per port + 2 returns.
     let block_len = |g: Ipv4Addr| 9 + ports(g).len() + 2;
@@ -291,7 +295,11 @@ mod tests {
         for vlan in [false, true] {
             // What the program forwards: dropped here.
             assert_eq!(run(&p, &udp_frame(vlan, G1, 5000, 5, 0), false), 0);
-            assert_eq!(run(&p, &udp_frame(vlan, G1, 5001, 5, 0x4000), false), 0, "DF set");
+            assert_eq!(
+                run(&p, &udp_frame(vlan, G1, 5001, 5, 0x4000), false),
+                0,
+                "DF set"
+            );
             assert_eq!(run(&p, &udp_frame(vlan, g3, 7000, 5, 0), false), 0);
             // Other ports of a kernel group, and groups of userspace rules: accepted.
             assert_eq!(run(&p, &udp_frame(vlan, G1, 5002, 5, 0), false), ACCEPT);
@@ -299,10 +307,20 @@ mod tests {
             assert_eq!(run(&p, &udp_frame(vlan, g3, 7001, 5, 0), false), ACCEPT);
             // What the program leaves to the stack: options and fragments.
             assert_eq!(run(&p, &udp_frame(vlan, G1, 5000, 6, 0), false), ACCEPT);
-            assert_eq!(run(&p, &udp_frame(vlan, G1, 5000, 5, 0x2000), false), ACCEPT, "MF");
-            assert_eq!(run(&p, &udp_frame(vlan, G1, 5000, 5, 0x0010), false), ACCEPT);
+            assert_eq!(
+                run(&p, &udp_frame(vlan, G1, 5000, 5, 0x2000), false),
+                ACCEPT,
+                "MF"
+            );
+            assert_eq!(
+                run(&p, &udp_frame(vlan, G1, 5000, 5, 0x0010), false),
+                ACCEPT
+            );
             // Other groups, outgoing frames: dropped as before.
-            assert_eq!(run(&p, &udp_frame(vlan, [239, 9, 9, 9], 5000, 5, 0), false), 0);
+            assert_eq!(
+                run(&p, &udp_frame(vlan, [239, 9, 9, 9], 5000, 5, 0), false),
+                0
+            );
             assert_eq!(run(&p, &udp_frame(vlan, G2, 5000, 5, 0), true), 0);
         }
         let mut tcp = udp_frame(false, G1, 5000, 5, 0);
@@ -322,9 +340,18 @@ mod tests {
         assert!(p.len() <= 4096, "{} instructions", p.len());
         let g = |i: u32| Ipv4Addr::from(0xef01_0000 + i).octets();
         assert_eq!(run(&p, &udp_frame(false, g(199), 5000, 5, 0), false), 0);
-        assert_eq!(run(&p, &udp_frame(false, g(199), 5001, 5, 0), false), ACCEPT);
-        assert_eq!(run(&p, &udp_frame(false, g(250), 5000, 5, 0), false), ACCEPT);
-        assert_eq!(run(&p, &udp_frame(false, [10, 0, 0, 1], 5000, 5, 0), false), ACCEPT);
+        assert_eq!(
+            run(&p, &udp_frame(false, g(199), 5001, 5, 0), false),
+            ACCEPT
+        );
+        assert_eq!(
+            run(&p, &udp_frame(false, g(250), 5000, 5, 0), false),
+            ACCEPT
+        );
+        assert_eq!(
+            run(&p, &udp_frame(false, [10, 0, 0, 1], 5000, 5, 0), false),
+            ACCEPT
+        );
     }
 
     #[test]

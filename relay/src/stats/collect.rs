@@ -101,7 +101,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
     let kernel_reads: Vec<Option<RuleCounters>> = table
         .rules
         .iter()
-        .map(|r| Some(fast_path?.rule_counters(r.kernel_slot?)?))
+        .map(|r| fast_path?.rule_counters(r.kernel_slot?))
         .collect();
     let fast_path_stats = fast_path.map(|fp| {
         let mut k = fp.retired();
@@ -208,7 +208,11 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
 }
 
 /// The fast path's section of the report: its totals in the workers' terms.
-fn fast_path_stats(fp: &FastPath, k: &KernelTotals, table: &crate::rules::RuleTable) -> FastPathStats {
+fn fast_path_stats(
+    fp: &FastPath,
+    k: &KernelTotals,
+    table: &crate::rules::RuleTable,
+) -> FastPathStats {
     let errors: BTreeMap<String, u64> = [
         ("kernel_mtu", k.err_mtu),
         ("kernel_redirect", k.err_redirect),
@@ -226,7 +230,11 @@ fn fast_path_stats(fp: &FastPath, k: &KernelTotals, table: &crate::rules::RuleTa
         interfaces: fp
             .attached()
             .into_iter()
-            .map(|i| table.input(i).map_or_else(|| i.to_string(), |x| x.name.clone()))
+            .map(|i| {
+                table
+                    .input(i)
+                    .map_or_else(|| i.to_string(), |x| x.name.clone())
+            })
             .collect(),
         counters: WorkerCounters {
             rx_frames: k.frames,
