@@ -5,7 +5,8 @@
 #       -> [PREFIX-recv] trafficgen recv
 #
 # each in its own network namespace, joined by veth pairs with UDP segmentation offload off, so
-# each datagram crosses each link as its own frame. The relay is mcrd, socat, or the kernel's
+# each datagram crosses each link as its own frame. The relay is mcrd (userspace path), mcrd's
+# kernel fast path (fastpath: mcrd with [dataplane] fast_path = "required"), socat, or the kernel's
 # multicast forwarding set up by smcroute (--relay, a comma list runs each in turn and puts them
 # side by side). --hops 0 is the generator -> receiver path every chain is compared with.
 #
@@ -41,7 +42,8 @@ Traffic:
   --hops N             relays in the chain, 0..3 (default 3); 0 = generator -> receiver
   --quick              CI preset: --packets 20000 --pps 5000 (flags after it override)
 Relay:
-  --relay LIST         mcrd, socat, kernel, or a comma list run one after another (default mcrd)
+  --relay LIST         mcrd, fastpath (mcrd with fast_path = "required"), socat, kernel, or a
+                       comma list run one after another (default mcrd)
   --workers N          mcrd [dataplane] workers (default 1)
   --ring-frames N --buffer-count N --buffer-size N --uring-entries N --max-in-flight-sends N
   --batch-size N --max-gso-segments N --socket-sndbuf BYTES --busy-poll-us N
@@ -93,8 +95,8 @@ parse_args() {
       --size) pl_need_uint "$flag" "$v"; SIZE=$v ;;
       --gen-gso-segments) pl_need_uint "$flag" "$v"; GEN_GSO=$v ;;
       --hops) [[ $v =~ ^[0-3]$ ]] || pl_usage_error "--hops takes 0..3, got '$v'"; HOPS=$v ;;
-      --relay) [[ $v =~ ^(mcrd|socat|kernel)(,(mcrd|socat|kernel))*$ ]] ||
-        pl_usage_error "--relay takes mcrd, socat, kernel or a comma list of them, got '$v'"
+      --relay) [[ $v =~ ^(mcrd|fastpath|socat|kernel)(,(mcrd|fastpath|socat|kernel))*$ ]] ||
+        pl_usage_error "--relay takes mcrd, fastpath, socat, kernel or a comma list of them, got '$v'"
         RELAYS=$v ;;
       --workers) pl_need_uint "$flag" "$v"; PL_CFG_WORKERS=$v ;;
       --ring-frames | --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | \
@@ -254,14 +256,14 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
   local relay=$1 dir=$2 i hd
   for ((i = 1; i <= HOPS; i++)); do
     hd=$dir/raw/hop$i
-    if [ "$relay" = mcrd ]; then
+    if is_mcrd "$relay"; then
       "$BIN/mcrctl" --socket "$hd/mcrd.sock" stats --json >"$hd/stats-before-shutdown.json" ||
         pl_log "mcrctl stats failed for hop $i"
     fi
     stop_perf_stat "$hd"
     stop_child "$(cat "$hd/pid")"
   done
-  if [ "$relay" = mcrd ]; then
+  if is_mcrd "$relay"; then
     for ((i = 1; i <= HOPS; i++)); do
       [ -s "$dir/raw/hop$i/final.json" ] || pl_die "mcrd of hop $i wrote no final stats: $(cat "$dir/raw/hop$i/mcrd.log")"
     done
@@ -280,7 +282,7 @@ hop_text() {
       echo "cpu_user=$(pl_ns_secs $(((a[0] - b[0]) * 1000000000 / hz)))s"
       echo "cpu_system=$(pl_ns_secs $(((a[1] - b[1]) * 1000000000 / hz)))s"
     fi
-    if [ "$relay" != mcrd ]; then
+    if ! is_mcrd "$relay"; then
       # socat/kernel count nothing themselves: rx = frames into in0 less the UDP layer's drops
       # (socat) or the packets the multicast VIF took in (kernel); tx_sent = frames out of out0.
       jq -r -n --slurpfile b "$dir/raw/ns-$ns-before.json" --slurpfile a "$dir/raw/ns-$ns-after.json" --arg relay "$relay" '
@@ -310,7 +312,7 @@ write_chain_json() { # RELAY DIR
       n=${PL_NS[$i]} role=hop stats=null
       [ "$i" -eq 0 ] && role=gen
       [ "$i" -eq $((${#PL_NS[@]} - 1)) ] && role=recv
-      if [ "$role" = hop ] && [ "$relay" = mcrd ]; then stats=$(cat "$dir/raw/hop$i/final.json"); fi
+      if [ "$role" = hop ] && is_mcrd "$relay"; then stats=$(cat "$dir/raw/hop$i/final.json"); fi
       [ "$i" -gt 0 ] && echo ,
       jq -n --arg name "$n" --arg role "$role" --slurpfile b "$dir/raw/ns-$n-before.json" \
         --slurpfile a "$dir/raw/ns-$n-after.json" --argjson stats "$stats" \
@@ -324,7 +326,7 @@ ingest() { # RELAY DIR NAME
   local relay=$1 dir=$2 name=$3 i args=() hopname
   for ((i = 1; i <= HOPS; i++)); do
     hopname=$(hop_name "$relay" "$i")
-    [ "$relay" = mcrd ] && args+=(--hop "$hopname=$dir/raw/hop$i/final.json")
+    is_mcrd "$relay" && args+=(--hop "$hopname=$dir/raw/hop$i/final.json")
     [ -s "$dir/raw/hop$i/hop.txt" ] && args+=(--hop "$hopname=$dir/raw/hop$i/hop.txt")
     [ -s "$dir/raw/hop$i/perf.csv" ] && args+=(--hop "$hopname=$dir/raw/hop$i/perf.csv")
     args+=(--set "hop.$hopname.relay=$(relay_label "$relay")")
@@ -345,11 +347,15 @@ ingest() { # RELAY DIR NAME
 }
 
 relay_label() { # RELAY: the implementation's name in the run record
-  case $1 in mcrd) echo mcr ;; kernel) echo smcroute ;; *) echo "$1" ;; esac
+  case $1 in mcrd) echo mcr ;; fastpath) echo mcr-fastpath ;; kernel) echo smcroute ;; *) echo "$1" ;; esac
+}
+
+is_mcrd() { # RELAY: true for the relays that are mcrd (and write its stats)
+  [ "$1" = mcrd ] || [ "$1" = fastpath ]
 }
 
 hop_name() { # RELAY I
-  case $1 in mcrd) echo "MCR-$2" ;; kernel) echo "KERNEL-$2" ;; socat) echo "SOCAT-$2" ;; esac
+  case $1 in mcrd) echo "MCR-$2" ;; fastpath) echo "FAST-$2" ;; kernel) echo "KERNEL-$2" ;; socat) echo "SOCAT-$2" ;; esac
 }
 
 check_conservation() { # DIR

@@ -34,10 +34,10 @@ def mcrd_drops($s):
     ( select($dn.role == "hop") |
       { stage: "relay \($dn.name) (\($c.relay))",
         in: link($dn; "in0"; "rx_packets"),
-        dropped: (if $c.relay == "mcrd" then mcrd_drops($dn.stats)
+        dropped: (if ($c.relay == "mcrd" or $c.relay == "fastpath") then mcrd_drops($dn.stats)
                   else d($dn; .udp.InErrors) + d($dn; .udp.SndbufErrors) end),
         out: (link($dn; "out0"; "tx_packets") + link($dn; "out0"; "tx_dropped")),
-        detail: (if $c.relay == "mcrd" then ($dn.stats.totals | {rx_frames, rx, kernel_drops, matched, buf_exhaust, tx_sent, tx_errors, in_flight, filtered, no_match, malformed})
+        detail: (if ($c.relay == "mcrd" or $c.relay == "fastpath") then ($dn.stats.totals | {rx_frames, rx, kernel_drops, matched, buf_exhaust, tx_sent, tx_errors, in_flight, filtered, no_match, malformed})
                  elif $c.relay == "kernel" then { mr_vif_in0_pkts_in: d($dn; .mr_vif.in0.pkts_in), mr_vif_out0_pkts_out: d($dn; .mr_vif.out0.pkts_out) }
                  else { udp_in_datagrams: d($dn; .udp.InDatagrams), udp_in_errors: d($dn; .udp.InErrors), udp_rcvbuf_errors: d($dn; .udp.RcvbufErrors), udp_out_datagrams: d($dn; .udp.OutDatagrams), udp_sndbuf_errors: d($dn; .udp.SndbufErrors) } end) } ) ),
   # the receiver's namespace: in0 to the application

@@ -6,9 +6,10 @@
 # and its CPU time counts as the run's); pl_ready_* waits until it forwards. Files go to DIR.
 # Expects BIN (the release binaries) and the PL_CFG_* tunables (set by pipeline_veth.sh).
 
-# pl_mcrd_config DIR GROUP PORT: the relay's TOML with every [dataplane] tunable we were given.
+# pl_mcrd_config DIR GROUP PORT [FAST_PATH]: the relay's TOML with every [dataplane] tunable we
+# were given (and fast_path when FAST_PATH is set).
 pl_mcrd_config() {
-  local dir=$1 group=$2 port=$3
+  local dir=$1 group=$2 port=$3 fast_path=${4:-}
   {
     echo 'log_level = "warn"'
     echo '[dataplane]'
@@ -20,6 +21,7 @@ pl_mcrd_config() {
       [ -n "$v" ] && echo "$k = $v"
     done
     [ -n "${PL_CFG[gso]:-}" ] && echo "gso = ${PL_CFG[gso]}"
+    [ -n "$fast_path" ] && echo "fast_path = \"$fast_path\""
     echo '[control]'
     echo "socket = \"$dir/mcrd.sock\""
     echo '[[rule]]'
@@ -31,10 +33,10 @@ pl_mcrd_config() {
   } >"$dir/relay.toml"
 }
 
-# pl_start_mcrd NS DIR GROUP PORT -> PL_LAST_PID
+# pl_start_mcrd NS DIR GROUP PORT [HOP_INDEX [FAST_PATH]] -> PL_LAST_PID
 pl_start_mcrd() {
   local ns=$1 dir=$2
-  pl_mcrd_config "$dir" "$3" "$4"
+  pl_mcrd_config "$dir" "$3" "$4" "${6:-}"
   ip netns exec "$ns" "$BIN/mcrctl" config check "$dir/relay.toml" >"$dir/config-check.txt" 2>&1 ||
     pl_die "mcrctl config check refused $dir/relay.toml: $(cat "$dir/config-check.txt")"
   ip netns exec "$ns" "$BIN/mcrd" --config "$dir/relay.toml" --final-stats "$dir/final.json" \
@@ -43,6 +45,11 @@ pl_start_mcrd() {
 }
 
 pl_ready_mcrd() { pl_wait_for 10 "$BIN/mcrctl" --socket "$2/mcrd.sock" ping; }
+
+# pl_start_fastpath NS DIR GROUP PORT HOP_INDEX -> PL_LAST_PID: mcrd on its kernel fast path
+# (fast_path = "required": it refuses to start rather than fall back to userspace).
+pl_start_fastpath() { pl_start_mcrd "$1" "$2" "$3" "$4" "$5" required; }
+pl_ready_fastpath() { pl_ready_mcrd "$@"; }
 
 # pl_start_socat NS DIR GROUP PORT HOP_INDEX -> PL_LAST_PID. One datagram in, one out; in0's address is
 # 10.77.(i-1).2, out0's 10.77.i.1.
