@@ -261,45 +261,6 @@ fn rules_change_while_traffic_flows_without_disturbing_other_flows() {
 }
 
 /// Builds an Ethernet/IPv4/UDP frame to GROUP:PORT with correct checksums.
-fn frame(payload: &[u8], src_port: u16) -> Vec<u8> {
-    use relay::wire::{ethernet, ipv4, udp};
-    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN];
-    f.extend_from_slice(payload);
-    let (eth, rest) = f.split_at_mut(ethernet::HEADER_LEN);
-    let (ip, datagram) = rest.split_at_mut(ipv4::MIN_HEADER_LEN);
-    ethernet::Frame::emit(
-        eth,
-        [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
-        [0x02, 0, 0, 0, 0, 1],
-        0x0800,
-    )
-    .unwrap();
-    let ip_repr = ipv4::Repr {
-        source: SRC_ADDR,
-        destination: GROUP,
-        protocol: ipv4::protocol::UDP,
-        ttl: 8,
-        payload_len: datagram.len() as u16,
-    };
-    ip_repr.emit(ip).unwrap();
-    let udp_repr = udp::Repr {
-        source_port: src_port,
-        destination_port: PORT,
-    };
-    udp_repr.emit(datagram, SRC_ADDR, GROUP).unwrap();
-    f
-}
-
-/// Recomputes the IPv4 header checksum of a frame whose header a test changed on purpose.
-fn refresh_ip_checksum(f: &mut [u8]) {
-    use relay::wire::checksum;
-    f[24] = 0;
-    f[25] = 0;
-    let ihl = (f[14] & 0x0f) as usize * 4;
-    let c = checksum::finish(checksum::sum(&f[14..14 + ihl]));
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-}
-
 #[test]
 fn malformed_frames_are_counted_by_kind_while_good_traffic_flows() {
     if !e2e_allowed("malformed") {
@@ -475,46 +436,6 @@ fn vlan_tagged_jumbo_frames() {
     let fin = relay.stop();
     assert_conserves(&fin);
     assert_eq!(fin.totals.tx_sent, n);
-}
-
-/// An AF_PACKET socket bound to `ifname` in `ns`, for injecting raw frames.
-fn raw_socket(ns: &Netns, ifname: &str) -> std::os::fd::OwnedFd {
-    ns.enter(|| {
-        // SAFETY: plain socket(2); ownership of the descriptor passes to OwnedFd below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: fd is a descriptor we just opened and own.
-        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain old data.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = relay::netif::index(ifname).unwrap() as i32;
-        // SAFETY: binding our socket to a valid sockaddr_ll of the given size.
-        let rc = unsafe {
-            libc::bind(
-                fd,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-        owned
-    })
-}
-
-fn raw_send(fd: &std::os::fd::OwnedFd, f: &[u8]) {
-    // SAFETY: sending from a live buffer of the given length.
-    let n = unsafe { libc::send(fd.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
-    assert_eq!(
-        n as usize,
-        f.len(),
-        "raw send: {}",
-        std::io::Error::last_os_error()
-    );
 }
 
 #[test]

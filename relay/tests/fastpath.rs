@@ -888,3 +888,66 @@ fn runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only() {
     assert_eq!(fin.flows[0].path, "kernel");
     assert_eq!(fin.fast_path.unwrap().counters.tx_sent, 500);
 }
+
+#[test]
+fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace() {
+    if !e2e_allowed("fastpath_vlan_options") {
+        return;
+    }
+    let c = chain(1, false);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let cap = capture(&c.dst, "in0");
+    let raw = raw_socket(&c.src, "out0");
+    let n = 300u64;
+    // 802.1Q-tagged (VLAN 100: veth moves the tag into skb metadata), untagged, and
+    // double-tagged frames (802.1ad outer tag in metadata, the 802.1Q inner tag in the frame).
+    for i in 0..3 * n {
+        let mut f = frame(&payload(i, 1000), 4000);
+        if i < n {
+            f.splice(12..12, [0x81, 0x00, 0x00, 100]);
+        } else if i >= 2 * n {
+            f.splice(12..12, [0x88, 0xa8, 0x00, 200, 0x81, 0x00, 0x00, 100]);
+        }
+        raw_send(&raw, &f);
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // IPv4 with options (4 NOPs): the program leaves them to the stack and userspace.
+    for i in 0..5 {
+        let mut f = frame(&payload(10_000 + i, 1000), 4000);
+        f.splice(34..34, [1, 1, 1, 1]);
+        f[14] = 0x46;
+        let total = u16::from_be_bytes([f[16], f[17]]) + 4;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        refresh_ip_checksum(&mut f);
+        raw_send(&raw, &f);
+    }
+    expect_all(&rx, 3 * n, 1000, Duration::from_millis(400));
+    let seqs = captured(
+        &cap,
+        &Expect {
+            dst_mac: [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
+            src_mac: mac_of(&c.relays[0], "out0"),
+            src: Ipv4Addr::new(10, 0, 1, 1),
+            dst: GROUP,
+            port: PORT,
+            ttl: 8,
+            len: 1000,
+        },
+        Duration::from_millis(300),
+    );
+    assert_eq!(
+        seqs,
+        (0..3 * n).collect::<Vec<_>>(),
+        "every copy untagged and intact"
+    );
+    assert_eq!(snmp(&c.dst, "Udp:", "InCsumErrors"), 0);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let fp = fin.fast_path.unwrap();
+    assert_eq!(fp.counters.tx_sent, 3 * n);
+    assert_eq!(fp.passed_ip_options, 5);
+    assert_eq!(fin.totals.malformed_by_kind.get("ip_options"), Some(&5));
+}
