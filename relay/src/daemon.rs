@@ -52,8 +52,14 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let workers = dp.workers as usize;
     let shared = Arc::new(Shared::new(workers, gso));
-    if let Some(fp) = start_fast_path(dp.fast_path)? {
-        let _ = shared.fast_path.set(fp);
+    match start_fast_path(dp.fast_path)? {
+        Ok(Some(fp)) => {
+            let _ = shared.fast_path.set(fp);
+        }
+        Ok(None) => {}
+        Err(why) => {
+            let _ = shared.fast_path_unavailable.set(why);
+        }
     }
     let rules = RuleSet::from_specs(cfg.rules.clone())?;
     let mut table = RuleTable::build(&rules, 1, workers, None, &crate::netif::index)
@@ -69,7 +75,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             }
             Some(pending)
         }
-        None => None,
+        None => {
+            crate::control::handler::mark_fast_path_unavailable(&shared, &mut table);
+            None
+        }
     };
     let mut memberships = Memberships::default();
     for w in memberships.sync(&table) {
@@ -185,10 +194,11 @@ pub fn input_names(rules: &[crate::config::RuleSpec]) -> Vec<String> {
 }
 
 /// Loads the fast path if the config asks for it and the kernel and privileges allow.
-/// `auto` falls back to userspace with one warning naming what is missing; `required` refuses.
-fn start_fast_path(mode: FastPathMode) -> anyhow::Result<Option<Arc<FastPath>>> {
+/// `auto` falls back to userspace with one warning naming what is missing (returned as the
+/// inner error); `required` refuses.
+fn start_fast_path(mode: FastPathMode) -> anyhow::Result<Result<Option<Arc<FastPath>>, String>> {
     if mode == FastPathMode::Off {
-        return Ok(None);
+        return Ok(Ok(None));
     }
     let missing = probe::missing_capabilities();
     let why = if missing.is_empty() {
@@ -200,7 +210,7 @@ fn start_fast_path(mode: FastPathMode) -> anyhow::Result<Option<Arc<FastPath>>> 
                     verified_insns = f.verified_insns,
                     "fast path loaded"
                 );
-                return Ok(Some(Arc::new(fp)));
+                return Ok(Ok(Some(Arc::new(fp))));
             }
             Err(e) => e.to_string(),
         }
@@ -213,7 +223,7 @@ fn start_fast_path(mode: FastPathMode) -> anyhow::Result<Option<Arc<FastPath>>> 
     tracing::warn!(
         "fast path unavailable, every rule runs in userspace: {why} (fast_path = \"auto\"; set \"off\" to silence this)"
     );
-    Ok(None)
+    Ok(Err(why))
 }
 
 /// Re-plans the fast path every second (neighbours resolved, addresses or MACs changed),

@@ -522,6 +522,11 @@ fn auto_without_privileges_falls_back_to_userspace_with_one_warning() {
     assert_conserves(&fin);
     assert!(fin.fast_path.is_none());
     assert_eq!(fin.flows[0].path, "userspace");
+    let reason = fin.flows[0].path_reason.as_deref().unwrap_or("");
+    assert!(
+        reason.contains("unavailable") && reason.contains("CAP_BPF"),
+        "{reason}"
+    );
     assert_eq!(fin.totals.tx_sent, 500);
 }
 

@@ -243,7 +243,10 @@ impl Controller {
     /// Decides the path of each rule of `table` and installs its kernel rules (no-op when
     /// the fast path is off).
     fn plan_fast_path(&self, table: &mut RuleTable) -> Option<Pending> {
-        let fp = self.shared.fast_path.get()?;
+        let Some(fp) = self.shared.fast_path.get() else {
+            mark_fast_path_unavailable(&self.shared, table);
+            return None;
+        };
         let (pending, _) = fp.plan(table, self.identity.dataplane.multicast_loop);
         Some(pending)
     }
@@ -330,6 +333,18 @@ impl Controller {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+}
+
+/// When the fast path was asked for and is unavailable, every rule says why it is in
+/// userspace (instead of "fast path off").
+pub fn mark_fast_path_unavailable(shared: &Shared, table: &mut RuleTable) {
+    if let Some(why) = shared.fast_path_unavailable.get() {
+        for rule in &mut table.rules {
+            rule.path = Path::Userspace {
+                reason: format!("fast path unavailable: {why}"),
+            };
+        }
     }
 }
 

@@ -48,6 +48,9 @@ pub struct Shared {
     pub interface_changes: AtomicU64,
     /// The kernel fast path, when it is in use (set once at start).
     pub fast_path: OnceLock<Arc<FastPath>>,
+    /// Why the config asked for the fast path and did not get it (set once at start): the
+    /// reason every rule gives for running in userspace.
+    pub fast_path_unavailable: OnceLock<String>,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             failure: Mutex::new(None),
             interface_changes: AtomicU64::new(0),
             fast_path: OnceLock::new(),
+            fast_path_unavailable: OnceLock::new(),
         }
     }
 
