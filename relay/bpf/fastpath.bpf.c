@@ -40,6 +40,7 @@
  * removes tags before it rewrites anything). */
 #define L3_OFF ETH_HLEN_
 #define IP_TTL_OFF (L3_OFF + offsetof(struct iphdr, ttl))
+#define IP_TOS_OFF (L3_OFF + offsetof(struct iphdr, tos))
 #define IP_CSUM_OFF (L3_OFF + offsetof(struct iphdr, check))
 #define IP_SRC_OFF (L3_OFF + offsetof(struct iphdr, saddr))
 #define IP_DST_OFF (L3_OFF + offsetof(struct iphdr, daddr))
@@ -199,7 +200,7 @@ static __always_inline int set_port(struct __sk_buff *skb, __u32 off, __u16 new)
 }
 
 /* Replaces the TTL. The IP checksum covers it as the 16-bit word (TTL, protocol); the UDP
- * checksum does not cover it. The TOS byte (DSCP/ECN) is left as it is. */
+ * checksum does not cover it. */
 static __always_inline int set_ttl(struct __sk_buff *skb, __u8 ttl)
 {
 	__u8 word[2];
@@ -216,6 +217,27 @@ static __always_inline int set_ttl(struct __sk_buff *skb, __u8 ttl)
 	return bpf_skb_store_bytes(skb, IP_TTL_OFF, &ttl, 1, 0) ? -1 : 0;
 }
 
+/* Sets the DSCP (the six high bits of the TOS byte), keeping the ECN bits. The IP checksum
+ * covers the TOS byte as the low half of the word (version/IHL, TOS). */
+static __always_inline int set_dscp(struct __sk_buff *skb, __u8 dscp)
+{
+	__u8 word[2];
+
+	if (dscp == MCR_FP_KEEP_DSCP)
+		return 0;
+	if (bpf_skb_load_bytes(skb, L3_OFF, word, 2))
+		return -1;
+	__u8 tos = (dscp << 2) | (word[1] & 0x3);
+	if (word[1] == tos)
+		return 0;
+	__u16 old = *(__u16 *)word;
+	word[1] = tos;
+	__u16 new = *(__u16 *)word;
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, 2))
+		return -1;
+	return bpf_skb_store_bytes(skb, IP_TOS_OFF, &tos, 1, 0) ? -1 : 0;
+}
+
 /* Rewrites the (untagged) frame in place for `out`. Each field is replaced relative to what
  * the frame holds now, so consecutive outputs rewrite from the previous output's values. */
 static __always_inline int rewrite(struct __sk_buff *skb, const struct mcr_fp_output *out)
@@ -223,7 +245,7 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct mcr_fp_ou
 	/* dst_mac and src_mac are adjacent in the struct, as in the frame. */
 	if (bpf_skb_store_bytes(skb, 0, out->dst_mac, 12, 0))
 		return -1;
-	if (set_ttl(skb, out->ttl))
+	if (set_ttl(skb, out->ttl) || set_dscp(skb, out->dscp))
 		return -1;
 	if (set_addr(skb, IP_SRC_OFF, out->src_ip) || set_addr(skb, IP_DST_OFF, out->dst_ip))
 		return -1;

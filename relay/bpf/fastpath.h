@@ -36,8 +36,11 @@ struct mcr_fp_output {
 	__u16 dst_port;  /* network order */
 	__u16 src_port;  /* network order; 0 keeps the sender's port */
 	__u8 ttl;
-	__u8 pad[3];
+	__u8 dscp;       /* 0-63, the ECN bits kept; MCR_FP_KEEP_DSCP keeps the received DSCP */
+	__u8 pad[2];
 };
+
+#define MCR_FP_KEEP_DSCP 0xff
 
 /* A rule's whole output set: replacing a rule is one map update, so a packet sees either
  * the old set or the new one, never a mix. */

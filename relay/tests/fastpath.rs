@@ -100,6 +100,10 @@ struct Expect {
     port: u16,
     ttl: u8,
     len: usize,
+    /// The TOS byte (DSCP and ECN), when the test knows it.
+    tos: Option<u8>,
+    /// The UDP source port, when the test knows it.
+    sport: Option<u16>,
 }
 
 fn ones_complement_sum(data: &[u8], mut sum: u32) -> u16 {
@@ -143,6 +147,12 @@ fn captured(fd: &OwnedFd, e: &Expect, idle: Duration) -> Vec<u64> {
         assert_eq!(f[0..6], e.dst_mac, "destination MAC");
         assert_eq!(f[6..12], e.src_mac, "source MAC");
         assert_eq!(ip[8], e.ttl, "TTL");
+        if let Some(tos) = e.tos {
+            assert_eq!(ip[1], tos, "TOS (DSCP, ECN)");
+        }
+        if let Some(sport) = e.sport {
+            assert_eq!(u16::from_be_bytes([f[34], f[35]]), sport, "UDP source port");
+        }
         assert_eq!(ip[12..16], e.src.octets(), "source address");
         assert_eq!(ip[16..20], e.dst.octets(), "destination address");
         let udp_len = usize::from(u16::from_be_bytes([f[38], f[39]]));
@@ -197,7 +207,7 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
     // Every header field the program writes differs from the input's (sender TTL 8, port 5000).
     let out_group = Ipv4Addr::new(239, 2, 3, 4);
     let outputs =
-        format!("{{ dest = \"{out_group}\", port = 6000, interface = \"out0\", ttl = 5 }}");
+        format!("{{ dest = \"{out_group}\", port = 6000, interface = \"out0\", ttl = 5, dscp = 46, source_port = 4321 }}");
     let relay = Relay::start(
         &c.relays[0],
         &relay_config(1, REQUIRED, &rule("chain", GROUP, PORT, &outputs)),
@@ -205,6 +215,7 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
     let rx = receiver(&c.dst, out_group, 6000, c.dst_addr());
     let cap = capture(&c.dst, "in0");
     let tx = sender(&c.src, SRC_ADDR);
+    socket2::SockRef::from(&tx).set_tos_v4(0x02).unwrap();
     let n = 3000;
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1400, 10_000);
     expect_all(&rx, n, 1400, Duration::from_millis(500));
@@ -216,6 +227,8 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
         port: 6000,
         ttl: 5,
         len: 1400,
+        tos: Some((46 << 2) | 0x02),
+        sport: Some(4321),
     };
     assert_eq!(
         captured(&cap, &expect, Duration::from_millis(300)),
@@ -382,6 +395,8 @@ fn multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known() {
             port: 7000,
             ttl: 16,
             len: 512,
+            tos: None,
+            sport: None,
         },
         Duration::from_millis(300),
     );
@@ -940,6 +955,8 @@ fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace() {
             port: PORT,
             ttl: 8,
             len: 1000,
+            tos: None,
+            sport: None,
         },
         Duration::from_millis(300),
     );

@@ -27,8 +27,15 @@ pub struct KernelOutput {
     pub dst: Ipv4Addr,
     pub src: Ipv4Addr,
     pub dst_port: u16,
+    /// 0 keeps the sender's source port.
+    pub src_port: u16,
     pub ttl: u8,
+    /// `None` keeps the received DSCP (the ECN bits are always kept).
+    pub dscp: Option<u8>,
 }
+
+/// `MCR_FP_KEEP_DSCP`.
+const KEEP_DSCP: u8 = 0xff;
 
 /// The hash key of a rule (source `None`: the any-source entry).
 pub fn key(ifindex: u32, group: Ipv4Addr, port: u16, source: Option<Ipv4Addr>) -> mcr_fp_key {
@@ -58,10 +65,10 @@ pub fn rule_value(slot: u32, outputs: &[KernelOutput]) -> mcr_fp_rule {
             dst_ip: u32::from(o.dst).to_be(),
             src_ip: u32::from(o.src).to_be(),
             dst_port: o.dst_port.to_be(),
-            // 0: the copies keep the sender's source port.
-            src_port: 0,
+            src_port: o.src_port.to_be(),
             ttl: o.ttl,
-            pad: [0; 3],
+            dscp: o.dscp.unwrap_or(KEEP_DSCP),
+            pad: [0; 2],
         };
     }
     v
@@ -119,7 +126,9 @@ mod tests {
             dst: Ipv4Addr::new(239, 2, 2, i),
             src: Ipv4Addr::new(10, 0, 0, i),
             dst_port: 6000 + u16::from(i),
+            src_port: 0,
             ttl: i,
+            dscp: (i == 2).then_some(46),
         };
         let v = rule_value(9, &[out(1), out(2)]);
         assert_eq!((v.slot, v.n_outputs), (9, 2));
@@ -130,6 +139,8 @@ mod tests {
         assert_eq!(&o[16..20], &[239, 2, 2, 2]);
         assert_eq!(&o[24..26], &6002u16.to_be_bytes());
         assert_eq!(o[28], 2);
+        assert_eq!(o[29], 46);
+        assert_eq!(b[8 + 29], KEEP_DSCP, "output 0 keeps the DSCP");
         let back: mcr_fp_rule = from_bytes(b).unwrap();
         assert_eq!(bytes_of(&back), b);
         assert!(from_bytes::<mcr_fp_rule>(&b[..10]).is_none());

@@ -403,13 +403,17 @@ fn kernel_outputs(rule: &Rule, table: &RuleTable) -> Result<Vec<KernelOutput>, S
         .map(|o| {
             let ifindex = table.egress_keys[o.egress].ifindex;
             let name = &o.interface;
+            let spec = &rule.spec.outputs[o.index_in_rule];
             let link = resolve::link(name).map_err(|e| format!("output {name}: {e}"))?;
             if !link.ethernet {
                 return Err(format!("output {name} is not an Ethernet interface"));
             }
-            let src = resolve::ipv4_address(name)
-                .map_err(|e| format!("output {name}: {e}"))?
-                .ok_or_else(|| format!("output {name} has no IPv4 address"))?;
+            let src = match spec.source {
+                Some(s) => s,
+                None => resolve::ipv4_address(name)
+                    .map_err(|e| format!("output {name}: {e}"))?
+                    .ok_or_else(|| format!("output {name} has no IPv4 address"))?,
+            };
             let dest = *o.dest.ip();
             let dst_mac = if dest.is_multicast() {
                 resolve::multicast_mac(dest)
@@ -426,7 +430,9 @@ fn kernel_outputs(rule: &Rule, table: &RuleTable) -> Result<Vec<KernelOutput>, S
                 dst: dest,
                 src,
                 dst_port: o.dest.port(),
+                src_port: spec.source_port.unwrap_or(0),
                 ttl: o.ttl,
+                dscp: o.dscp,
             })
         })
         .collect()
