@@ -491,9 +491,25 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
         s.flows[0]
     );
     assert_eq!(mcrd_programs(&c.relays[0], "in0").len(), 1);
-    drop(second);
     assert!(kernel_flow(&first.stats(), "chain"));
+    // When the first daemon goes, the second takes the interface over (it retries each second).
     first.stop();
+    wait_for(
+        "the second daemon to take over in0",
+        Duration::from_secs(5),
+        || kernel_flow(&second.stats(), "chain"),
+    );
+    assert_eq!(mcrd_programs(&c.relays[0], "in0").len(), 1);
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 300, 500, 5_000);
+    expect_all(&rx, 300, 500, Duration::from_millis(300));
+    // The refused attach was retried every second but warned about once.
+    let log = second.log_text();
+    assert_eq!(log.matches("fast path not attached").count(), 1, "{log}");
+    let fin = second.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.fast_path.unwrap().counters.tx_sent, 300);
 }
 
 /// Runs mcrd as `nobody` with only CAP_NET_RAW (what it needs for the userspace path).

@@ -119,13 +119,14 @@ impl FastPath {
             .iter()
             .map(|i| (i.ifindex, i.name.clone()))
             .collect();
+        // Where attaching failed before (another daemon's program was there, the interface
+        // was not Ethernet yet), it is tried again at every plan, warning only once.
         for (ifindex, name) in &inputs {
-            if let Some(Err(why)) = state.links.get(ifindex) {
-                report.attach_errors.push(why.clone());
-            }
-            if state.links.contains_key(ifindex) {
-                continue;
-            }
+            let failed_before = match state.links.get(ifindex) {
+                Some(Ok(_)) => continue,
+                Some(Err(_)) => true,
+                None => false,
+            };
             let link = match resolve::link(name) {
                 Ok(l) if l.ethernet => {
                     attach::attach_tcx(self.skel.progs.mcr_fastpath.as_fd(), *ifindex, name)
@@ -137,7 +138,9 @@ impl FastPath {
             match &link {
                 Ok(_) => tracing::info!(interface = %name, "fast path attached (tcx ingress)"),
                 Err(why) => {
-                    tracing::warn!("fast path not attached: {why}");
+                    if !failed_before {
+                        tracing::warn!("fast path not attached: {why}");
+                    }
                     report.attach_errors.push(why.clone());
                 }
             }
