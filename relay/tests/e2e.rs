@@ -951,7 +951,7 @@ fn reload_to_an_empty_file_under_traffic_is_refused_and_counters_keep_counting()
     let tx = sender(&c.src, SRC_ADDR);
     let n = 10_000;
     let rules_in_force = || match relay.call(Ctl::RulesList).result {
-        Some(Reply::Rules(r)) => r.into_iter().map(|r| r.name).collect::<Vec<_>>(),
+        Some(Reply::Rules(r)) => r.into_iter().map(|r| r.rule.name).collect::<Vec<_>>(),
         other => panic!("{other:?}"),
     };
     std::thread::scope(|s| {
