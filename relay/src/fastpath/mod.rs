@@ -167,6 +167,12 @@ impl FastPath {
                 if let Some(Err(why)) = state.links.get(&rule.ifindex) {
                     return Err(why.clone());
                 }
+                if let Some(m) = rule.spec.monitor {
+                    return Err(format!(
+                        "monitor = \"{}\" inspects every datagram in userspace",
+                        m.name()
+                    ));
+                }
                 kernel_outputs(rule, table)
             })
             .collect();
