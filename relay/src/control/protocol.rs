@@ -230,7 +230,16 @@ mod tests {
             for r in [
                 Response::error(ErrorKind::Rejected, message.clone()),
                 Response::ok(Reply::Done { message: message.clone() }),
-                Response::ok(Reply::Rules(rules.clone())),
+                Response::ok(Reply::Rules(
+                    rules
+                        .iter()
+                        .map(|rule| ListedRule {
+                            rule: rule.clone(),
+                            path: "userspace".into(),
+                            path_reason: Some(message.clone()),
+                        })
+                        .collect(),
+                )),
             ] {
                 let text = serde_json::to_string(&r).unwrap();
                 proptest::prop_assert!(!text.contains('\n'), "one line");
