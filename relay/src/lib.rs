@@ -1,5 +1,6 @@
 //! MCR relay library: the parts of `mcrd` and `mcrctl`.
 //!
+//! * [`cli`]: the command lines of `mcrd` and `mcrctl` (also used for man pages).
 //! * [`wire`]: packet parsing (Ethernet, 802.1Q, IPv4, UDP, vnet/GSO headers).
 //! * [`config`]: the TOML file and its validation.
 //! * [`rules`]: the rule set, the resolved rule table, and the kernel packet filter.
@@ -10,6 +11,7 @@
 //! * [`linkwatch`]: follows interfaces that are deleted and created again.
 //! * [`daemon`]: ties them together for `mcrd`.
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod counters;

@@ -4,30 +4,13 @@
 //! 2 bad command line.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::{prelude::*, reload, EnvFilter};
 
-use relay::config::DEFAULT_CONFIG_PATH;
+use relay::cli::mcrd::Args;
 use relay::daemon::{self, Options};
-
-/// Userspace multicast relay: forwards UDP multicast between interfaces the kernel will not
-/// route between, with AF_PACKET ingress and io_uring egress.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// Configuration file (TOML).
-    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// Control socket path (overrides `[control] socket`).
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// Write the final counters as JSON to this file at shutdown.
-    #[arg(long, value_name = "FILE")]
-    final_stats: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
