@@ -14,6 +14,7 @@ use crate::control::server::ControlServer;
 use crate::control::Controller;
 use crate::dataplane::{sys, DataPlane, Shared};
 use crate::membership::Memberships;
+use crate::metrics::MetricsServer;
 use crate::rules::{RuleSet, RuleTable};
 use crate::stats::collect::{collect, Identity};
 use crate::stats::render;
@@ -98,6 +99,23 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             )
         })
         .ok();
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => match MetricsServer::start(addr, Arc::clone(&shared), identity.clone()) {
+            Ok(m) => {
+                tracing::info!(
+                    "serving Prometheus metrics on http://{}/metrics",
+                    m.local_addr()
+                );
+                Some(m)
+            }
+            Err(e) => {
+                drop(server);
+                plane.stop();
+                bail!(e);
+            }
+        },
+        None => None,
+    };
     tracing::info!(
         workers,
         rules = shared.table.load().rules.len(),
@@ -126,6 +144,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         tracing::error!("stopping: a worker failed");
     }
     tracing::info!("stopping: draining sends in flight");
+    drop(metrics);
     drop(server);
     plane.stop();
     let report = collect(&shared, &identity, true);

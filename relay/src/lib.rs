@@ -9,6 +9,7 @@
 //! * [`stats`]: the JSON report read from those counters, and its text renderings.
 //! * [`control`]: the control-socket protocol, its handler, server and client.
 //! * [`linkwatch`]: follows interfaces that are deleted and created again.
+//! * [`metrics`]: the Prometheus endpoint (`[metrics] listen`).
 //! * [`daemon`]: ties them together for `mcrd`.
 
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod fuzzing;
 pub mod linkwatch;
 pub mod membership;
 pub mod memory;
+pub mod metrics;
 pub mod netif;
 pub mod perf;
 pub mod rules;

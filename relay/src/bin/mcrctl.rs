@@ -16,7 +16,7 @@ use relay::control::client;
 use relay::control::protocol::{Command, Reply, Response};
 use relay::control::server::{check_path, ServerError};
 use relay::rules::{RuleSet, RuleTable};
-use relay::stats::render;
+use relay::stats::{prometheus, render};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -111,7 +111,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let text = if json {
                     serde_json::to_string_pretty(&report)? + "\n"
                 } else if prometheus {
-                    render::prometheus(&report)
+                    prometheus::render(&report)
                 } else {
                     render::human(&report)
                 };

@@ -33,7 +33,7 @@ pub enum Cmd {
         /// Print the stats report as JSON (schema mcr.relay.stats).
         #[arg(long, conflicts_with = "prometheus")]
         json: bool,
-        /// Print Prometheus text format.
+        /// Print Prometheus text format (what mcrd serves on `[metrics] listen`).
         #[arg(long)]
         prometheus: bool,
         /// Repeat every N seconds until interrupted.

@@ -13,7 +13,9 @@ pub use file::{
     parse, parse_file, parse_file_settled, parse_mode, ConfigError, DEFAULT_CONFIG_PATH,
     SETTLE_INTERVAL,
 };
-pub use spec::{Config, ControlConfig, DataplaneConfig, Monitor, OutputSpec, RuleSpec};
+pub use spec::{
+    Config, ControlConfig, DataplaneConfig, MetricsConfig, Monitor, OutputSpec, RuleSpec,
+};
 pub use validate::{
     validate_interface_name, validate_rule, validate_rule_name, OutputField, RuleField, SpecError,
     MAX_RULE_NAME,
