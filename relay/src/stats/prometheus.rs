@@ -41,7 +41,7 @@ impl Kind {
 /// A per-worker counter: name, help, and how to read it.
 type WorkerMetric = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
 
-const WORKER_COUNTERS: [WorkerMetric; 11] = [
+const WORKER_COUNTERS: [WorkerMetric; 13] = [
     (
         "mcr_rx_frames_total",
         "Frames taken from the kernel's packet rings.",
@@ -61,6 +61,16 @@ const WORKER_COUNTERS: [WorkerMetric; 11] = [
         "mcr_kernel_drops_total",
         "Frames the kernel dropped on the packet sockets because the ring was full.",
         |c| c.kernel_drops,
+    ),
+    (
+        "mcr_rx_overflow_total",
+        "Datagrams lost to overload on the copy path (oversize frames cut by a full socket queue).",
+        |c| c.rx_overflow,
+    ),
+    (
+        "mcr_rx_overflow_frames_total",
+        "Frames of mcr_rx_overflow_total.",
+        |c| c.rx_overflow_frames,
     ),
     (
         "mcr_filtered_total",
@@ -564,6 +574,8 @@ mod tests {
                 rx: n(),
                 rx_bytes: n(),
                 kernel_drops: n(),
+                rx_overflow: n(),
+                rx_overflow_frames: n(),
                 filtered: n(),
                 no_match: n(),
                 matched: n(),
@@ -731,6 +743,8 @@ mod tests {
                 "rx" => "mcr_rx_datagrams_total",
                 "rx_bytes" => "mcr_rx_bytes_total",
                 "kernel_drops" => "mcr_kernel_drops_total",
+                "rx_overflow" => "mcr_rx_overflow_total",
+                "rx_overflow_frames" => "mcr_rx_overflow_frames_total",
                 "filtered" => "mcr_filtered_total",
                 "malformed" | "malformed_by_kind.*" => "mcr_malformed_total",
                 "no_match" => "mcr_no_match_total",
