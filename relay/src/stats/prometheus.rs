@@ -904,4 +904,63 @@ mod tests {
         assert!(text.contains("mcr_malformed_total{worker=\"0\",kind=\"truncated\"} 0"));
         assert!(text.contains("mcr_tx_errors_total{worker=\"1\",errno=\"ENETUNREACH\"} 0"));
     }
+
+    /// Every PromQL expression in the dashboard (panel targets and template queries).
+    fn dashboard_queries(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr" | "definition", Value::String(q)) => out.push(q.clone()),
+                        _ => dashboard_queries(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| dashboard_queries(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_metric_the_grafana_dashboard_queries_is_exported() {
+        let dashboard: Value =
+            serde_json::from_str(include_str!("../../packaging/grafana-dashboard.json"))
+                .expect("packaging/grafana-dashboard.json is JSON");
+        let (_, families) = samples(&render(&sample_report()));
+        let mut queries = Vec::new();
+        dashboard_queries(&dashboard, &mut queries);
+        assert!(queries.len() >= 15, "only {} queries found", queries.len());
+        let mut used = BTreeSet::new();
+        for q in &queries {
+            let mut names = q
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("mcr_"))
+                .peekable();
+            assert!(names.peek().is_some(), "query without an mcr_ metric: {q}");
+            for name in names {
+                assert!(
+                    families.iter().any(|f| f == name),
+                    "the dashboard queries {name}, which /metrics does not export: {q}"
+                );
+                used.insert(name.to_string());
+            }
+        }
+        // What the dashboard is for: rates per flow and output, drops by place, workers' CPU.
+        for needed in [
+            "mcr_flow_packets_total",
+            "mcr_output_tx_sent_total",
+            "mcr_kernel_drops_total",
+            "mcr_output_buf_exhaust_total",
+            "mcr_tx_errors_total",
+            "mcr_worker_cpu_seconds_total",
+        ] {
+            assert!(used.contains(needed), "the dashboard has no panel on {needed}");
+        }
+        // Every panel reads the data source chosen in the dashboard's variable.
+        for panel in dashboard["panels"].as_array().unwrap() {
+            if panel["type"] != "row" {
+                assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+            }
+        }
+    }
 }
