@@ -10,7 +10,7 @@
 //! * [`control`]: the control-socket protocol, its handler, server and client.
 //! * [`linkwatch`]: follows interfaces that are deleted and created again.
 //! * [`metrics`]: the Prometheus endpoint (`[metrics] listen`).
-//! * [`daemon`]: ties them together for `mcrd`.
+//! * [`daemon`]: ties them together for `mcrd`; [`logging`]: its log lines under systemd.
 
 pub mod cli;
 pub mod config;
@@ -21,6 +21,7 @@ pub mod dataplane;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod linkwatch;
+pub mod logging;
 pub mod membership;
 pub mod memory;
 pub mod metrics;

@@ -11,18 +11,29 @@ use tracing_subscriber::{prelude::*, reload, EnvFilter};
 
 use relay::cli::mcrd::Args;
 use relay::daemon::{self, Options};
+use relay::logging;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let (filter, handle) = reload::Layer::new(EnvFilter::new("info"));
+    // Under systemd, stderr is the journal: priority prefixes, no timestamps, no colours.
+    let journal = logging::stderr_is_journal();
+    let journal_layer = journal.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .event_format(logging::JournalFormat)
+    });
+    let plain_layer = (!journal).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+    });
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false),
-        )
+        .with(journal_layer)
+        .with(plain_layer)
         .init();
     let set_log_level = Box::new(move |level: &str| {
         let f =
@@ -37,7 +48,8 @@ fn main() -> ExitCode {
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mcrd: {e:#}");
+            let priority = if journal { "<3>" } else { "" };
+            eprintln!("{priority}mcrd: {e:#}");
             ExitCode::from(1)
         }
     }

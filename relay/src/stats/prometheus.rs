@@ -954,12 +954,19 @@ mod tests {
             "mcr_tx_errors_total",
             "mcr_worker_cpu_seconds_total",
         ] {
-            assert!(used.contains(needed), "the dashboard has no panel on {needed}");
+            assert!(
+                used.contains(needed),
+                "the dashboard has no panel on {needed}"
+            );
         }
         // Every panel reads the data source chosen in the dashboard's variable.
         for panel in dashboard["panels"].as_array().unwrap() {
             if panel["type"] != "row" {
-                assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+                assert_eq!(
+                    panel["datasource"]["uid"], "${datasource}",
+                    "{}",
+                    panel["title"]
+                );
             }
         }
     }
