@@ -1268,6 +1268,7 @@ fn slow_clients_neither_hold_the_control_socket_nor_lock_out_mcrctl() {
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 100, 200, 5_000);
     assert_eq!(drain(&rx, Duration::from_millis(300), 110).len(), 100);
     relay.stop();
+}
 
 /// `curl` GET of `http://127.0.0.1:PORT/PATH` from inside `ns`: (response head, body).
 fn http_get(ns: &Netns, port: u16, path: &str) -> (String, String) {
