@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for MCR: system packages the tests and benchmarks use, then a
-# release build of every binary. Run as root. `--deps-only` installs packages and stops.
+# release build of every binary. Run as root. `--deps-only` installs packages and stops. `--deb`
+# also installs what building and checking the Debian package needs (lintian from apt,
+# cargo-deb with `cargo install --locked`); plain tests do not need them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+deps_only=0 deb=0
+for arg in "$@"; do
+  case "$arg" in
+    --deps-only) deps_only=1 ;;
+    --deb) deb=1 ;;
+    *) echo "setup: unknown flag $arg (flags: --deps-only, --deb)" >&2; exit 2 ;;
+  esac
+done
+
+# promtool (package prometheus) checks the /metrics text in the relay's end-to-end tests.
+wanted="iproute2:ip ethtool:ethtool nftables:nft smcroute:smcrouted socat:socat procps:sysctl jq:jq util-linux:setpriv ffmpeg:ffmpeg tshark:tshark prometheus:promtool curl:curl"
+if [ "$deb" = 1 ]; then
+  wanted="$wanted lintian:lintian adduser:adduser"
+fi
 need=()
-for pkg_cmd in iproute2:ip ethtool:ethtool nftables:nft smcroute:smcrouted socat:socat procps:sysctl jq:jq util-linux:setpriv ffmpeg:ffmpeg tshark:tshark; do
+for pkg_cmd in $wanted; do
   pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -33,7 +49,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { echo "setup: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
 
-if [ "${1:-}" = "--deps-only" ]; then
+if [ "$deb" = 1 ] && ! command -v cargo-deb >/dev/null; then
+  echo "setup: installing cargo-deb"
+  cargo install --locked cargo-deb
+fi
+if [ "$deps_only" = 1 ]; then
   exit 0
 fi
 cargo build --release --workspace --bins

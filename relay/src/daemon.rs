@@ -15,6 +15,7 @@ use crate::control::Controller;
 use crate::dataplane::{sys, DataPlane, Shared};
 use crate::fastpath::{probe, FastPath};
 use crate::membership::Memberships;
+use crate::metrics::MetricsServer;
 use crate::rules::{RuleSet, RuleTable};
 use crate::stats::collect::{collect, Identity};
 use crate::stats::render;
@@ -138,6 +139,23 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.path == crate::rules::Path::Kernel)
         .count();
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => match MetricsServer::start(addr, Arc::clone(&shared), identity.clone()) {
+            Ok(m) => {
+                tracing::info!(
+                    "serving Prometheus metrics on http://{}/metrics",
+                    m.local_addr()
+                );
+                Some(m)
+            }
+            Err(e) => {
+                drop(server);
+                plane.stop();
+                bail!(e);
+            }
+        },
+        None => None,
+    };
     tracing::info!(
         workers,
         rules = shared.table.load().rules.len(),
@@ -168,6 +186,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     tracing::info!("stopping: draining sends in flight");
     drop(refresher);
+    drop(metrics);
     drop(server);
     plane.stop();
     // Detached, the program holds no datagram: its counters are final.

@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 
 pub mod accounting;
+pub mod cli;
 pub mod histogram;
 pub mod mpegts;
 pub mod pacing;

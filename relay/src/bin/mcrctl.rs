@@ -4,108 +4,19 @@
 //! error), 2 bad command line or the daemon could not be reached.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-use relay::config::{self, Monitor, OutputSpec, RuleSpec};
+use relay::cli::mcrctl::{Args, Cmd, ConfigCmd, RulesCmd};
+use relay::config::{self, RuleSpec};
 use relay::control::client;
 use relay::control::protocol::{Command, Reply, Response};
 use relay::control::server::{check_path, ServerError};
 use relay::rules::{RuleSet, RuleTable};
-use relay::stats::render;
-
-#[derive(Parser)]
-#[command(version, about = "Control a running mcrd")]
-struct Args {
-    /// Control socket of the daemon.
-    #[arg(long, env = "MCR_SOCKET", default_value = "/run/mcr/mcrd.sock")]
-    socket: PathBuf,
-    #[command(subcommand)]
-    command: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Add, remove or list forwarding rules.
-    Rules {
-        #[command(subcommand)]
-        action: RulesCmd,
-    },
-    /// Show the live counters.
-    Stats {
-        /// Print the stats report as JSON (schema mcr.relay.stats).
-        #[arg(long, conflicts_with = "prometheus")]
-        json: bool,
-        /// Print Prometheus text format.
-        #[arg(long)]
-        prometheus: bool,
-        /// Repeat every N seconds until interrupted.
-        #[arg(long, value_name = "SECONDS")]
-        watch: Option<f64>,
-    },
-    /// Check a config file, or make the daemon reload its own.
-    Config {
-        #[command(subcommand)]
-        action: ConfigCmd,
-    },
-    /// Set the daemon's log filter (e.g. info, debug, relay=trace).
-    LogLevel { level: String },
-    /// Check that the daemon answers.
-    Ping,
-}
-
-#[derive(Subcommand)]
-enum RulesCmd {
-    /// Add a rule: datagrams to GROUP:PORT arriving on INPUT go to every --output.
-    Add {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        input: String,
-        #[arg(long)]
-        group: Ipv4Addr,
-        #[arg(long)]
-        port: u16,
-        /// Match only this source address.
-        #[arg(long)]
-        source: Option<Ipv4Addr>,
-        /// ADDR:PORT@INTERFACE[/TTL]; repeat for fan-out.
-        #[arg(long = "output", required = true)]
-        outputs: Vec<OutputSpec>,
-        /// Check the forwarded stream: rtp (sequence gaps) or mpegts (continuity counters).
-        #[arg(long, value_parser = parse_monitor)]
-        monitor: Option<Monitor>,
-    },
-    /// Remove the rule called NAME.
-    Remove { name: String },
-    /// List the rules in force.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum ConfigCmd {
-    /// Validate FILE (syntax, fields, addresses, and that its interfaces exist here).
-    Check { file: PathBuf },
-    /// Make the daemon re-read its config file and apply it atomically.
-    Reload,
-}
-
-/// `--monitor`'s value.
-fn parse_monitor(value: &str) -> Result<Monitor, String> {
-    match value {
-        "rtp" => Ok(Monitor::Rtp),
-        "mpegts" => Ok(Monitor::Mpegts),
-        _ => Err("expected rtp or mpegts".to_string()),
-    }
-}
+use relay::stats::{prometheus, render};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -203,7 +114,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let text = if json {
                     serde_json::to_string_pretty(&report)? + "\n"
                 } else if prometheus {
-                    render::prometheus(&report)
+                    prometheus::render(&report)
                 } else {
                     render::human(&report)
                 };

@@ -4,42 +4,36 @@
 //! 2 bad command line.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::{prelude::*, reload, EnvFilter};
 
-use relay::config::DEFAULT_CONFIG_PATH;
+use relay::cli::mcrd::Args;
 use relay::daemon::{self, Options};
-
-/// Userspace multicast relay: forwards UDP multicast between interfaces the kernel will not
-/// route between, with AF_PACKET ingress and io_uring egress.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// Configuration file (TOML).
-    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// Control socket path (overrides `[control] socket`).
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// Write the final counters as JSON to this file at shutdown.
-    #[arg(long, value_name = "FILE")]
-    final_stats: Option<PathBuf>,
-}
+use relay::logging;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let (filter, handle) = reload::Layer::new(EnvFilter::new("info"));
+    // Under systemd, stderr is the journal: priority prefixes, no timestamps, no colours.
+    let journal = logging::stderr_is_journal();
+    let journal_layer = journal.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .event_format(logging::JournalFormat)
+    });
+    let plain_layer = (!journal).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+    });
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false),
-        )
+        .with(journal_layer)
+        .with(plain_layer)
         .init();
     let set_log_level = Box::new(move |level: &str| {
         let f =
@@ -54,7 +48,8 @@ fn main() -> ExitCode {
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mcrd: {e:#}");
+            let priority = if journal { "<3>" } else { "" };
+            eprintln!("{priority}mcrd: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -1,7 +1,7 @@
 //! Reading the TOML file and turning it into a validated [`Config`].
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::spec::{
-    Config, ControlConfig, DataplaneConfig, Monitor, OutputSpec, RuleSpec, MAX_DSCP,
+    Config, ControlConfig, DataplaneConfig, MetricsConfig, Monitor, OutputSpec, RuleSpec, MAX_DSCP,
 };
 use super::validate::{validate_rule, OutputField, RuleField};
 
@@ -63,7 +63,16 @@ struct RawConfig {
     #[serde(default)]
     control: Option<Spanned<ControlConfig>>,
     #[serde(default)]
+    metrics: Option<RawMetrics>,
+    #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +192,29 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         }
         None => ControlConfig::default(),
     };
+    let metrics = match raw.metrics.and_then(|m| m.listen) {
+        Some(l) => {
+            let text = l.get_ref();
+            match text.parse::<SocketAddr>() {
+                Ok(a) if a.port() != 0 => MetricsConfig { listen: Some(a) },
+                Ok(_) => {
+                    return Err(ctx.invalid(
+                        l.span(),
+                        "metrics.listen",
+                        "port 0 would listen on a random port; name one (e.g. 19108)".into(),
+                    ))
+                }
+                Err(_) => {
+                    return Err(ctx.invalid(
+                        l.span(),
+                        "metrics.listen",
+                        format!("`{text}` is not ADDRESS:PORT like \"127.0.0.1:19108\""),
+                    ))
+                }
+            }
+        }
+        None => MetricsConfig::default(),
+    };
     let log_level = match raw.log_level {
         Some(l) => {
             let span = l.span();
@@ -232,6 +264,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     Ok(Config {
         dataplane,
         control,
+        metrics,
         log_level,
         rules,
         allow_empty: raw.allow_empty,
@@ -860,6 +893,24 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
             e.contains("rule[0].outputs[0].source") && e.contains("cannot be a source"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_listen_is_checked() {
+        assert_eq!(parse("", "x.toml").unwrap().metrics.listen, None);
+        let c = parse("[metrics]\nlisten = \"127.0.0.1:19108\"\n", "x.toml").unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:19108".parse().unwrap()));
+        let c = parse("[metrics]\nlisten = \"[::1]:19108\"\n", "x.toml").unwrap();
+        assert_eq!(c.metrics.listen, Some("[::1]:19108".parse().unwrap()));
+        let e = err("[metrics]\nlisten = \"localhost\"\n");
+        assert!(
+            e.starts_with("relay.toml:2:") && e.contains("metrics.listen"),
+            "{e}"
+        );
+        let e = err("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+        assert!(e.contains("metrics.listen") && e.contains("port 0"), "{e}");
+        let e = err("[metrics]\nlisen = \"127.0.0.1:19108\"\n");
+        assert!(e.contains("lisen"), "{e}");
     }
 
     #[test]

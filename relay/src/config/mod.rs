@@ -16,7 +16,8 @@ pub use file::{
     SETTLE_INTERVAL,
 };
 pub use spec::{
-    Config, ControlConfig, DataplaneConfig, FastPathMode, Monitor, OutputSpec, RuleSpec,
+    Config, ControlConfig, DataplaneConfig, FastPathMode, MetricsConfig, Monitor, OutputSpec,
+    RuleSpec,
 };
 pub use validate::{
     validate_interface_name, validate_rule, validate_rule_name, OutputField, RuleField, SpecError,

@@ -1,7 +1,7 @@
 //! Validated configuration values: what the rest of the daemon consumes.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub dataplane: DataplaneConfig,
     pub control: ControlConfig,
+    pub metrics: MetricsConfig,
     /// `tracing` filter directive, e.g. `info` or `relay=debug`.
     pub log_level: String,
     pub rules: Vec<RuleSpec>,
@@ -130,6 +131,13 @@ pub struct ControlConfig {
     pub mode: String,
     /// Group that owns the socket file (members may run `mcrctl`); unset keeps the daemon's group.
     pub group: Option<String>,
+}
+
+/// `[metrics]`: the Prometheus endpoint. Off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address and port `/metrics` is served on over HTTP, e.g. `127.0.0.1:19108`.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for ControlConfig {

@@ -426,9 +426,9 @@ mod tests {
             (m.kind.as_str(), m.datagrams, m.gaps, m.lost, m.repeats),
             ("rtp", 6, 1, 2, 1)
         );
-        let text = crate::stats::render::prometheus(&r);
+        let text = crate::stats::prometheus::render(&r);
         assert!(
-            text.contains("mcr_flow_stream_lost_total{rule=\"m\",kind=\"rtp\"} 2"),
+            text.contains("mcr_flow_stream_lost_total{flow=\"m\",kind=\"rtp\"} 2"),
             "{text}"
         );
     }

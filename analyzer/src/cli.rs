@@ -1,0 +1,193 @@
+//! `analyzer`'s command line, as clap definitions. In the library so that the man pages and
+//! shell completions are generated from the definitions the binary parses with.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "analyzer",
+    version,
+    about = "Run records in, regression reports out (Markdown and PNG)."
+)]
+#[command(after_help = "Exit codes: 0 no regression, 1 regression, 2 bad input or usage.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a run record from trafficgen / mcrctl JSON, `perf stat -x,` CSV and text counter lines.
+    Ingest(IngestArgs),
+    /// Compare runs with a baseline: summary with verdicts, rates, loss waterfall, candidate causes.
+    Compare(CompareArgs),
+    /// Find change points in a nightly history and flag a regressed newest run.
+    Trend(TrendArgs),
+    /// The nightly history as a columnar dataset: append records, show slices of it.
+    #[command(subcommand)]
+    History(HistoryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Append records (files, directories, JSON Lines) to a history directory as one new part.
+    Append {
+        /// The history directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// The records of the night.
+        #[arg(required = true, value_name = "RECORDS")]
+        records: Vec<PathBuf>,
+    },
+    /// Slice a history: one row per day, aggregated over that day's repeats.
+    Show(HistoryShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryShowArgs {
+    /// The history directory.
+    pub dir: PathBuf,
+    /// Metric, as in the dataset: `rx_pps`, `tx_pps`, `buf_exhaust_pct`, `cpu_ns_per_packet`,
+    /// `receiver.loss_pct`, ... (repeat for several; default all).
+    #[arg(long = "metric", value_name = "NAME")]
+    pub metrics: Vec<String>,
+    /// Hop position, 1-based (0: whole-run metrics).
+    #[arg(long)]
+    pub hop: Option<u32>,
+    /// Relay implementation (`mcr`, `socat`, `smcroute`, ...).
+    #[arg(long)]
+    pub relay: Option<String>,
+    /// Generator target rate, packets per second.
+    #[arg(long, value_name = "PPS")]
+    pub rate: Option<f64>,
+    /// First day, inclusive (YYYY-MM-DD).
+    #[arg(long, value_name = "DAY")]
+    pub from: Option<String>,
+    /// Last day, inclusive (YYYY-MM-DD).
+    #[arg(long, value_name = "DAY")]
+    pub to: Option<String>,
+    /// Write the Markdown here (default: standard output).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Also write the rows as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Also draw the medians as a PNG chart.
+    #[arg(long, value_name = "FILE")]
+    pub png: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Run name, used as the column heading in reports.
+    #[arg(long)]
+    pub name: String,
+    /// Date of the run (ISO 8601), shown next to the name.
+    #[arg(long)]
+    pub date: Option<String>,
+    /// One line on what the run is.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Generator output: `trafficgen send|sweep --json` or text (`Total packets sent: N`, `Elapsed time: Ns`).
+    #[arg(long, value_name = "FILE")]
+    pub generator: Vec<PathBuf>,
+    /// A relay hop, in pipeline order: `mcrctl stats --json`, `perf stat -x,` CSV or text counter
+    /// lines (`recv=N egr_sent=N buf_exhaust=N`). Repeat a NAME to merge several files into one hop.
+    #[arg(long, value_name = "NAME=FILE")]
+    pub hop: Vec<String>,
+    /// Receiver output: `trafficgen recv --json` or text (`received=N lost=N p99=1.2ms`).
+    #[arg(long, value_name = "FILE")]
+    pub receiver: Vec<PathBuf>,
+    /// Host CPU time over the run: text (`user=12.5s system=3s softirq=4s`), `perf stat -a -x,` CSV,
+    /// or the pipeline harness's `mcr.pipeline.host_cpu` JSON.
+    #[arg(long, value_name = "FILE")]
+    pub host: Vec<PathBuf>,
+    /// Kernel counter deltas outside the relays (veth links, UDP per namespace, softnet drops):
+    /// `mcr.pipeline.kernel` JSON.
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Vec<PathBuf>,
+    /// The pipeline harness's packet-conservation check: `mcr.pipeline.conservation` JSON.
+    #[arg(long, value_name = "FILE")]
+    pub conservation: Vec<PathBuf>,
+    /// A setting: env.kernel, env.cpu_model, env.cores, env.git_revision, env.sysctl.NAME, env.NAME,
+    /// config.generator.NAME, config.relay.NAME, config.harness.NAME, hop.HOP.relay,
+    /// hop.HOP.tunable.NAME, duration (e.g. 14.43s), generator.tool, receiver.tool.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+    /// Record this machine's kernel, CPU, relevant sysctls and git revision.
+    #[arg(long)]
+    pub env_from_host: bool,
+    /// Where to write the record (default: standard output).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a record, a directory of records or a JSON Lines file (repeats of one
+    /// configuration), or comma-separated records.
+    pub baseline: String,
+    /// Runs to compare with the baseline, each in the same forms.
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+    /// Write the Markdown report here (default: standard output).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Write PNG charts into this directory (created if missing).
+    #[arg(long)]
+    pub png_dir: Option<PathBuf>,
+    /// Smallest relative change of a rate, CPU cost or latency that counts, percent.
+    #[arg(long, default_value_t = 5.0, value_name = "PCT")]
+    pub threshold: f64,
+    /// Smallest change of a metric that is a percentage (loss, buffer exhaustion), in points.
+    #[arg(long, default_value_t = 1.0, value_name = "PP")]
+    pub threshold_pp: f64,
+    /// Significance level of the Mann-Whitney U test used when both sides have repeats.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// How far a run's offered load (the generator's rate) may be from the baseline's, percent,
+    /// and still count as equal; beyond it rates, CPU per packet and latency are not judged.
+    #[arg(long, default_value_t = crate::conditions::LOAD_TOLERANCE_PCT, value_name = "PCT")]
+    pub load_tolerance: f64,
+    /// Also judge each run against the one before it (a second summary table).
+    #[arg(long)]
+    pub chain: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrendArgs {
+    /// Records, oldest first: files, directories of `*.json` records (file-name order) or
+    /// JSON Lines histories (`*.jsonl`, one record per line).
+    #[arg(required = true, value_name = "RECORDS")]
+    pub records: Vec<PathBuf>,
+    /// Write the Markdown report here (default: standard output).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Write one PNG per metric into this directory.
+    #[arg(long)]
+    pub png_dir: Option<PathBuf>,
+    /// Smallest relative difference of segment means that counts, percent.
+    #[arg(long, default_value_t = 5.0, value_name = "PCT")]
+    pub min_effect: f64,
+    /// Smallest difference of segment means of a percentage metric, in points.
+    #[arg(long, default_value_t = 1.0, value_name = "PP")]
+    pub min_effect_pp: f64,
+    /// Significance level of the permutation test.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+}
+
+/// The clap command `analyzer` parses with (for man pages and completions).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::command().debug_assert();
+    }
+}

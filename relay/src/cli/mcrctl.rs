@@ -1,0 +1,127 @@
+//! `mcrctl`'s command line.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::config::{Monitor, OutputSpec};
+
+/// Control a running mcrd through its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "mcrctl", version)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 the daemon refused the request (or `config check` found an error), 2 bad command line or the daemon could not be reached."
+)]
+pub struct Args {
+    /// Control socket of the daemon.
+    #[arg(long, env = "MCR_SOCKET", default_value = "/run/mcr/mcrd.sock")]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Add, remove or list forwarding rules.
+    Rules {
+        #[command(subcommand)]
+        action: RulesCmd,
+    },
+    /// Show the live counters.
+    Stats {
+        /// Print the stats report as JSON (schema mcr.relay.stats).
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// Print Prometheus text format (what mcrd serves on `[metrics] listen`).
+        #[arg(long)]
+        prometheus: bool,
+        /// Repeat every N seconds until interrupted.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
+    /// Check a config file, or make the daemon reload its own.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+    /// Set the daemon's log filter (e.g. info, debug, relay=trace).
+    LogLevel {
+        /// A `tracing` filter.
+        level: String,
+    },
+    /// Check that the daemon answers.
+    Ping,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCmd {
+    /// Add a rule: datagrams to GROUP:PORT arriving on INPUT go to every --output.
+    Add {
+        /// Unique name of the rule (1 to 64 characters).
+        #[arg(long)]
+        name: String,
+        /// Interface the datagrams arrive on.
+        #[arg(long, value_name = "IF")]
+        input: String,
+        /// Destination (multicast) address to match.
+        #[arg(long)]
+        group: Ipv4Addr,
+        /// Destination UDP port to match.
+        #[arg(long)]
+        port: u16,
+        /// Match only this source address.
+        #[arg(long)]
+        source: Option<Ipv4Addr>,
+        /// ADDR:PORT@INTERFACE[/TTL]; repeat for fan-out.
+        #[arg(long = "output", required = true)]
+        outputs: Vec<OutputSpec>,
+        /// Check the forwarded stream: rtp (sequence gaps) or mpegts (continuity counters).
+        #[arg(long, value_parser = parse_monitor)]
+        monitor: Option<Monitor>,
+    },
+    /// Remove the rule called NAME.
+    Remove {
+        /// Name of the rule.
+        name: String,
+    },
+    /// List the rules in force.
+    List {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate FILE (syntax, fields, addresses, and that its interfaces exist here).
+    Check {
+        /// The config file (TOML).
+        file: PathBuf,
+    },
+    /// Make the daemon re-read its config file and apply it atomically.
+    Reload,
+}
+
+/// `--monitor`'s value.
+fn parse_monitor(value: &str) -> Result<Monitor, String> {
+    match value {
+        "rtp" => Ok(Monitor::Rtp),
+        "mpegts" => Ok(Monitor::Mpegts),
+        _ => Err("expected rtp or mpegts".to_string()),
+    }
+}
+
+/// The clap command `mcrctl` parses with (for man pages and completions).
+pub fn command() -> clap::Command {
+    Args::command()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::command().debug_assert();
+    }
+}

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Installs the `mcr` Debian package on this machine, checks that its files are where they
+# belong, runs the installed mcrd the way its systemd unit does (user mcr, only CAP_NET_RAW,
+# LimitRTPRIO=10) with the packaged /etc/mcr/relay.toml inside a network namespace, sends
+# traffic through it, then purges the package and checks that everything it added is gone.
+#
+#   [S-src] eth0 10.1.1.50 --veth-- eth0 10.0.0.2 [S-relay: mcrd] eth1 192.0.2.1 --veth-- eth0 [S-dst1]
+#                                                                  eth2 198.51.100.1 --veth-- eth0 [S-dst2]
+#
+# The packaged config's rules (eth0 -> eth1 + eth2 fan-out; source-specific eth0 -> unicast
+# 192.0.2.10:7000 on eth1) are used as shipped; only the CPU pinning and the control socket
+# path are changed for the test. S is `mcrdeb<pid>`.
+#
+#   scripts/test-deb.sh [DEB]        # default: build it with scripts/build-deb.sh
+#
+# Removes the namespaces, its processes and the package (if it installed it) on every exit.
+# Refuses to run when package mcr or user/group mcr already exist. Exit codes: 0 passed,
+# 1 a check failed, 2 cannot run here (not root, mcr already installed, missing tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "test-deb: FAIL: $*" >&2; exit 1; }
+cannot() { echo "test-deb: cannot run: $*" >&2; exit 2; }
+step() { echo "test-deb: $*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || cannot "needs root (dpkg, network namespaces)"
+for cmd in dpkg ip setpriv prlimit jq ethtool; do
+  command -v "$cmd" >/dev/null || cannot "$cmd is missing (scripts/setup.sh installs it)"
+done
+if dpkg-query -W -f '${Status}' mcr 2>/dev/null | grep -q 'installed'; then
+  cannot "package mcr is installed already; this test installs and purges it"
+fi
+if getent passwd mcr >/dev/null || getent group mcr >/dev/null; then
+  cannot "user or group mcr exists already; purging the package would remove it"
+fi
+
+deb=${1:-}
+if [ -z "$deb" ]; then
+  step "building the package"
+  deb=$(scripts/build-deb.sh | tail -n 1)
+fi
+[ -f "$deb" ] || cannot "$deb: no such package file"
+
+S=mcrdeb$$
+NS=("$S-src" "$S-relay" "$S-dst1" "$S-dst2")
+WORK=$(mktemp -d)
+PIDS=()
+installed=0
+cleanup() {
+  local status=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  if [ "$installed" = 1 ]; then
+    dpkg --purge mcr >/dev/null 2>&1 || echo "test-deb: could not purge mcr; run: dpkg --purge mcr" >&2
+  fi
+  if [ "$status" -ne 0 ] && [ -f "$WORK/mcrd.log" ]; then
+    echo "--- mcrd log" >&2; cat "$WORK/mcrd.log" >&2
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+step "installing $deb ($(du -k "$deb" | cut -f1) KiB)"
+installed=1
+dpkg -i "$deb" >"$WORK/dpkg-install.log" 2>&1 || { cat "$WORK/dpkg-install.log" >&2; fail "dpkg -i"; }
+dpkg-query -L mcr | sort >"$WORK/files"
+
+step "checking the installed files"
+for f in /usr/bin/mcrd /usr/bin/mcrctl /usr/bin/trafficgen /usr/bin/analyzer; do
+  [ -x "$f" ] || fail "$f is not installed as an executable"
+done
+[ -f /etc/mcr/relay.toml ] || fail "/etc/mcr/relay.toml is missing"
+dpkg-query -W -f '${Conffiles}\n' mcr | grep -q '^ /etc/mcr/relay.toml ' ||
+  fail "/etc/mcr/relay.toml is not a conffile"
+unit=$(grep -E '/systemd/system/mcrd\.service$' "$WORK/files") || fail "no mcrd.service in the package"
+grep -qx 'ExecStart=/usr/bin/mcrd .*' "$unit" || fail "$unit does not start /usr/bin/mcrd"
+for page in man8/mcrd.8.gz man1/mcrctl.1.gz man1/mcrctl-rules-add.1.gz man1/trafficgen.1.gz \
+            man1/trafficgen-send.1.gz man1/analyzer.1.gz; do
+  gzip -t "/usr/share/man/$page" 2>/dev/null || fail "/usr/share/man/$page is missing or not gzip"
+done
+for b in mcrd mcrctl trafficgen analyzer; do
+  [ -f "/usr/share/bash-completion/completions/$b" ] || fail "bash completion of $b is missing"
+  [ -f "/usr/share/zsh/vendor-completions/_$b" ] || fail "zsh completion of $b is missing"
+  [ -f "/usr/share/fish/vendor_completions.d/$b.fish" ] || fail "fish completion of $b is missing"
+  "/usr/bin/$b" --version >/dev/null || fail "$b --version"
+done
+getent passwd mcr >/dev/null || fail "postinst did not create user mcr"
+getent group mcr >/dev/null || fail "postinst did not create group mcr"
+[ "$(id -gn mcr)" = mcr ] || fail "user mcr's group is $(id -gn mcr), not mcr"
+mcr_uid=$(id -u mcr) mcr_gid=$(getent group mcr | cut -d: -f3)
+
+step "namespaces $S-*"
+for n in "${NS[@]}"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+link() { # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
+  ip link add "$S-a" type veth peer name "$S-b"
+  ip link set "$S-a" netns "$1"; ip -n "$1" link set "$S-a" name "$2"
+  ip link set "$S-b" netns "$4"; ip -n "$4" link set "$S-b" name "$5"
+  ip -n "$1" addr add "$3" dev "$2"; ip -n "$1" link set dev "$2" up
+  ip -n "$4" addr add "$6" dev "$5"; ip -n "$4" link set dev "$5" up
+  ip netns exec "$1" ethtool -K "$2" tx-udp-segmentation off >/dev/null 2>&1 || true
+  ip netns exec "$4" ethtool -K "$5" tx-udp-segmentation off >/dev/null 2>&1 || true
+}
+# The sender's subnet is unknown to the relay's namespace (its kernel would drop the traffic).
+link "$S-src" eth0 10.1.1.50/24 "$S-relay" eth0 10.0.0.2/24
+link "$S-relay" eth1 192.0.2.1/24 "$S-dst1" eth0 192.0.2.10/24
+link "$S-relay" eth2 198.51.100.1/24 "$S-dst2" eth0 198.51.100.10/24
+ip netns exec "$S-relay" sysctl -qw net.ipv4.conf.all.rp_filter=1
+ip -n "$S-src" route add 224.0.0.0/4 dev eth0
+
+# The packaged config, with the CPU pinning dropped (this machine may have fewer cores) and the
+# control socket in a directory of the test's, owned by mcr as systemd's RuntimeDirectory is.
+chmod 0755 "$WORK"
+install -d -m 0750 -o mcr -g mcr "$WORK/run"
+sed -e '/^cpus *=/d' -e "s|^socket = .*|socket = \"$WORK/run/mcrd.sock\"|" /etc/mcr/relay.toml \
+  >"$WORK/relay.toml"
+grep -q "$WORK/run/mcrd.sock" "$WORK/relay.toml" || fail "the packaged config has no [control] socket line to adjust"
+# The unit's LimitRTPRIO=10 and LimitMEMLOCK=infinity, where this machine lets root raise
+# them (a container without CAP_SYS_RESOURCE does not: then the workers run unprivileged
+# without real-time priority, and the test says so).
+limits=(prlimit --rtprio=10 --memlock=unlimited)
+if ! "${limits[@]}" true 2>/dev/null; then
+  step "NOTE: cannot raise RLIMIT_RTPRIO/RLIMIT_MEMLOCK here; running with realtime_priority = 0"
+  sed -i 's/^realtime_priority *=.*/realtime_priority = 0/' "$WORK/relay.toml"
+  limits=()
+fi
+
+step "starting /usr/bin/mcrd as user mcr with only CAP_NET_RAW (as the unit does)"
+ip netns exec "$S-relay" "${limits[@]}" \
+  setpriv --reuid="$mcr_uid" --regid="$mcr_gid" --init-groups \
+    --inh-caps=-all,+net_raw --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw \
+    /usr/bin/mcrd --config "$WORK/relay.toml" >"$WORK/mcrd.out" 2>"$WORK/mcrd.log" &
+PIDS+=($!)
+mcrd_pid=$!
+# A member of group mcr (here: nobody with mcr as supplementary group) may use mcrctl.
+as_member() { setpriv --reuid=65534 --regid=65534 --groups="$mcr_gid" "$@"; }
+for _ in $(seq 100); do
+  as_member /usr/bin/mcrctl --socket "$WORK/run/mcrd.sock" ping >/dev/null 2>&1 && break
+  kill -0 "$mcrd_pid" 2>/dev/null || fail "mcrd exited at start"
+  sleep 0.1
+done
+as_member /usr/bin/mcrctl --socket "$WORK/run/mcrd.sock" ping >/dev/null ||
+  fail "a member of group mcr cannot reach the control socket"
+sock_group=$(stat -c %G "$WORK/run/mcrd.sock")
+[ "$sock_group" = mcr ] || fail "control socket group is $sock_group, not mcr"
+
+step "traffic: 2000 datagrams to each rule's group, receivers behind every output"
+recv() { # recv NS ADDR:PORT NAME
+  ip netns exec "$1" /usr/bin/trafficgen recv --group "$2" --iface eth0 --duration 20s \
+    --idle-timeout 2s --exit-on-end --ready-line --json "$WORK/$3.json" >"$WORK/$3.out" 2>&1 &
+  PIDS+=($!)
+  RECVS+=($!)
+}
+RECVS=()
+recv "$S-dst1" 239.10.1.1:5000 cam1-eth1
+recv "$S-dst2" 239.20.1.1:5000 cam1-eth2
+recv "$S-dst1" 192.0.2.10:7000 archive
+for name in cam1-eth1 cam1-eth2 archive; do
+  for _ in $(seq 50); do grep -q ready "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$WORK/$name.out" || fail "receiver $name did not start"
+done
+send() { # send GROUP:PORT
+  ip netns exec "$S-src" /usr/bin/trafficgen send --dst "$1" --iface eth0 --src 10.1.1.50 \
+    --pps 2000 --count 2000 --size 200 >/dev/null
+}
+send 239.1.1.1:5000
+send 239.1.1.2:5000
+for p in "${RECVS[@]}"; do wait "$p" || true; done
+for name in cam1-eth1 cam1-eth2 archive; do
+  got=$(jq .totals.received "$WORK/$name.json" 2>/dev/null) || fail "receiver $name wrote no record"
+  step "  $name received $got of 2000"
+  [ "$got" = 2000 ] || fail "receiver $name got $got of 2000 datagrams"
+done
+as_member /usr/bin/mcrctl --socket "$WORK/run/mcrd.sock" stats
+
+step "stopping mcrd"
+kill -TERM "$mcrd_pid"
+wait "$mcrd_pid" || fail "mcrd exited with status $? after SIGTERM"
+
+step "purging the package"
+dpkg --purge mcr >"$WORK/dpkg-purge.log" 2>&1 || { cat "$WORK/dpkg-purge.log" >&2; fail "dpkg --purge"; }
+installed=0
+while read -r f; do
+  if [ -d "$f" ]; then continue; fi   # shared directories (/usr/bin, ...) stay
+  if [ -e "$f" ]; then fail "$f is still there after purge"; fi
+done <"$WORK/files"
+if [ -e /etc/mcr ]; then fail "/etc/mcr is still there after purge"; fi
+if getent passwd mcr >/dev/null; then fail "user mcr is still there after purge"; fi
+if getent group mcr >/dev/null; then fail "group mcr is still there after purge"; fi
+step "PASS"
