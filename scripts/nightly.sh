@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The nightly performance job (DESIGN.md §5): runs scripts/pipeline_veth.sh REPEATS times at each
+# The nightly performance job (scripts/README.md): runs scripts/pipeline_veth.sh REPEATS times at each
 # of a fixed set of rates, appends the run records to a history directory, compares each rate's
 # repeats with the checked-in baseline (`analyzer compare`, Mann-Whitney over the repeats) and
 # looks for change points over the history (`analyzer trend`), and writes one Markdown report

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The veth pipeline benchmark (DESIGN.md §5):
+# The veth pipeline benchmark (scripts/README.md):
 #
 #   [PREFIX-gen] trafficgen send -> [PREFIX-r1] relay -> [PREFIX-r2] relay -> [PREFIX-r3] relay
 #       -> [PREFIX-recv] trafficgen recv

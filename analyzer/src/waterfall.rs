@@ -1,4 +1,5 @@
-//! Where packets were lost: a waterfall per hop, from the conservation law (DESIGN §2).
+//! Where packets were lost: a waterfall per hop, from the relay's conservation laws
+//! (relay/README.md, "Counters and the laws they obey").
 //!
 //! For each hop: what its upstream sent (the generator for the first hop), what the relay's
 //! counters never saw (lost on the way in: kernel drops, plus anything unexplained), what it

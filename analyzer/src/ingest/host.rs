@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::record::Environment;
 
-/// Sysctls that bound socket buffers and the receive backlog (see DESIGN §2 "Production").
+/// Sysctls that bound socket buffers and the receive backlog (relay/README.md, "Kernel tuning").
 pub const SYSCTLS: &[&str] = &[
     "net.core.rmem_max",
     "net.core.wmem_max",

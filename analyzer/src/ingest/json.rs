@@ -1,5 +1,5 @@
-//! JSON written by our own tools, read with the producers' own types (DESIGN §1) so a field
-//! cannot drift between writer and reader.
+//! JSON written by our own tools, read with the producers' own types (README.md, "Layout and
+//! conventions") so a field cannot drift between writer and reader.
 
 use std::collections::BTreeMap;
 use std::path::Path;

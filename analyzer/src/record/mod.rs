@@ -214,8 +214,8 @@ pub struct Hop {
     pub tunables: BTreeMap<String, Setting>,
 }
 
-/// Counters of one hop, named as in the relay's stats (DESIGN §2). All optional: absent = not
-/// reported by the source.
+/// Counters of one hop, named as in the relay's stats (relay/README.md, "Stats JSON"). All
+/// optional: absent = not reported by the source.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HopCounters {

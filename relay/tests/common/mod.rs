@@ -423,7 +423,7 @@ impl Drop for Relay {
     }
 }
 
-/// Asserts the conservation laws of DESIGN §2 on a report.
+/// Asserts the conservation laws (relay/README.md, "Counters and the laws they obey") on a report.
 pub fn assert_conserves(r: &StatsReport) {
     for w in r
         .workers
