@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -369,25 +368,10 @@ fn gso_coalesced_frames_are_split_into_their_datagrams() {
     let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
-    let seg: libc::c_int = 1400;
-    // SAFETY: setsockopt(UDP_SEGMENT) with an int on our socket.
-    let rc = unsafe {
-        libc::setsockopt(
-            tx.as_raw_fd(),
-            libc::SOL_UDP,
-            103,
-            (&seg as *const libc::c_int).cast(),
-            4,
-        )
-    };
-    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    set_udp_segment(&tx, 1400);
     let sends = 200u64;
     for s in 0..sends {
-        let mut buf = Vec::with_capacity(14_000);
-        for i in 0..10 {
-            buf.extend_from_slice(&payload(s * 10 + i, 1400));
-        }
-        tx.send_to(&buf, SocketAddrV4::new(GROUP, PORT)).unwrap();
+        send_gso(&tx, SocketAddrV4::new(GROUP, PORT), s * 10, 10, 1400);
         std::thread::sleep(Duration::from_micros(500));
     }
     let n = sends * 10;

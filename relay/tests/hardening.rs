@@ -12,31 +12,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Sends one `UDP_SEGMENT` send of `segments` datagrams of `size` bytes each, numbered from
-/// `first`.
-fn send_gso(tx: &UdpSocket, dest: SocketAddrV4, first: u64, segments: u64, size: usize) {
-    let mut buf = Vec::with_capacity(segments as usize * size);
-    for i in 0..segments {
-        buf.extend_from_slice(&payload(first + i, size));
-    }
-    let _ = tx.send_to(&buf, dest);
-}
-
-/// Turns on `UDP_SEGMENT` with `size`-byte segments for every send on `tx`.
-fn set_udp_segment(tx: &UdpSocket, size: libc::c_int) {
-    // SAFETY: setsockopt(UDP_SEGMENT) with an int on our own socket.
-    let rc = unsafe {
-        libc::setsockopt(
-            tx.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            (&size as *const libc::c_int).cast(),
-            4,
-        )
-    };
-    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
-}
-
 /// Finding 3: unpaced GSO super-frames overran the packet socket's receive queue behind the
 /// copy path, and each super-frame of 46 datagrams was counted as one malformed datagram.
 #[test]

@@ -647,3 +647,28 @@ pub fn raw_send(fd: &std::os::fd::OwnedFd, f: &[u8]) {
         std::io::Error::last_os_error()
     );
 }
+
+/// Sends one `UDP_SEGMENT` send of `segments` datagrams of `size` bytes each, numbered from
+/// `first`.
+pub fn send_gso(tx: &UdpSocket, dest: SocketAddrV4, first: u64, segments: u64, size: usize) {
+    let mut buf = Vec::with_capacity(segments as usize * size);
+    for i in 0..segments {
+        buf.extend_from_slice(&payload(first + i, size));
+    }
+    let _ = tx.send_to(&buf, dest);
+}
+
+/// Turns on `UDP_SEGMENT` with `size`-byte segments for every send on `tx`.
+pub fn set_udp_segment(tx: &UdpSocket, size: libc::c_int) {
+    // SAFETY: setsockopt(UDP_SEGMENT) with an int on our own socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&size as *const libc::c_int).cast(),
+            4,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+}
