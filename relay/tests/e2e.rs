@@ -1187,6 +1187,58 @@ fn slow_clients_neither_hold_the_control_socket_nor_lock_out_mcrctl() {
     relay.stop();
 }
 
+/// `mcrctl log-level` reaches the filter of the running daemon (mcrd's own reload closure,
+/// not a stand-in): an INFO line is logged, silenced at `warn`, logged again at `info`; a
+/// filter that does not parse is refused and names itself.
+#[test]
+fn log_level_changes_reach_the_running_daemon() {
+    if !e2e_allowed("log_level") {
+        return;
+    }
+    let c = chain(1, false);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    let info_lines = |relay: &Relay| relay.log_text().matches("no rule changed").count();
+    let reload = |relay: &Relay| {
+        let (code, out, err) = relay.mcrctl(&["config", "reload"]);
+        assert_eq!(code, 0, "reload: {out}{err}");
+    };
+    let set = |relay: &Relay, level: &str| relay.mcrctl(&["log-level", level]);
+
+    reload(&relay);
+    assert_eq!(
+        info_lines(&relay),
+        1,
+        "logged at info:\n{}",
+        relay.log_text()
+    );
+    assert_eq!(set(&relay, "warn").0, 0);
+    reload(&relay);
+    assert_eq!(
+        info_lines(&relay),
+        1,
+        "silent at warn:\n{}",
+        relay.log_text()
+    );
+    assert_eq!(set(&relay, "info").0, 0);
+    reload(&relay);
+    assert_eq!(info_lines(&relay), 2, "logged again:\n{}", relay.log_text());
+
+    let (code, out, err) = set(&relay, "relay=[");
+    assert_eq!(code, 1, "refused by the daemon: {out}{err}");
+    assert!(
+        format!("{out}{err}").contains("`relay=[` is not a log filter"),
+        "{out}{err}"
+    );
+    reload(&relay);
+    assert_eq!(
+        info_lines(&relay),
+        3,
+        "the filter in force stays:\n{}",
+        relay.log_text()
+    );
+    relay.stop();
+}
+
 /// `curl` GET of `http://127.0.0.1:PORT/PATH` from inside `ns`: (response head, body).
 fn http_get(ns: &Netns, port: u16, path: &str) -> (String, String) {
     let out = ns

@@ -173,30 +173,58 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
 mod tests {
     use super::*;
 
+    /// The requests as relay/README.md ("Control protocol") documents them for other clients:
+    /// the daemon must keep reading exactly these lines, and `mcrctl` must keep sending them.
     #[test]
-    fn requests_round_trip() {
-        for cmd in [
-            Command::Ping,
-            Command::Stats,
-            Command::RulesList,
-            Command::RulesRemove { name: "a".into() },
-            Command::ConfigReload,
-            Command::LogLevel {
-                level: "debug".into(),
-            },
-        ] {
-            let line = serde_json::to_vec(&Request::new(cmd)).unwrap();
+    fn the_documented_request_lines_parse_to_their_commands() {
+        let rule = RuleSpec {
+            name: "a".into(),
+            input: "eth0".into(),
+            group: "239.1.1.1".parse().unwrap(),
+            port: 5000,
+            source: None,
+            outputs: vec![crate::config::OutputSpec::new(
+                "239.2.2.2".parse().unwrap(),
+                6000,
+                "eth1",
+                16,
+            )],
+            monitor: None,
+        };
+        let documented = [
+            (r#"{"version":1,"request":"ping"}"#, Command::Ping),
+            (r#"{"version":1,"request":"stats"}"#, Command::Stats),
+            (
+                r#"{"version":1,"request":"rules_list"}"#,
+                Command::RulesList,
+            ),
+            (
+                r#"{"version":1,"request":{"rules_add":{"rule":{"name":"a","input":"eth0","group":"239.1.1.1","port":5000,"outputs":[{"dest":"239.2.2.2","port":6000,"interface":"eth1","ttl":16}]}}}}"#,
+                Command::RulesAdd { rule },
+            ),
+            (
+                r#"{"version":1,"request":{"rules_remove":{"name":"a"}}}"#,
+                Command::RulesRemove { name: "a".into() },
+            ),
+            (
+                r#"{"version":1,"request":"config_reload"}"#,
+                Command::ConfigReload,
+            ),
+            (
+                r#"{"version":1,"request":{"log_level":{"level":"debug"}}}"#,
+                Command::LogLevel {
+                    level: "debug".into(),
+                },
+            ),
+        ];
+        for (line, command) in documented {
+            assert_eq!(parse_request(line.as_bytes()).unwrap().request, command);
             assert_eq!(
-                parse_request(&line).unwrap(),
-                serde_json::from_slice(&line).unwrap()
+                serde_json::to_string(&Request::new(command)).unwrap(),
+                line,
+                "what mcrctl sends"
             );
         }
-        assert_eq!(
-            parse_request(br#"{"version":1,"request":"stats"}"#)
-                .unwrap()
-                .request,
-            Command::Stats
-        );
     }
 
     fn command() -> impl proptest::strategy::Strategy<Value = Command> {
