@@ -39,6 +39,9 @@ Traffic:
   --pps N              target rate, packets per second (default 50000)
   --size BYTES         UDP payload per datagram (default 1400)
   --gen-gso-segments N trafficgen --gso-segments (default: trafficgen's, 32)
+  --gen-coalesce-us N  trafficgen --coalesce-us (default: trafficgen's, 20). Above 25 the
+                       generator sleeps between its batches instead of spinning, so the host
+                       CPU of a run shows forwarding work done on the generator's core
   --hops N             relays in the chain, 0..3 (default 3); 0 = generator -> receiver
   --quick              CI preset: --packets 20000 --pps 5000 (flags after it override)
 Relay:
@@ -67,7 +70,7 @@ EOF
 # ---- parameters -------------------------------------------------------------------------
 
 PACKETS=200000 PPS=50000 SIZE=1400 HOPS=3 RELAYS=mcrd VETH_GSO=off PREFIX=pl
-GEN_GSO='' OUT='' NAME='' ANALYZER='' PL_CFG_WORKERS=1
+GEN_GSO='' GEN_COALESCE='' OUT='' NAME='' ANALYZER='' PL_CFG_WORKERS=1
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 PL_GROUP=239.1.1.1 PL_PORT=5000
 PL_PERF_EVENTS=task-clock,context-switches,cpu-migrations,page-faults,cycles,instructions,cache-misses,branch-misses
@@ -81,7 +84,7 @@ parse_args() {
       --quick) PACKETS=20000 PPS=5000; shift; continue ;;
     esac
     case $flag in
-      --packets | --pps | --size | --gen-gso-segments | --hops | --relay | --workers | --ring-frames | \
+      --packets | --pps | --size | --gen-gso-segments | --gen-coalesce-us | --hops | --relay | --workers | --ring-frames | \
         --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | --batch-size | \
         --max-gso-segments | --socket-sndbuf | --busy-poll-us | --rx-coalesce-us | --ring-frame-size | --realtime-priority | --relay-gso | --veth-gso | --prefix | \
         --out | --name | --bin | --analyzer) ;;
@@ -94,6 +97,7 @@ parse_args() {
       --pps) pl_need_uint "$flag" "$v"; PPS=$v ;;
       --size) pl_need_uint "$flag" "$v"; SIZE=$v ;;
       --gen-gso-segments) pl_need_uint "$flag" "$v"; GEN_GSO=$v ;;
+      --gen-coalesce-us) pl_need_uint "$flag" "$v"; GEN_COALESCE=$v ;;
       --hops) [[ $v =~ ^[0-3]$ ]] || pl_usage_error "--hops takes 0..3, got '$v'"; HOPS=$v ;;
       --relay) [[ $v =~ ^(mcrd|fastpath|socat|kernel)(,(mcrd|fastpath|socat|kernel))*$ ]] ||
         pl_usage_error "--relay takes mcrd, fastpath, socat, kernel or a comma list of them, got '$v'"
@@ -239,12 +243,13 @@ snapshot() {
 }
 
 run_generator() { # DIR
-  local dir=$1 limit=$((PACKETS * 2 / PPS + 30)) rc=0 gso=()
-  [ -n "$GEN_GSO" ] && gso=(--gso-segments "$GEN_GSO")
+  local dir=$1 limit=$((PACKETS * 2 / PPS + 30)) rc=0 gen_flags=()
+  [ -n "$GEN_GSO" ] && gen_flags=(--gso-segments "$GEN_GSO")
+  [ -n "$GEN_COALESCE" ] && gen_flags+=(--coalesce-us "$GEN_COALESCE")
   # In the background and waited for, so that a signal to this script is handled at once.
   ip netns exec "${PL_NS[0]}" "$BIN/trafficgen" send \
     --dst "$PL_GROUP:$PL_PORT" --iface out0 --ttl 8 --pps "$PPS" --count "$PACKETS" --size "$SIZE" \
-    "${gso[@]}" --json "$dir/raw/send.json" >"$dir/raw/send.out" 2>"$dir/raw/send.log" &
+    "${gen_flags[@]}" --json "$dir/raw/send.json" >"$dir/raw/send.out" 2>"$dir/raw/send.log" &
   local pid=$!
   PL_PIDS+=("$pid")
   pl_wait_pid "$pid" "$limit" || rc=$?
