@@ -1,5 +1,5 @@
-//! Egress: UDP sockets per (interface, TTL), and the send slots that carry `sendmsg`
-//! operations through io_uring.
+//! Egress: UDP sockets per (interface, TTL), the send slots that carry `sendmsg`
+//! operations through io_uring, and ([`send`]) the worker's sending over them.
 //!
 //! A [`SendSlot`] holds everything the kernel reads while a `sendmsg` is in flight (the
 //! `msghdr`, its iovecs, the destination address and the `UDP_SEGMENT` control message), so
@@ -15,6 +15,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use socket2::{Domain, Socket, Type};
+
+pub mod send;
+pub use send::{Pending, Sender};
 
 use super::limits::UDP_MAX_SEGMENTS;
 use super::pool::BufId;

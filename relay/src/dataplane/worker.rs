@@ -439,7 +439,8 @@ impl Worker {
         match user_data & KIND_MASK {
             KIND_SEND => {
                 self.fwd
-                    .complete_send((user_data & !KIND_MASK) as u32, result, &mut self.ring)
+                    .sender
+                    .complete((user_data & !KIND_MASK) as u32, result, &mut self.ring)
             }
             KIND_POLL => {
                 let token = (user_data & !KIND_MASK) as u32;
@@ -548,7 +549,7 @@ impl Worker {
 
     fn slow_tick(&mut self) {
         self.publish_perf();
-        for sock in self.fwd.sockets.values() {
+        for sock in self.fwd.sender.sockets() {
             super::sys::drain_error_queue(sock.raw_fd(), 256);
         }
         self.log_errors();
@@ -621,7 +622,7 @@ impl Worker {
         let cells = &cells.workers[self.fwd.id];
         let deadline = Instant::now() + timeout;
         loop {
-            if self.fwd.slots.free_count() == self.fwd.slots.capacity() {
+            if self.fwd.sender.slots().free_count() == self.fwd.sender.slots().capacity() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -658,12 +659,13 @@ impl Worker {
             if !self.wait_for_sends(CANCEL_TIMEOUT) {
                 // The kernel still owns buffers and send slots. Never free memory it may read:
                 // leak them (the process is stopping) rather than risk a use after free.
-                let left = self.fwd.slots.capacity() - self.fwd.slots.free_count();
+                let left =
+                    self.fwd.sender.slots().capacity() - self.fwd.sender.slots().free_count();
                 tracing::error!(
                     worker = self.fwd.id,
                     "{left} sends neither completed nor cancelled at shutdown; keeping their buffers"
                 );
-                self.fwd.keep_buffers_forever();
+                self.fwd.sender.keep_buffers_forever();
             }
         }
         cells.begin_update();
