@@ -32,6 +32,9 @@ pub struct Point {
     pub receiver: bool,
     /// Datagrams counted here.
     pub datagrams: u64,
+    /// Of them, datagrams not of the monitored format (a relay's monitor counts them apart);
+    /// `None` where the source does not say (the receiver accounts only its formats' streams).
+    pub foreign: Option<u64>,
     /// RTP sequence gaps or MPEG-TS continuity errors; `None` where the source does not count
     /// them (the receiver's RTP account counts lost packets, not gaps).
     pub gaps: Option<u64>,
@@ -56,6 +59,11 @@ impl Point {
         } else {
             &self.at
         }
+    }
+
+    /// True when none of the datagrams here were of the monitored format.
+    pub fn nothing_checked(&self) -> bool {
+        self.foreign.is_some_and(|f| f >= self.datagrams)
     }
 
     /// True when this point saw any gap.
@@ -95,10 +103,20 @@ impl StreamPath {
             StreamKind::Rtp => "sequence gaps",
             StreamKind::Mpegts => "continuity-counter errors",
         };
+        if self.points.iter().all(Point::nothing_checked) {
+            return format!(
+                "none of the datagrams {} received was {}: nothing to follow",
+                list(&names, "and"),
+                match self.kind {
+                    StreamKind::Rtp => "RTP",
+                    StreamKind::Mpegts => "MPEG-TS",
+                }
+            );
+        }
         let Some(k) = self.first_loss() else {
             return format!(
                 "no {what} at {}: nothing was lost that the stream's {} can show",
-                or_list(&names),
+                list(&names, "or"),
                 match self.kind {
                     StreamKind::Rtp => "sequence numbers",
                     StreamKind::Mpegts => "continuity counters",
@@ -118,7 +136,7 @@ impl StreamPath {
         format!(
             "{what} first appear at {}, not at {}: {amount} lost between {} and {}",
             p.name(),
-            or_list(&names[..k]),
+            list(&names[..k], "or"),
             up.name(),
             p.name()
         )
@@ -134,12 +152,12 @@ impl StreamPath {
     }
 }
 
-/// `a`, `a or b`, `a, b or c`.
-fn or_list(names: &[&str]) -> String {
+/// `a`, `a or b`, `a, b or c` (with `word` = `or`).
+fn list(names: &[&str], word: &str) -> String {
     match names {
         [] => String::new(),
         [one] => one.to_string(),
-        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+        [rest @ .., last] => format!("{} {word} {last}", rest.join(", ")),
     }
 }
 
@@ -148,6 +166,7 @@ fn hop_point(hop: &str, f: &MonitoredFlow, before: Option<(&Point, &MonitoredFlo
         at: hop.to_string(),
         receiver: false,
         datagrams: f.datagrams,
+        foreign: Some(f.foreign),
         gaps: Some(f.gaps),
         lost: f.lost,
         repeats: f.repeats,
@@ -186,6 +205,7 @@ fn receiver_point(
         at: "receiver".into(),
         receiver: true,
         datagrams,
+        foreign: None,
         gaps,
         lost,
         repeats,
@@ -430,5 +450,18 @@ mod tests {
         });
         assert_eq!(stream_paths(&r)[0].points.len(), 1);
         assert!(stream_paths(&RunRecord::new("none")).is_empty());
+    }
+
+    #[test]
+    fn a_stream_of_another_format_is_not_called_lossless() {
+        // trafficgen's probes through hops monitoring RTP: every datagram is foreign.
+        let mut foreign = flow(StreamKind::Rtp, G, G, 0, 0);
+        foreign.foreign = foreign.datagrams;
+        let r = chain(vec![foreign.clone(), foreign]);
+        let p = &stream_paths(&r)[0];
+        assert_eq!(
+            p.localization(),
+            "none of the datagrams MCR-1 and MCR-2 received was RTP: nothing to follow"
+        );
     }
 }

@@ -57,6 +57,11 @@ fn table(o: &mut String, p: &StreamPath) {
         let _ = writeln!(o, "{line}");
     };
     row(o, "Datagrams received", &|pt| count(pt.datagrams));
+    if p.points.iter().any(|pt| pt.foreign.is_some_and(|f| f > 0)) {
+        row(o, "Of them not of the format (not checked)", &|pt| {
+            pt.foreign.map_or("*not counted*".into(), count)
+        });
+    }
     row(o, gaps, &|pt| pt.gaps.map_or("*not counted*".into(), count));
     row(o, lost, &|pt| count(pt.lost));
     row(o, repeats, &|pt| count(pt.repeats));
