@@ -177,3 +177,47 @@ fn capitalized(s: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(at: &str, lost: u64, repeats: u64, new_loss: i64, dropped: Option<u64>) -> Point {
+        Point {
+            at: at.into(),
+            receiver: at == "receiver",
+            datagrams: 1000,
+            foreign: (at != "receiver").then_some(0),
+            gaps: Some(lost.min(1)),
+            lost,
+            repeats,
+            new_loss,
+            upstream_dropped: dropped,
+        }
+    }
+
+    #[test]
+    fn rtp_sentences_take_the_relays_drops_out_and_flag_windows_and_repeats() {
+        let path = StreamPath {
+            rule: "cam".into(),
+            kind: StreamKind::Rtp,
+            points: vec![
+                point("A", 0, 0, 0, None),
+                point("B", 10, 2, 10, Some(4)),
+                point("receiver", 7, 0, -3, Some(0)),
+            ],
+        };
+        let mut o = String::new();
+        section(&mut o, &[path]);
+        for want in [
+            "| `cam` (RTP) | A | B | receiver |",
+            "| **New since the point before** | **0** | **10** | **-3** |",
+            "- **Sequence gaps first appear at B, not at A: 10 sequence numbers lost between A and B.** A itself dropped 4 of the flow's datagrams (buffer exhaustion, send errors); the other 6 were lost on the link from A to B, or in the kernel at either end.",
+            "- The receiver counted 3 fewer sequence numbers lost than B: the two counts cover different windows",
+            "with 2 repeats at the hops, their losses may be up to that many too high",
+        ] {
+            assert!(o.contains(want), "missing {want}\n{o}");
+        }
+        assert!(!o.contains("continuity"), "no MPEG-TS note for RTP");
+    }
+}
