@@ -53,6 +53,9 @@ Relay:
   --rx-coalesce-us N --ring-frame-size BYTES --realtime-priority N
                        mcrd [dataplane] tunables (default: mcrd's own)
   --relay-gso on|off   mcrd egress UDP GSO (default: mcrd's own, on)
+  --monitor rtp|mpegts mcrd's rule monitors the stream (monitor = ...; trafficgen's probes are
+                       neither format, so every datagram counts as foreign: this measures the
+                       monitor's cost; the record carries each hop's counts)
 Topology:
   --veth-gso on|off    tx-udp-segmentation on every veth (default off: one frame per datagram)
   --prefix P           namespace prefix (default pl); namespaces are P-gen, P-r1.., P-recv
@@ -86,7 +89,7 @@ parse_args() {
     case $flag in
       --packets | --pps | --size | --gen-gso-segments | --gen-coalesce-us | --hops | --relay | --workers | --ring-frames | \
         --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | --batch-size | \
-        --max-gso-segments | --socket-sndbuf | --busy-poll-us | --rx-coalesce-us | --ring-frame-size | --realtime-priority | --relay-gso | --veth-gso | --prefix | \
+        --max-gso-segments | --socket-sndbuf | --busy-poll-us | --rx-coalesce-us | --ring-frame-size | --realtime-priority | --relay-gso | --monitor | --veth-gso | --prefix | \
         --out | --name | --bin | --analyzer) ;;
       *) pl_usage_error "unknown flag '$flag'" ;;
     esac
@@ -109,6 +112,8 @@ parse_args() {
         pl_need_uint "$flag" "$v"; local k=${flag#--}; PL_CFG[${k//-/_}]=$v ;;
       --relay-gso) [[ $v =~ ^(on|off)$ ]] || pl_usage_error "--relay-gso takes on or off"
         PL_CFG[gso]=$([ "$v" = on ] && echo true || echo false) ;;
+      --monitor) [[ $v =~ ^(rtp|mpegts)$ ]] || pl_usage_error "--monitor takes rtp or mpegts, got '$v'"
+        PL_CFG[monitor]=$v ;;
       --veth-gso) [[ $v =~ ^(on|off)$ ]] || pl_usage_error "--veth-gso takes on or off"; VETH_GSO=$v ;;
       --prefix) [[ $v =~ ^pl[a-z0-9]{0,6}$ ]] || pl_usage_error "--prefix must start with pl (at most 8 letters/digits)"
         PREFIX=$v ;;
@@ -347,6 +352,7 @@ ingest() { # RELAY DIR NAME
     --set "env.veth_tx_udp_segmentation=$PL_GSO_SEEN" \
     --set "config.harness.host_cpu_method=host busy minus other processes (scripts/README.md)" \
     --set "config.relay.workers=$PL_CFG_WORKERS" \
+    ${PL_CFG[monitor]:+--set "config.relay.monitor=${PL_CFG[monitor]}"} \
     --out "$dir/run.json") >"$dir/raw/ingest.log" 2>&1 || pl_die "analyzer ingest failed: $(cat "$dir/raw/ingest.log")"
   [ -s "$dir/run.json" ] || pl_die "analyzer ingest wrote no $dir/run.json (is $ANALYZER current?)"
 }

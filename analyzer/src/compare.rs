@@ -417,6 +417,16 @@ fn key_result(cmp: &Comparison, pair: usize) -> String {
         s.push(' ');
         s.push_str(&loss);
     }
+    if p.against_baseline() {
+        for path in &cmp.waterfalls[p.run].streams {
+            s.push_str(&format!(
+                " Stream `{}` ({}): {}.",
+                path.rule,
+                path.kind.name(),
+                path.localization()
+            ));
+        }
+    }
     s
 }
 

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod record;
 pub mod render;
 pub mod stats;
+pub mod stream_loss;
 pub mod table;
 pub mod trend;
 pub mod waterfall;

@@ -13,11 +13,16 @@
 //! wire is explained rather than left unexplained. Softnet backlog drops are host-wide: they are
 //! shown for the run, not charged to a hop.
 //!
+//! For production streams that hops monitored (`monitor = "rtp" | "mpegts"`), the waterfall
+//! also follows each stream from hop to hop (`stream_loss.rs`): the hop whose sequence numbers
+//! or continuity counters first show a gap is the one after the link that lost it.
+//!
 //! The remainder is printed, never hidden: a non-zero remainder means a counter is missing or
 //! wrong. Counters the source did not report are listed so that a reader knows the remainder
 //! may hold them.
 
 use crate::record::{Conservation, Hop, Link, RunRecord};
+use crate::stream_loss::{self, StreamPath};
 
 /// The classes of the conservation law, in its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +144,8 @@ pub struct Waterfall {
     pub softnet_explains: Option<u64>,
     /// The harness's conservation check, when the record has one.
     pub conservation: Option<Conservation>,
+    /// Each monitored stream (RTP, MPEG-TS) from hop to hop: where its loss first appears.
+    pub streams: Vec<StreamPath>,
 }
 
 impl Waterfall {
@@ -297,6 +304,7 @@ pub fn waterfall(rec: &RunRecord) -> Waterfall {
         softnet_dropped: rec.kernel.softnet_dropped,
         softnet_explains,
         conservation: rec.conservation.clone(),
+        streams: stream_loss::stream_paths(rec),
     }
 }
 

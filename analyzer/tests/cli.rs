@@ -507,6 +507,86 @@ fn full_pipeline_report_snapshot() {
     insta::assert_snapshot!("full_pipeline", report);
 }
 
+/// Issue 14: where a production stream lost packets, from the records of a real run of
+/// `scripts/stream_chain.sh` (in `tests/fixtures/streams/`: ffmpeg through two monitored mcrd
+/// hops, nftables dropping full datagrams leaving MCR-1 and arriving at the receiver, its
+/// counters in `drops.json`). The report puts the first loss between MCR-1 and MCR-2 and the
+/// rest on the last link, with the counts nftables dropped: exact for RTP's sequence numbers,
+/// and for MPEG-TS within what continuity counters resolve.
+#[test]
+fn stream_loss_is_localized_from_real_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let streams = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/streams");
+    // (format, datagrams nftables dropped leaving MCR-1, arriving at the receiver)
+    let mut truth = Vec::new();
+    for f in ["rtp", "mpegts"] {
+        analyzer()
+            .current_dir(&streams)
+            .args(["ingest", "--name", &format!("ffmpeg {f}")])
+            .args(["--hop", &format!("MCR-1={f}/mcr1.json")])
+            .args(["--hop", &format!("MCR-2={f}/mcr2.json")])
+            .args(["--receiver", &format!("{f}/recv.json"), "--out"])
+            .arg(d.join(format!("{f}.json")))
+            .assert()
+            .code(0);
+        let drops: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(streams.join(f).join("drops.json")).unwrap(),
+        )
+        .unwrap();
+        let n = |k: &str| drops[k].as_i64().unwrap();
+        truth.push((f, n("dropped_leaving_mcr1"), n("dropped_into_receiver")));
+    }
+    for &(f, link1, link2) in &truth {
+        assert!(
+            link1 >= 10 && link2 >= 5,
+            "{f}: too few drops to localize: {link1}, {link2}"
+        );
+        let rec = analyzer::record::RunRecord::load(&d.join(format!("{f}.json"))).unwrap();
+        let paths = analyzer::stream_loss::stream_paths(&rec);
+        assert_eq!(paths.len(), 1, "{f}: one stream through both hops");
+        let p = &paths[0];
+        let at: Vec<&str> = p.points.iter().map(|x| x.at.as_str()).collect();
+        assert_eq!(at, ["MCR-1", "MCR-2", "receiver"], "{f}");
+        assert_eq!(p.first_loss(), Some(1), "{f}: first at MCR-2");
+        let new: Vec<i64> = p.points.iter().map(|x| x.new_loss).collect();
+        // MCR-1 counted the sends nftables refused as send errors; the receiver's drops were
+        // after MCR-2's sends.
+        assert_eq!(p.points[1].upstream_dropped, Some(link1 as u64), "{f}");
+        assert_eq!(p.points[2].upstream_dropped, Some(0), "{f}");
+        if f == "rtp" {
+            assert_eq!(new, [0, link1, link2], "RTP sequence numbers are exact");
+        } else {
+            // Each dropped datagram held 7 TS packets: a lower bound that misses a datagram
+            // only when it held a PID's last packets (ffmpeg's stream has 4 PIDs).
+            for (got, dropped) in [(new[1], link1), (new[2], link2)] {
+                assert!(
+                    got <= 7 * dropped && got >= 7 * (dropped - 4),
+                    "MPEG-TS: {got} TS packets for {dropped} datagrams of 7"
+                );
+            }
+            assert_eq!(new[0], 0);
+        }
+    }
+    analyzer()
+        .current_dir(d)
+        .args(["compare", "rtp.json", "mpegts.json", "--out", "report.md"])
+        .assert()
+        .code(0);
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    let (_, l1, l2) = truth[0];
+    for line in [
+        format!("- **Sequence gaps first appear at MCR-2, not at MCR-1: {l1} sequence numbers lost between MCR-1 and MCR-2.** MCR-1 itself dropped {l1} of the flow's datagrams (buffer exhaustion, send errors): all of them."),
+        format!("| **New since the point before** | **0** | **{l1}** | **{l2}** |"),
+        format!("- Then {l2} sequence numbers more between MCR-2 and the receiver. MCR-2 dropped none of the flow itself"),
+        "Stream `camera` (mpegts): continuity-counter errors first appear at MCR-2, not at MCR-1".to_string(),
+        "What continuity counters resolve: an error means at least one TS packet".to_string(),
+    ] {
+        assert!(report.contains(&line), "missing {line}\n{report}");
+    }
+    insta::assert_snapshot!("stream_loss", report);
+}
+
 /// The pipeline harness's own JSON (kernel counters, conservation check, host CPU) goes into the
 /// record through `ingest`, and `compare` uses it: link drops explain loss between hops, the
 /// harness's verdict is shown, and runs with different relays get neutral hop labels.

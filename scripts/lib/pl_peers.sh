@@ -30,6 +30,7 @@ pl_mcrd_config() {
     echo "group = \"$group\""
     echo "port = $port"
     echo "outputs = [{ dest = \"$group\", port = $port, interface = \"out0\", ttl = 8 }]"
+    if [ -n "${PL_CFG[monitor]:-}" ]; then echo "monitor = \"${PL_CFG[monitor]}\""; fi
   } >"$dir/relay.toml"
 }
 

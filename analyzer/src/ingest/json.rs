@@ -6,13 +6,14 @@ use std::path::Path;
 
 use relay::stats::report::{StatsReport, PERF_COUNT, PERF_NAMES, STATS_SCHEMA, STATS_VERSION};
 use trafficgen::record::{
-    Distribution, PerfCounters, RecvRecord, SendRecord, SweepRecord, RECORD_VERSION, RECV_SCHEMA,
-    SEND_SCHEMA, SWEEP_SCHEMA,
+    Distribution, PerfCounters, RecvRecord, SendRecord, StreamFormat, StreamRecord, SweepRecord,
+    RECORD_VERSION, RECV_SCHEMA, SEND_SCHEMA, SWEEP_SCHEMA,
 };
 
-use crate::error::{from_json, Result};
+use crate::error::{from_json, Error, Result};
 use crate::record::{
-    check_schema, Generator, Hop, Measured, Percentile, Receiver, RunRecord, Setting, Sweep,
+    check_schema, Generator, Hop, Measured, MonitoredFlow, Percentile, ReceivedStream, Receiver,
+    RtpLoss, RunRecord, Setting, StreamKind, Sweep, TsLoss,
 };
 
 /// Reads one percentile out of a trafficgen latency distribution.
@@ -56,6 +57,10 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
             .sum(),
     );
     hop.tx_errors_by_errno = t.tx_errors_by_errno.clone();
+    let streams = monitored_flows(path, &report)?;
+    if !streams.is_empty() {
+        hop.streams = streams;
+    }
     hop.duration_ns = Some(report.uptime_ns).filter(|&n| n > 0);
     hop.relay.get_or_insert_with(|| "mcr".into());
     let mut perf: BTreeMap<String, Measured> = BTreeMap::new();
@@ -90,6 +95,39 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
         Setting::from(report.relay.version.clone()),
     );
     Ok(())
+}
+
+/// The flows of a stats report that carry a stream check (`flows[].monitor`).
+fn monitored_flows(path: &Path, report: &StatsReport) -> Result<Vec<MonitoredFlow>> {
+    let mut out = Vec::new();
+    for (i, f) in report.flows.iter().enumerate() {
+        let Some(m) = &f.monitor else { continue };
+        let kind = StreamKind::parse(&m.kind).ok_or_else(|| {
+            Error::field(
+                path,
+                format!("flows[{i}].monitor.kind"),
+                format!("{:?} is not a monitor kind (\"rtp\" or \"mpegts\")", m.kind),
+            )
+        })?;
+        out.push(MonitoredFlow {
+            rule: f.rule.clone(),
+            input: format!("{}:{}", f.group, f.port),
+            // `ADDR:PORT@INTERFACE`: the address and port are what the next hop matches.
+            outputs: f
+                .outputs
+                .iter()
+                .map(|o| o.output.split('@').next().unwrap_or_default().to_string())
+                .collect(),
+            kind,
+            datagrams: m.datagrams,
+            foreign: m.foreign,
+            gaps: m.gaps,
+            lost: m.lost,
+            repeats: m.repeats,
+            dropped: f.outputs.iter().map(|o| o.buf_exhaust + o.tx_errors).sum(),
+        });
+    }
+    Ok(out)
 }
 
 /// perf-event counters under the relay's names ([`PERF_NAMES`]), which trafficgen's fields
@@ -209,11 +247,46 @@ pub fn trafficgen_recv(
             })
             .collect();
     }
+    let streams: Vec<ReceivedStream> = r
+        .streams
+        .iter()
+        .filter_map(|st| received_stream(&r.config.group, st))
+        .collect();
+    if !streams.is_empty() {
+        out.streams = streams;
+    }
     rec.configuration.harness.insert(
         "recv_socket_rcvbuf_bytes".into(),
         r.config.socket_rcvbuf_bytes.into(),
     );
     Ok(())
+}
+
+/// An RTP or MPEG-TS stream of a receiver record; `None` for a probe stream.
+fn received_stream(group: &str, st: &StreamRecord) -> Option<ReceivedStream> {
+    let format = match st.format {
+        StreamFormat::Probe => return None,
+        StreamFormat::Rtp => StreamKind::Rtp,
+        StreamFormat::Mpegts => StreamKind::Mpegts,
+    };
+    let c = &st.counters;
+    Some(ReceivedStream {
+        group: group.to_string(),
+        format,
+        id: st.stream_id,
+        datagrams: c.received,
+        rtp: (format == StreamKind::Rtp).then_some(RtpLoss {
+            lost: c.lost,
+            duplicates: c.duplicated,
+            reordered: c.reordered,
+        }),
+        mpegts: st.mpegts.as_ref().map(|m| TsLoss {
+            continuity_errors: m.continuity_errors,
+            lost_ts_packets: m.lost_ts_packets_estimate,
+            duplicate_ts_packets: m.duplicate_ts_packets,
+            transport_errors: m.transport_errors,
+        }),
+    })
 }
 
 /// Reads `trafficgen sweep --json`: the rates found, and the sweep's parameters.
@@ -304,6 +377,43 @@ mod tests {
         assert_eq!(hop.perf["cycles"], Measured::Unavailable);
         assert_eq!(hop.tunables["uring_entries"], Setting::from(1024));
         assert_eq!(hop.duration_ns, Some(2_000_000_000));
+    }
+
+    #[test]
+    fn monitored_flows_become_the_hop_streams_and_a_bad_kind_is_named() {
+        let doc = sample();
+        let mut hop = Hop::default();
+        relay_stats(Path::new("s.json"), &doc.to_string(), &doc, &mut hop).unwrap();
+        assert!(hop.streams.is_empty(), "no monitor, no streams");
+        let mut doc = sample();
+        doc["flows"][0]["outputs"][0]["tx_errors"] = serde_json::json!(2);
+        doc["flows"][0]["outputs"][0]["tx_sent"] = serde_json::json!(88);
+        doc["flows"][0]["monitor"] = serde_json::json!({"kind": "mpegts", "datagrams": 98,
+            "foreign": 1, "gaps": 3, "lost": 21, "repeats": 0});
+        relay_stats(Path::new("s.json"), &doc.to_string(), &doc, &mut hop).unwrap();
+        assert_eq!(
+            hop.streams,
+            [MonitoredFlow {
+                rule: "r".into(),
+                input: "239.1.1.1:5000".into(),
+                outputs: vec!["239.2.2.2:5000".into()],
+                kind: StreamKind::Mpegts,
+                datagrams: 98,
+                foreign: 1,
+                gaps: 3,
+                lost: 21,
+                repeats: 0,
+                dropped: 10,
+            }]
+        );
+        doc["flows"][0]["monitor"]["kind"] = serde_json::json!("srt");
+        let e = relay_stats(Path::new("s.json"), &doc.to_string(), &doc, &mut hop)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("flows[0].monitor.kind") && e.contains("srt"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -450,5 +560,9 @@ mod tests {
         assert_eq!(out.reported_pps, Some(100_000.0));
         assert_eq!(out.latency[0].latency_ns, 30_000, "worst stream's p50");
         assert_eq!(out.latency[2].latency_ns, 90_000, "worst stream's p99");
+        assert!(
+            out.streams.is_empty(),
+            "probe streams are in the counters only"
+        );
     }
 }

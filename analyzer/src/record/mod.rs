@@ -10,6 +10,7 @@
 mod conservation;
 mod kernel;
 mod measured;
+mod streams;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use conservation::{Conservation, Stage};
 pub use kernel::{Kernel, Link, NamespaceUdp};
 pub use measured::{Measured, UNAVAILABLE};
+pub use streams::{MonitoredFlow, ReceivedStream, RtpLoss, StreamKind, TsLoss};
 
 use crate::error::{from_json, read_nonempty, Error, Result};
 
@@ -212,6 +214,9 @@ pub struct Hop {
     /// Tunables of this hop where they differ from (or are missing in) `configuration.relay`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tunables: BTreeMap<String, Setting>,
+    /// The flows this hop monitored (rules with `monitor`): what it received of each stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<MonitoredFlow>,
 }
 
 /// Counters of one hop, named as in the relay's stats (relay/README.md, "Stats JSON"). All
@@ -379,6 +384,9 @@ pub struct Receiver {
     pub cpu: Option<ProcessCpu>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub perf: BTreeMap<String, Measured>,
+    /// The RTP and MPEG-TS streams received (probe streams are in the counters above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<ReceivedStream>,
 }
 
 /// One point of a latency distribution.
@@ -671,6 +679,11 @@ impl RunRecord {
             for (name, v) in h.counters.named() {
                 check_count(path, || format!("hops[{i}].counters.{name}"), v)?;
             }
+            for (k, f) in h.streams.iter().enumerate() {
+                for (name, v) in f.named() {
+                    check_count(path, || format!("hops[{i}].streams[{k}].{name}"), Some(v))?;
+                }
+            }
             for (errno, &v) in &h.tx_errors_by_errno {
                 check_count(
                     path,
@@ -690,6 +703,11 @@ impl RunRecord {
                 ("socket_drops", r.socket_drops),
             ] {
                 check_count(path, || format!("receiver.{name}"), v)?;
+            }
+            for (k, st) in r.streams.iter().enumerate() {
+                for (name, v) in st.named() {
+                    check_count(path, || format!("receiver.streams[{k}].{name}"), Some(v))?;
+                }
             }
         }
         for (i, l) in self.kernel.links.iter().enumerate() {
@@ -841,6 +859,35 @@ mod tests {
         let e = RunRecord::load(f.path()).unwrap_err().to_string();
         assert!(e.contains("hops[0].counters.rx"), "{e}");
         assert!(e.contains(&f.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn stream_checks_round_trip_and_a_wrapped_count_is_named() {
+        let flow = r#"{"rule":"camera","input":"239.1.1.1:5000","outputs":["239.1.1.1:5000"],
+            "kind":"mpegts","datagrams":6313,"foreign":0,"gaps":38,"lost":LOST,"repeats":0,
+            "dropped":0}"#;
+        let stream = r#"{"group":"239.1.1.1:5000","format":"rtp","id":7,"datagrams":6154,
+            "rtp":{"lost":47,"duplicates":0,"reordered":0},
+            "mpegts":{"continuity_errors":49,"lost_ts_packets":329,"duplicate_ts_packets":0,
+                "transport_errors":0}}"#;
+        let text = |lost: &str| {
+            format!(
+                r#"{{"schema":"mcr.analyzer.run","version":1,"name":"x",
+                "hops":[{{"name":"MCR-1","streams":[{}]}}],"receiver":{{"streams":[{stream}]}}}}"#,
+                flow.replace("LOST", lost)
+            )
+        };
+        let f = write(&text("266"));
+        let r = RunRecord::load(f.path()).unwrap();
+        assert_eq!(r.hops[0].streams[0].kind, StreamKind::Mpegts);
+        let again = write(&r.to_json());
+        assert_eq!(RunRecord::load(again.path()).unwrap(), r);
+        let f = write(&text(&u64::MAX.to_string()));
+        let e = RunRecord::load(f.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("hops[0].streams[0].lost") && e.contains("wrapped"),
+            "{e}"
+        );
     }
 
     #[test]

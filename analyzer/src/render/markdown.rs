@@ -614,6 +614,7 @@ fn waterfall(o: &mut String, w: &Waterfall) {
             "No per-hop counters in this run (only rates were reported), so its losses cannot be broken down.\n"
         );
         kernel_and_verdict(o, w);
+        super::stream_loss::section(o, &w.streams);
         return;
     }
     table_head(o, "Step", w.hops.iter().map(|h| h.hop.as_str()), "---:");
@@ -691,6 +692,7 @@ fn waterfall(o: &mut String, w: &Waterfall) {
     }
     delivery(o, w);
     kernel_and_verdict(o, w);
+    super::stream_loss::section(o, &w.streams);
     o.push('\n');
 }
 

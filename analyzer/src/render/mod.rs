@@ -5,3 +5,4 @@ pub mod fmt;
 pub mod history;
 pub mod markdown;
 pub mod png;
+pub mod stream_loss;
