@@ -974,3 +974,165 @@ fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace() {
     assert_eq!(fp.passed_ip_options, 5);
     assert_eq!(fin.totals.malformed_by_kind.get("ip_options"), Some(&5));
 }
+
+/// One send of the scripted RTP stream: a datagram, or a GSO send of equal segments.
+enum RtpSend {
+    One(Vec<u8>),
+    Gso(Vec<Vec<u8>>),
+}
+
+/// An RTP packet (PT 96) with sequence `seq`, 200 bytes in all.
+fn rtp_packet(seq: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 200];
+    b[0] = 0x80;
+    b[1] = 96;
+    b[2..4].copy_from_slice(&seq.to_be_bytes());
+    b[8..12].copy_from_slice(&0x6d63_7202u32.to_be_bytes());
+    b
+}
+
+/// Packets 0..1000 of a stream whose sequence starts at 65500 (so it wraps at 36), with known
+/// faults, and what a monitor must count of it, worked out by hand from the definitions
+/// (relay/README.md, "Stream monitoring"):
+/// * 100 and 200..=204 missing: 2 gaps, 6 lost;
+/// * 301 before 300: a gap of 1 lost at 301, then 300 a repeat;
+/// * 400 twice: a repeat;
+/// * from 501 on, the sequence jumps by 10000: a gap, nothing lost (beyond 3000 ahead);
+/// * an RTCP packet after 600, an 8-byte datagram after 700: 2 foreign;
+/// * 900..=919 in two GSO sends of 10 segments, 905 missing: a gap, 1 lost.
+///
+/// Returns the sends and (datagrams, gaps, lost, repeats, foreign).
+fn scripted_rtp_stream() -> (Vec<RtpSend>, (u64, u64, u64, u64, u64)) {
+    let seq = |k: u32| {
+        let jump = if k > 500 { 10_000 } else { 0 };
+        (65_500 + k + jump) as u16
+    };
+    let mut sends = Vec::new();
+    let mut k = 0;
+    while k < 1000 {
+        match k {
+            100 | 200..=204 => {}
+            300 => {
+                sends.push(RtpSend::One(rtp_packet(seq(301))));
+                sends.push(RtpSend::One(rtp_packet(seq(300))));
+                k = 301;
+            }
+            400 => {
+                sends.push(RtpSend::One(rtp_packet(seq(400))));
+                sends.push(RtpSend::One(rtp_packet(seq(400))));
+            }
+            900 | 910 => {
+                let segments = (k..k + 10)
+                    .filter(|&j| j != 905)
+                    .map(|j| rtp_packet(seq(j)))
+                    .collect();
+                sends.push(RtpSend::Gso(segments));
+                k += 9;
+            }
+            _ => sends.push(RtpSend::One(rtp_packet(seq(k)))),
+        }
+        if k == 600 {
+            let mut rtcp = vec![0u8; 28];
+            rtcp[0] = 0x80;
+            rtcp[1] = 200; // sender report: payload type 72 to the RTP parser
+            sends.push(RtpSend::One(rtcp));
+        }
+        if k == 700 {
+            sends.push(RtpSend::One(vec![0x80; 8]));
+        }
+        k += 1;
+    }
+    (sends, (996, 5, 8, 2, 2))
+}
+
+/// Sends the scripted stream through a one-hop chain whose relay runs `dataplane`, and
+/// returns the relay's final report and the datagrams the sink received.
+fn run_scripted_rtp(dataplane: &str) -> (relay::stats::report::StatsReport, usize) {
+    let (sends, _) = scripted_rtp_stream();
+    let c = chain(1, true);
+    let rules = format!(
+        "{}monitor = \"rtp\"\n\n{}monitor = \"mpegts\"\n",
+        chain_rule(),
+        rule(
+            "ts",
+            GROUP,
+            PORT + 1,
+            &format!("{{ dest = \"{GROUP}\", port = 6001, interface = \"out0\" }}"),
+        )
+    );
+    let relay = Relay::start(&c.relays[0], &relay_config(1, dataplane, &rules));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let tx_gso = sender(&c.src, SRC_ADDR);
+    set_udp_segment(&tx_gso, 200);
+    let dest = SocketAddrV4::new(GROUP, PORT);
+    for s in &sends {
+        match s {
+            RtpSend::One(p) => tx.send_to(p, dest).map(|_| ()),
+            RtpSend::Gso(segments) => tx_gso.send_to(&segments.concat(), dest).map(|_| ()),
+        }
+        .expect("send");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let received = drain(&rx, Duration::from_millis(500), 2000).len();
+    let live = relay.stats();
+    assert_conserves(&live);
+    let (code, text, _) = relay.mcrctl(&["stats"]);
+    assert_eq!(code, 0);
+    let m = live.flows[0].monitor.as_ref().expect("monitor");
+    let line = format!(
+        "monitor rtp    checked {:>10} gaps {:>8} lost {:>10}",
+        m.datagrams, m.gaps, m.lost
+    );
+    assert!(text.contains(&line), "mcrctl stats lacks `{line}`:\n{text}");
+    let (code, prom, _) = relay.mcrctl(&["stats", "--prometheus"]);
+    assert_eq!(code, 0);
+    let sample = format!(
+        "mcr_flow_stream_lost_total{{flow=\"chain\",kind=\"rtp\"}} {}",
+        m.lost
+    );
+    assert!(prom.contains(&sample), "no `{sample}` in:\n{prom}");
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    (fin, received)
+}
+
+#[test]
+fn rtp_monitoring_in_the_kernel_counts_exactly_what_userspace_counts() {
+    if !e2e_allowed("fastpath_rtp_monitor") {
+        return;
+    }
+    let (_, (datagrams, gaps, lost, repeats, foreign)) = scripted_rtp_stream();
+    let (kernel, kernel_received) = run_scripted_rtp(REQUIRED);
+    let (user, user_received) = run_scripted_rtp("fast_path = \"off\"");
+    for (path, r, received) in [
+        ("kernel", &kernel, kernel_received),
+        ("userspace", &user, user_received),
+    ] {
+        let f = &r.flows[0];
+        assert_eq!(f.path, path, "{f:?}");
+        assert_eq!(
+            received as u64, datagrams,
+            "{path}: the sink got every datagram"
+        );
+        assert_eq!(f.packets, datagrams, "{path}");
+        let m = f.monitor.as_ref().expect("monitor");
+        assert_eq!(m.kind, "rtp");
+        assert_eq!(
+            (m.datagrams, m.gaps, m.lost, m.repeats, m.foreign),
+            (datagrams, gaps, lost, repeats, foreign),
+            "{path}: {m:?}"
+        );
+    }
+    assert_eq!(kernel.flows[0].monitor, user.flows[0].monitor);
+    // The kernel walked GSO super-frames segment by segment.
+    let fp = kernel.fast_path.as_ref().unwrap();
+    assert!(fp.counters.rx_frames < fp.counters.rx, "{:?}", fp.counters);
+    // Nothing of the monitored flow went through the workers.
+    assert_eq!(kernel.workers[0].counters.rx, 0);
+    // MPEG-TS monitoring stays in userspace, and says why.
+    let ts = &kernel.flows[1];
+    assert_eq!(ts.path, "userspace");
+    let why = ts.path_reason.as_deref().unwrap_or_default();
+    assert!(why.contains("mpegts"), "{why}");
+}

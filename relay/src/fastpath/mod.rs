@@ -42,6 +42,13 @@ pub const MAX_RULES: u32 = 1024;
 /// sockets' classic BPF filter, which must exclude them all (4096 instructions at most).
 pub const MAX_KERNEL_FLOWS_PER_INPUT: usize = 200;
 
+/// The path reason of an MPEG-TS-monitored rule. The check walks up to 7 TS packets per
+/// datagram with a continuity counter per PID (8191 of them) and the adaptation-field rules:
+/// kept out of the program, whose per-datagram cost every flow on the interface shares
+/// (relay/README.md, "Kernel fast path", has the numbers).
+const MPEGTS_USERSPACE: &str =
+    "monitor = \"mpegts\" checks every TS packet's continuity counter, which runs in userspace";
+
 /// A loaded fast path: the program, its maps, the links that attach it, and which rule owns
 /// which counter slot.
 pub struct FastPath {
@@ -167,11 +174,8 @@ impl FastPath {
                 if let Some(Err(why)) = state.links.get(&rule.ifindex) {
                     return Err(why.clone());
                 }
-                if let Some(m) = rule.spec.monitor {
-                    return Err(format!(
-                        "monitor = \"{}\" inspects every datagram in userspace",
-                        m.name()
-                    ));
+                if layout::monitor_kind(rule.spec.monitor).is_none() {
+                    return Err(MPEGTS_USERSPACE.into());
                 }
                 kernel_outputs(rule, table)
             })
@@ -272,7 +276,9 @@ impl FastPath {
                 rule.spec.port,
                 rule.spec.source,
             );
-            let value = layout::rule_value(slot, &outputs);
+            // Checked above: only rules whose monitor the program runs get here.
+            let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
+            let value = layout::rule_value(slot, monitor, &outputs);
             let (k, v) = (bytes_of(&key).to_vec(), bytes_of(&value).to_vec());
             if state.installed.get(&k) != Some(&v) {
                 if let Err(e) = self.skel.maps.mcr_fp_rules.update(&k, &v, MapFlags::ANY) {
@@ -335,22 +341,39 @@ impl FastPath {
         }
     }
 
-    /// A free slot, with its per-CPU counters zeroed.
+    /// A free slot, with its per-CPU counters zeroed and its stream check fresh.
     fn allocate_slot(&self, state: &mut State) -> Option<u32> {
         let slot = state.free.pop()?;
         let cpus = libbpf_rs::num_possible_cpus().ok()?;
         let zero = vec![vec![0u8; std::mem::size_of::<skel::types::mcr_fp_rule_counters>()]; cpus];
-        if let Err(e) =
-            self.skel
-                .maps
-                .mcr_fp_counters
-                .update_percpu(&slot.to_ne_bytes(), &zero, MapFlags::ANY)
-        {
+        let key = slot.to_ne_bytes();
+        let maps = &self.skel.maps;
+        let reset = maps
+            .mcr_fp_counters
+            .update_percpu(&key, &zero, MapFlags::ANY)
+            .and_then(|()| {
+                // Under the lock (BPF_F_LOCK), like the program's updates.
+                let fresh = layout::fresh_monitor();
+                maps.mcr_fp_monitors
+                    .update(&key, bytes_of(&fresh), MapFlags::LOCK)
+            });
+        if let Err(e) = reset {
             tracing::warn!("zeroing kernel counter slot {slot}: {e}");
             state.free.push(slot);
             return None;
         }
         Some(slot)
+    }
+
+    /// The stream check of a monitored rule's slot, read under its lock.
+    pub fn monitor_counters(&self, slot: u32) -> Option<counters::MonitorCounters> {
+        let raw = self
+            .skel
+            .maps
+            .mcr_fp_monitors
+            .lookup(&slot.to_ne_bytes(), MapFlags::LOCK)
+            .ok()??;
+        counters::MonitorCounters::from_map(&raw)
     }
 
     /// The summed per-CPU counters of a rule's slot.
@@ -483,5 +506,9 @@ mod tests {
             Some(counters::RuleCounters::default())
         );
         assert_eq!(fp.pass_counters(), counters::PassCounters::default());
+        assert_eq!(
+            fp.monitor_counters(slot),
+            Some(counters::MonitorCounters::default())
+        );
     }
 }
