@@ -551,18 +551,11 @@ mod tests {
         (out.return_value, out.duration)
     }
 
-    /// The stream check runs in the program for a rule with `monitor = "rtp"` and counts every
-    /// run; an unmonitored rule's runs leave it untouched. Prints the in-program time per
-    /// datagram of both (the cost the README quotes), alternating to share the noise.
-    #[test]
-    fn the_program_checks_rtp_only_for_monitored_rules() {
-        if !privileged("the_program_checks_rtp_only_for_monitored_rules") {
-            return;
-        }
-        let fp = FastPath::load().expect("loads");
+    /// Installs the 1:1 rule for [`rtp_frame`] arriving on `lo`, with counter slot `slot`.
+    /// The runs of a test share one packet, which the program rewrites in place: the output
+    /// writes what the frame holds, so every run matches (and skips the checksum fixes).
+    fn install_loopback_rule(fp: &FastPath, slot: u32, monitor: Option<crate::config::Monitor>) {
         let lo = crate::netif::index("lo").expect("lo");
-        // The runs share one packet, which the program rewrites in place: an output that
-        // writes what the frame holds keeps every run a match (and skips the checksum fixes).
         let out = KernelOutput {
             ifindex: lo,
             dst_mac: [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
@@ -575,19 +568,88 @@ mod tests {
             dscp: None,
         };
         let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, None);
+        let kind = layout::monitor_kind(monitor).unwrap();
+        let value = layout::rule_value(slot, kind, &[out]);
+        fp.skel
+            .maps
+            .mcr_fp_rules
+            .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
+            .unwrap();
+    }
+
+    /// Two CPUs run the program on one monitored flow at once: the lock keeps each check
+    /// whole, so no count is lost (unlocked `+= 1` on a shared value would lose some).
+    #[test]
+    fn a_flow_checked_on_two_cpus_at_once_loses_no_count() {
+        if !privileged("a_flow_checked_on_two_cpus_at_once_loses_no_count") {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: sched_getaffinity fills the set it is given, of its size.
+            .filter(|&c| unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) == 0
+                    && libc::CPU_ISSET(c, &set)
+            })
+            .take(2)
+            .collect();
+        if cpus.len() < 2 {
+            eprintln!("SKIP a_flow_checked_on_two_cpus_at_once_loses_no_count: one CPU");
+            return;
+        }
+        let fp = FastPath::load().expect("loads");
         let slot = {
             let mut state = fp.state.lock().unwrap();
             fp.allocate_slot(&mut state).unwrap()
         };
-        let install = |monitor: Option<crate::config::Monitor>| {
-            let kind = layout::monitor_kind(monitor).unwrap();
-            let value = layout::rule_value(slot, kind, &[out]);
-            fp.skel
-                .maps
-                .mcr_fp_rules
-                .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
-                .unwrap();
+        install_loopback_rule(&fp, slot, Some(crate::config::Monitor::Rtp));
+        let frame = rtp_frame();
+        let repeat = 200_000;
+        std::thread::scope(|s| {
+            for &cpu in &cpus {
+                let (fp, frame) = (&fp, &frame);
+                s.spawn(move || {
+                    // SAFETY: a CPU set built with the libc macros, for this thread.
+                    unsafe {
+                        let mut set: libc::cpu_set_t = std::mem::zeroed();
+                        libc::CPU_SET(cpu, &mut set);
+                        assert_eq!(
+                            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+                            0
+                        );
+                    }
+                    assert_eq!(test_run(fp, frame, repeat).0, 7, "TC_ACT_REDIRECT");
+                });
+            }
+        });
+        // One sequence number throughout: the first check is in order, every other a repeat.
+        let runs = 2 * u64::from(repeat);
+        assert_eq!(
+            fp.monitor_counters(slot).unwrap(),
+            counters::MonitorCounters {
+                datagrams: runs,
+                repeats: runs - 1,
+                ..Default::default()
+            }
+        );
+        // The per-CPU rule counters agree.
+        assert_eq!(fp.rule_counters(slot).unwrap().matched, runs);
+    }
+
+    /// The stream check runs in the program for a rule with `monitor = "rtp"` and counts every
+    /// run; an unmonitored rule's runs leave it untouched. Prints the in-program time per
+    /// datagram of both (the cost the README quotes), alternating to share the noise.
+    #[test]
+    fn the_program_checks_rtp_only_for_monitored_rules() {
+        if !privileged("the_program_checks_rtp_only_for_monitored_rules") {
+            return;
+        }
+        let fp = FastPath::load().expect("loads");
+        let slot = {
+            let mut state = fp.state.lock().unwrap();
+            fp.allocate_slot(&mut state).unwrap()
         };
+        let install = |monitor| install_loopback_rule(&fp, slot, monitor);
         let frame = rtp_frame();
         let repeat = 100_000;
         let (mut plain, mut monitored) = (Vec::new(), Vec::new());
