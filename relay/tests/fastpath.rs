@@ -981,14 +981,19 @@ enum RtpSend {
     Gso(Vec<Vec<u8>>),
 }
 
-/// An RTP packet (PT 96) with sequence `seq`, 200 bytes in all.
-fn rtp_packet(seq: u16) -> Vec<u8> {
-    let mut b = vec![0u8; 200];
+/// An RTP packet (PT 96) with sequence `seq`, `len` bytes in all.
+fn rtp_len(seq: u16, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
     b[0] = 0x80;
     b[1] = 96;
     b[2..4].copy_from_slice(&seq.to_be_bytes());
     b[8..12].copy_from_slice(&0x6d63_7202u32.to_be_bytes());
     b
+}
+
+/// An RTP packet of 200 bytes.
+fn rtp_packet(seq: u16) -> Vec<u8> {
+    rtp_len(seq, 200)
 }
 
 /// Packets 0..1000 of a stream whose sequence starts at 65500 (so it wraps at 36), with known
@@ -1135,4 +1140,99 @@ fn rtp_monitoring_in_the_kernel_counts_exactly_what_userspace_counts() {
     assert_eq!(ts.path, "userspace");
     let why = ts.path_reason.as_deref().unwrap_or_default();
     assert!(why.contains("mpegts"), "{why}");
+}
+
+/// The per-hop story on the fast path: two kernel hops checking an RTP stream, with a tc
+/// filter on hop 1's output device taking the full-size datagrams whose sequence number ends
+/// in 0x37 (of 7 bits) off the link. Netfilter's hooks do not see what a tc program
+/// redirects from ingress, the output's tc egress hook does; this kernel has no gact or netem,
+/// so the filter redirects them to `lo`, where no one listens. Hop 1's check is clean; hop
+/// 2's gaps are exactly the datagrams taken.
+#[test]
+fn kernel_hops_localize_rtp_loss_to_the_link_before_the_first_hop_with_gaps() {
+    let test = "fastpath_rtp_monitor_two_hops";
+    if !e2e_allowed(test) {
+        return;
+    }
+    let c = chain(2, false);
+    let config = relay_config(1, REQUIRED, &format!("{}monitor = \"rtp\"\n", chain_rule()));
+    let relays: Vec<Relay> = c
+        .relays
+        .iter()
+        .map(|ns| Relay::start(ns, &config))
+        .collect();
+    let tc = |args: &str| {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let out = c.relays[0].command("tc").args(&args).output().expect("tc");
+        assert!(
+            out.status.success(),
+            "tc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tc("qdisc add dev out0 clsact");
+    // IPv4 without options, UDP to port 5000, UDP length (offset 24) 208, RTP sequence number
+    // (offset 30) ending in 0x37.
+    tc(
+        "filter add dev out0 egress protocol ip u32 match ip protocol 17 0xff \
+        match ip dport 5000 0xffff match u16 208 0xffff at 24 match u16 0x37 0x7f at 30 \
+        action mirred egress redirect dev lo",
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    let n: u64 = 4000;
+    let seq = |i: u64| (65_000 + i) as u16;
+    // Shorter first and last datagrams, which the filter never takes: hop 2 sees both ends.
+    let full = |i: u64| (5..n - 5).contains(&i);
+    let taken = (0..n).filter(|&i| full(i) && seq(i) & 0x7f == 0x37).count() as u64;
+    let start = Instant::now();
+    for i in 0..n {
+        let due = start + Duration::from_micros(i * 200);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let len = if full(i) { 200 } else { 100 };
+        tx.send_to(&rtp_len(seq(i), len), SocketAddrV4::new(GROUP, PORT))
+            .expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = tc("-s filter show dev out0 egress");
+    let dropped: u64 = stats
+        .split(" pkt")
+        .next()
+        .and_then(|r| r.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in {stats}"));
+    let hops: Vec<_> = relays
+        .into_iter()
+        .map(|r| {
+            let fin = r.stop();
+            assert_conserves(&fin);
+            assert_eq!(fin.flows[0].path, "kernel", "{:?}", fin.flows[0]);
+            fin.flows[0].monitor.clone().expect("monitor")
+        })
+        .collect();
+    eprintln!(
+        "tc took {dropped}; hop 1 {:?}; hop 2 {:?}",
+        hops[0], hops[1]
+    );
+    assert!(taken > 20, "{taken}");
+    assert_eq!(
+        dropped, taken,
+        "the filter took the datagrams it should: {stats}"
+    );
+    let counts = |m: &relay::stats::report::MonitorStats| {
+        (m.datagrams, m.gaps, m.lost, m.repeats, m.foreign)
+    };
+    assert_eq!(
+        counts(&hops[0]),
+        (n, 0, 0, 0, 0),
+        "hop 1 received everything"
+    );
+    // Single drops, 128 apart: one gap of one each.
+    assert_eq!(
+        counts(&hops[1]),
+        (n - taken, taken, taken, 0, 0),
+        "hop 2's gaps are the link's drops"
+    );
 }
