@@ -44,7 +44,7 @@ struct mcr_fp_output {
 #define MCR_FP_KEEP_DSCP 0xff
 
 /* What the program checks of a rule's datagrams (`monitor` on the rule). MPEG-TS is not
- * here: its rules run in userspace (relay/README.md, "Kernel fast path"). */
+ * here: its rules run in userspace (relay/README.md, "Stream monitoring", says why). */
 #define MCR_FP_MONITOR_NONE 0
 #define MCR_FP_MONITOR_RTP 1
 

@@ -6,6 +6,10 @@
 //! cell here) and allocated when the rule table is built; a flow without monitoring has none
 //! and pays one branch per datagram. The checks read a few header bytes, with no allocation.
 //!
+//! The kernel fast path checks RTP with the same definitions (`rtp_check` in
+//! `bpf/fastpath.bpf.c`; one state per flow under a lock instead of per worker): change
+//! both together, `tests/fastpath.rs` compares them on one stream.
+//!
 //! The counts localize loss; `trafficgen recv --format rtp|mpegts` is the exact account at the
 //! end of the chain. Deliberately simpler than it:
 //! * RTP: a packet 2..3000 ahead of the last is a gap of (delta - 1) lost sequence numbers; one
