@@ -366,6 +366,7 @@ struct rtp_walk {
 	__u32 size; /* payload bytes per datagram (the last may be shorter) */
 };
 
+/* bpf_loop's callback: checks the datagram at w->off and moves to the next; 1 ends the loop. */
 static long rtp_check_next(__u32 i, void *ctx)
 {
 	struct rtp_walk *w = ctx;
@@ -384,8 +385,8 @@ static long rtp_check_next(__u32 i, void *ctx)
  * Verifier: a global function, verified once on its own, so that the rest of the program is
  * not verified once more for monitored rules (inlined, the whole program took 3,102 verifier
  * instructions as root, against 2,341 like this); and the datagrams are walked with
- * bpf_loop, whose callback is verified once, where a bounded loop over up to 64 GSO segments
- * would be verified per iteration.
+ * bpf_loop, whose callback is verified once, where a bounded loop over the GSO segments
+ * would be verified once per iteration of its bound.
  */
 __attribute__((noinline)) int mcr_fp_monitor_rtp(struct __sk_buff *skb, __u32 slot, __u32 hdrs,
 						 __u32 ip_len, __u32 segs)
@@ -402,7 +403,8 @@ __attribute__((noinline)) int mcr_fp_monitor_rtp(struct __sk_buff *skb, __u32 sl
 	} else {
 		/* The IP total length, not the frame, bounds the datagram (a frame may carry
 		 * Ethernet padding), as on the userspace path. */
-		w.left = ip_len > 28 ? ip_len - 28 : 0;
+		__u32 ip_udp = sizeof(struct iphdr) + sizeof(struct udphdr);
+		w.left = ip_len > ip_udp ? ip_len - ip_udp : 0;
 		w.size = w.left;
 	}
 	bpf_loop(segs, rtp_check_next, &w, 0);
