@@ -1236,3 +1236,67 @@ fn kernel_hops_localize_rtp_loss_to_the_link_before_the_first_hop_with_gaps() {
         "hop 2's gaps are the link's drops"
     );
 }
+
+/// A monitored flow moved between the paths (by a reload adding and removing a rule that
+/// shares its group and port but must run in userspace) keeps an exact count: the side
+/// taking the flow over starts its check afresh instead of seeing the other side's
+/// datagrams as one gap.
+#[test]
+fn a_monitored_flow_moving_between_paths_shows_no_false_gap() {
+    if !e2e_allowed("fastpath_rtp_monitor_path_change") {
+        return;
+    }
+    let c = chain(1, false);
+    let chain_rtp = format!("{}monitor = \"rtp\"\n", chain_rule());
+    // Another source's (S,G) rule on the same flow, with 17 outputs: it runs in userspace, and
+    // so does `chain` while it exists. The sender's datagrams still match `chain`.
+    let blocker = format!(
+        "\n[[rule]]\nname = \"blocker\"\ninput = \"in0\"\ngroup = \"{GROUP}\"\nport = {PORT}\n\
+         source = \"10.99.0.99\"\noutputs = [{}]\n",
+        seventeen_outputs(7000)
+    );
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "fast_path = \"auto\"", &chain_rtp),
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    let base = std::fs::read_to_string(&relay.config).unwrap();
+    let mut sent = 0u64;
+    for (phase, path) in ["kernel", "userspace", "kernel", "userspace"]
+        .iter()
+        .enumerate()
+    {
+        let config = if phase % 2 == 1 {
+            format!("{base}{blocker}")
+        } else {
+            base.clone()
+        };
+        std::fs::write(&relay.config, config).unwrap();
+        let (code, out, err) = relay.mcrctl(&["config", "reload"]);
+        assert_eq!(code, 0, "{out}{err}");
+        // The workers adopt a new table within 100 ms when idle.
+        std::thread::sleep(Duration::from_millis(300));
+        let live = relay.stats();
+        let flow = live.flows.iter().find(|f| f.rule == "chain").unwrap();
+        assert_eq!(flow.path, *path, "phase {phase}: {flow:?}");
+        for i in sent..sent + 500 {
+            tx.send_to(&rtp_packet(i as u16), SocketAddrV4::new(GROUP, PORT))
+                .expect("send");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        sent += 500;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let flow = fin.flows.iter().find(|f| f.rule == "chain").unwrap();
+    let m = flow.monitor.as_ref().expect("monitor");
+    assert_eq!(
+        (m.datagrams, m.gaps, m.lost, m.repeats, m.foreign),
+        (sent, 0, 0, 0, 0),
+        "{m:?}"
+    );
+    // Both paths took part.
+    assert!(fin.workers[0].counters.matched >= 1000);
+    assert!(fin.fast_path.unwrap().counters.matched >= 1000);
+}

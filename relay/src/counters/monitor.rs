@@ -96,6 +96,18 @@ impl MonitorCells {
         }
     }
 
+    /// Forgets the stream's position (the last sequence number, each PID's last counter) and
+    /// keeps the counts: the next datagram starts the check afresh. For a flow coming back
+    /// from the kernel path, which checked the datagrams in between (else they would show as
+    /// one gap). Called while no worker receives the flow (the packet filter still leaves it
+    /// to the kernel), so this writer does not race the owning worker.
+    pub fn restart(&self) {
+        self.last_seq.store(NO_SEQ, Relaxed);
+        for c in self.cc.iter() {
+            c.store(NO_CC, Relaxed);
+        }
+    }
+
     fn sequence(&self, seq: u16) {
         let last = self.last_seq.load(Relaxed);
         if last != NO_SEQ {

@@ -239,9 +239,22 @@ impl FastPath {
         for (rule, decision) in table.rules.iter_mut().zip(decided) {
             let slot = state.slots.get(&rule.spec.name).map(|o| o.slot);
             rule.kernel_slot = slot;
+            let key = layout::key(
+                rule.ifindex,
+                rule.spec.group,
+                rule.spec.port,
+                rule.spec.source,
+            );
+            let k = bytes_of(&key).to_vec();
+            // A monitored flow changing path: the side taking it over has not seen the
+            // datagrams the other side checked meanwhile, so it starts afresh.
+            let was_kernel = state.installed.contains_key(&k);
             let outputs = match decision {
                 Ok(o) => o,
                 Err(reason) => {
+                    if was_kernel {
+                        restart_worker_monitors(rule);
+                    }
                     rule.path = Path::Userspace { reason };
                     continue;
                 }
@@ -270,16 +283,14 @@ impl FastPath {
             };
             rule.kernel_slot = Some(slot);
             state.slot_outputs.insert(slot, rule.outputs.len());
-            let key = layout::key(
-                rule.ifindex,
-                rule.spec.group,
-                rule.spec.port,
-                rule.spec.source,
-            );
+            // Before the entry goes in: until then the program sees none of the flow.
+            if !was_kernel && rule.spec.monitor.is_some() {
+                self.restart_monitor(slot);
+            }
             // Checked above: only rules whose monitor the program runs get here.
             let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
             let value = layout::rule_value(slot, monitor, &outputs);
-            let (k, v) = (bytes_of(&key).to_vec(), bytes_of(&value).to_vec());
+            let v = bytes_of(&value).to_vec();
             if state.installed.get(&k) != Some(&v) {
                 if let Err(e) = self.skel.maps.mcr_fp_rules.update(&k, &v, MapFlags::ANY) {
                     rule.path = Path::Userspace {
@@ -365,6 +376,24 @@ impl FastPath {
         Some(slot)
     }
 
+    /// Forgets the stream position of a slot's check, keeping its counts (see
+    /// `MonitorCells::restart`). Only while no map entry points to the slot: the read and
+    /// the write are two steps.
+    fn restart_monitor(&self, slot: u32) {
+        let map = &self.skel.maps.mcr_fp_monitors;
+        let key = slot.to_ne_bytes();
+        let Ok(Some(raw)) = map.lookup(&key, MapFlags::LOCK) else {
+            return;
+        };
+        let Some(mut m) = layout::from_bytes::<skel::types::mcr_fp_monitor>(&raw) else {
+            return;
+        };
+        m.last_seq = layout::fresh_monitor().last_seq;
+        if let Err(e) = map.update(&key, bytes_of(&m), MapFlags::LOCK) {
+            tracing::warn!("restarting the stream check of kernel slot {slot}: {e}");
+        }
+    }
+
     /// The stream check of a monitored rule's slot, read under its lock.
     pub fn monitor_counters(&self, slot: u32) -> Option<counters::MonitorCounters> {
         let raw = self
@@ -419,6 +448,15 @@ impl FastPath {
     pub fn detach_all(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.links.clear();
+    }
+}
+
+/// Restarts a flow's userspace stream checks (every worker's) as it leaves the kernel.
+fn restart_worker_monitors(rule: &Rule) {
+    for w in rule.counters.per_worker.iter() {
+        if let Some(m) = &w.monitor {
+            m.restart();
+        }
     }
 }
 
