@@ -216,6 +216,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_forgets_the_position_and_keeps_the_counts() {
+        let m = MonitorCells::new(Monitor::Rtp);
+        m.observe(&rtp(10));
+        m.observe(&rtp(12));
+        m.restart();
+        // 500 ahead of the last: after the restart, the first of a new count, not a gap.
+        m.observe(&rtp(512));
+        m.observe(&rtp(513));
+        assert_eq!(counts(&m), (1, 1, 0, 0));
+        assert_eq!(m.datagrams.get(), 4);
+        let m = MonitorCells::new(Monitor::Mpegts);
+        m.observe(&ts(0x100, 1));
+        m.restart();
+        m.observe(&ts(0x100, 9));
+        assert_eq!(counts(&m), (0, 0, 0, 0));
+    }
+
+    #[test]
     fn mpegts_counters_per_pid_raw_and_in_rtp() {
         let m = MonitorCells::new(Monitor::Mpegts);
         let mut datagram = Vec::new();
