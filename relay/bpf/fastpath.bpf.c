@@ -75,12 +75,21 @@ struct {
 	__type(value, struct mcr_fp_pass_counters);
 } mcr_fp_pass SEC(".maps");
 
+/* Indexed by counter slot; only monitored rules' entries are touched. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MCR_FP_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct mcr_fp_monitor);
+} mcr_fp_monitors SEC(".maps");
+
 /* What parsing found out about a frame. */
 struct parsed {
 	__u32 l3_off;     /* 14, or 18 with a tag in band */
 	__u32 saddr;      /* network order */
 	__u32 daddr;      /* network order */
 	__u16 dport;      /* network order */
+	__u16 ip_len;     /* IPv4 total length, host order */
 	__u8 tag_in_band; /* 1 if an 802.1Q/802.1ad tag sits in the frame */
 	__u8 pass;        /* 0: candidate; 1: IP options; 2: fragment */
 };
@@ -126,6 +135,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct parsed *p)
 	p->saddr = h.ip.saddr;
 	p->daddr = h.ip.daddr;
 	p->dport = h.dport;
+	p->ip_len = bpf_ntohs(h.ip.tot_len);
 	p->pass = PASS_NONE;
 	if (h.ip.ihl != 5)
 		p->pass = PASS_OPTIONS;
@@ -305,6 +315,102 @@ __attribute__((noinline)) int mcr_fp_send(struct __sk_buff *skb, const struct mc
 	return 0;
 }
 
+/* The sequence number of the RTP packet of `len` bytes at `off`, or -1 if it is not RTP
+ * version 2 (shorter than the 12-byte header, another version, RTCP's payload types 72-76),
+ * as the userspace monitor decides. */
+static __always_inline int rtp_sequence(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	__u8 h[4];
+
+	if (len < 12 || bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+		return -1;
+	__u8 pt = h[1] & 0x7f;
+	if (h[0] >> 6 != 2 || (pt >= 72 && pt <= 76))
+		return -1;
+	return h[2] << 8 | h[3];
+}
+
+/* Checks one datagram's sequence number (-1: not RTP) against the stream's last, as one
+ * step under the flow's lock (see struct mcr_fp_monitor). No helper may be called while the
+ * lock is held, so the packet is read before. */
+static __always_inline void rtp_check(struct mcr_fp_monitor *m, int seq)
+{
+	bpf_spin_lock(&m->lock);
+	m->datagrams++;
+	if (seq < 0) {
+		m->foreign++;
+	} else if (m->last_seq == MCR_FP_NO_SEQ) {
+		m->last_seq = seq;
+	} else {
+		__u16 delta = (__u16)seq - (__u16)m->last_seq;
+		if (delta == 0 || delta > 0xffff - MCR_FP_RTP_MAX_MISORDER) {
+			m->repeats++;
+		} else {
+			if (delta > 1) {
+				m->gaps++;
+				if (delta < MCR_FP_RTP_MAX_DROPOUT)
+					m->lost += delta - 1;
+			}
+			m->last_seq = seq;
+		}
+	}
+	bpf_spin_unlock(&m->lock);
+}
+
+/* The walk over a frame's datagrams: one, or each segment of a GSO super-frame. */
+struct rtp_walk {
+	struct __sk_buff *skb;
+	struct mcr_fp_monitor *m;
+	__u32 off;  /* the next datagram's UDP payload */
+	__u32 left; /* payload bytes from `off` to the end of the frame's payload */
+	__u32 size; /* payload bytes per datagram (the last may be shorter) */
+};
+
+/* bpf_loop's callback: checks the datagram at w->off and moves to the next; 1 ends the loop. */
+static long rtp_check_next(__u32 i, void *ctx)
+{
+	struct rtp_walk *w = ctx;
+	__u32 len = w->left < w->size ? w->left : w->size;
+
+	rtp_check(w->m, rtp_sequence(w->skb, w->off, len));
+	w->off += len;
+	w->left -= len;
+	return w->left ? 0 : 1;
+}
+
+/*
+ * The stream check of a frame of an RTP-monitored rule, before any rewrite. `hdrs` is the
+ * offset of the UDP payload, `ip_len` the IPv4 total length. Returns 0.
+ *
+ * Verifier: a global function, verified once on its own, so that the rest of the program is
+ * not verified once more for monitored rules (inlined, the whole program took 3,102 verifier
+ * instructions as root, against 2,341 like this); and the datagrams are walked with
+ * bpf_loop, whose callback is verified once, where a bounded loop over the GSO segments
+ * would be verified once per iteration of its bound.
+ */
+__attribute__((noinline)) int mcr_fp_monitor_rtp(struct __sk_buff *skb, __u32 slot, __u32 hdrs,
+						 __u32 ip_len, __u32 segs)
+{
+	struct mcr_fp_monitor *m = bpf_map_lookup_elem(&mcr_fp_monitors, &slot);
+
+	if (!m)
+		return 0;
+	struct rtp_walk w = { .skb = skb, .m = m, .off = hdrs };
+	if (segs > 1) {
+		/* UDP GSO: gso_size is the payload of one segment. */
+		w.left = skb->len > hdrs ? skb->len - hdrs : 0;
+		w.size = skb->gso_size;
+	} else {
+		/* The IP total length, not the frame, bounds the datagram (a frame may carry
+		 * Ethernet padding), as on the userspace path. */
+		__u32 ip_udp = sizeof(struct iphdr) + sizeof(struct udphdr);
+		w.left = ip_len > ip_udp ? ip_len - ip_udp : 0;
+		w.size = w.left;
+	}
+	bpf_loop(segs, rtp_check_next, &w, 0);
+	return 0;
+}
+
 /* Removes VLAN tags (metadata, then one in band) so the copies go out untagged, as the
  * userspace path's sends do. A tag in skb metadata would otherwise be carried onto every
  * copy. Returns 0 on success. */
@@ -347,6 +453,9 @@ int mcr_fastpath(struct __sk_buff *skb)
 	rc->matched += segs;
 	rc->bytes += payload;
 	rc->frame_bytes += skb->len;
+	/* A rule without monitor pays this one load and branch. */
+	if (rule->monitor == MCR_FP_MONITOR_RTP)
+		mcr_fp_monitor_rtp(skb, slot, hdrs, p.ip_len, segs);
 
 	__u32 n = rule->n_outputs;
 	if (n == 0 || n > MCR_FP_MAX_OUTPUTS)

@@ -10,6 +10,7 @@
 #ifndef MCR_FASTPATH_H
 #define MCR_FASTPATH_H
 
+#include <linux/bpf.h> /* struct bpf_spin_lock */
 #include <linux/types.h>
 
 /* Outputs one rule may have on the fast path; rules with more run in userspace. */
@@ -42,11 +43,17 @@ struct mcr_fp_output {
 
 #define MCR_FP_KEEP_DSCP 0xff
 
+/* What the program checks of a rule's datagrams (`monitor` on the rule). MPEG-TS is not
+ * here: its rules run in userspace (relay/README.md, "Stream monitoring", says why). */
+#define MCR_FP_MONITOR_NONE 0
+#define MCR_FP_MONITOR_RTP 1
+
 /* A rule's whole output set: replacing a rule is one map update, so a packet sees either
  * the old set or the new one, never a mix. */
 struct mcr_fp_rule {
-	__u32 slot;      /* index of this rule's counters in mcr_fp_counters */
+	__u32 slot;      /* index of this rule's counters in mcr_fp_counters and mcr_fp_monitors */
 	__u32 n_outputs; /* 1..MCR_FP_MAX_OUTPUTS */
+	__u32 monitor;   /* MCR_FP_MONITOR_* */
 	struct mcr_fp_output outputs[MCR_FP_MAX_OUTPUTS];
 };
 
@@ -76,5 +83,31 @@ struct mcr_fp_pass_counters {
 	__u64 fragments;  /* IPv4 fragments: userspace counts them as malformed.fragment */
 	__u64 no_counters; /* matched a rule whose counter slot was out of range (never expected) */
 };
+
+/*
+ * A monitored rule's stream check, with the definitions of the userspace monitor
+ * (relay/src/counters/monitor.rs) so the counts mean the same on both paths. RTP (RFC 3550
+ * A.1's thresholds): a sequence number 2..MCR_FP_RTP_MAX_DROPOUT-1 ahead of the last is a gap
+ * of (delta - 1) lost; one at or up to MCR_FP_RTP_MAX_MISORDER behind is a repeat (duplicate
+ * or reordered); any other jump is a gap with nothing counted lost and restarts the count.
+ *
+ * One per slot, shared by all CPUs, not per CPU: the last sequence number belongs to the
+ * whole stream, and a stream's datagrams may arrive on several CPUs. The lock makes each
+ * datagram's check-and-update one step, so concurrent datagrams are checked in some order
+ * (the order they took the lock) and no update is lost; readers copy it with BPF_F_LOCK.
+ */
+struct mcr_fp_monitor {
+	struct bpf_spin_lock lock;
+	__u32 last_seq;  /* the last in-order sequence number, MCR_FP_NO_SEQ before the first */
+	__u64 datagrams; /* datagrams checked (each segment of a GSO super-frame) */
+	__u64 foreign;   /* not RTP version 2 (too short, another version, RTCP) */
+	__u64 gaps;      /* sequence gaps */
+	__u64 lost;      /* sequence numbers skipped */
+	__u64 repeats;   /* at or behind the last: duplicates and reordered datagrams */
+};
+
+#define MCR_FP_NO_SEQ 0xffffffff
+#define MCR_FP_RTP_MAX_DROPOUT 3000
+#define MCR_FP_RTP_MAX_MISORDER 100
 
 #endif

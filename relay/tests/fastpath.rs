@@ -974,3 +974,329 @@ fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace() {
     assert_eq!(fp.passed_ip_options, 5);
     assert_eq!(fin.totals.malformed_by_kind.get("ip_options"), Some(&5));
 }
+
+/// One send of the scripted RTP stream: a datagram, or a GSO send of equal segments.
+enum RtpSend {
+    One(Vec<u8>),
+    Gso(Vec<Vec<u8>>),
+}
+
+/// An RTP packet (PT 96) with sequence `seq`, `len` bytes in all.
+fn rtp_len(seq: u16, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    b[0] = 0x80;
+    b[1] = 96;
+    b[2..4].copy_from_slice(&seq.to_be_bytes());
+    b[8..12].copy_from_slice(&0x6d63_7202u32.to_be_bytes());
+    b
+}
+
+/// An RTP packet of 200 bytes.
+fn rtp_packet(seq: u16) -> Vec<u8> {
+    rtp_len(seq, 200)
+}
+
+/// Packets 0..1000 of a stream whose sequence starts at 65500 (so it wraps at 36), with known
+/// faults, and what a monitor must count of it, worked out by hand from the definitions
+/// (relay/README.md, "Stream monitoring"):
+/// * 100 and 200..=204 missing: 2 gaps, 6 lost;
+/// * 301 before 300: a gap of 1 lost at 301, then 300 a repeat;
+/// * 400 twice: a repeat;
+/// * from 501 on, the sequence jumps by 10000: a gap, nothing lost (beyond 3000 ahead);
+/// * an RTCP packet after 600, an 8-byte datagram after 700: 2 foreign;
+/// * 900..=919 in two GSO sends of 10 segments, 905 missing: a gap, 1 lost.
+///
+/// Returns the sends and (datagrams, gaps, lost, repeats, foreign).
+fn scripted_rtp_stream() -> (Vec<RtpSend>, (u64, u64, u64, u64, u64)) {
+    let seq = |k: u32| {
+        let jump = if k > 500 { 10_000 } else { 0 };
+        (65_500 + k + jump) as u16
+    };
+    let mut sends = Vec::new();
+    let mut k = 0;
+    while k < 1000 {
+        match k {
+            100 | 200..=204 => {}
+            300 => {
+                sends.push(RtpSend::One(rtp_packet(seq(301))));
+                sends.push(RtpSend::One(rtp_packet(seq(300))));
+                k = 301;
+            }
+            400 => {
+                sends.push(RtpSend::One(rtp_packet(seq(400))));
+                sends.push(RtpSend::One(rtp_packet(seq(400))));
+            }
+            900 | 910 => {
+                let segments = (k..k + 10)
+                    .filter(|&j| j != 905)
+                    .map(|j| rtp_packet(seq(j)))
+                    .collect();
+                sends.push(RtpSend::Gso(segments));
+                k += 9;
+            }
+            _ => sends.push(RtpSend::One(rtp_packet(seq(k)))),
+        }
+        if k == 600 {
+            let mut rtcp = vec![0u8; 28];
+            rtcp[0] = 0x80;
+            rtcp[1] = 200; // sender report: payload type 72 to the RTP parser
+            sends.push(RtpSend::One(rtcp));
+        }
+        if k == 700 {
+            sends.push(RtpSend::One(vec![0x80; 8]));
+        }
+        k += 1;
+    }
+    (sends, (996, 5, 8, 2, 2))
+}
+
+/// Sends the scripted stream through a one-hop chain whose relay runs `dataplane`, and
+/// returns the relay's final report and the datagrams the sink received.
+fn run_scripted_rtp(dataplane: &str) -> (relay::stats::report::StatsReport, usize) {
+    let (sends, _) = scripted_rtp_stream();
+    let c = chain(1, true);
+    let rules = format!(
+        "{}monitor = \"rtp\"\n\n{}monitor = \"mpegts\"\n",
+        chain_rule(),
+        rule(
+            "ts",
+            GROUP,
+            PORT + 1,
+            &format!("{{ dest = \"{GROUP}\", port = 6001, interface = \"out0\" }}"),
+        )
+    );
+    let relay = Relay::start(&c.relays[0], &relay_config(1, dataplane, &rules));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let tx_gso = sender(&c.src, SRC_ADDR);
+    set_udp_segment(&tx_gso, 200);
+    let dest = SocketAddrV4::new(GROUP, PORT);
+    for s in &sends {
+        match s {
+            RtpSend::One(p) => tx.send_to(p, dest).map(|_| ()),
+            RtpSend::Gso(segments) => tx_gso.send_to(&segments.concat(), dest).map(|_| ()),
+        }
+        .expect("send");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let received = drain(&rx, Duration::from_millis(500), 2000).len();
+    let live = relay.stats();
+    assert_conserves(&live);
+    let (code, text, _) = relay.mcrctl(&["stats"]);
+    assert_eq!(code, 0);
+    let m = live.flows[0].monitor.as_ref().expect("monitor");
+    let line = format!(
+        "monitor rtp    checked {:>10} gaps {:>8} lost {:>10}",
+        m.datagrams, m.gaps, m.lost
+    );
+    assert!(text.contains(&line), "mcrctl stats lacks `{line}`:\n{text}");
+    let (code, prom, _) = relay.mcrctl(&["stats", "--prometheus"]);
+    assert_eq!(code, 0);
+    let sample = format!(
+        "mcr_flow_stream_lost_total{{flow=\"chain\",kind=\"rtp\"}} {}",
+        m.lost
+    );
+    assert!(prom.contains(&sample), "no `{sample}` in:\n{prom}");
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    (fin, received)
+}
+
+#[test]
+fn rtp_monitoring_in_the_kernel_counts_exactly_what_userspace_counts() {
+    if !e2e_allowed("fastpath_rtp_monitor") {
+        return;
+    }
+    let (_, (datagrams, gaps, lost, repeats, foreign)) = scripted_rtp_stream();
+    let (kernel, kernel_received) = run_scripted_rtp(REQUIRED);
+    let (user, user_received) = run_scripted_rtp("fast_path = \"off\"");
+    for (path, r, received) in [
+        ("kernel", &kernel, kernel_received),
+        ("userspace", &user, user_received),
+    ] {
+        let f = &r.flows[0];
+        assert_eq!(f.path, path, "{f:?}");
+        assert_eq!(
+            received as u64, datagrams,
+            "{path}: the sink got every datagram"
+        );
+        assert_eq!(f.packets, datagrams, "{path}");
+        let m = f.monitor.as_ref().expect("monitor");
+        assert_eq!(m.kind, "rtp");
+        assert_eq!(
+            (m.datagrams, m.gaps, m.lost, m.repeats, m.foreign),
+            (datagrams, gaps, lost, repeats, foreign),
+            "{path}: {m:?}"
+        );
+    }
+    assert_eq!(kernel.flows[0].monitor, user.flows[0].monitor);
+    // The kernel walked GSO super-frames segment by segment.
+    let fp = kernel.fast_path.as_ref().unwrap();
+    assert!(fp.counters.rx_frames < fp.counters.rx, "{:?}", fp.counters);
+    // Nothing of the monitored flow went through the workers.
+    assert_eq!(kernel.workers[0].counters.rx, 0);
+    // MPEG-TS monitoring stays in userspace, and says why.
+    let ts = &kernel.flows[1];
+    assert_eq!(ts.path, "userspace");
+    let why = ts.path_reason.as_deref().unwrap_or_default();
+    assert!(why.contains("mpegts"), "{why}");
+}
+
+/// The per-hop story on the fast path: two kernel hops checking an RTP stream, with a tc
+/// filter on hop 1's output device taking the full-size datagrams whose sequence number ends
+/// in 0x37 (of 7 bits) off the link. Netfilter's hooks do not see what a tc program
+/// redirects from ingress, the output's tc egress hook does; this kernel has no gact or netem,
+/// so the filter redirects them to `lo`, where no one listens. Hop 1's check is clean; hop
+/// 2's gaps are exactly the datagrams taken.
+#[test]
+fn kernel_hops_localize_rtp_loss_to_the_link_before_the_first_hop_with_gaps() {
+    let test = "fastpath_rtp_monitor_two_hops";
+    if !e2e_allowed(test) {
+        return;
+    }
+    let c = chain(2, false);
+    let config = relay_config(1, REQUIRED, &format!("{}monitor = \"rtp\"\n", chain_rule()));
+    let relays: Vec<Relay> = c
+        .relays
+        .iter()
+        .map(|ns| Relay::start(ns, &config))
+        .collect();
+    let tc = |args: &str| {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let out = c.relays[0].command("tc").args(&args).output().expect("tc");
+        assert!(
+            out.status.success(),
+            "tc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tc("qdisc add dev out0 clsact");
+    // IPv4 without options, UDP to port 5000, UDP length (offset 24) 208, RTP sequence number
+    // (offset 30) ending in 0x37.
+    tc(
+        "filter add dev out0 egress protocol ip u32 match ip protocol 17 0xff \
+        match ip dport 5000 0xffff match u16 208 0xffff at 24 match u16 0x37 0x7f at 30 \
+        action mirred egress redirect dev lo",
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    let n: u64 = 4000;
+    let seq = |i: u64| (65_000 + i) as u16;
+    // Shorter first and last datagrams, which the filter never takes: hop 2 sees both ends.
+    let full = |i: u64| (5..n - 5).contains(&i);
+    let taken = (0..n).filter(|&i| full(i) && seq(i) & 0x7f == 0x37).count() as u64;
+    let start = Instant::now();
+    for i in 0..n {
+        let due = start + Duration::from_micros(i * 200);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let len = if full(i) { 200 } else { 100 };
+        tx.send_to(&rtp_len(seq(i), len), SocketAddrV4::new(GROUP, PORT))
+            .expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = tc("-s filter show dev out0 egress");
+    let dropped: u64 = stats
+        .split(" pkt")
+        .next()
+        .and_then(|r| r.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in {stats}"));
+    let hops: Vec<_> = relays
+        .into_iter()
+        .map(|r| {
+            let fin = r.stop();
+            assert_conserves(&fin);
+            assert_eq!(fin.flows[0].path, "kernel", "{:?}", fin.flows[0]);
+            fin.flows[0].monitor.clone().expect("monitor")
+        })
+        .collect();
+    eprintln!(
+        "tc took {dropped}; hop 1 {:?}; hop 2 {:?}",
+        hops[0], hops[1]
+    );
+    assert!(taken > 20, "{taken}");
+    assert_eq!(
+        dropped, taken,
+        "the filter took the datagrams it should: {stats}"
+    );
+    let counts = |m: &relay::stats::report::MonitorStats| {
+        (m.datagrams, m.gaps, m.lost, m.repeats, m.foreign)
+    };
+    assert_eq!(
+        counts(&hops[0]),
+        (n, 0, 0, 0, 0),
+        "hop 1 received everything"
+    );
+    // Single drops, 128 apart: one gap of one each.
+    assert_eq!(
+        counts(&hops[1]),
+        (n - taken, taken, taken, 0, 0),
+        "hop 2's gaps are the link's drops"
+    );
+}
+
+/// A monitored flow moved between the paths (by a reload adding and removing a rule that
+/// shares its group and port but must run in userspace) keeps an exact count: the side
+/// taking the flow over starts its check afresh instead of seeing the other side's
+/// datagrams as one gap.
+#[test]
+fn a_monitored_flow_moving_between_paths_shows_no_false_gap() {
+    if !e2e_allowed("fastpath_rtp_monitor_path_change") {
+        return;
+    }
+    let c = chain(1, false);
+    let chain_rtp = format!("{}monitor = \"rtp\"\n", chain_rule());
+    // Another source's (S,G) rule on the same flow, with 17 outputs: it runs in userspace, and
+    // so does `chain` while it exists. The sender's datagrams still match `chain`.
+    let blocker = format!(
+        "\n[[rule]]\nname = \"blocker\"\ninput = \"in0\"\ngroup = \"{GROUP}\"\nport = {PORT}\n\
+         source = \"10.99.0.99\"\noutputs = [{}]\n",
+        seventeen_outputs(7000)
+    );
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "fast_path = \"auto\"", &chain_rtp),
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    let base = std::fs::read_to_string(&relay.config).unwrap();
+    let mut sent = 0u64;
+    for (phase, path) in ["kernel", "userspace", "kernel", "userspace"]
+        .iter()
+        .enumerate()
+    {
+        let config = if phase % 2 == 1 {
+            format!("{base}{blocker}")
+        } else {
+            base.clone()
+        };
+        std::fs::write(&relay.config, config).unwrap();
+        let (code, out, err) = relay.mcrctl(&["config", "reload"]);
+        assert_eq!(code, 0, "{out}{err}");
+        // The workers adopt a new table within 100 ms when idle.
+        std::thread::sleep(Duration::from_millis(300));
+        let live = relay.stats();
+        let flow = live.flows.iter().find(|f| f.rule == "chain").unwrap();
+        assert_eq!(flow.path, *path, "phase {phase}: {flow:?}");
+        for i in sent..sent + 500 {
+            tx.send_to(&rtp_packet(i as u16), SocketAddrV4::new(GROUP, PORT))
+                .expect("send");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        sent += 500;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let flow = fin.flows.iter().find(|f| f.rule == "chain").unwrap();
+    let m = flow.monitor.as_ref().expect("monitor");
+    assert_eq!(
+        (m.datagrams, m.gaps, m.lost, m.repeats, m.foreign),
+        (sent, 0, 0, 0, 0),
+        "{m:?}"
+    );
+    // Both paths took part.
+    assert!(fin.workers[0].counters.matched >= 1000);
+    assert!(fin.fast_path.unwrap().counters.matched >= 1000);
+}

@@ -6,6 +6,10 @@
 //! cell here) and allocated when the rule table is built; a flow without monitoring has none
 //! and pays one branch per datagram. The checks read a few header bytes, with no allocation.
 //!
+//! The kernel fast path checks RTP with the same definitions (`rtp_check` in
+//! `bpf/fastpath.bpf.c`; one state per flow under a lock instead of per worker): change
+//! both together, `tests/fastpath.rs` compares them on one stream.
+//!
 //! The counts localize loss; `trafficgen recv --format rtp|mpegts` is the exact account at the
 //! end of the chain. Deliberately simpler than it:
 //! * RTP: a packet 2..3000 ahead of the last is a gap of (delta - 1) lost sequence numbers; one
@@ -89,6 +93,18 @@ impl MonitorCells {
                     None => self.foreign.add(1),
                 }
             }
+        }
+    }
+
+    /// Forgets the stream's position (the last sequence number, each PID's last counter) and
+    /// keeps the counts: the next datagram starts the check afresh. For a flow coming back
+    /// from the kernel path, which checked the datagrams in between (else they would show as
+    /// one gap). Called while no worker receives the flow (the packet filter still leaves it
+    /// to the kernel), so this writer does not race the owning worker.
+    pub fn restart(&self) {
+        self.last_seq.store(NO_SEQ, Relaxed);
+        for c in self.cc.iter() {
+            c.store(NO_CC, Relaxed);
         }
     }
 
@@ -197,6 +213,24 @@ mod tests {
         // 40000: a gap without loss
         assert_eq!(counts(&m), (2, 2, 2, 1));
         assert_eq!(m.datagrams.get(), 9);
+    }
+
+    #[test]
+    fn a_restart_forgets_the_position_and_keeps_the_counts() {
+        let m = MonitorCells::new(Monitor::Rtp);
+        m.observe(&rtp(10));
+        m.observe(&rtp(12));
+        m.restart();
+        // 500 ahead of the last: after the restart, the first of a new count, not a gap.
+        m.observe(&rtp(512));
+        m.observe(&rtp(513));
+        assert_eq!(counts(&m), (1, 1, 0, 0));
+        assert_eq!(m.datagrams.get(), 4);
+        let m = MonitorCells::new(Monitor::Mpegts);
+        m.observe(&ts(0x100, 1));
+        m.restart();
+        m.observe(&ts(0x100, 9));
+        assert_eq!(counts(&m), (0, 0, 0, 0));
     }
 
     #[test]

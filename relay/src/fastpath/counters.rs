@@ -7,7 +7,7 @@
 //! buf_exhaust + in_flight` exact in every report.
 
 use super::layout::{from_bytes, MAX_OUTPUTS};
-use super::skel::types::{mcr_fp_pass_counters, mcr_fp_rule_counters};
+use super::skel::types::{mcr_fp_monitor, mcr_fp_pass_counters, mcr_fp_rule_counters};
 
 /// One output's counters, all CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -110,6 +110,31 @@ impl KernelTotals {
         self.err_redirect += o.err_redirect;
         self.err_rewrite += o.err_rewrite;
         self.in_flight += o.in_flight;
+    }
+}
+
+/// A monitored rule's stream check in the program (one for all CPUs), with the meanings of
+/// the userspace monitor's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MonitorCounters {
+    pub datagrams: u64,
+    pub foreign: u64,
+    pub gaps: u64,
+    pub lost: u64,
+    pub repeats: u64,
+}
+
+impl MonitorCounters {
+    /// From the map value as read under its lock (`BPF_F_LOCK`): one consistent state.
+    pub fn from_map(raw: &[u8]) -> Option<Self> {
+        let m = from_bytes::<mcr_fp_monitor>(raw)?;
+        Some(Self {
+            datagrams: m.datagrams,
+            foreign: m.foreign,
+            gaps: m.gaps,
+            lost: m.lost,
+            repeats: m.repeats,
+        })
     }
 }
 

@@ -3,11 +3,17 @@
 
 use std::net::Ipv4Addr;
 
-use super::skel::types::{mcr_fp_key, mcr_fp_output, mcr_fp_rule, mcr_fp_rule_counters};
+use super::skel::types::{
+    mcr_fp_key, mcr_fp_monitor, mcr_fp_output, mcr_fp_rule, mcr_fp_rule_counters,
+};
+use crate::config::Monitor;
+
+/// Bytes of `mcr_fp_rule` before its outputs: slot, n_outputs, monitor.
+const RULE_HEAD: usize = 12;
 
 /// `MCR_FP_MAX_OUTPUTS`, read from the generated type so it cannot differ from the C side.
 pub const MAX_OUTPUTS: usize = {
-    let rule = std::mem::size_of::<mcr_fp_rule>() - 8;
+    let rule = std::mem::size_of::<mcr_fp_rule>() - RULE_HEAD;
     rule / std::mem::size_of::<mcr_fp_output>()
 };
 
@@ -15,7 +21,8 @@ pub const MAX_OUTPUTS: usize = {
 // byte views below never expose uninitialised memory).
 const _: () = assert!(std::mem::size_of::<mcr_fp_key>() == 16);
 const _: () = assert!(std::mem::size_of::<mcr_fp_output>() == 32);
-const _: () = assert!(std::mem::size_of::<mcr_fp_rule>() == 8 + 32 * MAX_OUTPUTS);
+const _: () = assert!(std::mem::size_of::<mcr_fp_rule>() == RULE_HEAD + 32 * MAX_OUTPUTS);
+const _: () = assert!(std::mem::size_of::<mcr_fp_monitor>() == 48);
 const _: () = assert!(MAX_OUTPUTS == 16);
 
 /// One output as the program writes it into the copy.
@@ -36,6 +43,29 @@ pub struct KernelOutput {
 
 /// `MCR_FP_KEEP_DSCP`.
 const KEEP_DSCP: u8 = 0xff;
+/// `MCR_FP_MONITOR_NONE`, `MCR_FP_MONITOR_RTP`.
+const MONITOR_NONE: u32 = 0;
+const MONITOR_RTP: u32 = 1;
+/// `MCR_FP_NO_SEQ`: no sequence number seen yet.
+const NO_SEQ: u32 = u32::MAX;
+
+/// What the program checks of a rule's datagrams; `None` for what it cannot check (the
+/// caller keeps such rules in userspace).
+pub fn monitor_kind(m: Option<Monitor>) -> Option<u32> {
+    match m {
+        None => Some(MONITOR_NONE),
+        Some(Monitor::Rtp) => Some(MONITOR_RTP),
+        Some(Monitor::Mpegts) => None,
+    }
+}
+
+/// A slot's stream check before its first datagram.
+pub fn fresh_monitor() -> mcr_fp_monitor {
+    mcr_fp_monitor {
+        last_seq: NO_SEQ,
+        ..Default::default()
+    }
+}
 
 /// The hash key of a rule (source `None`: the any-source entry).
 pub fn key(ifindex: u32, group: Ipv4Addr, port: u16, source: Option<Ipv4Addr>) -> mcr_fp_key {
@@ -48,13 +78,14 @@ pub fn key(ifindex: u32, group: Ipv4Addr, port: u16, source: Option<Ipv4Addr>) -
     }
 }
 
-/// The map value of a rule: its counter slot and its whole output set. At most
-/// [`MAX_OUTPUTS`] outputs (the caller checks).
-pub fn rule_value(slot: u32, outputs: &[KernelOutput]) -> mcr_fp_rule {
+/// The map value of a rule: its counter slot, its monitor kind ([`monitor_kind`]) and its
+/// whole output set. At most [`MAX_OUTPUTS`] outputs (the caller checks).
+pub fn rule_value(slot: u32, monitor: u32, outputs: &[KernelOutput]) -> mcr_fp_rule {
     assert!(!outputs.is_empty() && outputs.len() <= MAX_OUTPUTS);
     let mut v = mcr_fp_rule {
         slot,
         n_outputs: outputs.len() as u32,
+        monitor,
         ..Default::default()
     };
     for (slot, o) in v.outputs.iter_mut().zip(outputs) {
@@ -80,6 +111,7 @@ impl Plain for mcr_fp_key {}
 impl Plain for mcr_fp_rule {}
 impl Plain for mcr_fp_rule_counters {}
 impl Plain for super::skel::types::mcr_fp_pass_counters {}
+impl Plain for mcr_fp_monitor {}
 
 /// The bytes of a map struct, as the map stores them.
 pub fn bytes_of<T: Plain>(v: &T) -> &[u8] {
@@ -130,17 +162,18 @@ mod tests {
             ttl: i,
             dscp: (i == 2).then_some(46),
         };
-        let v = rule_value(9, &[out(1), out(2)]);
-        assert_eq!((v.slot, v.n_outputs), (9, 2));
+        let v = rule_value(9, MONITOR_RTP, &[out(1), out(2)]);
+        assert_eq!((v.slot, v.n_outputs, v.monitor), (9, 2, 1));
         let b = bytes_of(&v);
-        // Output 1 starts at 8 + 32: MACs, ifindex, addresses, ports, TTL.
-        let o = &b[40..72];
+        assert_eq!(&b[8..12], &1u32.to_ne_bytes());
+        // Output 1 starts at 12 + 32: MACs, ifindex, addresses, ports, TTL.
+        let o = &b[44..76];
         assert_eq!(&o[0..6], &[1, 0, 0x5e, 0, 0, 2]);
         assert_eq!(&o[16..20], &[239, 2, 2, 2]);
         assert_eq!(&o[24..26], &6002u16.to_be_bytes());
         assert_eq!(o[28], 2);
         assert_eq!(o[29], 46);
-        assert_eq!(b[8 + 29], KEEP_DSCP, "output 0 keeps the DSCP");
+        assert_eq!(b[RULE_HEAD + 29], KEEP_DSCP, "output 0 keeps the DSCP");
         let back: mcr_fp_rule = from_bytes(b).unwrap();
         assert_eq!(bytes_of(&back), b);
         assert!(from_bytes::<mcr_fp_rule>(&b[..10]).is_none());

@@ -42,6 +42,13 @@ pub const MAX_RULES: u32 = 1024;
 /// sockets' classic BPF filter, which must exclude them all (4096 instructions at most).
 pub const MAX_KERNEL_FLOWS_PER_INPUT: usize = 200;
 
+/// The path reason of an MPEG-TS-monitored rule. The check walks up to 7 TS packets per
+/// datagram with a continuity counter per PID (8191 of them): in the program it tripled the
+/// time per datagram and needs 8 MiB of per-PID counters (relay/README.md, "Stream
+/// monitoring", has the numbers).
+const MPEGTS_USERSPACE: &str =
+    "monitor = \"mpegts\" checks every TS packet's continuity counter, which runs in userspace";
+
 /// A loaded fast path: the program, its maps, the links that attach it, and which rule owns
 /// which counter slot.
 pub struct FastPath {
@@ -167,11 +174,8 @@ impl FastPath {
                 if let Some(Err(why)) = state.links.get(&rule.ifindex) {
                     return Err(why.clone());
                 }
-                if let Some(m) = rule.spec.monitor {
-                    return Err(format!(
-                        "monitor = \"{}\" inspects every datagram in userspace",
-                        m.name()
-                    ));
+                if layout::monitor_kind(rule.spec.monitor).is_none() {
+                    return Err(MPEGTS_USERSPACE.into());
                 }
                 kernel_outputs(rule, table)
             })
@@ -235,9 +239,22 @@ impl FastPath {
         for (rule, decision) in table.rules.iter_mut().zip(decided) {
             let slot = state.slots.get(&rule.spec.name).map(|o| o.slot);
             rule.kernel_slot = slot;
+            let key = layout::key(
+                rule.ifindex,
+                rule.spec.group,
+                rule.spec.port,
+                rule.spec.source,
+            );
+            let k = bytes_of(&key).to_vec();
+            // A monitored flow changing path: the side taking it over has not seen the
+            // datagrams the other side checked meanwhile, so it starts afresh.
+            let was_kernel = state.installed.contains_key(&k);
             let outputs = match decision {
                 Ok(o) => o,
                 Err(reason) => {
+                    if was_kernel {
+                        restart_worker_monitors(rule);
+                    }
                     rule.path = Path::Userspace { reason };
                     continue;
                 }
@@ -266,14 +283,14 @@ impl FastPath {
             };
             rule.kernel_slot = Some(slot);
             state.slot_outputs.insert(slot, rule.outputs.len());
-            let key = layout::key(
-                rule.ifindex,
-                rule.spec.group,
-                rule.spec.port,
-                rule.spec.source,
-            );
-            let value = layout::rule_value(slot, &outputs);
-            let (k, v) = (bytes_of(&key).to_vec(), bytes_of(&value).to_vec());
+            // Before the entry goes in: until then the program sees none of the flow.
+            if !was_kernel && rule.spec.monitor.is_some() {
+                self.restart_monitor(slot);
+            }
+            // Checked above: only rules whose monitor the program runs get here.
+            let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
+            let value = layout::rule_value(slot, monitor, &outputs);
+            let v = bytes_of(&value).to_vec();
             if state.installed.get(&k) != Some(&v) {
                 if let Err(e) = self.skel.maps.mcr_fp_rules.update(&k, &v, MapFlags::ANY) {
                     rule.path = Path::Userspace {
@@ -335,22 +352,57 @@ impl FastPath {
         }
     }
 
-    /// A free slot, with its per-CPU counters zeroed.
+    /// A free slot, with its per-CPU counters zeroed and its stream check fresh.
     fn allocate_slot(&self, state: &mut State) -> Option<u32> {
         let slot = state.free.pop()?;
         let cpus = libbpf_rs::num_possible_cpus().ok()?;
         let zero = vec![vec![0u8; std::mem::size_of::<skel::types::mcr_fp_rule_counters>()]; cpus];
-        if let Err(e) =
-            self.skel
-                .maps
-                .mcr_fp_counters
-                .update_percpu(&slot.to_ne_bytes(), &zero, MapFlags::ANY)
-        {
+        let key = slot.to_ne_bytes();
+        let maps = &self.skel.maps;
+        let reset = maps
+            .mcr_fp_counters
+            .update_percpu(&key, &zero, MapFlags::ANY)
+            .and_then(|()| {
+                // Under the lock (BPF_F_LOCK), like the program's updates.
+                let fresh = layout::fresh_monitor();
+                maps.mcr_fp_monitors
+                    .update(&key, bytes_of(&fresh), MapFlags::LOCK)
+            });
+        if let Err(e) = reset {
             tracing::warn!("zeroing kernel counter slot {slot}: {e}");
             state.free.push(slot);
             return None;
         }
         Some(slot)
+    }
+
+    /// Forgets the stream position of a slot's check, keeping its counts (see
+    /// `MonitorCells::restart`). Only while no map entry points to the slot: the read and
+    /// the write are two steps.
+    fn restart_monitor(&self, slot: u32) {
+        let map = &self.skel.maps.mcr_fp_monitors;
+        let key = slot.to_ne_bytes();
+        let Ok(Some(raw)) = map.lookup(&key, MapFlags::LOCK) else {
+            return;
+        };
+        let Some(mut m) = layout::from_bytes::<skel::types::mcr_fp_monitor>(&raw) else {
+            return;
+        };
+        m.last_seq = layout::fresh_monitor().last_seq;
+        if let Err(e) = map.update(&key, bytes_of(&m), MapFlags::LOCK) {
+            tracing::warn!("restarting the stream check of kernel slot {slot}: {e}");
+        }
+    }
+
+    /// The stream check of a monitored rule's slot, read under its lock.
+    pub fn monitor_counters(&self, slot: u32) -> Option<counters::MonitorCounters> {
+        let raw = self
+            .skel
+            .maps
+            .mcr_fp_monitors
+            .lookup(&slot.to_ne_bytes(), MapFlags::LOCK)
+            .ok()??;
+        counters::MonitorCounters::from_map(&raw)
     }
 
     /// The summed per-CPU counters of a rule's slot.
@@ -396,6 +448,15 @@ impl FastPath {
     pub fn detach_all(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.links.clear();
+    }
+}
+
+/// Restarts a flow's userspace stream checks (every worker's) as it leaves the kernel.
+fn restart_worker_monitors(rule: &Rule) {
+    for w in rule.counters.per_worker.iter() {
+        if let Some(m) = &w.monitor {
+            m.restart();
+        }
     }
 }
 
@@ -483,5 +544,180 @@ mod tests {
             Some(counters::RuleCounters::default())
         );
         assert_eq!(fp.pass_counters(), counters::PassCounters::default());
+        assert_eq!(
+            fp.monitor_counters(slot),
+            Some(counters::MonitorCounters::default())
+        );
+    }
+
+    /// An Ethernet/IPv4/UDP frame to 239.1.1.1:5000 carrying an RTP packet with sequence 7.
+    fn rtp_frame() -> Vec<u8> {
+        let (rtp_len, udp_len) = (200u16, 208u16);
+        let mut f = vec![0u8; 14 + 20 + usize::from(udp_len)];
+        f[0..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0x01, 0x01, 0x01]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        ip[8] = 8;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 99, 0, 1]);
+        ip[16..20].copy_from_slice(&[239, 1, 1, 1]);
+        f[34..36].copy_from_slice(&4000u16.to_be_bytes());
+        f[36..38].copy_from_slice(&5000u16.to_be_bytes());
+        f[38..40].copy_from_slice(&udp_len.to_be_bytes());
+        let rtp = &mut f[42..42 + usize::from(rtp_len)];
+        rtp[0] = 0x80;
+        rtp[1] = 96;
+        rtp[3] = 7;
+        f
+    }
+
+    /// Runs the program on `frame` `repeat` times (BPF_PROG_TEST_RUN: no device, the
+    /// redirect is only a verdict): the verdict and the average time per run.
+    fn test_run(fp: &FastPath, frame: &[u8], repeat: u32) -> (u32, std::time::Duration) {
+        let out = fp
+            .skel
+            .progs
+            .mcr_fastpath
+            .test_run(libbpf_rs::ProgramInput {
+                data_in: Some(frame),
+                repeat,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        (out.return_value, out.duration)
+    }
+
+    /// Installs the 1:1 rule for [`rtp_frame`] arriving on `lo`, with counter slot `slot`.
+    /// The runs of a test share one packet, which the program rewrites in place: the output
+    /// writes what the frame holds, so every run matches (and skips the checksum fixes).
+    fn install_loopback_rule(fp: &FastPath, slot: u32, monitor: Option<crate::config::Monitor>) {
+        let lo = crate::netif::index("lo").expect("lo");
+        let out = KernelOutput {
+            ifindex: lo,
+            dst_mac: [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
+            src_mac: [0; 6],
+            dst: Ipv4Addr::new(239, 1, 1, 1),
+            src: Ipv4Addr::new(10, 99, 0, 1),
+            dst_port: 5000,
+            src_port: 0,
+            ttl: 8,
+            dscp: None,
+        };
+        let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, None);
+        let kind = layout::monitor_kind(monitor).unwrap();
+        let value = layout::rule_value(slot, kind, &[out]);
+        fp.skel
+            .maps
+            .mcr_fp_rules
+            .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
+            .unwrap();
+    }
+
+    /// Two CPUs run the program on one monitored flow at once: the lock keeps each check
+    /// whole, so no count is lost (unlocked `+= 1` on a shared value would lose some).
+    #[test]
+    fn a_flow_checked_on_two_cpus_at_once_loses_no_count() {
+        if !privileged("a_flow_checked_on_two_cpus_at_once_loses_no_count") {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: sched_getaffinity fills the set it is given, of its size.
+            .filter(|&c| unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) == 0
+                    && libc::CPU_ISSET(c, &set)
+            })
+            .take(2)
+            .collect();
+        if cpus.len() < 2 {
+            eprintln!("SKIP a_flow_checked_on_two_cpus_at_once_loses_no_count: one CPU");
+            return;
+        }
+        let fp = FastPath::load().expect("loads");
+        let slot = {
+            let mut state = fp.state.lock().unwrap();
+            fp.allocate_slot(&mut state).unwrap()
+        };
+        install_loopback_rule(&fp, slot, Some(crate::config::Monitor::Rtp));
+        let frame = rtp_frame();
+        let repeat = 200_000;
+        std::thread::scope(|s| {
+            for &cpu in &cpus {
+                let (fp, frame) = (&fp, &frame);
+                s.spawn(move || {
+                    // SAFETY: a CPU set built with the libc macros, for this thread.
+                    unsafe {
+                        let mut set: libc::cpu_set_t = std::mem::zeroed();
+                        libc::CPU_SET(cpu, &mut set);
+                        assert_eq!(
+                            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+                            0
+                        );
+                    }
+                    assert_eq!(test_run(fp, frame, repeat).0, 7, "TC_ACT_REDIRECT");
+                });
+            }
+        });
+        // One sequence number throughout: the first check is in order, every other a repeat.
+        let runs = 2 * u64::from(repeat);
+        assert_eq!(
+            fp.monitor_counters(slot).unwrap(),
+            counters::MonitorCounters {
+                datagrams: runs,
+                repeats: runs - 1,
+                ..Default::default()
+            }
+        );
+        // The per-CPU rule counters agree.
+        assert_eq!(fp.rule_counters(slot).unwrap().matched, runs);
+    }
+
+    /// The stream check runs in the program for a rule with `monitor = "rtp"` and counts every
+    /// run; an unmonitored rule's runs leave it untouched. Prints the in-program time per
+    /// datagram of both (the cost the README quotes), alternating to share the noise.
+    #[test]
+    fn the_program_checks_rtp_only_for_monitored_rules() {
+        if !privileged("the_program_checks_rtp_only_for_monitored_rules") {
+            return;
+        }
+        let fp = FastPath::load().expect("loads");
+        let slot = {
+            let mut state = fp.state.lock().unwrap();
+            fp.allocate_slot(&mut state).unwrap()
+        };
+        let install = |monitor| install_loopback_rule(&fp, slot, monitor);
+        let frame = rtp_frame();
+        let repeat = 100_000;
+        let (mut plain, mut monitored) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            install(None);
+            let (verdict, t) = test_run(&fp, &frame, repeat);
+            assert_eq!(verdict, 7, "TC_ACT_REDIRECT");
+            plain.push(t.as_nanos());
+            install(Some(crate::config::Monitor::Rtp));
+            let (verdict, t) = test_run(&fp, &frame, repeat);
+            assert_eq!(verdict, 7, "TC_ACT_REDIRECT");
+            monitored.push(t.as_nanos());
+        }
+        // The same sequence number every run: the first is checked in order, the rest repeat.
+        let m = fp.monitor_counters(slot).unwrap();
+        let runs = 3 * u64::from(repeat);
+        assert_eq!(
+            m,
+            counters::MonitorCounters {
+                datagrams: runs,
+                repeats: runs - 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(fp.rule_counters(slot).unwrap().matched, 2 * runs);
+        plain.sort_unstable();
+        monitored.sort_unstable();
+        eprintln!(
+            "ns per datagram in the program (BPF_PROG_TEST_RUN, {repeat} runs x 3): \
+             unmonitored {plain:?}, rtp-monitored {monitored:?}"
+        );
     }
 }

@@ -103,6 +103,16 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
         .iter()
         .map(|r| fast_path?.rule_counters(r.kernel_slot?))
         .collect();
+    // And the program's stream check of each monitored rule (one for all CPUs).
+    let kernel_monitors: Vec<Option<[u64; 5]>> = table
+        .rules
+        .iter()
+        .map(|r| {
+            r.spec.monitor?;
+            let m = fast_path?.monitor_counters(r.kernel_slot?)?;
+            Some([m.datagrams, m.foreign, m.gaps, m.lost, m.repeats])
+        })
+        .collect();
     let fast_path_stats = fast_path.map(|fp| {
         let mut k = fp.retired();
         for (rule, read) in table.rules.iter().zip(&kernel_reads) {
@@ -162,7 +172,8 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                 outputs,
                 monitor: rule.spec.monitor.map(|kind| {
                     let mut sum = [0u64; 5];
-                    for m in per_worker.filter_map(|w| w.monitor) {
+                    let workers = per_worker.filter_map(|w| w.monitor);
+                    for m in workers.chain(kernel_monitors[r]) {
                         for (s, v) in sum.iter_mut().zip(m) {
                             *s += v;
                         }
