@@ -19,21 +19,39 @@
 //! ```
 //!
 //! See the crate README for usage, the probe header format and the record fields.
+//!
+//! All but [`record`] is the default feature `generator`. Built without it
+//! (`default-features = false`), the library is only the records, with serde-level
+//! dependencies: the analyzer reads them that way without building the generator.
 
 #![deny(unsafe_code)]
 
+#[cfg(feature = "generator")]
 pub mod accounting;
+#[cfg(feature = "generator")]
 pub mod cli;
+#[cfg(feature = "generator")]
 pub mod histogram;
+#[cfg(feature = "generator")]
 pub mod mpegts;
+#[cfg(feature = "generator")]
 pub mod pacing;
+#[cfg(feature = "generator")]
 pub mod perf;
+#[cfg(feature = "generator")]
 pub mod probe;
 pub mod record;
+#[cfg(feature = "generator")]
 pub mod recv;
+#[cfg(feature = "generator")]
 pub mod rtp;
+#[cfg(feature = "generator")]
 pub mod send;
+#[cfg(feature = "generator")]
 pub mod summary;
+#[cfg(feature = "generator")]
 pub mod sweep;
+#[cfg(feature = "generator")]
 pub mod sys;
+#[cfg(feature = "generator")]
 pub mod units;

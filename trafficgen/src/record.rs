@@ -3,9 +3,15 @@
 //! These types are a contract: the analyzer deserializes them with these same types
 //! (`trafficgen::record::*`), so a field cannot drift between writer and reader. Every field
 //! carries its unit in its name (`_ns`, `_pps`, `_bytes`, `_ratio`). Rules for changing them:
-//! add fields only (with `#[serde(default)]` so older records still load), never rename or change
-//! a meaning without bumping [`RECORD_VERSION`]. Unknown fields are rejected so that a typo in a
-//! hand-written record is an error, not a silently missing number.
+//! add fields only (with `#[serde(default)]` so older records still load) and bump
+//! [`RECORD_MINOR_VERSION`]; never rename, remove or change a meaning without bumping
+//! [`RECORD_VERSION`] (the major version, which readers refuse when it is newer than theirs).
+//! The types accept unknown fields, so that an older reader loads a newer minor version; the
+//! analyzer still rejects a field it does not know in a record whose minor version it does
+//! know, so that a typo in a hand-written record is an error, not a silently missing number.
+//!
+//! This module is all the crate builds without its `generator` feature: serde-level
+//! dependencies only.
 //!
 //! Counting conventions shared by all records:
 //! * a *packet* is one UDP datagram carrying a probe header (see `probe.rs`); end markers are
@@ -27,8 +33,14 @@ pub const SEND_SCHEMA: &str = "mcr.trafficgen.send";
 pub const RECV_SCHEMA: &str = "mcr.trafficgen.recv";
 /// `schema` of a [`SweepRecord`].
 pub const SWEEP_SCHEMA: &str = "mcr.trafficgen.sweep";
-/// `version` of all three records.
+/// `version` of all three records: the major version.
 pub const RECORD_VERSION: u32 = 1;
+/// `minor_version` of all three records (absent when 0, as in records written before it existed).
+pub const RECORD_MINOR_VERSION: u32 = 0;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 /// Bytes a datagram costs on an Ethernet wire beyond its UDP payload: UDP header (8) + IPv4
 /// header without options (20) + Ethernet II header (14). Preamble, FCS and inter-frame gap are
@@ -37,12 +49,14 @@ pub const WIRE_OVERHEAD_BYTES: u64 = 8 + 20 + 14;
 
 /// What `trafficgen send` measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SendRecord {
     /// Always [`SEND_SCHEMA`].
     pub schema: String,
     /// Always [`RECORD_VERSION`] for records written by this code.
     pub version: u32,
+    /// [`RECORD_MINOR_VERSION`] for records written by this code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minor_version: u32,
     /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
     pub trafficgen_version: String,
     /// Wall-clock start of the send loop, nanoseconds since the Unix epoch.
@@ -90,7 +104,6 @@ pub struct SendRecord {
 
 /// The sender's configuration as used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SendConfig {
     /// Destination `ADDR:PORT` (`--dst`).
     pub dst: String,
@@ -133,7 +146,6 @@ pub struct SendConfig {
 
 /// Per-thread results of a send run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SendThreadRecord {
     /// 0-based thread index.
     pub thread_index: u32,
@@ -163,7 +175,6 @@ pub struct SendThreadRecord {
 /// (`batch_gap_ns` is in nanoseconds, `batch_packets` in datagrams) (from an HdrHistogram with 3 significant
 /// digits, so values are exact to 0.1%). All fields are 0 when `samples` is 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Distribution {
     /// Number of values recorded.
     pub samples: u64,
@@ -187,7 +198,6 @@ pub struct Distribution {
 /// would not open (e.g. hardware counters on a VM) is [`PerfValue::Unavailable`], which
 /// serializes as the string `"unavailable"` and never as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PerfCounters {
     /// CPU time the threads ran, nanoseconds (software counter `task-clock`).
     pub task_clock_ns: PerfValue,
@@ -295,12 +305,14 @@ impl<'de> Deserialize<'de> for PerfValue {
 
 /// What `trafficgen recv` measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RecvRecord {
     /// Always [`RECV_SCHEMA`].
     pub schema: String,
     /// Always [`RECORD_VERSION`] for records written by this code.
     pub version: u32,
+    /// [`RECORD_MINOR_VERSION`] for records written by this code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minor_version: u32,
     /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
     pub trafficgen_version: String,
     /// Wall-clock time the receiver was ready (group joined), nanoseconds since the Unix epoch.
@@ -335,7 +347,6 @@ pub struct RecvRecord {
 
 /// The receiver's configuration as used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RecvConfig {
     /// Group (or unicast address) and port listened on (`--group`).
     pub group: String,
@@ -369,7 +380,6 @@ pub struct RecvConfig {
 /// With `expected = end marker's count` (or highest sequence + 1 without one):
 /// `expected = received + lost`, exactly. Duplicates and late arrivals are not in `received`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StreamCounters {
     /// Packets the sender sent, as far as the receiver knows: the count in the end marker when
     /// one arrived, else highest sequence seen + 1.
@@ -393,7 +403,6 @@ pub struct StreamCounters {
 
 /// One stream's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StreamRecord {
     /// Stream id from the probe header.
     pub stream_id: u32,
@@ -476,7 +485,6 @@ pub enum RecvFormat {
 
 /// RTP details of one stream (RFC 3550).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RtpRecord {
     /// Synchronization source identifier (also the stream's `stream_id`).
     pub ssrc: u32,
@@ -510,7 +518,6 @@ pub struct RtpRecord {
 
 /// MPEG-TS continuity accounting of one stream (ISO/IEC 13818-1), summed over its PIDs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MpegTsRecord {
     /// TS packets received (every 188-byte packet, duplicates and errored ones included).
     pub ts_packets: u64,
@@ -542,7 +549,6 @@ pub struct MpegTsRecord {
 
 /// Continuity accounting of one PID.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PidRecord {
     /// Packet identifier (13 bits).
     pub pid: u16,
@@ -562,7 +568,6 @@ pub struct PidRecord {
 
 /// One second of a stream's timeline.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TimelineSecond {
     /// Seconds since the receiver started.
     pub second: u64,
@@ -580,12 +585,14 @@ pub struct TimelineSecond {
 
 /// What `trafficgen sweep` found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SweepRecord {
     /// Always [`SWEEP_SCHEMA`].
     pub schema: String,
     /// Always [`RECORD_VERSION`] for records written by this code.
     pub version: u32,
+    /// [`RECORD_MINOR_VERSION`] for records written by this code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minor_version: u32,
     /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
     pub trafficgen_version: String,
     /// Wall-clock start, nanoseconds since the Unix epoch.
@@ -604,7 +611,6 @@ pub struct SweepRecord {
 
 /// The sweep's configuration as used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SweepConfig {
     /// Destination `ADDR:PORT` the sender used.
     pub dst: String,
@@ -634,7 +640,6 @@ pub struct SweepConfig {
 
 /// One trial of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SweepTrial {
     /// Rate asked of the sender, packets per second.
     pub target_pps: u64,
@@ -697,9 +702,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_rejected() {
+    fn unknown_fields_of_a_newer_minor_version_load() {
         let json = r#"{"samples":0,"min":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0,"mean":0.0,"extra":1}"#;
-        let err = serde_json::from_str::<Distribution>(json).unwrap_err();
-        assert!(err.to_string().contains("extra"), "{err}");
+        let d: Distribution = serde_json::from_str(json).unwrap();
+        assert_eq!(d.samples, 0);
     }
 }

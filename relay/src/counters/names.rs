@@ -29,18 +29,8 @@ pub fn errno_slot(errno: i32) -> usize {
         .unwrap_or(TX_ERRNO_OTHER)
 }
 
-/// perf-event counters of a worker thread, in [`PERF_NAMES`] order.
-pub const PERF_COUNT: usize = 8;
-pub const PERF_NAMES: [&str; PERF_COUNT] = [
-    "task_clock_ns",
-    "context_switches",
-    "cpu_migrations",
-    "page_faults",
-    "cycles",
-    "instructions",
-    "cache_misses",
-    "branch_misses",
-];
+/// perf-event counters of a worker thread: the contract names them, so they are defined there.
+pub use crate::stats::report::{PERF_COUNT, PERF_NAMES};
 
 #[cfg(test)]
 mod tests {
