@@ -64,29 +64,34 @@ pub fn ignored_fields<T: DeserializeOwned>(
     Ok(ignored)
 }
 
+/// A stats file as mcrd 0.1 writes it (version 1.0), for tests.
+#[cfg(test)]
+pub(crate) fn sample_stats() -> serde_json::Value {
+    let counters = serde_json::json!({"rx_frames": 10, "rx": 10, "rx_bytes": 0,
+            "kernel_drops": 0, "filtered": 0, "malformed": 0, "malformed_by_kind": {},
+            "no_match": 0, "matched": 10, "buf_exhaust": 0, "tx_sent": 10, "tx_bytes": 0,
+            "tx_errors": 0, "tx_errors_by_errno": {}, "tx_syscalls": 1, "in_flight": 0});
+    serde_json::json!({
+        "schema": "mcr.relay.stats", "version": 1,
+        "timestamp_ns": 1, "uptime_ns": 2, "final_report": true,
+        "relay": {"version": "0.1.0", "pid": 7, "config_path": null, "gso_egress": true,
+            "tunables": {"workers": 1, "cpus": [0]}},
+        "totals": counters.clone(),
+        "workers": [{"id": 0, "cpu": 0, "counters": counters,
+            "perf": {"task_clock_ns": 1, "context_switches": 0, "cpu_migrations": 0,
+                "page_faults": 0, "cycles": "unavailable", "instructions": "unavailable",
+                "cache_misses": "unavailable", "branch_misses": "unavailable"}}],
+        "flows": []
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use relay::stats::report::{StatsReport, STATS_MINOR_VERSION, STATS_SCHEMA, STATS_VERSION};
 
-    /// A stats file as mcrd 0.1 writes it (version 1.0).
     fn stats() -> serde_json::Value {
-        let counters = serde_json::json!({"rx_frames": 10, "rx": 10, "rx_bytes": 0,
-            "kernel_drops": 0, "filtered": 0, "malformed": 0, "malformed_by_kind": {},
-            "no_match": 0, "matched": 10, "buf_exhaust": 0, "tx_sent": 10, "tx_bytes": 0,
-            "tx_errors": 0, "tx_errors_by_errno": {}, "tx_syscalls": 1, "in_flight": 0});
-        serde_json::json!({
-            "schema": "mcr.relay.stats", "version": 1,
-            "timestamp_ns": 1, "uptime_ns": 2, "final_report": true,
-            "relay": {"version": "0.1.0", "pid": 7, "config_path": null, "gso_egress": true,
-                "tunables": {"workers": 1, "cpus": [0]}},
-            "totals": counters.clone(),
-            "workers": [{"id": 0, "cpu": 0, "counters": counters,
-                "perf": {"task_clock_ns": 1, "context_switches": 0, "cpu_migrations": 0,
-                    "page_faults": 0, "cycles": "unavailable", "instructions": "unavailable",
-                    "cache_misses": "unavailable", "branch_misses": "unavailable"}}],
-            "flows": []
-        })
+        sample_stats()
     }
 
     fn ignored(doc: &serde_json::Value) -> Result<Vec<String>> {

@@ -417,6 +417,48 @@ mod tests {
         assert_eq!(rec.sources.len(), 6);
     }
 
+    fn hop_input(doc: &serde_json::Value) -> (tempfile::NamedTempFile, Options) {
+        let f = file(&doc.to_string());
+        let opts = Options {
+            name: "x".into(),
+            inputs: vec![Input {
+                role: Role::Hop("MCR-1".into()),
+                path: f.path().into(),
+            }],
+            ..Default::default()
+        };
+        (f, opts)
+    }
+
+    #[test]
+    fn stats_of_a_newer_minor_version_load_and_the_sources_name_what_was_skipped() {
+        let mut doc = compat::sample_stats();
+        doc["minor_version"] = 1.into();
+        doc["totals"]["rx_later"] = 5.into();
+        let (_f, opts) = hop_input(&doc);
+        let rec = ingest(&opts).unwrap();
+        assert_eq!(rec.hops[0].counters.rx, Some(10));
+        assert_eq!(rec.sources[0].format, "mcr.relay.stats/1.1");
+        assert_eq!(rec.sources[0].ignored, ["totals.rx_later"]);
+        let (_f, opts) = hop_input(&compat::sample_stats());
+        let rec = ingest(&opts).unwrap();
+        assert_eq!(rec.sources[0].format, "mcr.relay.stats/1");
+        assert!(rec.sources[0].ignored.is_empty());
+    }
+
+    #[test]
+    fn stats_of_a_newer_major_version_are_refused_naming_both_versions() {
+        let mut doc = compat::sample_stats();
+        doc["version"] = 2.into();
+        let (f, opts) = hop_input(&doc);
+        let e = ingest(&opts).unwrap_err().to_string();
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+        assert!(
+            e.contains("field `version`: mcr.relay.stats version 2 is newer than this analyzer reads (version 1)"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn json_of_the_wrong_kind_for_a_role_is_refused() {
         let f = file(r#"{"schema":"mcr.relay.stats","version":1}"#);
