@@ -22,10 +22,8 @@
 //!   [`WIRE_OVERHEAD_BYTES`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// `schema` of a [`SendRecord`].
 pub const SEND_SCHEMA: &str = "mcr.trafficgen.send";
@@ -218,88 +216,26 @@ pub struct PerfCounters {
 }
 
 /// One perf-event counter value: a count, or `"unavailable"` when the counter could not be
-/// opened or read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PerfValue {
-    Count(u64),
-    #[default]
-    Unavailable,
-}
+/// opened or read. The relay's contract defines it (as `Measured`), so that the three crates
+/// share one spelling of "unavailable".
+pub use relay::stats::report::Measured as PerfValue;
 
 /// The string an unavailable counter serializes as.
-pub const PERF_UNAVAILABLE: &str = "unavailable";
-
-impl PerfValue {
-    /// The count, if the counter was available.
-    pub fn count(self) -> Option<u64> {
-        match self {
-            PerfValue::Count(v) => Some(v),
-            PerfValue::Unavailable => None,
-        }
-    }
-
-    /// Sum of two values; unavailable if either is (a partial sum would understate the total).
-    pub fn sum(self, other: PerfValue) -> PerfValue {
-        match (self, other) {
-            (PerfValue::Count(a), PerfValue::Count(b)) => PerfValue::Count(a.saturating_add(b)),
-            _ => PerfValue::Unavailable,
-        }
-    }
-}
+pub use relay::stats::report::UNAVAILABLE as PERF_UNAVAILABLE;
 
 impl PerfCounters {
-    /// Field-by-field [`PerfValue::sum`].
+    /// Field-by-field [`PerfValue::plus`].
     pub fn sum(&self, other: &PerfCounters) -> PerfCounters {
         PerfCounters {
-            task_clock_ns: self.task_clock_ns.sum(other.task_clock_ns),
-            context_switches: self.context_switches.sum(other.context_switches),
-            cpu_migrations: self.cpu_migrations.sum(other.cpu_migrations),
-            page_faults: self.page_faults.sum(other.page_faults),
-            cycles: self.cycles.sum(other.cycles),
-            instructions: self.instructions.sum(other.instructions),
-            cache_misses: self.cache_misses.sum(other.cache_misses),
-            branch_misses: self.branch_misses.sum(other.branch_misses),
+            task_clock_ns: self.task_clock_ns.plus(other.task_clock_ns),
+            context_switches: self.context_switches.plus(other.context_switches),
+            cpu_migrations: self.cpu_migrations.plus(other.cpu_migrations),
+            page_faults: self.page_faults.plus(other.page_faults),
+            cycles: self.cycles.plus(other.cycles),
+            instructions: self.instructions.plus(other.instructions),
+            cache_misses: self.cache_misses.plus(other.cache_misses),
+            branch_misses: self.branch_misses.plus(other.branch_misses),
         }
-    }
-}
-
-impl Serialize for PerfValue {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            PerfValue::Count(v) => serializer.serialize_u64(*v),
-            PerfValue::Unavailable => serializer.serialize_str(PERF_UNAVAILABLE),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for PerfValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PerfValueVisitor;
-        impl Visitor<'_> for PerfValueVisitor {
-            type Value = PerfValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(
-                    f,
-                    "a non-negative integer or the string \"{PERF_UNAVAILABLE}\""
-                )
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PerfValue, E> {
-                Ok(PerfValue::Count(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PerfValue, E> {
-                u64::try_from(v)
-                    .map(PerfValue::Count)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<PerfValue, E> {
-                if v == PERF_UNAVAILABLE {
-                    Ok(PerfValue::Unavailable)
-                } else {
-                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
-                }
-            }
-        }
-        deserializer.deserialize_any(PerfValueVisitor)
     }
 }
 
@@ -680,25 +616,6 @@ mod tests {
         assert_eq!(json["cycles"], "unavailable");
         let back: PerfCounters = serde_json::from_value(json).unwrap();
         assert_eq!(back, perf);
-    }
-
-    #[test]
-    fn perf_value_rejects_other_strings_and_negatives() {
-        let err = serde_json::from_str::<PerfValue>("\"n/a\"").unwrap_err();
-        assert!(err.to_string().contains("unavailable"), "{err}");
-        assert!(serde_json::from_str::<PerfValue>("-1").is_err());
-    }
-
-    #[test]
-    fn sum_with_unavailable_is_unavailable() {
-        assert_eq!(
-            PerfValue::Count(1).sum(PerfValue::Count(2)),
-            PerfValue::Count(3)
-        );
-        assert_eq!(
-            PerfValue::Count(1).sum(PerfValue::Unavailable),
-            PerfValue::Unavailable
-        );
     }
 
     #[test]

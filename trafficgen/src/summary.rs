@@ -26,10 +26,7 @@ fn dist_us(d: &Distribution) -> String {
 }
 
 fn perf_value(v: PerfValue) -> String {
-    match v {
-        PerfValue::Count(n) => n.to_string(),
-        PerfValue::Unavailable => "unavailable".to_string(),
-    }
+    v.to_string()
 }
 
 /// The sender's summary.

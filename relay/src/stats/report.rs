@@ -308,34 +308,101 @@ pub struct OutputStats {
     pub path: String,
 }
 
-/// Serde adapter: `Some(n)` as a JSON number, `None` as the string `"unavailable"`.
-pub mod measured {
-    use serde::{de, Deserialize, Deserializer, Serializer};
+/// The JSON spelling of a counter that could not be measured.
+pub const UNAVAILABLE: &str = "unavailable";
 
-    /// The JSON spelling of a counter that could not be measured.
-    pub const UNAVAILABLE: &str = "unavailable";
+/// A perf-event style counter that was either measured or could not be measured on this
+/// machine: the one type for it in all three crates (trafficgen calls it `PerfValue`).
+///
+/// "unavailable" is not zero: a zero would claim the event never happened. In JSON a count is
+/// a number and `Unavailable` the string [`UNAVAILABLE`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Measured {
+    /// The counter was read.
+    Count(u64),
+    /// The counter was asked for but the machine could not provide it (e.g. no PMU in a VM).
+    #[default]
+    Unavailable,
+}
 
-    pub fn serialize<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(n) => s.serialize_u64(*n),
-            None => s.serialize_str(UNAVAILABLE),
+impl Measured {
+    /// The count, if measured.
+    pub fn count(self) -> Option<u64> {
+        match self {
+            Measured::Count(n) => Some(n),
+            Measured::Unavailable => None,
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    /// From the `Option<u64>` convention of [`PerfCounters`] (`None` = unavailable).
+    pub fn from_option(value: Option<u64>) -> Self {
+        value.map_or(Measured::Unavailable, Measured::Count)
+    }
+
+    /// Sum of two readings of the same counter; unavailable if either side is (a partial sum
+    /// would understate the total).
+    pub fn plus(self, other: Measured) -> Measured {
+        match (self, other) {
+            (Measured::Count(a), Measured::Count(b)) => Measured::Count(a.saturating_add(b)),
+            _ => Measured::Unavailable,
+        }
+    }
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Measured::Count(n) => write!(f, "{n}"),
+            Measured::Unavailable => f.write_str(UNAVAILABLE),
+        }
+    }
+}
+
+impl Serialize for Measured {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Measured::Count(n) => s.serialize_u64(*n),
+            Measured::Unavailable => s.serialize_str(UNAVAILABLE),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Measured {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
             Number(u64),
             Text(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(Some(n)),
-            Raw::Text(t) if t == UNAVAILABLE => Ok(None),
-            Raw::Text(t) => Err(de::Error::custom(format!(
+        match Raw::deserialize(d) {
+            Ok(Raw::Number(n)) => Ok(Measured::Count(n)),
+            Ok(Raw::Text(t)) if t == UNAVAILABLE => Ok(Measured::Unavailable),
+            Ok(Raw::Text(t)) => Err(D::Error::custom(format!(
                 "expected a count or \"{UNAVAILABLE}\", found \"{t}\""
             ))),
+            Err(_) => Err(D::Error::custom(format!(
+                "expected a non-negative integer count or \"{UNAVAILABLE}\""
+            ))),
         }
+    }
+}
+
+/// Serde adapter for the `Option<u64>` fields of [`PerfCounters`]: written and read as a
+/// [`Measured`].
+pub mod measured {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Measured;
+    pub use super::UNAVAILABLE;
+
+    pub fn serialize<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        Measured::from_option(*value).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Measured::deserialize(d).map(Measured::count)
     }
 }
 
@@ -405,5 +472,48 @@ mod tests {
             ..report
         };
         assert_eq!(serde_json::to_value(&newer).unwrap()["minor_version"], 3);
+    }
+
+    #[test]
+    fn unavailable_round_trips_and_is_not_zero() {
+        let v: Vec<Measured> = serde_json::from_str(r#"[0, 5, "unavailable"]"#).unwrap();
+        assert_eq!(
+            v,
+            [
+                Measured::Count(0),
+                Measured::Count(5),
+                Measured::Unavailable
+            ]
+        );
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"[0,5,"unavailable"]"#);
+        assert_eq!(Measured::Unavailable.count(), None);
+        let p: PerfCounters = serde_json::from_value(serde_json::json!({"task_clock_ns": 3,
+            "context_switches": 0, "cpu_migrations": 0, "page_faults": 0, "cycles": "unavailable",
+            "instructions": "unavailable", "cache_misses": 1, "branch_misses": 2}))
+        .unwrap();
+        assert_eq!((p.task_clock_ns, p.cycles), (Some(3), None));
+        assert_eq!(serde_json::to_value(&p).unwrap()["cycles"], UNAVAILABLE);
+    }
+
+    #[test]
+    fn other_text_and_negative_or_fractional_numbers_are_rejected_naming_the_spelling() {
+        let e = serde_json::from_str::<Measured>(r#""n/a""#).unwrap_err();
+        assert!(e.to_string().contains(r#"found "n/a""#), "{e}");
+        for bad in ["-3", "1.5"] {
+            let e = serde_json::from_str::<Measured>(bad).unwrap_err();
+            assert!(e.to_string().contains("unavailable"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_sum_is_unavailable_if_any_part_is() {
+        assert_eq!(
+            Measured::Count(2).plus(Measured::Count(3)),
+            Measured::Count(5)
+        );
+        assert_eq!(
+            Measured::Count(2).plus(Measured::Unavailable),
+            Measured::Unavailable
+        );
     }
 }
