@@ -16,7 +16,9 @@
 //!
 //! All of that is the default feature `daemon`. Built without it (`default-features = false`),
 //! the library is only the stats JSON contract, [`stats::report`], with serde-level
-//! dependencies: the analyzer reads relay stats that way without building the daemon.
+//! dependencies: the analyzer reads relay stats that way without building the daemon. The
+//! feature `sys` (part of `daemon`) adds [`sys`], the low-level helpers trafficgen shares with
+//! the relay (checked libc calls, errno names).
 
 #[cfg(feature = "daemon")]
 pub mod cli;
@@ -52,5 +54,7 @@ pub mod perf;
 #[cfg(feature = "daemon")]
 pub mod rules;
 pub mod stats;
+#[cfg(feature = "sys")]
+pub mod sys;
 #[cfg(feature = "daemon")]
 pub mod wire;

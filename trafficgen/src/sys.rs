@@ -1,5 +1,7 @@
 //! Every `unsafe` call of the crate: socket options socket2 lacks, `sendmmsg`/`recvmmsg` with
-//! control messages, timer slack and the SIGINT flag. The rest of the crate is safe.
+//! control messages, timer slack and the SIGINT flag. The rest of the crate is safe. The
+//! helpers it shares with the relay (`cvt`, `setsockopt`, errno names) are the relay's
+//! (`relay::sys`).
 //!
 //! The batch types own their `mmsghdr`/`iovec`/control arrays and the buffers those point into;
 //! the pointers are rebuilt from owned storage right before each call, so a moved batch never
@@ -10,37 +12,18 @@
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The checked `libc` calls shared with the relay (its feature `sys`).
+use relay::sys::{cvt, setsockopt};
 
 /// `SOL_UDP`: socket level of UDP options (`linux/udp.h`).
 pub const SOL_UDP: libc::c_int = 17;
 /// `UDP_SEGMENT`: per-send GSO segment size, as a cmsg at level `SOL_UDP` (`linux/udp.h`,
 /// since Linux 4.18).
 pub const UDP_SEGMENT: libc::c_int = 103;
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the size we pass; the kernel copies it.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
 
 /// Sets an integer socket option.
 pub fn set_int_option(
@@ -395,32 +378,8 @@ impl RecvBatch {
     }
 }
 
-/// Name of an errno value for reports ("ENOBUFS"), or "errno N" for one not listed.
+/// Name of an errno value for reports ("ENOBUFS", from the relay's one table), or "errno N"
+/// for one not listed.
 pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EINVAL => "EINVAL",
-        libc::EMSGSIZE => "EMSGSIZE",
-        libc::ENOPROTOOPT => "ENOPROTOOPT",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::ENETDOWN => "ENETDOWN",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::EHOSTDOWN => "EHOSTDOWN",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::EDESTADDRREQ => "EDESTADDRREQ",
-        libc::ENODEV => "ENODEV",
-        libc::ENXIO => "ENXIO",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_string()
+    relay::sys::errno_name(errno).map_or_else(|| format!("errno {errno}"), str::to_string)
 }
