@@ -17,8 +17,8 @@
 //! All of that is the default feature `daemon`. Built without it (`default-features = false`),
 //! the library is only the stats JSON contract, [`stats::report`], with serde-level
 //! dependencies: the analyzer reads relay stats that way without building the daemon. The
-//! feature `sys` (part of `daemon`) adds [`sys`], the low-level helpers trafficgen shares with
-//! the relay (checked libc calls, errno names).
+//! feature `sys` (part of `daemon`) adds [`sys`] and [`perf`], the low-level helpers trafficgen
+//! shares with the relay (checked libc calls, errno names, per-thread perf counters).
 
 #[cfg(feature = "daemon")]
 pub mod cli;
@@ -49,7 +49,7 @@ pub mod memory;
 pub mod metrics;
 #[cfg(feature = "daemon")]
 pub mod netif;
-#[cfg(feature = "daemon")]
+#[cfg(feature = "sys")]
 pub mod perf;
 #[cfg(feature = "daemon")]
 pub mod rules;
