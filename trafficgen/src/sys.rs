@@ -1,7 +1,6 @@
 //! Every `unsafe` call of the crate: socket options socket2 lacks, `sendmmsg`/`recvmmsg` with
-//! control messages, timer slack and the SIGINT flag. The rest of the crate is safe. The
-//! helpers it shares with the relay (`cvt`, `setsockopt`, errno names) are the relay's
-//! (`relay::sys`).
+//! control messages and timer slack. The rest of the crate is safe. The helpers it shares with
+//! the relay (`cvt`, `setsockopt`, errno names) are the relay's (`relay::sys`).
 //!
 //! The batch types own their `mmsghdr`/`iovec`/control arrays and the buffers those point into;
 //! the pointers are rebuilt from owned storage right before each call, so a moved batch never
@@ -14,6 +13,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The checked `libc` calls shared with the relay (its feature `sys`).
@@ -98,19 +98,17 @@ pub fn set_min_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
 }
 
-static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP_REQUESTED.store(true, Ordering::Relaxed);
-}
+/// Set by SIGINT/SIGTERM once [`install_stop_handler`] ran.
+static STOP_REQUESTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
 
 /// Makes SIGINT and SIGTERM set a flag (see [`stop_requested`]) instead of killing the process,
-/// so a run interrupted by hand still sends its end markers and prints its summary.
+/// so a run interrupted by hand still sends its end markers and prints its summary. With
+/// signal-hook, as in the relay: its handler only stores to the flag (async-signal-safe).
 pub fn install_stop_handler() {
-    let handler: extern "C" fn(libc::c_int) = on_stop_signal;
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, handler as libc::sighandler_t) };
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&STOP_REQUESTED)).expect(
+            "SIGINT and SIGTERM may be handled (only SIGKILL, SIGSTOP and the like may not)",
+        );
     }
 }
 
