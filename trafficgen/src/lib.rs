@@ -9,7 +9,9 @@
 //! * [`record`]: the JSON records (`mcr.trafficgen.send|recv|sweep`), a contract the analyzer
 //!   reads with these same types.
 //!
-//! ```no_run
+// The example runs the generator: without its feature it is shown but not compiled.
+#![cfg_attr(feature = "generator", doc = "```no_run")]
+#![cfg_attr(not(feature = "generator"), doc = "```ignore")]
 //! use std::time::Duration;
 //! use trafficgen::send::{self, SendLimit, SendOptions};
 //! let options = SendOptions::new("239.1.1.1:5000".parse()?, 10_000, SendLimit::Count(50_000));
