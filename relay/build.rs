@@ -4,35 +4,49 @@
 //!
 //! Needs clang (with the BPF target), the kernel UAPI headers (`linux-libc-dev`) and libbpf's
 //! headers (`libbpf-dev`); `scripts/setup.sh` installs them on Debian.
-
-use std::path::PathBuf;
-
-const SOURCE: &str = "bpf/fastpath.bpf.c";
+//!
+//! Only the daemon (feature `daemon`, on by default) has a fast path: the contract-only library
+//! that the analyzer builds (`default-features = false`) needs neither clang nor libbpf.
 
 fn main() {
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    // `-target bpf` does not search the multiarch directory where Debian keeps <asm/types.h>.
-    let multiarch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
-        Ok("aarch64") => "aarch64-linux-gnu",
-        _ => "x86_64-linux-gnu",
-    };
-    let include = manifest.join("bpf");
-    let result = libbpf_cargo::SkeletonBuilder::new()
-        .source(manifest.join(SOURCE))
-        .clang_args([
-            format!("-I{}", include.display()),
-            format!("-I/usr/include/{multiarch}"),
-            "-Wall".to_string(),
-            "-Werror".to_string(),
-        ])
-        .build_and_generate(out.join("fastpath.skel.rs"));
-    if let Err(e) = result {
-        panic!(
-            "building the kernel fast path ({SOURCE}) failed: {e:#}\n\
+    // Cargo compiles the build script with the package's features, so `libbpf-cargo` (an
+    // optional build dependency of `daemon`) exists exactly when this is compiled in.
+    #[cfg(feature = "daemon")]
+    fastpath::build();
+}
+
+#[cfg(feature = "daemon")]
+mod fastpath {
+    use std::path::PathBuf;
+
+    const SOURCE: &str = "bpf/fastpath.bpf.c";
+
+    pub fn build() {
+        let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+        let manifest =
+            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+        // `-target bpf` does not search the multiarch directory where Debian keeps <asm/types.h>.
+        let multiarch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+            Ok("aarch64") => "aarch64-linux-gnu",
+            _ => "x86_64-linux-gnu",
+        };
+        let include = manifest.join("bpf");
+        let result = libbpf_cargo::SkeletonBuilder::new()
+            .source(manifest.join(SOURCE))
+            .clang_args([
+                format!("-I{}", include.display()),
+                format!("-I/usr/include/{multiarch}"),
+                "-Wall".to_string(),
+                "-Werror".to_string(),
+            ])
+            .build_and_generate(out.join("fastpath.skel.rs"));
+        if let Err(e) = result {
+            panic!(
+                "building the kernel fast path ({SOURCE}) failed: {e:#}\n\
              it needs clang, linux-libc-dev and libbpf-dev: run scripts/setup.sh --deps-only"
-        );
+            );
+        }
+        println!("cargo:rerun-if-changed={SOURCE}");
+        println!("cargo:rerun-if-changed=bpf/fastpath.h");
     }
-    println!("cargo:rerun-if-changed={SOURCE}");
-    println!("cargo:rerun-if-changed=bpf/fastpath.h");
 }

@@ -13,23 +13,48 @@
 //! * [`linkwatch`]: follows interfaces that are deleted and created again.
 //! * [`metrics`]: the Prometheus endpoint (`[metrics] listen`).
 //! * [`daemon`]: ties them together for `mcrd`; [`logging`]: its log lines under systemd.
+//!
+//! All of that is the default feature `daemon`. Built without it (`default-features = false`),
+//! the library is only the stats JSON contract, [`stats::report`], with serde-level
+//! dependencies: the analyzer reads relay stats that way without building the daemon. The
+//! feature `sys` (part of `daemon`) adds [`sys`] and [`perf`], the low-level helpers trafficgen
+//! shares with the relay (checked libc calls, errno names, per-thread perf counters).
 
+#[cfg(feature = "daemon")]
 pub mod cli;
+#[cfg(feature = "daemon")]
 pub mod config;
+#[cfg(feature = "daemon")]
 pub mod control;
+#[cfg(feature = "daemon")]
 pub mod counters;
+#[cfg(feature = "daemon")]
 pub mod daemon;
+#[cfg(feature = "daemon")]
 pub mod dataplane;
+#[cfg(feature = "daemon")]
 pub mod fastpath;
+#[cfg(feature = "daemon")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "daemon")]
 pub mod linkwatch;
+#[cfg(feature = "daemon")]
 pub mod logging;
+#[cfg(feature = "daemon")]
 pub mod membership;
+#[cfg(feature = "daemon")]
 pub mod memory;
+#[cfg(feature = "daemon")]
 pub mod metrics;
+#[cfg(feature = "daemon")]
 pub mod netif;
+#[cfg(feature = "sys")]
 pub mod perf;
+#[cfg(feature = "daemon")]
 pub mod rules;
 pub mod stats;
+#[cfg(feature = "sys")]
+pub mod sys;
+#[cfg(feature = "daemon")]
 pub mod wire;

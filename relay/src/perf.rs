@@ -1,12 +1,13 @@
 //! perf-event counters of the calling thread (a worker), opened one by one so that a counter
 //! the machine lacks (cycles on most VMs) is reported as unavailable while the rest still work.
+//! Shared with trafficgen (feature `sys`), whose send record reports the same counters.
 
 use perf_event::events::{Event, Hardware, Software};
 use perf_event::{Builder, Counter};
 
-use crate::counters::PERF_COUNT;
+use crate::stats::report::PERF_COUNT;
 
-/// The counters of one thread, in [`crate::counters::PERF_NAMES`] order.
+/// The counters of one thread, in [`crate::stats::report::PERF_NAMES`] order.
 pub struct ThreadCounters {
     counters: [Option<Counter>; PERF_COUNT],
 }

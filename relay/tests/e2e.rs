@@ -760,7 +760,7 @@ fn receive_coalescing_delivers_everything_across_pauses() {
     expect_all(&rx, 2000, 600, Duration::from_millis(500));
     let fin = relay.stop();
     assert_conserves(&fin);
-    assert_eq!(fin.relay.tunables.rx_coalesce_us, 500);
+    assert_eq!(fin.relay.tunables.get("rx_coalesce_us"), Some(&500.into()));
 }
 
 /// `(rt_priority, policy)` of each thread of `pid`, by thread name (`/proc/PID/task/*/stat`).

@@ -6,41 +6,14 @@
 //! counted too (a sender spends most of its time in the kernel); if the kernel refuses that
 //! (`perf_event_paranoid`), the counter is retried for user time only.
 
-use perf_event::events::{Event, Hardware, Software};
-use perf_event::{Builder, Counter};
+use relay::perf::ThreadCounters;
 
 use crate::record::{PerfCounters, PerfValue};
 
-/// Counters of one thread, opened by that thread.
+/// Counters of one thread, opened by that thread: the relay's reader (`relay::perf`, one copy
+/// for both tools), whose counters are the record's fields in order.
 pub struct ThreadPerf {
-    task_clock: Option<Counter>,
-    context_switches: Option<Counter>,
-    cpu_migrations: Option<Counter>,
-    page_faults: Option<Counter>,
-    cycles: Option<Counter>,
-    instructions: Option<Counter>,
-    cache_misses: Option<Counter>,
-    branch_misses: Option<Counter>,
-}
-
-fn open<E: Event + Copy>(event: E) -> Option<Counter> {
-    let build = |exclude_kernel: bool| {
-        Builder::new(event)
-            .observe_self()
-            .any_cpu()
-            .exclude_kernel(exclude_kernel)
-            .build()
-    };
-    let mut counter = build(false).or_else(|_| build(true)).ok()?;
-    counter.enable().ok()?;
-    Some(counter)
-}
-
-fn read(counter: &mut Option<Counter>) -> PerfValue {
-    match counter.as_mut().map(Counter::read) {
-        Some(Ok(v)) => PerfValue::Count(v),
-        _ => PerfValue::Unavailable,
-    }
+    counters: ThreadCounters,
 }
 
 impl ThreadPerf {
@@ -48,28 +21,23 @@ impl ThreadPerf {
     /// the task that opened it).
     pub fn start() -> ThreadPerf {
         ThreadPerf {
-            task_clock: open(Software::TASK_CLOCK),
-            context_switches: open(Software::CONTEXT_SWITCHES),
-            cpu_migrations: open(Software::CPU_MIGRATIONS),
-            page_faults: open(Software::PAGE_FAULTS),
-            cycles: open(Hardware::CPU_CYCLES),
-            instructions: open(Hardware::INSTRUCTIONS),
-            cache_misses: open(Hardware::CACHE_MISSES),
-            branch_misses: open(Hardware::BRANCH_MISSES),
+            counters: ThreadCounters::open_for_current_thread(),
         }
     }
 
     /// Current values.
     pub fn read(&mut self) -> PerfCounters {
+        let [task_clock_ns, context_switches, cpu_migrations, page_faults, cycles, instructions, cache_misses, branch_misses] =
+            self.counters.read().map(PerfValue::from_option);
         PerfCounters {
-            task_clock_ns: read(&mut self.task_clock),
-            context_switches: read(&mut self.context_switches),
-            cpu_migrations: read(&mut self.cpu_migrations),
-            page_faults: read(&mut self.page_faults),
-            cycles: read(&mut self.cycles),
-            instructions: read(&mut self.instructions),
-            cache_misses: read(&mut self.cache_misses),
-            branch_misses: read(&mut self.branch_misses),
+            task_clock_ns,
+            context_switches,
+            cpu_migrations,
+            page_faults,
+            cycles,
+            instructions,
+            cache_misses,
+            branch_misses,
         }
     }
 }

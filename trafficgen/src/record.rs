@@ -3,9 +3,15 @@
 //! These types are a contract: the analyzer deserializes them with these same types
 //! (`trafficgen::record::*`), so a field cannot drift between writer and reader. Every field
 //! carries its unit in its name (`_ns`, `_pps`, `_bytes`, `_ratio`). Rules for changing them:
-//! add fields only (with `#[serde(default)]` so older records still load), never rename or change
-//! a meaning without bumping [`RECORD_VERSION`]. Unknown fields are rejected so that a typo in a
-//! hand-written record is an error, not a silently missing number.
+//! add fields only (with `#[serde(default)]` so older records still load) and bump
+//! [`RECORD_MINOR_VERSION`]; never rename, remove or change a meaning without bumping
+//! [`RECORD_VERSION`] (the major version, which readers refuse when it is newer than theirs).
+//! The types accept unknown fields, so that an older reader loads a newer minor version; the
+//! analyzer still rejects a field it does not know in a record whose minor version it does
+//! know, so that a typo in a hand-written record is an error, not a silently missing number.
+//!
+//! This module is all the crate builds without its `generator` feature: serde-level
+//! dependencies only.
 //!
 //! Counting conventions shared by all records:
 //! * a *packet* is one UDP datagram carrying a probe header (see `probe.rs`); end markers are
@@ -16,10 +22,8 @@
 //!   [`WIRE_OVERHEAD_BYTES`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// `schema` of a [`SendRecord`].
 pub const SEND_SCHEMA: &str = "mcr.trafficgen.send";
@@ -27,8 +31,14 @@ pub const SEND_SCHEMA: &str = "mcr.trafficgen.send";
 pub const RECV_SCHEMA: &str = "mcr.trafficgen.recv";
 /// `schema` of a [`SweepRecord`].
 pub const SWEEP_SCHEMA: &str = "mcr.trafficgen.sweep";
-/// `version` of all three records.
+/// `version` of all three records: the major version.
 pub const RECORD_VERSION: u32 = 1;
+/// `minor_version` of all three records (absent when 0, as in records written before it existed).
+pub const RECORD_MINOR_VERSION: u32 = 0;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 /// Bytes a datagram costs on an Ethernet wire beyond its UDP payload: UDP header (8) + IPv4
 /// header without options (20) + Ethernet II header (14). Preamble, FCS and inter-frame gap are
@@ -37,12 +47,14 @@ pub const WIRE_OVERHEAD_BYTES: u64 = 8 + 20 + 14;
 
 /// What `trafficgen send` measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SendRecord {
     /// Always [`SEND_SCHEMA`].
     pub schema: String,
     /// Always [`RECORD_VERSION`] for records written by this code.
     pub version: u32,
+    /// [`RECORD_MINOR_VERSION`] for records written by this code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minor_version: u32,
     /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
     pub trafficgen_version: String,
     /// Wall-clock start of the send loop, nanoseconds since the Unix epoch.
@@ -90,7 +102,6 @@ pub struct SendRecord {
 
 /// The sender's configuration as used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SendConfig {
     /// Destination `ADDR:PORT` (`--dst`).
     pub dst: String,
@@ -133,7 +144,6 @@ pub struct SendConfig {
 
 /// Per-thread results of a send run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SendThreadRecord {
     /// 0-based thread index.
     pub thread_index: u32,
@@ -163,7 +173,6 @@ pub struct SendThreadRecord {
 /// (`batch_gap_ns` is in nanoseconds, `batch_packets` in datagrams) (from an HdrHistogram with 3 significant
 /// digits, so values are exact to 0.1%). All fields are 0 when `samples` is 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Distribution {
     /// Number of values recorded.
     pub samples: u64,
@@ -187,7 +196,6 @@ pub struct Distribution {
 /// would not open (e.g. hardware counters on a VM) is [`PerfValue::Unavailable`], which
 /// serializes as the string `"unavailable"` and never as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PerfCounters {
     /// CPU time the threads ran, nanoseconds (software counter `task-clock`).
     pub task_clock_ns: PerfValue,
@@ -208,99 +216,39 @@ pub struct PerfCounters {
 }
 
 /// One perf-event counter value: a count, or `"unavailable"` when the counter could not be
-/// opened or read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PerfValue {
-    Count(u64),
-    #[default]
-    Unavailable,
-}
+/// opened or read. The relay's contract defines it (as `Measured`), so that the three crates
+/// share one spelling of "unavailable".
+pub use relay::stats::report::Measured as PerfValue;
 
 /// The string an unavailable counter serializes as.
-pub const PERF_UNAVAILABLE: &str = "unavailable";
-
-impl PerfValue {
-    /// The count, if the counter was available.
-    pub fn count(self) -> Option<u64> {
-        match self {
-            PerfValue::Count(v) => Some(v),
-            PerfValue::Unavailable => None,
-        }
-    }
-
-    /// Sum of two values; unavailable if either is (a partial sum would understate the total).
-    pub fn sum(self, other: PerfValue) -> PerfValue {
-        match (self, other) {
-            (PerfValue::Count(a), PerfValue::Count(b)) => PerfValue::Count(a.saturating_add(b)),
-            _ => PerfValue::Unavailable,
-        }
-    }
-}
+pub use relay::stats::report::UNAVAILABLE as PERF_UNAVAILABLE;
 
 impl PerfCounters {
-    /// Field-by-field [`PerfValue::sum`].
+    /// Field-by-field [`PerfValue::plus`].
     pub fn sum(&self, other: &PerfCounters) -> PerfCounters {
         PerfCounters {
-            task_clock_ns: self.task_clock_ns.sum(other.task_clock_ns),
-            context_switches: self.context_switches.sum(other.context_switches),
-            cpu_migrations: self.cpu_migrations.sum(other.cpu_migrations),
-            page_faults: self.page_faults.sum(other.page_faults),
-            cycles: self.cycles.sum(other.cycles),
-            instructions: self.instructions.sum(other.instructions),
-            cache_misses: self.cache_misses.sum(other.cache_misses),
-            branch_misses: self.branch_misses.sum(other.branch_misses),
+            task_clock_ns: self.task_clock_ns.plus(other.task_clock_ns),
+            context_switches: self.context_switches.plus(other.context_switches),
+            cpu_migrations: self.cpu_migrations.plus(other.cpu_migrations),
+            page_faults: self.page_faults.plus(other.page_faults),
+            cycles: self.cycles.plus(other.cycles),
+            instructions: self.instructions.plus(other.instructions),
+            cache_misses: self.cache_misses.plus(other.cache_misses),
+            branch_misses: self.branch_misses.plus(other.branch_misses),
         }
-    }
-}
-
-impl Serialize for PerfValue {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            PerfValue::Count(v) => serializer.serialize_u64(*v),
-            PerfValue::Unavailable => serializer.serialize_str(PERF_UNAVAILABLE),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for PerfValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PerfValueVisitor;
-        impl Visitor<'_> for PerfValueVisitor {
-            type Value = PerfValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(
-                    f,
-                    "a non-negative integer or the string \"{PERF_UNAVAILABLE}\""
-                )
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PerfValue, E> {
-                Ok(PerfValue::Count(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PerfValue, E> {
-                u64::try_from(v)
-                    .map(PerfValue::Count)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<PerfValue, E> {
-                if v == PERF_UNAVAILABLE {
-                    Ok(PerfValue::Unavailable)
-                } else {
-                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
-                }
-            }
-        }
-        deserializer.deserialize_any(PerfValueVisitor)
     }
 }
 
 /// What `trafficgen recv` measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RecvRecord {
     /// Always [`RECV_SCHEMA`].
     pub schema: String,
     /// Always [`RECORD_VERSION`] for records written by this code.
     pub version: u32,
+    /// [`RECORD_MINOR_VERSION`] for records written by this code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minor_version: u32,
     /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
     pub trafficgen_version: String,
     /// Wall-clock time the receiver was ready (group joined), nanoseconds since the Unix epoch.
@@ -335,7 +283,6 @@ pub struct RecvRecord {
 
 /// The receiver's configuration as used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RecvConfig {
     /// Group (or unicast address) and port listened on (`--group`).
     pub group: String,
@@ -369,7 +316,6 @@ pub struct RecvConfig {
 /// With `expected = end marker's count` (or highest sequence + 1 without one):
 /// `expected = received + lost`, exactly. Duplicates and late arrivals are not in `received`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StreamCounters {
     /// Packets the sender sent, as far as the receiver knows: the count in the end marker when
     /// one arrived, else highest sequence seen + 1.
@@ -393,7 +339,6 @@ pub struct StreamCounters {
 
 /// One stream's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StreamRecord {
     /// Stream id from the probe header.
     pub stream_id: u32,
@@ -476,7 +421,6 @@ pub enum RecvFormat {
 
 /// RTP details of one stream (RFC 3550).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RtpRecord {
     /// Synchronization source identifier (also the stream's `stream_id`).
     pub ssrc: u32,
@@ -510,7 +454,6 @@ pub struct RtpRecord {
 
 /// MPEG-TS continuity accounting of one stream (ISO/IEC 13818-1), summed over its PIDs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MpegTsRecord {
     /// TS packets received (every 188-byte packet, duplicates and errored ones included).
     pub ts_packets: u64,
@@ -542,7 +485,6 @@ pub struct MpegTsRecord {
 
 /// Continuity accounting of one PID.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PidRecord {
     /// Packet identifier (13 bits).
     pub pid: u16,
@@ -562,7 +504,6 @@ pub struct PidRecord {
 
 /// One second of a stream's timeline.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TimelineSecond {
     /// Seconds since the receiver started.
     pub second: u64,
@@ -580,12 +521,14 @@ pub struct TimelineSecond {
 
 /// What `trafficgen sweep` found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SweepRecord {
     /// Always [`SWEEP_SCHEMA`].
     pub schema: String,
     /// Always [`RECORD_VERSION`] for records written by this code.
     pub version: u32,
+    /// [`RECORD_MINOR_VERSION`] for records written by this code.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minor_version: u32,
     /// `CARGO_PKG_VERSION` of the trafficgen that wrote the record.
     pub trafficgen_version: String,
     /// Wall-clock start, nanoseconds since the Unix epoch.
@@ -604,7 +547,6 @@ pub struct SweepRecord {
 
 /// The sweep's configuration as used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SweepConfig {
     /// Destination `ADDR:PORT` the sender used.
     pub dst: String,
@@ -634,7 +576,6 @@ pub struct SweepConfig {
 
 /// One trial of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SweepTrial {
     /// Rate asked of the sender, packets per second.
     pub target_pps: u64,
@@ -678,28 +619,9 @@ mod tests {
     }
 
     #[test]
-    fn perf_value_rejects_other_strings_and_negatives() {
-        let err = serde_json::from_str::<PerfValue>("\"n/a\"").unwrap_err();
-        assert!(err.to_string().contains("unavailable"), "{err}");
-        assert!(serde_json::from_str::<PerfValue>("-1").is_err());
-    }
-
-    #[test]
-    fn sum_with_unavailable_is_unavailable() {
-        assert_eq!(
-            PerfValue::Count(1).sum(PerfValue::Count(2)),
-            PerfValue::Count(3)
-        );
-        assert_eq!(
-            PerfValue::Count(1).sum(PerfValue::Unavailable),
-            PerfValue::Unavailable
-        );
-    }
-
-    #[test]
-    fn unknown_fields_are_rejected() {
+    fn unknown_fields_of_a_newer_minor_version_load() {
         let json = r#"{"samples":0,"min":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0,"mean":0.0,"extra":1}"#;
-        let err = serde_json::from_str::<Distribution>(json).unwrap_err();
-        assert!(err.to_string().contains("extra"), "{err}");
+        let d: Distribution = serde_json::from_str(json).unwrap();
+        assert_eq!(d.samples, 0);
     }
 }

@@ -26,10 +26,7 @@ fn dist_us(d: &Distribution) -> String {
 }
 
 fn perf_value(v: PerfValue) -> String {
-    match v {
-        PerfValue::Count(n) => n.to_string(),
-        PerfValue::Unavailable => "unavailable".to_string(),
-    }
+    v.to_string()
 }
 
 /// The sender's summary.
@@ -285,13 +282,15 @@ pub fn sweep(r: &SweepRecord) -> String {
 mod tests {
     use super::*;
     use crate::record::{
-        PerfCounters, RecvConfig, SendConfig, StreamCounters, StreamRecord, RECORD_VERSION,
+        PerfCounters, RecvConfig, SendConfig, StreamCounters, StreamRecord, RECORD_MINOR_VERSION,
+        RECORD_VERSION,
     };
 
     fn send_record() -> SendRecord {
         SendRecord {
             schema: "mcr.trafficgen.send".into(),
             version: RECORD_VERSION,
+            minor_version: RECORD_MINOR_VERSION,
             trafficgen_version: "0".into(),
             started_unix_ns: 0,
             config: SendConfig {
@@ -357,6 +356,7 @@ mod tests {
         let record = RecvRecord {
             schema: "mcr.trafficgen.recv".into(),
             version: RECORD_VERSION,
+            minor_version: RECORD_MINOR_VERSION,
             trafficgen_version: "0".into(),
             started_unix_ns: 0,
             config: RecvConfig {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::record::{
-    RecvRecord, SweepConfig, SweepRecord, SweepTrial, RECORD_VERSION, SWEEP_SCHEMA,
+    RecvRecord, SweepConfig, SweepRecord, SweepTrial, RECORD_MINOR_VERSION, RECORD_VERSION,
+    SWEEP_SCHEMA,
 };
 use crate::send::{self, SendError, SendLimit, SendOptions};
 use crate::sys;
@@ -216,6 +217,7 @@ pub fn run(
     Ok(SweepRecord {
         schema: SWEEP_SCHEMA.to_string(),
         version: RECORD_VERSION,
+        minor_version: RECORD_MINOR_VERSION,
         trafficgen_version: env!("CARGO_PKG_VERSION").to_string(),
         started_unix_ns,
         config: SweepConfig {

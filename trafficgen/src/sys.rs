@@ -1,5 +1,6 @@
 //! Every `unsafe` call of the crate: socket options socket2 lacks, `sendmmsg`/`recvmmsg` with
-//! control messages, timer slack and the SIGINT flag. The rest of the crate is safe.
+//! control messages and timer slack. The rest of the crate is safe. The helpers it shares with
+//! the relay (`cvt`, `setsockopt`, errno names) are the relay's (`relay::sys`).
 //!
 //! The batch types own their `mmsghdr`/`iovec`/control arrays and the buffers those point into;
 //! the pointers are rebuilt from owned storage right before each call, so a moved batch never
@@ -10,37 +11,19 @@
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The checked `libc` calls shared with the relay (its feature `sys`).
+use relay::sys::{cvt, setsockopt};
 
 /// `SOL_UDP`: socket level of UDP options (`linux/udp.h`).
 pub const SOL_UDP: libc::c_int = 17;
 /// `UDP_SEGMENT`: per-send GSO segment size, as a cmsg at level `SOL_UDP` (`linux/udp.h`,
 /// since Linux 4.18).
 pub const UDP_SEGMENT: libc::c_int = 103;
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the size we pass; the kernel copies it.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
 
 /// Sets an integer socket option.
 pub fn set_int_option(
@@ -115,19 +98,17 @@ pub fn set_min_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
 }
 
-static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP_REQUESTED.store(true, Ordering::Relaxed);
-}
+/// Set by SIGINT/SIGTERM once [`install_stop_handler`] ran.
+static STOP_REQUESTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
 
 /// Makes SIGINT and SIGTERM set a flag (see [`stop_requested`]) instead of killing the process,
-/// so a run interrupted by hand still sends its end markers and prints its summary.
+/// so a run interrupted by hand still sends its end markers and prints its summary. With
+/// signal-hook, as in the relay: its handler only stores to the flag (async-signal-safe).
 pub fn install_stop_handler() {
-    let handler: extern "C" fn(libc::c_int) = on_stop_signal;
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, handler as libc::sighandler_t) };
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&STOP_REQUESTED)).expect(
+            "SIGINT and SIGTERM may be handled (only SIGKILL, SIGSTOP and the like may not)",
+        );
     }
 }
 
@@ -395,32 +376,8 @@ impl RecvBatch {
     }
 }
 
-/// Name of an errno value for reports ("ENOBUFS"), or "errno N" for one not listed.
+/// Name of an errno value for reports ("ENOBUFS", from the relay's one table), or "errno N"
+/// for one not listed.
 pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EINVAL => "EINVAL",
-        libc::EMSGSIZE => "EMSGSIZE",
-        libc::ENOPROTOOPT => "ENOPROTOOPT",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::ENETDOWN => "ENETDOWN",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::EHOSTDOWN => "EHOSTDOWN",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::EDESTADDRREQ => "EDESTADDRREQ",
-        libc::ENODEV => "ENODEV",
-        libc::ENXIO => "ENXIO",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_string()
+    relay::sys::errno_name(errno).map_or_else(|| format!("errno {errno}"), str::to_string)
 }

@@ -548,3 +548,42 @@ fn idle_timeout_waits_for_the_first_datagram_on_loopback() {
     );
     assert!(out.contains("received 100 lost 0"), "{out}");
 }
+
+/// SIGINT stops a send early (signal-hook's flag, see `sys::install_stop_handler`): the run
+/// still writes its record and exits 130, the shell's code for an interrupt.
+#[test]
+fn sigint_stops_a_send_with_its_record_and_exit_130() {
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sink.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("send.json");
+    let mut send = Command::new(BIN)
+        .args([
+            "--dst",
+            &addr,
+            "--pps",
+            "1000",
+            "--duration",
+            "30s",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Long enough for the handler to be installed and some packets to go.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) with our own child's pid has no memory effects.
+    let rc = unsafe { libc::kill(send.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let status = send.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let record: SendRecord =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(record.schema, SEND_SCHEMA);
+    assert!(record.packets_sent > 0, "{record:?}");
+    assert!(
+        record.elapsed_ns < 10_000_000_000,
+        "stopped early: {record:?}"
+    );
+}

@@ -1,5 +1,5 @@
-//! JSON written by our own tools, read with the producers' own types (README.md, "Layout and
-//! conventions") so a field cannot drift between writer and reader.
+//! JSON written by our own tools, read with the producers' own types (README.md,
+//! "Architecture") so a field cannot drift between writer and reader.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -82,10 +82,13 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
         }
     }
     hop.perf.extend(perf);
-    let tunables = serde_json::to_value(&report.relay.tunables).expect("tunables serialize");
-    if let serde_json::Value::Object(map) = tunables {
-        hop.tunables.extend(map);
-    }
+    hop.tunables.extend(
+        report
+            .relay
+            .tunables
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone())),
+    );
     hop.tunables.insert(
         "gso_egress_active".into(),
         Setting::from(report.relay.gso_egress),

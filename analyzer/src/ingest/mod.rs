@@ -7,6 +7,7 @@
 //! (`--set`) fill the environment and configuration.
 
 mod apply;
+pub mod compat;
 pub mod host;
 pub mod json;
 pub mod perf_csv;
@@ -14,6 +15,12 @@ pub mod pipeline;
 pub mod text;
 
 use std::path::{Path, PathBuf};
+
+use relay::stats::report::{StatsReport, STATS_MINOR_VERSION, STATS_SCHEMA, STATS_VERSION};
+use trafficgen::record::{
+    RecvRecord, SendRecord, SweepRecord, RECORD_MINOR_VERSION, RECORD_VERSION, RECV_SCHEMA,
+    SEND_SCHEMA, SWEEP_SCHEMA,
+};
 
 use crate::error::{read_nonempty, Error, Result};
 use crate::record::{Generator, Hop, HostCpu, Receiver, RunRecord, Setting, Source};
@@ -82,14 +89,16 @@ pub fn ingest(opts: &Options) -> Result<RunRecord> {
             role: "environment".into(),
             format: "host".into(),
             path: "/proc, git rev-parse HEAD".into(),
+            ignored: Vec::new(),
         });
     }
     for input in &opts.inputs {
-        let format = read_input(&mut rec, input)?;
+        let (format, ignored) = read_input(&mut rec, input)?;
         rec.sources.push(Source {
             role: input.role.label(),
             format,
             path: input.path.display().to_string(),
+            ignored,
         });
     }
     for s in &opts.settings {
@@ -98,6 +107,7 @@ pub fn ingest(opts: &Options) -> Result<RunRecord> {
             role: "setting".into(),
             format: "set".into(),
             path: format!("--set {s}"),
+            ignored: Vec::new(),
         });
     }
     if rec.duration_ns.is_none() {
@@ -109,6 +119,7 @@ pub fn ingest(opts: &Options) -> Result<RunRecord> {
                 role: "duration".into(),
                 format: "derived".into(),
                 path: "generator.elapsed_ns".into(),
+                ignored: Vec::new(),
             });
         }
     }
@@ -127,8 +138,9 @@ fn hop_mut<'a>(rec: &'a mut RunRecord, name: &str) -> &'a mut Hop {
     rec.hops.last_mut().expect("just pushed")
 }
 
-/// Reads one input into `rec` and returns the name of its format.
-fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
+/// Reads one input into `rec` and returns the name of its format and the fields it skipped
+/// (those of a newer minor version, see [`compat`]).
+fn read_input(rec: &mut RunRecord, input: &Input) -> Result<(String, Vec<String>)> {
     let path = input.path.as_path();
     let text = read_nonempty(path)?;
     let trimmed = text.trim_start();
@@ -138,10 +150,49 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
         let schema = json::schema_of(&doc)
             .ok_or_else(|| Error::field(path, "schema", "missing: not a document of our tools"))?
             .to_string();
-        let version = doc
+        let mut version = doc
             .get("version")
             .map(|v| v.to_string())
             .unwrap_or_default();
+        let ignored = match schema.as_str() {
+            STATS_SCHEMA => compat::ignored_fields::<StatsReport>(
+                path,
+                &text,
+                &doc,
+                STATS_SCHEMA,
+                STATS_VERSION,
+                STATS_MINOR_VERSION,
+            )?,
+            SEND_SCHEMA => compat::ignored_fields::<SendRecord>(
+                path,
+                &text,
+                &doc,
+                SEND_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?,
+            RECV_SCHEMA => compat::ignored_fields::<RecvRecord>(
+                path,
+                &text,
+                &doc,
+                RECV_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?,
+            SWEEP_SCHEMA => compat::ignored_fields::<SweepRecord>(
+                path,
+                &text,
+                &doc,
+                SWEEP_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?,
+            _ => Vec::new(),
+        };
+        match compat::minor_version(path, &doc)? {
+            0 => {}
+            minor => version = format!("{version}.{minor}"),
+        }
         match (&input.role, schema.as_str()) {
             (Role::Hop(name), relay::stats::report::STATS_SCHEMA) => {
                 json::relay_stats(path, &text, &doc, hop_mut(rec, name))?
@@ -168,7 +219,7 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
                 ))
             }
         }
-        return Ok(format!("{schema}/{version}"));
+        return Ok((format!("{schema}/{version}"), ignored));
     }
     if matches!(input.role, Role::Kernel | Role::Conservation) {
         return Err(Error::format(
@@ -210,7 +261,7 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
             }
             Role::Kernel | Role::Conservation => unreachable!("refused above"),
         }
-        return Ok("perf-csv".into());
+        return Ok(("perf-csv".into(), Vec::new()));
     }
     let entries = text::parse(&text);
     match &input.role {
@@ -231,7 +282,7 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<String> {
         )?,
         Role::Kernel | Role::Conservation => unreachable!("refused above"),
     }
-    Ok("text".into())
+    Ok(("text".into(), Vec::new()))
 }
 
 /// Applies one `KEY=VALUE` from the command line. Keys:
@@ -364,6 +415,48 @@ mod tests {
         assert_eq!(rec.configuration.relay["queue_depth"], Setting::from(64));
         assert_eq!(rec.environment.sysctls["net.core.wmem_max"], "212992");
         assert_eq!(rec.sources.len(), 6);
+    }
+
+    fn hop_input(doc: &serde_json::Value) -> (tempfile::NamedTempFile, Options) {
+        let f = file(&doc.to_string());
+        let opts = Options {
+            name: "x".into(),
+            inputs: vec![Input {
+                role: Role::Hop("MCR-1".into()),
+                path: f.path().into(),
+            }],
+            ..Default::default()
+        };
+        (f, opts)
+    }
+
+    #[test]
+    fn stats_of_a_newer_minor_version_load_and_the_sources_name_what_was_skipped() {
+        let mut doc = compat::sample_stats();
+        doc["minor_version"] = 1.into();
+        doc["totals"]["rx_later"] = 5.into();
+        let (_f, opts) = hop_input(&doc);
+        let rec = ingest(&opts).unwrap();
+        assert_eq!(rec.hops[0].counters.rx, Some(10));
+        assert_eq!(rec.sources[0].format, "mcr.relay.stats/1.1");
+        assert_eq!(rec.sources[0].ignored, ["totals.rx_later"]);
+        let (_f, opts) = hop_input(&compat::sample_stats());
+        let rec = ingest(&opts).unwrap();
+        assert_eq!(rec.sources[0].format, "mcr.relay.stats/1");
+        assert!(rec.sources[0].ignored.is_empty());
+    }
+
+    #[test]
+    fn stats_of_a_newer_major_version_are_refused_naming_both_versions() {
+        let mut doc = compat::sample_stats();
+        doc["version"] = 2.into();
+        let (f, opts) = hop_input(&doc);
+        let e = ingest(&opts).unwrap_err().to_string();
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+        assert!(
+            e.contains("field `version`: mcr.relay.stats version 2 is newer than this analyzer reads (version 1)"),
+            "{e}"
+        );
     }
 
     #[test]

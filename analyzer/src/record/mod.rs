@@ -107,6 +107,10 @@ pub struct Source {
     pub format: String,
     /// Path as given to `analyzer ingest` (or `--set KEY` for a value from the command line).
     pub path: String,
+    /// Fields of a newer minor version of the input's format that this analyzer does not know
+    /// and so did not read (dotted paths; see `ingest/compat.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
 }
 
 /// The machine the run was made on.
@@ -790,16 +794,27 @@ pub fn check_schema(
     let v = doc
         .get("version")
         .ok_or_else(|| Error::field(path, "version", "missing"))?;
-    if v.as_u64() != Some(u64::from(version)) {
-        return Err(Error::field(
+    match v.as_u64() {
+        Some(found) if found == u64::from(version) => Ok(()),
+        // A newer major version may mean other things by the same fields: reading it with
+        // these types could be silently wrong, so it is refused, never guessed at.
+        Some(found) if found > u64::from(version) => Err(Error::field(
+            path,
+            "version",
+            format!(
+                "{schema} version {found} is newer than this analyzer reads (version \
+                 {version}): a new major version changes what fields mean; use an analyzer \
+                 built from the same release as the tool that wrote the file"
+            ),
+        )),
+        _ => Err(Error::field(
             path,
             "version",
             format!(
                 "{schema} version {v} is not supported (this analyzer reads version {version})"
             ),
-        ));
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::compare::{not_judged, Comparison, Decision, Row, Verdict};
 use std::collections::BTreeMap;
 
 use crate::metrics::{self, Denominator, Origin};
-use crate::record::{HostCpu, Measured, ProcessCpu};
+use crate::record::{HostCpu, Measured, ProcessCpu, Source};
 use crate::trend::TrendReport;
 use crate::waterfall::{HopFlow, Waterfall};
 
@@ -313,11 +313,7 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
     // Inputs.
     let _ = writeln!(o, "## Inputs\n");
     for (i, rec) in cmp.representatives.iter().enumerate() {
-        let srcs: Vec<String> = rec
-            .sources
-            .iter()
-            .map(|s| format!("{} `{}` ({})", s.role, s.path, s.format))
-            .collect();
+        let srcs: Vec<String> = rec.sources.iter().map(source_text).collect();
         let _ = writeln!(
             o,
             "- {}: {}",
@@ -330,6 +326,21 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         );
     }
     o
+}
+
+/// One input of a run as the Inputs section lists it; a file of a newer minor version of its
+/// format says which of its fields were not read, so no reader takes the report as complete.
+fn source_text(s: &Source) -> String {
+    let mut text = format!("{} `{}` ({})", s.role, s.path, s.format);
+    if !s.ignored.is_empty() {
+        let fields: Vec<String> = s.ignored.iter().map(|f| format!("`{f}`")).collect();
+        let _ = write!(
+            text,
+            ", newer than this analyzer: not read {}",
+            fields.join(", ")
+        );
+    }
+    text
 }
 
 /// A summary table of the sets `sets` with one change column per pair in `pairs`; returns true
@@ -865,4 +876,27 @@ pub fn trend(t: &TrendReport, charts: &[Chart]) -> String {
         let _ = writeln!(o, "{}. {} `{}`", i + 1, r, t.paths[i]);
     }
     o
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn an_input_of_a_newer_minor_version_names_the_fields_not_read() {
+        let mut s = Source {
+            role: "hop:MCR-1".into(),
+            format: "mcr.relay.stats/1".into(),
+            path: "a.json".into(),
+            ignored: Vec::new(),
+        };
+        assert_eq!(source_text(&s), "hop:MCR-1 `a.json` (mcr.relay.stats/1)");
+        s.format = "mcr.relay.stats/1.2".into();
+        s.ignored = vec!["totals.rx_later".into(), "ring".into()];
+        assert_eq!(
+            source_text(&s),
+            "hop:MCR-1 `a.json` (mcr.relay.stats/1.2), newer than this analyzer: not read \
+             `totals.rx_later`, `ring`"
+        );
+    }
 }

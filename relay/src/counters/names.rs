@@ -1,22 +1,32 @@
 //! Names that both the counters and the stats report index by: send errnos and perf counters.
 
-/// Send errors we name in the stats; anything else is counted as `other`.
+/// Send errors we name in the stats; anything else is counted as `other`. The names come from
+/// the one errno table, [`crate::sys::errno_name`].
 pub const TX_ERRNOS: [(i32, &str); 13] = [
-    (libc::ENOBUFS, "ENOBUFS"),
-    (libc::EAGAIN, "EAGAIN"),
-    (libc::ENETUNREACH, "ENETUNREACH"),
-    (libc::EHOSTUNREACH, "EHOSTUNREACH"),
-    (libc::ENETDOWN, "ENETDOWN"),
-    (libc::ECONNREFUSED, "ECONNREFUSED"),
-    (libc::EPERM, "EPERM"),
-    (libc::EACCES, "EACCES"),
-    (libc::EMSGSIZE, "EMSGSIZE"),
-    (libc::EINVAL, "EINVAL"),
-    (libc::EIO, "EIO"),
-    (libc::ENODEV, "ENODEV"),
+    named(libc::ENOBUFS),
+    named(libc::EAGAIN),
+    named(libc::ENETUNREACH),
+    named(libc::EHOSTUNREACH),
+    named(libc::ENETDOWN),
+    named(libc::ECONNREFUSED),
+    named(libc::EPERM),
+    named(libc::EACCES),
+    named(libc::EMSGSIZE),
+    named(libc::EINVAL),
+    named(libc::EIO),
+    named(libc::ENODEV),
     // Sends cancelled at shutdown because their output could not drain.
-    (libc::ECANCELED, "ECANCELED"),
+    named(libc::ECANCELED),
 ];
+
+/// `(errno, name)`; a compile-time error for an errno the table does not name.
+const fn named(errno: i32) -> (i32, &'static str) {
+    match crate::sys::errno_name(errno) {
+        Some(name) => (errno, name),
+        None => panic!("every errno of TX_ERRNOS has a name in crate::sys::errno_name"),
+    }
+}
+
 /// Slot of errors not in [`TX_ERRNOS`].
 pub const TX_ERRNO_OTHER: usize = TX_ERRNOS.len();
 
@@ -29,18 +39,8 @@ pub fn errno_slot(errno: i32) -> usize {
         .unwrap_or(TX_ERRNO_OTHER)
 }
 
-/// perf-event counters of a worker thread, in [`PERF_NAMES`] order.
-pub const PERF_COUNT: usize = 8;
-pub const PERF_NAMES: [&str; PERF_COUNT] = [
-    "task_clock_ns",
-    "context_switches",
-    "cpu_migrations",
-    "page_faults",
-    "cycles",
-    "instructions",
-    "cache_misses",
-    "branch_misses",
-];
+/// perf-event counters of a worker thread: the contract names them, so they are defined there.
+pub use crate::stats::report::{PERF_COUNT, PERF_NAMES};
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::report::{
     FastPathStats, FlowStats, MonitorStats, OutputStats, PerfCounters, RelayInfo, StatsReport,
-    WorkerCounters, WorkerStats, STATS_SCHEMA, STATS_VERSION,
+    Tunables, WorkerCounters, WorkerStats, STATS_MINOR_VERSION, STATS_SCHEMA, STATS_VERSION,
 };
 use crate::config::DataplaneConfig;
 use crate::counters::{WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
@@ -195,6 +195,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
     StatsReport {
         schema: STATS_SCHEMA.to_string(),
         version: STATS_VERSION,
+        minor_version: STATS_MINOR_VERSION,
         timestamp_ns: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -205,7 +206,8 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             config_path: identity.config_path.clone(),
-            tunables: dp.clone(),
+            // Plain data (no map with non-string keys), so it always serializes.
+            tunables: Tunables::from_serialize(dp).expect("DataplaneConfig serializes to JSON"),
             gso_egress: shared.gso,
             interface_changes: shared
                 .interface_changes

@@ -603,7 +603,9 @@ mod tests {
     use super::parse::{samples, Key};
     use super::*;
     use crate::config::DataplaneConfig;
-    use crate::stats::report::{OutputStats, RelayInfo, WorkerStats, STATS_SCHEMA, STATS_VERSION};
+    use crate::stats::report::{
+        OutputStats, RelayInfo, Tunables, WorkerStats, STATS_SCHEMA, STATS_VERSION,
+    };
 
     /// A report in which every counter has its own value, so a metric that reads the wrong
     /// field shows.
@@ -692,6 +694,7 @@ mod tests {
         StatsReport {
             schema: STATS_SCHEMA.into(),
             version: STATS_VERSION,
+            minor_version: 0,
             timestamp_ns: 1_700_000_000_000_000_000,
             uptime_ns: 12_500_000_000,
             final_report: false,
@@ -699,7 +702,7 @@ mod tests {
                 version: "0.1.0".into(),
                 pid: 42,
                 config_path: None,
-                tunables: DataplaneConfig::default(),
+                tunables: Tunables::from_serialize(&DataplaneConfig::default()).unwrap(),
                 gso_egress: true,
                 interface_changes: n(),
             },

@@ -1,8 +1,14 @@
 //! The stats report: what `mcrctl stats --json` prints and `mcrd --final-stats FILE` writes.
 //!
 //! This is a documented contract (see `relay/README.md`, "Stats JSON"). The analyzer reads it
-//! with these same types, so a field cannot drift between writer and reader. Add fields only
-//! with `#[serde(default)]` and bump [`STATS_VERSION`] when a meaning changes.
+//! with these same types, so a field cannot drift between writer and reader; it is built
+//! without the `daemon` feature, so it depends on serde and serde_json only.
+//!
+//! Versions: [`STATS_VERSION`] is the major version, bumped when a meaning changes or a field
+//! goes (readers refuse a newer one); [`STATS_MINOR_VERSION`] is bumped when a field is added
+//! (with `#[serde(default)]`, so older files still load). The types accept unknown fields, so
+//! that an older reader can load a newer minor version; a reader that wants to catch typos
+//! compares the fields it ignored with the file's minor version (the analyzer does).
 //!
 //! Conservation, checked by tests and by the analyzer:
 //! * per worker and in the totals: `rx = filtered + malformed + no_match + matched`;
@@ -17,20 +23,34 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Number of [`PerfCounters`] fields.
+pub const PERF_COUNT: usize = 8;
 /// The fields of [`PerfCounters`], in the order the workers count them.
-pub use crate::counters::{PERF_COUNT, PERF_NAMES};
+pub const PERF_NAMES: [&str; PERF_COUNT] = [
+    "task_clock_ns",
+    "context_switches",
+    "cpu_migrations",
+    "page_faults",
+    "cycles",
+    "instructions",
+    "cache_misses",
+    "branch_misses",
+];
 
 /// Value of the `schema` field.
 pub const STATS_SCHEMA: &str = "mcr.relay.stats";
-/// Value of the `version` field.
+/// Value of the `version` field: the major version.
 pub const STATS_VERSION: u32 = 1;
+/// Value of the `minor_version` field (absent when 0, as in files written before it existed).
+pub const STATS_MINOR_VERSION: u32 = 0;
 
 /// One snapshot of a running (or just stopped) relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StatsReport {
     pub schema: String,
     pub version: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minor_version: u32,
     /// Wall-clock time of the snapshot, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
     /// Nanoseconds since the data plane started.
@@ -51,7 +71,6 @@ pub struct StatsReport {
 /// `matched` when the program matches them; `tx_errors_by_errno` names its reasons
 /// `kernel_mtu`, `kernel_redirect`, `kernel_rewrite`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FastPathStats {
     pub program_id: u32,
     /// Instructions the verifier processed to accept the program.
@@ -72,7 +91,6 @@ fn userspace() -> String {
 
 /// Static facts about the relay process that produced a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RelayInfo {
     /// `CARGO_PKG_VERSION` of mcrd.
     pub version: String,
@@ -88,13 +106,72 @@ pub struct RelayInfo {
     pub interface_changes: u64,
 }
 
-/// Data-plane tunables, as configured (`[dataplane]` in the config file): the same type the
-/// daemon runs with, so the report cannot drift from it.
-pub use crate::config::DataplaneConfig as Tunables;
+/// Data-plane tunables as configured (`[dataplane]` in the config file): each key's name and
+/// value, in the config's order. A map rather than the config type, so that a new config key
+/// is a new entry and not a new stats format that older readers refuse.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tunables(Vec<(String, serde_json::Value)>);
+
+impl Tunables {
+    /// The fields of a serializable config struct, in its serialization order.
+    pub fn from_serialize<T: Serialize>(config: &T) -> Result<Self, serde_json::Error> {
+        // Through text rather than `serde_json::Value`: its map is sorted and would lose the
+        // config's order (`preserve_order` would change every other map of the workspace).
+        let text = serde_json::to_string(config)?;
+        serde_json::from_str(&text)
+    }
+
+    /// The value of tunable `name`.
+    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Every tunable, in the order of the file.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+impl Serialize for Tunables {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Tunables {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapInOrder;
+        impl<'de> serde::de::Visitor<'de> for MapInOrder {
+            type Value = Tunables;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of tunable names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Tunables, A::Error> {
+                let mut entries: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    if entries.iter().any(|(seen, _)| *seen == k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "tunable `{k}` appears twice"
+                        )));
+                    }
+                    entries.push((k, v));
+                }
+                Ok(Tunables(entries))
+            }
+        }
+        d.deserialize_map(MapInOrder)
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 /// Per-worker counters. All counts are since start; they never reset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WorkerCounters {
     /// Frames taken from the kernel's packet ring.
     pub rx_frames: u64,
@@ -140,7 +217,6 @@ pub struct WorkerCounters {
 
 /// One worker thread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WorkerStats {
     pub id: u32,
     /// CPU the worker is pinned to, if any.
@@ -152,7 +228,6 @@ pub struct WorkerStats {
 /// perf-event counters of one thread. `None` (JSON `"unavailable"`) means the counter could not be
 /// opened on this machine; it is never reported as zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PerfCounters {
     #[serde(with = "measured")]
     pub task_clock_ns: Option<u64>,
@@ -174,7 +249,6 @@ pub struct PerfCounters {
 
 /// One rule (flow) and its outputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FlowStats {
     pub rule: String,
     pub input_interface: String,
@@ -200,7 +274,6 @@ pub struct FlowStats {
 
 /// A monitored flow's stream check, all workers (see `counters/monitor.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MonitorStats {
     /// `"rtp"` or `"mpegts"`.
     pub kind: String,
@@ -220,7 +293,6 @@ pub struct MonitorStats {
 
 /// One output of a flow. `matched = tx_sent + tx_errors + buf_exhaust + in_flight`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct OutputStats {
     /// `ADDR:PORT@INTERFACE`.
     pub output: String,
@@ -236,33 +308,212 @@ pub struct OutputStats {
     pub path: String,
 }
 
-/// Serde adapter: `Some(n)` as a JSON number, `None` as the string `"unavailable"`.
-pub mod measured {
-    use serde::{de, Deserialize, Deserializer, Serializer};
+/// The JSON spelling of a counter that could not be measured.
+pub const UNAVAILABLE: &str = "unavailable";
 
-    /// The JSON spelling of a counter that could not be measured.
-    pub const UNAVAILABLE: &str = "unavailable";
+/// A perf-event style counter that was either measured or could not be measured on this
+/// machine: the one type for it in all three crates (trafficgen calls it `PerfValue`).
+///
+/// "unavailable" is not zero: a zero would claim the event never happened. In JSON a count is
+/// a number and `Unavailable` the string [`UNAVAILABLE`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Measured {
+    /// The counter was read.
+    Count(u64),
+    /// The counter was asked for but the machine could not provide it (e.g. no PMU in a VM).
+    #[default]
+    Unavailable,
+}
 
-    pub fn serialize<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(n) => s.serialize_u64(*n),
-            None => s.serialize_str(UNAVAILABLE),
+impl Measured {
+    /// The count, if measured.
+    pub fn count(self) -> Option<u64> {
+        match self {
+            Measured::Count(n) => Some(n),
+            Measured::Unavailable => None,
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    /// From the `Option<u64>` convention of [`PerfCounters`] (`None` = unavailable).
+    pub fn from_option(value: Option<u64>) -> Self {
+        value.map_or(Measured::Unavailable, Measured::Count)
+    }
+
+    /// Sum of two readings of the same counter; unavailable if either side is (a partial sum
+    /// would understate the total).
+    pub fn plus(self, other: Measured) -> Measured {
+        match (self, other) {
+            (Measured::Count(a), Measured::Count(b)) => Measured::Count(a.saturating_add(b)),
+            _ => Measured::Unavailable,
+        }
+    }
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Measured::Count(n) => write!(f, "{n}"),
+            Measured::Unavailable => f.write_str(UNAVAILABLE),
+        }
+    }
+}
+
+impl Serialize for Measured {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Measured::Count(n) => s.serialize_u64(*n),
+            Measured::Unavailable => s.serialize_str(UNAVAILABLE),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Measured {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
             Number(u64),
             Text(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(Some(n)),
-            Raw::Text(t) if t == UNAVAILABLE => Ok(None),
-            Raw::Text(t) => Err(de::Error::custom(format!(
+        match Raw::deserialize(d) {
+            Ok(Raw::Number(n)) => Ok(Measured::Count(n)),
+            Ok(Raw::Text(t)) if t == UNAVAILABLE => Ok(Measured::Unavailable),
+            Ok(Raw::Text(t)) => Err(D::Error::custom(format!(
                 "expected a count or \"{UNAVAILABLE}\", found \"{t}\""
             ))),
+            Err(_) => Err(D::Error::custom(format!(
+                "expected a non-negative integer count or \"{UNAVAILABLE}\""
+            ))),
         }
+    }
+}
+
+/// Serde adapter for the `Option<u64>` fields of [`PerfCounters`]: written and read as a
+/// [`Measured`].
+pub mod measured {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Measured;
+    pub use super::UNAVAILABLE;
+
+    pub fn serialize<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        Measured::from_option(*value).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Measured::deserialize(d).map(Measured::count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Config {
+        workers: u32,
+        cpus: Vec<u32>,
+        gso: bool,
+        busy_poll_us: u32,
+    }
+
+    #[test]
+    fn tunables_keep_the_config_order_and_values() {
+        let config = Config {
+            workers: 2,
+            cpus: vec![0, 1],
+            gso: true,
+            busy_poll_us: 0,
+        };
+        let t = Tunables::from_serialize(&config).unwrap();
+        let text = serde_json::to_string(&t).unwrap();
+        assert_eq!(
+            text,
+            r#"{"workers":2,"cpus":[0,1],"gso":true,"busy_poll_us":0}"#
+        );
+        assert_eq!(text, serde_json::to_string(&config).unwrap());
+        assert_eq!(serde_json::from_str::<Tunables>(&text).unwrap(), t);
+        assert_eq!(t.get("cpus"), Some(&serde_json::json!([0, 1])));
+        assert_eq!(t.get("nope"), None);
+    }
+
+    #[test]
+    fn a_tunable_named_twice_is_an_error_naming_it() {
+        let e = serde_json::from_str::<Tunables>(r#"{"gso":true,"gso":false}"#).unwrap_err();
+        assert!(e.to_string().contains("`gso` appears twice"), "{e}");
+    }
+
+    #[test]
+    fn minor_version_zero_is_not_written_and_an_absent_one_reads_as_zero() {
+        let mut info = serde_json::json!({"version": "0.1.0", "pid": 1, "config_path": null,
+            "tunables": {"workers": 1}, "gso_egress": false});
+        let relay: RelayInfo = serde_json::from_value(info.clone()).unwrap();
+        info["new_field_of_a_later_minor"] = 1.into();
+        assert_eq!(serde_json::from_value::<RelayInfo>(info).unwrap(), relay);
+        let report = StatsReport {
+            schema: STATS_SCHEMA.into(),
+            version: STATS_VERSION,
+            minor_version: 0,
+            timestamp_ns: 0,
+            uptime_ns: 0,
+            final_report: false,
+            relay,
+            totals: WorkerCounters::default(),
+            workers: Vec::new(),
+            flows: Vec::new(),
+            fast_path: None,
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("minor_version").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<StatsReport>(json).unwrap(), report);
+        let newer = StatsReport {
+            minor_version: 3,
+            ..report
+        };
+        assert_eq!(serde_json::to_value(&newer).unwrap()["minor_version"], 3);
+    }
+
+    #[test]
+    fn unavailable_round_trips_and_is_not_zero() {
+        let v: Vec<Measured> = serde_json::from_str(r#"[0, 5, "unavailable"]"#).unwrap();
+        assert_eq!(
+            v,
+            [
+                Measured::Count(0),
+                Measured::Count(5),
+                Measured::Unavailable
+            ]
+        );
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"[0,5,"unavailable"]"#);
+        assert_eq!(Measured::Unavailable.count(), None);
+        let p: PerfCounters = serde_json::from_value(serde_json::json!({"task_clock_ns": 3,
+            "context_switches": 0, "cpu_migrations": 0, "page_faults": 0, "cycles": "unavailable",
+            "instructions": "unavailable", "cache_misses": 1, "branch_misses": 2}))
+        .unwrap();
+        assert_eq!((p.task_clock_ns, p.cycles), (Some(3), None));
+        assert_eq!(serde_json::to_value(&p).unwrap()["cycles"], UNAVAILABLE);
+    }
+
+    #[test]
+    fn other_text_and_negative_or_fractional_numbers_are_rejected_naming_the_spelling() {
+        let e = serde_json::from_str::<Measured>(r#""n/a""#).unwrap_err();
+        assert!(e.to_string().contains(r#"found "n/a""#), "{e}");
+        for bad in ["-3", "1.5"] {
+            let e = serde_json::from_str::<Measured>(bad).unwrap_err();
+            assert!(e.to_string().contains("unavailable"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_sum_is_unavailable_if_any_part_is() {
+        assert_eq!(
+            Measured::Count(2).plus(Measured::Count(3)),
+            Measured::Count(5)
+        );
+        assert_eq!(
+            Measured::Count(2).plus(Measured::Unavailable),
+            Measured::Unavailable
+        );
     }
 }

@@ -19,7 +19,9 @@ use thiserror::Error;
 
 use crate::accounting::{DEFAULT_MAX_STREAMS, DEFAULT_REORDER_WINDOW};
 use crate::probe::ProbeError;
-use crate::record::{RecvConfig, RecvFormat, RecvRecord, RECORD_VERSION, RECV_SCHEMA};
+use crate::record::{
+    RecvConfig, RecvFormat, RecvRecord, RECORD_MINOR_VERSION, RECORD_VERSION, RECV_SCHEMA,
+};
 use crate::sys::{self, RecvBatch};
 use streams::{Routed, StreamTable};
 
@@ -258,6 +260,7 @@ pub fn run(options: &RecvOptions, on_ready: impl FnOnce()) -> Result<RecvRecord,
     Ok(RecvRecord {
         schema: RECV_SCHEMA.to_string(),
         version: RECORD_VERSION,
+        minor_version: RECORD_MINOR_VERSION,
         trafficgen_version: env!("CARGO_PKG_VERSION").to_string(),
         started_unix_ns,
         config: RecvConfig {

@@ -20,8 +20,8 @@ use crate::histogram::{distribution, new_histogram};
 use crate::pacing::{split_even, Schedule};
 use crate::probe::HEADER_LEN;
 use crate::record::{
-    PerfCounters, SendConfig, SendRecord, SendThreadRecord, RECORD_VERSION, SEND_SCHEMA,
-    WIRE_OVERHEAD_BYTES,
+    PerfCounters, SendConfig, SendRecord, SendThreadRecord, RECORD_MINOR_VERSION, RECORD_VERSION,
+    SEND_SCHEMA, WIRE_OVERHEAD_BYTES,
 };
 use crate::sys;
 use worker::{ThreadOutcome, ThreadPlan, ERRNO_SLOTS};
@@ -379,6 +379,7 @@ fn build_record(
     SendRecord {
         schema: SEND_SCHEMA.to_string(),
         version: RECORD_VERSION,
+        minor_version: RECORD_MINOR_VERSION,
         trafficgen_version: env!("CARGO_PKG_VERSION").to_string(),
         started_unix_ns,
         config: SendConfig {

@@ -1,0 +1,99 @@
+//! The low-level helpers the relay and trafficgen share (feature `sys`, which `daemon`
+//! includes and trafficgen's `generator` turns on): checked `libc` calls and the names of
+//! errno values. Each is written once, here; the callers' own `sys` modules keep what only
+//! they need.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::RawFd;
+
+/// A `libc` return value as an `io::Result`: negative means `errno` says what failed.
+pub fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// `setsockopt` with a plain-old-data value.
+pub fn setsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of `size_of::<T>()` bytes for the call's duration;
+    // the kernel copies it and keeps no reference.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// The symbolic name of an errno value (`"ENOBUFS"`), for reports and counters keyed by it;
+/// `None` for one this table does not list (callers say `"errno N"` or count it as other).
+pub const fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::EPERM => "EPERM",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EINVAL => "EINVAL",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EDESTADDRREQ => "EDESTADDRREQ",
+        libc::ENODEV => "ENODEV",
+        libc::ENXIO => "ENXIO",
+        libc::ECANCELED => "ECANCELED",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cvt_turns_a_failed_call_into_its_errno() {
+        // SAFETY: closing an fd number that is not open only fails with EBADF.
+        let e = cvt(unsafe { libc::close(-1) }).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        assert_eq!(cvt(3).unwrap(), 3);
+    }
+
+    #[test]
+    fn setsockopt_sets_what_the_kernel_reads_back() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+        setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &17i32).unwrap();
+        assert_eq!(s.ttl().unwrap(), 17);
+        let e = setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &-5i32).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn errno_names_are_the_symbols_and_unknown_ones_are_none() {
+        assert_eq!(errno_name(libc::ENOBUFS), Some("ENOBUFS"));
+        assert_eq!(errno_name(libc::ECANCELED), Some("ECANCELED"));
+        assert_eq!(errno_name(libc::ENOTSOCK), None);
+    }
+}
