@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::fmt::{count, signed};
+use super::markdown::escape_cell;
 use crate::record::StreamKind;
 use crate::stream_loss::{Point, StreamPath};
 
@@ -30,10 +31,10 @@ fn table(o: &mut String, p: &StreamPath) {
         StreamKind::Rtp => "RTP",
         StreamKind::Mpegts => "MPEG-TS",
     };
-    let mut head = format!("| `{}` ({kind}) |", p.rule);
+    let mut head = format!("| `{}` ({kind}) |", escape_cell(&p.rule));
     let mut rule = "|---|".to_string();
     for pt in &p.points {
-        let _ = write!(head, " {} |", pt.at);
+        let _ = write!(head, " {} |", escape_cell(&pt.at));
         rule.push_str("---:|");
     }
     let _ = writeln!(o, "{head}\n{rule}");
@@ -219,5 +220,30 @@ mod tests {
             assert!(o.contains(want), "missing {want}\n{o}");
         }
         assert!(!o.contains("continuity"), "no MPEG-TS note for RTP");
+    }
+
+    /// Rule and relay names come from the user's files: a `|` in one keeps every row of the
+    /// table at the heading's number of cells.
+    #[test]
+    fn a_bar_in_a_rule_or_relay_name_stays_in_its_cell() {
+        let path = StreamPath {
+            rule: "cam|1".into(),
+            kind: StreamKind::Rtp,
+            points: vec![
+                point("A|east", 0, 0, 0, None),
+                point("receiver", 3, 0, 3, Some(0)),
+            ],
+        };
+        let mut o = String::new();
+        section(&mut o, &[path]);
+        let rows: Vec<&str> = o.lines().filter(|l| l.starts_with('|')).collect();
+        assert!(rows[0].contains("`cam\\|1` (RTP) | A\\|east |"), "{o}");
+        for row in &rows {
+            assert_eq!(
+                crate::render::markdown::tests::cells(row).len(),
+                3,
+                "{row}\n{o}"
+            );
+        }
     }
 }
