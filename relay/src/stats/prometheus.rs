@@ -595,7 +595,7 @@ pub mod parse {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use serde_json::Value;
@@ -609,7 +609,7 @@ mod tests {
 
     /// A report in which every counter has its own value, so a metric that reads the wrong
     /// field shows.
-    fn sample_report() -> StatsReport {
+    pub(crate) fn sample_report() -> StatsReport {
         let next = std::cell::Cell::new(100u64);
         let n = || {
             next.set(next.get() + 7);

@@ -121,3 +121,116 @@ pub fn human(r: &StatsReport) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::prometheus::tests::sample_report;
+
+    /// The whitespace-separated fields of the line that starts with `first`.
+    fn fields<'a>(text: &'a str, first: &str) -> Vec<&'a str> {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&first))
+            .unwrap_or_else(|| panic!("no line starting with {first}:\n{text}"))
+    }
+
+    /// Every counter of the sample has a value of its own, so a column showing the wrong field
+    /// shows.
+    #[test]
+    fn each_column_shows_its_own_counter() {
+        let r = sample_report();
+        let text = human(&r);
+        for (name, c) in r
+            .workers
+            .iter()
+            .map(|w| (w.id.to_string(), &w.counters))
+            .chain([("total".to_string(), &r.totals)])
+        {
+            let want = [
+                c.rx,
+                c.kernel_drops,
+                c.filtered,
+                c.malformed,
+                c.no_match,
+                c.matched,
+                c.buf_exhaust,
+                c.tx_sent,
+                c.tx_errors,
+                c.in_flight,
+            ]
+            .map(|v| v.to_string());
+            assert_eq!(fields(&text, &name)[1..], want, "worker {name}:\n{text}");
+        }
+        let f = &r.flows[0];
+        let flow = fields(&text, &f.rule);
+        assert_eq!(flow[1], "239.1.1.1:5000@eth0");
+        assert_eq!(flow[2..4], [f.packets.to_string(), f.bytes.to_string()]);
+        assert_eq!(flow[4], "userspace");
+        let m = f.monitor.as_ref().unwrap();
+        let mon = fields(&text, "monitor");
+        assert_eq!(
+            [mon[3], mon[5], mon[7], mon[9], mon[11]],
+            [m.datagrams, m.gaps, m.lost, m.repeats, m.foreign].map(|v| v.to_string()),
+            "{text}"
+        );
+        for o in &f.outputs {
+            let line = text
+                .lines()
+                .find(|l| l.contains(&o.output))
+                .unwrap_or_else(|| panic!("no line for {}:\n{text}", o.output));
+            let v: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(
+                [v[5], v[7], v[9], v[11], v[13]],
+                [
+                    o.matched,
+                    o.tx_sent,
+                    o.tx_errors,
+                    o.buf_exhaust,
+                    o.in_flight
+                ]
+                .map(|v| v.to_string()),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn kinds_errnos_overload_and_rates_are_spelled_out() {
+        let r = sample_report();
+        let text = human(&r);
+        let t = &r.totals;
+        for (k, v) in &t.malformed_by_kind {
+            assert!(text.contains(&format!("{k}={v}")), "{k}:\n{text}");
+        }
+        for (k, v) in &t.tx_errors_by_errno {
+            assert!(text.contains(&format!("{k}={v}")), "{k}:\n{text}");
+        }
+        assert!(text.contains(&format!(
+            "overload on the copy path: {} datagrams in {} frames lost",
+            t.rx_overflow, t.rx_overflow_frames
+        )));
+        let rx_pps = t.rx as f64 / 12.5;
+        assert!(
+            text.contains(&format!("rates since start: rx {rx_pps:.0} pps")),
+            "{text}"
+        );
+        assert!(text.starts_with("mcrd 0.1.0 pid 42  up 12.5s  workers 2  gso on\n"));
+    }
+
+    #[test]
+    fn a_quiet_daemon_shows_no_empty_breakdowns() {
+        let mut r = sample_report();
+        r.totals = WorkerCounters::default();
+        r.uptime_ns = 0;
+        let text = human(&r);
+        for absent in [
+            "malformed:",
+            "overload",
+            "send errors:",
+            "rates since start",
+        ] {
+            assert!(!text.contains(absent), "{absent}:\n{text}");
+        }
+    }
+}
