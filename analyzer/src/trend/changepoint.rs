@@ -180,13 +180,15 @@ impl Scorer {
 
     /// Best split of `z` (values `values[ranks[i]]`) among those whose sides' means differ by
     /// the minimum effect (all splits with `None`): index of the first point of the right side
-    /// and its statistic.
+    /// and its statistic. With `enough`, the search stops at the first such split scoring at
+    /// least that much (a permutation test only asks whether one does).
     fn best(
         &mut self,
         z: &[f64],
         ranks: &[usize],
         min_size: usize,
         effect: Option<MinEffect>,
+        enough: Option<f64>,
     ) -> Option<(usize, f64)> {
         let n = z.len();
         let min = min_size.max(2);
@@ -209,16 +211,19 @@ impl Scorer {
         }
         let all = self.within_left[n];
         let mut best: Option<(usize, f64)> = None;
-        let mut consider = |t: usize, q: f64| {
-            if best.is_none_or(|b: (usize, f64)| q > b.1) {
-                best = Some((t, q));
-            }
-        };
+        // Whether `q` beats the best so far; the costlier minimum-effect test is asked only
+        // then (the order of two pure tests changes nothing found).
+        let beats = |best: Option<(usize, f64)>, q: f64| best.is_none_or(|b| q > b.1);
+        let done = |q: f64| enough.is_some_and(|e| q >= e);
         // Right side to the end of the segment.
         for t in min..=n - min {
             let (wx, wy) = (self.within_left[t], self.within_right[t]);
-            if self.reaches(effect, t, n) {
-                consider(t, statistic(t, n - t, all - wx - wy, wx, wy));
+            let q = statistic(t, n - t, all - wx - wy, wx, wy);
+            if beats(best, q) && self.reaches(effect, t, n) {
+                best = Some((t, q));
+                if done(q) {
+                    return best;
+                }
             }
         }
         // Short right sides z[t..k], k - t <= WINDOW, k < n: a dip in the middle.
@@ -236,8 +241,14 @@ impl Scorer {
             for k in t + 1..=top(t) {
                 cross += self.to_left[k - 1];
                 wy += self.to_right[k - 1];
-                if k - t >= min && self.reaches(effect, t, k) {
-                    consider(t, statistic(t, k - t, cross, self.within_left[t], wy));
+                if k - t >= min {
+                    let q = statistic(t, k - t, cross, self.within_left[t], wy);
+                    if beats(best, q) && self.reaches(effect, t, k) {
+                        best = Some((t, q));
+                        if done(q) {
+                            return best;
+                        }
+                    }
                 }
             }
             // Move z[t] from the right side to the left.
@@ -294,7 +305,7 @@ fn ranks(z: &[f64]) -> Vec<usize> {
 /// Best split of `z` (index of the first point of the right side) and its statistic, over
 /// every split that leaves `min_size` points on each side.
 pub fn best_split(z: &[f64], min_size: usize) -> Option<(usize, f64)> {
-    Scorer::new(z.len()).best(z, &ranks(z), min_size, None)
+    Scorer::new(z.len()).best(z, &ranks(z), min_size, None, None)
 }
 
 /// Arithmetic mean of a non-empty slice.
@@ -318,7 +329,7 @@ fn significant(seg: &[f64], ranks: &[usize], q: f64, s: &Settings, rng: &mut Rng
             z[i] = seg[o];
             r[i] = ranks[o];
         }
-        let scored = scorer.best(&z, &r, s.min_size, Some(s.min_effect));
+        let scored = scorer.best(&z, &r, s.min_size, Some(s.min_effect), Some(q));
         if scored.is_some_and(|(_, qp)| qp >= q) {
             as_high += 1;
             if as_high as f64 >= limit {
@@ -337,7 +348,7 @@ pub fn change_points(values: &[f64], s: &Settings) -> Vec<usize> {
     while let Some((a, b)) = open.pop() {
         let seg = &values[a..b];
         let r = ranks(seg);
-        let Some((t, q)) = Scorer::new(seg.len()).best(seg, &r, s.min_size, Some(s.min_effect))
+        let Some((t, q)) = Scorer::new(seg.len()).best(seg, &r, s.min_size, Some(s.min_effect), None)
         else {
             continue;
         };
