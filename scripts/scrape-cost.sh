@@ -12,7 +12,8 @@
 #    curl scrapes /metrics every 10 ms (`scrape`), and `mcrctl stats --json` runs in a loop
 #    (`stats`, the counter read a scrape must not exceed). A worker held by a reader delays
 #    every datagram behind it, so the receiver's one-way latency (max, p99.9) and its loss show
-#    the pauses. Prints one line per run and the medians per condition; records in OUT.
+#    the pauses; mcrd's ring drops say whether a loss was the worker's. Prints one line per
+#    run and the medians per condition; records in OUT.
 #
 #   scripts/scrape-cost.sh [--bin DIR] [--out DIR] [--pps N] [--seconds N] [--repeats N]
 #                          [--scrapes N] [--size BYTES]
@@ -133,8 +134,15 @@ count=$((PPS * SECONDS_))
 # loses its buffered -w lines); the mcrctl loop is stopped once the traffic ends.
 reads=$((SECONDS_ * 100))
 scrape_config "$reads" >"$OUT/reader.curl"
+# Frames mcrd's packet ring or copy path dropped so far (the worker fell behind).
+relay_drops() {
+  "$BIN/mcrctl" --socket "$OUT/mcrd.sock" stats --json |
+    jq '.totals.kernel_drops + .totals.rx_overflow_frames'
+}
 run() { # run CONDITION REPEAT
   local cond=$1 rep=$2 name="$1-$2" reader=''
+  local drops_before
+  drops_before=$(relay_drops)
   ip netns exec "$S-dst" "$BIN/trafficgen" recv --group 239.10.1.1:5000 --iface eth0 \
     --duration $((SECONDS_ + 20))s --idle-timeout 2s --exit-on-end --ready-line \
     --json "$OUT/$name.recv.json" >"$OUT/$name.recv.out" 2>&1 &
@@ -168,9 +176,12 @@ run() { # run CONDITION REPEAT
   esac
   local reads_done=0
   [ -z "$reader" ] || reads_done=$(wc -l <"$OUT/$name.reads.txt")
-  jq -c --arg cond "$cond" --argjson rep "$rep" --argjson sent "$count" --argjson reads "$reads_done" '
+  local relay_drops
+  relay_drops=$(($(relay_drops) - drops_before))
+  jq -c --arg cond "$cond" --argjson rep "$rep" --argjson sent "$count" --argjson reads "$reads_done" \
+    --argjson relay_drops "$relay_drops" '
     { condition: $cond, repeat: $rep, sent: $sent, received: .totals.received,
-      lost: ($sent - .totals.received), socket_drops, reads: $reads,
+      lost: ($sent - .totals.received), relay_drops: $relay_drops, socket_drops, reads: $reads,
       latency_us: (.streams[0].latency_ns | { p50: (.p50 / 1000), p99: (.p99 / 1000),
                                           p999: (.p999 / 1000), max: (.max / 1000) }) }' \
     "$OUT/$name.recv.json" | tee -a "$OUT/runs.jsonl" >&2
@@ -184,7 +195,7 @@ for cond in scrape stats; do
 done
 say "medians over $REPEATS repeats of $count datagrams at $PPS/s (latency in us):"
 jq -rs 'def median: sort | .[(length - 1) / 2 | floor];
-  group_by(.condition)[] | "  \(.[0].condition): lost \(map(.lost) | median), latency p50 \(map(.latency_us.p50) | median), p99 \(map(.latency_us.p99) | median), p99.9 \(map(.latency_us.p999) | median), max \(map(.latency_us.max) | median), reads per run \(map(.reads) | median)"' \
+  group_by(.condition)[] | "  \(.[0].condition): lost \(map(.lost) | median) (relay drops \(map(.relay_drops) | median)), latency p50 \(map(.latency_us.p50) | median), p99 \(map(.latency_us.p99) | median), p99.9 \(map(.latency_us.p999) | median), max \(map(.latency_us.max) | median), reads per run \(map(.reads) | median)"' \
   "$OUT/runs.jsonl" >&2
 kill -0 "$mcrd_pid" 2>/dev/null || fail "mcrd died during the runs"
 say "records in $OUT"
