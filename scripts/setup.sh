@@ -2,7 +2,8 @@
 # Sets up a fresh Debian machine for MCR: system packages the tests and benchmarks use, then a
 # release build of every binary. Run as root. `--deps-only` installs packages and stops. `--deb`
 # also installs what building and checking the Debian package needs (lintian from apt,
-# cargo-deb with `cargo install --locked`); plain tests do not need them.
+# cargo-deb with `cargo install --locked`, a pinned version so CI builds the same package); plain
+# tests do not need them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,9 +50,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { echo "setup: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
 
+# The version scripts/build-deb.sh was checked with (its flags and asset handling).
+cargo_deb=3.8.0
 if [ "$deb" = 1 ] && ! command -v cargo-deb >/dev/null; then
-  echo "setup: installing cargo-deb"
-  cargo install --locked cargo-deb
+  echo "setup: installing cargo-deb $cargo_deb (2-5 min to build)"
+  cargo install --locked "cargo-deb@$cargo_deb"
 fi
 if [ "$deps_only" = 1 ]; then
   exit 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the `mcr` Debian package on this machine, checks that its files are where they
-# belong, runs the installed mcrd the way its systemd unit does (user mcr, only CAP_NET_RAW,
-# LimitRTPRIO=10) with the packaged /etc/mcr/relay.toml inside a network namespace, sends
-# traffic through it, then purges the package and checks that everything it added is gone.
+# belong, runs the installed mcrd the way its systemd unit does (user mcr, only the unit's
+# AmbientCapabilities, LimitRTPRIO=10) with the packaged /etc/mcr/relay.toml inside a network
+# namespace, sends traffic through it, then purges the package and checks that everything it
+# added is gone.
 #
 #   [S-src] eth0 10.1.1.50 --veth-- eth0 10.0.0.2 [S-relay: mcrd] eth1 192.0.2.1 --veth-- eth0 [S-dst1]
 #                                                                  eth2 198.51.100.1 --veth-- eth0 [S-dst2]
@@ -127,10 +128,18 @@ if ! "${limits[@]}" true 2>/dev/null; then
   limits=()
 fi
 
-step "starting /usr/bin/mcrd as user mcr with only CAP_NET_RAW (as the unit does)"
+# The capabilities are read from the installed unit, so the test follows it when it changes.
+unit_caps=$(sed -n 's/^AmbientCapabilities=//p' "$unit")
+[ -n "$unit_caps" ] || fail "$unit has no AmbientCapabilities line"
+caps=-all
+for c in $unit_caps; do
+  c=${c#CAP_}
+  caps="$caps,+${c,,}"
+done
+step "starting /usr/bin/mcrd as user mcr with only $unit_caps (as the unit does)"
 ip netns exec "$S-relay" "${limits[@]}" \
   setpriv --reuid="$mcr_uid" --regid="$mcr_gid" --init-groups \
-    --inh-caps=-all,+net_raw --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw \
+    --inh-caps="$caps" --ambient-caps="$caps" --bounding-set="$caps" \
     /usr/bin/mcrd --config "$WORK/relay.toml" >"$WORK/mcrd.out" 2>"$WORK/mcrd.log" &
 PIDS+=($!)
 mcrd_pid=$!
