@@ -348,7 +348,8 @@ pub fn change_points(values: &[f64], s: &Settings) -> Vec<usize> {
     while let Some((a, b)) = open.pop() {
         let seg = &values[a..b];
         let r = ranks(seg);
-        let Some((t, q)) = Scorer::new(seg.len()).best(seg, &r, s.min_size, Some(s.min_effect), None)
+        let Some((t, q)) =
+            Scorer::new(seg.len()).best(seg, &r, s.min_size, Some(s.min_effect), None)
         else {
             continue;
         };
