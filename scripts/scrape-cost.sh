@@ -70,18 +70,10 @@ for n in "${NS[@]}"; do
   ip -n "$n" link set lo up
   ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
 done
-link() { # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
-  ip link add "$S-a" type veth peer name "$S-b"
-  ip link set "$S-a" netns "$1"; ip -n "$1" link set "$S-a" name "$2"
-  ip link set "$S-b" netns "$4"; ip -n "$4" link set "$S-b" name "$5"
-  ip -n "$1" addr add "$3" dev "$2"; ip -n "$1" link set dev "$2" up
-  ip -n "$4" addr add "$6" dev "$5"; ip -n "$4" link set dev "$5" up
-  # One frame per datagram on the wire, as on a real link.
-  ip netns exec "$1" ethtool -K "$2" tx-udp-segmentation off >/dev/null 2>&1 || true
-  ip netns exec "$4" ethtool -K "$5" tx-udp-segmentation off >/dev/null 2>&1 || true
-}
-link "$S-src" eth0 10.1.1.50/24 "$S-relay" eth0 10.0.0.2/24
-link "$S-relay" eth1 192.0.2.1/24 "$S-dst" eth0 192.0.2.10/24
+# shellcheck source=scripts/lib/veth_link.sh
+. "$ROOT/scripts/lib/veth_link.sh"
+veth_link "$S" "$S-src" eth0 10.1.1.50/24 "$S-relay" eth0 10.0.0.2/24
+veth_link "$S" "$S-relay" eth1 192.0.2.1/24 "$S-dst" eth0 192.0.2.10/24
 ip -n "$S-src" route add 224.0.0.0/4 dev eth0
 
 cat >"$OUT/relay.toml" <<EOF

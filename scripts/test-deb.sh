@@ -95,19 +95,12 @@ mcr_uid=$(id -u mcr) mcr_gid=$(getent group mcr | cut -d: -f3)
 
 step "namespaces $S-*"
 for n in "${NS[@]}"; do ip netns add "$n"; ip -n "$n" link set lo up; done
-link() { # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
-  ip link add "$S-a" type veth peer name "$S-b"
-  ip link set "$S-a" netns "$1"; ip -n "$1" link set "$S-a" name "$2"
-  ip link set "$S-b" netns "$4"; ip -n "$4" link set "$S-b" name "$5"
-  ip -n "$1" addr add "$3" dev "$2"; ip -n "$1" link set dev "$2" up
-  ip -n "$4" addr add "$6" dev "$5"; ip -n "$4" link set dev "$5" up
-  ip netns exec "$1" ethtool -K "$2" tx-udp-segmentation off >/dev/null 2>&1 || true
-  ip netns exec "$4" ethtool -K "$5" tx-udp-segmentation off >/dev/null 2>&1 || true
-}
+# shellcheck source=scripts/lib/veth_link.sh
+. scripts/lib/veth_link.sh
 # The sender's subnet is unknown to the relay's namespace (its kernel would drop the traffic).
-link "$S-src" eth0 10.1.1.50/24 "$S-relay" eth0 10.0.0.2/24
-link "$S-relay" eth1 192.0.2.1/24 "$S-dst1" eth0 192.0.2.10/24
-link "$S-relay" eth2 198.51.100.1/24 "$S-dst2" eth0 198.51.100.10/24
+veth_link "$S" "$S-src" eth0 10.1.1.50/24 "$S-relay" eth0 10.0.0.2/24
+veth_link "$S" "$S-relay" eth1 192.0.2.1/24 "$S-dst1" eth0 192.0.2.10/24
+veth_link "$S" "$S-relay" eth2 198.51.100.1/24 "$S-dst2" eth0 198.51.100.10/24
 ip netns exec "$S-relay" sysctl -qw net.ipv4.conf.all.rp_filter=1
 ip -n "$S-src" route add 224.0.0.0/4 dev eth0
 
