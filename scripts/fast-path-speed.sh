@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Makes the measurements behind reports/relay-speed-fastpath.md: mcrd's kernel fast path beside
 # the kernel's own unicast forwarding (relay kind route: the baseline on kernels without
-# multicast routing), userspace mcrd and the direct generator -> receiver paths (multicast, and
-# unicast for route), on 1 and 3 hops at RATES; then, for the zero-loss search, 3 hops of the fast
-# path and route (with the direct paths) at SEARCH_RATES, and 1 hop of both at the highest of them.
+# multicast routing), userspace mcrd, the floor of a hop (redirect: frames moved in0 -> out0 with
+# no forwarding decision) and the direct generator -> receiver paths (multicast, and unicast for
+# route), on 1 and 3 hops at RATES; then, for the zero-loss search, 3 hops of the fast path and
+# route (with the direct paths) at SEARCH_RATES, and at the highest of them 1 hop of both and
+# 3 hops of the floor.
 # Every configuration runs once per repeat, interleaved, and the order of the relays rotates from
 # one repeat to the next, so the shared machine's background load and any drift fall on all alike.
 # The generator runs with --gen-coalesce-us COALESCE_US for every path: the same input
@@ -26,7 +28,7 @@ SEARCH_RATES=${SEARCH_RATES:-"150000 200000 300000 400000 600000"}
 COALESCE_US=${COALESCE_US:-200}
 # Offered traffic per run, in seconds at the target rate (at least MIN_PACKETS datagrams).
 RUN_SECONDS=${RUN_SECONDS:-3}
-MIN_PACKETS=${MIN_PACKETS:-60000}
+MIN_PACKETS=${MIN_PACKETS:-100000}
 STOP_AT=${STOP_AT:-}
 PREFIX=${PREFIX:-plb}
 
@@ -74,12 +76,13 @@ run_all() {
   for ((r = 1; r <= REPEATS; r++)); do
     for pps in $RATES; do
       each "$r" "$work/rep$r" "$pps" 0 direct direct-unicast
-      for hops in 1 3; do each "$r" "$work/rep$r" "$pps" "$hops" fastpath route mcrd; done
+      for hops in 1 3; do each "$r" "$work/rep$r" "$pps" "$hops" fastpath route mcrd redirect; done
     done
     for pps in $SEARCH_RATES; do
       each "$r" "$work/rep$r" "$pps" 0 direct direct-unicast
       each "$r" "$work/rep$r" "$pps" 3 fastpath route
       [ "$pps" != "$top" ] || each "$r" "$work/rep$r" "$pps" 1 route fastpath
+      [ "$pps" != "$top" ] || each "$r" "$work/rep$r" "$pps" 3 redirect
     done
   done
   # Keep what is small and says everything: the record and the printed summary.
@@ -110,7 +113,7 @@ compare() { # OUTNAME BASELINE RUN...: no charts (the tables say it; the report 
 for pps in $RATES $SEARCH_RATES; do
   for hops in 1 3; do
     compare "compare-${hops}h-${pps}pps" "route-${hops}h-${pps}pps" "fastpath-${hops}h-${pps}pps" \
-      "mcrd-${hops}h-${pps}pps"
+      "mcrd-${hops}h-${pps}pps" "redirect-${hops}h-${pps}pps"
   done
 done
 

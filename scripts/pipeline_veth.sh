@@ -7,9 +7,10 @@
 # each in its own network namespace, joined by veth pairs with UDP segmentation offload off, so
 # each datagram crosses each link as its own frame. The relay is mcrd (userspace path), mcrd's
 # kernel fast path (fastpath: mcrd with [dataplane] fast_path = "required"), socat, the kernel's
-# multicast forwarding set up by smcroute, or the kernel's unicast forwarding (route: the traffic
-# is unicast to the receiver's address) (--relay, a comma list runs each in turn and puts them
-# side by side). --hops 0 is the generator -> receiver path every chain is compared with
+# multicast forwarding set up by smcroute, the kernel's unicast forwarding (route: the traffic
+# is unicast to the receiver's address), or the floor of a hop (redirect: a TC program moves every
+# frame from in0 to out0 unchanged) (--relay, a comma list runs each in turn and puts them side
+# by side). --hops 0 is the generator -> receiver path every chain is compared with
 # (unicast for route).
 #
 # Collects per hop the relay's counters (live before shutdown and final), the kernel's (veth,
@@ -50,8 +51,9 @@ Traffic:
 Relay:
   --relay LIST         mcrd, fastpath (mcrd with fast_path = "required"), socat, kernel
                        (multicast routing, smcroute; needs CONFIG_IP_MROUTE), route (the
-                       kernel's unicast forwarding; the traffic is unicast to the receiver), or
-                       a comma list run one after another (default mcrd)
+                       kernel's unicast forwarding; the traffic is unicast to the receiver),
+                       redirect (the floor: a TC program moves each frame in0 -> out0 as it
+                       is; needs clang, tc), or a comma list run one after another (default mcrd)
   --workers N          mcrd [dataplane] workers (default 1)
   --ring-frames N --buffer-count N --buffer-size N --uring-entries N --max-in-flight-sends N
   --batch-size N --max-gso-segments N --socket-sndbuf BYTES --busy-poll-us N
@@ -110,8 +112,8 @@ parse_args() {
       --gen-gso-segments) pl_need_uint "$flag" "$v"; GEN_GSO=$v ;;
       --gen-coalesce-us) pl_need_uint "$flag" "$v"; GEN_COALESCE=$v ;;
       --hops) [[ $v =~ ^[0-3]$ ]] || pl_usage_error "--hops takes 0..3, got '$v'"; HOPS=$v ;;
-      --relay) [[ $v =~ ^(mcrd|fastpath|socat|kernel|route)(,(mcrd|fastpath|socat|kernel|route))*$ ]] ||
-        pl_usage_error "--relay takes mcrd, fastpath, socat, kernel, route or a comma list of them, got '$v'"
+      --relay) [[ $v =~ ^(mcrd|fastpath|socat|kernel|route|redirect)(,(mcrd|fastpath|socat|kernel|route|redirect))*$ ]] ||
+        pl_usage_error "--relay takes mcrd, fastpath, socat, kernel, route, redirect or a comma list of them, got '$v'"
         RELAYS=$v ;;
       --workers) pl_need_uint "$flag" "$v"; PL_CFG_WORKERS=$v ;;
       --ring-frames | --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | \
@@ -147,6 +149,9 @@ check_prerequisites() {
   done
   for b in ip ethtool jq ss awk; do command -v "$b" >/dev/null || pl_die "$b missing: run scripts/setup.sh"; done
   case ,$RELAYS, in *,socat,*) command -v socat >/dev/null || pl_die "socat missing: run scripts/setup.sh" ;; esac
+  case ,$RELAYS, in *,redirect,*)
+    for b in clang tc; do command -v "$b" >/dev/null || pl_die "$b missing (relay kind redirect): run scripts/setup.sh"; done ;;
+  esac
   case ,$RELAYS, in *,kernel,*)
     command -v smcrouted >/dev/null || pl_die "smcroute missing: run scripts/setup.sh"
     # Without CONFIG_IP_MROUTE there is no multicast forwarding to measure, and smcrouted fails
@@ -204,7 +209,7 @@ start_relays() { # RELAY DIR
     ns=${PL_NS[$i]} hd=$dir/raw/hop$i
     mkdir -p "$hd"
     "pl_start_$relay" "$ns" "$hd" "$PL_GROUP" "$PL_PORT" "$i"
-    [ -n "$PL_LAST_PID" ] || continue # route: no process
+    [ -n "$PL_LAST_PID" ] || continue # route, redirect: no process
     PL_PIDS+=("$PL_LAST_PID")
     echo "$PL_LAST_PID" >"$hd/pid"
   done
@@ -255,7 +260,7 @@ snapshot() {
   [ "$when" = after ] && pl_snap_host "$dir/raw/host-$when.txt"
   for n in "${PL_NS[@]}"; do pl_snap_ns "$n" "$dir/raw/ns-$n-$when.json"; done
   for ((i = 1; i <= HOPS; i++)); do
-    [ -f "$dir/raw/hop$i/pid" ] || continue # route: no process
+    [ -f "$dir/raw/hop$i/pid" ] || continue # route, redirect: no process
     ticks=$(pl_proc_ticks "$(cat "$dir/raw/hop$i/pid")" 2>/dev/null || echo "")
     echo "$ticks" >"$dir/raw/hop$i/cpu-$when.txt"
   done
@@ -297,8 +302,8 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
 }
 
 # hop_text RELAY DIR I: analyzer text input for what the relay's own JSON cannot say: its
-# process CPU over the measured window, and for socat/kernel/route the counters taken from the
-# kernel.
+# process CPU over the measured window, and for socat/kernel/route/redirect the counters taken
+# from the kernel.
 hop_text() {
   local relay=$1 dir=$2 i=$3 hd=$2/raw/hop$3 b=() a=() hz ns=${PL_NS[$3]}
   hz=$(getconf CLK_TCK)
@@ -313,13 +318,14 @@ hop_text() {
       # socat/kernel/route count nothing themselves: rx = frames into in0 less the UDP layer's
       # drops (socat), the packets the multicast VIF took in (kernel), or the datagrams the IP
       # layer took in (route; its drops before forwarding are kernel_drops, those on output
-      # tx_errors); tx_sent = frames out of out0.
+      # tx_errors), the frames into in0 (redirect); tx_sent = frames out of out0.
       jq -r -n --slurpfile b "$dir/raw/ns-$ns-before.json" --slurpfile a "$dir/raw/ns-$ns-after.json" --arg relay "$relay" '
         def d(f): (($a[0] | f) // 0) - (($b[0] | f) // 0);
         if $relay == "kernel" then "rx=\(d(.mr_vif.in0.pkts_in))"
         elif $relay == "route" then "rx=\(d(.ip.InReceives))",
           "kernel_drops=\(d(.ip.InHdrErrors) + d(.ip.InAddrErrors) + d(.ip.InUnknownProtos) + d(.ip.InDiscards))",
           "tx_errors=\(d(.ip.OutDiscards) + d(.ip.OutNoRoutes) + d(.ip.FragFails))"
+        elif $relay == "redirect" then "rx=\(d(.links.in0.rx_packets))"
         else "rx=\(d(.links.in0.rx_packets) - d(.udp.InErrors))\nkernel_drops=\(d(.udp.InErrors))" end,
         "tx_sent=\(d(.links.out0.tx_packets))"'
     fi
@@ -380,7 +386,7 @@ ingest() { # RELAY DIR NAME
 }
 
 relay_label() { # RELAY: the implementation's name in the run record
-  case $1 in mcrd) echo mcr ;; fastpath) echo mcr-fastpath ;; kernel) echo smcroute ;; route) echo kernel-unicast-forwarding ;; *) echo "$1" ;; esac
+  case $1 in mcrd) echo mcr ;; fastpath) echo mcr-fastpath ;; kernel) echo smcroute ;; route) echo kernel-unicast-forwarding ;; redirect) echo tc-redirect ;; *) echo "$1" ;; esac
 }
 
 is_mcrd() { # RELAY: true for the relays that are mcrd (and write its stats)
@@ -388,7 +394,7 @@ is_mcrd() { # RELAY: true for the relays that are mcrd (and write its stats)
 }
 
 hop_name() { # RELAY I
-  case $1 in mcrd) echo "MCR-$2" ;; fastpath) echo "FAST-$2" ;; kernel) echo "KERNEL-$2" ;; route) echo "ROUTE-$2" ;; socat) echo "SOCAT-$2" ;; esac
+  case $1 in mcrd) echo "MCR-$2" ;; fastpath) echo "FAST-$2" ;; kernel) echo "KERNEL-$2" ;; route) echo "ROUTE-$2" ;; redirect) echo "REDIRECT-$2" ;; socat) echo "SOCAT-$2" ;; esac
 }
 
 check_conservation() { # DIR

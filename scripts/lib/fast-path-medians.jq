@@ -5,7 +5,8 @@
 # (chain - direct) / hops, where the direct run has the chain's addressing (route: unicast,
 # direct-unicast; the others: multicast, direct). The fast path against route pairs the two
 # chains of the same repeat, rate and hop count: per hop (fast path's per-hop / route's, and
-# the difference) and chain against chain (the whole-run CPU per packet, fast path / route).
+# the difference) and chain against chain (the whole-run CPU per packet, fast path / route);
+# the same for each path against the floor of a hop (redirect) and for mcrd against the fast path.
 def med: sort | if length == 0 then null
   elif length % 2 == 1 then .[(length - 1) / 2]
   else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -24,6 +25,12 @@ map(.set as $s | ($s | capture("^(?<config>.+)-(?<hops>[0-9])h-(?<rate>[0-9]+)pp
   host_ns_per_pkt: (if .record.receiver.received > 0
     then .record.host_cpu.busy_ns / .record.receiver.received else null end),
   others_pct: (.record.host_cpu.other_processes_ns * 100 / .record.host_cpu.window_ns),
+  # The generator's own CPU (task clock) over its send time, and its context switches per second:
+  # a generator that sleeps between batches switches about once per batch.
+  gen_cpu_pct: (.record.generator.perf.task_clock_ns as $t | if ($t | type) == "number"
+    then $t * 100 / .record.generator.elapsed_ns else null end),
+  gen_cs_per_s: (.record.generator.perf.context_switches as $c | if ($c | type) == "number"
+    then $c * 1e9 / .record.generator.elapsed_ns else null end),
   ok: .record.conservation.ok,
   p50_us: (.record | pct(50) | if . then . / 1000 else null end),
   p99_us: (.record | pct(99) | if . then . / 1000 else null end)
@@ -49,14 +56,22 @@ map(.set as $s | ($s | capture("^(?<config>.+)-(?<hops>[0-9])h-(?<rate>[0-9]+)pp
     "| offered pps | hops | pairs | \($a) per hop ns | \($b) per hop ns | per hop \($a) / \($b) (median of paired ratios) | paired differences per hop, ns (\($a) − \($b), by repeat) | median difference ns | chain against chain: host CPU per packet \($a) / \($b) (median) | chain ratios by repeat | delivered pps \($a) / \($b) (median) |",
     "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|";
   "## Medians per offered rate and configuration\n",
-  "| offered pps | configuration | hops | repeats | generator pps | delivered pps | loss % (median / max) | loss-free repeats | conservation OK | host CPU ns per delivered pkt | per-hop ns (paired with its direct path) | per-hop ns by repeat | other processes, % of the window (median) | latency p50 µs | latency p99 µs |",
-  "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|",
+  "| offered pps | configuration | hops | repeats | generator pps | delivered pps | loss % (median / max) | loss-free repeats | conservation OK | host CPU ns per delivered pkt | per-hop ns (paired with its direct path) | per-hop ns by repeat | other processes, % of the window (median) | generator CPU % of its send time | generator context switches per s | latency p50 µs | latency p99 µs |",
+  "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
   ($runs | group_by([.rate, .hops, .config])[] | sort_by(.rep) |
-    "| \(.[0].rate) | \(.[0].config) | \(.[0].hops) | \(length) | \(map(.gen_pps) | med | int) | \(map(.recv_pps) | med | int) | \(map(.lost * 100 / .sent) | med | r2) / \(map(.lost * 100 / .sent) | max | r2) | \(map(select(.lost == 0)) | length) | \(map(select(.ok == true)) | length) | \(map(.host_ns_per_pkt // empty) | med | int) | \(map(.per_hop_ns // empty) | med | int) | \(map(select(.per_hop_ns != null)) | list(.per_hop_ns)) | \(map(.others_pct) | med | r1) | \(map(.p50_us // empty) | med | r1) | \(map(.p99_us // empty) | med | r1) |"),
+    "| \(.[0].rate) | \(.[0].config) | \(.[0].hops) | \(length) | \(map(.gen_pps) | med | int) | \(map(.recv_pps) | med | int) | \(map(.lost * 100 / .sent) | med | r2) / \(map(.lost * 100 / .sent) | max | r2) | \(map(select(.lost == 0)) | length) | \(map(select(.ok == true)) | length) | \(map(.host_ns_per_pkt // empty) | med | int) | \(map(.per_hop_ns // empty) | med | int) | \(map(select(.per_hop_ns != null)) | list(.per_hop_ns)) | \(map(.others_pct) | med | r1) | \(map(.gen_cpu_pct // empty) | med | r1) | \(map(.gen_cs_per_s // empty) | med | int) | \(map(.p50_us // empty) | med | r1) | \(map(.p99_us // empty) | med | r1) |"),
   "",
   "## Fast path against the kernel's unicast forwarding (route), paired by repeat\n",
   vs_header("fastpath"; "route"),
   vs("fastpath"; "route"),
+  "",
+  "## Each path above the floor of a hop (redirect), paired by repeat\n",
+  "The difference per hop is what the path's forwarding adds to crossing the veth.\n",
+  vs_header("fastpath"; "redirect"),
+  vs("fastpath"; "redirect"),
+  "",
+  vs_header("route"; "redirect"),
+  vs("route"; "redirect"),
   "",
   "## Userspace mcrd against the fast path, paired by repeat\n",
   vs_header("mcrd"; "fastpath"),
