@@ -6,9 +6,12 @@
 #
 # each in its own network namespace, joined by veth pairs with UDP segmentation offload off, so
 # each datagram crosses each link as its own frame. The relay is mcrd (userspace path), mcrd's
-# kernel fast path (fastpath: mcrd with [dataplane] fast_path = "required"), socat, or the kernel's
-# multicast forwarding set up by smcroute (--relay, a comma list runs each in turn and puts them
-# side by side). --hops 0 is the generator -> receiver path every chain is compared with.
+# kernel fast path (fastpath: mcrd with [dataplane] fast_path = "required"), socat, the kernel's
+# multicast forwarding set up by smcroute, the kernel's unicast forwarding (route: the traffic
+# is unicast to the receiver's address), or the floor of a hop (redirect: a TC program moves every
+# frame from in0 to out0 unchanged) (--relay, a comma list runs each in turn and puts them side
+# by side). --hops 0 is the generator -> receiver path every chain is compared with
+# (unicast for route).
 #
 # Collects per hop the relay's counters (live before shutdown and final), the kernel's (veth,
 # UDP, multicast VIFs), the relay's CPU time and perf counters; the generator's and receiver's
@@ -43,10 +46,14 @@ Traffic:
                        generator sleeps between its batches instead of spinning, so the host
                        CPU of a run shows forwarding work done on the generator's core
   --hops N             relays in the chain, 0..3 (default 3); 0 = generator -> receiver
+                       (multicast; with route in --relay also the unicast direct path)
   --quick              CI preset: --packets 20000 --pps 5000 (flags after it override)
 Relay:
-  --relay LIST         mcrd, fastpath (mcrd with fast_path = "required"), socat, kernel, or a
-                       comma list run one after another (default mcrd)
+  --relay LIST         mcrd, fastpath (mcrd with fast_path = "required"), socat, kernel
+                       (multicast routing, smcroute; needs CONFIG_IP_MROUTE), route (the
+                       kernel's unicast forwarding; the traffic is unicast to the receiver),
+                       redirect (the floor: a TC program moves each frame in0 -> out0 as it
+                       is; needs clang, tc), or a comma list run one after another (default mcrd)
   --workers N          mcrd [dataplane] workers (default 1)
   --ring-frames N --buffer-count N --buffer-size N --uring-entries N --max-in-flight-sends N
   --batch-size N --max-gso-segments N --socket-sndbuf BYTES --busy-poll-us N
@@ -76,6 +83,9 @@ PACKETS=200000 PPS=50000 SIZE=1400 HOPS=3 RELAYS=mcrd VETH_GSO=off PREFIX=pl
 GEN_GSO='' GEN_COALESCE='' OUT='' NAME='' ANALYZER='' PL_CFG_WORKERS=1
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 PL_GROUP=239.1.1.1 PL_PORT=5000
+# Where the generator sends and the receiver listens: the group, or with route the receiver's
+# unicast address (set per run by run_one).
+PL_DST=$PL_GROUP
 PL_PERF_EVENTS=task-clock,context-switches,cpu-migrations,page-faults,cycles,instructions,cache-misses,branch-misses
 declare -A PL_CFG=()
 
@@ -102,8 +112,8 @@ parse_args() {
       --gen-gso-segments) pl_need_uint "$flag" "$v"; GEN_GSO=$v ;;
       --gen-coalesce-us) pl_need_uint "$flag" "$v"; GEN_COALESCE=$v ;;
       --hops) [[ $v =~ ^[0-3]$ ]] || pl_usage_error "--hops takes 0..3, got '$v'"; HOPS=$v ;;
-      --relay) [[ $v =~ ^(mcrd|fastpath|socat|kernel)(,(mcrd|fastpath|socat|kernel))*$ ]] ||
-        pl_usage_error "--relay takes mcrd, fastpath, socat, kernel or a comma list of them, got '$v'"
+      --relay) [[ $v =~ ^(mcrd|fastpath|socat|kernel|route|redirect)(,(mcrd|fastpath|socat|kernel|route|redirect))*$ ]] ||
+        pl_usage_error "--relay takes mcrd, fastpath, socat, kernel, route, redirect or a comma list of them, got '$v'"
         RELAYS=$v ;;
       --workers) pl_need_uint "$flag" "$v"; PL_CFG_WORKERS=$v ;;
       --ring-frames | --buffer-count | --buffer-size | --uring-entries | --max-in-flight-sends | \
@@ -139,7 +149,16 @@ check_prerequisites() {
   done
   for b in ip ethtool jq ss awk; do command -v "$b" >/dev/null || pl_die "$b missing: run scripts/setup.sh"; done
   case ,$RELAYS, in *,socat,*) command -v socat >/dev/null || pl_die "socat missing: run scripts/setup.sh" ;; esac
-  case ,$RELAYS, in *,kernel,*) command -v smcrouted >/dev/null || pl_die "smcroute missing: run scripts/setup.sh" ;; esac
+  case ,$RELAYS, in *,redirect,*)
+    for b in clang tc; do command -v "$b" >/dev/null || pl_die "$b missing (relay kind redirect): run scripts/setup.sh"; done ;;
+  esac
+  case ,$RELAYS, in *,kernel,*)
+    command -v smcrouted >/dev/null || pl_die "smcroute missing: run scripts/setup.sh"
+    # Without CONFIG_IP_MROUTE there is no multicast forwarding to measure, and smcrouted fails
+    # with a parse error; /proc/net/ip_mr_vif exists exactly when the kernel has it.
+    [ -e /proc/net/ip_mr_vif ] || pl_die "relay kind kernel: this kernel ($(uname -r)) has no IPv4 multicast routing (CONFIG_IP_MROUTE unset: /proc/net/ip_mr_vif is missing); the kernel's unicast forwarding is --relay route"
+    ;;
+  esac
 }
 
 # ---- cleanup: every process by PID, then our namespaces ----------------------------------
@@ -190,6 +209,7 @@ start_relays() { # RELAY DIR
     ns=${PL_NS[$i]} hd=$dir/raw/hop$i
     mkdir -p "$hd"
     "pl_start_$relay" "$ns" "$hd" "$PL_GROUP" "$PL_PORT" "$i"
+    [ -n "$PL_LAST_PID" ] || continue # route, redirect: no process
     PL_PIDS+=("$PL_LAST_PID")
     echo "$PL_LAST_PID" >"$hd/pid"
   done
@@ -225,7 +245,7 @@ stop_perf_stat() { # HOPDIR
 
 start_receiver() { # DIR
   local dir=$1 limit=$((PACKETS / PPS + 30))
-  ip netns exec "${PL_NS[-1]}" "$BIN/trafficgen" recv --group "$PL_GROUP:$PL_PORT" --iface in0 \
+  ip netns exec "${PL_NS[-1]}" "$BIN/trafficgen" recv --group "$PL_DST:$PL_PORT" --iface in0 \
     --idle-timeout 10s --exit-on-end --duration "${limit}s" --ready-line --json "$dir/raw/recv.json" \
     >"$dir/raw/recv.out" 2>"$dir/raw/recv.log" &
   PL_RECV_PID=$!
@@ -240,6 +260,7 @@ snapshot() {
   [ "$when" = after ] && pl_snap_host "$dir/raw/host-$when.txt"
   for n in "${PL_NS[@]}"; do pl_snap_ns "$n" "$dir/raw/ns-$n-$when.json"; done
   for ((i = 1; i <= HOPS; i++)); do
+    [ -f "$dir/raw/hop$i/pid" ] || continue # route, redirect: no process
     ticks=$(pl_proc_ticks "$(cat "$dir/raw/hop$i/pid")" 2>/dev/null || echo "")
     echo "$ticks" >"$dir/raw/hop$i/cpu-$when.txt"
   done
@@ -253,7 +274,7 @@ run_generator() { # DIR
   [ -n "$GEN_COALESCE" ] && gen_flags+=(--coalesce-us "$GEN_COALESCE")
   # In the background and waited for, so that a signal to this script is handled at once.
   ip netns exec "${PL_NS[0]}" "$BIN/trafficgen" send \
-    --dst "$PL_GROUP:$PL_PORT" --iface out0 --ttl 8 --pps "$PPS" --count "$PACKETS" --size "$SIZE" \
+    --dst "$PL_DST:$PL_PORT" --iface out0 --ttl 8 --pps "$PPS" --count "$PACKETS" --size "$SIZE" \
     "${gen_flags[@]}" --json "$dir/raw/send.json" >"$dir/raw/send.out" 2>"$dir/raw/send.log" &
   local pid=$!
   PL_PIDS+=("$pid")
@@ -271,7 +292,7 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
         pl_log "mcrctl stats failed for hop $i"
     fi
     stop_perf_stat "$hd"
-    stop_child "$(cat "$hd/pid")"
+    [ -f "$hd/pid" ] && stop_child "$(cat "$hd/pid")"
   done
   if is_mcrd "$relay"; then
     for ((i = 1; i <= HOPS; i++)); do
@@ -281,23 +302,30 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
 }
 
 # hop_text RELAY DIR I: analyzer text input for what the relay's own JSON cannot say: its
-# process CPU over the measured window, and for socat/kernel the counters taken from the kernel.
+# process CPU over the measured window, and for socat/kernel/route/redirect the counters taken
+# from the kernel.
 hop_text() {
-  local relay=$1 dir=$2 i=$3 hd=$2/raw/hop$3 b a hz ns=${PL_NS[$3]}
+  local relay=$1 dir=$2 i=$3 hd=$2/raw/hop$3 b=() a=() hz ns=${PL_NS[$3]}
   hz=$(getconf CLK_TCK)
-  read -r -a b <"$hd/cpu-before.txt" || true
-  read -r -a a <"$hd/cpu-after.txt" || true
+  [ -f "$hd/cpu-before.txt" ] && { read -r -a b <"$hd/cpu-before.txt" || true; }
+  [ -f "$hd/cpu-after.txt" ] && { read -r -a a <"$hd/cpu-after.txt" || true; }
   {
     if [ "$relay" != kernel ] && [ ${#a[@]} -eq 2 ] && [ ${#b[@]} -eq 2 ]; then
       echo "cpu_user=$(pl_ns_secs $(((a[0] - b[0]) * 1000000000 / hz)))s"
       echo "cpu_system=$(pl_ns_secs $(((a[1] - b[1]) * 1000000000 / hz)))s"
     fi
     if ! is_mcrd "$relay"; then
-      # socat/kernel count nothing themselves: rx = frames into in0 less the UDP layer's drops
-      # (socat) or the packets the multicast VIF took in (kernel); tx_sent = frames out of out0.
+      # socat/kernel/route count nothing themselves: rx = frames into in0 less the UDP layer's
+      # drops (socat), the packets the multicast VIF took in (kernel), or the datagrams the IP
+      # layer took in (route; its drops before forwarding are kernel_drops, those on output
+      # tx_errors), the frames into in0 (redirect); tx_sent = frames out of out0.
       jq -r -n --slurpfile b "$dir/raw/ns-$ns-before.json" --slurpfile a "$dir/raw/ns-$ns-after.json" --arg relay "$relay" '
         def d(f): (($a[0] | f) // 0) - (($b[0] | f) // 0);
         if $relay == "kernel" then "rx=\(d(.mr_vif.in0.pkts_in))"
+        elif $relay == "route" then "rx=\(d(.ip.InReceives))",
+          "kernel_drops=\(d(.ip.InHdrErrors) + d(.ip.InAddrErrors) + d(.ip.InUnknownProtos) + d(.ip.InDiscards))",
+          "tx_errors=\(d(.ip.OutDiscards) + d(.ip.OutNoRoutes) + d(.ip.FragFails))"
+        elif $relay == "redirect" then "rx=\(d(.links.in0.rx_packets))"
         else "rx=\(d(.links.in0.rx_packets) - d(.udp.InErrors))\nkernel_drops=\(d(.udp.InErrors))" end,
         "tx_sent=\(d(.links.out0.tx_packets))"'
     fi
@@ -358,7 +386,7 @@ ingest() { # RELAY DIR NAME
 }
 
 relay_label() { # RELAY: the implementation's name in the run record
-  case $1 in mcrd) echo mcr ;; fastpath) echo mcr-fastpath ;; kernel) echo smcroute ;; *) echo "$1" ;; esac
+  case $1 in mcrd) echo mcr ;; fastpath) echo mcr-fastpath ;; kernel) echo smcroute ;; route) echo kernel-unicast-forwarding ;; redirect) echo tc-redirect ;; *) echo "$1" ;; esac
 }
 
 is_mcrd() { # RELAY: true for the relays that are mcrd (and write its stats)
@@ -366,7 +394,7 @@ is_mcrd() { # RELAY: true for the relays that are mcrd (and write its stats)
 }
 
 hop_name() { # RELAY I
-  case $1 in mcrd) echo "MCR-$2" ;; fastpath) echo "FAST-$2" ;; kernel) echo "KERNEL-$2" ;; socat) echo "SOCAT-$2" ;; esac
+  case $1 in mcrd) echo "MCR-$2" ;; fastpath) echo "FAST-$2" ;; kernel) echo "KERNEL-$2" ;; route) echo "ROUTE-$2" ;; redirect) echo "REDIRECT-$2" ;; socat) echo "SOCAT-$2" ;; esac
 }
 
 check_conservation() { # DIR
@@ -395,16 +423,25 @@ print_summary() { # RELAY DIR
   ' | tee "$dir/summary.txt"
 }
 
-run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS
+run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS (with no hops: none, or route for unicast)
   local relay=$1 dir name
   dir=$OUT/$relay-${HOPS}h-${PPS}pps
   name=${NAME:-$relay ${HOPS}h ${PPS}pps}
-  [ "$HOPS" -eq 0 ] && relay=none && dir=$OUT/direct-0h-${PPS}pps && name=${NAME:-direct 0h ${PPS}pps}
+  PL_DST=$PL_GROUP
+  [ "$relay" = route ] && PL_DST=10.77.$HOPS.2
+  if [ "$HOPS" -eq 0 ]; then
+    if [ "$relay" = route ]; then
+      relay=none-unicast dir=$OUT/direct-unicast-0h-${PPS}pps name=${NAME:-direct-unicast 0h ${PPS}pps}
+    else
+      relay=none dir=$OUT/direct-0h-${PPS}pps name=${NAME:-direct 0h ${PPS}pps}
+    fi
+  fi
   mkdir -p "$dir/raw"
   pl_topology_names "$PREFIX" "$HOPS"
   pl_topology_check_free
   PL_OWN_NS=1
   pl_topology_build "$HOPS" "$VETH_GSO"
+  [ "$PL_DST" = "$PL_GROUP" ] || pl_topology_unicast
   [ "$HOPS" -gt 0 ] && start_relays "$relay" "$dir"
   start_receiver "$dir"
   snapshot "$dir" before
@@ -437,7 +474,14 @@ main() {
   mkdir -p "$OUT"
   local relay failed=0 runs=()
   IFS=, read -r -a relays <<<"$RELAYS"
-  [ "$HOPS" -eq 0 ] && relays=(none)
+  # No hops: the multicast direct path, and the unicast one when route is asked for.
+  if [ "$HOPS" -eq 0 ]; then
+    case ,$RELAYS, in
+      ,route,) relays=(route) ;;
+      *,route,*) relays=(none route) ;;
+      *) relays=(none) ;;
+    esac
+  fi
   for relay in "${relays[@]}"; do
     run_one "$relay"
     runs+=("$PL_LAST_RUN")

@@ -11,6 +11,11 @@
 
 def d($ns; f): (($ns.after | f) // 0) - (($ns.before | f) // 0);
 def link($ns; $dev; $k): d($ns; .links[$dev][$k]);
+# The kernel's unicast forwarding (relay route) counts its drops only in the namespace's IPv4 MIB:
+# on input (header, address, protocol, discards) and on output (discards, no route, DF too big).
+def route_drops($ns):
+  d($ns; .ip.InHdrErrors) + d($ns; .ip.InAddrErrors) + d($ns; .ip.InUnknownProtos) + d($ns; .ip.InDiscards)
+  + d($ns; .ip.OutDiscards) + d($ns; .ip.OutNoRoutes) + d($ns; .ip.FragFails);
 def mcrd_drops($s):
   ($s.totals.kernel_drops + $s.totals.buf_exhaust + $s.totals.filtered + $s.totals.no_match
    + ($s.totals.malformed | if type == "object" then ([.[]] | add // 0) else . end)
@@ -35,10 +40,14 @@ def mcrd_drops($s):
       { stage: "relay \($dn.name) (\($c.relay))",
         in: link($dn; "in0"; "rx_packets"),
         dropped: (if ($c.relay == "mcrd" or $c.relay == "fastpath") then mcrd_drops($dn.stats)
+                  elif $c.relay == "route" then route_drops($dn)
+                  elif $c.relay == "redirect" then 0
                   else d($dn; .udp.InErrors) + d($dn; .udp.SndbufErrors) end),
         out: (link($dn; "out0"; "tx_packets") + link($dn; "out0"; "tx_dropped")),
         detail: (if ($c.relay == "mcrd" or $c.relay == "fastpath") then ($dn.stats.totals | {rx_frames, rx, kernel_drops, matched, buf_exhaust, tx_sent, tx_errors, in_flight, filtered, no_match, malformed})
                  elif $c.relay == "kernel" then { mr_vif_in0_pkts_in: d($dn; .mr_vif.in0.pkts_in), mr_vif_out0_pkts_out: d($dn; .mr_vif.out0.pkts_out) }
+                 elif $c.relay == "redirect" then { in0_rx_packets: link($dn; "in0"; "rx_packets"), out0_tx_packets: link($dn; "out0"; "tx_packets") }
+                 elif $c.relay == "route" then { ip_in_receives: d($dn; .ip.InReceives), ip_forw_datagrams: d($dn; .ip.ForwDatagrams), ip_in_delivers: d($dn; .ip.InDelivers), ip_in_hdr_errors: d($dn; .ip.InHdrErrors), ip_in_addr_errors: d($dn; .ip.InAddrErrors), ip_in_discards: d($dn; .ip.InDiscards), ip_out_discards: d($dn; .ip.OutDiscards), ip_out_no_routes: d($dn; .ip.OutNoRoutes) }
                  else { udp_in_datagrams: d($dn; .udp.InDatagrams), udp_in_errors: d($dn; .udp.InErrors), udp_rcvbuf_errors: d($dn; .udp.RcvbufErrors), udp_out_datagrams: d($dn; .udp.OutDatagrams), udp_sndbuf_errors: d($dn; .udp.SndbufErrors) } end) } ) ),
   # the receiver's namespace: in0 to the application
   ($ns[-1] as $rx |

@@ -1,24 +1,34 @@
 # shellcheck shell=bash
-# Counter snapshots for pipeline_veth.sh: per namespace (veth statistics, UDP MIB, multicast
-# routing VIFs), host-wide (/proc/stat, softnet drops) and per process (/proc/PID/stat), and the
+# Counter snapshots for pipeline_veth.sh: per namespace (veth statistics, UDP and IPv4 MIBs,
+# multicast routing VIFs), host-wide (/proc/stat, softnet drops) and per process (/proc/PID/stat), and the
 # host-CPU attribution computed from two snapshots. Every snapshot is a file; nothing here keeps
 # state in variables.
 
-# pl_snap_ns NS FILE: one JSON object {links: {IF: {rx_packets, rx_dropped, ...}}, udp: {...}, mr_vif: {IF: {...}}}.
+# pl_snap_ns NS FILE: one JSON object {links: {IF: {rx_packets, rx_dropped, ...}}, udp: {...},
+# ip: {...}, mr_vif: {IF: {...}}}. ip is the IPv4 MIB (InReceives, ForwDatagrams, OutDiscards...):
+# the only counters of the kernel's unicast forwarding (relay kind route).
 pl_snap_ns() {
-  local ns=$1 out=$2 links udp vif
+  local ns=$1 out=$2 links snmp udp ip vif
   links=$(ip -n "$ns" -s -j link show | jq 'map({key: .ifname, value: (.stats64 | {rx_packets: .rx.packets,
     rx_dropped: .rx.dropped, rx_errors: .rx.errors, tx_packets: .tx.packets, tx_dropped: .tx.dropped,
     tx_errors: .tx.errors})}) | from_entries')
-  udp=$(ip netns exec "$ns" cat /proc/net/snmp | awk '
-    $1 == "Udp:" && !h { for (i = 2; i <= NF; i++) k[i] = $i; h = 1; next }
-    $1 == "Udp:" && h  { printf "{"; for (i = 2; i <= NF; i++) printf "%s\"%s\":%s", (i > 2 ? "," : ""), k[i], $i; print "}" }')
+  snmp=$(ip netns exec "$ns" cat /proc/net/snmp)
+  udp=$(pl_snmp_json Udp: <<<"$snmp")
+  ip=$(pl_snmp_json Ip: <<<"$snmp")
   # /proc/net/ip_mr_vif: Interface BytesIn PktsIn BytesOut PktsOut Flags Local Remote
   vif=$({ ip netns exec "$ns" cat /proc/net/ip_mr_vif 2>/dev/null || true; } | awk '
     NR > 1 { printf "%s\"%s\":{\"bytes_in\":%s,\"pkts_in\":%s,\"bytes_out\":%s,\"pkts_out\":%s}", (n++ ? "," : ""), $2, $3, $4, $5, $6 }
     END { if (!n) printf "" }')
-  jq -n --argjson links "$links" --argjson udp "${udp:-{\}}" --argjson vif "{${vif}}" \
-    '{links: $links, udp: $udp, mr_vif: $vif}' >"$out"
+  jq -n --argjson links "$links" --argjson udp "${udp:-{\}}" --argjson ip "${ip:-{\}}" --argjson vif "{${vif}}" \
+    '{links: $links, udp: $udp, ip: $ip, mr_vif: $vif}' >"$out"
+}
+
+# pl_snmp_json PREFIX: one table of /proc/net/snmp (on stdin; PREFIX e.g. "Udp:", a header line
+# then a value line) as a JSON object.
+pl_snmp_json() {
+  awk -v t="$1" '
+    $1 == t && !h { for (i = 2; i <= NF; i++) k[i] = $i; h = 1; next }
+    $1 == t && h  { printf "{"; for (i = 2; i <= NF; i++) printf "%s\"%s\":%s", (i > 2 ? "," : ""), k[i], $i; print "}" }'
 }
 
 # pl_snap_host FILE: wall clock (/proc/uptime), host CPU (/proc/stat, USER_HZ ticks), softnet

@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # PL_LAST_PID is read by the caller
-# The relays of one hop: mcrd, socat, or the kernel's multicast forwarding driven by smcroute.
-# Each pl_start_* starts one relay in namespace NS forwarding GROUP:PORT from in0 to out0 and
-# sets PL_LAST_PID (called in the main shell, never in $(...), so the relay stays our child
-# and its CPU time counts as the run's); pl_ready_* waits until it forwards. Files go to DIR.
+# The relays of one hop: mcrd, socat, the kernel's multicast forwarding driven by smcroute, the
+# kernel's unicast forwarding (route), or the floor (redirect: frames moved in0 -> out0 as they are). Each pl_start_* starts one relay in namespace NS
+# forwarding GROUP:PORT from in0 to out0 and sets PL_LAST_PID (called in the main shell, never
+# in $(...), so the relay stays our child and its CPU time counts as the run's; empty for route
+# and redirect, which have no process); pl_ready_* waits until it forwards. Files go to DIR.
 # Expects BIN (the release binaries) and the PL_CFG_* tunables (set by pipeline_veth.sh).
 
 # pl_mcrd_config DIR GROUP PORT [FAST_PATH]: the relay's TOML with every [dataplane] tunable we
@@ -90,4 +91,41 @@ pl_ready_kernel() {
 
 pl_kernel_route_installed() {
   ip netns exec "$1" smcroutectl -u "$2/smcroute.sock" show routes 2>/dev/null | grep -q "${PL_GROUP}"
+}
+
+# pl_start_route NS DIR GROUP PORT -> PL_LAST_PID empty: the kernel's own unicast IPv4
+# forwarding, the baseline where the kernel has no multicast routing (CONFIG_IP_MROUTE unset).
+# The traffic is unicast to the receiver's address (GROUP is unused; the routes and neighbours are
+# pl_topology_unicast's); the per-packet work is the MFC's forward path without its per-VIF
+# clone: FIB lookup, TTL, neighbour output. Nothing runs: the forwarding is softirq work.
+pl_start_route() {
+  local ns=$1 dir=$2
+  ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+  { ip -n "$ns" route show; ip -n "$ns" neigh show; } >"$dir/route.txt"
+  PL_LAST_PID=''
+}
+
+# Ready once the receiver's address is routed out of out0.
+pl_ready_route() {
+  ip -n "$1" route get "$PL_DST" | grep -q ' dev out0 '
+}
+
+# pl_start_redirect NS DIR GROUP PORT -> PL_LAST_PID empty: the floor of a hop, no forwarding
+# decision at all (lib/pl_redirect.bpf.c on in0's TC ingress, compiled for out0's ifindex). The
+# frames keep their headers (the group's MAC and address, the generator's TTL), which every
+# next in0 and the receiver accept. Attached with tc (clsact): this tc cannot attach tcx.
+pl_start_redirect() {
+  local ns=$1 dir=$2 ifindex
+  ifindex=$(ip -n "$ns" -j link show out0 | jq -r '.[0].ifindex')
+  clang -O2 -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -DOUT_IFINDEX="$ifindex" \
+    -c "$HERE/lib/pl_redirect.bpf.c" -o "$dir/redirect.o" 2>"$dir/redirect.log" ||
+    pl_die "clang could not build lib/pl_redirect.bpf.c: $(cat "$dir/redirect.log")"
+  ip netns exec "$ns" tc qdisc add dev in0 clsact
+  ip netns exec "$ns" tc filter add dev in0 ingress bpf direct-action obj "$dir/redirect.o" sec tc \
+    2>>"$dir/redirect.log" || pl_die "tc could not attach the redirect on in0 of $ns: $(cat "$dir/redirect.log")"
+  PL_LAST_PID=''
+}
+
+pl_ready_redirect() {
+  ip netns exec "$1" tc filter show dev in0 ingress | grep -q 'pl_redirect'
 }

@@ -76,6 +76,24 @@ pl_routes_upstream() {
   done
 }
 
+# pl_topology_unicast: the unicast path to the receiver's in0 (10.77.N.2, N = the last link), for
+# the relay kind route and its direct path: in every namespace but the last hop (or, with no
+# hops, the generator) a route to 10.77.N.0/24 via the next namespace's in0, and in every one but
+# the receiver a permanent neighbour entry for the next in0. Permanent, because a neighbour being
+# resolved holds the first packets in a queue whose overflow is counted only host-wide
+# (/proc/net/stat/arp_cache, all namespaces together), and ARP frames in the window would enter
+# the link counters; a resolved entry costs the same per packet.
+pl_topology_unicast() {
+  local last=$((${#PL_NS[@]} - 1)) i mac
+  for ((i = 0; i < last; i++)); do
+    if [ "$i" -lt $((last - 1)) ]; then
+      ip -n "${PL_NS[$i]}" route add "10.77.$((last - 1)).0/24" via "10.77.$i.2" dev out0
+    fi
+    mac=$(ip -n "${PL_NS[$((i + 1))]}" -j link show in0 | jq -r '.[0].address')
+    ip -n "${PL_NS[$i]}" neigh replace "10.77.$i.2" lladdr "$mac" nud permanent dev out0
+  done
+}
+
 # pl_topology_build HOPS GSO: namespaces, links and routes.
 pl_topology_build() {
   local hops=$1 gso=$2 n i
