@@ -381,28 +381,27 @@ fn key_result(cmp: &Comparison, pair: usize) -> String {
         .rows
         .iter()
         .any(|r| r.judgements[pair].is_some_and(|j| j.verdict != Verdict::Context));
-    if let Some(n) = not_judged(p) {
-        s.push_str(&n);
-        if !judged_any {
-            s.push_str(". Nothing else was measured in both, so nothing was judged.");
-            return s;
-        }
-        s.push_str(". Of the rest: ");
-    }
-    match (better.is_empty(), worse.is_empty()) {
-        (true, true) => s.push_str("no judged metric changed beyond noise"),
-        (false, true) => s.push_str(&format!(
-            "improved {}, nothing regressed",
-            better.join(" and ")
-        )),
-        (true, false) => s.push_str(&format!("regressed {}", worse.join(" and "))),
-        (false, false) => s.push_str(&format!(
+    let verdicts = match (better.is_empty(), worse.is_empty()) {
+        (true, true) => "no judged metric changed beyond noise".to_string(),
+        (false, true) => format!("improved {}, nothing regressed", better.join(" and ")),
+        (true, false) => format!("regressed {}", worse.join(" and ")),
+        (false, false) => format!(
             "improved {} but regressed {}",
             better.join(" and "),
             worse.join(" and ")
-        )),
+        ),
+    };
+    match not_judged(p) {
+        // Nothing judged is no reason to leave out what the run itself shows (where it lost
+        // packets, an inconsistent record, a stream's loss): those follow either way.
+        Some(n) if !judged_any => {
+            s.push_str(&format!(
+                "{n}. Nothing else was measured in both, so nothing was judged."
+            ));
+        }
+        Some(n) => s.push_str(&format!("{n}. Of the rest: {verdicts}.")),
+        None => s.push_str(&format!("{verdicts}.")),
     }
-    s.push('.');
     if p.against_baseline() {
         let wrong = cmp.waterfalls[p.run].inconsistencies();
         if !wrong.is_empty() {

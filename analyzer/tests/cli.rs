@@ -203,6 +203,30 @@ fn nothing_comparable_exits_0_and_says_nothing_was_judged() {
         .code(1);
 }
 
+/// Nothing judged (a 3-hop chain against the direct path) is no reason to leave out where the
+/// run lost its packets: real records of socat losing a fifth at its first hop.
+#[test]
+fn a_run_not_judged_still_says_where_it_lost_packets() {
+    let records = workspace().join("reports/pipeline/full/records");
+    let out = analyzer()
+        .arg("compare")
+        .arg(records.join("direct-0h-20000pps/rep1.json"))
+        .arg(records.join("socat-3h-20000pps/rep1.json"))
+        .assert()
+        .code(0);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let key = text
+        .lines()
+        .find(|l| l.starts_with("**Key result:**"))
+        .unwrap_or_else(|| panic!("no key result:\n{text}"));
+    assert!(key.contains("hop count differs: 3 against 0"), "{key}");
+    assert!(key.contains("so nothing was judged."), "{key}");
+    assert!(
+        key.contains("Most packets were lost at SOCAT-1 to kernel drops before the relay saw them"),
+        "{key}"
+    );
+}
+
 /// A hop that received more than the generator sent is an inconsistent record, said as such,
 /// not a loss of "-18,886%".
 #[test]
