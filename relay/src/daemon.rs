@@ -87,10 +87,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     shared.publish(table);
 
-    let identity = Identity {
-        config_path: Some(opts.config_path.display().to_string()),
-        dataplane: dp.clone(),
-    };
+    let identity = Identity::new(Some(opts.config_path.display().to_string()), dp.clone())
+        .context("recording the data plane settings for the stats")?;
     // Signals first, so a SIGTERM during start-up is not lost.
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;

@@ -71,10 +71,7 @@ pub fn controller() -> Controller {
         RuleSet::default(),
         0,
         shared,
-        Identity {
-            config_path: None,
-            dataplane: config::DataplaneConfig::default(),
-        },
+        Identity::new(None, config::DataplaneConfig::default()).unwrap(),
         Box::new(|level| {
             tracing_subscriber::EnvFilter::try_new(level)
                 .map(|_| ())

@@ -298,13 +298,14 @@ mod tests {
     fn server() -> MetricsServer {
         let shared = Arc::new(Shared::new(2, true));
         shared.workers[1].rx.add(5);
-        let identity = Identity {
-            config_path: None,
-            dataplane: DataplaneConfig {
+        let identity = Identity::new(
+            None,
+            DataplaneConfig {
                 workers: 2,
                 ..Default::default()
             },
-        };
+        )
+        .unwrap();
         MetricsServer::start("127.0.0.1:0".parse().unwrap(), shared, identity).unwrap()
     }
 
@@ -377,10 +378,7 @@ mod tests {
         let e = MetricsServer::start(
             s.local_addr(),
             Arc::new(Shared::new(1, true)),
-            Identity {
-                config_path: None,
-                dataplane: DataplaneConfig::default(),
-            },
+            Identity::new(None, DataplaneConfig::default()).unwrap(),
         )
         .err()
         .unwrap()

@@ -366,10 +366,11 @@ mod tests {
         let shared = Arc::new(Shared::new(1, false));
         // No workers: mark every generation adopted so `apply` does not wait.
         shared.adopted[0].store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
-        let identity = Identity {
-            config_path: config_path.map(|p| p.display().to_string()),
-            dataplane: DataplaneConfig::default(),
-        };
+        let identity = Identity::new(
+            config_path.map(|p| p.display().to_string()),
+            DataplaneConfig::default(),
+        )
+        .unwrap();
         Controller::new(
             RuleSet::default(),
             0,

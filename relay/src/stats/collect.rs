@@ -19,6 +19,21 @@ use crate::wire::{Filtered, Malformed};
 pub struct Identity {
     pub config_path: Option<String>,
     pub dataplane: DataplaneConfig,
+    /// `dataplane` as the report records it, made once at start rather than on every read.
+    tunables: Tunables,
+}
+
+impl Identity {
+    pub fn new(
+        config_path: Option<String>,
+        dataplane: DataplaneConfig,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Identity {
+            config_path,
+            tunables: Tunables::from_serialize(&dataplane)?,
+            dataplane,
+        })
+    }
 }
 
 /// One worker's cells in one flow, as read.
@@ -191,7 +206,6 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
             }
         })
         .collect();
-    let dp = &identity.dataplane;
     StatsReport {
         schema: STATS_SCHEMA.to_string(),
         version: STATS_VERSION,
@@ -206,8 +220,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             config_path: identity.config_path.clone(),
-            // Plain data (no map with non-string keys), so it always serializes.
-            tunables: Tunables::from_serialize(dp).expect("DataplaneConfig serializes to JSON"),
+            tunables: identity.tunables.clone(),
             gso_egress: shared.gso,
             interface_changes: shared
                 .interface_changes
@@ -378,13 +391,14 @@ mod tests {
         shared.workers[1].rx.add(4);
         shared.workers[1].perf_open.set(0b1);
         shared.workers[1].perf[0].set(123);
-        let identity = Identity {
-            config_path: None,
-            dataplane: DataplaneConfig {
+        let identity = Identity::new(
+            None,
+            DataplaneConfig {
                 workers: 2,
                 ..Default::default()
             },
-        };
+        )
+        .unwrap();
         let r = collect(&shared, &identity, false);
         assert_eq!(r.totals.rx, 14);
         assert_eq!(r.totals.malformed, 7);
@@ -429,10 +443,7 @@ mod tests {
             cells[1].monitor.as_ref().unwrap().observe(&rtp(seq));
         }
         shared.publish(table);
-        let identity = Identity {
-            config_path: None,
-            dataplane: DataplaneConfig::default(),
-        };
+        let identity = Identity::new(None, DataplaneConfig::default()).unwrap();
         let r = collect(&shared, &identity, false);
         let m = r.flows[0].monitor.as_ref().unwrap();
         assert_eq!(
