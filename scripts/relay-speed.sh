@@ -11,6 +11,8 @@
 #   REPORT_ONLY=1 scripts/relay-speed.sh [OUT]   # only remake the comparisons and medians
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib/keep_records.sh
+. "$HERE/lib/keep_records.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 OUT=${1:-$ROOT/reports/relay-speed}
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
@@ -63,15 +65,7 @@ run_all() {
       fi
     done
   done
-  # Keep what is small and says everything: the record and the printed summary.
-  rm -rf "$OUT/records"
-  for d in "$work"/rep*/*/; do
-    [ -f "$d/run.json" ] || continue
-    r=$(basename "$(dirname "$d")") run=$(basename "$d")
-    mkdir -p "$OUT/records/$run"
-    cp "$d/run.json" "$OUT/records/$run/$r.json"
-    cp "$d/summary.txt" "$OUT/records/$run/$r.summary.txt"
-  done
+  keep_records "$work" "$OUT"
   rm -rf "$work"
 }
 
