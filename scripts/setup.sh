@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for MCR: system packages the tests and benchmarks use, then a
-# release build of every binary. Run as root. `--deps-only` installs packages and stops. `--deb`
+# release build of what the relay demo needs (mcrd, mcrctl, trafficgen: the workspace's
+# default members, about 2 minutes on 2 cores). The analyzer (polars, several minutes more) is
+# built by `--analyzer`, or by the scripts that use it on their first run. Run as root.
+# `--deps-only` installs packages and stops. `--deb`
 # also installs what building and checking the Debian package needs (lintian from apt,
 # cargo-deb with `cargo install --locked`, a pinned version so CI builds the same package); plain
 # tests do not need them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-deps_only=0 deb=0
+deps_only=0 deb=0 analyzer=0
 for arg in "$@"; do
   case "$arg" in
     --deps-only) deps_only=1 ;;
     --deb) deb=1 ;;
-    *) echo "setup: unknown flag $arg (flags: --deps-only, --deb)" >&2; exit 2 ;;
+    --analyzer) analyzer=1 ;;
+    *) echo "setup: unknown flag $arg (flags: --deps-only, --deb, --analyzer)" >&2; exit 2 ;;
   esac
 done
 
@@ -59,5 +63,9 @@ fi
 if [ "$deps_only" = 1 ]; then
   exit 0
 fi
-cargo build --release --workspace --bins
-echo "setup: binaries in ${CARGO_TARGET_DIR:-target}/release: mcrd mcrctl trafficgen analyzer"
+cargo build --release --bins
+echo "setup: binaries in ${CARGO_TARGET_DIR:-target}/release: mcrd mcrctl trafficgen"
+if [ "$analyzer" = 1 ]; then
+  cargo build --release -p analyzer --bins
+  echo "setup: and analyzer"
+fi
