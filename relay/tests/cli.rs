@@ -169,3 +169,48 @@ fn a_data_plane_larger_than_the_machine_is_refused_naming_the_keys() {
         );
     }
 }
+
+/// Issue 18: a control socket path longer than a socket address holds failed at bind with
+/// "path must be shorter than SUN_LEN", naming neither the path nor the limit (the nightly job
+/// from any checkout deeper than 8 characters). mcrd and `config check` refuse it by name.
+#[test]
+fn a_control_socket_path_too_long_is_refused_with_its_length_and_the_limit() {
+    use relay::control::server::MAX_SOCKET_PATH_LEN;
+    let dir = tempfile::tempdir().unwrap();
+    // Deep enough on any temporary directory, and not created: nothing is made for it.
+    let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+    let socket = deep.join("mcrd.sock");
+    let len = socket.as_os_str().len();
+    assert!(len > MAX_SOCKET_PATH_LEN);
+    assert_eq!(
+        MAX_SOCKET_PATH_LEN, 107,
+        "Linux's sun_path holds 108 bytes with its NUL"
+    );
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!("[control]\nsocket = \"{}\"\n", socket.display()),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let expected = [
+        socket.display().to_string(),
+        format!("{len} bytes"),
+        format!("at most {MAX_SOCKET_PATH_LEN}"),
+    ];
+    for (bin, args) in [
+        (env!("CARGO_BIN_EXE_mcrctl"), vec!["config", "check", c]),
+        (env!("CARGO_BIN_EXE_mcrd"), vec!["--config", c]),
+    ] {
+        let (rc, err) = stderr_of(bin, &args);
+        assert_eq!(rc, Some(1), "{bin}: {err}");
+        for e in &expected {
+            assert!(err.contains(e.as_str()), "{bin} names {e}: {err}");
+        }
+    }
+    assert!(!deep.exists(), "nothing was created for the refused path");
+    // One byte under the limit is accepted by the check.
+    let short = std::path::PathBuf::from(format!("/tmp/{}", "s".repeat(MAX_SOCKET_PATH_LEN - 5)));
+    assert_eq!(short.as_os_str().len(), MAX_SOCKET_PATH_LEN);
+    assert!(relay::control::server::check_path(&short).is_ok());
+}

@@ -196,8 +196,14 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
     // mcrd would refuse to start on it; warn here, where the file may be checked on another
     // host than the one it is for.
-    if let Err(e @ ServerError::NotASocket { .. }) = check_path(&cfg.control.socket) {
-        eprintln!("{}: warning: {e}", file.display());
+    match check_path(&cfg.control.socket) {
+        Err(e @ ServerError::NotASocket { .. }) => eprintln!("{}: warning: {e}", file.display()),
+        // No host makes a socket path longer than a socket address valid.
+        Err(e @ ServerError::TooLong { .. }) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+        _ => {}
     }
     println!(
         "{}: OK ({} rules, {} workers, data plane memory {})",

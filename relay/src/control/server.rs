@@ -42,6 +42,15 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "control socket path {path} is {len} bytes long; a Unix socket path holds at most {max} \
+         (sun_path): set [control] socket (or --socket) to a shorter path, e.g. under /run"
+    )]
+    TooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
     #[error("control socket group `{0}` does not exist")]
     NoSuchGroup(String),
     #[error(
@@ -50,6 +59,13 @@ pub enum ServerError {
     )]
     NotASocket { path: PathBuf, kind: &'static str },
 }
+
+/// The longest path a Unix socket address holds: `sun_path` less its terminating NUL (107 on
+/// Linux). A longer path would fail at bind with a message that names neither the path nor
+/// the limit, so it is refused before.
+pub const MAX_SOCKET_PATH_LEN: usize = std::mem::size_of::<libc::sockaddr_un>()
+    - std::mem::offset_of!(libc::sockaddr_un, sun_path)
+    - 1;
 
 /// What is at the control socket path before the daemon binds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +76,21 @@ pub enum SocketPath {
     Stale,
 }
 
-/// Checks the control socket path without changing anything. Only a socket is ever
+/// Checks the control socket path without changing anything. A path longer than a socket
+/// address holds is an error naming its length and the limit. Only a socket is ever
 /// replaced: anything else there (a regular file, perhaps a config named by mistake, a
 /// directory, a symbolic link, which is not followed) is an error naming the path, and so is
 /// a socket another daemon answers on.
 pub fn check_path(path: &Path) -> Result<SocketPath, ServerError> {
+    let len = path.as_os_str().len();
+    let max = MAX_SOCKET_PATH_LEN;
+    if len > max {
+        return Err(ServerError::TooLong {
+            path: path.to_path_buf(),
+            len,
+            max,
+        });
+    }
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SocketPath::Free),
