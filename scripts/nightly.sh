@@ -117,7 +117,8 @@ compare_rate() {
   fi
   (cd "$ROOT" && "$ANALYZER" compare "$BASELINE/rate-$pps" "$OUT/sets/rate-$pps" \
     --threshold "$THRESHOLD" --out "$OUT/compare-$pps.md" --png-dir "$OUT/png-$pps") >"$OUT/compare-$pps.log" 2>&1 || rc=$?
-  case $rc in 0) ;; 1) REGRESSED=1 ;; *) pl_log "analyzer compare failed ($rc): $(cat "$OUT/compare-$pps.log")"; RATE_FAILED=1 ;; esac
+  pl_analyzer_said "compare at $pps pps" "$rc" "$OUT/compare-$pps.log"
+  case $rc in 0) ;; 1) REGRESSED=1 ;; *) RATE_FAILED=1 ;; esac
 }
 
 # trend_rate PPS: change points over the whole history of this rate (oldest first by name).
@@ -130,7 +131,8 @@ trend_rate() {
   fi
   (cd "$ROOT" && "$ANALYZER" trend "${files[@]}" --min-effect "$THRESHOLD" --out "$OUT/trend-$pps.md" --png-dir "$OUT/png-$pps") \
     >"$OUT/trend-$pps.log" 2>&1 || rc=$?
-  case $rc in 0) ;; 1) REGRESSED=1 ;; *) pl_log "analyzer trend failed ($rc): $(cat "$OUT/trend-$pps.log")"; RATE_FAILED=1 ;; esac
+  pl_analyzer_said "trend at $pps pps" "$rc" "$OUT/trend-$pps.log"
+  case $rc in 0) ;; 1) REGRESSED=1 ;; *) RATE_FAILED=1 ;; esac
 }
 
 # write_report: one page: what ran, each run's conservation line, links to compare and trend.
@@ -177,7 +179,7 @@ update_baseline() {
 
 main() {
   parse_args "$@"
-  [ -x "$ANALYZER" ] || pl_die "$ANALYZER missing: build with 'cargo build --release --workspace --bins'"
+  pl_ensure_analyzer "$ANALYZER" "$ROOT"
   RATE_FAILED=0 REGRESSED=0
   local pps
   for pps in ${RATES//,/ }; do run_rate "$pps"; done

@@ -144,9 +144,10 @@ parse_args() {
 check_prerequisites() {
   [ "$(id -u)" -eq 0 ] || pl_die "needs root (network namespaces)"
   local b
-  for b in "$BIN/mcrd" "$BIN/mcrctl" "$BIN/trafficgen" "$ANALYZER"; do
-    [ -x "$b" ] || pl_die "$b missing: build with 'cargo build --release --workspace --bins' or pass --bin/--analyzer"
+  for b in "$BIN/mcrd" "$BIN/mcrctl" "$BIN/trafficgen"; do
+    [ -x "$b" ] || pl_die "$b missing: build with 'scripts/setup.sh' (cargo build --release) or pass --bin"
   done
+  pl_ensure_analyzer "$ANALYZER" "$ROOT"
   for b in ip ethtool jq ss awk; do command -v "$b" >/dev/null || pl_die "$b missing: run scripts/setup.sh"; done
   case ,$RELAYS, in *,socat,*) command -v socat >/dev/null || pl_die "socat missing: run scripts/setup.sh" ;; esac
   case ,$RELAYS, in *,redirect,*)
@@ -193,6 +194,7 @@ on_exit() {
   local rc=$?
   trap - EXIT INT TERM
   teardown
+  [ -n "${PL_RUN:-}" ] && rm -rf "$PL_RUN"
   exit "$rc"
 }
 
@@ -288,7 +290,7 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
   for ((i = 1; i <= HOPS; i++)); do
     hd=$dir/raw/hop$i
     if is_mcrd "$relay"; then
-      "$BIN/mcrctl" --socket "$hd/mcrd.sock" stats --json >"$hd/stats-before-shutdown.json" ||
+      "$BIN/mcrctl" --socket "$(pl_sock "$hd" mcrd)" stats --json >"$hd/stats-before-shutdown.json" ||
         pl_log "mcrctl stats failed for hop $i"
     fi
     stop_perf_stat "$hd"
@@ -471,6 +473,7 @@ main() {
   trap 'pl_log "failed: line $LINENO: $BASH_COMMAND"' ERR
   trap on_exit EXIT
   trap on_signal INT TERM
+  pl_runtime_dir
   mkdir -p "$OUT"
   local relay failed=0 runs=()
   IFS=, read -r -a relays <<<"$RELAYS"
@@ -488,8 +491,11 @@ main() {
     [ "$PL_LAST_OK" = true ] || failed=1
   done
   if [ "${#runs[@]}" -gt 1 ]; then
+    local rc=0
     (cd "$ROOT" && "$ANALYZER" compare "${runs[@]}" --out "$OUT/compare.md" --png-dir "$OUT/png") \
-      >"$OUT/compare.log" 2>&1 || pl_log "analyzer compare exited $? (see $OUT/compare.log); report $OUT/compare.md"
+      >"$OUT/compare.log" 2>&1 || rc=$?
+    pl_analyzer_said compare "$rc" "$OUT/compare.log"
+    pl_log "comparison: $OUT/compare.md"
   fi
   pl_log "records under $OUT"
   [ "$failed" -eq 0 ] || exit 3

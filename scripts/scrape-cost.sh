@@ -48,9 +48,12 @@ fail() { echo "scrape-cost: FAIL: $*" >&2; exit 1; }
 say() { echo "scrape-cost: $*" >&2; }
 [ "$(id -u)" -eq 0 ] || cannot "needs root (network namespaces)"
 for cmd in curl jq ip ethtool; do command -v "$cmd" >/dev/null || cannot "$cmd is missing (scripts/setup.sh installs it)"; done
-for b in mcrd mcrctl trafficgen; do [ -x "$BIN/$b" ] || cannot "$BIN/$b is missing (cargo build --release --workspace --bins, or --bin DIR)"; done
+for b in mcrd mcrctl trafficgen; do [ -x "$BIN/$b" ] || cannot "$BIN/$b is missing (scripts/setup.sh builds it, or --bin DIR)"; done
 OUT=${OUT:-$(mktemp -d /tmp/scrape-cost.XXXXXX)}
 mkdir -p "$OUT"
+# The control socket in a short directory of its own: a socket path holds at most 107 bytes and
+# OUT may be deep.
+RUN=$(mktemp -d /tmp/mcr.XXXXXX)
 
 S=mcrsc$$
 NS=("$S-src" "$S-relay" "$S-dst")
@@ -60,6 +63,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  rm -rf "$RUN"
   exit "$status"
 }
 trap cleanup EXIT
@@ -82,7 +86,7 @@ log_level = "warn"
 workers = 1
 fast_path = "off"
 [control]
-socket = "$OUT/mcrd.sock"
+socket = "$RUN/mcrd.sock"
 [metrics]
 listen = "127.0.0.1:19108"
 [[rule]]
@@ -128,7 +132,7 @@ reads=$((SECONDS_ * 100))
 scrape_config "$reads" >"$OUT/reader.curl"
 # Frames mcrd's packet ring or copy path dropped so far (the worker fell behind).
 relay_drops() {
-  "$BIN/mcrctl" --socket "$OUT/mcrd.sock" stats --json |
+  "$BIN/mcrctl" --socket "$RUN/mcrd.sock" stats --json |
     jq '.totals.kernel_drops + .totals.rx_overflow_frames'
 }
 run() { # run CONDITION REPEAT
@@ -151,7 +155,7 @@ run() { # run CONDITION REPEAT
     stats)
       (while :; do
          s=$(date +%s%N)
-         "$BIN/mcrctl" --socket "$OUT/mcrd.sock" stats --json >/dev/null || exit 1
+         "$BIN/mcrctl" --socket "$RUN/mcrd.sock" stats --json >/dev/null || exit 1
          echo "$(( $(date +%s%N) - s ))" | awk '{ print $1 / 1e9 }'
          sleep 0.01
        done) >"$OUT/$name.reads.txt" &

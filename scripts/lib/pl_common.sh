@@ -4,6 +4,38 @@
 
 PL_PROG=${PL_PROG:-pipeline}
 
+# pl_runtime_dir: sets PL_RUN to a new short directory for the relays' Unix sockets. A socket
+# path holds at most 107 bytes (sun_path), so sockets never go under the output tree, which
+# lies as deep as the checkout; the caller removes PL_RUN in its exit trap.
+pl_runtime_dir() { PL_RUN=$(mktemp -d /tmp/mcr.XXXXXX); }
+
+# pl_sock HOPDIR NAME: the socket of relay NAME (mcrd, smcroute) of the hop whose files go to
+# HOPDIR (.../raw/hopN), in PL_RUN: /tmp/mcr.XXXXXX/hopN.NAME.sock.
+pl_sock() { printf '%s/%s.%s.sock\n' "${PL_RUN:?pl_runtime_dir first}" "$(basename "$1")" "$2"; }
+
+# pl_ensure_analyzer PATH ROOT: the analyzer is not part of scripts/setup.sh's default build (polars
+# takes several minutes); build it on first use when PATH is where `cargo build --release`
+# puts it, else say how to get it.
+pl_ensure_analyzer() {
+  local path=$1 root=$2 release
+  [ -x "$path" ] && return 0
+  release=$(cd "$root" && realpath -m "${CARGO_TARGET_DIR:-target}/release/analyzer")
+  [ "$(realpath -m "$path")" = "$release" ] ||
+    pl_die "$path missing: build it (cargo build --release -p analyzer) or pass --analyzer"
+  pl_log "building the analyzer on first use (cargo build --release -p analyzer; about 5 minutes on 2 cores)"
+  (cd "$root" && cargo build --release -p analyzer --bins) >&2 || pl_die "building the analyzer failed"
+}
+
+# pl_analyzer_said TOOL RC LOG: says what an analyzer exit status means. 1 is the analyzer's
+# verdict "regression found", not a failure of the script that ran it.
+pl_analyzer_said() {
+  case $2 in
+    0) pl_log "analyzer $1: no regression" ;;
+    1) pl_log "analyzer $1: regression found (a verdict, not an error; see the report)" ;;
+    *) pl_log "analyzer $1 failed (exit $2): see $3" ;;
+  esac
+}
+
 pl_log() { printf '%s: %s\n' "$PL_PROG" "$*" >&2; }
 
 pl_die() {

@@ -5,7 +5,8 @@
 # forwarding GROUP:PORT from in0 to out0 and sets PL_LAST_PID (called in the main shell, never
 # in $(...), so the relay stays our child and its CPU time counts as the run's; empty for route
 # and redirect, which have no process); pl_ready_* waits until it forwards. Files go to DIR.
-# Expects BIN (the release binaries) and the PL_CFG_* tunables (set by pipeline_veth.sh).
+# Expects BIN (the release binaries), PL_RUN (pl_runtime_dir: the sockets) and the PL_CFG_*
+# tunables (set by pipeline_veth.sh).
 
 # pl_mcrd_config DIR GROUP PORT [FAST_PATH]: the relay's TOML with every [dataplane] tunable we
 # were given (and fast_path when FAST_PATH is set).
@@ -24,7 +25,7 @@ pl_mcrd_config() {
     [ -n "${PL_CFG[gso]:-}" ] && echo "gso = ${PL_CFG[gso]}"
     [ -n "$fast_path" ] && echo "fast_path = \"$fast_path\""
     echo '[control]'
-    echo "socket = \"$dir/mcrd.sock\""
+    echo "socket = \"$(pl_sock "$dir" mcrd)\""
     echo '[[rule]]'
     echo 'name = "pipeline"'
     echo 'input = "in0"'
@@ -46,7 +47,7 @@ pl_start_mcrd() {
   PL_LAST_PID=$!
 }
 
-pl_ready_mcrd() { pl_wait_for 10 "$BIN/mcrctl" --socket "$2/mcrd.sock" ping; }
+pl_ready_mcrd() { pl_wait_for 10 "$BIN/mcrctl" --socket "$(pl_sock "$2" mcrd)" ping; }
 
 # pl_start_fastpath NS DIR GROUP PORT HOP_INDEX -> PL_LAST_PID: mcrd on its kernel fast path
 # (fast_path = "required": it refuses to start rather than fall back to userspace).
@@ -80,7 +81,7 @@ phyint in0 enable
 phyint out0 enable
 mroute from in0 source 10.77.0.1 group $group to out0
 EOF
-  ip netns exec "$ns" smcrouted -n -N -f "$dir/smcroute.conf" -i "pl-$ns" -u "$dir/smcroute.sock" \
+  ip netns exec "$ns" smcrouted -n -N -f "$dir/smcroute.conf" -i "pl-$ns" -u "$(pl_sock "$dir" smcroute)" \
     -P "$dir/smcroute.pid" -l notice >"$dir/smcroute.out" 2>"$dir/smcroute.log" &
   PL_LAST_PID=$!
 }
@@ -90,7 +91,7 @@ pl_ready_kernel() {
 }
 
 pl_kernel_route_installed() {
-  ip netns exec "$1" smcroutectl -u "$2/smcroute.sock" show routes 2>/dev/null | grep -q "${PL_GROUP}"
+  ip netns exec "$1" smcroutectl -u "$(pl_sock "$2" smcroute)" show routes 2>/dev/null | grep -q "${PL_GROUP}"
 }
 
 # pl_start_route NS DIR GROUP PORT -> PL_LAST_PID empty: the kernel's own unicast IPv4
