@@ -35,7 +35,7 @@ gzip -9n "$docs"/man/*
 
 echo "build-deb: cargo deb" >&2
 mkdir -p "$target/debian"
-# --strip: the release profile keeps line tables for backtraces; the package ships without them.
+# --strip: the release profile has no debug info; this drops the symbol tables too.
 deb=$(cargo deb -p relay --no-build --strip --locked --output "$target/debian/" | tail -n 1)
 [ -f "$deb" ] || { echo "build-deb: cargo deb did not report a package file (got: $deb)" >&2; exit 1; }
 
