@@ -1,6 +1,9 @@
 //! perf-event counters of the calling thread (a worker), opened one by one so that a counter
 //! the machine lacks (cycles on most VMs) is reported as unavailable while the rest still work.
 //! Shared with trafficgen (feature `sys`), whose send record reports the same counters.
+//! Where perf events are denied altogether, the task clock (the thread's CPU time, what the
+//! worker CPU panels show) comes from `CLOCK_THREAD_CPUTIME_ID` instead; the rest are then
+//! unavailable.
 
 use perf_event::events::{Event, Hardware, Software};
 use perf_event::{Builder, Counter};
@@ -10,6 +13,9 @@ use crate::stats::report::PERF_COUNT;
 /// The counters of one thread, in [`crate::stats::report::PERF_NAMES`] order.
 pub struct ThreadCounters {
     counters: [Option<Counter>; PERF_COUNT],
+    /// When the task-clock event could not be opened: the thread's CPU time at open, so that
+    /// the task clock still reads as the time used since then, as the event would.
+    thread_clock_at_open: Option<u64>,
 }
 
 fn open<E: Event + Clone>(event: E) -> Option<Counter> {
@@ -31,9 +37,26 @@ fn open<E: Event + Clone>(event: E) -> Option<Counter> {
 impl ThreadCounters {
     /// Opens every counter for the calling thread; failures leave that counter unavailable.
     pub fn open_for_current_thread() -> Self {
+        let mut c = Self::open_events(open(Software::TASK_CLOCK));
+        if c.counters[0].is_none() {
+            c.thread_clock_at_open = crate::sys::thread_cpu_time_ns().ok();
+        }
+        c
+    }
+
+    /// The task clock from the thread's CPU clock, not perf (what a denied perf event gets).
+    #[cfg(test)]
+    fn open_with_thread_clock() -> Self {
+        let mut c = Self::open_events(None);
+        c.thread_clock_at_open = crate::sys::thread_cpu_time_ns().ok();
+        c
+    }
+
+    fn open_events(task_clock: Option<Counter>) -> Self {
         Self {
+            thread_clock_at_open: None,
             counters: [
-                open(Software::TASK_CLOCK),
+                task_clock,
                 open(Software::CONTEXT_SWITCHES),
                 open(Software::CPU_MIGRATIONS),
                 open(Software::PAGE_FAULTS),
@@ -52,6 +75,7 @@ impl ThreadCounters {
             .enumerate()
             .filter(|(_, c)| c.is_some())
             .fold(0, |m, (i, _)| m | (1 << i))
+            | u64::from(self.thread_clock_at_open.is_some())
     }
 
     /// Current values; `None` for counters that are not open or failed to read.
@@ -59,6 +83,11 @@ impl ThreadCounters {
         let mut out = [None; PERF_COUNT];
         for (slot, c) in out.iter_mut().zip(self.counters.iter_mut()) {
             *slot = c.as_mut().and_then(|c| c.read().ok());
+        }
+        if let Some(at_open) = self.thread_clock_at_open {
+            out[0] = crate::sys::thread_cpu_time_ns()
+                .ok()
+                .map(|now| now.saturating_sub(at_open));
         }
         out
     }
@@ -85,6 +114,41 @@ mod tests {
         assert!(
             after > before,
             "task clock did not advance: {before} -> {after}"
+        );
+    }
+
+    /// Issue 23: under the packaged unit perf events may be denied; the task clock must still
+    /// count the thread's work (from its CPU clock), not read as unavailable or zero.
+    #[test]
+    fn the_task_clock_without_perf_counts_this_threads_work() {
+        let mut c = ThreadCounters::open_with_thread_clock();
+        assert_eq!(c.open_mask() & 1, 1, "the task clock is available");
+        let before = c.read()[0].unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let after = c.read()[0].unwrap();
+        assert!(
+            after > before,
+            "thread clock did not advance: {before} -> {after}"
+        );
+        // Other threads' work does not count.
+        let spin = std::thread::spawn(|| {
+            let start = std::time::Instant::now();
+            let mut y = 0u64;
+            while start.elapsed() < std::time::Duration::from_millis(200) {
+                y = std::hint::black_box(y.wrapping_add(1));
+            }
+        });
+        let mid = c.read()[0].unwrap();
+        spin.join().unwrap();
+        let end = c.read()[0].unwrap();
+        assert!(
+            end - mid < 150_000_000,
+            "200 ms of another thread's spinning counted as this thread's: {} ns",
+            end - mid
         );
     }
 

@@ -37,6 +37,19 @@ pub fn setsockopt<T: Copy>(
     .map(drop)
 }
 
+/// CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): the task
+/// clock where perf events are denied (Debian's kernels default to `perf_event_paranoid = 3`,
+/// which denies them to an unprivileged daemon such as the packaged mcrd).
+pub fn thread_cpu_time_ns() -> io::Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live timespec the kernel writes into; the clock id is a constant.
+    cvt(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) })?;
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// The symbolic name of an errno value (`"ENOBUFS"`), for reports and counters keyed by it;
 /// `None` for one this table does not list (callers say `"errno N"` or count it as other).
 pub const fn errno_name(errno: i32) -> Option<&'static str> {
