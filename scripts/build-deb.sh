@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Debian package `mcr` (mcrd, mcrctl, trafficgen, analyzer, the systemd unit, the
-# example config, man pages, shell completions) and checks it with lintian.
+# Builds the Debian packages `mcr` (mcrd, mcrctl, the systemd unit, the config and its
+# example, relay.toml(5), man pages, shell completions) and `mcr-bench` (trafficgen, analyzer,
+# their pages and completions) and checks them with lintian.
 #   scripts/build-deb.sh [--no-lintian]
-# Prints the path of the .deb on its last line. Needs cargo-deb and lintian
+# Prints the paths of the two .deb files, mcr's first, on its last line. Needs cargo-deb and lintian
 # (`scripts/setup.sh --deps-only --deb`). Exit codes: 0 built (lintian found no errors),
 # 1 the build failed or lintian found errors, 2 bad flags or a missing tool.
 set -euo pipefail
@@ -31,20 +32,25 @@ docs="$target/release/mcr-docs"
 rm -rf "$docs"
 echo "build-deb: man pages and completions" >&2
 cargo run --release --locked -q -p analyzer --example mcr-docs -- "$docs" >&2
+cp relay/packaging/relay.toml.5 "$docs/man/"
 gzip -9n "$docs"/man/*
 
 echo "build-deb: cargo deb" >&2
 mkdir -p "$target/debian"
-# --strip: the release profile has no debug info; this drops the symbol tables too.
-deb=$(cargo deb -p relay --no-build --strip --locked --output "$target/debian/" | tail -n 1)
-[ -f "$deb" ] || { echo "build-deb: cargo deb did not report a package file (got: $deb)" >&2; exit 1; }
+debs=()
+for crate in relay trafficgen; do
+  # --strip: the release profile has no debug info; this drops the symbol tables too.
+  deb=$(cargo deb -p "$crate" --no-build --strip --locked --output "$target/debian/" | tail -n 1)
+  [ -f "$deb" ] || { echo "build-deb: cargo deb -p $crate did not report a package file (got: $deb)" >&2; exit 1; }
+  debs+=("$deb")
+done
 
 if [ "$lintian" = 1 ]; then
   echo "build-deb: lintian" >&2
   # Exit status 1 only for errors; warnings and the overrides are shown.
-  lintian --fail-on error --info --display-level '>=warning' "$deb" >&2 || {
-    echo "build-deb: lintian found errors in $deb" >&2
+  lintian --fail-on error --info --display-level '>=warning' "${debs[@]}" >&2 || {
+    echo "build-deb: lintian found errors in ${debs[*]}" >&2
     exit 1
   }
 fi
-echo "$deb"
+echo "${debs[@]}"

@@ -590,9 +590,21 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         assert_eq!(c.rules[1].source, Some(Ipv4Addr::new(10, 0, 0, 5)));
     }
 
+    /// Issue 23: the conffile forwarded live traffic on eth0/eth1/eth2 as installed.
+    #[test]
+    fn packaged_config_forwards_nothing_until_edited() {
+        let c = parse(include_str!("../../packaging/relay.toml"), "relay.toml").unwrap();
+        assert!(c.rules.is_empty());
+        assert_eq!(c.control.group.as_deref(), Some("mcr"));
+    }
+
     #[test]
     fn packaged_example_config_parses_and_its_unit_allows_real_time_workers() {
-        let c = parse(include_str!("../../packaging/relay.toml"), "relay.toml").unwrap();
+        let c = parse(
+            include_str!("../../packaging/examples/relay.toml"),
+            "relay.toml",
+        )
+        .unwrap();
         // Off by default (they cost a shared host more than they save); the unit file's
         // LimitRTPRIO must still allow the priority the README suggests turning on.
         let unit = include_str!("../../packaging/mcrd.service");
