@@ -162,14 +162,20 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         socket = %socket.display(),
         "mcrd ready"
     );
+    crate::notify::ready(&ready_status(&shared));
 
     for signal in signals.forever() {
         match signal {
             SIGHUP => {
+                crate::notify::reloading();
                 let reply = match controller.lock() {
                     Ok(mut c) => c.reload(),
-                    Err(_) => continue,
+                    Err(_) => {
+                        crate::notify::ready(&ready_status(&shared));
+                        continue;
+                    }
                 };
+                crate::notify::ready(&ready_status(&shared));
                 match (reply.ok, reply.error) {
                     (true, _) => {}
                     (false, Some(e)) => tracing::error!("SIGHUP: {}", e.message),
@@ -182,6 +188,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     if shared.failure().is_some() {
         tracing::error!("stopping: a worker failed");
     }
+    crate::notify::stopping();
     tracing::info!("stopping: draining sends in flight");
     drop(refresher);
     drop(metrics);
@@ -200,6 +207,20 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         bail!("the data plane failed: {why}");
     }
     Ok(())
+}
+
+/// What `systemctl status` shows while mcrd runs: its rules and how many the kernel runs.
+fn ready_status(shared: &Shared) -> String {
+    let table = shared.table.load();
+    let kernel = table
+        .rules
+        .iter()
+        .filter(|r| r.path == crate::rules::Path::Kernel)
+        .count();
+    format!(
+        "forwarding: {} rules, {kernel} on the kernel fast path",
+        table.rules.len()
+    )
 }
 
 /// The distinct input interfaces of `rules`.

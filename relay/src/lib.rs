@@ -49,6 +49,8 @@ pub mod memory;
 pub mod metrics;
 #[cfg(feature = "daemon")]
 pub mod netif;
+#[cfg(feature = "daemon")]
+pub mod notify;
 #[cfg(feature = "sys")]
 pub mod perf;
 #[cfg(feature = "daemon")]

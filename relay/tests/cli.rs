@@ -214,3 +214,68 @@ fn a_control_socket_path_too_long_is_refused_with_its_length_and_the_limit() {
     assert_eq!(short.as_os_str().len(), MAX_SOCKET_PATH_LEN);
     assert!(relay::control::server::check_path(&short).is_ok());
 }
+
+/// Issue 23: the unit is `Type=notify`: mcrd says READY=1 once its rules are installed and its
+/// control socket answers, RELOADING=1 (with the monotonic time) and READY=1 around a SIGHUP
+/// reload, and STOPPING=1 when it stops.
+#[test]
+fn mcrd_notifies_systemd_of_ready_reload_and_stop() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let socket = dir.path().join("mcrd.sock");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!("[control]\nsocket = \"{}\"\n", socket.display()),
+    )
+    .unwrap();
+    let mut mcrd = Command::new(env!("CARGO_BIN_EXE_mcrd"))
+        .args(["--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = mcrd.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {sig} {pid}");
+    };
+    let next = || {
+        let mut buf = [0u8; 512];
+        match notify.recv(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => {
+                signal("-KILL");
+                panic!("no notification from mcrd: {e}");
+            }
+        }
+    };
+    let ready = next();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(ready.contains("STATUS=forwarding: 0 rules"), "{ready}");
+    // Ready means the control socket answers.
+    let ping = Command::new(env!("CARGO_BIN_EXE_mcrctl"))
+        .args(["--socket", socket.to_str().unwrap(), "ping"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "{ping:?}");
+    signal("-HUP");
+    let reloading = next();
+    assert!(reloading.lines().any(|l| l == "RELOADING=1"), "{reloading}");
+    assert!(
+        reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading}"
+    );
+    assert!(next().lines().any(|l| l == "READY=1"));
+    signal("-TERM");
+    let stopping = next();
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    assert!(mcrd.wait().unwrap().success());
+}

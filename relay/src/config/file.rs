@@ -625,6 +625,15 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
             assert!(line("CapabilityBoundingSet=").contains(cap), "{cap}");
         }
         assert!(line("SystemCallFilter=").contains(" bpf"));
+        // Issue 23: readiness, a reload that fails when mcrd refuses the file, the final
+        // stats where they outlive the stop, and the workers' CPU counters.
+        assert!(unit.lines().any(|l| l == "Type=notify"));
+        assert!(
+            line("ExecReload=").contains("mcrctl") && line("ExecReload=").contains("config reload")
+        );
+        assert!(line("ExecStart=").contains("--final-stats /var/lib/mcr/"));
+        assert!(unit.lines().any(|l| l == "StateDirectory=mcr"));
+        assert!(line("SystemCallFilter=").contains(" perf_event_open"));
     }
 
     #[test]
