@@ -19,12 +19,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The checked `libc` calls shared with the relay (its feature `sys`).
 use relay::sys::{cvt, setsockopt};
 
-/// `SOL_UDP`: socket level of UDP options (`linux/udp.h`).
-pub const SOL_UDP: libc::c_int = 17;
-/// `UDP_SEGMENT`: per-send GSO segment size, as a cmsg at level `SOL_UDP` (`linux/udp.h`,
-/// since Linux 4.18).
-pub const UDP_SEGMENT: libc::c_int = 103;
-
 /// Sets an integer socket option.
 pub fn set_int_option(
     socket: &impl AsRawFd,
@@ -222,8 +216,8 @@ impl SendBatch {
                 // u16 (CMSG_SPACE(2) = 24 on 64-bit Linux), and msg_controllen says so.
                 unsafe {
                     let cmsg = libc::CMSG_FIRSTHDR(header);
-                    (*cmsg).cmsg_level = SOL_UDP;
-                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
                     (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
                     std::ptr::write_unaligned(
                         libc::CMSG_DATA(cmsg).cast::<u16>(),
