@@ -984,8 +984,16 @@ pub(crate) mod tests {
         assert!(queries.len() >= 15, "only {} queries found", queries.len());
         let mut used = BTreeSet::new();
         for q in &queries {
-            let mut names = q
+            let words: Vec<&str> = q
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .collect();
+            // `up` is Prometheus' own series of each scrape: liveness of a relay.
+            if words.first() == Some(&"up") || q.starts_with("label_values(up{") {
+                used.insert("up".to_string());
+                continue;
+            }
+            let mut names = words
+                .into_iter()
                 .filter(|w| w.starts_with("mcr_"))
                 .peekable();
             assert!(names.peek().is_some(), "query without an mcr_ metric: {q}");
@@ -997,8 +1005,14 @@ pub(crate) mod tests {
                 used.insert(name.to_string());
             }
         }
-        // What the dashboard is for: rates per flow and output, drops by place, workers' CPU.
+        // What the dashboard is for: liveness, rates per flow and output, drops by place, send
+        // errors, the path of each rule, stream monitors, workers' CPU.
         for needed in [
+            "up",
+            "mcr_flow_kernel_path",
+            "mcr_output_tx_errors_total",
+            "mcr_flow_stream_lost_total",
+            "mcr_flow_stream_gaps_total",
             "mcr_flow_packets_total",
             "mcr_output_tx_sent_total",
             "mcr_kernel_drops_total",
@@ -1009,6 +1023,20 @@ pub(crate) mod tests {
             assert!(
                 used.contains(needed),
                 "the dashboard has no panel on {needed}"
+            );
+        }
+        // Issue 23: a sum across relays hides which one lost packets; every aggregation keeps
+        // the instance, and every series is selected by the job and instance variables.
+        for q in queries.iter().filter(|q| !q.starts_with("label_values")) {
+            for (i, _) in q.match_indices("sum") {
+                assert!(
+                    q[i..].starts_with("sum by (instance"),
+                    "an aggregation without the instance: {q}"
+                );
+            }
+            assert!(
+                q.contains(r#"job=~"$job", instance=~"$instance""#),
+                "a series not selected by job and instance: {q}"
             );
         }
         // Every panel reads the data source chosen in the dashboard's variable.
