@@ -36,6 +36,15 @@ pl_analyzer_said() {
   esac
 }
 
+# pl_commit ROOT: the commit the checkout at ROOT is at, `-dirty` after it when tracked files
+# differ from it (a run's record carries it, so a regression can be traced to a commit);
+# `unknown` outside a git checkout.
+pl_commit() {
+  local sha
+  sha=$(git -C "$1" rev-parse HEAD 2>/dev/null) || { echo unknown; return 0; }
+  if git -C "$1" diff --quiet HEAD -- 2>/dev/null; then echo "$sha"; else echo "$sha-dirty"; fi
+}
+
 pl_log() { printf '%s: %s\n' "$PL_PROG" "$*" >&2; }
 
 pl_die() {
