@@ -9,10 +9,53 @@
 //! that the analyzer builds (`default-features = false`) needs neither clang nor libbpf.
 
 fn main() {
+    revision::emit();
     // Cargo compiles the build script with the package's features, so `libbpf-cargo` (an
     // optional build dependency of `daemon`) exists exactly when this is compiled in.
     #[cfg(feature = "daemon")]
     fastpath::build();
+}
+
+/// The commit the sources are at, for `--version` and the stats (`MCR_REVISION`): short hash,
+/// `-dirty` when tracked files differ from it, `unknown` outside a git checkout (a tarball).
+mod revision {
+    use std::process::Command;
+
+    fn git(args: &[&str]) -> Option<std::process::Output> {
+        Command::new("git")
+            .args(args)
+            // No index refresh written by this read: a write would change .git/index, which
+            // reruns this script, in a loop.
+            .env("GIT_OPTIONAL_LOCKS", "0")
+            .output()
+            .ok()
+    }
+
+    pub fn emit() {
+        let stdout = |o: std::process::Output| {
+            o.status
+                .success()
+                .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let revision = match git(&["rev-parse", "--short=12", "HEAD"]).and_then(stdout) {
+            Some(hash) => {
+                let clean = git(&["diff", "--quiet", "HEAD", "--"]).map(|o| o.status.success());
+                if clean == Some(false) {
+                    format!("{hash}-dirty")
+                } else {
+                    hash
+                }
+            }
+            None => "unknown".to_string(),
+        };
+        println!("cargo:rustc-env=MCR_REVISION={revision}");
+        // A commit, a checkout or a staged change moves HEAD or the index.
+        if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]).and_then(stdout) {
+            println!("cargo:rerun-if-changed={dir}/HEAD");
+            println!("cargo:rerun-if-changed={dir}/index");
+        }
+        println!("cargo:rerun-if-changed=build.rs");
+    }
 }
 
 #[cfg(feature = "daemon")]

@@ -5,10 +5,18 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+/// `--version`: the analyzer's version and the commit (it has no optional features).
+fn long_version() -> &'static str {
+    static LINE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| relay::version::long(env!("CARGO_PKG_VERSION"), &[]));
+    LINE.as_str()
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "analyzer",
     version,
+    long_version = long_version(),
     about = "Run records in, regression reports out (Markdown and PNG)."
 )]
 #[command(after_help = "Exit codes: 0 no regression, 1 regression, 2 bad input or usage.")]

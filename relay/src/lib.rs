@@ -58,5 +58,6 @@ pub mod rules;
 pub mod stats;
 #[cfg(feature = "sys")]
 pub mod sys;
+pub mod version;
 #[cfg(feature = "daemon")]
 pub mod wire;

@@ -11,10 +11,24 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::record::RecvFormat;
 use crate::units::parse_duration;
 
+/// `--version`: trafficgen's version, the commit and its features.
+fn long_version() -> &'static str {
+    static LINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let features: &[&str] = if cfg!(feature = "generator") {
+            &["generator"]
+        } else {
+            &[]
+        };
+        relay::version::long(env!("CARGO_PKG_VERSION"), features)
+    });
+    LINE.as_str()
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "trafficgen",
     version,
+    long_version = long_version(),
     about = "Paced UDP/multicast sender and accounting receiver",
     long_about = "Paced UDP/multicast sender and accounting receiver.\n\n\
         `trafficgen [send] --pps N ...` sends (send is the default sub-command);\n\

@@ -9,7 +9,7 @@ use crate::config::{Monitor, OutputSpec};
 
 /// Control a running mcrd through its control socket.
 #[derive(Debug, Parser)]
-#[command(name = "mcrctl", version)]
+#[command(name = "mcrctl", version, long_version = crate::version::relay())]
 #[command(
     after_help = "Exit codes: 0 success, 1 the daemon refused the request (or `config check` found an error), 2 bad command line or the daemon could not be reached."
 )]

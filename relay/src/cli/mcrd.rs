@@ -9,7 +9,7 @@ use crate::config::DEFAULT_CONFIG_PATH;
 /// Userspace multicast relay: forwards UDP multicast between interfaces the kernel will not
 /// route between, with AF_PACKET ingress and io_uring egress.
 #[derive(Debug, Parser)]
-#[command(name = "mcrd", version)]
+#[command(name = "mcrd", version, long_version = crate::version::relay())]
 #[command(
     after_help = "Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 failed to start or at run time, 2 bad command line.\n\
                   Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain the sends in flight and stop."
