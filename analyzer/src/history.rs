@@ -1,10 +1,10 @@
 //! The nightly history as a columnar dataset: one row per run × hop × metric.
 //!
 //! A history is a directory of Parquet files (`NNNNNN.parquet`), one per `history append`
-//! (one night), so appending never rewrites what is there. `history show` scans the directory
-//! lazily with polars: the filters (metric, hop, relay, rate, date range) are pushed into the
-//! scan, the repeats of one day are aggregated with polars expressions (count, median, 10th and
-//! 90th percentiles, min, max), and only the aggregated rows are materialised.
+//! (one night), so appending never rewrites what is there. `history show` reads the parts one
+//! at a time with polars' eager Parquet reader, keeps the rows the filters (metric, hop, relay,
+//! rate, date range) select, and aggregates the repeats of one day (count, median, 10th and 90th
+//! percentiles by linear interpolation, min, max) in plain Rust.
 //!
 //! Columns (see `analyzer/README.md`): `run`, `date` (the record's, may be null), `day` (its first
 //! ten characters, `YYYY-MM-DD`, or `undated`), `source` (the record's file, `history.jsonl:3`),
@@ -13,6 +13,7 @@
 //! not recorded or not a hop metric), `metric` (the metric key without the hop: `tx_pps`,
 //! `receiver.loss_pct`), `label`, `unit`, `value`, `origin`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -211,8 +212,125 @@ pub struct Slice {
     pub points: Vec<Point>,
 }
 
-/// The lazy plan of a query over the parts of `dir`.
-fn plan(dir: &Path, q: &Query) -> Result<LazyFrame> {
+/// The linear-interpolation quantile `q` of `sorted` (ascending, not empty): the value at
+/// position `q × (n − 1)`, interpolated between its neighbours. The same formula as polars'
+/// `QuantileMethod::Linear`, which computed these numbers before the history was read eagerly.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let at = (sorted.len() - 1) as f64 * q;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    let (lower, upper) = (sorted[lo], sorted[hi]);
+    if lo == hi || lower == upper {
+        lower
+    } else {
+        (at - lo as f64) * (upper - lower) + lower
+    }
+}
+
+/// A target rate as a sort key: ascending, an unrecorded rate after every recorded one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rate(Option<f64>);
+
+impl Eq for Rate {}
+
+impl Ord for Rate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self.0, other.0) {
+            (Some(a), Some(b)) => a.total_cmp(&b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        }
+    }
+}
+
+impl PartialOrd for Rate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One slice's identity, in report order: metric, hop, relay, rate.
+type SliceKey = (String, u32, String, Rate);
+
+/// A slice's rows as they are read: its label and unit (from its first row) and each day's values.
+#[derive(Default)]
+struct Gathered {
+    label: String,
+    unit: String,
+    days: BTreeMap<String, Vec<f64>>,
+}
+
+impl Query {
+    fn keeps(&self, metric: &str, hop: u32, relay: &str, target: Option<f64>, day: &str) -> bool {
+        (self.metrics.is_empty() || self.metrics.iter().any(|m| m == metric))
+            && self.hop.is_none_or(|h| h == hop)
+            && self.relay.as_deref().is_none_or(|r| r == relay)
+            && self.target_pps.is_none_or(|t| target == Some(t))
+            && self.from.as_deref().is_none_or(|f| day >= f)
+            && self.to.as_deref().is_none_or(|t| day <= t)
+    }
+}
+
+/// Reads one part whole (a night's part is a few kilobytes) and adds the rows `q` selects to
+/// `into`. Any error names the part.
+fn gather(part: &Path, q: &Query, into: &mut BTreeMap<SliceKey, Gathered>) -> Result<()> {
+    let bad = |e: PolarsError| Error::format(part, format!("not a readable history part: {e}"));
+    let file = std::fs::File::open(part).map_err(|e| Error::io(part, e))?;
+    let df = ParquetReader::new(file).finish().map_err(bad)?;
+    let strings = |name: &str| -> Result<Vec<Option<String>>> {
+        let c = df.column(name).map_err(bad)?;
+        let c = c.str().map_err(bad)?;
+        Ok(c.iter().map(|v| v.map(str::to_string)).collect())
+    };
+    let (metric, relay, day, label, unit) = (
+        strings("metric")?,
+        strings("relay")?,
+        strings("day")?,
+        strings("label")?,
+        strings("unit")?,
+    );
+    let hop: Vec<Option<u32>> = df
+        .column("hop")
+        .and_then(|c| Ok(c.u32()?.iter().collect()))
+        .map_err(bad)?;
+    let floats = |name: &str| -> Result<Vec<Option<f64>>> {
+        let c = df.column(name).map_err(bad)?;
+        Ok(c.f64().map_err(bad)?.iter().collect())
+    };
+    let (target, value) = (floats("target_pps")?, floats("value")?);
+    for i in 0..df.height() {
+        let missing = |column: &str| {
+            Error::format(
+                part,
+                format!("row {i}: column `{column}` is null; a history row always has it"),
+            )
+        };
+        let metric = metric[i].as_deref().ok_or_else(|| missing("metric"))?;
+        let relay = relay[i].as_deref().ok_or_else(|| missing("relay"))?;
+        let day = day[i].as_deref().ok_or_else(|| missing("day"))?;
+        let hop = hop[i].ok_or_else(|| missing("hop"))?;
+        let value = value[i].ok_or_else(|| missing("value"))?;
+        if !q.keeps(metric, hop, relay, target[i], day) {
+            continue;
+        }
+        let key = (metric.to_string(), hop, relay.to_string(), Rate(target[i]));
+        let g = into.entry(key).or_insert_with(|| Gathered {
+            label: label[i].clone().unwrap_or_default(),
+            unit: unit[i].clone().unwrap_or_default(),
+            days: BTreeMap::new(),
+        });
+        g.days.entry(day.to_string()).or_default().push(value);
+    }
+    Ok(())
+}
+
+/// Runs a query: the aggregated points, one [`Slice`] per metric, hop, relay and rate, in that
+/// order (an unrecorded rate last), each slice's days oldest first.
+///
+/// Each part is read eagerly and filtered row by row; the per-day statistics are computed here
+/// rather than by a polars query plan, because polars' lazy engine brings its cloud I/O stack
+/// (object_store, reqwest, rustls, tokio) into the build for a directory of small local files.
+pub fn show(dir: &Path, q: &Query) -> Result<Vec<Slice>> {
     let files = parts(dir)?;
     if files.is_empty() {
         return Err(Error::format(
@@ -220,144 +338,37 @@ fn plan(dir: &Path, q: &Query) -> Result<LazyFrame> {
             format!("no history parts (*.{PART_EXT}) here; `analyzer history append` makes them"),
         ));
     }
-    let sources = files
-        .iter()
-        .map(|f| PlRefPath::try_from_path(f))
-        .collect::<PolarsResult<Vec<_>>>()?;
-    let mut lf = LazyFrame::scan_parquet_sources(
-        ScanSources::Paths(sources.into_iter().collect()),
-        ScanArgsParquet::default(),
-    )?;
-    let mut keep: Option<Expr> = None;
-    let mut and = |e: Expr| keep = Some(keep.take().map_or(e.clone(), |k| k.and(e)));
-    if !q.metrics.is_empty() {
-        let any = q
-            .metrics
-            .iter()
-            .map(|m| col("metric").eq(lit(m.clone())))
-            .reduce(|a, b| a.or(b))
-            .expect("not empty");
-        and(any);
+    let mut gathered = BTreeMap::new();
+    for part in &files {
+        gather(part, q, &mut gathered)?;
     }
-    if let Some(h) = q.hop {
-        and(col("hop").eq(lit(h)));
-    }
-    if let Some(r) = &q.relay {
-        and(col("relay").eq(lit(r.clone())));
-    }
-    if let Some(t) = q.target_pps {
-        and(col("target_pps").eq(lit(t)));
-    }
-    if let Some(f) = &q.from {
-        and(col("day").gt_eq(lit(f.clone())));
-    }
-    if let Some(t) = &q.to {
-        and(col("day").lt_eq(lit(t.clone())));
-    }
-    if let Some(k) = keep {
-        lf = lf.filter(k);
-    }
-    let by = [
-        col("metric"),
-        col("hop"),
-        col("relay"),
-        col("target_pps"),
-        col("day"),
-    ];
-    Ok(lf
-        .group_by(by)
-        .agg([
-            col("label").first(),
-            col("unit").first(),
-            col("value").len().alias("runs"),
-            col("value").median().alias("median"),
-            col("value")
-                .quantile(lit(0.1), QuantileMethod::Linear)
-                .alias("p10"),
-            col("value")
-                .quantile(lit(0.9), QuantileMethod::Linear)
-                .alias("p90"),
-            col("value").min().alias("min"),
-            col("value").max().alias("max"),
-        ])
-        .sort(
-            ["metric", "hop", "relay", "target_pps", "day"],
-            SortMultipleOptions::default().with_nulls_last(true),
-        ))
-}
-
-/// Runs a query: the aggregated points, one [`Slice`] per metric, hop, relay and rate.
-pub fn show(dir: &Path, q: &Query) -> Result<Vec<Slice>> {
-    let df = plan(dir, q)?.collect()?;
-    let s = |name: &str| -> PolarsResult<Vec<String>> {
-        Ok(df
-            .column(name)?
-            .str()?
-            .iter()
-            .map(|v| v.unwrap_or_default().to_string())
-            .collect())
-    };
-    let f = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
-        Ok(df
-            .column(name)?
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .collect())
-    };
-    let (metric, relay, day, label, unit) = (
-        s("metric")?,
-        s("relay")?,
-        s("day")?,
-        s("label")?,
-        s("unit")?,
-    );
-    let hop: Vec<u32> = df
-        .column("hop")?
-        .u32()?
-        .iter()
-        .map(Option::unwrap_or_default)
-        .collect();
-    let (target, runs, median, p10, p90, min, max) = (
-        f("target_pps")?,
-        f("runs")?,
-        f("median")?,
-        f("p10")?,
-        f("p90")?,
-        f("min")?,
-        f("max")?,
-    );
-    let mut out: Vec<Slice> = Vec::new();
-    for i in 0..df.height() {
-        let same = out.last().is_some_and(|l| {
-            l.metric == metric[i]
-                && l.hop == hop[i]
-                && l.relay == relay[i]
-                && l.target_pps == target[i]
-        });
-        if !same {
-            out.push(Slice {
-                metric: metric[i].clone(),
-                label: label[i].clone(),
-                unit: unit_from_name(&unit[i]),
-                hop: hop[i],
-                relay: relay[i].clone(),
-                target_pps: target[i],
-                points: Vec::new(),
-            });
-        }
-        let nan = f64::NAN;
-        out.last_mut().expect("pushed").points.push(Point {
-            day: day[i].clone(),
-            runs: runs[i].unwrap_or(0.0) as u32,
-            median: median[i].unwrap_or(nan),
-            p10: p10[i].unwrap_or(nan),
-            p90: p90[i].unwrap_or(nan),
-            min: min[i].unwrap_or(nan),
-            max: max[i].unwrap_or(nan),
-        });
-    }
-    Ok(out)
+    Ok(gathered
+        .into_iter()
+        .map(|((metric, hop, relay, target), g)| Slice {
+            metric,
+            label: g.label,
+            unit: unit_from_name(&g.unit),
+            hop,
+            relay,
+            target_pps: target.0,
+            points: g
+                .days
+                .into_iter()
+                .map(|(day, mut values)| {
+                    values.sort_by(f64::total_cmp);
+                    Point {
+                        day,
+                        runs: values.len() as u32,
+                        median: quantile(&values, 0.5),
+                        p10: quantile(&values, 0.1),
+                        p90: quantile(&values, 0.9),
+                        min: values[0],
+                        max: values[values.len() - 1],
+                    }
+                })
+                .collect(),
+        })
+        .collect())
 }
 
 #[cfg(test)]

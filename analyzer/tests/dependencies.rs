@@ -50,3 +50,30 @@ fn the_analyzer_does_not_depend_on_the_daemon() {
         );
     }
 }
+
+/// The cloud and network stack polars' lazy engine brings (polars-stream turns on polars-io's
+/// `cloud` and `file_cache`): half a clean build for reading a local directory of small files.
+const NETWORK_STACK: [&str; 6] = [
+    "object_store",
+    "reqwest",
+    "rustls",
+    "ring",
+    "hyper",
+    "tokio-rustls",
+];
+
+#[test]
+fn the_analyzer_builds_no_network_stack() {
+    let analyzer = normal_dependencies("analyzer");
+    assert!(
+        analyzer.iter().any(|c| c == "polars-io"),
+        "the analyzer reads its history with polars-io"
+    );
+    for krate in NETWORK_STACK {
+        assert!(
+            !analyzer.iter().any(|c| c == krate),
+            "the analyzer depends on {krate}: a polars feature that needs the lazy engine \
+             (`lazy`, `streaming`, `cloud`) came back into analyzer/Cargo.toml"
+        );
+    }
+}
