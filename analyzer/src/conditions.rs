@@ -43,7 +43,8 @@ pub enum Condition {
 }
 
 impl Condition {
-    fn name(self) -> &'static str {
+    /// The condition in words: `offered load`, `hop count`.
+    pub fn name(self) -> &'static str {
         match self {
             Condition::OfferedLoad => "offered load",
             Condition::DatagramSize => "datagram size",

@@ -28,6 +28,7 @@ pub mod stats;
 pub mod stream_loss;
 pub mod table;
 pub mod trend;
+pub mod verdicts;
 pub mod waterfall;
 
 pub use error::{Error, Result};

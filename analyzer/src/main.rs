@@ -17,7 +17,7 @@ use analyzer::compare::{self, Settings};
 use analyzer::ingest::{self, Input, Role};
 use analyzer::record::RunRecord;
 use analyzer::render::{markdown, png};
-use analyzer::trend;
+use analyzer::{trend, verdicts};
 
 /// Exit code when a run regressed.
 const EXIT_REGRESSION: u8 = 1;
@@ -250,6 +250,9 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         }
     }
     emit(a.out.as_deref(), &markdown::comparison(&cmp, &charts))?;
+    if let Some(j) = &a.json {
+        verdicts::save(j, &verdicts::ComparisonRecord::new(&cmp))?;
+    }
     Ok(exit_code(cmp.regressed()))
 }
 
@@ -284,5 +287,8 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
         }
     }
     emit(a.out.as_deref(), &markdown::trend(&t, &charts))?;
+    if let Some(j) = &a.json {
+        verdicts::save(j, &verdicts::TrendRecord::new(&t))?;
+    }
     Ok(exit_code(t.regressed()))
 }

@@ -284,6 +284,42 @@ fn compare_exits_1_on_regression_and_0_without() {
         .code(1);
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(text.contains("**REGRESSION**"), "{text}");
+    // The same verdicts as a JSON record; the exit codes do not change with --json.
+    let json = dir.path().join("verdicts.json");
+    analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&worse)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .code(1);
+    let (rec, _) = analyzer::verdicts::ComparisonRecord::load(&json).unwrap();
+    assert!(rec.regressed);
+    let tx = rec.pairs[0]
+        .judgements
+        .iter()
+        .find(|j| j.metric.key == "hop1.tx_pps")
+        .unwrap();
+    assert_eq!(
+        (tx.verdict.as_str(), tx.test.as_str()),
+        ("regressed", "threshold")
+    );
+    assert_eq!((tx.n_baseline, tx.n_run), (1, 1));
+    analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&same)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .code(0);
+    let (rec, _) = analyzer::verdicts::ComparisonRecord::load(&json).unwrap();
+    assert!(!rec.regressed);
+    assert!(rec.pairs[0]
+        .judgements
+        .iter()
+        .all(|j| j.verdict != "regressed"));
     // Thresholds wider than the changes (-33%, +30 pp) turn the same numbers into noise.
     analyzer()
         .args(["compare", "--threshold", "50", "--threshold-pp", "40"])
@@ -447,6 +483,23 @@ fn trend_flags_a_regressed_newest_run() {
     let text = text.replace(&dir.path().display().to_string(), "DIR");
     assert!(png.join("trend-hop1-tx-pps.png").exists());
     insta::assert_snapshot!("trend_regressed", text);
+    let json = dir.path().join("trend.json");
+    analyzer()
+        .arg("trend")
+        .args(&files)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .code(1);
+    let (rec, _) = analyzer::verdicts::TrendRecord::load(&json).unwrap();
+    assert!(rec.regressed);
+    let tx = rec
+        .series
+        .iter()
+        .find(|s| s.metric.key == "hop1.tx_pps")
+        .unwrap();
+    assert_eq!(tx.verdict, "regressed");
+    assert_eq!(tx.segments[1].first_run, 6);
     // The history before the drop is flat: no regression.
     analyzer().arg("trend").args(&files[..6]).assert().code(0);
 }
