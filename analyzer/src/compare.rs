@@ -51,6 +51,10 @@ pub enum Verdict {
     Improved,
     Regressed,
     WithinNoise,
+    /// The change reaches the minimum effect, but the repeats are too few for the test to
+    /// reach `alpha` whatever they hold (Mann-Whitney with 5 against 2: p ≥ 0.095). Not
+    /// "within noise": the test could not have said otherwise, so it says nothing.
+    CannotTell,
     /// Shown for context (an input of the test), never judged.
     Context,
 }
@@ -216,7 +220,11 @@ pub fn judge(metric: &Metric, base: &[f64], run: &[f64], s: &Settings) -> Judgem
     } else {
         (true, Decision::Threshold { threshold, pp })
     };
-    let verdict = if !(significant && big) {
+    let powerless = matches!(decision, Decision::MannWhitney { .. })
+        && mannwhitney::smallest_p(base.len(), run.len()) >= s.alpha;
+    let verdict = if big && powerless {
+        Verdict::CannotTell
+    } else if !(significant && big) {
         Verdict::WithinNoise
     } else if (c > 0.0) == (metric.better == Better::Higher) {
         Verdict::Improved
@@ -376,12 +384,14 @@ fn key_result(cmp: &Comparison, pair: usize) -> String {
         v.into_iter().take(2).map(|x| x.1).collect()
     };
     let (better, worse) = (pick(Verdict::Improved), pick(Verdict::Regressed));
+    let unsure = pick(Verdict::CannotTell);
     let mut s = format!("{} against {}: ", cmp.names[p.run], cmp.names[p.base]);
     let judged_any = cmp
         .rows
         .iter()
         .any(|r| r.judgements[pair].is_some_and(|j| j.verdict != Verdict::Context));
-    let verdicts = match (better.is_empty(), worse.is_empty()) {
+    let mut verdicts = match (better.is_empty(), worse.is_empty()) {
+        (true, true) if !unsure.is_empty() => "no metric was shown to change".to_string(),
         (true, true) => "no judged metric changed beyond noise".to_string(),
         (false, true) => format!("improved {}, nothing regressed", better.join(" and ")),
         (true, false) => format!("regressed {}", worse.join(" and ")),
@@ -391,6 +401,15 @@ fn key_result(cmp: &Comparison, pair: usize) -> String {
             worse.join(" and ")
         ),
     };
+    if !unsure.is_empty() {
+        let (nb, nr) = (cmp.sizes[p.base], cmp.sizes[p.run]);
+        verdicts.push_str(&format!(
+            "; cannot tell with n = {nb} + {nr} whether {} changed (the test cannot reach \
+             p < {} with so few repeats)",
+            unsure.join(" and "),
+            cmp.settings.alpha
+        ));
+    }
     match not_judged(p) {
         // Nothing judged is no reason to leave out what the run itself shows (where it lost
         // packets, an inconsistent record, a stream's loss): those follow either way.
@@ -524,11 +543,12 @@ mod tests {
             j.decision,
             Decision::MannWhitney { exact: true, .. }
         ));
-        // Overlapping samples with a large median shift: not significant, so within noise.
+        // Overlapping samples with a large median shift: not significant, so within noise (four
+        // a side, where the test could have reached p < 0.05: smallest p = 2/70).
         let j = judge(
             &m(Better::Higher, Unit::Pps),
-            &[100.0, 60.0, 140.0],
-            &[70.0, 130.0, 50.0],
+            &[100.0, 60.0, 140.0, 90.0],
+            &[70.0, 130.0, 50.0, 85.0],
             &s,
         );
         assert_eq!(j.verdict, Verdict::WithinNoise);
@@ -540,6 +560,56 @@ mod tests {
             &s,
         );
         assert_eq!(j.verdict, Verdict::WithinNoise);
+    }
+
+    /// Five repeats against two cannot reach p < 0.05 (smallest p = 2/21 = 0.095): a 20% drop is
+    /// "cannot tell", not "within noise"; a change below the minimum effect stays within noise.
+    #[test]
+    fn too_few_repeats_cannot_tell() {
+        let s = Settings::default();
+        let base = [100.0, 101.0, 99.0, 100.5, 99.5];
+        let j = judge(&m(Better::Higher, Unit::Pps), &base, &[80.0, 81.0], &s);
+        assert_eq!(j.verdict, Verdict::CannotTell);
+        match j.decision {
+            Decision::MannWhitney { p, .. } => assert!((p - 2.0 / 21.0).abs() < 1e-12, "{p}"),
+            d => panic!("{d:?}"),
+        }
+        let j = judge(&m(Better::Higher, Unit::Pps), &base, &[99.0, 99.5], &s);
+        assert_eq!(j.verdict, Verdict::WithinNoise);
+        // Six against two can (smallest p = 2/28 = 0.071 at 0.05: no; 6 + 3: 2/84 = 0.024: yes).
+        let j = judge(
+            &m(Better::Higher, Unit::Pps),
+            &base,
+            &[80.0, 81.0, 79.0],
+            &s,
+        );
+        assert_eq!(j.verdict, Verdict::Regressed);
+    }
+
+    #[test]
+    fn key_result_says_cannot_tell_with_the_sample_sizes() {
+        let base: Vec<RunRecord> = [900, 905, 898, 902, 899]
+            .iter()
+            .map(|&tx| run("base", 1000, tx))
+            .collect();
+        let c = compare(
+            &[base, vec![run("new", 1000, 700), run("new", 1000, 705)]],
+            &Settings::default(),
+        )
+        .unwrap();
+        let tx = row(&c, "hop1.tx_pps").unwrap();
+        assert_eq!(tx.judgements[0].unwrap().verdict, Verdict::CannotTell);
+        assert!(!c.regressed());
+        assert!(
+            c.key_results[0].contains("cannot tell with n = 5 + 2 whether MCR-1 Egress"),
+            "{}",
+            c.key_results[0]
+        );
+        assert!(
+            !c.key_results[0].contains("beyond noise"),
+            "{}",
+            c.key_results[0]
+        );
     }
 
     fn run(name: &str, rx: u64, tx: u64) -> RunRecord {

@@ -15,6 +15,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::compare::{self, Comparison, Decision, Verdict};
 use crate::error::{from_json, read_nonempty, Error, Result};
 use crate::metrics::{Better, Metric, Unit};
+use crate::stats::mannwhitney;
 use crate::trend::{Series, TrendReport};
 
 /// `schema` of a comparison record.
@@ -110,7 +111,9 @@ pub struct JudgementInfo {
     pub change: Option<f64>,
     /// `percent` or `pp`.
     pub change_unit: String,
-    /// `improved`, `regressed`, `within_noise`, `context` (shown, never judged) or `not_comparable`.
+    /// `improved`, `regressed`, `within_noise`, `cannot_tell` (the change reaches the
+    /// minimum effect but the test cannot reach `alpha` with these sample sizes: see
+    /// `smallest_p`), `context` (shown, never judged) or `not_comparable`.
     pub verdict: String,
     /// `threshold` (one sample on a side), `mann_whitney_exact`, `mann_whitney_normal`, or
     /// `none` (not judged).
@@ -119,6 +122,9 @@ pub struct JudgementInfo {
     pub p_value: Option<f64>,
     /// The significance level the p-value was held against (Mann-Whitney only).
     pub alpha: Option<f64>,
+    /// The smallest p-value the test can give with `n_baseline` and `n_run` samples
+    /// (Mann-Whitney only): when it is not below `alpha`, the verdict cannot be significant.
+    pub smallest_p: Option<f64>,
     /// The threshold or minimum effect, in `change_unit` (absent when not judged).
     pub min_effect: Option<f64>,
     /// The differing condition that kept this metric from being judged.
@@ -167,6 +173,7 @@ fn verdict_name(v: Verdict, d: Decision) -> &'static str {
         (Verdict::Improved, _) => "improved",
         (Verdict::Regressed, _) => "regressed",
         (Verdict::WithinNoise, _) => "within_noise",
+        (Verdict::CannotTell, _) => "cannot_tell",
         (Verdict::Context, _) => "context",
     }
 }
@@ -186,15 +193,17 @@ impl ComparisonRecord {
                     .filter_map(|r| {
                         let j = r.judgements[i]?;
                         let (b, c) = (r.cells[p.base]?, r.cells[p.run]?);
-                        let (test, p_value, alpha, min_effect) = match j.decision {
+                        let (test, p_value, alpha, min_effect, smallest_p) = match j.decision {
                             Decision::Threshold { threshold, .. } => {
-                                ("threshold", None, None, Some(threshold))
+                                ("threshold", None, None, Some(threshold), None)
                             }
                             Decision::MannWhitney {
                                 p,
                                 exact,
                                 alpha,
                                 min_effect,
+                                n_baseline,
+                                n_run,
                                 ..
                             } => (
                                 if exact {
@@ -205,9 +214,10 @@ impl ComparisonRecord {
                                 Some(p),
                                 Some(alpha),
                                 Some(min_effect),
+                                Some(mannwhitney::smallest_p(n_baseline, n_run)),
                             ),
                             Decision::None | Decision::NotComparable(_) => {
-                                ("none", None, None, None)
+                                ("none", None, None, None, None)
                             }
                         };
                         Some(JudgementInfo {
@@ -227,6 +237,7 @@ impl ComparisonRecord {
                             test: test.into(),
                             p_value,
                             alpha,
+                            smallest_p,
                             min_effect,
                             not_comparable: match j.decision {
                                 Decision::NotComparable(c) => Some(c.excludes_why()),
@@ -511,6 +522,30 @@ mod tests {
         let (back, ignored) = ComparisonRecord::load(&p).unwrap();
         assert_eq!(back, rec);
         assert!(ignored.is_empty());
+    }
+
+    #[test]
+    fn too_few_repeats_are_cannot_tell_in_the_record() {
+        let cmp = compare::compare(
+            &[
+                [900_000, 905_000, 898_000, 902_000, 899_000]
+                    .map(|tx| run("base", tx))
+                    .to_vec(),
+                vec![run("new", 600_000), run("new", 610_000)],
+            ],
+            &Settings::default(),
+        )
+        .unwrap();
+        let rec = ComparisonRecord::new(&cmp);
+        let tx = rec.pairs[0]
+            .judgements
+            .iter()
+            .find(|j| j.metric.key == "hop1.tx_pps")
+            .unwrap();
+        assert_eq!(tx.verdict, "cannot_tell");
+        assert_eq!((tx.n_baseline, tx.n_run), (5, 2));
+        assert!(tx.smallest_p.unwrap() > 0.09, "{:?}", tx.smallest_p);
+        assert!(!rec.regressed);
     }
 
     #[test]

@@ -353,6 +353,19 @@ fn repeats_are_judged_by_mann_whitney() {
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(text.contains("Mann-Whitney U (exact), p = 0.008"), "{text}");
     assert!(text.contains("(median of 5)"), "{text}");
+    // Two of the new runs against five: the test cannot reach p < 0.05 (smallest p = 2/21),
+    // so the same -22% is "cannot tell", not "within noise", and not a regression.
+    let two = format!(
+        "{},{}",
+        b.join("0.json").display(),
+        b.join("1.json").display()
+    );
+    let out = analyzer().arg("compare").arg(&a).arg(&two).assert().code(0);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("cannot tell with n = 5 + 2"), "{text}");
+    assert!(text.contains("its smallest p is 0.095"), "{text}");
+    assert!(text.contains("? cannot tell"), "{text}");
+    assert!(!text.contains("MCR-1 Egress: within noise"), "{text}");
 }
 
 #[test]

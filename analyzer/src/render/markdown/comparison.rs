@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::waterfall::waterfall;
-use super::{decision_text, escape_cell, mark, table_head, verdict_word, Chart};
+use super::{escape_cell, mark, table_head, verdict_text, Chart};
 use crate::compare::{not_judged, Comparison, Decision, Row, Verdict};
 use crate::metrics::{self, Denominator, Origin};
 use crate::record::{HostCpu, Measured, ProcessCpu, Source};
@@ -79,9 +79,20 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         &(0..cmp.labels.len()).collect::<Vec<_>>(),
         &baseline_pairs,
     );
+    // "cannot tell" is named only where a verdict is one, so reports without it read as before.
+    let unsure = cmp
+        .rows
+        .iter()
+        .flat_map(|r| r.judgements.iter().flatten())
+        .any(|j| j.verdict == Verdict::CannotTell);
     let _ = writeln!(
         o,
-        "\n✅ improved · ❌ regressed · ≈ within noise · no mark: context, not judged · — not measured in that run.  "
+        "\n✅ improved · ❌ regressed · ≈ within noise{} · no mark: context, not judged · — not measured in that run.  ",
+        if unsure {
+            " · ? cannot tell (too few repeats for the test to decide)"
+        } else {
+            ""
+        }
     );
     if any_reported {
         let _ = writeln!(
@@ -227,16 +238,11 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         };
         for row in &cmp.rows {
             if let Some(j) = row.judgements[i].filter(|j| j.decision != Decision::None) {
-                let word = if j.verdict == Verdict::Context {
-                    String::new()
-                } else {
-                    format!("{} by ", verdict_word(j.verdict))
-                };
                 let _ = writeln!(
                     o,
-                    "- {who} · {}: {word}{}",
+                    "- {who} · {}: {}",
                     row.metric.label,
-                    decision_text(&j.decision)
+                    verdict_text(j.verdict, &j.decision)
                 );
             }
         }
