@@ -129,6 +129,10 @@ pub struct JudgementInfo {
     pub min_effect: Option<f64>,
     /// The differing condition that kept this metric from being judged.
     pub not_comparable: Option<String>,
+    /// Why the verdict may not mean what it says: `survivors' latency` for a latency of a pair
+    /// where a side lost more than 1% at the receiver (the latency of the packets that got
+    /// through; the key result does not lead with it).
+    pub caveat: Option<String>,
 }
 
 /// Two sets judged against each other.
@@ -243,6 +247,7 @@ impl ComparisonRecord {
                                 Decision::NotComparable(c) => Some(c.excludes_why()),
                                 _ => None,
                             },
+                            caveat: compare::caveat(cmp, r, i).map(str::to_string),
                         })
                     })
                     .collect::<Vec<_>>();

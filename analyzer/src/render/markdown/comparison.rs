@@ -6,7 +6,9 @@ use std::fmt::Write;
 
 use super::waterfall::waterfall;
 use super::{escape_cell, mark, table_head, verdict_text, Chart};
-use crate::compare::{not_judged, Comparison, Decision, Row, Verdict};
+use crate::compare::{
+    caveat, not_judged, survivors_loss, Comparison, Decision, Row, Verdict, SURVIVORS_LOSS_PCT,
+};
 use crate::metrics::{self, Denominator, Origin};
 use crate::record::{HostCpu, Measured, ProcessCpu, Source};
 use crate::render::fmt::{change, count, seconds, value};
@@ -38,7 +40,16 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
             cmp.rows
                 .iter()
                 .filter(move |r| r.judgements[i].is_some_and(|j| j.verdict == Verdict::Regressed))
-                .map(move |r| format!("{} in {}{against}", r.metric.label, cmp.names[p.run]))
+                .map(move |r| {
+                    let survivors = match caveat(cmp, r, i) {
+                        Some(c) => format!(" ({c})"),
+                        None => String::new(),
+                    };
+                    format!(
+                        "{} in {}{against}{survivors}",
+                        r.metric.label, cmp.names[p.run]
+                    )
+                })
         })
         .collect();
     let caveats: Vec<String> = cmp
@@ -94,6 +105,17 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
             ""
         }
     );
+    if let Some(loss) = (0..cmp.pairs.len())
+        .filter(|&i| cmp.rows.iter().any(|r| caveat(cmp, r, i).is_some()))
+        .filter_map(|i| survivors_loss(cmp, i))
+        .max_by(f64::total_cmp)
+    {
+        let _ = writeln!(
+            o,
+            "ˢ survivors' latency: a run lost more than {SURVIVORS_LOSS_PCT}% of its packets at the receiver (up to {}), so its latency is that of the packets that got through; the key result does not lead with it.  ",
+            crate::render::fmt::percent(loss)
+        );
+    }
     if any_reported {
         let _ = writeln!(
             o,
@@ -323,17 +345,22 @@ fn summary_table(o: &mut String, cmp: &Comparison, sets: &[usize], pairs: &[usiz
                 None => line.push_str(" — |"),
             }
         }
-        for j in pairs.iter().map(|&i| &row.judgements[i]) {
-            match j {
+        for &i in pairs {
+            match &row.judgements[i] {
                 Some(j) => {
                     let c = j
                         .change
                         .map_or("n/a".into(), |c| change(row.metric.unit, c));
                     let bold = matches!(j.verdict, Verdict::Improved | Verdict::Regressed);
-                    if bold {
-                        let _ = write!(line, " **{c}**{} |", mark(j.verdict));
+                    let survivors = if caveat(cmp, row, i).is_some() {
+                        " ˢ"
                     } else {
-                        let _ = write!(line, " {c}{} |", mark(j.verdict));
+                        ""
+                    };
+                    if bold {
+                        let _ = write!(line, " **{c}**{}{survivors} |", mark(j.verdict));
+                    } else {
+                        let _ = write!(line, " {c}{}{survivors} |", mark(j.verdict));
                     }
                 }
                 None => line.push_str(" — |"),
