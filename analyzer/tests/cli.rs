@@ -846,3 +846,49 @@ fn history_appends_nights_and_shows_a_slice() {
         .assert()
         .code(2);
 }
+
+/// Issue 19: a run record with `minor_version` was refused ("unknown field `minor_version`").
+/// A newer minor version is compared, and the report names the fields it did not read.
+#[test]
+fn a_run_record_of_a_newer_minor_version_is_compared_and_its_new_fields_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |name: &str, extra: &str| {
+        format!(
+            r#"{{"schema":"mcr.analyzer.run","version":1,{extra}"name":"{name}","duration_ns":1000000000,
+            "hops":[{{"name":"MCR-1","counters":{{"rx":1000000,"tx_sent":900000}}}}]}}"#
+        )
+    };
+    let base = write(dir.path(), "base.json", &rec("base", ""));
+    let newer = write(
+        dir.path(),
+        "newer.json",
+        &rec("newer", r#""minor_version":1,"dashboard":"x","#),
+    );
+    let out = analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&newer)
+        .assert()
+        .code(0);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.contains("the record is newer than this analyzer: not read `dashboard`"),
+        "{text}"
+    );
+    let typo = write(
+        dir.path(),
+        "typo.json",
+        &rec("typo", r#""minor_version":0,"dashboard":"x","#),
+    );
+    let out = analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&typo)
+        .assert()
+        .code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("typo.json") && err.contains("`dashboard`"),
+        "{err}"
+    );
+}

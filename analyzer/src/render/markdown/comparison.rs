@@ -275,9 +275,19 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
     let _ = writeln!(o, "## Inputs\n");
     for (i, rec) in cmp.representatives.iter().enumerate() {
         let srcs: Vec<String> = rec.sources.iter().map(source_text).collect();
+        // A record of a newer minor version: say which of its fields this report did not read.
+        let skipped = if rec.skipped.is_empty() {
+            String::new()
+        } else {
+            let fields: Vec<String> = rec.skipped.iter().map(|f| format!("`{f}`")).collect();
+            format!(
+                "; the record is newer than this analyzer: not read {}",
+                fields.join(", ")
+            )
+        };
         let _ = writeln!(
             o,
-            "- {}: {}",
+            "- {}: {}{skipped}",
             cmp.labels[i],
             if srcs.is_empty() {
                 "no sources recorded".into()
