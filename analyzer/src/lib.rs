@@ -14,6 +14,7 @@
 //! println!("{}", render::markdown::comparison(&cmp, &[]));
 //! ```
 
+pub mod checksum;
 pub mod cli;
 pub mod compare;
 pub mod conditions;

@@ -813,6 +813,17 @@ fn history_appends_nights_and_shows_a_slice() {
             .code(0);
     }
     assert!(hist.join("000001.parquet").exists() && hist.join("000002.parquet").exists());
+    assert!(hist.join("000001.parquet.crc32").exists());
+    // The same night again: nothing is counted twice, and the run is named.
+    let out = analyzer()
+        .args(["history", "append", "--to"])
+        .arg(&hist)
+        .arg(fixture("mcrd-3h-80000pps.json"))
+        .assert()
+        .code(0);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("already in the history"), "{err}");
+    assert!(!hist.join("000003.parquet").exists());
     let out = analyzer()
         .current_dir(d)
         .args([

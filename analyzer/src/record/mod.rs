@@ -590,6 +590,27 @@ impl RunRecord {
                 ));
             }
         }
+        if let Some(r) = &self.receiver {
+            rate("receiver.reported_pps".into(), r.reported_pps)?;
+            for (i, p) in r.latency.iter().enumerate() {
+                if !(0.0..=100.0).contains(&p.percentile) {
+                    return Err(Error::field(
+                        path,
+                        format!("receiver.latency[{i}].percentile"),
+                        format!("{} is not a percentile (0..=100)", p.percentile),
+                    ));
+                }
+            }
+        }
+        if let Some(x) = self.sweep.as_ref().and_then(|s| s.max_loss_ratio) {
+            if !x.is_finite() || x < 0.0 {
+                return Err(Error::field(
+                    path,
+                    "sweep.max_loss_ratio",
+                    format!("{x} is not a non-negative ratio"),
+                ));
+            }
+        }
         if let Some(h) = &self.host_cpu {
             if h.window_ns == Some(0) {
                 return Err(Error::field(
@@ -1086,5 +1107,46 @@ mod tests {
         // Written back, the record is a 1.0 record without the skipped fields.
         let again = RunRecord::parse(p, &serde_json::to_string(&r).unwrap()).unwrap();
         assert!(again.skipped.is_empty());
+    }
+
+    /// Issue 19: NaN and infinite values are refused with the record and the field, wherever
+    /// a record can hold a float (text ingest parses `p_nan` or a 400-digit number to them).
+    #[test]
+    fn nan_and_infinite_values_are_refused_naming_the_field() {
+        let p = Path::new("night.json");
+        let mut r = RunRecord::new("n");
+        r.receiver = Some(Receiver {
+            reported_pps: Some(f64::INFINITY),
+            ..Default::default()
+        });
+        let e = r.validate(p).unwrap_err().to_string();
+        assert!(
+            e.contains("night.json") && e.contains("receiver.reported_pps"),
+            "{e}"
+        );
+        r.receiver = Some(Receiver {
+            latency: vec![Percentile {
+                percentile: f64::NAN,
+                latency_ns: 5,
+            }],
+            ..Default::default()
+        });
+        let e = r.validate(p).unwrap_err().to_string();
+        assert!(e.contains("receiver.latency[0].percentile"), "{e}");
+        r.receiver = None;
+        r.sweep = Some(Sweep {
+            max_loss_ratio: Some(f64::NAN),
+            ..Default::default()
+        });
+        let e = r.validate(p).unwrap_err().to_string();
+        assert!(e.contains("sweep.max_loss_ratio"), "{e}");
+        r.sweep = None;
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            ..Default::default()
+        });
+        r.hops[0].reported.tx_pps = Some(f64::NEG_INFINITY);
+        let e = r.validate(p).unwrap_err().to_string();
+        assert!(e.contains("hops[0].reported.tx_pps"), "{e}");
     }
 }
