@@ -515,6 +515,13 @@ fn gather(part: &Path, q: &Query, into: &mut BTreeMap<SliceKey, Gathered>) -> Re
         let day = day[i].as_deref().ok_or_else(|| missing("day"))?;
         let hop = hop[i].ok_or_else(|| missing("hop"))?;
         let value = value[i].ok_or_else(|| missing("value"))?;
+        if !value.is_finite() {
+            // Appending refuses these; a part that holds one was not written by it.
+            return Err(Error::format(
+                part,
+                format!("row {i}: `value` of {metric} is {value}; a history holds finite numbers"),
+            ));
+        }
         if !q.keeps(metric, hop, relay, target[i], day) {
             continue;
         }
