@@ -162,6 +162,9 @@ pub struct CompareArgs {
     /// Also judge each run against the one before it (a second summary table).
     #[arg(long)]
     pub chain: bool,
+    /// Also write the verdicts as a `mcr.analyzer.comparison` JSON record.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +188,9 @@ pub struct TrendArgs {
     /// Significance level of the permutation test.
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
+    /// Also write the change points and verdicts as a `mcr.analyzer.trend` JSON record.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// The clap command `analyzer` parses with (for man pages and completions).

@@ -16,6 +16,13 @@ use crate::stats::{mannwhitney, median};
 use crate::table::Table;
 use crate::waterfall::{self, Waterfall};
 
+/// Receiver loss, percent, above which a run's latency is "survivors' latency": the latency of
+/// the packets that got through. A relay that drops a burst does not queue it, so heavy loss
+/// can make latency look better (or, with retries upstream, worse) for reasons that are not
+/// latency at all. 1% is far above the loss of a healthy run here (0 to 0.01% on veth) and
+/// well below where the seed's losses were (14% to 86% per hop).
+pub const SURVIVORS_LOSS_PCT: f64 = 1.0;
+
 /// Tunables of the verdicts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
@@ -51,6 +58,10 @@ pub enum Verdict {
     Improved,
     Regressed,
     WithinNoise,
+    /// The change reaches the minimum effect, but the repeats are too few for the test to
+    /// reach `alpha` whatever they hold (Mann-Whitney with 5 against 2: p ≥ 0.095). Not
+    /// "within noise": the test could not have said otherwise, so it says nothing.
+    CannotTell,
     /// Shown for context (an input of the test), never judged.
     Context,
 }
@@ -216,7 +227,11 @@ pub fn judge(metric: &Metric, base: &[f64], run: &[f64], s: &Settings) -> Judgem
     } else {
         (true, Decision::Threshold { threshold, pp })
     };
-    let verdict = if !(significant && big) {
+    let powerless = matches!(decision, Decision::MannWhitney { .. })
+        && mannwhitney::smallest_p(base.len(), run.len()) >= s.alpha;
+    let verdict = if big && powerless {
+        Verdict::CannotTell
+    } else if !(significant && big) {
         Verdict::WithinNoise
     } else if (c > 0.0) == (metric.better == Better::Higher) {
         Verdict::Improved
@@ -344,6 +359,28 @@ pub fn not_judged(p: &Pair) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// The larger receiver loss (percent) of the two sides of `pair` when it is above
+/// [`SURVIVORS_LOSS_PCT`].
+pub fn survivors_loss(cmp: &Comparison, pair: usize) -> Option<f64> {
+    let p = &cmp.pairs[pair];
+    let loss = row(cmp, "receiver.loss_pct")?;
+    [loss.cells[p.base], loss.cells[p.run]]
+        .into_iter()
+        .flatten()
+        .map(|c| c.value)
+        .max_by(f64::total_cmp)
+        .filter(|&l| l > SURVIVORS_LOSS_PCT)
+}
+
+/// Why a judged change of `row` in `pair` may not mean what it says: `survivors' latency` for a
+/// latency measured on a run that lost more than [`SURVIVORS_LOSS_PCT`] at the receiver.
+pub fn caveat(cmp: &Comparison, row: &Row, pair: usize) -> Option<&'static str> {
+    let judged = row.judgements[pair]
+        .is_some_and(|j| !matches!(j.verdict, Verdict::Context | Verdict::WithinNoise));
+    (judged && row.metric.unit == Unit::Nanos && survivors_loss(cmp, pair).is_some())
+        .then_some("survivors' latency")
+}
+
 /// `MCR-1 Ingress +41% (490k → 689k pps)`.
 fn describe(row: &Row, pair: usize, p: &Pair) -> Option<(f64, String)> {
     let j = row.judgements[pair]?;
@@ -365,23 +402,40 @@ fn describe(row: &Row, pair: usize, p: &Pair) -> Option<(f64, String)> {
 /// were lost, all taken from the rows and the waterfall.
 fn key_result(cmp: &Comparison, pair: usize) -> String {
     let p = &cmp.pairs[pair];
+    // Survivors' latency never leads: it is told after the verdicts, as what it is.
     let pick = |want: Verdict| -> Vec<String> {
         let mut v: Vec<(f64, String)> = cmp
             .rows
             .iter()
             .filter(|r| r.judgements[pair].is_some_and(|j| j.verdict == want))
+            .filter(|r| caveat(cmp, r, pair).is_none())
             .filter_map(|r| describe(r, pair, p))
             .collect();
         v.sort_by(|a, b| b.0.total_cmp(&a.0));
         v.into_iter().take(2).map(|x| x.1).collect()
     };
     let (better, worse) = (pick(Verdict::Improved), pick(Verdict::Regressed));
+    let survivors: Vec<String> = cmp
+        .rows
+        .iter()
+        .filter(|r| caveat(cmp, r, pair).is_some())
+        .filter_map(|r| {
+            let j = r.judgements[pair]?;
+            let (_, d) = describe(r, pair, p)?;
+            Some(format!("{d}, {}", super_word(j.verdict)))
+        })
+        .collect();
+    let unsure = pick(Verdict::CannotTell);
     let mut s = format!("{} against {}: ", cmp.names[p.run], cmp.names[p.base]);
     let judged_any = cmp
         .rows
         .iter()
         .any(|r| r.judgements[pair].is_some_and(|j| j.verdict != Verdict::Context));
-    let verdicts = match (better.is_empty(), worse.is_empty()) {
+    let mut verdicts = match (better.is_empty(), worse.is_empty()) {
+        (true, true) if !unsure.is_empty() => "no metric was shown to change".to_string(),
+        (true, true) if !survivors.is_empty() => {
+            "no other judged metric changed beyond noise".to_string()
+        }
         (true, true) => "no judged metric changed beyond noise".to_string(),
         (false, true) => format!("improved {}, nothing regressed", better.join(" and ")),
         (true, false) => format!("regressed {}", worse.join(" and ")),
@@ -391,6 +445,23 @@ fn key_result(cmp: &Comparison, pair: usize) -> String {
             worse.join(" and ")
         ),
     };
+    if !unsure.is_empty() {
+        let (nb, nr) = (cmp.sizes[p.base], cmp.sizes[p.run]);
+        verdicts.push_str(&format!(
+            "; cannot tell with n = {nb} + {nr} whether {} changed (the test cannot reach \
+             p < {} with so few repeats)",
+            unsure.join(" and "),
+            cmp.settings.alpha
+        ));
+    }
+    if let (false, Some(loss)) = (survivors.is_empty(), survivors_loss(cmp, pair)) {
+        verdicts.push_str(&format!(
+            ". Survivors' latency: {}; the receiver lost {} of the packets, so this is the \
+             latency of the ones that got through",
+            survivors.join("; "),
+            crate::render::fmt::percent(loss)
+        ));
+    }
     match not_judged(p) {
         // Nothing judged is no reason to leave out what the run itself shows (where it lost
         // packets, an inconsistent record, a stream's loss): those follow either way.
@@ -427,6 +498,17 @@ fn key_result(cmp: &Comparison, pair: usize) -> String {
         }
     }
     s
+}
+
+/// A verdict in a sentence.
+fn super_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Improved => "improved",
+        Verdict::Regressed => "regressed",
+        Verdict::WithinNoise => "within noise",
+        Verdict::CannotTell => "cannot tell",
+        Verdict::Context => "not judged",
+    }
 }
 
 /// The biggest single known loss of a run, as a sentence.
@@ -524,11 +606,12 @@ mod tests {
             j.decision,
             Decision::MannWhitney { exact: true, .. }
         ));
-        // Overlapping samples with a large median shift: not significant, so within noise.
+        // Overlapping samples with a large median shift: not significant, so within noise (four
+        // a side, where the test could have reached p < 0.05: smallest p = 2/70).
         let j = judge(
             &m(Better::Higher, Unit::Pps),
-            &[100.0, 60.0, 140.0],
-            &[70.0, 130.0, 50.0],
+            &[100.0, 60.0, 140.0, 90.0],
+            &[70.0, 130.0, 50.0, 85.0],
             &s,
         );
         assert_eq!(j.verdict, Verdict::WithinNoise);
@@ -540,6 +623,56 @@ mod tests {
             &s,
         );
         assert_eq!(j.verdict, Verdict::WithinNoise);
+    }
+
+    /// Five repeats against two cannot reach p < 0.05 (smallest p = 2/21 = 0.095): a 20% drop is
+    /// "cannot tell", not "within noise"; a change below the minimum effect stays within noise.
+    #[test]
+    fn too_few_repeats_cannot_tell() {
+        let s = Settings::default();
+        let base = [100.0, 101.0, 99.0, 100.5, 99.5];
+        let j = judge(&m(Better::Higher, Unit::Pps), &base, &[80.0, 81.0], &s);
+        assert_eq!(j.verdict, Verdict::CannotTell);
+        match j.decision {
+            Decision::MannWhitney { p, .. } => assert!((p - 2.0 / 21.0).abs() < 1e-12, "{p}"),
+            d => panic!("{d:?}"),
+        }
+        let j = judge(&m(Better::Higher, Unit::Pps), &base, &[99.0, 99.5], &s);
+        assert_eq!(j.verdict, Verdict::WithinNoise);
+        // Six against two can (smallest p = 2/28 = 0.071 at 0.05: no; 6 + 3: 2/84 = 0.024: yes).
+        let j = judge(
+            &m(Better::Higher, Unit::Pps),
+            &base,
+            &[80.0, 81.0, 79.0],
+            &s,
+        );
+        assert_eq!(j.verdict, Verdict::Regressed);
+    }
+
+    #[test]
+    fn key_result_says_cannot_tell_with_the_sample_sizes() {
+        let base: Vec<RunRecord> = [900, 905, 898, 902, 899]
+            .iter()
+            .map(|&tx| run("base", 1000, tx))
+            .collect();
+        let c = compare(
+            &[base, vec![run("new", 1000, 700), run("new", 1000, 705)]],
+            &Settings::default(),
+        )
+        .unwrap();
+        let tx = row(&c, "hop1.tx_pps").unwrap();
+        assert_eq!(tx.judgements[0].unwrap().verdict, Verdict::CannotTell);
+        assert!(!c.regressed());
+        assert!(
+            c.key_results[0].contains("cannot tell with n = 5 + 2 whether MCR-1 Egress"),
+            "{}",
+            c.key_results[0]
+        );
+        assert!(
+            !c.key_results[0].contains("beyond noise"),
+            "{}",
+            c.key_results[0]
+        );
     }
 
     fn run(name: &str, rx: u64, tx: u64) -> RunRecord {
@@ -589,6 +722,62 @@ mod tests {
         )
         .unwrap();
         assert!(!same.regressed());
+    }
+
+    /// A run with `lost` of 100,000 packets lost at the receiver and a p99 latency.
+    fn with_latency(name: &str, lost: u64, p99_us: u64) -> RunRecord {
+        let mut r = run(name, 100_000, 100_000);
+        r.receiver = Some(crate::record::Receiver {
+            received: Some(100_000 - lost),
+            lost: Some(lost),
+            latency: vec![crate::record::Percentile {
+                percentile: 99.0,
+                latency_ns: p99_us * 1000,
+            }],
+            ..Default::default()
+        });
+        r
+    }
+
+    /// A latency that fell because the run dropped 20% of its packets is survivors' latency: it
+    /// is marked, and the key result leads with the loss, not with the "improved" latency.
+    #[test]
+    fn latency_of_a_lossy_run_is_survivors_latency() {
+        let c = compare(
+            &[
+                vec![with_latency("base", 0, 800)],
+                vec![with_latency("lossy", 20_000, 400)],
+            ],
+            &Settings::default(),
+        )
+        .unwrap();
+        let lat = row(&c, "receiver.latency_p99").unwrap();
+        assert_eq!(lat.judgements[0].unwrap().verdict, Verdict::Improved);
+        assert_eq!(caveat(&c, lat, 0), Some("survivors' latency"));
+        let k = &c.key_results[0];
+        let lead = k.split(". ").next().unwrap();
+        assert!(!lead.contains("Latency"), "{k}");
+        assert!(lead.contains("regressed End-to-end Loss"), "{k}");
+        assert!(
+            k.contains("Survivors' latency: Latency p99 -50%") && k.contains("lost 20%"),
+            "{k}"
+        );
+        // Loss at or below the threshold: latency is judged and told as ever.
+        let c = compare(
+            &[
+                vec![with_latency("base", 0, 800)],
+                vec![with_latency("ok", 1_000, 400)],
+            ],
+            &Settings::default(),
+        )
+        .unwrap();
+        let lat = row(&c, "receiver.latency_p99").unwrap();
+        assert_eq!(caveat(&c, lat, 0), None);
+        assert!(
+            c.key_results[0].starts_with("ok against base: improved Latency p99 -50%"),
+            "{}",
+            c.key_results[0]
+        );
     }
 
     #[test]

@@ -9,13 +9,15 @@
 //! | offered load | the generator's rate is more than the tolerance (10%) off the baseline's | rates, CPU per packet, latency |
 //! | datagram size | `configuration.generator.size` (or payload bytes per datagram) differs | rates, CPU per packet, latency |
 //! | duration | one run's `duration_ns` is more than twice the other's | rates |
-//! | hops | the number of hops differs | end-to-end metrics (receiver, host CPU per delivered packet) |
+//! | hops | `configuration.harness.hops` differs | end-to-end metrics (receiver, host CPU per delivered packet) |
 //! | topology | `configuration.harness.topology` differs | end-to-end metrics |
 //!
 //! What stays comparable is judged as ever: the share of the offered traffic each hop received
 //! and sent on (rows added to the report when the load differs), buffer exhaustion, kernel drops
-//! and end-to-end loss. A condition that one of the runs did not record is not a difference:
-//! the analyzer cannot tell, and says nothing.
+//! and end-to-end loss. A condition is compared only where both runs' records state it: one that
+//! either did not record is not a difference (the analyzer cannot tell, and says nothing). The
+//! hop count in particular is the harness's (`configuration.harness.hops`), never the number of
+//! hops a record happens to list counters for.
 
 use crate::metrics::{self, Metric, Unit};
 use crate::record::{RunRecord, Setting};
@@ -43,7 +45,8 @@ pub enum Condition {
 }
 
 impl Condition {
-    fn name(self) -> &'static str {
+    /// The condition in words: `offered load`, `hop count`.
+    pub fn name(self) -> &'static str {
         match self {
             Condition::OfferedLoad => "offered load",
             Condition::DatagramSize => "datagram size",
@@ -181,12 +184,14 @@ impl Conditions {
                 });
             }
         }
-        if b.hops.len() != r.hops.len() {
-            mismatches.push(Mismatch {
-                condition: Condition::Hops,
-                baseline: b.hops.len().to_string(),
-                run: r.hops.len().to_string(),
-            });
+        if let (Some(hb), Some(hr)) = (hop_count(b), hop_count(r)) {
+            if hb != hr {
+                mismatches.push(Mismatch {
+                    condition: Condition::Hops,
+                    baseline: hb.to_string(),
+                    run: hr.to_string(),
+                });
+            }
         }
         let topology = |rec: &RunRecord| rec.configuration.harness.get("topology").map(show);
         if let (Some(tb), Some(tr)) = (topology(b), topology(r)) {
@@ -240,6 +245,17 @@ pub fn offered_load(set: &[RunRecord]) -> Option<f64> {
         })
         .collect();
     (!v.is_empty()).then(|| median(&v))
+}
+
+/// The number of relays the run's pipeline had, as the harness states it
+/// (`configuration.harness.hops`). Not the length of `hops[]`: that is the hops whose counters
+/// the sources gave (the seed's report printed MCR-1 alone for a three-hop run), so two runs of
+/// one pipeline can list different hops, and a run that lists none may still have had some.
+fn hop_count(rec: &RunRecord) -> Option<u64> {
+    rec.configuration
+        .harness
+        .get("hops")
+        .and_then(Setting::as_u64)
 }
 
 /// UDP payload bytes per datagram: the configured size, else payload bytes over datagrams sent.
@@ -313,9 +329,18 @@ mod tests {
         assert!(c.load_differs());
     }
 
+    /// A run whose harness states its hop count.
+    fn hops_stated(sent: u64, hops: usize) -> RunRecord {
+        let mut r = rec(sent, hops);
+        r.configuration
+            .harness
+            .insert("hops".into(), Setting::from(hops));
+        r
+    }
+
     #[test]
     fn other_hop_count_excludes_end_to_end_only() {
-        let c = Conditions::between(&[rec(1000, 1)], &[rec(1000, 3)], 10.0);
+        let c = Conditions::between(&[hops_stated(1000, 1)], &[hops_stated(1000, 3)], 10.0);
         assert_eq!(c.mismatches.len(), 1);
         assert_eq!(c.excluding(&m("hop1.tx_pps", Unit::Pps)), None);
         assert_eq!(
@@ -323,6 +348,19 @@ mod tests {
             Some(Condition::Hops)
         );
         assert!(!c.load_differs());
+    }
+
+    /// The seed's records list the hops whose counters its report printed (MCR-1 in one run,
+    /// MCR-1 and MCR-2 in another, of one three-hop pipeline): that is not a hop count, and only
+    /// a count both records state is compared.
+    #[test]
+    fn hops_listed_are_not_a_hop_count() {
+        let c = Conditions::between(&[rec(1000, 1)], &[rec(1000, 2)], 10.0);
+        assert!(c.mismatches.is_empty(), "{c:?}");
+        let c = Conditions::between(&[hops_stated(1000, 3)], &[rec(1000, 2)], 10.0);
+        assert!(c.mismatches.is_empty(), "{c:?}");
+        let c = Conditions::between(&[hops_stated(1000, 3)], &[hops_stated(1000, 3)], 10.0);
+        assert!(c.mismatches.is_empty(), "{c:?}");
     }
 
     #[test]

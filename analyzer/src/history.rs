@@ -24,10 +24,15 @@ use crate::record::RunRecord;
 
 /// File extension of one appended part of a history.
 pub const PART_EXT: &str = "parquet";
+/// Extension of the file beside each part (`000001.parquet.crc32`) that holds its checksum:
+/// `crc32 HEX LENGTH`. Written before the part, so a part whose writing was cut short fails
+/// its check instead of being read.
+pub const SUM_EXT: &str = "crc32";
 
 /// The rows of one record.
 #[derive(Default)]
 struct Rows {
+    run_id: Vec<String>,
     run: Vec<String>,
     date: Vec<Option<String>>,
     day: Vec<String>,
@@ -73,7 +78,21 @@ fn split_key(key: &str) -> (u32, String) {
 }
 
 impl Rows {
-    fn push(&mut self, source: &str, rec: &RunRecord) {
+    /// Adds a record's rows; a metric that is not a finite number is refused with the record
+    /// and the metric (a history's statistics would silently turn NaN).
+    fn push(&mut self, source: &str, rec: &RunRecord) -> Result<()> {
+        let values = metrics::metrics(rec);
+        if let Some(v) = values.iter().find(|v| !v.value.is_finite()) {
+            return Err(Error::field(
+                Path::new(source),
+                v.metric.key.as_str(),
+                format!(
+                    "is {}: a history holds finite numbers only (record \"{}\")",
+                    v.value, rec.name
+                ),
+            ));
+        }
+        let id = run_id(rec);
         let day = rec
             .date
             .as_deref()
@@ -85,9 +104,10 @@ impl Rows {
             .generator
             .get("target_pps")
             .and_then(serde_json::Value::as_f64);
-        for v in metrics::metrics(rec) {
+        for v in values {
             let (hop, metric) = split_key(&v.metric.key);
             let h = hop.checked_sub(1).and_then(|i| rec.hops.get(i as usize));
+            self.run_id.push(id.clone());
             self.run.push(rec.name.clone());
             self.date.push(rec.date.clone());
             self.day.push(day.clone());
@@ -108,10 +128,12 @@ impl Rows {
                 Origin::Measured => "measured",
             });
         }
+        Ok(())
     }
 
     fn frame(self) -> PolarsResult<DataFrame> {
         DataFrame::new_infer_height(vec![
+            Column::new("run_id".into(), self.run_id),
             Column::new("run".into(), self.run),
             Column::new("date".into(), self.date),
             Column::new("day".into(), self.day),
@@ -129,6 +151,32 @@ impl Rows {
     }
 }
 
+/// A run's identity in a history: its name and date (`night 3 rep 1@2026-11-03T01:00:00Z`),
+/// which a nightly job's repeats do not share; an undated record adds a checksum of its whole
+/// content (`name#1a2b3c4d`), so that only the same record is the same run.
+pub fn run_id(rec: &RunRecord) -> String {
+    match &rec.date {
+        Some(d) => format!("{}@{d}", rec.name),
+        None => {
+            let json = serde_json::to_string(rec).expect("records serialize");
+            format!(
+                "{}#{:08x}",
+                rec.name,
+                crate::checksum::crc32(json.as_bytes())
+            )
+        }
+    }
+}
+
+/// The number of a part or checksum file (`000012.parquet`, `000012.parquet.crc32` -> 12).
+fn part_number(f: &Path) -> Option<u64> {
+    let name = f.file_name()?.to_str()?;
+    let stem = name
+        .strip_suffix(&format!(".{PART_EXT}.{SUM_EXT}"))
+        .or_else(|| name.strip_suffix(&format!(".{PART_EXT}")))?;
+    stem.parse().ok()
+}
+
 /// The parts of a history directory, in append order.
 fn parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -140,39 +188,197 @@ fn parts(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The checksum file of `part`.
+fn sum_path(part: &Path) -> PathBuf {
+    let mut name = part.as_os_str().to_owned();
+    name.push(format!(".{SUM_EXT}"));
+    PathBuf::from(name)
+}
+
+/// The parts of `dir` written before parts had checksums (no `.crc32` beside them): read, but
+/// not verified. `history show` names them.
+pub fn unverified_parts(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(parts(dir)?
+        .into_iter()
+        .filter(|p| !sum_path(p).exists())
+        .collect())
+}
+
+/// Reads a part's bytes and checks them against its checksum file; every error names the part.
+fn read_part(part: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(part).map_err(|e| Error::io(part, e))?;
+    let sum = sum_path(part);
+    let text = match std::fs::read_to_string(&sum) {
+        Ok(t) => t,
+        // Written before checksums: read as it is (see `unverified_parts`).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(bytes),
+        Err(e) => {
+            return Err(Error::format(
+                part,
+                format!("its checksum file {} cannot be read: {e}", sum.display()),
+            ))
+        }
+    };
+    let expected = text
+        .trim()
+        .strip_prefix("crc32 ")
+        .and_then(|r| r.split_once(' '))
+        .and_then(|(crc, len)| Some((u32::from_str_radix(crc, 16).ok()?, len.parse::<u64>().ok()?)))
+        .ok_or_else(|| {
+            Error::format(
+                part,
+                format!(
+                    "its checksum file {} is corrupt (expected `crc32 HEX LENGTH`, found {:?})",
+                    sum.display(),
+                    text.trim()
+                ),
+            )
+        })?;
+    let found = (crate::checksum::crc32(&bytes), bytes.len() as u64);
+    if found != expected {
+        return Err(Error::format(
+            part,
+            format!(
+                "corrupt: {} bytes with CRC-32 {:08x}, but {} says {} bytes with {:08x}; restore \
+                 the part from a copy, or move it and its checksum out of the history to read \
+                 the rest",
+                found.1,
+                found.0,
+                sum.display(),
+                expected.1,
+                expected.0
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The run ids already in the history (a part written before run ids: its dated runs).
+fn known_runs(dir: &Path) -> Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    if !dir.exists() {
+        return Ok(ids);
+    }
+    for part in parts(dir)? {
+        let df = read_frame(&part)?;
+        let bad =
+            |e: PolarsError| Error::format(&part, format!("not a readable history part: {e}"));
+        if let Ok(c) = df.column("run_id") {
+            ids.extend(c.str().map_err(bad)?.iter().flatten().map(str::to_string));
+        } else {
+            let run = df
+                .column("run")
+                .and_then(|c| c.str().cloned())
+                .map_err(bad)?;
+            let date = df
+                .column("date")
+                .and_then(|c| c.str().cloned())
+                .map_err(bad)?;
+            for (r, d) in run.iter().zip(date.iter()) {
+                if let (Some(r), Some(d)) = (r, d) {
+                    ids.insert(format!("{r}@{d}"));
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// What `history append` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    /// The new part; `None` when every record was already in the history.
+    pub part: Option<PathBuf>,
+    pub rows: usize,
+    pub records: usize,
+    /// Records not appended because their run is in the history already (or earlier in the
+    /// same append): their run ids.
+    pub skipped: Vec<String>,
+}
+
 /// Appends the records at `inputs` (records, directories, JSON Lines) to the history in `dir`
-/// (created if missing) as one new part; returns its path and the number of rows.
-pub fn append(dir: &Path, inputs: &[PathBuf]) -> Result<(PathBuf, usize)> {
+/// (created if missing) as one new part and its checksum. A record whose run id ([`run_id`]) is
+/// in the history already is skipped and named, so appending a night twice counts it once.
+pub fn append(dir: &Path, inputs: &[PathBuf]) -> Result<Appended> {
+    let mut known = known_runs(dir)?;
     let mut rows = Rows::default();
-    let mut records = 0usize;
+    let (mut records, mut seen) = (0usize, 0usize);
+    let mut skipped = Vec::new();
     for p in inputs {
         RunRecord::for_each_in(p, |name, rec| {
-            rows.push(&name, &rec);
+            seen += 1;
+            let id = run_id(&rec);
+            if !known.insert(id.clone()) {
+                skipped.push(id);
+                return Ok(());
+            }
+            rows.push(&name, &rec)?;
             records += 1;
             Ok(())
         })?;
     }
-    if records == 0 {
+    if seen == 0 {
         return Err(Error::Usage("history append: no record given".into()));
     }
+    if records == 0 {
+        return Ok(Appended {
+            part: None,
+            rows: 0,
+            records,
+            skipped,
+        });
+    }
     let mut df = rows.frame()?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let next = parts(dir)?
-        .last()
-        .and_then(|p| p.file_stem()?.to_str()?.parse::<u64>().ok())
-        .map_or(1, |n| n + 1);
-    let path = dir.join(format!("{next:06}.{PART_EXT}"));
-    // create_new: never overwrite a part another append wrote meanwhile.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
     // Uncompressed: no codec to build, and a night's part is a few kilobytes.
-    ParquetWriter::new(file)
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
         .with_compression(ParquetCompression::Uncompressed)
         .finish(&mut df)?;
-    Ok((path, df.height()))
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let next = entries
+        .iter()
+        .filter_map(|f| part_number(f))
+        .max()
+        .map_or(1, |n| n + 1);
+    let path = dir.join(format!("{next:06}.{PART_EXT}"));
+    // create_new: never overwrite a part (or checksum) another append wrote meanwhile. The
+    // checksum goes first: a part cut short by a crash then fails its check.
+    let write_new = |p: &Path, data: &[u8]| -> Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(p)
+            .map_err(|e| Error::io(p, e))?;
+        f.write_all(data)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(p, e))
+    };
+    let sum = format!(
+        "crc32 {:08x} {}\n",
+        crate::checksum::crc32(&bytes),
+        bytes.len()
+    );
+    write_new(&sum_path(&path), sum.as_bytes())?;
+    write_new(&path, &bytes)?;
+    Ok(Appended {
+        part: Some(path),
+        rows: df.height(),
+        records,
+        skipped,
+    })
+}
+
+/// A part as a frame, after its checksum is verified.
+fn read_frame(part: &Path) -> Result<DataFrame> {
+    let bytes = read_part(part)?;
+    ParquetReader::new(std::io::Cursor::new(bytes))
+        .finish()
+        .map_err(|e| Error::format(part, format!("not a readable history part: {e}")))
 }
 
 /// What `history show` selects; `None` selects everything.
@@ -275,8 +481,7 @@ impl Query {
 /// `into`. Any error names the part.
 fn gather(part: &Path, q: &Query, into: &mut BTreeMap<SliceKey, Gathered>) -> Result<()> {
     let bad = |e: PolarsError| Error::format(part, format!("not a readable history part: {e}"));
-    let file = std::fs::File::open(part).map_err(|e| Error::io(part, e))?;
-    let df = ParquetReader::new(file).finish().map_err(bad)?;
+    let df = read_frame(part)?;
     let strings = |name: &str| -> Result<Vec<Option<String>>> {
         let c = df.column(name).map_err(bad)?;
         let c = c.str().map_err(bad)?;
@@ -310,6 +515,13 @@ fn gather(part: &Path, q: &Query, into: &mut BTreeMap<SliceKey, Gathered>) -> Re
         let day = day[i].as_deref().ok_or_else(|| missing("day"))?;
         let hop = hop[i].ok_or_else(|| missing("hop"))?;
         let value = value[i].ok_or_else(|| missing("value"))?;
+        if !value.is_finite() {
+            // Appending refuses these; a part that holds one was not written by it.
+            return Err(Error::format(
+                part,
+                format!("row {i}: `value` of {metric} is {value}; a history holds finite numbers"),
+            ));
+        }
         if !q.keeps(metric, hop, relay, target[i], day) {
             continue;
         }
@@ -429,11 +641,11 @@ mod tests {
             "n2.jsonl",
             &[night(2, 1, 10_000), night(2, 2, 12_000)],
         );
-        let (p1, rows) = append(&hist, &[n1]).unwrap();
-        assert!(p1.ends_with("000001.parquet"));
-        assert_eq!(rows, 3 * 3, "generator, MCR-1 ingress and egress per run");
-        let (p2, _) = append(&hist, &[n2]).unwrap();
-        assert!(p2.ends_with("000002.parquet"));
+        let a = append(&hist, &[n1]).unwrap();
+        assert!(a.part.unwrap().ends_with("000001.parquet"));
+        assert_eq!(a.rows, 3 * 3, "generator, MCR-1 ingress and egress per run");
+        let a = append(&hist, &[n2]).unwrap();
+        assert!(a.part.unwrap().ends_with("000002.parquet"));
 
         let q = Query {
             metrics: vec!["tx_pps".into()],
@@ -482,5 +694,105 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = show(d.path(), &Query::default()).unwrap_err().to_string();
         assert!(e.contains("history append"), "{e}");
+    }
+
+    /// Issue 19: 8 of 102 single-byte flips of a part changed values or metric names without
+    /// an error. Every flip of every byte of a part is now an error, and it names the part.
+    #[test]
+    fn every_flipped_byte_of_a_part_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let hist = d.path().join("history");
+        let n1 = write_jsonl(d.path(), "n1.jsonl", &[night(1, 1, 19_000)]);
+        let part = append(&hist, &[n1]).unwrap().part.unwrap();
+        let good = std::fs::read(&part).unwrap();
+        let q = Query::default();
+        let before = show(&hist, &q).unwrap();
+        for i in 0..good.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] ^= flip;
+                std::fs::write(&part, &bad).unwrap();
+                match show(&hist, &q) {
+                    Ok(s) => panic!("byte {i} ^ {flip:#04x}: read without error: {s:?}"),
+                    Err(e) => {
+                        let e = e.to_string();
+                        assert!(e.contains("000001.parquet"), "byte {i}: {e}");
+                    }
+                }
+            }
+        }
+        std::fs::write(&part, &good).unwrap();
+        assert_eq!(show(&hist, &q).unwrap(), before);
+        // A corrupt checksum file is an error naming the part too.
+        let sum = sum_path(&part);
+        std::fs::write(&sum, "crc32 zz 1\n").unwrap();
+        let e = show(&hist, &q).unwrap_err().to_string();
+        assert!(
+            e.contains("000001.parquet") && e.contains("checksum"),
+            "{e}"
+        );
+        // A part written before checksums is read, and named as unverified.
+        std::fs::remove_file(&sum).unwrap();
+        assert_eq!(show(&hist, &q).unwrap(), before);
+        assert_eq!(unverified_parts(&hist).unwrap(), [part]);
+    }
+
+    /// Issue 19: appending the same night twice counted its runs twice.
+    #[test]
+    fn appending_a_run_again_skips_it() {
+        let d = tempfile::tempdir().unwrap();
+        let hist = d.path().join("history");
+        let n1 = write_jsonl(
+            d.path(),
+            "n1.jsonl",
+            &[night(1, 1, 19_000), night(1, 2, 20_000)],
+        );
+        assert_eq!(append(&hist, std::slice::from_ref(&n1)).unwrap().records, 2);
+        let again = append(&hist, std::slice::from_ref(&n1)).unwrap();
+        assert_eq!((again.part, again.records), (None, 0));
+        assert_eq!(
+            again.skipped,
+            [
+                "night 1 rep 1@2026-11-01T01:00:00Z",
+                "night 1 rep 2@2026-11-01T01:00:00Z"
+            ]
+        );
+        // One new run beside a known one: only the new one is appended.
+        let mut more = night(1, 3, 18_000);
+        more.date = Some("2026-11-01T02:00:00Z".into());
+        let n2 = write_jsonl(d.path(), "n2.jsonl", &[night(1, 1, 19_000), more]);
+        let a = append(&hist, &[n2]).unwrap();
+        assert_eq!((a.records, a.skipped.len()), (1, 1));
+        let q = Query {
+            metrics: vec!["tx_pps".into()],
+            hop: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(show(&hist, &q).unwrap()[0].points[0].runs, 3);
+        // Undated records are the same run only when they are the same record.
+        let mut a = night(2, 1, 1);
+        a.date = None;
+        let mut b = a.clone();
+        b.hops[0].counters.tx_sent = Some(2);
+        assert_ne!(run_id(&a), run_id(&b));
+        assert_eq!(run_id(&a), run_id(&a.clone()));
+    }
+
+    /// Issue 19: a NaN or infinite value is refused at append, naming the record and field.
+    #[test]
+    fn a_non_finite_metric_is_refused_at_append() {
+        let d = tempfile::tempdir().unwrap();
+        let hist = d.path().join("history");
+        let mut r = night(1, 1, 19_000);
+        r.hops[0].reported.buf_exhaust_pct = None;
+        r.hops[0].counters.rx = None;
+        r.hops[0].reported.rx_pps = Some(f64::INFINITY);
+        // Not through a file: JSON has no infinity, and reading a record validates it. A record
+        // built in memory (or by a future reader) still cannot bring one into the history.
+        let mut rows = Rows::default();
+        let e = rows.push("n1.jsonl:1", &r).unwrap_err().to_string();
+        assert!(e.contains("n1.jsonl:1") && e.contains("hop1.rx_pps"), "{e}");
+        assert!(e.contains("night 1 rep 1"), "{e}");
+        assert!(!hist.exists());
     }
 }

@@ -14,6 +14,7 @@
 //! println!("{}", render::markdown::comparison(&cmp, &[]));
 //! ```
 
+pub mod checksum;
 pub mod cli;
 pub mod compare;
 pub mod conditions;
@@ -28,6 +29,7 @@ pub mod stats;
 pub mod stream_loss;
 pub mod table;
 pub mod trend;
+pub mod verdicts;
 pub mod waterfall;
 
 pub use error::{Error, Result};

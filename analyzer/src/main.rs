@@ -17,7 +17,7 @@ use analyzer::compare::{self, Settings};
 use analyzer::ingest::{self, Input, Role};
 use analyzer::record::RunRecord;
 use analyzer::render::{markdown, png};
-use analyzer::trend;
+use analyzer::{trend, verdicts};
 
 /// Exit code when a run regressed.
 const EXIT_REGRESSION: u8 = 1;
@@ -41,8 +41,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(a) => run_compare(a),
         Command::Trend(a) => run_trend(a),
         Command::History(HistoryCommand::Append { to, records }) => {
-            let (part, rows) = analyzer::history::append(&to, &records)?;
-            eprintln!("analyzer: appended {rows} rows to {}", part.display());
+            let a = analyzer::history::append(&to, &records)?;
+            for id in &a.skipped {
+                eprintln!("analyzer: skipped run {id}: already in the history");
+            }
+            match &a.part {
+                Some(part) => eprintln!(
+                    "analyzer: appended {} rows of {} records to {}",
+                    a.rows,
+                    a.records,
+                    part.display()
+                ),
+                None => eprintln!("analyzer: nothing appended: every run is in the history"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::History(HistoryCommand::Show(a)) => run_history(a),
@@ -77,6 +88,12 @@ fn run_history(a: HistoryShowArgs) -> anyhow::Result<ExitCode> {
         to: a.to,
     };
     let slices = analyzer::history::show(&a.dir, &q)?;
+    for part in analyzer::history::unverified_parts(&a.dir)? {
+        eprintln!(
+            "analyzer: {}: no checksum beside it (written before parts had one): read unverified",
+            part.display()
+        );
+    }
     let mut png_link = None;
     if let Some(p) = &a.png {
         if png::history(&slices, p)? {
@@ -250,6 +267,9 @@ fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         }
     }
     emit(a.out.as_deref(), &markdown::comparison(&cmp, &charts))?;
+    if let Some(j) = &a.json {
+        verdicts::save(j, &verdicts::ComparisonRecord::new(&cmp))?;
+    }
     Ok(exit_code(cmp.regressed()))
 }
 
@@ -284,5 +304,8 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
         }
     }
     emit(a.out.as_deref(), &markdown::trend(&t, &charts))?;
+    if let Some(j) = &a.json {
+        verdicts::save(j, &verdicts::TrendRecord::new(&t))?;
+    }
     Ok(exit_code(t.regressed()))
 }

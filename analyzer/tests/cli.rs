@@ -284,6 +284,42 @@ fn compare_exits_1_on_regression_and_0_without() {
         .code(1);
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(text.contains("**REGRESSION**"), "{text}");
+    // The same verdicts as a JSON record; the exit codes do not change with --json.
+    let json = dir.path().join("verdicts.json");
+    analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&worse)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .code(1);
+    let (rec, _) = analyzer::verdicts::ComparisonRecord::load(&json).unwrap();
+    assert!(rec.regressed);
+    let tx = rec.pairs[0]
+        .judgements
+        .iter()
+        .find(|j| j.metric.key == "hop1.tx_pps")
+        .unwrap();
+    assert_eq!(
+        (tx.verdict.as_str(), tx.test.as_str()),
+        ("regressed", "threshold")
+    );
+    assert_eq!((tx.n_baseline, tx.n_run), (1, 1));
+    analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&same)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .code(0);
+    let (rec, _) = analyzer::verdicts::ComparisonRecord::load(&json).unwrap();
+    assert!(!rec.regressed);
+    assert!(rec.pairs[0]
+        .judgements
+        .iter()
+        .all(|j| j.verdict != "regressed"));
     // Thresholds wider than the changes (-33%, +30 pp) turn the same numbers into noise.
     analyzer()
         .args(["compare", "--threshold", "50", "--threshold-pp", "40"])
@@ -317,6 +353,19 @@ fn repeats_are_judged_by_mann_whitney() {
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(text.contains("Mann-Whitney U (exact), p = 0.008"), "{text}");
     assert!(text.contains("(median of 5)"), "{text}");
+    // Two of the new runs against five: the test cannot reach p < 0.05 (smallest p = 2/21),
+    // so the same -22% is "cannot tell", not "within noise", and not a regression.
+    let two = format!(
+        "{},{}",
+        b.join("0.json").display(),
+        b.join("1.json").display()
+    );
+    let out = analyzer().arg("compare").arg(&a).arg(&two).assert().code(0);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("cannot tell with n = 5 + 2"), "{text}");
+    assert!(text.contains("its smallest p is 0.095"), "{text}");
+    assert!(text.contains("? cannot tell"), "{text}");
+    assert!(!text.contains("MCR-1 Egress: within noise"), "{text}");
 }
 
 #[test]
@@ -447,6 +496,23 @@ fn trend_flags_a_regressed_newest_run() {
     let text = text.replace(&dir.path().display().to_string(), "DIR");
     assert!(png.join("trend-hop1-tx-pps.png").exists());
     insta::assert_snapshot!("trend_regressed", text);
+    let json = dir.path().join("trend.json");
+    analyzer()
+        .arg("trend")
+        .args(&files)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .code(1);
+    let (rec, _) = analyzer::verdicts::TrendRecord::load(&json).unwrap();
+    assert!(rec.regressed);
+    let tx = rec
+        .series
+        .iter()
+        .find(|s| s.metric.key == "hop1.tx_pps")
+        .unwrap();
+    assert_eq!(tx.verdict, "regressed");
+    assert_eq!(tx.segments[1].first_run, 6);
     // The history before the drop is flat: no regression.
     analyzer().arg("trend").args(&files[..6]).assert().code(0);
 }
@@ -747,6 +813,17 @@ fn history_appends_nights_and_shows_a_slice() {
             .code(0);
     }
     assert!(hist.join("000001.parquet").exists() && hist.join("000002.parquet").exists());
+    assert!(hist.join("000001.parquet.crc32").exists());
+    // The same night again: nothing is counted twice, and the run is named.
+    let out = analyzer()
+        .args(["history", "append", "--to"])
+        .arg(&hist)
+        .arg(fixture("mcrd-3h-80000pps.json"))
+        .assert()
+        .code(0);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("already in the history"), "{err}");
+    assert!(!hist.join("000003.parquet").exists());
     let out = analyzer()
         .current_dir(d)
         .args([
@@ -779,4 +856,50 @@ fn history_appends_nights_and_shows_a_slice() {
         .args(["history", "show", "dataset", "--from", "3 Dec"])
         .assert()
         .code(2);
+}
+
+/// Issue 19: a run record with `minor_version` was refused ("unknown field `minor_version`").
+/// A newer minor version is compared, and the report names the fields it did not read.
+#[test]
+fn a_run_record_of_a_newer_minor_version_is_compared_and_its_new_fields_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |name: &str, extra: &str| {
+        format!(
+            r#"{{"schema":"mcr.analyzer.run","version":1,{extra}"name":"{name}","duration_ns":1000000000,
+            "hops":[{{"name":"MCR-1","counters":{{"rx":1000000,"tx_sent":900000}}}}]}}"#
+        )
+    };
+    let base = write(dir.path(), "base.json", &rec("base", ""));
+    let newer = write(
+        dir.path(),
+        "newer.json",
+        &rec("newer", r#""minor_version":1,"dashboard":"x","#),
+    );
+    let out = analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&newer)
+        .assert()
+        .code(0);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.contains("the record is newer than this analyzer: not read `dashboard`"),
+        "{text}"
+    );
+    let typo = write(
+        dir.path(),
+        "typo.json",
+        &rec("typo", r#""minor_version":0,"dashboard":"x","#),
+    );
+    let out = analyzer()
+        .arg("compare")
+        .arg(&base)
+        .arg(&typo)
+        .assert()
+        .code(2);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.contains("typo.json") && err.contains("`dashboard`"),
+        "{err}"
+    );
 }

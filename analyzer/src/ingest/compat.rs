@@ -64,6 +64,94 @@ pub fn ignored_fields<T: DeserializeOwned>(
     Ok(ignored)
 }
 
+/// Deserializes `doc`, a document of `schema` checked against `major`, into `T` by the rules
+/// above, for types that refuse unknown fields (`deny_unknown_fields`): `minor_version` itself
+/// is taken off first; in a known minor version an unknown field is the error naming it; in a
+/// newer one each unknown field is taken off and named in the returned list, then the rest is
+/// read as usual (a wrong type is still an error naming its path). A type that reads only part
+/// of a document on purpose (no `deny_unknown_fields`) ignores the rest in any version, and that
+/// rest is not listed.
+pub fn read_versioned<T: DeserializeOwned>(
+    path: &Path,
+    doc: &serde_json::Value,
+    schema: &str,
+    major: u32,
+    known_minor: u32,
+) -> Result<(T, Vec<String>)> {
+    check_schema(path, doc, schema, major)?;
+    let minor = minor_version(path, doc)?;
+    let mut body = doc.clone();
+    if let Some(o) = body.as_object_mut() {
+        o.remove("minor_version");
+    }
+    let mut skipped = Vec::new();
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, T>(&body) {
+            Ok(t) => return Ok((t, skipped)),
+            Err(e) => e,
+        };
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let is_unknown = inner.to_string().starts_with("unknown field");
+        if !is_unknown {
+            let field = if field == "." {
+                "(top level)".into()
+            } else {
+                field
+            };
+            return Err(Error::field(path, field, inner.to_string()));
+        }
+        if minor <= u64::from(known_minor) || !remove_at(&mut body, &field) {
+            return Err(unknown(path, &field, schema, major, minor));
+        }
+        skipped.push(field);
+    }
+}
+
+fn unknown(path: &Path, field: &str, schema: &str, major: u32, minor: u64) -> Error {
+    Error::field(
+        path,
+        field,
+        format!(
+            "unknown field: {schema} {major}.{minor}, the version the file claims, has no such \
+             field (a writer that adds fields raises `minor_version`)"
+        ),
+    )
+}
+
+/// Removes the field at a dotted path (`hops[0].counters.rx_new`) from `doc`; false when the
+/// path does not lead to an object's field.
+fn remove_at(doc: &mut serde_json::Value, dotted: &str) -> bool {
+    let mut segments: Vec<String> = Vec::new();
+    for part in dotted.split('.') {
+        // `hops[0]` -> `hops`, `[0]`
+        let (name, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !name.is_empty() {
+            segments.push(name.to_string());
+        }
+        while let Some(end) = rest.find(']') {
+            segments.push(rest[..=end].to_string());
+            rest = &rest[end + 1..];
+        }
+    }
+    let Some(last) = segments.pop() else {
+        return false;
+    };
+    let mut at = doc;
+    for seg in &segments {
+        let next = match seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(i) => i.parse::<usize>().ok().and_then(|i| at.get_mut(i)),
+            None => at.get_mut(seg.as_str()),
+        };
+        match next {
+            Some(n) => at = n,
+            None => return false,
+        }
+    }
+    at.as_object_mut()
+        .is_some_and(|o| o.remove(&last).is_some())
+}
+
 /// A stats file as mcrd 0.1 writes it (version 1.0), for tests.
 #[cfg(test)]
 pub(crate) fn sample_stats() -> serde_json::Value {

@@ -154,7 +154,7 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<(String, Vec<String>
             .get("version")
             .map(|v| v.to_string())
             .unwrap_or_default();
-        let ignored = match schema.as_str() {
+        let mut ignored = match schema.as_str() {
             STATS_SCHEMA => compat::ignored_fields::<StatsReport>(
                 path,
                 &text,
@@ -206,11 +206,13 @@ fn read_input(rec: &mut RunRecord, input: &Input) -> Result<(String, Vec<String>
             (Role::Receiver, trafficgen::record::RECV_SCHEMA) => {
                 json::trafficgen_recv(path, &text, &doc, rec)?
             }
-            (Role::Kernel, pipeline::KERNEL_SCHEMA) => pipeline::kernel(path, &text, &doc, rec)?,
+            (Role::Kernel, pipeline::KERNEL_SCHEMA) => ignored = pipeline::kernel(path, &doc, rec)?,
             (Role::Conservation, pipeline::CONSERVATION_SCHEMA) => {
-                pipeline::conservation(path, &text, &doc, rec)?
+                ignored = pipeline::conservation(path, &doc, rec)?
             }
-            (Role::Host, pipeline::HOST_CPU_SCHEMA) => pipeline::host_cpu(path, &text, &doc, rec)?,
+            (Role::Host, pipeline::HOST_CPU_SCHEMA) => {
+                ignored = pipeline::host_cpu(path, &doc, rec)?
+            }
             (role, _) => {
                 return Err(Error::field(
                     path,

@@ -8,16 +8,18 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::{from_json, Result};
-use crate::record::{
-    check_schema, Conservation, HostCpu, Kernel, Link, NamespaceUdp, RunRecord, Stage,
-};
+use super::compat::read_versioned;
+use crate::error::Result;
+use crate::record::{Conservation, HostCpu, Kernel, Link, NamespaceUdp, RunRecord, Stage};
 
 pub const KERNEL_SCHEMA: &str = "mcr.pipeline.kernel";
 pub const CONSERVATION_SCHEMA: &str = "mcr.pipeline.conservation";
 pub const HOST_CPU_SCHEMA: &str = "mcr.pipeline.host_cpu";
 /// The version of all three documents this analyzer reads.
 pub const PIPELINE_VERSION: u32 = 1;
+/// Their newest minor version this analyzer knows: the fields of a newer one are skipped and
+/// named in the record's sources (see `compat.rs`).
+pub const PIPELINE_MINOR_VERSION: u32 = 0;
 
 /// `mcr.pipeline.kernel` v1: counter deltas over the run; absent counters were not read.
 #[derive(Debug, Deserialize)]
@@ -33,16 +35,22 @@ struct KernelDoc {
     softnet_dropped: Option<u64>,
 }
 
-/// Reads a kernel counter document into `rec.kernel` (replacing what an earlier one gave).
-pub fn kernel(path: &Path, text: &str, doc: &serde_json::Value, rec: &mut RunRecord) -> Result<()> {
-    check_schema(path, doc, KERNEL_SCHEMA, PIPELINE_VERSION)?;
-    let k: KernelDoc = from_json(path, text)?;
+/// Reads a kernel counter document into `rec.kernel` (replacing what an earlier one gave);
+/// returns the fields of a newer minor version it skipped.
+pub fn kernel(path: &Path, doc: &serde_json::Value, rec: &mut RunRecord) -> Result<Vec<String>> {
+    let (k, skipped): (KernelDoc, _) = read_versioned(
+        path,
+        doc,
+        KERNEL_SCHEMA,
+        PIPELINE_VERSION,
+        PIPELINE_MINOR_VERSION,
+    )?;
     rec.kernel = Kernel {
         links: k.links,
         namespaces: k.namespaces,
         softnet_dropped: k.softnet_dropped,
     };
-    Ok(())
+    Ok(skipped)
 }
 
 /// The part of `mcr.pipeline.conservation` v1 the record keeps; the rest (per-stage detail,
@@ -63,15 +71,20 @@ struct StageDoc {
     unexplained: i64,
 }
 
-/// Reads the harness's conservation check into `rec.conservation`.
+/// Reads the harness's conservation check into `rec.conservation`; returns the fields of a
+/// newer minor version it skipped.
 pub fn conservation(
     path: &Path,
-    text: &str,
     doc: &serde_json::Value,
     rec: &mut RunRecord,
-) -> Result<()> {
-    check_schema(path, doc, CONSERVATION_SCHEMA, PIPELINE_VERSION)?;
-    let c: ConservationDoc = from_json(path, text)?;
+) -> Result<Vec<String>> {
+    let (c, skipped): (ConservationDoc, _) = read_versioned(
+        path,
+        doc,
+        CONSERVATION_SCHEMA,
+        PIPELINE_VERSION,
+        PIPELINE_MINOR_VERSION,
+    )?;
     let stages: Vec<Stage> = c
         .stages
         .into_iter()
@@ -92,7 +105,7 @@ pub fn conservation(
         ));
     }
     rec.conservation = Some(conservation);
-    Ok(())
+    Ok(skipped)
 }
 
 /// The part of `mcr.pipeline.host_cpu` v1 the record keeps.
@@ -105,15 +118,16 @@ struct HostCpuDoc {
     method: String,
 }
 
-/// Reads the harness's host CPU attribution into `rec.host_cpu`.
-pub fn host_cpu(
-    path: &Path,
-    text: &str,
-    doc: &serde_json::Value,
-    rec: &mut RunRecord,
-) -> Result<()> {
-    check_schema(path, doc, HOST_CPU_SCHEMA, PIPELINE_VERSION)?;
-    let h: HostCpuDoc = from_json(path, text)?;
+/// Reads the harness's host CPU attribution into `rec.host_cpu`; returns the fields of a newer
+/// minor version it skipped.
+pub fn host_cpu(path: &Path, doc: &serde_json::Value, rec: &mut RunRecord) -> Result<Vec<String>> {
+    let (h, skipped): (HostCpuDoc, _) = read_versioned(
+        path,
+        doc,
+        HOST_CPU_SCHEMA,
+        PIPELINE_VERSION,
+        PIPELINE_MINOR_VERSION,
+    )?;
     if h.window_ns == 0 {
         return Err(crate::Error::field(
             path,
@@ -126,7 +140,7 @@ pub fn host_cpu(
     out.window_ns = Some(h.window_ns);
     out.other_processes_ns = Some(h.other_processes_ns);
     out.method = Some(h.method);
-    Ok(())
+    Ok(skipped)
 }
 
 #[cfg(test)]
@@ -134,12 +148,12 @@ mod tests {
     use super::*;
 
     fn run(
-        f: fn(&Path, &str, &serde_json::Value, &mut RunRecord) -> Result<()>,
+        f: fn(&Path, &serde_json::Value, &mut RunRecord) -> Result<Vec<String>>,
         text: &str,
     ) -> Result<RunRecord> {
         let doc: serde_json::Value = serde_json::from_str(text).unwrap();
         let mut rec = RunRecord::new("x");
-        f(Path::new("k.json"), text, &doc, &mut rec).map(|()| rec)
+        f(Path::new("k.json"), &doc, &mut rec).map(|_| rec)
     }
 
     const KERNEL: &str = r#"{"schema":"mcr.pipeline.kernel","version":1,
@@ -260,5 +274,28 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("other_processes_ns"), "{e}");
+    }
+
+    /// Issue 19: every record kind the analyzer reads takes `minor_version`; a newer minor
+    /// version's fields are skipped and named, a known one's unknown fields are errors.
+    #[test]
+    fn harness_documents_of_a_newer_minor_version_are_read() {
+        let newer = KERNEL.replace(
+            r#""version":1,"#,
+            r#""version":1,"minor_version":2,"backlog":{"max":1},"#,
+        );
+        let doc: serde_json::Value = serde_json::from_str(&newer).unwrap();
+        let mut rec = RunRecord::new("x");
+        let skipped = kernel(Path::new("k.json"), &doc, &mut rec).unwrap();
+        assert_eq!(skipped, ["backlog"]);
+        assert_eq!(rec.kernel.softnet_dropped, Some(5));
+        let known = newer.replace(r#""minor_version":2"#, r#""minor_version":0"#);
+        let e = run(kernel, &known).unwrap_err().to_string();
+        assert!(
+            e.contains("`backlog`") && e.contains("unknown field"),
+            "{e}"
+        );
+        let plain = KERNEL.replace(r#""version":1,"#, r#""version":1,"minor_version":0,"#);
+        assert!(run(kernel, &plain).is_ok());
     }
 }

@@ -28,6 +28,10 @@ use crate::error::{from_json, read_nonempty, Error, Result};
 pub const RUN_SCHEMA: &str = "mcr.analyzer.run";
 /// Value of the `version` field this analyzer writes and reads.
 pub const RUN_VERSION: u32 = 1;
+/// The newest `minor_version` of the run record this analyzer knows (written as absent = 0).
+/// A record of a newer minor version is read without the fields added since, which are listed
+/// in [`RunRecord::skipped`].
+pub const RUN_MINOR_VERSION: u32 = 0;
 
 /// A free-form setting value (number, string or bool) as found in the source.
 pub type Setting = serde_json::Value;
@@ -78,6 +82,10 @@ pub struct RunRecord {
     /// Result of a rate search (`trafficgen sweep`), when the run was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
+    /// Fields of a newer minor version of the record that this analyzer did not read (dotted
+    /// paths); never written, set when a record is read.
+    #[serde(skip)]
+    pub skipped: Vec<String>,
 }
 
 /// What a rate search found.
@@ -422,6 +430,7 @@ impl RunRecord {
             kernel: Kernel::default(),
             conservation: None,
             sweep: None,
+            skipped: Vec::new(),
         }
     }
 
@@ -434,8 +443,25 @@ impl RunRecord {
 
     /// Parses and checks one record's JSON text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        check_schema(path, &head(path, text)?, RUN_SCHEMA, RUN_VERSION)?;
-        let record: RunRecord = from_json(path, text)?;
+        let head = head(path, text)?;
+        let record = if head.get("minor_version").is_none() {
+            // The common case, a 1.0 record: straight from the text, every unknown field an
+            // error naming it.
+            check_schema(path, &head, RUN_SCHEMA, RUN_VERSION)?;
+            from_json(path, text)?
+        } else {
+            let doc: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
+            let (mut record, skipped): (RunRecord, _) = crate::ingest::compat::read_versioned(
+                path,
+                &doc,
+                RUN_SCHEMA,
+                RUN_VERSION,
+                RUN_MINOR_VERSION,
+            )?;
+            record.skipped = skipped;
+            record
+        };
         record.validate(path)?;
         Ok(record)
     }
@@ -561,6 +587,27 @@ impl RunRecord {
                     path,
                     format!("hops[{i}].duration_ns"),
                     "must be greater than 0",
+                ));
+            }
+        }
+        if let Some(r) = &self.receiver {
+            rate("receiver.reported_pps".into(), r.reported_pps)?;
+            for (i, p) in r.latency.iter().enumerate() {
+                if !(0.0..=100.0).contains(&p.percentile) {
+                    return Err(Error::field(
+                        path,
+                        format!("receiver.latency[{i}].percentile"),
+                        format!("{} is not a percentile (0..=100)", p.percentile),
+                    ));
+                }
+            }
+        }
+        if let Some(x) = self.sweep.as_ref().and_then(|s| s.max_loss_ratio) {
+            if !x.is_finite() || x < 0.0 {
+                return Err(Error::field(
+                    path,
+                    "sweep.max_loss_ratio",
+                    format!("{x} is not a non-negative ratio"),
                 ));
             }
         }
@@ -756,12 +803,17 @@ fn head(path: &Path, text: &str) -> Result<serde_json::Value> {
     struct Head {
         schema: Option<serde_json::Value>,
         version: Option<serde_json::Value>,
+        minor_version: Option<serde_json::Value>,
     }
     let syntax = |e: serde_json::Error| Error::format(path, format!("not valid JSON: {e}"));
     match serde_json::from_str::<Head>(text) {
         Ok(h) => {
             let mut m = serde_json::Map::new();
-            for (k, v) in [("schema", h.schema), ("version", h.version)] {
+            for (k, v) in [
+                ("schema", h.schema),
+                ("version", h.version),
+                ("minor_version", h.minor_version),
+            ] {
                 if let Some(v) = v {
                     m.insert(k.into(), v);
                 }
@@ -1021,5 +1073,80 @@ mod tests {
             r#""receiver":{"end_markers_received":1.5}"#,
             "receiver.end_markers_received",
         );
+    }
+
+    /// Issue 19: a run record with `minor_version` was refused ("unknown field
+    /// `minor_version`"). A known minor version reads as before (an unknown field is still an
+    /// error naming it); a newer one is read without its new fields, which are listed.
+    #[test]
+    fn a_record_with_a_minor_version_is_read_and_names_what_it_skipped() {
+        let p = Path::new("r.json");
+        let known = r#"{"schema":"mcr.analyzer.run","version":1,"minor_version":0,"name":"a",
+            "hops":[{"name":"MCR-1","counters":{"rx":5}}]}"#;
+        let r = RunRecord::parse(p, known).unwrap();
+        assert_eq!((r.hops[0].counters.rx, r.skipped.len()), (Some(5), 0));
+
+        let typo = known.replace(r#""rx":5"#, r#""rx":5,"rx_fames":1"#);
+        let e = RunRecord::parse(p, &typo).unwrap_err().to_string();
+        assert!(e.contains("hops[0].counters.rx_fames"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+
+        let newer = typo
+            .replace(r#""minor_version":0"#, r#""minor_version":3"#)
+            .replace(r#""name":"a","#, r#""name":"a","dashboard":{"url":"x"},"#);
+        let r = RunRecord::parse(p, &newer).unwrap();
+        assert_eq!(r.hops[0].counters.rx, Some(5));
+        assert_eq!(r.skipped, ["dashboard", "hops[0].counters.rx_fames"]);
+        // Still refused: a wrong type, and a newer major version.
+        let wrong = newer.replace(r#""rx":5"#, r#""rx":"five""#);
+        let e = RunRecord::parse(p, &wrong).unwrap_err().to_string();
+        assert!(e.contains("hops[0].counters.rx"), "{e}");
+        let major = newer.replace(r#""version":1"#, r#""version":2"#);
+        let e = RunRecord::parse(p, &major).unwrap_err().to_string();
+        assert!(e.contains("newer"), "{e}");
+        // Written back, the record is a 1.0 record without the skipped fields.
+        let again = RunRecord::parse(p, &serde_json::to_string(&r).unwrap()).unwrap();
+        assert!(again.skipped.is_empty());
+    }
+
+    /// Issue 19: NaN and infinite values are refused with the record and the field, wherever
+    /// a record can hold a float (text ingest parses `p_nan` or a 400-digit number to them).
+    #[test]
+    fn nan_and_infinite_values_are_refused_naming_the_field() {
+        let p = Path::new("night.json");
+        let mut r = RunRecord::new("n");
+        r.receiver = Some(Receiver {
+            reported_pps: Some(f64::INFINITY),
+            ..Default::default()
+        });
+        let e = r.validate(p).unwrap_err().to_string();
+        assert!(
+            e.contains("night.json") && e.contains("receiver.reported_pps"),
+            "{e}"
+        );
+        r.receiver = Some(Receiver {
+            latency: vec![Percentile {
+                percentile: f64::NAN,
+                latency_ns: 5,
+            }],
+            ..Default::default()
+        });
+        let e = r.validate(p).unwrap_err().to_string();
+        assert!(e.contains("receiver.latency[0].percentile"), "{e}");
+        r.receiver = None;
+        r.sweep = Some(Sweep {
+            max_loss_ratio: Some(f64::NAN),
+            ..Default::default()
+        });
+        let e = r.validate(p).unwrap_err().to_string();
+        assert!(e.contains("sweep.max_loss_ratio"), "{e}");
+        r.sweep = None;
+        r.hops.push(Hop {
+            name: "MCR-1".into(),
+            ..Default::default()
+        });
+        r.hops[0].reported.tx_pps = Some(f64::NEG_INFINITY);
+        let e = r.validate(p).unwrap_err().to_string();
+        assert!(e.contains("hops[0].reported.tx_pps"), "{e}");
     }
 }

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::waterfall::waterfall;
-use super::{decision_text, escape_cell, mark, table_head, verdict_word, Chart};
-use crate::compare::{not_judged, Comparison, Decision, Row, Verdict};
+use super::{escape_cell, mark, table_head, verdict_text, Chart};
+use crate::compare::{
+    caveat, not_judged, survivors_loss, Comparison, Decision, Row, Verdict, SURVIVORS_LOSS_PCT,
+};
 use crate::metrics::{self, Denominator, Origin};
 use crate::record::{HostCpu, Measured, ProcessCpu, Source};
 use crate::render::fmt::{change, count, seconds, value};
@@ -38,7 +40,16 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
             cmp.rows
                 .iter()
                 .filter(move |r| r.judgements[i].is_some_and(|j| j.verdict == Verdict::Regressed))
-                .map(move |r| format!("{} in {}{against}", r.metric.label, cmp.names[p.run]))
+                .map(move |r| {
+                    let survivors = match caveat(cmp, r, i) {
+                        Some(c) => format!(" ({c})"),
+                        None => String::new(),
+                    };
+                    format!(
+                        "{} in {}{against}{survivors}",
+                        r.metric.label, cmp.names[p.run]
+                    )
+                })
         })
         .collect();
     let caveats: Vec<String> = cmp
@@ -79,10 +90,32 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         &(0..cmp.labels.len()).collect::<Vec<_>>(),
         &baseline_pairs,
     );
+    // "cannot tell" is named only where a verdict is one, so reports without it read as before.
+    let unsure = cmp
+        .rows
+        .iter()
+        .flat_map(|r| r.judgements.iter().flatten())
+        .any(|j| j.verdict == Verdict::CannotTell);
     let _ = writeln!(
         o,
-        "\n✅ improved · ❌ regressed · ≈ within noise · no mark: context, not judged · — not measured in that run.  "
+        "\n✅ improved · ❌ regressed · ≈ within noise{} · no mark: context, not judged · — not measured in that run.  ",
+        if unsure {
+            " · ? cannot tell (too few repeats for the test to decide)"
+        } else {
+            ""
+        }
     );
+    if let Some(loss) = (0..cmp.pairs.len())
+        .filter(|&i| cmp.rows.iter().any(|r| caveat(cmp, r, i).is_some()))
+        .filter_map(|i| survivors_loss(cmp, i))
+        .max_by(f64::total_cmp)
+    {
+        let _ = writeln!(
+            o,
+            "ˢ survivors' latency: a run lost more than {SURVIVORS_LOSS_PCT}% of its packets at the receiver (up to {}), so its latency is that of the packets that got through; the key result does not lead with it.  ",
+            crate::render::fmt::percent(loss)
+        );
+    }
     if any_reported {
         let _ = writeln!(
             o,
@@ -227,16 +260,11 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
         };
         for row in &cmp.rows {
             if let Some(j) = row.judgements[i].filter(|j| j.decision != Decision::None) {
-                let word = if j.verdict == Verdict::Context {
-                    String::new()
-                } else {
-                    format!("{} by ", verdict_word(j.verdict))
-                };
                 let _ = writeln!(
                     o,
-                    "- {who} · {}: {word}{}",
+                    "- {who} · {}: {}",
                     row.metric.label,
-                    decision_text(&j.decision)
+                    verdict_text(j.verdict, &j.decision)
                 );
             }
         }
@@ -247,9 +275,19 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
     let _ = writeln!(o, "## Inputs\n");
     for (i, rec) in cmp.representatives.iter().enumerate() {
         let srcs: Vec<String> = rec.sources.iter().map(source_text).collect();
+        // A record of a newer minor version: say which of its fields this report did not read.
+        let skipped = if rec.skipped.is_empty() {
+            String::new()
+        } else {
+            let fields: Vec<String> = rec.skipped.iter().map(|f| format!("`{f}`")).collect();
+            format!(
+                "; the record is newer than this analyzer: not read {}",
+                fields.join(", ")
+            )
+        };
         let _ = writeln!(
             o,
-            "- {}: {}",
+            "- {}: {}{skipped}",
             cmp.labels[i],
             if srcs.is_empty() {
                 "no sources recorded".into()
@@ -317,17 +355,22 @@ fn summary_table(o: &mut String, cmp: &Comparison, sets: &[usize], pairs: &[usiz
                 None => line.push_str(" — |"),
             }
         }
-        for j in pairs.iter().map(|&i| &row.judgements[i]) {
-            match j {
+        for &i in pairs {
+            match &row.judgements[i] {
                 Some(j) => {
                     let c = j
                         .change
                         .map_or("n/a".into(), |c| change(row.metric.unit, c));
                     let bold = matches!(j.verdict, Verdict::Improved | Verdict::Regressed);
-                    if bold {
-                        let _ = write!(line, " **{c}**{} |", mark(j.verdict));
+                    let survivors = if caveat(cmp, row, i).is_some() {
+                        " ˢ"
                     } else {
-                        let _ = write!(line, " {c}{} |", mark(j.verdict));
+                        ""
+                    };
+                    if bold {
+                        let _ = write!(line, " **{c}**{}{survivors} |", mark(j.verdict));
+                    } else {
+                        let _ = write!(line, " {c}{}{survivors} |", mark(j.verdict));
                     }
                 }
                 None => line.push_str(" — |"),

@@ -30,6 +30,7 @@ pub(super) fn mark(v: Verdict) -> &'static str {
         Verdict::Improved => " ✅",
         Verdict::Regressed => " ❌",
         Verdict::WithinNoise => " ≈",
+        Verdict::CannotTell => " ?",
         Verdict::Context => "",
     }
 }
@@ -39,7 +40,31 @@ pub(super) fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Improved => "improved",
         Verdict::Regressed => "regressed",
         Verdict::WithinNoise => "within noise",
+        Verdict::CannotTell => "cannot tell",
         Verdict::Context => "context, not judged",
+    }
+}
+
+/// How a verdict was decided, as the report's list says it: `cannot tell with n = 5 + 2 (...)`
+/// for a test that could not have reached α, else `VERDICT by DECISION`.
+pub(super) fn verdict_text(v: Verdict, d: &Decision) -> String {
+    match (v, d) {
+        (
+            Verdict::CannotTell,
+            Decision::MannWhitney {
+                n_baseline,
+                n_run,
+                alpha,
+                ..
+            },
+        ) => format!(
+            "cannot tell with n = {n_baseline} + {n_run}: Mann-Whitney U cannot give p < {alpha} \
+             with so few repeats (its smallest p is {:.3}); {}",
+            crate::stats::mannwhitney::smallest_p(*n_baseline, *n_run),
+            decision_text(d)
+        ),
+        (Verdict::Context, _) => decision_text(d),
+        _ => format!("{} by {}", verdict_word(v), decision_text(d)),
     }
 }
 
