@@ -118,6 +118,38 @@ fn program_name(id: u32) -> Option<String> {
     program_facts(&fd).ok().map(|f| f.name)
 }
 
+/// The kernel's run statistics of a program: (total ns in the program, runs). The kernel keeps
+/// them only while statistics are on ([`enable_run_stats`] or `kernel.bpf_stats_enabled`).
+pub fn program_run_stats(id: u32) -> io::Result<(u64, u64)> {
+    // SAFETY: plain syscall wrapper; a negative return is an error.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: the call returned a new descriptor we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: `info` is a bpf_prog_info of `len` bytes that the call fills.
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    Ok((info.run_time_ns, info.run_cnt))
+}
+
+/// Turns on the kernel's run-time statistics of every BPF program while the returned
+/// descriptor is open (`BPF_ENABLE_STATS`: unlike the sysctl, nothing stays on after us).
+pub fn enable_run_stats() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall wrapper; a negative return is an error.
+    let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: the call returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Ids of the mcrd fast paths attached to an interface's tcx ingress.
 pub fn mcrd_programs_on(ifindex: u32) -> io::Result<Vec<u32>> {
     let (_, ids) = tcx_ingress_programs(ifindex)?;

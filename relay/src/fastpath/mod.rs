@@ -28,7 +28,10 @@ use std::sync::Mutex;
 
 use libbpf_rs::{MapCore, MapFlags};
 
-pub use attach::{mcrd_programs_on, tcx_ingress_programs, AttachError, ProgramFacts, PROGRAM_NAME};
+pub use attach::{
+    enable_run_stats, mcrd_programs_on, program_run_stats, tcx_ingress_programs, AttachError,
+    ProgramFacts, PROGRAM_NAME,
+};
 pub use layout::MAX_OUTPUTS;
 
 use crate::config::RuleSpec;
@@ -563,6 +566,9 @@ mod tests {
         ip[9] = 17;
         ip[12..16].copy_from_slice(&[10, 99, 0, 1]);
         ip[16..20].copy_from_slice(&[239, 1, 1, 1]);
+        // The program refuses a bad header checksum, as userspace does.
+        let sum = crate::wire::checksum::finish(crate::wire::checksum::sum(ip));
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
         f[34..36].copy_from_slice(&4000u16.to_be_bytes());
         f[36..38].copy_from_slice(&5000u16.to_be_bytes());
         f[38..40].copy_from_slice(&udp_len.to_be_bytes());
