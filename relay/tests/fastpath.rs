@@ -474,13 +474,14 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
         err.contains("in0") && err.contains("already has an mcrd fast path"),
         "{err}"
     );
-    // `auto`: it starts, and its rule on that interface stays in userspace, saying why.
+    // `auto`: it starts, and its rule on that interface stands by (forwarded by neither of
+    // its paths), saying why.
     let second = Relay::start(
         &c.relays[0],
         &relay_config(1, "fast_path = \"auto\"", &chain_rule()),
     );
     let s = second.stats();
-    assert_eq!(s.flows[0].path, "userspace");
+    assert_eq!(s.flows[0].path, "waiting");
     assert!(
         s.flows[0]
             .path_reason
@@ -506,7 +507,7 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
     expect_all(&rx, 300, 500, Duration::from_millis(300));
     // The refused attach was retried every second but warned about once.
     let log = second.log_text();
-    assert_eq!(log.matches("fast path not attached").count(), 1, "{log}");
+    assert_eq!(log.matches("its rules stand by").count(), 1, "{log}");
     let fin = second.stop();
     assert_conserves(&fin);
     assert_eq!(fin.fast_path.unwrap().counters.tx_sent, 300);

@@ -315,3 +315,52 @@ fn fast_path_cost_per_packet() {
     eprintln!("fast path cost:\n  {}", lines.join("\n  "));
     relay.stop();
 }
+
+/// Issue 19, item 3: a second mcrd with `fast_path = "auto"` on the same input had its tcx
+/// attach refused, warned, and forwarded the flow in userspace as well (10,000 sent, 20,006
+/// received). Now its rule stands by (path `waiting`, excluded from its packet filter), it
+/// says why (the interface, the other program and its pid), and it takes the flow over once
+/// the first daemon stops: each datagram arrives once throughout.
+#[test]
+fn a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow() {
+    if !e2e_allowed("a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow") {
+        return;
+    }
+    let c = chain(1, false);
+    let first = start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let second = start(
+        &c.relays[0],
+        &relay_config(1, "fast_path = \"auto\"", &chain_rule()),
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 1_000u64;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, LEN, 5_000);
+    expect_all(&rx, n, LEN, Duration::from_millis(400));
+    let s = second.stats();
+    assert_eq!(s.totals.tx_sent, 0, "the second daemon forwarded nothing");
+    let first_pid = first.stats().relay.pid;
+    let log = second.log_text();
+    assert!(
+        log.contains("interface in0 already has an mcrd fast path")
+            && log.contains(&format!("held by pid {first_pid}"))
+            && log.contains("stand by"),
+        "the second daemon says why: {log}"
+    );
+    let (code, out, _) = second.mcrctl(&["rules", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("waiting"), "rules list: {out}");
+    // The first goes: the second takes the input over within a few seconds.
+    first.stop();
+    wait_for(
+        "the second daemon to take in0 over",
+        Duration::from_secs(5),
+        || second.stats().flows[0].path == "kernel",
+    );
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), n, n, LEN, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), 2 * n as usize);
+    assert_eq!(check_payloads(&got, LEN), (n..2 * n).collect::<Vec<_>>());
+    let fin = second.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.tx_sent, n);
+}

@@ -27,8 +27,13 @@ pub const PROGRAM_NAME: &str = "mcr_fastpath";
 pub enum AttachError {
     #[error("loading the fast-path program: {0}")]
     Load(String),
-    #[error("interface {interface} already has an mcrd fast path attached (program id {id}); two daemons on one interface would forward the same datagrams twice")]
-    Taken { interface: String, id: u32 },
+    #[error("interface {interface} already has an mcrd fast path attached (program id {id}{}); two daemons on one interface would forward the same datagrams twice", owner.map(|p| format!(", held by pid {p}")).unwrap_or_default())]
+    Taken {
+        interface: String,
+        id: u32,
+        /// The process holding that program's link, when it could be found.
+        owner: Option<u32>,
+    },
     #[error("attaching the fast path to {interface}: {step}: {source}")]
     Attach {
         interface: String,
@@ -150,6 +155,34 @@ pub fn enable_run_stats() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The process holding a tcx link to program `prog_id`: the fd whose `/proc/PID/fdinfo` says
+/// `link_type: tcx` and `prog_id: ID`. A walk over every process's descriptors, so callers
+/// keep the answer.
+pub fn link_owner(prog_id: u32) -> Option<u32> {
+    let want = format!("prog_id:\t{prog_id}\n");
+    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            if info.contains("link_type:\ttcx\n") && info.contains(&want) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
 /// Ids of the mcrd fast paths attached to an interface's tcx ingress.
 pub fn mcrd_programs_on(ifindex: u32) -> io::Result<Vec<u32>> {
     let (_, ids) = tcx_ingress_programs(ifindex)?;
@@ -178,6 +211,7 @@ pub fn attach_tcx(prog: impl AsFd, ifindex: u32, interface: &str) -> Result<Owne
         return Err(AttachError::Taken {
             interface: interface.to_string(),
             id,
+            owner: None,
         });
     }
     let mut opts = libbpf_sys::bpf_link_create_opts {
