@@ -364,3 +364,139 @@ fn a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow() {
     assert_conserves(&fin);
     assert_eq!(fin.totals.tx_sent, n);
 }
+
+/// Creates the relay's `in0` again (deleted, with its veth peer `out0` in `src`) under index
+/// `index`, addressed and up as `chain` made it.
+fn recreate_input_same_index(c: &Chain, index: u32) {
+    let relay = &c.relays[0];
+    relay.ip(&[
+        "link",
+        "add",
+        "in0",
+        "index",
+        &index.to_string(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "out0",
+        "netns",
+        &c.src.name,
+    ]);
+    relay.ip(&["addr", "add", "10.0.0.2/24", "dev", "in0"]);
+    c.src
+        .ip(&["addr", "add", &format!("{SRC_ADDR}/24"), "dev", "out0"]);
+    for (ns, ifname) in [(relay, "in0"), (&c.src, "out0")] {
+        ns.ip(&["link", "set", ifname, "up"]);
+        let _ = ns
+            .command("ethtool")
+            .args(["-K", ifname, "tx-udp-segmentation", "off"])
+            .output();
+    }
+    c.src.ip(&["route", "add", "224.0.0.0/4", "dev", "out0"]);
+}
+
+/// What `mcrctl rules list` prints.
+fn listed(relay: &Relay) -> String {
+    let (code, out, err) = relay.mcrctl(&["rules", "list"]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+/// Issue 19, item 1: an input deleted and created again under the same index stopped
+/// forwarding in silence on both paths (frames arrived, rx stayed 0, `interface_changes` 0,
+/// `rules list` still said `[kernel]`, a reload did not recover). Now link events are
+/// followed: while the input is gone its rule is listed as waiting, and once it is back the
+/// packet sockets are re-opened, the program attached again, the group joined again, and
+/// `interface_changes` counts it.
+fn input_recreated_under_the_same_index(dataplane: &str, path: &str) {
+    let c = chain(1, false);
+    let relay = start(&c.relays[0], &relay_config(1, dataplane, &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let n = 300u64;
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, LEN, 5_000);
+    expect_all(&rx, n, LEN, Duration::from_millis(300));
+    assert_eq!(relay.stats().flows[0].path, path);
+    let index = c.relays[0].enter(|| relay::netif::index("in0").unwrap());
+
+    // Gone: the rule says so.
+    c.relays[0].ip(&["link", "del", "in0"]);
+    wait_for(
+        "rules list to show the rule waiting",
+        Duration::from_secs(5),
+        || {
+            let out = listed(&relay);
+            out.contains("waiting") && out.contains("in0 was deleted")
+        },
+    );
+    // Back, under the same index.
+    recreate_input_same_index(&c, index);
+    assert_eq!(
+        c.relays[0].enter(|| relay::netif::index("in0").unwrap()),
+        index,
+        "created again under the same index"
+    );
+    wait_for(
+        "interface_changes to count it",
+        Duration::from_secs(5),
+        || relay.stats().relay.interface_changes == 1,
+    );
+    wait_for("the rule's path to be back", Duration::from_secs(5), || {
+        relay.stats().flows[0].path == path
+    });
+    let joined = c.relays[0]
+        .command("ip")
+        .args(["maddr", "show", "dev", "in0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&joined.stdout).contains(&GROUP.to_string()),
+        "the group joined again on the new in0: {}",
+        String::from_utf8_lossy(&joined.stdout)
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), n, n, LEN, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), 2 * n as usize);
+    assert_eq!(check_payloads(&got, LEN), (n..2 * n).collect::<Vec<_>>());
+
+    // Deleted and created again at once (one burst of events: the table never shows it
+    // gone; the sockets, the link and the membership must still be renewed).
+    c.relays[0].ip(&["link", "del", "in0"]);
+    recreate_input_same_index(&c, index);
+    wait_for(
+        "interface_changes to count it",
+        Duration::from_secs(5),
+        || relay.stats().relay.interface_changes == 2,
+    );
+    wait_for("the rule's path to be back", Duration::from_secs(5), || {
+        relay.stats().flows[0].path == path
+    });
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 2 * n, n, LEN, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), 2 * n as usize);
+    assert_eq!(
+        check_payloads(&got, LEN),
+        (2 * n..3 * n).collect::<Vec<_>>()
+    );
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.tx_sent, 3 * n);
+    assert_eq!(fin.relay.interface_changes, 2);
+}
+
+#[test]
+fn an_input_recreated_under_the_same_index_is_followed_on_the_fast_path() {
+    if !e2e_allowed("an_input_recreated_under_the_same_index_is_followed_on_the_fast_path") {
+        return;
+    }
+    input_recreated_under_the_same_index(REQUIRED, "kernel");
+}
+
+#[test]
+fn an_input_recreated_under_the_same_index_is_followed_in_userspace() {
+    if !e2e_allowed("an_input_recreated_under_the_same_index_is_followed_in_userspace") {
+        return;
+    }
+    input_recreated_under_the_same_index(OFF, "userspace");
+}

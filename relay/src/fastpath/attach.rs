@@ -183,6 +183,22 @@ pub fn link_owner(prog_id: u32) -> Option<u32> {
     None
 }
 
+/// Whether a tcx link still attaches its program to an interface. When the interface is
+/// deleted the kernel detaches the program and the link stays, pointing at no device
+/// (`tcx.ifindex` 0): an interface created again, even under the same index, has no program
+/// until it is attached anew.
+pub fn link_attached(link: impl AsFd) -> bool {
+    // SAFETY: bpf_link_info is plain old data; all-zero is valid.
+    let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: `info` is a bpf_link_info of `len` bytes that the call fills.
+    let rc = unsafe {
+        libbpf_sys::bpf_link_get_info_by_fd(link.as_fd().as_raw_fd(), &mut info, &mut len)
+    };
+    // SAFETY: a tcx link's info fills the `tcx` member of the union.
+    rc == 0 && unsafe { info.__bindgen_anon_1.tcx.ifindex } != 0
+}
+
 /// Ids of the mcrd fast paths attached to an interface's tcx ingress.
 pub fn mcrd_programs_on(ifindex: u32) -> io::Result<Vec<u32>> {
     let (_, ids) = tcx_ingress_programs(ifindex)?;

@@ -145,6 +145,15 @@ impl FastPath {
         // was not Ethernet yet), it is tried again at every plan, warning only once.
         for (ifindex, name) in &inputs {
             let failed_before = match state.links.get(ifindex) {
+                // A link whose interface was deleted (and maybe created again under the same
+                // index) attaches nothing any more: attach anew.
+                Some(Ok(link)) if !attach::link_attached(link) => {
+                    tracing::warn!(
+                        interface = %name,
+                        "fast path detached by the kernel (the interface was deleted); attaching again"
+                    );
+                    false
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) => true,
                 None => false,
