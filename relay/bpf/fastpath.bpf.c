@@ -14,6 +14,13 @@
  * TCX_NEXT for traffic no rule wants (other tcx programs behind us still run), and also
  * for IPv4 with options and fragments, which are counted in mcr_fp_pass.
  *
+ * A frame of one of its flows that the userspace parser (relay/src/wire/frame.rs) would
+ * refuse, the program refuses too, with the same checks in the same order, and counts in
+ * mcr_fp_pass under the same kind (the packet sockets' filter excludes the program's flows,
+ * so userspace never sees these frames): a second VLAN tag, IP version, header checksum, IP
+ * total length, UDP length, UDP checksum. So `sent` means handed to an output, and a
+ * malformed datagram is counted the same on both paths (issue 19, item 2).
+ *
  * GSO/GRO super-frames (gso_segs > 1) are forwarded whole: the output device (or the stack
  * before it) segments them with the rewritten headers; they count gso_segs datagrams.
  */
@@ -90,18 +97,45 @@ struct parsed {
 	__u32 daddr;      /* network order */
 	__u16 dport;      /* network order */
 	__u16 ip_len;     /* IPv4 total length, host order */
+	__u16 udp_len;    /* UDP length, host order */
+	__u16 udp_check;  /* UDP checksum, as in the frame */
 	__u8 tag_in_band; /* 1 if an 802.1Q/802.1ad tag sits in the frame */
-	__u8 pass;        /* 0: candidate; 1: IP options; 2: fragment */
+	__u8 pass;        /* PASS_* */
+	__u8 version;     /* IP version (checked in check(), as userspace does) */
+	__u8 ip_csum_ok;  /* 1 if the IPv4 header checksum verifies */
 };
 
-enum { PASS_NONE = 0, PASS_OPTIONS = 1, PASS_FRAGMENT = 2 };
+/* PASS_BAD_IHL: an IHL below 5, which the packet filter leaves to userspace (it excludes
+ * only IHL 5), where it is malformed.bad_ip_header_length; not counted here. */
+enum { PASS_NONE = 0, PASS_OPTIONS = 1, PASS_FRAGMENT = 2, PASS_BAD_IHL = 3 };
 
 /* The headers parse() reads, as they sit in the frame from the IPv4 header on. */
 struct l3l4 {
 	struct iphdr ip;
-	__be16 sport; /* the UDP ports, if the IPv4 header has no options */
-	__be16 dport;
+	struct udphdr udp; /* if the IPv4 header has no options */
 };
+
+/* Folds a one's-complement sum to 16 bits. */
+static __always_inline __u16 csum_fold_(__u64 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/* Whether a 20-byte IPv4 header's checksum verifies: 10 words summed in place (the header
+ * is on the stack already; cheaper than a helper call). */
+static __always_inline __u8 ip_csum_ok(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u64 s = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		s += w[i];
+	return csum_fold_(s) == 0xffff;
+}
 
 /* Parses Ethernet/[VLAN]/IPv4/UDP. Returns 0 for a candidate (or one to pass, see
  * p->pass), -1 for anything that is not IPv4/UDP or is too short.
@@ -127,21 +161,180 @@ static __always_inline int parse(struct __sk_buff *skb, struct parsed *p)
 	}
 	if (proto != bpf_htons(ETH_P_IP))
 		return -1;
+	/* A frame too short for the IPv4 and UDP headers is never one of the program's: the
+	 * packet filter leaves it to userspace (relay/src/rules/bpf.rs), which counts it. */
 	struct l3l4 h;
 	if (bpf_skb_load_bytes(skb, p->l3_off, &h, sizeof(h)))
 		return -1;
-	if (h.ip.version != 4 || h.ip.protocol != IPPROTO_UDP)
+	/* What the packet filter tests (IHL, protocol, fragment), not the version: a frame it
+	 * excludes must be counted here, so the version is checked once the frame is known to
+	 * be one of ours (check()). */
+	if (h.ip.protocol != IPPROTO_UDP)
 		return -1;
 	p->saddr = h.ip.saddr;
 	p->daddr = h.ip.daddr;
-	p->dport = h.dport;
+	p->dport = h.udp.dest;
 	p->ip_len = bpf_ntohs(h.ip.tot_len);
+	p->udp_len = bpf_ntohs(h.udp.len);
+	p->udp_check = h.udp.check;
+	p->version = h.ip.version;
 	p->pass = PASS_NONE;
 	if (h.ip.ihl != 5)
-		p->pass = PASS_OPTIONS;
+		p->pass = h.ip.ihl > 5 ? PASS_OPTIONS : PASS_BAD_IHL;
 	else if (h.ip.frag_off & bpf_htons(IP_DF_MF_OFFSET_MASK))
 		p->pass = PASS_FRAGMENT;
+	else
+		p->ip_csum_ok = ip_csum_ok(&h.ip);
 	return 0;
+}
+
+/* Counts a frame of one of the program's flows that it refuses, under `kind`
+ * (MCR_FP_MALFORMED_* or MCR_FP_FILTERED_NOT_IPV4).
+ *
+ * Verifier: every field is added to, by 0 or 1, instead of the one indexed by `kind`: an
+ * index into the array is a store through a computed address, which programs loaded without
+ * CAP_PERFMON may not do (see count_pass). Only refused frames pay for it. */
+static __always_inline void count_refused(int kind)
+{
+	__u32 zero = 0;
+	struct mcr_fp_pass_counters *c = bpf_map_lookup_elem(&mcr_fp_pass, &zero);
+
+	if (!c)
+		return;
+#pragma unroll
+	for (int i = 0; i < MCR_FP_MALFORMED_KINDS; i++)
+		c->malformed[i] += kind == i;
+	c->not_ipv4 += kind == MCR_FP_FILTERED_NOT_IPV4;
+}
+
+/* The one's-complement sum of the UDP pseudo-header (addresses in network order, as in the
+ * frame; the sum is taken in memory order like the data's, so byte order cancels out). */
+static __always_inline __u64 pseudo_sum(const struct parsed *p)
+{
+	return (__u64)(p->saddr & 0xffff) + (p->saddr >> 16) + (p->daddr & 0xffff) +
+	       (p->daddr >> 16) + bpf_htons(IPPROTO_UDP) + bpf_htons(p->udp_len);
+}
+
+#define CSUM_CHUNK 256
+
+/* The walk over a datagram's bytes for its checksum. */
+struct csum_walk {
+	struct __sk_buff *skb;
+	__u32 off;  /* the next byte to sum */
+	__u32 left; /* bytes from `off` to the end of the datagram */
+	__u32 sum;  /* bpf_csum_diff's running sum */
+	__u32 err;
+};
+
+/* bpf_loop's callback: adds the next chunk of up to CSUM_CHUNK bytes; 1 ends the loop.
+ *
+ * Verifier: bpf_csum_diff sums whole 32-bit words, so the last chunk is read into a zeroed
+ * buffer and summed rounded up to 4 bytes (zeros add nothing); both sizes are bounded
+ * explicitly for the verifier. */
+static long csum_next(__u32 i, void *ctx)
+{
+	struct csum_walk *w = ctx;
+	__u8 buf[CSUM_CHUNK];
+	__u32 len = w->left < CSUM_CHUNK ? w->left : CSUM_CHUNK;
+
+	if (len == 0 || len > CSUM_CHUNK)
+		return 1;
+	if (len < CSUM_CHUNK)
+		__builtin_memset(buf, 0, sizeof(buf));
+	if (bpf_skb_load_bytes(w->skb, w->off, buf, len)) {
+		w->err = 1;
+		return 1;
+	}
+	__u32 words = (len + 3) & ~3u;
+	if (words > CSUM_CHUNK)
+		return 1;
+	__s64 s = bpf_csum_diff(0, 0, (__be32 *)buf, words, w->sum);
+	if (s < 0) {
+		w->err = 1;
+		return 1;
+	}
+	w->sum = (__u32)s;
+	w->off += len;
+	w->left -= len;
+	return w->left ? 0 : 1;
+}
+
+/*
+ * Whether the UDP checksum of the `udp_len`-byte datagram at `l4_off` verifies; `pseudo` is
+ * its pseudo-header's sum (pseudo_sum()). Returns 1 if it does.
+ *
+ * Verifier: a global (not inlined) function, so the walk's state, which holds the context
+ * pointer, lives in a stack frame of its own. Inlined, clang reused that pointer's stack slot
+ * for another variable afterwards, a partial overwrite of a spilled pointer, which programs
+ * loaded without CAP_PERFMON may not do ("attempt to corrupt spilled pointer on stack").
+ */
+__attribute__((noinline)) int mcr_fp_udp_csum_ok(struct __sk_buff *skb, __u32 l4_off,
+						 __u32 udp_len, __u32 pseudo)
+{
+	struct csum_walk w = { .skb = skb, .off = l4_off, .left = udp_len };
+
+	bpf_loop((udp_len + CSUM_CHUNK - 1) / CSUM_CHUNK, csum_next, &w, 0);
+	if (w.err || w.left)
+		return 0;
+	return csum_fold_((__u64)w.sum + pseudo) == 0xffff;
+}
+
+/*
+ * Whether the UDP checksum needs no check of ours, as on the userspace path (which verifies
+ * only what neither tp_status nor the vnet header vouches for): none sent (0); the device
+ * verified it (CHECKSUM_UNNECESSARY, which bpf_csum_level reports); or it is not computed
+ * yet (CHECKSUM_PARTIAL: a sender on this host, over veth, whose checksum the transmitting
+ * device completes). __sk_buff does not show CHECKSUM_PARTIAL and reading the kernel's
+ * sk_buff needs CAP_PERFMON, so it is recognised by its value: such a field holds the
+ * pseudo-header sum alone (udp4_hwcsum). A corrupt checksum equal to that by chance (1 in
+ * 65,536) is forwarded, and dropped by the receiver as on any path that trusts offloads.
+ */
+static __always_inline int udp_csum_vouched_for(struct __sk_buff *skb, const struct parsed *p)
+{
+	if (p->udp_check == 0)
+		return 1;
+	if (bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
+		return 1;
+	return p->udp_check == csum_fold_(pseudo_sum(p));
+}
+
+/*
+ * The userspace parser's checks of a frame of one of the program's flows, in its order
+ * (relay/src/wire/frame.rs): MCR_FP_VERDICT_OK, or the kind it is refused as. IHL, protocol
+ * and fragments parse() has checked.
+ *
+ * GSO/GRO super-frames: lengths are those of the whole super-packet (as userspace reads
+ * them), with Linux's convention for one longer than 64 KiB (IPv4 and UDP length 0); their
+ * checksum field is a pseudo-header sum for the whole run, never verified.
+ */
+static __always_inline int check(struct __sk_buff *skb, const struct parsed *p)
+{
+	if (skb->vlan_present && p->tag_in_band)
+		return MCR_FP_FILTERED_NOT_IPV4;
+	if (p->version != 4)
+		return MCR_FP_MALFORMED_BAD_IP_HEADER_LENGTH;
+	if (!p->ip_csum_ok)
+		return MCR_FP_MALFORMED_BAD_IP_CHECKSUM;
+	__u32 gso = skb->gso_size != 0;
+	/* parse() read the headers, so the frame holds them. */
+	__u32 avail = skb->len - p->l3_off;
+	__u32 ip_len = p->ip_len;
+	if (gso && ip_len == 0 && avail > 0xffff)
+		ip_len = avail;
+	if (ip_len < sizeof(struct iphdr))
+		return MCR_FP_MALFORMED_BAD_TOTAL_LENGTH;
+	if (ip_len > avail)
+		return MCR_FP_MALFORMED_TRUNCATED;
+	if (ip_len < sizeof(struct iphdr) + sizeof(struct udphdr))
+		return MCR_FP_MALFORMED_BAD_TOTAL_LENGTH;
+	__u32 udp_len = ip_len - sizeof(struct iphdr);
+	if (p->udp_len != udp_len && !(gso && p->udp_len == 0 && udp_len > 0xffff))
+		return MCR_FP_MALFORMED_BAD_UDP_LENGTH;
+	if (!gso && !udp_csum_vouched_for(skb, p) &&
+	    !mcr_fp_udp_csum_ok(skb, p->l3_off + sizeof(struct iphdr), p->udp_len,
+				(__u32)pseudo_sum(p)))
+		return MCR_FP_MALFORMED_BAD_UDP_CHECKSUM;
+	return MCR_FP_VERDICT_OK;
 }
 
 static __always_inline void count_pass(__u8 why)
@@ -426,7 +619,7 @@ static __always_inline int untag(struct __sk_buff *skb, const struct parsed *p)
 SEC("tcx/ingress")
 int mcr_fastpath(struct __sk_buff *skb)
 {
-	struct parsed p;
+	struct parsed p = {};
 
 	if (parse(skb, &p))
 		return MCR_TCX_NEXT;
@@ -437,6 +630,12 @@ int mcr_fastpath(struct __sk_buff *skb)
 	struct mcr_fp_rule *rule = lookup(skb->ifindex, &p);
 	if (!rule)
 		return MCR_TCX_NEXT;
+	/* Refused frames go on to the stack, as they do beside the userspace path's taps. */
+	int refused = check(skb, &p);
+	if (refused != MCR_FP_VERDICT_OK) {
+		count_refused(refused);
+		return MCR_TCX_NEXT;
+	}
 	__u32 slot = rule->slot;
 	struct mcr_fp_rule_counters *rc = bpf_map_lookup_elem(&mcr_fp_counters, &slot);
 	if (!rc) {

@@ -76,12 +76,33 @@ struct mcr_fp_rule_counters {
 	struct mcr_fp_output_counters outputs[MCR_FP_MAX_OUTPUTS];
 };
 
-/* Frames on a hooked interface the program hands to the stack (and so to the userspace
- * path, whose packet filter lets them through), per CPU. Not part of any flow's counts. */
+/*
+ * Why the program refuses a frame of one of its flows: relay::wire::Malformed's kinds, in its
+ * index order (Malformed::ALL; a unit test checks the two agree), then one Filtered kind. The
+ * program refuses what the userspace parser refuses, so that a frame lands in the same
+ * counter on both paths.
+ */
+#define MCR_FP_MALFORMED_TRUNCATED 0
+#define MCR_FP_MALFORMED_BAD_IP_HEADER_LENGTH 1
+#define MCR_FP_MALFORMED_BAD_TOTAL_LENGTH 2
+#define MCR_FP_MALFORMED_BAD_IP_CHECKSUM 5
+#define MCR_FP_MALFORMED_BAD_UDP_LENGTH 6
+#define MCR_FP_MALFORMED_BAD_UDP_CHECKSUM 7
+#define MCR_FP_MALFORMED_KINDS 10 /* Malformed::COUNT */
+#define MCR_FP_FILTERED_NOT_IPV4 MCR_FP_MALFORMED_KINDS /* a second VLAN tag (QinQ) */
+#define MCR_FP_VERDICT_OK (-1)
+
+/* Frames on a hooked interface the program hands to the stack, per CPU. Not part of any
+ * flow's counts. */
 struct mcr_fp_pass_counters {
+	/* Left to the userspace path, whose packet filter lets them through: */
 	__u64 ip_options; /* IPv4 with options: userspace counts them as malformed.ip_options */
 	__u64 fragments;  /* IPv4 fragments: userspace counts them as malformed.fragment */
 	__u64 no_counters; /* matched a rule whose counter slot was out of range (never expected) */
+	/* Refused and counted here only (the packet filter excludes the program's flows), in
+	 * the userspace path's terms: malformed.<kind> by index, and filtered.not_ipv4. */
+	__u64 malformed[MCR_FP_MALFORMED_KINDS];
+	__u64 not_ipv4;
 };
 
 /*

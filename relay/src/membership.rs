@@ -53,6 +53,14 @@ impl Memberships {
         warnings
     }
 
+    /// Forgets the memberships on `ifindex`, whose interface was deleted: the kernel dropped
+    /// them with the device, and the sockets that held them cannot join again on an
+    /// interface created under the same index (they still list the old membership). The next
+    /// [`Memberships::sync`] joins with new sockets.
+    pub fn forget_interface(&mut self, ifindex: u32) {
+        self.joined.retain(|k, _| k.1 != ifindex);
+    }
+
     pub fn len(&self) -> usize {
         self.joined.len()
     }

@@ -32,6 +32,11 @@ pub struct Controller {
     set_log_level: LogLevelSetter,
     memberships: Memberships,
     resolve: Resolve,
+    /// Indices of interfaces the table uses that were deleted and are not handled yet (see
+    /// [`Controller::refresh_interfaces`]).
+    deleted: std::collections::BTreeSet<u32>,
+    /// Input names the published table has its rules wait for (gone interfaces).
+    waiting_for: Vec<String>,
 }
 
 impl Controller {
@@ -56,6 +61,8 @@ impl Controller {
             set_log_level,
             memberships,
             resolve,
+            deleted: Default::default(),
+            waiting_for: Vec::new(),
         }
     }
 
@@ -200,22 +207,38 @@ impl Controller {
         Response::ok(Reply::Done { message })
     }
 
-    /// Re-resolves the interfaces the rules name and, where an index changed (an interface
-    /// deleted and created again), publishes a table with the new ones. Rules whose
-    /// interfaces are all unchanged keep their counters. While an interface is missing the
-    /// table stays as it is: its flows are dead until the interface returns.
-    pub fn refresh_interfaces(&mut self) {
+    /// Follows the interfaces the rules name through link events (`crate::linkwatch`).
+    ///
+    /// An interface deleted and created again, under a new index or the same one, leaves
+    /// dead what was bound to the old one: packet sockets, the fast path's tcx link, group
+    /// memberships. Once every interface exists again, the table is re-resolved and published
+    /// (the workers re-open the sockets of deleted interfaces, the fast path attaches again,
+    /// the memberships are joined anew with new sockets) and `interface_changes` counted.
+    /// While an input is gone, its rules are listed as `waiting` (why, in their reason) and
+    /// its sockets closed; the other rules go on. Rules whose interfaces are all unchanged
+    /// keep their counters.
+    pub fn refresh_interfaces(&mut self, events: &crate::linkwatch::LinkEvents) {
         let current = self.shared.table.load_full();
-        let changed = current.rules.iter().any(|rule| {
+        let used = current
+            .inputs
+            .iter()
+            .map(|i| i.ifindex)
+            .chain(current.egress_keys.iter().map(|k| k.ifindex));
+        for ifindex in used.filter(|i| events.may_have_deleted(*i)) {
+            if self.deleted.insert(ifindex) {
+                self.memberships.forget_interface(ifindex);
+            }
+        }
+        let renamed = current.rules.iter().any(|rule| {
             (self.resolve)(&rule.spec.input).ok() != Some(rule.ifindex)
                 || rule.outputs.iter().any(|o| {
                     (self.resolve)(&o.interface).ok() != Some(current.egress_keys[o.egress].ifindex)
                 })
         });
-        if !changed {
+        if !renamed && self.deleted.is_empty() {
             return;
         }
-        let missing: Vec<&str> = current
+        let mut missing: Vec<String> = current
             .rules
             .iter()
             .flat_map(|r| {
@@ -223,21 +246,91 @@ impl Controller {
                     .chain(r.outputs.iter().map(|o| o.interface.as_str()))
             })
             .filter(|name| (self.resolve)(name).is_err())
+            .map(str::to_string)
             .collect();
+        missing.sort();
+        missing.dedup();
         if !missing.is_empty() {
-            tracing::debug!("interfaces {missing:?} are gone; their flows wait for them");
+            if missing != self.waiting_for {
+                self.publish_waiting(&missing);
+            }
             return;
         }
         let rules = self.rules.clone();
         let response = self.apply(rules, "interfaces changed: rules re-resolved".to_string());
         if response.ok {
+            self.deleted.clear();
+            self.waiting_for.clear();
             self.shared
                 .interface_changes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!("an interface a rule uses was re-created; its sockets were re-opened");
+            tracing::warn!(
+                "an interface a rule uses was re-created; its sockets, fast path and \
+                 memberships were set up again"
+            );
         } else if let Some(e) = response.error {
             tracing::error!("re-resolving interfaces: {}", e.message);
         }
+    }
+
+    /// Publishes the rules in force with the interfaces in `missing` gone: rules on a gone
+    /// input wait (and its sockets close), the rest go on. A gone interface keeps its last
+    /// index here, so that the table can be built.
+    fn publish_waiting(&mut self, missing: &[String]) {
+        let current = self.shared.table.load_full();
+        let last_index = |name: &str| {
+            current
+                .inputs
+                .iter()
+                .find(|i| i.name == name)
+                .map(|i| i.ifindex)
+                .or_else(|| {
+                    current.rules.iter().find_map(|r| {
+                        r.outputs
+                            .iter()
+                            .find(|o| o.interface == name)
+                            .map(|o| current.egress_keys[o.egress].ifindex)
+                    })
+                })
+        };
+        let resolve = self.resolve;
+        let resolve_or_last = |name: &str| resolve(name).or_else(|e| last_index(name).ok_or(e));
+        let generation = self.generation + 1;
+        let mut table = match RuleTable::build(
+            &self.rules,
+            generation,
+            self.shared.workers.len(),
+            Some(&current),
+            &resolve_or_last,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("interfaces {missing:?} are gone: {e}");
+                return;
+            }
+        };
+        let pending = self.plan_fast_path(&mut table);
+        let gone: Vec<u32> = table
+            .inputs
+            .iter()
+            .filter(|i| missing.contains(&i.name))
+            .map(|i| i.ifindex)
+            .collect();
+        table.inputs.retain(|i| !gone.contains(&i.ifindex));
+        for rule in table.rules.iter_mut().filter(|r| gone.contains(&r.ifindex)) {
+            rule.path = Path::Waiting {
+                reason: format!(
+                    "input {} was deleted; the rule waits for it to be created again",
+                    rule.spec.input
+                ),
+            };
+        }
+        self.shared.publish(table);
+        self.generation = generation;
+        self.waiting_for = missing.to_vec();
+        tracing::warn!("interfaces {missing:?} are gone; the rules on them wait for them");
+        self.shared.wait_adopted(generation, ADOPT_TIMEOUT);
+        self.finish_fast_path(pending);
     }
 
     /// Decides the path of each rule of `table` and installs its kernel rules (no-op when

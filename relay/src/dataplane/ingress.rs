@@ -126,6 +126,14 @@ impl IngressSocket {
         Ok(())
     }
 
+    /// Whether the interface this socket was bound to is gone: the kernel unbinds a packet
+    /// socket when its device is deleted (its address then names ifindex -1), and binds it
+    /// to nothing else, also not to an interface created again under the same index. Such a
+    /// socket receives nothing; a new one must be opened.
+    pub fn is_orphaned(&self) -> bool {
+        sys::bound_ifindex(self.fd.as_raw_fd()).is_ok_and(|i| i != self.ifindex as i32)
+    }
+
     /// Frames the kernel dropped on this socket since the last call (reading resets them).
     pub fn take_kernel_drops(&self) -> u64 {
         sys::packet_statistics(self.fd.as_raw_fd())

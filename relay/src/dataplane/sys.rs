@@ -48,6 +48,17 @@ pub fn bind_packet(fd: RawFd, ifindex: u32) -> io::Result<()> {
     .map(drop)
 }
 
+/// The interface index a packet socket is bound to (`getsockname`): -1 once its device was
+/// deleted.
+pub fn bound_ifindex(fd: RawFd) -> io::Result<i32> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `sll` is a writable sockaddr_ll of `len` bytes.
+    cvt(unsafe { libc::getsockname(fd, (&mut sll as *mut libc::sockaddr_ll).cast(), &mut len) })?;
+    Ok(sll.sll_ifindex)
+}
+
 /// Attaches (or atomically replaces) a classic BPF filter.
 pub fn attach_filter(fd: RawFd, prog: &[libc::sock_filter]) -> io::Result<()> {
     let fprog = libc::sock_fprog {

@@ -266,6 +266,30 @@ impl Worker {
     pub fn adopt_current_table(&mut self) -> Result<(), WorkerError> {
         let table = self.fwd.shared.table.load_full();
         let mut first_error = None;
+        // First close the sockets of inputs the table no longer has, and those whose
+        // interface was deleted (also if one of the same index exists now: the socket is
+        // bound to nothing), so that the loop below opens a new one for it.
+        let mut i = 0;
+        while i < self.ingress.len() {
+            let sock = &self.ingress[i].sock;
+            if table.input(sock.ifindex).is_some() && !sock.is_orphaned() {
+                i += 1;
+                continue;
+            }
+            let gone = self.ingress.swap_remove(i);
+            self.fwd
+                .cells()
+                .kernel_drops
+                .add(gone.sock.take_kernel_drops());
+            if gone.poll_armed {
+                let cancel = opcode::AsyncCancel::new(KIND_POLL | u64::from(gone.token))
+                    .build()
+                    .user_data(KIND_CANCEL);
+                if push(&mut self.ring, &cancel) {
+                    self.closing.push(gone);
+                }
+            }
+        }
         // Ingress: one socket per input interface.
         for input in &table.inputs {
             if let Some(i) = self
@@ -299,26 +323,6 @@ impl Worker {
                         worker: self.fwd.id,
                         source,
                     });
-                }
-            }
-        }
-        let mut i = 0;
-        while i < self.ingress.len() {
-            if table.input(self.ingress[i].sock.ifindex).is_some() {
-                i += 1;
-                continue;
-            }
-            let gone = self.ingress.swap_remove(i);
-            self.fwd
-                .cells()
-                .kernel_drops
-                .add(gone.sock.take_kernel_drops());
-            if gone.poll_armed {
-                let cancel = opcode::AsyncCancel::new(KIND_POLL | u64::from(gone.token))
-                    .build()
-                    .user_data(KIND_CANCEL);
-                if push(&mut self.ring, &cancel) {
-                    self.closing.push(gone);
                 }
             }
         }

@@ -27,8 +27,13 @@ pub const PROGRAM_NAME: &str = "mcr_fastpath";
 pub enum AttachError {
     #[error("loading the fast-path program: {0}")]
     Load(String),
-    #[error("interface {interface} already has an mcrd fast path attached (program id {id}); two daemons on one interface would forward the same datagrams twice")]
-    Taken { interface: String, id: u32 },
+    #[error("interface {interface} already has an mcrd fast path attached (program id {id}{}); two daemons on one interface would forward the same datagrams twice", owner.map(|p| format!(", held by pid {p}")).unwrap_or_default())]
+    Taken {
+        interface: String,
+        id: u32,
+        /// The process holding that program's link, when it could be found.
+        owner: Option<u32>,
+    },
     #[error("attaching the fast path to {interface}: {step}: {source}")]
     Attach {
         interface: String,
@@ -118,6 +123,82 @@ fn program_name(id: u32) -> Option<String> {
     program_facts(&fd).ok().map(|f| f.name)
 }
 
+/// The kernel's run statistics of a program: (total ns in the program, runs). The kernel keeps
+/// them only while statistics are on ([`enable_run_stats`] or `kernel.bpf_stats_enabled`).
+pub fn program_run_stats(id: u32) -> io::Result<(u64, u64)> {
+    // SAFETY: plain syscall wrapper; a negative return is an error.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: the call returned a new descriptor we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: `info` is a bpf_prog_info of `len` bytes that the call fills.
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    Ok((info.run_time_ns, info.run_cnt))
+}
+
+/// Turns on the kernel's run-time statistics of every BPF program while the returned
+/// descriptor is open (`BPF_ENABLE_STATS`: unlike the sysctl, nothing stays on after us).
+pub fn enable_run_stats() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall wrapper; a negative return is an error.
+    let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: the call returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The process holding a tcx link to program `prog_id`: the fd whose `/proc/PID/fdinfo` says
+/// `link_type: tcx` and `prog_id: ID`. A walk over every process's descriptors, so callers
+/// keep the answer.
+pub fn link_owner(prog_id: u32) -> Option<u32> {
+    let want = format!("prog_id:\t{prog_id}\n");
+    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            if info.contains("link_type:\ttcx\n") && info.contains(&want) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// Whether a tcx link still attaches its program to an interface. When the interface is
+/// deleted the kernel detaches the program and the link stays, pointing at no device
+/// (`tcx.ifindex` 0): an interface created again, even under the same index, has no program
+/// until it is attached anew.
+pub fn link_attached(link: impl AsFd) -> bool {
+    // SAFETY: bpf_link_info is plain old data; all-zero is valid.
+    let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: `info` is a bpf_link_info of `len` bytes that the call fills.
+    let rc = unsafe {
+        libbpf_sys::bpf_link_get_info_by_fd(link.as_fd().as_raw_fd(), &mut info, &mut len)
+    };
+    // SAFETY: a tcx link's info fills the `tcx` member of the union.
+    rc == 0 && unsafe { info.__bindgen_anon_1.tcx.ifindex } != 0
+}
+
 /// Ids of the mcrd fast paths attached to an interface's tcx ingress.
 pub fn mcrd_programs_on(ifindex: u32) -> io::Result<Vec<u32>> {
     let (_, ids) = tcx_ingress_programs(ifindex)?;
@@ -146,6 +227,7 @@ pub fn attach_tcx(prog: impl AsFd, ifindex: u32, interface: &str) -> Result<Owne
         return Err(AttachError::Taken {
             interface: interface.to_string(),
             id,
+            owner: None,
         });
     }
     let mut opts = libbpf_sys::bpf_link_create_opts {

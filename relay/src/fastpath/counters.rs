@@ -8,6 +8,7 @@
 
 use super::layout::{from_bytes, MAX_OUTPUTS};
 use super::skel::types::{mcr_fp_monitor, mcr_fp_pass_counters, mcr_fp_rule_counters};
+use crate::wire::Malformed;
 
 /// One output's counters, all CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -141,9 +142,15 @@ impl MonitorCounters {
 /// Frames the program left to the stack, all CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassCounters {
+    /// Left to the userspace path (which counts them as malformed too).
     pub ip_options: u64,
     pub fragments: u64,
     pub no_counters: u64,
+    /// Frames of the program's flows it refused, by [`Malformed::index`]: counted here only
+    /// (the packet filter keeps them from userspace), in the userspace path's kinds.
+    pub malformed: [u64; Malformed::COUNT],
+    /// Frames of the program's flows with a second VLAN tag: userspace's `filtered.not_ipv4`.
+    pub not_ipv4: u64,
 }
 
 impl PassCounters {
@@ -156,8 +163,25 @@ impl PassCounters {
             s.ip_options += c.ip_options;
             s.fragments += c.fragments;
             s.no_counters += c.no_counters;
+            for (sum, v) in s.malformed.iter_mut().zip(c.malformed.iter()) {
+                *sum += v;
+            }
+            s.not_ipv4 += c.not_ipv4;
         }
         s
+    }
+
+    /// The refused frames by kind, as the userspace path names them (kinds with 0 left out).
+    pub fn malformed_by_kind(&self) -> impl Iterator<Item = (Malformed, u64)> + '_ {
+        Malformed::ALL
+            .iter()
+            .map(|k| (*k, self.malformed[k.index()]))
+            .filter(|(_, v)| *v > 0)
+    }
+
+    /// Frames of the program's flows it refused: malformed ones and filtered ones.
+    pub fn refused(&self) -> u64 {
+        self.malformed.iter().sum::<u64>() + self.not_ipv4
     }
 }
 
@@ -187,5 +211,44 @@ mod tests {
         assert_eq!(s.outputs[1].errors(), 1);
         assert_eq!(s.outputs[1].in_flight(), 1);
         assert_eq!(s.outputs[0], OutputCounters::default());
+    }
+
+    /// The program's kind numbers (bpf/fastpath.h) are `Malformed::index`: a frame it refuses
+    /// is counted under the name userspace gives the same frame.
+    #[test]
+    fn the_program_s_refusal_kinds_are_the_parser_s() {
+        use super::super::skel::types as t;
+        let pairs = [
+            (Malformed::Truncated, 0),
+            (Malformed::BadIpHeaderLength, 1),
+            (Malformed::BadTotalLength, 2),
+            (Malformed::BadIpChecksum, 5),
+            (Malformed::BadUdpLength, 6),
+            (Malformed::BadUdpChecksum, 7),
+        ];
+        let header = include_str!("../../bpf/fastpath.h");
+        for (kind, index) in pairs {
+            let define = format!(
+                "#define MCR_FP_MALFORMED_{} {index}",
+                kind.name().to_uppercase()
+            );
+            assert!(header.contains(&define), "bpf/fastpath.h lacks `{define}`");
+            assert_eq!(kind.index(), index);
+        }
+        assert!(header.contains(&format!(
+            "#define MCR_FP_MALFORMED_KINDS {}",
+            Malformed::COUNT
+        )));
+        let c = t::mcr_fp_pass_counters::default();
+        assert_eq!(c.malformed.len(), Malformed::COUNT);
+        let mut raw = c;
+        raw.malformed[Malformed::BadUdpLength.index()] = 3;
+        raw.not_ipv4 = 2;
+        let s = PassCounters::sum(&[bytes_of(&raw).to_vec(), bytes_of(&raw).to_vec()]);
+        assert_eq!(
+            s.malformed_by_kind().collect::<Vec<_>>(),
+            vec![(Malformed::BadUdpLength, 6)]
+        );
+        assert_eq!(s.refused(), 10);
     }
 }

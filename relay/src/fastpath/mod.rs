@@ -28,7 +28,10 @@ use std::sync::Mutex;
 
 use libbpf_rs::{MapCore, MapFlags};
 
-pub use attach::{mcrd_programs_on, tcx_ingress_programs, AttachError, ProgramFacts, PROGRAM_NAME};
+pub use attach::{
+    enable_run_stats, mcrd_programs_on, program_run_stats, tcx_ingress_programs, AttachError,
+    ProgramFacts, PROGRAM_NAME,
+};
 pub use layout::MAX_OUTPUTS;
 
 use crate::config::RuleSpec;
@@ -60,7 +63,10 @@ pub struct FastPath {
 #[derive(Default)]
 struct State {
     /// Per input interface: the tcx link, or why there is none.
-    links: BTreeMap<u32, Result<OwnedFd, String>>,
+    links: BTreeMap<u32, Result<OwnedFd, LinkError>>,
+    /// The pid of the process holding another mcrd's program on an input, by program id
+    /// (found once per program: it takes a walk over /proc).
+    owners: HashMap<u32, Option<u32>>,
     /// Counter slot of each rule, while its spec and input stay the same.
     slots: HashMap<String, SlotOwner>,
     free: Vec<u32>,
@@ -70,6 +76,15 @@ struct State {
     retired: counters::KernelTotals,
     /// Output count of each slot's rule, to sum only its outputs when it retires.
     slot_outputs: HashMap<u32, usize>,
+}
+
+/// Why an input has no link of ours.
+#[derive(Clone)]
+struct LinkError {
+    why: String,
+    /// Another mcrd's fast path holds the input: its flows stand by (neither path of ours
+    /// forwards them, or the datagrams would go out twice) until that one detaches.
+    taken: bool,
 }
 
 struct SlotOwner {
@@ -130,25 +145,58 @@ impl FastPath {
         // was not Ethernet yet), it is tried again at every plan, warning only once.
         for (ifindex, name) in &inputs {
             let failed_before = match state.links.get(ifindex) {
+                // A link whose interface was deleted (and maybe created again under the same
+                // index) attaches nothing any more: attach anew.
+                Some(Ok(link)) if !attach::link_attached(link) => {
+                    tracing::warn!(
+                        interface = %name,
+                        "fast path detached by the kernel (the interface was deleted); attaching again"
+                    );
+                    false
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) => true,
                 None => false,
             };
+            let failed = |why: String| LinkError { why, taken: false };
             let link = match resolve::link(name) {
                 Ok(l) if l.ethernet => {
-                    attach::attach_tcx(self.skel.progs.mcr_fastpath.as_fd(), *ifindex, name)
-                        .map_err(|e| e.to_string())
+                    match attach::attach_tcx(self.skel.progs.mcr_fastpath.as_fd(), *ifindex, name) {
+                        Ok(fd) => Ok(fd),
+                        Err(AttachError::Taken { interface, id, .. }) => {
+                            let owner = *state
+                                .owners
+                                .entry(id)
+                                .or_insert_with(|| attach::link_owner(id));
+                            Err(LinkError {
+                                why: AttachError::Taken {
+                                    interface,
+                                    id,
+                                    owner,
+                                }
+                                .to_string(),
+                                taken: true,
+                            })
+                        }
+                        Err(e) => Err(failed(e.to_string())),
+                    }
                 }
-                Ok(_) => Err(format!("input {name} is not an Ethernet interface")),
-                Err(e) => Err(format!("input {name}: {e}")),
+                Ok(_) => Err(failed(format!("input {name} is not an Ethernet interface"))),
+                Err(e) => Err(failed(format!("input {name}: {e}"))),
             };
             match &link {
                 Ok(_) => tracing::info!(interface = %name, "fast path attached (tcx ingress)"),
-                Err(why) => {
-                    if !failed_before {
-                        tracing::warn!("fast path not attached: {why}");
+                Err(e) => {
+                    if !failed_before && e.taken {
+                        tracing::warn!(
+                            "{}: its rules stand by, forwarded by neither path of this daemon, \
+                             until that one detaches (tried again every second)",
+                            e.why
+                        );
+                    } else if !failed_before {
+                        tracing::warn!("fast path not attached: {}", e.why);
                     }
-                    report.attach_errors.push(why.clone());
+                    report.attach_errors.push(e.why.clone());
                 }
             }
             state.links.insert(*ifindex, link);
@@ -160,19 +208,32 @@ impl FastPath {
             .copied()
             .collect();
 
+        // Inputs another mcrd's fast path holds: their rules wait.
+        let taken: BTreeMap<u32, String> = state
+            .links
+            .iter()
+            .filter_map(|(i, l)| match l {
+                Err(e) if e.taken => Some((*i, e.why.clone())),
+                _ => None,
+            })
+            .collect();
+
         // Each rule on its own.
         let mut decided: Vec<Result<Vec<KernelOutput>, String>> = table
             .rules
             .iter()
             .map(|rule| {
+                if let Some(why) = taken.get(&rule.ifindex) {
+                    return Err(why.clone());
+                }
                 if multicast_loop {
                     return Err(
                         "multicast_loop = true: the kernel path does not deliver to local sockets"
                             .into(),
                     );
                 }
-                if let Some(Err(why)) = state.links.get(&rule.ifindex) {
-                    return Err(why.clone());
+                if let Some(Err(e)) = state.links.get(&rule.ifindex) {
+                    return Err(e.why.clone());
                 }
                 if layout::monitor_kind(rule.spec.monitor).is_none() {
                     return Err(MPEGTS_USERSPACE.into());
@@ -251,6 +312,15 @@ impl FastPath {
             let was_kernel = state.installed.contains_key(&k);
             let outputs = match decision {
                 Ok(o) => o,
+                Err(reason) if taken.contains_key(&rule.ifindex) => {
+                    rule.path = Path::Waiting {
+                        reason: format!(
+                            "standing by: {reason}; this daemon takes the flow over when that \
+                             one detaches"
+                        ),
+                    };
+                    continue;
+                }
                 Err(reason) => {
                     if was_kernel {
                         restart_worker_monitors(rule);
@@ -310,12 +380,16 @@ impl FastPath {
             .cloned()
             .collect();
 
-        // The flows the packet filters must leave to the program.
+        // The flows the packet filters must leave to the program (ours, or while standing
+        // by, the other daemon's).
         for input in &mut table.inputs {
             let mut flows: Vec<(Ipv4Addr, u16)> = table
                 .rules
                 .iter()
-                .filter(|r| r.ifindex == input.ifindex && r.path == Path::Kernel)
+                .filter(|r| {
+                    r.ifindex == input.ifindex
+                        && matches!(r.path, Path::Kernel | Path::Waiting { .. })
+                })
                 .map(|r| (r.spec.group, r.spec.port))
                 .collect();
             flows.sort();
@@ -563,6 +637,9 @@ mod tests {
         ip[9] = 17;
         ip[12..16].copy_from_slice(&[10, 99, 0, 1]);
         ip[16..20].copy_from_slice(&[239, 1, 1, 1]);
+        // The program refuses a bad header checksum, as userspace does.
+        let sum = crate::wire::checksum::finish(crate::wire::checksum::sum(ip));
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
         f[34..36].copy_from_slice(&4000u16.to_be_bytes());
         f[36..38].copy_from_slice(&5000u16.to_be_bytes());
         f[38..40].copy_from_slice(&udp_len.to_be_bytes());

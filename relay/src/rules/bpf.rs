@@ -25,6 +25,9 @@ const LD_H_IND: u16 = 0x48;
 const LD_B_IND: u16 = 0x50;
 const AND_K: u16 = 0x54;
 const LDX_IMM: u16 = 0x01;
+const LD_W_LEN: u16 = 0x80;
+const SUB_X: u16 = 0x1c;
+const JGE_K: u16 = 0x35;
 const JEQ_K: u16 = 0x15;
 const JA: u16 = 0x05;
 const RET_K: u16 = 0x06;
@@ -48,6 +51,8 @@ const IP_FLAGS_FRAGMENT: u32 = 14 + 6;
 const IP_PROTOCOL: u32 = 14 + 9;
 /// The UDP destination port after an IPv4 header without options.
 const UDP_DPORT: u32 = 14 + 20 + 2;
+/// The frame length that holds the UDP header after an IPv4 header without options (plus X).
+const UDP_HEADER_END: u32 = 14 + 20 + 8;
 const IPPROTO_UDP: u32 = 17;
 
 fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
@@ -116,10 +121,16 @@ fn prologue() -> Vec<Insn> {
 /// after them: ret 0 (no group matched; ACCEPT when there are more groups than
 ///             MAX_FILTERED_GROUPS and only the kernel groups are tested)
 /// ACCEPT:     ret ACCEPT
-/// per kernel group, TARGET: IPv4 without options, not a fragment, UDP, and the port is one
-///             of the group's kernel ports ? ret 0 : ret ACCEPT
+/// per kernel group, TARGET: IPv4 without options, not a fragment, UDP, the frame holds the
+///             whole UDP header, and the port is one of the group's kernel ports ? ret 0 :
+///             ret ACCEPT
 /// ```
+/// A frame too short for the UDP header is accepted (the program never sees it as one of its
+/// flows, and userspace counts it as malformed): a cBPF load beyond the frame would drop it
+/// uncounted.
 fn with_kernel_flows(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) {
+    /// Instructions of a kernel group's block before its port tests.
+    const CHECKS: usize = 12;
     let mut kernel_groups: Vec<Ipv4Addr> = kernel_flows.iter().map(|(g, _)| *g).collect();
     kernel_groups.sort();
     kernel_groups.dedup();
@@ -138,8 +149,8 @@ fn with_kernel_flows(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ip
             .map(|(_, p)| *p)
             .collect()
     };
-    // A kernel group's block: 9 checks + one test per port + 2 returns.
-    let block_len = |g: Ipv4Addr| 9 + ports(g).len() + 2;
+    // A kernel group's block: 12 checks + one test per port + 2 returns.
+    let block_len = |g: Ipv4Addr| CHECKS + ports(g).len() + 2;
     let tests_start = p.len();
     let after_tests = tests_start + 2 * tested.len();
     let accept = after_tests + 1;
@@ -163,10 +174,10 @@ fn with_kernel_flows(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ip
     for g in tested.iter().filter(|g| kernel_groups.contains(g)) {
         let ports = ports(*g);
         let n = ports.len();
-        // Block layout: 9 checks at +0..+8, port tests at +9.., then ACC: ret ACCEPT at
-        // +9+n and DROP: ret 0 at +10+n. A jump at +k to +t has offset t - k - 1.
-        let to_accept = |k: usize| (9 + n - k - 1) as u8;
-        p.extend([
+        // Block layout: CHECKS checks at +0..+11, port tests at +12.., then ACC: ret ACCEPT
+        // at +12+n and DROP: ret 0 at +13+n. A jump at +k to +t has offset t - k - 1.
+        let to_accept = |k: usize| (CHECKS + n - k - 1) as u8;
+        let checks = [
             insn(LD_B_IND, 0, 0, IP_VERSION_IHL),
             insn(AND_K, 0, 0, 0x0f),
             insn(JEQ_K, 0, to_accept(2), 5),
@@ -175,10 +186,16 @@ fn with_kernel_flows(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ip
             insn(LD_H_IND, 0, 0, IP_FLAGS_FRAGMENT),
             insn(AND_K, 0, 0, 0x3fff),
             insn(JEQ_K, 0, to_accept(7), 0),
+            insn(LD_W_LEN, 0, 0, 0),
+            insn(SUB_X, 0, 0, 0),
+            insn(JGE_K, 0, to_accept(10), UDP_HEADER_END),
             insn(LD_H_IND, 0, 0, UDP_DPORT),
-        ]);
+        ];
+        debug_assert_eq!(checks.len(), CHECKS);
+        p.extend(checks);
         for (j, port) in ports.iter().enumerate() {
-            // Port test j sits at +9+j; DROP at +10+n. The last one falls through to ACC.
+            // Port test j sits at +CHECKS+j; DROP at +CHECKS+1+n. The last one falls through
+            // to ACC.
             p.push(insn(JEQ_K, (n - j) as u8, 0, u32::from(*port)));
         }
         p.push(insn(RET_K, 0, 0, ACCEPT));
@@ -224,6 +241,9 @@ pub(crate) mod interp {
                     None => return 0,
                 },
                 AND_K => a &= i.k,
+                LD_W_LEN => a = frame.len() as u32,
+                SUB_X => a = a.wrapping_sub(x),
+                JGE_K => pc += if a >= i.k { i.jt } else { i.jf } as usize,
                 LDX_IMM => x = i.k,
                 JA => pc += i.k as usize,
                 JEQ_K => pc += if a == i.k { i.jt } else { i.jf } as usize,
@@ -326,6 +346,20 @@ mod tests {
         let mut tcp = udp_frame(false, G1, 5000, 5, 0);
         tcp[14 + 9] = 6;
         assert_eq!(run(&p, &tcp, false), ACCEPT);
+        // A frame of a kernel flow cut inside its UDP header: userspace counts it (a load
+        // beyond the frame would drop it, counted nowhere).
+        for vlan in [false, true] {
+            let whole = udp_frame(vlan, G1, 5000, 5, 0);
+            for cut in [2, 4, 7] {
+                let f = &whole[..whole.len() - 8 + cut];
+                assert_eq!(
+                    run(&p, f, false),
+                    ACCEPT,
+                    "cut after {cut} bytes, vlan {vlan}"
+                );
+            }
+            assert_eq!(run(&p, &whole, false), 0);
+        }
     }
 
     #[test]

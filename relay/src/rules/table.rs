@@ -75,6 +75,9 @@ pub enum Path {
     Kernel,
     /// mcrd's worker threads; `reason` says why not the kernel.
     Userspace { reason: String },
+    /// Neither: the flow waits (its input is another mcrd's, or gone), and the packet filter
+    /// leaves its datagrams alone; `reason` says for what it waits.
+    Waiting { reason: String },
 }
 
 impl Path {
@@ -85,18 +88,19 @@ impl Path {
         }
     }
 
-    /// `"kernel"` or `"userspace"`, as the stats and `mcrctl rules list` show it.
+    /// `"kernel"`, `"userspace"` or `"waiting"`, as the stats and `mcrctl rules list` show it.
     pub fn name(&self) -> &'static str {
         match self {
             Path::Kernel => "kernel",
             Path::Userspace { .. } => "userspace",
+            Path::Waiting { .. } => "waiting",
         }
     }
 
     pub fn reason(&self) -> Option<&str> {
         match self {
             Path::Kernel => None,
-            Path::Userspace { reason } => Some(reason),
+            Path::Userspace { reason } | Path::Waiting { reason } => Some(reason),
         }
     }
 }

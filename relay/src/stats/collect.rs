@@ -262,10 +262,18 @@ fn fast_path_stats(
                     .map_or_else(|| i.to_string(), |x| x.name.clone())
             })
             .collect(),
+        // Frames of the program's flows it refused: counted as the userspace path counts
+        // them (the packet filter keeps them from userspace), so `rx` holds them too.
         counters: WorkerCounters {
-            rx_frames: k.frames,
-            rx: k.matched,
+            rx_frames: k.frames + pass.refused(),
+            rx: k.matched + pass.refused(),
             rx_bytes: k.frame_bytes,
+            filtered: pass.not_ipv4,
+            malformed: pass.malformed.iter().sum(),
+            malformed_by_kind: pass
+                .malformed_by_kind()
+                .map(|(kind, n)| (kind.name().to_string(), n))
+                .collect(),
             matched: k.matched,
             tx_sent: k.sent,
             tx_bytes: k.sent_bytes,

@@ -1,0 +1,502 @@
+//! Hardening of the kernel fast path and of interface identity (issue 19, round two), end to
+//! end in real namespaces: malformed datagrams counted alike on both paths and never sent,
+//! one owner per input, inputs re-created under the same index, and no double count when a
+//! flow changes path.
+//!
+//! `MCR_MEASURE_MCRD=PATH` runs the cost measurement against another mcrd binary (the
+//! "before" numbers of reports/hardening-round2/fastpath.md).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use common::*;
+use relay::stats::report::StatsReport;
+
+const REQUIRED: &str = "fast_path = \"required\"";
+const OFF: &str = "fast_path = \"off\"";
+
+/// Starts mcrd, or the binary `MCR_MEASURE_MCRD` names (to measure an older build).
+fn start(ns: &Netns, config: &str) -> Relay {
+    match std::env::var("MCR_MEASURE_MCRD") {
+        Ok(_) => Relay::start_as(
+            ns,
+            config,
+            Some(&["sh", "-c", "shift; exec \"$MCR_MEASURE_MCRD\" \"$@\"", "sh"]),
+        ),
+        Err(_) => Relay::start(ns, config),
+    }
+}
+
+/// Datagrams of each malformed kind.
+const EACH: u64 = 100;
+const LEN: usize = 200;
+
+/// Counter `field` of the `proto` line of `/proc/net/snmp` in `ns`.
+fn snmp(ns: &Netns, proto: &str, field: &str) -> u64 {
+    let out = ns.command("cat").arg("/proc/net/snmp").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with(proto));
+    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    let i = h.split_whitespace().position(|f| f == field).unwrap();
+    v.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+fn set_u16(f: &mut [u8], at: usize, v: u16) {
+    f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+fn get_u16(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+/// Offsets in an untagged frame.
+const IP: usize = 14;
+const IP_TOTAL_LEN: usize = IP + 2;
+const UDP: usize = IP + 20;
+const UDP_LEN: usize = UDP + 4;
+const UDP_CSUM: usize = UDP + 6;
+
+/// One malformed kind of the issue: how to spoil a good frame, and the counter userspace
+/// puts it in (`filtered` for QinQ, else the malformed kind).
+struct Spoil {
+    what: &'static str,
+    counted_as: &'static str,
+    spoil: fn(&mut Vec<u8>),
+}
+
+fn spoils() -> Vec<Spoil> {
+    vec![
+        Spoil {
+            what: "bad IP header checksum",
+            counted_as: "bad_ip_checksum",
+            spoil: |f| f[IP + 10] ^= 0x5a,
+        },
+        Spoil {
+            what: "bad UDP checksum",
+            counted_as: "bad_udp_checksum",
+            spoil: |f| f[UDP_CSUM] ^= 0x5a,
+        },
+        Spoil {
+            what: "IP total length above the frame",
+            counted_as: "truncated",
+            spoil: |f| {
+                let l = get_u16(f, IP_TOTAL_LEN);
+                set_u16(f, IP_TOTAL_LEN, l + 10);
+                refresh_ip_checksum(f);
+            },
+        },
+        Spoil {
+            what: "IP total length below the frame",
+            counted_as: "bad_udp_length",
+            spoil: |f| {
+                let l = get_u16(f, IP_TOTAL_LEN);
+                set_u16(f, IP_TOTAL_LEN, l - 10);
+                refresh_ip_checksum(f);
+            },
+        },
+        Spoil {
+            what: "truncated frame",
+            counted_as: "truncated",
+            spoil: |f| f.truncate(f.len() - 10),
+        },
+        Spoil {
+            what: "UDP length too big",
+            counted_as: "bad_udp_length",
+            spoil: |f| {
+                let l = get_u16(f, UDP_LEN);
+                set_u16(f, UDP_LEN, l + 10);
+            },
+        },
+        Spoil {
+            what: "UDP length too small",
+            counted_as: "bad_udp_length",
+            spoil: |f| {
+                let l = get_u16(f, UDP_LEN);
+                set_u16(f, UDP_LEN, l - 10);
+            },
+        },
+        Spoil {
+            what: "UDP length short of its header",
+            counted_as: "bad_udp_length",
+            spoil: |f| set_u16(f, UDP_LEN, 4),
+        },
+        Spoil {
+            what: "only an IP header",
+            counted_as: "bad_total_length",
+            spoil: |f| {
+                f.truncate(UDP);
+                set_u16(f, IP_TOTAL_LEN, 20);
+                refresh_ip_checksum(f);
+            },
+        },
+        Spoil {
+            what: "IP version 6 in an IPv4 EtherType",
+            counted_as: "bad_ip_header_length",
+            spoil: |f| {
+                f[IP] = 0x65;
+                refresh_ip_checksum(f);
+            },
+        },
+        Spoil {
+            what: "QinQ (802.1ad outer tag, 802.1Q inner tag)",
+            counted_as: "filtered",
+            spoil: |f| {
+                f.splice(12..12, [0x88, 0xa8, 0x00, 200, 0x81, 0x00, 0x00, 100]);
+            },
+        },
+    ]
+}
+
+/// What one run of the malformed probe saw.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    malformed_by_kind: BTreeMap<String, u64>,
+    filtered: u64,
+    tx_sent: u64,
+    /// Datagrams the receiver got, by sequence number.
+    received: Vec<u64>,
+    /// The receiver host's header, length and checksum errors (IP and UDP).
+    receiver_errors: u64,
+}
+
+/// Sends `EACH` frames of every malformed kind and `2 x EACH` good datagrams (half as raw
+/// frames with a full UDP checksum, half from a UDP socket with a partial one) through one
+/// relay running with `dataplane`, and reports what it counted and what got through.
+fn malformed_probe(dataplane: &str) -> (Seen, StatsReport) {
+    let c = chain(1, false);
+    let relay = start(&c.relays[0], &relay_config(1, dataplane, &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let raw = raw_socket(&c.src, "out0");
+    let errors = |ns: &Netns| {
+        snmp(ns, "Ip:", "InHdrErrors")
+            + snmp(ns, "Udp:", "InErrors")
+            + snmp(ns, "Udp:", "InCsumErrors")
+    };
+    let errors_before = errors(&c.dst);
+    let mut sent = 0u64;
+    for i in 0..EACH {
+        raw_send(&raw, &frame(&payload(i, LEN), 4000));
+        sent += 1;
+        for (k, s) in spoils().iter().enumerate() {
+            let mut f = frame(&payload(10_000 + k as u64 * EACH + i, LEN), 4000);
+            (s.spoil)(&mut f);
+            raw_send(&raw, &f);
+            sent += 1;
+        }
+        if sent.is_multiple_of(24) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), EACH, EACH, LEN, 5_000);
+    let got = drain(&rx, Duration::from_millis(500), 4 * EACH as usize);
+    let received = check_payloads(&got, LEN);
+    let malformed = spoils()
+        .iter()
+        .filter(|s| s.counted_as != "filtered")
+        .count() as u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relay.stats().totals.malformed < malformed * EACH && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let seen = Seen {
+        malformed_by_kind: fin.totals.malformed_by_kind.clone(),
+        filtered: fin.totals.filtered,
+        tx_sent: fin.totals.tx_sent,
+        received,
+        receiver_errors: errors(&c.dst) - errors_before,
+    };
+    (seen, fin)
+}
+
+/// Issue 19, item 2: on the fast path, malformed frames were forwarded and counted as sent
+/// (matched = tx_sent = 100 per kind, malformed 0; the next hop dropped them), frames with
+/// only an IP header or IP version 6 were counted nowhere, and QinQ frames were forwarded.
+/// Now each lands in the kind userspace counts it in, on both paths, and none is sent.
+#[test]
+fn malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent() {
+    if !e2e_allowed("malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent") {
+        return;
+    }
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut filtered = 0;
+    for s in spoils() {
+        eprintln!("{EACH} x {}: counted as {}", s.what, s.counted_as);
+        if s.counted_as == "filtered" {
+            filtered += EACH;
+        } else {
+            *expected.entry(s.counted_as.to_string()).or_default() += EACH;
+        }
+    }
+    let want = Seen {
+        malformed_by_kind: expected,
+        filtered,
+        tx_sent: 2 * EACH,
+        received: (0..2 * EACH).collect(),
+        receiver_errors: 0,
+    };
+    let (userspace, _) = malformed_probe(OFF);
+    assert_eq!(userspace, want, "userspace path (fast_path = \"off\")");
+    let (kernel, fin) = malformed_probe(REQUIRED);
+    assert_eq!(fin.flows[0].path, "kernel");
+    assert_eq!(kernel, want, "fast path");
+    let fp = fin.fast_path.unwrap();
+    assert_eq!(
+        fp.counters.tx_sent,
+        2 * EACH,
+        "all sends were the program's"
+    );
+    assert_eq!(fp.counters.matched, 2 * EACH);
+}
+
+/// The program's time per packet, from the kernel's run statistics (`BPF_ENABLE_STATS`),
+/// for datagrams from a UDP socket (a partial UDP checksum, trusted) and for raw frames with
+/// a full UDP checksum (verified by the program, as userspace verifies them). Prints the
+/// numbers; asserts only that the program ran for every packet.
+#[test]
+fn fast_path_cost_per_packet() {
+    if !e2e_allowed("fast_path_cost_per_packet") {
+        return;
+    }
+    let c = chain(1, false);
+    let cfg = relay_config(1, REQUIRED, &chain_rule());
+    let relay = start(&c.relays[0], &cfg);
+    let id = c.relays[0].enter(|| {
+        let ids = relay::fastpath::mcrd_programs_on(relay::netif::index("in0").unwrap()).unwrap();
+        assert_eq!(ids.len(), 1, "one mcrd program on in0: {ids:?}");
+        ids[0]
+    });
+    let _rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let stats_on = relay::fastpath::enable_run_stats().expect("BPF_ENABLE_STATS");
+    let n = 20_000u64;
+    let measure = |send: &dyn Fn()| {
+        let (t0, r0) = relay::fastpath::program_run_stats(id).unwrap();
+        send();
+        std::thread::sleep(Duration::from_millis(200));
+        let (t1, r1) = relay::fastpath::program_run_stats(id).unwrap();
+        (t1 - t0, r1 - r0)
+    };
+    let tx = sender(&c.src, SRC_ADDR);
+    let raw = raw_socket(&c.src, "out0");
+    let mut lines = Vec::new();
+    for len in [200usize, 1316] {
+        let (ns, runs) =
+            measure(&|| send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, len, 20_000));
+        assert!(runs >= n, "{runs} runs for {n} datagrams");
+        lines.push(format!(
+            "UDP socket (partial checksum), {len} B: {:.0} ns/packet over {runs} runs",
+            ns as f64 / runs as f64
+        ));
+        let f = frame(&payload(1, len), 4000);
+        let (ns, runs) = measure(&|| {
+            let start = Instant::now();
+            for i in 0..n {
+                let due = start + Duration::from_micros(i * 50);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                raw_send(&raw, &f);
+            }
+        });
+        assert!(runs >= n, "{runs} runs for {n} frames");
+        lines.push(format!(
+            "raw frames (full checksum, verified), {len} B: {:.0} ns/packet over {runs} runs",
+            ns as f64 / runs as f64
+        ));
+    }
+    drop(stats_on);
+    eprintln!("fast path cost:\n  {}", lines.join("\n  "));
+    relay.stop();
+}
+
+/// Issue 19, item 3: a second mcrd with `fast_path = "auto"` on the same input had its tcx
+/// attach refused, warned, and forwarded the flow in userspace as well (10,000 sent, 20,006
+/// received). Now its rule stands by (path `waiting`, excluded from its packet filter), it
+/// says why (the interface, the other program and its pid), and it takes the flow over once
+/// the first daemon stops: each datagram arrives once throughout.
+#[test]
+fn a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow() {
+    if !e2e_allowed("a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow") {
+        return;
+    }
+    let c = chain(1, false);
+    let first = start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let second = start(
+        &c.relays[0],
+        &relay_config(1, "fast_path = \"auto\"", &chain_rule()),
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 1_000u64;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, LEN, 5_000);
+    expect_all(&rx, n, LEN, Duration::from_millis(400));
+    let s = second.stats();
+    assert_eq!(s.totals.tx_sent, 0, "the second daemon forwarded nothing");
+    let first_pid = first.stats().relay.pid;
+    let log = second.log_text();
+    assert!(
+        log.contains("interface in0 already has an mcrd fast path")
+            && log.contains(&format!("held by pid {first_pid}"))
+            && log.contains("stand by"),
+        "the second daemon says why: {log}"
+    );
+    let (code, out, _) = second.mcrctl(&["rules", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("waiting"), "rules list: {out}");
+    // The first goes: the second takes the input over within a few seconds.
+    first.stop();
+    wait_for(
+        "the second daemon to take in0 over",
+        Duration::from_secs(5),
+        || second.stats().flows[0].path == "kernel",
+    );
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), n, n, LEN, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), 2 * n as usize);
+    assert_eq!(check_payloads(&got, LEN), (n..2 * n).collect::<Vec<_>>());
+    let fin = second.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.tx_sent, n);
+}
+
+/// Creates the relay's `in0` again (deleted, with its veth peer `out0` in `src`) under index
+/// `index`, addressed and up as `chain` made it.
+fn recreate_input_same_index(c: &Chain, index: u32) {
+    let relay = &c.relays[0];
+    relay.ip(&[
+        "link",
+        "add",
+        "in0",
+        "index",
+        &index.to_string(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "out0",
+        "netns",
+        &c.src.name,
+    ]);
+    relay.ip(&["addr", "add", "10.0.0.2/24", "dev", "in0"]);
+    c.src
+        .ip(&["addr", "add", &format!("{SRC_ADDR}/24"), "dev", "out0"]);
+    for (ns, ifname) in [(relay, "in0"), (&c.src, "out0")] {
+        ns.ip(&["link", "set", ifname, "up"]);
+        let _ = ns
+            .command("ethtool")
+            .args(["-K", ifname, "tx-udp-segmentation", "off"])
+            .output();
+    }
+    c.src.ip(&["route", "add", "224.0.0.0/4", "dev", "out0"]);
+}
+
+/// What `mcrctl rules list` prints.
+fn listed(relay: &Relay) -> String {
+    let (code, out, err) = relay.mcrctl(&["rules", "list"]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+/// Issue 19, item 1: an input deleted and created again under the same index stopped
+/// forwarding in silence on both paths (frames arrived, rx stayed 0, `interface_changes` 0,
+/// `rules list` still said `[kernel]`, a reload did not recover). Now link events are
+/// followed: while the input is gone its rule is listed as waiting, and once it is back the
+/// packet sockets are re-opened, the program attached again, the group joined again, and
+/// `interface_changes` counts it.
+fn input_recreated_under_the_same_index(dataplane: &str, path: &str) {
+    let c = chain(1, false);
+    let relay = start(&c.relays[0], &relay_config(1, dataplane, &chain_rule()));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let n = 300u64;
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, LEN, 5_000);
+    expect_all(&rx, n, LEN, Duration::from_millis(300));
+    assert_eq!(relay.stats().flows[0].path, path);
+    let index = c.relays[0].enter(|| relay::netif::index("in0").unwrap());
+
+    // Gone: the rule says so.
+    c.relays[0].ip(&["link", "del", "in0"]);
+    wait_for(
+        "rules list to show the rule waiting",
+        Duration::from_secs(5),
+        || {
+            let out = listed(&relay);
+            out.contains("waiting") && out.contains("in0 was deleted")
+        },
+    );
+    // Back, under the same index.
+    recreate_input_same_index(&c, index);
+    assert_eq!(
+        c.relays[0].enter(|| relay::netif::index("in0").unwrap()),
+        index,
+        "created again under the same index"
+    );
+    wait_for(
+        "interface_changes to count it",
+        Duration::from_secs(5),
+        || relay.stats().relay.interface_changes == 1,
+    );
+    wait_for("the rule's path to be back", Duration::from_secs(5), || {
+        relay.stats().flows[0].path == path
+    });
+    let joined = c.relays[0]
+        .command("ip")
+        .args(["maddr", "show", "dev", "in0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&joined.stdout).contains(&GROUP.to_string()),
+        "the group joined again on the new in0: {}",
+        String::from_utf8_lossy(&joined.stdout)
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), n, n, LEN, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), 2 * n as usize);
+    assert_eq!(check_payloads(&got, LEN), (n..2 * n).collect::<Vec<_>>());
+
+    // Deleted and created again at once (one burst of events: the table never shows it
+    // gone; the sockets, the link and the membership must still be renewed).
+    c.relays[0].ip(&["link", "del", "in0"]);
+    recreate_input_same_index(&c, index);
+    wait_for(
+        "interface_changes to count it",
+        Duration::from_secs(5),
+        || relay.stats().relay.interface_changes == 2,
+    );
+    wait_for("the rule's path to be back", Duration::from_secs(5), || {
+        relay.stats().flows[0].path == path
+    });
+    let tx = sender(&c.src, SRC_ADDR);
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 2 * n, n, LEN, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), 2 * n as usize);
+    assert_eq!(
+        check_payloads(&got, LEN),
+        (2 * n..3 * n).collect::<Vec<_>>()
+    );
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.tx_sent, 3 * n);
+    assert_eq!(fin.relay.interface_changes, 2);
+}
+
+#[test]
+fn an_input_recreated_under_the_same_index_is_followed_on_the_fast_path() {
+    if !e2e_allowed("an_input_recreated_under_the_same_index_is_followed_on_the_fast_path") {
+        return;
+    }
+    input_recreated_under_the_same_index(REQUIRED, "kernel");
+}
+
+#[test]
+fn an_input_recreated_under_the_same_index_is_followed_in_userspace() {
+    if !e2e_allowed("an_input_recreated_under_the_same_index_is_followed_in_userspace") {
+        return;
+    }
+    input_recreated_under_the_same_index(OFF, "userspace");
+}
