@@ -4,7 +4,8 @@
 //! built by [`ingest::ingest`] from the tools' JSON, `perf stat` CSV and text counter lines;
 //! [`compare::compare`] turns records into a [`compare::Comparison`] (verdicts, rates, loss
 //! waterfall, candidate causes), and [`trend::trend`] finds change points in a nightly history.
-//! [`render`] writes both as Markdown and PNG.
+//! [`render`] writes both as Markdown and PNG, [`verdicts`] as versioned JSON records
+//! (`--json`), and [`history`] keeps a nightly history as checksummed Parquet parts.
 //!
 //! ```no_run
 //! use analyzer::{compare, record::RunRecord, render};

@@ -363,6 +363,10 @@ fn repeats_are_judged_by_mann_whitney() {
     let out = analyzer().arg("compare").arg(&a).arg(&two).assert().code(0);
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(text.contains("cannot tell with n = 5 + 2"), "{text}");
+    assert!(
+        text.contains("**Status:** no regression shown. Cannot tell, too few repeats for the test: MCR-1 Egress in new (n = 5 + 2)."),
+        "{text}"
+    );
     assert!(text.contains("its smallest p is 0.095"), "{text}");
     assert!(text.contains("? cannot tell"), "{text}");
     assert!(!text.contains("MCR-1 Egress: within noise"), "{text}");

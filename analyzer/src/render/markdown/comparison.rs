@@ -60,8 +60,35 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
                 .map(|n| format!("{} against {}: {n}.", cmp.names[p.run], cmp.names[p.base]))
         })
         .collect();
+    // Metrics whose change the repeats were too few to judge: a "no regression" beside them
+    // would read as "none found".
+    let unsure: Vec<String> = cmp
+        .pairs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            cmp.rows
+                .iter()
+                .filter(move |r| r.judgements[i].is_some_and(|j| j.verdict == Verdict::CannotTell))
+                .map(move |r| {
+                    format!(
+                        "{} in {} (n = {} + {})",
+                        r.metric.label, cmp.names[p.run], cmp.sizes[p.base], cmp.sizes[p.run]
+                    )
+                })
+        })
+        .collect();
+    let mut caveats = caveats;
+    if !unsure.is_empty() {
+        caveats.push(format!(
+            "Cannot tell, too few repeats for the test: {}.",
+            unsure.join(", ")
+        ));
+    }
     let status = if !regressed.is_empty() {
         format!("**REGRESSION**: {}", regressed.join(", "))
+    } else if !unsure.is_empty() && cmp.pairs.iter().all(|p| not_judged(p).is_none()) {
+        "no regression shown".to_string()
     } else if caveats.is_empty() {
         "no regression".to_string()
     } else if cmp.nothing_judged() {
