@@ -219,12 +219,17 @@ impl Controller {
     /// keep their counters.
     pub fn refresh_interfaces(&mut self, events: &crate::linkwatch::LinkEvents) {
         let current = self.shared.table.load_full();
-        let used = current
+        let used: std::collections::BTreeSet<u32> = current
             .inputs
             .iter()
             .map(|i| i.ifindex)
-            .chain(current.egress_keys.iter().map(|k| k.ifindex));
-        for ifindex in used.filter(|i| events.may_have_deleted(*i)) {
+            .chain(current.egress_keys.iter().map(|k| k.ifindex))
+            .collect();
+        // Deleted interfaces whose rules were removed meanwhile are no business of ours (a
+        // gone input is not in a waiting table's inputs: keep them all while waiting).
+        let waiting = !self.waiting_for.is_empty();
+        self.deleted.retain(|i| waiting || used.contains(i));
+        for &ifindex in used.iter().filter(|i| events.may_have_deleted(**i)) {
             if self.deleted.insert(ifindex) {
                 self.memberships.forget_interface(ifindex);
             }

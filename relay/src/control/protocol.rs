@@ -71,7 +71,8 @@ pub enum Reply {
 #[serde(deny_unknown_fields)]
 pub struct ListedRule {
     pub rule: RuleSpec,
-    /// `"kernel"` (the fast path's program) or `"userspace"` (the worker threads).
+    /// `"kernel"` (the fast path's program), `"userspace"` (the worker threads) or
+    /// `"waiting"` (neither: the input is gone or another mcrd's; see `path_reason`).
     pub path: String,
     /// Why the rule is not on the kernel path.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -260,7 +260,8 @@ pub struct FlowStats {
     /// UDP payload bytes of `packets`.
     pub bytes: u64,
     /// `"kernel"` or `"userspace"`: the path forwarding the flow now (its counts include
-    /// both paths' since start).
+    /// both paths' since start); `"waiting"` when neither forwards it (its input is gone, or
+    /// another mcrd's fast path holds it), with the reason.
     #[serde(default = "userspace")]
     pub path: String,
     /// Why the flow is not on the kernel path.
