@@ -1,0 +1,211 @@
+//! The relay's architecture, checked from its own source: which part may use which
+//! (README, "Architecture"). A change that adds a forbidden arrow fails here, naming the file
+//! and the line, instead of being found in a review months later.
+//!
+//! An arrow is a `crate::PART` path in a source file of another part (comments excluded).
+//! The known arrows that issue 21 (knot 1) is to remove are listed in [`KNOWN_TO_REMOVE`]: they
+//! may go, never spread to another file.
+
+use std::path::{Path, PathBuf};
+
+/// Parts of `relay/src`: a folder or a single file, by the name `crate::` paths use.
+fn part_of(rel: &Path) -> String {
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// (from, to, why) arrows that must never exist.
+const NEVER: &[(&str, &str, &str)] = &[
+    // The parser is pure: bytes in, views out.
+    (
+        "wire",
+        "*",
+        "wire/ parses bytes and uses nothing of the relay",
+    ),
+    // The packet path neither serves requests nor renders stats.
+    (
+        "dataplane",
+        "control",
+        "the packet path never reaches the control plane",
+    ),
+    (
+        "dataplane",
+        "daemon",
+        "the packet path never reaches the daemon",
+    ),
+    (
+        "dataplane",
+        "stats",
+        "the packet path writes counters, never the report",
+    ),
+    (
+        "dataplane",
+        "metrics",
+        "the packet path never reaches the metrics server",
+    ),
+    (
+        "counters",
+        "control",
+        "counters are written by the packet path only",
+    ),
+    ("counters", "dataplane", "counters know no worker"),
+    ("counters", "fastpath", "counters know no kernel program"),
+    // The rule table and the fast path are built and tested without the planes around them.
+    (
+        "rules",
+        "control",
+        "a rule table is built without the control plane",
+    ),
+    (
+        "rules",
+        "dataplane",
+        "a rule table is built without workers",
+    ),
+    ("rules", "stats", "a rule table is built without the stats"),
+    (
+        "fastpath",
+        "control",
+        "the fast path is driven, it drives nothing",
+    ),
+    ("fastpath", "dataplane", "the fast path knows no worker"),
+    (
+        "fastpath",
+        "stats",
+        "the fast path's counters are read by the stats, not the reverse",
+    ),
+    (
+        "stats",
+        "control",
+        "the stats are read by the control plane, not the reverse",
+    ),
+    (
+        "control",
+        "metrics",
+        "the control socket and the metrics endpoint are apart",
+    ),
+    // The low-level helpers shared with trafficgen (feature `sys`).
+    ("sys", "*", "sys.rs is the checked libc calls alone"),
+];
+
+/// Arrows that exist today and are to be removed (issue 21, knot 1: `Shared` as a hub, the
+/// config's checks against the machine), by file: no other file may add them.
+const KNOWN_TO_REMOVE: &[(&str, &str)] = &[
+    ("stats/collect.rs", "dataplane"),
+    ("config/file.rs", "dataplane"),
+    ("membership.rs", "dataplane"),
+    ("memory.rs", "dataplane"),
+    ("metrics.rs", "dataplane"),
+    ("dataplane/mod.rs", "fastpath"),
+];
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The `crate::PART` paths of a source text, with their line numbers, outside comments.
+fn arrows(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(i) = rest.find("crate::") {
+            let after = &rest[i + "crate::".len()..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.push((n + 1, name));
+            }
+            rest = after;
+        }
+    }
+    found
+}
+
+#[test]
+fn no_part_of_the_relay_uses_a_part_it_must_never_use() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    let mut broken = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let rel_name = rel.to_string_lossy().to_string();
+        let from = part_of(rel);
+        let text = std::fs::read_to_string(file).unwrap();
+        for (line, to) in arrows(&text) {
+            if to == from {
+                continue;
+            }
+            for (f, t, why) in NEVER {
+                if *f == from && (*t == "*" || *t == to) {
+                    broken.push(format!("{rel_name}:{line}: {from} -> {to}: {why}"));
+                }
+            }
+            // The issue's "never" arrows that still exist: only where they are today.
+            let listed = |f: &str, t: &str| {
+                (from == f && to == t)
+                    && !KNOWN_TO_REMOVE
+                        .iter()
+                        .any(|(file, target)| *file == rel_name && *target == to)
+            };
+            for (f, t) in [
+                ("stats", "dataplane"),
+                ("dataplane", "fastpath"),
+                ("config", "dataplane"),
+                ("membership", "dataplane"),
+                ("memory", "dataplane"),
+                ("metrics", "dataplane"),
+                ("netif", "dataplane"),
+            ] {
+                if listed(f, t) {
+                    broken.push(format!(
+                        "{rel_name}:{line}: {from} -> {to}: an arrow issue 21 is removing must not spread"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "forbidden arrows:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn the_json_contract_uses_nothing_of_the_relay() {
+    // The analyzer builds this file without the daemon (default-features = false).
+    let report = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stats/report.rs");
+    let text = std::fs::read_to_string(report).unwrap();
+    let used = arrows(&text);
+    assert!(
+        used.is_empty(),
+        "stats/report.rs uses the relay's {used:?}; the contract is serde types alone"
+    );
+}
+
+#[test]
+fn the_arrow_reader_sees_paths_and_skips_comments() {
+    let text = "use crate::wire::Frame;\n// crate::control is not used\nlet x = crate::stats::report::X; // crate::daemon\n";
+    assert_eq!(
+        arrows(text),
+        vec![(1, "wire".to_string()), (3, "stats".to_string())]
+    );
+    assert_eq!(part_of(Path::new("dataplane/egress/send.rs")), "dataplane");
+    assert_eq!(part_of(Path::new("metrics.rs")), "metrics");
+}
