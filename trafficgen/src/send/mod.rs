@@ -24,7 +24,13 @@ use crate::record::{
     SEND_SCHEMA, WIRE_OVERHEAD_BYTES,
 };
 use crate::sys;
+pub use worker::END_MARKER_INTERVAL;
 use worker::{ThreadOutcome, ThreadPlan, ERRNO_SLOTS};
+
+/// Most repeats of each stream's end marker (`--end-markers`): 1,000 take 5 s. A receiver needs
+/// one to arrive; the repeats only cover loss. Without a bound, `--end-markers 4294967295`
+/// sent markers for 250 days.
+pub const MAX_END_MARKERS: u32 = 1000;
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).
 pub const MAX_PAYLOAD: usize = 65_507;
@@ -119,6 +125,8 @@ pub enum SendError {
     BadDestination(SocketAddrV4),
     #[error("--duration must be longer than zero")]
     ZeroDuration,
+    #[error("--end-markers {given} is too many: at most {MAX_END_MARKERS} (each repeat waits {ms} ms, so {MAX_END_MARKERS} take {secs} s); a few are enough to cover a lost datagram", ms = END_MARKER_INTERVAL.as_millis(), secs = (END_MARKER_INTERVAL * MAX_END_MARKERS).as_secs())]
+    TooManyEndMarkers { given: u32 },
     #[error("--iface {0}: no such interface ({1})")]
     NoSuchInterface(String, io::Error),
     #[error("--src {0}: cannot bind ({1}); is the address configured on this host?")]
@@ -146,6 +154,7 @@ impl SendError {
                 | SendError::BadBatching
                 | SendError::BadDestination(_)
                 | SendError::ZeroDuration
+                | SendError::TooManyEndMarkers { .. }
                 | SendError::NoSuchInterface(..)
         )
     }
@@ -196,6 +205,11 @@ fn validate(options: &SendOptions) -> Result<(), SendError> {
     }
     if socket::is_bad_destination(*options.dst.ip()) || options.dst.port() == 0 {
         return Err(SendError::BadDestination(options.dst));
+    }
+    if options.end_marker_repeats > MAX_END_MARKERS {
+        return Err(SendError::TooManyEndMarkers {
+            given: options.end_marker_repeats,
+        });
     }
     if options.limit == SendLimit::Duration(Duration::ZERO) {
         return Err(SendError::ZeroDuration);
