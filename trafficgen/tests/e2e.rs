@@ -302,6 +302,14 @@ fn bad_flags_name_the_flag_and_exit_2() {
             "--end-markers",
         ),
         (&["--pps", "10", "--end-markers", "1001"], "at most 1000"),
+        (
+            &["--pps", "10", "--dst", "239.1.1.1:0"],
+            "port 0 is not a destination port",
+        ),
+        (
+            &["--pps", "10", "--dst", "0.0.0.0:5000"],
+            "unspecified or broadcast",
+        ),
     ];
     for (args, flag) in cases {
         let out = Command::new(BIN).args(*args).output().unwrap();
