@@ -295,8 +295,14 @@ __attribute__((noinline)) int mcr_fp_send(struct __sk_buff *skb, const struct mc
 		return last ? TC_ACT_SHOT : 0;
 	}
 	__u32 mtu_len = 0;
-	if (bpf_check_mtu(skb, out->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS) {
-		c->err_mtu += segs;
+	long mtu_rc = bpf_check_mtu(skb, out->ifindex, &mtu_len, 0, 0);
+	if (mtu_rc != BPF_MTU_CHK_RET_SUCCESS) {
+		/* A negative return is -EINVAL, which with flags 0 means no device has this
+		 * ifindex (the output was deleted); only a positive one is about the MTU. */
+		if (mtu_rc < 0)
+			c->err_nodev += segs;
+		else
+			c->err_mtu += segs;
 		return last ? TC_ACT_SHOT : 0;
 	}
 	if (last) {

@@ -159,3 +159,69 @@ fn metrics_endpoint_serves_scrapes_beside_idle_slow_and_oversized_clients() {
     scrapes_are_quick(ns, 1, "after the 1 MB request line");
     relay.stop();
 }
+
+/// Item 7: datagrams forwarded to an output whose interface was deleted are labelled by that
+/// cause (`kernel_nodev` on the fast path, the errno on the userspace path), never
+/// `kernel_mtu` (as the fast path labelled them: `bpf_check_mtu` fails for an unknown
+/// ifindex too).
+#[test]
+fn sends_to_a_deleted_output_are_labelled_by_the_missing_device_not_the_mtu() {
+    if !e2e_allowed("deleted_output_label") {
+        return;
+    }
+    for fast_path in ["required", "off"] {
+        let c = chain(1, false);
+        // A second output that stays, so the rule keeps forwarding while out0 is gone.
+        veth(
+            &c.relays[0],
+            "keep0",
+            "10.0.9.1/24",
+            &c.dst,
+            "keep1",
+            "10.0.9.2/24",
+            false,
+        );
+        let outputs = format!(
+            "{{ dest = \"{GROUP}\", port = {PORT}, interface = \"out0\", ttl = 8 }}, \
+             {{ dest = \"239.9.9.9\", port = {PORT}, interface = \"keep0\" }}"
+        );
+        let relay = Relay::start(
+            &c.relays[0],
+            &relay_config(
+                1,
+                &format!("fast_path = \"{fast_path}\""),
+                &rule("chain", GROUP, PORT, &outputs),
+            ),
+        );
+        let tx = sender(&c.src, SRC_ADDR);
+        let dest = std::net::SocketAddrV4::new(GROUP, PORT);
+        send_paced(&tx, dest, 0, 300, 1000, 5_000);
+        std::thread::sleep(Duration::from_millis(200));
+        c.relays[0].ip(&["link", "del", "out0"]);
+        // Right after the deletion (before any re-resolution) and a while after it.
+        send_paced(&tx, dest, 300, 300, 1000, 5_000);
+        std::thread::sleep(Duration::from_millis(300));
+        send_paced(&tx, dest, 600, 300, 1000, 5_000);
+        std::thread::sleep(Duration::from_millis(200));
+        let fin = relay.stop();
+        assert_conserves(&fin);
+        let by = &fin.totals.tx_errors_by_errno;
+        assert_eq!(
+            by.get("kernel_mtu"),
+            None,
+            "fast_path = {fast_path}: {by:?}"
+        );
+        let gone: u64 = ["kernel_nodev", "ENODEV", "ENXIO", "EADDRNOTAVAIL"]
+            .iter()
+            .filter_map(|k| by.get(*k))
+            .sum();
+        assert_eq!(
+            gone, fin.totals.tx_errors,
+            "fast_path = {fast_path}: every error is a missing device: {by:?}"
+        );
+        eprintln!(
+            "fast_path = {fast_path}: tx_sent {} tx_errors {by:?}",
+            fin.totals.tx_sent
+        );
+    }
+}

@@ -69,7 +69,8 @@ pub struct StatsReport {
 
 /// What the kernel fast path did, in the workers' terms (its datagrams are `rx` and
 /// `matched` when the program matches them; `tx_errors_by_errno` names its reasons
-/// `kernel_mtu`, `kernel_redirect`, `kernel_rewrite`).
+/// `kernel_mtu` (larger than the output's MTU), `kernel_redirect` (a clone could not be
+/// sent), `kernel_rewrite`, `kernel_nodev` (the output's interface was deleted)).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FastPathStats {
     pub program_id: u32,
