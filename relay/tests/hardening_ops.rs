@@ -225,3 +225,62 @@ fn sends_to_a_deleted_output_are_labelled_by_the_missing_device_not_the_mtu() {
         );
     }
 }
+
+/// Item 7: `kernel_drops` counts frames, as its documentation now says, not datagrams: GSO
+/// super-frames of 46 datagrams each (offload on the veth) overrun a stopped relay's ring,
+/// and the datagrams lost at the ring are 46 times `kernel_drops`.
+#[test]
+fn kernel_drops_counts_frames_and_a_super_frame_carries_many_datagrams() {
+    if !e2e_allowed("kernel_drops_frames") {
+        return;
+    }
+    let c = chain(1, true);
+    // Ring slots large enough for a whole super-frame: overload lands on the ring
+    // (`kernel_drops`), not on the copy path (`rx_overflow`).
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "ring_frame_size = 65536\nring_frames = 256", &chain_rule()),
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    set_udp_segment(&tx, 1000);
+    relay.signal(libc::SIGSTOP);
+    let sends = 2_000;
+    for s in 0..sends {
+        send_gso(
+            &tx,
+            std::net::SocketAddrV4::new(GROUP, PORT),
+            s * 46,
+            46,
+            1000,
+        );
+    }
+    relay.signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(500));
+    let fin = relay.stop();
+    let t = &fin.totals;
+    assert_conserves(&fin);
+    assert!(t.kernel_drops > 0, "the ring never filled: {t:?}");
+    assert_eq!(t.rx_overflow, 0, "{t:?}");
+    assert_eq!(
+        t.rx,
+        46 * t.rx_frames,
+        "every frame taken carried 46: {t:?}"
+    );
+    // What left the sender either reached the ring (rx) or was dropped there (kernel_drops
+    // frames of 46 datagrams), unless the veth itself dropped some.
+    let link_drops = c.relays[0].link_stat("in0", "rx_dropped");
+    eprintln!(
+        "sent {} datagrams in {sends} frames: rx {} ({} frames), kernel_drops {} frames, \
+         link rx_dropped {link_drops}",
+        sends * 46,
+        t.rx,
+        t.rx_frames,
+        t.kernel_drops
+    );
+    assert_eq!(
+        t.rx_frames + t.kernel_drops + link_drops,
+        sends,
+        "frames: taken + dropped at the ring + dropped by the link: {t:?}"
+    );
+    assert_eq!(t.rx + 46 * t.kernel_drops + 46 * link_drops, sends * 46);
+}
