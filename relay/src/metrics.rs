@@ -425,9 +425,10 @@ impl Conn {
                             self.reply(&reply, false);
                         }
                         other => {
-                            let reply =
-                                http::Reply::for_error(&other).expect("an error head has a reply");
-                            self.reply(&reply, true);
+                            // TooLarge or Bad: each has a reply.
+                            if let Some(reply) = http::Reply::for_error(&other) {
+                                self.reply(&reply, true);
+                            }
                         }
                     }
                 }

@@ -239,7 +239,11 @@ fn kernel_drops_counts_frames_and_a_super_frame_carries_many_datagrams() {
     // (`kernel_drops`), not on the copy path (`rx_overflow`).
     let relay = Relay::start(
         &c.relays[0],
-        &relay_config(1, "ring_frame_size = 65536\nring_frames = 256", &chain_rule()),
+        &relay_config(
+            1,
+            "ring_frame_size = 65536\nring_frames = 256",
+            &chain_rule(),
+        ),
     );
     let tx = sender(&c.src, SRC_ADDR);
     set_udp_segment(&tx, 1000);
