@@ -488,8 +488,16 @@ __attribute__((noinline)) int mcr_fp_send(struct __sk_buff *skb, const struct mc
 		return last ? TC_ACT_SHOT : 0;
 	}
 	__u32 mtu_len = 0;
-	if (bpf_check_mtu(skb, out->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS) {
-		c->err_mtu += segs;
+	long mtu_rc = bpf_check_mtu(skb, out->ifindex, &mtu_len, 0, 0);
+	if (mtu_rc != BPF_MTU_CHK_RET_SUCCESS) {
+		/* A negative return is -EINVAL, which with flags 0 means no device has this
+		 * ifindex (the output was deleted); only a positive one is about the MTU.
+		 * Both stores are made, without a branch: the program with an if/else here was
+		 * refused (EACCES) without CAP_PERFMON, the packaged unit's capabilities (test
+		 * runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only). */
+		__u64 nodev = mtu_rc < 0;
+		c->err_nodev += nodev * segs;
+		c->err_mtu += (1 - nodev) * segs;
 		return last ? TC_ACT_SHOT : 0;
 	}
 	if (last) {

@@ -57,7 +57,7 @@ struct mcr_fp_rule {
 	struct mcr_fp_output outputs[MCR_FP_MAX_OUTPUTS];
 };
 
-/* Per output, per CPU. Law: matched = sent + err_mtu + err_redirect + err_rewrite. */
+/* Per output, per CPU. Law: matched = sent + err_mtu + err_redirect + err_rewrite + err_nodev. */
 struct mcr_fp_output_counters {
 	__u64 matched;    /* datagrams (a GSO super-frame counts gso_segs) */
 	__u64 sent;       /* handed to the output device */
@@ -65,6 +65,7 @@ struct mcr_fp_output_counters {
 	__u64 err_mtu;    /* larger than the output's MTU (bpf_check_mtu) */
 	__u64 err_redirect; /* bpf_clone_redirect failed */
 	__u64 err_rewrite;  /* a header store or checksum update failed */
+	__u64 err_nodev;    /* no device has the output's ifindex any more (deleted) */
 };
 
 /* Per rule, per CPU. */

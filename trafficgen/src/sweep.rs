@@ -98,6 +98,8 @@ impl SweepError {
 }
 
 fn validate(o: &SweepOptions) -> Result<(), SweepError> {
+    // Before a receiver is started for it (its own refusal of port 0 read as "not ready").
+    crate::send::validate_dst(o.send.dst).map_err(SweepError::Send)?;
     if o.min_pps == 0 || o.min_pps >= o.max_pps {
         return Err(SweepError::BadBounds {
             min: o.min_pps,

@@ -297,6 +297,19 @@ fn bad_flags_name_the_flag_and_exit_2() {
         (&["--pps", "10", "--ttl", "300"], "--ttl"),
         (&["--pps", "10", "--ttl", "0"], "--ttl"),
         (&["sweep", "--ttl", "300"], "--ttl"),
+        (
+            &["--pps", "10", "--end-markers", "4294967295"],
+            "--end-markers",
+        ),
+        (&["--pps", "10", "--end-markers", "1001"], "at most 1000"),
+        (
+            &["--pps", "10", "--dst", "239.1.1.1:0"],
+            "port 0 is not a destination port",
+        ),
+        (
+            &["--pps", "10", "--dst", "0.0.0.0:5000"],
+            "unspecified or broadcast",
+        ),
     ];
     for (args, flag) in cases {
         let out = Command::new(BIN).args(*args).output().unwrap();
@@ -586,4 +599,61 @@ fn sigint_stops_a_send_with_its_record_and_exit_130() {
         record.elapsed_ns < 10_000_000_000,
         "stopped early: {record:?}"
     );
+}
+
+/// Issue 19 item 5: SIGTERM while the end markers go out (the most allowed, 1,000 repeats of
+/// 5 ms: 5 s) stops the run promptly, with its record and summary and exit 130. Before, the
+/// marker loop never looked at the stop flag (`--end-markers 4294967295` ran for minutes).
+#[test]
+fn sigterm_during_end_markers_stops_the_send_promptly_with_its_record() {
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sink.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("send.json");
+    let send = Command::new(BIN)
+        .args([
+            "--dst",
+            &addr,
+            "--pps",
+            "1000",
+            "--count",
+            "20",
+            "--end-markers",
+            "1000",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 20 packets take 20 ms; the markers run from then for 5 s.
+    std::thread::sleep(Duration::from_millis(800));
+    let signalled = std::time::Instant::now();
+    // SAFETY: kill(2) with our own child's pid has no memory effects.
+    let rc = unsafe { libc::kill(send.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let out = send.wait_with_output().unwrap();
+    let took = signalled.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Generous: the markers alone would have taken over 4 s more.
+    assert!(
+        took < Duration::from_millis(2500),
+        "exited {took:?} after SIGTERM"
+    );
+    let record: SendRecord =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(record.packets_sent, 20, "{record:?}");
+    assert!(
+        (1..1000).contains(&record.end_markers_sent),
+        "some markers, not all: {record:?}"
+    );
+    assert!(stdout.contains("end markers"), "summary printed: {stdout}");
 }

@@ -19,11 +19,13 @@ pub struct OutputCounters {
     pub err_mtu: u64,
     pub err_redirect: u64,
     pub err_rewrite: u64,
+    /// The output's interface was gone (deleted) when the program sent to it.
+    pub err_nodev: u64,
 }
 
 impl OutputCounters {
     pub fn errors(&self) -> u64 {
-        self.err_mtu + self.err_redirect + self.err_rewrite
+        self.err_mtu + self.err_redirect + self.err_rewrite + self.err_nodev
     }
 
     /// Matched but neither sent nor failed yet: in the program right now.
@@ -65,6 +67,7 @@ impl RuleCounters {
                 o.err_mtu += c.err_mtu;
                 o.err_redirect += c.err_redirect;
                 o.err_rewrite += c.err_rewrite;
+                o.err_nodev += c.err_nodev;
             }
         }
         s
@@ -82,6 +85,7 @@ pub struct KernelTotals {
     pub err_mtu: u64,
     pub err_redirect: u64,
     pub err_rewrite: u64,
+    pub err_nodev: u64,
     pub in_flight: u64,
 }
 
@@ -97,6 +101,7 @@ impl KernelTotals {
             self.err_mtu += o.err_mtu;
             self.err_redirect += o.err_redirect;
             self.err_rewrite += o.err_rewrite;
+            self.err_nodev += o.err_nodev;
             self.in_flight += o.in_flight();
         }
     }
@@ -110,6 +115,7 @@ impl KernelTotals {
         self.err_mtu += o.err_mtu;
         self.err_redirect += o.err_redirect;
         self.err_rewrite += o.err_rewrite;
+        self.err_nodev += o.err_nodev;
         self.in_flight += o.in_flight;
     }
 }

@@ -243,6 +243,7 @@ fn fast_path_stats(
         ("kernel_mtu", k.err_mtu),
         ("kernel_redirect", k.err_redirect),
         ("kernel_rewrite", k.err_rewrite),
+        ("kernel_nodev", k.err_nodev),
     ]
     .into_iter()
     .filter(|(_, v)| *v > 0)

@@ -59,7 +59,7 @@ const WORKER_COUNTERS: [WorkerMetric; 13] = [
     ),
     (
         "mcr_kernel_drops_total",
-        "Frames the kernel dropped on the packet sockets because the ring was full.",
+        "Frames (not datagrams: a dropped GSO/GRO frame carried an unknown number) the kernel dropped on the packet sockets because the ring was full.",
         |c| c.kernel_drops,
     ),
     (

@@ -24,7 +24,8 @@ pub fn human(r: &StatsReport) -> String {
         "{:<8} {:>12} {:>10} {:>9} {:>9} {:>10} {:>12} {:>11} {:>12} {:>9} {:>9}",
         "worker",
         "rx",
-        "kdrops",
+        // Frames, unlike `rx` beside it (see `WorkerCounters::kernel_drops`).
+        "kdrop_frm",
         "filtered",
         "malformed",
         "no_match",

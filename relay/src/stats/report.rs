@@ -69,7 +69,8 @@ pub struct StatsReport {
 
 /// What the kernel fast path did, in the workers' terms (its datagrams are `rx` and
 /// `matched` when the program matches them; `tx_errors_by_errno` names its reasons
-/// `kernel_mtu`, `kernel_redirect`, `kernel_rewrite`).
+/// `kernel_mtu` (larger than the output's MTU), `kernel_redirect` (a clone could not be
+/// sent), `kernel_rewrite`, `kernel_nodev` (the output's interface was deleted)).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FastPathStats {
     pub program_id: u32,
@@ -179,7 +180,16 @@ pub struct WorkerCounters {
     pub rx: u64,
     /// Bytes of the frames taken from the kernel (link layer included).
     pub rx_bytes: u64,
-    /// Frames the kernel dropped on our packet sockets before we saw them (`PACKET_STATISTICS`).
+    /// Frames (not datagrams) the kernel dropped on our packet sockets because the ring was
+    /// full, before we saw them (`tp_drops` of `PACKET_STATISTICS`, which counts skbs).
+    ///
+    /// Unlike `rx` and `rx_overflow`, this is not in datagrams, and cannot be: the kernel
+    /// drops the frame without showing it to us, so a GSO/GRO super-frame's datagram count
+    /// (its vnet header) is never seen. It equals the datagrams lost only when every frame
+    /// on the input carries one datagram (no GRO on the input, no GSO from a local
+    /// sender: `rx == rx_frames`); otherwise it is a lower bound, and `rx / rx_frames` (the
+    /// datagrams per frame of the frames that did arrive) says how far off it may be.
+    /// Issue 19 saw 155 dropped frames that were 4,960 datagrams on a veth with GRO.
     pub kernel_drops: u64,
     /// Datagrams lost to overload on the copy path: a frame too big for a ring slot arrived
     /// while the packet socket's receive queue was full, so the kernel kept only its head.

@@ -24,7 +24,13 @@ use crate::record::{
     SEND_SCHEMA, WIRE_OVERHEAD_BYTES,
 };
 use crate::sys;
+pub use worker::END_MARKER_INTERVAL;
 use worker::{ThreadOutcome, ThreadPlan, ERRNO_SLOTS};
+
+/// Most repeats of each stream's end marker (`--end-markers`): 1,000 take 5 s. A receiver needs
+/// one to arrive; the repeats only cover loss. Without a bound, `--end-markers 4294967295`
+/// sent markers for 250 days.
+pub const MAX_END_MARKERS: u32 = 1000;
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).
 pub const MAX_PAYLOAD: usize = 65_507;
@@ -117,8 +123,12 @@ pub enum SendError {
     BadBatching,
     #[error("--dst {0} is not a usable destination (unspecified or broadcast)")]
     BadDestination(SocketAddrV4),
+    #[error("--dst {0}: port 0 is not a destination port (UDP ports are 1 to 65535)")]
+    ZeroPort(SocketAddrV4),
     #[error("--duration must be longer than zero")]
     ZeroDuration,
+    #[error("--end-markers {given} is too many: at most {MAX_END_MARKERS} (each repeat waits {ms} ms, so {MAX_END_MARKERS} take {secs} s); a few are enough to cover a lost datagram", ms = END_MARKER_INTERVAL.as_millis(), secs = (END_MARKER_INTERVAL * MAX_END_MARKERS).as_secs())]
+    TooManyEndMarkers { given: u32 },
     #[error("--iface {0}: no such interface ({1})")]
     NoSuchInterface(String, io::Error),
     #[error("--src {0}: cannot bind ({1}); is the address configured on this host?")]
@@ -145,7 +155,9 @@ impl SendError {
                 | SendError::RateBelowThreads { .. }
                 | SendError::BadBatching
                 | SendError::BadDestination(_)
+                | SendError::ZeroPort(_)
                 | SendError::ZeroDuration
+                | SendError::TooManyEndMarkers { .. }
                 | SendError::NoSuchInterface(..)
         )
     }
@@ -168,6 +180,17 @@ pub fn batching_for(options: &SendOptions) -> Batching {
             .min(by_size)
             .min(GSO_MAX_SEGMENTS),
     }
+}
+
+/// `--dst`: an address a datagram can go to, and a port other than 0.
+pub(crate) fn validate_dst(dst: SocketAddrV4) -> Result<(), SendError> {
+    if socket::is_bad_destination(*dst.ip()) {
+        return Err(SendError::BadDestination(dst));
+    }
+    if dst.port() == 0 {
+        return Err(SendError::ZeroPort(dst));
+    }
+    Ok(())
 }
 
 fn validate(options: &SendOptions) -> Result<(), SendError> {
@@ -194,8 +217,11 @@ fn validate(options: &SendOptions) -> Result<(), SendError> {
     {
         return Err(SendError::BadBatching);
     }
-    if socket::is_bad_destination(*options.dst.ip()) || options.dst.port() == 0 {
-        return Err(SendError::BadDestination(options.dst));
+    validate_dst(options.dst)?;
+    if options.end_marker_repeats > MAX_END_MARKERS {
+        return Err(SendError::TooManyEndMarkers {
+            given: options.end_marker_repeats,
+        });
     }
     if options.limit == SendLimit::Duration(Duration::ZERO) {
         return Err(SendError::ZeroDuration);
@@ -498,7 +524,14 @@ mod tests {
                     dst: "239.1.1.1:0".parse().unwrap(),
                     ..opts()
                 },
-                "--dst",
+                "--dst 239.1.1.1:0: port 0 is not a destination port",
+            ),
+            (
+                SendOptions {
+                    end_marker_repeats: MAX_END_MARKERS + 1,
+                    ..opts()
+                },
+                "--end-markers 1001 is too many: at most 1000",
             ),
             (
                 SendOptions {
@@ -511,8 +544,17 @@ mod tests {
         for (o, flag) in cases {
             let err = validate(&o).unwrap_err().to_string();
             assert!(err.contains(flag), "{err:?} should name {flag}");
+            // Port 0 is not "unspecified or broadcast" (the address was fine).
+            if o.dst.port() == 0 {
+                assert!(!err.contains("broadcast"), "{err}");
+            }
         }
         assert!(validate(&opts()).is_ok());
+        assert!(validate(&SendOptions {
+            end_marker_repeats: MAX_END_MARKERS,
+            ..opts()
+        })
+        .is_ok());
     }
 
     #[test]

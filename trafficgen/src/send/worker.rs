@@ -27,7 +27,7 @@ const FILLER: u8 = 0xA5;
 
 /// Pause between repeats of the end markers, so a receiver draining a full queue has time to
 /// catch up before the next copy arrives.
-const END_MARKER_INTERVAL: Duration = Duration::from_millis(5);
+pub const END_MARKER_INTERVAL: Duration = Duration::from_millis(5);
 
 /// What one thread is asked to do.
 pub struct ThreadPlan {
@@ -250,23 +250,43 @@ pub fn run(
     outcome
 }
 
-/// Waits until `due_ns` after `start`: sleeps while far ahead, then spins.
+/// Longest a sleep runs before the stop flag is looked at again: a signal is honoured this
+/// soon in every phase of a send (a slow rate's wait, the end markers).
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Waits until `due_ns` after `start`: sleeps while far ahead, then spins. Returns early once
+/// a stop was requested (SIGINT/SIGTERM).
 fn wait_until(start: Instant, due_ns: u64, elapsed_ns: u64) {
-    let sleep = sleep_part(due_ns.saturating_sub(elapsed_ns));
-    if !sleep.is_zero() {
-        std::thread::sleep(sleep);
-    }
-    while (start.elapsed().as_nanos() as u64) < due_ns {
+    sleep_unless_stopped(sleep_part(due_ns.saturating_sub(elapsed_ns)));
+    while (start.elapsed().as_nanos() as u64) < due_ns && !sys::stop_requested() {
         std::hint::spin_loop();
     }
 }
 
+/// Sleeps for `wait`, in slices of at most [`STOP_CHECK`]; returns early once a stop was
+/// requested.
+fn sleep_unless_stopped(wait: Duration) {
+    let until = Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || sys::stop_requested() {
+            return;
+        }
+        std::thread::sleep(left.min(STOP_CHECK));
+    }
+}
+
 /// Sends each stream's end marker `end_marker_repeats` times; returns how many the kernel took.
+/// The first round is sent even after a stop was requested (so that a receiver waiting for
+/// the end learns of it); the repeats stop at a stop request.
 fn send_end_markers(plan: &ThreadPlan, socket: &socket2::Socket, cursor: &StreamCursor) -> u64 {
     let mut buf = vec![FILLER; plan.size.max(HEADER_LEN)];
     let mut sent = 0;
     for repeat in 0..plan.end_marker_repeats {
         if repeat > 0 {
+            if sys::stop_requested() {
+                break;
+            }
             std::thread::sleep(END_MARKER_INTERVAL);
         }
         for (i, &stream_id) in cursor.streams.iter().enumerate() {
