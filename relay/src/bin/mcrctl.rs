@@ -71,7 +71,17 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 done(call(Command::RulesAdd { rule })?)
             }
             RulesCmd::Remove { name } => done(call(Command::RulesRemove { name })?),
-            RulesCmd::List { json } => match call(Command::RulesList)? {
+            RulesCmd::List {
+                json,
+                flow,
+                limit,
+                after,
+            } => match call(if flow.is_none() && limit.is_none() && after.is_none() {
+                // What every daemon understands.
+                Command::RulesList
+            } else {
+                Command::RulesPage { flow, after, limit }
+            })? {
                 Response {
                     result: Some(Reply::Rules(rules)),
                     ..
@@ -97,14 +107,26 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             json,
             prometheus,
             watch,
+            flow,
+            limit,
         } => {
+            let request = || {
+                if flow.is_none() && limit.is_none() {
+                    Command::Stats
+                } else {
+                    Command::StatsPage {
+                        flow: flow.clone(),
+                        limit,
+                    }
+                }
+            };
             if let Some(secs) = watch {
                 if !(secs.is_finite() && secs > 0.0) {
                     anyhow::bail!("--watch takes a positive number of seconds, not {secs}");
                 }
             }
             loop {
-                let report = match call(Command::Stats)? {
+                let report = match call(request())? {
                     Response {
                         result: Some(Reply::Stats(r)),
                         ..

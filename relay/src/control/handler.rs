@@ -78,7 +78,34 @@ impl Controller {
                 &self.identity,
                 false,
             )))),
-            Command::RulesList => Response::ok(Reply::Rules(self.listed_rules())),
+            Command::RulesList => Response::ok(Reply::Rules(self.listed_rules(None, None, None))),
+            Command::RulesPage { flow, after, limit } => match flow {
+                Some(name) if self.rules.get(&name).is_none() => Response::error(
+                    ErrorKind::NotFound,
+                    format!("no rule named `{}`", name.escape_debug()),
+                ),
+                _ => Response::ok(Reply::Rules(self.listed_rules(
+                    flow.as_deref(),
+                    after.as_deref(),
+                    limit,
+                ))),
+            },
+            Command::StatsPage { flow, limit } => {
+                if let Some(name) = flow.as_deref().filter(|n| self.rules.get(n).is_none()) {
+                    return Response::error(
+                        ErrorKind::NotFound,
+                        format!("no rule named `{}`", name.escape_debug()),
+                    );
+                }
+                let mut report = collect(&self.shared, &self.identity, false);
+                if let Some(name) = flow.as_deref() {
+                    report.flows.retain(|f| f.rule == name);
+                }
+                if let Some(n) = limit {
+                    report.flows.truncate(n as usize);
+                }
+                Response::ok(Reply::Stats(Box::new(report)))
+            }
             Command::RulesAdd { rule } => {
                 let name = rule.name.clone();
                 let mut next = self.rules.clone();
@@ -310,17 +337,31 @@ impl Controller {
         self.finish_fast_path(pending);
     }
 
-    /// The rules in force with the path each takes.
-    fn listed_rules(&self) -> Vec<ListedRule> {
+    /// The rules in force with the path each takes: all of them, the one named `flow`, or
+    /// up to `limit` in name order after the rule named `after`.
+    fn listed_rules(
+        &self,
+        flow: Option<&str>,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Vec<ListedRule> {
         let table = self.shared.table.load();
-        self.rules
+        // By name in one pass: searching the table for each rule took time in N².
+        let paths: std::collections::HashMap<&str, &Path> = table
+            .rules
             .iter()
+            .map(|r| (r.spec.name.as_str(), &r.path))
+            .collect();
+        let selected: Box<dyn Iterator<Item = &config::RuleSpec>> = match flow {
+            Some(name) => Box::new(self.rules.get(name).into_iter()),
+            None => Box::new(self.rules.after(after)),
+        };
+        selected
+            .take(limit.map_or(usize::MAX, |n| n as usize))
             .map(|spec| {
-                let path = table
-                    .rules
-                    .iter()
-                    .find(|r| r.spec.name == spec.name)
-                    .map(|r| r.path.clone())
+                let path = paths
+                    .get(spec.name.as_str())
+                    .map(|&p| p.clone())
                     .unwrap_or_else(Path::fast_path_off);
                 ListedRule {
                     rule: spec.clone(),
