@@ -17,6 +17,7 @@
 mod attach;
 pub mod counters;
 mod layout;
+mod lookups;
 pub mod probe;
 pub mod resolve;
 mod skel;
@@ -160,7 +161,8 @@ impl FastPath {
             .copied()
             .collect();
 
-        // Each rule on its own.
+        // Each rule on its own; interfaces and neighbours asked once for all of them.
+        let mut lookups = lookups::Lookups::default();
         let mut decided: Vec<Result<Vec<KernelOutput>, String>> = table
             .rules
             .iter()
@@ -177,7 +179,7 @@ impl FastPath {
                 if layout::monitor_kind(rule.spec.monitor).is_none() {
                     return Err(MPEGTS_USERSPACE.into());
                 }
-                kernel_outputs(rule, table)
+                kernel_outputs(rule, table, &mut lookups)
             })
             .collect();
 
@@ -221,13 +223,19 @@ impl FastPath {
 
         // Slots, map entries, paths.
         let mut wanted: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        // By name: searching every rule for each slot's owner took time in slots x rules.
+        let by_name: HashMap<&str, &Rule> = table
+            .rules
+            .iter()
+            .map(|r| (r.spec.name.as_str(), r))
+            .collect();
         let gone: Vec<String> = state
             .slots
             .iter()
             .filter(|(name, owner)| {
-                !table.rules.iter().any(|r| {
-                    r.spec.name == **name && r.spec == owner.spec && r.ifindex == owner.ifindex
-                })
+                !by_name
+                    .get(name.as_str())
+                    .is_some_and(|r| r.spec == owner.spec && r.ifindex == owner.ifindex)
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -461,7 +469,11 @@ fn restart_worker_monitors(rule: &Rule) {
 }
 
 /// The kernel form of a rule's outputs, or why it cannot run in the kernel.
-fn kernel_outputs(rule: &Rule, table: &RuleTable) -> Result<Vec<KernelOutput>, String> {
+fn kernel_outputs(
+    rule: &Rule,
+    table: &RuleTable,
+    lookups: &mut lookups::Lookups,
+) -> Result<Vec<KernelOutput>, String> {
     if rule.outputs.len() > MAX_OUTPUTS {
         return Err(format!(
             "{} outputs; the kernel path takes at most {MAX_OUTPUTS}",
@@ -474,13 +486,16 @@ fn kernel_outputs(rule: &Rule, table: &RuleTable) -> Result<Vec<KernelOutput>, S
             let ifindex = table.egress_keys[o.egress].ifindex;
             let name = &o.interface;
             let spec = &rule.spec.outputs[o.index_in_rule];
-            let link = resolve::link(name).map_err(|e| format!("output {name}: {e}"))?;
+            let link = lookups
+                .link(name)
+                .map_err(|e| format!("output {name}: {e}"))?;
             if !link.ethernet {
                 return Err(format!("output {name} is not an Ethernet interface"));
             }
             let src = match spec.source {
                 Some(s) => s,
-                None => resolve::ipv4_address(name)
+                None => lookups
+                    .ipv4_address(name)
                     .map_err(|e| format!("output {name}: {e}"))?
                     .ok_or_else(|| format!("output {name} has no IPv4 address"))?,
             };
@@ -488,8 +503,8 @@ fn kernel_outputs(rule: &Rule, table: &RuleTable) -> Result<Vec<KernelOutput>, S
             let dst_mac = if dest.is_multicast() {
                 resolve::multicast_mac(dest)
             } else {
-                let hop = resolve::next_hop(dest, name);
-                resolve::neighbour(hop, name).ok_or_else(|| {
+                let (hop, mac) = lookups.neighbour(dest, name);
+                mac.ok_or_else(|| {
                     format!("no neighbour entry for {hop} on {name} yet (retried every second)")
                 })?
             };
