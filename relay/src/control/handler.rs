@@ -69,10 +69,7 @@ impl Controller {
 
     pub fn handle(&mut self, req: Request) -> Response {
         match req.request {
-            Command::Ping => Response::ok(Reply::Pong {
-                pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            }),
+            Command::Ping => pong(),
             Command::Stats => Response::ok(Reply::Stats(Box::new(collect(
                 &self.shared,
                 &self.identity,
@@ -375,6 +372,14 @@ impl Controller {
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }
+}
+
+/// The reply to a ping, which needs no state of the controller.
+pub fn pong() -> Response {
+    Response::ok(Reply::Pong {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }
 
 /// When the fast path was asked for and is unavailable, every rule says why it is in
