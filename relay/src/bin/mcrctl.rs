@@ -221,8 +221,23 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     if let Err(e @ ServerError::NotASocket { .. }) = check_path(&cfg.control.socket) {
         eprintln!("{}: warning: {e}", file.display());
     }
+    // The fast path's maps are sized at load whether or not rules use them.
+    let fast_path = match cfg.dataplane.fast_path {
+        relay::config::FastPathMode::Off => String::new(),
+        _ => {
+            let sizes = relay::fastpath::Sizes::of(&cfg.dataplane);
+            // Per-CPU maps hold a value for every possible CPU.
+            let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
+            format!(
+                ", fast path maps up to {} for {} flows ({} per input)",
+                relay::memory::human(sizes.map_bytes(cpus)),
+                sizes.max_flows,
+                sizes.max_flows_per_input
+            )
+        }
+    };
     println!(
-        "{}: OK ({} rules, {} workers, data plane memory {})",
+        "{}: OK ({} rules, {} workers, data plane memory {}{fast_path})",
         file.display(),
         set.len(),
         cfg.dataplane.workers,

@@ -340,6 +340,31 @@ fn validate_dataplane(d: &DataplaneConfig) -> Result<(), (&'static str, String)>
     range("busy_poll_us", d.busy_poll_us, 0, 1_000_000)?;
     range("rx_coalesce_us", d.rx_coalesce_us, 0, 100_000)?;
     range("realtime_priority", d.realtime_priority, 0, 99)?;
+    range(
+        "fast_path_max_flows",
+        d.fast_path_max_flows,
+        1,
+        super::spec::MAX_FAST_PATH_MAX_FLOWS,
+    )?;
+    let most = crate::rules::bpf::MAX_KERNEL_FLOWS_PER_INPUT;
+    if !(1..=most).contains(&d.fast_path_max_flows_per_input) {
+        return Err((
+            "fast_path_max_flows_per_input",
+            format!(
+                "{} is out of range 1..={most}: the packet sockets' filter excludes each kernel flow of an input and holds at most 4096 instructions",
+                d.fast_path_max_flows_per_input
+            ),
+        ));
+    }
+    if d.fast_path_max_flows_per_input > d.fast_path_max_flows {
+        return Err((
+            "fast_path_max_flows_per_input",
+            format!(
+                "{} is more than fast_path_max_flows ({})",
+                d.fast_path_max_flows_per_input, d.fast_path_max_flows
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -803,6 +828,28 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
             e.contains("dataplane.cpus") && e.contains("CPU 0 is listed twice"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn fast_path_sizes_default_large_and_are_bounded_with_clear_errors() {
+        let cfg = parse("", "f").unwrap();
+        assert!(cfg.dataplane.fast_path_max_flows >= 65_536);
+        let e = err("[dataplane]\nfast_path_max_flows = 0\n");
+        assert!(
+            e.contains("dataplane.fast_path_max_flows") && e.contains("out of range"),
+            "{e}"
+        );
+        let e = err("[dataplane]\nfast_path_max_flows = 2000000\n");
+        assert!(e.contains("dataplane.fast_path_max_flows"), "{e}");
+        let e = err("[dataplane]\nfast_path_max_flows_per_input = 5000\n");
+        assert!(
+            e.contains("dataplane.fast_path_max_flows_per_input") && e.contains("4096"),
+            "{e}"
+        );
+        let e = err("[dataplane]\nfast_path_max_flows = 10\nfast_path_max_flows_per_input = 20\n");
+        assert!(e.contains("more than fast_path_max_flows"), "{e}");
+        let cfg = parse("[dataplane]\nfast_path_max_flows = 100000\n", "f").unwrap();
+        assert_eq!(cfg.dataplane.fast_path_max_flows, 100_000);
     }
 
     #[test]
