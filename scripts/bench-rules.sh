@@ -7,7 +7,8 @@
 #   check   `mcrctl config check FILE` (wall, user+sys)
 #   ready   mcrd start until it answers a ping with all N rules listed
 #   reload  `mcrctl config reload` after one rule's port changed
-#   ping    --pings `mcrctl ping` round trips (p50, p99, max; each includes starting mcrctl)
+#   ping    --pings `mcrctl ping` round trips (p50, p99, max; each includes starting mcrctl),
+#           and (with python3) p50 / p99 of --pings pings on the socket itself: the daemon's reply
 #   list    `mcrctl rules list` (wall), and `rules list --limit 10` where the client has it
 #   idle    mcrd's CPU (user+sys ticks) over --idle seconds with no traffic, % of one core
 # A step that does not finish in time is reported as ">T s (did not finish)" and the next size
@@ -146,6 +147,32 @@ for n in $SIZES; do
     done
     sed -i '/^$/d' "$DIR/pings"
     pings="$(pct 50 <"$DIR/pings") / $(pct 99 <"$DIR/pings") / $(pct 100 <"$DIR/pings")"
+    # The daemon's own reply time, without starting a process per ping (python3, if here).
+    if command -v python3 >/dev/null; then
+      inproc=$(timeout "$TIMEOUT" python3 - "$SOCK" "$PINGS" <<'PY' 2>/dev/null || echo "-"
+import socket, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+ts = []
+for _ in range(n):
+    t = time.perf_counter()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b'{"version":1,"request":"ping"}\n')
+    buf = b''
+    while not buf.endswith(b'\n'):
+        c = s.recv(4096)
+        if not c:
+            break
+        buf += c
+    s.close()
+    ts.append((time.perf_counter() - t) * 1000)
+    time.sleep(0.005)
+ts.sort()
+print("%.1f / %.1f" % (ts[len(ts) // 2], ts[max(0, len(ts) * 99 // 100 - 1)]))
+PY
+)
+      pings="$pings (socket $inproc)"
+    fi
 
     t0=$(now)
     if timeout "$TIMEOUT" "$BIN/mcrctl" --socket "$SOCK" rules list >"$DIR/list" 2>&1; then
