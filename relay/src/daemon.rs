@@ -53,7 +53,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let workers = dp.workers as usize;
     let shared = Arc::new(Shared::new(workers, gso));
-    match start_fast_path(dp.fast_path)? {
+    match start_fast_path(dp.fast_path, crate::fastpath::Sizes::of(&dp))? {
         Ok(Some(fp)) => {
             let _ = shared.fast_path.set(fp);
         }
@@ -234,13 +234,16 @@ pub fn input_names(rules: &[crate::config::RuleSpec]) -> Vec<String> {
 /// Loads the fast path if the config asks for it and the kernel and privileges allow.
 /// `auto` falls back to userspace with one warning naming what is missing (returned as the
 /// inner error); `required` refuses.
-fn start_fast_path(mode: FastPathMode) -> anyhow::Result<Result<Option<Arc<FastPath>>, String>> {
+fn start_fast_path(
+    mode: FastPathMode,
+    sizes: crate::fastpath::Sizes,
+) -> anyhow::Result<Result<Option<Arc<FastPath>>, String>> {
     if mode == FastPathMode::Off {
         return Ok(Ok(None));
     }
     let missing = probe::missing_capabilities();
     let why = if missing.is_empty() {
-        match FastPath::load() {
+        match FastPath::load_sized(sizes) {
             Ok(fp) => {
                 let f = fp.facts();
                 tracing::info!(

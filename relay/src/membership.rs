@@ -1,23 +1,36 @@
 //! IGMP membership of the input groups, so that switches (and the NIC's multicast filter)
-//! deliver the traffic we capture. One socket per (group, interface, source): a socket holds
-//! at most `igmp_max_memberships` groups, and per-membership sockets make leaving a group as
-//! simple as closing its socket.
+//! deliver the traffic we capture.
+//!
+//! Memberships are packed into sockets, up to what one socket may hold: a socket per
+//! membership took a file descriptor per group, and 100,000 channels ran out of them (the
+//! daemon then failed to install its signal handlers). A membership is left by dropping it
+//! on the socket that holds it; a socket that holds none is closed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
-use socket2::{Domain, InterfaceIndexOrAddress, Socket, Type};
+use socket2::{Domain, Socket, Type};
 
 use crate::rules::RuleTable;
 
 type Key = (Ipv4Addr, u32, Option<Ipv4Addr>);
 
+/// A socket and how many memberships it holds.
+struct Holder {
+    sock: Socket,
+    held: usize,
+    /// The kernel refused one more (`igmp_max_memberships` or `igmp_max_msf`).
+    full: bool,
+}
+
 /// The memberships the daemon holds.
 #[derive(Default)]
 pub struct Memberships {
-    joined: HashMap<Key, Socket>,
+    /// Each membership and the index of the socket holding it in `holders`.
+    joined: HashMap<Key, usize>,
+    holders: Vec<Option<Holder>>,
 }
 
 impl Memberships {
@@ -25,29 +38,30 @@ impl Memberships {
     /// memberships that could not be joined (forwarding still works where the network
     /// delivers the traffic without them).
     pub fn sync(&mut self, table: &RuleTable) -> Vec<String> {
-        let wanted: Vec<(Key, String)> = table
-            .rules
-            .iter()
-            .filter(|r| r.spec.group.is_multicast())
-            .map(|r| {
-                (
-                    (r.spec.group, r.ifindex, r.spec.source),
-                    r.spec.input.clone(),
-                )
-            })
+        let mut wanted: Vec<(Key, &str)> = Vec::new();
+        let mut wanted_keys: HashSet<Key> = HashSet::new();
+        for r in table.rules.iter().filter(|r| r.spec.group.is_multicast()) {
+            let key = (r.spec.group, r.ifindex, r.spec.source);
+            if wanted_keys.insert(key) {
+                wanted.push((key, r.spec.input.as_str()));
+            }
+        }
+        let gone: Vec<Key> = self
+            .joined
+            .keys()
+            .filter(|k| !wanted_keys.contains(k))
+            .copied()
             .collect();
-        self.joined
-            .retain(|k, _| wanted.iter().any(|(w, _)| w == k));
+        for key in gone {
+            self.leave(key);
+        }
         let mut warnings = Vec::new();
         for (key, name) in wanted {
             if self.joined.contains_key(&key) {
                 continue;
             }
-            match join(key) {
-                Ok(sock) => {
-                    self.joined.insert(key, sock);
-                }
-                Err(e) => warnings.push(format!("joining {} on {name}: {e}", key.0)),
+            if let Err(e) = self.join(key) {
+                warnings.push(format!("joining {} on {name}: {e}", key.0));
             }
         }
         warnings
@@ -68,6 +82,86 @@ impl Memberships {
     pub fn is_empty(&self) -> bool {
         self.joined.is_empty()
     }
+
+    /// Sockets open for memberships.
+    pub fn sockets(&self) -> usize {
+        self.holders.iter().flatten().count()
+    }
+
+    fn join(&mut self, key: Key) -> io::Result<()> {
+        // The last socket that took one, else a new one; a socket the kernel finds full
+        // (ENOBUFS) is not asked again.
+        loop {
+            let at = match self
+                .holders
+                .iter()
+                .rposition(|h| h.as_ref().is_some_and(|h| !h.full))
+            {
+                Some(i) => i,
+                None => {
+                    let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
+                    let holder = Some(Holder {
+                        sock,
+                        held: 0,
+                        full: false,
+                    });
+                    match self.holders.iter().position(Option::is_none) {
+                        Some(i) => {
+                            self.holders[i] = holder;
+                            i
+                        }
+                        None => {
+                            self.holders.push(holder);
+                            self.holders.len() - 1
+                        }
+                    }
+                }
+            };
+            let Some(h) = self.holders[at].as_mut() else {
+                unreachable!("position of a socket that is there")
+            };
+            match membership(&h.sock, key, true) {
+                Ok(()) => {
+                    h.held += 1;
+                    self.joined.insert(key, at);
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) && h.held > 0 => {
+                    h.full = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn leave(&mut self, key: Key) {
+        let Some(at) = self.joined.remove(&key) else {
+            return;
+        };
+        let Some(h) = self.holders[at].as_mut() else {
+            return;
+        };
+        if let Err(e) = membership(&h.sock, key, false) {
+            tracing::debug!("leaving {}: {e}", key.0);
+        }
+        h.held -= 1;
+        h.full = false;
+        if h.held == 0 {
+            self.holders[at] = None;
+        }
+    }
+}
+
+/// Closes the sockets newest first. The kernel keeps an interface's memberships in a list,
+/// newest first, and searches it for each membership dropped: closing in the order of
+/// joining walked the whole list each time (100,000 groups: minutes of kernel time to stop),
+/// closing in reverse finds each at the head.
+impl Drop for Memberships {
+    fn drop(&mut self) {
+        while let Some(h) = self.holders.pop() {
+            drop(h);
+        }
+    }
 }
 
 fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr_storage {
@@ -82,27 +176,37 @@ fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr_storage {
     }
 }
 
-fn join((group, ifindex, source): Key) -> io::Result<Socket> {
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
+/// Joins (or leaves) `key` on `sock`, by interface index (`MCAST_JOIN_GROUP`,
+/// `MCAST_JOIN_SOURCE_GROUP` and their leaves).
+fn membership(sock: &Socket, (group, ifindex, source): Key, join: bool) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
     match source {
-        None => sock.join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(ifindex))?,
+        None => {
+            let req = libc::group_req {
+                gr_interface: ifindex,
+                gr_group: sockaddr(group),
+            };
+            let op = if join {
+                libc::MCAST_JOIN_GROUP
+            } else {
+                libc::MCAST_LEAVE_GROUP
+            };
+            crate::dataplane::sys::setsockopt(fd, libc::IPPROTO_IP, op, &req)
+        }
         Some(src) => {
-            // MCAST_JOIN_SOURCE_GROUP joins by interface index (socket2's `join_ssm_v4` takes
-            // an interface address).
             let req = libc::group_source_req {
                 gsr_interface: ifindex,
                 gsr_group: sockaddr(group),
                 gsr_source: sockaddr(src),
             };
-            crate::dataplane::sys::setsockopt(
-                sock.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::MCAST_JOIN_SOURCE_GROUP,
-                &req,
-            )?;
+            let op = if join {
+                libc::MCAST_JOIN_SOURCE_GROUP
+            } else {
+                libc::MCAST_LEAVE_SOURCE_GROUP
+            };
+            crate::dataplane::sys::setsockopt(fd, libc::IPPROTO_IP, op, &req)
         }
     }
-    Ok(sock)
 }
 
 #[cfg(test)]
@@ -142,9 +246,35 @@ mod tests {
             return;
         }
         assert_eq!(m.len(), 2, "unicast destinations are not joined");
+        assert_eq!(m.sockets(), 1, "memberships share a socket");
         m.sync(&table(&[([239, 1, 1, 2], Some([127, 0, 0, 1]))]));
         assert_eq!(m.len(), 1);
         m.sync(&table(&[]));
         assert!(m.is_empty());
+        assert_eq!(m.sockets(), 0, "a socket that holds none is closed");
+    }
+
+    #[test]
+    fn many_groups_share_few_sockets_and_are_all_left() {
+        let groups: Vec<([u8; 4], Option<[u8; 4]>)> =
+            (0..100u8).map(|i| ([239, 7, 1, i], None)).collect();
+        let mut m = Memberships::default();
+        let w = m.sync(&table(&groups));
+        if !w.is_empty() {
+            assert_ne!(
+                std::env::var("MCR_E2E_REQUIRED").as_deref(),
+                Ok("1"),
+                "cannot join groups on lo: {w:?}"
+            );
+            eprintln!("SKIP: cannot join groups on lo here: {w:?}");
+            return;
+        }
+        assert_eq!(m.len(), 100);
+        // One socket per membership before: 100 descriptors.
+        assert!(m.sockets() <= 100 / 20 + 1, "{} sockets", m.sockets());
+        m.sync(&table(&groups[..10]));
+        assert_eq!(m.len(), 10);
+        m.sync(&table(&[]));
+        assert_eq!((m.len(), m.sockets()), (0, 0));
     }
 }

@@ -71,7 +71,17 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 done(call(Command::RulesAdd { rule })?)
             }
             RulesCmd::Remove { name } => done(call(Command::RulesRemove { name })?),
-            RulesCmd::List { json } => match call(Command::RulesList)? {
+            RulesCmd::List {
+                json,
+                flow,
+                limit,
+                after,
+            } => match call(if flow.is_none() && limit.is_none() && after.is_none() {
+                // What every daemon understands.
+                Command::RulesList
+            } else {
+                Command::RulesPage { flow, after, limit }
+            })? {
                 Response {
                     result: Some(Reply::Rules(rules)),
                     ..
@@ -97,14 +107,26 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             json,
             prometheus,
             watch,
+            flow,
+            limit,
         } => {
+            let request = || {
+                if flow.is_none() && limit.is_none() {
+                    Command::Stats
+                } else {
+                    Command::StatsPage {
+                        flow: flow.clone(),
+                        limit,
+                    }
+                }
+            };
             if let Some(secs) = watch {
                 if !(secs.is_finite() && secs > 0.0) {
                     anyhow::bail!("--watch takes a positive number of seconds, not {secs}");
                 }
             }
             loop {
-                let report = match call(Command::Stats)? {
+                let report = match call(request())? {
                     Response {
                         result: Some(Reply::Stats(r)),
                         ..
@@ -205,8 +227,23 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
         _ => {}
     }
+    // The fast path's maps are sized at load whether or not rules use them.
+    let fast_path = match cfg.dataplane.fast_path {
+        relay::config::FastPathMode::Off => String::new(),
+        _ => {
+            let sizes = relay::fastpath::Sizes::of(&cfg.dataplane);
+            // Per-CPU maps hold a value for every possible CPU.
+            let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
+            format!(
+                ", fast path maps up to {} for {} flows ({} per input)",
+                relay::memory::human(sizes.map_bytes(cpus)),
+                sizes.max_flows,
+                sizes.max_flows_per_input
+            )
+        }
+    };
     println!(
-        "{}: OK ({} rules, {} workers, data plane memory {})",
+        "{}: OK ({} rules, {} workers, data plane memory {}{fast_path})",
         file.display(),
         set.len(),
         cfg.dataplane.workers,

@@ -39,6 +39,12 @@ pub enum Cmd {
         /// Repeat every N seconds until interrupted.
         #[arg(long, value_name = "SECONDS")]
         watch: Option<f64>,
+        /// Only the flow of the rule with this name.
+        #[arg(long, value_name = "NAME")]
+        flow: Option<String>,
+        /// At most N flows, in name order.
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
     },
     /// Check a config file, or make the daemon reload its own.
     Config {
@@ -90,6 +96,15 @@ pub enum RulesCmd {
         /// Print them as JSON.
         #[arg(long)]
         json: bool,
+        /// Only the rule with this name.
+        #[arg(long, value_name = "NAME")]
+        flow: Option<String>,
+        /// At most N rules, in name order.
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        /// Start after the rule with this name (the last one of the previous page).
+        #[arg(long, value_name = "NAME", conflicts_with = "flow")]
+        after: Option<String>,
     },
 }
 

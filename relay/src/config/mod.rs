@@ -17,7 +17,7 @@ pub use file::{
 };
 pub use spec::{
     Config, ControlConfig, DataplaneConfig, FastPathMode, MetricsConfig, Monitor, OutputSpec,
-    RuleSpec,
+    RuleSpec, DEFAULT_FAST_PATH_MAX_FLOWS, MAX_FAST_PATH_MAX_FLOWS,
 };
 pub use validate::{
     validate_interface_name, validate_rule, validate_rule_name, OutputField, RuleField, SpecError,

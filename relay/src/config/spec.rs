@@ -73,7 +73,19 @@ pub struct DataplaneConfig {
     pub multicast_loop: bool,
     /// Run the rules the kernel can express in a tcx program instead of the worker threads.
     pub fast_path: FastPathMode,
+    /// Flows (rules) the fast path holds, all inputs together: sizes its kernel maps when
+    /// the program is loaded. Rules beyond it run in userspace.
+    pub fast_path_max_flows: u32,
+    /// Kernel-path (group, port) flows per input. Each is excluded by the packet sockets'
+    /// classic BPF filter, which has at most 4096 instructions: beyond this, the input's
+    /// other flows run in userspace.
+    pub fast_path_max_flows_per_input: u32,
 }
+
+/// Default of `[dataplane] fast_path_max_flows`: an IPTV head-end's channel list.
+pub const DEFAULT_FAST_PATH_MAX_FLOWS: u32 = 65_536;
+/// Most `fast_path_max_flows`: 1 Mi flows, a few GiB of kernel maps at most.
+pub const MAX_FAST_PATH_MAX_FLOWS: u32 = 1 << 20;
 
 /// `[dataplane] fast_path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -118,6 +130,8 @@ impl Default for DataplaneConfig {
             realtime_priority: 0,
             multicast_loop: false,
             fast_path: FastPathMode::Off,
+            fast_path_max_flows: DEFAULT_FAST_PATH_MAX_FLOWS,
+            fast_path_max_flows_per_input: crate::rules::bpf::DEFAULT_KERNEL_FLOWS_PER_INPUT,
         }
     }
 }

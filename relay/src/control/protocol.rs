@@ -32,6 +32,24 @@ pub enum Command {
     Ping,
     Stats,
     RulesList,
+    /// `rules_list` narrowed: the rule named `flow`, or up to `limit` rules in name order
+    /// from the first named after `after`. Old clients keep sending `rules_list`, which
+    /// still answers every rule.
+    RulesPage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// `stats` with only the flow of rule `flow`, or the first `limit` flows in name order.
+    StatsPage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     RulesAdd {
         rule: RuleSpec,
     },
@@ -208,6 +226,29 @@ mod tests {
                 Command::RulesRemove { name: "a".into() },
             ),
             (
+                r#"{"version":1,"request":{"rules_page":{"flow":"a"}}}"#,
+                Command::RulesPage {
+                    flow: Some("a".into()),
+                    after: None,
+                    limit: None,
+                },
+            ),
+            (
+                r#"{"version":1,"request":{"rules_page":{"after":"a","limit":10}}}"#,
+                Command::RulesPage {
+                    flow: None,
+                    after: Some("a".into()),
+                    limit: Some(10),
+                },
+            ),
+            (
+                r#"{"version":1,"request":{"stats_page":{"limit":3}}}"#,
+                Command::StatsPage {
+                    flow: None,
+                    limit: Some(3),
+                },
+            ),
+            (
                 r#"{"version":1,"request":"config_reload"}"#,
                 Command::ConfigReload,
             ),
@@ -235,6 +276,21 @@ mod tests {
             Just(Command::Stats),
             Just(Command::RulesList),
             Just(Command::ConfigReload),
+            (
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<u32>())
+            )
+                .prop_map(|(flow, after, limit)| Command::RulesPage {
+                    flow,
+                    after,
+                    limit
+                }),
+            (
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<u32>())
+            )
+                .prop_map(|(flow, limit)| Command::StatsPage { flow, limit }),
             crate::config::arb::rule().prop_map(|rule| Command::RulesAdd { rule }),
             any::<String>().prop_map(|name| Command::RulesRemove { name }),
             any::<String>().prop_map(|level| Command::LogLevel { level }),

@@ -461,9 +461,15 @@ fn serve_connection(
             continue;
         }
         conn.slots.set_waiting(conn.id, false);
-        let response = match controller.lock() {
-            Ok(mut c) => c.handle_line(request),
-            Err(_) => Response::error(ErrorKind::Internal, "control state unavailable"),
+        // A ping is answered without the controller: it says the daemon answers, and must
+        // not wait behind a reload or the fast path's re-plan of every rule.
+        let response = match super::protocol::parse_request(request) {
+            Err(reply) => reply,
+            Ok(req) if req.request == super::protocol::Command::Ping => super::handler::pong(),
+            Ok(req) => match controller.lock() {
+                Ok(mut c) => c.handle(req),
+                Err(_) => Response::error(ErrorKind::Internal, "control state unavailable"),
+            },
         };
         write_response(&mut writer, &response)?;
         conn.slots.set_waiting(conn.id, true);

@@ -47,7 +47,8 @@ pub enum AttachError {
 ///
 /// The skeleton borrows its object storage for its whole life; mcrd loads the program once
 /// and keeps it until it exits, so the storage is leaked to get a `'static` skeleton.
-pub fn load() -> Result<FastpathSkel<'static>, AttachError> {
+/// Loads the program with its rule, counter and monitor maps sized for `max_flows` rules.
+pub fn load(max_flows: u32) -> Result<FastpathSkel<'static>, AttachError> {
     // libbpf's messages (the verifier log of a refused program among them) go to our log at
     // debug level instead of straight to stderr; the error we return says what failed.
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, |_, msg| {
@@ -55,9 +56,18 @@ pub fn load() -> Result<FastpathSkel<'static>, AttachError> {
     })));
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
         Box::leak(Box::new(MaybeUninit::uninit()));
-    let open = FastpathSkelBuilder::default()
+    let mut open = FastpathSkelBuilder::default()
         .open(storage)
         .map_err(|e| AttachError::Load(e.to_string()))?;
+    for map in [
+        &mut open.maps.mcr_fp_rules,
+        &mut open.maps.mcr_fp_counters,
+        &mut open.maps.mcr_fp_monitors,
+    ] {
+        map.set_max_entries(max_flows).map_err(|e| {
+            AttachError::Load(format!("sizing the maps for {max_flows} flows: {e}"))
+        })?;
+    }
     open.load().map_err(|e| AttachError::Load(e.to_string()))
 }
 

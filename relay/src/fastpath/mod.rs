@@ -17,6 +17,7 @@
 mod attach;
 pub mod counters;
 mod layout;
+mod lookups;
 pub mod probe;
 pub mod resolve;
 mod skel;
@@ -39,11 +40,44 @@ use crate::rules::{Path, Rule, RuleTable};
 use layout::{bytes_of, KernelOutput};
 use skel::FastpathSkel;
 
-/// `MCR_FP_MAX_RULES`: entries of the rule map and counter slots.
-pub const MAX_RULES: u32 = 1024;
-/// Distinct (group, port) pairs per input interface on the kernel path: bounds the packet
-/// sockets' classic BPF filter, which must exclude them all (4096 instructions at most).
-pub const MAX_KERNEL_FLOWS_PER_INPUT: usize = 200;
+/// How many flows the kernel path holds (`[dataplane] fast_path_max_flows` and
+/// `fast_path_max_flows_per_input`); the maps are sized from it at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Entries of the rule map and counter slots, all inputs together.
+    pub max_flows: u32,
+    /// Distinct (group, port) pairs per input interface on the kernel path: bounds the
+    /// packet sockets' classic BPF filter, which must exclude them all.
+    pub max_flows_per_input: u32,
+}
+
+impl Sizes {
+    pub fn of(d: &crate::config::DataplaneConfig) -> Self {
+        Sizes {
+            max_flows: d.fast_path_max_flows,
+            max_flows_per_input: d.fast_path_max_flows_per_input,
+        }
+    }
+
+    /// Most bytes of kernel memory the maps take when full, with `cpus` possible CPUs (the
+    /// counters are per CPU): rule entries (key, value and the hash table's element
+    /// header, about 48 bytes), per-CPU counters and monitor state per slot.
+    pub fn map_bytes(&self, cpus: usize) -> u64 {
+        let n = u64::from(self.max_flows);
+        let rule = (size_of::<skel::types::mcr_fp_key>()
+            + size_of::<skel::types::mcr_fp_rule>()
+            + 48) as u64;
+        let counters = (size_of::<skel::types::mcr_fp_rule_counters>() * cpus.max(1)) as u64;
+        let monitor = size_of::<skel::types::mcr_fp_monitor>() as u64;
+        n * (rule + counters + monitor)
+    }
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self::of(&crate::config::DataplaneConfig::default())
+    }
+}
 
 /// The path reason of an MPEG-TS-monitored rule. The check walks up to 7 TS packets per
 /// datagram with a continuity counter per PID (8191 of them): in the program it tripled the
@@ -57,6 +91,7 @@ const MPEGTS_USERSPACE: &str =
 pub struct FastPath {
     skel: FastpathSkel<'static>,
     facts: ProgramFacts,
+    sizes: Sizes,
     state: Mutex<State>,
 }
 
@@ -109,16 +144,22 @@ pub struct PlanReport {
 }
 
 impl FastPath {
-    /// Loads the program (the verifier runs here).
+    /// Loads the program with the default map sizes (the verifier runs here).
     pub fn load() -> Result<Self, AttachError> {
-        let skel = attach::load()?;
+        Self::load_sized(Sizes::default())
+    }
+
+    /// Loads the program with maps of `sizes` (the verifier runs here).
+    pub fn load_sized(sizes: Sizes) -> Result<Self, AttachError> {
+        let skel = attach::load(sizes.max_flows)?;
         let facts = attach::program_facts(skel.progs.mcr_fastpath.as_fd())
             .map_err(|e| AttachError::Load(format!("reading program info: {e}")))?;
         Ok(Self {
             skel,
             facts,
+            sizes,
             state: Mutex::new(State {
-                free: (0..MAX_RULES).rev().collect(),
+                free: (0..sizes.max_flows).rev().collect(),
                 ..Default::default()
             }),
         })
@@ -218,7 +259,8 @@ impl FastPath {
             })
             .collect();
 
-        // Each rule on its own.
+        // Each rule on its own; interfaces and neighbours asked once for all of them.
+        let mut lookups = lookups::Lookups::default();
         let mut decided: Vec<Result<Vec<KernelOutput>, String>> = table
             .rules
             .iter()
@@ -238,7 +280,7 @@ impl FastPath {
                 if layout::monitor_kind(rule.spec.monitor).is_none() {
                     return Err(MPEGTS_USERSPACE.into());
                 }
-                kernel_outputs(rule, table)
+                kernel_outputs(rule, table, &mut lookups)
             })
             .collect();
 
@@ -271,10 +313,11 @@ impl FastPath {
             }
             let n = flows_per_input.entry(*ifindex).or_default();
             *n += 1;
-            if *n > MAX_KERNEL_FLOWS_PER_INPUT {
+            if *n > self.sizes.max_flows_per_input as usize {
                 for &i in members {
                     decided[i] = Err(format!(
-                        "more than {MAX_KERNEL_FLOWS_PER_INPUT} kernel-path flows on this input"
+                        "more than {} kernel-path flows on this input (fast_path_max_flows_per_input)",
+                        self.sizes.max_flows_per_input
                     ));
                 }
             }
@@ -282,13 +325,19 @@ impl FastPath {
 
         // Slots, map entries, paths.
         let mut wanted: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        // By name: searching every rule for each slot's owner took time in slots x rules.
+        let by_name: HashMap<&str, &Rule> = table
+            .rules
+            .iter()
+            .map(|r| (r.spec.name.as_str(), r))
+            .collect();
         let gone: Vec<String> = state
             .slots
             .iter()
             .filter(|(name, owner)| {
-                !table.rules.iter().any(|r| {
-                    r.spec.name == **name && r.spec == owner.spec && r.ifindex == owner.ifindex
-                })
+                !by_name
+                    .get(name.as_str())
+                    .is_some_and(|r| r.spec == owner.spec && r.ifindex == owner.ifindex)
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -345,7 +394,10 @@ impl FastPath {
                     }
                     None => {
                         rule.path = Path::Userspace {
-                            reason: format!("the kernel path holds at most {MAX_RULES} rules"),
+                            reason: format!(
+                                "the kernel path holds at most {} rules (fast_path_max_flows)",
+                                self.sizes.max_flows
+                            ),
                         };
                         continue;
                     }
@@ -535,7 +587,11 @@ fn restart_worker_monitors(rule: &Rule) {
 }
 
 /// The kernel form of a rule's outputs, or why it cannot run in the kernel.
-fn kernel_outputs(rule: &Rule, table: &RuleTable) -> Result<Vec<KernelOutput>, String> {
+fn kernel_outputs(
+    rule: &Rule,
+    table: &RuleTable,
+    lookups: &mut lookups::Lookups,
+) -> Result<Vec<KernelOutput>, String> {
     if rule.outputs.len() > MAX_OUTPUTS {
         return Err(format!(
             "{} outputs; the kernel path takes at most {MAX_OUTPUTS}",
@@ -548,13 +604,16 @@ fn kernel_outputs(rule: &Rule, table: &RuleTable) -> Result<Vec<KernelOutput>, S
             let ifindex = table.egress_keys[o.egress].ifindex;
             let name = &o.interface;
             let spec = &rule.spec.outputs[o.index_in_rule];
-            let link = resolve::link(name).map_err(|e| format!("output {name}: {e}"))?;
+            let link = lookups
+                .link(name)
+                .map_err(|e| format!("output {name}: {e}"))?;
             if !link.ethernet {
                 return Err(format!("output {name} is not an Ethernet interface"));
             }
             let src = match spec.source {
                 Some(s) => s,
-                None => resolve::ipv4_address(name)
+                None => lookups
+                    .ipv4_address(name)
                     .map_err(|e| format!("output {name}: {e}"))?
                     .ok_or_else(|| format!("output {name} has no IPv4 address"))?,
             };
@@ -562,8 +621,8 @@ fn kernel_outputs(rule: &Rule, table: &RuleTable) -> Result<Vec<KernelOutput>, S
             let dst_mac = if dest.is_multicast() {
                 resolve::multicast_mac(dest)
             } else {
-                let hop = resolve::next_hop(dest, name);
-                resolve::neighbour(hop, name).ok_or_else(|| {
+                let (hop, mac) = lookups.neighbour(dest, name);
+                mac.ok_or_else(|| {
                     format!("no neighbour entry for {hop} on {name} yet (retried every second)")
                 })?
             };
@@ -622,6 +681,31 @@ mod tests {
             fp.monitor_counters(slot),
             Some(counters::MonitorCounters::default())
         );
+    }
+
+    #[test]
+    fn the_maps_are_sized_from_the_config() {
+        if !privileged("the_maps_are_sized_from_the_config") {
+            return;
+        }
+        // The default holds an IPTV channel list; it was 1,024 rules in all.
+        assert!(Sizes::default().max_flows >= 65_536);
+        let sizes = Sizes {
+            max_flows: 100_000,
+            max_flows_per_input: 200,
+        };
+        let fp = FastPath::load_sized(sizes).expect("loads");
+        assert_eq!(fp.skel.maps.mcr_fp_rules.max_entries(), 100_000);
+        assert_eq!(fp.skel.maps.mcr_fp_counters.max_entries(), 100_000);
+        assert_eq!(fp.skel.maps.mcr_fp_monitors.max_entries(), 100_000);
+        // The last slot has counters; one past it has none.
+        assert_eq!(
+            fp.rule_counters(99_999),
+            Some(counters::RuleCounters::default())
+        );
+        assert_eq!(fp.rule_counters(100_000), None);
+        assert_eq!(fp.state.lock().unwrap().free.len(), 100_000);
+        assert!(sizes.map_bytes(2) > 100_000 * 100);
     }
 
     /// An Ethernet/IPv4/UDP frame to 239.1.1.1:5000 carrying an RTP packet with sequence 7.

@@ -43,6 +43,15 @@ const ETH_P_8021AD: u32 = 0x88a8;
 const IPV4_DST_OFFSET: u32 = 14 + 16;
 /// Accept the whole frame (GSO super-frames can be 64 KiB).
 const ACCEPT: u32 = 0x0004_0000;
+/// Default of `[dataplane] fast_path_max_flows_per_input`.
+pub const DEFAULT_KERNEL_FLOWS_PER_INPUT: u32 = 200;
+/// Most kernel flows one input's filter can exclude: in the worst layout (each flow its own
+/// group, [`MAX_FILTERED_GROUPS`] other groups tested) the program is 15 + 2 x (250 + K) +
+/// 2 + 12 x K instructions (K = 249: 4,003 of the 4,096 the kernel takes), and a group's
+/// port tests stay within the 8-bit jump of a conditional.
+pub const MAX_KERNEL_FLOWS_PER_INPUT: u32 = 249;
+/// The kernel's bound on a classic BPF program (`BPF_MAXINSNS`).
+pub const MAX_INSNS: usize = 4096;
 /// Jump offsets are 8 bits; beyond this many groups the filter accepts all IPv4.
 pub const MAX_FILTERED_GROUPS: usize = 250;
 /// Offsets from the start of IPv4 in a frame (plus X, the tag length).
@@ -386,6 +395,46 @@ mod tests {
             run(&p, &udp_frame(false, [10, 0, 0, 1], 5000, 5, 0), false),
             ACCEPT
         );
+    }
+
+    #[test]
+    fn thousands_of_groups_with_the_most_kernel_flows_fit_and_stay_exact() {
+        let k = MAX_KERNEL_FLOWS_PER_INPUT;
+        let g = |i: u32| Ipv4Addr::from(0xef01_0000 + i);
+        // Worst layouts: each kernel flow its own group, with 250 or 10,000 other groups;
+        // and all kernel flows on one group (the longest port list).
+        let distinct: Vec<(Ipv4Addr, u16)> = (0..k).map(|i| (g(100_000 + i), 5000)).collect();
+        let one_group: Vec<(Ipv4Addr, u16)> = (0..k).map(|i| (g(0), 5000 + i as u16)).collect();
+        for (groups, kernel) in [
+            (
+                (0..MAX_FILTERED_GROUPS as u32).map(g).collect::<Vec<_>>(),
+                &distinct,
+            ),
+            ((0..10_000).map(g).collect(), &distinct),
+            ((0..MAX_FILTERED_GROUPS as u32).map(g).collect(), &one_group),
+            ((0..10_000).map(g).collect(), &one_group),
+        ] {
+            let p = build(&groups, kernel);
+            assert!(p.len() <= MAX_INSNS, "{} instructions", p.len());
+            for &(kg, port) in kernel.iter().step_by(37) {
+                assert_eq!(
+                    run(&p, &udp_frame(false, kg.octets(), port, 5, 0), false),
+                    0
+                );
+                assert_eq!(
+                    run(&p, &udp_frame(true, kg.octets(), port, 5, 0), false),
+                    0,
+                    "tagged"
+                );
+            }
+            // A user-space group passes, whether the filter lists it or accepts all IPv4.
+            let last = groups[groups.len() - 1].octets();
+            assert_eq!(run(&p, &udp_frame(false, last, 6000, 5, 0), false), ACCEPT);
+        }
+        // With thousands of groups and no kernel flows: all IPv4, one short program; the
+        // userspace matcher drops what no rule wants.
+        let p = build(&(0..10_000).map(g).collect::<Vec<_>>(), &[]);
+        assert!(p.len() < 32);
     }
 
     #[test]

@@ -163,13 +163,21 @@ impl RuleTable {
             .filter(|p| p.workers == workers)
             .map(|p| p.rules.iter().map(|r| (r.spec.name.as_str(), r)).collect())
             .unwrap_or_default();
-        let lookup = |rule: &RuleSpec, field: &str, name: &str| {
-            resolve(name).map_err(|e| RuleError::UnknownInterface {
+        // Each interface name is asked of the kernel once per build, not once per rule and
+        // output: a table of 100,000 rules names a handful of interfaces.
+        let mut resolved: FxHashMap<String, u32> = FxHashMap::default();
+        let mut lookup = |rule: &RuleSpec, field: &dyn Fn() -> String, name: &str| {
+            if let Some(&i) = resolved.get(name) {
+                return Ok(i);
+            }
+            let i = resolve(name).map_err(|e| RuleError::UnknownInterface {
                 rule: rule.name.clone(),
-                field: field.to_string(),
+                field: field(),
                 interface: name.to_string(),
                 reason: e.to_string(),
-            })
+            })?;
+            resolved.insert(name.to_string(), i);
+            Ok(i)
         };
 
         let mut table = RuleTable {
@@ -179,12 +187,15 @@ impl RuleTable {
         };
         let mut egress: BTreeMap<EgressKey, usize> = BTreeMap::new();
         let mut inputs: BTreeMap<u32, InputInterface> = BTreeMap::new();
+        // Groups seen per input, so that each is listed once without searching the list
+        // (which made building a table of N rules on one input take time in N²).
+        let mut seen_groups: rustc_hash::FxHashSet<(u32, Ipv4Addr)> = Default::default();
         for spec in set.iter() {
-            let ifindex = lookup(spec, "input", &spec.input)?;
+            let ifindex = lookup(spec, &|| "input".to_string(), &spec.input)?;
             let mut outputs = Vec::with_capacity(spec.outputs.len());
             for (i, o) in spec.outputs.iter().enumerate() {
                 let key = EgressKey::for_output(
-                    lookup(spec, &format!("outputs[{i}].interface"), &o.interface)?,
+                    lookup(spec, &|| format!("outputs[{i}].interface"), &o.interface)?,
                     o,
                 );
                 let next = egress.len();
@@ -212,7 +223,7 @@ impl RuleTable {
                 groups: Vec::new(),
                 kernel_flows: Vec::new(),
             });
-            if !input.groups.contains(&spec.group) {
+            if seen_groups.insert((ifindex, spec.group)) {
                 input.groups.push(spec.group);
             }
             table.rules.push(Rule {
