@@ -1,0 +1,160 @@
+//! `scripts/perf-bisect.sh` on a real small repository: a throw-away git history of a tiny Rust
+//! program, one commit of which plants a busy loop in its per-item work. The real script builds
+//! each candidate in its own worktree, runs a stand-in pipeline (the program times its own work;
+//! `analyzer ingest` turns that into a run record) and must name the planted commit.
+//!
+//! Needs git, cargo and jq; about 20 s of CPU. Skipped, loudly, when one is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Commits after the known-good one; the slowdown lands in commit `PLANTED` (1-based).
+const COMMITS: usize = 11;
+const PLANTED: usize = 7;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The program: "forwards" items for a fixed `WINDOW_MS`, each item hashed `ROUNDS` times, and
+/// prints how many it got through as `recv=N egr_sent=N`: a throughput at a fixed duration, as a
+/// relay's run is (runs of different durations are not comparable, and the analyzer says so).
+fn program(rounds: u32, note: usize) -> String {
+    format!(
+        r#"// revision {note}
+const WINDOW_MS: u128 = 30;
+const ROUNDS: u32 = {rounds};
+
+fn main() {{
+    let t = std::time::Instant::now();
+    let (mut done, mut acc) = (0u64, 0u64);
+    while t.elapsed().as_millis() < WINDOW_MS {{
+        for i in done..done + 1000 {{
+            let mut x = i;
+            for _ in 0..ROUNDS {{
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).rotate_left(17) ^ i);
+            }}
+            acc ^= x;
+        }}
+        done += 1000;
+    }}
+    std::hint::black_box(acc);
+    println!("recv={{done}} egr_sent={{done}}");
+}}
+"#
+    )
+}
+
+/// The stand-in pipeline: `--bin DIR --out DIR` as pipeline_veth.sh takes them; one run record.
+const STAND_IN: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bin) BIN=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "stand-in: unknown flag $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$OUT"
+"$BIN/tiny" >"$OUT/hop.txt"
+"$ANALYZER" ingest --name tiny --hop "MCR-1=$OUT/hop.txt" --set duration=0.03s --out "$OUT/run.json"
+"#;
+
+#[test]
+fn perf_bisect_names_the_planted_commit_of_a_real_repository() {
+    for tool in ["git", "cargo", "jq"] {
+        if !have(tool) {
+            eprintln!("SKIPPED: {tool} is not installed; perf-bisect.sh needs it");
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("tiny");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        repo.join("Cargo.toml"),
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join(".gitignore"), "/target\nCargo.lock\n").unwrap();
+    let mut shas = Vec::new();
+    for i in 0..=COMMITS {
+        // The planted commit makes the per-item work 3x longer; the others only change a comment.
+        let rounds = if i >= PLANTED { 60 } else { 20 };
+        std::fs::write(repo.join("src/main.rs"), program(rounds, i)).unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", &format!("revision {i}")]);
+        shas.push(git(&repo, &["rev-parse", "HEAD"]));
+    }
+    let stand_in = tmp.path().join("stand-in.sh");
+    std::fs::write(&stand_in, STAND_IN).unwrap();
+    let mut perm = std::fs::metadata(&stand_in).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&stand_in, perm).unwrap();
+    let analyzer = assert_cmd::cargo::cargo_bin("analyzer");
+    let out_dir = tmp.path().join("out");
+    let t = std::time::Instant::now();
+    let out = Command::new(workspace().join("scripts/perf-bisect.sh"))
+        .args([&shas[0], &shas[COMMITS]])
+        .arg("--repo")
+        .arg(&repo)
+        .arg("--pipeline")
+        .arg(&stand_in)
+        .args(["--cargo-flags", "--release --bins", "--bins", "tiny"])
+        .arg("--analyzer")
+        .arg(&analyzer)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--max-runs", "120", "--time-limit", "300"])
+        // Its own target directory: the one of this test run is cargo's, and may be locked.
+        .env("CARGO_TARGET_DIR", tmp.path().join("target"))
+        .env("ANALYZER", &analyzer)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "perf-bisect.sh took {:.1} s\n{stdout}\n{stderr}",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let named = format!("First bad commit: {} \"revision {PLANTED}\"", shas[PLANTED]);
+    assert!(stdout.contains(&named), "expected `{named}` in:\n{stdout}");
+    assert!(stdout.contains("Metric: hop1."), "{stdout}");
+    assert!(stdout.contains("Wall time:"), "{stdout}");
+    assert!(out_dir.join("bisect.md").is_file());
+    // Every worktree is gone, and git knows it.
+    let worktrees = git(&repo, &["worktree", "list"]);
+    assert_eq!(worktrees.lines().count(), 1, "left behind:\n{worktrees}");
+}
