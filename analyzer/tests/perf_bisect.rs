@@ -3,7 +3,9 @@
 //! each candidate in its own worktree, runs a stand-in pipeline (the program times its own work;
 //! `analyzer ingest` turns that into a run record) and must name the planted commit.
 //!
-//! Needs git, cargo and jq; about 20 s of CPU. Skipped, loudly, when one is missing.
+//! A second history whose slowdown is drowned in a noisy stand-in must end in "could not
+//! decide", never a commit. Needs git, cargo and jq; a few seconds of CPU each. Skipped, loudly,
+//! when one is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,17 +89,19 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$OUT"
 "$BIN/tiny" >"$OUT/hop.txt"
+# NOISE=PCT: a machine whose throughput swings by up to PCT percent from run to run.
+if [ "${NOISE:-0}" -gt 0 ]; then
+  n=$(sed 's/.*egr_sent=//' "$OUT/hop.txt")
+  n=$((n * (100 - NOISE + RANDOM % (2 * NOISE + 1)) / 100))
+  echo "recv=$n egr_sent=$n" >"$OUT/hop.txt"
+fi
 "$ANALYZER" ingest --name tiny --hop "MCR-1=$OUT/hop.txt" --set duration=0.03s --out "$OUT/run.json"
 "#;
 
-#[test]
-fn perf_bisect_names_the_planted_commit_of_a_real_repository() {
-    for tool in ["git", "cargo", "jq"] {
-        if !have(tool) {
-            eprintln!("SKIPPED: {tool} is not installed; perf-bisect.sh needs it");
-            return;
-        }
-    }
+/// A throw-away repository of COMMITS + 1 commits of the tiny program, where commit `PLANTED`
+/// multiplies its per-item work by `slowdown`; returns the temporary directory, the repository and
+/// the commits, oldest first.
+fn history(slowdown: u32) -> (tempfile::TempDir, PathBuf, Vec<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("tiny");
     std::fs::create_dir_all(repo.join("src")).unwrap();
@@ -110,8 +114,8 @@ fn perf_bisect_names_the_planted_commit_of_a_real_repository() {
     std::fs::write(repo.join(".gitignore"), "/target\nCargo.lock\n").unwrap();
     let mut shas = Vec::new();
     for i in 0..=COMMITS {
-        // The planted commit makes the per-item work 3x longer; the others only change a comment.
-        let rounds = if i >= PLANTED { 60 } else { 20 };
+        // The planted commit makes the per-item work longer; the others only change a comment.
+        let rounds = if i >= PLANTED { 20 * slowdown / 10 } else { 20 };
         std::fs::write(repo.join("src/main.rs"), program(rounds, i)).unwrap();
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-q", "-m", &format!("revision {i}")]);
@@ -122,39 +126,106 @@ fn perf_bisect_names_the_planted_commit_of_a_real_repository() {
     let mut perm = std::fs::metadata(&stand_in).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(&stand_in, perm).unwrap();
+    (tmp, repo, shas)
+}
+
+/// Runs the real script over the whole history with the stand-in pipeline.
+fn perf_bisect(
+    tmp: &Path,
+    repo: &Path,
+    shas: &[String],
+    noise_pct: u32,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
     let analyzer = assert_cmd::cargo::cargo_bin("analyzer");
-    let out_dir = tmp.path().join("out");
     let t = std::time::Instant::now();
     let out = Command::new(workspace().join("scripts/perf-bisect.sh"))
         .args([&shas[0], &shas[COMMITS]])
         .arg("--repo")
-        .arg(&repo)
+        .arg(repo)
         .arg("--pipeline")
-        .arg(&stand_in)
+        .arg(tmp.join("stand-in.sh"))
         .args(["--cargo-flags", "--release --bins", "--bins", "tiny"])
         .arg("--analyzer")
         .arg(&analyzer)
         .arg("--out")
-        .arg(&out_dir)
-        .args(["--max-runs", "120", "--time-limit", "300"])
+        .arg(tmp.join("out"))
+        .args(extra)
         // Its own target directory: the one of this test run is cargo's, and may be locked.
-        .env("CARGO_TARGET_DIR", tmp.path().join("target"))
+        .env("CARGO_TARGET_DIR", tmp.join("target"))
         .env("ANALYZER", &analyzer)
+        .env("NOISE", noise_pct.to_string())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     eprintln!(
         "perf-bisect.sh took {:.1} s\n{stdout}\n{stderr}",
         t.elapsed().as_secs_f64()
     );
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // Every worktree is gone, and git knows it, whatever the answer.
+    let worktrees = git(repo, &["worktree", "list"]);
+    assert_eq!(worktrees.lines().count(), 1, "left behind:\n{worktrees}");
+    (out.status.code(), stdout, stderr)
+}
+
+fn tools_present() -> bool {
+    for tool in ["git", "cargo", "jq"] {
+        if !have(tool) {
+            eprintln!("SKIPPED: {tool} is not installed; perf-bisect.sh needs it");
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn perf_bisect_names_the_planted_commit_of_a_real_repository() {
+    if !tools_present() {
+        return;
+    }
+    // Three times the work per item from commit PLANTED on.
+    let (tmp, repo, shas) = history(30);
+    let (code, stdout, stderr) = perf_bisect(
+        tmp.path(),
+        &repo,
+        &shas,
+        0,
+        &["--max-runs", "120", "--time-limit", "300"],
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let named = format!("First bad commit: {} \"revision {PLANTED}\"", shas[PLANTED]);
     assert!(stdout.contains(&named), "expected `{named}` in:\n{stdout}");
     assert!(stdout.contains("Metric: hop1."), "{stdout}");
     assert!(stdout.contains("Wall time:"), "{stdout}");
-    assert!(out_dir.join("bisect.md").is_file());
-    // Every worktree is gone, and git knows it.
-    let worktrees = git(&repo, &["worktree", "list"]);
-    assert_eq!(worktrees.lines().count(), 1, "left behind:\n{worktrees}");
+    assert!(tmp.path().join("out/bisect.md").is_file());
+}
+
+#[test]
+fn perf_bisect_says_could_not_decide_when_noise_wins() {
+    if !tools_present() {
+        return;
+    }
+    // A 10% slowdown on a machine whose throughput swings by ±70%: the repeats cannot tell.
+    // (The noise is $RANDOM, unseeded: the power of 8 + 8 runs here is a few percent per step,
+    // and naming even the right commit would need every step to pass, which fails this test
+    // far more rarely than that.)
+    let (tmp, repo, shas) = history(11);
+    let (code, stdout, stderr) = perf_bisect(
+        tmp.path(),
+        &repo,
+        &shas,
+        70,
+        &[
+            "--metric",
+            "hop1.tx_pps",
+            "--max-repeats",
+            "8",
+            "--max-runs",
+            "60",
+        ],
+    );
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("Could not decide between "), "{stdout}");
+    assert!(!stdout.contains("First bad commit"), "{stdout}");
 }
