@@ -19,7 +19,9 @@ fn long_version() -> &'static str {
     long_version = long_version(),
     about = "Run records in, regression reports out (Markdown and PNG)."
 )]
-#[command(after_help = "Exit codes: 0 no regression, 1 regression, 2 bad input or usage.")]
+#[command(
+    after_help = "Exit codes: 0 no regression, 1 regression, 2 bad input or usage; bisect-step: 0 good, 1 bad, 3 undecided."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
