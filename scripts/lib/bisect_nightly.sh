@@ -4,9 +4,10 @@
 # the same rate and pipeline flags. Uses nightly.sh's HERE, OUT, ANALYZER, RELAY, HOPS, PACKETS,
 # EXTRA and pl_log.
 
-# bs_record_commit FILE: the commit a record ran (`env.commit`), empty when it has none.
+# bs_record_commit FILE: the commit a record ran (`env.commit` of pipeline_veth.sh, stored as
+# environment.other.commit; else environment.git_revision), empty when it has none.
 bs_record_commit() {
-  jq -r '.env.other.commit // .env.git_revision // empty' "$1"
+  jq -r '.environment.other.commit // .environment.git_revision // empty' "$1"
 }
 
 # bs_nightly_bisect PPS TREND_JSON: bisect the regressed change point of this rate, if any.
