@@ -229,3 +229,81 @@ fn perf_bisect_says_could_not_decide_when_noise_wins() {
     assert!(stdout.starts_with("Could not decide between "), "{stdout}");
     assert!(!stdout.contains("First bad commit"), "{stdout}");
 }
+
+/// `nightly.sh --bisect`'s glue: from trend's regressed change point to the two commits, passed
+/// to perf-bisect.sh with the night's rate and pipeline flags. perf-bisect.sh itself is replaced
+/// by a recorder of its arguments (the tests above run the real one).
+#[test]
+fn nightly_bisect_takes_the_commits_either_side_of_the_change_point() {
+    if !tools_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let analyzer = assert_cmd::cargo::cargo_bin("analyzer");
+    let mut records = Vec::new();
+    for i in 1..=8u64 {
+        let (tx, commit) = if i <= 4 {
+            (900_000, "aaa")
+        } else {
+            (700_000, "bbb")
+        };
+        let hop = d.join(format!("h{i}.txt"));
+        std::fs::write(&hop, format!("recv=1000000 egr_sent={}\n", tx + i * 100)).unwrap();
+        let rec = d.join(format!("r{i}.json"));
+        let ok = Command::new(&analyzer)
+            .args([
+                "ingest",
+                "--name",
+                &format!("night {i}"),
+                "--set",
+                "duration=1s",
+            ])
+            .arg("--hop")
+            .arg(format!("MCR-1={}", hop.display()))
+            .args(["--set", &format!("env.commit={commit}"), "--out"])
+            .arg(&rec)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        records.push(rec);
+    }
+    let trend = d.join("trend.json");
+    let st = Command::new(&analyzer)
+        .arg("trend")
+        .args(&records)
+        .arg("--json")
+        .arg(&trend)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(1), "trend must see the regression");
+    std::fs::write(
+        d.join("perf-bisect.sh"),
+        "#!/bin/sh\necho \"args: $*\"\necho 'First bad commit: recorded'\n",
+    )
+    .unwrap();
+    let script = format!(
+        ". '{}'; OUT='{d}'; HERE='{d}'; ANALYZER=an; RELAY=mcrd HOPS=3 PACKETS=9 EXTRA=(--workers 2); \
+         chmod +x '{d}/perf-bisect.sh'; bs_nightly_bisect 20000 '{}'",
+        workspace().join("scripts/nightly.sh").display(),
+        trend.display(),
+        d = d.display()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("First bad commit: recorded"), "{err}");
+    let log = std::fs::read_to_string(d.join("bisect-20000.log")).unwrap();
+    assert!(
+        log.starts_with(&format!(
+            "args: aaa bbb --pps 20000 --analyzer an --out {}/bisect-20000 -- --relay mcrd \
+             --hops 3 --packets 9 --workers 2",
+            d.display()
+        )),
+        "{log}"
+    );
+}
