@@ -4,7 +4,7 @@
 //! `analyzer ingest` turns that into a run record) and must name the planted commit.
 //!
 //! A second history whose slowdown is drowned in a noisy stand-in must end in "could not
-//! decide", never a commit. Needs git, cargo and jq; a few seconds of CPU each. Skipped, loudly,
+//! decide", never a commit. Needs git, cargo and jq; about 9 s of CPU in all. Skipped, loudly,
 //! when one is missing.
 
 use std::path::{Path, PathBuf};
