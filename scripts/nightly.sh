@@ -7,6 +7,7 @@
 #
 #   scripts/nightly.sh                       # 5 repeats at 20k and 150k pps, 3 hops of mcrd
 #   scripts/nightly.sh --repeats 3 --rates 20000 -- --workers 2   # after --: pipeline flags
+#   scripts/nightly.sh --bisect              # and find the commit of a regressed change point
 #
 # Layout (defaults):
 #   reports/pipeline/baseline/rate-PPS/*.json   the baseline, checked in (update: --update-baseline)
@@ -21,6 +22,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=scripts/lib/pl_common.sh
 . "$HERE/lib/pl_common.sh"
+# shellcheck source=scripts/lib/bisect_nightly.sh
+. "$HERE/lib/bisect_nightly.sh"
 
 usage() {
   cat <<'EOF'
@@ -38,12 +41,14 @@ Usage: scripts/nightly.sh [OPTIONS] [-- PIPELINE_FLAGS...]
                       (--min-effect); default 5, the analyzer's. On a shared machine the same build
                       varies 10-15% in CPU per packet from one night to the next: use 20 there.
   --update-baseline   replace the baseline with this night's records (after a reviewed change)
+  --bisect            when trend finds a regressed change point, run scripts/perf-bisect.sh
+                      between the commits of the nights either side of it (OUT/bisect-PPS/)
   --bin DIR, --analyzer PATH   as for pipeline_veth.sh
   -h, --help          this text
 EOF
 }
 
-REPEATS=5 RATES=20000,150000 PACKETS=300000 HOPS=3 RELAY=mcrd UPDATE_BASELINE=0 THRESHOLD=5
+REPEATS=5 RATES=20000,150000 PACKETS=300000 HOPS=3 RELAY=mcrd UPDATE_BASELINE=0 THRESHOLD=5 BISECT=0
 HISTORY=$ROOT/reports/pipeline/history BASELINE=$ROOT/reports/pipeline/baseline OUT=''
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release ANALYZER=''
 EXTRA=()
@@ -53,6 +58,7 @@ parse_args() {
     case $1 in
       -h | --help) usage; exit 0 ;;
       --update-baseline) UPDATE_BASELINE=1; shift; continue ;;
+      --bisect) BISECT=1; shift; continue ;;
       --) shift; EXTRA=("$@"); break ;;
       --repeats | --rates | --packets | --hops | --relay | --history | --baseline | --out | --bin | \
         --analyzer | --threshold) ;;
@@ -129,10 +135,12 @@ trend_rate() {
     echo "History for $pps pps has ${#files[@]} record(s): a trend needs two." >"$OUT/trend-$pps.md"
     return 0
   fi
-  (cd "$ROOT" && "$ANALYZER" trend "${files[@]}" --min-effect "$THRESHOLD" --out "$OUT/trend-$pps.md" --png-dir "$OUT/png-$pps") \
+  (cd "$ROOT" && "$ANALYZER" trend "${files[@]}" --min-effect "$THRESHOLD" --out "$OUT/trend-$pps.md" --png-dir "$OUT/png-$pps" \
+    --json "$OUT/trend-$pps.json") \
     >"$OUT/trend-$pps.log" 2>&1 || rc=$?
   pl_analyzer_said "trend at $pps pps" "$rc" "$OUT/trend-$pps.log"
   case $rc in 0) ;; 1) REGRESSED=1 ;; *) RATE_FAILED=1 ;; esac
+  [ "$BISECT" -eq 0 ] || [ "$rc" -ne 1 ] || bs_nightly_bisect "$pps" "$OUT/trend-$pps.json"
 }
 
 # write_report: one page: what ran, each run's conservation line, links to compare and trend.

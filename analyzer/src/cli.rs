@@ -19,7 +19,9 @@ fn long_version() -> &'static str {
     long_version = long_version(),
     about = "Run records in, regression reports out (Markdown and PNG)."
 )]
-#[command(after_help = "Exit codes: 0 no regression, 1 regression, 2 bad input or usage.")]
+#[command(
+    after_help = "Exit codes: 0 no regression, 1 regression, 2 bad input or usage; bisect-step: 0 good, 1 bad, 3 undecided."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +35,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Find change points in a nightly history and flag a regressed newest run.
     Trend(TrendArgs),
+    /// Judge a candidate commit's runs between a known-good and a known-bad commit's:
+    /// good / bad / undecided, with the effect sizes and p-values (exit 0 / 1 / 3).
+    BisectStep(BisectStepArgs),
     /// The nightly history as a columnar dataset: append records, show slices of it.
     #[command(subcommand)]
     History(HistoryCommand),
@@ -163,6 +168,42 @@ pub struct CompareArgs {
     #[arg(long)]
     pub chain: bool,
     /// Also write the verdicts as a `mcr.analyzer.comparison` JSON record.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 good, 1 bad, 3 undecided (more repeats or stop), 2 bad input."
+)]
+pub struct BisectStepArgs {
+    /// The known-good commit's runs: a record, a directory of records, a JSON Lines file, or
+    /// comma-separated records (as `compare` takes a set).
+    #[arg(long, value_name = "RECORDS")]
+    pub good: String,
+    /// The known-bad commit's runs, in the same forms.
+    #[arg(long, value_name = "RECORDS")]
+    pub bad: String,
+    /// The candidate commit's runs, in the same forms.
+    #[arg(long, value_name = "RECORDS")]
+    pub candidate: String,
+    /// The metric to judge, a key as in `compare --json` (`receiver.pps`,
+    /// `hop1.host_ns_per_packet`); default: the largest judged regression from good to bad.
+    #[arg(long, value_name = "KEY")]
+    pub metric: Option<String>,
+    /// As in `compare`.
+    #[arg(long, default_value_t = 5.0, value_name = "PCT")]
+    pub threshold: f64,
+    /// As in `compare`.
+    #[arg(long, default_value_t = 1.0, value_name = "PP")]
+    pub threshold_pp: f64,
+    /// As in `compare`.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// As in `compare`.
+    #[arg(long, default_value_t = crate::conditions::LOAD_TOLERANCE_PCT, value_name = "PCT")]
+    pub load_tolerance: f64,
+    /// Also write the step as a `mcr.analyzer.bisect-step` JSON record.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }

@@ -1,7 +1,7 @@
 //! `analyzer`: run records in, regression reports out.
 //!
 //! Exit codes: 0 no regression, 1 regression, 2 bad input or usage (the message names the file
-//! and field). See `analyzer/README.md`.
+//! and field); `bisect-step`: 0 good, 1 bad, 3 undecided. See `analyzer/README.md`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use analyzer::cli::{
-    Cli, Command, CompareArgs, HistoryCommand, HistoryShowArgs, IngestArgs, TrendArgs,
+    BisectStepArgs, Cli, Command, CompareArgs, HistoryCommand, HistoryShowArgs, IngestArgs,
+    TrendArgs,
 };
 use analyzer::compare::{self, Settings};
 use analyzer::ingest::{self, Input, Role};
@@ -21,6 +22,8 @@ use analyzer::{trend, verdicts};
 
 /// Exit code when a run regressed.
 const EXIT_REGRESSION: u8 = 1;
+/// Exit code of `bisect-step` when the repeats cannot say good or bad.
+const EXIT_UNDECIDED: u8 = 3;
 /// Exit code for bad input or usage (clap uses the same for its own usage errors).
 const EXIT_BAD_INPUT: u8 = 2;
 
@@ -40,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(a) => run_ingest(a),
         Command::Compare(a) => run_compare(a),
         Command::Trend(a) => run_trend(a),
+        Command::BisectStep(a) => run_bisect_step(a),
         Command::History(HistoryCommand::Append { to, records }) => {
             let a = analyzer::history::append(&to, &records)?;
             for id in &a.skipped {
@@ -308,4 +312,32 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
         verdicts::save(j, &verdicts::TrendRecord::new(&t))?;
     }
     Ok(exit_code(t.regressed()))
+}
+
+fn run_bisect_step(a: BisectStepArgs) -> anyhow::Result<ExitCode> {
+    use analyzer::bisect::{self, record::StepRecord, Answer};
+    non_negative("--threshold", a.threshold)?;
+    non_negative("--threshold-pp", a.threshold_pp)?;
+    significance_level(a.alpha)?;
+    non_negative("--load-tolerance", a.load_tolerance)?;
+    let good = load_set(&a.good).context("--good")?;
+    let bad = load_set(&a.bad).context("--bad")?;
+    let candidate = load_set(&a.candidate).context("--candidate")?;
+    let settings = Settings {
+        threshold_pct: a.threshold,
+        threshold_pp: a.threshold_pp,
+        alpha: a.alpha,
+        load_tolerance_pct: a.load_tolerance,
+        chain: false,
+    };
+    let s = bisect::step(&good, &bad, &candidate, a.metric.as_deref(), &settings)?;
+    emit(None, &analyzer::render::bisect::step(&s))?;
+    if let Some(j) = &a.json {
+        verdicts::save(j, &StepRecord::new(&s, &settings))?;
+    }
+    Ok(match s.answer {
+        Answer::Good => ExitCode::SUCCESS,
+        Answer::Bad => ExitCode::from(EXIT_REGRESSION),
+        Answer::Undecided => ExitCode::from(EXIT_UNDECIDED),
+    })
 }
