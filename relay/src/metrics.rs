@@ -22,6 +22,7 @@
 //! and has no header deadline; hyper-based servers need an async runtime in the daemon.
 
 pub mod http;
+pub mod process;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -106,6 +107,7 @@ impl MetricsServer {
                     server.turn(STOP_POLL, |own| {
                         let mut text = prometheus::render(&collect(&shared, &identity, false));
                         own.render(&mut text);
+                        process::render(&mut text);
                         text
                     });
                 }

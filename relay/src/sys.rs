@@ -50,6 +50,29 @@ pub fn thread_cpu_time_ns() -> io::Result<u64> {
     Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
+/// Clock ticks per second of `/proc`'s CPU times (`sysconf(_SC_CLK_TCK)`, 100 on Linux's
+/// mainstream architectures).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf reads a constant of the system; no pointer is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 {
+        n as u64
+    } else {
+        100
+    }
+}
+
+/// The size of a memory page in bytes (`sysconf(_SC_PAGESIZE)`).
+pub fn page_size() -> u64 {
+    // SAFETY: as above.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
 /// The symbolic name of an errno value (`"ENOBUFS"`), for reports and counters keyed by it;
 /// `None` for one this table does not list (callers say `"errno N"` or count it as other).
 pub const fn errno_name(errno: i32) -> Option<&'static str> {

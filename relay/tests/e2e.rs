@@ -1387,7 +1387,20 @@ fn metrics_endpoint_serves_the_stats_json_numbers_and_promtool_accepts_them() {
     assert_eq!(code, 0, "{err}");
     let report: relay::stats::report::StatsReport = serde_json::from_str(&json).unwrap();
     assert_eq!(report.totals.matched, n);
-    // The endpoint's own connection counts (appended last) are not in the stats JSON.
+    // The endpoint's own connection counts and the process_* families of mcrd (appended
+    // last) are not in the stats JSON.
+    for family in [
+        "process_cpu_seconds_total counter",
+        "process_resident_memory_bytes gauge",
+        "process_start_time_seconds gauge",
+        "process_open_fds gauge",
+    ] {
+        assert!(
+            scraped.contains(&format!("# TYPE {family}")),
+            "the scrape has no {family}"
+        );
+    }
+    assert!(scraped.contains("mcr_build_info{version=\"0.1.0\",revision=\""));
     let (from_scrape, families_scraped) = samples(
         scraped
             .split("# HELP mcr_metrics_connections_")

@@ -218,6 +218,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
         final_report,
         relay: RelayInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            revision: crate::version::REVISION.to_string(),
             pid: std::process::id(),
             config_path: identity.config_path.clone(),
             tunables: identity.tunables.clone(),

@@ -272,9 +272,16 @@ pub fn render(r: &StatsReport) -> String {
     out.family(
         "mcr_build_info",
         Kind::Gauge,
-        "Always 1; the version of mcrd as a label.",
+        "Always 1; the version of mcrd and the commit it was built from, as labels.",
     );
-    out.sample("mcr_build_info", &[("version", &r.relay.version)], 1);
+    out.sample(
+        "mcr_build_info",
+        &[
+            ("version", &r.relay.version),
+            ("revision", &r.relay.revision),
+        ],
+        1,
+    );
     out.family(
         "mcr_uptime_seconds",
         Kind::Gauge,
@@ -700,6 +707,7 @@ pub(crate) mod tests {
             final_report: false,
             relay: RelayInfo {
                 version: "0.1.0".into(),
+                revision: "1a2b3c4d5e6f".into(),
                 pid: 42,
                 config_path: None,
                 tunables: Tunables::from_serialize(&DataplaneConfig::default()).unwrap(),

@@ -42,7 +42,7 @@ pub const STATS_SCHEMA: &str = "mcr.relay.stats";
 /// Value of the `version` field: the major version.
 pub const STATS_VERSION: u32 = 1;
 /// Value of the `minor_version` field (absent when 0, as in files written before it existed).
-pub const STATS_MINOR_VERSION: u32 = 0;
+pub const STATS_MINOR_VERSION: u32 = 1;
 
 /// One snapshot of a running (or just stopped) relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +95,10 @@ fn userspace() -> String {
 pub struct RelayInfo {
     /// `CARGO_PKG_VERSION` of mcrd.
     pub version: String,
+    /// The commit mcrd was built from (`-dirty` when the tree had changes, `unknown` outside
+    /// a git checkout). Minor version 1; empty in older reports.
+    #[serde(default)]
+    pub revision: String,
     pub pid: u32,
     pub config_path: Option<String>,
     /// Every tunable in force, so a run record can show what differed between runs.
