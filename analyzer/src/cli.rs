@@ -151,6 +151,19 @@ pub struct CompareArgs {
     /// Write PNG charts into this directory (created if missing).
     #[arg(long)]
     pub png_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    /// Also judge each run against the one before it (a second summary table).
+    #[arg(long)]
+    pub chain: bool,
+    /// Also write the verdicts as a `mcr.analyzer.comparison` JSON record.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// How a change is judged: `compare`'s and `bisect-step`'s flags, one definition for both.
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
     /// Smallest relative change of a rate, CPU cost or latency that counts, percent.
     #[arg(long, default_value_t = 5.0, value_name = "PCT")]
     pub threshold: f64,
@@ -164,12 +177,6 @@ pub struct CompareArgs {
     /// and still count as equal; beyond it rates, CPU per packet and latency are not judged.
     #[arg(long, default_value_t = crate::conditions::LOAD_TOLERANCE_PCT, value_name = "PCT")]
     pub load_tolerance: f64,
-    /// Also judge each run against the one before it (a second summary table).
-    #[arg(long)]
-    pub chain: bool,
-    /// Also write the verdicts as a `mcr.analyzer.comparison` JSON record.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -191,18 +198,9 @@ pub struct BisectStepArgs {
     /// `hop1.host_ns_per_packet`); default: the largest judged regression from good to bad.
     #[arg(long, value_name = "KEY")]
     pub metric: Option<String>,
-    /// As in `compare`.
-    #[arg(long, default_value_t = 5.0, value_name = "PCT")]
-    pub threshold: f64,
-    /// As in `compare`.
-    #[arg(long, default_value_t = 1.0, value_name = "PP")]
-    pub threshold_pp: f64,
-    /// As in `compare`.
-    #[arg(long, default_value_t = 0.05)]
-    pub alpha: f64,
-    /// As in `compare`.
-    #[arg(long, default_value_t = crate::conditions::LOAD_TOLERANCE_PCT, value_name = "PCT")]
-    pub load_tolerance: f64,
+    /// The same judgement as `compare`'s.
+    #[command(flatten)]
+    pub judge: JudgeArgs,
     /// Also write the step as a `mcr.analyzer.bisect-step` JSON record.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

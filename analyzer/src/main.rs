@@ -12,7 +12,7 @@ use clap::Parser;
 
 use analyzer::cli::{
     BisectStepArgs, Cli, Command, CompareArgs, HistoryCommand, HistoryShowArgs, IngestArgs,
-    TrendArgs,
+    JudgeArgs, TrendArgs,
 };
 use analyzer::compare::{self, Settings};
 use analyzer::ingest::{self, Input, Role};
@@ -219,22 +219,27 @@ fn exit_code(regressed: bool) -> ExitCode {
     }
 }
 
+/// The judgement settings of `compare` and `bisect-step`, each flag checked.
+fn judge_settings(j: &JudgeArgs, chain: bool) -> anyhow::Result<Settings> {
+    non_negative("--threshold", j.threshold)?;
+    non_negative("--threshold-pp", j.threshold_pp)?;
+    significance_level(j.alpha)?;
+    non_negative("--load-tolerance", j.load_tolerance)?;
+    Ok(Settings {
+        threshold_pct: j.threshold,
+        threshold_pp: j.threshold_pp,
+        alpha: j.alpha,
+        load_tolerance_pct: j.load_tolerance,
+        chain,
+    })
+}
+
 fn run_compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    non_negative("--threshold", a.threshold)?;
-    non_negative("--threshold-pp", a.threshold_pp)?;
-    significance_level(a.alpha)?;
-    non_negative("--load-tolerance", a.load_tolerance)?;
+    let settings = judge_settings(&a.judge, a.chain)?;
     let sets = std::iter::once(&a.baseline)
         .chain(&a.runs)
         .map(|s| load_set(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let settings = Settings {
-        threshold_pct: a.threshold,
-        threshold_pp: a.threshold_pp,
-        alpha: a.alpha,
-        load_tolerance_pct: a.load_tolerance,
-        chain: a.chain,
-    };
     let cmp = compare::compare(&sets, &settings)?;
     let mut charts = Vec::new();
     if let Some(dir) = &a.png_dir {
@@ -316,20 +321,10 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
 
 fn run_bisect_step(a: BisectStepArgs) -> anyhow::Result<ExitCode> {
     use analyzer::bisect::{self, record::StepRecord, Answer};
-    non_negative("--threshold", a.threshold)?;
-    non_negative("--threshold-pp", a.threshold_pp)?;
-    significance_level(a.alpha)?;
-    non_negative("--load-tolerance", a.load_tolerance)?;
+    let settings = judge_settings(&a.judge, false)?;
     let good = load_set(&a.good).context("--good")?;
     let bad = load_set(&a.bad).context("--bad")?;
     let candidate = load_set(&a.candidate).context("--candidate")?;
-    let settings = Settings {
-        threshold_pct: a.threshold,
-        threshold_pp: a.threshold_pp,
-        alpha: a.alpha,
-        load_tolerance_pct: a.load_tolerance,
-        chain: false,
-    };
     let s = bisect::step(&good, &bad, &candidate, a.metric.as_deref(), &settings)?;
     emit(None, &analyzer::render::bisect::step(&s))?;
     if let Some(j) = &a.json {
