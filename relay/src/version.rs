@@ -2,8 +2,12 @@
 //! (`-dirty` when the tree had changes, `unknown` outside a git checkout) and the crate features
 //! it was built with, so that a report or a bug names the exact build.
 
-/// The commit the relay crate was built from (see `build.rs`).
-pub const REVISION: &str = env!("MCR_REVISION");
+/// The commit the relay crate was built from (see `build.rs`); `unknown` if the build script's
+/// output did not reach this compilation.
+pub const REVISION: &str = match option_env!("MCR_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
 
 /// `0.1.0 (revision 1a2b3c4d5e6f; features: daemon, sys)`: `version` is the caller's package
 /// version and `features` its enabled features (the revision is the workspace's).
