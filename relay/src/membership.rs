@@ -23,6 +23,10 @@ struct Holder {
     held: usize,
     /// The kernel refused one more (`igmp_max_memberships` or `igmp_max_msf`).
     full: bool,
+    /// It held memberships on an interface that was deleted: the kernel may still list them
+    /// on the socket, so a join of the same group on an interface created again under the
+    /// same index would fail there (EADDRINUSE). It joins nothing more and closes once empty.
+    retired: bool,
 }
 
 /// The memberships the daemon holds.
@@ -72,7 +76,25 @@ impl Memberships {
     /// interface created under the same index (they still list the old membership). The next
     /// [`Memberships::sync`] joins with new sockets.
     pub fn forget_interface(&mut self, ifindex: u32) {
-        self.joined.retain(|k, _| k.1 != ifindex);
+        let gone: Vec<(Key, usize)> = self
+            .joined
+            .iter()
+            .filter(|(k, _)| k.1 == ifindex)
+            .map(|(k, at)| (*k, *at))
+            .collect();
+        for (key, at) in gone {
+            self.joined.remove(&key);
+            let Some(h) = self.holders[at].as_mut() else {
+                continue;
+            };
+            // Best effort: the device it was joined on is gone.
+            let _ = membership(&h.sock, key, false);
+            h.held -= 1;
+            h.retired = true;
+            if h.held == 0 {
+                self.holders[at] = None;
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -95,7 +117,7 @@ impl Memberships {
             let at = match self
                 .holders
                 .iter()
-                .rposition(|h| h.as_ref().is_some_and(|h| !h.full))
+                .rposition(|h| h.as_ref().is_some_and(|h| !h.full && !h.retired))
             {
                 Some(i) => i,
                 None => {
@@ -104,6 +126,7 @@ impl Memberships {
                         sock,
                         held: 0,
                         full: false,
+                        retired: false,
                     });
                     match self.holders.iter().position(Option::is_none) {
                         Some(i) => {
