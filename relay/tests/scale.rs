@@ -5,100 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use relay::control::protocol::{Command as Ctl, ErrorKind, Reply, Response};
-
-/// mcrd started with a start-up bound to suit a debug build loading thousands of rules
-/// (`common::Relay` waits 10 s); killed (by PID) when dropped.
-struct BigRelay {
-    child: Child,
-    socket: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl BigRelay {
-    fn start(ns: &Netns, config: &str, within: Duration) -> BigRelay {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("mcrd.sock");
-        let config_path = dir.path().join("relay.toml");
-        let log = dir.path().join("mcrd.log");
-        std::fs::write(
-            &config_path,
-            format!("[control]\nsocket = \"{}\"\n\n{config}", socket.display()),
-        )
-        .unwrap();
-        let child = ns
-            .command(env!("CARGO_BIN_EXE_mcrd"))
-            .arg("--config")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("spawning mcrd");
-        let mut relay = BigRelay {
-            child,
-            socket,
-            config: config_path,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + within;
-        while !relay::control::client::call(&relay.socket, Ctl::Ping).is_ok_and(|r| r.ok) {
-            if let Some(status) = relay.child.try_wait().unwrap() {
-                panic!(
-                    "mcrd exited during start-up ({status}):\n{}",
-                    relay.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mcrd did not come up in {within:?}:\n{}",
-                relay.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        relay
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn call(&self, cmd: Ctl) -> Response {
-        relay::control::client::call(&self.socket, cmd).expect("control call")
-    }
-
-    fn mcrctl(&self, args: &[&str]) -> (i32, String, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcrctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn config(&self) -> &Path {
-        &self.config
-    }
-}
-
-impl Drop for BigRelay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const RULES: u32 = 20_000;
 
@@ -136,7 +46,7 @@ fn twenty_thousand_rules_load_and_the_control_socket_stays_responsive_and_paged(
     let c = chain(1, false);
     let ns = &c.relays[0];
     let started = Instant::now();
-    let relay = BigRelay::start(ns, &channel_list(RULES), Duration::from_secs(180));
+    let relay = Relay::start_within(ns, &channel_list(RULES), Duration::from_secs(180));
     // All rules in force (the table is published before the daemon says it is ready).
     wait_for("all rules listed", Duration::from_secs(120), || {
         relay
@@ -220,9 +130,9 @@ fn twenty_thousand_rules_load_and_the_control_socket_stays_responsive_and_paged(
     assert_eq!(report["flows"].as_array().map(Vec::len), Some(2), "{out}");
 
     // A reload of the whole list (one rule changed) is applied.
-    let text = std::fs::read_to_string(relay.config()).unwrap();
+    let text = std::fs::read_to_string(&relay.config).unwrap();
     std::fs::write(
-        relay.config(),
+        &relay.config,
         text.replacen(
             "outputs = [{ dest = \"239.200.0.0\", port = 5000",
             "outputs = [{ dest = \"239.200.0.0\", port = 5001",

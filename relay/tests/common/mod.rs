@@ -283,6 +283,16 @@ impl Relay {
     /// Like [`Relay::start`], but runs mcrd through `PREFIX...` (e.g. `setpriv` to drop
     /// privileges). The temporary directory is made world-writable for that case.
     pub fn start_as(ns: &Netns, config: &str, prefix: Option<&[&str]>) -> Relay {
+        Self::start_with(ns, config, prefix, Duration::from_secs(10))
+    }
+
+    /// Like [`Relay::start`], with a longer wait for the daemon to answer (a config of tens
+    /// of thousands of rules).
+    pub fn start_within(ns: &Netns, config: &str, within: Duration) -> Relay {
+        Self::start_with(ns, config, None, within)
+    }
+
+    fn start_with(ns: &Netns, config: &str, prefix: Option<&[&str]>, within: Duration) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("mcrd.sock");
         let final_stats = dir.path().join("final.json");
@@ -322,7 +332,7 @@ impl Relay {
             log,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + within;
         loop {
             if let Ok(r) = relay::control::client::call(&relay.socket, Ctl::Ping) {
                 if r.ok {
@@ -337,7 +347,7 @@ impl Relay {
             }
             assert!(
                 Instant::now() < deadline,
-                "mcrd did not come up:\n{}",
+                "mcrd did not come up in {within:?}:\n{}",
                 relay.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
