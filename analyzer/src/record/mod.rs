@@ -640,18 +640,6 @@ impl RunRecord {
                 wrong,
             ));
         }
-        if let Some(r) = &self.receiver {
-            rate("receiver.reported_pps".into(), r.reported_pps)?;
-            for (i, p) in r.latency.iter().enumerate() {
-                if !(0.0..=100.0).contains(&p.percentile) {
-                    return Err(Error::field(
-                        path,
-                        format!("receiver.latency[{i}].percentile"),
-                        format!("{} is not in 0..=100", p.percentile),
-                    ));
-                }
-            }
-        }
         Ok(())
     }
 }
