@@ -57,7 +57,7 @@ impl Memberships {
             .copied()
             .collect();
         for key in gone {
-            self.leave(key);
+            self.leave(key, false);
         }
         let mut warnings = Vec::new();
         for (key, name) in wanted {
@@ -76,24 +76,15 @@ impl Memberships {
     /// interface created under the same index (they still list the old membership). The next
     /// [`Memberships::sync`] joins with new sockets.
     pub fn forget_interface(&mut self, ifindex: u32) {
-        let gone: Vec<(Key, usize)> = self
+        let gone: Vec<Key> = self
             .joined
-            .iter()
-            .filter(|(k, _)| k.1 == ifindex)
-            .map(|(k, at)| (*k, *at))
+            .keys()
+            .filter(|k| k.1 == ifindex)
+            .copied()
             .collect();
-        for (key, at) in gone {
-            self.joined.remove(&key);
-            let Some(h) = self.holders[at].as_mut() else {
-                continue;
-            };
+        for key in gone {
             // Best effort: the device it was joined on is gone.
-            let _ = membership(&h.sock, key, false);
-            h.held -= 1;
-            h.retired = true;
-            if h.held == 0 {
-                self.holders[at] = None;
-            }
+            self.leave(key, true);
         }
     }
 
@@ -157,7 +148,8 @@ impl Memberships {
         }
     }
 
-    fn leave(&mut self, key: Key) {
+    /// Leaves `key`. `retire`: its interface was deleted, so its socket joins nothing more.
+    fn leave(&mut self, key: Key, retire: bool) {
         let Some(at) = self.joined.remove(&key) else {
             return;
         };
@@ -169,6 +161,7 @@ impl Memberships {
         }
         h.held -= 1;
         h.full = false;
+        h.retired |= retire;
         if h.held == 0 {
             self.holders[at] = None;
         }
