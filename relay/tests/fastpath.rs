@@ -28,18 +28,6 @@ fn chain_full_checksums(hops: usize, gso: bool) -> Chain {
     c
 }
 
-/// Counter `field` of the `proto` line of `/proc/net/snmp` in `ns`.
-fn snmp(ns: &Netns, proto: &str, field: &str) -> u64 {
-    let out = ns.command("cat").arg("/proc/net/snmp").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines().filter(|l| l.starts_with(proto));
-    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
-        return 0;
-    };
-    let i = h.split_whitespace().position(|f| f == field).unwrap();
-    v.split_whitespace().nth(i).unwrap().parse().unwrap()
-}
-
 /// MAC address of `ifname` in `ns`.
 fn mac_of(ns: &Netns, ifname: &str) -> [u8; 6] {
     ns.enter(|| relay::fastpath::resolve::link(ifname).unwrap().mac)

@@ -34,18 +34,6 @@ fn start(ns: &Netns, config: &str) -> Relay {
 const EACH: u64 = 100;
 const LEN: usize = 200;
 
-/// Counter `field` of the `proto` line of `/proc/net/snmp` in `ns`.
-fn snmp(ns: &Netns, proto: &str, field: &str) -> u64 {
-    let out = ns.command("cat").arg("/proc/net/snmp").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines().filter(|l| l.starts_with(proto));
-    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
-        return 0;
-    };
-    let i = h.split_whitespace().position(|f| f == field).unwrap();
-    v.split_whitespace().nth(i).unwrap().parse().unwrap()
-}
-
 fn set_u16(f: &mut [u8], at: usize, v: u16) {
     f[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }

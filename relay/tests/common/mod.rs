@@ -56,6 +56,18 @@ pub fn ip(args: &[&str]) {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Counter `field` of the `proto` line of `/proc/net/snmp` in `ns`.
+pub fn snmp(ns: &Netns, proto: &str, field: &str) -> u64 {
+    let out = ns.command("cat").arg("/proc/net/snmp").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with(proto));
+    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    let i = h.split_whitespace().position(|f| f == field).unwrap();
+    v.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
 /// A network namespace, deleted on drop.
 pub struct Netns {
     pub name: String,
