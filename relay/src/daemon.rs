@@ -9,14 +9,14 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{self, parse_mode, DataplaneConfig, FastPathMode};
-use crate::control::handler::LogLevelSetter;
+use crate::control::handler::{InForceError, LogLevelSetter};
 use crate::control::server::ControlServer;
 use crate::control::Controller;
 use crate::dataplane::{sys, DataPlane, Shared};
 use crate::fastpath::{probe, FastPath};
 use crate::membership::Memberships;
 use crate::metrics::MetricsServer;
-use crate::rules::{RuleSet, RuleTable};
+use crate::rules::RuleSet;
 use crate::stats::collect::{collect, Identity};
 use crate::stats::render;
 
@@ -63,48 +63,42 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
     let rules = RuleSet::from_specs(cfg.rules.clone())?;
-    let mut table = RuleTable::build(&rules, 1, workers, None, &crate::netif::index)
-        .with_context(|| format!("in {}", opts.config_path.display()))?;
-    let pending = match shared.fast_path.get() {
-        Some(fp) => {
-            let (pending, report) = fp.plan(&mut table, dp.multicast_loop);
+    let identity = Identity::new(Some(opts.config_path.display().to_string()), dp.clone())
+        .context("recording the data plane settings for the stats")?;
+    // Signals first, so a SIGTERM during start-up is not lost.
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let controller = Arc::new(Mutex::new(Controller::new(
+        RuleSet::default(),
+        0,
+        Arc::clone(&shared),
+        identity.clone(),
+        opts.set_log_level,
+        Memberships::default(),
+        crate::netif::index,
+    )));
+    // The first rules go in force as every later change does; the data plane starts once
+    // their table is published, so its workers open the inputs' sockets at start (an input
+    // that cannot be captured stops mcrd here).
+    let message = format!("{} rules loaded", rules.len());
+    let plane = controller
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .start(rules, &message, |report| {
             if dp.fast_path == FastPathMode::Required && !report.attach_errors.is_empty() {
                 bail!(
                     "[dataplane] fast_path = \"required\": {}",
                     report.attach_errors.join("; ")
                 );
             }
-            Some(pending)
-        }
-        None => {
-            crate::control::handler::mark_fast_path_unavailable(&shared, &mut table);
-            None
-        }
-    };
-    let mut memberships = Memberships::default();
-    for w in memberships.sync(&table) {
-        tracing::warn!("{w}");
-    }
-    shared.publish(table);
-
-    let identity = Identity::new(Some(opts.config_path.display().to_string()), dp.clone())
-        .context("recording the data plane settings for the stats")?;
-    // Signals first, so a SIGTERM during start-up is not lost.
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
-    let plane = DataPlane::start(&dp, Arc::clone(&shared)).context("starting the data plane")?;
-    if let (Some(fp), Some(p)) = (shared.fast_path.get(), pending) {
-        fp.finish(p);
-    }
-    let controller = Arc::new(Mutex::new(Controller::new(
-        rules,
-        1,
-        Arc::clone(&shared),
-        identity.clone(),
-        opts.set_log_level,
-        memberships,
-        crate::netif::index,
-    )));
+            DataPlane::start(&dp, Arc::clone(&shared)).context("starting the data plane")
+        })
+        .map_err(|e| match e {
+            InForceError::Rules(e) => {
+                anyhow::Error::new(e).context(format!("in {}", opts.config_path.display()))
+            }
+            InForceError::Hook(e) => e,
+        })?;
     let mode = parse_mode(&cfg.control.mode).unwrap_or(0o660);
     let server = match ControlServer::start(
         &socket,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::protocol::{Command, ErrorKind, ListedRule, Reply, Request, Response};
 use crate::config;
 use crate::dataplane::Shared;
-use crate::fastpath::Pending;
+use crate::fastpath::{Pending, PlanReport};
 use crate::membership::Memberships;
 use crate::rules::{Path, RuleError, RuleSet, RuleTable};
 use crate::stats::collect::{collect, Identity};
@@ -39,6 +39,15 @@ pub struct Controller {
     waiting_for: Vec<String>,
     /// When the fast path's periodic re-plan may run again (see [`Self::refresh_fast_path`]).
     next_refresh: std::time::Instant,
+}
+
+/// Why a rule set was not put in force.
+#[derive(Debug)]
+pub enum InForceError<E> {
+    /// Its table could not be built; nothing changed.
+    Rules(RuleError),
+    /// The start-up step run after publishing failed.
+    Hook(E),
 }
 
 /// The periodic re-plan of the fast path takes at most 1 / (1 + this) of a core: after a
@@ -209,19 +218,51 @@ impl Controller {
     /// Builds, publishes and waits for adoption of a table for `next`; on failure nothing
     /// changes.
     fn apply(&mut self, next: RuleSet, message: String) -> Response {
+        let no_hook = |_: &PlanReport| Ok::<(), std::convert::Infallible>(());
+        match self.put_in_force(next, &message, no_hook) {
+            Ok(((), true)) => Response::ok(Reply::Done { message }),
+            Ok(((), false)) => Response::ok(Reply::Done {
+                message: format!("{message}; not every worker has picked it up yet"),
+            }),
+            Err(InForceError::Rules(e)) => rule_error(e),
+            Err(InForceError::Hook(never)) => match never {},
+        }
+    }
+
+    /// Puts the daemon's first rule set in force: the same sequence as every later change,
+    /// with `start` run once the table is published and before the workers are waited for
+    /// (mcrd starts its data plane there; it gets the fast path's plan report first).
+    /// Returns what `start` returned.
+    pub fn start<T, E>(
+        &mut self,
+        rules: RuleSet,
+        message: &str,
+        start: impl FnOnce(&PlanReport) -> Result<T, E>,
+    ) -> Result<T, InForceError<E>> {
+        self.put_in_force(rules, message, start).map(|(t, _)| t)
+    }
+
+    /// The one sequence that puts a rule set in force: build its table (keeping the counters
+    /// of unchanged rules), plan the fast path, join the groups, publish, run `published`,
+    /// wait for the workers to adopt the table, then remove what the fast path no longer
+    /// needs. Returns `published`'s value and whether every worker adopted the table in time.
+    fn put_in_force<T, E>(
+        &mut self,
+        next: RuleSet,
+        message: &str,
+        published: impl FnOnce(&PlanReport) -> Result<T, E>,
+    ) -> Result<(T, bool), InForceError<E>> {
         let generation = self.generation + 1;
         let current = self.shared.table.load_full();
-        let mut table = match RuleTable::build(
+        let mut table = RuleTable::build(
             &next,
             generation,
             self.shared.workers.len(),
             Some(&current),
             &self.resolve,
-        ) {
-            Ok(t) => t,
-            Err(e) => return rule_error(e),
-        };
-        let pending = self.plan_fast_path(&mut table);
+        )
+        .map_err(InForceError::Rules)?;
+        let (pending, report) = self.plan_fast_path(&mut table);
         for warning in self.memberships.sync(&table) {
             tracing::warn!("{warning}");
         }
@@ -229,14 +270,10 @@ impl Controller {
         self.generation = generation;
         self.rules = next;
         tracing::info!("{message}");
+        let value = published(&report).map_err(InForceError::Hook)?;
         let adopted = self.shared.wait_adopted(generation, ADOPT_TIMEOUT);
         self.finish_fast_path(pending);
-        if !adopted {
-            return Response::ok(Reply::Done {
-                message: format!("{message}; not every worker has picked it up yet"),
-            });
-        }
-        Response::ok(Reply::Done { message })
+        Ok((value, adopted))
     }
 
     /// Follows the interfaces the rules name through link events (`crate::linkwatch`).
@@ -346,7 +383,7 @@ impl Controller {
                 return;
             }
         };
-        let pending = self.plan_fast_path(&mut table);
+        let (pending, _) = self.plan_fast_path(&mut table);
         let gone: Vec<u32> = table
             .inputs
             .iter()
@@ -372,13 +409,13 @@ impl Controller {
 
     /// Decides the path of each rule of `table` and installs its kernel rules (no-op when
     /// the fast path is off).
-    fn plan_fast_path(&self, table: &mut RuleTable) -> Option<Pending> {
+    fn plan_fast_path(&self, table: &mut RuleTable) -> (Option<Pending>, PlanReport) {
         let Some(fp) = self.shared.fast_path.get() else {
             mark_fast_path_unavailable(&self.shared, table);
-            return None;
+            return (None, PlanReport::default());
         };
-        let (pending, _) = fp.plan(table, self.identity.dataplane.multicast_loop);
-        Some(pending)
+        let (pending, report) = fp.plan(table, self.identity.dataplane.multicast_loop);
+        (Some(pending), report)
     }
 
     /// Removes what the previous table had in the kernel and the new one does not; call once
@@ -422,7 +459,7 @@ impl Controller {
             // An interface went away: the rules stay as they are until the next change.
             Err(_) => return,
         };
-        let pending = self.plan_fast_path(&mut table);
+        let (pending, _) = self.plan_fast_path(&mut table);
         let same_paths = table.rules.len() == current.rules.len()
             && table.rules.iter().zip(&current.rules).all(|(a, b)| {
                 a.spec.name == b.spec.name && a.path == b.path && a.kernel_slot == b.kernel_slot
@@ -503,7 +540,7 @@ pub fn pong() -> Response {
 
 /// When the fast path was asked for and is unavailable, every rule says why it is in
 /// userspace (instead of "fast path off").
-pub fn mark_fast_path_unavailable(shared: &Shared, table: &mut RuleTable) {
+fn mark_fast_path_unavailable(shared: &Shared, table: &mut RuleTable) {
     if let Some(why) = shared.fast_path_unavailable.get() {
         for rule in &mut table.rules {
             rule.path = Path::Userspace {

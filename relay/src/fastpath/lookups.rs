@@ -10,10 +10,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use super::plan::{Host, Neighbour};
 use super::resolve::{self, Link};
-
-/// A destination's next hop and its link-layer address, if the neighbour table has it.
-type Neighbour = (Ipv4Addr, Option<[u8; 6]>);
 
 /// Answers cached for the length of one plan.
 #[derive(Default)]
@@ -23,9 +21,9 @@ pub(super) struct Lookups {
     neighbours: HashMap<(Ipv4Addr, String), Neighbour>,
 }
 
-impl Lookups {
+impl Host for Lookups {
     /// [`resolve::link`], once per interface.
-    pub(super) fn link(&mut self, name: &str) -> Result<Link, String> {
+    fn link(&mut self, name: &str) -> Result<Link, String> {
         if let Some(l) = self.links.get(name) {
             return l.clone();
         }
@@ -35,7 +33,7 @@ impl Lookups {
     }
 
     /// [`resolve::ipv4_address`], once per interface.
-    pub(super) fn ipv4_address(&mut self, name: &str) -> Result<Option<Ipv4Addr>, String> {
+    fn ipv4_address(&mut self, name: &str) -> Result<Option<Ipv4Addr>, String> {
         if let Some(a) = self.addresses.get(name) {
             return a.clone();
         }
@@ -46,7 +44,7 @@ impl Lookups {
 
     /// The next hop towards `dest` out of `name` and its link-layer address, once per
     /// destination and interface.
-    pub(super) fn neighbour(&mut self, dest: Ipv4Addr, name: &str) -> Neighbour {
+    fn neighbour(&mut self, dest: Ipv4Addr, name: &str) -> Neighbour {
         let key = (dest, name.to_string());
         if let Some(n) = self.neighbours.get(&key) {
             return *n;

@@ -17,17 +17,18 @@
 mod attach;
 pub mod counters;
 mod layout;
+mod links;
 mod lookups;
+mod maps;
+mod plan;
 pub mod probe;
 pub mod resolve;
 mod skel;
+mod slots;
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::sync::Mutex;
-
-use libbpf_rs::{MapCore, MapFlags};
 
 pub use attach::{
     enable_run_stats, mcrd_programs_on, program_run_stats, tcx_ingress_programs, AttachError,
@@ -35,10 +36,14 @@ pub use attach::{
 };
 pub use layout::MAX_OUTPUTS;
 
-use crate::config::RuleSpec;
 use crate::rules::{Path, Rule, RuleTable};
-use layout::{bytes_of, KernelOutput};
+use layout::bytes_of;
+use links::Links;
+use lookups::Lookups;
+use maps::{Installed, Maps};
+use plan::Decision;
 use skel::FastpathSkel;
+use slots::SlotBook;
 
 /// How many flows the kernel path holds (`[dataplane] fast_path_max_flows` and
 /// `fast_path_max_flows_per_input`); the maps are sized from it at load.
@@ -79,13 +84,6 @@ impl Default for Sizes {
     }
 }
 
-/// The path reason of an MPEG-TS-monitored rule. The check walks up to 7 TS packets per
-/// datagram with a continuity counter per PID (8191 of them): in the program it tripled the
-/// time per datagram and needs 8 MiB of per-PID counters (relay/README.md, "Stream
-/// monitoring", has the numbers).
-const MPEGTS_USERSPACE: &str =
-    "monitor = \"mpegts\" checks every TS packet's continuity counter, which runs in userspace";
-
 /// A loaded fast path: the program, its maps, the links that attach it, and which rule owns
 /// which counter slot.
 pub struct FastPath {
@@ -95,37 +93,12 @@ pub struct FastPath {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
-    /// Per input interface: the tcx link, or why there is none.
-    links: BTreeMap<u32, Result<OwnedFd, LinkError>>,
-    /// The pid of the process holding another mcrd's program on an input, by program id
-    /// (found once per program: it takes a walk over /proc).
-    owners: HashMap<u32, Option<u32>>,
-    /// Counter slot of each rule, while its spec and input stay the same.
-    slots: HashMap<String, SlotOwner>,
-    free: Vec<u32>,
-    /// Entries in the rule map, with their values' bytes.
-    installed: HashMap<Vec<u8>, Vec<u8>>,
+    links: Links,
+    slots: SlotBook,
+    installed: Installed,
     /// Counts of slots freed since start (removed or changed rules), so totals never shrink.
     retired: counters::KernelTotals,
-    /// Output count of each slot's rule, to sum only its outputs when it retires.
-    slot_outputs: HashMap<u32, usize>,
-}
-
-/// Why an input has no link of ours.
-#[derive(Clone)]
-struct LinkError {
-    why: String,
-    /// Another mcrd's fast path holds the input: its flows stand by (neither path of ours
-    /// forwards them, or the datagrams would go out twice) until that one detaches.
-    taken: bool,
-}
-
-struct SlotOwner {
-    spec: RuleSpec,
-    ifindex: u32,
-    slot: u32,
 }
 
 /// What [`FastPath::finish`] undoes once the workers run the new table.
@@ -159,8 +132,10 @@ impl FastPath {
             facts,
             sizes,
             state: Mutex::new(State {
-                free: (0..sizes.max_flows).rev().collect(),
-                ..Default::default()
+                links: Links::default(),
+                slots: SlotBook::new(sizes.max_flows),
+                installed: Installed::default(),
+                retired: Default::default(),
             }),
         })
     }
@@ -169,389 +144,163 @@ impl FastPath {
         &self.facts
     }
 
+    fn maps(&self) -> Maps<'_> {
+        Maps::of(&self.skel)
+    }
+
     /// Decides each rule's path, installs the kernel rules and marks their flows on their
     /// inputs. The caller publishes `table`, waits for the workers, then calls [`Self::finish`].
+    ///
+    /// Three steps: attach to the inputs (`links.rs`), decide (`plan.rs`, no side effect),
+    /// write the decision into the maps (`maps.rs`) and onto the table.
     pub fn plan(&self, table: &mut RuleTable, multicast_loop: bool) -> (Pending, PlanReport) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = PlanReport::default();
-        let mut pending = Pending::default();
-
-        // Inputs: attach where a rule needs it.
         let inputs: Vec<(u32, String)> = table
             .inputs
             .iter()
             .map(|i| (i.ifindex, i.name.clone()))
             .collect();
-        // Where attaching failed before (another daemon's program was there, the interface
-        // was not Ethernet yet), it is tried again at every plan, warning only once.
-        for (ifindex, name) in &inputs {
-            let failed_before = match state.links.get(ifindex) {
-                // A link whose interface was deleted (and maybe created again under the same
-                // index) attaches nothing any more: attach anew.
-                Some(Ok(link)) if !attach::link_attached(link) => {
-                    tracing::warn!(
-                        interface = %name,
-                        "fast path detached by the kernel (the interface was deleted); attaching again"
-                    );
-                    false
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) => true,
-                None => false,
-            };
-            let failed = |why: String| LinkError { why, taken: false };
-            let link = match resolve::link(name) {
-                Ok(l) if l.ethernet => {
-                    match attach::attach_tcx(self.skel.progs.mcr_fastpath.as_fd(), *ifindex, name) {
-                        Ok(fd) => Ok(fd),
-                        Err(AttachError::Taken { interface, id, .. }) => {
-                            let owner = *state
-                                .owners
-                                .entry(id)
-                                .or_insert_with(|| attach::link_owner(id));
-                            Err(LinkError {
-                                why: AttachError::Taken {
-                                    interface,
-                                    id,
-                                    owner,
-                                }
-                                .to_string(),
-                                taken: true,
-                            })
-                        }
-                        Err(e) => Err(failed(e.to_string())),
-                    }
-                }
-                Ok(_) => Err(failed(format!("input {name} is not an Ethernet interface"))),
-                Err(e) => Err(failed(format!("input {name}: {e}"))),
-            };
-            match &link {
-                Ok(_) => tracing::info!(interface = %name, "fast path attached (tcx ingress)"),
-                Err(e) => {
-                    if !failed_before && e.taken {
-                        tracing::warn!(
-                            "{}: its rules stand by, forwarded by neither path of this daemon, \
-                             until that one detaches (tried again every second)",
-                            e.why
-                        );
-                    } else if !failed_before {
-                        tracing::warn!("fast path not attached: {}", e.why);
-                    }
-                    report.attach_errors.push(e.why.clone());
-                }
-            }
-            state.links.insert(*ifindex, link);
-        }
-        pending.unused_inputs = state
-            .links
-            .keys()
-            .filter(|i| !inputs.iter().any(|(j, _)| j == *i))
-            .copied()
-            .collect();
+        let links = state.links.attach(
+            self.skel.progs.mcr_fastpath.as_fd(),
+            &inputs,
+            &mut report.attach_errors,
+        );
+        let policy = plan::Policy {
+            multicast_loop,
+            max_flows_per_input: self.sizes.max_flows_per_input,
+        };
+        let decisions = plan::decide(table, &links, policy, &mut Lookups::default());
 
-        // Inputs another mcrd's fast path holds: their rules wait.
-        let taken: BTreeMap<u32, String> = state
-            .links
-            .iter()
-            .filter_map(|(i, l)| match l {
-                Err(e) if e.taken => Some((*i, e.why.clone())),
-                _ => None,
-            })
-            .collect();
-
-        // Each rule on its own; interfaces and neighbours asked once for all of them.
-        let mut lookups = lookups::Lookups::default();
-        let mut decided: Vec<Result<Vec<KernelOutput>, String>> = table
-            .rules
-            .iter()
-            .map(|rule| {
-                if let Some(why) = taken.get(&rule.ifindex) {
-                    return Err(why.clone());
-                }
-                if multicast_loop {
-                    return Err(
-                        "multicast_loop = true: the kernel path does not deliver to local sockets"
-                            .into(),
-                    );
-                }
-                if let Some(Err(e)) = state.links.get(&rule.ifindex) {
-                    return Err(e.why.clone());
-                }
-                if layout::monitor_kind(rule.spec.monitor).is_none() {
-                    return Err(MPEGTS_USERSPACE.into());
-                }
-                kernel_outputs(rule, table, &mut lookups)
-            })
-            .collect();
-
-        // Rules sharing (input, group, port) take one path: the program matches any-source
-        // entries for every source, and the packet filter excludes by (group, port).
-        let mut by_flow: BTreeMap<(u32, Ipv4Addr, u16), Vec<usize>> = BTreeMap::new();
-        for (i, r) in table.rules.iter().enumerate() {
-            by_flow
-                .entry((r.ifindex, r.spec.group, r.spec.port))
-                .or_default()
-                .push(i);
-        }
-        for members in by_flow.values() {
-            if let Some(&u) = members.iter().find(|&&i| decided[i].is_err()) {
-                let name = table.rules[u].spec.name.clone();
-                for &i in members {
-                    if decided[i].is_ok() {
-                        decided[i] = Err(format!(
-                            "shares its input, group and port with rule `{name}`, which runs in userspace"
-                        ));
-                    }
-                }
-            }
-        }
-        // The packet filter's bound per input.
-        let mut flows_per_input: BTreeMap<u32, usize> = BTreeMap::new();
-        for ((ifindex, _, _), members) in &by_flow {
-            if decided[members[0]].is_err() {
-                continue;
-            }
-            let n = flows_per_input.entry(*ifindex).or_default();
-            *n += 1;
-            if *n > self.sizes.max_flows_per_input as usize {
-                for &i in members {
-                    decided[i] = Err(format!(
-                        "more than {} kernel-path flows on this input (fast_path_max_flows_per_input)",
-                        self.sizes.max_flows_per_input
-                    ));
-                }
-            }
-        }
-
-        // Slots, map entries, paths.
+        let mut pending = Pending {
+            unused_inputs: state.links.unused(&inputs),
+            freed_slots: state.slots.drop_changed(&table.rules),
+            ..Default::default()
+        };
         let mut wanted: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        // By name: searching every rule for each slot's owner took time in slots x rules.
-        let by_name: HashMap<&str, &Rule> = table
-            .rules
-            .iter()
-            .map(|r| (r.spec.name.as_str(), r))
-            .collect();
-        let gone: Vec<String> = state
-            .slots
-            .iter()
-            .filter(|(name, owner)| {
-                !by_name
-                    .get(name.as_str())
-                    .is_some_and(|r| r.spec == owner.spec && r.ifindex == owner.ifindex)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in gone {
-            if let Some(owner) = state.slots.remove(&name) {
-                pending.freed_slots.push(owner.slot);
+        for (rule, decision) in table.rules.iter_mut().zip(decisions) {
+            if let Some((k, v)) = self.apply(&mut state, rule, decision) {
+                wanted.insert(k, v);
             }
         }
-        for (rule, decision) in table.rules.iter_mut().zip(decided) {
-            let slot = state.slots.get(&rule.spec.name).map(|o| o.slot);
-            rule.kernel_slot = slot;
-            let key = layout::key(
-                rule.ifindex,
-                rule.spec.group,
-                rule.spec.port,
-                rule.spec.source,
-            );
-            let k = bytes_of(&key).to_vec();
-            // A monitored flow changing path: the side taking it over has not seen the
-            // datagrams the other side checked meanwhile, so it starts afresh.
-            let was_kernel = state.installed.contains_key(&k);
-            let outputs = match decision {
-                Ok(o) => o,
-                Err(reason) if taken.contains_key(&rule.ifindex) => {
-                    rule.path = Path::Waiting {
-                        reason: format!(
-                            "standing by: {reason}; this daemon takes the flow over when that \
-                             one detaches"
-                        ),
-                    };
-                    continue;
-                }
-                Err(reason) => {
-                    if was_kernel {
-                        restart_worker_monitors(rule);
-                    }
-                    rule.path = Path::Userspace { reason };
-                    continue;
-                }
-            };
-            let slot = match slot {
-                Some(s) => s,
-                None => match self.allocate_slot(&mut state) {
-                    Some(s) => {
-                        state.slots.insert(
-                            rule.spec.name.clone(),
-                            SlotOwner {
-                                spec: rule.spec.clone(),
-                                ifindex: rule.ifindex,
-                                slot: s,
-                            },
-                        );
-                        s
-                    }
-                    None => {
-                        rule.path = Path::Userspace {
-                            reason: format!(
-                                "the kernel path holds at most {} rules (fast_path_max_flows)",
-                                self.sizes.max_flows
-                            ),
-                        };
-                        continue;
-                    }
-                },
-            };
-            rule.kernel_slot = Some(slot);
-            state.slot_outputs.insert(slot, rule.outputs.len());
-            // Before the entry goes in: until then the program sees none of the flow.
-            if !was_kernel && rule.spec.monitor.is_some() {
-                self.restart_monitor(slot);
-            }
-            // Checked above: only rules whose monitor the program runs get here.
-            let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
-            let value = layout::rule_value(slot, monitor, &outputs);
-            let v = bytes_of(&value).to_vec();
-            if state.installed.get(&k) != Some(&v) {
-                if let Err(e) = self.skel.maps.mcr_fp_rules.update(&k, &v, MapFlags::ANY) {
-                    rule.path = Path::Userspace {
-                        reason: format!("updating the kernel rule map: {e}"),
-                    };
-                    continue;
-                }
-                state.installed.insert(k.clone(), v.clone());
-            }
-            wanted.insert(k, v);
-            rule.path = Path::Kernel;
-        }
-        pending.stale_keys = state
-            .installed
-            .keys()
-            .filter(|k| !wanted.contains_key(*k))
-            .cloned()
-            .collect();
-
-        // The flows the packet filters must leave to the program (ours, or while standing
-        // by, the other daemon's).
+        pending.stale_keys = state.installed.stale(&wanted);
         for input in &mut table.inputs {
-            let mut flows: Vec<(Ipv4Addr, u16)> = table
-                .rules
-                .iter()
-                .filter(|r| {
-                    r.ifindex == input.ifindex
-                        && matches!(r.path, Path::Kernel | Path::Waiting { .. })
-                })
-                .map(|r| (r.spec.group, r.spec.port))
-                .collect();
-            flows.sort();
-            flows.dedup();
-            input.kernel_flows = flows;
+            input.kernel_flows = plan::kernel_flows_of(&table.rules, input.ifindex);
         }
         (pending, report)
+    }
+
+    /// Puts one rule on the path `decision` gives it: for the kernel, a counter slot and its
+    /// map entry (the entry's key and value are returned). A rule whose slot or entry cannot
+    /// be written goes to userspace, saying why.
+    fn apply(
+        &self,
+        state: &mut State,
+        rule: &mut Rule,
+        decision: Decision,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let slot = state.slots.owned(&rule.spec.name);
+        rule.kernel_slot = slot;
+        let key = layout::key(
+            rule.ifindex,
+            rule.spec.group,
+            rule.spec.port,
+            rule.spec.source,
+        );
+        let k = bytes_of(&key).to_vec();
+        // A monitored flow changing path: the side taking it over has not seen the datagrams
+        // the other side checked meanwhile, so it starts afresh.
+        let was_kernel = state.installed.contains(&k);
+        let outputs = match decision {
+            Decision::Kernel(o) => o,
+            Decision::Waiting(reason) => {
+                rule.path = Path::Waiting { reason };
+                return None;
+            }
+            Decision::Userspace(reason) => {
+                if was_kernel {
+                    restart_worker_monitors(rule);
+                }
+                rule.path = Path::Userspace { reason };
+                return None;
+            }
+        };
+        let slot = match slot {
+            Some(s) => s,
+            None => match self.new_slot(state, rule) {
+                Ok(s) => s,
+                Err(reason) => {
+                    rule.path = Path::Userspace { reason };
+                    return None;
+                }
+            },
+        };
+        rule.kernel_slot = Some(slot);
+        // Before the entry goes in: until then the program sees none of the flow.
+        if !was_kernel && rule.spec.monitor.is_some() {
+            self.maps().restart_monitor(slot);
+        }
+        // The plan sends only rules whose monitor the program runs to the kernel.
+        let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
+        let value = layout::rule_value(slot, monitor, &outputs);
+        let v = bytes_of(&value).to_vec();
+        if let Err(e) = self.maps().put_rule(&mut state.installed, &k, &v) {
+            rule.path = Path::Userspace {
+                reason: format!("updating the kernel rule map: {e}"),
+            };
+            return None;
+        }
+        rule.path = Path::Kernel;
+        Some((k, v))
+    }
+
+    /// A free slot for `rule`, its counters zeroed and its stream check fresh.
+    fn new_slot(&self, state: &mut State, rule: &Rule) -> Result<u32, String> {
+        let full = || {
+            format!(
+                "the kernel path holds at most {} rules (fast_path_max_flows)",
+                self.sizes.max_flows
+            )
+        };
+        let slot = state.slots.take(rule).ok_or_else(full)?;
+        if let Err(e) = self.maps().reset_slot(slot) {
+            state.slots.untake(&rule.spec.name);
+            return Err(format!("zeroing kernel counter slot {slot}: {e}"));
+        }
+        Ok(slot)
     }
 
     /// Deletes the map entries and frees the slots the previous table used and the new one
     /// does not; call once the workers run the new table.
     pub fn finish(&self, pending: Pending) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *state;
         for k in &pending.stale_keys {
-            if let Err(e) = self.skel.maps.mcr_fp_rules.delete(k) {
-                tracing::warn!("deleting a kernel rule: {e}");
-            }
-            state.installed.remove(k);
+            self.maps().delete_rule(&mut state.installed, k);
         }
-        for slot in &pending.freed_slots {
-            if let Some(c) = self.rule_counters(*slot) {
-                let outputs = state.slot_outputs.remove(slot).unwrap_or(MAX_OUTPUTS);
-                state.retired.add(&c, outputs);
+        for (slot, outputs) in state.slots.release(pending.freed_slots) {
+            if let Some(c) = self.rule_counters(slot) {
+                state.retired.add(&c, outputs.unwrap_or(MAX_OUTPUTS));
             }
         }
-        state.free.extend(pending.freed_slots);
         for ifindex in pending.unused_inputs {
-            if let Some(Ok(_)) = state.links.remove(&ifindex) {
-                tracing::info!(
-                    ifindex,
-                    "fast path detached: no rule uses this input any more"
-                );
-            }
-        }
-    }
-
-    /// A free slot, with its per-CPU counters zeroed and its stream check fresh.
-    fn allocate_slot(&self, state: &mut State) -> Option<u32> {
-        let slot = state.free.pop()?;
-        let cpus = libbpf_rs::num_possible_cpus().ok()?;
-        let zero = vec![vec![0u8; std::mem::size_of::<skel::types::mcr_fp_rule_counters>()]; cpus];
-        let key = slot.to_ne_bytes();
-        let maps = &self.skel.maps;
-        let reset = maps
-            .mcr_fp_counters
-            .update_percpu(&key, &zero, MapFlags::ANY)
-            .and_then(|()| {
-                // Under the lock (BPF_F_LOCK), like the program's updates.
-                let fresh = layout::fresh_monitor();
-                maps.mcr_fp_monitors
-                    .update(&key, bytes_of(&fresh), MapFlags::LOCK)
-            });
-        if let Err(e) = reset {
-            tracing::warn!("zeroing kernel counter slot {slot}: {e}");
-            state.free.push(slot);
-            return None;
-        }
-        Some(slot)
-    }
-
-    /// Forgets the stream position of a slot's check, keeping its counts (see
-    /// `MonitorCells::restart`). Only while no map entry points to the slot: the read and
-    /// the write are two steps.
-    fn restart_monitor(&self, slot: u32) {
-        let map = &self.skel.maps.mcr_fp_monitors;
-        let key = slot.to_ne_bytes();
-        let Ok(Some(raw)) = map.lookup(&key, MapFlags::LOCK) else {
-            return;
-        };
-        let Some(mut m) = layout::from_bytes::<skel::types::mcr_fp_monitor>(&raw) else {
-            return;
-        };
-        m.last_seq = layout::fresh_monitor().last_seq;
-        if let Err(e) = map.update(&key, bytes_of(&m), MapFlags::LOCK) {
-            tracing::warn!("restarting the stream check of kernel slot {slot}: {e}");
+            state.links.drop_input(ifindex);
         }
     }
 
     /// The stream check of a monitored rule's slot, read under its lock.
     pub fn monitor_counters(&self, slot: u32) -> Option<counters::MonitorCounters> {
-        let raw = self
-            .skel
-            .maps
-            .mcr_fp_monitors
-            .lookup(&slot.to_ne_bytes(), MapFlags::LOCK)
-            .ok()??;
-        counters::MonitorCounters::from_map(&raw)
+        self.maps().monitor_counters(slot)
     }
 
     /// The summed per-CPU counters of a rule's slot.
     pub fn rule_counters(&self, slot: u32) -> Option<counters::RuleCounters> {
-        let per_cpu = self
-            .skel
-            .maps
-            .mcr_fp_counters
-            .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
-            .ok()??;
-        Some(counters::RuleCounters::sum(&per_cpu))
+        self.maps().rule_counters(slot)
     }
 
     /// The summed counters of frames the program left to the stack.
     pub fn pass_counters(&self) -> counters::PassCounters {
-        self.skel
-            .maps
-            .mcr_fp_pass
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .ok()
-            .flatten()
-            .map(|v| counters::PassCounters::sum(&v))
-            .unwrap_or_default()
+        self.maps().pass_counters()
     }
 
     /// Counts of the rules removed or replaced since start.
@@ -562,12 +311,7 @@ impl FastPath {
     /// Input interfaces the program is attached to.
     pub fn attached(&self) -> Vec<u32> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state
-            .links
-            .iter()
-            .filter(|(_, l)| l.is_ok())
-            .map(|(i, _)| *i)
-            .collect()
+        state.links.attached()
     }
 
     /// Detaches the program from every interface (the kernel does it too when mcrd exits).
@@ -586,64 +330,12 @@ fn restart_worker_monitors(rule: &Rule) {
     }
 }
 
-/// The kernel form of a rule's outputs, or why it cannot run in the kernel.
-fn kernel_outputs(
-    rule: &Rule,
-    table: &RuleTable,
-    lookups: &mut lookups::Lookups,
-) -> Result<Vec<KernelOutput>, String> {
-    if rule.outputs.len() > MAX_OUTPUTS {
-        return Err(format!(
-            "{} outputs; the kernel path takes at most {MAX_OUTPUTS}",
-            rule.outputs.len()
-        ));
-    }
-    rule.outputs
-        .iter()
-        .map(|o| {
-            let ifindex = table.egress_keys[o.egress].ifindex;
-            let name = &o.interface;
-            let spec = &rule.spec.outputs[o.index_in_rule];
-            let link = lookups
-                .link(name)
-                .map_err(|e| format!("output {name}: {e}"))?;
-            if !link.ethernet {
-                return Err(format!("output {name} is not an Ethernet interface"));
-            }
-            let src = match spec.source {
-                Some(s) => s,
-                None => lookups
-                    .ipv4_address(name)
-                    .map_err(|e| format!("output {name}: {e}"))?
-                    .ok_or_else(|| format!("output {name} has no IPv4 address"))?,
-            };
-            let dest = *o.dest.ip();
-            let dst_mac = if dest.is_multicast() {
-                resolve::multicast_mac(dest)
-            } else {
-                let (hop, mac) = lookups.neighbour(dest, name);
-                mac.ok_or_else(|| {
-                    format!("no neighbour entry for {hop} on {name} yet (retried every second)")
-                })?
-            };
-            Ok(KernelOutput {
-                ifindex,
-                dst_mac,
-                src_mac: link.mac,
-                dst: dest,
-                src,
-                dst_port: o.dest.port(),
-                src_port: spec.source_port.unwrap_or(0),
-                ttl: o.ttl,
-                dscp: o.dscp,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use layout::KernelOutput;
+    use libbpf_rs::{MapCore, MapFlags};
+    use std::net::Ipv4Addr;
 
     /// Loading needs CAP_BPF; without it the test says so and passes, unless CI requires it.
     fn privileged(test: &str) -> bool {
@@ -669,9 +361,8 @@ mod tests {
         eprintln!("verifier processed {} instructions", facts.verified_insns);
         assert!(facts.verified_insns > 0);
         // Counters of a fresh slot read back as zero; the pass counters exist.
-        let mut state = fp.state.lock().unwrap();
-        let slot = fp.allocate_slot(&mut state).unwrap();
-        drop(state);
+        let slot = 0;
+        fp.maps().reset_slot(slot).unwrap();
         assert_eq!(
             fp.rule_counters(slot),
             Some(counters::RuleCounters::default())
@@ -704,7 +395,7 @@ mod tests {
             Some(counters::RuleCounters::default())
         );
         assert_eq!(fp.rule_counters(100_000), None);
-        assert_eq!(fp.state.lock().unwrap().free.len(), 100_000);
+        assert_eq!(fp.state.lock().unwrap().slots.free_count(), 100_000);
         assert!(sizes.map_bytes(2) > 100_000 * 100);
     }
 
@@ -797,10 +488,8 @@ mod tests {
             return;
         }
         let fp = FastPath::load().expect("loads");
-        let slot = {
-            let mut state = fp.state.lock().unwrap();
-            fp.allocate_slot(&mut state).unwrap()
-        };
+        let slot = 0;
+        fp.maps().reset_slot(slot).unwrap();
         install_loopback_rule(&fp, slot, Some(crate::config::Monitor::Rtp));
         let frame = rtp_frame();
         let repeat = 200_000;
@@ -844,10 +533,8 @@ mod tests {
             return;
         }
         let fp = FastPath::load().expect("loads");
-        let slot = {
-            let mut state = fp.state.lock().unwrap();
-            fp.allocate_slot(&mut state).unwrap()
-        };
+        let slot = 0;
+        fp.maps().reset_slot(slot).unwrap();
         let install = |monitor| install_loopback_rule(&fp, slot, monitor);
         let frame = rtp_frame();
         let repeat = 100_000;

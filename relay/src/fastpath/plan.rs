@@ -1,0 +1,533 @@
+//! Which rules the kernel program runs, and why the others do not.
+//!
+//! A pure decision over the rule table, the state of each input's attachment and what the
+//! host says about output interfaces and neighbours (through [`Host`]). It touches no kernel
+//! object, so it is tested without privileges; `links.rs` attaches, `maps.rs` writes what
+//! it decides, and `FastPath::plan` runs the three in order.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use super::layout::{self, KernelOutput, MAX_OUTPUTS};
+use super::resolve::{self, Link};
+use crate::rules::{Path, Rule, RuleTable};
+
+/// A destination's next hop and its link-layer address, if the neighbour table has it.
+pub(super) type Neighbour = (Ipv4Addr, Option<[u8; 6]>);
+
+/// What the plan asks of the host about output interfaces and next hops. The real one asks
+/// the kernel once per interface and destination (`lookups::Lookups`); tests give fixed
+/// answers.
+pub(super) trait Host {
+    fn link(&mut self, name: &str) -> Result<Link, String>;
+    fn ipv4_address(&mut self, name: &str) -> Result<Option<Ipv4Addr>, String>;
+    fn neighbour(&mut self, dest: Ipv4Addr, name: &str) -> Neighbour;
+}
+
+/// The state of the program's attachment on an input interface, as the plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum InputLink {
+    Attached,
+    /// Not attached, for this reason (not Ethernet, gone, an attach error).
+    Failed(String),
+    /// Another mcrd's fast path holds the input: its flows stand by (neither path of ours
+    /// forwards them, or the datagrams would go out twice) until that one detaches.
+    Taken(String),
+}
+
+/// The settings a plan obeys.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Policy {
+    /// `[dataplane] multicast_loop`: the program cannot deliver to local sockets.
+    pub multicast_loop: bool,
+    /// `fast_path_max_flows_per_input`: the packet filter's bound.
+    pub max_flows_per_input: u32,
+}
+
+/// The path a rule takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Decision {
+    /// In the program, with these outputs.
+    Kernel(Vec<KernelOutput>),
+    /// In mcrd's workers, for this reason.
+    Userspace(String),
+    /// In neither, standing by for another daemon's program to detach.
+    Waiting(String),
+}
+
+/// The path reason of an MPEG-TS-monitored rule. The check walks up to 7 TS packets per
+/// datagram with a continuity counter per PID (8191 of them): in the program it tripled the
+/// time per datagram and needs 8 MiB of per-PID counters (relay/README.md, "Stream
+/// monitoring", has the numbers).
+const MPEGTS_USERSPACE: &str =
+    "monitor = \"mpegts\" checks every TS packet's continuity counter, which runs in userspace";
+
+/// One decision per rule of `table`, in its order.
+///
+/// Rules sharing (input, group, port) take one path: the program matches any-source entries
+/// for every source, and the packet filter excludes by (group, port). At most
+/// `max_flows_per_input` such flows per input go to the kernel.
+pub(super) fn decide(
+    table: &RuleTable,
+    links: &BTreeMap<u32, InputLink>,
+    policy: Policy,
+    host: &mut impl Host,
+) -> Vec<Decision> {
+    let mut decided: Vec<Result<Vec<KernelOutput>, String>> = table
+        .rules
+        .iter()
+        .map(|rule| alone(rule, table, links, policy, host))
+        .collect();
+
+    let mut by_flow: BTreeMap<(u32, Ipv4Addr, u16), Vec<usize>> = BTreeMap::new();
+    for (i, r) in table.rules.iter().enumerate() {
+        by_flow
+            .entry((r.ifindex, r.spec.group, r.spec.port))
+            .or_default()
+            .push(i);
+    }
+    for members in by_flow.values() {
+        if let Some(&u) = members.iter().find(|&&i| decided[i].is_err()) {
+            let name = &table.rules[u].spec.name;
+            let why = format!(
+                "shares its input, group and port with rule `{name}`, which runs in userspace"
+            );
+            for &i in members {
+                if decided[i].is_ok() {
+                    decided[i] = Err(why.clone());
+                }
+            }
+        }
+    }
+    let mut flows_per_input: BTreeMap<u32, u32> = BTreeMap::new();
+    for ((ifindex, _, _), members) in &by_flow {
+        if decided[members[0]].is_err() {
+            continue;
+        }
+        let n = flows_per_input.entry(*ifindex).or_default();
+        *n += 1;
+        if *n > policy.max_flows_per_input {
+            for &i in members {
+                decided[i] = Err(format!(
+                    "more than {} kernel-path flows on this input (fast_path_max_flows_per_input)",
+                    policy.max_flows_per_input
+                ));
+            }
+        }
+    }
+
+    table
+        .rules
+        .iter()
+        .zip(decided)
+        .map(|(rule, d)| match (d, links.get(&rule.ifindex)) {
+            (Ok(outputs), _) => Decision::Kernel(outputs),
+            (Err(reason), Some(InputLink::Taken(_))) => Decision::Waiting(format!(
+                "standing by: {reason}; this daemon takes the flow over when that one detaches"
+            )),
+            (Err(reason), _) => Decision::Userspace(reason),
+        })
+        .collect()
+}
+
+/// A rule's path on its own, before the rules sharing its flow are considered.
+fn alone(
+    rule: &Rule,
+    table: &RuleTable,
+    links: &BTreeMap<u32, InputLink>,
+    policy: Policy,
+    host: &mut impl Host,
+) -> Result<Vec<KernelOutput>, String> {
+    match links.get(&rule.ifindex) {
+        Some(InputLink::Taken(why)) => return Err(why.clone()),
+        _ if policy.multicast_loop => {
+            return Err(
+                "multicast_loop = true: the kernel path does not deliver to local sockets".into(),
+            )
+        }
+        Some(InputLink::Failed(why)) => return Err(why.clone()),
+        Some(InputLink::Attached) => {}
+        None => return Err(format!("input {} is not attached", rule.spec.input)),
+    }
+    if layout::monitor_kind(rule.spec.monitor).is_none() {
+        return Err(MPEGTS_USERSPACE.into());
+    }
+    kernel_outputs(rule, table, host)
+}
+
+/// The kernel form of a rule's outputs, or why it cannot run in the kernel.
+fn kernel_outputs(
+    rule: &Rule,
+    table: &RuleTable,
+    host: &mut impl Host,
+) -> Result<Vec<KernelOutput>, String> {
+    if rule.outputs.len() > MAX_OUTPUTS {
+        return Err(format!(
+            "{} outputs; the kernel path takes at most {MAX_OUTPUTS}",
+            rule.outputs.len()
+        ));
+    }
+    rule.outputs
+        .iter()
+        .map(|o| {
+            let ifindex = table.egress_keys[o.egress].ifindex;
+            let name = &o.interface;
+            let spec = &rule.spec.outputs[o.index_in_rule];
+            let link = host.link(name).map_err(|e| format!("output {name}: {e}"))?;
+            if !link.ethernet {
+                return Err(format!("output {name} is not an Ethernet interface"));
+            }
+            let src = match spec.source {
+                Some(s) => s,
+                None => host
+                    .ipv4_address(name)
+                    .map_err(|e| format!("output {name}: {e}"))?
+                    .ok_or_else(|| format!("output {name} has no IPv4 address"))?,
+            };
+            let dest = *o.dest.ip();
+            let dst_mac = if dest.is_multicast() {
+                resolve::multicast_mac(dest)
+            } else {
+                let (hop, mac) = host.neighbour(dest, name);
+                mac.ok_or_else(|| {
+                    format!("no neighbour entry for {hop} on {name} yet (retried every second)")
+                })?
+            };
+            Ok(KernelOutput {
+                ifindex,
+                dst_mac,
+                src_mac: link.mac,
+                dst: dest,
+                src,
+                dst_port: o.dest.port(),
+                src_port: spec.source_port.unwrap_or(0),
+                ttl: o.ttl,
+                dscp: o.dscp,
+            })
+        })
+        .collect()
+}
+
+/// The (group, port) pairs per input that the packet filters must leave to the program: the
+/// flows it forwards, and those standing by for another daemon's program.
+pub(super) fn kernel_flows_of(rules: &[Rule], ifindex: u32) -> Vec<(Ipv4Addr, u16)> {
+    let mut flows: Vec<(Ipv4Addr, u16)> = rules
+        .iter()
+        .filter(|r| r.ifindex == ifindex && !matches!(r.path, Path::Userspace { .. }))
+        .map(|r| (r.spec.group, r.spec.port))
+        .collect();
+    flows.sort();
+    flows.dedup();
+    flows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Monitor, RuleSpec};
+    use crate::rules::RuleSet;
+    use std::collections::HashMap;
+
+    /// A host with fixed answers: interfaces by name, and neighbours by destination.
+    #[derive(Default)]
+    struct FixedHost {
+        links: HashMap<String, Link>,
+        addresses: HashMap<String, Ipv4Addr>,
+        neighbours: HashMap<Ipv4Addr, [u8; 6]>,
+        asked: usize,
+    }
+
+    impl Host for FixedHost {
+        fn link(&mut self, name: &str) -> Result<Link, String> {
+            self.asked += 1;
+            self.links
+                .get(name)
+                .copied()
+                .ok_or_else(|| "No such device (os error 19)".to_string())
+        }
+        fn ipv4_address(&mut self, name: &str) -> Result<Option<Ipv4Addr>, String> {
+            Ok(self.addresses.get(name).copied())
+        }
+        fn neighbour(&mut self, dest: Ipv4Addr, _name: &str) -> Neighbour {
+            (dest, self.neighbours.get(&dest).copied())
+        }
+    }
+
+    const ETH: Link = Link {
+        mac: [2, 0, 0, 0, 0, 1],
+        ethernet: true,
+    };
+
+    fn host() -> FixedHost {
+        let mut h = FixedHost::default();
+        for (i, name) in ["out0", "out1"].iter().enumerate() {
+            h.links.insert(name.to_string(), ETH);
+            h.addresses
+                .insert(name.to_string(), Ipv4Addr::new(10, 0, i as u8, 1));
+        }
+        h.links.insert(
+            "tun0".into(),
+            Link {
+                mac: [0; 6],
+                ethernet: false,
+            },
+        );
+        h
+    }
+
+    fn index(name: &str) -> std::io::Result<u32> {
+        match name {
+            "in0" => Ok(10),
+            "in1" => Ok(11),
+            "out0" => Ok(20),
+            "out1" => Ok(21),
+            "tun0" => Ok(30),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn rule(name: &str, input: &str, group: [u8; 4], port: u16, outputs: &[&str]) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            input: input.into(),
+            group: Ipv4Addr::from(group),
+            port,
+            source: None,
+            outputs: outputs.iter().map(|o| o.parse().unwrap()).collect(),
+            monitor: None,
+        }
+    }
+
+    fn table(specs: Vec<RuleSpec>) -> RuleTable {
+        let set = RuleSet::from_specs(specs).unwrap();
+        RuleTable::build(&set, 1, 1, None, &index).unwrap()
+    }
+
+    fn attached(inputs: &[u32]) -> BTreeMap<u32, InputLink> {
+        inputs.iter().map(|&i| (i, InputLink::Attached)).collect()
+    }
+
+    const POLICY: Policy = Policy {
+        multicast_loop: false,
+        max_flows_per_input: 200,
+    };
+
+    fn reason(d: &Decision) -> &str {
+        match d {
+            Decision::Userspace(r) | Decision::Waiting(r) => r,
+            Decision::Kernel(_) => "kernel",
+        }
+    }
+
+    #[test]
+    fn a_plain_multicast_rule_runs_in_the_kernel_with_its_output_rewritten() {
+        let t = table(vec![rule(
+            "a",
+            "in0",
+            [239, 1, 1, 1],
+            5000,
+            &["239.2.2.2:6000@out0"],
+        )]);
+        let d = decide(&t, &attached(&[10]), POLICY, &mut host());
+        let Decision::Kernel(outputs) = &d[0] else {
+            panic!("{d:?}")
+        };
+        assert_eq!(outputs.len(), 1);
+        let o = outputs[0];
+        assert_eq!(o.ifindex, 20);
+        assert_eq!(o.dst, Ipv4Addr::new(239, 2, 2, 2));
+        assert_eq!(o.dst_port, 6000);
+        assert_eq!(o.dst_mac, [0x01, 0x00, 0x5e, 0x02, 0x02, 0x02]);
+        assert_eq!(o.src_mac, ETH.mac);
+        assert_eq!(o.src, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(o.src_port, 0, "the sender's source port kept");
+    }
+
+    #[test]
+    fn a_unicast_output_waits_for_its_neighbour_entry() {
+        let t = table(vec![rule(
+            "a",
+            "in0",
+            [239, 1, 1, 1],
+            5000,
+            &["10.0.0.9:6000@out0"],
+        )]);
+        let mut h = host();
+        let d = decide(&t, &attached(&[10]), POLICY, &mut h);
+        assert_eq!(
+            reason(&d[0]),
+            "no neighbour entry for 10.0.0.9 on out0 yet (retried every second)"
+        );
+        h.neighbours
+            .insert(Ipv4Addr::new(10, 0, 0, 9), [2, 0, 0, 0, 0, 9]);
+        let d = decide(&t, &attached(&[10]), POLICY, &mut h);
+        assert!(
+            matches!(&d[0], Decision::Kernel(o) if o[0].dst_mac == [2, 0, 0, 0, 0, 9]),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn each_reason_for_userspace_is_named() {
+        let mut mpegts = rule("ts", "in0", [239, 1, 1, 2], 5000, &["239.2.2.2:6000@out0"]);
+        mpegts.monitor = Some(Monitor::Mpegts);
+        let many: Vec<String> = (0..=MAX_OUTPUTS)
+            .map(|i| format!("239.3.3.{i}:6000@out0"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let t = table(vec![
+            mpegts,
+            rule("tun", "in0", [239, 1, 1, 3], 5000, &["239.2.2.2:6000@tun0"]),
+            rule("many", "in0", [239, 1, 1, 4], 5000, &many),
+            rule(
+                "noaddr",
+                "in0",
+                [239, 1, 1, 5],
+                5000,
+                &["239.2.2.2:6000@out1"],
+            ),
+            rule(
+                "unattached",
+                "in1",
+                [239, 1, 1, 6],
+                5000,
+                &["239.2.2.2:6000@out0"],
+            ),
+        ]);
+        let mut h = host();
+        h.addresses.remove("out1");
+        let mut links = attached(&[10]);
+        links.insert(
+            11,
+            InputLink::Failed("input in1 is not an Ethernet interface".into()),
+        );
+        let d = decide(&t, &links, POLICY, &mut h);
+        let mut reasons: Vec<(&str, &str)> = t
+            .rules
+            .iter()
+            .zip(&d)
+            .map(|(r, d)| (r.spec.name.as_str(), reason(d)))
+            .collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                ("many", "17 outputs; the kernel path takes at most 16"),
+                ("noaddr", "output out1 has no IPv4 address"),
+                ("ts", MPEGTS_USERSPACE),
+                ("tun", "output tun0 is not an Ethernet interface"),
+                ("unattached", "input in1 is not an Ethernet interface"),
+            ]
+        );
+        assert!(d.iter().all(|d| matches!(d, Decision::Userspace(_))));
+
+        let looped = Policy {
+            multicast_loop: true,
+            ..POLICY
+        };
+        let d = decide(&t, &attached(&[10, 11]), looped, &mut h);
+        assert!(d
+            .iter()
+            .all(|d| reason(d).starts_with("multicast_loop = true")));
+    }
+
+    #[test]
+    fn rules_sharing_a_flow_follow_the_one_that_runs_in_userspace() {
+        let mut any = rule("any", "in0", [239, 1, 1, 1], 5000, &["239.2.2.2:6000@out0"]);
+        any.monitor = Some(Monitor::Mpegts);
+        let mut one = rule("one", "in0", [239, 1, 1, 1], 5000, &["239.2.2.3:6000@out0"]);
+        one.source = Some(Ipv4Addr::new(10, 9, 9, 9));
+        let other = rule(
+            "other",
+            "in0",
+            [239, 1, 1, 1],
+            5001,
+            &["239.2.2.4:6000@out0"],
+        );
+        let t = table(vec![any, one, other]);
+        let d = decide(&t, &attached(&[10]), POLICY, &mut host());
+        let by_name = |n: &str| &d[t.rules.iter().position(|r| r.spec.name == n).unwrap()];
+        assert_eq!(reason(by_name("any")), MPEGTS_USERSPACE);
+        assert_eq!(
+            reason(by_name("one")),
+            "shares its input, group and port with rule `any`, which runs in userspace"
+        );
+        assert!(matches!(by_name("other"), Decision::Kernel(_)));
+    }
+
+    #[test]
+    fn flows_past_the_per_input_bound_stay_in_userspace() {
+        let specs: Vec<RuleSpec> = (0..5)
+            .map(|i| {
+                rule(
+                    &format!("r{i}"),
+                    "in0",
+                    [239, 1, 1, i],
+                    5000,
+                    &["239.2.2.2:6000@out0"],
+                )
+            })
+            .chain([rule(
+                "b",
+                "in1",
+                [239, 1, 1, 9],
+                5000,
+                &["239.2.2.2:6000@out0"],
+            )])
+            .collect();
+        let t = table(specs);
+        let policy = Policy {
+            max_flows_per_input: 3,
+            ..POLICY
+        };
+        let d = decide(&t, &attached(&[10, 11]), policy, &mut host());
+        let kernel = d
+            .iter()
+            .filter(|d| matches!(d, Decision::Kernel(_)))
+            .count();
+        assert_eq!(kernel, 4, "3 on in0, 1 on in1: {d:?}");
+        assert!(d.iter().any(|d| reason(d)
+            == "more than 3 kernel-path flows on this input (fast_path_max_flows_per_input)"));
+    }
+
+    #[test]
+    fn rules_on_an_input_another_daemon_holds_stand_by() {
+        let t = table(vec![
+            rule("a", "in0", [239, 1, 1, 1], 5000, &["239.2.2.2:6000@out0"]),
+            rule("b", "in1", [239, 1, 1, 1], 5000, &["239.2.2.2:6000@out0"]),
+        ]);
+        let mut links = attached(&[11]);
+        links.insert(10, InputLink::Taken("in0 holds program 7 of pid 99".into()));
+        let d = decide(&t, &links, POLICY, &mut host());
+        assert_eq!(
+            d[0],
+            Decision::Waiting(
+                "standing by: in0 holds program 7 of pid 99; this daemon takes the flow over \
+                 when that one detaches"
+                    .into()
+            )
+        );
+        assert!(matches!(d[1], Decision::Kernel(_)));
+    }
+
+    #[test]
+    fn the_packet_filter_leaves_kernel_and_waiting_flows_alone() {
+        let mut t = table(vec![
+            rule("a", "in0", [239, 1, 1, 1], 5000, &["239.2.2.2:6000@out0"]),
+            rule("b", "in0", [239, 1, 1, 2], 5000, &["239.2.2.2:6000@out0"]),
+            rule("c", "in0", [239, 1, 1, 3], 5000, &["239.2.2.2:6000@out0"]),
+            rule("d", "in1", [239, 1, 1, 4], 5000, &["239.2.2.2:6000@out0"]),
+        ]);
+        t.rules[0].path = crate::rules::Path::Kernel;
+        t.rules[1].path = crate::rules::Path::Waiting { reason: "x".into() };
+        t.rules[2].path = crate::rules::Path::Userspace { reason: "y".into() };
+        t.rules[3].path = crate::rules::Path::Kernel;
+        assert_eq!(
+            kernel_flows_of(&t.rules, 10),
+            [
+                (Ipv4Addr::new(239, 1, 1, 1), 5000),
+                (Ipv4Addr::new(239, 1, 1, 2), 5000)
+            ]
+        );
+    }
+}
