@@ -209,3 +209,35 @@ fn the_arrow_reader_sees_paths_and_skips_comments() {
     assert_eq!(part_of(Path::new("dataplane/egress/send.rs")), "dataplane");
     assert_eq!(part_of(Path::new("metrics.rs")), "metrics");
 }
+
+/// The fast path's decision (`fastpath/plan.rs`) and slot book (`fastpath/slots.rs`) touch no
+/// kernel object: no libbpf, no system call, no attach or map code. That is what lets them be
+/// tested without privileges (issue 21, knot 3); the side effects live in `links.rs`,
+/// `maps.rs` and `attach.rs`.
+#[test]
+fn the_fast_path_decision_has_no_side_effect() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/fastpath");
+    for file in ["plan.rs", "slots.rs"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let code: String = text
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for forbidden in [
+            "libbpf",
+            "libc::",
+            "unsafe",
+            "super::attach",
+            "super::maps",
+            "super::links",
+            "std::fs",
+            "crate::sys",
+        ] {
+            assert!(
+                !code.contains(forbidden),
+                "fastpath/{file} uses `{forbidden}`: the decision must stay free of side effects"
+            );
+        }
+    }
+}

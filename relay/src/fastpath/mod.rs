@@ -10,6 +10,11 @@
 //! is therefore forwarded by both paths for the moment the workers take to adopt the table,
 //! never by neither.
 //!
+//! The parts: `plan.rs` decides (a pure function of the table, the inputs' attachment and
+//! what the host says of interfaces and neighbours, tested without privileges), `slots.rs`
+//! keeps which rule owns which counter slot, `links.rs` attaches the program to the inputs,
+//! `maps.rs` reads and writes the maps, and [`FastPath::plan`] runs them in that order.
+//!
 //! Counters: each kernel rule has a slot of per-CPU counters in the program, kept while the
 //! rule is unchanged (as its userspace counters are), also if it moves to userspace for a
 //! while; the stats add them to the flow's.
