@@ -51,11 +51,14 @@ PREFIX=${PREFIX:-plb}
 # UDP GSO datagrams per message in mode gso: trafficgen's default, what the runs before modes used.
 GSO_SEGMENTS=32
 
-for mode in $GEN_MODES; do
-  case $mode in
-    single | gso) ;;
-    *) echo "fast-path-speed: GEN_MODES takes single and/or gso, got '$mode'" >&2; exit 2 ;;
-  esac
+read -r -a MODES <<<"$GEN_MODES"
+bad_modes() {
+  echo "fast-path-speed: GEN_MODES takes single and/or gso, got '$GEN_MODES'" >&2
+  exit 2
+}
+[ "${#MODES[@]}" -gt 0 ] || bad_modes
+for mode in "${MODES[@]}"; do
+  case $mode in single | gso) ;; *) bad_modes ;; esac
 done
 
 late() { [ -n "$STOP_AT" ] && [ "$(date +%s)" -ge "$STOP_AT" ]; }
@@ -101,8 +104,9 @@ each() {
   local r=$1 dir=$2 pps=$3 hops=$4 relay mode item items=() rate
   shift 4
   rate=$(rate_tag "$pps")
+  # The modes rotate too, so that neither mode always runs just before the other on a path.
   for relay in "$@"; do
-    for mode in $GEN_MODES; do items+=("$relay/$mode"); done
+    for mode in $(rotate "$r" "${MODES[@]}"); do items+=("$relay/$mode"); done
   done
   for item in $(rotate "$r" "${items[@]}"); do
     relay=${item%/*} mode=${item#*/}
