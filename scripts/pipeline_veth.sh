@@ -39,7 +39,9 @@ Usage: scripts/pipeline_veth.sh [OPTIONS]
 
 Traffic:
   --packets N          datagrams to send (default 200000)
-  --pps N              target rate, packets per second (default 50000)
+  --pps N              target rate, packets per second (default 50000); 0 = unpaced: the
+                       generator sends as fast as it can (trafficgen --pps 0), --packets of
+                       them; the run is named RELAY-HOPSh-unpaced
   --size BYTES         UDP payload per datagram (default 1400)
   --gen-gso-segments N trafficgen --gso-segments (default: trafficgen's, 32)
   --gen-coalesce-us N  trafficgen --coalesce-us (default: trafficgen's, 20). Above 25 the
@@ -68,7 +70,7 @@ Topology:
   --prefix P           namespace prefix (default pl); namespaces are P-gen, P-r1.., P-recv
 Output:
   --out DIR            where records go (default reports/pipeline/runs/<UTC time>)
-  --name NAME          run name in the record (default: RELAY HOPSh PPSpps)
+  --name NAME          run name in the record (default: RELAY HOPSh PPSpps, or RELAY HOPSh unpaced)
   --bin DIR            release binaries (default $CARGO_TARGET_DIR/release or target/release)
   --analyzer PATH      analyzer binary (default BIN/analyzer)
   -h, --help           this text
@@ -83,6 +85,10 @@ PACKETS=200000 PPS=50000 SIZE=1400 HOPS=3 RELAYS=mcrd VETH_GSO=off PREFIX=pl
 GEN_GSO='' GEN_COALESCE='' OUT='' NAME='' ANALYZER='' PL_CFG_WORKERS=1
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 PL_GROUP=239.1.1.1 PL_PORT=5000
+# An unpaced run's waits are sized as if it sent at this rate: far below what the generator
+# reaches flat out on any path of this topology (hundreds of thousands of pps), so only a hung
+# run waits that long.
+UNPACED_BOUND_PPS=10000
 # Where the generator sends and the receiver listens: the group, or with route the receiver's
 # unicast address (set per run by run_one).
 PL_DST=$PL_GROUP
@@ -135,8 +141,13 @@ parse_args() {
     esac
     shift 2
   done
-  [ "$PPS" -gt 0 ] || pl_usage_error "--pps must be above 0 (the run is bounded by count and time)"
   [ "$PACKETS" -gt 0 ] || pl_usage_error "--packets must be above 0"
+  # The run's name for its rate, and the rate its bounded waits are sized for.
+  if [ "$PPS" -eq 0 ]; then
+    RATE_TAG=unpaced BOUND_PPS=$UNPACED_BOUND_PPS
+  else
+    RATE_TAG=${PPS}pps BOUND_PPS=$PPS
+  fi
   ANALYZER=${ANALYZER:-$BIN/analyzer}
   OUT=${OUT:-$ROOT/reports/pipeline/runs/$(date -u +%Y%m%dT%H%M%SZ)}
 }
@@ -246,7 +257,7 @@ stop_perf_stat() { # HOPDIR
 }
 
 start_receiver() { # DIR
-  local dir=$1 limit=$((PACKETS / PPS + 30))
+  local dir=$1 limit=$((PACKETS / BOUND_PPS + 30))
   ip netns exec "${PL_NS[-1]}" "$BIN/trafficgen" recv --group "$PL_DST:$PL_PORT" --iface in0 \
     --idle-timeout 10s --exit-on-end --duration "${limit}s" --ready-line --json "$dir/raw/recv.json" \
     >"$dir/raw/recv.out" 2>"$dir/raw/recv.log" &
@@ -271,7 +282,7 @@ snapshot() {
 }
 
 run_generator() { # DIR
-  local dir=$1 limit=$((PACKETS * 2 / PPS + 30)) rc=0 gen_flags=()
+  local dir=$1 limit=$((PACKETS * 2 / BOUND_PPS + 30)) rc=0 gen_flags=()
   [ -n "$GEN_GSO" ] && gen_flags=(--gso-segments "$GEN_GSO")
   [ -n "$GEN_COALESCE" ] && gen_flags+=(--coalesce-us "$GEN_COALESCE")
   # In the background and waited for, so that a signal to this script is handled at once.
@@ -412,7 +423,7 @@ print_summary() { # RELAY DIR
     --argjson hops "$HOPS" '
     $c[0] as $c | $s[0] as $s | $r[0] as $r | $h[0] as $h |
     def pps($n; $ns): if $ns > 0 then ($n * 1e9 / $ns | floor) else "-" end;
-    "== \($relay), \($hops) hops, \($s.config.payload_size_bytes) B, target \($s.config.target_pps) pps, veth GSO \($c.veth_gso)",
+    "== \($relay), \($hops) hops, \($s.config.payload_size_bytes) B, \(if $s.config.target_pps == 0 then "unpaced" else "target \($s.config.target_pps) pps" end), generator \($s.config.batch_mode) (\($s.config.gso_segments) datagrams per message), veth GSO \($c.veth_gso)",
     "generator: sent \($s.packets_sent) at \($s.achieved_pps | floor) pps, send errors \($s.send_errors)",
     "receiver:  got \($r.totals.received), lost \($r.totals.lost) (\(if $s.packets_sent > 0 then ($r.totals.lost * 10000 / $s.packets_sent | floor) / 100 else 0 end)%), rate \(($r.streams[0].receive_pps // 0) | floor) pps",
     "stage                                       in    dropped        out  unexplained",
@@ -426,17 +437,17 @@ print_summary() { # RELAY DIR
   ' | tee "$dir/summary.txt"
 }
 
-run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS (with no hops: none, or route for unicast)
+run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPSpps or -unpaced (with no hops: none, or route for unicast)
   local relay=$1 dir name
-  dir=$OUT/$relay-${HOPS}h-${PPS}pps
-  name=${NAME:-$relay ${HOPS}h ${PPS}pps}
+  dir=$OUT/$relay-${HOPS}h-$RATE_TAG
+  name=${NAME:-$relay ${HOPS}h $RATE_TAG}
   PL_DST=$PL_GROUP
   [ "$relay" = route ] && PL_DST=10.77.$HOPS.2
   if [ "$HOPS" -eq 0 ]; then
     if [ "$relay" = route ]; then
-      relay=none-unicast dir=$OUT/direct-unicast-0h-${PPS}pps name=${NAME:-direct-unicast 0h ${PPS}pps}
+      relay=none-unicast dir=$OUT/direct-unicast-0h-$RATE_TAG name=${NAME:-direct-unicast 0h $RATE_TAG}
     else
-      relay=none dir=$OUT/direct-0h-${PPS}pps name=${NAME:-direct 0h ${PPS}pps}
+      relay=none dir=$OUT/direct-0h-$RATE_TAG name=${NAME:-direct 0h $RATE_TAG}
     fi
   fi
   mkdir -p "$dir/raw"
@@ -450,7 +461,7 @@ run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPS (with no hops: none, or route 
   snapshot "$dir" before
   PL_GSO_SEEN=$(pl_gso_state "${PL_NS[0]}" out0)
   run_generator "$dir"
-  pl_wait_pid "$PL_RECV_PID" $((PACKETS / PPS + 40)) || pl_log "receiver exited with $?"
+  pl_wait_pid "$PL_RECV_PID" $((PACKETS / BOUND_PPS + 40)) || pl_log "receiver exited with $?"
   forget_pid "$PL_RECV_PID"
   snapshot "$dir" after
   [ "$HOPS" -gt 0 ] && collect_relay_stats "$relay" "$dir"
