@@ -4,8 +4,9 @@
 #
 #   [mcrdemo-src] out0 --veth-- in0 [mcrdemo-relay: mcrd] out0 --veth-- in0 [mcrdemo-dst]
 #
-# Sends 20,000 datagrams at 10,000 pps, prints what the receiver and the relay counted, and
-# removes everything it made, also when interrupted. Run as root after scripts/setup.sh.
+# Sends 20,000 datagrams at 10,000 pps, prints what the receiver and the relay counted and
+# which path (the kernel fast path or mcrd's workers) the flow took, and removes everything it
+# made, also when interrupted. Run as root after scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -79,3 +80,7 @@ echo "--- receiver"
 grep -v '^ready$' "$WORK/recv.out"
 echo "--- relay (live counters)"
 "$BIN/mcrctl" --socket "$WORK/mcrd.sock" stats
+# fast_path is "auto" (the default): each flow runs in the kernel's TC program where it can,
+# else in mcrd's workers, and the list says which, with the reason for userspace.
+echo "--- the path each flow took (kernel: mcrd's fast path; userspace: its workers, with why)"
+"$BIN/mcrctl" --socket "$WORK/mcrd.sock" rules list

@@ -273,7 +273,8 @@ fn malformed_frames_are_counted_by_kind_while_good_traffic_flows() {
         .output();
     let relay = Relay::start(
         &c.relays[0],
-        &relay_config(1, "buffer_size = 1200", &chain_rule()),
+        // The userspace path: `buffer_size` bounds its buffers (the kernel path has none).
+        &relay_config(1, "buffer_size = 1200\nfast_path = \"off\"", &chain_rule()),
     );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let good = frame(&payload(0, 600), 4000);

@@ -512,15 +512,17 @@ const NET_RAW_ONLY: &[&str] = &[
     "--bounding-set=-all,+net_raw",
 ];
 
+/// `fast_path = "auto"` is the default: a config that does not name it, run without the
+/// privileges, forwards in userspace after one WARN line saying what is missing.
 #[test]
-fn auto_without_privileges_falls_back_to_userspace_with_one_warning() {
+fn the_default_without_privileges_falls_back_to_userspace_with_one_warning() {
     if !e2e_allowed("fastpath_auto_unprivileged") {
         return;
     }
     let c = chain(1, false);
     let relay = Relay::start_as(
         &c.relays[0],
-        &relay_config(1, "fast_path = \"auto\"", &chain_rule()),
+        &relay_config(1, "", &chain_rule()),
         Some(NET_RAW_ONLY),
     );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());

@@ -28,7 +28,12 @@ fn copy_path_overload_is_counted_as_overload_in_datagrams() {
         .join(", ");
     let relay = Relay::start(
         &c.relays[0],
-        &relay_config(1, "", &rule("flood", GROUP, PORT, &outputs)),
+        // The copy path is the userspace path's.
+        &relay_config(
+            1,
+            "fast_path = \"off\"",
+            &rule("flood", GROUP, PORT, &outputs),
+        ),
     );
     let sends = 300_000 / 46;
     // Overload made certain, not hoped for from relative speeds on a shared machine: the
@@ -101,7 +106,11 @@ fn empty_datagrams_each_leave_as_one_datagram() {
         return;
     }
     let c = chain(1, false);
-    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &chain_rule()));
+    // Send system calls are the userspace path's.
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "fast_path = \"off\"", &chain_rule()),
+    );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
     // Sent back to back, so the relay takes them in one batch.
@@ -361,7 +370,13 @@ fn shutdown_cancels_sends_that_cannot_drain_before_freeing_their_buffers() {
     );
     let relay = Relay::start(
         &c.relays[0],
-        &relay_config(1, "socket_sndbuf = 65536\ngso = false", &chain_rule()),
+        // The userspace path's sends wait in its socket; the kernel path has none (its
+        // redirected frames hold the sender's socket buffer instead).
+        &relay_config(
+            1,
+            "socket_sndbuf = 65536\ngso = false\nfast_path = \"off\"",
+            &chain_rule(),
+        ),
     );
     let tx = sender(&c.src, SRC_ADDR);
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 3000, 1400, 20_000);
@@ -600,7 +615,11 @@ fn a_dead_unicast_receiver_costs_no_other_output_a_datagram() {
         rule("dead", GROUP, PORT, &dead),
         rule("alive", g2, PORT, &alive)
     );
-    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &rules));
+    // ICMP errors reach the userspace path's sockets (the kernel path sends from none).
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, "fast_path = \"off\"", &rules),
+    );
     let rx = receiver(&c.dst, dst, 7001, dst);
     let tx = sender(&c.src, SRC_ADDR);
     // The live receiver answers every datagram, to the relay's source port.

@@ -236,12 +236,13 @@ fn kernel_drops_counts_frames_and_a_super_frame_carries_many_datagrams() {
     }
     let c = chain(1, true);
     // Ring slots large enough for a whole super-frame: overload lands on the ring
-    // (`kernel_drops`), not on the copy path (`rx_overflow`).
+    // (`kernel_drops`), not on the copy path (`rx_overflow`). The packet ring is the
+    // userspace path's.
     let relay = Relay::start(
         &c.relays[0],
         &relay_config(
             1,
-            "ring_frame_size = 65536\nring_frames = 256",
+            "ring_frame_size = 65536\nring_frames = 256\nfast_path = \"off\"",
             &chain_rule(),
         ),
     );

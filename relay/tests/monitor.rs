@@ -113,9 +113,11 @@ fn sequence_gaps_appear_first_at_the_hop_after_the_lossy_link() {
     let _traffic = traffic_lock();
     let c = chain(2, false);
     // Plain sends (no GSO): the nftables rule then sees, and drops, single datagrams.
+    // The userspace path: its sends cross the OUTPUT hook where the loss is made (the
+    // kernel path's redirect does not).
     let config = relay_config(
         1,
-        "gso = false",
+        "gso = false\nfast_path = \"off\"",
         &format!("{}monitor = \"rtp\"\n", chain_rule()),
     );
     let relays: Vec<Relay> = c

@@ -699,6 +699,9 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
             let c = parse(&format!("[dataplane]\nfast_path = \"{text}\"\n"), "x.toml").unwrap();
             assert_eq!(c.dataplane.fast_path, mode);
         }
+        // Not named: the fastest path the kernel and the privileges allow.
+        let c = parse("[dataplane]\nworkers = 1\n", "x.toml").unwrap();
+        assert_eq!(c.dataplane.fast_path, super::super::FastPathMode::Auto);
     }
 
     #[test]

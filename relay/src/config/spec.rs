@@ -92,9 +92,11 @@ pub const MAX_FAST_PATH_MAX_FLOWS: u32 = 1 << 20;
 #[serde(rename_all = "lowercase")]
 pub enum FastPathMode {
     /// Use it when the kernel and the privileges allow; else one warning and userspace only.
+    /// The default: the fast path is the cheapest way to move a datagram, and without it
+    /// everything still works, more slowly.
+    #[default]
     Auto,
     /// Userspace only.
-    #[default]
     Off,
     /// Refuse to start without it.
     Required,
@@ -129,7 +131,7 @@ impl Default for DataplaneConfig {
             rx_coalesce_us: 0,
             realtime_priority: 0,
             multicast_loop: false,
-            fast_path: FastPathMode::Off,
+            fast_path: FastPathMode::Auto,
             fast_path_max_flows: DEFAULT_FAST_PATH_MAX_FLOWS,
             fast_path_max_flows_per_input: crate::rules::bpf::DEFAULT_KERNEL_FLOWS_PER_INPUT,
         }
