@@ -400,6 +400,187 @@ fn multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known() {
     assert!(fin.flows[0].packets >= 2 * n);
 }
 
+/// A destination behind `c.dst` (on its loopback) that the relay reaches only through a
+/// policy rule: `to 10.77.0.0/24` looks up table 100, whose route goes via `dst`'s `in0`
+/// (10.0.1.2). The main table's default route points at 10.0.1.9, a gateway with a
+/// permanent neighbour entry whose MAC nobody has: a next hop taken from the main table
+/// alone sends every datagram there, where `dst` drops it (not its MAC).
+const FAR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 5);
+
+fn policy_routed(c: &Chain) {
+    let r = &c.relays[0];
+    c.dst
+        .ip(&["addr", "add", &format!("{FAR}/32"), "dev", "lo"]);
+    r.ip(&[
+        "route",
+        "add",
+        "10.77.0.0/24",
+        "via",
+        "10.0.1.2",
+        "dev",
+        "out0",
+        "table",
+        "100",
+    ]);
+    r.ip(&["rule", "add", "to", "10.77.0.0/24", "table", "100"]);
+    r.ip(&["route", "add", "default", "via", "10.0.1.9", "dev", "out0"]);
+    r.ip(&[
+        "neigh",
+        "add",
+        "10.0.1.9",
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "out0",
+        "nud",
+        "permanent",
+    ]);
+}
+
+fn path_reason(relay: &Relay) -> String {
+    relay.stats().flows[0]
+        .path_reason
+        .clone()
+        .unwrap_or_default()
+}
+
+/// The state `ip neigh` shows for 10.0.1.2 on the relay's `out0` ("" when there is none).
+fn gateway_entry(c: &Chain) -> String {
+    let out = c.relays[0]
+        .command("ip")
+        .args(["neigh", "show", "10.0.1.2", "dev", "out0"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Sends `n` datagrams from `first` and checks they all arrive at FAR:7000, each once in the
+/// kernel path (`captured` checks the frames' headers: the gateway's MAC, not 10.0.1.9's).
+fn forwarded_in_the_kernel_to_the_gateway(c: &Chain, relay: &Relay, first: u64, n: u64) {
+    let rx = receiver(&c.dst, FAR, 7000, FAR);
+    let cap = capture(&c.dst, "in0");
+    let tx = sender(&c.src, SRC_ADDR);
+    // Through userspace first, whose datagrams make the kernel resolve the gateway.
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), first, n, 512, 5_000);
+    let mut got = check_payloads(&drain(&rx, Duration::from_millis(400), 2 * n as usize), 512);
+    got.dedup();
+    assert_eq!(got, (first..first + n).collect::<Vec<_>>());
+    wait_for(
+        "the flow to move to the kernel",
+        Duration::from_secs(5),
+        || kernel_flow(&relay.stats(), "far"),
+    );
+    assert!(
+        gateway_entry(c).contains("REACHABLE"),
+        "{}",
+        gateway_entry(c)
+    );
+    discard(&cap, Duration::from_millis(50));
+    let next = first + n;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), next, n, 512, 5_000);
+    let got = drain(&rx, Duration::from_millis(400), n as usize + 10);
+    assert_eq!(
+        check_payloads(&got, 512),
+        (next..next + n).collect::<Vec<_>>()
+    );
+    let seqs = captured(
+        &cap,
+        &Expect {
+            dst_mac: mac_of(&c.dst, "in0"),
+            src_mac: mac_of(&c.relays[0], "out0"),
+            src: Ipv4Addr::new(10, 0, 1, 1),
+            dst: FAR,
+            port: 7000,
+            ttl: 16,
+            len: 512,
+            tos: None,
+            sport: None,
+        },
+        Duration::from_millis(300),
+    );
+    assert_eq!(seqs, (next..next + n).collect::<Vec<_>>());
+}
+
+fn far_rule() -> String {
+    rule(
+        "far",
+        GROUP,
+        PORT,
+        &format!("{{ dest = \"{FAR}\", port = 7000, interface = \"out0\" }}"),
+    )
+}
+
+#[test]
+fn a_unicast_output_follows_a_policy_rule_to_its_gateway() {
+    if !e2e_allowed("fastpath_policy_rule") {
+        return;
+    }
+    let c = chain_full_checksums(1, false);
+    policy_routed(&c);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &far_rule()));
+    // The next hop named is table 100's gateway, not FAR itself nor the main table's 10.0.1.9.
+    assert_eq!(
+        path_reason(&relay),
+        "no neighbour entry for 10.0.1.2 on out0 yet (retried every second)"
+    );
+    let n = 1000;
+    forwarded_in_the_kernel_to_the_gateway(&c, &relay, 0, n);
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let kernel = fin.fast_path.unwrap().counters.tx_sent;
+    assert!(kernel >= n, "kernel {kernel}");
+    assert_eq!(
+        fin.flows[0].outputs[0].tx_sent,
+        kernel + fin.workers[0].counters.tx_sent
+    );
+}
+
+#[test]
+fn a_stale_neighbour_is_confirmed_and_a_failed_one_is_not_used() {
+    if !e2e_allowed("fastpath_stale_neighbour") {
+        return;
+    }
+    let c = chain_full_checksums(1, false);
+    policy_routed(&c);
+    let r = &c.relays[0];
+    // Confirmation in about a second instead of 5 + 3 s.
+    r.sysctl("net.ipv4.neigh.out0.delay_first_probe_time", "1");
+    r.sysctl("net.ipv4.neigh.out0.retrans_time_ms", "100");
+    // The gateway's entry is stale with a MAC the gateway no longer has. Nothing but the
+    // relay uses it, and the kernel would confirm it only when something sends through it.
+    r.ip(&[
+        "neigh",
+        "add",
+        "10.0.1.2",
+        "lladdr",
+        "02:00:00:00:00:98",
+        "dev",
+        "out0",
+        "nud",
+        "stale",
+    ]);
+    let relay = Relay::start(r, &relay_config(1, REQUIRED, &far_rule()));
+    // The kernel would send to a stale entry, so the program may; mcrd has the kernel
+    // confirm it as its own sending would. Unicast probes to 02:..:98 go unanswered, so the
+    // entry fails, and a failed entry is not sent to.
+    wait_for(
+        "the kernel to find the stale entry wrong",
+        Duration::from_secs(10),
+        || gateway_entry(&c).contains("FAILED"),
+    );
+    wait_for(
+        "the flow to leave the kernel",
+        Duration::from_secs(5),
+        || {
+            path_reason(&relay)
+                == "neighbour 10.0.1.2 on out0 is failed, not resolved (retried every second)"
+        },
+    );
+    // Traffic through userspace resolves the gateway anew, with its real MAC.
+    forwarded_in_the_kernel_to_the_gateway(&c, &relay, 0, 500);
+    assert_conserves(&relay.stop());
+}
+
 /// The tcx ingress programs named like mcrd's on `ifname` in `ns`.
 fn mcrd_programs(ns: &Netns, ifname: &str) -> Vec<u32> {
     ns.enter(|| {

@@ -1,24 +1,31 @@
 //! What one plan asks of the kernel about output interfaces and neighbours, asked once per
-//! interface or destination instead of once per rule.
+//! interface, route or next hop instead of once per rule.
 //!
 //! mcrd re-plans every second while the fast path is on. Asking per rule made an idle
 //! daemon's CPU grow with its rules (10,000 rules: 17% of a core, two ioctls and two
 //! /proc reads per output every second) and held the controller that long, delaying control
-//! replies. A plan is a snapshot: within it, an interface's MAC and address and a
-//! destination's neighbour are the same for every rule that uses them.
+//! replies. A plan is a snapshot: within it, an interface's MAC and address, a unicast
+//! output's route and a next hop's neighbour entry are the same for every rule that uses
+//! them. The rtnetlink socket is opened at the plan's first unicast output and closed with
+//! the plan.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use super::plan::{Host, Neighbour};
-use super::resolve::{self, Link};
+use super::resolve::{self, Link, RouteQuery, Rtnl};
+use crate::rules::EgressKey;
 
 /// Answers cached for the length of one plan.
 #[derive(Default)]
 pub(super) struct Lookups {
     links: HashMap<String, Result<Link, String>>,
     addresses: HashMap<String, Result<Option<Ipv4Addr>, String>>,
-    neighbours: HashMap<(Ipv4Addr, String), Neighbour>,
+    rtnl: Option<Result<Rtnl, String>>,
+    /// Next hop per route lookup.
+    hops: HashMap<RouteQuery, Result<Ipv4Addr, String>>,
+    /// Usable MAC per (next hop, interface index).
+    neighbours: HashMap<(Ipv4Addr, u32), Neighbour>,
 }
 
 impl Host for Lookups {
@@ -42,23 +49,36 @@ impl Host for Lookups {
         a
     }
 
-    /// The next hop towards `dest` out of `name` and its link-layer address, once per
-    /// destination and interface.
-    fn neighbour(&mut self, dest: Ipv4Addr, name: &str) -> Neighbour {
-        let key = (dest, name.to_string());
-        if let Some(n) = self.neighbours.get(&key) {
-            return *n;
-        }
-        let hop = resolve::next_hop(dest, name);
-        let n = (hop, resolve::neighbour(hop, name));
-        self.neighbours.insert(key, n);
-        n
+    /// The kernel's next hop for `socket`'s datagrams ([`resolve::next_hop`]), once per
+    /// lookup, and that hop's MAC ([`resolve::neighbour_mac`]), once per hop and interface.
+    fn neighbour(&mut self, socket: &EgressKey, name: &str) -> Neighbour {
+        let Some(q) = RouteQuery::of(socket) else {
+            return Err(format!("output {name} is not a unicast output"));
+        };
+        let rtnl = match self.rtnl.get_or_insert_with(|| {
+            Rtnl::open().map_err(|e| format!("opening an rtnetlink socket: {e}"))
+        }) {
+            Ok(r) => r,
+            Err(e) => return Err(e.clone()),
+        };
+        let hop = self
+            .hops
+            .entry(q)
+            .or_insert_with(|| resolve::next_hop(rtnl, &q, name).map_err(|e| e.to_string()))
+            .clone()?;
+        self.neighbours
+            .entry((hop, q.oif))
+            .or_insert_with(|| {
+                resolve::neighbour_mac(rtnl, hop, q.oif, name).map_err(|e| e.to_string())
+            })
+            .clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddrV4;
 
     #[test]
     fn each_interface_is_asked_once_and_answers_stay_the_same() {
@@ -70,8 +90,31 @@ mod tests {
         assert_eq!(l.links.len(), 1);
         assert!(l.link("mcr-no-such0").is_err());
         assert_eq!(l.ipv4_address("lo"), Ok(Some(Ipv4Addr::LOCALHOST)));
-        let _ = l.neighbour(Ipv4Addr::new(127, 0, 0, 2), "lo");
-        let _ = l.neighbour(Ipv4Addr::new(127, 0, 0, 2), "lo");
-        assert_eq!(l.neighbours.len(), 1);
+    }
+
+    #[test]
+    fn each_route_and_next_hop_is_asked_once() {
+        let mut l = Lookups::default();
+        let key = |dest: [u8; 4], port| EgressKey {
+            ifindex: 1,
+            ttl: 16,
+            bind: None,
+            unicast: Some(SocketAddrV4::new(Ipv4Addr::from(dest), port)),
+        };
+        // 127.0.0.2 is local: no next hop, and the answer says so.
+        let local = l.neighbour(&key([127, 0, 0, 2], 7000), "lo");
+        assert_eq!(
+            local,
+            Err("127.0.0.2 is an address of this host: the kernel delivers it locally".into())
+        );
+        assert_eq!(l.neighbour(&key([127, 0, 0, 2], 7000), "lo"), local);
+        assert_eq!((l.hops.len(), l.neighbours.len()), (1, 0));
+        let _ = l.neighbour(&key([127, 0, 0, 2], 7001), "lo");
+        assert_eq!(l.hops.len(), 2, "another port is another lookup");
+        let multicast = EgressKey {
+            unicast: None,
+            ..key([127, 0, 0, 2], 7000)
+        };
+        assert!(l.neighbour(&multicast, "lo").is_err());
     }
 }

@@ -10,10 +10,11 @@ use std::net::Ipv4Addr;
 
 use super::layout::{self, KernelOutput, MAX_OUTPUTS};
 use super::resolve::{self, Link};
-use crate::rules::{Path, Rule, RuleTable};
+use crate::rules::{EgressKey, Path, Rule, RuleTable};
 
-/// A destination's next hop and its link-layer address, if the neighbour table has it.
-pub(super) type Neighbour = (Ipv4Addr, Option<[u8; 6]>);
+/// The link-layer address to send a unicast output's datagrams to (its next hop's), or why
+/// the program cannot send them there yet.
+pub(super) type Neighbour = Result<[u8; 6], String>;
 
 /// What the plan asks of the host about output interfaces and next hops. The real one asks
 /// the kernel once per interface and destination (`lookups::Lookups`); tests give fixed
@@ -21,7 +22,9 @@ pub(super) type Neighbour = (Ipv4Addr, Option<[u8; 6]>);
 pub(super) trait Host {
     fn link(&mut self, name: &str) -> Result<Link, String>;
     fn ipv4_address(&mut self, name: &str) -> Result<Option<Ipv4Addr>, String>;
-    fn neighbour(&mut self, dest: Ipv4Addr, name: &str) -> Neighbour;
+    /// For the datagrams egress socket `socket` (a unicast output's, on interface `name`)
+    /// sends: the kernel routes them by the socket's bound device, address and port.
+    fn neighbour(&mut self, socket: &EgressKey, name: &str) -> Neighbour;
 }
 
 /// The state of the program's attachment on an input interface, as the plan sees it.
@@ -188,10 +191,7 @@ fn kernel_outputs(
             let dst_mac = if dest.is_multicast() {
                 resolve::multicast_mac(dest)
             } else {
-                let (hop, mac) = host.neighbour(dest, name);
-                mac.ok_or_else(|| {
-                    format!("no neighbour entry for {hop} on {name} yet (retried every second)")
-                })?
+                host.neighbour(&table.egress_keys[o.egress], name)?
             };
             Ok(KernelOutput {
                 ifindex,
@@ -248,8 +248,11 @@ mod tests {
         fn ipv4_address(&mut self, name: &str) -> Result<Option<Ipv4Addr>, String> {
             Ok(self.addresses.get(name).copied())
         }
-        fn neighbour(&mut self, dest: Ipv4Addr, _name: &str) -> Neighbour {
-            (dest, self.neighbours.get(&dest).copied())
+        fn neighbour(&mut self, socket: &EgressKey, name: &str) -> Neighbour {
+            let dest = *socket.unicast.expect("a unicast output").ip();
+            self.neighbours.get(&dest).copied().ok_or_else(|| {
+                format!("no neighbour entry for {dest} on {name} yet (retried every second)")
+            })
         }
     }
 

@@ -1,18 +1,30 @@
 //! What the program writes into a copy that the userspace path leaves to the kernel's
 //! sockets: the output interface's MAC and IPv4 address, and the destination MAC (the
-//! group's multicast MAC, or the next hop's from the neighbour table).
+//! group's multicast MAC, or the next hop's).
 //!
-//! Everything is read from the current network namespace (ioctls and `/proc/net`, which
-//! follow the reader's namespace; `/sys/class/net` may not, under `ip netns exec`).
+//! A unicast output's next hop is the kernel's own answer, so the program sends where the
+//! kernel would send the userspace path's datagrams: the route from the kernel's route
+//! lookup (`RTM_GETROUTE`, with everything a socket's lookup takes: see [`RouteQuery`]), and
+//! the next hop's MAC from its neighbour entry (`RTM_GETNEIGH`), only in a state the kernel
+//! transmits to without waiting (see `usable`). Both over rtnetlink (`rtnl.rs`).
+//!
+//! Everything is read from the current network namespace (ioctls and rtnetlink, which
+//! follow the caller's namespace; `/sys/class/net` may not, under `ip netns exec`).
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
+
+use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+
+use crate::rules::EgressKey;
+
+mod rtnl;
+pub(crate) use rtnl::Rtnl;
 
 /// `ARPHRD_ETHER`: the only link type the program rewrites headers for.
 const ARPHRD_ETHER: u16 = 1;
-/// `ATF_COM`: a neighbour entry with a known link-layer address.
-const ATF_COM: u32 = 0x2;
 
 /// An interface's link-layer facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,69 +93,240 @@ pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
     [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
 }
 
-/// The next hop towards `dest` out of `interface`: the gateway of the longest matching route
-/// on that interface (`/proc/net/route`), or `dest` itself when it is on-link.
-pub fn next_hop(dest: Ipv4Addr, interface: &str) -> Ipv4Addr {
-    std::fs::read_to_string("/proc/net/route")
-        .map(|t| next_hop_in(&t, dest, interface))
-        .unwrap_or(dest)
+/// What the kernel's route lookup for a unicast output's egress socket takes into account:
+/// mcrd sends a unicast output from a socket of its own, bound to the output interface
+/// (`SO_BINDTODEVICE`) and, when the output names them, to its source address and port.
+/// Policy rules (`ip rule`: `to`, `from`, `oif`, `sport`, `dport`, `ipproto`, `uidrange`),
+/// VRFs (the interface's l3mdev table) and every routing table then apply as they do for the
+/// datagrams the userspace path sends. Not given: a TOS (the userspace path sends each
+/// datagram with its own, so no single lookup matches `ip rule ... tos`) and a mark (mcrd's
+/// sockets set none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteQuery {
+    pub dest: SocketAddrV4,
+    /// The output interface's index (`RTA_OIF`).
+    pub oif: u32,
+    /// The address the socket is bound to (`RTA_SRC`): without it the kernel chooses one.
+    pub source: Option<Ipv4Addr>,
+    /// The port the socket is bound to (`RTA_SPORT`): without it the socket has an
+    /// ephemeral one, which no lookup can know in advance.
+    pub source_port: Option<u16>,
 }
 
-fn next_hop_in(routes: &str, dest: Ipv4Addr, interface: &str) -> Ipv4Addr {
-    // Columns: Iface Destination Gateway Flags RefCnt Use Metric Mask ...; addresses are the
-    // network-order value printed as a host-order hex number.
-    let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
-    let d = u32::from(dest);
-    let mut best: Option<(u32, u32)> = None; // (mask, gateway)
-    for line in routes.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 || f[0] != interface {
-            continue;
-        }
-        let (Some(net), Some(gw), Some(mask)) = (hex(f[1]), hex(f[2]), hex(f[7])) else {
-            continue;
-        };
-        if d & mask == net & mask && best.is_none_or(|(m, _)| mask.count_ones() > m.count_ones()) {
-            best = Some((mask, gw));
-        }
-    }
-    match best {
-        Some((_, gw)) if gw != 0 => Ipv4Addr::from(gw),
-        _ => dest,
+impl RouteQuery {
+    /// The lookup for egress socket `key`, or `None` if it is not a unicast output's.
+    pub fn of(key: &EgressKey) -> Option<Self> {
+        Some(Self {
+            dest: key.unicast?,
+            oif: key.ifindex,
+            source: key.bind.map(|b| *b.ip()).filter(|a| !a.is_unspecified()),
+            source_port: key.bind.map(|b| b.port()).filter(|&p| p != 0),
+        })
     }
 }
 
-/// The link-layer address of neighbour `ip` on `interface`, if the neighbour table has a
-/// complete entry (`/proc/net/arp`).
-pub fn neighbour(ip: Ipv4Addr, interface: &str) -> Option<[u8; 6]> {
-    let text = std::fs::read_to_string("/proc/net/arp").ok()?;
-    neighbour_in(&text, ip, interface)
+/// Why a unicast output has no next-hop MAC the program can send to (yet). The messages are
+/// rule path reasons (`mcrctl rules list`, the stats' `path_reason`).
+#[derive(Debug, thiserror::Error)]
+pub enum Unresolved {
+    #[error("the kernel has no route to {dest} out of {interface} ({error})")]
+    NoRoute {
+        dest: Ipv4Addr,
+        interface: String,
+        error: io::Error,
+    },
+    #[error("{dest} is an address of this host: the kernel delivers it locally")]
+    Local { dest: Ipv4Addr },
+    #[error("the kernel routes {dest} as {kind}, not as unicast")]
+    NotUnicast { dest: Ipv4Addr, kind: String },
+    #[error("the kernel routes {dest} out of interface index {oif}, not out of {interface}")]
+    OtherInterface {
+        dest: Ipv4Addr,
+        interface: String,
+        oif: u32,
+    },
+    #[error("the route to {dest} {what}, which the kernel path does not do")]
+    Unsupported { dest: Ipv4Addr, what: &'static str },
+    #[error("no neighbour entry for {hop} on {interface} yet (retried every second)")]
+    NoNeighbour { hop: Ipv4Addr, interface: String },
+    #[error("neighbour {hop} on {interface} is {state}, not resolved (retried every second)")]
+    NotResolved {
+        hop: Ipv4Addr,
+        interface: String,
+        state: NeighbourState,
+    },
+    #[error("neighbour {hop} on {interface} has a {len}-byte link-layer address, not a MAC")]
+    NotEthernet {
+        hop: Ipv4Addr,
+        interface: String,
+        len: usize,
+    },
+    #[error("asking the kernel about {dest} on {interface}: {error}")]
+    Asking {
+        dest: Ipv4Addr,
+        interface: String,
+        error: io::Error,
+    },
 }
 
-fn neighbour_in(arp: &str, ip: Ipv4Addr, interface: &str) -> Option<[u8; 6]> {
-    // Columns: IP address, HW type, Flags, HW address, Mask, Device.
-    for line in arp.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[5] != interface || f[0].parse::<Ipv4Addr>().ok() != Some(ip) {
-            continue;
-        }
-        let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).unwrap_or(0);
-        if flags & ATF_COM == 0 {
-            return None;
-        }
-        let mut mac = [0u8; 6];
-        let mut parts = f[3].split(':');
-        for m in &mut mac {
-            *m = u8::from_str_radix(parts.next()?, 16).ok()?;
-        }
-        return Some(mac);
+/// The next hop towards `q`'s destination as the kernel routes it (`RTM_GETROUTE`): its
+/// gateway, or the destination itself when it is on-link. With `RTA_OIF` given and no
+/// route out of that interface, the kernel assumes the destination is on-link (as it does
+/// for the socket), so that is no error.
+pub(crate) fn next_hop(
+    rtnl: &mut Rtnl,
+    q: &RouteQuery,
+    interface: &str,
+) -> Result<Ipv4Addr, Unresolved> {
+    let dest = *q.dest.ip();
+    match rtnl.route(q) {
+        Ok(Ok(route)) => hop_of(&route, q, interface),
+        Ok(Err(error)) => Err(Unresolved::NoRoute {
+            dest,
+            interface: interface.to_string(),
+            error,
+        }),
+        Err(error) => Err(Unresolved::Asking {
+            dest,
+            interface: interface.to_string(),
+            error,
+        }),
     }
-    None
+}
+
+/// The next hop in the kernel's answer `route` to `q`, or why the program cannot send
+/// there: only a plain unicast route out of the output interface is what it can do.
+fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Ipv4Addr, Unresolved> {
+    let dest = *q.dest.ip();
+    match route.header.kind {
+        RouteType::Unicast => {}
+        RouteType::Local => return Err(Unresolved::Local { dest }),
+        kind => {
+            return Err(Unresolved::NotUnicast {
+                dest,
+                kind: format!("{kind:?}").to_lowercase(),
+            })
+        }
+    }
+    let mut hop = dest;
+    for a in &route.attributes {
+        match a {
+            RouteAttribute::Oif(oif) if *oif != q.oif => {
+                return Err(Unresolved::OtherInterface {
+                    dest,
+                    interface: interface.to_string(),
+                    oif: *oif,
+                })
+            }
+            RouteAttribute::Gateway(RouteAddress::Inet(gw)) => hop = *gw,
+            RouteAttribute::Gateway(_) | RouteAttribute::Via(_) => {
+                return Err(Unresolved::Unsupported {
+                    dest,
+                    what: "goes through an IPv6 gateway",
+                })
+            }
+            RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => {
+                return Err(Unresolved::Unsupported {
+                    dest,
+                    what: "adds an encapsulation (lwtunnel)",
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(hop)
+}
+
+/// The link-layer address the kernel would send to next hop `hop` on interface `oif` now,
+/// from its neighbour entry (`RTM_GETNEIGH`; see [`usable`] for which entries count).
+///
+/// A stale entry is used, and also used through the kernel (`NTF_USE`, see
+/// [`Rtnl::use_neighbour`]): the program's frames bypass the neighbour layer, so without
+/// that an entry nobody else sends through stays stale forever and the program keeps
+/// sending to a MAC that may have moved. With it the kernel confirms the entry as it does
+/// for its own traffic (DELAY, then unicast probes): it becomes reachable again (with the
+/// MAC that answered) or failed, and the next plan follows.
+///
+/// A missing entry is not created here: the rule runs in userspace meanwhile, and its first
+/// datagram makes the kernel resolve the neighbour, as for any socket; an idle output to a
+/// dead address then costs no ARP.
+pub(crate) fn neighbour_mac(
+    rtnl: &mut Rtnl,
+    hop: Ipv4Addr,
+    oif: u32,
+    interface: &str,
+) -> Result<[u8; 6], Unresolved> {
+    let asking = |error| Unresolved::Asking {
+        dest: hop,
+        interface: interface.to_string(),
+        error,
+    };
+    let entry = match rtnl.neighbour(hop, oif).map_err(asking)? {
+        Ok(m) => Some(m),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(e) => return Err(asking(e)),
+    };
+    let (mac, confirm) = usable(entry.as_ref(), hop, interface)?;
+    if confirm {
+        // Without CAP_NET_ADMIN (mcrd has it whenever the program is attached) the entry
+        // is used unconfirmed, which costs nothing but the confirmation.
+        if let Err(e) = rtnl.use_neighbour(hop, oif).and_then(|a| a) {
+            tracing::debug!(%hop, interface, "confirming a stale neighbour entry: {e}");
+        }
+    }
+    Ok(mac)
+}
+
+/// `NUD_VALID`: the states whose entry holds a link-layer address. The kernel transmits
+/// through such an entry at once (`neigh_event_send`): REACHABLE, PERMANENT and NOARP
+/// directly; DELAY and PROBE while it confirms the address; STALE too, moving it to DELAY
+/// first. INCOMPLETE queues the packet until ARP answers, FAILED and NONE start ARP again:
+/// the kernel sends nothing to those yet, so the program may not either.
+const NUD_VALID: u16 = libc::NUD_PERMANENT
+    | libc::NUD_NOARP
+    | libc::NUD_REACHABLE
+    | libc::NUD_PROBE
+    | libc::NUD_STALE
+    | libc::NUD_DELAY;
+
+/// The MAC of neighbour entry `entry` if the kernel would send to it now, and whether the
+/// entry is stale (to be confirmed, see [`neighbour_mac`]).
+fn usable(
+    entry: Option<&NeighbourMessage>,
+    hop: Ipv4Addr,
+    interface: &str,
+) -> Result<([u8; 6], bool), Unresolved> {
+    let Some(entry) = entry else {
+        return Err(Unresolved::NoNeighbour {
+            hop,
+            interface: interface.to_string(),
+        });
+    };
+    let state = u16::from(entry.header.state);
+    if state & NUD_VALID == 0 {
+        return Err(Unresolved::NotResolved {
+            hop,
+            interface: interface.to_string(),
+            state: entry.header.state,
+        });
+    }
+    let lladdr = entry.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(l) => Some(l.as_slice()),
+        _ => None,
+    });
+    let mac =
+        <[u8; 6]>::try_from(lladdr.unwrap_or_default()).map_err(|_| Unresolved::NotEthernet {
+            hop,
+            interface: interface.to_string(),
+            len: lladdr.map_or(0, <[u8]>::len),
+        })?;
+    Ok((mac, state == libc::NUD_STALE))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_core::Parseable;
 
     #[test]
     fn multicast_mac_keeps_the_low_23_bits() {
@@ -153,35 +336,192 @@ mod tests {
         );
     }
 
-    #[test]
-    fn next_hop_takes_the_longest_route_on_the_interface() {
-        let routes =
-            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-            eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-            eth0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-            eth1\t0009000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-        // 10.0.0.7 is on-link on eth0; 192.168.1.1 goes via 10.0.0.1; eth1 has no default.
-        let on_link = Ipv4Addr::new(10, 0, 0, 7);
-        assert_eq!(next_hop_in(routes, on_link, "eth0"), on_link);
-        let far = Ipv4Addr::new(192, 168, 1, 1);
-        assert_eq!(next_hop_in(routes, far, "eth0"), Ipv4Addr::new(10, 0, 0, 1));
-        assert_eq!(next_hop_in(routes, far, "eth1"), far);
+    fn query(dest: [u8; 4]) -> RouteQuery {
+        RouteQuery {
+            dest: SocketAddrV4::new(Ipv4Addr::from(dest), 6000),
+            oif: 7,
+            source: None,
+            source_port: None,
+        }
+    }
+
+    fn route(kind: RouteType, attributes: Vec<RouteAttribute>) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header.kind = kind;
+        m.attributes = attributes;
+        m
     }
 
     #[test]
-    fn neighbour_needs_a_complete_entry_on_that_interface() {
-        let arp =
-            "IP address       HW type     Flags       HW address            Mask     Device\n\
-            10.0.0.7         0x1         0x2         02:aa:bb:cc:dd:0e     *        eth0\n\
-            10.0.0.8         0x1         0x0         00:00:00:00:00:00     *        eth0\n";
-        let ip = |d| Ipv4Addr::new(10, 0, 0, d);
+    fn a_query_is_what_the_egress_socket_is_bound_to() {
+        let dest = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 5), 6000);
+        let key = |bind| EgressKey {
+            ifindex: 7,
+            ttl: 16,
+            bind,
+            unicast: Some(dest),
+        };
+        let plain = RouteQuery::of(&key(None)).unwrap();
+        assert_eq!((plain.dest, plain.oif), (dest, 7));
+        assert_eq!((plain.source, plain.source_port), (None, None));
+        let port_only = RouteQuery::of(&key(Some("0.0.0.0:4321".parse().unwrap()))).unwrap();
         assert_eq!(
-            neighbour_in(arp, ip(7), "eth0"),
-            Some([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e])
+            (port_only.source, port_only.source_port),
+            (None, Some(4321))
         );
-        assert_eq!(neighbour_in(arp, ip(7), "eth1"), None);
-        assert_eq!(neighbour_in(arp, ip(8), "eth0"), None);
-        assert_eq!(neighbour_in(arp, ip(9), "eth0"), None);
+        let addr_only = RouteQuery::of(&key(Some("10.0.0.1:0".parse().unwrap()))).unwrap();
+        assert_eq!(
+            (addr_only.source, addr_only.source_port),
+            (Some(Ipv4Addr::new(10, 0, 0, 1)), None)
+        );
+        let multicast = EgressKey {
+            unicast: None,
+            ..key(None)
+        };
+        assert_eq!(RouteQuery::of(&multicast), None);
+    }
+
+    #[test]
+    fn the_next_hop_is_the_gateway_or_the_destination_on_link() {
+        let q = query([10, 9, 0, 5]);
+        let gw = Ipv4Addr::new(10, 0, 1, 2);
+        let via = route(
+            RouteType::Unicast,
+            vec![
+                RouteAttribute::Table(100),
+                RouteAttribute::Oif(7),
+                RouteAttribute::Gateway(RouteAddress::Inet(gw)),
+            ],
+        );
+        assert_eq!(hop_of(&via, &q, "out0").unwrap(), gw);
+        let on_link = route(RouteType::Unicast, vec![RouteAttribute::Oif(7)]);
+        assert_eq!(hop_of(&on_link, &q, "out0").unwrap(), *q.dest.ip());
+    }
+
+    #[test]
+    fn routes_the_program_cannot_follow_say_why() {
+        let q = query([10, 9, 0, 5]);
+        let why = |r: RouteMessage| hop_of(&r, &q, "out0").unwrap_err().to_string();
+        assert_eq!(
+            why(route(RouteType::Local, vec![RouteAttribute::Oif(1)])),
+            "10.9.0.5 is an address of this host: the kernel delivers it locally"
+        );
+        assert_eq!(
+            why(route(RouteType::Broadcast, vec![RouteAttribute::Oif(7)])),
+            "the kernel routes 10.9.0.5 as broadcast, not as unicast"
+        );
+        assert_eq!(
+            why(route(RouteType::Unicast, vec![RouteAttribute::Oif(8)])),
+            "the kernel routes 10.9.0.5 out of interface index 8, not out of out0"
+        );
+        let v6 = RouteAttribute::Gateway(RouteAddress::Inet6("fe80::1".parse().unwrap()));
+        assert_eq!(
+            why(route(RouteType::Unicast, vec![RouteAttribute::Oif(7), v6])),
+            "the route to 10.9.0.5 goes through an IPv6 gateway, which the kernel path does not do"
+        );
+    }
+
+    fn entry(state: NeighbourState, lladdr: Option<&[u8]>) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.state = state;
+        if let Some(l) = lladdr {
+            m.attributes
+                .push(NeighbourAttribute::LinkLayerAddress(l.to_vec()));
+        }
+        m
+    }
+
+    #[test]
+    fn only_entries_the_kernel_sends_to_at_once_are_used_and_stale_ones_are_confirmed() {
+        let hop = Ipv4Addr::new(10, 0, 1, 2);
+        let mac = [2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e];
+        let judge = |e: Option<NeighbourMessage>| usable(e.as_ref(), hop, "out0");
+        for state in [
+            NeighbourState::Reachable,
+            NeighbourState::Permanent,
+            NeighbourState::Noarp,
+            NeighbourState::Delay,
+            NeighbourState::Probe,
+        ] {
+            assert_eq!(
+                judge(Some(entry(state, Some(&mac)))).unwrap(),
+                (mac, false),
+                "{state}"
+            );
+        }
+        assert_eq!(
+            judge(Some(entry(NeighbourState::Stale, Some(&mac)))).unwrap(),
+            (mac, true),
+            "stale: used, and confirmed"
+        );
+        for (state, text) in [
+            (NeighbourState::Incomplete, "incomplete"),
+            (NeighbourState::Failed, "failed"),
+            (NeighbourState::None, "none"),
+        ] {
+            assert_eq!(
+                judge(Some(entry(state, None))).unwrap_err().to_string(),
+                format!(
+                    "neighbour 10.0.1.2 on out0 is {text}, not resolved (retried every second)"
+                )
+            );
+        }
+        assert_eq!(
+            judge(None).unwrap_err().to_string(),
+            "no neighbour entry for 10.0.1.2 on out0 yet (retried every second)"
+        );
+        assert_eq!(
+            judge(Some(entry(NeighbourState::Reachable, Some(&[1, 2, 3, 4]))))
+                .unwrap_err()
+                .to_string(),
+            "neighbour 10.0.1.2 on out0 has a 4-byte link-layer address, not a MAC"
+        );
+    }
+
+    /// A neighbour answer as the kernel sends it (`RTM_NEWNEIGH`: ndmsg, NDA_DST, NDA_LLADDR,
+    /// NDA_PROBES, NDA_CACHEINFO), parsed and judged.
+    #[test]
+    fn a_kernel_neighbour_answer_parses_to_its_state_and_mac() {
+        #[rustfmt::skip]
+        let payload: Vec<u8> = [
+            // ndmsg: AF_INET, ifindex 3, NUD_STALE, flags 0, RTN_UNICAST
+            &[2, 0, 0, 0, 3, 0, 0, 0, 0x04, 0, 0, 1][..],
+            &[8, 0, 1, 0, 10, 0, 1, 2],
+            &[10, 0, 2, 0, 2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e, 0, 0],
+            &[8, 0, 4, 0, 1, 0, 0, 0],
+            &[20, 0, 3, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0],
+        ]
+        .concat();
+        let m = NeighbourMessage::parse(&payload).unwrap();
+        assert_eq!(m.header.ifindex, 3);
+        assert_eq!(
+            usable(Some(&m), Ipv4Addr::new(10, 0, 1, 2), "out0").unwrap(),
+            ([2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e], true)
+        );
+    }
+
+    /// The kernel's own lookups, which need no privilege: `lo`'s answers.
+    #[test]
+    fn loopback_destinations_are_local_and_have_no_neighbour() {
+        let mut rtnl = Rtnl::open().unwrap();
+        let q = RouteQuery {
+            oif: 1,
+            ..query([127, 0, 0, 1])
+        };
+        assert!(matches!(
+            next_hop(&mut rtnl, &q, "lo"),
+            Err(Unresolved::Local { .. })
+        ));
+        assert!(matches!(
+            neighbour_mac(&mut rtnl, Ipv4Addr::new(127, 0, 0, 77), 1, "lo"),
+            Err(Unresolved::NoNeighbour { .. })
+        ));
+        let gone = RouteQuery { oif: u32::MAX, ..q };
+        let e = next_hop(&mut rtnl, &gone, "gone0").unwrap_err().to_string();
+        assert!(
+            e.starts_with("the kernel has no route to 127.0.0.1 out of gone0 ("),
+            "{e}"
+        );
     }
 
     #[test]
