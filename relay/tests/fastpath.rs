@@ -905,7 +905,19 @@ fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace() {
         return;
     }
     let c = chain(1, false);
-    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    // A rule of another group that runs in userspace, so that in0 has a packet socket: an
+    // input whose rules all run in the kernel has none, and nothing in userspace sees it.
+    let ts = format!(
+        "{}monitor = \"mpegts\"\n",
+        rule(
+            "ts",
+            Ipv4Addr::new(239, 1, 1, 9),
+            PORT,
+            "{ dest = \"239.2.2.9\", port = 6009, interface = \"out0\" }"
+        )
+    );
+    let rules = format!("{}{ts}", chain_rule());
+    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &rules));
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let cap = capture(&c.dst, "in0");
     let raw = raw_socket(&c.src, "out0");
