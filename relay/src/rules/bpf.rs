@@ -10,7 +10,9 @@
 //! packet tap sees a frame before TC ingress, so without the exclusion both paths would
 //! forward it. Only what the program forwards is excluded (IPv4 without options, not a
 //! fragment, UDP to that port); IP options and fragments of those flows, which the program
-//! leaves to the stack, still reach the userspace path and are counted as malformed there.
+//! leaves to the stack, still reach the userspace path and are counted as malformed there,
+//! where the input has a packet socket: an input none of whose rules runs in userspace has
+//! none (`InputInterface::needs_capture`).
 
 use std::net::Ipv4Addr;
 
