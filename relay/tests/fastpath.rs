@@ -1304,6 +1304,26 @@ fn a_monitored_flow_moving_between_paths_shows_no_false_gap() {
     assert!(fin.fast_path.unwrap().counters.matched >= 1000);
 }
 
+/// Whether `group` is joined on `ifname` in `ns` (`/proc/net/igmp`, which prints each group
+/// as the hexadecimal of its address read as a host-order word).
+fn joined(ns: &Netns, ifname: &str, group: Ipv4Addr) -> bool {
+    let out = ns.command("cat").arg("/proc/net/igmp").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = format!("{:08X}", u32::from_ne_bytes(group.octets()));
+    let mut on_ifname = false;
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        if line.starts_with('\t') {
+            if on_ifname && fields.next() == Some(hex.as_str()) {
+                return true;
+            }
+        } else {
+            on_ifname = fields.nth(1) == Some(ifname);
+        }
+    }
+    false
+}
+
 /// Issue 20: a packet tap runs before TC ingress, so a packet socket on an input costs every
 /// frame there a filter run, also the frames the program forwards. An input whose rules all
 /// run in the kernel has no packet socket; a rule that needs userspace (`monitor = "mpegts"`)
@@ -1328,6 +1348,10 @@ fn an_input_has_packet_sockets_only_while_a_rule_on_it_runs_in_userspace() {
     let relay = Relay::start(&c.relays[0], &relay_config(2, REQUIRED, &chain_rule()));
     let sockets = || packet_sockets_on(&c.relays[0], "in0");
     assert_eq!(sockets(), 0, "every rule on in0 runs in the kernel");
+    assert!(
+        joined(&c.relays[0], "in0", GROUP),
+        "the group stays joined: the program needs its frames delivered"
+    );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let rx_ts = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 2), 6002, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
