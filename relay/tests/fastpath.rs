@@ -1088,7 +1088,19 @@ fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace() {
         return;
     }
     let c = chain(1, false);
-    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    // A rule of another group that runs in userspace, so that in0 has a packet socket: an
+    // input whose rules all run in the kernel has none, and nothing in userspace sees it.
+    let ts = format!(
+        "{}monitor = \"mpegts\"\n",
+        rule(
+            "ts",
+            Ipv4Addr::new(239, 1, 1, 9),
+            PORT,
+            "{ dest = \"239.2.2.9\", port = 6009, interface = \"out0\" }"
+        )
+    );
+    let rules = format!("{}{ts}", chain_rule());
+    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &rules));
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let cap = capture(&c.dst, "in0");
     let raw = raw_socket(&c.src, "out0");
@@ -1473,4 +1485,190 @@ fn a_monitored_flow_moving_between_paths_shows_no_false_gap() {
     // Both paths took part.
     assert!(fin.workers[0].counters.matched >= 1000);
     assert!(fin.fast_path.unwrap().counters.matched >= 1000);
+}
+
+/// Whether `group` is joined on `ifname` in `ns` (`/proc/net/igmp`, which prints each group
+/// as the hexadecimal of its address read as a host-order word).
+fn joined(ns: &Netns, ifname: &str, group: Ipv4Addr) -> bool {
+    let out = ns.command("cat").arg("/proc/net/igmp").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = format!("{:08X}", u32::from_ne_bytes(group.octets()));
+    let mut on_ifname = false;
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        if line.starts_with('\t') {
+            if on_ifname && fields.next() == Some(hex.as_str()) {
+                return true;
+            }
+        } else {
+            on_ifname = fields.nth(1) == Some(ifname);
+        }
+    }
+    false
+}
+
+/// Issue 20: a packet tap runs before TC ingress, so a packet socket on an input costs every
+/// frame there a filter run, also the frames the program forwards. An input whose rules all
+/// run in the kernel has no packet socket; a rule that needs userspace (`monitor = "mpegts"`)
+/// added by a reload opens one per worker (two, in one fan-out group) before the reload
+/// returns, and they forward its traffic; removing it closes them again.
+#[test]
+fn an_input_has_packet_sockets_only_while_a_rule_on_it_runs_in_userspace() {
+    if !e2e_allowed("fastpath_capture_only_when_needed") {
+        return;
+    }
+    let c = chain(1, false);
+    let ts_group = Ipv4Addr::new(239, 1, 1, 2);
+    let ts = format!(
+        "{}monitor = \"mpegts\"\n",
+        rule(
+            "ts",
+            ts_group,
+            PORT,
+            "{ dest = \"239.2.2.2\", port = 6002, interface = \"out0\" }"
+        )
+    );
+    let relay = Relay::start(&c.relays[0], &relay_config(2, REQUIRED, &chain_rule()));
+    let sockets = || packet_sockets_on(&c.relays[0], "in0");
+    assert_eq!(sockets(), 0, "every rule on in0 runs in the kernel");
+    assert!(
+        joined(&c.relays[0], "in0", GROUP),
+        "the group stays joined: the program needs its frames delivered"
+    );
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let rx_ts = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 2), 6002, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 300;
+    let mut sent = 0;
+    let kernel_phase = |sent: &mut u64| {
+        send_paced(&tx, SocketAddrV4::new(GROUP, PORT), *sent, n, 500, 5_000);
+        let got = drain(&rx, Duration::from_millis(300), n as usize + 10);
+        assert_eq!(
+            check_payloads(&got, 500),
+            (*sent..*sent + n).collect::<Vec<_>>()
+        );
+        *sent += n;
+    };
+    kernel_phase(&mut sent);
+    // What the program leaves to the stack (IPv4 with options) no packet socket sees now: the
+    // program counts it, userspace does not (see the workers' `rx` below).
+    let raw = raw_socket(&c.src, "out0");
+    for i in 0..5 {
+        let mut f = frame(&payload(10_000 + i, 500), 4000);
+        f.splice(34..34, [1, 1, 1, 1]);
+        f[14] = 0x46;
+        let total = u16::from_be_bytes([f[16], f[17]]) + 4;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        refresh_ip_checksum(&mut f);
+        raw_send(&raw, &f);
+    }
+
+    let base = std::fs::read_to_string(&relay.config).unwrap();
+    std::fs::write(&relay.config, format!("{base}{ts}")).unwrap();
+    let (code, out, err) = relay.mcrctl(&["config", "reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        sockets(),
+        2,
+        "one socket per worker once a rule needs userspace"
+    );
+    send_paced(&tx, SocketAddrV4::new(ts_group, PORT), 0, n, 500, 5_000);
+    expect_all(&rx_ts, n, 500, Duration::from_millis(300));
+    kernel_phase(&mut sent);
+    let live = relay.stats();
+    assert!(kernel_flow(&live, "chain"), "{:?}", live.flows);
+    assert_eq!(
+        live.flows.iter().find(|f| f.rule == "ts").unwrap().path,
+        "userspace"
+    );
+
+    std::fs::write(&relay.config, &base).unwrap();
+    let (code, out, err) = relay.mcrctl(&["config", "reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A socket closes once its ring is empty (at the latest at the next tick, 100 ms).
+    wait_for(
+        "in0's packet sockets to close",
+        Duration::from_secs(2),
+        || sockets() == 0,
+    );
+    kernel_phase(&mut sent);
+
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let users: u64 = fin.workers.iter().map(|w| w.counters.rx).sum();
+    assert_eq!(
+        users, n,
+        "the workers saw the userspace rule's datagrams only"
+    );
+    let fp = fin.fast_path.unwrap();
+    assert_eq!(fp.counters.matched, sent);
+    assert_eq!(fp.passed_ip_options, 5);
+    assert_eq!(fin.totals.kernel_drops, 0);
+}
+
+/// A flow moved between the paths by reloads (a rule sharing its input, group and port that
+/// must run in userspace, added and removed), while it carries traffic, with two workers: its
+/// input's packet sockets open and close with every move (issue 20), and no datagram is lost
+/// at a move. (Some are forwarded by both paths for a moment, which
+/// `a_flow_switching_paths_under_traffic_is_counted_once` measures.)
+#[test]
+fn a_flow_moving_between_the_paths_under_traffic_loses_no_datagram() {
+    if !e2e_allowed("fastpath_path_moves_lose_nothing") {
+        return;
+    }
+    let c = chain(1, false);
+    let base = relay_config(2, REQUIRED, &chain_rule());
+    let blocker = format!(
+        "{base}\n[[rule]]\nname = \"blocker\"\ninput = \"in0\"\ngroup = \"{GROUP}\"\nport = {PORT}\n\
+         source = \"10.99.99.99\"\nmonitor = \"mpegts\"\n\
+         outputs = [{{ dest = \"{GROUP}\", port = 6000, interface = \"out0\", ttl = 8 }}]\n"
+    );
+    let relay = Relay::start(&c.relays[0], &base);
+    let control = std::fs::read_to_string(&relay.config).unwrap();
+    let control = control.split("\n\n").next().unwrap().to_string();
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender(&c.src, SRC_ADDR);
+    let (n, len) = (15_000u64, 200);
+    let lost_before = udp_rcvbuf_errors(&c.dst);
+    let (got, opened) = std::thread::scope(|s| {
+        let receiving = s.spawn(|| drain(&rx, Duration::from_millis(800), 3 * n as usize));
+        let sending = s.spawn(|| send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, len, 5_000));
+        let mut opened = 0;
+        for i in 0..12 {
+            std::thread::sleep(Duration::from_millis(150));
+            let text = if i % 2 == 0 { &blocker } else { &base };
+            std::fs::write(&relay.config, format!("{control}\n\n{text}")).unwrap();
+            let (code, out, err) = relay.mcrctl(&["config", "reload"]);
+            assert_eq!(code, 0, "reload: {out}{err}");
+            if i % 2 == 0 && packet_sockets_on(&c.relays[0], "in0") == 2 {
+                opened += 1;
+            }
+        }
+        sending.join().unwrap();
+        (receiving.join().unwrap(), opened)
+    });
+    assert_eq!(
+        opened, 6,
+        "each move to userspace opened both workers' sockets"
+    );
+    assert_eq!(
+        udp_rcvbuf_errors(&c.dst),
+        lost_before,
+        "the receiver lost none"
+    );
+    let mut seqs = check_payloads(&got, len);
+    let received = seqs.len();
+    seqs.dedup();
+    eprintln!(
+        "sent {n}, received {received}, {} of them twice (forwarded by both paths)",
+        received - seqs.len()
+    );
+    assert_eq!(
+        seqs,
+        (0..n).collect::<Vec<_>>(),
+        "every datagram at least once"
+    );
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    assert_eq!(fin.totals.kernel_drops, 0);
 }

@@ -141,7 +141,7 @@ fn spoils() -> Vec<Spoil> {
 }
 
 /// What one run of the malformed probe saw.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     malformed_by_kind: BTreeMap<String, u64>,
     filtered: u64,
@@ -154,8 +154,9 @@ struct Seen {
 
 /// Sends `EACH` frames of every malformed kind and `2 x EACH` good datagrams (half as raw
 /// frames with a full UDP checksum, half from a UDP socket with a partial one) through one
-/// relay running with `dataplane`, and reports what it counted and what got through.
-fn malformed_probe(dataplane: &str) -> (Seen, StatsReport) {
+/// relay running with `dataplane`, and reports what it counted (once it counted `malformed`
+/// datagrams, or after 5 s) and what got through.
+fn malformed_probe(dataplane: &str, malformed: u64) -> (Seen, StatsReport) {
     let c = chain(1, false);
     let relay = start(&c.relays[0], &relay_config(1, dataplane, &chain_rule()));
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
@@ -184,12 +185,8 @@ fn malformed_probe(dataplane: &str) -> (Seen, StatsReport) {
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), EACH, EACH, LEN, 5_000);
     let got = drain(&rx, Duration::from_millis(500), 4 * EACH as usize);
     let received = check_payloads(&got, LEN);
-    let malformed = spoils()
-        .iter()
-        .filter(|s| s.counted_as != "filtered")
-        .count() as u64;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while relay.stats().totals.malformed < malformed * EACH && Instant::now() < deadline {
+    while relay.stats().totals.malformed < malformed && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let fin = relay.stop();
@@ -208,6 +205,11 @@ fn malformed_probe(dataplane: &str) -> (Seen, StatsReport) {
 /// (matched = tx_sent = 100 per kind, malformed 0; the next hop dropped them), frames with
 /// only an IP header or IP version 6 were counted nowhere, and QinQ frames were forwarded.
 /// Now each lands in the kind userspace counts it in, on both paths, and none is sent.
+///
+/// Except one since issue 20: a frame too short for a UDP header (only an IP header) is not
+/// one of the program's flows to it, which leaves it to the stack uncounted, and an input
+/// whose rules all run in the kernel has no packet socket, so userspace does not see it
+/// either. It is still never sent.
 #[test]
 fn malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent() {
     if !e2e_allowed("malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent") {
@@ -215,7 +217,11 @@ fn malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent() {
     }
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut filtered = 0;
+    let mut short_of_udp = 0;
     for s in spoils() {
+        if s.what == "only an IP header" {
+            short_of_udp += EACH;
+        }
         eprintln!("{EACH} x {}: counted as {}", s.what, s.counted_as);
         if s.counted_as == "filtered" {
             filtered += EACH;
@@ -230,11 +236,21 @@ fn malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent() {
         received: (0..2 * EACH).collect(),
         receiver_errors: 0,
     };
-    let (userspace, _) = malformed_probe(OFF);
+    let malformed: u64 = want.malformed_by_kind.values().sum();
+    let (userspace, _) = malformed_probe(OFF, malformed);
     assert_eq!(userspace, want, "userspace path (fast_path = \"off\")");
-    let (kernel, fin) = malformed_probe(REQUIRED);
+    let mut want_kernel = want.clone();
+    want_kernel
+        .malformed_by_kind
+        .remove("bad_total_length")
+        .filter(|n| *n == short_of_udp)
+        .expect("only the frames short of a UDP header are bad_total_length");
+    let (kernel, fin) = malformed_probe(REQUIRED, malformed - short_of_udp);
     assert_eq!(fin.flows[0].path, "kernel");
-    assert_eq!(kernel, want, "fast path");
+    assert_eq!(
+        kernel, want_kernel,
+        "fast path, no packet socket on its input"
+    );
     let fp = fin.fast_path.unwrap();
     assert_eq!(
         fp.counters.tx_sent,

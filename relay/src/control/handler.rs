@@ -464,11 +464,9 @@ impl Controller {
             && table.rules.iter().zip(&current.rules).all(|(a, b)| {
                 a.spec.name == b.spec.name && a.path == b.path && a.kernel_slot == b.kernel_slot
             })
-            && table
-                .inputs
-                .iter()
-                .zip(&current.inputs)
-                .all(|(a, b)| a.kernel_flows == b.kernel_flows);
+            && table.inputs.iter().zip(&current.inputs).all(|(a, b)| {
+                a.kernel_flows == b.kernel_flows && a.needs_capture == b.needs_capture
+            });
         if same_paths {
             self.finish_fast_path(pending);
             return;
@@ -607,6 +605,8 @@ mod tests {
         let mut c = controller(None);
         assert!(add(&mut c, rule("a", 5000)).ok);
         assert_eq!(c.shared.table.load().rules.len(), 1);
+        // With the fast path off, the workers capture every input.
+        assert!(c.shared.table.load().inputs[0].needs_capture);
         let gen1 = c.shared.table.load().generation;
         let Some(Reply::Rules(list)) = send(&mut c, Command::RulesList).result else {
             panic!()

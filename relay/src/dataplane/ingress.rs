@@ -34,11 +34,15 @@ pub struct IngressSocket {
     pub ring: RxRing,
     fd: OwnedFd,
     /// Groups the current filter lets through and kernel flows it leaves out (to skip
-    /// needless re-attaching).
-    filtered: (Vec<Ipv4Addr>, Vec<(Ipv4Addr, u16)>),
+    /// needless re-attaching); `None` once the filter takes nothing (see
+    /// [`IngressSocket::stop_capture`]).
+    filtered: Option<Filtered>,
     /// Our place in the interface's fan-out group, left when the socket is dropped.
     _fanout: Option<Membership>,
 }
+
+/// What a socket's filter takes: these groups, less these kernel flows.
+type Filtered = (Vec<Ipv4Addr>, Vec<(Ipv4Addr, u16)>);
 
 /// How to build ingress sockets; the same for every interface of a worker.
 #[derive(Debug, Clone)]
@@ -106,7 +110,7 @@ impl IngressSocket {
             interface: interface.to_string(),
             ring,
             fd,
-            filtered: (groups.to_vec(), kernel_flows.to_vec()),
+            filtered: Some((groups.to_vec(), kernel_flows.to_vec())),
             _fanout: fanout,
         })
     }
@@ -118,12 +122,30 @@ impl IngressSocket {
         groups: &[Ipv4Addr],
         kernel_flows: &[(Ipv4Addr, u16)],
     ) -> io::Result<()> {
-        if self.filtered.0 == groups && self.filtered.1 == kernel_flows {
-            return Ok(());
+        if let Some((g, k)) = &self.filtered {
+            if g == groups && k == kernel_flows {
+                return Ok(());
+            }
         }
         sys::attach_filter(self.fd.as_raw_fd(), &bpf::build(groups, kernel_flows))?;
-        self.filtered = (groups.to_vec(), kernel_flows.to_vec());
+        self.filtered = Some((groups.to_vec(), kernel_flows.to_vec()));
         Ok(())
+    }
+
+    /// Replaces the filter with one that takes nothing, so that the ring only empties from
+    /// now on (the socket can then be closed without losing a frame it already holds).
+    pub fn stop_capture(&mut self) -> io::Result<()> {
+        if self.filtered.is_none() {
+            return Ok(());
+        }
+        sys::attach_filter(self.fd.as_raw_fd(), &bpf::nothing())?;
+        self.filtered = None;
+        Ok(())
+    }
+
+    /// Whether the filter takes nothing ([`IngressSocket::stop_capture`]).
+    pub fn is_stopped(&self) -> bool {
+        self.filtered.is_none()
     }
 
     /// Whether the interface this socket was bound to is gone: the kernel unbinds a packet

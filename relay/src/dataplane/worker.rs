@@ -30,6 +30,7 @@ use super::Shared;
 use crate::config::DataplaneConfig;
 use crate::counters::TX_ERRNOS;
 use crate::perf::ThreadCounters;
+use crate::rules::RuleTable;
 use crate::wire::{ChecksumHint, Malformed};
 
 /// How often kernel drop counters are read and the rule-table generation is checked when idle.
@@ -105,6 +106,8 @@ pub struct Worker {
     ingress: Vec<Ingress>,
     /// Sockets being closed: kept until their armed poll has completed.
     closing: Vec<Ingress>,
+    /// Opening a socket the table wants failed: tried again every [`SLOW_TICK`].
+    open_failed: bool,
     next_token: u32,
     /// The input a pass starts from (rotates, for fairness).
     next_input: usize,
@@ -239,6 +242,7 @@ impl Worker {
             ring,
             ingress: Vec::new(),
             closing: Vec::new(),
+            open_failed: false,
             next_token: 0,
             next_input: 0,
             fwd,
@@ -262,36 +266,54 @@ impl Worker {
     }
 
     /// Adopts the currently published rule table: opens, re-filters and closes sockets.
-    /// Ingress failures are returned (at start they are fatal; later they are logged).
+    /// Ingress failures are returned (at start they are fatal; later they are logged, and
+    /// the opening is tried again every [`SLOW_TICK`]).
+    ///
+    /// A worker has a packet socket on an input only while the input needs capture (a rule
+    /// on it runs in userspace, [`crate::rules::InputInterface::needs_capture`]). A socket
+    /// no longer needed first stops taking frames and is closed once its ring is empty
+    /// ([`Self::close_drained`]): the frames it holds may have arrived before the kernel path
+    /// took their flows over, and then nothing else forwards them. A socket needed again is opened
+    /// here, before the worker reports the table adopted, which is before the controller
+    /// removes the kernel entries of flows that left the kernel (`FastPath::finish`).
     pub fn adopt_current_table(&mut self) -> Result<(), WorkerError> {
         let table = self.fwd.shared.table.load_full();
-        let mut first_error = None;
         // First close the sockets of inputs the table no longer has, and those whose
         // interface was deleted (also if one of the same index exists now: the socket is
-        // bound to nothing), so that the loop below opens a new one for it.
+        // bound to nothing), so that `open_missing` opens a new one for it.
         let mut i = 0;
         while i < self.ingress.len() {
-            let sock = &self.ingress[i].sock;
-            if table.input(sock.ifindex).is_some() && !sock.is_orphaned() {
-                i += 1;
-                continue;
-            }
-            let gone = self.ingress.swap_remove(i);
-            self.fwd
-                .cells()
-                .kernel_drops
-                .add(gone.sock.take_kernel_drops());
-            if gone.poll_armed {
-                let cancel = opcode::AsyncCancel::new(KIND_POLL | u64::from(gone.token))
-                    .build()
-                    .user_data(KIND_CANCEL);
-                if push(&mut self.ring, &cancel) {
-                    self.closing.push(gone);
+            let sock = &mut self.ingress[i].sock;
+            match table.input(sock.ifindex) {
+                Some(input) if !sock.is_orphaned() => {
+                    if !input.needs_capture {
+                        if let Err(e) = sock.stop_capture() {
+                            tracing::error!(worker = self.fwd.id, interface = %input.name, "stopping the packet filter: {e}; closing the socket at once");
+                            let gone = self.ingress.swap_remove(i);
+                            self.close(gone);
+                            continue;
+                        }
+                    }
+                    i += 1;
+                }
+                _ => {
+                    let gone = self.ingress.swap_remove(i);
+                    self.close(gone);
                 }
             }
         }
-        // Ingress: one socket per input interface.
-        for input in &table.inputs {
+        let first_error = self.open_missing(&table);
+        self.fwd.adopt(table);
+        self.close_drained();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Opens a socket on every input of `table` that needs capture and has none, and
+    /// re-filters those it has (which captures again on a socket that had stopped). Returns
+    /// the first error; `open_failed` remembers that there was one.
+    fn open_missing(&mut self, table: &RuleTable) -> Option<WorkerError> {
+        let mut first_error = None;
+        for input in table.inputs.iter().filter(|i| i.needs_capture) {
             if let Some(i) = self
                 .ingress
                 .iter_mut()
@@ -301,6 +323,27 @@ impl Worker {
                     tracing::error!(worker = self.fwd.id, interface = %input.name, "updating packet filter: {e}");
                 }
                 continue;
+            }
+            // A socket closed a moment ago whose cancelled poll has not completed is still in
+            // the interface's fan-out group (the poll holds it open), taking nothing: a new
+            // socket beside it would see the group hand it a share of the frames, dropped.
+            // It is taken back instead.
+            if let Some(pos) = self
+                .closing
+                .iter()
+                .position(|c| c.sock.ifindex == input.ifindex && !c.sock.is_orphaned())
+            {
+                let mut back = self.closing.swap_remove(pos);
+                match back.sock.update_filter(&input.groups, &input.kernel_flows) {
+                    Ok(()) => {
+                        self.ingress.push(back);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(worker = self.fwd.id, interface = %input.name, "updating the packet filter of a closing socket: {e}; opening a new one");
+                        self.closing.push(back);
+                    }
+                }
             }
             match IngressSocket::open(
                 input.ifindex,
@@ -326,8 +369,40 @@ impl Worker {
                 }
             }
         }
-        self.fwd.adopt(table);
-        first_error.map_or(Ok(()), Err)
+        self.open_failed = first_error.is_some();
+        first_error
+    }
+
+    /// Closes the sockets that stopped capturing once their rings are empty.
+    fn close_drained(&mut self) {
+        let mut i = 0;
+        while i < self.ingress.len() {
+            let sock = &self.ingress[i].sock;
+            if sock.is_stopped() && sock.ring.peek().is_none() {
+                let gone = self.ingress.swap_remove(i);
+                self.close(gone);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Closes an ingress socket: the frames the kernel dropped on it go to the worker's
+    /// count, and a socket with a poll armed is kept until its cancelled poll completes (its
+    /// descriptor must not be reused while the poll may still name it).
+    fn close(&mut self, gone: Ingress) {
+        self.fwd
+            .cells()
+            .kernel_drops
+            .add(gone.sock.take_kernel_drops());
+        if gone.poll_armed {
+            let cancel = opcode::AsyncCancel::new(KIND_POLL | u64::from(gone.token))
+                .build()
+                .user_data(KIND_CANCEL);
+            if push(&mut self.ring, &cancel) {
+                self.closing.push(gone);
+            }
+        }
     }
 
     /// Runs until the shared stop flag is set, then drains sends in flight.
@@ -450,7 +525,9 @@ impl Worker {
                 let token = (user_data & !KIND_MASK) as u32;
                 if let Some(i) = self.ingress.iter_mut().find(|i| i.token == token) {
                     i.poll_armed = false;
-                    if result < 0 || result & i32::from(libc::POLLERR) != 0 {
+                    // Cancelled: a socket taken back while being closed (`open_missing`).
+                    let cancelled = result == -libc::ECANCELED;
+                    if !cancelled && (result < 0 || result & i32::from(libc::POLLERR) != 0) {
                         // The socket has a pending error (its interface went down, say). Read
                         // it, which clears it; otherwise every poll would complete at once and
                         // the worker would spin.
@@ -549,9 +626,14 @@ impl Worker {
         for ing in &self.ingress {
             cells.kernel_drops.add(ing.sock.take_kernel_drops());
         }
+        self.close_drained();
     }
 
     fn slow_tick(&mut self) {
+        if self.open_failed {
+            let table = Arc::clone(&self.fwd.table);
+            self.open_missing(&table);
+        }
         self.publish_perf();
         for sock in self.fwd.sender.sockets() {
             super::sys::drain_error_queue(sock.raw_fd(), 256);

@@ -192,6 +192,7 @@ impl FastPath {
         for input in &mut table.inputs {
             input.kernel_flows = plan::kernel_flows_of(&table.rules, input.ifindex);
         }
+        table.mark_capture();
         (pending, report)
     }
 

@@ -10,7 +10,9 @@
 //! packet tap sees a frame before TC ingress, so without the exclusion both paths would
 //! forward it. Only what the program forwards is excluded (IPv4 without options, not a
 //! fragment, UDP to that port); IP options and fragments of those flows, which the program
-//! leaves to the stack, still reach the userspace path and are counted as malformed there.
+//! leaves to the stack, still reach the userspace path and are counted as malformed there,
+//! where the input has a packet socket: an input none of whose rules runs in userspace has
+//! none (`InputInterface::needs_capture`).
 
 use std::net::Ipv4Addr;
 
@@ -101,6 +103,12 @@ pub fn build(groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) -> Vec<Insn>
     p.push(insn(RET_K, 0, 0, 0));
     p.push(insn(RET_K, 0, 0, ACCEPT));
     p
+}
+
+/// The filter that takes no frame: a socket about to close keeps what its ring holds and
+/// receives nothing more.
+pub fn nothing() -> Vec<Insn> {
+    vec![insn(RET_K, 0, 0, 0)]
 }
 
 /// Instructions 0-14 of the layout above: drop outgoing and non-IPv4 frames, leave the tag
@@ -304,6 +312,18 @@ mod tests {
         assert_eq!(run(&p, &frame(0x86dd, true, G1), false), 0);
         assert_eq!(run(&p, &frame(0x0800, false, G1), true), 0);
         assert_eq!(run(&p, &[0u8; 10], false), 0);
+    }
+
+    #[test]
+    fn nothing_takes_no_frame() {
+        let p = nothing();
+        for f in [
+            frame(0x0800, false, G1),
+            frame(0x0800, true, G1),
+            vec![0u8; 10],
+        ] {
+            assert_eq!(run(&p, &f, false), 0);
+        }
     }
 
     /// An IPv4/UDP frame to `dst`:`port`, with `ihl` header words and fragment field `frag`.

@@ -128,6 +128,12 @@ pub struct InputInterface {
     /// (group, port) of the flows the kernel program forwards, sorted: the packet filter
     /// must not capture them (a packet tap sees frames before TC ingress).
     pub kernel_flows: Vec<(Ipv4Addr, u16)>,
+    /// Whether a rule on this input runs in userspace, so that the workers need a packet
+    /// socket on it. A packet tap runs before TC ingress, so a socket costs every frame of
+    /// the interface a filter run even when its filter drops the frame (all those the fast
+    /// path forwards); an input whose rules all run in the kernel (or wait) has none. Set by
+    /// [`RuleTable::mark_capture`].
+    pub needs_capture: bool,
 }
 
 /// The table a worker matches against. Built off the packet path; immutable once published.
@@ -222,6 +228,8 @@ impl RuleTable {
                 name: spec.input.clone(),
                 groups: Vec::new(),
                 kernel_flows: Vec::new(),
+                // Every rule starts in userspace (`Path::fast_path_off`).
+                needs_capture: true,
             });
             if seen_groups.insert((ifindex, spec.group)) {
                 input.groups.push(spec.group);
@@ -273,6 +281,20 @@ impl RuleTable {
     /// The input interface entry for `ifindex`, if any rule uses it.
     pub fn input(&self, ifindex: u32) -> Option<&InputInterface> {
         self.inputs.iter().find(|i| i.ifindex == ifindex)
+    }
+
+    /// Sets each input's [`InputInterface::needs_capture`] from its rules' paths: true when
+    /// one of them runs in userspace. Call once the paths are decided.
+    pub fn mark_capture(&mut self) {
+        let captured: rustc_hash::FxHashSet<u32> = self
+            .rules
+            .iter()
+            .filter(|r| matches!(r.path, Path::Userspace { .. }))
+            .map(|r| r.ifindex)
+            .collect();
+        for input in &mut self.inputs {
+            input.needs_capture = captured.contains(&input.ifindex);
+        }
     }
 }
 
@@ -432,5 +454,57 @@ mod tests {
         assert!(Arc::ptr_eq(&t1.rules[0].counters, &t2.rules[0].counters));
         assert_eq!(t2.rules[0].counters.per_worker[0].packets.get(), 7);
         assert_eq!(t2.rules[1].counters.per_worker[0].packets.get(), 0);
+    }
+
+    /// The workers bind a packet socket on an input only while one of its rules runs in
+    /// userspace: with the fast path off every input is captured; an input whose rules all
+    /// run in the kernel or wait is not.
+    #[test]
+    fn an_input_is_captured_only_while_a_rule_on_it_runs_in_userspace() {
+        let mut set = RuleSet::default();
+        for (name, input, last) in [
+            ("a1", "eth0", 1),
+            ("a2", "eth0", 2),
+            ("b1", "eth1", 3),
+            ("b2", "eth1", 4),
+            ("c1", "eth2", 5),
+        ] {
+            set.add(spec(name, input, [239, 1, 1, last], 5000, &[("eth2", 1)]))
+                .unwrap();
+        }
+        let mut t = build(&set, None).unwrap();
+        let captured = |t: &RuleTable| -> Vec<(u32, bool)> {
+            t.inputs
+                .iter()
+                .map(|i| (i.ifindex, i.needs_capture))
+                .collect()
+        };
+        assert_eq!(
+            captured(&t),
+            [(2, true), (3, true), (4, true)],
+            "fast path off"
+        );
+        t.mark_capture();
+        assert_eq!(captured(&t), [(2, true), (3, true), (4, true)]);
+
+        let waiting = || Path::Waiting { reason: "x".into() };
+        let paths = [
+            Path::Kernel,
+            Path::Kernel,
+            Path::Kernel,
+            waiting(),
+            waiting(),
+        ];
+        for (rule, path) in t.rules.iter_mut().zip(paths) {
+            rule.path = path;
+        }
+        t.mark_capture();
+        assert_eq!(captured(&t), [(2, false), (3, false), (4, false)]);
+
+        // One rule back in userspace (a neighbour gone, a reload) captures its input again.
+        t.rules[1].path = Path::Userspace { reason: "y".into() };
+        t.rules[4].path = Path::fast_path_off();
+        t.mark_capture();
+        assert_eq!(captured(&t), [(2, true), (3, false), (4, true)]);
     }
 }

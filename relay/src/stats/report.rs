@@ -80,7 +80,8 @@ pub struct FastPathStats {
     pub interfaces: Vec<String>,
     pub counters: WorkerCounters,
     /// Frames to any destination that the program left to the stack, where the userspace
-    /// path sees them (and counts those of its groups as malformed).
+    /// path sees them if their input has a packet socket (a rule on it runs in userspace), and
+    /// counts those of its groups as malformed.
     pub passed_ip_options: u64,
     pub passed_fragments: u64,
 }

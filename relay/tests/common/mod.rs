@@ -177,6 +177,21 @@ pub fn veth(
     }
 }
 
+/// How many packet (AF_PACKET) sockets of `ns` are bound to `ifname` there, from
+/// `/proc/net/packet`: every socket of the namespace, also one only an io_uring operation
+/// still holds open.
+pub fn packet_sockets_on(ns: &Netns, ifname: &str) -> usize {
+    let ifindex = ns.enter(|| relay::netif::index(ifname).unwrap());
+    let out = ns.command("cat").arg("/proc/net/packet").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let iface = header.iter().position(|f| *f == "Iface").unwrap();
+    lines
+        .filter(|l| l.split_whitespace().nth(iface) == Some(ifindex.to_string().as_str()))
+        .count()
+}
+
 /// A UDP socket in `ns` that sends multicast out of `ifname`'s address with TTL 8.
 pub fn sender(ns: &Netns, local: Ipv4Addr) -> UdpSocket {
     ns.enter(|| {
