@@ -4,8 +4,8 @@
  * mcrd put into `mcr_fp_rules` without waking userspace.
  *
  * Per packet: parse Ethernet (one 802.1Q/802.1ad tag in band, or a tag in skb metadata),
- * IPv4 without options and not a fragment, UDP; look up (ifindex, group, port, source),
- * then (ifindex, group, port, any). For each output of the rule, rewrite the headers in
+ * IPv4 without options and not a fragment, UDP; look up (ifindex, group, port, any), and
+ * (ifindex, group, port, source) only for flows that have source-specific rules. For each output of the rule, rewrite the headers in
  * place (MACs, IP source/destination/TTL, UDP ports; checksums updated incrementally) and
  * send: every output but the last as a clone (bpf_clone_redirect), the last as the original
  * (bpf_redirect), so a 1:1 rule never copies the packet.
@@ -380,22 +380,25 @@ static __always_inline void count_pass(__u8 why)
 	c->fragments += why == PASS_FRAGMENT;
 }
 
-/* The rule for a datagram: source-specific first, then any-source. */
+/* The rule for a datagram: the source's entry where the flow has one, else the any-source
+ * entry. The any-source entry is looked up first: without MCR_FP_RULE_SOURCES it is the
+ * answer (one lookup); with it, or when there is none, the source's entry is looked up. */
 static __always_inline struct mcr_fp_rule *lookup(__u32 ifindex, const struct parsed *p)
 {
 	struct mcr_fp_key key = {
 		.ifindex = ifindex,
 		.group = p->daddr,
-		.source = p->saddr,
+		.source = 0,
 		.port = p->dport,
 		.pad = 0,
 	};
-	struct mcr_fp_rule *rule = bpf_map_lookup_elem(&mcr_fp_rules, &key);
+	struct mcr_fp_rule *any = bpf_map_lookup_elem(&mcr_fp_rules, &key);
 
-	if (rule)
-		return rule;
-	key.source = 0;
-	return bpf_map_lookup_elem(&mcr_fp_rules, &key);
+	if (any && !(any->flags & MCR_FP_RULE_SOURCES))
+		return any;
+	key.source = p->saddr;
+	struct mcr_fp_rule *rule = bpf_map_lookup_elem(&mcr_fp_rules, &key);
+	return rule ? rule : any;
 }
 
 /* One's-complement arithmetic for incremental checksum updates (RFC 1624): a field changing

@@ -171,6 +171,7 @@ impl FastPath {
             max_flows_per_input: self.sizes.max_flows_per_input,
         };
         let decisions = plan::decide(table, &links, policy, &mut Lookups::default());
+        let flags = plan::entry_flags(&table.rules, &decisions);
 
         let mut pending = Pending {
             unused_inputs: state.links.unused(&inputs),
@@ -178,8 +179,8 @@ impl FastPath {
             ..Default::default()
         };
         let mut wanted: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        for (rule, decision) in table.rules.iter_mut().zip(decisions) {
-            if let Some((k, v)) = self.apply(&mut state, rule, decision) {
+        for ((rule, decision), flags) in table.rules.iter_mut().zip(decisions).zip(flags) {
+            if let Some((k, v)) = self.apply(&mut state, rule, decision, flags) {
                 wanted.insert(k, v);
             }
         }
@@ -191,13 +192,14 @@ impl FastPath {
     }
 
     /// Puts one rule on the path `decision` gives it: for the kernel, a counter slot and its
-    /// map entry (the entry's key and value are returned). A rule whose slot or entry cannot
-    /// be written goes to userspace, saying why.
+    /// map entry with `flags` (`plan::entry_flags`; the entry's key and value are returned).
+    /// A rule whose slot or entry cannot be written goes to userspace, saying why.
     fn apply(
         &self,
         state: &mut State,
         rule: &mut Rule,
         decision: Decision,
+        flags: u32,
     ) -> Option<(Vec<u8>, Vec<u8>)> {
         let slot = state.slots.owned(&rule.spec.name);
         rule.kernel_slot = slot;
@@ -242,7 +244,7 @@ impl FastPath {
         }
         // The plan sends only rules whose monitor the program runs to the kernel.
         let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
-        let value = layout::rule_value(slot, monitor, &outputs);
+        let value = layout::rule_value(slot, monitor, flags, &outputs);
         let v = bytes_of(&value).to_vec();
         if let Err(e) = self.maps().put_rule(&mut state.installed, &k, &v) {
             rule.path = Path::Userspace {
@@ -462,6 +464,18 @@ mod tests {
     /// The runs of a test share one packet, which the program rewrites in place: the output
     /// writes what the frame holds, so every run matches (and skips the checksum fixes).
     fn install_loopback_rule(fp: &FastPath, slot: u32, monitor: Option<crate::config::Monitor>) {
+        install_rule(fp, slot, monitor, None, 0);
+    }
+
+    /// Installs a 1:1 rule for [`udp_frame`]'s flow (239.1.1.1:5000 arriving on `lo`) from
+    /// `source` (`None`: any source), with counter slot `slot` and entry flags `flags`.
+    fn install_rule(
+        fp: &FastPath,
+        slot: u32,
+        monitor: Option<crate::config::Monitor>,
+        source: Option<Ipv4Addr>,
+        flags: u32,
+    ) {
         let lo = crate::netif::index("lo").expect("lo");
         let out = KernelOutput {
             ifindex: lo,
@@ -474,14 +488,59 @@ mod tests {
             ttl: 8,
             dscp: None,
         };
-        let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, None);
+        let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, source);
         let kind = layout::monitor_kind(monitor).unwrap();
-        let value = layout::rule_value(slot, kind, &[out]);
+        let value = layout::rule_value(slot, kind, flags, &[out]);
         fp.skel
             .maps
             .mcr_fp_rules
             .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
             .unwrap();
+    }
+
+    /// Which rule the program forwards [`udp_frame`] (from 10.99.0.1) by: the any-source
+    /// entry (slot 0) unless the flow has a source-specific entry for that source (slot 1),
+    /// which the program finds through the any-source entry's flag or, with no any-source
+    /// entry, by looking it up.
+    #[test]
+    fn the_source_s_rule_is_found_through_the_any_source_entry_s_flag() {
+        if !privileged("the_source_s_rule_is_found_through_the_any_source_entry_s_flag") {
+            return;
+        }
+        let frame = udp_frame(&[0u8; 64], false);
+        let (sender, other) = (Ipv4Addr::new(10, 99, 0, 1), Ipv4Addr::new(10, 99, 0, 2));
+        let cases: [(&str, bool, Option<Ipv4Addr>, u32); 4] = [
+            ("an any-source rule alone", true, None, 0),
+            ("the sender's rule", true, Some(sender), 1),
+            ("another source's rule", true, Some(other), 0),
+            (
+                "the sender's rule, no any-source rule",
+                false,
+                Some(sender),
+                1,
+            ),
+        ];
+        for (what, any, source, slot_hit) in cases {
+            let fp = FastPath::load().expect("loads");
+            for slot in [0, 1] {
+                fp.maps().reset_slot(slot).unwrap();
+            }
+            let flags = if source.is_some() {
+                layout::RULE_SOURCES
+            } else {
+                0
+            };
+            if any {
+                install_rule(&fp, 0, None, None, flags);
+            }
+            if let Some(s) = source {
+                install_rule(&fp, 1, None, Some(s), 0);
+            }
+            assert_eq!(test_run(&fp, &frame, 1).0, 7, "{what}: TC_ACT_REDIRECT");
+            let matched = |slot| fp.rule_counters(slot).unwrap().matched;
+            assert_eq!(matched(slot_hit), 1, "{what}: slot {slot_hit}");
+            assert_eq!(matched(1 - slot_hit), 0, "{what}");
+        }
     }
 
     /// Two CPUs run the program on one monitored flow at once: the lock keeps each check
