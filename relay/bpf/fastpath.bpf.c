@@ -4,8 +4,8 @@
  * mcrd put into `mcr_fp_rules` without waking userspace.
  *
  * Per packet: parse Ethernet (one 802.1Q/802.1ad tag in band, or a tag in skb metadata),
- * IPv4 without options and not a fragment, UDP; look up (ifindex, group, port, source),
- * then (ifindex, group, port, any). For each output of the rule, rewrite the headers in
+ * IPv4 without options and not a fragment, UDP; look up (ifindex, group, port, any), and
+ * (ifindex, group, port, source) only for flows that have source-specific rules. For each output of the rule, rewrite the headers in
  * place (MACs, IP source/destination/TTL, UDP ports; checksums updated incrementally) and
  * send: every output but the last as a clone (bpf_clone_redirect), the last as the original
  * (bpf_redirect), so a 1:1 rule never copies the packet.
@@ -46,15 +46,10 @@
 /* Offsets of the fields rewritten per output, in a frame without VLAN tag (the program
  * removes tags before it rewrites anything). */
 #define L3_OFF ETH_HLEN_
-#define IP_TTL_OFF (L3_OFF + offsetof(struct iphdr, ttl))
-#define IP_TOS_OFF (L3_OFF + offsetof(struct iphdr, tos))
-#define IP_CSUM_OFF (L3_OFF + offsetof(struct iphdr, check))
-#define IP_SRC_OFF (L3_OFF + offsetof(struct iphdr, saddr))
-#define IP_DST_OFF (L3_OFF + offsetof(struct iphdr, daddr))
 #define L4_OFF (L3_OFF + sizeof(struct iphdr))
-#define UDP_SPORT_OFF (L4_OFF + offsetof(struct udphdr, source))
-#define UDP_DPORT_OFF (L4_OFF + offsetof(struct udphdr, dest))
 #define UDP_CSUM_OFF (L4_OFF + offsetof(struct udphdr, check))
+/* Ethernet, IPv4 without options, UDP: the headers the program reads and rewrites. */
+#define HDRS_LEN (L4_OFF + sizeof(struct udphdr))
 
 /* Rule value = whole output set. BPF_F_NO_PREALLOC: a replaced element is freed only after
  * an RCU grace period, so a packet that looked up the old set keeps reading the old set to
@@ -137,55 +132,89 @@ static __always_inline __u8 ip_csum_ok(const struct iphdr *ip)
 	return csum_fold_(s) == 0xffff;
 }
 
-/* Parses Ethernet/[VLAN]/IPv4/UDP. Returns 0 for a candidate (or one to pass, see
- * p->pass), -1 for anything that is not IPv4/UDP or is too short.
- *
- * Verifier: headers are copied with bpf_skb_load_bytes instead of read through packet
- * pointers. The IPv4 header's offset depends on the tag (14 or 18), and a packet pointer
- * plus a variable is refused to programs loaded without CAP_PERFMON ("pointer arithmetic
- * prohibited for !root"); mcrd runs with CAP_BPF and CAP_NET_ADMIN only. */
-static __always_inline int parse(struct __sk_buff *skb, struct parsed *p)
+/* Fills `p` from the IPv4 and UDP headers `h`, which sit in the packet (an untagged frame, read
+ * in place) or in a copy on the stack (a tagged one). Returns 0, or -1 if it is not UDP. */
+static __always_inline int parse_l3l4(struct parsed *p, const struct l3l4 *h)
 {
-	__be16 proto;
+	const struct iphdr *ip = &h->ip;
+	const struct udphdr *udp = &h->udp;
 
-	if (bpf_skb_load_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, 2))
-		return -1;
-	p->l3_off = ETH_HLEN_;
-	p->tag_in_band = 0;
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
-		/* The encapsulated protocol sits in the last 2 bytes of the tag. */
-		if (bpf_skb_load_bytes(skb, ETH_HLEN_ + 2, &proto, 2))
-			return -1;
-		p->l3_off = ETH_HLEN_ + VLAN_HLEN_;
-		p->tag_in_band = 1;
-	}
-	if (proto != bpf_htons(ETH_P_IP))
-		return -1;
-	/* A frame too short for the IPv4 and UDP headers is never one of the program's: the
-	 * packet filter leaves it to userspace (relay/src/rules/bpf.rs), which counts it. */
-	struct l3l4 h;
-	if (bpf_skb_load_bytes(skb, p->l3_off, &h, sizeof(h)))
-		return -1;
 	/* What the packet filter tests (IHL, protocol, fragment), not the version: a frame it
 	 * excludes must be counted here, so the version is checked once the frame is known to
 	 * be one of ours (check()). */
-	if (h.ip.protocol != IPPROTO_UDP)
+	if (ip->protocol != IPPROTO_UDP)
 		return -1;
-	p->saddr = h.ip.saddr;
-	p->daddr = h.ip.daddr;
-	p->dport = h.udp.dest;
-	p->ip_len = bpf_ntohs(h.ip.tot_len);
-	p->udp_len = bpf_ntohs(h.udp.len);
-	p->udp_check = h.udp.check;
-	p->version = h.ip.version;
+	p->saddr = ip->saddr;
+	p->daddr = ip->daddr;
+	p->dport = udp->dest;
+	p->ip_len = bpf_ntohs(ip->tot_len);
+	p->udp_len = bpf_ntohs(udp->len);
+	p->udp_check = udp->check;
+	p->version = ip->version;
 	p->pass = PASS_NONE;
-	if (h.ip.ihl != 5)
-		p->pass = h.ip.ihl > 5 ? PASS_OPTIONS : PASS_BAD_IHL;
-	else if (h.ip.frag_off & bpf_htons(IP_DF_MF_OFFSET_MASK))
+	if (ip->ihl != 5)
+		p->pass = ip->ihl > 5 ? PASS_OPTIONS : PASS_BAD_IHL;
+	else if (ip->frag_off & bpf_htons(IP_DF_MF_OFFSET_MASK))
 		p->pass = PASS_FRAGMENT;
 	else
-		p->ip_csum_ok = ip_csum_ok(&h.ip);
+		p->ip_csum_ok = ip_csum_ok(ip);
 	return 0;
+}
+
+/* The headers of a frame with an 802.1Q/802.1ad tag in band, copied to the stack.
+ *
+ * Verifier: a tagged frame's IPv4 header sits 4 bytes further, and reading both layouts in
+ * place through one packet pointer would make its offset a variable, which programs loaded
+ * without CAP_PERFMON may not add to a packet pointer ("pointer arithmetic prohibited for
+ * !root"; mcrd runs with CAP_BPF and CAP_NET_ADMIN only). Tags are rare at tc ingress (the
+ * stack moves the outer tag into skb metadata before it, so only the inner tag of QinQ and
+ * frames injected below that step stay in band), so they take a copy instead. */
+static __always_inline int parse_tagged(struct __sk_buff *skb, struct parsed *p)
+{
+	__be16 proto;
+	struct l3l4 h;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN_ + 2, &proto, 2))
+		return -1;
+	if (proto != bpf_htons(ETH_P_IP))
+		return -1;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN_ + VLAN_HLEN_, &h, sizeof(h)))
+		return -1;
+	p->l3_off = ETH_HLEN_ + VLAN_HLEN_;
+	p->tag_in_band = 1;
+	return parse_l3l4(p, &h);
+}
+
+/* Parses Ethernet/[VLAN]/IPv4/UDP. Returns 0 for a candidate (or one to pass, see
+ * p->pass), -1 for anything that is not IPv4/UDP or is too short.
+ *
+ * An untagged frame's headers are read in place (direct packet access): copying them with
+ * bpf_skb_load_bytes cost a helper call and a copy per packet. They are always in the
+ * linear head for frames a socket or a driver built; a frame whose head is shorter has them
+ * pulled in once. */
+static __always_inline int parse(struct __sk_buff *skb, struct parsed *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	/* A frame too short for the IPv4 and UDP headers is never one of the program's: the
+	 * packet filter leaves it to userspace (relay/src/rules/bpf.rs), which counts it. */
+	if (data + HDRS_LEN > end) {
+		if (skb->len < HDRS_LEN || bpf_skb_pull_data(skb, HDRS_LEN))
+			return -1;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		if (data + HDRS_LEN > end)
+			return -1;
+	}
+	__be16 proto = ((struct ethhdr *)data)->h_proto;
+	p->l3_off = ETH_HLEN_;
+	p->tag_in_band = 0;
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_l3l4(p, data + ETH_HLEN_);
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return parse_tagged(skb, p);
+	return -1;
 }
 
 /* Counts a frame of one of the program's flows that it refuses, under `kind`
@@ -280,22 +309,60 @@ __attribute__((noinline)) int mcr_fp_udp_csum_ok(struct __sk_buff *skb, __u32 l4
 }
 
 /*
- * Whether the UDP checksum needs no check of ours, as on the userspace path (which verifies
- * only what neither tp_status nor the vnet header vouches for): none sent (0); the device
- * verified it (CHECKSUM_UNNECESSARY, which bpf_csum_level reports); or it is not computed
- * yet (CHECKSUM_PARTIAL: a sender on this host, over veth, whose checksum the transmitting
- * device completes). __sk_buff does not show CHECKSUM_PARTIAL and reading the kernel's
- * sk_buff needs CAP_PERFMON, so it is recognised by its value: such a field holds the
- * pseudo-header sum alone (udp4_hwcsum). A corrupt checksum equal to that by chance (1 in
- * 65,536) is forwarded, and dropped by the receiver as on any path that trusts offloads.
+ * The UDP checksum under CHECKSUM_COMPLETE: 1 if it verifies, 0 if it does not, -1 if the
+ * frame is not CHECKSUM_COMPLETE or this shortcut does not apply.
+ *
+ * CHECKSUM_COMPLETE: the device, or the stack itself (which converts a checksum it verified
+ * in software, such as a tunnel's outer UDP checksum before decapsulation), summed the packet
+ * from the IPv4 header to its end into skb->csum. __sk_buff does not show that field (and the
+ * kernel's sk_buff needs CAP_PERFMON), but bpf_csum_update returns it: adding 0 leaves it as
+ * it is, and it returns an error for any other ip_summed.
+ *
+ * Why it is safe: the IPv4 header's own sum is 0 in one's complement (its checksum verified,
+ * in check()), so when the frame ends with the datagram, skb->csum is the datagram's sum, and
+ * the datagram verifies exactly when that plus the pseudo-header folds to 0xffff, the test
+ * the stack makes itself (__skb_checksum_complete). A wrong checksum gives a wrong sum and
+ * is refused as before. Not used for a frame with bytes after the datagram (Ethernet padding:
+ * short datagrams, cheap to sum in software) or with a tag in band (the sum would include it).
  */
-static __always_inline int udp_csum_vouched_for(struct __sk_buff *skb, const struct parsed *p)
+static __always_inline int udp_csum_complete(struct __sk_buff *skb, const struct parsed *p)
+{
+	if (p->tag_in_band || skb->len - p->l3_off != p->ip_len)
+		return -1;
+	long csum = bpf_csum_update(skb, 0);
+	if (csum < 0)
+		return -1;
+	return csum_fold_((__u64)(__u32)csum + pseudo_sum(p)) == 0xffff;
+}
+
+/*
+ * Whether the UDP checksum verifies, as on the userspace path (which verifies only what
+ * neither tp_status nor the vnet header vouches for). The datagram is summed in software
+ * (mcr_fp_udp_csum_ok, a few hundred ns for 1400 bytes) only when the kernel vouches for
+ * nothing, in this order (the cheapest tests first, for the usual local and offloaded cases):
+ * - no checksum sent (0);
+ * - CHECKSUM_UNNECESSARY: the device verified it (bpf_csum_level reports it);
+ * - CHECKSUM_PARTIAL: not computed yet (a sender on this host, over veth, whose checksum the
+ *   transmitting device completes). __sk_buff does not show it either, so it is recognised
+ *   by its value: such a field holds the pseudo-header sum alone (udp4_hwcsum). A corrupt
+ *   checksum of another frame equal to that by chance (1 in 65,536) is forwarded, and
+ *   dropped by the receiver as on any path that trusts offloads. (Tested before
+ *   CHECKSUM_COMPLETE: the helper call that test needs cost local senders' frames 27 ns.)
+ * - CHECKSUM_COMPLETE: the device's sum decides, exactly (udp_csum_complete).
+ */
+static __always_inline int udp_csum_ok(struct __sk_buff *skb, const struct parsed *p)
 {
 	if (p->udp_check == 0)
 		return 1;
 	if (bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
 		return 1;
-	return p->udp_check == csum_fold_(pseudo_sum(p));
+	if (p->udp_check == csum_fold_(pseudo_sum(p)))
+		return 1;
+	int complete = udp_csum_complete(skb, p);
+	if (complete >= 0)
+		return complete;
+	return mcr_fp_udp_csum_ok(skb, p->l3_off + sizeof(struct iphdr), p->udp_len,
+				  (__u32)pseudo_sum(p));
 }
 
 /*
@@ -330,9 +397,7 @@ static __always_inline int check(struct __sk_buff *skb, const struct parsed *p)
 	__u32 udp_len = ip_len - sizeof(struct iphdr);
 	if (p->udp_len != udp_len && !(gso && p->udp_len == 0 && udp_len > 0xffff))
 		return MCR_FP_MALFORMED_BAD_UDP_LENGTH;
-	if (!gso && !udp_csum_vouched_for(skb, p) &&
-	    !mcr_fp_udp_csum_ok(skb, p->l3_off + sizeof(struct iphdr), p->udp_len,
-				(__u32)pseudo_sum(p)))
+	if (!gso && !udp_csum_ok(skb, p))
 		return MCR_FP_MALFORMED_BAD_UDP_CHECKSUM;
 	return MCR_FP_VERDICT_OK;
 }
@@ -351,110 +416,124 @@ static __always_inline void count_pass(__u8 why)
 	c->fragments += why == PASS_FRAGMENT;
 }
 
-/* The rule for a datagram: source-specific first, then any-source. */
+/* The rule for a datagram: the source's entry where the flow has one, else the any-source
+ * entry. The any-source entry is looked up first: without MCR_FP_RULE_SOURCES it is the
+ * answer (one lookup); with it, or when there is none, the source's entry is looked up. */
 static __always_inline struct mcr_fp_rule *lookup(__u32 ifindex, const struct parsed *p)
 {
 	struct mcr_fp_key key = {
 		.ifindex = ifindex,
 		.group = p->daddr,
-		.source = p->saddr,
+		.source = 0,
 		.port = p->dport,
 		.pad = 0,
 	};
+	struct mcr_fp_rule *any = bpf_map_lookup_elem(&mcr_fp_rules, &key);
+
+	if (any && !(any->flags & MCR_FP_RULE_SOURCES))
+		return any;
+	key.source = p->saddr;
 	struct mcr_fp_rule *rule = bpf_map_lookup_elem(&mcr_fp_rules, &key);
-
-	if (rule)
-		return rule;
-	key.source = 0;
-	return bpf_map_lookup_elem(&mcr_fp_rules, &key);
+	return rule ? rule : any;
 }
 
-/* Replaces a 4-byte IP address field, fixing the IP checksum and (pseudo-header) the UDP
- * checksum. BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum ("none") zero and writes a
- * computed zero as 0xffff. */
-static __always_inline int set_addr(struct __sk_buff *skb, __u32 off, __u32 new)
+/* One's-complement arithmetic for incremental checksum updates (RFC 1624): a field changing
+ * from `old` to `new` adds ~old + new to the sum. Words are taken in memory order, as the
+ * checksum field is, so byte order cancels out. */
+static __always_inline __u64 csum_delta16(__u16 old, __u16 new)
 {
-	__u32 old;
-
-	if (bpf_skb_load_bytes(skb, off, &old, 4))
-		return -1;
-	if (old == new)
-		return 0;
-	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, 4))
-		return -1;
-	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old, new,
-				BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | 4))
-		return -1;
-	return bpf_skb_store_bytes(skb, off, &new, 4, 0) ? -1 : 0;
+	return (__u16)~old + (__u64)new;
 }
 
-/* Replaces a UDP port (not in the pseudo-header: only the UDP checksum changes). */
-static __always_inline int set_port(struct __sk_buff *skb, __u32 off, __u16 new)
+static __always_inline __u64 csum_delta32(__u32 old, __u32 new)
 {
-	__u16 old;
-
-	if (bpf_skb_load_bytes(skb, off, &old, 2))
-		return -1;
-	if (old == new)
-		return 0;
-	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old, new, BPF_F_MARK_MANGLED_0 | 2))
-		return -1;
-	return bpf_skb_store_bytes(skb, off, &new, 2, 0) ? -1 : 0;
+	return (__u32)~old + (__u64)new;
 }
 
-/* Replaces the TTL. The IP checksum covers it as the 16-bit word (TTL, protocol); the UDP
- * checksum does not cover it. */
-static __always_inline int set_ttl(struct __sk_buff *skb, __u8 ttl)
+/* Folds a 64-bit one's-complement sum to 32 bits, for the helpers' __wsum. */
+static __always_inline __u32 csum_fold32(__u64 s)
 {
-	__u8 word[2];
-
-	if (bpf_skb_load_bytes(skb, IP_TTL_OFF, word, 2))
-		return -1;
-	if (word[0] == ttl)
-		return 0;
-	__u16 old = *(__u16 *)word;
-	word[0] = ttl;
-	__u16 new = *(__u16 *)word;
-	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, 2))
-		return -1;
-	return bpf_skb_store_bytes(skb, IP_TTL_OFF, &ttl, 1, 0) ? -1 : 0;
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	return (__u32)s;
 }
 
-/* Sets the DSCP (the six high bits of the TOS byte), keeping the ECN bits. The IP checksum
- * covers the TOS byte as the low half of the word (version/IHL, TOS). */
-static __always_inline int set_dscp(struct __sk_buff *skb, __u8 dscp)
-{
-	__u8 word[2];
-
-	if (dscp == MCR_FP_KEEP_DSCP)
-		return 0;
-	if (bpf_skb_load_bytes(skb, L3_OFF, word, 2))
-		return -1;
-	__u8 tos = (dscp << 2) | (word[1] & 0x3);
-	if (word[1] == tos)
-		return 0;
-	__u16 old = *(__u16 *)word;
-	word[1] = tos;
-	__u16 new = *(__u16 *)word;
-	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, 2))
-		return -1;
-	return bpf_skb_store_bytes(skb, IP_TOS_OFF, &tos, 1, 0) ? -1 : 0;
-}
-
-/* Rewrites the (untagged) frame in place for `out`. Each field is replaced relative to what
- * the frame holds now, so consecutive outputs rewrite from the previous output's values. */
+/*
+ * Rewrites the (untagged) frame in place for `out`. Each field is replaced relative to what
+ * the frame holds now, so consecutive outputs rewrite from the previous output's values.
+ *
+ * Fields are written through the packet pointer, and the IPv4 header checksum is updated
+ * here (it is never offloaded). The UDP checksum is updated by bpf_l4_csum_replace, at most
+ * twice (addresses, ports), each with the whole change at once: what to write depends on
+ * skb->ip_summed, which only the kernel can read without CAP_PERFMON (CHECKSUM_PARTIAL holds
+ * the pseudo-header sum, which port changes do not touch; CHECKSUM_COMPLETE's skb->csum
+ * follows pseudo-header changes). BPF_F_MARK_MANGLED_0 keeps a zero UDP checksum ("none")
+ * zero and writes a computed zero as 0xffff, as before.
+ */
 static __always_inline int rewrite(struct __sk_buff *skb, const struct mcr_fp_output *out)
 {
-	/* dst_mac and src_mac are adjacent in the struct, as in the frame. */
-	if (bpf_skb_store_bytes(skb, 0, out->dst_mac, 12, 0))
+	void *data = (void *)(long)skb->data;
+
+	/* parse() made the headers linear and untag() keeps them so; never expected. */
+	if (data + HDRS_LEN > (void *)(long)skb->data_end)
 		return -1;
-	if (set_ttl(skb, out->ttl) || set_dscp(skb, out->dscp))
+	/* dst_mac and src_mac are adjacent in the struct, as in the frame: three 4-byte words
+	 * (the output is 4-byte aligned in the map value; the frame need not be, which the
+	 * architectures mcrd runs on, x86-64 and arm64, allow for packet access). */
+	__u32 *macs = data;
+	const __u32 *new_macs = (const __u32 *)out->dst_mac;
+	macs[0] = new_macs[0];
+	macs[1] = new_macs[1];
+	macs[2] = new_macs[2];
+	struct iphdr *ip = data + L3_OFF;
+	struct udphdr *udp = data + L4_OFF;
+
+	__u64 ip_delta = 0;
+	__u16 *ttl_word = (__u16 *)&ip->ttl; /* (TTL, protocol) */
+	if (ip->ttl != out->ttl) {
+		__u16 old = *ttl_word;
+		ip->ttl = out->ttl;
+		ip_delta += csum_delta16(old, *ttl_word);
+	}
+	if (out->dscp != MCR_FP_KEEP_DSCP) {
+		__u16 *tos_word = (__u16 *)ip; /* (version/IHL, TOS) */
+		__u8 tos = (out->dscp << 2) | (ip->tos & 0x3);
+		if (ip->tos != tos) {
+			__u16 old = *tos_word;
+			ip->tos = tos;
+			ip_delta += csum_delta16(old, *tos_word);
+		}
+	}
+	__u64 pseudo_delta = 0;
+	if (ip->saddr != out->src_ip) {
+		pseudo_delta += csum_delta32(ip->saddr, out->src_ip);
+		ip->saddr = out->src_ip;
+	}
+	if (ip->daddr != out->dst_ip) {
+		pseudo_delta += csum_delta32(ip->daddr, out->dst_ip);
+		ip->daddr = out->dst_ip;
+	}
+	ip_delta += pseudo_delta;
+	if (ip_delta)
+		ip->check = ~csum_fold_((__u16)~ip->check + ip_delta);
+
+	__u64 port_delta = 0;
+	if (out->src_port && udp->source != out->src_port) {
+		port_delta += csum_delta16(udp->source, out->src_port);
+		udp->source = out->src_port;
+	}
+	if (udp->dest != out->dst_port) {
+		port_delta += csum_delta16(udp->dest, out->dst_port);
+		udp->dest = out->dst_port;
+	}
+	/* The helpers change packet data (the pointers are stale after the first): last. */
+	if (pseudo_delta && bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, csum_fold32(pseudo_delta),
+						BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
 		return -1;
-	if (set_addr(skb, IP_SRC_OFF, out->src_ip) || set_addr(skb, IP_DST_OFF, out->dst_ip))
+	if (port_delta &&
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, csum_fold32(port_delta), BPF_F_MARK_MANGLED_0))
 		return -1;
-	if (out->src_port && set_port(skb, UDP_SPORT_OFF, out->src_port))
-		return -1;
-	return set_port(skb, UDP_DPORT_OFF, out->dst_port);
+	return 0;
 }
 
 /* Datagrams in the frame: a GSO/GRO super-frame carries gso_segs of them with one set of

@@ -18,7 +18,7 @@
 /* Rules (map entries and counter slots) the fast path holds; more run in userspace. */
 #define MCR_FP_MAX_RULES 1024
 
-/* What a datagram is matched on. `source` 0 is the any-source entry. */
+/* What a datagram is matched on. `source` 0 is the any-source entry (see MCR_FP_RULE_SOURCES). */
 struct mcr_fp_key {
 	__u32 ifindex;
 	__u32 group;  /* destination address, network order */
@@ -48,12 +48,21 @@ struct mcr_fp_output {
 #define MCR_FP_MONITOR_NONE 0
 #define MCR_FP_MONITOR_RTP 1
 
+/* mcr_fp_rule.flags. MCR_FP_RULE_SOURCES, on an any-source entry: its flow (input, group,
+ * port) has source-specific entries too. The program looks up the any-source entry first and
+ * the source's entry only when this is set (or there is no any-source entry), so a flow
+ * without source-specific rules, the common case, costs one hash lookup, not two. mcrd sets
+ * it whenever the flow has a source-specific rule on the kernel path; set without one, it
+ * costs a lookup that misses and nothing else. */
+#define MCR_FP_RULE_SOURCES 1
+
 /* A rule's whole output set: replacing a rule is one map update, so a packet sees either
  * the old set or the new one, never a mix. */
 struct mcr_fp_rule {
 	__u32 slot;      /* index of this rule's counters in mcr_fp_counters and mcr_fp_monitors */
 	__u32 n_outputs; /* 1..MCR_FP_MAX_OUTPUTS */
 	__u32 monitor;   /* MCR_FP_MONITOR_* */
+	__u32 flags;     /* MCR_FP_RULE_* */
 	struct mcr_fp_output outputs[MCR_FP_MAX_OUTPUTS];
 };
 

@@ -8,8 +8,8 @@ use super::skel::types::{
 };
 use crate::config::Monitor;
 
-/// Bytes of `mcr_fp_rule` before its outputs: slot, n_outputs, monitor.
-const RULE_HEAD: usize = 12;
+/// Bytes of `mcr_fp_rule` before its outputs: slot, n_outputs, monitor, flags.
+const RULE_HEAD: usize = 16;
 
 /// `MCR_FP_MAX_OUTPUTS`, read from the generated type so it cannot differ from the C side.
 pub const MAX_OUTPUTS: usize = {
@@ -46,6 +46,9 @@ const KEEP_DSCP: u8 = 0xff;
 /// `MCR_FP_MONITOR_NONE`, `MCR_FP_MONITOR_RTP`.
 const MONITOR_NONE: u32 = 0;
 const MONITOR_RTP: u32 = 1;
+/// `MCR_FP_RULE_SOURCES`, on an any-source entry: its flow has source-specific entries, which
+/// the program looks up only when this says so (`fastpath.h` says why).
+pub const RULE_SOURCES: u32 = 1;
 /// `MCR_FP_NO_SEQ`: no sequence number seen yet.
 const NO_SEQ: u32 = u32::MAX;
 
@@ -78,14 +81,16 @@ pub fn key(ifindex: u32, group: Ipv4Addr, port: u16, source: Option<Ipv4Addr>) -
     }
 }
 
-/// The map value of a rule: its counter slot, its monitor kind ([`monitor_kind`]) and its
-/// whole output set. At most [`MAX_OUTPUTS`] outputs (the caller checks).
-pub fn rule_value(slot: u32, monitor: u32, outputs: &[KernelOutput]) -> mcr_fp_rule {
+/// The map value of a rule: its counter slot, its monitor kind ([`monitor_kind`]), its flags
+/// ([`RULE_SOURCES`] or 0) and its whole output set. At most [`MAX_OUTPUTS`] outputs (the
+/// caller checks).
+pub fn rule_value(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput]) -> mcr_fp_rule {
     assert!(!outputs.is_empty() && outputs.len() <= MAX_OUTPUTS);
     let mut v = mcr_fp_rule {
         slot,
         n_outputs: outputs.len() as u32,
         monitor,
+        flags,
         ..Default::default()
     };
     for (slot, o) in v.outputs.iter_mut().zip(outputs) {
@@ -162,12 +167,13 @@ mod tests {
             ttl: i,
             dscp: (i == 2).then_some(46),
         };
-        let v = rule_value(9, MONITOR_RTP, &[out(1), out(2)]);
-        assert_eq!((v.slot, v.n_outputs, v.monitor), (9, 2, 1));
+        let v = rule_value(9, MONITOR_RTP, RULE_SOURCES, &[out(1), out(2)]);
+        assert_eq!((v.slot, v.n_outputs, v.monitor, v.flags), (9, 2, 1, 1));
         let b = bytes_of(&v);
         assert_eq!(&b[8..12], &1u32.to_ne_bytes());
-        // Output 1 starts at 12 + 32: MACs, ifindex, addresses, ports, TTL.
-        let o = &b[44..76];
+        assert_eq!(&b[12..16], &RULE_SOURCES.to_ne_bytes());
+        // Output 1 starts at 16 + 32: MACs, ifindex, addresses, ports, TTL.
+        let o = &b[48..80];
         assert_eq!(&o[0..6], &[1, 0, 0x5e, 0, 0, 2]);
         assert_eq!(&o[16..20], &[239, 2, 2, 2]);
         assert_eq!(&o[24..26], &6002u16.to_be_bytes());

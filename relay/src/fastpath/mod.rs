@@ -176,6 +176,7 @@ impl FastPath {
             max_flows_per_input: self.sizes.max_flows_per_input,
         };
         let decisions = plan::decide(table, &links, policy, &mut Lookups::default());
+        let flags = plan::entry_flags(&table.rules, &decisions);
 
         let mut pending = Pending {
             unused_inputs: state.links.unused(&inputs),
@@ -183,8 +184,8 @@ impl FastPath {
             ..Default::default()
         };
         let mut wanted: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        for (rule, decision) in table.rules.iter_mut().zip(decisions) {
-            if let Some((k, v)) = self.apply(&mut state, rule, decision) {
+        for ((rule, decision), flags) in table.rules.iter_mut().zip(decisions).zip(flags) {
+            if let Some((k, v)) = self.apply(&mut state, rule, decision, flags) {
                 wanted.insert(k, v);
             }
         }
@@ -197,13 +198,14 @@ impl FastPath {
     }
 
     /// Puts one rule on the path `decision` gives it: for the kernel, a counter slot and its
-    /// map entry (the entry's key and value are returned). A rule whose slot or entry cannot
-    /// be written goes to userspace, saying why.
+    /// map entry with `flags` (`plan::entry_flags`; the entry's key and value are returned).
+    /// A rule whose slot or entry cannot be written goes to userspace, saying why.
     fn apply(
         &self,
         state: &mut State,
         rule: &mut Rule,
         decision: Decision,
+        flags: u32,
     ) -> Option<(Vec<u8>, Vec<u8>)> {
         let slot = state.slots.owned(&rule.spec.name);
         rule.kernel_slot = slot;
@@ -248,7 +250,7 @@ impl FastPath {
         }
         // The plan sends only rules whose monitor the program runs to the kernel.
         let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
-        let value = layout::rule_value(slot, monitor, &outputs);
+        let value = layout::rule_value(slot, monitor, flags, &outputs);
         let v = bytes_of(&value).to_vec();
         if let Err(e) = self.maps().put_rule(&mut state.installed, &k, &v) {
             rule.path = Path::Userspace {
@@ -405,9 +407,12 @@ mod tests {
         assert!(sizes.map_bytes(2) > 100_000 * 100);
     }
 
-    /// An Ethernet/IPv4/UDP frame to 239.1.1.1:5000 carrying an RTP packet with sequence 7.
-    fn rtp_frame() -> Vec<u8> {
-        let (rtp_len, udp_len) = (200u16, 208u16);
+    /// An Ethernet/IPv4/UDP frame from 10.99.0.1:4000 to 239.1.1.1:5000 carrying `payload`,
+    /// with a full UDP checksum (`checksum`, what a sender without offload puts on the wire)
+    /// or none (0).
+    fn udp_frame(payload: &[u8], checksum: bool) -> Vec<u8> {
+        use crate::wire::checksum;
+        let udp_len = 8 + payload.len() as u16;
         let mut f = vec![0u8; 14 + 20 + usize::from(udp_len)];
         f[0..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0x01, 0x01, 0x01]);
         f[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -419,16 +424,30 @@ mod tests {
         ip[12..16].copy_from_slice(&[10, 99, 0, 1]);
         ip[16..20].copy_from_slice(&[239, 1, 1, 1]);
         // The program refuses a bad header checksum, as userspace does.
-        let sum = crate::wire::checksum::finish(crate::wire::checksum::sum(ip));
+        let sum = checksum::finish(checksum::sum(ip));
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
         f[34..36].copy_from_slice(&4000u16.to_be_bytes());
         f[36..38].copy_from_slice(&5000u16.to_be_bytes());
         f[38..40].copy_from_slice(&udp_len.to_be_bytes());
-        let rtp = &mut f[42..42 + usize::from(rtp_len)];
+        f[42..].copy_from_slice(payload);
+        if checksum {
+            let pseudo = checksum::ipv4_pseudo_header([10, 99, 0, 1], [239, 1, 1, 1], 17, udp_len);
+            let sum = match checksum::finish(pseudo + checksum::sum(&f[34..])) {
+                0 => 0xffff,
+                s => s,
+            };
+            f[40..42].copy_from_slice(&sum.to_be_bytes());
+        }
+        f
+    }
+
+    /// An Ethernet/IPv4/UDP frame to 239.1.1.1:5000 carrying an RTP packet with sequence 7.
+    fn rtp_frame() -> Vec<u8> {
+        let mut rtp = vec![0u8; 200];
         rtp[0] = 0x80;
         rtp[1] = 96;
         rtp[3] = 7;
-        f
+        udp_frame(&rtp, false)
     }
 
     /// Runs the program on `frame` `repeat` times (BPF_PROG_TEST_RUN: no device, the
@@ -451,6 +470,18 @@ mod tests {
     /// The runs of a test share one packet, which the program rewrites in place: the output
     /// writes what the frame holds, so every run matches (and skips the checksum fixes).
     fn install_loopback_rule(fp: &FastPath, slot: u32, monitor: Option<crate::config::Monitor>) {
+        install_rule(fp, slot, monitor, None, 0);
+    }
+
+    /// Installs a 1:1 rule for [`udp_frame`]'s flow (239.1.1.1:5000 arriving on `lo`) from
+    /// `source` (`None`: any source), with counter slot `slot` and entry flags `flags`.
+    fn install_rule(
+        fp: &FastPath,
+        slot: u32,
+        monitor: Option<crate::config::Monitor>,
+        source: Option<Ipv4Addr>,
+        flags: u32,
+    ) {
         let lo = crate::netif::index("lo").expect("lo");
         let out = KernelOutput {
             ifindex: lo,
@@ -463,14 +494,59 @@ mod tests {
             ttl: 8,
             dscp: None,
         };
-        let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, None);
+        let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, source);
         let kind = layout::monitor_kind(monitor).unwrap();
-        let value = layout::rule_value(slot, kind, &[out]);
+        let value = layout::rule_value(slot, kind, flags, &[out]);
         fp.skel
             .maps
             .mcr_fp_rules
             .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
             .unwrap();
+    }
+
+    /// Which rule the program forwards [`udp_frame`] (from 10.99.0.1) by: the any-source
+    /// entry (slot 0) unless the flow has a source-specific entry for that source (slot 1),
+    /// which the program finds through the any-source entry's flag or, with no any-source
+    /// entry, by looking it up.
+    #[test]
+    fn the_source_s_rule_is_found_through_the_any_source_entry_s_flag() {
+        if !privileged("the_source_s_rule_is_found_through_the_any_source_entry_s_flag") {
+            return;
+        }
+        let frame = udp_frame(&[0u8; 64], false);
+        let (sender, other) = (Ipv4Addr::new(10, 99, 0, 1), Ipv4Addr::new(10, 99, 0, 2));
+        let cases: [(&str, bool, Option<Ipv4Addr>, u32); 4] = [
+            ("an any-source rule alone", true, None, 0),
+            ("the sender's rule", true, Some(sender), 1),
+            ("another source's rule", true, Some(other), 0),
+            (
+                "the sender's rule, no any-source rule",
+                false,
+                Some(sender),
+                1,
+            ),
+        ];
+        for (what, any, source, slot_hit) in cases {
+            let fp = FastPath::load().expect("loads");
+            for slot in [0, 1] {
+                fp.maps().reset_slot(slot).unwrap();
+            }
+            let flags = if source.is_some() {
+                layout::RULE_SOURCES
+            } else {
+                0
+            };
+            if any {
+                install_rule(&fp, 0, None, None, flags);
+            }
+            if let Some(s) = source {
+                install_rule(&fp, 1, None, Some(s), 0);
+            }
+            assert_eq!(test_run(&fp, &frame, 1).0, 7, "{what}: TC_ACT_REDIRECT");
+            let matched = |slot| fp.rule_counters(slot).unwrap().matched;
+            assert_eq!(matched(slot_hit), 1, "{what}: slot {slot_hit}");
+            assert_eq!(matched(1 - slot_hit), 0, "{what}");
+        }
     }
 
     /// Two CPUs run the program on one monitored flow at once: the lock keeps each check
@@ -573,5 +649,41 @@ mod tests {
             "ns per datagram in the program (BPF_PROG_TEST_RUN, {repeat} runs x 3): \
              unmonitored {plain:?}, rtp-monitored {monitored:?}"
         );
+    }
+
+    /// The program's time per datagram under BPF_PROG_TEST_RUN, the in-program cost issue 20
+    /// works on (reports/fastpath-cost.md): a 1400-byte datagram of an any-source rule, with
+    /// a full UDP checksum (test-run frames are CHECKSUM_NONE, so the program verifies it, as
+    /// for a frame from a NIC without checksum offload) and with none. The frame is rewritten
+    /// in place to what it already holds, so no checksum is updated. Prints the medians;
+    /// asserts only the verdict (no speed is asserted on a shared machine).
+    #[test]
+    fn the_program_s_time_per_datagram() {
+        if !privileged("the_program_s_time_per_datagram") {
+            return;
+        }
+        let fp = FastPath::load().expect("loads");
+        fp.maps().reset_slot(0).unwrap();
+        install_loopback_rule(&fp, 0, None);
+        let payload: Vec<u8> = (0..1400u32).map(|i| (i * 7) as u8).collect();
+        let frames = [
+            ("full UDP checksum", udp_frame(&payload, true)),
+            ("no UDP checksum", udp_frame(&payload, false)),
+        ];
+        let mut ns: [Vec<u128>; 2] = Default::default();
+        for _ in 0..7 {
+            for (i, (_, frame)) in frames.iter().enumerate() {
+                let (verdict, t) = test_run(&fp, frame, 20_000);
+                assert_eq!(verdict, 7, "TC_ACT_REDIRECT");
+                ns[i].push(t.as_nanos());
+            }
+        }
+        for ((what, _), mut ns) in frames.iter().zip(ns) {
+            ns.sort_unstable();
+            eprintln!(
+                "BPF_PROG_TEST_RUN, 1400-byte datagram, {what}: median {} ns (7 x 20,000 runs: {ns:?})",
+                ns[3]
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! object, so it is tested without privileges; `links.rs` attaches, `maps.rs` writes what
 //! it decides, and `FastPath::plan` runs the three in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use super::layout::{self, KernelOutput, MAX_OUTPUTS};
@@ -204,6 +204,39 @@ fn kernel_outputs(
                 ttl: o.ttl,
                 dscp: o.dscp,
             })
+        })
+        .collect()
+}
+
+/// The flags of each rule's map entry, in the table's order: [`layout::RULE_SOURCES`] for an
+/// any-source rule on the kernel path whose flow (input, group, port) has a source-specific
+/// rule on the kernel path too, else 0.
+///
+/// The program looks up a flow's any-source entry first and the source's entry only when this
+/// flag says so (or when there is no any-source entry), so a flow without source-specific
+/// rules costs one hash lookup. The flag is decided from the decisions, before any entry is
+/// written: a source-specific entry that then fails to be written leaves a flag that costs a
+/// lookup that misses, never a source-specific entry without its flag (which the program
+/// would not find).
+pub(super) fn entry_flags(rules: &[Rule], decisions: &[Decision]) -> Vec<u32> {
+    let kernel = |i: usize| matches!(decisions.get(i), Some(Decision::Kernel(_)));
+    let flow = |r: &Rule| (r.ifindex, r.spec.group, r.spec.port);
+    let with_sources: BTreeSet<(u32, Ipv4Addr, u16)> = rules
+        .iter()
+        .enumerate()
+        .filter(|&(i, r)| kernel(i) && r.spec.source.is_some())
+        .map(|(_, r)| flow(r))
+        .collect();
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let any_source = r.spec.source.is_none();
+            if kernel(i) && any_source && with_sources.contains(&flow(r)) {
+                layout::RULE_SOURCES
+            } else {
+                0
+            }
         })
         .collect()
 }
@@ -456,6 +489,48 @@ mod tests {
             "shares its input, group and port with rule `any`, which runs in userspace"
         );
         assert!(matches!(by_name("other"), Decision::Kernel(_)));
+    }
+
+    #[test]
+    fn only_any_source_entries_of_flows_with_source_rules_send_the_program_to_look_further() {
+        let source = |mut r: RuleSpec, s: [u8; 4]| {
+            r.source = Some(Ipv4Addr::from(s));
+            r
+        };
+        let out = &["239.2.2.2:6000@out0"];
+        let t = table(vec![
+            // Only an any-source rule: one lookup.
+            rule("plain", "in0", [239, 1, 1, 1], 5000, out),
+            // Any-source and source-specific rules on one flow: the any-source entry says so.
+            rule("any", "in0", [239, 1, 1, 2], 5000, out),
+            source(rule("one", "in0", [239, 1, 1, 2], 5000, out), [10, 9, 9, 9]),
+            // The same group on another port, and on another input: flows of their own.
+            rule("port", "in0", [239, 1, 1, 2], 5001, out),
+            rule("input", "in1", [239, 1, 1, 2], 5000, out),
+            // Only a source-specific rule: no any-source entry to flag.
+            source(
+                rule("alone", "in0", [239, 1, 1, 3], 5000, out),
+                [10, 9, 9, 9],
+            ),
+        ]);
+        let d = decide(&t, &attached(&[10, 11]), POLICY, &mut host());
+        assert!(d.iter().all(|d| matches!(d, Decision::Kernel(_))), "{d:?}");
+        let flags = entry_flags(&t.rules, &d);
+        let flagged: Vec<&str> = t
+            .rules
+            .iter()
+            .zip(&flags)
+            .filter(|&(_, &f)| f == layout::RULE_SOURCES)
+            .map(|(r, _)| r.spec.name.as_str())
+            .collect();
+        assert_eq!(flagged, ["any"]);
+        assert!(flags.iter().all(|&f| f == 0 || f == layout::RULE_SOURCES));
+
+        // A source-specific rule in userspace is not the program's to look up: no flag.
+        let mut d = d;
+        let one = t.rules.iter().position(|r| r.spec.name == "one").unwrap();
+        d[one] = Decision::Userspace("x".into());
+        assert!(entry_flags(&t.rules, &d).iter().all(|&f| f == 0));
     }
 
     #[test]
