@@ -474,7 +474,7 @@ fn forwarded_in_the_kernel_to_the_gateway(c: &Chain, relay: &Relay, first: u64, 
         Duration::from_secs(10),
         || {
             polls += 1;
-            if polls % 10 == 0 {
+            if polls.is_multiple_of(10) {
                 let _ = tx.send_to(&payload(first + n, 512), SocketAddrV4::new(GROUP, PORT));
             }
             kernel_flow(&relay.stats(), "far")
