@@ -138,6 +138,14 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     assert!(matches!(check_path(&path), Err(ServerError::InUse(_))));
     drop(listener);
+    // Another test thread forking a child at that moment holds a copy of the listener until
+    // the child's exec closes it (close-on-exec): the socket is stale once that copy is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while matches!(check_path(&path), Err(ServerError::InUse(_)))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(check_path(&path).unwrap(), SocketPath::Stale);
 }
 
