@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use super::plan::{Host, Neighbour};
+use super::plan::{Host, Neighbour, NextHop};
 use super::resolve::{self, Link, RouteQuery, Rtnl};
 use crate::rules::EgressKey;
 
@@ -22,10 +22,10 @@ pub(super) struct Lookups {
     links: HashMap<String, Result<Link, String>>,
     addresses: HashMap<String, Result<Option<Ipv4Addr>, String>>,
     rtnl: Option<Result<Rtnl, String>>,
-    /// Next hop per route lookup.
-    hops: HashMap<RouteQuery, Result<Ipv4Addr, String>>,
+    /// Next hop and source per route lookup.
+    hops: HashMap<RouteQuery, Result<resolve::Route, String>>,
     /// Usable MAC per (next hop, interface index).
-    neighbours: HashMap<(Ipv4Addr, u32), Neighbour>,
+    neighbours: HashMap<(Ipv4Addr, u32), Result<[u8; 6], String>>,
 }
 
 impl Host for Lookups {
@@ -61,17 +61,22 @@ impl Host for Lookups {
             Ok(r) => r,
             Err(e) => return Err(e.clone()),
         };
-        let hop = self
+        let route = self
             .hops
             .entry(q)
             .or_insert_with(|| resolve::next_hop(rtnl, &q, name).map_err(|e| e.to_string()))
             .clone()?;
-        self.neighbours
-            .entry((hop, q.oif))
+        let mac = self
+            .neighbours
+            .entry((route.hop, q.oif))
             .or_insert_with(|| {
-                resolve::neighbour_mac(rtnl, hop, q.oif, name).map_err(|e| e.to_string())
+                resolve::neighbour_mac(rtnl, route.hop, q.oif, name).map_err(|e| e.to_string())
             })
-            .clone()
+            .clone()?;
+        Ok(NextHop {
+            mac,
+            source: route.source,
+        })
     }
 }
 

@@ -14,7 +14,17 @@ use crate::rules::{EgressKey, Path, Rule, RuleTable};
 
 /// The link-layer address to send a unicast output's datagrams to (its next hop's), or why
 /// the program cannot send them there yet.
-pub(super) type Neighbour = Result<[u8; 6], String>;
+pub(super) type Neighbour = Result<NextHop, String>;
+
+/// Where a unicast output's datagrams go, as the kernel would send them from its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct NextHop {
+    /// The next hop's link-layer address.
+    pub mac: [u8; 6],
+    /// The source address the kernel's route gives the socket's datagrams (`None`: the
+    /// interface's primary address).
+    pub source: Option<Ipv4Addr>,
+}
 
 /// What the plan asks of the host about output interfaces and next hops. The real one asks
 /// the kernel once per interface and destination (`lookups::Lookups`); tests give fixed
@@ -180,18 +190,22 @@ fn kernel_outputs(
             if !link.ethernet {
                 return Err(format!("output {name} is not an Ethernet interface"));
             }
-            let src = match spec.source {
+            let dest = *o.dest.ip();
+            let (dst_mac, route_source) = if dest.is_multicast() {
+                (resolve::multicast_mac(dest), None)
+            } else {
+                let hop = host.neighbour(&table.egress_keys[o.egress], name)?;
+                (hop.mac, hop.source)
+            };
+            // As the output's socket sends: from its bound address, else from the source the
+            // route selects (a route's `src`, a secondary address, a VRF's), else (multicast)
+            // from the interface's primary address.
+            let src = match spec.source.or(route_source) {
                 Some(s) => s,
                 None => host
                     .ipv4_address(name)
                     .map_err(|e| format!("output {name}: {e}"))?
                     .ok_or_else(|| format!("output {name} has no IPv4 address"))?,
-            };
-            let dest = *o.dest.ip();
-            let dst_mac = if dest.is_multicast() {
-                resolve::multicast_mac(dest)
-            } else {
-                host.neighbour(&table.egress_keys[o.egress], name)?
             };
             Ok(KernelOutput {
                 ifindex,
@@ -266,7 +280,7 @@ mod tests {
     struct FixedHost {
         links: HashMap<String, Link>,
         addresses: HashMap<String, Ipv4Addr>,
-        neighbours: HashMap<Ipv4Addr, [u8; 6]>,
+        neighbours: HashMap<Ipv4Addr, NextHop>,
         asked: usize,
     }
 
@@ -394,11 +408,32 @@ mod tests {
             reason(&d[0]),
             "no neighbour entry for 10.0.0.9 on out0 yet (retried every second)"
         );
-        h.neighbours
-            .insert(Ipv4Addr::new(10, 0, 0, 9), [2, 0, 0, 0, 0, 9]);
+        let hop = NextHop {
+            mac: [2, 0, 0, 0, 0, 9],
+            source: None,
+        };
+        h.neighbours.insert(Ipv4Addr::new(10, 0, 0, 9), hop);
+        let d = decide(&t, &attached(&[10]), POLICY, &mut h);
+        let Decision::Kernel(o) = &d[0] else {
+            panic!("{d:?}")
+        };
+        assert_eq!(o[0].dst_mac, [2, 0, 0, 0, 0, 9]);
+        assert_eq!(
+            o[0].src,
+            Ipv4Addr::new(10, 0, 0, 1),
+            "the interface's address"
+        );
+
+        // The route selects another source (its `src`, a secondary address): the datagrams
+        // leave from it, as the output's socket's would.
+        let routed = NextHop {
+            source: Some(Ipv4Addr::new(10, 0, 0, 77)),
+            ..hop
+        };
+        h.neighbours.insert(Ipv4Addr::new(10, 0, 0, 9), routed);
         let d = decide(&t, &attached(&[10]), POLICY, &mut h);
         assert!(
-            matches!(&d[0], Decision::Kernel(o) if o[0].dst_mac == [2, 0, 0, 0, 0, 9]),
+            matches!(&d[0], Decision::Kernel(o) if o[0].src == Ipv4Addr::new(10, 0, 0, 77)),
             "{d:?}"
         );
     }

@@ -169,15 +169,24 @@ pub enum Unresolved {
     },
 }
 
+/// Where the kernel sends a socket's unicast datagrams: the next hop, and the source address
+/// it gives them (`RTA_PREFSRC` of the answer: the route's `src`, or the address the kernel
+/// selects for the interface and gateway) when the socket is bound to none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub hop: Ipv4Addr,
+    pub source: Option<Ipv4Addr>,
+}
+
 /// The next hop towards `q`'s destination as the kernel routes it (`RTM_GETROUTE`): its
-/// gateway, or the destination itself when it is on-link. With `RTA_OIF` given and no
+/// gateway, or the destination itself when it is on-link, with the source it selects. With `RTA_OIF` given and no
 /// route out of that interface, the kernel assumes the destination is on-link (as it does
 /// for the socket), so that is no error.
 pub(crate) fn next_hop(
     rtnl: &mut Rtnl,
     q: &RouteQuery,
     interface: &str,
-) -> Result<Ipv4Addr, Unresolved> {
+) -> Result<Route, Unresolved> {
     let dest = *q.dest.ip();
     match rtnl.route(q) {
         Ok(Ok(route)) => hop_of(&route, q, interface),
@@ -196,7 +205,7 @@ pub(crate) fn next_hop(
 
 /// The next hop in the kernel's answer `route` to `q`, or why the program cannot send
 /// there: only a plain unicast route out of the output interface is what it can do.
-fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Ipv4Addr, Unresolved> {
+fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Route, Unresolved> {
     let dest = *q.dest.ip();
     match route.header.kind {
         RouteType::Unicast => {}
@@ -209,6 +218,7 @@ fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Ipv4A
         }
     }
     let mut hop = dest;
+    let mut source = None;
     for a in &route.attributes {
         match a {
             RouteAttribute::Oif(oif) if *oif != q.oif => {
@@ -219,6 +229,7 @@ fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Ipv4A
                 })
             }
             RouteAttribute::Gateway(RouteAddress::Inet(gw)) => hop = *gw,
+            RouteAttribute::PrefSource(RouteAddress::Inet(src)) => source = Some(*src),
             RouteAttribute::Gateway(_) | RouteAttribute::Via(_) => {
                 return Err(Unresolved::Unsupported {
                     dest,
@@ -234,7 +245,7 @@ fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Ipv4A
             _ => {}
         }
     }
-    Ok(hop)
+    Ok(Route { hop, source })
 }
 
 /// The link-layer address the kernel would send to next hop `hop` on interface `oif` now,
@@ -393,9 +404,9 @@ mod tests {
                 RouteAttribute::Gateway(RouteAddress::Inet(gw)),
             ],
         );
-        assert_eq!(hop_of(&via, &q, "out0").unwrap(), gw);
+        assert_eq!(hop_of(&via, &q, "out0").unwrap().hop, gw);
         let on_link = route(RouteType::Unicast, vec![RouteAttribute::Oif(7)]);
-        assert_eq!(hop_of(&on_link, &q, "out0").unwrap(), *q.dest.ip());
+        assert_eq!(hop_of(&on_link, &q, "out0").unwrap().hop, *q.dest.ip());
     }
 
     #[test]
