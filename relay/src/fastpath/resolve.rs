@@ -404,9 +404,29 @@ mod tests {
                 RouteAttribute::Gateway(RouteAddress::Inet(gw)),
             ],
         );
-        assert_eq!(hop_of(&via, &q, "out0").unwrap().hop, gw);
-        let on_link = route(RouteType::Unicast, vec![RouteAttribute::Oif(7)]);
-        assert_eq!(hop_of(&on_link, &q, "out0").unwrap().hop, *q.dest.ip());
+        assert_eq!(
+            hop_of(&via, &q, "out0").unwrap(),
+            Route {
+                hop: gw,
+                source: None
+            }
+        );
+        // The kernel names the source it selects for the socket (RTA_PREFSRC).
+        let src = Ipv4Addr::new(10, 0, 1, 77);
+        let on_link = route(
+            RouteType::Unicast,
+            vec![
+                RouteAttribute::Oif(7),
+                RouteAttribute::PrefSource(RouteAddress::Inet(src)),
+            ],
+        );
+        assert_eq!(
+            hop_of(&on_link, &q, "out0").unwrap(),
+            Route {
+                hop: *q.dest.ip(),
+                source: Some(src)
+            }
+        );
     }
 
     #[test]
