@@ -24,6 +24,7 @@
 #
 #   BIN=$CARGO_TARGET_DIR/release scripts/fast-path-speed.sh [OUT]
 #   GEN_MODES=single ...                    # one generator mode only (default "single gso")
+#   RATE_PATHS="fastpath mcrd" SEARCH_RATES= FLAT_OUT_PACKETS=0 ...   # some paths at RATES only
 #   STOP_AT=$(date -d 03:45 +%s) ...        # starts no run after that time (the report uses what exists)
 #   REPORT_ONLY=1 scripts/fast-path-speed.sh [OUT]   # only remake the comparisons and medians
 set -euo pipefail
@@ -38,6 +39,9 @@ REPEATS=${REPEATS:-5}
 RATES=${RATES:-"20000 100000"}
 SEARCH_RATES=${SEARCH_RATES:-"150000 200000 300000 400000 600000"}
 GEN_MODES=${GEN_MODES:-"single gso"}
+# The paths run at RATES (kernel is added wherever the kernel has multicast routing); mcrd is
+# the userspace path (pipeline_veth.sh runs it with fast_path = "off").
+RATE_PATHS=${RATE_PATHS:-"fastpath route mcrd redirect"}
 COALESCE_US=${COALESCE_US:-200}
 # Offered traffic per run, in seconds at the target rate (at least MIN_PACKETS datagrams).
 RUN_SECONDS=${RUN_SECONDS:-3}
@@ -133,7 +137,8 @@ run_all() {
     for pps in $RATES; do
       each "$r" "$work/rep$r" "$pps" 0 direct direct-unicast
       for hops in 1 3; do
-        each "$r" "$work/rep$r" "$pps" "$hops" fastpath route ${kernel[@]+"${kernel[@]}"} mcrd redirect
+        # shellcheck disable=SC2086 # RATE_PATHS is a word list
+        each "$r" "$work/rep$r" "$pps" "$hops" $RATE_PATHS ${kernel[@]+"${kernel[@]}"}
       done
     done
     for pps in $SEARCH_RATES; do

@@ -51,7 +51,8 @@ Traffic:
                        (multicast; with route in --relay also the unicast direct path)
   --quick              CI preset: --packets 20000 --pps 5000 (flags after it override)
 Relay:
-  --relay LIST         mcrd, fastpath (mcrd with fast_path = "required"), socat, kernel
+  --relay LIST         mcrd (userspace path: fast_path = "off"), fastpath (mcrd with
+                       fast_path = "required"), socat, kernel
                        (multicast routing, smcroute; needs CONFIG_IP_MROUTE), route (the
                        kernel's unicast forwarding; the traffic is unicast to the receiver),
                        redirect (the floor: a TC program moves each frame in0 -> out0 as it

@@ -110,6 +110,9 @@ socket = "$WORK/r$i.sock"
 [dataplane]
 workers = 1
 gso = false
+# The userspace path: its sends cross hop 1's OUTPUT hook, where the loss is planted (the
+# kernel fast path's redirect does not).
+fast_path = "off"
 
 [[rule]]
 name = "camera"

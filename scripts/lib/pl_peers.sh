@@ -36,10 +36,12 @@ pl_mcrd_config() {
   } >"$dir/relay.toml"
 }
 
-# pl_start_mcrd NS DIR GROUP PORT [HOP_INDEX [FAST_PATH]] -> PL_LAST_PID
+# pl_start_mcrd NS DIR GROUP PORT [HOP_INDEX [FAST_PATH]] -> PL_LAST_PID. Relay kind mcrd is
+# the userspace path: fast_path = "off" unless FAST_PATH says otherwise (mcrd's default is
+# "auto", which would move the flow into the kernel and change what the history measures).
 pl_start_mcrd() {
   local ns=$1 dir=$2
-  pl_mcrd_config "$dir" "$3" "$4" "${6:-}"
+  pl_mcrd_config "$dir" "$3" "$4" "${6:-off}"
   ip netns exec "$ns" "$BIN/mcrctl" config check "$dir/relay.toml" >"$dir/config-check.txt" 2>&1 ||
     pl_die "mcrctl config check refused $dir/relay.toml: $(cat "$dir/config-check.txt")"
   ip netns exec "$ns" "$BIN/mcrd" --config "$dir/relay.toml" --final-stats "$dir/final.json" \
