@@ -17,10 +17,18 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
+use super::probe::KernelFeatures;
 use super::skel::{FastpathSkel, FastpathSkelBuilder};
 
-/// The program's name as the kernel reports it (BPF object names are cut at 15 bytes).
+/// The name of mcrd's programs as the kernel reports them: `mcr_fastpath`, and
+/// `mcr_fastpath_nl` for kernels without bpf_loop (BPF object names are cut at 15 bytes).
+/// A program whose name starts with it is an mcrd fast path.
 pub const PROGRAM_NAME: &str = "mcr_fastpath";
+
+/// Whether a program of this name is an mcrd fast path.
+pub(super) fn is_mcrd_program(name: Option<&str>) -> bool {
+    name.is_some_and(|n| n.starts_with(PROGRAM_NAME))
+}
 
 /// Why the program could not be loaded or attached.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +51,15 @@ pub enum AttachError {
     },
 }
 
-/// Opens and loads the program and its maps (the verifier runs here).
+/// Opens and loads the program and its maps (the verifier runs here), sized for `max_flows`
+/// rules, for a kernel with `features`.
 ///
 /// The skeleton borrows its object storage for its whole life; mcrd loads the program once
 /// and keeps it until it exits, so the storage is leaked to get a `'static` skeleton.
-/// Loads the program with its rule, counter and monitor maps sized for `max_flows` rules.
-pub fn load(max_flows: u32) -> Result<FastpathSkel<'static>, AttachError> {
+pub fn load(
+    max_flows: u32,
+    features: KernelFeatures,
+) -> Result<FastpathSkel<'static>, AttachError> {
     // libbpf's messages (the verifier log of a refused program among them) go to our log at
     // debug level instead of straight to stderr; the error we return says what failed.
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, |_, msg| {
@@ -68,6 +79,10 @@ pub fn load(max_flows: u32) -> Result<FastpathSkel<'static>, AttachError> {
             AttachError::Load(format!("sizing the maps for {max_flows} flows: {e}"))
         })?;
     }
+    // One of the two entry points, for what the kernel has (see their comment in
+    // bpf/fastpath.bpf.c): the other is not loaded, so the kernel never sees its calls.
+    open.progs.mcr_fastpath.set_autoload(features.bpf_loop);
+    open.progs.mcr_fastpath_nl.set_autoload(!features.bpf_loop);
     open.load().map_err(|e| AttachError::Load(e.to_string()))
 }
 
@@ -214,7 +229,7 @@ pub fn mcrd_programs_on(ifindex: u32) -> io::Result<Vec<u32>> {
     let (_, ids) = tcx_ingress_programs(ifindex)?;
     Ok(ids
         .into_iter()
-        .filter(|&id| program_name(id).as_deref() == Some(PROGRAM_NAME))
+        .filter(|&id| is_mcrd_program(program_name(id).as_deref()))
         .collect())
 }
 
@@ -232,7 +247,7 @@ pub fn attach_tcx(prog: impl AsFd, ifindex: u32, interface: &str) -> Result<Owne
     let (revision, ids) = tcx_ingress_programs(ifindex).map_err(err("querying tcx ingress"))?;
     if let Some(&id) = ids
         .iter()
-        .find(|&&id| program_name(id).as_deref() == Some(PROGRAM_NAME))
+        .find(|&&id| is_mcrd_program(program_name(id).as_deref()))
     {
         return Err(AttachError::Taken {
             interface: interface.to_string(),
