@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::{self, parse_mode, DataplaneConfig, FastPathMode};
+use crate::config::{self, parse_mode, DataplaneConfig, FastPathAttach, FastPathMode};
 use crate::control::handler::{InForceError, LogLevelSetter};
 use crate::control::server::ControlServer;
 use crate::control::Controller;
@@ -251,26 +251,36 @@ fn start_fast_path(dp: &DataplaneConfig) -> anyhow::Result<Result<Option<Arc<Fas
     Ok(Err(why))
 }
 
-/// Probes the kernel's optional features, loads the program for them and says what it does
-/// without the features it lacks.
+/// Probes the kernel's optional features, loads the program for them and says how it will
+/// run: the hook, and what it does without the features it lacks.
 fn load_fast_path(dp: &DataplaneConfig) -> Result<FastPath, String> {
     let features = KernelFeatures::probe()?;
-    let fp = FastPath::load_with(crate::fastpath::Sizes::of(dp), features).map_err(|e| {
-        match probe::kernel_version() {
-            // The verifier's refusal names an instruction, not the kernel that is too old.
-            Some((major, minor)) if (major, minor) < MIN_FAST_PATH_KERNEL => format!(
-                "{e} (the fast path needs Linux {}.{} or later; this kernel is {major}.{minor})",
-                MIN_FAST_PATH_KERNEL.0, MIN_FAST_PATH_KERNEL.1
-            ),
-            _ => e.to_string(),
-        }
+    let fp = FastPath::load_with(
+        crate::fastpath::Sizes::of(dp),
+        dp.fast_path_attach,
+        features,
+    )
+    .map_err(|e| match probe::kernel_version() {
+        // The verifier's refusal names an instruction, not the kernel that is too old.
+        Some((major, minor)) if (major, minor) < MIN_FAST_PATH_KERNEL => format!(
+            "{e} (the fast path needs Linux {}.{} or later; this kernel is {major}.{minor})",
+            MIN_FAST_PATH_KERNEL.0, MIN_FAST_PATH_KERNEL.1
+        ),
+        _ => e.to_string(),
     })?;
     let f = fp.facts();
     tracing::info!(
         program_id = f.id,
         verified_insns = f.verified_insns,
+        attach = fp.attach_mode().name(),
         "fast path loaded"
     );
+    if dp.fast_path_attach == FastPathAttach::Auto && !features.tcx {
+        tracing::info!(
+            "this kernel has no tcx (Linux 6.6): the fast path goes in clsact qdisc filters, \
+             which mcrd deletes when it exits (after a kill -9, the next mcrd does)"
+        );
+    }
     if !features.bpf_loop {
         tracing::warn!(
             "this kernel lacks the bpf_loop helper (Linux 5.17): the fast path sums UDP \

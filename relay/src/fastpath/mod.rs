@@ -1,5 +1,7 @@
-//! The kernel fast path: mcrd's rules run in a tcx ingress program (`bpf/fastpath.bpf.c`)
-//! where they can be expressed there; the rest stay on the userspace path.
+//! The kernel fast path: mcrd's rules run in a TC ingress program (`bpf/fastpath.bpf.c`)
+//! where they can be expressed there; the rest stay on the userspace path. The program is
+//! attached with tcx links (`attach.rs`, Linux 6.6) or, where tcx is missing or the config
+//! says so, as clsact qdisc filters (`clsact.rs`): [`AttachMode`].
 //!
 //! One flow, one path. For each rule of a new table, [`FastPath::plan`] decides the path
 //! (with the reason when it is userspace), writes the kernel rules into the program's map
@@ -15,16 +17,19 @@
 //! while; the stats add them to the flow's.
 
 mod attach;
+mod clsact;
 pub mod counters;
 mod layout;
 mod links;
 mod lookups;
 mod maps;
+mod owner;
 mod plan;
 pub mod probe;
 pub mod resolve;
 mod skel;
 mod slots;
+mod tcfilters;
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -34,9 +39,11 @@ pub use attach::{
     enable_run_stats, mcrd_programs_on, program_run_stats, tcx_ingress_programs, AttachError,
     ProgramFacts, PROGRAM_NAME,
 };
+pub use clsact::{HANDLE as CLSACT_HANDLE, PRIORITY as CLSACT_PRIORITY};
 pub use layout::MAX_OUTPUTS;
 pub use probe::KernelFeatures;
 
+use crate::config::FastPathAttach;
 use crate::rules::{Path, Rule, RuleTable};
 use layout::bytes_of;
 use links::Links;
@@ -85,14 +92,53 @@ impl Default for Sizes {
     }
 }
 
+/// The hook the program is attached to on every input of a daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// tcx links (Linux 6.6): detached by the kernel when mcrd exits.
+    Tcx,
+    /// Direct-action filters on clsact qdiscs: deleted by mcrd (at exit, or by the next mcrd
+    /// after a `kill -9`).
+    Clsact,
+}
+
+impl AttachMode {
+    /// `[dataplane] fast_path_attach` on a kernel with `features`: tcx where it exists for
+    /// `auto`; a forced tcx on a kernel without it is an error naming the key.
+    pub fn choose(choice: FastPathAttach, features: KernelFeatures) -> Result<Self, String> {
+        match choice {
+            FastPathAttach::Auto if features.tcx => Ok(AttachMode::Tcx),
+            FastPathAttach::Auto | FastPathAttach::Clsact => Ok(AttachMode::Clsact),
+            FastPathAttach::Tcx if features.tcx => Ok(AttachMode::Tcx),
+            FastPathAttach::Tcx => Err(
+                "[dataplane] fast_path_attach = \"tcx\" but this kernel has no tcx (Linux 6.6); \
+                 set \"auto\" or \"clsact\" to attach to a clsact qdisc"
+                    .into(),
+            ),
+        }
+    }
+
+    /// `tcx` or `clsact`, as in the log and the stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Clsact => "clsact",
+        }
+    }
+}
+
 /// A loaded fast path: the program, its maps, the links that attach it, and which rule owns
 /// which counter slot.
 pub struct FastPath {
     skel: FastpathSkel<'static>,
     facts: ProgramFacts,
     sizes: Sizes,
+    mode: AttachMode,
     features: KernelFeatures,
     state: Mutex<State>,
+    /// Declared after `state`, so lowered after every attachment is dropped: a daemon
+    /// starting meanwhile never finds our filter without it (`owner.rs`).
+    _beacon: owner::Beacon,
 }
 
 struct State {
@@ -119,36 +165,51 @@ pub struct PlanReport {
 }
 
 impl FastPath {
-    /// Loads the program with the default map sizes, for the features this kernel has (the
-    /// verifier runs here).
+    /// Loads the program with the default map sizes, on the hook this kernel has, with the
+    /// features it has (the verifier runs here).
     pub fn load() -> Result<Self, AttachError> {
-        let features = KernelFeatures::probe().map_err(AttachError::Load)?;
-        Self::load_with(Sizes::default(), features)
+        let features = KernelFeatures::probe().map_err(AttachError::Kernel)?;
+        Self::load_with(Sizes::default(), FastPathAttach::Auto, features)
     }
 
-    /// Loads the program with maps of `sizes`, for a kernel with `features` (the verifier runs
-    /// here).
-    pub fn load_with(sizes: Sizes, features: KernelFeatures) -> Result<Self, AttachError> {
+    /// Loads the program with maps of `sizes`, for the hook `attach` chooses on a kernel with
+    /// `features` (the verifier runs here).
+    pub fn load_with(
+        sizes: Sizes,
+        attach: FastPathAttach,
+        features: KernelFeatures,
+    ) -> Result<Self, AttachError> {
+        let mode = AttachMode::choose(attach, features).map_err(AttachError::Kernel)?;
         let skel = attach::load(sizes.max_flows, features)?;
         let facts = attach::program_facts(entry(&skel, features).as_fd())
             .map_err(|e| AttachError::Load(format!("reading program info: {e}")))?;
+        let beacon = owner::Beacon::raise(facts.id).map_err(|e| {
+            AttachError::Load(format!("raising program {}'s beacon: {e}", facts.id))
+        })?;
         Ok(Self {
             skel,
-            facts,
             sizes,
+            mode,
             features,
             state: Mutex::new(State {
-                links: Links::default(),
+                links: Links::new(mode, facts.id, features.tcx),
                 slots: SlotBook::new(sizes.max_flows),
                 installed: Installed::default(),
                 retired: Default::default(),
             }),
+            facts,
+            _beacon: beacon,
         })
     }
 
     /// The loaded entry point.
     fn program(&self) -> &libbpf_rs::ProgramMut<'static> {
         entry(&self.skel, self.features)
+    }
+
+    /// The hook the program is attached to.
+    pub fn attach_mode(&self) -> AttachMode {
+        self.mode
     }
 
     /// The kernel features the program was loaded for.
@@ -412,7 +473,8 @@ mod tests {
             max_flows: 100_000,
             max_flows_per_input: 200,
         };
-        let fp = FastPath::load_with(sizes, KernelFeatures::ALL).expect("loads");
+        let fp =
+            FastPath::load_with(sizes, FastPathAttach::Auto, KernelFeatures::ALL).expect("loads");
         assert_eq!(fp.skel.maps.mcr_fp_rules.max_entries(), 100_000);
         assert_eq!(fp.skel.maps.mcr_fp_counters.max_entries(), 100_000);
         assert_eq!(fp.skel.maps.mcr_fp_monitors.max_entries(), 100_000);
@@ -542,7 +604,9 @@ mod tests {
             bpf_loop: false,
             ..KernelFeatures::ALL
         };
-        let load = |features| FastPath::load_with(Sizes::default(), features).expect("loads");
+        let load = |features| {
+            FastPath::load_with(Sizes::default(), FastPathAttach::Auto, features).expect("loads")
+        };
         let (with, without) = (load(KernelFeatures::ALL), load(without));
         eprintln!(
             "verifier instructions: {} with bpf_loop, {} with the bounded loop",
