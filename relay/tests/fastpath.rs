@@ -230,7 +230,7 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
     assert_eq!(live.fast_path.as_ref().unwrap().interfaces, ["in0"]);
     let (code, list, _) = relay.mcrctl(&["rules", "list"]);
     assert_eq!(code, 0);
-    assert!(list.contains("[kernel]"), "{list}");
+    assert!(list.contains("[kernel: tcx ingress]"), "{list}");
     let fin = relay.stop();
     assert_conserves(&fin);
     assert_eq!(fin.totals.matched, n);
@@ -784,7 +784,7 @@ fn reload_moves_rules_in_and_out_of_the_kernel() {
     assert_eq!(code, 0, "{out}{err}");
     let (_, list, _) = relay.mcrctl(&["rules", "list"]);
     assert!(
-        list.starts_with("b:") && list.contains("[kernel]") && !list.contains("a:"),
+        list.starts_with("b:") && list.contains("[kernel: ") && !list.contains("a:"),
         "{list}"
     );
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 300, 300, 500, 5_000);
