@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * mcrd's kernel fast path: a tcx ingress program that forwards the UDP datagrams of rules
- * mcrd put into `mcr_fp_rules` without waking userspace.
+ * mcrd's kernel fast path: a TC ingress classifier that forwards the UDP datagrams of rules
+ * mcrd put into `mcr_fp_rules` without waking userspace. mcrd attaches it with a tcx link
+ * (Linux >= 6.6) or, where tcx is missing, as a direct-action filter on a clsact qdisc
+ * (relay/src/fastpath/clsact.rs); the same program serves both (see the entry points).
  *
  * Per packet: parse Ethernet (one 802.1Q/802.1ad tag in band, or a tag in skb metadata),
  * IPv4 without options and not a fragment, UDP; look up (ifindex, group, port, any), and
@@ -36,7 +38,14 @@
 #include "fastpath.h"
 
 /* "Not mine": tcx runs the next program (TCX_NEXT in kernels >= 6.6 headers; Debian 12's
- * lack it), the legacy clsact hook the next filter. TC_ACT_OK would end tcx's chain. */
+ * lack it), the legacy clsact hook the next filter. TC_ACT_OK would end tcx's chain.
+ *
+ * The verdicts mean the same on both hooks, by value: TCX_NEXT/TC_ACT_UNSPEC (-1),
+ * TCX_DROP/TC_ACT_SHOT (2), TCX_REDIRECT/TC_ACT_REDIRECT (7). A direct-action cls_bpf filter
+ * returning TC_ACT_UNSPEC lets the next filter run (cls_bpf_classify goes on to its next
+ * program, tcf_classify to the next priority), and after the last one the ingress hook
+ * passes the frame to the stack (sch_handle_ingress's default case), as TCX_NEXT does at
+ * the end of a tcx chain. */
 #define MCR_TCX_NEXT TC_ACT_UNSPEC
 
 #define ETH_HLEN_ 14
@@ -308,6 +317,76 @@ __attribute__((noinline)) int mcr_fp_udp_csum_ok(struct __sk_buff *skb, __u32 l4
 	return csum_fold_((__u64)w.sum + pseudo) == 0xffff;
 }
 
+/* Whole chunks in the longest UDP datagram (a UDP length is at most 65,535 bytes). */
+#define CSUM_MAX_CHUNKS (0xffff / CSUM_CHUNK)
+
+/*
+ * mcr_fp_udp_csum_ok for kernels without bpf_loop (Linux < 5.17): the same sum, with a
+ * bounded loop over the whole chunks and the rest after it.
+ *
+ * Verifier: a bounded loop (Linux >= 5.3) is verified once per iteration, up to
+ * CSUM_MAX_CHUNKS times, so each iteration is kept to one fixed-size load and one sum, with
+ * no branch on the chunk's length: with csum_next as its body (a variable length, a zeroed
+ * buffer) the program was refused without CAP_PERFMON (E2BIG: over a million instructions,
+ * the verifier also walking each iteration's branches as speculative execution could). The
+ * rest is summed with the same buffer, in this frame: a call to csum_next would add its
+ * 256-byte frame to this one, over the 512 bytes a call chain may use.
+ */
+__attribute__((noinline)) int mcr_fp_udp_csum_ok_bounded(struct __sk_buff *skb, __u32 l4_off,
+							 __u32 udp_len, __u32 pseudo)
+{
+	__u8 buf[CSUM_CHUNK];
+	__u32 off = l4_off, left = udp_len, sum = 0;
+	__s64 s;
+
+	for (__u32 i = 0; i < CSUM_MAX_CHUNKS; i++) {
+		if (left < CSUM_CHUNK)
+			break;
+		if (bpf_skb_load_bytes(skb, off, buf, CSUM_CHUNK))
+			return 0;
+		s = bpf_csum_diff(0, 0, (__be32 *)buf, CSUM_CHUNK, sum);
+		if (s < 0)
+			return 0;
+		sum = (__u32)s;
+		off += CSUM_CHUNK;
+		left -= CSUM_CHUNK;
+	}
+	/* The rest, summed rounded up to whole 32-bit words of a zeroed buffer as csum_next
+	 * does. Verifier: both sizes bounded explicitly. The mask keeps what the loop left (less
+	 * than a chunk) and gives the verifier its bounds; clang, which knows it changes
+	 * nothing, dropped it ("R4 min value is negative") until barrier_var hid that from it. */
+	if (left >= CSUM_CHUNK)
+		return 0;
+	__u32 rest = left;
+	barrier_var(rest);
+	rest &= CSUM_CHUNK - 1;
+	if (rest) {
+		__builtin_memset(buf, 0, sizeof(buf));
+		if (bpf_skb_load_bytes(skb, off, buf, rest))
+			return 0;
+		__u32 words = (rest + 3) & ~3u;
+		if (words > CSUM_CHUNK)
+			return 0;
+		s = bpf_csum_diff(0, 0, (__be32 *)buf, words, sum);
+		if (s < 0)
+			return 0;
+		sum = (__u32)s;
+	}
+	return csum_fold_((__u64)sum + pseudo) == 0xffff;
+}
+
+/* Whether the datagram's UDP checksum verifies, summed in software with the walk the entry
+ * point's kernel has (`loop`: bpf_loop, a constant; see the entry points). */
+static __always_inline int udp_csum_summed_ok(struct __sk_buff *skb, const struct parsed *p,
+					      const int loop)
+{
+	__u32 l4_off = p->l3_off + sizeof(struct iphdr);
+
+	if (loop)
+		return mcr_fp_udp_csum_ok(skb, l4_off, p->udp_len, (__u32)pseudo_sum(p));
+	return mcr_fp_udp_csum_ok_bounded(skb, l4_off, p->udp_len, (__u32)pseudo_sum(p));
+}
+
 /*
  * The UDP checksum under CHECKSUM_COMPLETE: 1 if it verifies, 0 if it does not, -1 if the
  * frame is not CHECKSUM_COMPLETE or this shortcut does not apply.
@@ -338,7 +417,7 @@ static __always_inline int udp_csum_complete(struct __sk_buff *skb, const struct
 /*
  * Whether the UDP checksum verifies, as on the userspace path (which verifies only what
  * neither tp_status nor the vnet header vouches for). The datagram is summed in software
- * (mcr_fp_udp_csum_ok, a few hundred ns for 1400 bytes) only when the kernel vouches for
+ * (udp_csum_summed_ok, a few hundred ns for 1400 bytes) only when the kernel vouches for
  * nothing, in this order (the cheapest tests first, for the usual local and offloaded cases):
  * - no checksum sent (0);
  * - CHECKSUM_UNNECESSARY: the device verified it (bpf_csum_level reports it);
@@ -350,7 +429,8 @@ static __always_inline int udp_csum_complete(struct __sk_buff *skb, const struct
  *   CHECKSUM_COMPLETE: the helper call that test needs cost local senders' frames 27 ns.)
  * - CHECKSUM_COMPLETE: the device's sum decides, exactly (udp_csum_complete).
  */
-static __always_inline int udp_csum_ok(struct __sk_buff *skb, const struct parsed *p)
+static __always_inline int udp_csum_ok(struct __sk_buff *skb, const struct parsed *p,
+				       const int loop)
 {
 	if (p->udp_check == 0)
 		return 1;
@@ -361,8 +441,7 @@ static __always_inline int udp_csum_ok(struct __sk_buff *skb, const struct parse
 	int complete = udp_csum_complete(skb, p);
 	if (complete >= 0)
 		return complete;
-	return mcr_fp_udp_csum_ok(skb, p->l3_off + sizeof(struct iphdr), p->udp_len,
-				  (__u32)pseudo_sum(p));
+	return udp_csum_summed_ok(skb, p, loop);
 }
 
 /*
@@ -374,7 +453,7 @@ static __always_inline int udp_csum_ok(struct __sk_buff *skb, const struct parse
  * them), with Linux's convention for one longer than 64 KiB (IPv4 and UDP length 0); their
  * checksum field is a pseudo-header sum for the whole run, never verified.
  */
-static __always_inline int check(struct __sk_buff *skb, const struct parsed *p)
+static __always_inline int check(struct __sk_buff *skb, const struct parsed *p, const int loop)
 {
 	if (skb->vlan_present && p->tag_in_band)
 		return MCR_FP_FILTERED_NOT_IPV4;
@@ -397,7 +476,7 @@ static __always_inline int check(struct __sk_buff *skb, const struct parsed *p)
 	__u32 udp_len = ip_len - sizeof(struct iphdr);
 	if (p->udp_len != udp_len && !(gso && p->udp_len == 0 && udp_len > 0xffff))
 		return MCR_FP_MALFORMED_BAD_UDP_LENGTH;
-	if (!gso && !udp_csum_ok(skb, p))
+	if (!gso && !udp_csum_ok(skb, p, loop))
 		return MCR_FP_MALFORMED_BAD_UDP_CHECKSUM;
 	return MCR_FP_VERDICT_OK;
 }
@@ -703,8 +782,8 @@ static __always_inline int untag(struct __sk_buff *skb, const struct parsed *p)
 	return 0;
 }
 
-SEC("tcx/ingress")
-int mcr_fastpath(struct __sk_buff *skb)
+/* The program, for a kernel with bpf_loop (`loop` 1) or without (0: Linux < 5.17). */
+static __always_inline int fastpath(struct __sk_buff *skb, const int loop)
 {
 	struct parsed p = {};
 
@@ -718,7 +797,7 @@ int mcr_fastpath(struct __sk_buff *skb)
 	if (!rule)
 		return MCR_TCX_NEXT;
 	/* Refused frames go on to the stack, as they do beside the userspace path's taps. */
-	int refused = check(skb, &p);
+	int refused = check(skb, &p, loop);
 	if (refused != MCR_FP_VERDICT_OK) {
 		count_refused(refused);
 		return MCR_TCX_NEXT;
@@ -739,8 +818,9 @@ int mcr_fastpath(struct __sk_buff *skb)
 	rc->matched += segs;
 	rc->bytes += payload;
 	rc->frame_bytes += skb->len;
-	/* A rule without monitor pays this one load and branch. */
-	if (rule->monitor == MCR_FP_MONITOR_RTP)
+	/* A rule without monitor pays this one load and branch. Without bpf_loop mcrd keeps
+	 * monitored rules in userspace (relay/src/fastpath/plan.rs). */
+	if (loop && rule->monitor == MCR_FP_MONITOR_RTP)
 		mcr_fp_monitor_rtp(skb, slot, hdrs, p.ip_len, segs);
 
 	__u32 n = rule->n_outputs;
@@ -763,6 +843,38 @@ int mcr_fastpath(struct __sk_buff *skb)
 		verdict = mcr_fp_send(skb, &rule->outputs[i], &rc->outputs[i], payload, i + 1 == n);
 	}
 	return verdict;
+}
+
+/*
+ * The entry points: one program for kernels with bpf_loop (Linux 5.17) and one for those
+ * without, which sums UDP checksums with a bounded loop and has no RTP check. mcrd probes
+ * the kernel and loads one of them (relay/src/fastpath/attach.rs); `loop` is a constant in
+ * each, so each holds only its own calls and the verifier never sees the other's. A flag
+ * read at run time (a `const volatile`) would not do: the verifier skips the branch a known
+ * constant rules out only for a loader with CAP_PERFMON; without it (the packaged unit's
+ * CAP_BPF and CAP_NET_ADMIN) it walks that branch too, as speculative execution could, and a
+ * helper the kernel lacks is refused there (with the bounded loop walked under speculation
+ * as well, this kernel refused the program: E2BIG).
+ *
+ * SEC("tc"): plain BPF_PROG_TYPE_SCHED_CLS programs with no expected attach type, which both
+ * hooks take, so mcrd loads and verifies one program whichever hook it picks: the kernel ties
+ * a SCHED_CLS program to no attach point at load (bpf_prog_load_check_attach has no case for
+ * it), a tcx link checks only the attach type it is created with
+ * (bpf_prog_attach_check_attach_type), and cls_bpf takes any SCHED_CLS program. "tcx/ingress"
+ * would hand kernels older than tcx an attach type they never heard of (ignored, for no gain).
+ * The kernel names each program after its function: mcrd knows its programs by the prefix
+ * "mcr_fastpath" (at most 15 characters in all).
+ */
+SEC("tc")
+int mcr_fastpath(struct __sk_buff *skb)
+{
+	return fastpath(skb, 1);
+}
+
+SEC("tc")
+int mcr_fastpath_nl(struct __sk_buff *skb)
+{
+	return fastpath(skb, 0);
 }
 
 /* bpf_check_mtu is a GPL-only helper: the kernel loads this program only under a

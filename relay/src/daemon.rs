@@ -8,12 +8,12 @@ use anyhow::{bail, Context};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::{self, parse_mode, DataplaneConfig, FastPathMode};
+use crate::config::{self, parse_mode, DataplaneConfig, FastPathAttach, FastPathMode};
 use crate::control::handler::{InForceError, LogLevelSetter};
 use crate::control::server::ControlServer;
 use crate::control::Controller;
 use crate::dataplane::{sys, DataPlane, Shared};
-use crate::fastpath::{probe, FastPath};
+use crate::fastpath::{probe, FastPath, KernelFeatures};
 use crate::membership::Memberships;
 use crate::metrics::MetricsServer;
 use crate::rules::RuleSet;
@@ -53,7 +53,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let workers = dp.workers as usize;
     let shared = Arc::new(Shared::new(workers, gso));
-    match start_fast_path(dp.fast_path, crate::fastpath::Sizes::of(&dp))? {
+    match start_fast_path(&dp)? {
         Ok(Some(fp)) => {
             let _ = shared.fast_path.set(fp);
         }
@@ -228,26 +228,16 @@ pub fn input_names(rules: &[crate::config::RuleSpec]) -> Vec<String> {
 /// Loads the fast path if the config asks for it and the kernel and privileges allow.
 /// `auto` falls back to userspace with one warning naming what is missing (returned as the
 /// inner error); `required` refuses.
-fn start_fast_path(
-    mode: FastPathMode,
-    sizes: crate::fastpath::Sizes,
-) -> anyhow::Result<Result<Option<Arc<FastPath>>, String>> {
+fn start_fast_path(dp: &DataplaneConfig) -> anyhow::Result<Result<Option<Arc<FastPath>>, String>> {
+    let mode = dp.fast_path;
     if mode == FastPathMode::Off {
         return Ok(Ok(None));
     }
     let missing = probe::missing_capabilities();
     let why = if missing.is_empty() {
-        match FastPath::load_sized(sizes) {
-            Ok(fp) => {
-                let f = fp.facts();
-                tracing::info!(
-                    program_id = f.id,
-                    verified_insns = f.verified_insns,
-                    "fast path loaded"
-                );
-                return Ok(Ok(Some(Arc::new(fp))));
-            }
-            Err(e) => e.to_string(),
+        match load_fast_path(dp) {
+            Ok(fp) => return Ok(Ok(Some(Arc::new(fp)))),
+            Err(why) => why,
         }
     } else {
         format!("mcrd lacks {}", missing.join(" and "))
@@ -260,6 +250,49 @@ fn start_fast_path(
     );
     Ok(Err(why))
 }
+
+/// Probes the kernel's optional features, loads the program for them and says how it will
+/// run: the hook, and what it does without the features it lacks.
+fn load_fast_path(dp: &DataplaneConfig) -> Result<FastPath, String> {
+    let features = KernelFeatures::probe()?;
+    let fp = FastPath::load_with(
+        crate::fastpath::Sizes::of(dp),
+        dp.fast_path_attach,
+        features,
+    )
+    .map_err(|e| match probe::kernel_version() {
+        // The verifier's refusal names an instruction, not the kernel that is too old.
+        Some((major, minor)) if (major, minor) < MIN_FAST_PATH_KERNEL => format!(
+            "{e} (the fast path needs Linux {}.{} or later; this kernel is {major}.{minor})",
+            MIN_FAST_PATH_KERNEL.0, MIN_FAST_PATH_KERNEL.1
+        ),
+        _ => e.to_string(),
+    })?;
+    let f = fp.facts();
+    tracing::info!(
+        program_id = f.id,
+        verified_insns = f.verified_insns,
+        attach = fp.attach_mode().name(),
+        "fast path loaded"
+    );
+    if dp.fast_path_attach == FastPathAttach::Auto && !features.tcx {
+        tracing::info!(
+            "this kernel has no tcx (Linux 6.6): the fast path goes in clsact qdisc filters, \
+             which mcrd deletes when it exits (after a kill -9, the next mcrd does)"
+        );
+    }
+    if !features.bpf_loop {
+        tracing::warn!(
+            "this kernel lacks the bpf_loop helper (Linux 5.17): the fast path sums UDP \
+             checksums with a bounded loop, and rules with monitor = \"rtp\" run in userspace"
+        );
+    }
+    Ok(fp)
+}
+
+/// The oldest kernel the program loads on (relay/README.md, "Kernel versions"):
+/// `bpf_check_mtu` and pointers as arguments of global functions came in Linux 5.12.
+const MIN_FAST_PATH_KERNEL: (u32, u32) = (5, 12);
 
 /// Re-plans the fast path every second (neighbours resolved, addresses or MACs changed),
 /// until dropped.

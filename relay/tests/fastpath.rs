@@ -15,6 +15,25 @@ use common::*;
 
 const REQUIRED: &str = "fast_path = \"required\"";
 
+// Each of these runs once per hook (tcx and clsact): `NAME::tcx`, `NAME::clsact`.
+on_each_hook!(
+    one_hop_in_the_kernel_with_headers_and_checksums_right,
+    fan_out_one_to_three_in_the_kernel,
+    three_hops_in_the_kernel,
+    multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known,
+    a_second_daemon_on_the_same_interface_is_refused_the_fast_path,
+    replacing_a_rule_under_traffic_never_mixes_output_sets,
+    both_paths_conserve_side_by_side_and_fragments_reach_userspace,
+    reload_moves_rules_in_and_out_of_the_kernel,
+    an_output_mtu_too_small_is_counted_as_an_error,
+    gso_super_frames_are_forwarded_whole_and_counted_per_datagram,
+    runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only,
+    vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace,
+    rtp_monitoring_in_the_kernel_counts_exactly_what_userspace_counts,
+    kernel_hops_localize_rtp_loss_to_the_link_before_the_first_hop_with_gaps,
+    a_monitored_flow_moving_between_paths_shows_no_false_gap,
+);
+
 /// A chain whose generator sends full checksums.
 fn chain_full_checksums(hops: usize, gso: bool) -> Chain {
     let c = chain(hops, gso);
@@ -186,8 +205,7 @@ fn kernel_flow(r: &relay::stats::report::StatsReport, rule: &str) -> bool {
     })
 }
 
-#[test]
-fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
+fn one_hop_in_the_kernel_with_headers_and_checksums_right(mode: Attach) {
     if !e2e_allowed("fastpath_one_hop") {
         return;
     }
@@ -198,7 +216,7 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
         format!("{{ dest = \"{out_group}\", port = 6000, interface = \"out0\", ttl = 5, dscp = 46, source_port = 4321 }}");
     let relay = Relay::start(
         &c.relays[0],
-        &relay_config(1, REQUIRED, &rule("chain", GROUP, PORT, &outputs)),
+        &relay_config(1, &required(mode), &rule("chain", GROUP, PORT, &outputs)),
     );
     let rx = receiver(&c.dst, out_group, 6000, c.dst_addr());
     let cap = capture(&c.dst, "in0");
@@ -227,10 +245,33 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right() {
     let live = relay.stats();
     assert_conserves(&live);
     assert!(kernel_flow(&live, "chain"), "{:?}", live.flows);
-    assert_eq!(live.fast_path.as_ref().unwrap().interfaces, ["in0"]);
+    let fp = live.fast_path.as_ref().unwrap();
+    assert_eq!(fp.interfaces, ["in0"]);
+    assert_eq!(fp.attach, mode.name());
+    assert!(fp.missing_features.is_empty(), "{fp:?}");
     let (code, list, _) = relay.mcrctl(&["rules", "list"]);
     assert_eq!(code, 0);
-    assert!(list.contains("[kernel]"), "{list}");
+    assert!(
+        list.contains(&format!("[kernel: {} ingress]", mode.name())),
+        "{list}"
+    );
+    let (code, human, _) = relay.mcrctl(&["stats"]);
+    assert_eq!(code, 0);
+    assert!(
+        human.contains(&format!(
+            "fast path: program {} ({} ingress) attached to in0",
+            fp.program_id,
+            mode.name()
+        )),
+        "{human}"
+    );
+    assert!(
+        relay
+            .log_text()
+            .contains(&format!("fast path attached ({} ingress)", mode.name())),
+        "{}",
+        relay.log_text()
+    );
     let fin = relay.stop();
     assert_conserves(&fin);
     assert_eq!(fin.totals.matched, n);
@@ -265,8 +306,7 @@ fn two_more_outputs(c: &Chain) {
     }
 }
 
-#[test]
-fn fan_out_one_to_three_in_the_kernel() {
+fn fan_out_one_to_three_in_the_kernel(mode: Attach) {
     if !e2e_allowed("fastpath_fan_out") {
         return;
     }
@@ -277,7 +317,7 @@ fn fan_out_one_to_three_in_the_kernel() {
                    { dest = \"239.2.2.3\", port = 6003, interface = \"out3\" }";
     let relay = Relay::start(
         &c.relays[0],
-        &relay_config(1, REQUIRED, &rule("fan", GROUP, PORT, outputs)),
+        &relay_config(1, &required(mode), &rule("fan", GROUP, PORT, outputs)),
     );
     let rxs: Vec<_> = (1..=3u8)
         .map(|k| {
@@ -312,8 +352,7 @@ fn fan_out_one_to_three_in_the_kernel() {
         .all(|o| o.tx_sent == n && o.matched == n));
 }
 
-#[test]
-fn three_hops_in_the_kernel() {
+fn three_hops_in_the_kernel(mode: Attach) {
     if !e2e_allowed("fastpath_three_hops") {
         return;
     }
@@ -321,7 +360,7 @@ fn three_hops_in_the_kernel() {
     let relays: Vec<Relay> = c
         .relays
         .iter()
-        .map(|ns| Relay::start(ns, &relay_config(1, REQUIRED, &chain_rule())))
+        .map(|ns| Relay::start(ns, &relay_config(1, &required(mode), &chain_rule())))
         .collect();
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
@@ -339,8 +378,7 @@ fn three_hops_in_the_kernel() {
     }
 }
 
-#[test]
-fn multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known() {
+fn multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known(mode: Attach) {
     if !e2e_allowed("fastpath_m2u") {
         return;
     }
@@ -349,7 +387,7 @@ fn multicast_to_unicast_moves_to_the_kernel_once_the_neighbour_is_known() {
     let outputs = format!("{{ dest = \"{dst}\", port = 7000, interface = \"out0\" }}");
     let relay = Relay::start(
         &c.relays[0],
-        &relay_config(1, REQUIRED, &rule("m2u", GROUP, PORT, &outputs)),
+        &relay_config(1, &required(mode), &rule("m2u", GROUP, PORT, &outputs)),
     );
     // No neighbour entry yet: userspace, which resolves it by sending.
     let first = relay.stats();
@@ -592,21 +630,18 @@ fn a_stale_neighbour_is_confirmed_and_a_failed_one_is_not_used() {
     assert_conserves(&relay.stop());
 }
 
-/// The tcx ingress programs named like mcrd's on `ifname` in `ns`.
-fn mcrd_programs(ns: &Netns, ifname: &str) -> Vec<u32> {
-    ns.enter(|| {
-        let idx = relay::netif::index(ifname).unwrap();
-        relay::fastpath::mcrd_programs_on(idx).unwrap()
-    })
-}
-
+/// A tcx link dies with its holder; a clsact filter does not, and the next daemon removes it
+/// (`fastpath_hooks.rs`).
 #[test]
-fn kill_9_leaves_no_program_attached() {
+fn kill_9_leaves_no_tcx_program_attached() {
     if !e2e_allowed("fastpath_kill_9") {
         return;
     }
     let c = chain(1, false);
-    let mut relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let mut relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, &required(Attach::Tcx), &chain_rule()),
+    );
     assert_eq!(mcrd_programs(&c.relays[0], "in0").len(), 1);
     relay.signal(libc::SIGKILL);
     wait_for("mcrd to die", Duration::from_secs(5), || {
@@ -623,13 +658,15 @@ fn kill_9_leaves_no_program_attached() {
     assert!(all.is_empty(), "programs left on in0: {all:?}");
 }
 
-#[test]
-fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
+fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path(mode: Attach) {
     if !e2e_allowed("fastpath_two_daemons") {
         return;
     }
     let c = chain(1, false);
-    let first = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let first = Relay::start(
+        &c.relays[0],
+        &relay_config(1, &required(mode), &chain_rule()),
+    );
     // `required`: the second daemon does not start.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("second.toml");
@@ -638,7 +675,7 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
         format!(
             "[control]\nsocket = \"{}\"\n\n{}",
             dir.path().join("s.sock").display(),
-            relay_config(1, REQUIRED, &chain_rule())
+            relay_config(1, &required(mode), &chain_rule())
         ),
     )
     .unwrap();
@@ -656,10 +693,7 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path() {
     );
     // `auto`: it starts, and its rule on that interface stands by (forwarded by neither of
     // its paths), saying why.
-    let second = Relay::start(
-        &c.relays[0],
-        &relay_config(1, "fast_path = \"auto\"", &chain_rule()),
-    );
+    let second = Relay::start(&c.relays[0], &relay_config(1, &auto(mode), &chain_rule()));
     let s = second.stats();
     assert_eq!(s.flows[0].path, "waiting");
     assert!(
@@ -777,24 +811,23 @@ fn required_without_privileges_refuses_to_start() {
 }
 
 /// Config text of one rule on `in0` sending `GROUP:PORT` to `outputs` (ports on out0/out2).
-fn replace_config(ports: [u16; 2]) -> String {
+fn replace_config(mode: Attach, ports: [u16; 2]) -> String {
     let outputs = format!(
         "{{ dest = \"239.2.2.1\", port = {}, interface = \"out0\" }}, \
          {{ dest = \"239.2.2.2\", port = {}, interface = \"out2\" }}",
         ports[0], ports[1]
     );
-    relay_config(1, REQUIRED, &rule("swap", GROUP, PORT, &outputs))
+    relay_config(1, &required(mode), &rule("swap", GROUP, PORT, &outputs))
 }
 
-#[test]
-fn replacing_a_rule_under_traffic_never_mixes_output_sets() {
+fn replacing_a_rule_under_traffic_never_mixes_output_sets(mode: Attach) {
     if !e2e_allowed("fastpath_replace") {
         return;
     }
     let c = chain(1, false);
     two_more_outputs(&c);
     let sets = [[6001, 6002], [6003, 6004]];
-    let relay = Relay::start(&c.relays[0], &replace_config(sets[0]));
+    let relay = Relay::start(&c.relays[0], &replace_config(mode, sets[0]));
     let rx: Vec<(u16, std::net::UdpSocket)> = [(6001, 1), (6002, 2), (6003, 1), (6004, 2)]
         .into_iter()
         .map(|(port, k): (u16, u8)| {
@@ -824,7 +857,7 @@ fn replacing_a_rule_under_traffic_never_mixes_output_sets() {
         // About 20 replacements while the 2 s of traffic flow.
         for i in 1..=20 {
             std::thread::sleep(Duration::from_millis(90));
-            let text = format!("{control}{}", replace_config(sets[i % 2]));
+            let text = format!("{control}{}", replace_config(mode, sets[i % 2]));
             std::fs::write(&config_path, text).unwrap();
             relay.signal(libc::SIGHUP);
         }
@@ -879,8 +912,7 @@ fn seventeen_outputs(first_port: u16) -> String {
         .join(", ")
 }
 
-#[test]
-fn both_paths_conserve_side_by_side_and_fragments_reach_userspace() {
+fn both_paths_conserve_side_by_side_and_fragments_reach_userspace(mode: Attach) {
     if !e2e_allowed("fastpath_both_paths") {
         return;
     }
@@ -896,7 +928,7 @@ fn both_paths_conserve_side_by_side_and_fragments_reach_userspace() {
         ),
         rule("u", user_group, PORT, &seventeen_outputs(7000)),
     );
-    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &rules));
+    let relay = Relay::start(&c.relays[0], &relay_config(1, &required(mode), &rules));
     let rx_k = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 1), 6001, c.dst_addr());
     let rx_u = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 9), 7016, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
@@ -944,8 +976,7 @@ fn both_paths_conserve_side_by_side_and_fragments_reach_userspace() {
     );
 }
 
-#[test]
-fn reload_moves_rules_in_and_out_of_the_kernel() {
+fn reload_moves_rules_in_and_out_of_the_kernel(mode: Attach) {
     if !e2e_allowed("fastpath_reload") {
         return;
     }
@@ -963,7 +994,7 @@ fn reload_moves_rules_in_and_out_of_the_kernel() {
         PORT,
         "{ dest = \"239.2.2.2\", port = 6002, interface = \"out0\" }",
     );
-    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &a));
+    let relay = Relay::start(&c.relays[0], &relay_config(1, &required(mode), &a));
     let rx_a = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 1), 6001, c.dst_addr());
     let rx_b = receiver(&c.dst, Ipv4Addr::new(239, 2, 2, 2), 6002, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
@@ -978,7 +1009,7 @@ fn reload_moves_rules_in_and_out_of_the_kernel() {
     assert_eq!(code, 0, "{out}{err}");
     let (_, list, _) = relay.mcrctl(&["rules", "list"]);
     assert!(
-        list.starts_with("b:") && list.contains("[kernel]") && !list.contains("a:"),
+        list.starts_with("b:") && list.contains("[kernel: ") && !list.contains("a:"),
         "{list}"
     );
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 300, 300, 500, 5_000);
@@ -1010,14 +1041,16 @@ fn reload_moves_rules_in_and_out_of_the_kernel() {
     assert_eq!(fin.workers[0].counters.matched, 300);
 }
 
-#[test]
-fn an_output_mtu_too_small_is_counted_as_an_error() {
+fn an_output_mtu_too_small_is_counted_as_an_error(mode: Attach) {
     if !e2e_allowed("fastpath_mtu") {
         return;
     }
     let c = chain(1, false);
     c.relays[0].ip(&["link", "set", "out0", "mtu", "1000"]);
-    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, &required(mode), &chain_rule()),
+    );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
     send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, 200, 1400, 5_000);
@@ -1031,13 +1064,15 @@ fn an_output_mtu_too_small_is_counted_as_an_error() {
     assert_eq!(fin.totals.tx_errors_by_errno.get("kernel_mtu"), Some(&200));
 }
 
-#[test]
-fn gso_super_frames_are_forwarded_whole_and_counted_per_datagram() {
+fn gso_super_frames_are_forwarded_whole_and_counted_per_datagram(mode: Attach) {
     if !e2e_allowed("fastpath_gso") {
         return;
     }
     let c = chain(1, true);
-    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(1, &required(mode), &chain_rule()),
+    );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
     set_udp_segment(&tx, 1400);
@@ -1062,8 +1097,7 @@ fn gso_super_frames_are_forwarded_whole_and_counted_per_datagram() {
     assert_eq!(fin.flows[0].bytes, n * 1400);
 }
 
-#[test]
-fn runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only() {
+fn runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only(mode: Attach) {
     if !e2e_allowed("fastpath_unit_capabilities") {
         return;
     }
@@ -1080,7 +1114,7 @@ fn runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only() {
     ];
     let relay = Relay::start_as(
         &c.relays[0],
-        &relay_config(1, REQUIRED, &chain_rule()),
+        &relay_config(1, &required(mode), &chain_rule()),
         Some(unit_caps),
     );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
@@ -1093,8 +1127,7 @@ fn runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only() {
     assert_eq!(fin.fast_path.unwrap().counters.tx_sent, 500);
 }
 
-#[test]
-fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace() {
+fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace(mode: Attach) {
     if !e2e_allowed("fastpath_vlan_options") {
         return;
     }
@@ -1111,7 +1144,7 @@ fn vlan_tagged_input_goes_out_untagged_and_ip_options_go_to_userspace() {
         )
     );
     let rules = format!("{}{ts}", chain_rule());
-    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &rules));
+    let relay = Relay::start(&c.relays[0], &relay_config(1, &required(mode), &rules));
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let cap = capture(&c.dst, "in0");
     let raw = raw_socket(&c.src, "out0");
@@ -1299,13 +1332,12 @@ fn run_scripted_rtp(dataplane: &str) -> (relay::stats::report::StatsReport, usiz
     (fin, received)
 }
 
-#[test]
-fn rtp_monitoring_in_the_kernel_counts_exactly_what_userspace_counts() {
+fn rtp_monitoring_in_the_kernel_counts_exactly_what_userspace_counts(mode: Attach) {
     if !e2e_allowed("fastpath_rtp_monitor") {
         return;
     }
     let (_, (datagrams, gaps, lost, repeats, foreign)) = scripted_rtp_stream();
-    let (kernel, kernel_received) = run_scripted_rtp(REQUIRED);
+    let (kernel, kernel_received) = run_scripted_rtp(&required(mode));
     let (user, user_received) = run_scripted_rtp("fast_path = \"off\"");
     for (path, r, received) in [
         ("kernel", &kernel, kernel_received),
@@ -1345,14 +1377,17 @@ fn rtp_monitoring_in_the_kernel_counts_exactly_what_userspace_counts() {
 /// redirects from ingress, the output's tc egress hook does; this kernel has no gact or netem,
 /// so the filter redirects them to `lo`, where no one listens. Hop 1's check is clean; hop
 /// 2's gaps are exactly the datagrams taken.
-#[test]
-fn kernel_hops_localize_rtp_loss_to_the_link_before_the_first_hop_with_gaps() {
+fn kernel_hops_localize_rtp_loss_to_the_link_before_the_first_hop_with_gaps(mode: Attach) {
     let test = "fastpath_rtp_monitor_two_hops";
     if !e2e_allowed(test) {
         return;
     }
     let c = chain(2, false);
-    let config = relay_config(1, REQUIRED, &format!("{}monitor = \"rtp\"\n", chain_rule()));
+    let config = relay_config(
+        1,
+        &required(mode),
+        &format!("{}monitor = \"rtp\"\n", chain_rule()),
+    );
     let relays: Vec<Relay> = c
         .relays
         .iter()
@@ -1438,8 +1473,7 @@ fn kernel_hops_localize_rtp_loss_to_the_link_before_the_first_hop_with_gaps() {
 /// shares its group and port but must run in userspace) keeps an exact count: the side
 /// taking the flow over starts its check afresh instead of seeing the other side's
 /// datagrams as one gap.
-#[test]
-fn a_monitored_flow_moving_between_paths_shows_no_false_gap() {
+fn a_monitored_flow_moving_between_paths_shows_no_false_gap(mode: Attach) {
     if !e2e_allowed("fastpath_rtp_monitor_path_change") {
         return;
     }
@@ -1452,10 +1486,7 @@ fn a_monitored_flow_moving_between_paths_shows_no_false_gap() {
          source = \"10.99.0.99\"\noutputs = [{}]\n",
         seventeen_outputs(7000)
     );
-    let relay = Relay::start(
-        &c.relays[0],
-        &relay_config(1, "fast_path = \"auto\"", &chain_rtp),
-    );
+    let relay = Relay::start(&c.relays[0], &relay_config(1, &auto(mode), &chain_rtp));
     let tx = sender(&c.src, SRC_ADDR);
     let base = std::fs::read_to_string(&relay.config).unwrap();
     let mut sent = 0u64;

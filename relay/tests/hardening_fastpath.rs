@@ -18,6 +18,14 @@ use relay::stats::report::StatsReport;
 const REQUIRED: &str = "fast_path = \"required\"";
 const OFF: &str = "fast_path = \"off\"";
 
+// Each of these runs once per hook (tcx and clsact): `NAME::tcx`, `NAME::clsact`.
+on_each_hook!(
+    malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent,
+    fast_path_cost_per_packet,
+    a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow,
+    an_input_recreated_under_the_same_index_is_followed_on_the_fast_path,
+);
+
 /// Starts mcrd, or the binary `MCR_MEASURE_MCRD` names (to measure an older build).
 fn start(ns: &Netns, config: &str) -> Relay {
     match std::env::var("MCR_MEASURE_MCRD") {
@@ -210,8 +218,7 @@ fn malformed_probe(dataplane: &str, malformed: u64) -> (Seen, StatsReport) {
 /// one of the program's flows to it, which leaves it to the stack uncounted, and an input
 /// whose rules all run in the kernel has no packet socket, so userspace does not see it
 /// either. It is still never sent.
-#[test]
-fn malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent() {
+fn malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent(mode: Attach) {
     if !e2e_allowed("malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent") {
         return;
     }
@@ -245,7 +252,7 @@ fn malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent() {
         .remove("bad_total_length")
         .filter(|n| *n == short_of_udp)
         .expect("only the frames short of a UDP header are bad_total_length");
-    let (kernel, fin) = malformed_probe(REQUIRED, malformed - short_of_udp);
+    let (kernel, fin) = malformed_probe(&required(mode), malformed - short_of_udp);
     assert_eq!(fin.flows[0].path, "kernel");
     assert_eq!(
         kernel, want_kernel,
@@ -263,14 +270,18 @@ fn malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent() {
 /// The program's time per packet, from the kernel's run statistics (`BPF_ENABLE_STATS`),
 /// for datagrams from a UDP socket (a partial UDP checksum, trusted) and for raw frames with
 /// a full UDP checksum (verified by the program, as userspace verifies them). Prints the
-/// numbers; asserts only that the program ran for every packet.
-#[test]
-fn fast_path_cost_per_packet() {
+/// numbers; asserts only that the program ran for every packet. The tcx run names no hook
+/// (tcx is this kernel's default), so that an older mcrd (`MCR_MEASURE_MCRD`) reads its config.
+fn fast_path_cost_per_packet(mode: Attach) {
     if !e2e_allowed("fast_path_cost_per_packet") {
         return;
     }
     let c = chain(1, false);
-    let cfg = relay_config(1, REQUIRED, &chain_rule());
+    let dataplane = match mode {
+        Attach::Tcx => REQUIRED.to_string(),
+        Attach::Clsact => required(mode),
+    };
+    let cfg = relay_config(1, &dataplane, &chain_rule());
     let relay = start(&c.relays[0], &cfg);
     let id = c.relays[0].enter(|| {
         let ids = relay::fastpath::mcrd_programs_on(relay::netif::index("in0").unwrap()).unwrap();
@@ -316,7 +327,11 @@ fn fast_path_cost_per_packet() {
         ));
     }
     drop(stats_on);
-    eprintln!("fast path cost:\n  {}", lines.join("\n  "));
+    eprintln!(
+        "fast path cost ({}):\n  {}",
+        mode.name(),
+        lines.join("\n  ")
+    );
     relay.stop();
 }
 
@@ -424,17 +439,16 @@ fn decapsulated_frames_are_checked_with_the_kernel_s_sum_and_bad_ones_still_refu
 /// received). Now its rule stands by (path `waiting`, excluded from its packet filter), it
 /// says why (the interface, the other program and its pid), and it takes the flow over once
 /// the first daemon stops: each datagram arrives once throughout.
-#[test]
-fn a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow() {
+fn a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow(mode: Attach) {
     if !e2e_allowed("a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow") {
         return;
     }
     let c = chain(1, false);
-    let first = start(&c.relays[0], &relay_config(1, REQUIRED, &chain_rule()));
-    let second = start(
+    let first = start(
         &c.relays[0],
-        &relay_config(1, "fast_path = \"auto\"", &chain_rule()),
+        &relay_config(1, &required(mode), &chain_rule()),
     );
+    let second = start(&c.relays[0], &relay_config(1, &auto(mode), &chain_rule()));
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);
     let n = 1_000u64;
@@ -588,12 +602,11 @@ fn input_recreated_under_the_same_index(dataplane: &str, path: &str) {
     assert_eq!(fin.relay.interface_changes, 2);
 }
 
-#[test]
-fn an_input_recreated_under_the_same_index_is_followed_on_the_fast_path() {
+fn an_input_recreated_under_the_same_index_is_followed_on_the_fast_path(mode: Attach) {
     if !e2e_allowed("an_input_recreated_under_the_same_index_is_followed_on_the_fast_path") {
         return;
     }
-    input_recreated_under_the_same_index(REQUIRED, "kernel");
+    input_recreated_under_the_same_index(&required(mode), "kernel");
 }
 
 #[test]

@@ -88,13 +88,37 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 } => {
                     if json {
                         println!("{}", serde_json::to_string_pretty(&rules)?);
-                    } else if rules.is_empty() {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    // The hook the kernel path's rules run on (`[kernel: clsact ingress]`),
+                    // from the stats: the rules list's format is fixed for older clients.
+                    // Unknown (a daemon from before hooks were reported: tcx), `[kernel]`.
+                    let hook = match rules.iter().any(|r| r.path == "kernel") {
+                        true => match call(Command::StatsPage {
+                            flow: None,
+                            limit: Some(0),
+                        }) {
+                            Ok(Response {
+                                result: Some(Reply::Stats(stats)),
+                                ..
+                            }) => stats
+                                .fast_path
+                                .map(|fp| fp.attach)
+                                .filter(|a| !a.is_empty()),
+                            _ => None,
+                        },
+                        false => None,
+                    };
+                    if rules.is_empty() {
                         println!("no rules");
                     } else {
                         for r in rules {
-                            match &r.path_reason {
-                                Some(why) => println!("{}  [{}: {why}]", r.rule, r.path),
-                                None => println!("{}  [{}]", r.rule, r.path),
+                            match (&r.path_reason, &hook) {
+                                (Some(why), _) => println!("{}  [{}: {why}]", r.rule, r.path),
+                                (None, Some(hook)) if r.path == "kernel" => {
+                                    println!("{}  [kernel: {hook} ingress]", r.rule)
+                                }
+                                (None, _) => println!("{}  [{}]", r.rule, r.path),
                             }
                         }
                     }

@@ -705,6 +705,34 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
     }
 
     #[test]
+    fn fast_path_hooks_parse_and_a_wrong_one_is_refused_naming_the_key() {
+        use super::super::FastPathAttach;
+        let c = parse("[dataplane]\nfast_path = \"auto\"\n", "x.toml").unwrap();
+        assert_eq!(c.dataplane.fast_path_attach, FastPathAttach::Auto);
+        for (text, hook) in [
+            ("auto", FastPathAttach::Auto),
+            ("tcx", FastPathAttach::Tcx),
+            ("clsact", FastPathAttach::Clsact),
+        ] {
+            let c = parse(
+                &format!("[dataplane]\nfast_path_attach = \"{text}\"\n"),
+                "x.toml",
+            )
+            .unwrap();
+            assert_eq!(c.dataplane.fast_path_attach, hook);
+            assert_eq!(hook.to_string(), text);
+        }
+        let e = err("[dataplane]\nworkers = 1\nfast_path_attach = \"xdp\"\n");
+        assert!(
+            e.starts_with("relay.toml:3:")
+                && e.contains("fast_path_attach")
+                && e.contains("`xdp`")
+                && e.contains("`auto`, `tcx`, `clsact`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn empty_file_is_a_relay_with_no_rules() {
         let c = parse("", "x.toml").unwrap();
         assert!(c.rules.is_empty());

@@ -71,8 +71,11 @@ pub struct DataplaneConfig {
     pub realtime_priority: u32,
     /// Deliver our multicast output to local sockets of this host too (`IP_MULTICAST_LOOP`).
     pub multicast_loop: bool,
-    /// Run the rules the kernel can express in a tcx program instead of the worker threads.
+    /// Run the rules the kernel can express in a TC program instead of the worker threads.
     pub fast_path: FastPathMode,
+    /// The hook the fast path's program goes on: tcx where the kernel has it, else a clsact
+    /// qdisc filter (`auto`), or one of them always.
+    pub fast_path_attach: FastPathAttach,
     /// Flows (rules) the fast path holds, all inputs together: sizes its kernel maps when
     /// the program is loaded. Rules beyond it run in userspace.
     pub fast_path_max_flows: u32,
@@ -100,6 +103,29 @@ pub enum FastPathMode {
     Off,
     /// Refuse to start without it.
     Required,
+}
+
+/// `[dataplane] fast_path_attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPathAttach {
+    /// tcx where the kernel has it (Linux 6.6), else clsact.
+    #[default]
+    Auto,
+    /// A tcx link; on a kernel without tcx there is no fast path.
+    Tcx,
+    /// A direct-action filter on the input's clsact qdisc (Linux 4.5), even where tcx exists.
+    Clsact,
+}
+
+impl fmt::Display for FastPathAttach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FastPathAttach::Auto => "auto",
+            FastPathAttach::Tcx => "tcx",
+            FastPathAttach::Clsact => "clsact",
+        })
+    }
 }
 
 impl fmt::Display for FastPathMode {
@@ -132,6 +158,7 @@ impl Default for DataplaneConfig {
             realtime_priority: 0,
             multicast_loop: false,
             fast_path: FastPathMode::Auto,
+            fast_path_attach: FastPathAttach::Auto,
             fast_path_max_flows: DEFAULT_FAST_PATH_MAX_FLOWS,
             fast_path_max_flows_per_input: crate::rules::bpf::DEFAULT_KERNEL_FLOWS_PER_INPUT,
         }

@@ -1,4 +1,5 @@
-//! Loading the program and attaching it to input interfaces with tcx links.
+//! Loading the program, and attaching it to input interfaces with tcx links; a clsact filter
+//! (`clsact.rs`) is the other way, where tcx is missing or not wanted.
 //!
 //! A tcx link lives as long as its file descriptor: mcrd holds it, and when mcrd exits (also
 //! by `kill -9`) the kernel closes it and detaches the program. Nothing is pinned (pins would
@@ -8,7 +9,10 @@
 //! ingress programs of the interface with the chain's revision; if one is an mcrd fast path
 //! it does not attach (the flows of that interface stay in userspace, or a `required` daemon
 //! does not start), and it attaches only if the chain is still at that revision, so two
-//! daemons starting together cannot both pass the check.
+//! daemons starting together cannot both pass the check. [`claim`] looks on the other hook
+//! too, so a daemon on tcx and one on clsact see each other (not race-free between them: the
+//! two hooks have no common revision; only a config forcing different hooks on one kernel
+//! can make them meet).
 
 use std::ffi::CStr;
 use std::io;
@@ -17,21 +21,35 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
+use super::probe::KernelFeatures;
 use super::skel::{FastpathSkel, FastpathSkelBuilder};
+use super::{clsact, owner};
 
-/// The program's name as the kernel reports it (BPF object names are cut at 15 bytes).
+/// The name of mcrd's programs as the kernel reports them: `mcr_fastpath`, and
+/// `mcr_fastpath_nl` for kernels without bpf_loop (BPF object names are cut at 15 bytes).
+/// A program whose name starts with it is an mcrd fast path.
 pub const PROGRAM_NAME: &str = "mcr_fastpath";
+
+/// Whether a program of this name is an mcrd fast path.
+pub(super) fn is_mcrd_program(name: Option<&str>) -> bool {
+    name.is_some_and(|n| n.starts_with(PROGRAM_NAME))
+}
 
 /// Why the program could not be loaded or attached.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     #[error("loading the fast-path program: {0}")]
     Load(String),
-    #[error("interface {interface} already has an mcrd fast path attached (program id {id}{}); two daemons on one interface would forward the same datagrams twice", owner.map(|p| format!(", held by pid {p}")).unwrap_or_default())]
+    /// The kernel lacks what the config asks for (a hook).
+    #[error("{0}")]
+    Kernel(String),
+    #[error("interface {interface} already has an mcrd fast path attached ({hook}, program id {id}{}); two daemons on one interface would forward the same datagrams twice", owner.map(|p| format!(", held by pid {p}")).unwrap_or_default())]
     Taken {
         interface: String,
+        /// `tcx` or `clsact`: where the other program is.
+        hook: &'static str,
         id: u32,
-        /// The process holding that program's link, when it could be found.
+        /// The process holding that program, when it could be found.
         owner: Option<u32>,
     },
     #[error("attaching the fast path to {interface}: {step}: {source}")]
@@ -43,12 +61,15 @@ pub enum AttachError {
     },
 }
 
-/// Opens and loads the program and its maps (the verifier runs here).
+/// Opens and loads the program and its maps (the verifier runs here), sized for `max_flows`
+/// rules, for a kernel with `features`.
 ///
 /// The skeleton borrows its object storage for its whole life; mcrd loads the program once
 /// and keeps it until it exits, so the storage is leaked to get a `'static` skeleton.
-/// Loads the program with its rule, counter and monitor maps sized for `max_flows` rules.
-pub fn load(max_flows: u32) -> Result<FastpathSkel<'static>, AttachError> {
+pub fn load(
+    max_flows: u32,
+    features: KernelFeatures,
+) -> Result<FastpathSkel<'static>, AttachError> {
     // libbpf's messages (the verifier log of a refused program among them) go to our log at
     // debug level instead of straight to stderr; the error we return says what failed.
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, |_, msg| {
@@ -68,6 +89,10 @@ pub fn load(max_flows: u32) -> Result<FastpathSkel<'static>, AttachError> {
             AttachError::Load(format!("sizing the maps for {max_flows} flows: {e}"))
         })?;
     }
+    // One of the two entry points, for what the kernel has (see their comment in
+    // bpf/fastpath.bpf.c): the other is not loaded, so the kernel never sees its calls.
+    open.progs.mcr_fastpath.set_autoload(features.bpf_loop);
+    open.progs.mcr_fastpath_nl.set_autoload(!features.bpf_loop);
     open.load().map_err(|e| AttachError::Load(e.to_string()))
 }
 
@@ -121,8 +146,9 @@ pub fn tcx_ingress_programs(ifindex: u32) -> io::Result<(u64, Vec<u32>)> {
     Ok((opts.revision, ids[..n.min(ids.len())].to_vec()))
 }
 
-/// Names of the programs with these ids (programs that went away meanwhile are skipped).
-fn program_name(id: u32) -> Option<String> {
+/// The name of program `id` (`None` if it went away meanwhile).
+/// Opening a program by id takes CAP_SYS_ADMIN: without it, `None`.
+pub(super) fn program_name(id: u32) -> Option<String> {
     // SAFETY: plain syscall wrapper; a negative return is an error.
     let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
     if fd < 0 {
@@ -165,34 +191,6 @@ pub fn enable_run_stats() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The process holding a tcx link to program `prog_id`: the fd whose `/proc/PID/fdinfo` says
-/// `link_type: tcx` and `prog_id: ID`. A walk over every process's descriptors, so callers
-/// keep the answer.
-pub fn link_owner(prog_id: u32) -> Option<u32> {
-    let want = format!("prog_id:\t{prog_id}\n");
-    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = proc
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(proc.path().join("fdinfo")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(info) = std::fs::read_to_string(fd.path()) else {
-                continue;
-            };
-            if info.contains("link_type:\ttcx\n") && info.contains(&want) {
-                return Some(pid);
-            }
-        }
-    }
-    None
-}
-
 /// Whether a tcx link still attaches its program to an interface. When the interface is
 /// deleted the kernel detaches the program and the link stays, pointing at no device
 /// (`tcx.ifindex` 0): an interface created again, even under the same index, has no program
@@ -209,13 +207,69 @@ pub fn link_attached(link: impl AsFd) -> bool {
     rc == 0 && unsafe { info.__bindgen_anon_1.tcx.ifindex } != 0
 }
 
-/// Ids of the mcrd fast paths attached to an interface's tcx ingress.
-pub fn mcrd_programs_on(ifindex: u32) -> io::Result<Vec<u32>> {
-    let (_, ids) = tcx_ingress_programs(ifindex)?;
+/// Whether tcx program `id` is an mcrd fast path: by its name, or, where this process may not
+/// open it by id to read the name (that takes CAP_SYS_ADMIN, which the packaged unit does
+/// not have), by its beacon (`owner.rs`). A tcx program lives only as long as its daemon, so
+/// an mcrd program there always has its beacon up.
+fn is_mcrd_tcx_program(id: u32) -> bool {
+    is_mcrd_program(program_name(id).as_deref()) || owner::beacon_up(id).unwrap_or(false)
+}
+
+/// Ids of the mcrd fast paths attached to an interface's tcx ingress (none on a kernel
+/// without tcx).
+fn mcrd_tcx_programs(ifindex: u32) -> io::Result<Vec<u32>> {
+    let ids = match tcx_ingress_programs(ifindex) {
+        Ok((_, ids)) => ids,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Vec::new(),
+        Err(e) => return Err(e),
+    };
     Ok(ids
         .into_iter()
-        .filter(|&id| program_name(id).as_deref() == Some(PROGRAM_NAME))
+        .filter(|&id| is_mcrd_tcx_program(id))
         .collect())
+}
+
+/// Ids of the mcrd fast paths on an interface's ingress: tcx programs and clsact filters.
+pub fn mcrd_programs_on(ifindex: u32) -> io::Result<Vec<u32>> {
+    let mut ids = mcrd_tcx_programs(ifindex)?;
+    ids.extend(clsact::mcrd_filters(ifindex)?.iter().map(|f| f.prog_id));
+    Ok(ids)
+}
+
+/// Makes way for program `own` on `ifindex`: another mcrd's fast path there that a live
+/// daemon holds is [`AttachError::Taken`]; a clsact filter that no live daemon holds was left
+/// by one that died, and is deleted (with a warning). Looks at tcx too when `tcx` (a daemon
+/// attaching with tcx checks that hook itself, race-free: [`attach_tcx`]).
+pub fn claim(ifindex: u32, interface: &str, own: u32, tcx: bool) -> Result<(), AttachError> {
+    let err = |step: &'static str| {
+        move |source| AttachError::Attach {
+            interface: interface.to_string(),
+            step,
+            source,
+        }
+    };
+    let taken = |hook, id| AttachError::Taken {
+        interface: interface.to_string(),
+        hook,
+        id,
+        owner: None,
+    };
+    if tcx {
+        let ids = mcrd_tcx_programs(ifindex).map_err(err("querying tcx ingress"))?;
+        if let Some(&id) = ids.iter().find(|&&id| id != own) {
+            return Err(taken("tcx", id));
+        }
+    }
+    let filters = clsact::mcrd_filters(ifindex).map_err(err("listing clsact filters"))?;
+    for f in filters.into_iter().filter(|f| f.prog_id != own) {
+        let live = owner::beacon_up(f.prog_id).map_err(err("asking for a program's beacon"))?
+            || owner::holder(f.prog_id).is_some();
+        if live {
+            return Err(taken("clsact", f.prog_id));
+        }
+        clsact::remove_stale(ifindex, interface, f)?;
+    }
+    Ok(())
 }
 
 /// Attaches `prog` to the tcx ingress of `ifindex`, unless an mcrd fast path is attached
@@ -230,12 +284,10 @@ pub fn attach_tcx(prog: impl AsFd, ifindex: u32, interface: &str) -> Result<Owne
         }
     };
     let (revision, ids) = tcx_ingress_programs(ifindex).map_err(err("querying tcx ingress"))?;
-    if let Some(&id) = ids
-        .iter()
-        .find(|&&id| program_name(id).as_deref() == Some(PROGRAM_NAME))
-    {
+    if let Some(&id) = ids.iter().find(|&&id| is_mcrd_tcx_program(id)) {
         return Err(AttachError::Taken {
             interface: interface.to_string(),
+            hook: "tcx",
             id,
             owner: None,
         });

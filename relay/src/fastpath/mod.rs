@@ -1,5 +1,7 @@
-//! The kernel fast path: mcrd's rules run in a tcx ingress program (`bpf/fastpath.bpf.c`)
-//! where they can be expressed there; the rest stay on the userspace path.
+//! The kernel fast path: mcrd's rules run in a TC ingress program (`bpf/fastpath.bpf.c`)
+//! where they can be expressed there; the rest stay on the userspace path. The program is
+//! attached with tcx links (`attach.rs`, Linux 6.6) or, where tcx is missing or the config
+//! says so, as clsact qdisc filters (`clsact.rs`): [`AttachMode`].
 //!
 //! One flow, one path. For each rule of a new table, [`FastPath::plan`] decides the path
 //! (with the reason when it is userspace), writes the kernel rules into the program's map
@@ -20,16 +22,19 @@
 //! while; the stats add them to the flow's.
 
 mod attach;
+mod clsact;
 pub mod counters;
 mod layout;
 mod links;
 mod lookups;
 mod maps;
+mod owner;
 mod plan;
 pub mod probe;
 pub mod resolve;
 mod skel;
 mod slots;
+mod tcfilters;
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -39,8 +44,11 @@ pub use attach::{
     enable_run_stats, mcrd_programs_on, program_run_stats, tcx_ingress_programs, AttachError,
     ProgramFacts, PROGRAM_NAME,
 };
+pub use clsact::{HANDLE as CLSACT_HANDLE, PRIORITY as CLSACT_PRIORITY};
 pub use layout::MAX_OUTPUTS;
+pub use probe::KernelFeatures;
 
+use crate::config::FastPathAttach;
 use crate::rules::{Path, Rule, RuleTable};
 use layout::bytes_of;
 use links::Links;
@@ -89,13 +97,53 @@ impl Default for Sizes {
     }
 }
 
+/// The hook the program is attached to on every input of a daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// tcx links (Linux 6.6): detached by the kernel when mcrd exits.
+    Tcx,
+    /// Direct-action filters on clsact qdiscs: deleted by mcrd (at exit, or by the next mcrd
+    /// after a `kill -9`).
+    Clsact,
+}
+
+impl AttachMode {
+    /// `[dataplane] fast_path_attach` on a kernel with `features`: tcx where it exists for
+    /// `auto`; a forced tcx on a kernel without it is an error naming the key.
+    pub fn choose(choice: FastPathAttach, features: KernelFeatures) -> Result<Self, String> {
+        match choice {
+            FastPathAttach::Auto if features.tcx => Ok(AttachMode::Tcx),
+            FastPathAttach::Auto | FastPathAttach::Clsact => Ok(AttachMode::Clsact),
+            FastPathAttach::Tcx if features.tcx => Ok(AttachMode::Tcx),
+            FastPathAttach::Tcx => Err(
+                "[dataplane] fast_path_attach = \"tcx\" but this kernel has no tcx (Linux 6.6); \
+                 set \"auto\" or \"clsact\" to attach to a clsact qdisc"
+                    .into(),
+            ),
+        }
+    }
+
+    /// `tcx` or `clsact`, as in the log and the stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Clsact => "clsact",
+        }
+    }
+}
+
 /// A loaded fast path: the program, its maps, the links that attach it, and which rule owns
 /// which counter slot.
 pub struct FastPath {
     skel: FastpathSkel<'static>,
     facts: ProgramFacts,
     sizes: Sizes,
+    mode: AttachMode,
+    features: KernelFeatures,
     state: Mutex<State>,
+    /// Declared after `state`, so lowered after every attachment is dropped: a daemon
+    /// starting meanwhile never finds our filter without it (`owner.rs`).
+    _beacon: owner::Beacon,
 }
 
 struct State {
@@ -122,27 +170,56 @@ pub struct PlanReport {
 }
 
 impl FastPath {
-    /// Loads the program with the default map sizes (the verifier runs here).
+    /// Loads the program with the default map sizes, on the hook this kernel has, with the
+    /// features it has (the verifier runs here).
     pub fn load() -> Result<Self, AttachError> {
-        Self::load_sized(Sizes::default())
+        let features = KernelFeatures::probe().map_err(AttachError::Kernel)?;
+        Self::load_with(Sizes::default(), FastPathAttach::Auto, features)
     }
 
-    /// Loads the program with maps of `sizes` (the verifier runs here).
-    pub fn load_sized(sizes: Sizes) -> Result<Self, AttachError> {
-        let skel = attach::load(sizes.max_flows)?;
-        let facts = attach::program_facts(skel.progs.mcr_fastpath.as_fd())
+    /// Loads the program with maps of `sizes`, for the hook `attach` chooses on a kernel with
+    /// `features` (the verifier runs here).
+    pub fn load_with(
+        sizes: Sizes,
+        attach: FastPathAttach,
+        features: KernelFeatures,
+    ) -> Result<Self, AttachError> {
+        let mode = AttachMode::choose(attach, features).map_err(AttachError::Kernel)?;
+        let skel = attach::load(sizes.max_flows, features)?;
+        let facts = attach::program_facts(entry(&skel, features).as_fd())
             .map_err(|e| AttachError::Load(format!("reading program info: {e}")))?;
+        let beacon = owner::Beacon::raise(facts.id).map_err(|e| {
+            AttachError::Load(format!("raising program {}'s beacon: {e}", facts.id))
+        })?;
         Ok(Self {
             skel,
-            facts,
             sizes,
+            mode,
+            features,
             state: Mutex::new(State {
-                links: Links::default(),
+                links: Links::new(mode, facts.id, features.tcx),
                 slots: SlotBook::new(sizes.max_flows),
                 installed: Installed::default(),
                 retired: Default::default(),
             }),
+            facts,
+            _beacon: beacon,
         })
+    }
+
+    /// The loaded entry point.
+    fn program(&self) -> &libbpf_rs::ProgramMut<'static> {
+        entry(&self.skel, self.features)
+    }
+
+    /// The hook the program is attached to.
+    pub fn attach_mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// The kernel features the program was loaded for.
+    pub fn features(&self) -> KernelFeatures {
+        self.features
     }
 
     pub fn facts(&self) -> &ProgramFacts {
@@ -166,14 +243,13 @@ impl FastPath {
             .iter()
             .map(|i| (i.ifindex, i.name.clone()))
             .collect();
-        let links = state.links.attach(
-            self.skel.progs.mcr_fastpath.as_fd(),
-            &inputs,
-            &mut report.attach_errors,
-        );
+        let links = state
+            .links
+            .attach(self.program().as_fd(), &inputs, &mut report.attach_errors);
         let policy = plan::Policy {
             multicast_loop,
             max_flows_per_input: self.sizes.max_flows_per_input,
+            rtp_in_kernel: self.features.bpf_loop,
         };
         let decisions = plan::decide(table, &links, policy, &mut Lookups::default());
         let flags = plan::entry_flags(&table.rules, &decisions);
@@ -329,6 +405,18 @@ impl FastPath {
     }
 }
 
+/// The entry point `attach::load` loaded for a kernel with `features`.
+fn entry<'a>(
+    skel: &'a FastpathSkel<'static>,
+    features: KernelFeatures,
+) -> &'a libbpf_rs::ProgramMut<'static> {
+    if features.bpf_loop {
+        &skel.progs.mcr_fastpath
+    } else {
+        &skel.progs.mcr_fastpath_nl
+    }
+}
+
 /// Restarts a flow's userspace stream checks (every worker's) as it leaves the kernel.
 fn restart_worker_monitors(rule: &Rule) {
     for w in rule.counters.per_worker.iter() {
@@ -393,7 +481,8 @@ mod tests {
             max_flows: 100_000,
             max_flows_per_input: 200,
         };
-        let fp = FastPath::load_sized(sizes).expect("loads");
+        let fp =
+            FastPath::load_with(sizes, FastPathAttach::Auto, KernelFeatures::ALL).expect("loads");
         assert_eq!(fp.skel.maps.mcr_fp_rules.max_entries(), 100_000);
         assert_eq!(fp.skel.maps.mcr_fp_counters.max_entries(), 100_000);
         assert_eq!(fp.skel.maps.mcr_fp_monitors.max_entries(), 100_000);
@@ -454,9 +543,7 @@ mod tests {
     /// redirect is only a verdict): the verdict and the average time per run.
     fn test_run(fp: &FastPath, frame: &[u8], repeat: u32) -> (u32, std::time::Duration) {
         let out = fp
-            .skel
-            .progs
-            .mcr_fastpath
+            .program()
             .test_run(libbpf_rs::ProgramInput {
                 data_in: Some(frame),
                 repeat,
@@ -546,6 +633,103 @@ mod tests {
             let matched = |slot| fp.rule_counters(slot).unwrap().matched;
             assert_eq!(matched(slot_hit), 1, "{what}: slot {slot_hit}");
             assert_eq!(matched(1 - slot_hit), 0, "{what}");
+        }
+    }
+
+    /// An Ethernet/IPv4/UDP frame to 239.1.1.1:5000 with `len` bytes of payload and a UDP
+    /// checksum, which the program must verify (`corrupt`: one payload byte changed after it
+    /// was computed).
+    fn checksummed_frame(len: usize, corrupt: bool) -> Vec<u8> {
+        use crate::wire::checksum;
+        let udp_len = 8 + len;
+        let mut f = vec![0u8; 14 + 20 + udp_len];
+        f[0..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0x01, 0x01, 0x01]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let (src, dst) = ([10, 99, 0, 1], [239, 1, 1, 1]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        ip[8] = 8;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&src);
+        ip[16..20].copy_from_slice(&dst);
+        let sum = checksum::finish(checksum::sum(ip));
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let udp = &mut f[34..];
+        udp[0..2].copy_from_slice(&4000u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&5000u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        for (i, b) in udp[8..].iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        let pseudo = checksum::ipv4_pseudo_header(src, dst, 17, udp_len as u16);
+        let c = match checksum::finish(pseudo + checksum::sum(udp)) {
+            0 => 0xffff,
+            c => c,
+        };
+        udp[6..8].copy_from_slice(&c.to_be_bytes());
+        if corrupt {
+            udp[8 + len / 2] ^= 0x40;
+        }
+        f
+    }
+
+    /// A kernel without bpf_loop (Linux < 5.17) gets the other entry point: the UDP checksum
+    /// summed by a bounded loop, no RTP check. This kernel has bpf_loop, so that program is
+    /// tested by loading it as for a kernel without: it is the same program either way.
+    #[test]
+    fn without_bpf_loop_udp_checksums_are_summed_by_a_bounded_loop() {
+        if !privileged("without_bpf_loop_udp_checksums_are_summed_by_a_bounded_loop") {
+            return;
+        }
+        let without = KernelFeatures {
+            bpf_loop: false,
+            ..KernelFeatures::ALL
+        };
+        let load = |features| {
+            FastPath::load_with(Sizes::default(), FastPathAttach::Auto, features).expect("loads")
+        };
+        let (with, without) = (load(KernelFeatures::ALL), load(without));
+        eprintln!(
+            "verifier instructions: {} with bpf_loop, {} with the bounded loop",
+            with.facts().verified_insns,
+            without.facts().verified_insns
+        );
+        assert_eq!(with.facts().name, "mcr_fastpath");
+        assert_eq!(without.facts().name, "mcr_fastpath_nl");
+        // Payloads across the loop's chunk edges (256 bytes), of odd length too, up to what
+        // BPF_PROG_TEST_RUN takes (a page).
+        let lens = [1, 3, 255, 256, 257, 1400, 3000];
+        for (fp, name) in [(&with, "bpf_loop"), (&without, "bounded loop")] {
+            fp.maps().reset_slot(0).unwrap();
+            install_loopback_rule(fp, 0, None);
+            for len in lens {
+                let good = checksummed_frame(len, false);
+                assert_eq!(
+                    test_run(fp, &good, 1).0,
+                    7,
+                    "{name}, {len} bytes: redirected"
+                );
+                let bad = checksummed_frame(len, true);
+                assert_eq!(
+                    test_run(fp, &bad, 1).0,
+                    u32::MAX,
+                    "{name}, {len} bytes, bad UDP checksum: left to the stack (TC_ACT_UNSPEC)"
+                );
+            }
+            let bad_udp = crate::wire::Malformed::BadUdpChecksum.index();
+            assert_eq!(
+                fp.pass_counters().malformed[bad_udp],
+                lens.len() as u64,
+                "{name}"
+            );
+        }
+        // The program without bpf_loop has no RTP check: a monitored rule's datagrams are not
+        // checked (mcrd keeps such rules in userspace on such a kernel: plan.rs).
+        for (fp, checked) in [(&with, 1), (&without, 0)] {
+            install_loopback_rule(fp, 0, Some(crate::config::Monitor::Rtp));
+            assert_eq!(test_run(fp, &rtp_frame(), 1).0, 7);
+            assert_eq!(fp.monitor_counters(0).unwrap().datagrams, checked);
         }
     }
 

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 
 use super::layout::{self, KernelOutput, MAX_OUTPUTS};
 use super::resolve::{self, Link};
+use crate::config::Monitor;
 use crate::rules::{EgressKey, Path, Rule, RuleTable};
 
 /// The link-layer address to send a unicast output's datagrams to (its next hop's), or why
@@ -55,6 +56,9 @@ pub(super) struct Policy {
     pub multicast_loop: bool,
     /// `fast_path_max_flows_per_input`: the packet filter's bound.
     pub max_flows_per_input: u32,
+    /// The program can run the RTP check (the kernel has `bpf_loop`, which walks a GSO
+    /// super-frame's datagrams).
+    pub rtp_in_kernel: bool,
 }
 
 /// The path a rule takes.
@@ -74,6 +78,10 @@ pub(super) enum Decision {
 /// monitoring", has the numbers).
 const MPEGTS_USERSPACE: &str =
     "monitor = \"mpegts\" checks every TS packet's continuity counter, which runs in userspace";
+
+/// The path reason of an RTP-monitored rule on a kernel without `bpf_loop`.
+const RTP_NEEDS_BPF_LOOP: &str = "monitor = \"rtp\" in the kernel needs the bpf_loop helper \
+     (Linux 5.17), which this kernel lacks; the check runs in userspace";
 
 /// One decision per rule of `table`, in its order.
 ///
@@ -164,6 +172,9 @@ fn alone(
     }
     if layout::monitor_kind(rule.spec.monitor).is_none() {
         return Err(MPEGTS_USERSPACE.into());
+    }
+    if rule.spec.monitor == Some(Monitor::Rtp) && !policy.rtp_in_kernel {
+        return Err(RTP_NEEDS_BPF_LOOP.into());
     }
     kernel_outputs(rule, table, host)
 }
@@ -271,7 +282,7 @@ pub(super) fn kernel_flows_of(rules: &[Rule], ifindex: u32) -> Vec<(Ipv4Addr, u1
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Monitor, RuleSpec};
+    use crate::config::RuleSpec;
     use crate::rules::RuleSet;
     use std::collections::HashMap;
 
@@ -360,6 +371,7 @@ mod tests {
     const POLICY: Policy = Policy {
         multicast_loop: false,
         max_flows_per_input: 200,
+        rtp_in_kernel: true,
     };
 
     fn reason(d: &Decision) -> &str {
@@ -500,6 +512,36 @@ mod tests {
         assert!(d
             .iter()
             .all(|d| reason(d).starts_with("multicast_loop = true")));
+    }
+
+    #[test]
+    fn rtp_monitored_rules_run_in_userspace_without_bpf_loop_and_say_why() {
+        let mut rtp = rule("rtp", "in0", [239, 1, 1, 1], 5000, &["239.2.2.2:6000@out0"]);
+        rtp.monitor = Some(Monitor::Rtp);
+        let plain = rule(
+            "plain",
+            "in0",
+            [239, 1, 1, 2],
+            5000,
+            &["239.2.2.2:6000@out0"],
+        );
+        let t = table(vec![rtp, plain]);
+        let by_name = |d: &[Decision], n: &str| {
+            d[t.rules.iter().position(|r| r.spec.name == n).unwrap()].clone()
+        };
+        let d = decide(&t, &attached(&[10]), POLICY, &mut host());
+        assert!(matches!(by_name(&d, "rtp"), Decision::Kernel(_)), "{d:?}");
+        let without = Policy {
+            rtp_in_kernel: false,
+            ..POLICY
+        };
+        let d = decide(&t, &attached(&[10]), without, &mut host());
+        assert_eq!(
+            by_name(&d, "rtp"),
+            Decision::Userspace(RTP_NEEDS_BPF_LOOP.into())
+        );
+        assert!(RTP_NEEDS_BPF_LOOP.contains("bpf_loop") && RTP_NEEDS_BPF_LOOP.contains("5.17"));
+        assert!(matches!(by_name(&d, "plain"), Decision::Kernel(_)), "{d:?}");
     }
 
     #[test]

@@ -255,6 +255,13 @@ fn fast_path_stats(
     FastPathStats {
         program_id: facts.id,
         verified_insns: facts.verified_insns,
+        attach: fp.attach_mode().name().to_string(),
+        missing_features: fp
+            .features()
+            .missing()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
         interfaces: fp
             .attached()
             .into_iter()

@@ -389,6 +389,19 @@ pub fn render(r: &StatsReport) -> String {
 
     if let Some(fp) = &r.fast_path {
         out.family(
+            "mcr_fast_path_info",
+            Kind::Gauge,
+            "The kernel fast path: the hook its program is attached with (tcx or clsact) and the optional kernel features it does without.",
+        );
+        out.sample(
+            "mcr_fast_path_info",
+            &[
+                ("attach", &fp.attach),
+                ("missing_features", &fp.missing_features.join(",")),
+            ],
+            1,
+        );
+        out.family(
             "mcr_fast_path_verified_insns",
             Kind::Gauge,
             "Instructions the verifier processed to accept the kernel fast path program.",
@@ -611,7 +624,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::DataplaneConfig;
     use crate::stats::report::{
-        OutputStats, RelayInfo, Tunables, WorkerStats, STATS_SCHEMA, STATS_VERSION,
+        FastPathStats, OutputStats, RelayInfo, Tunables, WorkerStats, STATS_SCHEMA, STATS_VERSION,
     };
 
     /// A report in which every counter has its own value, so a metric that reads the wrong
@@ -963,6 +976,23 @@ pub(crate) mod tests {
         // Every known kind and errno is there from the start, zeros included.
         assert!(text.contains("mcr_malformed_total{worker=\"0\",kind=\"truncated\"} 0"));
         assert!(text.contains("mcr_tx_errors_total{worker=\"1\",errno=\"ENETUNREACH\"} 0"));
+    }
+
+    #[test]
+    fn the_fast_path_info_names_its_hook_and_what_the_kernel_lacks() {
+        let mut r = sample_report();
+        r.fast_path = Some(FastPathStats {
+            attach: "clsact".into(),
+            missing_features: vec!["tcx".into(), "bpf_loop".into()],
+            ..Default::default()
+        });
+        let text = render(&r);
+        assert!(
+            text.contains(
+                "mcr_fast_path_info{attach=\"clsact\",missing_features=\"tcx,bpf_loop\"} 1"
+            ),
+            "{text}"
+        );
     }
 
     /// Every PromQL expression in the dashboard (panel targets and template queries).

@@ -3,7 +3,31 @@
 
 use std::fmt::Write;
 
-use super::report::{StatsReport, WorkerCounters};
+use super::report::{FastPathStats, StatsReport, WorkerCounters};
+
+/// One line on the kernel fast path: its program, the hook it is attached with and where,
+/// and what the kernel lacks (`mcrctl stats` and the report at shutdown show it).
+pub fn fast_path_line(fp: &FastPathStats) -> String {
+    let hook = if fp.attach.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} ingress)", fp.attach)
+    };
+    let inputs = if fp.interfaces.is_empty() {
+        "no input".to_string()
+    } else {
+        fp.interfaces.join(", ")
+    };
+    let lacks = if fp.missing_features.is_empty() {
+        String::new()
+    } else {
+        format!("; the kernel lacks {}", fp.missing_features.join(", "))
+    };
+    format!(
+        "fast path: program {}{hook} attached to {inputs}{lacks}",
+        fp.program_id
+    )
+}
 
 /// A table a person reads at a glance: totals, per worker, per flow and output.
 pub fn human(r: &StatsReport) -> String {
@@ -19,6 +43,9 @@ pub fn human(r: &StatsReport) -> String {
         if r.relay.gso_egress { "on" } else { "off" },
         if r.final_report { "  (final)" } else { "" }
     );
+    if let Some(fp) = &r.fast_path {
+        let _ = writeln!(s, "{}", fast_path_line(fp));
+    }
     let _ = writeln!(
         s,
         "{:<8} {:>12} {:>10} {:>9} {:>9} {:>10} {:>12} {:>11} {:>12} {:>9} {:>9}",
@@ -134,6 +161,43 @@ mod tests {
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
             .find(|f| f.first() == Some(&first))
             .unwrap_or_else(|| panic!("no line starting with {first}:\n{text}"))
+    }
+
+    #[test]
+    fn the_fast_path_line_names_the_hook_the_inputs_and_what_the_kernel_lacks() {
+        let mut r = sample_report();
+        assert!(!human(&r).contains("fast path"), "no fast path, no line");
+        let fp = FastPathStats {
+            program_id: 57,
+            attach: "tcx".into(),
+            interfaces: vec!["in0".into(), "in1".into()],
+            ..Default::default()
+        };
+        r.fast_path = Some(fp.clone());
+        assert!(human(&r)
+            .lines()
+            .any(|l| l == "fast path: program 57 (tcx ingress) attached to in0, in1"));
+        let fp = FastPathStats {
+            attach: "clsact".into(),
+            interfaces: Vec::new(),
+            missing_features: vec!["tcx".into(), "bpf_loop".into()],
+            ..fp
+        };
+        assert_eq!(
+            fast_path_line(&fp),
+            "fast path: program 57 (clsact ingress) attached to no input; the kernel lacks tcx, bpf_loop"
+        );
+        // A report from before minor version 2 has no hook.
+        let old = FastPathStats {
+            attach: String::new(),
+            missing_features: Vec::new(),
+            interfaces: vec!["in0".into()],
+            ..fp
+        };
+        assert_eq!(
+            fast_path_line(&old),
+            "fast path: program 57 attached to in0"
+        );
     }
 
     /// Every counter of the sample has a value of its own, so a column showing the wrong field

@@ -42,7 +42,8 @@ pub const STATS_SCHEMA: &str = "mcr.relay.stats";
 /// Value of the `version` field: the major version.
 pub const STATS_VERSION: u32 = 1;
 /// Value of the `minor_version` field (absent when 0, as in files written before it existed).
-pub const STATS_MINOR_VERSION: u32 = 1;
+/// 1: `relay.revision`; 2: `fast_path.attach` and `fast_path.missing_features`.
+pub const STATS_MINOR_VERSION: u32 = 2;
 
 /// One snapshot of a running (or just stopped) relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +77,14 @@ pub struct FastPathStats {
     pub program_id: u32,
     /// Instructions the verifier processed to accept the program.
     pub verified_insns: u32,
+    /// The hook the program is attached with: `tcx`, or `clsact` (a qdisc filter, where the
+    /// kernel has no tcx or the config asks for it). Minor version 2; empty in older reports.
+    #[serde(default)]
+    pub attach: String,
+    /// Optional kernel features the kernel lacks, which the program does without (`tcx`,
+    /// `bpf_loop`; relay/README.md, "Kernel versions", says what each costs). Minor version 2.
+    #[serde(default)]
+    pub missing_features: Vec<String>,
     /// Input interfaces the program is attached to.
     pub interfaces: Vec<String>,
     pub counters: WorkerCounters,

@@ -290,6 +290,90 @@ pub fn send_paced(
     }
 }
 
+/// The hook a fast-path test has mcrd attach its program with (`[dataplane]
+/// fast_path_attach`): the fast-path suites run each test once per hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    Tcx,
+    Clsact,
+}
+
+impl Attach {
+    /// The config's and the stats' name of the hook.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attach::Tcx => "tcx",
+            Attach::Clsact => "clsact",
+        }
+    }
+}
+
+/// The `[dataplane]` lines of a daemon that must run the fast path on hook `mode`.
+pub fn required(mode: Attach) -> String {
+    format!(
+        "fast_path = \"required\"\nfast_path_attach = \"{}\"",
+        mode.name()
+    )
+}
+
+/// The `[dataplane]` lines of a daemon that uses the fast path if it can, on hook `mode`.
+pub fn auto(mode: Attach) -> String {
+    format!(
+        "fast_path = \"auto\"\nfast_path_attach = \"{}\"",
+        mode.name()
+    )
+}
+
+/// For each test function `NAME(mode: Attach)` given, a module `NAME` with the tests `tcx`
+/// and `clsact` that run it on each hook (`cargo test -p relay --test fastpath clsact` runs
+/// the clsact half of a suite).
+#[macro_export]
+macro_rules! on_each_hook {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[test]
+            fn tcx() {
+                super::$test($crate::common::Attach::Tcx)
+            }
+            #[test]
+            fn clsact() {
+                super::$test($crate::common::Attach::Clsact)
+            }
+        }
+    )*};
+}
+
+/// A prefix for [`Relay::start_as`]: mcrd as user nobody with the capabilities of
+/// packaging/mcrd.service (CAP_NET_RAW, CAP_BPF, CAP_NET_ADMIN; no CAP_PERFMON).
+pub const UNIT_CAPS: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all,+net_raw,+bpf,+net_admin",
+    "--ambient-caps=-all,+net_raw,+bpf,+net_admin",
+    "--bounding-set=-all,+net_raw,+bpf,+net_admin",
+];
+
+/// `tc ARGS...` in `ns`, its output (which must be a success).
+pub fn tc(ns: &Netns, args: &[&str]) -> String {
+    let out = ns.command("tc").args(args).output().expect("running tc");
+    assert!(
+        out.status.success(),
+        "tc {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ids of the mcrd programs on `ifname`'s ingress in `ns`, tcx and clsact.
+pub fn mcrd_programs(ns: &Netns, ifname: &str) -> Vec<u32> {
+    ns.enter(|| {
+        let idx = relay::netif::index(ifname).unwrap();
+        relay::fastpath::mcrd_programs_on(idx).unwrap()
+    })
+}
+
 /// A running `mcrd` in a namespace; killed on drop if still running.
 pub struct Relay {
     child: Option<Child>,
@@ -310,16 +394,27 @@ impl Relay {
     /// Like [`Relay::start`], but runs mcrd through `PREFIX...` (e.g. `setpriv` to drop
     /// privileges). The temporary directory is made world-writable for that case.
     pub fn start_as(ns: &Netns, config: &str, prefix: Option<&[&str]>) -> Relay {
-        Self::start_with(ns, config, prefix, Duration::from_secs(10))
+        Self::start_with(ns, config, prefix, Duration::from_secs(10), &[])
     }
 
     /// Like [`Relay::start`], with a longer wait for the daemon to answer (a config of tens
     /// of thousands of rules).
     pub fn start_within(ns: &Netns, config: &str, within: Duration) -> Relay {
-        Self::start_with(ns, config, None, within)
+        Self::start_with(ns, config, None, within, &[])
     }
 
-    fn start_with(ns: &Netns, config: &str, prefix: Option<&[&str]>, within: Duration) -> Relay {
+    /// Like [`Relay::start`], with these environment variables set for mcrd.
+    pub fn start_env(ns: &Netns, config: &str, env: &[(&str, &str)]) -> Relay {
+        Self::start_with(ns, config, None, Duration::from_secs(10), env)
+    }
+
+    fn start_with(
+        ns: &Netns,
+        config: &str,
+        prefix: Option<&[&str]>,
+        within: Duration,
+        env: &[(&str, &str)],
+    ) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("mcrd.sock");
         let final_stats = dir.path().join("final.json");
@@ -341,6 +436,7 @@ impl Relay {
             None => ns.command(env!("CARGO_BIN_EXE_mcrd")),
         };
         let child = command
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&config_path)
             .arg("--final-stats")
