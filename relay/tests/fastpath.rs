@@ -17,6 +17,10 @@ const REQUIRED: &str = "fast_path = \"required\"";
 
 // Each of these runs once per hook (tcx and clsact): `NAME::tcx`, `NAME::clsact`.
 on_each_hook!(
+    a_unicast_output_follows_a_policy_rule_to_its_gateway,
+    a_stale_neighbour_is_confirmed_and_a_failed_one_is_not_used,
+    an_input_has_packet_sockets_only_while_a_rule_on_it_runs_in_userspace,
+    a_flow_moving_between_the_paths_under_traffic_loses_no_datagram,
     one_hop_in_the_kernel_with_headers_and_checksums_right,
     fan_out_one_to_three_in_the_kernel,
     three_hops_in_the_kernel,
@@ -559,14 +563,13 @@ fn far_rule() -> String {
     )
 }
 
-#[test]
-fn a_unicast_output_follows_a_policy_rule_to_its_gateway() {
+fn a_unicast_output_follows_a_policy_rule_to_its_gateway(mode: Attach) {
     if !e2e_allowed("fastpath_policy_rule") {
         return;
     }
     let c = chain_full_checksums(1, false);
     policy_routed(&c);
-    let relay = Relay::start(&c.relays[0], &relay_config(1, REQUIRED, &far_rule()));
+    let relay = Relay::start(&c.relays[0], &relay_config(1, &required(mode), &far_rule()));
     // The next hop named is table 100's gateway, not FAR itself nor the main table's 10.0.1.9.
     assert_eq!(
         path_reason(&relay),
@@ -584,8 +587,7 @@ fn a_unicast_output_follows_a_policy_rule_to_its_gateway() {
     );
 }
 
-#[test]
-fn a_stale_neighbour_is_confirmed_and_a_failed_one_is_not_used() {
+fn a_stale_neighbour_is_confirmed_and_a_failed_one_is_not_used(mode: Attach) {
     if !e2e_allowed("fastpath_stale_neighbour") {
         return;
     }
@@ -608,7 +610,7 @@ fn a_stale_neighbour_is_confirmed_and_a_failed_one_is_not_used() {
         "nud",
         "stale",
     ]);
-    let relay = Relay::start(r, &relay_config(1, REQUIRED, &far_rule()));
+    let relay = Relay::start(r, &relay_config(1, &required(mode), &far_rule()));
     // The kernel would send to a stale entry, so the program may; mcrd has the kernel
     // confirm it as its own sending would. Unicast probes to 02:..:98 go unanswered, so the
     // entry fails, and a failed entry is not sent to.
@@ -1554,8 +1556,7 @@ fn joined(ns: &Netns, ifname: &str, group: Ipv4Addr) -> bool {
 /// run in the kernel has no packet socket; a rule that needs userspace (`monitor = "mpegts"`)
 /// added by a reload opens one per worker (two, in one fan-out group) before the reload
 /// returns, and they forward its traffic; removing it closes them again.
-#[test]
-fn an_input_has_packet_sockets_only_while_a_rule_on_it_runs_in_userspace() {
+fn an_input_has_packet_sockets_only_while_a_rule_on_it_runs_in_userspace(mode: Attach) {
     if !e2e_allowed("fastpath_capture_only_when_needed") {
         return;
     }
@@ -1570,7 +1571,10 @@ fn an_input_has_packet_sockets_only_while_a_rule_on_it_runs_in_userspace() {
             "{ dest = \"239.2.2.2\", port = 6002, interface = \"out0\" }"
         )
     );
-    let relay = Relay::start(&c.relays[0], &relay_config(2, REQUIRED, &chain_rule()));
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(2, &required(mode), &chain_rule()),
+    );
     let sockets = || packet_sockets_on(&c.relays[0], "in0");
     assert_eq!(sockets(), 0, "every rule on in0 runs in the kernel");
     assert!(
@@ -1653,13 +1657,12 @@ fn an_input_has_packet_sockets_only_while_a_rule_on_it_runs_in_userspace() {
 /// input's packet sockets open and close with every move (issue 20), and no datagram is lost
 /// at a move. (Some are forwarded by both paths for a moment, which
 /// `a_flow_switching_paths_under_traffic_is_counted_once` measures.)
-#[test]
-fn a_flow_moving_between_the_paths_under_traffic_loses_no_datagram() {
+fn a_flow_moving_between_the_paths_under_traffic_loses_no_datagram(mode: Attach) {
     if !e2e_allowed("fastpath_path_moves_lose_nothing") {
         return;
     }
     let c = chain(1, false);
-    let base = relay_config(2, REQUIRED, &chain_rule());
+    let base = relay_config(2, &required(mode), &chain_rule());
     let blocker = format!(
         "{base}\n[[rule]]\nname = \"blocker\"\ninput = \"in0\"\ngroup = \"{GROUP}\"\nport = {PORT}\n\
          source = \"10.99.99.99\"\nmonitor = \"mpegts\"\n\

@@ -20,6 +20,7 @@ const OFF: &str = "fast_path = \"off\"";
 
 // Each of these runs once per hook (tcx and clsact): `NAME::tcx`, `NAME::clsact`.
 on_each_hook!(
+    decapsulated_frames_are_checked_with_the_kernel_s_sum_and_bad_ones_still_refused,
     malformed_datagrams_are_counted_alike_on_both_paths_and_never_sent,
     fast_path_cost_per_packet,
     a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow,
@@ -373,8 +374,7 @@ fn in_vxlan(dst_mac: [u8; 6], inner: &[u8]) -> Vec<u8> {
 /// keeps the sum (`__skb_checksum_complete`), and hands the inner frame to `vx0` as
 /// CHECKSUM_COMPLETE (`vxlan_rcv`), where the fast path takes it. Prints the program's time
 /// per frame (the software sum of 1316 bytes, which this saves, is a few hundred ns).
-#[test]
-fn decapsulated_frames_are_checked_with_the_kernel_s_sum_and_bad_ones_still_refused() {
+fn decapsulated_frames_are_checked_with_the_kernel_s_sum_and_bad_ones_still_refused(mode: Attach) {
     let test = "decapsulated_frames_are_checked_with_the_kernel_s_sum_and_bad_ones_still_refused";
     if !e2e_allowed(test) {
         return;
@@ -392,7 +392,7 @@ fn decapsulated_frames_are_checked_with_the_kernel_s_sum_and_bad_ones_still_refu
     r.ip(&["addr", "add", "10.42.0.1/24", "dev", "vx0"]);
     r.ip(&["link", "set", "vx0", "up"]);
     let rule = chain_rule().replace("input = \"in0\"", "input = \"vx0\"");
-    let relay = start(r, &relay_config(1, REQUIRED, &rule));
+    let relay = start(r, &relay_config(1, &required(mode), &rule));
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let raw = raw_socket(&c.src, "out0");
     let (in0_mac, id) = r.enter(|| {
