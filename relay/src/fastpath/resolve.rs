@@ -21,7 +21,7 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, Ro
 use crate::rules::EgressKey;
 
 mod rtnl;
-pub(crate) use rtnl::Rtnl;
+pub(crate) use rtnl::{route_socket, Rtnl};
 
 /// `ARPHRD_ETHER`: the only link type the program rewrites headers for.
 const ARPHRD_ETHER: u16 = 1;

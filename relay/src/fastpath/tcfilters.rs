@@ -6,8 +6,7 @@
 //! One `RTM_GETTFILTER` dump per call, on a socket of its own, in the caller's network
 //! namespace. The reply parser is a pure function over the kernel's bytes, tested on them.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read};
 use std::time::Duration;
 
 /// Kernel ABI (`linux/rtnetlink.h`): dump the filters of a parent.
@@ -70,60 +69,16 @@ pub struct TcFilter {
 /// The filters on `parent` of interface `ifindex` (none when it has no clsact qdisc, or no
 /// such interface exists).
 pub fn filters(ifindex: u32, parent: Parent) -> io::Result<Vec<TcFilter>> {
-    let sock = netlink_socket()?;
-    let request = dump_request(ifindex, parent.handle());
-    // SAFETY: sends our buffer of its length on a socket we own; the kernel is the peer.
-    let sent = unsafe { libc::send(sock.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut sock = super::resolve::route_socket(DUMP_TIMEOUT)?;
+    sock.send(&dump_request(ifindex, parent.handle()))?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        // SAFETY: receives into our buffer, of its length.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if parse_dump(&buf[..n as usize], &mut out)? {
+        let n = sock.read(&mut buf)?;
+        if parse_dump(&buf[..n], &mut out)? {
             return Ok(out);
         }
     }
-}
-
-/// A `NETLINK_ROUTE` socket with a receive timeout of [`DUMP_TIMEOUT`].
-fn netlink_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the descriptor is owned right after.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor we own.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let tv = libc::timeval {
-        tv_sec: DUMP_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt with a timeval of its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(sock)
 }
 
 /// `RTM_GETTFILTER` with `NLM_F_DUMP` for one parent of one interface, all chains.

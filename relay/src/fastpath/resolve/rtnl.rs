@@ -43,14 +43,21 @@ pub(crate) struct Rtnl {
     buf: Vec<u8>,
 }
 
+/// A `NETLINK_ROUTE` socket whose reads give up after `timeout` (the kernel answers at once;
+/// a read that waits longer would hold the controller).
+pub(crate) fn route_socket(timeout: Duration) -> io::Result<Socket> {
+    let sock = Socket::new(
+        Domain::from(libc::AF_NETLINK),
+        Type::RAW.cloexec(),
+        Some(Protocol::from(libc::NETLINK_ROUTE)),
+    )?;
+    sock.set_read_timeout(Some(timeout))?;
+    Ok(sock)
+}
+
 impl Rtnl {
     pub(crate) fn open() -> io::Result<Self> {
-        let sock = Socket::new(
-            Domain::from(libc::AF_NETLINK),
-            Type::RAW.cloexec(),
-            Some(Protocol::from(libc::NETLINK_ROUTE)),
-        )?;
-        sock.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        let sock = route_socket(REPLY_TIMEOUT)?;
         Ok(Self {
             sock,
             seq: 0,
