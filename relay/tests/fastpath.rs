@@ -670,25 +670,9 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path(mode: Attach) 
         &relay_config(1, &required(mode), &chain_rule()),
     );
     // `required`: the second daemon does not start.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("second.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[control]\nsocket = \"{}\"\n\n{}",
-            dir.path().join("s.sock").display(),
-            relay_config(1, &required(mode), &chain_rule())
-        ),
-    )
-    .unwrap();
-    let out = c.relays[0]
-        .command(env!("CARGO_BIN_EXE_mcrd"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let second = relay_config(1, &required(mode), &chain_rule());
+    let (code, err) = mcrd_refusing(&c.relays[0], &second, &[], &[]);
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("in0") && err.contains("already has an mcrd fast path"),
         "{err}"
@@ -786,29 +770,9 @@ fn required_without_privileges_refuses_to_start() {
         return;
     }
     let c = chain(1, false);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[control]\nsocket = \"{}\"\n\n{}",
-            dir.path().join("s.sock").display(),
-            relay_config(1, REQUIRED, &chain_rule())
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = c.relays[0]
-        .command(NET_RAW_ONLY[0])
-        .args(&NET_RAW_ONLY[1..])
-        .arg(env!("CARGO_BIN_EXE_mcrd"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let config = relay_config(1, REQUIRED, &chain_rule());
+    let (code, err) = mcrd_refusing(&c.relays[0], &config, NET_RAW_ONLY, &[]);
+    assert_eq!(code, Some(1));
     assert!(err.contains("required") && err.contains("CAP_BPF"), "{err}");
 }
 
@@ -1104,20 +1068,11 @@ fn runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only(mode: Atta
         return;
     }
     let c = chain(1, false);
-    // The capabilities of packaging/mcrd.service, as user nobody.
-    let unit_caps: &[&str] = &[
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all,+net_raw,+bpf,+net_admin",
-        "--ambient-caps=-all,+net_raw,+bpf,+net_admin",
-        "--bounding-set=-all,+net_raw,+bpf,+net_admin",
-    ];
     let relay = Relay::start_as(
         &c.relays[0],
         &relay_config(1, &required(mode), &chain_rule()),
-        Some(unit_caps),
+        // The capabilities of packaging/mcrd.service, as user nobody.
+        Some(UNIT_CAPS),
     );
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let tx = sender(&c.src, SRC_ADDR);

@@ -103,26 +103,9 @@ fn a_forced_tcx_on_a_kernel_without_tcx_is_refused_naming_the_key() {
     }
     let c = chain(1, false);
     let r0 = &c.relays[0];
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[control]\nsocket = \"{}\"\n\n{}",
-            dir.path().join("s.sock").display(),
-            relay_config(1, &required(Attach::Tcx), &chain_rule())
-        ),
-    )
-    .unwrap();
-    let out = r0
-        .command(env!("CARGO_BIN_EXE_mcrd"))
-        .env(LACKS, "tcx")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let config = relay_config(1, &required(Attach::Tcx), &chain_rule());
+    let (code, err) = mcrd_refusing(r0, &config, &[], &[(LACKS, "tcx")]);
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("fast_path_attach = \"tcx\"") && err.contains("no tcx (Linux 6.6)"),
         "{err}"
@@ -234,25 +217,9 @@ fn daemons_on_different_hooks_see_each_other() {
     for (first, second) in [(Attach::Clsact, Attach::Tcx), (Attach::Tcx, Attach::Clsact)] {
         let relay = Relay::start(r0, &relay_config(1, &required(first), &chain_rule()));
         let id = relay.stats().fast_path.unwrap().program_id;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("second.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[control]\nsocket = \"{}\"\n\n{}",
-                dir.path().join("s.sock").display(),
-                relay_config(1, &required(second), &chain_rule())
-            ),
-        )
-        .unwrap();
-        let out = r0
-            .command(env!("CARGO_BIN_EXE_mcrd"))
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr);
+        let config = relay_config(1, &required(second), &chain_rule());
+        let (code, err) = mcrd_refusing(r0, &config, &[], &[]);
+        assert_eq!(code, Some(1));
         assert!(
             err.contains(&format!(
                 "already has an mcrd fast path attached ({}, program id {id}",

@@ -355,6 +355,47 @@ pub const UNIT_CAPS: &[&str] = &[
     "--bounding-set=-all,+net_raw,+bpf,+net_admin",
 ];
 
+/// Runs mcrd on `config` in `ns` until it exits, as a daemon expected to refuse to start: its
+/// exit code and standard error. Its control socket goes to a temporary directory (open to
+/// all, so that `prefix`, a command such as `setpriv` that runs it as another user, can
+/// create it); `env` is set for it.
+pub fn mcrd_refusing(
+    ns: &Netns,
+    config: &str,
+    prefix: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.path().join("relay.toml");
+    let socket = dir.path().join("s.sock");
+    std::fs::write(
+        &path,
+        format!("[control]\nsocket = \"{}\"\n\n{config}", socket.display()),
+    )
+    .unwrap();
+    let mcrd = env!("CARGO_BIN_EXE_mcrd");
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = ns.command(first);
+            c.args(rest).arg(mcrd);
+            c
+        }
+        None => ns.command(mcrd),
+    };
+    let out = cmd
+        .envs(env.iter().copied())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `tc ARGS...` in `ns`, its output (which must be a success).
 pub fn tc(ns: &Netns, args: &[&str]) -> String {
     let out = ns.command("tc").args(args).output().expect("running tc");
