@@ -37,6 +37,21 @@ pub fn setsockopt<T: Copy>(
     .map(drop)
 }
 
+/// `getsockopt` into a plain-old-data value the caller initialised; returns how many bytes
+/// the kernel wrote (an option shorter than `T` leaves the rest as it was).
+pub fn getsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &mut T,
+) -> io::Result<usize> {
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` points to a live, writable `T` of `len` bytes; the kernel writes at most
+    // `len` bytes into it and updates `len`.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (value as *mut T).cast(), &mut len) })?;
+    Ok(len as usize)
+}
+
 /// CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): the task
 /// clock where perf events are denied (Debian's kernels default to `perf_event_paranoid = 3`,
 /// which denies them to an unprivileged daemon such as the packaged mcrd).

@@ -8,15 +8,13 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::sys::cvt;
-/// The one checked `setsockopt` (in `crate::sys`, shared with trafficgen).
-pub use crate::sys::setsockopt;
+/// The one checked `setsockopt` and `getsockopt` (in `crate::sys`, shared with trafficgen).
+pub use crate::sys::{getsockopt, setsockopt};
 
 /// `getsockopt` of an option whose value is a `u32`.
 pub fn getsockopt_u32(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<u32> {
     let mut value: u32 = 0;
-    let mut len = size_of::<u32>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `value` and updates `len`.
-    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut u32).cast(), &mut len) })?;
+    getsockopt(fd, level, name, &mut value)?;
     Ok(value)
 }
 
@@ -75,17 +73,7 @@ pub fn packet_statistics(fd: RawFd) -> io::Result<libc::tpacket_stats> {
         tp_packets: 0,
         tp_drops: 0,
     };
-    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `stats`, which we own.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            (&mut stats as *mut libc::tpacket_stats).cast(),
-            &mut len,
-        )
-    })?;
+    getsockopt(fd, libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut stats)?;
     Ok(stats)
 }
 
