@@ -9,7 +9,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{self, parse_mode, DataplaneConfig, FastPathAttach, FastPathMode};
-use crate::control::handler::{InForceError, LogLevelSetter};
+use crate::control::audit::{Action, Origin};
+use crate::control::handler::{FileSettings, InForceError, LogLevelSetter};
 use crate::control::server::ControlServer;
 use crate::control::Controller;
 use crate::dataplane::{sys, DataPlane, Shared};
@@ -23,6 +24,10 @@ use crate::stats::render;
 /// What `mcrd`'s command line decides.
 pub struct Options {
     pub config_path: PathBuf,
+    /// What `config_path` held when mcrd read it (to set up logging before anything else).
+    pub config: config::Config,
+    /// The log filter in force (from the file, `RUST_LOG` or the default).
+    pub log_level: String,
     /// Overrides `[control] socket`.
     pub socket: Option<PathBuf>,
     /// Where to write the final stats as JSON at shutdown.
@@ -32,9 +37,8 @@ pub struct Options {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(opts: Options) -> anyhow::Result<()> {
-    let cfg = config::parse_file(&opts.config_path)?;
+    let cfg = opts.config;
     let dp = cfg.dataplane.clone();
-    (opts.set_log_level)(&cfg.log_level).map_err(anyhow::Error::msg)?;
     check_kernel_tuning(&dp);
 
     let socket = opts.socket.clone().unwrap_or(cfg.control.socket.clone());
@@ -77,6 +81,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         Memberships::default(),
         crate::netif::index,
     )));
+    controller
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .started_with(FileSettings::of(&cfg));
     // The first rules go in force as every later change does; the data plane starts once
     // their table is published, so its workers open the inputs' sockets at start (an input
     // that cannot be captured stops mcrd here).
@@ -170,11 +178,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                     }
                 };
                 crate::notify::ready(&ready_status(&shared));
-                match (reply.ok, reply.error) {
-                    (true, _) => {}
-                    (false, Some(e)) => tracing::error!("SIGHUP: {}", e.message),
-                    (false, None) => tracing::error!("SIGHUP: reload failed"),
-                }
+                Action::ConfigReload
+                    .entry(Origin::Signal("SIGHUP"), &reply)
+                    .log();
             }
             _ => break,
         }

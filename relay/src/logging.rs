@@ -4,15 +4,67 @@
 //! (`DEVICE:INODE` of that stream). Lines written there may start with a syslog priority
 //! (`<3>` error ... `<7>` debug, sd-daemon(3)) and need no timestamp, since the journal adds
 //! its own, and no colours. [`JournalFormat`] writes them so; elsewhere mcrd keeps the usual
-//! `tracing` lines, with colours only when stderr is a terminal.
+//! `tracing` lines, with colours only when stderr is a terminal. With `log_format = "json"`
+//! each line is one JSON object (tracing-subscriber's JSON format), behind the same priority
+//! prefix in the journal so that `journalctl -p` still filters by level. [`layer`] picks one.
 
 use std::fmt;
 use std::os::fd::AsRawFd;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+use crate::config::LogFormat;
+
+/// The formatting layer for `format`, written to `writer`: journal conventions when
+/// `journal` (see [`stderr_is_journal`]), colours only when `ansi`.
+pub fn layer<S, W>(
+    format: LogFormat,
+    journal: bool,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let base = tracing_subscriber::fmt::layer().with_writer(writer);
+    match (format, journal) {
+        (LogFormat::Text, true) => base.with_ansi(false).event_format(JournalFormat).boxed(),
+        (LogFormat::Text, false) => base.with_ansi(ansi).with_target(false).boxed(),
+        (LogFormat::Json, journal) => {
+            let json = base.json().flatten_event(false).with_current_span(false);
+            if journal {
+                json.map_event_format(PriorityPrefixed).boxed()
+            } else {
+                json.boxed()
+            }
+        }
+    }
+}
+
+/// Another format's line behind the journal's `<PRIORITY>` prefix.
+struct PriorityPrefixed<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for PriorityPrefixed<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "<{}>", priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
 
 /// The syslog priority of a `tracing` level (the journal shows and filters by it).
 pub fn priority(level: Level) -> u8 {
@@ -115,6 +167,54 @@ mod tests {
             text,
             "<3>control socket gone\n<4>send errors errno=\"ENOBUFS\" count=3\n<6>mcrd ready\n<7>detail\n"
         );
+    }
+
+    fn lines_of(format: LogFormat, journal: bool) -> Vec<String> {
+        let buf = Buffer::default();
+        let subscriber =
+            tracing_subscriber::registry().with(layer(format, journal, false, buf.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(uid = 1000, action = "config reload", "control: refused");
+            tracing::info!("mcrd ready");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn json_lines_are_one_object_each_with_level_message_and_fields() {
+        let lines = lines_of(LogFormat::Json, false);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(first["level"], "WARN");
+        assert_eq!(first["fields"]["message"], "control: refused");
+        assert_eq!(first["fields"]["uid"], 1000);
+        assert_eq!(first["fields"]["action"], "config reload");
+        assert!(first["timestamp"].is_string(), "{first}");
+        let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(second["level"], "INFO");
+    }
+
+    #[test]
+    fn json_lines_in_the_journal_keep_the_priority_prefix() {
+        let lines = lines_of(LogFormat::Json, true);
+        let json = lines[0]
+            .strip_prefix("<4>")
+            .expect("warning priority first");
+        let first: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(first["fields"]["message"], "control: refused");
+        assert!(lines[1].starts_with("<6>{"), "{lines:?}");
+    }
+
+    #[test]
+    fn text_lines_say_the_level_and_the_fields() {
+        let lines = lines_of(LogFormat::Text, false);
+        assert!(lines[0].contains("WARN"), "{lines:?}");
+        assert!(
+            lines[0].contains("control: refused uid=1000 action=\"config reload\""),
+            "{lines:?}"
+        );
+        assert_eq!(lines_of(LogFormat::Text, true)[1], "<6>mcrd ready");
     }
 
     #[test]

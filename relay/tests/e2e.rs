@@ -595,6 +595,79 @@ fn sighup_reload_applies_good_files_and_keeps_rules_on_bad_ones() {
     relay.stop();
 }
 
+/// Issue 23: every control action is in mcrd's log with its outcome and the peer's
+/// credentials (SO_PEERCRED), a reload that changes a setting only a restart applies says
+/// so, and `log_format = "json"` makes every line one JSON object.
+#[test]
+fn every_control_change_is_logged_as_json_with_its_peer_and_outcome() {
+    if !e2e_allowed("audit_log") {
+        return;
+    }
+    let c = chain(1, false);
+    let config = format!(
+        "log_format = \"json\"\n{}",
+        relay_config(1, "fast_path = \"off\"", &chain_rule())
+    );
+    let relay = Relay::start(&c.relays[0], &config);
+    let base = std::fs::read_to_string(&relay.config).unwrap();
+    let audit = |needle: &str| -> Vec<serde_json::Value> {
+        relay
+            .log_text()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect(l))
+            .filter(|v| v["fields"]["audit"].is_string())
+            .filter(|v| v["fields"]["message"].as_str().unwrap().contains(needle))
+            .collect()
+    };
+    assert_ne!(relay.mcrctl(&["rules", "remove", "nosuch"]).0, 0);
+    assert_eq!(relay.mcrctl(&["log-level", "debug"]).0, 0);
+    std::fs::write(&relay.config, format!("{base}\n[[rule]]\nbogus = true\n")).unwrap();
+    assert_eq!(relay.mcrctl(&["config", "reload"]).0, 1);
+    relay.signal(libc::SIGHUP);
+    // The signal is handled on mcrd's own time: wait before the file changes again.
+    wait_for("the SIGHUP reload's line", Duration::from_secs(5), || {
+        audit("SIGHUP").len() == 1
+    });
+    std::fs::write(
+        &relay.config,
+        format!("{base}\n[metrics]\nlisten = \"127.0.0.1:1\"\n"),
+    )
+    .unwrap();
+    assert_eq!(relay.mcrctl(&["config", "reload"]).0, 0);
+    assert_eq!(relay.mcrctl(&["rules", "remove", "chain"]).0, 0);
+    wait_for("the audit lines", Duration::from_secs(5), || {
+        audit("rules remove `chain`").len() == 1
+    });
+    let me = std::process::id() as i64;
+    let refused = &audit("rules remove `nosuch`")[0];
+    assert_eq!(refused["level"], "WARN");
+    assert_eq!(refused["fields"]["audit"], "refused");
+    assert_eq!(refused["fields"]["peer_uid"], 0);
+    let pid = refused["fields"]["peer_pid"].as_i64().unwrap();
+    assert!(pid > 0 && pid != me, "mcrctl's pid, not ours: {refused}");
+    assert_eq!(audit("log-level `debug`")[0]["fields"]["audit"], "applied");
+    let reloads = audit("config reload by uid 0");
+    assert_eq!(reloads.len(), 2, "{reloads:?}");
+    assert_eq!(reloads[0]["fields"]["audit"], "refused");
+    assert!(reloads[0]["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("bogus"));
+    assert_eq!(reloads[1]["fields"]["audit"], "applied");
+    let by_signal = &audit("config reload by SIGHUP")[0];
+    assert_eq!(by_signal["fields"]["audit"], "refused");
+    assert!(by_signal["fields"]["peer_uid"].is_null());
+    assert_eq!(audit("rules remove `chain`")[0]["level"], "INFO");
+    assert!(
+        relay.log_text().lines().any(|l| l.contains("WARN")
+            && l.contains("[metrics] changed")
+            && l.contains("restarts")),
+        "a reload changing [metrics] says it waits for a restart:\n{}",
+        relay.log_text()
+    );
+    relay.stop();
+}
+
 #[test]
 fn bad_config_is_refused_with_file_line_and_field() {
     if !e2e_allowed("bad_config") {

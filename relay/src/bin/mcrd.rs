@@ -11,30 +11,37 @@ use tracing_subscriber::{prelude::*, reload, EnvFilter};
 
 use relay::cli::mcrd::Args;
 use relay::daemon::{self, Options};
-use relay::logging;
+use relay::{config, logging};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (filter, handle) = reload::Layer::new(EnvFilter::new("info"));
     // Under systemd, stderr is the journal: priority prefixes, no timestamps, no colours.
     let journal = logging::stderr_is_journal();
-    let journal_layer = journal.then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .event_format(logging::JournalFormat)
-    });
-    let plain_layer = (!journal).then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_target(false)
-    });
+    let fail = |e: anyhow::Error| {
+        let priority = if journal { "<3>" } else { "" };
+        eprintln!("{priority}mcrd: {e:#}");
+        ExitCode::from(1)
+    };
+    // The file first: it says how to log (a file that cannot be read has nothing to log yet).
+    let cfg = match config::parse_file(&args.config) {
+        Ok(c) => c,
+        Err(e) => return fail(e.into()),
+    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let level = cfg.log_filter(rust_log.as_deref());
+    let (filter, handle) = reload::Layer::new(EnvFilter::new(&level));
     tracing_subscriber::registry()
         .with(filter)
-        .with(journal_layer)
-        .with(plain_layer)
+        .with(logging::layer(
+            cfg.log_format,
+            journal,
+            std::io::stderr().is_terminal(),
+            std::io::stderr,
+        ))
         .init();
+    if let Some(bad) = rust_log.filter(|l| cfg.log_level.is_none() && *l != level) {
+        tracing::warn!("RUST_LOG `{bad}` is not a log filter; logging at `{level}`");
+    }
     let set_log_level = Box::new(move |level: &str| {
         let f =
             EnvFilter::try_new(level).map_err(|e| format!("`{level}` is not a log filter: {e}"))?;
@@ -42,15 +49,13 @@ fn main() -> ExitCode {
     });
     match daemon::run(Options {
         config_path: args.config,
+        config: cfg,
+        log_level: level,
         socket: args.socket,
         final_stats: args.final_stats,
         set_log_level,
     }) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let priority = if journal { "<3>" } else { "" };
-            eprintln!("{priority}mcrd: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => fail(e),
     }
 }

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::spec::{
-    Config, ControlConfig, DataplaneConfig, MetricsConfig, Monitor, OutputSpec, RuleSpec, MAX_DSCP,
+    Config, ControlConfig, DataplaneConfig, LogFormat, MetricsConfig, Monitor, OutputSpec,
+    RuleSpec, MAX_DSCP,
 };
 use super::validate::{validate_rule, OutputField, RuleField};
 
@@ -56,6 +57,8 @@ pub enum ConfigError {
 struct RawConfig {
     #[serde(default)]
     log_level: Option<Spanned<String>>,
+    #[serde(default)]
+    log_format: LogFormat,
     #[serde(default)]
     allow_empty: bool,
     #[serde(default)]
@@ -226,9 +229,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                     format!("`{l}` is not a log filter (try \"info\" or \"debug\")"),
                 ));
             }
-            l
+            Some(l)
         }
-        None => "info".to_string(),
+        None => None,
     };
 
     let mut rules = Vec::with_capacity(raw.rule.len());
@@ -266,6 +269,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         control,
         metrics,
         log_level,
+        log_format: raw.log_format,
         rules,
         allow_empty: raw.allow_empty,
     })
@@ -626,9 +630,32 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
 "#;
 
     #[test]
+    fn log_format_is_text_or_json_and_a_wrong_one_is_named_with_its_place() {
+        assert_eq!(parse("", "r.toml").unwrap().log_format, LogFormat::Text);
+        let c = parse("log_format = \"json\"\n", "r.toml").unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let e = parse("\nlog_format = \"xml\"\n", "r.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:2:"), "{e}");
+        assert!(e.contains("xml") && e.contains("json"), "{e}");
+    }
+
+    #[test]
+    fn the_file_s_log_level_wins_then_a_valid_rust_log_then_info() {
+        let set = parse("log_level = \"debug\"\n", "r.toml").unwrap();
+        assert_eq!(set.log_filter(Some("trace")), "debug");
+        let unset = parse("", "r.toml").unwrap();
+        assert_eq!(unset.log_level, None);
+        assert_eq!(unset.log_filter(Some("relay=trace")), "relay=trace");
+        assert_eq!(unset.log_filter(Some("[[[")), "info");
+        assert_eq!(unset.log_filter(None), "info");
+    }
+
+    #[test]
     fn good_config_parses() {
         let c = parse(GOOD, "relay.toml").unwrap();
-        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.log_level.as_deref(), Some("debug"));
         assert_eq!(c.dataplane.workers, 2);
         assert_eq!(
             c.dataplane.ring_frames,

@@ -16,8 +16,8 @@ pub use file::{
     SETTLE_INTERVAL,
 };
 pub use spec::{
-    Config, ControlConfig, DataplaneConfig, FastPathAttach, FastPathMode, MetricsConfig, Monitor,
-    OutputSpec, RuleSpec, DEFAULT_FAST_PATH_MAX_FLOWS, MAX_FAST_PATH_MAX_FLOWS,
+    Config, ControlConfig, DataplaneConfig, FastPathAttach, FastPathMode, LogFormat, MetricsConfig,
+    Monitor, OutputSpec, RuleSpec, DEFAULT_FAST_PATH_MAX_FLOWS, MAX_FAST_PATH_MAX_FLOWS,
 };
 pub use validate::{
     validate_interface_name, validate_rule, validate_rule_name, OutputField, RuleField, SpecError,

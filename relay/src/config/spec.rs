@@ -12,13 +12,45 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     pub control: ControlConfig,
     pub metrics: MetricsConfig,
-    /// `tracing` filter directive, e.g. `info` or `relay=debug`.
-    pub log_level: String,
+    /// `tracing` filter directive, e.g. `info` or `relay=debug`; unset, `RUST_LOG` decides,
+    /// else `info` (see [`Config::log_filter`]).
+    pub log_level: Option<String>,
+    /// How log lines are written: text, or one JSON object per line for log shippers.
+    pub log_format: LogFormat,
     pub rules: Vec<RuleSpec>,
     /// `allow_empty = true`: this file means to have no rules, so a reload of it may remove
     /// every rule in force. Without it such a reload is refused: an empty file is far more
     /// often one caught half-written than a wish to stop forwarding.
     pub allow_empty: bool,
+}
+
+impl Config {
+    /// The log filter this file asks for: its `log_level`, else `rust_log` (the environment's
+    /// `RUST_LOG`, passed in so that this stays a function of its inputs) when it is a valid
+    /// filter, else `info`.
+    pub fn log_filter(&self, rust_log: Option<&str>) -> String {
+        self.log_level
+            .clone()
+            .or_else(|| {
+                rust_log
+                    .filter(|l| tracing_subscriber::EnvFilter::try_new(l).is_ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "info".to_string())
+    }
+}
+
+/// `log_format`: how mcrd writes its log lines (under systemd, both start with the journal's
+/// priority prefix).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `tracing`'s human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, and each field by
+    /// name), for log shippers.
+    Json,
 }
 
 /// Data-plane tunables (`[dataplane]`). Every bound on memory and queues lives here.

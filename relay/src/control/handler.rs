@@ -39,6 +39,31 @@ pub struct Controller {
     waiting_for: Vec<String>,
     /// When the fast path's periodic re-plan may run again (see [`Self::refresh_fast_path`]).
     next_refresh: std::time::Instant,
+    /// The file's settings besides rules and `[dataplane]` as mcrd runs them (see
+    /// [`Self::follow_settings`]); `None` until the daemon says what it started with.
+    settings: Option<FileSettings>,
+}
+
+/// The settings of the config file besides its rules and `[dataplane]` (which the stats
+/// identity keeps): a reload applies a changed `log_level` and names the others, which only
+/// a restart applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSettings {
+    pub log_level: Option<String>,
+    pub log_format: config::LogFormat,
+    pub control: config::ControlConfig,
+    pub metrics: config::MetricsConfig,
+}
+
+impl FileSettings {
+    pub fn of(cfg: &config::Config) -> Self {
+        Self {
+            log_level: cfg.log_level.clone(),
+            log_format: cfg.log_format,
+            control: cfg.control.clone(),
+            metrics: cfg.metrics.clone(),
+        }
+    }
 }
 
 /// Why a rule set was not put in force.
@@ -80,7 +105,13 @@ impl Controller {
             deleted: Default::default(),
             waiting_for: Vec::new(),
             next_refresh: std::time::Instant::now(),
+            settings: None,
         }
+    }
+
+    /// The settings mcrd started with, which later reloads are compared with.
+    pub fn started_with(&mut self, settings: FileSettings) {
+        self.settings = Some(settings);
     }
 
     /// Handles one request line.
@@ -175,12 +206,10 @@ impl Controller {
                 )
             }
         };
-        if cfg.dataplane != self.identity.dataplane {
-            tracing::warn!(
-                "[dataplane] changes in {} take effect only when mcrd restarts",
-                path.display()
-            );
-        }
+        // Taken before the rules are moved out of `cfg`.
+        let settings = FileSettings::of(&cfg);
+        let dataplane_changed = cfg.dataplane != self.identity.dataplane;
+        let level = cfg.log_filter(std::env::var("RUST_LOG").ok().as_deref());
         let next = match RuleSet::from_specs(cfg.rules) {
             Ok(s) => s,
             Err(e) => {
@@ -206,6 +235,7 @@ impl Controller {
         let n = next.len();
         let response = self.apply(next, format!("reloaded {}: {n} rules", path.display()));
         if response.ok {
+            self.follow_settings(&path, settings, dataplane_changed, &level);
             if diff.is_empty() {
                 tracing::info!("reload of {}: no rule changed", path.display());
             } else {
@@ -213,6 +243,60 @@ impl Controller {
             }
         }
         response
+    }
+
+    /// After a reload was applied: sets the file's `log_level` when it changed since the file
+    /// was last read (a `log-level` request in between stays until then), and names at WARN
+    /// the changed settings that only a restart applies, so none is ignored in silence.
+    /// `level` is the filter the file asks for (see [`config::Config::log_filter`]).
+    fn follow_settings(
+        &mut self,
+        path: &std::path::Path,
+        next: FileSettings,
+        dataplane_changed: bool,
+        level: &str,
+    ) {
+        let restart = self.restart_needed(&next, dataplane_changed);
+        if !restart.is_empty() {
+            tracing::warn!(
+                "reload of {}: {} changed; the change takes effect only when mcrd restarts",
+                path.display(),
+                restart.join(", ")
+            );
+        }
+        let Some(running) = self.settings.as_mut() else {
+            return;
+        };
+        if next.log_level != running.log_level {
+            match (self.set_log_level)(level) {
+                Ok(()) => {
+                    tracing::info!("reload of {}: log level set to `{level}`", path.display())
+                }
+                Err(e) => tracing::warn!("reload of {}: log level unchanged: {e}", path.display()),
+            }
+            running.log_level = next.log_level;
+        }
+    }
+
+    /// The settings of `next` that differ from those mcrd runs with and only a restart
+    /// applies.
+    fn restart_needed(&self, next: &FileSettings, dataplane_changed: bool) -> Vec<&'static str> {
+        let mut restart = Vec::new();
+        if dataplane_changed {
+            restart.push("[dataplane]");
+        }
+        if let Some(running) = &self.settings {
+            if next.control != running.control {
+                restart.push("[control]");
+            }
+            if next.metrics != running.metrics {
+                restart.push("[metrics]");
+            }
+            if next.log_format != running.log_format {
+                restart.push("log_format");
+            }
+        }
+        restart
     }
 
     /// Builds, publishes and waits for adoption of a table for `next`; on failure nothing
@@ -563,6 +647,22 @@ mod tests {
 
     /// A controller over a real (workerless) shared state; rule changes are published there.
     fn controller(config_path: Option<PathBuf>) -> Controller {
+        controller_logging_to(
+            config_path,
+            Box::new(|l| {
+                if l == "bad[" {
+                    Err("bad filter".into())
+                } else {
+                    Ok(())
+                }
+            }),
+        )
+    }
+
+    fn controller_logging_to(
+        config_path: Option<PathBuf>,
+        set_log_level: LogLevelSetter,
+    ) -> Controller {
         let shared = Arc::new(Shared::new(1, false));
         // No workers: mark every generation adopted so `apply` does not wait.
         shared.adopted[0].store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
@@ -576,13 +676,7 @@ mod tests {
             0,
             shared,
             identity,
-            Box::new(|l| {
-                if l == "bad[" {
-                    Err("bad filter".into())
-                } else {
-                    Ok(())
-                }
-            }),
+            set_log_level,
             Memberships::default(),
             crate::netif::index,
         )
@@ -735,6 +829,65 @@ mod tests {
         assert_eq!(
             send(&mut c, Command::ConfigReload).error.unwrap().kind,
             ErrorKind::Rejected
+        );
+    }
+
+    #[test]
+    fn a_reload_sets_a_changed_log_level_and_leaves_a_runtime_one_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        let file = |head: &str| {
+            format!("{head}[[rule]]\nname = \"r\"\ninput = \"lo\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [{{ dest = \"239.2.2.2\", port = 6000, interface = \"lo\" }}]\n")
+        };
+        std::fs::write(&path, file("")).unwrap();
+        let set: Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let seen = Arc::clone(&set);
+        let mut c = controller_logging_to(
+            Some(path.clone()),
+            Box::new(move |l| {
+                seen.lock().unwrap().push(l.to_string());
+                Ok(())
+            }),
+        );
+        c.started_with(FileSettings::of(&config::parse_file(&path).unwrap()));
+        let levels = || set.lock().unwrap().clone();
+        assert!(send(&mut c, Command::ConfigReload).ok);
+        assert!(levels().is_empty(), "unchanged file: {:?}", levels());
+        let debug = Command::LogLevel {
+            level: "debug".into(),
+        };
+        assert!(send(&mut c, debug).ok);
+        assert!(send(&mut c, Command::ConfigReload).ok);
+        assert_eq!(
+            levels(),
+            ["debug"],
+            "a reload that does not touch log_level keeps it"
+        );
+        std::fs::write(&path, file("log_level = \"warn\"\n")).unwrap();
+        assert!(send(&mut c, Command::ConfigReload).ok);
+        assert_eq!(levels(), ["debug", "warn"]);
+        // A refused reload changes nothing, the level included.
+        std::fs::write(&path, file("log_level = \"trace\"\nbogus = 1\n")).unwrap();
+        assert!(!send(&mut c, Command::ConfigReload).ok);
+        assert_eq!(levels(), ["debug", "warn"]);
+    }
+
+    #[test]
+    fn settings_only_a_restart_applies_are_named() {
+        let mut c = controller(None);
+        let start = config::parse("", "r.toml").unwrap();
+        c.started_with(FileSettings::of(&start));
+        assert!(c
+            .restart_needed(&FileSettings::of(&start), false)
+            .is_empty());
+        let next = config::parse(
+            "log_format = \"json\"\n[metrics]\nlisten = \"127.0.0.1:9\"\n[control]\nmode = \"0600\"\n",
+            "r.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.restart_needed(&FileSettings::of(&next), true),
+            ["[dataplane]", "[control]", "[metrics]", "log_format"]
         );
     }
 }

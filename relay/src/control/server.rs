@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::audit::{Action, Origin, Peer};
 use super::handler::Controller;
 use super::protocol::{ErrorKind, Response, MAX_REQUEST_BYTES};
 
@@ -409,6 +410,8 @@ fn serve_connection(
     conn: &Connection<'_>,
 ) -> io::Result<()> {
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    // Read once: the kernel took the credentials at connect, and they do not change.
+    let origin = Origin::Socket(Peer::of(&stream).ok());
     let mut writer = stream.try_clone()?;
     let mut reader = stream;
     let mut pending = Vec::with_capacity(1024);
@@ -463,14 +466,23 @@ fn serve_connection(
         conn.slots.set_waiting(conn.id, false);
         // A ping is answered without the controller: it says the daemon answers, and must
         // not wait behind a reload or the fast path's re-plan of every rule.
-        let response = match super::protocol::parse_request(request) {
-            Err(reply) => reply,
-            Ok(req) if req.request == super::protocol::Command::Ping => super::handler::pong(),
-            Ok(req) => match controller.lock() {
-                Ok(mut c) => c.handle(req),
-                Err(_) => Response::error(ErrorKind::Internal, "control state unavailable"),
-            },
+        let (response, action) = match super::protocol::parse_request(request) {
+            Err(reply) => (reply, None),
+            Ok(req) if req.request == super::protocol::Command::Ping => {
+                (super::handler::pong(), None)
+            }
+            Ok(req) => {
+                let action = Action::of(&req.request);
+                let response = match controller.lock() {
+                    Ok(mut c) => c.handle(req),
+                    Err(_) => Response::error(ErrorKind::Internal, "control state unavailable"),
+                };
+                (response, action)
+            }
         };
+        if let Some(action) = action {
+            action.entry(origin, &response).log();
+        }
         write_response(&mut writer, &response)?;
         conn.slots.set_waiting(conn.id, true);
     }

@@ -426,7 +426,7 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts mcrd with `config` (the `[control]` section is added here) and waits until it
+    /// Starts mcrd with `config` (the `[control]` section is added after it) and waits until it
     /// answers on its control socket.
     pub fn start(ns: &Netns, config: &str) -> Relay {
         Self::start_as(ns, config, None)
@@ -461,9 +461,10 @@ impl Relay {
         let final_stats = dir.path().join("final.json");
         let config_path = dir.path().join("relay.toml");
         let log = dir.path().join("mcrd.log");
+        // `[control]` after the config, so that the config may open with top-level keys.
         std::fs::write(
             &config_path,
-            format!("[control]\nsocket = \"{}\"\n\n{config}", socket.display()),
+            format!("{config}\n\n[control]\nsocket = \"{}\"\n", socket.display()),
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
