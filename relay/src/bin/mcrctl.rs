@@ -149,6 +149,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                     anyhow::bail!("--watch takes a positive number of seconds, not {secs}");
                 }
             }
+            // The last report shown, for the rates over the interval since.
+            let mut previous: Option<Box<relay::stats::report::StatsReport>> = None;
             loop {
                 let report = match call(request())? {
                     Response {
@@ -162,7 +164,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 } else if prometheus {
                     prometheus::render(&report)
                 } else {
-                    render::human(&report)
+                    let interval = previous
+                        .as_deref()
+                        .and_then(|p| render::interval_rates(p, &report));
+                    render::human_with_rates(&report, interval.as_ref())
                 };
                 let mut out = std::io::stdout().lock();
                 if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -172,6 +177,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                     }
                     return Err(e).context("writing to stdout");
                 }
+                previous = Some(report);
                 match watch {
                     Some(secs) => std::thread::sleep(Duration::from_secs_f64(secs)),
                     None => return Ok(ExitCode::SUCCESS),

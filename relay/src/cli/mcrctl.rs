@@ -36,7 +36,7 @@ pub enum Cmd {
         /// Print Prometheus text format (what mcrd serves on `[metrics] listen`).
         #[arg(long)]
         prometheus: bool,
-        /// Repeat every N seconds until interrupted.
+        /// Repeat every N seconds until interrupted, with the rates over each interval.
         #[arg(long, value_name = "SECONDS")]
         watch: Option<f64>,
         /// Only the flow of the rule with this name.

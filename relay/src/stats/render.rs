@@ -1,9 +1,52 @@
 //! The human rendering of a [`StatsReport`] (for `mcrctl stats` and shutdown); the Prometheus
 //! one is [`super::prometheus`].
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::report::{FastPathStats, StatsReport, WorkerCounters};
+
+/// Rates over the interval between two reports of the same daemon: what `mcrctl stats
+/// --watch` shows beside the cumulative counters, so a change of rate is seen within one
+/// interval rather than diluted by the whole uptime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalRates {
+    pub seconds: f64,
+    pub rx_pps: f64,
+    pub tx_pps: f64,
+    /// Datagrams per second by rule name; a flow missing here is new in `now` or had its
+    /// counters restarted (a changed rule), so it has no rate over the interval.
+    pub flow_pps: BTreeMap<String, f64>,
+}
+
+/// The rates between `previous` and `now`; `None` when they are not two reports of one
+/// daemon's run in order (another pid: mcrd restarted; uptime not grown; totals gone back).
+pub fn interval_rates(previous: &StatsReport, now: &StatsReport) -> Option<IntervalRates> {
+    if previous.relay.pid != now.relay.pid || now.uptime_ns <= previous.uptime_ns {
+        return None;
+    }
+    let seconds = (now.uptime_ns - previous.uptime_ns) as f64 / 1e9;
+    let per_second = |was: u64, is: u64| is.checked_sub(was).map(|d| d as f64 / seconds);
+    let before: BTreeMap<&str, u64> = previous
+        .flows
+        .iter()
+        .map(|f| (f.rule.as_str(), f.packets))
+        .collect();
+    let flow_pps = now
+        .flows
+        .iter()
+        .filter_map(|f| {
+            let was = *before.get(f.rule.as_str())?;
+            Some((f.rule.clone(), per_second(was, f.packets)?))
+        })
+        .collect();
+    Some(IntervalRates {
+        seconds,
+        rx_pps: per_second(previous.totals.rx, now.totals.rx)?,
+        tx_pps: per_second(previous.totals.tx_sent, now.totals.tx_sent)?,
+        flow_pps,
+    })
+}
 
 /// One line on the kernel fast path: its program, the hook it is attached with and where,
 /// and what the kernel lacks (`mcrctl stats` and the report at shutdown show it).
@@ -31,6 +74,12 @@ pub fn fast_path_line(fp: &FastPathStats) -> String {
 
 /// A table a person reads at a glance: totals, per worker, per flow and output.
 pub fn human(r: &StatsReport) -> String {
+    human_with_rates(r, None)
+}
+
+/// [`human`] with the rates over the last interval (`mcrctl stats --watch`): a line beside
+/// the rates since start, and a `pps` column in the flow table.
+pub fn human_with_rates(r: &StatsReport, interval: Option<&IntervalRates>) -> String {
     let mut s = String::new();
     let up = r.uptime_ns as f64 / 1e9;
     let _ = writeln!(
@@ -116,10 +165,26 @@ pub fn human(r: &StatsReport) -> String {
             r.totals.tx_sent as f64 / up
         );
     }
-    let _ = writeln!(
+    if let Some(i) = interval {
+        let _ = writeln!(
+            s,
+            "rates over the last {:.1}s: rx {:.0} pps, tx {:.0} pps",
+            i.seconds, i.rx_pps, i.tx_pps
+        );
+    }
+    let _ = write!(
         s,
         "\n{:<20} {:<28} {:>12} {:>14}",
         "flow", "match", "packets", "bytes"
+    );
+    let _ = writeln!(
+        s,
+        "{}",
+        if interval.is_some() {
+            "        pps"
+        } else {
+            ""
+        }
     );
     for f in &r.flows {
         let m = format!("{}:{}@{}", f.group, f.port, f.input_interface);
@@ -127,9 +192,14 @@ pub fn human(r: &StatsReport) -> String {
             Some(why) => format!("{} ({why})", f.path),
             None => f.path.clone(),
         };
+        let rate = match interval.map(|i| i.flow_pps.get(&f.rule)) {
+            None => String::new(),
+            Some(Some(pps)) => format!(" {pps:>10.0}"),
+            Some(None) => format!(" {:>10}", "-"),
+        };
         let _ = writeln!(
             s,
-            "{:<20} {:<28} {:>12} {:>14}  {path}",
+            "{:<20} {:<28} {:>12} {:>14}{rate}  {path}",
             f.rule, m, f.packets, f.bytes
         );
         if let Some(mon) = &f.monitor {
@@ -297,5 +367,48 @@ mod tests {
         ] {
             assert!(!text.contains(absent), "{absent}:\n{text}");
         }
+    }
+
+    #[test]
+    fn watching_shows_the_rates_of_the_last_interval_per_total_and_flow() {
+        let before = sample_report();
+        let mut now = before.clone();
+        now.uptime_ns += 2_000_000_000;
+        now.totals.rx += 2_000;
+        now.totals.tx_sent += 1_000;
+        now.flows[0].packets += 600;
+        let rates = interval_rates(&before, &now).expect("one run, in order");
+        assert_eq!(rates.seconds, 2.0);
+        assert_eq!((rates.rx_pps, rates.tx_pps), (1000.0, 500.0));
+        assert_eq!(rates.flow_pps[&now.flows[0].rule], 300.0);
+        let text = human_with_rates(&now, Some(&rates));
+        assert!(
+            text.contains("rates over the last 2.0s: rx 1000 pps, tx 500 pps"),
+            "{text}"
+        );
+        let row = fields(&text, &now.flows[0].rule);
+        assert_eq!(row[4], "300", "{text}");
+        assert!(fields(&text, "flow").contains(&"pps"));
+        assert!(!human(&now).contains("rates over the last"));
+    }
+
+    #[test]
+    fn no_interval_rate_across_a_restart_or_a_counter_reset() {
+        let before = sample_report();
+        let mut restarted = before.clone();
+        restarted.relay.pid += 1;
+        restarted.uptime_ns += 1_000_000_000;
+        assert_eq!(interval_rates(&before, &restarted), None);
+        let mut same_instant = before.clone();
+        same_instant.totals.rx += 1;
+        assert_eq!(interval_rates(&before, &same_instant), None);
+        // A changed rule restarts its counters: that flow has no rate, the others do.
+        let mut now = before.clone();
+        now.uptime_ns += 1_000_000_000;
+        now.flows[0].packets = 0;
+        let rates = interval_rates(&before, &now).unwrap();
+        assert!(!rates.flow_pps.contains_key(&now.flows[0].rule));
+        let text = human_with_rates(&now, Some(&rates));
+        assert_eq!(fields(&text, &now.flows[0].rule)[4], "-", "{text}");
     }
 }
