@@ -79,7 +79,8 @@ pub enum RulesCmd {
         /// Match only this source address.
         #[arg(long)]
         source: Option<Ipv4Addr>,
-        /// ADDR:PORT@INTERFACE[/TTL]; repeat for fan-out.
+        /// ADDR:PORT@INTERFACE[/TTL][,dscp=N][,source=ADDR][,source_port=N]; repeat for
+        /// fan-out.
         #[arg(long = "output", required = true)]
         outputs: Vec<OutputSpec>,
         /// Check the forwarded stream: rtp (sequence gaps) or mpegts (continuity counters).

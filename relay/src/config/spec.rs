@@ -357,6 +357,15 @@ impl fmt::Display for RuleSpec {
         f.write_str(" ->")?;
         for o in &self.outputs {
             write!(f, " {o} ttl {}", o.ttl)?;
+            if let Some(dscp) = o.dscp {
+                write!(f, " dscp {dscp}")?;
+            }
+            match (o.source, o.source_port) {
+                (Some(a), Some(p)) => write!(f, " from {a}:{p}")?,
+                (Some(a), None) => write!(f, " from {a}")?,
+                (None, Some(p)) => write!(f, " from port {p}")?,
+                (None, None) => {}
+            }
         }
         Ok(())
     }
@@ -365,11 +374,16 @@ impl fmt::Display for RuleSpec {
 impl std::str::FromStr for OutputSpec {
     type Err = String;
 
-    /// `ADDR:PORT@INTERFACE[/TTL]`, the form `mcrctl rules add --output` takes.
+    /// `ADDR:PORT@INTERFACE[/TTL][,dscp=N][,source=ADDR][,source_port=N]`, the form
+    /// `mcrctl rules add --output` takes: every key an output has in the file. Bounds (DSCP
+    /// 0-63, the source being the interface's) are checked where file rules are.
     fn from_str(s: &str) -> Result<Self, String> {
-        let (dest_port, rest) = s
+        const FORM: &str = "ADDR:PORT@INTERFACE[/TTL][,dscp=N][,source=ADDR][,source_port=N]";
+        let mut parts = s.split(',');
+        let head = parts.next().unwrap_or_default();
+        let (dest_port, rest) = head
             .split_once('@')
-            .ok_or_else(|| format!("output `{s}` must look like ADDR:PORT@INTERFACE[/TTL]"))?;
+            .ok_or_else(|| format!("output `{s}` must look like {FORM}"))?;
         let (interface, ttl) = match rest.split_once('/') {
             Some((i, t)) => (
                 i,
@@ -380,7 +394,7 @@ impl std::str::FromStr for OutputSpec {
         };
         let (dest, port) = dest_port
             .rsplit_once(':')
-            .ok_or_else(|| format!("output `{s}` must look like ADDR:PORT@INTERFACE[/TTL]"))?;
+            .ok_or_else(|| format!("output `{s}` must look like {FORM}"))?;
         let dest = dest
             .parse::<Ipv4Addr>()
             .map_err(|_| format!("output `{s}`: `{dest}` is not an IPv4 address"))?;
@@ -390,7 +404,45 @@ impl std::str::FromStr for OutputSpec {
         if interface.is_empty() {
             return Err(format!("output `{s}`: the interface name is empty"));
         }
-        Ok(OutputSpec::new(dest, port, interface, ttl))
+        let mut output = OutputSpec::new(dest, port, interface, ttl);
+        for option in parts {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| format!("output `{s}`: `{option}` must look like KEY=VALUE"))?;
+            let twice = || format!("output `{s}`: `{key}` is given twice");
+            match key {
+                "dscp" => {
+                    let dscp = value
+                        .parse::<u8>()
+                        .map_err(|_| format!("output `{s}`: dscp `{value}` is not a number"))?;
+                    output.dscp.replace(dscp).map_or(Ok(()), |_| Err(twice()))?;
+                }
+                "source" => {
+                    let source = value.parse::<Ipv4Addr>().map_err(|_| {
+                        format!("output `{s}`: source `{value}` is not an IPv4 address")
+                    })?;
+                    output
+                        .source
+                        .replace(source)
+                        .map_or(Ok(()), |_| Err(twice()))?;
+                }
+                "source_port" => {
+                    let p = value.parse::<u16>().map_err(|_| {
+                        format!("output `{s}`: source_port `{value}` is not a UDP port")
+                    })?;
+                    output
+                        .source_port
+                        .replace(p)
+                        .map_or(Ok(()), |_| Err(twice()))?;
+                }
+                _ => {
+                    return Err(format!(
+                        "output `{s}`: unknown option `{key}` (dscp, source or source_port)"
+                    ))
+                }
+            }
+        }
+        Ok(output)
     }
 }
 
@@ -408,6 +460,29 @@ mod tests {
     }
 
     #[test]
+    fn output_spec_takes_every_key_an_output_has_in_the_file() {
+        let o: OutputSpec = "10.0.0.9:7000@eth2/4,dscp=46,source=10.0.0.1,source_port=5004"
+            .parse()
+            .unwrap();
+        assert_eq!((o.ttl, o.dscp), (4, Some(46)));
+        assert_eq!(o.source, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(o.source_port, Some(5004));
+        let rule = RuleSpec {
+            name: "r".into(),
+            input: "eth0".into(),
+            group: Ipv4Addr::new(239, 1, 1, 1),
+            port: 5000,
+            source: None,
+            outputs: vec![o],
+            monitor: None,
+        };
+        assert_eq!(
+            rule.to_string(),
+            "r: 239.1.1.1:5000@eth0 -> 10.0.0.9:7000@eth2 ttl 4 dscp 46 from 10.0.0.1:5004"
+        );
+    }
+
+    #[test]
     fn output_spec_rejects_garbage_with_a_reason() {
         for (bad, why) in [
             ("239.2.2.2:6000", "ADDR:PORT@INTERFACE"),
@@ -415,6 +490,12 @@ mod tests {
             ("239.2.2.2:70000@eth1", "not a UDP port"),
             ("239.2.2.2:6000@", "interface name is empty"),
             ("239.2.2.2:6000@eth1/300", "TTL"),
+            ("239.2.2.2:6000@eth1,dscp", "KEY=VALUE"),
+            ("239.2.2.2:6000@eth1,dscp=x", "dscp `x` is not a number"),
+            ("239.2.2.2:6000@eth1,dscp=1,dscp=2", "`dscp` is given twice"),
+            ("239.2.2.2:6000@eth1,source=1.2.3", "not an IPv4 address"),
+            ("239.2.2.2:6000@eth1,source_port=99999", "not a UDP port"),
+            ("239.2.2.2:6000@eth1,tos=4", "unknown option `tos`"),
         ] {
             let err = bad.parse::<OutputSpec>().unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
