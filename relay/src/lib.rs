@@ -19,6 +19,14 @@
 //! dependencies: the analyzer reads relay stats that way without building the daemon. The
 //! feature `sys` (part of `daemon`) adds [`sys`] and [`perf`], the low-level helpers trafficgen
 //! shares with the relay (checked libc calls, errno names, per-thread perf counters).
+//!
+//! `unsafe` is denied everywhere but in the modules that make system calls or read memory the
+//! kernel shares, each allowed where it is declared: [`sys`] (checked libc calls), the data
+//! plane's `sys`, `ring` (the mmap'ed packet ring), `egress` and `uring` (buffers lent to
+//! io_uring), and the fast path's `attach`, `clsact`, `probe` and `layout` (BPF syscalls and
+//! the byte views of the maps' values), and `skel`, which libbpf-cargo generates.
+//! `tests/architecture.rs` keeps that list.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "daemon")]
 pub mod cli;
@@ -47,8 +55,9 @@ pub mod membership;
 pub mod memory;
 #[cfg(feature = "daemon")]
 pub mod metrics;
+/// Interfaces by name (index, MTU, addresses): [`sys::netif`], under its old name.
 #[cfg(feature = "daemon")]
-pub mod netif;
+pub use sys::netif;
 #[cfg(feature = "daemon")]
 pub mod notify;
 #[cfg(feature = "sys")]
@@ -57,6 +66,7 @@ pub mod perf;
 pub mod rules;
 pub mod stats;
 #[cfg(feature = "sys")]
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod version;
 #[cfg(feature = "daemon")]

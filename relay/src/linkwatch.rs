@@ -12,18 +12,17 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use socket2::Socket;
+
 use crate::control::Controller;
 
-/// Kernel ABI (`linux/rtnetlink.h`): the multicast group of link events.
-const RTMGRP_LINK: u32 = 1;
-/// Kernel ABI (`linux/rtnetlink.h`): a link deleted.
-const RTM_DELLINK: u16 = 17;
+/// A link deleted: `libc::RTM_DELLINK` as the `u16` message type it is on the wire.
+const RTM_DELLINK: u16 = libc::RTM_DELLINK;
 /// `struct nlmsghdr` and `struct ifinfomsg`: 16 bytes each; the index is at 4..8 of the
 /// latter.
 const NLMSG_HDRLEN: usize = 16;
@@ -78,7 +77,7 @@ pub struct LinkWatch {
 impl LinkWatch {
     /// Subscribes to link events and starts the thread that acts on them.
     pub fn start(controller: Arc<Mutex<Controller>>) -> io::Result<Self> {
-        let sock = subscribe()?;
+        let sock = crate::sys::netlink::link_events(POLL_STOP)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
@@ -100,55 +99,16 @@ impl Drop for LinkWatch {
     }
 }
 
-/// A `NETLINK_ROUTE` socket in the link-event group, with a receive timeout of [`POLL_STOP`].
-fn subscribe() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_nl is plain old data; all-zero is valid before the fields we set.
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    addr.nl_groups = RTMGRP_LINK;
-    // SAFETY: bind with a sockaddr_nl of its own size.
-    let rc = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    socket2::SockRef::from(&sock).set_read_timeout(Some(POLL_STOP))?;
-    Ok(sock)
-}
-
 /// One `recv` from the socket into `events` (`flags` 0 waits up to [`POLL_STOP`]). Returns
 /// whether anything arrived, or the error that ends the watch.
-fn receive(
-    sock: &OwnedFd,
-    buf: &mut [u8],
-    flags: i32,
-    events: &mut LinkEvents,
-) -> io::Result<bool> {
-    // SAFETY: recv into our buffer of its length.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
-    if n >= 0 {
-        events.add_messages(&buf[..n as usize]);
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
+fn receive(sock: &Socket, buf: &mut [u8], flags: i32, events: &mut LinkEvents) -> io::Result<bool> {
+    let e = match crate::sys::netlink::recv(sock, buf, flags) {
+        Ok(n) => {
+            events.add_messages(&buf[..n]);
+            return Ok(true);
+        }
+        Err(e) => e,
+    };
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(false),
         // Events were lost: any interface may have been deleted and created again.
@@ -160,7 +120,7 @@ fn receive(
     }
 }
 
-fn watch(sock: &OwnedFd, stop: &AtomicBool, controller: &Mutex<Controller>) {
+fn watch(sock: &Socket, stop: &AtomicBool, controller: &Mutex<Controller>) {
     let mut buf = vec![0u8; 16 << 10];
     let mut events = LinkEvents::default();
     while !stop.load(Ordering::Relaxed) {

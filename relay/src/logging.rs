@@ -9,7 +9,8 @@
 //! prefix in the journal so that `journalctl -p` still filters by level. [`layer`] picks one.
 
 use std::fmt;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -81,12 +82,15 @@ pub fn stderr_is_journal() -> bool {
     let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
-    // SAFETY: fstat on our own stderr into a zeroed stat buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(std::io::stderr().as_raw_fd(), &mut st) } != 0 {
+    // fstat of our stderr, through a duplicate of the descriptor (closed on return).
+    let Ok(st) = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| std::fs::File::from(fd).metadata())
+    else {
         return false;
-    }
-    names_stream(&value.to_string_lossy(), st.st_dev, st.st_ino)
+    };
+    names_stream(&value.to_string_lossy(), st.dev(), st.ino())
 }
 
 /// Whether a `JOURNAL_STREAM` value (`DEVICE:INODE`, decimal) names this device and inode.

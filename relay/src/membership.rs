@@ -14,6 +14,7 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Socket, Type};
 
 use crate::rules::RuleTable;
+use crate::sys::sockaddr_storage_v4;
 
 type Key = (Ipv4Addr, u32, Option<Ipv4Addr>);
 
@@ -180,18 +181,6 @@ impl Drop for Memberships {
     }
 }
 
-fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr_storage {
-    // SAFETY: sockaddr_storage is plain old data; zero is valid, and it is large and aligned
-    // enough to hold a sockaddr_in.
-    unsafe {
-        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
-        let sin = (&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-        (*sin).sin_family = libc::AF_INET as libc::sa_family_t;
-        (*sin).sin_addr.s_addr = u32::from(addr).to_be();
-        ss
-    }
-}
-
 /// Joins (or leaves) `key` on `sock`, by interface index (`MCAST_JOIN_GROUP`,
 /// `MCAST_JOIN_SOURCE_GROUP` and their leaves).
 fn membership(sock: &Socket, (group, ifindex, source): Key, join: bool) -> io::Result<()> {
@@ -200,7 +189,7 @@ fn membership(sock: &Socket, (group, ifindex, source): Key, join: bool) -> io::R
         None => {
             let req = libc::group_req {
                 gr_interface: ifindex,
-                gr_group: sockaddr(group),
+                gr_group: sockaddr_storage_v4(group),
             };
             let op = if join {
                 libc::MCAST_JOIN_GROUP
@@ -212,8 +201,8 @@ fn membership(sock: &Socket, (group, ifindex, source): Key, join: bool) -> io::R
         Some(src) => {
             let req = libc::group_source_req {
                 gsr_interface: ifindex,
-                gsr_group: sockaddr(group),
-                gsr_source: sockaddr(src),
+                gsr_group: sockaddr_storage_v4(group),
+                gsr_source: sockaddr_storage_v4(src),
             };
             let op = if join {
                 libc::MCAST_JOIN_SOURCE_GROUP

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use crate::dataplane::Shared;
 use crate::stats::collect::{collect, Identity};
 use crate::stats::prometheus;
+use crate::sys::poll;
 
 pub use http::{MAX_HEADERS, MAX_REQUEST_BYTES};
 
@@ -234,28 +235,17 @@ impl Server {
             wait = wait.min(c.deadline().saturating_duration_since(now));
         }
         let mut fds = Vec::with_capacity(self.conns.len() + 1);
-        fds.push(libc::pollfd {
-            fd: self.listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        fds.push(poll::pollfd(self.listener.as_raw_fd(), libc::POLLIN));
         for c in &self.conns {
             let events = match c.state {
                 State::Writing { .. } => libc::POLLOUT,
                 State::Reading { .. } | State::Lingering { .. } => libc::POLLIN,
             };
-            fds.push(libc::pollfd {
-                fd: c.stream.as_raw_fd(),
-                events,
-                revents: 0,
-            });
+            fds.push(poll::pollfd(c.stream.as_raw_fd(), events));
         }
-        // Round up so that a deadline 0.4 ms away does not spin.
-        let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `fds` is a valid array of `fds.len()` pollfds for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if n < 0 {
-            // EINTR: the next turn polls again.
+        // Rounded up to whole milliseconds, so a deadline 0.4 ms away does not spin. An
+        // interrupted poll reads as nothing ready: deadlines are still checked below.
+        if poll::poll(&mut fds, Some(wait)).is_err() {
             return;
         }
         let now = Instant::now();

@@ -241,3 +241,59 @@ fn the_fast_path_decision_has_no_side_effect() {
         }
     }
 }
+
+/// The modules allowed `unsafe` (issue 21, knot 4), by the file that declares each: the
+/// crate root denies it everywhere else. A new allowance is a decision, made here.
+const UNSAFE_ALLOWED: &[(&str, &str)] = &[
+    ("lib.rs", "sys"),
+    ("dataplane/mod.rs", "egress"),
+    ("dataplane/mod.rs", "ring"),
+    ("dataplane/mod.rs", "sys"),
+    ("dataplane/mod.rs", "uring"),
+    ("fastpath/mod.rs", "attach"),
+    ("fastpath/mod.rs", "clsact"),
+    ("fastpath/mod.rs", "layout"),
+    ("fastpath/mod.rs", "probe"),
+    ("fastpath/mod.rs", "skel"),
+];
+
+#[test]
+fn unsafe_is_denied_but_in_the_listed_system_call_modules() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let root = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    assert!(
+        root.contains("#![deny(unsafe_code)]"),
+        "lib.rs denies unsafe"
+    );
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut found = Vec::new();
+    for path in files {
+        let rel = path
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines().map(str::trim);
+        while let Some(line) = lines.next() {
+            if line.starts_with("//") || !line.contains("allow(unsafe_code)") {
+                continue;
+            }
+            // The item the attribute allows: the next module declaration.
+            let module = lines
+                .find(|l| l.contains("mod "))
+                .and_then(|l| l.split("mod ").nth(1))
+                .map(|m| m.trim_end_matches(['{', ';', ' ']).to_string())
+                .unwrap_or_else(|| panic!("{rel}: allow(unsafe_code) on something not a module"));
+            found.push((rel.clone(), module));
+        }
+    }
+    found.sort();
+    let mut expected: Vec<(String, String)> = UNSAFE_ALLOWED
+        .iter()
+        .map(|(f, m)| (f.to_string(), m.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(found, expected, "modules allowed unsafe (file, module)");
+}

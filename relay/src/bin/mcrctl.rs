@@ -3,6 +3,8 @@
 //! Exit codes: 0 success, 1 the daemon refused the request (or `config check` found an
 //! error), 2 bad command line or the daemon could not be reached.
 
+#![deny(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 failed to start or failed at run time,
 //! 2 bad command line.
 
+#![deny(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use super::audit::{Action, Origin, Peer};
 use super::handler::Controller;
 use super::protocol::{ErrorKind, Response, MAX_REQUEST_BYTES};
+use crate::sys::poll;
 
 /// Connections served at once (see the module doc for what happens to the next one).
 pub const MAX_CONNECTIONS: usize = 16;
@@ -153,7 +154,8 @@ impl ControlServer {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod"))?;
         if let Some(g) = group {
-            let gid = group_id(g).ok_or_else(|| ServerError::NoSuchGroup(g.to_string()))?;
+            let gid = crate::sys::users::group_id(g)
+                .ok_or_else(|| ServerError::NoSuchGroup(g.to_string()))?;
             std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err("chown"))?;
         }
         // Non-blocking only so that a connection gone between poll and accept cannot block
@@ -177,19 +179,6 @@ impl Drop for ControlServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-fn group_id(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getgrnam returns NULL or a pointer to static storage valid until the next call;
-    // we read one field immediately. The control thread is not started yet, so no other
-    // thread of ours calls getgrnam concurrently.
-    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-    if gr.is_null() {
-        return None;
-    }
-    // SAFETY: non-null result of getgrnam.
-    Some(unsafe { (*gr).gr_gid })
 }
 
 /// One connection being served.
@@ -267,25 +256,12 @@ fn accept_loop(listener: UnixListener, woken: UnixStream, controller: Arc<Mutex<
     let slots = Arc::new(Slots::default());
     loop {
         let mut fds = [
-            libc::pollfd {
-                fd: listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: woken.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            poll::pollfd(listener.as_raw_fd(), libc::POLLIN),
+            poll::pollfd(woken.as_raw_fd(), libc::POLLIN),
         ];
-        // SAFETY: two valid pollfds we own, for the duration of the call.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                tracing::warn!("control socket poll: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        if let Err(e) = poll::poll(&mut fds, None) {
+            tracing::warn!("control socket poll: {e}");
+            std::thread::sleep(Duration::from_millis(100));
             continue;
         }
         if fds[1].revents != 0 {

@@ -4,6 +4,7 @@
 //! table (an `ArcSwap` plus a generation number the workers poll between batches), sets the
 //! stop flag, and reads the counters. There is no queue between threads on the packet path.
 
+#[allow(unsafe_code)]
 pub mod egress;
 mod fanout;
 mod forward;
@@ -11,8 +12,11 @@ pub mod ingress;
 pub mod limits;
 pub mod pool;
 mod ratelimit;
+#[allow(unsafe_code)]
 pub mod ring;
+#[allow(unsafe_code)]
 pub mod sys;
+#[allow(unsafe_code)]
 mod uring;
 mod worker;
 
@@ -81,8 +85,7 @@ impl Shared {
         if let Ok(mut f) = self.failure.lock() {
             f.get_or_insert(format!("worker {id} stopped: {why}"));
         }
-        // SAFETY: kill with our own pid and a valid signal number has no memory effects.
-        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+        sys::signal_self(libc::SIGTERM);
     }
 
     /// Why a worker stopped on its own, if one did.

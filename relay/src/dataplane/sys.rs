@@ -18,6 +18,13 @@ pub fn getsockopt_u32(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::R
     Ok(value)
 }
 
+/// Sends `signal` to this process (as `kill -SIGNAL $$` would): a worker that fails stops
+/// the daemon through the same path as an operator's SIGTERM.
+pub fn signal_self(signal: libc::c_int) {
+    // SAFETY: kill with our own pid and a valid signal number has no memory effects.
+    unsafe { libc::kill(libc::getpid(), signal) };
+}
+
 /// Opens an `AF_PACKET`/`SOCK_RAW` socket that receives nothing until [`bind_packet`].
 ///
 /// Protocol 0 at creation means no frames are queued before the ring and filter are in place.
@@ -195,45 +202,8 @@ pub fn drain_error_queue(fd: RawFd, limit: usize) -> usize {
     n
 }
 
-/// Pins the calling thread to `cpu`.
-pub fn pin_current_thread(cpu: u32) -> io::Result<()> {
-    if cpu as usize >= CPU_SET_CAPACITY {
-        // libc's CPU_SET would panic on an index beyond the set.
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: cpu_set_t is plain old data; CPU_SET writes within it (index checked above).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
-        cvt(libc::sched_setaffinity(
-            0,
-            size_of::<libc::cpu_set_t>(),
-            &set,
-        ))
-        .map(drop)
-    }
-}
-
-/// CPUs a `cpu_set_t` can name.
-pub const CPU_SET_CAPACITY: usize = 8 * size_of::<libc::cpu_set_t>();
-
-/// The CPUs this process may run on (its affinity mask), in increasing order.
-pub fn allowed_cpus() -> io::Result<Vec<u32>> {
-    // SAFETY: cpu_set_t is plain old data; sched_getaffinity writes at most its size, and
-    // CPU_ISSET reads within it for indices below CPU_SET_CAPACITY.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        cvt(libc::sched_getaffinity(
-            0,
-            size_of::<libc::cpu_set_t>(),
-            &mut set,
-        ))?;
-        Ok((0..CPU_SET_CAPACITY)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .map(|c| c as u32)
-            .collect())
-    }
-}
+/// CPU affinity (written once, in `crate::sys::cpu`).
+pub use crate::sys::cpu::{allowed_cpus, pin_current_thread, CPU_SET_CAPACITY};
 
 /// Puts the calling thread under `SCHED_FIFO` at `priority` (1-99).
 pub fn set_realtime_priority(priority: u32) -> io::Result<()> {

@@ -13,7 +13,6 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
@@ -21,7 +20,7 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, Ro
 use crate::rules::EgressKey;
 
 mod rtnl;
-pub(crate) use rtnl::{route_socket, Rtnl};
+pub(crate) use rtnl::Rtnl;
 
 /// `ARPHRD_ETHER`: the only link type the program rewrites headers for.
 const ARPHRD_ETHER: u16 = 1;
@@ -34,58 +33,17 @@ pub struct Link {
     pub ethernet: bool,
 }
 
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    if name.len() >= req.ifr_name.len() {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    Ok(req)
-}
-
-fn ioctl(name: &str, request: libc::Ioctl) -> io::Result<libc::ifreq> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    let mut req = ifreq(name)?;
-    // SAFETY: the request reads ifr_name and writes the union of the ifreq we own.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(req)
-}
-
 /// The interface's MAC address and whether it is Ethernet (`SIOCGIFHWADDR`).
 pub fn link(name: &str) -> io::Result<Link> {
-    let req = ioctl(name, libc::SIOCGIFHWADDR)?;
-    // SAFETY: SIOCGIFHWADDR filled ifru_hwaddr.
-    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
-    let mut mac = [0u8; 6];
-    for (m, b) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *m = *b as u8;
-    }
+    let (mac, kind) = crate::sys::netif::hardware_address(name)?;
     Ok(Link {
         mac,
-        ethernet: sa.sa_family == ARPHRD_ETHER,
+        ethernet: kind == ARPHRD_ETHER,
     })
 }
 
 /// The interface's primary IPv4 address (`SIOCGIFADDR`), `None` if it has none.
-pub fn ipv4_address(name: &str) -> io::Result<Option<Ipv4Addr>> {
-    match ioctl(name, libc::SIOCGIFADDR) {
-        Ok(req) => {
-            // SAFETY: SIOCGIFADDR filled ifru_addr with a sockaddr_in.
-            let sin: libc::sockaddr_in = unsafe {
-                std::ptr::read_unaligned(&req.ifr_ifru.ifru_addr as *const _ as *const _)
-            };
-            Ok(Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
-        }
-        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
+pub use crate::sys::netif::ipv4_address;
 
 /// The Ethernet address IPv4 multicast `group` maps to (RFC 1112: 01:00:5e + low 23 bits).
 pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {

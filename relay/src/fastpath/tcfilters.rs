@@ -69,7 +69,7 @@ pub struct TcFilter {
 /// The filters on `parent` of interface `ifindex` (none when it has no clsact qdisc, or no
 /// such interface exists).
 pub fn filters(ifindex: u32, parent: Parent) -> io::Result<Vec<TcFilter>> {
-    let mut sock = super::resolve::route_socket(DUMP_TIMEOUT)?;
+    let mut sock = crate::sys::netlink::route_socket(Some(DUMP_TIMEOUT))?;
     sock.send(&dump_request(ifindex, parent.handle()))?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];

@@ -20,7 +20,7 @@ use netlink_packet_route::neighbour::{
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
 use super::RouteQuery;
 
@@ -43,21 +43,9 @@ pub(crate) struct Rtnl {
     buf: Vec<u8>,
 }
 
-/// A `NETLINK_ROUTE` socket whose reads give up after `timeout` (the kernel answers at once;
-/// a read that waits longer would hold the controller).
-pub(crate) fn route_socket(timeout: Duration) -> io::Result<Socket> {
-    let sock = Socket::new(
-        Domain::from(libc::AF_NETLINK),
-        Type::RAW.cloexec(),
-        Some(Protocol::from(libc::NETLINK_ROUTE)),
-    )?;
-    sock.set_read_timeout(Some(timeout))?;
-    Ok(sock)
-}
-
 impl Rtnl {
     pub(crate) fn open() -> io::Result<Self> {
-        let sock = route_socket(REPLY_TIMEOUT)?;
+        let sock = crate::sys::netlink::route_socket(Some(REPLY_TIMEOUT))?;
         Ok(Self {
             sock,
             seq: 0,

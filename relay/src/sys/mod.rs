@@ -2,6 +2,21 @@
 //! includes and trafficgen's `generator` turns on): checked `libc` calls and the names of
 //! errno values. Each is written once, here; the callers' own `sys` modules keep what only
 //! they need.
+//!
+//! With the daemon: [`cpu`] (affinity), [`netif`] (interfaces by name), [`netlink`] (rtnetlink sockets),
+//! [`poll`] and [`users`]. The relay's crate root denies `unsafe` everywhere else but in the
+//! data plane's and the fast path's own system-call modules (see `lib.rs`).
+
+#[cfg(feature = "daemon")]
+pub mod cpu;
+#[cfg(feature = "daemon")]
+pub mod netif;
+#[cfg(feature = "daemon")]
+pub mod netlink;
+#[cfg(feature = "daemon")]
+pub mod poll;
+#[cfg(feature = "daemon")]
+pub mod users;
 
 use std::io;
 use std::mem::size_of;
@@ -50,6 +65,20 @@ pub fn getsockopt<T: Copy>(
     // `len` bytes into it and updates `len`.
     cvt(unsafe { libc::getsockopt(fd, level, name, (value as *mut T).cast(), &mut len) })?;
     Ok(len as usize)
+}
+
+/// A `sockaddr_storage` holding the IPv4 address `addr` (port 0), as `group_req` and
+/// `group_source_req` take it.
+pub fn sockaddr_storage_v4(addr: std::net::Ipv4Addr) -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain old data; zero is valid, and it is large and aligned
+    // enough to hold a sockaddr_in, which we write through a pointer to it.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let sin = (&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+        (*sin).sin_family = libc::AF_INET as libc::sa_family_t;
+        (*sin).sin_addr.s_addr = u32::from(addr).to_be();
+        ss
+    }
 }
 
 /// CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): the task
