@@ -110,13 +110,20 @@ pub fn rule_value(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput])
     v
 }
 
-/// Plain map structs: `repr(C)`, integers only, no padding (checked above).
-pub trait Plain: Copy + Default {}
-impl Plain for mcr_fp_key {}
-impl Plain for mcr_fp_rule {}
-impl Plain for mcr_fp_rule_counters {}
-impl Plain for super::skel::types::mcr_fp_pass_counters {}
-impl Plain for mcr_fp_monitor {}
+/// Plain map structs, whose bytes [`bytes_of`] and [`from_bytes`] view.
+///
+/// # Safety
+/// Implement it only for a `repr(C)` type of integers (and arrays of them) with no padding
+/// bytes (the size checks above hold the map structs to it): every byte is then initialised
+/// and every bit pattern is a valid value.
+pub unsafe trait Plain: Copy + Default {}
+// SAFETY (all five): skeleton types generated from `fastpath.h`, integers only, sizes checked
+// against the C layout above.
+unsafe impl Plain for mcr_fp_key {}
+unsafe impl Plain for mcr_fp_rule {}
+unsafe impl Plain for mcr_fp_rule_counters {}
+unsafe impl Plain for super::skel::types::mcr_fp_pass_counters {}
+unsafe impl Plain for mcr_fp_monitor {}
 
 /// The bytes of a map struct, as the map stores them.
 pub fn bytes_of<T: Plain>(v: &T) -> &[u8] {
