@@ -2,7 +2,7 @@
 //! shell completions are generated from the definitions the binary parses with.
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,15 +52,16 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Destination group (or unicast address) and port.
+    /// Destination group (or unicast address) and port: IPv4 `239.1.1.1:5000` or IPv6
+    /// `[ff3e::1234]:5000`.
     #[arg(long, default_value = "239.1.1.1:5000", value_name = "ADDR:PORT")]
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// Sender's outgoing interface.
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
     /// Sender's source address.
     #[arg(long, value_name = "ADDR")]
-    pub src: Option<Ipv4Addr>,
+    pub src: Option<IpAddr>,
     /// UDP payload bytes per datagram.
     #[arg(long, default_value_t = 1400)]
     pub size: usize,
@@ -101,9 +102,10 @@ pub struct SweepArgs {
 
 #[derive(Debug, Args)]
 pub struct RecvArgs {
-    /// Group (or local unicast address) and port to receive on.
+    /// Group (or local unicast address) and port to receive on: IPv4 `239.1.1.1:5000` or
+    /// IPv6 `[ff3e::1234]:5000` (joined with MLD).
     #[arg(long, value_name = "ADDR:PORT")]
-    pub group: SocketAddrV4,
+    pub group: SocketAddr,
     /// Interface to join the group on.
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
@@ -141,9 +143,10 @@ pub struct RecvArgs {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Destination group (or unicast address) and port.
+    /// Destination group (or unicast address) and port: IPv4 `239.1.1.1:5000` or IPv6
+    /// `[ff3e::1234]:5000`.
     #[arg(long, default_value = "239.1.1.1:5000", value_name = "ADDR:PORT")]
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// Target rate in packets per second over all threads; 0 sends as fast as possible.
     #[arg(long)]
     pub pps: u64,
@@ -161,7 +164,7 @@ pub struct SendArgs {
     pub iface: Option<String>,
     /// Source address to bind.
     #[arg(long, value_name = "ADDR")]
-    pub src: Option<Ipv4Addr>,
+    pub src: Option<IpAddr>,
     /// IP TTL. The default 1 keeps multicast on the link; raise it for routed paths.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
     pub ttl: u32,

@@ -18,8 +18,8 @@
 //!   counted apart and never as packets;
 //! * `payload_bytes` are UDP payload bytes (what the application wrote, header included);
 //! * `wire_bytes` are Ethernet II frame bytes without preamble, FCS or inter-frame gap:
-//!   payload + 8 (UDP) + 20 (IPv4, no options) + 14 (Ethernet) per packet, see
-//!   [`WIRE_OVERHEAD_BYTES`].
+//!   payload + 8 (UDP) + 20 (IPv4, no options) or 40 (IPv6, no extension headers) + 14
+//!   (Ethernet) per packet, see [`WIRE_OVERHEAD_BYTES`] and [`WIRE_OVERHEAD_BYTES_V6`].
 
 use std::collections::BTreeMap;
 
@@ -45,6 +45,9 @@ fn is_zero(n: &u32) -> bool {
 /// not included, matching what a packet capture on the interface shows.
 pub const WIRE_OVERHEAD_BYTES: u64 = 8 + 20 + 14;
 
+/// [`WIRE_OVERHEAD_BYTES`] of an IPv6 datagram: its fixed header is 40 bytes.
+pub const WIRE_OVERHEAD_BYTES_V6: u64 = 8 + 40 + 14;
+
 /// What `trafficgen send` measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendRecord {
@@ -66,7 +69,8 @@ pub struct SendRecord {
     pub packets_sent: u64,
     /// UDP payload bytes of `packets_sent`.
     pub payload_bytes: u64,
-    /// Ethernet frame bytes of `packets_sent` (payload + [`WIRE_OVERHEAD_BYTES`] each).
+    /// Ethernet frame bytes of `packets_sent` (payload + [`WIRE_OVERHEAD_BYTES`] each, or
+    /// [`WIRE_OVERHEAD_BYTES_V6`] to an IPv6 `dst`).
     pub wire_bytes: u64,
     /// Datagrams whose send failed (summed over threads). A failed datagram does not consume a
     /// sequence number, so the receiver's expected count equals `packets_sent`.

@@ -88,6 +88,167 @@ fn sent_equals_received_at_a_modest_rate() {
     assert!(got.streams[0].latency_ns.samples > 0);
 }
 
+/// The rx namespace's `/proc/net/snmp6` counter `name`.
+fn snmp6(ns: &str, name: &str) -> u64 {
+    let text = sh(&["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"]);
+    text.lines()
+        .filter_map(|l| l.split_once(char::is_whitespace))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no {name} in /proc/net/snmp6"))
+}
+
+/// Issue 22: the generator and the receiver speak IPv6. The receiver joins with MLDv2 (its
+/// namespace's `Icmp6OutMLDv2Reports` grows and `/proc/net/igmp6` lists the group on the
+/// interface), and every datagram sent to `ff3e::1234` is accounted for, with IPv6's 40-byte
+/// header in the wire bytes.
+#[test]
+fn ipv6_multicast_is_joined_with_mld_and_every_datagram_accounted_for() {
+    if !namespaces_available("ipv6_multicast_is_joined_with_mld_and_every_datagram_accounted_for") {
+        return;
+    }
+    let _traffic = traffic_lock();
+    let pair = NetnsPair::new();
+    // Addresses usable at once (no duplicate address detection), as a source for the sender.
+    for (ns, dev, host) in [(&pair.tx, &pair.tx_if, 1), (&pair.rx, &pair.rx_if, 2)] {
+        let addr = format!("fd00:7e57::{host}/64");
+        sh(&[
+            "ip", "-n", ns, "-6", "addr", "add", &addr, "dev", dev, "nodad",
+        ]);
+    }
+    const GROUP6: &str = "[ff3e::1234]:5000";
+    let reports_before = snmp6(&pair.rx, "Icmp6OutMLDv2Reports");
+    let dir = tempfile::tempdir().unwrap();
+    let recv_json = dir.path().join("recv.json");
+    let send_json = dir.path().join("send.json");
+    let receiver = Receiver::start(pair.trafficgen(
+        &pair.rx,
+        &[
+            "recv",
+            "--group",
+            GROUP6,
+            "--iface",
+            &pair.rx_if,
+            "--exit-on-end",
+            "--duration",
+            "60s",
+            "--json",
+            recv_json.to_str().unwrap(),
+        ],
+    ));
+    let joined = sh(&["ip", "netns", "exec", &pair.rx, "cat", "/proc/net/igmp6"]);
+    assert!(
+        joined
+            .lines()
+            .any(|l| l.contains(&pair.rx_if) && l.contains("ff3e0000000000000000000000001234")),
+        "the group is joined on {}:\n{joined}",
+        pair.rx_if
+    );
+    // The report leaves once the interface's link-local address has passed duplicate
+    // address detection (its source must be link-local, RFC 3810 5.2.13).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while snmp6(&pair.rx, "Icmp6OutMLDv2Reports") == reports_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "joining sent no MLDv2 report within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run_ok(pair.trafficgen(
+        &pair.tx,
+        &[
+            "send",
+            "--dst",
+            GROUP6,
+            "--iface",
+            &pair.tx_if,
+            "--pps",
+            "20000",
+            "--count",
+            "20000",
+            "--gso-segments",
+            "1",
+            "--json",
+            send_json.to_str().unwrap(),
+        ],
+    ));
+    receiver.finish(Duration::from_secs(30));
+    let sent: SendRecord = read_json(&send_json);
+    let got: RecvRecord = read_json(&recv_json);
+    assert_eq!(sent.config.dst, GROUP6);
+    assert_eq!(got.config.group, GROUP6);
+    assert_eq!(sent.packets_sent, 20_000);
+    assert_eq!(sent.wire_bytes, 20_000 * (1400 + 62));
+    assert_eq!(got.totals.received, 20_000, "{got:#?}");
+    assert_eq!((got.totals.lost, got.totals.duplicated), (0, 0));
+    // GSO batches (UDP_SEGMENT) work over IPv6 as well.
+    let (sent, got) = {
+        let receiver = Receiver::start(pair.trafficgen(
+            &pair.rx,
+            &[
+                "recv",
+                "--group",
+                GROUP6,
+                "--iface",
+                &pair.rx_if,
+                "--exit-on-end",
+                "--duration",
+                "60s",
+                "--json",
+                recv_json.to_str().unwrap(),
+            ],
+        ));
+        run_ok(pair.trafficgen(
+            &pair.tx,
+            &[
+                "send",
+                "--dst",
+                GROUP6,
+                "--iface",
+                &pair.tx_if,
+                "--pps",
+                "20000",
+                "--count",
+                "20000",
+                "--json",
+                send_json.to_str().unwrap(),
+            ],
+        ));
+        receiver.finish(Duration::from_secs(30));
+        (
+            read_json::<SendRecord>(&send_json),
+            read_json::<RecvRecord>(&recv_json),
+        )
+    };
+    assert_eq!(sent.config.batch_mode, "gso", "{sent:#?}");
+    assert_eq!(got.totals.received, sent.packets_sent);
+}
+
+/// A source of one family and a destination of the other is a usage error naming both.
+#[test]
+fn a_source_and_destination_of_different_families_are_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_trafficgen"))
+        .args([
+            "send",
+            "--dst",
+            "[ff3e::1]:5000",
+            "--src",
+            "10.0.0.1",
+            "--pps",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--src 10.0.0.1")
+            && err.contains("[ff3e::1]:5000")
+            && err.contains("families"),
+        "{err}"
+    );
+}
+
 /// Whether `nft` is installed; like [`namespaces_available`], a skip fails under
 /// `MCR_E2E_REQUIRED=1`.
 fn nft_available(test: &str) -> bool {

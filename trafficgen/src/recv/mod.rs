@@ -11,7 +11,7 @@ pub mod streams;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
@@ -43,7 +43,8 @@ const END_GRACE: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct RecvOptions {
     /// Group (or local unicast address) and port.
-    pub group: SocketAddrV4,
+    /// IPv4 or IPv6: the socket's family follows it.
+    pub group: SocketAddr,
     pub iface: Option<String>,
     pub duration: Option<Duration>,
     /// Stop after this long without a datagram, counted from the first datagram (a receiver
@@ -62,7 +63,7 @@ pub struct RecvOptions {
 }
 
 impl RecvOptions {
-    pub fn new(group: SocketAddrV4) -> RecvOptions {
+    pub fn new(group: SocketAddr) -> RecvOptions {
         RecvOptions {
             group,
             iface: None,
@@ -81,13 +82,13 @@ impl RecvOptions {
 #[derive(Debug, Error)]
 pub enum RecvError {
     #[error("--group {0}: port 0 cannot be received on")]
-    NoPort(SocketAddrV4),
+    NoPort(SocketAddr),
     #[error("--iface {0}: no such interface ({1})")]
     NoSuchInterface(String, io::Error),
     #[error("--group {0}: cannot bind ({1}); is another receiver holding it, or is a unicast address not local?")]
-    Bind(SocketAddrV4, io::Error),
+    Bind(SocketAddr, io::Error),
     #[error("--group {0}: cannot join ({1}); pass --iface or add a multicast route")]
-    Join(SocketAddrV4, io::Error),
+    Join(SocketAddr, io::Error),
     #[error("cannot {0}: {1}")]
     Socket(&'static str, io::Error),
     #[error("receive failed: {0}")]
@@ -137,7 +138,7 @@ fn open_socket(options: &RecvOptions) -> Result<(Socket, u64), RecvError> {
     if group.port() == 0 {
         return Err(RecvError::NoPort(group));
     }
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+    let socket = Socket::new(Domain::for_address(group), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| RecvError::Socket("create UDP socket", e))?;
     socket
         .set_reuse_address(true)
@@ -162,26 +163,44 @@ fn open_socket(options: &RecvOptions) -> Result<(Socket, u64), RecvError> {
         None => None,
     };
     socket
-        .bind(&SocketAddr::V4(group).into())
+        .bind(&scoped(group, ifindex).into())
         .map_err(|e| RecvError::Bind(group, e))?;
-    if let (Some(index), false) = (ifindex, group.ip().is_multicast()) {
+    let multicast = group.ip().is_multicast();
+    if let (Some(index), false) = (ifindex, multicast) {
         // Unicast: --iface restricts which interface the datagrams may arrive on.
-        socket
-            .bind_device_by_index_v4(std::num::NonZeroU32::new(index))
-            .map_err(|e| RecvError::Socket("set SO_BINDTODEVICE", e))?;
-    }
-    if group.ip().is_multicast() {
-        // Only the groups this socket joined, not every group any socket on the host joined.
-        socket
-            .set_multicast_all_v4(false)
-            .map_err(|e| RecvError::Socket("set IP_MULTICAST_ALL", e))?;
-        let interface = match ifindex {
-            Some(index) => InterfaceIndexOrAddress::Index(index),
-            None => InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
+        let bound = match group {
+            SocketAddr::V4(_) => socket.bind_device_by_index_v4(std::num::NonZeroU32::new(index)),
+            SocketAddr::V6(_) => socket.bind_device_by_index_v6(std::num::NonZeroU32::new(index)),
         };
-        socket
-            .join_multicast_v4_n(group.ip(), &interface)
-            .map_err(|e| RecvError::Join(group, e))?;
+        bound.map_err(|e| RecvError::Socket("set SO_BINDTODEVICE", e))?;
+    }
+    match group {
+        SocketAddr::V4(v4) if multicast => {
+            // Only the groups this socket joined, not every group any socket on the host
+            // joined.
+            socket
+                .set_multicast_all_v4(false)
+                .map_err(|e| RecvError::Socket("set IP_MULTICAST_ALL", e))?;
+            let interface = match ifindex {
+                Some(index) => InterfaceIndexOrAddress::Index(index),
+                None => InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
+            };
+            socket
+                .join_multicast_v4_n(v4.ip(), &interface)
+                .map_err(|e| RecvError::Join(group, e))?;
+        }
+        SocketAddr::V6(v6) if multicast => {
+            socket
+                .set_multicast_all_v6(false)
+                .map_err(|e| RecvError::Socket("set IPV6_MULTICAST_ALL", e))?;
+            // IPV6_ADD_MEMBERSHIP: the kernel reports it with MLD (v2 unless the link is
+            // forced to v1), so MLD-snooping switches deliver the group. Interface 0: the
+            // kernel's route to the group decides.
+            socket
+                .join_multicast_v6(v6.ip(), ifindex.unwrap_or(0))
+                .map_err(|e| RecvError::Join(group, e))?;
+        }
+        _ => {}
     }
     let rcvbuf = socket.recv_buffer_size().unwrap_or(0) as u64;
     Ok((socket, rcvbuf))
@@ -189,10 +208,30 @@ fn open_socket(options: &RecvOptions) -> Result<(Socket, u64), RecvError> {
 
 /// Receives until a limit in `options` is reached or SIGINT/SIGTERM arrives, and returns the
 /// record. `on_ready` is called once the group is joined (senders may start then).
+/// The address to bind: an IPv6 address of link-local scope (`ff02::/16`, `fe80::/10`) is
+/// ambiguous without an interface, so it carries `--iface`'s index as its scope.
+fn scoped(group: SocketAddr, ifindex: Option<u32>) -> SocketAddr {
+    match (group, ifindex) {
+        (SocketAddr::V6(mut v6), Some(index)) if link_local_scope(v6.ip()) => {
+            v6.set_scope_id(index);
+            SocketAddr::V6(v6)
+        }
+        _ => group,
+    }
+}
+
+/// Whether an IPv6 address is of link-local scope: unicast `fe80::/10` or a multicast group
+/// whose scope nibble is 2 (RFC 4291 2.7; interface-local `ff01::` is not used across hosts).
+fn link_local_scope(a: &std::net::Ipv6Addr) -> bool {
+    let s = a.segments()[0];
+    (s & 0xffc0) == 0xfe80 || (a.is_multicast() && (s & 0x000f) == 2)
+}
+
 pub fn run(options: &RecvOptions, on_ready: impl FnOnce()) -> Result<RecvRecord, RecvError> {
     let (socket, rcvbuf) = open_socket(options)?;
     let mut batch = RecvBatch::new(RECV_BUFFER_LEN, RECV_BATCH);
-    let snmp_before = snmp::udp_rcvbuf_errors();
+    let ipv6 = options.group.is_ipv6();
+    let snmp_before = snmp::udp_rcvbuf_errors(ipv6);
     let started_unix_ns = sys::realtime_ns();
     let start = Instant::now();
     let mut accounting = StreamTable::new(
@@ -253,7 +292,7 @@ pub fn run(options: &RecvOptions, on_ready: impl FnOnce()) -> Result<RecvRecord,
 
     let elapsed_ns = start.elapsed().as_nanos() as u64;
     let (streams, totals) = accounting.records();
-    let udp_rcvbuf_errors_netns = match (snmp_before, snmp::udp_rcvbuf_errors()) {
+    let udp_rcvbuf_errors_netns = match (snmp_before, snmp::udp_rcvbuf_errors(ipv6)) {
         (Some(before), Some(after)) => Some(after.saturating_sub(before)),
         _ => None,
     };
@@ -286,4 +325,22 @@ pub fn run(options: &RecvOptions, on_ready: impl FnOnce()) -> Result<RecvRecord,
         totals,
         streams,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_ipv6_addresses_take_the_interface_as_their_scope() {
+        let at = |s: &str| scoped(s.parse().unwrap(), Some(7)).to_string();
+        assert_eq!(at("[ff02::1234]:5000"), "[ff02::1234%7]:5000");
+        assert_eq!(at("[fe80::1]:5000"), "[fe80::1%7]:5000");
+        // Wider scopes and IPv4 need none; without --iface nothing is added.
+        assert_eq!(at("[ff3e::1234]:5000"), "[ff3e::1234]:5000");
+        assert_eq!(at("[ff05::1]:5000"), "[ff05::1]:5000");
+        assert_eq!(at("239.1.1.1:5000"), "239.1.1.1:5000");
+        let unscoped: SocketAddr = "[ff02::1]:5000".parse().unwrap();
+        assert_eq!(scoped(unscoped, None), unscoped);
+    }
 }

@@ -9,7 +9,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use crate::pacing::{split_even, Schedule};
 use crate::probe::HEADER_LEN;
 use crate::record::{
     PerfCounters, SendConfig, SendRecord, SendThreadRecord, RECORD_MINOR_VERSION, RECORD_VERSION,
-    SEND_SCHEMA, WIRE_OVERHEAD_BYTES,
+    SEND_SCHEMA, WIRE_OVERHEAD_BYTES, WIRE_OVERHEAD_BYTES_V6,
 };
 use crate::sys;
 pub use worker::END_MARKER_INTERVAL;
@@ -62,8 +62,9 @@ pub struct Batching {
 /// Everything `trafficgen send` needs.
 #[derive(Debug, Clone)]
 pub struct SendOptions {
-    pub dst: SocketAddrV4,
-    pub src: Option<Ipv4Addr>,
+    /// IPv4 or IPv6: the sockets' family follows it.
+    pub dst: SocketAddr,
+    pub src: Option<IpAddr>,
     pub iface: Option<String>,
     /// Aggregate packets per second; 0 = as fast as possible.
     pub pps: u64,
@@ -85,7 +86,7 @@ pub struct SendOptions {
 
 impl SendOptions {
     /// Defaults for everything but destination, rate and limit.
-    pub fn new(dst: SocketAddrV4, pps: u64, limit: SendLimit) -> SendOptions {
+    pub fn new(dst: SocketAddr, pps: u64, limit: SendLimit) -> SendOptions {
         SendOptions {
             dst,
             src: None,
@@ -109,8 +110,13 @@ impl SendOptions {
 pub enum SendError {
     #[error("--size {size} is out of range: it must be between {HEADER_LEN} (the probe header) and {MAX_PAYLOAD} bytes")]
     SizeOutOfRange { size: usize },
-    #[error("--size {size} does not fit the path MTU {mtu} (with 28 bytes of IPv4 and UDP headers): use --size {max} or less")]
-    ExceedsMtu { size: usize, mtu: usize, max: usize },
+    #[error("--size {size} does not fit the path MTU {mtu} (with {headers} bytes of IP and UDP headers): use --size {max} or less")]
+    ExceedsMtu {
+        size: usize,
+        mtu: usize,
+        headers: usize,
+        max: usize,
+    },
     #[error("--threads must be at least 1")]
     NoThreads,
     #[error("--streams {streams} is less than --threads {threads}: every thread needs a stream")]
@@ -122,9 +128,11 @@ pub enum SendError {
     )]
     BadBatching,
     #[error("--dst {0} is not a usable destination (unspecified or broadcast)")]
-    BadDestination(SocketAddrV4),
+    BadDestination(SocketAddr),
     #[error("--dst {0}: port 0 is not a destination port (UDP ports are 1 to 65535)")]
-    ZeroPort(SocketAddrV4),
+    ZeroPort(SocketAddr),
+    #[error("--src {src} and --dst {dst} are of different address families: give both as IPv4 or both as IPv6")]
+    MixedFamilies { src: IpAddr, dst: SocketAddr },
     #[error("--duration must be longer than zero")]
     ZeroDuration,
     #[error("--end-markers {given} is too many: at most {MAX_END_MARKERS} (each repeat waits {ms} ms, so {MAX_END_MARKERS} take {secs} s); a few are enough to cover a lost datagram", ms = END_MARKER_INTERVAL.as_millis(), secs = (END_MARKER_INTERVAL * MAX_END_MARKERS).as_secs())]
@@ -132,9 +140,9 @@ pub enum SendError {
     #[error("--iface {0}: no such interface ({1})")]
     NoSuchInterface(String, io::Error),
     #[error("--src {0}: cannot bind ({1}); is the address configured on this host?")]
-    BindSource(Ipv4Addr, io::Error),
-    #[error("--dst {0} is unreachable: {1} (for multicast, add a route such as `ip route add 224.0.0.0/4 dev IF` or pass --iface)")]
-    Unreachable(SocketAddrV4, io::Error),
+    BindSource(IpAddr, io::Error),
+    #[error("--dst {0} is unreachable: {1} (for multicast, add a route such as `ip route add 224.0.0.0/4 dev IF` (IPv6: `ip -6 route add ff00::/8 dev IF`) or pass --iface)")]
+    Unreachable(SocketAddr, io::Error),
     #[error("cannot {0}: {1}")]
     Socket(&'static str, io::Error),
     #[error("cannot start sender thread: {0}")]
@@ -156,6 +164,7 @@ impl SendError {
                 | SendError::BadBatching
                 | SendError::BadDestination(_)
                 | SendError::ZeroPort(_)
+                | SendError::MixedFamilies { .. }
                 | SendError::ZeroDuration
                 | SendError::TooManyEndMarkers { .. }
                 | SendError::NoSuchInterface(..)
@@ -183,8 +192,8 @@ pub fn batching_for(options: &SendOptions) -> Batching {
 }
 
 /// `--dst`: an address a datagram can go to, and a port other than 0.
-pub(crate) fn validate_dst(dst: SocketAddrV4) -> Result<(), SendError> {
-    if socket::is_bad_destination(*dst.ip()) {
+pub(crate) fn validate_dst(dst: SocketAddr) -> Result<(), SendError> {
+    if socket::is_bad_destination(dst.ip()) {
         return Err(SendError::BadDestination(dst));
     }
     if dst.port() == 0 {
@@ -194,6 +203,12 @@ pub(crate) fn validate_dst(dst: SocketAddrV4) -> Result<(), SendError> {
 }
 
 fn validate(options: &SendOptions) -> Result<(), SendError> {
+    if let Some(src) = options.src.filter(|s| s.is_ipv4() != options.dst.is_ipv4()) {
+        return Err(SendError::MixedFamilies {
+            src,
+            dst: options.dst,
+        });
+    }
     if !(HEADER_LEN..=MAX_PAYLOAD).contains(&options.size) {
         return Err(SendError::SizeOutOfRange { size: options.size });
     }
@@ -355,6 +370,11 @@ fn build_record(
     outcomes: Vec<ThreadOutcome>,
 ) -> SendRecord {
     let size = options.size as u64;
+    let overhead = if options.dst.is_ipv6() {
+        WIRE_OVERHEAD_BYTES_V6
+    } else {
+        WIRE_OVERHEAD_BYTES
+    };
     let mut errors_by_errno = [0u64; ERRNO_SLOTS];
     let mut gap = new_histogram();
     let mut batch_packets = new_histogram();
@@ -382,7 +402,7 @@ fn build_record(
             target_pps: pps,
             packets_sent: o.packets_sent,
             payload_bytes: o.packets_sent * size,
-            wire_bytes: o.packets_sent * (size + WIRE_OVERHEAD_BYTES),
+            wire_bytes: o.packets_sent * (size + overhead),
             send_errors: o.send_errors,
             send_calls: o.send_calls,
             elapsed_ns: o.elapsed_ns,
@@ -395,7 +415,7 @@ fn build_record(
     let elapsed_ns = outcomes.iter().map(|o| o.elapsed_ns).max().unwrap_or(0);
     let achieved_pps = rate(packets_sent, elapsed_ns);
     let payload_bytes = packets_sent * size;
-    let wire_bytes = packets_sent * (size + WIRE_OVERHEAD_BYTES);
+    let wire_bytes = packets_sent * (size + overhead);
     let gso_used = batching.segments_per_message > 1 && gso_fallback_reason.is_none();
     let segments_used = if gso_used {
         batching.segments_per_message

@@ -1,7 +1,7 @@
 //! Opening and configuring a sender socket: one per thread, connected to the destination so
 //! that sends need no address and an unreachable destination fails at start, not mid-run.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -13,8 +13,14 @@ use crate::sys;
 /// SO_SNDBUFFORCE (root) passes `wmem_max`; otherwise the kernel caps it.
 const SNDBUF_BYTES: libc::c_int = 4 << 20;
 
-/// IPv4 (20) + UDP (8) header bytes: what a datagram adds to its payload inside the MTU.
-const IP_UDP_HEADER_BYTES: usize = 28;
+/// IP + UDP header bytes, what a datagram adds to its payload inside the MTU: IPv4 (20) or
+/// IPv6 (40, no extension headers) and UDP (8).
+fn ip_udp_header_bytes(dst: &SocketAddr) -> usize {
+    match dst {
+        SocketAddr::V4(_) => 28,
+        SocketAddr::V6(_) => 48,
+    }
+}
 
 /// A configured, connected sender socket.
 pub struct SenderSocket {
@@ -25,7 +31,8 @@ pub struct SenderSocket {
 
 /// Opens the socket for one sender thread as `options` say.
 pub fn open(options: &SendOptions) -> Result<SenderSocket, SendError> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+    let dst = options.dst;
+    let socket = Socket::new(Domain::for_address(dst), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| SendError::Socket("create UDP socket", e))?;
     if sys::set_int_option(
         &socket,
@@ -41,43 +48,43 @@ pub fn open(options: &SendOptions) -> Result<SenderSocket, SendError> {
     }
     if let Some(src) = options.src {
         socket
-            .bind(&SocketAddr::V4(SocketAddrV4::new(src, 0)).into())
+            .bind(&SocketAddr::new(src, 0).into())
             .map_err(|e| SendError::BindSource(src, e))?;
     }
-    let multicast = options.dst.ip().is_multicast();
+    let multicast = dst.ip().is_multicast();
     if let Some(name) = &options.iface {
         let index = sys::if_index(name).map_err(|e| SendError::NoSuchInterface(name.clone(), e))?;
-        if multicast {
-            sys::set_multicast_if_index(&socket, index)
-                .map_err(|e| SendError::Socket("set IP_MULTICAST_IF", e))?;
-        } else {
-            socket
+        match (multicast, dst) {
+            (true, SocketAddr::V4(_)) => sys::set_multicast_if_index(&socket, index)
+                .map_err(|e| SendError::Socket("set IP_MULTICAST_IF", e))?,
+            (true, SocketAddr::V6(_)) => socket
+                .set_multicast_if_v6(index)
+                .map_err(|e| SendError::Socket("set IPV6_MULTICAST_IF", e))?,
+            (false, SocketAddr::V4(_)) => socket
                 .bind_device_by_index_v4(NonZeroU32::new(index))
-                .map_err(|e| SendError::Socket("set SO_BINDTODEVICE", e))?;
+                .map_err(|e| SendError::Socket("set SO_BINDTODEVICE", e))?,
+            (false, SocketAddr::V6(_)) => socket
+                .bind_device_by_index_v6(NonZeroU32::new(index))
+                .map_err(|e| SendError::Socket("set SO_BINDTODEVICE", e))?,
         }
     }
-    if multicast {
-        socket
-            .set_multicast_ttl_v4(options.ttl)
-            .map_err(|e| SendError::Socket("set IP_MULTICAST_TTL", e))?;
-        socket
-            .set_multicast_loop_v4(true)
-            .map_err(|e| SendError::Socket("set IP_MULTICAST_LOOP", e))?;
-    } else {
-        socket
-            .set_ttl_v4(options.ttl)
-            .map_err(|e| SendError::Socket("set IP_TTL", e))?;
-    }
+    set_hops(&socket, dst, multicast, options.ttl)?;
     socket
-        .connect(&SocketAddr::V4(options.dst).into())
-        .map_err(|e| SendError::Unreachable(options.dst, e))?;
-    if let Ok(mtu) = sys::get_int_option(&socket, libc::IPPROTO_IP, libc::IP_MTU) {
+        .connect(&dst.into())
+        .map_err(|e| SendError::Unreachable(dst, e))?;
+    let (level, name) = match dst {
+        SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU),
+        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
+    };
+    if let Ok(mtu) = sys::get_int_option(&socket, level, name) {
         let mtu = mtu as usize;
-        if options.size + IP_UDP_HEADER_BYTES > mtu {
+        let headers = ip_udp_header_bytes(&dst);
+        if options.size + headers > mtu {
             return Err(SendError::ExceedsMtu {
                 size: options.size,
                 mtu,
-                max: mtu.saturating_sub(IP_UDP_HEADER_BYTES),
+                headers,
+                max: mtu.saturating_sub(headers),
             });
         }
     }
@@ -88,7 +95,31 @@ pub fn open(options: &SendOptions) -> Result<SenderSocket, SendError> {
     })
 }
 
-/// Whether `addr` can only be a destination by mistake (unspecified or broadcast).
-pub fn is_bad_destination(addr: Ipv4Addr) -> bool {
-    addr.is_unspecified() || addr.is_broadcast()
+/// The TTL (IPv4) or hop limit (IPv6) of what the socket sends, multicast looped back to
+/// this host's sockets too (receivers on the same host).
+fn set_hops(socket: &Socket, dst: SocketAddr, multicast: bool, hops: u32) -> Result<(), SendError> {
+    match (dst, multicast) {
+        (SocketAddr::V4(_), true) => socket
+            .set_multicast_ttl_v4(hops)
+            .and_then(|()| socket.set_multicast_loop_v4(true))
+            .map_err(|e| SendError::Socket("set IP_MULTICAST_TTL and IP_MULTICAST_LOOP", e)),
+        (SocketAddr::V4(_), false) => socket
+            .set_ttl_v4(hops)
+            .map_err(|e| SendError::Socket("set IP_TTL", e)),
+        (SocketAddr::V6(_), true) => socket
+            .set_multicast_hops_v6(hops)
+            .and_then(|()| socket.set_multicast_loop_v6(true))
+            .map_err(|e| SendError::Socket("set IPV6_MULTICAST_HOPS and IPV6_MULTICAST_LOOP", e)),
+        (SocketAddr::V6(_), false) => socket
+            .set_unicast_hops_v6(hops)
+            .map_err(|e| SendError::Socket("set IPV6_UNICAST_HOPS", e)),
+    }
+}
+
+/// Whether `addr` can only be a destination by mistake (unspecified, or IPv4 broadcast).
+pub fn is_bad_destination(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_unspecified(),
+    }
 }
