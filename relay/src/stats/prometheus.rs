@@ -474,6 +474,27 @@ pub fn render(r: &StatsReport) -> String {
             out.sample(name, &[("flow", &f.rule), ("kind", &m.kind)], get(m));
         }
     }
+    out.family(
+        "mcr_output_info",
+        Kind::Gauge,
+        "Always 1; an output's destination, port and interface as labels of their own (join on flow and output).",
+    );
+    for f in &r.flows {
+        for o in &f.outputs {
+            let (dest, port, interface) = split_output(&o.output);
+            out.sample(
+                "mcr_output_info",
+                &[
+                    ("flow", &f.rule),
+                    ("output", &o.output),
+                    ("dest", dest),
+                    ("port", port),
+                    ("interface", interface),
+                ],
+                1,
+            );
+        }
+    }
     for (name, help, kind, get) in OUTPUT_METRICS {
         out.family(name, kind, help);
         for f in &r.flows {
@@ -483,6 +504,18 @@ pub fn render(r: &StatsReport) -> String {
         }
     }
     out.0
+}
+
+/// An output's `ADDR:PORT@INTERFACE` (`[ADDR]:PORT@INTERFACE` for IPv6) as its three parts;
+/// a part that is not there is empty (a report from a daemon that wrote another form).
+fn split_output(output: &str) -> (&str, &str, &str) {
+    let (address, interface) = output.rsplit_once('@').unwrap_or((output, ""));
+    let (dest, port) = address.rsplit_once(':').unwrap_or((address, ""));
+    let dest = dest
+        .strip_prefix('[')
+        .and_then(|d| d.strip_suffix(']'))
+        .unwrap_or(dest);
+    (dest, port, interface)
 }
 
 /// The known names followed by any others the report holds (from a newer daemon), each once.
@@ -939,6 +972,38 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_output_has_an_info_sample_with_destination_port_and_interface_apart() {
+        let report = sample_report();
+        let text = render(&report);
+        let (samples, _) = samples(&text);
+        let mut outputs = 0;
+        for f in &report.flows {
+            for o in &f.outputs {
+                outputs += 1;
+                let (dest, rest) = o.output.split_once(':').unwrap();
+                let (port, interface) = rest.split_once('@').unwrap();
+                let labels: Vec<(String, String)> = [
+                    ("flow", f.rule.as_str()),
+                    ("output", &o.output),
+                    ("dest", dest),
+                    ("port", port),
+                    ("interface", interface),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .to_vec();
+                let key: Key = ("mcr_output_info".to_string(), labels);
+                assert_eq!(samples.get(&key), Some(&1.0), "{key:?}\n{text}");
+            }
+        }
+        assert!(outputs > 1);
+        assert_eq!(
+            split_output("[ff3e::1]:5000@eth1"),
+            ("ff3e::1", "5000", "eth1")
+        );
+        assert_eq!(split_output("odd"), ("odd", "", ""));
     }
 
     #[test]
