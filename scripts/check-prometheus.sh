@@ -152,7 +152,9 @@ echo "longest scrape:              ${max_duration} s (timeout 1 s)"
 echo "mcrd rx rate (10 s window):  $rate datagrams/s (1,000 pps offered)"
 echo "endpoint's closings:         ${closed:-none}"
 echo "prometheus: $(in_ns prometheus --version 2>&1 | head -n 1)"
-[ "$scrapes" != none ] && [ "$scrapes" -ge $((seconds - 3)) ] ||
-  { echo "check-prometheus: FAIL: only $scrapes scrapes recorded" >&2; exit 1; }
+if [ "$scrapes" = none ] || [ "$scrapes" -lt $((seconds - 3)) ]; then
+  echo "check-prometheus: FAIL: only $scrapes scrapes recorded" >&2
+  exit 1
+fi
 [ "$min_up" = 1 ] || { echo "check-prometheus: FAIL: up was $min_up at least once" >&2; exit 1; }
 echo "check-prometheus: PASS" >&2
