@@ -41,6 +41,29 @@ pub enum Command {
     /// The nightly history as a columnar dataset: append records, show slices of it.
     #[command(subcommand)]
     History(HistoryCommand),
+    /// Medians tables of a benchmark campaign's records (`records/SET/repN.json`).
+    Medians(MediansArgs),
+}
+
+/// The campaign layouts `medians` knows: how set names are read and which tables are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MediansLayout {
+    /// `scripts/relay-speed.sh`: sets `CONFIG-NHh-PPSpps` (reports/relay-speed.md).
+    RelaySpeed,
+    /// `scripts/fast-path-speed.sh`: sets `CONFIG-NHh-RATE[-MODE]` (reports/relay-speed-fastpath.md).
+    FastPath,
+}
+
+#[derive(Debug, Args)]
+pub struct MediansArgs {
+    /// Which campaign the records are from.
+    #[arg(value_enum)]
+    pub layout: MediansLayout,
+    /// The campaign's records directory: one directory per set, `repN.json` records in it.
+    pub records: PathBuf,
+    /// Write the Markdown here (default: standard output).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

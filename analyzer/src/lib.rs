@@ -24,6 +24,7 @@ pub mod diff;
 pub mod error;
 pub mod history;
 pub mod ingest;
+pub mod medians;
 pub mod metrics;
 pub mod record;
 pub mod render;

@@ -12,7 +12,7 @@ use clap::Parser;
 
 use analyzer::cli::{
     BisectStepArgs, Cli, Command, CompareArgs, HistoryCommand, HistoryShowArgs, IngestArgs,
-    JudgeArgs, TrendArgs,
+    JudgeArgs, MediansArgs, MediansLayout, TrendArgs,
 };
 use analyzer::compare::{self, Settings};
 use analyzer::ingest::{self, Input, Role};
@@ -61,7 +61,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::History(HistoryCommand::Show(a)) => run_history(a),
+        Command::Medians(a) => run_medians(a),
     }
+}
+
+fn run_medians(a: MediansArgs) -> anyhow::Result<ExitCode> {
+    use analyzer::medians;
+    let inputs = medians::load(&a.records)?;
+    let (text, skipped) = match a.layout {
+        MediansLayout::RelaySpeed => {
+            let m = medians::relay_speed::relay_speed(&inputs)?;
+            (markdown::medians::relay_speed(&m), m.skipped_sets)
+        }
+        MediansLayout::FastPath => {
+            let m = medians::fast_path::fast_path(&inputs)?;
+            (markdown::medians::fast_path(&m), m.skipped_sets)
+        }
+    };
+    for s in skipped {
+        eprintln!("analyzer: medians: set {s}: not named as the layout's sets are, left out");
+    }
+    emit(a.out.as_deref(), &text)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn day(flag: &str, v: &Option<String>) -> anyhow::Result<()> {

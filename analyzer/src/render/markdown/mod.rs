@@ -12,6 +12,7 @@ use std::fmt::Write;
 use crate::compare::{Decision, Verdict};
 
 mod comparison;
+pub mod medians;
 mod trend;
 mod waterfall;
 
