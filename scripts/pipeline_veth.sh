@@ -346,20 +346,22 @@ hop_text() {
   } >"$hd/hop.txt"
 }
 
-write_host_cpu() { # DIR: raw/host-cpu.json, read by analyzer ingest --host
+write_host_cpu() { # DIR: raw/host-cpu.json (the host CPU this script's process tree caused), for --host
   local dir=$1
-  pl_host_cpu "$dir/raw/host-before.txt" "$dir/raw/host-after.txt" "$$" "$dir/raw/host-cpu.json"
+  "$ANALYZER" pipeline host-cpu --before "$dir/raw/host-before.txt" --after "$dir/raw/host-after.txt" \
+    --root "$$" --clk-tck "$(getconf CLK_TCK)" --out "$dir/raw/host-cpu.json" ||
+    pl_die "analyzer pipeline host-cpu failed on $dir/raw/host-*.txt"
 }
 
 write_kernel_json() { # DIR: raw/kernel.json (veth links, UDP per namespace, softnet), for --kernel
-  jq -n --slurpfile chain "$1/raw/chain.json" --slurpfile host "$1/raw/host-cpu.json" \
-    -f "$HERE/lib/pl_kernel.jq" >"$1/raw/kernel.json"
+  "$ANALYZER" pipeline kernel --chain "$1/raw/chain.json" --host-cpu "$1/raw/host-cpu.json" \
+    --out "$1/raw/kernel.json" || pl_die "analyzer pipeline kernel failed on $1/raw/chain.json"
 }
 
 write_chain_json() { # RELAY DIR
   local relay=$1 dir=$2 i role stats n
   {
-    echo '{"relay":"'"$relay"'","veth_gso":"'"$VETH_GSO"'","ns":['
+    echo '{"schema":"mcr.pipeline.chain","version":1,"relay":"'"$relay"'","veth_gso":"'"$VETH_GSO"'","ns":['
     for i in "${!PL_NS[@]}"; do
       n=${PL_NS[$i]} role=hop stats=null
       [ "$i" -eq 0 ] && role=gen
@@ -413,8 +415,9 @@ hop_name() { # RELAY I
 }
 
 check_conservation() { # DIR
-  jq -n --slurpfile send "$1/raw/send.json" --slurpfile recv "$1/raw/recv.json" \
-    --slurpfile chain "$1/raw/chain.json" -f "$HERE/lib/pl_account.jq" >"$1/conservation.json"
+  "$ANALYZER" pipeline conservation --generator "$1/raw/send.json" --receiver "$1/raw/recv.json" \
+    --chain "$1/raw/chain.json" --out "$1/conservation.json" ||
+    pl_die "analyzer pipeline conservation failed on $1/raw"
 }
 
 print_summary() { # RELAY DIR

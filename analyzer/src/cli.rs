@@ -43,6 +43,60 @@ pub enum Command {
     History(HistoryCommand),
     /// Medians tables of a benchmark campaign's records (`records/SET/repN.json`).
     Medians(MediansArgs),
+    /// The veth pipeline harness's documents, from the counters it collected around a run.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Packet conservation over the chain (`mcr.pipeline.conservation`): per stage in, counted
+    /// drops, out and the unexplained rest; `ok` when every packet is accounted for.
+    Conservation {
+        /// The generator's record (`trafficgen send --json`).
+        #[arg(long, value_name = "FILE")]
+        generator: PathBuf,
+        /// The receiver's record (`trafficgen recv --json`).
+        #[arg(long, value_name = "FILE")]
+        receiver: PathBuf,
+        /// The chain's counter snapshots and mcrd stats (`mcr.pipeline.chain`, raw/chain.json).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// Write the document here (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Kernel counter deltas outside the relays (`mcr.pipeline.kernel`, for `ingest --kernel`).
+    Kernel {
+        /// The chain's counter snapshots (`mcr.pipeline.chain`).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// The host CPU document (`mcr.pipeline.host_cpu`): its softnet drops.
+        #[arg(long, value_name = "FILE")]
+        host_cpu: PathBuf,
+        /// Write the document here (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// The host CPU the run caused (`mcr.pipeline.host_cpu`, for `ingest --host`), from two host
+    /// snapshots: host busy time less other processes'.
+    HostCpu {
+        /// The snapshot taken before the traffic.
+        #[arg(long, value_name = "FILE")]
+        before: PathBuf,
+        /// The snapshot taken after it.
+        #[arg(long, value_name = "FILE")]
+        after: PathBuf,
+        /// The harness's pid: its process tree is the run.
+        #[arg(long, value_name = "PID")]
+        root: u32,
+        /// Ticks per second of /proc's counters (`getconf CLK_TCK`).
+        #[arg(long, value_name = "HZ", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        clk_tck: u32,
+        /// Write the document here (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The campaign layouts `medians` knows: how set names are read and which tables are written.

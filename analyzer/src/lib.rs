@@ -26,6 +26,7 @@ pub mod history;
 pub mod ingest;
 pub mod medians;
 pub mod metrics;
+pub mod pipeline;
 pub mod record;
 pub mod render;
 pub mod stats;

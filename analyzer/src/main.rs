@@ -12,7 +12,7 @@ use clap::Parser;
 
 use analyzer::cli::{
     BisectStepArgs, Cli, Command, CompareArgs, HistoryCommand, HistoryShowArgs, IngestArgs,
-    JudgeArgs, MediansArgs, MediansLayout, TrendArgs,
+    JudgeArgs, MediansArgs, MediansLayout, PipelineCommand, TrendArgs,
 };
 use analyzer::compare::{self, Settings};
 use analyzer::ingest::{self, Input, Role};
@@ -62,7 +62,66 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::History(HistoryCommand::Show(a)) => run_history(a),
         Command::Medians(a) => run_medians(a),
+        Command::Pipeline(c) => run_pipeline(c),
     }
+}
+
+fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
+    use analyzer::pipeline::{self, chain::Chain, conservation, host_cpu, kernel};
+    use trafficgen::record::{
+        RecvRecord, SendRecord, RECORD_MINOR_VERSION, RECORD_VERSION, RECV_SCHEMA, SEND_SCHEMA,
+    };
+    match c {
+        PipelineCommand::Conservation {
+            generator,
+            receiver,
+            chain,
+            out,
+        } => {
+            let send: SendRecord = pipeline::read_contract(
+                &generator,
+                SEND_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?;
+            let recv: RecvRecord = pipeline::read_contract(
+                &receiver,
+                RECV_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?;
+            let chain = Chain::load(&chain)?;
+            let doc = conservation::conservation(&send, &recv, &chain)?;
+            emit(out.as_deref(), &pipeline::to_json(&doc))?;
+        }
+        PipelineCommand::Kernel {
+            chain,
+            host_cpu,
+            out,
+        } => {
+            let chain = Chain::load(&chain)?;
+            let softnet = pipeline::softnet_dropped(&host_cpu)?;
+            emit(
+                out.as_deref(),
+                &pipeline::to_json(&kernel::kernel(&chain, softnet)),
+            )?;
+        }
+        PipelineCommand::HostCpu {
+            before,
+            after,
+            root,
+            clk_tck,
+            out,
+        } => {
+            let b = host_cpu::Snapshot::load(&before)?;
+            let a = host_cpu::Snapshot::load(&after)?;
+            emit(
+                out.as_deref(),
+                &host_cpu::to_line(&host_cpu::host_cpu(&b, &a, root, clk_tck)),
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_medians(a: MediansArgs) -> anyhow::Result<ExitCode> {
