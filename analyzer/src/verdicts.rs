@@ -255,15 +255,15 @@ impl ComparisonRecord {
                     base: p.base,
                     run: p.run,
                     regressed: judgements.iter().any(|j| j.verdict == "regressed"),
-                    key_result: cmp.key_results[i].clone(),
+                    key_result: crate::render::sentences::key_result(cmp, i),
                     conditions: p
                         .conditions
                         .mismatches
                         .iter()
                         .map(|m| ConditionInfo {
                             condition: m.condition.name().into(),
-                            baseline: m.baseline.clone(),
-                            run: m.run.clone(),
+                            baseline: crate::render::sentences::condition_value(&m.baseline),
+                            run: crate::render::sentences::condition_value(&m.run),
                             excluded_metrics: p.excluded.contains(&m.condition),
                         })
                         .collect(),

@@ -521,6 +521,41 @@ fn trend_flags_a_regressed_newest_run() {
     analyzer().arg("trend").args(&files[..6]).assert().code(0);
 }
 
+/// Run names are the user's: a `|` in one cannot split the change-point cell or the heading.
+#[test]
+fn trend_escapes_run_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let tx = [
+        900_000u64, 905_000, 898_000, 902_000, 899_000, 901_000, 700_000, 702_000, 698_000,
+    ];
+    let mut files = Vec::new();
+    for (i, t) in tx.iter().enumerate() {
+        files.push(write(
+            dir.path(),
+            &format!("night-{i:02}.json"),
+            &format!(
+                r#"{{"schema":"mcr.analyzer.run","version":1,"name":"night|{i:02}","date":"2026-11-{:02}","duration_ns":1000000000,
+                "hops":[{{"name":"MCR-1","counters":{{"rx":1000000,"tx_sent":{t}}}}}]}}"#,
+                i + 10
+            ),
+        ));
+    }
+    let out = analyzer().arg("trend").args(&files).assert().code(1);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| MCR-1 Egress"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("night\\|06 (2026-11-16) ("), "{row}");
+    // Bars that end a cell: not escaped.
+    let bars = row
+        .char_indices()
+        .filter(|&(i, c)| c == '|' && (i == 0 || &row[i - 1..i] != "\\"))
+        .count();
+    assert_eq!(bars, 7, "six cells: {row}");
+    assert!(text.contains("1. night\\|00 (2026-11-10) `"), "{text}");
+}
+
 /// A full pipeline of text and CSV inputs through `ingest` and `compare`: receiver, latency,
 /// host CPU, perf counters with "unavailable", kernel drops and a configuration change.
 #[test]

@@ -6,4 +6,5 @@ pub mod fmt;
 pub mod history;
 pub mod markdown;
 pub mod png;
+pub mod sentences;
 pub mod stream_loss;
