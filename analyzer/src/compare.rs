@@ -269,14 +269,14 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
     }
     let mut pairs = pairs(sets, settings);
     let with_shares = pairs.iter().any(|p| p.conditions.load_differs());
-    let table = Table::build(sets, with_shares)?;
+    let table = Table::build(sets, with_shares);
     let mut rows = Vec::new();
     for m in &table.metrics {
         let mut samples = Vec::new();
         let mut cells = Vec::new();
         for set in 0..sets.len() {
-            let v = table.values(set, &m.key)?;
-            let reported = table.any_reported(set, &m.key)?;
+            let v = table.values(set, &m.key);
+            let reported = table.any_reported(set, &m.key);
             cells.push((!v.is_empty()).then(|| Cell {
                 value: median(&v),
                 samples: v.len(),
