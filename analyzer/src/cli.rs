@@ -285,10 +285,15 @@ pub struct BisectStepArgs {
 
 #[derive(Debug, Args)]
 pub struct TrendArgs {
-    /// Records, oldest first: files, directories of `*.json` records (file-name order) or
-    /// JSON Lines histories (`*.jsonl`, one record per line).
+    /// Runs, oldest first: a Parquet history directory (`history append`'s parts, read in
+    /// order), files, directories of `*.json` records (file-name order) or JSON Lines
+    /// histories (`*.jsonl`, one record per line).
     #[arg(required = true, value_name = "RECORDS")]
     pub records: Vec<PathBuf>,
+    /// Of a Parquet history, only the runs whose generator targeted this rate (packets per
+    /// second), as `history show --rate`.
+    #[arg(long, value_name = "PPS")]
+    pub rate: Option<f64>,
     /// Write the Markdown report here (default: standard output).
     #[arg(long, short)]
     pub out: Option<PathBuf>,

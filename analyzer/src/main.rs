@@ -373,12 +373,24 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let mut history = trend::Collector::default();
+    let mut read_a_history = false;
     for p in &a.records {
-        RunRecord::for_each_in(p, |name, rec| {
-            history.push(name, &rec);
-            Ok(())
-        })?;
+        if analyzer::history::is_history(p) {
+            read_a_history = true;
+            analyzer::history::runs(p, a.rate, |run| {
+                history.push_values(run.source, run.label, &run.hops, run.values)
+            })?;
+        } else {
+            RunRecord::for_each_in(p, |name, rec| {
+                history.push(name, &rec);
+                Ok(())
+            })?;
+        }
     }
+    anyhow::ensure!(
+        a.rate.is_none() || read_a_history,
+        "--rate selects runs of a Parquet history directory, and none was given"
+    );
     let t = history.finish(&settings)?;
     let mut charts = Vec::new();
     if let Some(dir) = &a.png_dir {
