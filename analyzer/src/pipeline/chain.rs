@@ -5,7 +5,7 @@
 //! (`/proc/net/ip_mr_vif`), and for an mcrd hop its final stats (`mcr.relay.stats`, read with
 //! the relay's own types, so a stats file of another shape is an error, not a guess).
 //!
-//! Counters are read as deltas `after − before` ([`Namespace::delta`]), which may be negative
+//! Counters are read as deltas `after − before` ([`Chain::delta`]), which may be negative
 //! (a counter that went back); a counter missing from either snapshot is an error naming it,
 //! except a multicast VIF's (a VIF smcroute did not add counted nothing), as the harness's
 //! jq read them.
