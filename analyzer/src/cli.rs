@@ -78,6 +78,35 @@ pub enum PipelineCommand {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// A hop's counters taken from the kernel's, for relays that count nothing themselves
+    /// (socat, kernel, route, redirect): text lines for `ingest --hop`.
+    Hop {
+        /// The chain's counter snapshots (`mcr.pipeline.chain`).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// The hop, 1-based.
+        #[arg(long, value_name = "N")]
+        hop: usize,
+        /// Write the lines here (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// The run's summary as the harness prints it: what was sent and received, each
+    /// conservation stage, the frame balance, the host CPU the run caused.
+    Summary {
+        /// The generator's record (`trafficgen send --json`).
+        #[arg(long, value_name = "FILE")]
+        generator: PathBuf,
+        /// The receiver's record (`trafficgen recv --json`).
+        #[arg(long, value_name = "FILE")]
+        receiver: PathBuf,
+        /// The chain's counter snapshots and mcrd stats (`mcr.pipeline.chain`).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// The host CPU document (`mcr.pipeline.host_cpu`).
+        #[arg(long, value_name = "FILE")]
+        host_cpu: PathBuf,
+    },
     /// The host CPU the run caused (`mcr.pipeline.host_cpu`, for `ingest --host`), from two host
     /// snapshots: host busy time less other processes'.
     HostCpu {

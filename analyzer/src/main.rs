@@ -67,7 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
-    use analyzer::pipeline::{self, chain::Chain, conservation, host_cpu, kernel};
+    use analyzer::pipeline::{self, chain::Chain, conservation, hop, host_cpu, kernel};
     use trafficgen::record::{
         RecvRecord, SendRecord, RECORD_MINOR_VERSION, RECORD_VERSION, RECV_SCHEMA, SEND_SCHEMA,
     };
@@ -104,6 +104,37 @@ fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
             emit(
                 out.as_deref(),
                 &pipeline::to_json(&kernel::kernel(&chain, softnet)),
+            )?;
+        }
+        PipelineCommand::Hop { chain, hop: n, out } => {
+            let chain = Chain::load(&chain)?;
+            emit(out.as_deref(), &hop::hop_counters(&chain, n)?.to_text())?;
+        }
+        PipelineCommand::Summary {
+            generator,
+            receiver,
+            chain,
+            host_cpu,
+        } => {
+            let send: SendRecord = pipeline::read_contract(
+                &generator,
+                SEND_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?;
+            let recv: RecvRecord = pipeline::read_contract(
+                &receiver,
+                RECV_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?;
+            let chain = Chain::load(&chain)?;
+            let c = conservation::conservation(&send, &recv, &chain)?;
+            let h = host_cpu::HostCpuFigures::load(&host_cpu)?;
+            let hops = chain.ns.len() - 2;
+            emit(
+                None,
+                &analyzer::render::pipeline::summary(&send, &recv, &c, &h, hops),
             )?;
         }
         PipelineCommand::HostCpu {

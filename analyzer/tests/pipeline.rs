@@ -1,4 +1,4 @@
-//! `analyzer pipeline conservation|kernel|host-cpu`: from the raw counters of real runs of
+//! `analyzer pipeline conservation|kernel|host-cpu|summary|hop`: from the raw counters of real runs of
 //! `scripts/pipeline_veth.sh` (`tests/fixtures/pipeline-raw/`), the same documents, byte for
 //! byte, as the jq and awk programs they replaced made; bad inputs are refused naming the file
 //! and the field.
@@ -85,6 +85,59 @@ fn conservation_kernel_and_host_cpu_reproduce_the_harness_documents() {
             "{relay}: host CPU"
         );
     }
+}
+
+#[test]
+fn summary_and_hop_counters_reproduce_the_harness_text() {
+    for relay in RELAYS {
+        let dir = raw(relay);
+        let expected = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        let summary = run(&[
+            "summary".as_ref(),
+            "--generator".as_ref(),
+            dir.join("send.json").as_os_str(),
+            "--receiver".as_ref(),
+            dir.join("recv.json").as_os_str(),
+            "--chain".as_ref(),
+            dir.join("chain.json").as_os_str(),
+            "--host-cpu".as_ref(),
+            dir.join("host-cpu.json").as_os_str(),
+        ]);
+        assert_eq!(
+            stdout_of(summary),
+            expected("summary.txt"),
+            "{relay}: summary"
+        );
+        for hop in ["1", "2", "3"] {
+            let out = run(&[
+                "hop".as_ref(),
+                "--chain".as_ref(),
+                dir.join("chain.json").as_os_str(),
+                "--hop".as_ref(),
+                hop.as_ref(),
+            ]);
+            if relay == "mcrd" {
+                // mcrd counts for itself.
+                assert_eq!(out.status.code(), Some(2));
+                assert!(String::from_utf8_lossy(&out.stderr).contains("counts for itself"));
+            } else {
+                assert_eq!(
+                    stdout_of(out),
+                    expected(&format!("hop{hop}.txt")),
+                    "{relay}: hop {hop}"
+                );
+            }
+        }
+    }
+    let out = run(&[
+        "hop".as_ref(),
+        "--chain".as_ref(),
+        raw("route").join("chain.json").as_os_str(),
+        "--hop".as_ref(),
+        "4".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--hop 4"));
 }
 
 #[test]

@@ -194,6 +194,27 @@ pub struct HostCpu {
     pub other_processes: Vec<Other>,
 }
 
+/// The figures of a host CPU document the run's summary prints, read back from the file.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct HostCpuFigures {
+    pub run_ns: i64,
+    pub host_busy_ns: i64,
+    pub other_processes_ns: i64,
+    pub our_processes_ns: i64,
+    pub ksoftirqd_ns: i64,
+}
+
+impl HostCpuFigures {
+    /// Reads them from a `mcr.pipeline.host_cpu` document, naming the file and a missing field.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = crate::error::read_nonempty(path)?;
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
+        crate::record::check_schema(path, &doc, SCHEMA, VERSION)?;
+        crate::error::from_json(path, &text)
+    }
+}
+
 /// Whether `q`, or an ancestor of it alive at the end, is `root`.
 fn in_root_tree(ppid: &HashMap<u32, u32>, root: u32, mut q: u32) -> bool {
     for _ in 0..MAX_ANCESTRY {

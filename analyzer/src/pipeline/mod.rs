@@ -1,8 +1,9 @@
 //! The veth pipeline harness's analysis (`scripts/pipeline_veth.sh` runs the namespaces, links
 //! and processes and collects the counters; `analyzer pipeline …` makes the documents from
 //! them): packet conservation over the chain ([`conservation`], `mcr.pipeline.conservation`),
-//! the kernel counters for the run record ([`kernel`], `mcr.pipeline.kernel`), and the host CPU
-//! the run caused ([`host_cpu`], `mcr.pipeline.host_cpu`).
+//! the kernel counters for the run record ([`kernel`], `mcr.pipeline.kernel`), the host CPU
+//! the run caused ([`host_cpu`], `mcr.pipeline.host_cpu`), the counters of a hop whose relay
+//! counts nothing itself ([`hop`]), and the run's summary (`render::pipeline`).
 //!
 //! Every input is read through a contract: the generator's and receiver's records with
 //! trafficgen's types, each mcrd hop's final stats with the relay's (`StatsReport`), and the
@@ -12,6 +13,7 @@
 
 pub mod chain;
 pub mod conservation;
+pub mod hop;
 pub mod host_cpu;
 pub mod kernel;
 
