@@ -135,6 +135,9 @@ pub enum MediansLayout {
     RelaySpeed,
     /// `scripts/fast-path-speed.sh`: sets `CONFIG-NHh-RATE[-MODE]` (reports/relay-speed-fastpath.md).
     FastPath,
+    /// `scripts/pipeline-full-run.sh`: the records with the harness's outputs of each repeat
+    /// (`--sets`), reports/pipeline/full/medians.md.
+    PipelineFull,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +147,9 @@ pub struct MediansArgs {
     pub layout: MediansLayout,
     /// The campaign's records directory: one directory per set, `repN.json` records in it.
     pub records: PathBuf,
+    /// pipeline-full: the harness's outputs, `SETS/CONFIG/repN/{conservation,host-cpu}.json`.
+    #[arg(long, value_name = "SETS")]
+    pub sets: Option<PathBuf>,
     /// Write the Markdown here (default: standard output).
     #[arg(long, short)]
     pub out: Option<PathBuf>,

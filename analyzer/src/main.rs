@@ -157,6 +157,20 @@ fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
 
 fn run_medians(a: MediansArgs) -> anyhow::Result<ExitCode> {
     use analyzer::medians;
+    if a.layout == MediansLayout::PipelineFull {
+        let sets = a
+            .sets
+            .as_deref()
+            .context("medians pipeline-full needs --sets DIR (the campaign's sets/)")?;
+        let rows = medians::pipeline_full::pipeline_full(sets, &a.records)?;
+        emit(a.out.as_deref(), &markdown::medians::pipeline_full(&rows))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::ensure!(
+        a.sets.is_none(),
+        "--sets is for medians pipeline-full; {:?} reads its records alone",
+        a.layout
+    );
     let inputs = medians::load(&a.records)?;
     let (text, skipped) = match a.layout {
         MediansLayout::RelaySpeed => {
@@ -167,6 +181,7 @@ fn run_medians(a: MediansArgs) -> anyhow::Result<ExitCode> {
             let m = medians::fast_path::fast_path(&inputs)?;
             (markdown::medians::fast_path(&m), m.skipped_sets)
         }
+        MediansLayout::PipelineFull => unreachable!("handled above"),
     };
     for s in skipped {
         eprintln!("analyzer: medians: set {s}: not named as the layout's sets are, left out");

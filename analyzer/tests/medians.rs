@@ -23,6 +23,75 @@ fn medians(layout: &str, records: &Path) -> std::process::Output {
 }
 
 #[test]
+fn committed_full_pipeline_table_is_reproduced() {
+    let dir = reports().join("pipeline/full");
+    let out = analyzer()
+        .args(["medians", "pipeline-full"])
+        .arg(dir.join("records"))
+        .arg("--sets")
+        .arg(dir.join("sets"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read_to_string(dir.join("medians.md")).unwrap(),
+        "reports/pipeline/full/medians.md is not what `analyzer medians pipeline-full` makes"
+    );
+    // Without --sets there is nothing to read the checks from.
+    let out = medians("pipeline-full", &dir.join("records"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sets"));
+}
+
+#[test]
+fn a_conservation_check_of_another_version_is_refused_naming_it() {
+    let full = reports().join("pipeline/full");
+    let tmp = tempfile::tempdir().unwrap();
+    let set = "mcrd-3h-20000pps";
+    for rep in ["rep1", "rep2", "rep3"] {
+        let to = tmp.path().join("sets").join(set).join(rep);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["conservation.json", "host-cpu.json"] {
+            std::fs::copy(full.join("sets").join(set).join(rep).join(f), to.join(f)).unwrap();
+        }
+    }
+    std::fs::create_dir_all(tmp.path().join("records")).unwrap();
+    let records = tmp.path().join("records").join(set);
+    std::fs::create_dir_all(&records).unwrap();
+    for rep in ["rep1", "rep2", "rep3"] {
+        let f = format!("{rep}.json");
+        std::fs::copy(full.join("records").join(set).join(&f), records.join(&f)).unwrap();
+    }
+    let c = tmp
+        .path()
+        .join("sets")
+        .join(set)
+        .join("rep2/conservation.json");
+    let text = std::fs::read_to_string(&c)
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 2");
+    std::fs::write(&c, text).unwrap();
+    let out = analyzer()
+        .args(["medians", "pipeline-full"])
+        .arg(tmp.path().join("records"))
+        .arg("--sets")
+        .arg(tmp.path().join("sets"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("rep2/conservation.json") && err.contains("field `version`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn committed_campaign_tables_are_reproduced() {
     for (layout, dir) in [
         ("relay-speed", "relay-speed"),

@@ -14,6 +14,7 @@
 //! `rep10`).
 
 pub mod fast_path;
+pub mod pipeline_full;
 pub mod relay_speed;
 
 use std::cmp::Ordering;
@@ -74,7 +75,7 @@ pub fn load(dir: &Path) -> Result<Vec<Input>> {
     Ok(out)
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))

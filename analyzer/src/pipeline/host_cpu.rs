@@ -207,10 +207,22 @@ pub struct HostCpuFigures {
 impl HostCpuFigures {
     /// Reads them from a `mcr.pipeline.host_cpu` document, naming the file and a missing field.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::read(path, false)
+    }
+
+    /// As [`HostCpuFigures::load`], also taking the documents the harness wrote before they
+    /// had `schema` and `version` (the same fields; `reports/pipeline/full/` holds such).
+    pub fn load_with_unversioned(path: &Path) -> Result<Self> {
+        Self::read(path, true)
+    }
+
+    fn read(path: &Path, unversioned: bool) -> Result<Self> {
         let text = crate::error::read_nonempty(path)?;
         let doc: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
-        crate::record::check_schema(path, &doc, SCHEMA, VERSION)?;
+        if !(unversioned && doc.get("schema").is_none() && doc.get("version").is_none()) {
+            crate::record::check_schema(path, &doc, SCHEMA, VERSION)?;
+        }
         crate::error::from_json(path, &text)
     }
 }

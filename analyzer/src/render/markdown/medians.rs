@@ -110,6 +110,32 @@ pub fn relay_speed(m: &RelaySpeed) -> String {
     o
 }
 
+/// `reports/pipeline/full/medians.md`'s table.
+pub fn pipeline_full(rows: &[crate::medians::pipeline_full::Row]) -> String {
+    let floor = |x: Option<f64>| x.map_or(NONE.to_string(), |x| x.floor().to_string());
+    let plain = |x: Option<f64>| x.map_or(NONE.to_string(), |x| x.to_string());
+    let mut o = String::new();
+    o.push_str("| configuration | repeats | sent (median) | generator pps | receiver pps | loss % | counted drops | unexplained | host CPU ns / delivered pkt | ours+ksoftirqd ns / pkt |\n");
+    o.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            escape_cell(&r.config),
+            r.repeats,
+            plain(r.sent),
+            floor(r.gen_pps),
+            floor(r.recv_pps),
+            r1(r.loss_pct),
+            plain(r.counted_drops),
+            r.unexplained,
+            floor(r.host_ns_per_pkt),
+            floor(r.ours_ns_per_pkt),
+        );
+    }
+    o
+}
+
 fn cell_label(c: &Cell) -> String {
     format!(
         "| {} | {} | {} |",
