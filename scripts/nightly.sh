@@ -162,8 +162,8 @@ write_report() {
       echo "|---|---|---|---|---|---|---|---|"
       for s in "$OUT"/runs/rate-"$pps"/rep*/*/conservation.json; do
         [ -f "$s" ] || continue
-        jq -r --slurpfile h "$(dirname "$s")/raw/host-cpu.json" --arg rep "$(basename "$(dirname "$(dirname "$s")")")" '
-          "| \($rep) | \(.data.sent) | \(.data.received) | \(.data.lost) | \(.frames.explained_drops) | \(.frames.unexplained) | \(if .data.received > 0 then ($h[0].run_ns / .data.received | floor) else "-" end) | \(if $h[0].window_ns > 0 then ($h[0].other_processes_ns * 100 / $h[0].window_ns | floor) else "-" end) |"' "$s"
+        "$ANALYZER" pipeline row --label "$(basename "$(dirname "$(dirname "$s")")")" \
+          --conservation "$s" --host-cpu "$(dirname "$s")/raw/host-cpu.json"
       done
       echo
       echo "Other processes: CPU the machine spent on work that was not this run's, during it (the host"

@@ -107,6 +107,19 @@ pub enum PipelineCommand {
         #[arg(long, value_name = "FILE")]
         host_cpu: PathBuf,
     },
+    /// One run's line of the nightly report's table (Markdown): sent, received, lost, counted
+    /// drops, unexplained, host CPU per delivered packet, other processes' share of a CPU.
+    Row {
+        /// The run's label in the first cell (`rep1`).
+        #[arg(long)]
+        label: String,
+        /// The run's conservation check (`mcr.pipeline.conservation`).
+        #[arg(long, value_name = "FILE")]
+        conservation: PathBuf,
+        /// The run's host CPU document (`mcr.pipeline.host_cpu`).
+        #[arg(long, value_name = "FILE")]
+        host_cpu: PathBuf,
+    },
     /// The host CPU the run caused (`mcr.pipeline.host_cpu`, for `ingest --host`), from two host
     /// snapshots: host busy time less other processes'.
     HostCpu {

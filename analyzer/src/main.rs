@@ -137,6 +137,18 @@ fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
                 &analyzer::render::pipeline::summary(&send, &recv, &c, &h, hops),
             )?;
         }
+        PipelineCommand::Row {
+            label,
+            conservation,
+            host_cpu,
+        } => {
+            let c = conservation::ConservationFigures::load(&conservation)?;
+            let h = host_cpu::HostCpuFigures::load_with_unversioned(&host_cpu)?;
+            emit(
+                None,
+                &analyzer::render::pipeline::nightly_row(&label, &c, &h),
+            )?;
+        }
         PipelineCommand::HostCpu {
             before,
             after,

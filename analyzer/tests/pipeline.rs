@@ -1,4 +1,4 @@
-//! `analyzer pipeline conservation|kernel|host-cpu|summary|hop`: from the raw counters of real runs of
+//! `analyzer pipeline conservation|kernel|host-cpu|summary|hop|row`: from the raw counters of real runs of
 //! `scripts/pipeline_veth.sh` (`tests/fixtures/pipeline-raw/`), the same documents, byte for
 //! byte, as the jq and awk programs they replaced made; bad inputs are refused naming the file
 //! and the field.
@@ -88,7 +88,7 @@ fn conservation_kernel_and_host_cpu_reproduce_the_harness_documents() {
 }
 
 #[test]
-fn summary_and_hop_counters_reproduce_the_harness_text() {
+fn summary_hop_counters_and_nightly_row_reproduce_the_harness_text() {
     for relay in RELAYS {
         let dir = raw(relay);
         let expected = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
@@ -128,6 +128,23 @@ fn summary_and_hop_counters_reproduce_the_harness_text() {
                 );
             }
         }
+    }
+    for relay in RELAYS {
+        let dir = raw(relay);
+        let row = run(&[
+            "row".as_ref(),
+            "--label".as_ref(),
+            "rep1".as_ref(),
+            "--conservation".as_ref(),
+            dir.join("conservation.json").as_os_str(),
+            "--host-cpu".as_ref(),
+            dir.join("host-cpu.json").as_os_str(),
+        ]);
+        assert_eq!(
+            stdout_of(row),
+            std::fs::read_to_string(dir.join("nightly-row.md")).unwrap(),
+            "{relay}: nightly row"
+        );
     }
     let out = run(&[
         "hop".as_ref(),

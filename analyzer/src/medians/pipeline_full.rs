@@ -10,15 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::sorted_entries;
-use crate::error::{from_json, read_nonempty, Error, Result};
-use crate::pipeline::conservation::{
-    SCHEMA as CONSERVATION_SCHEMA, VERSION as CONSERVATION_VERSION,
-};
+use crate::error::{Error, Result};
+use crate::pipeline::conservation::ConservationFigures;
 use crate::pipeline::host_cpu::HostCpuFigures;
-use crate::record::{check_schema, RunRecord};
+use crate::record::RunRecord;
 
 /// One configuration's row.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,34 +34,6 @@ pub struct Row {
     pub host_ns_per_pkt: Option<f64>,
     /// The run's processes' and ksoftirqd's CPU per delivered packet, ns.
     pub ours_ns_per_pkt: Option<f64>,
-}
-
-/// The part of `mcr.pipeline.conservation` the table uses.
-#[derive(Debug, Deserialize)]
-struct ConservationDoc {
-    data: Data,
-    frames: Frames,
-}
-
-#[derive(Debug, Deserialize)]
-struct Data {
-    sent: u64,
-    received: u64,
-    lost: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Frames {
-    explained_drops: i64,
-    unexplained: i64,
-}
-
-fn conservation(path: &Path) -> Result<ConservationDoc> {
-    let text = read_nonempty(path)?;
-    let doc: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
-    check_schema(path, &doc, CONSERVATION_SCHEMA, CONSERVATION_VERSION)?;
-    from_json(path, &text)
 }
 
 /// The lower median: the value at `(n − 1) / 2` of the sorted values.
@@ -105,7 +73,7 @@ pub fn pipeline_full(sets: &Path, records: &Path) -> Result<Vec<Row>> {
             let c = rep.join("conservation.json");
             if c.exists() {
                 checks.push((
-                    conservation(&c)?,
+                    ConservationFigures::load(&c)?,
                     HostCpuFigures::load_with_unversioned(&rep.join("host-cpu.json"))?,
                 ));
             }

@@ -9,11 +9,13 @@
 //! passes when the end-to-end and every stage's unexplained are 0; with veth GSO on, kernel
 //! counters count GSO buffers, not datagrams, and only the receiver's count is checked.
 
-use serde::Serialize;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 use trafficgen::record::{RecvRecord, SendRecord};
 
 use super::chain::{Chain, Counter, LinkField, Namespace, RelayKind, Role, VifField};
-use crate::error::Result;
+use crate::error::{from_json, read_nonempty, Error, Result};
 
 pub const SCHEMA: &str = "mcr.pipeline.conservation";
 pub const VERSION: u32 = 1;
@@ -321,4 +323,35 @@ fn relay_stage(chain: &Chain, hop: &Namespace) -> Result<Stage> {
         d(Link("out0", TxPackets))? + d(Link("out0", TxDropped))?,
         detail,
     ))
+}
+
+/// The figures of a conservation document that tables over many runs use, read back from the
+/// file (schema and version checked, a missing field named).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ConservationFigures {
+    pub data: DataFigures,
+    pub frames: FrameFigures,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DataFigures {
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FrameFigures {
+    pub explained_drops: i64,
+    pub unexplained: i64,
+}
+
+impl ConservationFigures {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = read_nonempty(path)?;
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
+        crate::record::check_schema(path, &doc, SCHEMA, VERSION)?;
+        from_json(path, &text)
+    }
 }

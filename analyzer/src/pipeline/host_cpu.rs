@@ -198,6 +198,7 @@ pub struct HostCpu {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct HostCpuFigures {
     pub run_ns: i64,
+    pub window_ns: i64,
     pub host_busy_ns: i64,
     pub other_processes_ns: i64,
     pub our_processes_ns: i64,

@@ -1,12 +1,12 @@
 //! The summary `scripts/pipeline_veth.sh` prints after each run (and keeps as `summary.txt`):
 //! what was sent and received, the conservation stages as a table, the frame balance, and the
-//! host CPU the run caused.
+//! host CPU the run caused; and the nightly report's line for one run ([`nightly_row`]).
 
 use std::fmt::Write;
 
 use trafficgen::record::{RecvRecord, SendRecord};
 
-use crate::pipeline::conservation::Conservation;
+use crate::pipeline::conservation::{Conservation, ConservationFigures};
 use crate::pipeline::host_cpu::HostCpuFigures;
 
 /// Width of the stage column; longer stage names are cut.
@@ -108,4 +108,32 @@ pub fn summary(
         }
     );
     o
+}
+
+/// One run's line in the nightly report's table: `| repeat | sent | received | lost | counted
+/// drops | unexplained | host CPU ns/delivered pkt | other processes (% of a CPU) |`.
+pub fn nightly_row(label: &str, c: &ConservationFigures, h: &HostCpuFigures) -> String {
+    let per_packet = if c.data.received > 0 {
+        (h.run_ns as f64 / c.data.received as f64)
+            .floor()
+            .to_string()
+    } else {
+        "-".into()
+    };
+    let others = if h.window_ns > 0 {
+        (h.other_processes_ns as f64 * 100.0 / h.window_ns as f64)
+            .floor()
+            .to_string()
+    } else {
+        "-".into()
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {per_packet} | {others} |\n",
+        super::markdown::escape_cell(label),
+        c.data.sent,
+        c.data.received,
+        c.data.lost,
+        c.frames.explained_drops,
+        c.frames.unexplained
+    )
 }
