@@ -55,22 +55,6 @@ impl Condition {
         }
     }
 
-    /// Why a metric was not judged: `offered load differs`.
-    pub fn excludes_why(self) -> String {
-        format!("{} differs", self.name())
-    }
-
-    /// What this condition takes out of judgement, in words.
-    pub fn excludes(self) -> &'static str {
-        match self {
-            Condition::OfferedLoad | Condition::DatagramSize => {
-                "rates, CPU per packet and latency are not judged"
-            }
-            Condition::Duration => "rates are not judged",
-            Condition::Hops | Condition::Topology => "end-to-end metrics are not judged",
-        }
-    }
-
     /// True when a metric measured under a different value of this condition means something
     /// else.
     fn affects(self, m: &Metric) -> bool {

@@ -244,7 +244,9 @@ impl ComparisonRecord {
                             smallest_p,
                             min_effect,
                             not_comparable: match j.decision {
-                                Decision::NotComparable(c) => Some(c.excludes_why()),
+                                Decision::NotComparable(c) => {
+                                    Some(crate::render::sentences::excludes_why(c))
+                                }
                                 _ => None,
                             },
                             caveat: compare::caveat(cmp, r, i).map(str::to_string),

@@ -6,10 +6,26 @@
 
 use super::fmt;
 use crate::compare::{caveat, survivors_loss, Comparison, Pair, Row, Verdict};
-use crate::conditions::{ConditionValue, Mismatch};
+use crate::conditions::{Condition, ConditionValue, Mismatch};
 use crate::record::StreamKind;
 use crate::stream_loss::{Point, StreamPath};
 use crate::waterfall::Waterfall;
+
+/// Why a metric was not judged: `offered load differs`.
+pub fn excludes_why(c: Condition) -> String {
+    format!("{} differs", c.name())
+}
+
+/// What a differing condition takes out of judgement, in words.
+pub fn excludes(c: Condition) -> &'static str {
+    match c {
+        Condition::OfferedLoad | Condition::DatagramSize => {
+            "rates, CPU per packet and latency are not judged"
+        }
+        Condition::Duration => "rates are not judged",
+        Condition::Hops | Condition::Topology => "end-to-end metrics are not judged",
+    }
+}
 
 /// One side of a differing condition as the report prints it: `5k pps`, `1400 B`, `14.43 s`.
 pub fn condition_value(v: &ConditionValue) -> String {
@@ -46,7 +62,7 @@ pub fn not_judged(p: &Pair) -> Option<String> {
                 .iter()
                 .find(|m| m.condition == *c)
                 .expect("an excluding condition is a mismatch");
-            format!("{}; {}", mismatch(m), c.excludes())
+            format!("{}; {}", mismatch(m), excludes(*c))
         })
         .collect();
     (!parts.is_empty()).then(|| parts.join("; "))

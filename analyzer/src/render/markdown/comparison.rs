@@ -427,7 +427,7 @@ fn conditions(o: &mut String, cmp: &Comparison) {
             .iter()
             .map(|m| {
                 let effect = if p.excluded.contains(&m.condition) {
-                    m.condition.excludes().to_string()
+                    crate::render::sentences::excludes(m.condition).to_string()
                 } else {
                     "no metric measured in both depends on it".to_string()
                 };
