@@ -17,7 +17,7 @@
 # from one repeat to the next, so the shared machine's background load and any drift fall on all
 # alike. The generator runs with --gen-coalesce-us COALESCE_US everywhere: the same input for
 # every path, and one at which it sleeps between batches at every paced rate (see the report).
-# Then `analyzer compare` per mode, rate and hop count, and medians.md (lib/fast-path-medians.jq),
+# Then `analyzer compare` per mode, rate and hop count, and medians.md (`analyzer medians fast-path`),
 # every table keyed by the generator's mode. The defaults make 480 runs, about an hour (in single
 # mode the generator tops out near 100k pps on a chain, so its search and unpaced runs take longer).
 # Needs root and the binaries (relay and trafficgen built with optimisation).
@@ -177,8 +177,5 @@ done | sort -u); do
   compare "compare-$cell" "route-$cell" "fastpath-$cell" "kernel-$cell" "mcrd-$cell" "redirect-$cell"
 done
 
-for f in "$OUT"/records/*/rep*.json; do
-  jq -c --arg set "$(basename "$(dirname "$f")")" --arg rep "$(basename "$f" .json)" \
-    '{set: $set, rep: $rep, record: .}' "$f"
-done | jq -s -r -f "$HERE/lib/fast-path-medians.jq" >"$OUT/medians.md"
+"$ANALYZER" medians fast-path "$OUT/records" --out "$OUT/medians.md"
 echo "fast-path-speed: $OUT/medians.md"

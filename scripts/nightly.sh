@@ -12,7 +12,7 @@
 # Layout (defaults):
 #   reports/pipeline/baseline/rate-PPS/*.json   the baseline, checked in (update: --update-baseline)
 #   reports/pipeline/history/rate-PPS/*.json    every nightly record, oldest first by name
-#   reports/pipeline/history/dataset/*.parquet    the same as rows (`analyzer history show`), a part a night and rate
+#   reports/pipeline/history/dataset/*.parquet    the same as rows (`analyzer history show`, `trend`), a part a night and rate
 #   reports/pipeline/nightly/DATE/              this night: runs/, report.md, compare-*.md, trend-*.md, png-*/
 # Exit: 0 no regression and every packet accounted for; 1 a regression (compare or trend);
 # 2 bad flags; 3 a run had unexplained loss or failed.
@@ -107,9 +107,10 @@ run_rate() {
       cp "$rec" "$HISTORY/rate-$pps/$STAMP-rep$r.json"
     fi
   done
-  # The columnar history (`analyzer history show`): this night's repeats as one new part.
-  if compgen -G "$OUT/sets/rate-$pps/*.json" >/dev/null; then
-    "$ANALYZER" history append --to "$HISTORY/dataset" "$OUT/sets/rate-$pps" >"$OUT/history-$pps.log" 2>&1 ||
+  # The columnar history (`analyzer history show`, `analyzer trend`): this night's repeats as
+  # one new part, appended from their copies in the history so that a row's source stays.
+  if compgen -G "$HISTORY/rate-$pps/$STAMP-rep*.json" >/dev/null; then
+    "$ANALYZER" history append --to "$HISTORY/dataset" "$HISTORY/rate-$pps/$STAMP"-rep*.json >"$OUT/history-$pps.log" 2>&1 ||
       pl_log "analyzer history append failed: $(cat "$OUT/history-$pps.log")"
   fi
 }
@@ -127,15 +128,16 @@ compare_rate() {
   case $rc in 0) ;; 1) REGRESSED=1 ;; *) RATE_FAILED=1 ;; esac
 }
 
-# trend_rate PPS: change points over the whole history of this rate (oldest first by name).
+# trend_rate PPS: change points over the whole history of this rate: the runs of the Parquet
+# history whose generator targeted PPS, in the order they were appended.
 trend_rate() {
   local pps=$1 rc=0 files=()
   mapfile -t files < <(find "$HISTORY/rate-$pps" -name '*.json' | sort)
-  if [ "${#files[@]}" -lt 2 ]; then
+  if [ "${#files[@]}" -lt 2 ] || ! compgen -G "$HISTORY/dataset/*.parquet" >/dev/null; then
     echo "History for $pps pps has ${#files[@]} record(s): a trend needs two." >"$OUT/trend-$pps.md"
     return 0
   fi
-  (cd "$ROOT" && "$ANALYZER" trend "${files[@]}" --min-effect "$THRESHOLD" --out "$OUT/trend-$pps.md" --png-dir "$OUT/png-$pps" \
+  (cd "$ROOT" && "$ANALYZER" trend "$HISTORY/dataset" --rate "$pps" --min-effect "$THRESHOLD" --out "$OUT/trend-$pps.md" --png-dir "$OUT/png-$pps" \
     --json "$OUT/trend-$pps.json") \
     >"$OUT/trend-$pps.log" 2>&1 || rc=$?
   pl_analyzer_said "trend at $pps pps" "$rc" "$OUT/trend-$pps.log"
@@ -160,8 +162,8 @@ write_report() {
       echo "|---|---|---|---|---|---|---|---|"
       for s in "$OUT"/runs/rate-"$pps"/rep*/*/conservation.json; do
         [ -f "$s" ] || continue
-        jq -r --slurpfile h "$(dirname "$s")/raw/host-cpu.json" --arg rep "$(basename "$(dirname "$(dirname "$s")")")" '
-          "| \($rep) | \(.data.sent) | \(.data.received) | \(.data.lost) | \(.frames.explained_drops) | \(.frames.unexplained) | \(if .data.received > 0 then ($h[0].run_ns / .data.received | floor) else "-" end) | \(if $h[0].window_ns > 0 then ($h[0].other_processes_ns * 100 / $h[0].window_ns | floor) else "-" end) |"' "$s"
+        "$ANALYZER" pipeline row --label "$(basename "$(dirname "$(dirname "$s")")")" \
+          --conservation "$s" --host-cpu "$(dirname "$s")/raw/host-cpu.json"
       done
       echo
       echo "Other processes: CPU the machine spent on work that was not this run's, during it (the host"

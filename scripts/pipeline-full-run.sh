@@ -53,18 +53,5 @@ for pps in $RATES; do
 done
 
 # Medians per configuration: delivered rate, loss, where the loss was counted, unexplained, host CPU.
-{
-  echo "| configuration | repeats | sent (median) | generator pps | receiver pps | loss % | counted drops | unexplained | host CPU ns / delivered pkt | ours+ksoftirqd ns / pkt |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
-  for s in "$OUT"/sets/*/; do
-    jq -s -r --arg name "$(basename "$s")" '
-      def med: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
-      def r0: . * 10 | round / 10;
-      [.[] | select(.kind == "c")] as $c | [.[] | select(.kind == "h")] as $h | [.[] | select(.kind == "r")] as $r |
-      "| \($name) | \($c | length) | \($c | map(.data.sent) | med) | \($r | map(.generator.elapsed_ns as $e | .generator.sent * 1e9 / $e) | med | floor) | \($r | map((.receiver.received * 1e9 / .duration_ns)) | med | floor) | \($c | map(.data.lost * 100 / .data.sent) | med | r0) | \($c | map(.frames.explained_drops) | med) | \($c | map(.frames.unexplained) | add) | \([range(0; $c | length) as $i | $h[$i].run_ns / $c[$i].data.received] | med | floor) | \([range(0; $c | length) as $i | ($h[$i].our_processes_ns + $h[$i].ksoftirqd_ns) / $c[$i].data.received] | med | floor) |"
-    ' <(for f in "$s"/rep*/conservation.json; do jq '. + {kind: "c"}' "$f"; done) \
-      <(for f in "$s"/rep*/host-cpu.json; do jq '. + {kind: "h"}' "$f"; done) \
-      <(for f in "$OUT/records/$(basename "$s")"/rep*.json; do jq '. + {kind: "r"}' "$f"; done)
-  done
-} >"$OUT/medians.md"
+"$ANALYZER" medians pipeline-full "$OUT/records" --sets "$OUT/sets" --out "$OUT/medians.md"
 echo "full-run: $OUT/medians.md"

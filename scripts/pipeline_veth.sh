@@ -319,7 +319,7 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
 # process CPU over the measured window, and for socat/kernel/route/redirect the counters taken
 # from the kernel.
 hop_text() {
-  local relay=$1 dir=$2 i=$3 hd=$2/raw/hop$3 b=() a=() hz ns=${PL_NS[$3]}
+  local relay=$1 dir=$2 i=$3 hd=$2/raw/hop$3 b=() a=() hz
   hz=$(getconf CLK_TCK)
   [ -f "$hd/cpu-before.txt" ] && { read -r -a b <"$hd/cpu-before.txt" || true; }
   [ -f "$hd/cpu-after.txt" ] && { read -r -a a <"$hd/cpu-after.txt" || true; }
@@ -328,38 +328,31 @@ hop_text() {
       echo "cpu_user=$(pl_ns_secs $(((a[0] - b[0]) * 1000000000 / hz)))s"
       echo "cpu_system=$(pl_ns_secs $(((a[1] - b[1]) * 1000000000 / hz)))s"
     fi
+    # socat/kernel/route/redirect count nothing themselves: their rx, drops and tx_sent come
+    # from the kernel's counters around them (analyzer/src/pipeline/hop.rs says which).
     if ! is_mcrd "$relay"; then
-      # socat/kernel/route count nothing themselves: rx = frames into in0 less the UDP layer's
-      # drops (socat), the packets the multicast VIF took in (kernel), or the datagrams the IP
-      # layer took in (route; its drops before forwarding are kernel_drops, those on output
-      # tx_errors), the frames into in0 (redirect); tx_sent = frames out of out0.
-      jq -r -n --slurpfile b "$dir/raw/ns-$ns-before.json" --slurpfile a "$dir/raw/ns-$ns-after.json" --arg relay "$relay" '
-        def d(f): (($a[0] | f) // 0) - (($b[0] | f) // 0);
-        if $relay == "kernel" then "rx=\(d(.mr_vif.in0.pkts_in))"
-        elif $relay == "route" then "rx=\(d(.ip.InReceives))",
-          "kernel_drops=\(d(.ip.InHdrErrors) + d(.ip.InAddrErrors) + d(.ip.InUnknownProtos) + d(.ip.InDiscards))",
-          "tx_errors=\(d(.ip.OutDiscards) + d(.ip.OutNoRoutes) + d(.ip.FragFails))"
-        elif $relay == "redirect" then "rx=\(d(.links.in0.rx_packets))"
-        else "rx=\(d(.links.in0.rx_packets) - d(.udp.InErrors))\nkernel_drops=\(d(.udp.InErrors))" end,
-        "tx_sent=\(d(.links.out0.tx_packets))"'
+      "$ANALYZER" pipeline hop --chain "$dir/raw/chain.json" --hop "$i" ||
+        pl_die "analyzer pipeline hop failed on $dir/raw/chain.json"
     fi
   } >"$hd/hop.txt"
 }
 
-write_host_cpu() { # DIR: raw/host-cpu.json, read by analyzer ingest --host
+write_host_cpu() { # DIR: raw/host-cpu.json (the host CPU this script's process tree caused), for --host
   local dir=$1
-  pl_host_cpu "$dir/raw/host-before.txt" "$dir/raw/host-after.txt" "$$" "$dir/raw/host-cpu.json"
+  "$ANALYZER" pipeline host-cpu --before "$dir/raw/host-before.txt" --after "$dir/raw/host-after.txt" \
+    --root "$$" --clk-tck "$(getconf CLK_TCK)" --out "$dir/raw/host-cpu.json" ||
+    pl_die "analyzer pipeline host-cpu failed on $dir/raw/host-*.txt"
 }
 
 write_kernel_json() { # DIR: raw/kernel.json (veth links, UDP per namespace, softnet), for --kernel
-  jq -n --slurpfile chain "$1/raw/chain.json" --slurpfile host "$1/raw/host-cpu.json" \
-    -f "$HERE/lib/pl_kernel.jq" >"$1/raw/kernel.json"
+  "$ANALYZER" pipeline kernel --chain "$1/raw/chain.json" --host-cpu "$1/raw/host-cpu.json" \
+    --out "$1/raw/kernel.json" || pl_die "analyzer pipeline kernel failed on $1/raw/chain.json"
 }
 
 write_chain_json() { # RELAY DIR
   local relay=$1 dir=$2 i role stats n
   {
-    echo '{"relay":"'"$relay"'","veth_gso":"'"$VETH_GSO"'","ns":['
+    echo '{"schema":"mcr.pipeline.chain","version":1,"relay":"'"$relay"'","veth_gso":"'"$VETH_GSO"'","ns":['
     for i in "${!PL_NS[@]}"; do
       n=${PL_NS[$i]} role=hop stats=null
       [ "$i" -eq 0 ] && role=gen
@@ -413,29 +406,15 @@ hop_name() { # RELAY I
 }
 
 check_conservation() { # DIR
-  jq -n --slurpfile send "$1/raw/send.json" --slurpfile recv "$1/raw/recv.json" \
-    --slurpfile chain "$1/raw/chain.json" -f "$HERE/lib/pl_account.jq" >"$1/conservation.json"
+  "$ANALYZER" pipeline conservation --generator "$1/raw/send.json" --receiver "$1/raw/recv.json" \
+    --chain "$1/raw/chain.json" --out "$1/conservation.json" ||
+    pl_die "analyzer pipeline conservation failed on $1/raw"
 }
 
-print_summary() { # RELAY DIR
-  local relay=$1 dir=$2
-  jq -r -n --slurpfile c "$dir/conservation.json" --slurpfile s "$dir/raw/send.json" \
-    --slurpfile r "$dir/raw/recv.json" --slurpfile h "$dir/raw/host-cpu.json" --arg relay "$relay" \
-    --argjson hops "$HOPS" '
-    $c[0] as $c | $s[0] as $s | $r[0] as $r | $h[0] as $h |
-    def pps($n; $ns): if $ns > 0 then ($n * 1e9 / $ns | floor) else "-" end;
-    "== \($relay), \($hops) hops, \($s.config.payload_size_bytes) B, \(if $s.config.target_pps == 0 then "unpaced" else "target \($s.config.target_pps) pps" end), generator \($s.config.batch_mode) (\($s.config.gso_segments) datagrams per message), veth GSO \($c.veth_gso)",
-    "generator: sent \($s.packets_sent) at \($s.achieved_pps | floor) pps, send errors \($s.send_errors)",
-    "receiver:  got \($r.totals.received), lost \($r.totals.lost) (\(if $s.packets_sent > 0 then ($r.totals.lost * 10000 / $s.packets_sent | floor) / 100 else 0 end)%), rate \(($r.streams[0].receive_pps // 0) | floor) pps",
-    "stage                                       in    dropped        out  unexplained",
-    ($c.stages[] | "\(.stage | .[0:36] | . + (" " * (36 - length))) \(.in | tostring | (" " * (10 - length)) + .) \(.dropped | tostring | (" " * (10 - length)) + .) \(.out | tostring | (" " * (10 - length)) + .) \(.unexplained | tostring | (" " * (12 - length)) + .)"),
-    (select($c.veth_gso == "on") | "(veth GSO on: veth counts whole GSO buffers, so the kernel figures above are not datagrams; only the receiver'"'"'s count is checked)"),
-    (select($c.receiver_expected_short_by != 0) | "(every end marker of a stream was dropped: the receiver counted \($c.receiver_expected_short_by) of the tail neither as received nor as lost; the frame count below includes them)"),
-    "frames: sent \($c.frames.sent) = received \($c.frames.received) + counted drops \($c.frames.explained_drops) + unexplained \($c.frames.unexplained)",
-    "host CPU caused by the run: \(($h.run_ns / 1e6) | floor) ms (host busy \(($h.host_busy_ns / 1e6) | floor) ms - other processes \(($h.other_processes_ns / 1e6) | floor) ms); ours+ksoftirqd \((($h.our_processes_ns + $h.ksoftirqd_ns) / 1e6) | floor) ms",
-    "host CPU per delivered packet: \(if $r.totals.received > 0 then ($h.run_ns / $r.totals.received | floor) else "-" end) ns",
-    "conservation: \(if $c.ok then "OK, every packet accounted for" else "FAILED: unexplained loss" end)"
-  ' | tee "$dir/summary.txt"
+print_summary() { # DIR
+  local dir=$1
+  "$ANALYZER" pipeline summary --generator "$dir/raw/send.json" --receiver "$dir/raw/recv.json" \
+    --chain "$dir/raw/chain.json" --host-cpu "$dir/raw/host-cpu.json" | tee "$dir/summary.txt"
 }
 
 run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPSpps or -unpaced (with no hops: none, or route for unicast)
@@ -466,15 +445,15 @@ run_one() { # RELAY -> writes OUT/RELAY-HOPSh-PPSpps or -unpaced (with no hops: 
   forget_pid "$PL_RECV_PID"
   snapshot "$dir" after
   [ "$HOPS" -gt 0 ] && collect_relay_stats "$relay" "$dir"
+  write_chain_json "$relay" "$dir"
   local i
   for ((i = 1; i <= HOPS; i++)); do hop_text "$relay" "$dir" "$i"; done
   write_host_cpu "$dir"
-  write_chain_json "$relay" "$dir"
   write_kernel_json "$dir"
   teardown
   check_conservation "$dir"
   ingest "$relay" "$dir" "$name"
-  print_summary "$relay" "$dir"
+  print_summary "$dir"
   PL_LAST_RUN=$dir/run.json
   PL_LAST_OK=$(jq -r .ok "$dir/conservation.json")
 }

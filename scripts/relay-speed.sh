@@ -4,7 +4,7 @@
 # and socat, each beside the direct generator -> receiver path at the same offered rate, at
 # RATES; plus, at ABLATION_RATES, mcrd with one tunable changed at a time. Every configuration
 # runs once per repeat, interleaved, so the shared machine's background load falls on all alike.
-# Then: `analyzer compare` per rate and per ablation rate, and medians.md (medians.jq).
+# Then: `analyzer compare` per rate and per ablation rate, and medians.md (`analyzer medians relay-speed`).
 # Needs root and the release binaries.
 #
 #   CARGO_TARGET_DIR=/work/target-main scripts/relay-speed.sh [OUT]
@@ -93,8 +93,5 @@ for pps in $ABLATION_RATES; do
   compare "ablation-${pps}pps" "mcrd-3h-${pps}pps" "${runs[@]}"
 done
 
-for f in "$OUT"/records/*/rep*.json; do
-  jq -c --arg set "$(basename "$(dirname "$f")")" --arg rep "$(basename "$f" .json)" \
-    '{set: $set, rep: $rep, record: .}' "$f"
-done | jq -s -r -f "$HERE/lib/relay-speed-medians.jq" >"$OUT/medians.md"
+"$ANALYZER" medians relay-speed "$OUT/records" --out "$OUT/medians.md"
 echo "relay-speed: $OUT/medians.md"

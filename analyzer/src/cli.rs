@@ -41,6 +41,131 @@ pub enum Command {
     /// The nightly history as a columnar dataset: append records, show slices of it.
     #[command(subcommand)]
     History(HistoryCommand),
+    /// Medians tables of a benchmark campaign's records (`records/SET/repN.json`).
+    Medians(MediansArgs),
+    /// The veth pipeline harness's documents, from the counters it collected around a run.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Packet conservation over the chain (`mcr.pipeline.conservation`): per stage in, counted
+    /// drops, out and the unexplained rest; `ok` when every packet is accounted for.
+    Conservation {
+        /// The generator's record (`trafficgen send --json`).
+        #[arg(long, value_name = "FILE")]
+        generator: PathBuf,
+        /// The receiver's record (`trafficgen recv --json`).
+        #[arg(long, value_name = "FILE")]
+        receiver: PathBuf,
+        /// The chain's counter snapshots and mcrd stats (`mcr.pipeline.chain`, raw/chain.json).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// Write the document here (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Kernel counter deltas outside the relays (`mcr.pipeline.kernel`, for `ingest --kernel`).
+    Kernel {
+        /// The chain's counter snapshots (`mcr.pipeline.chain`).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// The host CPU document (`mcr.pipeline.host_cpu`): its softnet drops.
+        #[arg(long, value_name = "FILE")]
+        host_cpu: PathBuf,
+        /// Write the document here (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// A hop's counters taken from the kernel's, for relays that count nothing themselves
+    /// (socat, kernel, route, redirect): text lines for `ingest --hop`.
+    Hop {
+        /// The chain's counter snapshots (`mcr.pipeline.chain`).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// The hop, 1-based.
+        #[arg(long, value_name = "N")]
+        hop: usize,
+        /// Write the lines here (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// The run's summary as the harness prints it: what was sent and received, each
+    /// conservation stage, the frame balance, the host CPU the run caused.
+    Summary {
+        /// The generator's record (`trafficgen send --json`).
+        #[arg(long, value_name = "FILE")]
+        generator: PathBuf,
+        /// The receiver's record (`trafficgen recv --json`).
+        #[arg(long, value_name = "FILE")]
+        receiver: PathBuf,
+        /// The chain's counter snapshots and mcrd stats (`mcr.pipeline.chain`).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        /// The host CPU document (`mcr.pipeline.host_cpu`).
+        #[arg(long, value_name = "FILE")]
+        host_cpu: PathBuf,
+    },
+    /// One run's line of the nightly report's table (Markdown): sent, received, lost, counted
+    /// drops, unexplained, host CPU per delivered packet, other processes' share of a CPU.
+    Row {
+        /// The run's label in the first cell (`rep1`).
+        #[arg(long)]
+        label: String,
+        /// The run's conservation check (`mcr.pipeline.conservation`).
+        #[arg(long, value_name = "FILE")]
+        conservation: PathBuf,
+        /// The run's host CPU document (`mcr.pipeline.host_cpu`).
+        #[arg(long, value_name = "FILE")]
+        host_cpu: PathBuf,
+    },
+    /// The host CPU the run caused (`mcr.pipeline.host_cpu`, for `ingest --host`), from two host
+    /// snapshots: host busy time less other processes'.
+    HostCpu {
+        /// The snapshot taken before the traffic.
+        #[arg(long, value_name = "FILE")]
+        before: PathBuf,
+        /// The snapshot taken after it.
+        #[arg(long, value_name = "FILE")]
+        after: PathBuf,
+        /// The harness's pid: its process tree is the run.
+        #[arg(long, value_name = "PID")]
+        root: u32,
+        /// Ticks per second of /proc's counters (`getconf CLK_TCK`).
+        #[arg(long, value_name = "HZ", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        clk_tck: u32,
+        /// Write the document here (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The campaign layouts `medians` knows: how set names are read and which tables are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MediansLayout {
+    /// `scripts/relay-speed.sh`: sets `CONFIG-NHh-PPSpps` (reports/relay-speed.md).
+    RelaySpeed,
+    /// `scripts/fast-path-speed.sh`: sets `CONFIG-NHh-RATE[-MODE]` (reports/relay-speed-fastpath.md).
+    FastPath,
+    /// `scripts/pipeline-full-run.sh`: the records with the harness's outputs of each repeat
+    /// (`--sets`), reports/pipeline/full/medians.md.
+    PipelineFull,
+}
+
+#[derive(Debug, Args)]
+pub struct MediansArgs {
+    /// Which campaign the records are from.
+    #[arg(value_enum)]
+    pub layout: MediansLayout,
+    /// The campaign's records directory: one directory per set, `repN.json` records in it.
+    pub records: PathBuf,
+    /// pipeline-full: the harness's outputs, `SETS/CONFIG/repN/{conservation,host-cpu}.json`.
+    #[arg(long, value_name = "SETS")]
+    pub sets: Option<PathBuf>,
+    /// Write the Markdown here (default: standard output).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,10 +333,15 @@ pub struct BisectStepArgs {
 
 #[derive(Debug, Args)]
 pub struct TrendArgs {
-    /// Records, oldest first: files, directories of `*.json` records (file-name order) or
-    /// JSON Lines histories (`*.jsonl`, one record per line).
+    /// Runs, oldest first: a Parquet history directory (`history append`'s parts, read in
+    /// order), files, directories of `*.json` records (file-name order) or JSON Lines
+    /// histories (`*.jsonl`, one record per line).
     #[arg(required = true, value_name = "RECORDS")]
     pub records: Vec<PathBuf>,
+    /// Of a Parquet history, only the runs whose generator targeted this rate (packets per
+    /// second), as `history show --rate`.
+    #[arg(long, value_name = "PPS")]
+    pub rate: Option<f64>,
     /// Write the Markdown report here (default: standard output).
     #[arg(long, short)]
     pub out: Option<PathBuf>,

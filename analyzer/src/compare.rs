@@ -152,8 +152,6 @@ pub struct Comparison {
     /// What is judged against what: every run against the baseline, then (with `chain`) each
     /// run against the one before it.
     pub pairs: Vec<Pair>,
-    /// One sentence per pair, written from the numbers.
-    pub key_results: Vec<String>,
     pub settings: Settings,
 }
 
@@ -271,14 +269,14 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
     }
     let mut pairs = pairs(sets, settings);
     let with_shares = pairs.iter().any(|p| p.conditions.load_differs());
-    let table = Table::build(sets, with_shares)?;
+    let table = Table::build(sets, with_shares);
     let mut rows = Vec::new();
     for m in &table.metrics {
         let mut samples = Vec::new();
         let mut cells = Vec::new();
         for set in 0..sets.len() {
-            let v = table.values(set, &m.key)?;
-            let reported = table.any_reported(set, &m.key)?;
+            let v = table.values(set, &m.key);
+            let reported = table.any_reported(set, &m.key);
             cells.push((!v.is_empty()).then(|| Cell {
                 value: median(&v),
                 samples: v.len(),
@@ -323,7 +321,7 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
     let waterfalls: Vec<Waterfall> = representatives.iter().map(waterfall::waterfall).collect();
     let labels: Vec<String> = representatives.iter().map(label).collect();
     let names: Vec<String> = representatives.iter().map(|r| r.name.clone()).collect();
-    let mut cmp = Comparison {
+    let cmp = Comparison {
         labels,
         names,
         sizes: sets.iter().map(Vec::len).collect(),
@@ -332,31 +330,9 @@ pub fn compare(sets: &[Vec<RunRecord>], settings: &Settings) -> Result<Compariso
         waterfalls,
         differences: diff::differences(sets),
         pairs,
-        key_results: Vec::new(),
         settings: *settings,
     };
-    cmp.key_results = (0..cmp.pairs.len()).map(|i| key_result(&cmp, i)).collect();
     Ok(cmp)
-}
-
-/// What a pair's differing conditions kept from being judged, as the report's clause:
-/// `offered load differs: 5k pps against 733k pps; rates, CPU per packet and latency are not
-/// judged`. `None` when every metric both sides have was judged.
-pub fn not_judged(p: &Pair) -> Option<String> {
-    let parts: Vec<String> = p
-        .excluded
-        .iter()
-        .map(|c| {
-            let m = p
-                .conditions
-                .mismatches
-                .iter()
-                .find(|m| m.condition == *c)
-                .expect("an excluding condition is a mismatch");
-            format!("{}; {}", m.describe(), c.excludes())
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The larger receiver loss (percent) of the two sides of `pair` when it is above
@@ -379,182 +355,6 @@ pub fn caveat(cmp: &Comparison, row: &Row, pair: usize) -> Option<&'static str> 
         .is_some_and(|j| !matches!(j.verdict, Verdict::Context | Verdict::WithinNoise));
     (judged && row.metric.unit == Unit::Nanos && survivors_loss(cmp, pair).is_some())
         .then_some("survivors' latency")
-}
-
-/// `MCR-1 Ingress +41% (490k → 689k pps)`.
-fn describe(row: &Row, pair: usize, p: &Pair) -> Option<(f64, String)> {
-    let j = row.judgements[pair]?;
-    let c = j.change?;
-    let (b, r) = (row.cells[p.base]?, row.cells[p.run]?);
-    Some((
-        c.abs(),
-        format!(
-            "{} {} ({} → {})",
-            row.metric.label,
-            crate::render::fmt::change(row.metric.unit, c),
-            crate::render::fmt::value(row.metric.unit, b.value),
-            crate::render::fmt::value(row.metric.unit, r.value)
-        ),
-    ))
-}
-
-/// The sentence a reader needs first: what improved, what regressed, and where most packets
-/// were lost, all taken from the rows and the waterfall.
-fn key_result(cmp: &Comparison, pair: usize) -> String {
-    let p = &cmp.pairs[pair];
-    // Survivors' latency never leads: it is told after the verdicts, as what it is.
-    let pick = |want: Verdict| -> Vec<String> {
-        let mut v: Vec<(f64, String)> = cmp
-            .rows
-            .iter()
-            .filter(|r| r.judgements[pair].is_some_and(|j| j.verdict == want))
-            .filter(|r| caveat(cmp, r, pair).is_none())
-            .filter_map(|r| describe(r, pair, p))
-            .collect();
-        v.sort_by(|a, b| b.0.total_cmp(&a.0));
-        v.into_iter().take(2).map(|x| x.1).collect()
-    };
-    let (better, worse) = (pick(Verdict::Improved), pick(Verdict::Regressed));
-    let survivors: Vec<String> = cmp
-        .rows
-        .iter()
-        .filter(|r| caveat(cmp, r, pair).is_some())
-        .filter_map(|r| {
-            let j = r.judgements[pair]?;
-            let (_, d) = describe(r, pair, p)?;
-            Some(format!("{d}, {}", super_word(j.verdict)))
-        })
-        .collect();
-    let unsure = pick(Verdict::CannotTell);
-    let mut s = format!("{} against {}: ", cmp.names[p.run], cmp.names[p.base]);
-    let judged_any = cmp
-        .rows
-        .iter()
-        .any(|r| r.judgements[pair].is_some_and(|j| j.verdict != Verdict::Context));
-    let mut verdicts = match (better.is_empty(), worse.is_empty()) {
-        (true, true) if !unsure.is_empty() => "no metric was shown to change".to_string(),
-        (true, true) if !survivors.is_empty() => {
-            "no other judged metric changed beyond noise".to_string()
-        }
-        (true, true) => "no judged metric changed beyond noise".to_string(),
-        (false, true) => format!("improved {}, nothing regressed", better.join(" and ")),
-        (true, false) => format!("regressed {}", worse.join(" and ")),
-        (false, false) => format!(
-            "improved {} but regressed {}",
-            better.join(" and "),
-            worse.join(" and ")
-        ),
-    };
-    if !unsure.is_empty() {
-        let (nb, nr) = (cmp.sizes[p.base], cmp.sizes[p.run]);
-        verdicts.push_str(&format!(
-            "; cannot tell with n = {nb} + {nr} whether {} changed (the test cannot reach \
-             p < {} with so few repeats)",
-            unsure.join(" and "),
-            cmp.settings.alpha
-        ));
-    }
-    if let (false, Some(loss)) = (survivors.is_empty(), survivors_loss(cmp, pair)) {
-        verdicts.push_str(&format!(
-            ". Survivors' latency: {}; the receiver lost {} of the packets, so this is the \
-             latency of the ones that got through",
-            survivors.join("; "),
-            crate::render::fmt::percent(loss)
-        ));
-    }
-    match not_judged(p) {
-        // Nothing judged is no reason to leave out what the run itself shows (where it lost
-        // packets, an inconsistent record, a stream's loss): those follow either way.
-        Some(n) if !judged_any => {
-            s.push_str(&format!(
-                "{n}. Nothing else was measured in both, so nothing was judged."
-            ));
-        }
-        Some(n) => s.push_str(&format!("{n}. Of the rest: {verdicts}.")),
-        None => s.push_str(&format!("{verdicts}.")),
-    }
-    if p.against_baseline() {
-        let wrong = cmp.waterfalls[p.run].inconsistencies();
-        if !wrong.is_empty() {
-            s.push_str(&format!(
-                " The record is inconsistent: {}.",
-                wrong.join("; ")
-            ));
-        }
-    }
-    // The run's largest loss is told once, against the baseline.
-    if let Some(loss) = largest_loss(&cmp.waterfalls[p.run]).filter(|_| p.against_baseline()) {
-        s.push(' ');
-        s.push_str(&loss);
-    }
-    if p.against_baseline() {
-        for path in &cmp.waterfalls[p.run].streams {
-            s.push_str(&format!(
-                " Stream `{}` ({}): {}.",
-                path.rule,
-                path.kind.name(),
-                path.localization()
-            ));
-        }
-    }
-    s
-}
-
-/// A verdict in a sentence.
-fn super_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Improved => "improved",
-        Verdict::Regressed => "regressed",
-        Verdict::WithinNoise => "within noise",
-        Verdict::CannotTell => "cannot tell",
-        Verdict::Context => "not judged",
-    }
-}
-
-/// The biggest single known loss of a run, as a sentence.
-fn largest_loss(w: &Waterfall) -> Option<String> {
-    use crate::render::fmt::{count, percent};
-    let mut best: Option<(u64, String)> = None;
-    // `lost` packets of `of`, lost `place` (`at MCR-1 to buffer exhaustion`).
-    let mut consider = |lost: u64, of: u64, place: String, of_what: &str| {
-        if lost > 0 && of > 0 && best.as_ref().is_none_or(|b| lost > b.0) {
-            let share = percent(lost as f64 / of as f64 * 100.0);
-            best = Some((
-                lost,
-                format!(
-                    "Most packets were lost {place}: {} of {}{of_what} ({share}).",
-                    count(lost),
-                    count(of)
-                ),
-            ));
-        }
-    };
-    for h in &w.hops {
-        for s in h.steps.iter().filter(|s| !s.adds()) {
-            if let (Some(n), Some(rx)) = (s.count, h.received) {
-                consider(n, rx, format!("at {} to {}", h.hop, s.label()), " received");
-            }
-        }
-        if let (Some(k), Some(off)) = (h.kernel_drops, h.offered.or(h.received)) {
-            let place = format!("at {} to kernel drops before the relay saw them", h.hop);
-            consider(k, off, place, "");
-        }
-        if let (Some(l), Some(off)) = (h.link_drops, h.offered) {
-            let place = format!(
-                "on the veth link from {} to {} (kernel link drops)",
-                h.upstream, h.hop
-            );
-            consider(l, off, place, "");
-        }
-        if let (Some(u), Some(off)) = (h.unseen, h.offered) {
-            let place = format!(
-                "between {} and {} before {}'s counters saw them",
-                h.upstream, h.hop, h.hop
-            );
-            consider(u.max(0) as u64, off, place, "");
-        }
-    }
-    best.map(|b| b.1)
 }
 
 /// The row of the metric with `key`, if any run has it.
@@ -664,14 +464,15 @@ mod tests {
         assert_eq!(tx.judgements[0].unwrap().verdict, Verdict::CannotTell);
         assert!(!c.regressed());
         assert!(
-            c.key_results[0].contains("cannot tell with n = 5 + 2 whether MCR-1 Egress"),
+            crate::render::sentences::key_result(&c, 0)
+                .contains("cannot tell with n = 5 + 2 whether MCR-1 Egress"),
             "{}",
-            c.key_results[0]
+            crate::render::sentences::key_result(&c, 0)
         );
         assert!(
-            !c.key_results[0].contains("beyond noise"),
+            !crate::render::sentences::key_result(&c, 0).contains("beyond noise"),
             "{}",
-            c.key_results[0]
+            crate::render::sentences::key_result(&c, 0)
         );
     }
 
@@ -707,14 +508,14 @@ mod tests {
         let tx = row(&c, "hop1.tx_pps").unwrap();
         assert_eq!(tx.judgements[0].unwrap().verdict, Verdict::Regressed);
         assert!(
-            c.key_results[0].contains("regressed MCR-1 Egress -44%"),
+            crate::render::sentences::key_result(&c, 0).contains("regressed MCR-1 Egress -44%"),
             "{}",
-            c.key_results[0]
+            crate::render::sentences::key_result(&c, 0)
         );
         assert!(
-            c.key_results[0].contains("buffer exhaustion"),
+            crate::render::sentences::key_result(&c, 0).contains("buffer exhaustion"),
             "{}",
-            c.key_results[0]
+            crate::render::sentences::key_result(&c, 0)
         );
         let same = compare(
             &[vec![run("base", 1000, 900)], vec![run("new", 1000, 900)]],
@@ -754,7 +555,7 @@ mod tests {
         let lat = row(&c, "receiver.latency_p99").unwrap();
         assert_eq!(lat.judgements[0].unwrap().verdict, Verdict::Improved);
         assert_eq!(caveat(&c, lat, 0), Some("survivors' latency"));
-        let k = &c.key_results[0];
+        let k = &crate::render::sentences::key_result(&c, 0);
         let lead = k.split(". ").next().unwrap();
         assert!(!lead.contains("Latency"), "{k}");
         assert!(lead.contains("regressed End-to-end Loss"), "{k}");
@@ -774,9 +575,10 @@ mod tests {
         let lat = row(&c, "receiver.latency_p99").unwrap();
         assert_eq!(caveat(&c, lat, 0), None);
         assert!(
-            c.key_results[0].starts_with("ok against base: improved Latency p99 -50%"),
+            crate::render::sentences::key_result(&c, 0)
+                .starts_with("ok against base: improved Latency p99 -50%"),
             "{}",
-            c.key_results[0]
+            crate::render::sentences::key_result(&c, 0)
         );
     }
 

@@ -21,7 +21,6 @@
 
 use crate::metrics::{self, Metric, Unit};
 use crate::record::{RunRecord, Setting};
-use crate::render::fmt;
 use crate::stats::median;
 
 /// Default tolerance on offered load, percent of the baseline's. The generator's achieved rate
@@ -53,22 +52,6 @@ impl Condition {
             Condition::Duration => "duration",
             Condition::Hops => "hop count",
             Condition::Topology => "topology",
-        }
-    }
-
-    /// Why a metric was not judged: `offered load differs`.
-    pub fn excludes_why(self) -> String {
-        format!("{} differs", self.name())
-    }
-
-    /// What this condition takes out of judgement, in words.
-    pub fn excludes(self) -> &'static str {
-        match self {
-            Condition::OfferedLoad | Condition::DatagramSize => {
-                "rates, CPU per packet and latency are not judged"
-            }
-            Condition::Duration => "rates are not judged",
-            Condition::Hops | Condition::Topology => "end-to-end metrics are not judged",
         }
     }
 
@@ -124,24 +107,28 @@ fn end_to_end(m: &Metric) -> bool {
     m.key.starts_with("receiver.") || m.key.starts_with("host.")
 }
 
-/// One condition that differs, with both sides' values as the report prints them.
+/// One side of a differing condition, in its unit (`render::sentences::condition_value`
+/// writes it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConditionValue {
+    /// A rate, packets per second.
+    Pps(f64),
+    /// A datagram's size, bytes.
+    Bytes(u64),
+    /// A run's duration, ns.
+    Duration(u64),
+    /// A count (hops).
+    Count(u64),
+    /// A setting as the record states it (topology).
+    Text(String),
+}
+
+/// One condition that differs, with both sides' values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mismatch {
     pub condition: Condition,
-    pub baseline: String,
-    pub run: String,
-}
-
-impl Mismatch {
-    /// `offered load differs: 5k pps against 733k pps` (the run's value first).
-    pub fn describe(&self) -> String {
-        format!(
-            "{} differs: {} against {}",
-            self.condition.name(),
-            self.run,
-            self.baseline
-        )
-    }
+    pub baseline: ConditionValue,
+    pub run: ConditionValue,
 }
 
 /// The conditions of one run against its reference.
@@ -160,8 +147,8 @@ impl Conditions {
             if lb > 0.0 && ((lr / lb - 1.0) * 100.0).abs() > load_tolerance_pct {
                 mismatches.push(Mismatch {
                     condition: Condition::OfferedLoad,
-                    baseline: fmt::pps(lb),
-                    run: fmt::pps(lr),
+                    baseline: ConditionValue::Pps(lb),
+                    run: ConditionValue::Pps(lr),
                 });
             }
         }
@@ -169,8 +156,8 @@ impl Conditions {
             if sb != sr {
                 mismatches.push(Mismatch {
                     condition: Condition::DatagramSize,
-                    baseline: format!("{sb} B"),
-                    run: format!("{sr} B"),
+                    baseline: ConditionValue::Bytes(sb),
+                    run: ConditionValue::Bytes(sr),
                 });
             }
         }
@@ -179,8 +166,8 @@ impl Conditions {
             if lo > 0.0 && hi / lo > DURATION_FACTOR {
                 mismatches.push(Mismatch {
                     condition: Condition::Duration,
-                    baseline: fmt::seconds(db),
-                    run: fmt::seconds(dr),
+                    baseline: ConditionValue::Duration(db),
+                    run: ConditionValue::Duration(dr),
                 });
             }
         }
@@ -188,8 +175,8 @@ impl Conditions {
             if hb != hr {
                 mismatches.push(Mismatch {
                     condition: Condition::Hops,
-                    baseline: hb.to_string(),
-                    run: hr.to_string(),
+                    baseline: ConditionValue::Count(hb),
+                    run: ConditionValue::Count(hr),
                 });
             }
         }
@@ -198,8 +185,8 @@ impl Conditions {
             if tb != tr {
                 mismatches.push(Mismatch {
                     condition: Condition::Topology,
-                    baseline: tb,
-                    run: tr,
+                    baseline: ConditionValue::Text(tb),
+                    run: ConditionValue::Text(tr),
                 });
             }
         }
@@ -313,7 +300,7 @@ mod tests {
     fn lower_load_excludes_rates_but_not_fractions() {
         let c = Conditions::between(&[rec(733_000, 1)], &[rec(100_000, 1)], 10.0);
         assert_eq!(
-            c.mismatches[0].describe(),
+            crate::render::sentences::mismatch(&c.mismatches[0]),
             "offered load differs: 100k pps against 733k pps"
         );
         assert_eq!(
@@ -386,7 +373,7 @@ mod tests {
         let names: Vec<Condition> = c.mismatches.iter().map(|x| x.condition).collect();
         assert_eq!(names, [Condition::DatagramSize, Condition::Duration]);
         assert_eq!(
-            c.mismatches[0].describe(),
+            crate::render::sentences::mismatch(&c.mismatches[0]),
             "datagram size differs: 64 B against 1400 B"
         );
     }

@@ -381,6 +381,141 @@ fn read_frame(part: &Path) -> Result<DataFrame> {
         .map_err(|e| Error::format(part, format!("not a readable history part: {e}")))
 }
 
+/// Whether `path` is a history directory: a directory that holds Parquet parts.
+pub fn is_history(path: &Path) -> bool {
+    path.is_dir() && parts(path).is_ok_and(|p| !p.is_empty())
+}
+
+/// One run of a history, as `trend` reads it: the record's file, its label (`name (date)`),
+/// the name and implementation of its hop at each position, and its metric values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRun {
+    pub source: String,
+    pub label: String,
+    pub hops: Vec<(String, Option<String>)>,
+    pub values: Vec<(metrics::Metric, f64)>,
+}
+
+/// Every run of the history in `dir`, oldest first (parts in order, runs in the order they
+/// were appended), optionally only those whose generator targeted `target_pps`. The metrics
+/// are the ones `append` stored: the values `trend` would compute from the records.
+pub fn runs(dir: &Path, target_pps: Option<f64>, mut each: impl FnMut(HistoryRun)) -> Result<()> {
+    let files = parts(dir)?;
+    if files.is_empty() {
+        return Err(Error::format(
+            dir,
+            format!("no history parts (*.{PART_EXT}) here; `analyzer history append` makes them"),
+        ));
+    }
+    for part in &files {
+        for run in part_runs(part, target_pps)? {
+            each(run);
+        }
+    }
+    Ok(())
+}
+
+fn part_runs(part: &Path, target_pps: Option<f64>) -> Result<Vec<HistoryRun>> {
+    let bad = |e: PolarsError| Error::format(part, format!("not a readable history part: {e}"));
+    let df = read_frame(part)?;
+    let strings = |name: &str| -> Result<Vec<Option<String>>> {
+        let c = df.column(name).map_err(bad)?;
+        let c = c.str().map_err(bad)?;
+        Ok(c.iter().map(|v| v.map(str::to_string)).collect())
+    };
+    let (run, date, source, hop_name, relay, metric, label, unit) = (
+        strings("run")?,
+        strings("date")?,
+        strings("source")?,
+        strings("hop_name")?,
+        strings("relay")?,
+        strings("metric")?,
+        strings("label")?,
+        strings("unit")?,
+    );
+    // Parts written before run ids: a dated run is `run@date`, as in `append`.
+    let run_id = if df.column("run_id").is_ok() {
+        strings("run_id")?
+    } else {
+        (0..df.height())
+            .map(|i| {
+                let r = run[i].clone()?;
+                Some(date[i].as_ref().map_or(r.clone(), |d| format!("{r}@{d}")))
+            })
+            .collect()
+    };
+    let hop: Vec<Option<u32>> = df
+        .column("hop")
+        .and_then(|c| Ok(c.u32()?.iter().collect()))
+        .map_err(bad)?;
+    let floats = |name: &str| -> Result<Vec<Option<f64>>> {
+        let c = df.column(name).map_err(bad)?;
+        Ok(c.f64().map_err(bad)?.iter().collect())
+    };
+    let (target, value) = (floats("target_pps")?, floats("value")?);
+    let mut out: Vec<HistoryRun> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..df.height() {
+        let missing = |column: &str| {
+            Error::format(
+                part,
+                format!("row {i}: column `{column}` is null; a history row always has it"),
+            )
+        };
+        if target_pps.is_some_and(|t| target[i] != Some(t)) {
+            continue;
+        }
+        let id = run_id[i].as_deref().ok_or_else(|| missing("run_id"))?;
+        let name = run[i].as_deref().ok_or_else(|| missing("run"))?;
+        let metric_name = metric[i].as_deref().ok_or_else(|| missing("metric"))?;
+        let hop = hop[i].ok_or_else(|| missing("hop"))?;
+        let value = value[i].ok_or_else(|| missing("value"))?;
+        if !value.is_finite() {
+            return Err(Error::format(
+                part,
+                format!(
+                    "row {i}: `value` of {metric_name} is {value}; a history holds finite numbers"
+                ),
+            ));
+        }
+        let r = *index.entry(id.to_string()).or_insert_with(|| {
+            out.push(HistoryRun {
+                source: source[i].clone().unwrap_or_default(),
+                label: match &date[i] {
+                    Some(d) => format!("{name} ({d})"),
+                    None => name.to_string(),
+                },
+                hops: Vec::new(),
+                values: Vec::new(),
+            });
+            out.len() - 1
+        });
+        let run = &mut out[r];
+        let key = if hop > 0 {
+            let p = hop as usize;
+            if run.hops.len() < p {
+                run.hops.resize(p, (String::new(), None));
+            }
+            let relay = relay[i].clone().filter(|r| !r.is_empty());
+            run.hops[p - 1] = (hop_name[i].clone().unwrap_or_default(), relay);
+            format!("hop{hop}.{metric_name}")
+        } else {
+            metric_name.to_string()
+        };
+        let unit = unit_from_name(unit[i].as_deref().unwrap_or_default());
+        run.values.push((
+            metrics::Metric {
+                better: metrics::better_of(&key, unit),
+                key,
+                label: label[i].clone().unwrap_or_default(),
+                unit,
+            },
+            value,
+        ));
+    }
+    Ok(out)
+}
+
 /// What `history show` selects; `None` selects everything.
 #[derive(Debug, Clone, Default)]
 pub struct Query {

@@ -12,7 +12,7 @@ use clap::Parser;
 
 use analyzer::cli::{
     BisectStepArgs, Cli, Command, CompareArgs, HistoryCommand, HistoryShowArgs, IngestArgs,
-    JudgeArgs, TrendArgs,
+    JudgeArgs, MediansArgs, MediansLayout, PipelineCommand, TrendArgs,
 };
 use analyzer::compare::{self, Settings};
 use analyzer::ingest::{self, Input, Role};
@@ -61,7 +61,145 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::History(HistoryCommand::Show(a)) => run_history(a),
+        Command::Medians(a) => run_medians(a),
+        Command::Pipeline(c) => run_pipeline(c),
     }
+}
+
+fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
+    use analyzer::pipeline::{self, chain::Chain, conservation, hop, host_cpu, kernel};
+    use trafficgen::record::{
+        RecvRecord, SendRecord, RECORD_MINOR_VERSION, RECORD_VERSION, RECV_SCHEMA, SEND_SCHEMA,
+    };
+    match c {
+        PipelineCommand::Conservation {
+            generator,
+            receiver,
+            chain,
+            out,
+        } => {
+            let send: SendRecord = pipeline::read_contract(
+                &generator,
+                SEND_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?;
+            let recv: RecvRecord = pipeline::read_contract(
+                &receiver,
+                RECV_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?;
+            let chain = Chain::load(&chain)?;
+            let doc = conservation::conservation(&send, &recv, &chain)?;
+            emit(out.as_deref(), &pipeline::to_json(&doc))?;
+        }
+        PipelineCommand::Kernel {
+            chain,
+            host_cpu,
+            out,
+        } => {
+            let chain = Chain::load(&chain)?;
+            let softnet = pipeline::softnet_dropped(&host_cpu)?;
+            emit(
+                out.as_deref(),
+                &pipeline::to_json(&kernel::kernel(&chain, softnet)),
+            )?;
+        }
+        PipelineCommand::Hop { chain, hop: n, out } => {
+            let chain = Chain::load(&chain)?;
+            emit(out.as_deref(), &hop::hop_counters(&chain, n)?.to_text())?;
+        }
+        PipelineCommand::Summary {
+            generator,
+            receiver,
+            chain,
+            host_cpu,
+        } => {
+            let send: SendRecord = pipeline::read_contract(
+                &generator,
+                SEND_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?;
+            let recv: RecvRecord = pipeline::read_contract(
+                &receiver,
+                RECV_SCHEMA,
+                RECORD_VERSION,
+                RECORD_MINOR_VERSION,
+            )?;
+            let chain = Chain::load(&chain)?;
+            let c = conservation::conservation(&send, &recv, &chain)?;
+            let h = host_cpu::HostCpuFigures::load(&host_cpu)?;
+            let hops = chain.ns.len() - 2;
+            emit(
+                None,
+                &analyzer::render::pipeline::summary(&send, &recv, &c, &h, hops),
+            )?;
+        }
+        PipelineCommand::Row {
+            label,
+            conservation,
+            host_cpu,
+        } => {
+            let c = conservation::ConservationFigures::load(&conservation)?;
+            let h = host_cpu::HostCpuFigures::load_with_unversioned(&host_cpu)?;
+            emit(
+                None,
+                &analyzer::render::pipeline::nightly_row(&label, &c, &h),
+            )?;
+        }
+        PipelineCommand::HostCpu {
+            before,
+            after,
+            root,
+            clk_tck,
+            out,
+        } => {
+            let b = host_cpu::Snapshot::load(&before)?;
+            let a = host_cpu::Snapshot::load(&after)?;
+            emit(
+                out.as_deref(),
+                &host_cpu::to_line(&host_cpu::host_cpu(&b, &a, root, clk_tck)),
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_medians(a: MediansArgs) -> anyhow::Result<ExitCode> {
+    use analyzer::medians;
+    if a.layout == MediansLayout::PipelineFull {
+        let sets = a
+            .sets
+            .as_deref()
+            .context("medians pipeline-full needs --sets DIR (the campaign's sets/)")?;
+        let rows = medians::pipeline_full::pipeline_full(sets, &a.records)?;
+        emit(a.out.as_deref(), &markdown::medians::pipeline_full(&rows))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::ensure!(
+        a.sets.is_none(),
+        "--sets is for medians pipeline-full; {:?} reads its records alone",
+        a.layout
+    );
+    let inputs = medians::load(&a.records)?;
+    let (text, skipped) = match a.layout {
+        MediansLayout::RelaySpeed => {
+            let m = medians::relay_speed::relay_speed(&inputs)?;
+            (markdown::medians::relay_speed(&m), m.skipped_sets)
+        }
+        MediansLayout::FastPath => {
+            let m = medians::fast_path::fast_path(&inputs)?;
+            (markdown::medians::fast_path(&m), m.skipped_sets)
+        }
+        MediansLayout::PipelineFull => unreachable!("handled above"),
+    };
+    for s in skipped {
+        eprintln!("analyzer: medians: set {s}: not named as the layout's sets are, left out");
+    }
+    emit(a.out.as_deref(), &text)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn day(flag: &str, v: &Option<String>) -> anyhow::Result<()> {
@@ -293,12 +431,24 @@ fn run_trend(a: TrendArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let mut history = trend::Collector::default();
+    let mut read_a_history = false;
     for p in &a.records {
-        RunRecord::for_each_in(p, |name, rec| {
-            history.push(name, &rec);
-            Ok(())
-        })?;
+        if analyzer::history::is_history(p) {
+            read_a_history = true;
+            analyzer::history::runs(p, a.rate, |run| {
+                history.push_values(run.source, run.label, &run.hops, run.values)
+            })?;
+        } else {
+            RunRecord::for_each_in(p, |name, rec| {
+                history.push(name, &rec);
+                Ok(())
+            })?;
+        }
     }
+    anyhow::ensure!(
+        a.rate.is_none() || read_a_history,
+        "--rate selects runs of a Parquet history directory, and none was given"
+    );
     let t = history.finish(&settings)?;
     let mut charts = Vec::new();
     if let Some(dir) = &a.png_dir {

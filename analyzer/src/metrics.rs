@@ -345,6 +345,18 @@ pub fn is_share(key: &str) -> bool {
 }
 
 /// Position of a metric in reports: generator, then each hop in pipeline order, then the
+/// Which direction is better for the metric with `key` and `unit`, as [`metrics`] defines it:
+/// the generator's rate is an input, rates are better higher, and everything else (losses,
+/// exhaustion, CPU per packet, latency) lower. For values read back without their record (a
+/// history's rows).
+pub fn better_of(key: &str, unit: Unit) -> Better {
+    match (key, unit) {
+        ("generator.pps", _) => Better::Neither,
+        (_, Unit::Pps) => Better::Higher,
+        _ => Better::Lower,
+    }
+}
+
 /// receiver (latency percentiles ascending), host and sweep.
 pub fn rank(key: &str) -> f64 {
     const HOP_METRICS: [&str; 7] = [
@@ -382,6 +394,22 @@ pub fn rank(key: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn better_of_agrees_with_every_metric_of_a_pipeline_record() {
+        let text = include_str!("../tests/fixtures/pipeline/mcrd-3h-80000pps.json");
+        let rec = RunRecord::parse(std::path::Path::new("fixture"), text).unwrap();
+        let values = metrics(&rec);
+        assert!(values.len() > 20);
+        for v in values {
+            assert_eq!(
+                better_of(&v.metric.key, v.metric.unit),
+                v.metric.better,
+                "{}",
+                v.metric.key
+            );
+        }
+    }
     use crate::record::{Generator, HopCounters, Reported};
 
     fn seed_after() -> RunRecord {

@@ -95,70 +95,6 @@ impl StreamPath {
             StreamKind::Mpegts => "TS packets",
         }
     }
-
-    /// Where the stream's loss first appears, in one sentence: what the report leads with.
-    pub fn localization(&self) -> String {
-        let names: Vec<&str> = self.points.iter().map(Point::name).collect();
-        let what = match self.kind {
-            StreamKind::Rtp => "sequence gaps",
-            StreamKind::Mpegts => "continuity-counter errors",
-        };
-        if self.points.iter().all(Point::nothing_checked) {
-            return format!(
-                "none of the datagrams {} received was {}: nothing to follow",
-                list(&names, "and"),
-                match self.kind {
-                    StreamKind::Rtp => "RTP",
-                    StreamKind::Mpegts => "MPEG-TS",
-                }
-            );
-        }
-        let Some(k) = self.first_loss() else {
-            return format!(
-                "no {what} at {}: nothing was lost that the stream's {} can show",
-                list(&names, "or"),
-                match self.kind {
-                    StreamKind::Rtp => "sequence numbers",
-                    StreamKind::Mpegts => "continuity counters",
-                }
-            );
-        };
-        let p = &self.points[k];
-        let amount = self.amount(p.new_loss.max(0) as u64);
-        if k == 0 {
-            return format!(
-                "{what} already at {}, the first point that counted the stream: {amount} lost before it (at the source or on the way to {})",
-                p.name(),
-                p.name()
-            );
-        }
-        let up = &self.points[k - 1];
-        format!(
-            "{what} first appear at {}, not at {}: {amount} lost between {} and {}",
-            p.name(),
-            list(&names[..k], "or"),
-            up.name(),
-            p.name()
-        )
-    }
-
-    /// `210 TS packets (at least)`, `36 sequence numbers`.
-    pub fn amount(&self, n: u64) -> String {
-        let n = crate::render::fmt::count(n);
-        match self.kind {
-            StreamKind::Rtp => format!("{n} sequence numbers"),
-            StreamKind::Mpegts => format!("at least {n} TS packets"),
-        }
-    }
-}
-
-/// `a`, `a or b`, `a, b or c` (with `word` = `or`).
-fn list(names: &[&str], word: &str) -> String {
-    match names {
-        [] => String::new(),
-        [one] => one.to_string(),
-        [rest @ .., last] => format!("{} {word} {last}", rest.join(", ")),
-    }
 }
 
 fn hop_point(hop: &str, f: &MonitoredFlow, before: Option<(&Point, &MonitoredFlow)>) -> Point {
@@ -335,7 +271,7 @@ mod tests {
         assert_eq!(p.points[2].gaps, Some(44));
         assert_eq!(p.points[1].upstream_dropped, Some(0));
         assert_eq!(
-            p.localization(),
+            crate::render::sentences::localization(p),
             "continuity-counter errors first appear at MCR-2, not at MCR-1: at least 210 TS packets lost between MCR-1 and MCR-2"
         );
     }
@@ -349,7 +285,7 @@ mod tests {
         let p = &stream_paths(&r)[0];
         assert_eq!(p.first_loss(), None);
         assert_eq!(
-            p.localization(),
+            crate::render::sentences::localization(p),
             "no sequence gaps at MCR-1 or MCR-2: nothing was lost that the stream's sequence numbers can show"
         );
         let r = chain(vec![
@@ -359,9 +295,9 @@ mod tests {
         let p = &stream_paths(&r)[0];
         assert_eq!(p.first_loss(), Some(0));
         assert_eq!(p.points[1].new_loss, 0, "nothing more after MCR-1");
-        assert!(p
-            .localization()
-            .starts_with("sequence gaps already at MCR-1"));
+        assert!(
+            crate::render::sentences::localization(p).starts_with("sequence gaps already at MCR-1")
+        );
     }
 
     #[test]
@@ -460,7 +396,7 @@ mod tests {
         let r = chain(vec![foreign.clone(), foreign]);
         let p = &stream_paths(&r)[0];
         assert_eq!(
-            p.localization(),
+            crate::render::sentences::localization(p),
             "none of the datagrams MCR-1 and MCR-2 received was RTP: nothing to follow"
         );
     }

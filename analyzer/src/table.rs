@@ -1,20 +1,24 @@
-//! The long table of all runs: one row per (sample set, sample, metric), held in polars.
-//!
-//! Columns: `set` (0 = baseline, then each compared run or group of repeats), `sample` (index
-//! within the set), `run` (record name), `key` (metric key), `value` (f64), `origin`
-//! (`computed`, `reported` or `measured`). Reports read values back by set and metric, so the
-//! numbers a report prints are exactly the rows of this table.
+//! The values of all runs by sample set and metric: for each (set, metric key), every
+//! sample's value in sample order and whether it was only a printed figure. Sets are 0 = the
+//! baseline, then each compared run or group of repeats. Reports read values back by set and
+//! metric, so the numbers a report prints are exactly what this holds.
 
 use std::collections::BTreeMap;
-
-use polars::prelude::*;
 
 use crate::metrics::{self, Metric, Origin};
 use crate::record::RunRecord;
 
-/// The table and the metrics it holds, in report order.
+/// One sample's value of one metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    value: f64,
+    /// Only a printed figure (`Origin::Reported`), not computed from counters.
+    reported: bool,
+}
+
+/// The values and the metrics they are of, in report order.
 pub struct Table {
-    pub df: DataFrame,
+    values: BTreeMap<(usize, String), Vec<Sample>>,
     pub metrics: Vec<Metric>,
 }
 
@@ -45,66 +49,56 @@ fn neutral_hop_labels(sets: &[Vec<RunRecord>], metrics: &mut [Metric]) {
 impl Table {
     /// Builds the table from sample sets (each a list of records of one configuration); with
     /// `with_shares`, also each hop's share of the offered traffic ([`metrics::shares`]).
-    pub fn build(sets: &[Vec<RunRecord>], with_shares: bool) -> PolarsResult<Self> {
-        let (mut set, mut sample, mut run, mut key, mut value, mut origin) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+    pub fn build(sets: &[Vec<RunRecord>], with_shares: bool) -> Self {
+        let mut values: BTreeMap<(usize, String), Vec<Sample>> = BTreeMap::new();
         let mut seen: BTreeMap<String, Metric> = BTreeMap::new();
         for (si, records) in sets.iter().enumerate() {
-            for (ri, rec) in records.iter().enumerate() {
-                let mut values = metrics::metrics(rec);
+            for rec in records {
+                let mut computed = metrics::metrics(rec);
                 if with_shares {
-                    values.extend(metrics::shares(rec));
+                    computed.extend(metrics::shares(rec));
                 }
-                for v in values {
-                    set.push(si as u32);
-                    sample.push(ri as u32);
-                    run.push(rec.name.clone());
-                    key.push(v.metric.key.clone());
-                    value.push(v.value);
-                    origin.push(match v.origin {
-                        Origin::Computed { .. } => "computed",
-                        Origin::Reported => "reported",
-                        Origin::Measured => "measured",
-                    });
+                for v in computed {
+                    values
+                        .entry((si, v.metric.key.clone()))
+                        .or_default()
+                        .push(Sample {
+                            value: v.value,
+                            reported: matches!(v.origin, Origin::Reported),
+                        });
                     seen.entry(v.metric.key.clone()).or_insert(v.metric);
                 }
             }
         }
-        let df = DataFrame::new_infer_height(vec![
-            Column::new("set".into(), set),
-            Column::new("sample".into(), sample),
-            Column::new("run".into(), run),
-            Column::new("key".into(), key),
-            Column::new("value".into(), value),
-            Column::new("origin".into(), origin),
-        ])?;
         let mut metrics: Vec<Metric> = seen.into_values().collect();
         neutral_hop_labels(sets, &mut metrics);
         metrics.sort_by(|a, b| metrics::rank(&a.key).total_cmp(&metrics::rank(&b.key)));
-        Ok(Table { df, metrics })
+        Table { values, metrics }
     }
 
-    fn rows(&self, set: usize, key: &str) -> PolarsResult<DataFrame> {
-        let mask = self.df.column("set")?.u32()?.equal(set as u32)
-            & self.df.column("key")?.str()?.equal(key);
-        self.df.filter(&mask)
+    fn samples(&self, set: usize, key: &str) -> &[Sample] {
+        self.values
+            .get(&(set, key.to_string()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Every sample's value of `key` in `set` (empty when the set has no such metric).
-    pub fn values(&self, set: usize, key: &str) -> PolarsResult<Vec<f64>> {
-        let rows = self.rows(set, key)?;
-        Ok(rows.column("value")?.f64()?.into_no_null_iter().collect())
+    pub fn values(&self, set: usize, key: &str) -> Vec<f64> {
+        self.samples(set, key).iter().map(|s| s.value).collect()
     }
 
     /// True when any sample of `set` had `key` only as a printed figure.
-    pub fn any_reported(&self, set: usize, key: &str) -> PolarsResult<bool> {
-        let rows = self.rows(set, key)?;
-        let reported = rows
-            .column("origin")?
-            .str()?
-            .iter()
-            .any(|o| o == Some("reported"));
-        Ok(reported)
+    pub fn any_reported(&self, set: usize, key: &str) -> bool {
+        self.samples(set, key).iter().any(|s| s.reported)
+    }
+
+    /// Values held, over all sets, metrics and samples.
+    pub fn len(&self) -> usize {
+        self.values.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -137,14 +131,13 @@ mod tests {
         let t = Table::build(
             &[vec![rec("a", 10), rec("a", 12)], vec![rec("b", 20)]],
             false,
-        )
-        .unwrap();
-        assert_eq!(t.df.height(), 6);
-        assert_eq!(t.values(0, "hop1.rx_pps").unwrap(), vec![10.0, 12.0]);
-        assert_eq!(t.values(1, "hop1.rx_pps").unwrap(), vec![20.0]);
-        assert!(t.values(1, "hop2.rx_pps").unwrap().is_empty());
+        );
+        assert_eq!(t.len(), 6);
+        assert_eq!(t.values(0, "hop1.rx_pps"), vec![10.0, 12.0]);
+        assert_eq!(t.values(1, "hop1.rx_pps"), vec![20.0]);
+        assert!(t.values(1, "hop2.rx_pps").is_empty());
         assert_eq!(t.metrics[0].key, "generator.pps");
-        assert!(!t.any_reported(0, "hop1.rx_pps").unwrap());
+        assert!(!t.any_reported(0, "hop1.rx_pps"));
         assert_eq!(
             t.metrics
                 .iter()
@@ -161,7 +154,7 @@ mod tests {
         let mut kernel = rec("k", 20);
         kernel.hops[0].name = "KERNEL-1".into();
         kernel.hops[0].relay = Some("smcroute".into());
-        let t = Table::build(&[vec![rec("a", 10)], vec![kernel]], false).unwrap();
+        let t = Table::build(&[vec![rec("a", 10)], vec![kernel]], false);
         let label = |k: &str| t.metrics.iter().find(|m| m.key == k).unwrap().label.clone();
         assert_eq!(label("hop1.rx_pps"), "hop 1 Ingress");
         assert_eq!(label("generator.pps"), "Traffic Generator");

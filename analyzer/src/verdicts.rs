@@ -244,7 +244,9 @@ impl ComparisonRecord {
                             smallest_p,
                             min_effect,
                             not_comparable: match j.decision {
-                                Decision::NotComparable(c) => Some(c.excludes_why()),
+                                Decision::NotComparable(c) => {
+                                    Some(crate::render::sentences::excludes_why(c))
+                                }
                                 _ => None,
                             },
                             caveat: compare::caveat(cmp, r, i).map(str::to_string),
@@ -255,15 +257,15 @@ impl ComparisonRecord {
                     base: p.base,
                     run: p.run,
                     regressed: judgements.iter().any(|j| j.verdict == "regressed"),
-                    key_result: cmp.key_results[i].clone(),
+                    key_result: crate::render::sentences::key_result(cmp, i),
                     conditions: p
                         .conditions
                         .mismatches
                         .iter()
                         .map(|m| ConditionInfo {
                             condition: m.condition.name().into(),
-                            baseline: m.baseline.clone(),
-                            run: m.run.clone(),
+                            baseline: crate::render::sentences::condition_value(&m.baseline),
+                            run: crate::render::sentences::condition_value(&m.run),
                             excluded_metrics: p.excluded.contains(&m.condition),
                         })
                         .collect(),

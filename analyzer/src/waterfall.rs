@@ -148,43 +148,6 @@ pub struct Waterfall {
     pub streams: Vec<StreamPath>,
 }
 
-impl Waterfall {
-    /// Each place where the record's counts contradict each other, as a sentence:
-    /// `MCR-1 received 1,900,000, more than the 10,000 generator sent`.
-    pub fn inconsistencies(&self) -> Vec<String> {
-        use crate::render::fmt::count;
-        let mut out: Vec<String> = self
-            .hops
-            .iter()
-            .filter(|h| h.inconsistent())
-            .map(|h| {
-                format!(
-                    "{} received {}, more than the {} {} sent{}",
-                    h.hop,
-                    h.received.map_or("?".into(), count),
-                    h.offered.map_or("?".into(), count),
-                    h.upstream,
-                    if h.kernel_drops.is_some_and(|k| k > 0) || h.link_drops.is_some_and(|l| l > 0)
-                    {
-                        " less the drops before it"
-                    } else {
-                        ""
-                    }
-                )
-            })
-            .collect();
-        if let Some(d) = self.delivery.as_ref().filter(|d| d.inconsistent()) {
-            out.push(format!(
-                "the receiver got {}, more than the {} {} sent",
-                d.received.map_or("?".into(), count),
-                d.offered.map_or("?".into(), count),
-                d.upstream
-            ));
-        }
-        out
-    }
-}
-
 fn diff(a: Option<u64>, b: Option<u64>) -> Option<i64> {
     Some(a? as i64 - b? as i64)
 }

@@ -521,6 +521,118 @@ fn trend_flags_a_regressed_newest_run() {
     analyzer().arg("trend").args(&files[..6]).assert().code(0);
 }
 
+/// `trend` over the Parquet history (`history append`'s parts) says what it says over the
+/// records the history was made of, one rate at a time.
+#[test]
+fn trend_reads_the_parquet_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let tx = [
+        900_000u64, 905_000, 898_000, 902_000, 899_000, 901_000, 700_000, 702_000, 698_000,
+    ];
+    let night = |i: usize, rate: u64, t: u64| {
+        format!(
+            r#"{{"schema":"mcr.analyzer.run","version":1,"name":"night-{i:02}","date":"2026-11-{:02}T0{}:00:00Z","duration_ns":1000000000,
+            "configuration":{{"generator":{{"target_pps":{rate}}}}},
+            "hops":[{{"name":"MCR-1","relay":"mcr","counters":{{"rx":1000000,"tx_sent":{t}}}}}]}}"#,
+            i + 10,
+            if rate == 20_000 { 1 } else { 2 }
+        )
+    };
+    let (mut slow, mut fast) = (Vec::new(), Vec::new());
+    for (i, t) in tx.iter().enumerate() {
+        let a = write(dir.path(), &format!("a-{i:02}.json"), &night(i, 20_000, *t));
+        let b = write(
+            dir.path(),
+            &format!("b-{i:02}.json"),
+            &night(i, 150_000, 900_000),
+        );
+        // One part per three nights, both rates in each.
+        let ds = dir.path().join("dataset");
+        if i % 3 == 2 {
+            let mut night_files = slow[slow.len() - 2..].to_vec();
+            night_files.push(a.clone());
+            night_files.extend(fast[fast.len() - 2..].iter().cloned());
+            night_files.push(b.clone());
+            analyzer()
+                .args(["history", "append", "--to"])
+                .arg(&ds)
+                .args(&night_files)
+                .assert()
+                .success();
+        }
+        slow.push(a);
+        fast.push(b);
+    }
+    let ds = dir.path().join("dataset");
+    let from_records = analyzer()
+        .arg("trend")
+        .args(&slow)
+        .current_dir(dir.path())
+        .assert()
+        .code(1);
+    let from_history = analyzer()
+        .arg("trend")
+        .arg(&ds)
+        .args(["--rate", "20000"])
+        .current_dir(dir.path())
+        .assert()
+        .code(1);
+    let text =
+        |o: &assert_cmd::assert::Assert| String::from_utf8(o.get_output().stdout.clone()).unwrap();
+    assert_eq!(text(&from_history), text(&from_records));
+    // The other rate is flat; without a rate both are one series of 18 runs.
+    analyzer()
+        .arg("trend")
+        .arg(&ds)
+        .args(["--rate", "150000"])
+        .assert()
+        .code(0);
+    let all = analyzer().arg("trend").arg(&ds).assert();
+    assert!(text(&all).starts_with("# Trend: 18 runs"), "{}", text(&all));
+    // --rate is for a history.
+    analyzer()
+        .arg("trend")
+        .args(&slow)
+        .args(["--rate", "20000"])
+        .assert()
+        .code(2);
+}
+
+/// Run names are the user's: a `|` in one cannot split the change-point cell or the heading.
+#[test]
+fn trend_escapes_run_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let tx = [
+        900_000u64, 905_000, 898_000, 902_000, 899_000, 901_000, 700_000, 702_000, 698_000,
+    ];
+    let mut files = Vec::new();
+    for (i, t) in tx.iter().enumerate() {
+        files.push(write(
+            dir.path(),
+            &format!("night-{i:02}.json"),
+            &format!(
+                r#"{{"schema":"mcr.analyzer.run","version":1,"name":"night|{i:02}","date":"2026-11-{:02}","duration_ns":1000000000,
+                "hops":[{{"name":"MCR-1","counters":{{"rx":1000000,"tx_sent":{t}}}}}]}}"#,
+                i + 10
+            ),
+        ));
+    }
+    let out = analyzer().arg("trend").args(&files).assert().code(1);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| MCR-1 Egress"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("night\\|06 (2026-11-16) ("), "{row}");
+    // Bars that end a cell: not escaped.
+    let bars = row
+        .char_indices()
+        .filter(|&(i, c)| c == '|' && (i == 0 || &row[i - 1..i] != "\\"))
+        .count();
+    assert_eq!(bars, 7, "six cells: {row}");
+    assert!(text.contains("1. night\\|00 (2026-11-10) `"), "{text}");
+}
+
 /// A full pipeline of text and CSV inputs through `ingest` and `compare`: receiver, latency,
 /// host CPU, perf counters with "unavailable", kernel drops and a configuration change.
 #[test]

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Counter snapshots for pipeline_veth.sh: per namespace (veth statistics, UDP and IPv4 MIBs,
-# multicast routing VIFs), host-wide (/proc/stat, softnet drops) and per process (/proc/PID/stat), and the
-# host-CPU attribution computed from two snapshots. Every snapshot is a file; nothing here keeps
-# state in variables.
+# multicast routing VIFs), host-wide (/proc/stat, softnet drops) and per process (/proc/PID/stat).
+# Every snapshot is a file; nothing here keeps state in variables. What is made of them
+# (conservation, kernel deltas, host CPU) is `analyzer pipeline`, which reads them through its
+# types (analyzer/src/pipeline/).
 
 # pl_snap_ns NS FILE: one JSON object {links: {IF: {rx_packets, rx_dropped, ...}}, udp: {...},
 # ip: {...}, mr_vif: {IF: {...}}}. ip is the IPv4 MIB (InReceives, ForwDatagrams, OutDiscards...):
@@ -56,84 +57,8 @@ pl_snap_host() {
   } >"$1"
 }
 
-# How pl_host_cpu measures, as the run record's host_cpu.method says it.
-PL_HOST_CPU_METHOD='host busy (wall x CPUs - idle - iowait - steal, /proc/stat) minus other processes (/proc/PID/stat); scripts/README.md'
-
-# pl_host_cpu BEFORE AFTER ROOT_PID OUT_JSON: the host CPU the run caused, in ns, as JSON
-# (mcr.pipeline.host_cpu v1, read by analyzer ingest --host).
-#   run = host busy - others
-#   host busy = delta(wall) x CPUs - delta(idle + iowait + steal)
-# Busy time is what the CPUs were not idle. The idle and iowait columns of /proc/stat are exact
-# (NO_HZ idle accounting), but user/system/softirq are sampled at the tick: a workload that
-# sleeps and wakes many times per tick (a paced sender, a relay woken per packet) is mostly
-# missed by them (a 15 s run here: 0.39 s by the ticks, 9.9 s by the idle time), so they are
-# reported but not used.
-#   others = for every process alive at the end that is neither in ROOT_PID's process tree
-#            nor a ksoftirqd/N thread: delta(utime+stime+cutime+cstime) if it was alive at the
-#            start (same start time), else all of it (it started inside the window);
-#            less, for every such process that was alive at the start and exited inside the
-#            window, what it had used by the start (its reaper's cutime/cstime rise holds its
-#            whole life, of which only the part inside the window is the others' load).
-# ksoftirqd threads are not subtracted: on veth the receiving side's packet processing is
-# softirq work, and when it is deferred it runs there. Their time is reported on its own.
-pl_host_cpu() {
-  local before=$1 after=$2 root=$3 out=$4 hz
-  hz=$(getconf CLK_TCK)
-  awk -v root="$root" -v hz="$hz" -v method="$PL_HOST_CPU_METHOD" '
-    # in_root_tree(Q): whether Q or an ancestor of it, alive at the end, is ROOT_PID.
-    function in_root_tree(q) {
-      for (; q > 1; q = ppid[q]) { if (q == root) return 1; if (!(q in ppid)) return 0 }
-      return 0
-    }
-    FNR == 1 { file++ }
-    $1 == "stat" { for (i = 2; i <= 9; i++) st[file, i] = $i; next }
-    $1 == "uptime" { up[file] = $2; next }
-    $1 == "ncpu" { ncpu = $2; next }
-    $1 == "softnet_dropped" { sn[file] = $2; next }
-    $1 == "proc" {
-      key = $2 ":" $4
-      cpu = $5 + $6 + $7 + $8
-      if (file == 1) { b[key] = cpu; bpid[key] = $2; bppid[$2] = $3; bkey[$2] = key; next }
-      a[key] = cpu; pid[key] = $2; ppid[$2] = $3; comm[key] = $9; keys[++n] = key
-    }
-    END {
-      ticks_busy = 0
-      for (i = 2; i <= 9; i++) if (i != 5 && i != 6 && i != 9) ticks_busy += st[2, i] - st[1, i]
-      wall = up[2] - up[1]
-      busy = wall * hz * ncpu - ((st[2, 5] - st[1, 5]) + (st[2, 6] - st[1, 6]) + (st[2, 9] - st[1, 9]))
-      if (busy < 0) busy = 0
-      softirq = st[2, 8] - st[1, 8]; irq = st[2, 7] - st[1, 7]
-      user = (st[2, 2] - st[1, 2]) + (st[2, 3] - st[1, 3]); sy = st[2, 4] - st[1, 4]
-      for (k = 1; k <= n; k++) {
-        key = keys[k]; p = pid[key]
-        d = (key in b) ? a[key] - b[key] : a[key]
-        if (d < 0) d = 0
-        if (in_root_tree(p)) ours += d
-        else if (comm[key] ~ /^ksoftirqd\//) ksoft += d
-        else { others += d; if (d > 0) top = top sprintf("%s{\"pid\":%s,\"comm\":\"%s\",\"ticks\":%d}", (nt++ ? "," : ""), p, comm[key], d) }
-      }
-      # exited inside the window: walk up to the nearest ancestor still alive at the end
-      for (key in b) {
-        if (key in a) continue
-        q = bppid[bpid[key]]
-        while (q > 1) {
-          if (q in ppid) break
-          if (!(q in bppid)) break
-          q = bppid[q]
-        }
-        if (!in_root_tree(q)) { others -= b[key]; exited += b[key] }
-      }
-      # Process ticks are sampled; subtracting what exited processes had used by the start can
-      # overshoot, and a negative load of others is no load.
-      if (others < 0) others = 0
-      run = busy - others; if (run < 0) run = 0
-      t = 1e9 / hz
-      printf "{\"schema\":\"mcr.pipeline.host_cpu\",\"version\":1,\"method\":\"%s\",", method
-      printf "\"clk_tck\":%d,\"cpus\":%d,\"window_ns\":%.0f,\"host_busy_ns\":%.0f,\"host_busy_ticks_ns\":%.0f,\"host_user_ns\":%.0f,\"host_system_ns\":%.0f,\"host_irq_ns\":%.0f,\"host_softirq_ns\":%.0f,", hz, ncpu, wall * 1e9, busy * t, ticks_busy * t, user * t, sy * t, irq * t, softirq * t
-      printf "\"exited_before_window_ns\":%.0f,\"other_processes_ns\":%.0f,\"our_processes_ns\":%.0f,\"ksoftirqd_ns\":%.0f,\"run_ns\":%.0f,", exited * t, others * t, ours * t, ksoft * t, run * t
-      printf "\"softnet_dropped_host\":%d,\"other_processes\":[%s]}\n", sn[2] - sn[1], top
-    }' "$before" "$after" >"$out"
-}
+# The host CPU the run caused, from two of these snapshots, is `analyzer pipeline host-cpu`
+# (analyzer/src/pipeline/host_cpu.rs says how it is attributed; scripts/README.md why).
 
 # pl_proc_ticks PID: "UTIME STIME" of a live process, in USER_HZ ticks.
 pl_proc_ticks() {

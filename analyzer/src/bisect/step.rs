@@ -101,7 +101,7 @@ struct Samples {
 fn samples(table: &Table, metric: &Metric) -> Result<Samples> {
     let mut values: [Vec<f64>; 3] = Default::default();
     for (set, v) in values.iter_mut().enumerate() {
-        *v = table.values(set, &metric.key)?;
+        *v = table.values(set, &metric.key);
         if v.is_empty() {
             let which = ["good", "bad", "candidate"][set];
             return Err(Error::Usage(format!(
@@ -123,8 +123,8 @@ fn samples(table: &Table, metric: &Metric) -> Result<Samples> {
 pub fn default_metric(table: &Table, s: &Settings) -> Result<Option<Metric>> {
     let mut best: Option<(u8, f64, Metric)> = None;
     for m in &table.metrics {
-        let (g, b) = (table.values(0, &m.key)?, table.values(1, &m.key)?);
-        if g.is_empty() || b.is_empty() || table.values(2, &m.key)?.is_empty() {
+        let (g, b) = (table.values(0, &m.key), table.values(1, &m.key));
+        if g.is_empty() || b.is_empty() || table.values(2, &m.key).is_empty() {
             continue;
         }
         let j = compare::judge(m, &g, &b, s);
@@ -160,7 +160,7 @@ pub fn step(
         }
     }
     let sets = [good.to_vec(), bad.to_vec(), candidate.to_vec()];
-    let table = Table::build(&sets, false)?;
+    let table = Table::build(&sets, false);
     let m = match metric {
         Some(key) => table
             .metrics

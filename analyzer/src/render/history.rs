@@ -4,12 +4,8 @@
 use std::fmt::Write;
 
 use super::fmt::{pps, value};
+use super::markdown::escape_cell as cell;
 use crate::history::{Query, Slice};
-
-/// Escapes a Markdown table cell: a `|` would end the cell.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|")
-}
 
 fn describe(q: &Query) -> String {
     let mut parts = Vec::new();

@@ -5,5 +5,7 @@ pub mod bisect;
 pub mod fmt;
 pub mod history;
 pub mod markdown;
+pub mod pipeline;
 pub mod png;
+pub mod sentences;
 pub mod stream_loss;

@@ -80,7 +80,7 @@ fn sentences(o: &mut String, p: &StreamPath) {
     let _ = writeln!(
         o,
         "- **{}.**{}",
-        capitalized(&p.localization()),
+        capitalized(&super::sentences::localization(p)),
         first_cause.unwrap_or_default()
     );
     let first = p.first_loss().unwrap_or(p.points.len());
@@ -99,7 +99,7 @@ fn sentences(o: &mut String, p: &StreamPath) {
             let _ = writeln!(
                 o,
                 "- Then {} more between {} and {}.{}",
-                p.amount(pt.new_loss as u64),
+                super::sentences::amount(p, pt.new_loss as u64),
                 up.name(),
                 pt.name(),
                 cause(p, k)

@@ -106,31 +106,50 @@ pub struct Collector {
 impl Collector {
     /// Adds the next (newer) run.
     pub fn push(&mut self, path: String, rec: &RunRecord) {
+        let hops: Vec<(String, Option<String>)> = rec
+            .hops
+            .iter()
+            .map(|h| (h.name.clone(), h.relay.clone()))
+            .collect();
+        let values = metrics::metrics(rec)
+            .into_iter()
+            .map(|v| (v.metric, v.value));
+        self.push_values(path, crate::compare::label(rec), &hops, values);
+    }
+
+    /// Adds the next (newer) run from its metric values: `label` as the report shows it, the
+    /// name and implementation of its hop at each position, and each metric's value (as a
+    /// history's rows hold them).
+    pub fn push_values(
+        &mut self,
+        path: String,
+        label: String,
+        hops: &[(String, Option<String>)],
+        values: impl IntoIterator<Item = (Metric, f64)>,
+    ) {
         let i = self.runs.len();
-        for (p, h) in rec.hops.iter().enumerate() {
+        for (p, h) in hops.iter().enumerate() {
             match self.hops.get(p) {
-                Some((name, relay)) => {
-                    self.hops_differ |= *name != h.name || *relay != h.relay;
-                }
-                None => self.hops.push((h.name.clone(), h.relay.clone())),
+                Some(first) => self.hops_differ |= first != h,
+                None => self.hops.push(h.clone()),
             }
         }
-        for v in metrics::metrics(rec) {
-            let g = self.metrics.entry(v.metric.key.clone()).or_insert_with(|| {
-                let hop_name = hop_position(&v.metric.key)
-                    .and_then(|p| rec.hops.get(p))
-                    .map(|h| h.name.clone());
+        for (metric, value) in values {
+            let g = self.metrics.entry(metric.key.clone()).or_insert_with(|| {
+                let hop_name = hop_position(&metric.key)
+                    .and_then(|p| hops.get(p))
+                    .map(|h| h.0.clone());
                 Gathered {
-                    metric: v.metric.clone(),
+                    metric,
                     hop_name,
                     values: Vec::new(),
                     run_index: Vec::new(),
                 }
             });
-            g.values.push(v.value);
+            g.values.push(value);
             g.run_index.push(i);
         }
-        self.runs.push(crate::compare::label(rec));
+        self.runs.push(label);
         self.paths.push(path);
     }
 

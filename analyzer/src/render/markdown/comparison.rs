@@ -7,11 +7,12 @@ use std::fmt::Write;
 use super::waterfall::waterfall;
 use super::{escape_cell, mark, table_head, verdict_text, Chart};
 use crate::compare::{
-    caveat, not_judged, survivors_loss, Comparison, Decision, Row, Verdict, SURVIVORS_LOSS_PCT,
+    caveat, survivors_loss, Comparison, Decision, Row, Verdict, SURVIVORS_LOSS_PCT,
 };
 use crate::metrics::{self, Denominator, Origin};
 use crate::record::{HostCpu, Measured, ProcessCpu, Source};
 use crate::render::fmt::{change, count, seconds, value};
+use crate::render::sentences::{key_result, not_judged};
 
 /// The comparison report.
 pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
@@ -101,7 +102,7 @@ pub fn comparison(cmp: &Comparison, charts: &[Chart]) -> String {
     } else {
         let _ = writeln!(o, "**Status:** {status}. {}\n", caveats.join(" "));
     }
-    for k in &cmp.key_results {
+    for k in (0..cmp.pairs.len()).map(|i| key_result(cmp, i)) {
         let _ = writeln!(o, "**Key result:** {k}\n");
     }
     conditions(&mut o, cmp);
@@ -426,11 +427,11 @@ fn conditions(o: &mut String, cmp: &Comparison) {
             .iter()
             .map(|m| {
                 let effect = if p.excluded.contains(&m.condition) {
-                    m.condition.excludes().to_string()
+                    crate::render::sentences::excludes(m.condition).to_string()
                 } else {
                     "no metric measured in both depends on it".to_string()
                 };
-                format!("{} ({effect})", m.describe())
+                format!("{} ({effect})", crate::render::sentences::mismatch(m))
             })
             .collect();
         let _ = writeln!(

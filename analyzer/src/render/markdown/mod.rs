@@ -12,6 +12,7 @@ use std::fmt::Write;
 use crate::compare::{Decision, Verdict};
 
 mod comparison;
+pub mod medians;
 mod trend;
 mod waterfall;
 
@@ -88,7 +89,9 @@ pub(super) fn decision_text(d: &Decision) -> String {
             if *pp { " pp" } else { "%" }
         ),
         Decision::None => "not judged".into(),
-        Decision::NotComparable(c) => format!("not judged: {}", c.excludes_why()),
+        Decision::NotComparable(c) => {
+            format!("not judged: {}", crate::render::sentences::excludes_why(*c))
+        }
     }
 }
 

@@ -13,8 +13,8 @@ pub fn trend(t: &TrendReport, charts: &[Chart]) -> String {
         o,
         "# Trend: {} runs, {} → {}\n",
         t.runs.len(),
-        t.runs.first().map_or("", String::as_str),
-        t.runs.last().map_or("", String::as_str)
+        escape_cell(t.runs.first().map_or("", String::as_str)),
+        escape_cell(t.runs.last().map_or("", String::as_str))
     );
     let regressed: Vec<&str> = t
         .series
@@ -48,7 +48,7 @@ pub fn trend(t: &TrendReport, charts: &[Chart]) -> String {
             .map(|seg| {
                 format!(
                     "{} ({} → {})",
-                    t.runs[s.run_index[seg.start]],
+                    escape_cell(&t.runs[s.run_index[seg.start]]),
                     value(s.metric.unit, seg.prev_mean.unwrap_or(f64::NAN)),
                     value(s.metric.unit, seg.mean)
                 )
@@ -91,7 +91,7 @@ pub fn trend(t: &TrendReport, charts: &[Chart]) -> String {
     }
     let _ = writeln!(o, "## Runs\n");
     for (i, r) in t.runs.iter().enumerate() {
-        let _ = writeln!(o, "{}. {} `{}`", i + 1, r, t.paths[i]);
+        let _ = writeln!(o, "{}. {} `{}`", i + 1, escape_cell(r), t.paths[i]);
     }
     o
 }

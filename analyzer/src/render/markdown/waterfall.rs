@@ -108,7 +108,7 @@ pub(super) fn waterfall(o: &mut String, w: &Waterfall) {
             );
         }
     }
-    for i in w.inconsistencies() {
+    for i in crate::render::sentences::inconsistencies(w) {
         let _ = writeln!(
             o,
             "- **The record is inconsistent:** {i}. The counters cannot come from one run over one window (a stale or foreign counter, or traffic that was not the generator's), so no loss is computed from them."
