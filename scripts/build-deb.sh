@@ -31,7 +31,13 @@ cargo build --release --locked --workspace --bins
 docs="$target/release/mcr-docs"
 rm -rf "$docs"
 echo "build-deb: man pages and completions" >&2
-cargo run --release --locked -q -p analyzer --example mcr-docs -- "$docs" >&2
+# Each binary writes its own (crate mcr-docs: `BIN --generate man|bash|zsh|fish DIR`).
+for bin in mcrd mcrctl trafficgen analyzer; do
+  "$target/release/$bin" --generate man "$docs/man" >/dev/null
+  for shell in bash zsh fish; do
+    "$target/release/$bin" --generate "$shell" "$docs/completions/$shell" >/dev/null
+  done
+done
 cp relay/packaging/relay.toml.5 "$docs/man/"
 gzip -9n "$docs"/man/*
 

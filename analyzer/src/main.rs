@@ -28,6 +28,9 @@ const EXIT_UNDECIDED: u8 = 3;
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    if let Some(code) = mcr_docs::generate_if_asked(analyzer::cli::command, "1") {
+        return ExitCode::from(code as u8);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

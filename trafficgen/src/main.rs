@@ -22,6 +22,9 @@ use trafficgen::sweep::{self, SweepOptions};
 use trafficgen::{summary, sys};
 
 fn main() -> ExitCode {
+    if let Some(code) = mcr_docs::generate_if_asked(trafficgen::cli::command, "1") {
+        return ExitCode::from(code as u8);
+    }
     let cli = match Cli::try_parse_from(with_default_subcommand(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {

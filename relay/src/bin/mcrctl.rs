@@ -21,6 +21,9 @@ use relay::rules::{RuleSet, RuleTable};
 use relay::stats::{prometheus, render};
 
 fn main() -> ExitCode {
+    if let Some(code) = mcr_docs::generate_if_asked(relay::cli::mcrctl::command, "1") {
+        return ExitCode::from(code as u8);
+    }
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,

@@ -16,6 +16,9 @@ use relay::daemon::{self, Options};
 use relay::{config, logging};
 
 fn main() -> ExitCode {
+    if let Some(code) = mcr_docs::generate_if_asked(relay::cli::mcrd::command, "8") {
+        return ExitCode::from(code as u8);
+    }
     let args = Args::parse();
     // Under systemd, stderr is the journal: priority prefixes, no timestamps, no colours.
     let journal = logging::stderr_is_journal();
