@@ -53,6 +53,9 @@ cleanup() {
 }
 trap cleanup EXIT
 in_ns() { ip netns exec "$ns" "$@"; }
+# Background processes are started with `ip netns exec` itself (which execs the program), not
+# through the function: `$!` of a backgrounded function is a subshell, and killing it would
+# leave the program running.
 
 ip netns add "$ns"
 in_ns ip link set lo up
@@ -73,7 +76,7 @@ group = "239.9.9.9"
 port = 5000
 outputs = [{ dest = "239.9.9.10", port = 5001, interface = "lo" }]
 EOF
-in_ns "$bin/mcrd" --config "$work/relay.toml" 2>"$work/mcrd.log" &
+ip netns exec "$ns" "$bin/mcrd" --config "$work/relay.toml" >"$work/mcrd.out" 2>"$work/mcrd.log" &
 pids+=($!)
 for _ in $(seq 100); do
   in_ns curl -sf -o /dev/null http://127.0.0.1:19108/metrics && break
@@ -86,7 +89,7 @@ in_ns curl -sf -o /dev/null http://127.0.0.1:19108/metrics || {
 }
 
 # The clients a scrape must not wait behind, held for the whole run (bounded by its length).
-in_ns python3 - "$idle" "$((seconds + 15))" <<'EOF' &
+ip netns exec "$ns" python3 - "$idle" "$((seconds + 15))" <<'EOF' &
 # Idle clients send nothing, slow ones a byte every 0.5 s; each is opened again as soon as
 # the server closes it (its header deadline), so the pressure lasts the whole run.
 import select, socket, sys, time
@@ -116,7 +119,7 @@ while time.monotonic() < end:
     time.sleep(0.5)
 EOF
 pids+=($!)
-in_ns "$bin/trafficgen" send --dst 239.9.9.9:5000 --iface lo --pps 1000 \
+ip netns exec "$ns" "$bin/trafficgen" send --dst 239.9.9.9:5000 --iface lo --pps 1000 \
   --duration "$((seconds + 10))s" >/dev/null 2>&1 &
 pids+=($!)
 
@@ -129,7 +132,7 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:19108"]
 EOF
-in_ns prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+ip netns exec "$ns" prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
   --web.listen-address=127.0.0.1:19090 >"$work/prometheus.log" 2>&1 &
 pids+=($!)
 echo "check-prometheus: scraping for ${seconds}s beside $idle idle and $idle slow connections" >&2

@@ -99,6 +99,16 @@ impl Action {
             (Some(Reply::Done { message }), None) => (true, message.clone()),
             _ => (response.ok, String::new()),
         };
+        // A reply about an invalid name quotes it: the client may see its own bytes, the log
+        // does not copy them (see `LoggedName`).
+        let outcome = match self {
+            Action::RulesAdd { name } | Action::RulesRemove { name }
+                if !applied && crate::config::validate_rule_name(name).is_err() =>
+            {
+                "the rule name is invalid (the reply said why)".to_string()
+            }
+            _ => outcome,
+        };
         Entry {
             action: self.to_string(),
             origin,
@@ -108,11 +118,26 @@ impl Action {
     }
 }
 
+/// A rule name as the log shows it: a name the daemon would refuse (control characters, a
+/// terminal escape, kilobytes of text) is a client's bytes, not ours to copy into the log,
+/// which says only that it was invalid and how long.
+struct LoggedName<'a>(&'a str);
+
+impl fmt::Display for LoggedName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if crate::config::validate_rule_name(self.0).is_ok() {
+            write!(f, "`{}`", self.0)
+        } else {
+            write!(f, "(an invalid name of {} bytes)", self.0.len())
+        }
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::RulesAdd { name } => write!(f, "rules add `{}`", name.escape_debug()),
-            Action::RulesRemove { name } => write!(f, "rules remove `{}`", name.escape_debug()),
+            Action::RulesAdd { name } => write!(f, "rules add {}", LoggedName(name)),
+            Action::RulesRemove { name } => write!(f, "rules remove {}", LoggedName(name)),
             Action::ConfigReload => f.write_str("config reload"),
             Action::LogLevel { level } => write!(f, "log-level `{}`", level.escape_debug()),
         }
@@ -224,11 +249,21 @@ mod tests {
     }
 
     #[test]
-    fn names_with_control_characters_are_escaped_in_the_line() {
+    fn an_invalid_name_is_not_copied_into_the_log() {
         let action = Action::RulesAdd {
-            name: "a\nb".into(),
+            name: "evil\n\u{1b}[31mINJECTED".into(),
         };
-        assert_eq!(action.to_string(), "rules add `a\\nb`");
+        assert_eq!(
+            action.to_string(),
+            "rules add (an invalid name of 18 bytes)"
+        );
+        let refused = Response::error(ErrorKind::Rejected, "rule `evil\\n...INJECTED`: name: ...");
+        let entry = action.entry(peer(), &refused);
+        assert!(!entry.outcome.contains("INJECTED"), "{}", entry.outcome);
+        let action = Action::RulesRemove {
+            name: "cam-7.a_b:c".into(),
+        };
+        assert_eq!(action.to_string(), "rules remove `cam-7.a_b:c`");
     }
 
     #[test]
