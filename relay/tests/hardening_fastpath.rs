@@ -25,6 +25,7 @@ on_each_hook!(
     fast_path_cost_per_packet,
     a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow,
     an_input_recreated_under_the_same_index_is_followed_on_the_fast_path,
+    a_flow_switching_paths_under_traffic_is_counted_once,
 );
 
 /// Starts mcrd, or the binary `MCR_MEASURE_MCRD` names (to measure an older build).
@@ -626,13 +627,26 @@ fn an_input_recreated_under_the_same_index_is_followed_in_userspace() {
 ///
 /// Before the handover by receive timestamp (`fastpath/switch.rs`), both paths forwarded the
 /// flow while the workers adopted a table: 20,078 received and counted for 20,000 sent.
-#[test]
-fn a_flow_switching_paths_under_traffic_is_counted_once() {
+fn a_flow_switching_paths_under_traffic_is_counted_once(mode: Attach) {
     if !e2e_allowed("a_flow_switching_paths_under_traffic_is_counted_once") {
         return;
     }
+    switch_paths_under_traffic(&required(mode), 1);
+}
+
+/// The same with two workers: the packet fan-out splits the flow's frames between them (a
+/// flow hashes to one of them, the switch's handover is in both tables).
+#[test]
+fn a_flow_switching_paths_under_traffic_with_two_workers_is_counted_once() {
+    if !e2e_allowed("a_flow_switching_paths_under_traffic_with_two_workers_is_counted_once") {
+        return;
+    }
+    switch_paths_under_traffic(REQUIRED, 2);
+}
+
+fn switch_paths_under_traffic(fast_path: &str, workers: u32) {
     let c = chain(1, false);
-    let base = relay_config(1, REQUIRED, &chain_rule());
+    let base = relay_config(workers, fast_path, &chain_rule());
     let blocker = format!(
         "{base}\n[[rule]]\nname = \"blocker\"\ninput = \"in0\"\ngroup = \"{GROUP}\"\nport = {PORT}\n\
          source = \"10.99.99.99\"\nmonitor = \"mpegts\"\n\
