@@ -653,8 +653,9 @@ fn switch_paths_under_traffic(fast_path: &str, workers: u32) {
          outputs = [{{ dest = \"{GROUP}\", port = 6000, interface = \"out0\", ttl = 8 }}]\n"
     );
     let relay = start(&c.relays[0], &base);
-    let control = std::fs::read_to_string(&relay.config).unwrap();
-    let control = control.split("\n\n").next().unwrap().to_string();
+    // The `[control]` section `start` appended, for each rewritten config.
+    let written = std::fs::read_to_string(&relay.config).unwrap();
+    let control = written[written.find("[control]").unwrap()..].to_string();
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let n = 20_000u64;
     let tx = sender(&c.src, SRC_ADDR);
@@ -664,7 +665,7 @@ fn switch_paths_under_traffic(fast_path: &str, workers: u32) {
         for i in 0..20 {
             std::thread::sleep(Duration::from_millis(150));
             let text = if i % 2 == 0 { &blocker } else { &base };
-            std::fs::write(&relay.config, format!("{control}\n\n{text}")).unwrap();
+            std::fs::write(&relay.config, format!("{text}\n\n{control}")).unwrap();
             let (code, out, err) = relay.mcrctl(&["config", "reload"]);
             assert_eq!(code, 0, "reload: {out}{err}");
         }
