@@ -409,7 +409,7 @@ impl FastPath {
     }
 
     /// Times the switches a plan started, once the workers run its table (`switch.rs`,
-    /// step 2).
+    /// step 2), and waits for their cutoffs to pass (at most [`switch::LEAD`]).
     fn time_switches(&self, state: &mut State, started: &[Flow]) {
         let State {
             switches,
@@ -433,6 +433,7 @@ impl FastPath {
         };
         let ahead =
             |now: u64| crate::rules::Handover::cutoff_of(now + switch::LEAD.as_nanos() as u64);
+        let mut latest = 0;
         for flow in started {
             let Some((sw, handover)) = switches.timing(flow) else {
                 continue;
@@ -475,6 +476,13 @@ impl FastPath {
                     sw.cutoff = Some(c);
                 }
             }
+            latest = latest.max(sw.cutoff.unwrap_or(0));
+        }
+        // Returns once the cutoffs have passed, so that a frame received after a reload's
+        // reply is forwarded by the rules the reply announced.
+        let wait = latest.saturating_sub(switch::now_ns());
+        if wait > 0 {
+            std::thread::sleep(Duration::from_nanos(wait).min(2 * switch::LEAD));
         }
     }
 
@@ -595,9 +603,17 @@ impl FastPath {
         self.maps().pass_counters()
     }
 
-    /// Counts of the rules removed or replaced since start.
+    /// Counts of the rules removed or replaced since start (with those whose entries a path
+    /// switch still keeps, `switch.rs`).
     pub fn retired(&self) -> counters::KernelTotals {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).retired
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut totals = state.retired;
+        for slot in state.switches.held_slots() {
+            if let Some(c) = self.rule_counters(slot) {
+                totals.add(&c, state.slots.outputs_of(slot).unwrap_or(MAX_OUTPUTS));
+            }
+        }
+        totals
     }
 
     /// Input interfaces the program is attached to.

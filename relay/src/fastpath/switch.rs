@@ -14,7 +14,7 @@
 //!    are written (to the kernel: forwarding only frames stamped at the end of time) or kept
 //!    (to userspace).
 //! 2. **Finish** (the workers run the table, so they capture the flow and see the handover):
-//!    `C` = now + [`LEAD`]. Giving frames to the kernel, its entries are written first, and
+//!    `C` = now + [`LEAD`] (and `finish` returns once `C` has passed). Giving frames to the kernel, its entries are written first, and
 //!    the workers' cutoff only once that was done before `C` (a frame stamped from `C` on then
 //!    reaches TC ingress after the entries changed, so no frame is refused by both: the
 //!    workers read frames later than the program does). Giving them to the workers, their
@@ -52,8 +52,10 @@ pub(super) fn flow_of(rule: &Rule) -> Flow {
 
 /// How far ahead of the clock a switch's cutoff is set: longer than writing the program's
 /// entries and the workers' cutoff takes (microseconds), with room for the control thread
-/// being preempted. A late write costs duplicates, not losses.
-pub(super) const LEAD: Duration = Duration::from_millis(20);
+/// being preempted. A late write costs duplicates, not losses. `FastPath::finish` waits for
+/// the cutoff to pass (a reload that moves a flow replies this much later), so that what is
+/// received after the reply is forwarded as the new rules say.
+pub(super) const LEAD: Duration = Duration::from_millis(10);
 
 /// How long after its cutoff a switch counts as settled: every frame stamped before the
 /// cutoff has passed TC ingress by then (the stamp and TC ingress are one softirq apart, or
@@ -241,6 +243,14 @@ impl Switches {
     /// Every switch in progress.
     pub(super) fn switches_mut(&mut self) -> impl Iterator<Item = &mut Switch> {
         self.flows.values_mut().filter_map(|st| st.switch.as_mut())
+    }
+
+    /// The counter slots the switches in progress hold for their kept entries.
+    pub(super) fn held_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.flows
+            .values()
+            .filter_map(|st| st.switch.as_ref())
+            .flat_map(|sw| sw.held_slots.iter().copied())
     }
 
     /// What the workers check the flow's frames against.
