@@ -290,6 +290,7 @@ impl FastPath {
         pending.freed_slots.extend(step.released_slots);
         pending.started = step.started;
         let switching = state.switches.any_switch();
+        let handovers = state.switches.any_handover();
         for sw in state
             .switches
             .switches_mut()
@@ -314,7 +315,11 @@ impl FastPath {
             }
             // A rule that failed to go to the kernel is the workers' alone.
             let kept = !(to_kernel.is_some() && rule.path != Path::Kernel);
-            rule.handover = state.switches.handover(&flow).filter(|_| kept).cloned();
+            rule.handover = handovers
+                .then(|| state.switches.handover(&flow))
+                .flatten()
+                .filter(|_| kept)
+                .cloned();
         }
         let mut capture_for_switch = std::collections::BTreeSet::new();
         if switching {

@@ -96,21 +96,25 @@ pub(super) struct Switch {
     pub(super) held_slots: Vec<u32>,
 }
 
+/// A flow's side as the last plan left it, and the cutoff of its last settled switch (0:
+/// none).
+#[derive(Clone, Copy)]
 struct FlowState {
     side: Side,
-    /// The cutoff of the last settled switch (0: none).
     last_cutoff: u64,
-    /// What the workers check the flow's frames against; kept after a switch to the kernel
-    /// settles (a frame a ring still holds from before the filter stopped capturing is
-    /// checked against it), dropped after one to userspace settles.
-    handover: Option<Arc<Handover>>,
-    switch: Option<Switch>,
 }
 
-/// The flows the plans put on a path, and their switches in progress.
+/// The flows the plans put on a path, and their switches in progress. The switches and
+/// handovers are kept apart from the flows, so that a plan with none in progress pays one
+/// emptiness test per rule, not a lookup.
 #[derive(Default)]
 pub(super) struct Switches {
     flows: HashMap<Flow, FlowState>,
+    switches: HashMap<Flow, Switch>,
+    /// What the workers check a flow's frames against: while it switches, and after a switch
+    /// to the kernel has settled (a frame a ring still holds from before the filter stopped
+    /// capturing the flow is checked against it); none after one to userspace settled.
+    handovers: HashMap<Flow, Arc<Handover>>,
 }
 
 /// What one plan changed.
@@ -126,10 +130,9 @@ pub(super) struct Step {
 impl Switches {
     /// When the switches `sides` reverses will have settled, if one has not yet.
     pub(super) fn unsettled_until(&self, sides: &HashMap<Flow, Side>) -> Option<u64> {
-        self.flows
+        self.switches
             .iter()
-            .filter_map(|(flow, st)| {
-                let sw = st.switch.as_ref()?;
+            .filter_map(|(flow, sw)| {
                 let reversed = sides.get(flow).is_some_and(|s| *s != sw.to);
                 sw.cutoff.filter(|_| reversed).map(|c| c + ns(SETTLE))
             })
@@ -147,78 +150,96 @@ impl Switches {
         now: u64,
     ) -> Step {
         let mut step = Step::default();
+        // Flows gone from the table (removed, or waiting).
+        let (switches, handovers) = (&mut self.switches, &mut self.handovers);
         self.flows.retain(|flow, st| {
-            let keep = sides.contains_key(flow);
-            if !keep {
-                if let Some(sw) = st.switch.take() {
-                    step.released_slots.extend(sw.held_slots);
-                }
+            if sides.contains_key(flow) {
+                return true;
+            }
+            if let Some(sw) = switches.remove(flow) {
+                step.released_slots.extend(sw.held_slots);
+            }
+            if let Some(h) = handovers.remove(flow) {
                 if st.side == Side::Userspace {
-                    // Leaving the table: what the workers still read of it, they forward.
-                    if let Some(h) = &st.handover {
-                        h.all_to_workers();
-                    }
+                    // What the workers still read of it, they forward.
+                    h.all_to_workers();
                 }
             }
-            keep
+            false
         });
-        for (&flow, &side) in sides {
-            let Some(st) = self.flows.get_mut(&flow) else {
-                self.flows.insert(
-                    flow,
-                    FlowState {
-                        side,
-                        last_cutoff: 0,
-                        handover: None,
-                        switch: None,
-                    },
-                );
-                continue;
-            };
-            if let Some(sw) = &st.switch {
-                match sw.cutoff {
-                    // Settled; or reversed before it settled, which the plan waited for, so
-                    // only a clock stepped back gets here: settled now (twice, not never).
-                    Some(c) if now >= c + ns(SETTLE) || side != sw.to => {
-                        st.settle(c, &mut step);
+        // Switches settled, or abandoned before they were timed.
+        let mut done = Vec::new();
+        for (flow, sw) in &self.switches {
+            let side = sides.get(flow).copied();
+            match sw.cutoff {
+                // Settled; or reversed before it settled, which the plan waited for, so only
+                // a clock stepped back gets here: settled now (twice, not never).
+                Some(c) if now >= c + ns(SETTLE) || side != Some(sw.to) => {
+                    done.push((*flow, Some(c)))
+                }
+                None if side != Some(sw.to) => done.push((*flow, None)),
+                _ => {}
+            }
+        }
+        for (flow, cutoff) in done {
+            let sw = self.switches.remove(&flow).expect("listed");
+            step.released_slots.extend(sw.held_slots);
+            let st = self
+                .flows
+                .get_mut(&flow)
+                .expect("a switch's flow is listed");
+            match cutoff {
+                Some(c) => {
+                    st.last_cutoff = c;
+                    if sw.to == Side::Userspace {
+                        // Before `finish` deletes the entries: the workers take everything.
+                        if let Some(h) = self.handovers.remove(&flow) {
+                            h.all_to_workers();
+                        }
                     }
-                    None if side != sw.to => {
-                        // Not timed: the old side still has every stamped frame.
-                        let sw = st.switch.take().expect("checked");
-                        st.side = match sw.to {
-                            Side::Kernel => Side::Userspace,
-                            Side::Userspace => Side::Kernel,
-                        };
-                        st.handover = None;
-                        step.released_slots.extend(sw.held_slots);
-                    }
-                    _ => {}
+                }
+                None => {
+                    // Not timed: the old side still has every stamped frame.
+                    st.side = match sw.to {
+                        Side::Kernel => Side::Userspace,
+                        Side::Userspace => Side::Kernel,
+                    };
+                    self.handovers.remove(&flow);
                 }
             }
-            if st.switch.is_some() || side == st.side {
+        }
+        // Switches started.
+        for (&flow, &side) in sides {
+            let st = self.flows.entry(flow).or_insert(FlowState {
+                side,
+                last_cutoff: 0,
+            });
+            if side == st.side || self.switches.contains_key(&flow) {
                 continue;
             }
+            st.side = side;
             let entries = match side {
                 Side::Kernel => Vec::new(),
                 Side::Userspace => kernel_entries(flow),
             };
-            st.side = side;
             if side == Side::Userspace && entries.is_empty() {
                 // Nothing of the flow in the program: nothing to hand over.
-                st.handover = None;
+                self.handovers.remove(&flow);
                 continue;
             }
-            st.handover = Some(Arc::new(Handover::pending(
-                side == Side::Kernel,
-                st.last_cutoff,
-            )));
-            st.switch = Some(Switch {
-                to: side,
-                cutoff: None,
-                before: st.last_cutoff,
-                entries,
-                held_slots: Vec::new(),
-            });
+            let to_kernel = side == Side::Kernel;
+            self.handovers
+                .insert(flow, Arc::new(Handover::pending(to_kernel, st.last_cutoff)));
+            self.switches.insert(
+                flow,
+                Switch {
+                    to: side,
+                    cutoff: None,
+                    before: st.last_cutoff,
+                    entries,
+                    held_slots: Vec::new(),
+                },
+            );
             step.started.push(flow);
         }
         step
@@ -226,55 +247,44 @@ impl Switches {
 
     /// The flow's switch in progress.
     pub(super) fn switch(&self, flow: &Flow) -> Option<&Switch> {
-        self.flows.get(flow)?.switch.as_ref()
+        self.switches.get(flow)
     }
 
     pub(super) fn switch_mut(&mut self, flow: &Flow) -> Option<&mut Switch> {
-        self.flows.get_mut(flow)?.switch.as_mut()
+        self.switches.get_mut(flow)
     }
 
     /// The flow's switch in progress with its handover, to time it.
     pub(super) fn timing(&mut self, flow: &Flow) -> Option<(&mut Switch, Arc<Handover>)> {
-        let st = self.flows.get_mut(flow)?;
-        let handover = Arc::clone(st.handover.as_ref()?);
-        Some((st.switch.as_mut()?, handover))
+        let handover = Arc::clone(self.handovers.get(flow)?);
+        Some((self.switches.get_mut(flow)?, handover))
     }
 
     /// Every switch in progress.
     pub(super) fn switches_mut(&mut self) -> impl Iterator<Item = &mut Switch> {
-        self.flows.values_mut().filter_map(|st| st.switch.as_mut())
+        self.switches.values_mut()
     }
 
     /// The counter slots the switches in progress hold for their kept entries.
     pub(super) fn held_slots(&self) -> impl Iterator<Item = u32> + '_ {
-        self.flows
+        self.switches
             .values()
-            .filter_map(|st| st.switch.as_ref())
             .flat_map(|sw| sw.held_slots.iter().copied())
     }
 
     /// What the workers check the flow's frames against.
     pub(super) fn handover(&self, flow: &Flow) -> Option<&Arc<Handover>> {
-        self.flows.get(flow)?.handover.as_ref()
+        self.handovers.get(flow)
     }
 
-    /// Whether a switch is in progress: a plan without one skips the per-rule work.
+    /// Whether a switch is in progress: a plan without one skips the per-flow work.
     pub(super) fn any_switch(&self) -> bool {
-        self.flows.values().any(|st| st.switch.is_some())
+        !self.switches.is_empty()
     }
-}
 
-impl FlowState {
-    fn settle(&mut self, cutoff: u64, step: &mut Step) {
-        let sw = self.switch.take().expect("a switch to settle");
-        if sw.to == Side::Userspace {
-            // Before `finish` deletes the entries: the workers take everything from now on.
-            if let Some(h) = self.handover.take() {
-                h.all_to_workers();
-            }
-        }
-        self.last_cutoff = cutoff;
-        step.released_slots.extend(sw.held_slots);
+    /// Whether a flow has a handover: a plan without one skips the per-rule lookup.
+    pub(super) fn any_handover(&self) -> bool {
+        !self.handovers.is_empty()
     }
 }
 
