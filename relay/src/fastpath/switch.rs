@@ -26,6 +26,12 @@
 //!    published table stops the filters capturing the flow. To userspace: the workers'
 //!    handover gives them everything, then `finish` deletes the entries.
 //!
+//! Why a cutoff chosen ahead, rather than the program recording per flow the stamps of the
+//! frames it forwarded for the workers to compare with: such a record tells a worker only
+//! about frames the program has already run for, and a worker may read a frame before the
+//! program has run for one stamped just before it on another CPU; a cutoff fixed before either
+//! side sees the frames it divides has no such race.
+//!
 //! A switch reversed before it settled waits (in the plan, at most [`LEAD`] + [`SETTLE`]) for
 //! it to settle, so that the workers' handover needs only the last two cutoffs.
 //!
