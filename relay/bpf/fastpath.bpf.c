@@ -495,6 +495,36 @@ static __always_inline void count_pass(__u8 why)
 	c->fragments += why == PASS_FRAGMENT;
 }
 
+/*
+ * Whether the program forwards this frame of a flow changing path (MCR_FP_RULE_FROM or
+ * MCR_FP_RULE_UNTIL set). The receive timestamp is the arbiter: the stack stamps the skb
+ * (net_timestamp_check, while a socket wants timestamps: mcrd keeps one that does) before
+ * the packet taps and this hook run, and the taps write the same value into the rings'
+ * tp_sec/tp_nsec, so the workers decide on the same number. A frame without one reads 0
+ * here (timestamps off, or at tc ingress a delivery time, which this program, not reading
+ * tstamp_type, is shown as 0), and the taps then report no software timestamp
+ * (TP_STATUS_TS_SOFTWARE clear): both sides forward it.
+ */
+static __always_inline int owned(const struct __sk_buff *skb, const struct mcr_fp_rule *rule)
+{
+	__u64 t = skb->tstamp;
+
+	if (!t)
+		return 1;
+	if (rule->flags & MCR_FP_RULE_FROM)
+		return t >= rule->cutoff;
+	return t < rule->cutoff;
+}
+
+static __always_inline void count_handed_over(void)
+{
+	__u32 zero = 0;
+	struct mcr_fp_pass_counters *c = bpf_map_lookup_elem(&mcr_fp_pass, &zero);
+
+	if (c)
+		c->handed_over++;
+}
+
 /* The rule for a datagram: the source's entry where the flow has one, else the any-source
  * entry. The any-source entry is looked up first: without MCR_FP_RULE_SOURCES it is the
  * answer (one lookup); with it, or when there is none, the source's entry is looked up. */
@@ -796,6 +826,12 @@ static __always_inline int fastpath(struct __sk_buff *skb, const int loop)
 	struct mcr_fp_rule *rule = lookup(skb->ifindex, &p);
 	if (!rule)
 		return MCR_TCX_NEXT;
+	/* A flow changing path: a frame its cutoff gives to the workers is theirs whole, also if
+	 * it is malformed (they captured it, and count it). */
+	if ((rule->flags & (MCR_FP_RULE_FROM | MCR_FP_RULE_UNTIL)) && !owned(skb, rule)) {
+		count_handed_over();
+		return MCR_TCX_NEXT;
+	}
 	/* Refused frames go on to the stack, as they do beside the userspace path's taps. */
 	int refused = check(skb, &p, loop);
 	if (refused != MCR_FP_VERDICT_OK) {

@@ -56,6 +56,17 @@ struct mcr_fp_output {
  * costs a lookup that misses and nothing else. */
 #define MCR_FP_RULE_SOURCES 1
 
+/*
+ * mcr_fp_rule.flags while the rule's flow changes path (relay/src/fastpath/switch.rs): the
+ * program forwards only the frames whose receive timestamp (skb->tstamp, the value the
+ * packet sockets' rings report for the same frame) is at or after `cutoff`
+ * (MCR_FP_RULE_FROM: the flow is coming to the kernel) or before it (MCR_FP_RULE_UNTIL:
+ * leaving it); the workers forward the others. A frame without a timestamp (0) is forwarded
+ * by both, as before the cutoff existed: twice rather than never.
+ */
+#define MCR_FP_RULE_FROM 2
+#define MCR_FP_RULE_UNTIL 4
+
 /* A rule's whole output set: replacing a rule is one map update, so a packet sees either
  * the old set or the new one, never a mix. */
 struct mcr_fp_rule {
@@ -63,6 +74,7 @@ struct mcr_fp_rule {
 	__u32 n_outputs; /* 1..MCR_FP_MAX_OUTPUTS */
 	__u32 monitor;   /* MCR_FP_MONITOR_* */
 	__u32 flags;     /* MCR_FP_RULE_* */
+	__u64 cutoff;    /* CLOCK_REALTIME ns, with MCR_FP_RULE_FROM or MCR_FP_RULE_UNTIL */
 	struct mcr_fp_output outputs[MCR_FP_MAX_OUTPUTS];
 };
 
@@ -113,6 +125,9 @@ struct mcr_fp_pass_counters {
 	 * the userspace path's terms: malformed.<kind> by index, and filtered.not_ipv4. */
 	__u64 malformed[MCR_FP_MALFORMED_KINDS];
 	__u64 not_ipv4;
+	/* Frames of a flow changing path that its cutoff gives to the workers (not counted in
+	 * the rule's counters: the workers count them). */
+	__u64 handed_over;
 };
 
 /*

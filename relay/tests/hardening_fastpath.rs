@@ -25,6 +25,7 @@ on_each_hook!(
     fast_path_cost_per_packet,
     a_second_daemon_on_a_taken_input_stands_by_and_never_doubles_the_flow,
     an_input_recreated_under_the_same_index_is_followed_on_the_fast_path,
+    a_flow_switching_paths_under_traffic_is_counted_once,
 );
 
 /// Starts mcrd, or the binary `MCR_MEASURE_MCRD` names (to measure an older build).
@@ -624,25 +625,37 @@ fn an_input_recreated_under_the_same_index_is_followed_in_userspace() {
 /// rule sharing its input, group and port (`monitor = "mpegts"`, which runs in userspace, so
 /// the flow must: one flow, one path), while 20,000 datagrams go at 5k pps.
 ///
-/// Known to fail today (ignored): while the workers adopt a table, the map entry and the
-/// packet filter both let the flow through (reports/hardening-round2/fastpath.md, item 7,
-/// says why and how to close it). Run with `--ignored` to measure the window.
-#[test]
-#[ignore = "the path switch still forwards datagrams twice; see reports/hardening-round2/fastpath.md"]
-fn a_flow_switching_paths_under_traffic_is_counted_once() {
+/// Before the handover by receive timestamp (`fastpath/switch.rs`), both paths forwarded the
+/// flow while the workers adopted a table: 20,078 received and counted for 20,000 sent.
+fn a_flow_switching_paths_under_traffic_is_counted_once(mode: Attach) {
     if !e2e_allowed("a_flow_switching_paths_under_traffic_is_counted_once") {
         return;
     }
+    switch_paths_under_traffic(&required(mode), 1);
+}
+
+/// The same with two workers: the packet fan-out splits the flow's frames between them (a
+/// flow hashes to one of them, the switch's handover is in both tables).
+#[test]
+fn a_flow_switching_paths_under_traffic_with_two_workers_is_counted_once() {
+    if !e2e_allowed("a_flow_switching_paths_under_traffic_with_two_workers_is_counted_once") {
+        return;
+    }
+    switch_paths_under_traffic(REQUIRED, 2);
+}
+
+fn switch_paths_under_traffic(fast_path: &str, workers: u32) {
     let c = chain(1, false);
-    let base = relay_config(1, REQUIRED, &chain_rule());
+    let base = relay_config(workers, fast_path, &chain_rule());
     let blocker = format!(
         "{base}\n[[rule]]\nname = \"blocker\"\ninput = \"in0\"\ngroup = \"{GROUP}\"\nport = {PORT}\n\
          source = \"10.99.99.99\"\nmonitor = \"mpegts\"\n\
          outputs = [{{ dest = \"{GROUP}\", port = 6000, interface = \"out0\", ttl = 8 }}]\n"
     );
     let relay = start(&c.relays[0], &base);
-    let control = std::fs::read_to_string(&relay.config).unwrap();
-    let control = control.split("\n\n").next().unwrap().to_string();
+    // The `[control]` section `start` appended, for each rewritten config.
+    let written = std::fs::read_to_string(&relay.config).unwrap();
+    let control = written[written.find("[control]").unwrap()..].to_string();
     let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
     let n = 20_000u64;
     let tx = sender(&c.src, SRC_ADDR);
@@ -652,7 +665,7 @@ fn a_flow_switching_paths_under_traffic_is_counted_once() {
         for i in 0..20 {
             std::thread::sleep(Duration::from_millis(150));
             let text = if i % 2 == 0 { &blocker } else { &base };
-            std::fs::write(&relay.config, format!("{control}\n\n{text}")).unwrap();
+            std::fs::write(&relay.config, format!("{text}\n\n{control}")).unwrap();
             let (code, out, err) = relay.mcrctl(&["config", "reload"]);
             assert_eq!(code, 0, "reload: {out}{err}");
         }
@@ -663,17 +676,22 @@ fn a_flow_switching_paths_under_traffic_is_counted_once() {
     let fin = relay.stop();
     assert_conserves(&fin);
     let chain = fin.flows.iter().find(|f| f.rule == "chain").unwrap();
+    let mut distinct = seqs.clone();
+    distinct.dedup();
+    let twice = seqs.len() - distinct.len();
+    let missing = (0..n)
+        .filter(|i| distinct.binary_search(i).is_err())
+        .count();
+    let kernel_handed_over = fin.fast_path.as_ref().map_or(0, |f| f.counters.handed_over);
     eprintln!(
-        "sent {n}, received {}, distinct {}, chain packets {}, totals rx {}",
+        "sent {n}, received {}, distinct {}, chain packets {}, totals rx {}, handed over by \
+         the workers {}, by the program {kernel_handed_over}",
         seqs.len(),
-        {
-            let mut d = seqs.clone();
-            d.dedup();
-            d.len()
-        },
+        distinct.len(),
         chain.packets,
-        fin.totals.rx
+        fin.totals.rx,
+        fin.totals.handed_over - kernel_handed_over,
     );
-    assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "each datagram once");
+    assert_eq!((twice, missing), (0, 0), "datagrams received twice, never");
     assert_eq!(chain.packets, n, "counted once");
 }

@@ -19,6 +19,7 @@ pub struct WorkerCells {
     pub kernel_drops: Counter,
     pub rx_overflow: Counter,
     pub rx_overflow_frames: Counter,
+    pub handed_over: Counter,
     pub filtered: [Counter; Filtered::ALL.len()],
     pub malformed: [Counter; Malformed::COUNT],
     pub no_match: Counter,

@@ -59,8 +59,8 @@ impl Forwarder {
 
     /// Handles one frame (`bytes` starts with the vnet header). `hint` is what `tp_status`
     /// said about the checksum; frames from the copy path have no status and pass
-    /// `Unverified` (the parser also honours the vnet header's checksum flags). Returns
-    /// datagrams taken.
+    /// `Unverified` (the parser also honours the vnet header's checksum flags). `stamp` is
+    /// its receive timestamp (`RxRing`'s `FrameInfo::stamp`). Returns datagrams taken.
     #[inline]
     pub fn frame(
         &mut self,
@@ -68,6 +68,7 @@ impl Forwarder {
         bytes: &[u8],
         vlan_tci: Option<u16>,
         hint: ChecksumHint,
+        stamp: Option<u64>,
     ) -> usize {
         let Some((vnet_bytes, frame)) = bytes.split_at_checked(VNET_HDR_LEN) else {
             return self.malformed(Malformed::Truncated);
@@ -82,7 +83,7 @@ impl Forwarder {
                 1
             }
             Parsed::Malformed(kind) => self.malformed(kind),
-            parsed => self.dispatch(ifindex, parsed.datagrams()),
+            parsed => self.dispatch(ifindex, parsed.datagrams(), stamp),
         }
     }
 
@@ -113,11 +114,14 @@ impl Forwarder {
     ///
     /// The segments of a GSO super-frame share the addresses and ports of the first, so one
     /// lookup serves them all.
+    ///
+    /// A frame of a flow changing path that its receive timestamp gives to the kernel
+    /// (`Handover`) is left to it: counted in `handed_over` only, not in `rx`, since the
+    /// program counts it in its own `rx` and `matched`.
     #[inline]
-    fn dispatch(&mut self, ifindex: u32, datagrams: Segments<'_>) -> usize {
+    fn dispatch(&mut self, ifindex: u32, datagrams: Segments<'_>, stamp: Option<u64>) -> usize {
         let n = datagrams.len();
         let cells = &self.shared.workers[self.id];
-        cells.rx.add(n as u64);
         let rule = datagrams.clone().next().and_then(|d| {
             let key = MatchKey {
                 ifindex,
@@ -127,9 +131,17 @@ impl Forwarder {
             self.table.lookup(&key, d.src)
         });
         let Some(rule) = rule else {
+            cells.rx.add(n as u64);
             cells.no_match.add(n as u64);
             return n;
         };
+        if let Some(h) = &rule.handover {
+            if !h.workers_forward(stamp) {
+                cells.handed_over.add(n as u64);
+                return n;
+            }
+        }
+        cells.rx.add(n as u64);
         cells.matched.add(n as u64);
         let flow = &rule.counters.per_worker[self.id];
         flow.packets.add(n as u64);

@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use libc::{TPACKET2_HDRLEN, TP_STATUS_KERNEL, TP_STATUS_USER};
+use libc::{TPACKET2_HDRLEN, TP_STATUS_KERNEL, TP_STATUS_TS_SOFTWARE, TP_STATUS_USER};
 
 use super::limits::VNET_HDR_LEN;
 use super::sys::{self, Mapping};
@@ -32,6 +32,8 @@ mod field {
     pub const LEN: usize = 4;
     pub const SNAPLEN: usize = 8;
     pub const MAC: usize = 12;
+    pub const SEC: usize = 16;
+    pub const NSEC: usize = 20;
     pub const VLAN_TCI: usize = 24;
 }
 
@@ -79,6 +81,11 @@ pub struct FrameInfo {
     pub len: u32,
     /// VLAN tag (TCI) the kernel stripped, if any.
     pub vlan_tci: Option<u16>,
+    /// The skb's receive timestamp (ns since the Unix epoch), the value the fast path's
+    /// program reads for the same frame; `None` when the skb had none
+    /// (`TP_STATUS_TS_SOFTWARE` clear: the ring then holds the time of the tap's copy, which
+    /// the program never sees). See `crate::rules::Handover`.
+    pub stamp: Option<u64>,
 }
 
 /// A mapped receive ring and our position in it.
@@ -140,6 +147,10 @@ impl RxRing {
             status,
             len: self.read_u32(slot, field::LEN),
             vlan_tci: wire::tpacket_vlan_tci(status, self.read_u16(slot, field::VLAN_TCI)),
+            stamp: (status & TP_STATUS_TS_SOFTWARE != 0).then(|| {
+                u64::from(self.read_u32(slot, field::SEC)) * 1_000_000_000
+                    + u64::from(self.read_u32(slot, field::NSEC))
+            }),
         };
         let snaplen = self.read_u32(slot, field::SNAPLEN) as usize;
         let mac = self.read_u16(slot, field::MAC) as usize;

@@ -178,6 +178,7 @@ fn take_from(
                             &scratch[..n],
                             info.vlan_tci,
                             ChecksumHint::Unverified,
+                            info.stamp,
                         ),
                         // The copy was dropped after the slot was filled: overload too.
                         _ => {
@@ -191,7 +192,7 @@ fn take_from(
                     fwd.overflow(bytes, info.len);
                 } else {
                     let hint = ChecksumHint::from_tpacket_status(info.status);
-                    taken += fwd.frame(ifindex, bytes, info.vlan_tci, hint);
+                    taken += fwd.frame(ifindex, bytes, info.vlan_tci, hint, info.stamp);
                 }
             }
         }

@@ -157,6 +157,9 @@ pub struct PassCounters {
     pub malformed: [u64; Malformed::COUNT],
     /// Frames of the program's flows with a second VLAN tag: userspace's `filtered.not_ipv4`.
     pub not_ipv4: u64,
+    /// Frames of a flow changing path that its cutoff left to the workers (`switch.rs`),
+    /// which count them; not in any rule's counters.
+    pub handed_over: u64,
 }
 
 impl PassCounters {
@@ -173,6 +176,7 @@ impl PassCounters {
                 *sum += v;
             }
             s.not_ipv4 += c.not_ipv4;
+            s.handed_over += c.handed_over;
         }
         s
     }

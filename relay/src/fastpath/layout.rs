@@ -8,8 +8,8 @@ use super::skel::types::{
 };
 use crate::config::Monitor;
 
-/// Bytes of `mcr_fp_rule` before its outputs: slot, n_outputs, monitor, flags.
-const RULE_HEAD: usize = 16;
+/// Bytes of `mcr_fp_rule` before its outputs: slot, n_outputs, monitor, flags, cutoff.
+const RULE_HEAD: usize = 24;
 
 /// `MCR_FP_MAX_OUTPUTS`, read from the generated type so it cannot differ from the C side.
 pub const MAX_OUTPUTS: usize = {
@@ -49,6 +49,10 @@ const MONITOR_RTP: u32 = 1;
 /// `MCR_FP_RULE_SOURCES`, on an any-source entry: its flow has source-specific entries, which
 /// the program looks up only when this says so (`fastpath.h` says why).
 pub const RULE_SOURCES: u32 = 1;
+/// `MCR_FP_RULE_FROM`, `MCR_FP_RULE_UNTIL`: the entry's flow is changing path, and the
+/// program forwards only its frames stamped at or after `cutoff` (from) or before it (until).
+const RULE_FROM: u32 = 2;
+const RULE_UNTIL: u32 = 4;
 /// `MCR_FP_NO_SEQ`: no sequence number seen yet.
 const NO_SEQ: u32 = u32::MAX;
 
@@ -108,6 +112,18 @@ pub fn rule_value(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput])
         };
     }
     v
+}
+
+/// `value` with its flow changing path: the program forwards the frames stamped at or after
+/// `cutoff` (`from`: the flow comes to the kernel) or before it (it leaves); `None` clears it.
+pub fn with_cutoff(mut value: mcr_fp_rule, cutoff: Option<(bool, u64)>) -> mcr_fp_rule {
+    value.flags &= !(RULE_FROM | RULE_UNTIL);
+    value.cutoff = 0;
+    if let Some((from, at)) = cutoff {
+        value.flags |= if from { RULE_FROM } else { RULE_UNTIL };
+        value.cutoff = at;
+    }
+    value
 }
 
 /// Plain map structs, whose bytes [`bytes_of`] and [`from_bytes`] view.
@@ -179,8 +195,8 @@ mod tests {
         let b = bytes_of(&v);
         assert_eq!(&b[8..12], &1u32.to_ne_bytes());
         assert_eq!(&b[12..16], &RULE_SOURCES.to_ne_bytes());
-        // Output 1 starts at 16 + 32: MACs, ifindex, addresses, ports, TTL.
-        let o = &b[48..80];
+        // Output 1 starts at 24 + 32: MACs, ifindex, addresses, ports, TTL.
+        let o = &b[RULE_HEAD + 32..RULE_HEAD + 64];
         assert_eq!(&o[0..6], &[1, 0, 0x5e, 0, 0, 2]);
         assert_eq!(&o[16..20], &[239, 2, 2, 2]);
         assert_eq!(&o[24..26], &6002u16.to_be_bytes());
@@ -190,5 +206,33 @@ mod tests {
         let back: mcr_fp_rule = from_bytes(b).unwrap();
         assert_eq!(bytes_of(&back), b);
         assert!(from_bytes::<mcr_fp_rule>(&b[..10]).is_none());
+    }
+
+    #[test]
+    fn a_cutoff_sets_its_flag_and_time_and_none_clears_them() {
+        let out = KernelOutput {
+            ifindex: 1,
+            dst_mac: [0; 6],
+            src_mac: [0; 6],
+            dst: Ipv4Addr::new(239, 2, 2, 2),
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst_port: 6000,
+            src_port: 0,
+            ttl: 8,
+            dscp: None,
+        };
+        let v = rule_value(3, MONITOR_NONE, RULE_SOURCES, &[out]);
+        let from = with_cutoff(v, Some((true, 1_000)));
+        assert_eq!((from.flags, from.cutoff), (RULE_SOURCES | RULE_FROM, 1_000));
+        let until = with_cutoff(from, Some((false, 2_000)));
+        assert_eq!(
+            (until.flags, until.cutoff),
+            (RULE_SOURCES | RULE_UNTIL, 2_000)
+        );
+        assert_eq!(bytes_of(&with_cutoff(until, None)), bytes_of(&v));
+        // The C side's values.
+        let header = include_str!("../../bpf/fastpath.h");
+        assert!(header.contains(&format!("#define MCR_FP_RULE_FROM {RULE_FROM}")));
+        assert!(header.contains(&format!("#define MCR_FP_RULE_UNTIL {RULE_UNTIL}")));
     }
 }

@@ -19,6 +19,27 @@ impl Installed {
         self.0.contains_key(key)
     }
 
+    pub(super) fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.0.get(key).map(Vec::as_slice)
+    }
+
+    /// The keys of the entries of a flow (input, group, port), whatever their source.
+    pub(super) fn keys_of(
+        &self,
+        ifindex: u32,
+        group: std::net::Ipv4Addr,
+        port: u16,
+    ) -> Vec<Vec<u8>> {
+        let flow = layout::key(ifindex, group, port, None);
+        let flow = bytes_of(&flow);
+        // ifindex and group, then port and pad; the source (bytes 8..12) is any.
+        self.0
+            .keys()
+            .filter(|k| k.len() == flow.len() && k[..8] == flow[..8] && k[12..] == flow[12..])
+            .cloned()
+            .collect()
+    }
+
     /// The keys not in `wanted`.
     pub(super) fn stale(&self, wanted: &HashMap<Vec<u8>, Vec<u8>>) -> Vec<Vec<u8>> {
         self.0

@@ -9,8 +9,9 @@
 //! mix) and marks the rule's (group, port) on its input so the packet sockets' filter stops
 //! capturing it. The caller publishes the table (workers adopt the new filters) and then calls
 //! [`FastPath::finish`], which deletes the entries no longer wanted. A flow that changes path
-//! is therefore forwarded by both paths for the moment the workers take to adopt the table,
-//! never by neither.
+//! under traffic is handed over by receive timestamp (`switch.rs`): each frame stamped before
+//! the switch's cutoff is forwarded by the side the flow leaves, each one from it on by the
+//! side it goes to; a frame without a timestamp by both, never by neither.
 //!
 //! The parts: `plan.rs` decides (a pure function of the table, the inputs' attachment and
 //! what the host says of interfaces and neighbours, tested without privileges), `slots.rs`
@@ -40,11 +41,13 @@ pub mod resolve;
 #[allow(unsafe_code)]
 mod skel;
 mod slots;
+mod switch;
 mod tcfilters;
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::Mutex;
+use std::time::Duration;
 
 pub use attach::{
     enable_run_stats, mcrd_programs_on, program_run_stats, tcx_ingress_programs, AttachError,
@@ -63,6 +66,7 @@ use maps::{Installed, Maps};
 use plan::Decision;
 use skel::FastpathSkel;
 use slots::SlotBook;
+use switch::{Flow, Side, Switches};
 
 /// How many flows the kernel path holds (`[dataplane] fast_path_max_flows` and
 /// `fast_path_max_flows_per_input`); the maps are sized from it at load.
@@ -147,6 +151,9 @@ pub struct FastPath {
     mode: AttachMode,
     features: KernelFeatures,
     state: Mutex<State>,
+    /// Receive timestamps on while the fast path is loaded (`switch.rs`); `None` if the
+    /// socket could not be set up (switches then forward in both paths for a moment).
+    _stamps: Option<switch::Stamps>,
     /// Declared after `state`, so lowered after every attachment is dropped: a daemon
     /// starting meanwhile never finds our filter without it (`owner.rs`).
     _beacon: owner::Beacon,
@@ -158,6 +165,8 @@ struct State {
     installed: Installed,
     /// Counts of slots freed since start (removed or changed rules), so totals never shrink.
     retired: counters::KernelTotals,
+    /// Each flow's path, and its switch in progress (`switch.rs`).
+    switches: Switches,
 }
 
 /// What [`FastPath::finish`] undoes once the workers run the new table.
@@ -166,6 +175,8 @@ pub struct Pending {
     stale_keys: Vec<Vec<u8>>,
     freed_slots: Vec<u32>,
     unused_inputs: Vec<u32>,
+    /// Path switches to time (`switch.rs`, step 2).
+    started: Vec<Flow>,
 }
 
 /// What a table's plan found that a `required` fast path refuses.
@@ -197,6 +208,14 @@ impl FastPath {
         let beacon = owner::Beacon::raise(facts.id).map_err(|e| {
             AttachError::Load(format!("raising program {}'s beacon: {e}", facts.id))
         })?;
+        let stamps = switch::Stamps::on()
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "receive timestamps (SO_TIMESTAMPNS): {e}; a flow changing path may be \
+                     forwarded by both paths for a moment"
+                )
+            })
+            .ok();
         Ok(Self {
             skel,
             sizes,
@@ -207,8 +226,10 @@ impl FastPath {
                 slots: SlotBook::new(sizes.max_flows),
                 installed: Installed::default(),
                 retired: Default::default(),
+                switches: Switches::default(),
             }),
             facts,
+            _stamps: stamps,
             _beacon: beacon,
         })
     }
@@ -265,18 +286,209 @@ impl FastPath {
             freed_slots: state.slots.drop_changed(&table.rules),
             ..Default::default()
         };
+        let step = self.step_switches(&mut state, &table.rules, &decisions);
+        pending.freed_slots.extend(step.released_slots);
+        pending.started = step.started;
+        let switching = state.switches.any_switch();
+        let handovers = state.switches.any_handover();
+        for sw in state
+            .switches
+            .switches_mut()
+            .filter(|s| s.to == Side::Kernel)
+        {
+            sw.entries.clear();
+        }
         let mut wanted: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         for ((rule, decision), flags) in table.rules.iter_mut().zip(decisions).zip(flags) {
-            if let Some((k, v)) = self.apply(&mut state, rule, decision, flags) {
+            let flow = switch::flow_of(rule);
+            let to_kernel = switching
+                .then(|| state.switches.switch(&flow))
+                .flatten()
+                .filter(|s| s.to == Side::Kernel)
+                .map(|s| s.cutoff.unwrap_or(u64::MAX));
+            let cutoff = to_kernel.map(|c| (true, c));
+            if let Some((k, v)) = self.apply(&mut state, rule, decision, flags, cutoff) {
+                if let Some(sw) = to_kernel.and_then(|_| state.switches.switch_mut(&flow)) {
+                    sw.entries.push(k.clone());
+                }
                 wanted.insert(k, v);
+            }
+            // A rule that failed to go to the kernel is the workers' alone.
+            let kept = !(to_kernel.is_some() && rule.path != Path::Kernel);
+            rule.handover = handovers
+                .then(|| state.switches.handover(&flow))
+                .flatten()
+                .filter(|_| kept)
+                .cloned();
+        }
+        let mut capture_for_switch = std::collections::BTreeSet::new();
+        if switching {
+            self.keep_handed_over_entries(&mut state, &mut wanted, &mut pending.freed_slots);
+            for rule in &table.rules {
+                let flow = switch::flow_of(rule);
+                if state
+                    .switches
+                    .switch(&flow)
+                    .is_some_and(|s| s.to == Side::Kernel)
+                {
+                    capture_for_switch.insert(flow);
+                }
             }
         }
         pending.stale_keys = state.installed.stale(&wanted);
         for input in &mut table.inputs {
             input.kernel_flows = plan::kernel_flows_of(&table.rules, input.ifindex);
+            // A flow coming to the kernel stays captured until its switch settles.
+            let ifindex = input.ifindex;
+            input
+                .kernel_flows
+                .retain(|&(g, p)| !capture_for_switch.contains(&(ifindex, g, p)));
         }
         table.mark_capture();
+        for input in &mut table.inputs {
+            input.needs_capture |= capture_for_switch.iter().any(|f| f.0 == input.ifindex);
+        }
         (pending, report)
+    }
+
+    /// The path switches of a plan (`switch.rs`, steps 1 and 3): waits for the switches this
+    /// plan reverses to settle (at most `LEAD` + `SETTLE`), then settles, abandons and starts
+    /// switches for the flows whose side changes.
+    fn step_switches(
+        &self,
+        state: &mut State,
+        rules: &[Rule],
+        decisions: &[Decision],
+    ) -> switch::Step {
+        let mut sides: HashMap<Flow, Side> = HashMap::with_capacity(rules.len());
+        for (rule, decision) in rules.iter().zip(decisions) {
+            let side = match decision {
+                Decision::Kernel(_) => Side::Kernel,
+                Decision::Userspace(_) => Side::Userspace,
+                Decision::Waiting(_) => continue,
+            };
+            sides.insert(switch::flow_of(rule), side);
+        }
+        if let Some(until) = state.switches.unsettled_until(&sides) {
+            let wait = until.saturating_sub(switch::now_ns());
+            let most = switch::LEAD + switch::SETTLE;
+            std::thread::sleep(Duration::from_nanos(wait).min(most));
+        }
+        let State {
+            switches,
+            installed,
+            ..
+        } = state;
+        switches.step(
+            &sides,
+            |(ifindex, group, port)| installed.keys_of(ifindex, group, port),
+            switch::now_ns(),
+        )
+    }
+
+    /// Keeps the program's entries of the flows leaving it until their switches settle, with
+    /// the counter slots they count into.
+    fn keep_handed_over_entries(
+        &self,
+        state: &mut State,
+        wanted: &mut HashMap<Vec<u8>, Vec<u8>>,
+        freed_slots: &mut Vec<u32>,
+    ) {
+        let State {
+            switches,
+            installed,
+            ..
+        } = state;
+        for sw in switches.switches_mut().filter(|s| s.to == Side::Userspace) {
+            for k in &sw.entries {
+                let Some(v) = installed.get(k) else {
+                    continue;
+                };
+                wanted.insert(k.clone(), v.to_vec());
+                let slot = layout::from_bytes::<skel::types::mcr_fp_rule>(v).map(|r| r.slot);
+                if let Some(pos) = freed_slots.iter().position(|s| Some(*s) == slot) {
+                    sw.held_slots.push(freed_slots.swap_remove(pos));
+                }
+            }
+        }
+    }
+
+    /// Times the switches a plan started, once the workers run its table (`switch.rs`,
+    /// step 2), and waits for their cutoffs to pass (at most [`switch::LEAD`]).
+    fn time_switches(&self, state: &mut State, started: &[Flow]) {
+        let State {
+            switches,
+            installed,
+            ..
+        } = state;
+        let maps = self.maps();
+        let mut write = |entries: &[Vec<u8>], cutoff: (bool, u64)| {
+            for k in entries {
+                let Some(v) = installed
+                    .get(k)
+                    .and_then(layout::from_bytes::<skel::types::mcr_fp_rule>)
+                else {
+                    continue;
+                };
+                let v = layout::with_cutoff(v, Some(cutoff));
+                if let Err(e) = maps.put_rule(installed, k, bytes_of(&v)) {
+                    tracing::warn!("timing a path switch in a kernel rule: {e}");
+                }
+            }
+        };
+        let ahead =
+            |now: u64| crate::rules::Handover::cutoff_of(now + switch::LEAD.as_nanos() as u64);
+        let mut latest = 0;
+        for flow in started {
+            let Some((sw, handover)) = switches.timing(flow) else {
+                continue;
+            };
+            if sw.cutoff.is_some() {
+                continue;
+            }
+            match sw.to {
+                Side::Userspace => {
+                    // The workers' cutoff first: a frame the program then refuses was read
+                    // by a worker after it changed.
+                    let c = ahead(switch::now_ns());
+                    handover.set(false, c, sw.before);
+                    write(&sw.entries, (false, c));
+                    sw.cutoff = Some(c);
+                }
+                Side::Kernel => {
+                    // The program's entries first, and the workers' cutoff only if that was
+                    // done before it: else the workers keep every frame (twice, for a while).
+                    let (mut c, mut on_time) = (0, false);
+                    for _ in 0..3 {
+                        c = ahead(switch::now_ns());
+                        write(&sw.entries, (true, c));
+                        if switch::now_ns() < c {
+                            handover.set(true, c, sw.before);
+                            on_time = true;
+                            break;
+                        }
+                    }
+                    if !on_time {
+                        tracing::warn!(
+                            "flow {}:{} on ifindex {}: the kernel rule took longer than {:?} to \
+                             write; the flow is forwarded by both paths until its switch settles",
+                            flow.1,
+                            flow.2,
+                            flow.0,
+                            switch::LEAD
+                        );
+                    }
+                    sw.cutoff = Some(c);
+                }
+            }
+            latest = latest.max(sw.cutoff.unwrap_or(0));
+        }
+        // Returns once the cutoffs have passed, so that a frame received after a reload's
+        // reply is forwarded by the rules the reply announced.
+        let wait = latest.saturating_sub(switch::now_ns());
+        if wait > 0 {
+            std::thread::sleep(Duration::from_nanos(wait).min(2 * switch::LEAD));
+        }
     }
 
     /// Puts one rule on the path `decision` gives it: for the kernel, a counter slot and its
@@ -288,6 +500,7 @@ impl FastPath {
         rule: &mut Rule,
         decision: Decision,
         flags: u32,
+        cutoff: Option<(bool, u64)>,
     ) -> Option<(Vec<u8>, Vec<u8>)> {
         let slot = state.slots.owned(&rule.spec.name);
         rule.kernel_slot = slot;
@@ -332,7 +545,7 @@ impl FastPath {
         }
         // The plan sends only rules whose monitor the program runs to the kernel.
         let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
-        let value = layout::rule_value(slot, monitor, flags, &outputs);
+        let value = layout::with_cutoff(layout::rule_value(slot, monitor, flags, &outputs), cutoff);
         let v = bytes_of(&value).to_vec();
         if let Err(e) = self.maps().put_rule(&mut state.installed, &k, &v) {
             rule.path = Path::Userspace {
@@ -360,11 +573,13 @@ impl FastPath {
         Ok(slot)
     }
 
-    /// Deletes the map entries and frees the slots the previous table used and the new one
-    /// does not; call once the workers run the new table.
+    /// Times the path switches the plan started, deletes the map entries and frees the slots
+    /// the previous table used and the new one does not; call once the workers run the new
+    /// table.
     pub fn finish(&self, pending: Pending) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let state = &mut *state;
+        self.time_switches(state, &pending.started);
         for k in &pending.stale_keys {
             self.maps().delete_rule(&mut state.installed, k);
         }
@@ -393,9 +608,17 @@ impl FastPath {
         self.maps().pass_counters()
     }
 
-    /// Counts of the rules removed or replaced since start.
+    /// Counts of the rules removed or replaced since start (with those whose entries a path
+    /// switch still keeps, `switch.rs`).
     pub fn retired(&self) -> counters::KernelTotals {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).retired
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut totals = state.retired;
+        for slot in state.switches.held_slots() {
+            if let Some(c) = self.rule_counters(slot) {
+                totals.add(&c, state.slots.outputs_of(slot).unwrap_or(MAX_OUTPUTS));
+            }
+        }
+        totals
     }
 
     /// Input interfaces the program is attached to.
@@ -640,6 +863,79 @@ mod tests {
             assert_eq!(matched(slot_hit), 1, "{what}: slot {slot_hit}");
             assert_eq!(matched(1 - slot_hit), 0, "{what}");
         }
+    }
+
+    /// A flow changing path: the program forwards the frames its entry's cutoff gives it, by
+    /// `skb->tstamp` (set here through the test run's `__sk_buff`), leaves the others to the
+    /// workers uncounted (but in `handed_over`), and forwards a frame without a timestamp.
+    #[test]
+    fn a_cutoff_gives_the_program_the_frames_stamped_on_its_side() {
+        if !privileged("a_cutoff_gives_the_program_the_frames_stamped_on_its_side") {
+            return;
+        }
+        /// `offsetof(struct __sk_buff, tstamp)` and `sizeof(struct __sk_buff)` (Linux 6.x).
+        const TSTAMP: usize = 152;
+        const SK_BUFF: usize = 192;
+        let fp = FastPath::load().expect("loads");
+        fp.maps().reset_slot(0).unwrap();
+        let frame = udp_frame(&[0u8; 64], false);
+        let run = |stamp: u64| {
+            let mut ctx = [0u8; SK_BUFF];
+            ctx[TSTAMP..TSTAMP + 8].copy_from_slice(&stamp.to_ne_bytes());
+            fp.program()
+                .test_run(libbpf_rs::ProgramInput {
+                    data_in: Some(&frame),
+                    context_in: Some(&mut ctx),
+                    ..Default::default()
+                })
+                .expect("BPF_PROG_TEST_RUN")
+                .return_value
+        };
+        let (redirect, next) = (7, u32::MAX);
+        let lo = crate::netif::index("lo").expect("lo");
+        let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, None);
+        let install = |cutoff| {
+            let out = KernelOutput {
+                ifindex: lo,
+                dst_mac: [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
+                src_mac: [0; 6],
+                dst: Ipv4Addr::new(239, 1, 1, 1),
+                src: Ipv4Addr::new(10, 99, 0, 1),
+                dst_port: 5000,
+                src_port: 0,
+                ttl: 8,
+                dscp: None,
+            };
+            let value = layout::with_cutoff(layout::rule_value(0, 0, 0, &[out]), cutoff);
+            fp.skel
+                .maps
+                .mcr_fp_rules
+                .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
+                .unwrap();
+        };
+        install(Some((true, 1_000)));
+        assert_eq!(
+            run(999),
+            next,
+            "coming to the kernel: before the cutoff, the workers'"
+        );
+        assert_eq!(run(1_000), redirect);
+        assert_eq!(run(0), redirect, "no timestamp: forwarded");
+        install(Some((false, 1_000)));
+        assert_eq!(
+            run(999),
+            redirect,
+            "leaving the kernel: before the cutoff, ours"
+        );
+        assert_eq!(run(1_000), next);
+        install(None);
+        assert_eq!(run(1_000), redirect);
+        assert_eq!(fp.pass_counters().handed_over, 2);
+        assert_eq!(
+            fp.rule_counters(0).unwrap().matched,
+            4,
+            "handed-over frames uncounted"
+        );
     }
 
     /// An Ethernet/IPv4/UDP frame to 239.1.1.1:5000 with `len` bytes of payload and a UDP

@@ -88,6 +88,11 @@ impl SlotBook {
         released
     }
 
+    /// The output count of a slot's rule, until the slot is released.
+    pub(super) fn outputs_of(&self, slot: u32) -> Option<usize> {
+        self.outputs.get(&slot).copied()
+    }
+
     /// Slots not owned nor waiting for release.
     #[cfg(test)]
     pub(super) fn free_count(&self) -> usize {

@@ -6,8 +6,10 @@
 //! batches, so a change is never half-applied and never pauses other flows.
 
 pub mod bpf;
+mod handover;
 mod set;
 mod table;
 
+pub use handover::Handover;
 pub use set::{RuleDiff, RuleError, RuleSet};
 pub use table::{EgressKey, InputInterface, MatchKey, Output, Path, Rule, RuleTable};

@@ -116,6 +116,9 @@ pub struct Rule {
     /// The rule's counter slot in the kernel program, once it ran there (kept while the rule
     /// is unchanged, also when it moves back to userspace).
     pub kernel_slot: Option<u32>,
+    /// While the rule's flow changes path: which of its frames are the workers' (set by the
+    /// fast path's plan, shared with the tables before and after it).
+    pub handover: Option<Arc<super::Handover>>,
 }
 
 /// An input interface and the destinations any rule wants from it.
@@ -241,6 +244,7 @@ impl RuleTable {
                 counters,
                 path: Path::fast_path_off(),
                 kernel_slot: None,
+                handover: None,
             });
         }
         for (i, rule) in table.rules.iter().enumerate() {

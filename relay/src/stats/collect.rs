@@ -289,6 +289,7 @@ fn fast_path_stats(
             tx_errors: errors.values().sum(),
             tx_errors_by_errno: errors,
             in_flight: k.in_flight,
+            handed_over: pass.handed_over,
             ..Default::default()
         },
         passed_ip_options: pass.ip_options,
@@ -319,6 +320,7 @@ fn worker_counters(c: &WorkerCells) -> WorkerCounters {
         kernel_drops: c.kernel_drops.get(),
         rx_overflow: c.rx_overflow.get(),
         rx_overflow_frames: c.rx_overflow_frames.get(),
+        handed_over: c.handed_over.get(),
         filtered: Filtered::ALL
             .iter()
             .map(|k| c.filtered[k.index()].get())
@@ -363,6 +365,7 @@ pub fn add_into(a: &mut WorkerCounters, b: &WorkerCounters) {
     a.kernel_drops += b.kernel_drops;
     a.rx_overflow += b.rx_overflow;
     a.rx_overflow_frames += b.rx_overflow_frames;
+    a.handed_over += b.handed_over;
     a.filtered += b.filtered;
     a.malformed += b.malformed;
     add_counts(&mut a.malformed_by_kind, &b.malformed_by_kind);

@@ -41,7 +41,7 @@ impl Kind {
 /// A per-worker counter: name, help, and how to read it.
 type WorkerMetric = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
 
-const WORKER_COUNTERS: [WorkerMetric; 13] = [
+const WORKER_COUNTERS: [WorkerMetric; 14] = [
     (
         "mcr_rx_frames_total",
         "Frames taken from the kernel's packet rings.",
@@ -71,6 +71,11 @@ const WORKER_COUNTERS: [WorkerMetric; 13] = [
         "mcr_rx_overflow_frames_total",
         "Frames of mcr_rx_overflow_total.",
         |c| c.rx_overflow_frames,
+    ),
+    (
+        "mcr_handed_over_total",
+        "Datagrams of a flow changing path left to the other path by their receive timestamp (outside rx).",
+        |c| c.handed_over,
     ),
     (
         "mcr_filtered_total",
@@ -676,6 +681,7 @@ pub(crate) mod tests {
                 kernel_drops: n(),
                 rx_overflow: n(),
                 rx_overflow_frames: n(),
+                handed_over: n(),
                 filtered: n(),
                 no_match: n(),
                 matched: n(),
@@ -851,6 +857,7 @@ pub(crate) mod tests {
                 "kernel_drops" => "mcr_kernel_drops_total",
                 "rx_overflow" => "mcr_rx_overflow_total",
                 "rx_overflow_frames" => "mcr_rx_overflow_frames_total",
+                "handed_over" => "mcr_handed_over_total",
                 "filtered" => "mcr_filtered_total",
                 "malformed" | "malformed_by_kind.*" => "mcr_malformed_total",
                 "no_match" => "mcr_no_match_total",

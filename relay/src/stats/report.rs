@@ -42,8 +42,9 @@ pub const STATS_SCHEMA: &str = "mcr.relay.stats";
 /// Value of the `version` field: the major version.
 pub const STATS_VERSION: u32 = 1;
 /// Value of the `minor_version` field (absent when 0, as in files written before it existed).
-/// 1: `relay.revision`; 2: `fast_path.attach` and `fast_path.missing_features`.
-pub const STATS_MINOR_VERSION: u32 = 2;
+/// 1: `relay.revision`; 2: `fast_path.attach` and `fast_path.missing_features`; 3: counters'
+/// `handed_over`.
+pub const STATS_MINOR_VERSION: u32 = 3;
 
 /// One snapshot of a running (or just stopped) relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +215,13 @@ pub struct WorkerCounters {
     /// The frames of `rx_overflow` (each is also in `rx_frames`).
     #[serde(default)]
     pub rx_overflow_frames: u64,
+    /// Datagrams of a flow changing path that this side took in and left to the other,
+    /// because their receive timestamp is on the other side's side of the switch's cutoff
+    /// (`relay/README.md`, "Kernel fast path"): the other side forwards and counts them.
+    /// Outside `rx` (each is also in `rx_frames` on the workers). In `fast_path.counters`:
+    /// frames the program left to the workers. Minor version 3.
+    #[serde(default)]
+    pub handed_over: u64,
     /// Well-formed datagrams that are not IPv4/UDP.
     pub filtered: u64,
     /// Datagrams rejected as malformed (sum of `malformed_by_kind`).
