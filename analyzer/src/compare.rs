@@ -81,6 +81,10 @@ pub enum Decision {
         min_effect: f64,
         pp: bool,
     },
+    /// A count of lost packets against a side that lost none: any loss where the baseline's
+    /// every sample lost none is a regression, and none where its every sample lost some an
+    /// improvement, whatever the rates say (the size of such a change has no percent).
+    LossFromNone,
     /// Not judged (context metric, or no change can be computed).
     None,
     /// Not judged: the runs differ in a condition that changes what this metric means.
@@ -197,6 +201,9 @@ pub fn change(unit: Unit, base: f64, run: f64) -> Option<f64> {
 
 /// Judges one metric: `base` and `run` are the samples of each side.
 pub fn judge(metric: &Metric, base: &[f64], run: &[f64], s: &Settings) -> Judgement {
+    if let Some(j) = judge_loss_from_none(metric, base, run) {
+        return j;
+    }
     let change = change(metric.unit, median(base), median(run));
     let Some(c) = change.filter(|_| metric.better != Better::Neither) else {
         return Judgement {
@@ -241,6 +248,30 @@ pub fn judge(metric: &Metric, base: &[f64], run: &[f64], s: &Settings) -> Judgem
         verdict,
         decision,
     }
+}
+
+/// A packet count where one side lost none in every sample and the other lost some (in its
+/// median): see [`Decision::LossFromNone`]. `None` when the rule does not apply.
+fn judge_loss_from_none(metric: &Metric, base: &[f64], run: &[f64]) -> Option<Judgement> {
+    if metric.unit != Unit::Packets || metric.better != Better::Lower {
+        return None;
+    }
+    let none = |v: &[f64]| v.iter().all(|x| *x == 0.0);
+    let verdict = if none(base) && median(run) > 0.0 {
+        Verdict::Regressed
+    } else if none(run) && median(base) > 0.0 {
+        Verdict::Improved
+    } else if median(base) == 0.0 && median(run) == 0.0 {
+        // Both lost none in the middle sample: no change to size, none to report.
+        Verdict::WithinNoise
+    } else {
+        return None;
+    };
+    Some(Judgement {
+        change: None,
+        verdict,
+        decision: Decision::LossFromNone,
+    })
 }
 
 /// The pairs a comparison judges: every run against the baseline, then with `chain` each run
@@ -427,6 +458,35 @@ mod tests {
 
     /// Five repeats against two cannot reach p < 0.05 (smallest p = 2/21 = 0.095): a 20% drop is
     /// "cannot tell", not "within noise"; a change below the minimum effect stays within noise.
+    #[test]
+    fn a_stream_losing_where_the_baseline_lost_none_is_a_regression_whatever_its_size() {
+        let lost = m(Better::Lower, Unit::Packets);
+        let s = Settings::default();
+        let j = judge(&lost, &[0.0], &[1.0], &s);
+        assert_eq!(
+            (j.verdict, j.decision),
+            (Verdict::Regressed, Decision::LossFromNone)
+        );
+        let j = judge(&lost, &[0.0, 0.0, 0.0], &[2.0, 0.0, 7.0], &s);
+        assert_eq!(j.verdict, Verdict::Regressed);
+        let j = judge(&lost, &[3.0, 5.0], &[0.0, 0.0], &s);
+        assert_eq!(
+            (j.verdict, j.decision),
+            (Verdict::Improved, Decision::LossFromNone)
+        );
+        // One lossy sample of three is not a stream that loses: the medians say none.
+        let j = judge(&lost, &[0.0, 0.0, 0.0], &[0.0, 0.0, 7.0], &s);
+        assert_eq!(j.verdict, Verdict::WithinNoise);
+        // Both sides lose: judged by size and test as any count.
+        let j = judge(&lost, &[100.0], &[200.0], &s);
+        assert_eq!(
+            (j.verdict, j.change),
+            (Verdict::Regressed, Some(100.0)),
+            "{j:?}"
+        );
+        assert!(matches!(j.decision, Decision::Threshold { .. }));
+    }
+
     #[test]
     fn too_few_repeats_cannot_tell() {
         let s = Settings::default();

@@ -98,13 +98,19 @@ impl Class {
             Unit::Percent => Class::Fraction,
             Unit::NsPerPacket => Class::CpuPerPacket,
             Unit::Nanos => Class::Latency,
+            // A count of lost packets grows with what was sent, as a loss share does not;
+            // both depend on the load.
+            Unit::Packets => Class::Fraction,
         }
     }
 }
 
 /// Metrics of the whole pipeline rather than of one hop.
 fn end_to_end(m: &Metric) -> bool {
-    m.key.starts_with("receiver.") || m.key.starts_with("host.")
+    m.key.starts_with("receiver.")
+        || m.key.starts_with("host.")
+        || (m.key.starts_with("stream.")
+            && (m.key.ends_with(".receiver.lost") || m.key.ends_with(".receiver.gaps")))
 }
 
 /// One side of a differing condition, in its unit (`render::sentences::condition_value`

@@ -55,6 +55,7 @@ pub fn unit_name(u: Unit) -> &'static str {
         Unit::Percent => "percent",
         Unit::NsPerPacket => "ns_per_packet",
         Unit::Nanos => "ns",
+        Unit::Packets => "packets",
     }
 }
 
@@ -63,6 +64,7 @@ fn unit_from_name(s: &str) -> Unit {
         "percent" => Unit::Percent,
         "ns_per_packet" => Unit::NsPerPacket,
         "ns" => Unit::Nanos,
+        "packets" => Unit::Packets,
         _ => Unit::Pps,
     }
 }

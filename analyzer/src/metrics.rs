@@ -18,6 +18,9 @@ pub enum Unit {
     NsPerPacket,
     /// Latency in nanoseconds.
     Nanos,
+    /// A count of packets (a stream's lost sequence numbers or TS packets, its gaps): judged
+    /// from zero too, since any loss where the baseline lost none is a finding.
+    Packets,
 }
 
 /// Which direction is an improvement.
@@ -277,6 +280,51 @@ pub fn metrics(rec: &RunRecord) -> Vec<Value> {
                 .and_then(|(ns, n)| ratio(ns, n, 1.0)),
         );
     }
+    // Each monitored stream at each point that counted it (relays and the receiver): what it
+    // lost there, and its gaps or continuity errors.
+    for path in crate::stream_loss::stream_paths(rec) {
+        for p in &path.points {
+            let at = if p.receiver {
+                "receiver".to_string()
+            } else {
+                rec.hops
+                    .iter()
+                    .position(|h| h.name == p.at)
+                    .map_or_else(|| p.at.clone(), |i| format!("hop{}", i + 1))
+            };
+            let name = p.name();
+            // The kind is in the key: an RTP stream's lost sequence numbers and an MPEG-TS
+            // stream's lost TS packets are not one measure.
+            let kind = match path.kind {
+                crate::record::StreamKind::Rtp => "rtp",
+                crate::record::StreamKind::Mpegts => "mpegts",
+            };
+            push(
+                metric(
+                    format!("stream.{}.{kind}.{at}.lost", path.rule),
+                    format!("{} ({kind}) lost at {name}", path.rule),
+                    Unit::Packets,
+                    Better::Lower,
+                ),
+                Some((p.lost as f64, Origin::Measured)),
+            );
+            if let Some(g) = p.gaps {
+                let what = match path.kind {
+                    crate::record::StreamKind::Rtp => "sequence gaps",
+                    crate::record::StreamKind::Mpegts => "continuity errors",
+                };
+                push(
+                    metric(
+                        format!("stream.{}.{kind}.{at}.gaps", path.rule),
+                        format!("{} ({kind}) {what} at {name}", path.rule),
+                        Unit::Packets,
+                        Better::Lower,
+                    ),
+                    Some((g as f64, Origin::Measured)),
+                );
+            }
+        }
+    }
     if let Some(s) = &rec.sweep {
         push(
             metric(
@@ -387,6 +435,15 @@ pub fn rank(key: &str) -> f64 {
                     .unwrap_or(0.0)
         }
         ("host", _) => 200_000.0,
+        ("stream", rest) => {
+            // After the receiver, by point along the chain (hops, then the receiver).
+            let at = rest.split('.').rev().nth(1).unwrap_or("");
+            let hop = at
+                .strip_prefix("hop")
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(1_000.0);
+            150_000.0 + hop + if rest.ends_with(".gaps") { 0.5 } else { 0.0 }
+        }
         _ => 300_000.0,
     }
 }
@@ -453,6 +510,31 @@ mod tests {
             m.iter().all(|v| v.metric.key != "hop1.kernel_drop_pct"),
             "unknown stays unknown"
         );
+    }
+
+    #[test]
+    fn each_monitored_stream_has_its_loss_at_each_point_as_metrics() {
+        let mut rec = seed_after();
+        assert!(metrics(&rec)
+            .iter()
+            .all(|v| !v.metric.key.starts_with("stream.")));
+        let flow: crate::record::MonitoredFlow = serde_json::from_value(serde_json::json!({
+            "rule": "cam.1", "kind": "rtp", "input": "239.1.1.1:5000",
+            "outputs": ["239.2.2.2:5000"], "datagrams": 1000, "foreign": 0, "gaps": 2,
+            "lost": 5, "repeats": 0, "dropped": 0
+        }))
+        .unwrap();
+        rec.hops[0].streams.push(flow);
+        let v = metrics(&rec);
+        let lost = v
+            .iter()
+            .find(|v| v.metric.key == "stream.cam.1.rtp.hop1.lost")
+            .unwrap();
+        assert_eq!((lost.value, lost.metric.unit), (5.0, Unit::Packets));
+        assert_eq!(lost.metric.better, Better::Lower);
+        assert_eq!(get(&v, "stream.cam.1.rtp.hop1.gaps"), 2.0);
+        assert!(rank("stream.cam.1.rtp.hop1.lost") > rank("receiver.latency_p99"));
+        assert!(rank("stream.cam.1.rtp.hop1.lost") < rank("stream.cam.1.rtp.receiver.lost"));
     }
 
     #[test]

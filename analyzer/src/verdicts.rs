@@ -220,6 +220,7 @@ impl ComparisonRecord {
                                 Some(min_effect),
                                 Some(mannwhitney::smallest_p(n_baseline, n_run)),
                             ),
+                            Decision::LossFromNone => ("loss_from_none", None, None, None, None),
                             Decision::None | Decision::NotComparable(_) => {
                                 ("none", None, None, None, None)
                             }

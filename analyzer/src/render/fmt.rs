@@ -73,6 +73,7 @@ pub fn value(unit: Unit, x: f64) -> String {
         Unit::Percent => percent(x),
         Unit::NsPerPacket => format!("{} ns/pkt", count(x.round() as u64)),
         Unit::Nanos => latency(x),
+        Unit::Packets => format!("{} packets", count(x.round() as u64)),
     }
 }
 

@@ -36,10 +36,13 @@ pub enum MinEffect {
 impl MinEffect {
     /// The minimum effect for a metric in `unit`: `pp` points for percentages, else `pct`%.
     pub fn for_unit(unit: Unit, pct: f64, pp: f64) -> Self {
-        if unit == Unit::Percent {
-            MinEffect::Points(pp)
-        } else {
-            MinEffect::Relative(pct)
+        match unit {
+            Unit::Percent => MinEffect::Points(pp),
+            // A count of lost packets: a relative change from none has no size, and a stream
+            // that starts losing is the change to find; one packet (on the segments' means)
+            // is the least that counts.
+            Unit::Packets => MinEffect::Points(1.0),
+            _ => MinEffect::Relative(pct),
         }
     }
 
@@ -439,6 +442,21 @@ mod tests {
         let mut v = vec![100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 99.8, 100.1];
         v.extend([80.0, 80.5, 79.5, 80.2, 79.8, 80.1]);
         assert_eq!(change_points(&v, &Settings::default()), vec![8]);
+    }
+
+    #[test]
+    fn a_stream_that_starts_losing_is_a_change_point() {
+        let mut v = vec![0.0; 20];
+        v.extend([4.0, 6.0, 5.0, 3.0, 7.0, 5.0]);
+        let s = Settings {
+            min_effect: MinEffect::for_unit(Unit::Packets, 5.0, 1.0),
+            ..Settings::default()
+        };
+        assert_eq!(change_points(&v, &s), vec![20]);
+        // One lost packet more on average is the least that counts.
+        let mut small = vec![0.0; 20];
+        small.extend([0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+        assert!(change_points(&small, &s).is_empty());
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub(super) fn verdict_text(v: Verdict, d: &Decision) -> String {
 
 pub(super) fn decision_text(d: &Decision) -> String {
     match d {
+        Decision::LossFromNone => {
+            "loss against none (any loss where the other side lost none in every sample)".into()
+        }
         Decision::Threshold { threshold, pp } => format!(
             "threshold {threshold}{} (single sample on a side)",
             if *pp { " pp" } else { "%" }
