@@ -69,11 +69,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A pipeline run's generator and receiver records (checked against their contracts) and
+/// its chain document.
+fn run_inputs(
+    generator: &std::path::Path,
+    receiver: &std::path::Path,
+    chain: &std::path::Path,
+) -> anyhow::Result<(
+    trafficgen::record::SendRecord,
+    trafficgen::record::RecvRecord,
+    analyzer::pipeline::chain::Chain,
+)> {
+    use analyzer::pipeline::{self, chain::Chain};
+    use trafficgen::record::{RECORD_MINOR_VERSION, RECORD_VERSION, RECV_SCHEMA, SEND_SCHEMA};
+    let send =
+        pipeline::read_contract(generator, SEND_SCHEMA, RECORD_VERSION, RECORD_MINOR_VERSION)?;
+    let recv =
+        pipeline::read_contract(receiver, RECV_SCHEMA, RECORD_VERSION, RECORD_MINOR_VERSION)?;
+    Ok((send, recv, Chain::load(chain)?))
+}
+
 fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
     use analyzer::pipeline::{self, chain::Chain, conservation, hop, host_cpu, kernel};
-    use trafficgen::record::{
-        RecvRecord, SendRecord, RECORD_MINOR_VERSION, RECORD_VERSION, RECV_SCHEMA, SEND_SCHEMA,
-    };
     match c {
         PipelineCommand::Conservation {
             generator,
@@ -81,19 +98,7 @@ fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
             chain,
             out,
         } => {
-            let send: SendRecord = pipeline::read_contract(
-                &generator,
-                SEND_SCHEMA,
-                RECORD_VERSION,
-                RECORD_MINOR_VERSION,
-            )?;
-            let recv: RecvRecord = pipeline::read_contract(
-                &receiver,
-                RECV_SCHEMA,
-                RECORD_VERSION,
-                RECORD_MINOR_VERSION,
-            )?;
-            let chain = Chain::load(&chain)?;
+            let (send, recv, chain) = run_inputs(&generator, &receiver, &chain)?;
             let doc = conservation::conservation(&send, &recv, &chain)?;
             emit(out.as_deref(), &pipeline::to_json(&doc))?;
         }
@@ -119,19 +124,7 @@ fn run_pipeline(c: PipelineCommand) -> anyhow::Result<ExitCode> {
             chain,
             host_cpu,
         } => {
-            let send: SendRecord = pipeline::read_contract(
-                &generator,
-                SEND_SCHEMA,
-                RECORD_VERSION,
-                RECORD_MINOR_VERSION,
-            )?;
-            let recv: RecvRecord = pipeline::read_contract(
-                &receiver,
-                RECV_SCHEMA,
-                RECORD_VERSION,
-                RECORD_MINOR_VERSION,
-            )?;
-            let chain = Chain::load(&chain)?;
+            let (send, recv, chain) = run_inputs(&generator, &receiver, &chain)?;
             let c = conservation::conservation(&send, &recv, &chain)?;
             let h = host_cpu::HostCpuFigures::load(&host_cpu)?;
             let hops = chain.ns.len() - 2;

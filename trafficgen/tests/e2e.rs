@@ -121,21 +121,44 @@ fn ipv6_multicast_is_joined_with_mld_and_every_datagram_accounted_for() {
     let dir = tempfile::tempdir().unwrap();
     let recv_json = dir.path().join("recv.json");
     let send_json = dir.path().join("send.json");
-    let receiver = Receiver::start(pair.trafficgen(
-        &pair.rx,
-        &[
-            "recv",
-            "--group",
+    let start_receiver = || {
+        Receiver::start(pair.trafficgen(
+            &pair.rx,
+            &[
+                "recv",
+                "--group",
+                GROUP6,
+                "--iface",
+                &pair.rx_if,
+                "--exit-on-end",
+                "--duration",
+                "60s",
+                "--json",
+                recv_json.to_str().unwrap(),
+            ],
+        ))
+    };
+    // 20,000 datagrams to the group; `batching` are the sender's extra flags.
+    let send_to = |receiver: Receiver, batching: &[&str]| -> (SendRecord, RecvRecord) {
+        let mut args = vec![
+            "send",
+            "--dst",
             GROUP6,
             "--iface",
-            &pair.rx_if,
-            "--exit-on-end",
-            "--duration",
-            "60s",
+            &pair.tx_if,
+            "--pps",
+            "20000",
+            "--count",
+            "20000",
             "--json",
-            recv_json.to_str().unwrap(),
-        ],
-    ));
+        ];
+        args.push(send_json.to_str().unwrap());
+        args.extend_from_slice(batching);
+        run_ok(pair.trafficgen(&pair.tx, &args));
+        receiver.finish(Duration::from_secs(30));
+        (read_json(&send_json), read_json(&recv_json))
+    };
+    let receiver = start_receiver();
     let joined = sh(&["ip", "netns", "exec", &pair.rx, "cat", "/proc/net/igmp6"]);
     assert!(
         joined
@@ -154,27 +177,7 @@ fn ipv6_multicast_is_joined_with_mld_and_every_datagram_accounted_for() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    run_ok(pair.trafficgen(
-        &pair.tx,
-        &[
-            "send",
-            "--dst",
-            GROUP6,
-            "--iface",
-            &pair.tx_if,
-            "--pps",
-            "20000",
-            "--count",
-            "20000",
-            "--gso-segments",
-            "1",
-            "--json",
-            send_json.to_str().unwrap(),
-        ],
-    ));
-    receiver.finish(Duration::from_secs(30));
-    let sent: SendRecord = read_json(&send_json);
-    let got: RecvRecord = read_json(&recv_json);
+    let (sent, got) = send_to(receiver, &["--gso-segments", "1"]);
     assert_eq!(sent.config.dst, GROUP6);
     assert_eq!(got.config.group, GROUP6);
     assert_eq!(sent.packets_sent, 20_000);
@@ -182,44 +185,7 @@ fn ipv6_multicast_is_joined_with_mld_and_every_datagram_accounted_for() {
     assert_eq!(got.totals.received, 20_000, "{got:#?}");
     assert_eq!((got.totals.lost, got.totals.duplicated), (0, 0));
     // GSO batches (UDP_SEGMENT) work over IPv6 as well.
-    let (sent, got) = {
-        let receiver = Receiver::start(pair.trafficgen(
-            &pair.rx,
-            &[
-                "recv",
-                "--group",
-                GROUP6,
-                "--iface",
-                &pair.rx_if,
-                "--exit-on-end",
-                "--duration",
-                "60s",
-                "--json",
-                recv_json.to_str().unwrap(),
-            ],
-        ));
-        run_ok(pair.trafficgen(
-            &pair.tx,
-            &[
-                "send",
-                "--dst",
-                GROUP6,
-                "--iface",
-                &pair.tx_if,
-                "--pps",
-                "20000",
-                "--count",
-                "20000",
-                "--json",
-                send_json.to_str().unwrap(),
-            ],
-        ));
-        receiver.finish(Duration::from_secs(30));
-        (
-            read_json::<SendRecord>(&send_json),
-            read_json::<RecvRecord>(&recv_json),
-        )
-    };
+    let (sent, got) = send_to(start_receiver(), &[]);
     assert_eq!(sent.config.batch_mode, "gso", "{sent:#?}");
     assert_eq!(got.totals.received, sent.packets_sent);
 }

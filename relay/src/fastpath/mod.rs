@@ -782,6 +782,21 @@ mod tests {
         (out.return_value, out.duration)
     }
 
+    /// An output to 239.1.1.1:5000 out of `lo` (the loopback rules' one output).
+    fn loopback_output(lo: u32) -> KernelOutput {
+        KernelOutput {
+            ifindex: lo,
+            dst_mac: [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
+            src_mac: [0; 6],
+            dst: Ipv4Addr::new(239, 1, 1, 1),
+            src: Ipv4Addr::new(10, 99, 0, 1),
+            dst_port: 5000,
+            src_port: 0,
+            ttl: 8,
+            dscp: None,
+        }
+    }
+
     /// Installs the 1:1 rule for [`rtp_frame`] arriving on `lo`, with counter slot `slot`.
     /// The runs of a test share one packet, which the program rewrites in place: the output
     /// writes what the frame holds, so every run matches (and skips the checksum fixes).
@@ -799,17 +814,7 @@ mod tests {
         flags: u32,
     ) {
         let lo = crate::netif::index("lo").expect("lo");
-        let out = KernelOutput {
-            ifindex: lo,
-            dst_mac: [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
-            src_mac: [0; 6],
-            dst: Ipv4Addr::new(239, 1, 1, 1),
-            src: Ipv4Addr::new(10, 99, 0, 1),
-            dst_port: 5000,
-            src_port: 0,
-            ttl: 8,
-            dscp: None,
-        };
+        let out = loopback_output(lo);
         let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, source);
         let kind = layout::monitor_kind(monitor).unwrap();
         let value = layout::rule_value(slot, kind, flags, &[out]);
@@ -895,17 +900,7 @@ mod tests {
         let lo = crate::netif::index("lo").expect("lo");
         let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, None);
         let install = |cutoff| {
-            let out = KernelOutput {
-                ifindex: lo,
-                dst_mac: [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
-                src_mac: [0; 6],
-                dst: Ipv4Addr::new(239, 1, 1, 1),
-                src: Ipv4Addr::new(10, 99, 0, 1),
-                dst_port: 5000,
-                src_port: 0,
-                ttl: 8,
-                dscp: None,
-            };
+            let out = loopback_output(lo);
             let value = layout::with_cutoff(layout::rule_value(0, 0, 0, &[out]), cutoff);
             fp.skel
                 .maps
