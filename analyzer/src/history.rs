@@ -417,14 +417,40 @@ pub fn runs(dir: &Path, target_pps: Option<f64>, mut each: impl FnMut(HistoryRun
     Ok(())
 }
 
-fn part_runs(part: &Path, target_pps: Option<f64>) -> Result<Vec<HistoryRun>> {
-    let bad = |e: PolarsError| Error::format(part, format!("not a readable history part: {e}"));
-    let df = read_frame(part)?;
-    let strings = |name: &str| -> Result<Vec<Option<String>>> {
-        let c = df.column(name).map_err(bad)?;
-        let c = c.str().map_err(bad)?;
+/// A part's columns by name, each read whole; any error names the part.
+struct Columns<'a> {
+    df: &'a DataFrame,
+    part: &'a Path,
+}
+
+impl Columns<'_> {
+    fn bad(&self, e: PolarsError) -> Error {
+        Error::format(self.part, format!("not a readable history part: {e}"))
+    }
+
+    fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
+        let c = self.df.column(name).map_err(|e| self.bad(e))?;
+        let c = c.str().map_err(|e| self.bad(e))?;
         Ok(c.iter().map(|v| v.map(str::to_string)).collect())
-    };
+    }
+
+    fn floats(&self, name: &str) -> Result<Vec<Option<f64>>> {
+        let c = self.df.column(name).map_err(|e| self.bad(e))?;
+        Ok(c.f64().map_err(|e| self.bad(e))?.iter().collect())
+    }
+
+    fn hops(&self) -> Result<Vec<Option<u32>>> {
+        self.df
+            .column("hop")
+            .and_then(|c| Ok(c.u32()?.iter().collect()))
+            .map_err(|e| self.bad(e))
+    }
+}
+
+fn part_runs(part: &Path, target_pps: Option<f64>) -> Result<Vec<HistoryRun>> {
+    let df = read_frame(part)?;
+    let cols = Columns { df: &df, part };
+    let strings = |name: &str| cols.strings(name);
     let (run, date, source, hop_name, relay, metric, label, unit) = (
         strings("run")?,
         strings("date")?,
@@ -446,15 +472,8 @@ fn part_runs(part: &Path, target_pps: Option<f64>) -> Result<Vec<HistoryRun>> {
             })
             .collect()
     };
-    let hop: Vec<Option<u32>> = df
-        .column("hop")
-        .and_then(|c| Ok(c.u32()?.iter().collect()))
-        .map_err(bad)?;
-    let floats = |name: &str| -> Result<Vec<Option<f64>>> {
-        let c = df.column(name).map_err(bad)?;
-        Ok(c.f64().map_err(bad)?.iter().collect())
-    };
-    let (target, value) = (floats("target_pps")?, floats("value")?);
+    let hop = cols.hops()?;
+    let (target, value) = (cols.floats("target_pps")?, cols.floats("value")?);
     let mut out: Vec<HistoryRun> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..df.height() {
@@ -617,13 +636,9 @@ impl Query {
 /// Reads one part whole (a night's part is a few kilobytes) and adds the rows `q` selects to
 /// `into`. Any error names the part.
 fn gather(part: &Path, q: &Query, into: &mut BTreeMap<SliceKey, Gathered>) -> Result<()> {
-    let bad = |e: PolarsError| Error::format(part, format!("not a readable history part: {e}"));
     let df = read_frame(part)?;
-    let strings = |name: &str| -> Result<Vec<Option<String>>> {
-        let c = df.column(name).map_err(bad)?;
-        let c = c.str().map_err(bad)?;
-        Ok(c.iter().map(|v| v.map(str::to_string)).collect())
-    };
+    let cols = Columns { df: &df, part };
+    let strings = |name: &str| cols.strings(name);
     let (metric, relay, day, label, unit) = (
         strings("metric")?,
         strings("relay")?,
@@ -631,15 +646,8 @@ fn gather(part: &Path, q: &Query, into: &mut BTreeMap<SliceKey, Gathered>) -> Re
         strings("label")?,
         strings("unit")?,
     );
-    let hop: Vec<Option<u32>> = df
-        .column("hop")
-        .and_then(|c| Ok(c.u32()?.iter().collect()))
-        .map_err(bad)?;
-    let floats = |name: &str| -> Result<Vec<Option<f64>>> {
-        let c = df.column(name).map_err(bad)?;
-        Ok(c.f64().map_err(bad)?.iter().collect())
-    };
-    let (target, value) = (floats("target_pps")?, floats("value")?);
+    let hop = cols.hops()?;
+    let (target, value) = (cols.floats("target_pps")?, cols.floats("value")?);
     for i in 0..df.height() {
         let missing = |column: &str| {
             Error::format(
