@@ -255,6 +255,21 @@ fn classes(h: &crate::waterfall::HopFlow) -> [u64; 7] {
 
 /// The loss waterfall of one run: a stacked bar per hop, from what the upstream offered down
 /// to what the hop sent on. Returns false when the run has no per-hop counters.
+/// `camera: 36 sequence numbers lost on the way here` for each monitored stream with loss new at `hop` (see
+/// `stream_loss.rs`), or `None` when no stream lost anything there.
+fn stream_loss_line(w: &Waterfall, hop: &str) -> Option<String> {
+    let parts: Vec<String> = w
+        .streams
+        .iter()
+        .filter_map(|path| {
+            let p = path.points.iter().find(|p| !p.receiver && p.at == hop)?;
+            (p.new_loss > 0)
+                .then(|| format!("{}: {} lost", path.rule, fmt::count(p.new_loss as u64)))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 pub fn waterfall(w: &Waterfall, title: &str, path: &Path) -> Result<bool> {
     let hops: Vec<_> = w
         .hops
@@ -304,6 +319,17 @@ pub fn waterfall(w: &Waterfall, title: &str, path: &Path) -> Result<bool> {
                 value_style.clone(),
             )))
             .chart(path)?;
+        // Above it, the monitored streams' loss first seen at this hop (sequence numbers or
+        // TS packets lost since the point before), so a lossy link shows beside the classes.
+        if let Some(line) = stream_loss_line(w, &h.hop) {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    line,
+                    (i as f64, base + max * 0.055),
+                    value_style.clone().color(&RED),
+                )))
+                .chart(path)?;
+        }
     }
     let names: Vec<String> = hops.iter().map(|h| h.hop.clone()).collect();
     category_labels(&area, |i| chart.backend_coord(&(i as f64, 0.0)), &names).chart(path)?;
@@ -586,6 +612,45 @@ pub fn chart_path(dir: &Path, name: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hop_s_line_names_the_streams_whose_loss_is_new_there() {
+        use crate::stream_loss::{Point, StreamPath};
+        let point = |at: &str, receiver: bool, new_loss: i64| Point {
+            at: at.into(),
+            receiver,
+            datagrams: 1000,
+            foreign: None,
+            gaps: None,
+            lost: new_loss.max(0) as u64,
+            repeats: 0,
+            new_loss,
+            upstream_dropped: None,
+        };
+        let w = Waterfall {
+            run: "r".into(),
+            hops: Vec::new(),
+            delivery: None,
+            softnet_dropped: None,
+            softnet_explains: None,
+            conservation: None,
+            streams: vec![StreamPath {
+                rule: "camera".into(),
+                kind: crate::record::StreamKind::Rtp,
+                points: vec![
+                    point("MCR-1", false, 0),
+                    point("MCR-2", false, 1234),
+                    point("receiver", true, 47),
+                ],
+            }],
+        };
+        assert_eq!(stream_loss_line(&w, "MCR-1"), None);
+        assert_eq!(
+            stream_loss_line(&w, "MCR-2").as_deref(),
+            Some("camera: 1,234 sequence numbers lost on the way here")
+        );
+        assert_eq!(stream_loss_line(&w, "receiver"), None, "not a hop's bar");
+    }
 
     #[test]
     fn slugs_and_short_numbers() {
