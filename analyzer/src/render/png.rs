@@ -263,8 +263,10 @@ fn stream_loss_line(w: &Waterfall, hop: &str) -> Option<String> {
         .iter()
         .filter_map(|path| {
             let p = path.points.iter().find(|p| !p.receiver && p.at == hop)?;
-            (p.new_loss > 0)
-                .then(|| format!("{}: {} lost", path.rule, fmt::count(p.new_loss as u64)))
+            (p.new_loss > 0).then(|| {
+                let n = fmt::count(p.new_loss as u64);
+                format!("{}: {n} {} lost on the way here", path.rule, path.unit())
+            })
         })
         .collect();
     (!parts.is_empty()).then(|| parts.join("; "))
