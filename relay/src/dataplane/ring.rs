@@ -19,7 +19,34 @@ use crate::wire;
 
 /// The frame was longer than the slot; the whole frame is also queued on the socket.
 pub use libc::TP_STATUS_COPY;
-// The checksum and VLAN bits of `tp_status` are read by `crate::wire`, which owns them.
+
+// The checksum and VLAN bits of `tp_status` (linux/if_packet.h). The libc crate has them only
+// in its unfinished `linux_uapi` module, not at its root, in the version we build with.
+/// The checksum is not filled in yet (`CHECKSUM_PARTIAL`, e.g. locally generated or GRO).
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+/// `tp_vlan_tci` holds a tag the kernel stripped from the frame.
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// The checksum was verified (`CHECKSUM_UNNECESSARY`).
+const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
+
+/// What a slot's `tp_status` says of its frame's checksum.
+#[inline]
+pub fn checksum_hint(status: u32) -> wire::ChecksumHint {
+    if status & TP_STATUS_CSUMNOTREADY != 0 {
+        wire::ChecksumHint::Partial
+    } else if status & TP_STATUS_CSUM_VALID != 0 {
+        wire::ChecksumHint::Verified
+    } else {
+        wire::ChecksumHint::Unverified
+    }
+}
+
+/// The tag the kernel stripped, if `tp_status` says there was one (`TP_STATUS_VLAN_VALID`; a
+/// `tp_vlan_tci` of 0 without the bit means "no tag", with it a priority-only tag).
+#[inline]
+fn vlan_tci(status: u32, tp_vlan_tci: u16) -> Option<u16> {
+    (status & TP_STATUS_VLAN_VALID != 0).then_some(tp_vlan_tci)
+}
 
 /// Bytes in a slot before the Ethernet header: header, address, alignment and the vnet header.
 const SLOT_OVERHEAD: usize = 96;
@@ -146,7 +173,7 @@ impl RxRing {
         let info = FrameInfo {
             status,
             len: self.read_u32(slot, field::LEN),
-            vlan_tci: wire::tpacket_vlan_tci(status, self.read_u16(slot, field::VLAN_TCI)),
+            vlan_tci: vlan_tci(status, self.read_u16(slot, field::VLAN_TCI)),
             stamp: (status & TP_STATUS_TS_SOFTWARE != 0).then(|| {
                 u64::from(self.read_u32(slot, field::SEC)) * 1_000_000_000
                     + u64::from(self.read_u32(slot, field::NSEC))
@@ -185,6 +212,20 @@ impl RxRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_word_says_the_checksum_state_and_a_stripped_tag() {
+        use wire::ChecksumHint;
+        assert_eq!(checksum_hint(0x1), ChecksumHint::Unverified);
+        assert_eq!(
+            checksum_hint(0x1 | TP_STATUS_CSUM_VALID),
+            ChecksumHint::Verified
+        );
+        let both = 0x1 | TP_STATUS_CSUMNOTREADY | TP_STATUS_VLAN_VALID;
+        assert_eq!(checksum_hint(both), ChecksumHint::Partial);
+        assert_eq!(vlan_tci(TP_STATUS_VLAN_VALID, 0xa064), Some(0xa064));
+        assert_eq!(vlan_tci(0, 0xa064), None);
+    }
 
     #[test]
     fn geometry_fits_standard_and_jumbo_frames() {

@@ -191,7 +191,7 @@ fn take_from(
                     // frame: overload, not a malformed frame.
                     fwd.overflow(bytes, info.len);
                 } else {
-                    let hint = ChecksumHint::from_tpacket_status(info.status);
+                    let hint = super::ring::checksum_hint(info.status);
                     taken += fwd.frame(ifindex, bytes, info.vlan_tci, hint, info.stamp);
                 }
             }

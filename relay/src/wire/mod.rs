@@ -34,10 +34,7 @@ pub mod udp;
 pub mod vlan;
 pub mod vnet;
 
-pub use frame::{
-    parse_frame, tpacket_vlan_tci, ChecksumHint, Datagram, Parsed, Segments,
-    TP_STATUS_CSUMNOTREADY, TP_STATUS_CSUM_VALID, TP_STATUS_VLAN_VALID,
-};
+pub use frame::{parse_frame, ChecksumHint, Datagram, Parsed, Segments};
 pub use overflow::datagrams_in_frame;
 pub use vnet::VnetHeader;
 
