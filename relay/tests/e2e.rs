@@ -48,6 +48,8 @@ fn one_hop_forwards_what_the_kernel_would_drop_byte_for_byte() {
         fin.totals.matched, fin.totals
     );
     assert_eq!(fin.flows[0].outputs[0].tx_sent, n);
+    assert_eq!(fin.totals.matched_bytes, n * 1400);
+    assert_eq!(fin.totals.tx_bytes, fin.totals.matched_bytes);
     assert_eq!(
         seqs,
         (0..n).collect::<Vec<_>>(),
@@ -127,6 +129,9 @@ fn fan_out_one_to_three_interfaces() {
     assert_eq!(fin.totals.matched, n);
     assert_eq!(fin.totals.tx_sent, 3 * n);
     assert!(fin.flows[0].outputs.iter().all(|o| o.tx_sent == n));
+    // What came in and what went out, in one unit (UDP payload bytes): three copies of each.
+    assert_eq!(fin.totals.matched_bytes, n * 1000);
+    assert_eq!(fin.totals.tx_bytes, 3 * fin.totals.matched_bytes);
 }
 
 #[test]
@@ -357,6 +362,8 @@ fn malformed_frames_are_counted_by_kind_while_good_traffic_flows() {
         }
     }
     assert_eq!(fin.totals.matched, sent_good);
+    // The workers' payload bytes of what they matched: the good datagrams only.
+    assert_eq!(fin.totals.matched_bytes, sent_good * 600);
 }
 
 #[test]

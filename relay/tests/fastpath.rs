@@ -283,6 +283,11 @@ fn one_hop_in_the_kernel_with_headers_and_checksums_right(mode: Attach) {
     assert_eq!(fin.flows[0].packets, n);
     assert_eq!(fin.flows[0].outputs[0].tx_sent, n);
     assert_eq!(fin.flows[0].outputs[0].tx_bytes, n * 1400);
+    assert_eq!(
+        fin.totals.matched_bytes,
+        n * 1400,
+        "the program's payload bytes"
+    );
     // Nothing went through the workers: the packet filter left the flow to the program.
     assert_eq!(
         fin.workers[0].counters.rx, 0,

@@ -24,6 +24,7 @@ pub struct WorkerCells {
     pub malformed: [Counter; Malformed::COUNT],
     pub no_match: Counter,
     pub matched: Counter,
+    pub matched_bytes: Counter,
     pub buf_exhaust: Counter,
     pub tx_sent: Counter,
     pub tx_bytes: Counter,

@@ -148,6 +148,7 @@ impl Forwarder {
         let outputs = rule.outputs.len();
         for d in datagrams {
             flow.bytes.add(d.payload.len() as u64);
+            cells.matched_bytes.add(d.payload.len() as u64);
             if let Some(monitor) = &flow.monitor {
                 monitor.observe(d.payload);
             }

@@ -80,6 +80,8 @@ pub struct KernelTotals {
     pub frames: u64,
     pub frame_bytes: u64,
     pub matched: u64,
+    /// UDP payload bytes of `matched`.
+    pub bytes: u64,
     pub sent: u64,
     pub sent_bytes: u64,
     pub err_mtu: u64,
@@ -95,6 +97,7 @@ impl KernelTotals {
         self.frames += r.frames;
         self.frame_bytes += r.frame_bytes;
         self.matched += r.matched;
+        self.bytes += r.bytes;
         for o in r.outputs.iter().take(outputs) {
             self.sent += o.sent;
             self.sent_bytes += o.sent_bytes;
@@ -110,6 +113,7 @@ impl KernelTotals {
         self.frames += o.frames;
         self.frame_bytes += o.frame_bytes;
         self.matched += o.matched;
+        self.bytes += o.bytes;
         self.sent += o.sent;
         self.sent_bytes += o.sent_bytes;
         self.err_mtu += o.err_mtu;

@@ -284,6 +284,7 @@ fn fast_path_stats(
                 .map(|(kind, n)| (kind.name().to_string(), n))
                 .collect(),
             matched: k.matched,
+            matched_bytes: k.bytes,
             tx_sent: k.sent,
             tx_bytes: k.sent_bytes,
             tx_errors: errors.values().sum(),
@@ -329,6 +330,7 @@ fn worker_counters(c: &WorkerCells) -> WorkerCounters {
         malformed_by_kind,
         no_match: c.no_match.get(),
         matched: c.matched.get(),
+        matched_bytes: c.matched_bytes.get(),
         buf_exhaust: c.buf_exhaust.get(),
         tx_sent: c.tx_sent.get(),
         tx_bytes: c.tx_bytes.get(),
@@ -371,6 +373,7 @@ pub fn add_into(a: &mut WorkerCounters, b: &WorkerCounters) {
     add_counts(&mut a.malformed_by_kind, &b.malformed_by_kind);
     a.no_match += b.no_match;
     a.matched += b.matched;
+    a.matched_bytes += b.matched_bytes;
     a.buf_exhaust += b.buf_exhaust;
     a.tx_sent += b.tx_sent;
     a.tx_bytes += b.tx_bytes;

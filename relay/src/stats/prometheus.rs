@@ -41,7 +41,7 @@ impl Kind {
 /// A per-worker counter: name, help, and how to read it.
 type WorkerMetric = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
 
-const WORKER_COUNTERS: [WorkerMetric; 14] = [
+const WORKER_COUNTERS: [WorkerMetric; 15] = [
     (
         "mcr_rx_frames_total",
         "Frames taken from the kernel's packet rings.",
@@ -101,6 +101,11 @@ const WORKER_COUNTERS: [WorkerMetric; 14] = [
         "mcr_tx_sent_total",
         "Output datagrams the kernel accepted.",
         |c| c.tx_sent,
+    ),
+    (
+        "mcr_matched_bytes_total",
+        "UDP payload bytes of the matched datagrams (the unit of mcr_tx_bytes_total).",
+        |c| c.matched_bytes,
     ),
     (
         "mcr_tx_bytes_total",
@@ -682,6 +687,7 @@ pub(crate) mod tests {
                 rx_overflow: n(),
                 rx_overflow_frames: n(),
                 handed_over: n(),
+                matched_bytes: n(),
                 filtered: n(),
                 no_match: n(),
                 matched: n(),
@@ -858,6 +864,7 @@ pub(crate) mod tests {
                 "rx_overflow" => "mcr_rx_overflow_total",
                 "rx_overflow_frames" => "mcr_rx_overflow_frames_total",
                 "handed_over" => "mcr_handed_over_total",
+                "matched_bytes" => "mcr_matched_bytes_total",
                 "filtered" => "mcr_filtered_total",
                 "malformed" | "malformed_by_kind.*" => "mcr_malformed_total",
                 "no_match" => "mcr_no_match_total",

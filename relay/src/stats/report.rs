@@ -43,8 +43,8 @@ pub const STATS_SCHEMA: &str = "mcr.relay.stats";
 pub const STATS_VERSION: u32 = 1;
 /// Value of the `minor_version` field (absent when 0, as in files written before it existed).
 /// 1: `relay.revision`; 2: `fast_path.attach` and `fast_path.missing_features`; 3: counters'
-/// `handed_over`.
-pub const STATS_MINOR_VERSION: u32 = 3;
+/// `handed_over`; 4: counters' `matched_bytes`.
+pub const STATS_MINOR_VERSION: u32 = 4;
 
 /// One snapshot of a running (or just stopped) relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +231,11 @@ pub struct WorkerCounters {
     pub no_match: u64,
     /// Datagrams that matched a rule (counted once, however many outputs the rule has).
     pub matched: u64,
+    /// UDP payload bytes of `matched`: the unit of `tx_bytes`, so that what came in and what
+    /// went out compare (`rx_bytes` counts whole frames, link layer included, as interface
+    /// counters do). Minor version 4.
+    #[serde(default)]
+    pub matched_bytes: u64,
     /// Output copies dropped because no buffer or send slot was free: the one place overload drops.
     pub buf_exhaust: u64,
     /// Output datagrams the kernel accepted.
