@@ -32,7 +32,8 @@ wanted="iproute2:ip ethtool:ethtool nftables:nft smcroute:smcrouted socat:socat 
 wanted="$wanted clang:clang make:make gcc:cc pkg-config:pkg-config libbpf-dev:/usr/include/bpf/bpf_helpers.h"
 wanted="$wanted libelf-dev:/usr/include/libelf.h zlib1g-dev:/usr/include/zlib.h linux-libc-dev:/usr/include/linux/bpf.h"
 if [ "$deb" = 1 ]; then
-  wanted="$wanted lintian:lintian adduser:adduser"
+  # scripts/test-systemd.sh: the packaged unit under a real systemd in a container.
+  wanted="$wanted lintian:lintian adduser:adduser systemd-container:systemd-nspawn debootstrap:debootstrap"
 fi
 # --list-packages: every package of the list, one a line, installed or not
 # (scripts/check-workflows.sh reads it).
