@@ -146,9 +146,10 @@ impl Forwarder {
         let flow = &rule.counters.per_worker[self.id];
         flow.packets.add(n as u64);
         let outputs = rule.outputs.len();
+        // The frame's payload bytes, added to the flow's and the worker's counts once.
+        let mut payload_bytes = 0u64;
         for d in datagrams {
-            flow.bytes.add(d.payload.len() as u64);
-            cells.matched_bytes.add(d.payload.len() as u64);
+            payload_bytes += d.payload.len() as u64;
             if let Some(monitor) = &flow.monitor {
                 monitor.observe(d.payload);
             }
@@ -175,6 +176,8 @@ impl Forwarder {
                 cells.in_flight.add(1);
             }
         }
+        flow.bytes.add(payload_bytes);
+        cells.matched_bytes.add(payload_bytes);
         n
     }
 }
