@@ -257,11 +257,16 @@ fn mcrd_notifies_systemd_of_ready_reload_and_stop() {
     };
     let next = || {
         let mut buf = [0u8; 512];
-        match notify.recv(&mut buf) {
-            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
-            Err(e) => {
-                signal("-KILL");
-                panic!("no notification from mcrd: {e}");
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+                // A signal for another test of this process (a child's exit) interrupted the
+                // wait: wait again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    signal("-KILL");
+                    panic!("no notification from mcrd: {e}");
+                }
             }
         }
     };
