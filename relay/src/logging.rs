@@ -3,7 +3,7 @@
 //! systemd connects a service's stderr to the journal and says so in `JOURNAL_STREAM`
 //! (`DEVICE:INODE` of that stream). Lines written there may start with a syslog priority
 //! (`<3>` error ... `<7>` debug, sd-daemon(3)) and need no timestamp, since the journal adds
-//! its own, and no colours. [`JournalFormat`] writes them so; elsewhere mcrd keeps the usual
+//! its own, and no colours. [`JOURNAL_FORMAT`] writes them so; elsewhere mcrd keeps the usual
 //! `tracing` lines, with colours only when stderr is a terminal. With `log_format = "json"`
 //! each line is one JSON object (tracing-subscriber's JSON format), behind the same priority
 //! prefix in the journal so that `journalctl -p` still filters by level. [`layer`] picks one.
@@ -34,7 +34,7 @@ where
 {
     let base = tracing_subscriber::fmt::layer().with_writer(writer);
     match (format, journal) {
-        (LogFormat::Text, true) => base.with_ansi(false).event_format(JournalFormat).boxed(),
+        (LogFormat::Text, true) => base.with_ansi(false).event_format(JOURNAL_FORMAT).boxed(),
         (LogFormat::Text, false) => base.with_ansi(ansi).with_target(false).boxed(),
         (LogFormat::Json, journal) => {
             let json = base.json().flatten_event(false).with_current_span(false);
@@ -48,7 +48,7 @@ where
 }
 
 /// Another format's line behind the journal's `<PRIORITY>` prefix.
-struct PriorityPrefixed<F>(F);
+pub struct PriorityPrefixed<F>(F);
 
 impl<S, N, F> FormatEvent<S, N> for PriorityPrefixed<F>
 where
@@ -102,9 +102,15 @@ fn names_stream(value: &str, dev: u64, ino: u64) -> bool {
 }
 
 /// One line per event: `<PRIORITY>message key=value ...`, without time, level or colour.
-pub struct JournalFormat;
+pub type JournalFormat = PriorityPrefixed<FieldsLine>;
 
-impl<S, N> FormatEvent<S, N> for JournalFormat
+/// The journal's text format: [`FieldsLine`] behind the priority prefix.
+pub const JOURNAL_FORMAT: JournalFormat = PriorityPrefixed(FieldsLine);
+
+/// An event's message and fields, then a newline: nothing else.
+pub struct FieldsLine;
+
+impl<S, N> FormatEvent<S, N> for FieldsLine
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -115,7 +121,6 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write!(writer, "<{}>", priority(*event.metadata().level()))?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
@@ -158,7 +163,7 @@ mod tests {
             tracing_subscriber::fmt::layer()
                 .with_writer(buf.clone())
                 .with_ansi(false)
-                .event_format(JournalFormat),
+                .event_format(JOURNAL_FORMAT),
         );
         tracing::subscriber::with_default(subscriber, || {
             tracing::error!("control socket gone");
