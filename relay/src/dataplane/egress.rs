@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Socket, Type};
 
+mod pending;
 pub mod send;
 pub use send::{Pending, Sender};
 

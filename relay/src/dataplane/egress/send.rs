@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use io_uring::{opcode, types, IoUring};
 
+use super::pending::PendingQueues;
 use super::{gso_run, EgressParams, EgressSocket, OutputTarget, SendSlots};
 use crate::config::DataplaneConfig;
 use crate::counters::errno_slot;
@@ -39,10 +40,11 @@ pub struct Sender {
     targets: Vec<Option<Rc<OutputTarget>>>,
     sockets: HashMap<EgressKey, Rc<EgressSocket>>,
     pool: BufferPool,
-    pending: Vec<Vec<Pending>>,
-    /// Output ids with something pending, in first-queued order.
-    active: Vec<usize>,
+    pending: PendingQueues,
+    /// The most datagrams one output holds per pass.
     pending_capacity: usize,
+    /// One output's queue, copied out to be sent (no allocation per flush).
+    sending: Vec<Pending>,
     slots: SendSlots,
     max_gso_segments: usize,
     egress_params: EgressParams,
@@ -64,9 +66,9 @@ impl Sender {
             targets: Vec::new(),
             sockets: HashMap::new(),
             pool: BufferPool::new(dp.buffer_count as usize, dp.buffer_size as usize)?,
-            pending: Vec::new(),
-            active: Vec::new(),
+            pending: PendingQueues::default(),
             pending_capacity: dp.batch_size as usize + UDP_MAX_SEGMENTS as usize,
+            sending: Vec::with_capacity(dp.batch_size as usize + UDP_MAX_SEGMENTS as usize),
             slots: SendSlots::new(dp.max_in_flight_sends as usize),
             max_gso_segments: dp.max_gso_segments as usize,
             egress_params: EgressParams {
@@ -83,7 +85,7 @@ impl Sender {
     /// per-output targets. Called between passes, when nothing is pending (sends in flight
     /// keep their own targets alive).
     pub fn adopt(&mut self, table: &RuleTable) {
-        debug_assert!(self.active.is_empty());
+        debug_assert_eq!(self.pending.active_len(), 0);
         let mut sockets = HashMap::with_capacity(table.egress_keys.len());
         for key in &table.egress_keys {
             let sock = match self.sockets.get(key) {
@@ -121,10 +123,18 @@ impl Sender {
             }
         }
         self.targets = targets;
-        self.pending = (0..table.output_count)
-            .map(|_| Vec::with_capacity(self.pending_capacity))
-            .collect();
-        self.active = Vec::with_capacity(table.output_count);
+        // Each queued datagram holds one share of a pool buffer, and a buffer has at most
+        // one share per output of its rule: that bounds the store.
+        let fan_out = table
+            .rules
+            .iter()
+            .map(|r| r.outputs.len())
+            .max()
+            .unwrap_or(0);
+        let store =
+            (self.pool.capacity() * fan_out).min(table.output_count * self.pending_capacity);
+        self.pending
+            .resize(table.output_count, self.pending_capacity, store);
     }
 
     pub fn sockets(&self) -> impl Iterator<Item = &EgressSocket> {
@@ -154,33 +164,28 @@ impl Sender {
     /// back) when that output's queue is full.
     #[inline]
     pub fn enqueue(&mut self, output_id: usize, datagram: Pending) -> bool {
-        let queue = &mut self.pending[output_id];
-        if queue.len() >= self.pending_capacity {
+        if self.pending.push(output_id, datagram).is_err() {
             self.pool.release(datagram.buf);
             return false;
         }
-        if queue.is_empty() {
-            self.active.push(output_id);
-        }
-        queue.push(datagram);
         true
     }
 
     /// Turns every output's pending datagrams into `sendmsg` submissions. `table` is the one
     /// last adopted (to charge an output whose socket could not be opened).
     pub fn flush(&mut self, table: &RuleTable, ring: &mut IoUring) {
-        for a in 0..self.active.len() {
-            let id = self.active[a];
-            let target = self.targets[id].clone();
-            let mut queue = std::mem::take(&mut self.pending[id]);
-            match target {
+        let mut queue = std::mem::take(&mut self.sending);
+        for a in 0..self.pending.active_len() {
+            let id = self.pending.active(a);
+            self.pending.copy_queue(id, &mut queue);
+            match self.targets[id].clone() {
                 Some(target) => self.send_queue(&target, &queue, ring),
                 None => self.charge_unopened(table, id, &queue),
             }
-            queue.clear();
-            self.pending[id] = queue;
         }
-        self.active.clear();
+        self.pending.clear();
+        queue.clear();
+        self.sending = queue;
     }
 
     /// The egress socket of output `id` could not be opened: these datagrams cannot be sent.
