@@ -512,17 +512,23 @@ impl Controller {
 
     /// Re-plans the rules in force against the interfaces and neighbours as they are now
     /// (addresses, MACs, neighbour entries that appeared or changed), and publishes a new
-    /// table if a rule changes path. mcrd calls this every second while the fast path is on.
+    /// table if a rule changes path. mcrd calls this every second while the fast path is on;
+    /// it re-plans only when [`crate::fastpath::FastPath::replan_needed`] says something the last plan asked
+    /// about changed, so an idle daemon's CPU does not grow with its rules.
     ///
     /// With many rules the re-plan runs less often than asked, so that it takes at most a
     /// fixed share of a core ([`REFRESH_IDLE_RATIO`]); rule changes and interface changes
     /// are planned at once, as before.
     pub fn refresh_fast_path(&mut self) {
-        if self.shared.fast_path.get().is_none() {
+        let Some(fp) = self.shared.fast_path.get() else {
             return;
-        }
+        };
         let started = std::time::Instant::now();
         if started < self.next_refresh {
+            return;
+        }
+        // Nothing the plan depends on changed: re-planning would decide the same.
+        if !fp.replan_needed() {
             return;
         }
         self.replan_fast_path();

@@ -70,6 +70,14 @@ impl Links {
         }
     }
 
+    /// Every input has an attachment of ours that the kernel still holds (none failed, was
+    /// refused or went with its interface).
+    pub(super) fn all_live(&self) -> bool {
+        self.links
+            .values()
+            .all(|l| l.as_ref().is_ok_and(Attachment::attached))
+    }
+
     /// Attaches `program` to each of `inputs` (index, name) that has no live attachment, and
     /// says for each input how it stands. The reasons inputs could not be attached are added
     /// to `errors`.

@@ -26,6 +26,44 @@ pub(super) struct Lookups {
     hops: HashMap<RouteQuery, Result<resolve::Route, String>>,
     /// Usable MAC per (next hop, interface index).
     neighbours: HashMap<(Ipv4Addr, u32), Result<[u8; 6], String>>,
+    /// The name a unicast output's interface was asked by (it appears in the answers).
+    names: HashMap<u32, String>,
+}
+
+impl Lookups {
+    /// Whether the kernel would now answer any question this plan asked differently: an
+    /// interface's MAC or address, a route or a neighbour entry changed, appeared or went.
+    /// Asking again costs one question per interface, route and next hop, not per rule, so
+    /// an idle daemon can check every second and re-plan only when this says so.
+    pub(super) fn changed(&self) -> bool {
+        let mut now = Lookups::default();
+        self.links.iter().any(|(name, a)| now.link(name) != *a)
+            || self
+                .addresses
+                .iter()
+                .any(|(name, a)| now.ipv4_address(name) != *a)
+            || self.routes_changed()
+    }
+
+    fn routes_changed(&self) -> bool {
+        if self.hops.is_empty() {
+            return false;
+        }
+        let mut rtnl = match Rtnl::open() {
+            Ok(r) => r,
+            // Cannot ask: say changed, and the plan that follows reports why.
+            Err(_) => return true,
+        };
+        let name = |oif: u32| self.names.get(&oif).map_or("", String::as_str);
+        let route_changed = self.hops.iter().any(|(q, a)| {
+            resolve::next_hop(&mut rtnl, q, name(q.oif)).map_err(|e| e.to_string()) != *a
+        });
+        route_changed
+            || self.neighbours.iter().any(|(&(hop, oif), a)| {
+                resolve::neighbour_mac(&mut rtnl, hop, oif, name(oif)).map_err(|e| e.to_string())
+                    != *a
+            })
+    }
 }
 
 impl Host for Lookups {
@@ -55,6 +93,7 @@ impl Host for Lookups {
         let Some(q) = RouteQuery::of(socket) else {
             return Err(format!("output {name} is not a unicast output"));
         };
+        self.names.entry(q.oif).or_insert_with(|| name.to_string());
         let rtnl = match self.rtnl.get_or_insert_with(|| {
             Rtnl::open().map_err(|e| format!("opening an rtnetlink socket: {e}"))
         }) {
@@ -95,6 +134,41 @@ mod tests {
         assert_eq!(l.links.len(), 1);
         assert!(l.link("mcr-no-such0").is_err());
         assert_eq!(l.ipv4_address("lo"), Ok(Some(Ipv4Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn answers_asked_again_are_unchanged_until_one_differs() {
+        let mut l = Lookups::default();
+        let _ = l.link("lo");
+        let _ = l.ipv4_address("lo");
+        let _ = l.link("mcr-no-such0");
+        let local = EgressKey {
+            ifindex: 1,
+            ttl: 16,
+            bind: None,
+            unicast: Some(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 7000)),
+        };
+        let _ = l.neighbour(&local, "lo");
+        assert!(!l.changed(), "the same questions, asked again, have the same answers");
+
+        let mut moved = Lookups::default();
+        moved.links = l.links.clone();
+        moved.links.insert("lo".into(), Err("was gone".into()));
+        assert!(moved.changed(), "an interface that came back is a change");
+
+        let mut readdressed = Lookups::default();
+        readdressed
+            .addresses
+            .insert("lo".into(), Ok(Some(Ipv4Addr::new(10, 9, 9, 9))));
+        assert!(readdressed.changed(), "a new address is a change");
+
+        let mut rerouted = Lookups::default();
+        rerouted.names = l.names.clone();
+        for (q, _) in &l.hops {
+            rerouted.hops.insert(*q, Err("no route".into()));
+        }
+        assert!(!rerouted.hops.is_empty());
+        assert!(rerouted.changed(), "a route that appeared is a change");
     }
 
     #[test]

@@ -167,6 +167,8 @@ struct State {
     retired: counters::KernelTotals,
     /// Each flow's path, and its switch in progress (`switch.rs`).
     switches: Switches,
+    /// What the last plan asked the kernel, and its answers (see [`FastPath::replan_needed`]).
+    last_lookups: Option<Lookups>,
 }
 
 /// What [`FastPath::finish`] undoes once the workers run the new table.
@@ -227,6 +229,7 @@ impl FastPath {
                 installed: Installed::default(),
                 retired: Default::default(),
                 switches: Switches::default(),
+                last_lookups: None,
             }),
             facts,
             _stamps: stamps,
@@ -257,6 +260,18 @@ impl FastPath {
         Maps::of(&self.skel)
     }
 
+    /// Whether a plan of the same rules could now decide differently from the last one: a
+    /// path switch is still settling, an input is not (or no longer) attached, or the kernel
+    /// answers a question about interfaces, routes or neighbours differently. Costs a
+    /// question per input, interface and next hop, where a plan costs work per rule.
+    pub fn replan_needed(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.switches.any_switch()
+            || state.switches.any_handover()
+            || !state.links.all_live()
+            || state.last_lookups.as_ref().is_none_or(Lookups::changed)
+    }
+
     /// Decides each rule's path, installs the kernel rules and marks their flows on their
     /// inputs. The caller publishes `table`, waits for the workers, then calls [`Self::finish`].
     ///
@@ -278,7 +293,9 @@ impl FastPath {
             max_flows_per_input: self.sizes.max_flows_per_input,
             rtp_in_kernel: self.features.bpf_loop,
         };
-        let decisions = plan::decide(table, &links, policy, &mut Lookups::default());
+        let mut lookups = Lookups::default();
+        let decisions = plan::decide(table, &links, policy, &mut lookups);
+        state.last_lookups = Some(lookups);
         let flags = plan::entry_flags(&table.rules, &decisions);
 
         let mut pending = Pending {
