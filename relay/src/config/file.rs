@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::parts;
 use super::spec::{
     Config, ControlConfig, DataplaneConfig, LogFormat, MetricsConfig, Monitor, OutputSpec,
     RuleSpec, MAX_DSCP,
@@ -151,7 +152,7 @@ pub fn parse_file_settled(path: &Path) -> Result<Config, ConfigError> {
 /// Validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let ctx = Ctx::new(text, file);
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+    let raw = read_raw(text).map_err(|e| {
         let (line, column) = e.span().map(|s| ctx.line_col(s.start)).unwrap_or((1, 1));
         let message = match e.span().and_then(|s| ctx.key_before(s.start)) {
             Some(key) => format!("{key}: {}", e.message()),
@@ -164,7 +165,11 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             message,
         }
     })?;
+    validated(raw, &ctx)
+}
 
+/// The configuration `raw` gives, checked; `ctx` places errors in the file.
+fn validated(raw: RawConfig, ctx: &Ctx) -> Result<Config, ConfigError> {
     let dataplane = match raw.dataplane {
         Some(d) => {
             let span = d.span();
@@ -273,6 +278,47 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         rules,
         allow_empty: raw.allow_empty,
     })
+}
+
+/// The rules of a part of the file after the first (`parts.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    rule: Vec<Spanned<RawRule>>,
+}
+
+/// Reads the TOML of a config file: a large one in parts on as many threads as there are
+/// processors (`parts.rs`), falling back to reading it whole, which every smaller file and
+/// every file with an error gets.
+fn read_raw(text: &str) -> Result<RawConfig, toml::de::Error> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if text.len() >= parts::MIN_BYTES && threads > 1 {
+        if let Some(raw) = read_raw_in_parts(text, threads) {
+            return Ok(raw);
+        }
+    }
+    toml::from_str(text)
+}
+
+/// The file read in about `parts` parts; `None` where that cannot be done or could read
+/// it differently from reading it whole.
+fn read_raw_in_parts(text: &str, parts: usize) -> Option<RawConfig> {
+    let cuts = parts::rule_header_cuts(text, parts);
+    let (mut raw, later) = parts::read_parts::<RawConfig, RawRules>(text, &cuts)?;
+    // Rules given as an inline array (`rule = [...]`) in the first part cannot be extended
+    // by `[[rule]]` tables: reading the file whole reports that. Every rule of the first
+    // part must then come from a header of its own.
+    let headers = text[..cuts[0]]
+        .lines()
+        .filter(|l| l.trim() == "[[rule]]")
+        .count();
+    if headers != raw.rule.len() {
+        return None;
+    }
+    for part in later {
+        raw.rule.extend(part.rule);
+    }
+    Some(raw)
 }
 
 /// Parses an octal mode string such as `"0660"`.
@@ -628,6 +674,71 @@ port = 5000
 source = "10.0.0.5"
 outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
 "#;
+
+    /// A config of `n` rules, every fifth with a source and two outputs.
+    fn varied_rules(n: usize) -> String {
+        let mut text = String::from("log_level = \"info\"\n[dataplane]\nworkers = 1\n");
+        for i in 0..n {
+            text += &format!(
+                "\n[[rule]]\nname = \"r{i}\"\ninput = \"eth0\"\ngroup = \"239.1.{}.{}\"\nport = 5000\n",
+                i / 256,
+                i % 256
+            );
+            if i % 5 == 0 {
+                text += "source = \"10.0.0.5\"\noutputs = [{ dest = \"239.2.2.2\", port = 6000, interface = \"eth1\" }, { dest = \"10.1.1.1\", port = 7000, interface = \"eth2\" }]\n";
+            } else {
+                text += "outputs = [{ dest = \"239.2.2.3\", port = 6000, interface = \"eth1\" }]\n";
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn a_file_read_in_parts_gives_the_config_read_whole() {
+        let text = varied_rules(300);
+        let ctx = Ctx::new(&text, "t.toml");
+        let whole = parse(&text, "t.toml").unwrap();
+        for parts in [2, 3, 7] {
+            let raw = read_raw_in_parts(&text, parts).expect("cut at rule headers");
+            assert_eq!(validated(raw, &ctx).unwrap(), whole, "{parts} parts");
+        }
+        // An error in a later part is placed in the whole file, as it is read whole.
+        let bad = text.replacen("group = \"239.1.0.244\"", "group = \"239.1.0.444\"", 1);
+        let line = bad[..bad.find("239.1.0.444").unwrap()].lines().count();
+        let raw = read_raw_in_parts(&bad, 3).expect("still TOML");
+        let err = validated(raw, &Ctx::new(&bad, "t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, parse(&bad, "t.toml").unwrap_err().to_string());
+        assert!(err.starts_with(&format!("t.toml:{line}:")), "{err}");
+    }
+
+    #[test]
+    fn files_that_parts_could_read_differently_are_read_whole() {
+        let text = varied_rules(40);
+        // Inline rules first, `[[rule]]` tables later: an error read whole, and the first
+        // part alone would read.
+        let mut inline = String::from("rule = [\n");
+        for i in 0..40 {
+            inline += &format!(
+                "  {{ input = \"eth0\", group = \"239.9.0.{i}\", port = 1, outputs = [] }},\n"
+            );
+        }
+        inline += "]\n[[rule]]\ninput = \"eth0\"\ngroup = \"239.8.0.1\"\nport = 1\noutputs = []\n";
+        assert!(parse(&inline, "t.toml").is_err());
+        assert!(read_raw_in_parts(&inline, 2).is_none());
+        // Settings after the rules end the last part's "rules only".
+        let late = format!("{text}\n[control]\nsocket = \"/tmp/x.sock\"\n");
+        assert!(read_raw_in_parts(&late, 2).is_none());
+        assert!(parse(&late, "t.toml").is_ok());
+        // A multi-line string holding a header line.
+        let tricky = text.replacen(
+            "name = \"r20\"",
+            "name = \"r20\"\nmonitor = \"\"\"\n[[rule]]\n\"\"\"",
+            1,
+        );
+        assert!(read_raw_in_parts(&tricky, 2).is_none());
+    }
 
     #[test]
     fn log_format_is_text_or_json_and_a_wrong_one_is_named_with_its_place() {

@@ -8,6 +8,7 @@
 #[cfg(test)]
 pub(crate) mod arb;
 mod file;
+mod parts;
 mod spec;
 mod validate;
 

@@ -149,10 +149,15 @@ mod tests {
             unicast: Some(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 7000)),
         };
         let _ = l.neighbour(&local, "lo");
-        assert!(!l.changed(), "the same questions, asked again, have the same answers");
+        assert!(
+            !l.changed(),
+            "the same questions, asked again, have the same answers"
+        );
 
-        let mut moved = Lookups::default();
-        moved.links = l.links.clone();
+        let mut moved = Lookups {
+            links: l.links.clone(),
+            ..Default::default()
+        };
         moved.links.insert("lo".into(), Err("was gone".into()));
         assert!(moved.changed(), "an interface that came back is a change");
 
@@ -162,9 +167,11 @@ mod tests {
             .insert("lo".into(), Ok(Some(Ipv4Addr::new(10, 9, 9, 9))));
         assert!(readdressed.changed(), "a new address is a change");
 
-        let mut rerouted = Lookups::default();
-        rerouted.names = l.names.clone();
-        for (q, _) in &l.hops {
+        let mut rerouted = Lookups {
+            names: l.names.clone(),
+            ..Default::default()
+        };
+        for q in l.hops.keys() {
             rerouted.hops.insert(*q, Err("no route".into()));
         }
         assert!(!rerouted.hops.is_empty());
