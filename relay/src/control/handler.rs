@@ -513,8 +513,8 @@ impl Controller {
     /// Re-plans the rules in force against the interfaces and neighbours as they are now
     /// (addresses, MACs, neighbour entries that appeared or changed), and publishes a new
     /// table if a rule changes path. mcrd calls this every second while the fast path is on;
-    /// it re-plans only when [`crate::fastpath::FastPath::replan_needed`] says something the last plan asked
-    /// about changed, so an idle daemon's CPU does not grow with its rules.
+    /// it re-plans only when [`crate::fastpath::FastPath::replan_needed`] says something the
+    /// last plan asked about changed, so an idle daemon's CPU does not grow with its rules.
     ///
     /// With many rules the re-plan runs less often than asked, so that it takes at most a
     /// fixed share of a core ([`REFRESH_IDLE_RATIO`]); rule changes and interface changes
