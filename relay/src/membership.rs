@@ -196,7 +196,7 @@ fn membership(sock: &Socket, (group, ifindex, source): Key, join: bool) -> io::R
             } else {
                 libc::MCAST_LEAVE_GROUP
             };
-            crate::dataplane::sys::setsockopt(fd, libc::IPPROTO_IP, op, &req)
+            crate::sys::setsockopt(fd, libc::IPPROTO_IP, op, &req)
         }
         Some(src) => {
             let req = libc::group_source_req {
@@ -209,7 +209,7 @@ fn membership(sock: &Socket, (group, ifindex, source): Key, join: bool) -> io::R
             } else {
                 libc::MCAST_LEAVE_SOURCE_GROUP
             };
-            crate::dataplane::sys::setsockopt(fd, libc::IPPROTO_IP, op, &req)
+            crate::sys::setsockopt(fd, libc::IPPROTO_IP, op, &req)
         }
     }
 }

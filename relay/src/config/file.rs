@@ -329,10 +329,10 @@ pub fn parse_mode(mode: &str) -> Option<u32> {
 
 /// Whether a worker may be pinned to `cpu` on this machine.
 fn cpu_allowed(cpu: u32) -> bool {
-    match crate::dataplane::sys::allowed_cpus() {
+    match crate::sys::cpu::allowed_cpus() {
         Ok(cpus) => cpus.contains(&cpu),
         // Without the mask, refuse only what no CPU set can name.
-        Err(_) => (cpu as usize) < crate::dataplane::sys::CPU_SET_CAPACITY,
+        Err(_) => (cpu as usize) < crate::sys::cpu::CPU_SET_CAPACITY,
     }
 }
 
@@ -364,7 +364,7 @@ fn validate_dataplane(d: &DataplaneConfig) -> Result<(), (&'static str, String)>
         ));
     }
     if let Some(cpu) = d.cpus.iter().find(|&&c| !cpu_allowed(c)) {
-        let allowed = crate::dataplane::sys::allowed_cpus()
+        let allowed = crate::sys::cpu::allowed_cpus()
             .map(|c| format!("{c:?}"))
             .unwrap_or_else(|e| format!("unknown: {e}"));
         return Err((
@@ -385,7 +385,7 @@ fn validate_dataplane(d: &DataplaneConfig) -> Result<(), (&'static str, String)>
         "max_gso_segments",
         d.max_gso_segments,
         1,
-        crate::dataplane::limits::UDP_MAX_SEGMENTS,
+        crate::sys::UDP_MAX_SEGMENTS,
     )?;
     range("busy_poll_us", d.busy_poll_us, 0, 1_000_000)?;
     range("rx_coalesce_us", d.rx_coalesce_us, 0, 100_000)?;

@@ -1,8 +1,6 @@
 //! Kernel limits the data plane must respect, with where they come from.
 
-/// Most segments in one `UDP_SEGMENT` send (`UDP_MAX_SEGMENTS`, include/linux/udp.h: 64 since
-/// Linux 4.18; raised to 128 in 6.x, so 64 is safe everywhere).
-pub const UDP_MAX_SEGMENTS: u32 = 64;
+pub use crate::sys::UDP_MAX_SEGMENTS;
 
 /// Most UDP payload bytes in one GSO send: the IPv4 total length is 16 bits.
 pub const GSO_MAX_PAYLOAD: usize = 65_535 - 20 - 8;

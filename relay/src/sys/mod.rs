@@ -7,6 +7,11 @@
 //! [`poll`] and [`users`]. The relay's crate root denies `unsafe` everywhere else but in the
 //! data plane's and the fast path's own system-call modules (see `lib.rs`).
 
+/// Most segments in one `UDP_SEGMENT` send (`UDP_MAX_SEGMENTS`, include/linux/udp.h: 64 since
+/// Linux 4.18; raised to 128 in 6.x, so 64 is safe everywhere). The config's bound for
+/// `max_gso_segments` and the data plane's for a send.
+pub const UDP_MAX_SEGMENTS: u32 = 64;
+
 #[cfg(feature = "daemon")]
 pub mod cpu;
 #[cfg(feature = "daemon")]
