@@ -18,7 +18,8 @@ use crate::fastpath::{probe, FastPath, KernelFeatures};
 use crate::membership::Memberships;
 use crate::metrics::MetricsServer;
 use crate::rules::RuleSet;
-use crate::stats::collect::{collect, Identity};
+use crate::runtime::Runtime;
+use crate::stats::collect::Identity;
 use crate::stats::render;
 
 /// What `mcrd`'s command line decides.
@@ -44,11 +45,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let socket = opts.socket.clone().unwrap_or(cfg.control.socket.clone());
     // Before anything starts: a path that is not ours to replace stops the daemon here.
     crate::control::server::check_path(&socket)?;
-    let memory = crate::memory::check_config(&dp, &input_names(&cfg.rules))?;
+    let memory = crate::dataplane::memory::check_config(&dp, &input_names(&cfg.rules))?;
     tracing::info!(
         "data plane memory: {} ({} per worker)",
-        crate::memory::human(memory.total()),
-        crate::memory::human(memory.per_worker())
+        crate::dataplane::memory::human(memory.total()),
+        crate::dataplane::memory::human(memory.per_worker())
     );
 
     let gso = dp.gso && sys::probe_udp_gso();
@@ -57,15 +58,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let workers = dp.workers as usize;
     let shared = Arc::new(Shared::new(workers, gso));
-    match start_fast_path(&dp)? {
-        Ok(Some(fp)) => {
-            let _ = shared.fast_path.set(fp);
-        }
-        Ok(None) => {}
-        Err(why) => {
-            let _ = shared.fast_path_unavailable.set(why);
-        }
-    }
+    let runtime = Arc::new(Runtime::new(Arc::clone(&shared), start_fast_path(&dp)?));
     let rules = RuleSet::from_specs(cfg.rules.clone())?;
     let identity = Identity::new(Some(opts.config_path.display().to_string()), dp.clone())
         .context("recording the data plane settings for the stats")?;
@@ -75,7 +68,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let controller = Arc::new(Mutex::new(Controller::new(
         RuleSet::default(),
         0,
-        Arc::clone(&shared),
+        Arc::clone(&runtime),
         identity.clone(),
         opts.set_log_level,
         Memberships::default(),
@@ -128,9 +121,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             )
         })
         .ok();
-    let refresher = shared
+    let refresher = runtime
         .fast_path
-        .get()
+        .as_ref()
         .map(|_| FastPathRefresher::start(Arc::clone(&controller)));
     let kernel_rules = shared
         .table
@@ -140,7 +133,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .filter(|r| r.path == crate::rules::Path::Kernel)
         .count();
     let metrics = match cfg.metrics.listen {
-        Some(addr) => match MetricsServer::start(addr, Arc::clone(&shared), identity.clone()) {
+        Some(addr) => match MetricsServer::start(addr, Arc::clone(&runtime), identity.clone()) {
             Ok(m) => {
                 tracing::info!(
                     "serving Prometheus metrics on http://{}/metrics",
@@ -195,10 +188,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     drop(server);
     plane.stop();
     // Detached, the program holds no datagram: its counters are final.
-    if let Some(fp) = shared.fast_path.get() {
+    if let Some(fp) = &runtime.fast_path {
         fp.detach_all();
     }
-    let report = collect(&shared, &identity, true);
+    let report = runtime.stats(&identity, true);
     print!("{}", render::human(&report));
     if let Some(path) = &opts.final_stats {
         write_json(path, &report)?;

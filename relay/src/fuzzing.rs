@@ -70,7 +70,7 @@ pub fn controller() -> Controller {
     Controller::new(
         RuleSet::default(),
         0,
-        shared,
+        Arc::new(crate::runtime::Runtime::userspace(shared)),
         Identity::new(None, config::DataplaneConfig::default()).unwrap(),
         Box::new(|level| {
             tracing_subscriber::EnvFilter::try_new(level)
@@ -120,6 +120,6 @@ pub fn config_text(data: &[u8]) {
     let n = cfg.rules.len();
     let set = RuleSet::from_specs(cfg.rules).expect("the parser's rules form a rule set");
     assert_eq!(set.len(), n);
-    let e = crate::memory::estimate(&cfg.dataplane, &[1518, 9018]);
+    let e = crate::dataplane::memory::estimate(&cfg.dataplane, &[1518, 9018]);
     assert!(e.total() >= e.per_worker() || e.workers == 0);
 }

@@ -4,12 +4,13 @@
 //! * [`wire`]: packet parsing (Ethernet, 802.1Q, IPv4, UDP, vnet/GSO headers).
 //! * [`config`]: the TOML file and its validation.
 //! * [`rules`]: the rule set, the resolved rule table, and the kernel packet filter.
-//! * [`dataplane`]: worker threads, packet rings, io_uring egress.
+//! * [`dataplane`]: worker threads, packet rings, io_uring egress, and the memory a
+//!   `[dataplane]` configuration takes, checked against the machine.
+//! * [`runtime`]: what the daemon holds beside the packet path (the fast path in use).
 //! * [`fastpath`]: the kernel fast path (a tcx program) for the rules it can run.
 //! * [`counters`]: the live counters the packet path writes (one writer per cell).
 //! * [`stats`]: the JSON report read from those counters, and its text renderings.
 //! * [`control`]: the control-socket protocol, its handler, server and client.
-//! * [`memory`]: the memory a `[dataplane]` configuration takes, checked against the machine.
 //! * [`linkwatch`]: follows interfaces that are deleted and created again.
 //! * [`metrics`]: the Prometheus endpoint (`[metrics] listen`).
 //! * [`daemon`]: ties them together for `mcrd`; [`logging`]: its log lines under systemd.
@@ -52,8 +53,6 @@ pub mod logging;
 #[cfg(feature = "daemon")]
 pub mod membership;
 #[cfg(feature = "daemon")]
-pub mod memory;
-#[cfg(feature = "daemon")]
 pub mod metrics;
 /// Interfaces by name (index, MTU, addresses): [`sys::netif`], under its old name.
 #[cfg(feature = "daemon")]
@@ -64,6 +63,8 @@ pub mod notify;
 pub mod perf;
 #[cfg(feature = "daemon")]
 pub mod rules;
+#[cfg(feature = "daemon")]
+pub mod runtime;
 pub mod stats;
 #[cfg(feature = "sys")]
 #[allow(unsafe_code)]

@@ -1,7 +1,7 @@
 //! The Prometheus endpoint: `GET /metrics` over HTTP on `[metrics] listen`, off by default.
 //!
 //! One thread of its own, never on the packet path. Each scrape reads the counters with the
-//! same [`collect`] a `mcrctl stats` request uses (so a scrape holds a worker no longer than a
+//! same [`crate::stats::collect::collect`] a `mcrctl stats` request uses (so a scrape holds a worker no longer than a
 //! stats read does, and the conservation laws hold in a scrape too) and renders them with
 //! [`prometheus::render`], the function `mcrctl stats --prometheus` uses.
 //!
@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::dataplane::Shared;
-use crate::stats::collect::{collect, Identity};
+use crate::runtime::Runtime;
+use crate::stats::collect::Identity;
 use crate::stats::prometheus;
 use crate::sys::poll;
 
@@ -77,10 +77,10 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Listens on `addr` and serves the counters of `shared` from a thread of its own.
+    /// Listens on `addr` and serves the counters of `runtime` from a thread of its own.
     pub fn start(
         addr: SocketAddr,
-        shared: Arc<Shared>,
+        runtime: Arc<Runtime>,
         identity: Identity,
     ) -> Result<Self, MetricsError> {
         let io_err = |step: &'static str| move |source| MetricsError::Io { addr, step, source };
@@ -106,7 +106,7 @@ impl MetricsServer {
                 let mut server = Server::new(listener);
                 while !stop2.load(Ordering::Relaxed) {
                     server.turn(STOP_POLL, |own| {
-                        let mut text = prometheus::render(&collect(&shared, &identity, false));
+                        let mut text = prometheus::render(&runtime.stats(&identity, false));
                         own.render(&mut text);
                         process::render(&mut text);
                         text
@@ -489,8 +489,8 @@ mod tests {
     }
 
     fn server() -> MetricsServer {
-        let shared = Arc::new(Shared::new(2, true));
-        shared.workers[1].rx.add(5);
+        let runtime = Arc::new(Runtime::without_workers_running(2, true));
+        runtime.plane.workers[1].rx.add(5);
         let identity = Identity::new(
             None,
             DataplaneConfig {
@@ -499,7 +499,7 @@ mod tests {
             },
         )
         .unwrap();
-        MetricsServer::start("127.0.0.1:0".parse().unwrap(), shared, identity).unwrap()
+        MetricsServer::start("127.0.0.1:0".parse().unwrap(), runtime, identity).unwrap()
     }
 
     #[test]
@@ -655,7 +655,7 @@ mod tests {
         let s = server();
         let e = MetricsServer::start(
             s.local_addr(),
-            Arc::new(Shared::new(1, true)),
+            Arc::new(Runtime::without_workers_running(1, true)),
             Identity::new(None, DataplaneConfig::default()).unwrap(),
         )
         .err()

@@ -231,7 +231,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let memory = match relay::memory::check_config(
+    let memory = match relay::dataplane::memory::check_config(
         &cfg.dataplane,
         &relay::daemon::input_names(&cfg.rules),
     ) {
@@ -278,7 +278,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
             format!(
                 ", fast path maps up to {} for {} flows ({} per input)",
-                relay::memory::human(sizes.map_bytes(cpus)),
+                relay::dataplane::memory::human(sizes.map_bytes(cpus)),
                 sizes.max_flows,
                 sizes.max_flows_per_input
             )
@@ -289,7 +289,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         file.display(),
         set.len(),
         cfg.dataplane.workers,
-        relay::memory::human(memory.total())
+        relay::dataplane::memory::human(memory.total())
     );
     ExitCode::SUCCESS
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use super::protocol::{Command, ErrorKind, ListedRule, Reply, Request, Response};
 use crate::config;
-use crate::dataplane::Shared;
 use crate::fastpath::{Pending, PlanReport};
 use crate::membership::Memberships;
 use crate::rules::{Path, RuleError, RuleSet, RuleTable};
-use crate::stats::collect::{collect, Identity};
+use crate::runtime::Runtime;
+use crate::stats::collect::Identity;
 
 /// How long a rule change waits for every worker to adopt the new table before replying.
 const ADOPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,7 +26,7 @@ pub type Resolve = fn(&str) -> std::io::Result<u32>;
 pub struct Controller {
     rules: RuleSet,
     generation: u64,
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     identity: Identity,
     config_path: Option<PathBuf>,
     set_log_level: LogLevelSetter,
@@ -82,11 +82,11 @@ const REFRESH_IDLE_RATIO: u32 = 49;
 
 impl Controller {
     /// A controller for a data plane whose table (generation `generation`, built from
-    /// `rules`) is already published in `shared`.
+    /// `rules`) is already published in `runtime`'s data plane.
     pub fn new(
         rules: RuleSet,
         generation: u64,
-        shared: Arc<Shared>,
+        runtime: Arc<Runtime>,
         identity: Identity,
         set_log_level: LogLevelSetter,
         memberships: Memberships,
@@ -96,7 +96,7 @@ impl Controller {
         Self {
             rules,
             generation,
-            shared,
+            runtime,
             identity,
             config_path,
             set_log_level,
@@ -125,11 +125,9 @@ impl Controller {
     pub fn handle(&mut self, req: Request) -> Response {
         match req.request {
             Command::Ping => pong(),
-            Command::Stats => Response::ok(Reply::Stats(Box::new(collect(
-                &self.shared,
-                &self.identity,
-                false,
-            )))),
+            Command::Stats => Response::ok(Reply::Stats(Box::new(
+                self.runtime.stats(&self.identity, false),
+            ))),
             Command::RulesList => Response::ok(Reply::Rules(self.listed_rules(None, None, None))),
             Command::RulesPage { flow, after, limit } => match flow {
                 Some(name) if self.rules.get(&name).is_none() => Response::error(
@@ -149,7 +147,7 @@ impl Controller {
                         format!("no rule named `{}`", name.escape_debug()),
                     );
                 }
-                let mut report = collect(&self.shared, &self.identity, false);
+                let mut report = self.runtime.stats(&self.identity, false);
                 if let Some(name) = flow.as_deref() {
                     report.flows.retain(|f| f.rule == name);
                 }
@@ -337,11 +335,11 @@ impl Controller {
         published: impl FnOnce(&PlanReport) -> Result<T, E>,
     ) -> Result<(T, bool), InForceError<E>> {
         let generation = self.generation + 1;
-        let current = self.shared.table.load_full();
+        let current = self.runtime.plane.table.load_full();
         let mut table = RuleTable::build(
             &next,
             generation,
-            self.shared.workers.len(),
+            self.runtime.plane.workers.len(),
             Some(&current),
             &self.resolve,
         )
@@ -350,12 +348,12 @@ impl Controller {
         for warning in self.memberships.sync(&table) {
             tracing::warn!("{warning}");
         }
-        self.shared.publish(table);
+        self.runtime.plane.publish(table);
         self.generation = generation;
         self.rules = next;
         tracing::info!("{message}");
         let value = published(&report).map_err(InForceError::Hook)?;
-        let adopted = self.shared.wait_adopted(generation, ADOPT_TIMEOUT);
+        let adopted = self.runtime.plane.wait_adopted(generation, ADOPT_TIMEOUT);
         self.finish_fast_path(pending);
         Ok((value, adopted))
     }
@@ -371,7 +369,7 @@ impl Controller {
     /// its sockets closed; the other rules go on. Rules whose interfaces are all unchanged
     /// keep their counters.
     pub fn refresh_interfaces(&mut self, events: &crate::linkwatch::LinkEvents) {
-        let current = self.shared.table.load_full();
+        let current = self.runtime.plane.table.load_full();
         let used: std::collections::BTreeSet<u32> = current
             .inputs
             .iter()
@@ -419,9 +417,7 @@ impl Controller {
         if response.ok {
             self.deleted.clear();
             self.waiting_for.clear();
-            self.shared
-                .interface_changes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.runtime.count_interface_change();
             tracing::warn!(
                 "an interface a rule uses was re-created; its sockets, fast path and \
                  memberships were set up again"
@@ -435,7 +431,7 @@ impl Controller {
     /// input wait (and its sockets close), the rest go on. A gone interface keeps its last
     /// index here, so that the table can be built.
     fn publish_waiting(&mut self, missing: &[String]) {
-        let current = self.shared.table.load_full();
+        let current = self.runtime.plane.table.load_full();
         let last_index = |name: &str| {
             current
                 .inputs
@@ -457,7 +453,7 @@ impl Controller {
         let mut table = match RuleTable::build(
             &self.rules,
             generation,
-            self.shared.workers.len(),
+            self.runtime.plane.workers.len(),
             Some(&current),
             &resolve_or_last,
         ) {
@@ -483,19 +479,19 @@ impl Controller {
                 ),
             };
         }
-        self.shared.publish(table);
+        self.runtime.plane.publish(table);
         self.generation = generation;
         self.waiting_for = missing.to_vec();
         tracing::warn!("interfaces {missing:?} are gone; the rules on them wait for them");
-        self.shared.wait_adopted(generation, ADOPT_TIMEOUT);
+        self.runtime.plane.wait_adopted(generation, ADOPT_TIMEOUT);
         self.finish_fast_path(pending);
     }
 
     /// Decides the path of each rule of `table` and installs its kernel rules (no-op when
     /// the fast path is off).
     fn plan_fast_path(&self, table: &mut RuleTable) -> (Option<Pending>, PlanReport) {
-        let Some(fp) = self.shared.fast_path.get() else {
-            mark_fast_path_unavailable(&self.shared, table);
+        let Some(fp) = self.runtime.fast_path.as_deref() else {
+            mark_fast_path_unavailable(&self.runtime, table);
             return (None, PlanReport::default());
         };
         let (pending, report) = fp.plan(table, self.identity.dataplane.multicast_loop);
@@ -505,7 +501,7 @@ impl Controller {
     /// Removes what the previous table had in the kernel and the new one does not; call once
     /// the workers run the new table (their filters capture the flows that left the kernel).
     fn finish_fast_path(&self, pending: Option<Pending>) {
-        if let (Some(fp), Some(p)) = (self.shared.fast_path.get(), pending) {
+        if let (Some(fp), Some(p)) = (self.runtime.fast_path.as_deref(), pending) {
             fp.finish(p);
         }
     }
@@ -520,7 +516,7 @@ impl Controller {
     /// fixed share of a core ([`REFRESH_IDLE_RATIO`]); rule changes and interface changes
     /// are planned at once, as before.
     pub fn refresh_fast_path(&mut self) {
-        let Some(fp) = self.shared.fast_path.get() else {
+        let Some(fp) = self.runtime.fast_path.as_deref() else {
             return;
         };
         let started = std::time::Instant::now();
@@ -537,11 +533,11 @@ impl Controller {
 
     fn replan_fast_path(&mut self) {
         let generation = self.generation + 1;
-        let current = self.shared.table.load_full();
+        let current = self.runtime.plane.table.load_full();
         let mut table = match RuleTable::build(
             &self.rules,
             generation,
-            self.shared.workers.len(),
+            self.runtime.plane.workers.len(),
             Some(&current),
             &self.resolve,
         ) {
@@ -572,9 +568,9 @@ impl Controller {
                 );
             }
         }
-        self.shared.publish(table);
+        self.runtime.plane.publish(table);
         self.generation = generation;
-        self.shared.wait_adopted(generation, ADOPT_TIMEOUT);
+        self.runtime.plane.wait_adopted(generation, ADOPT_TIMEOUT);
         self.finish_fast_path(pending);
     }
 
@@ -586,7 +582,7 @@ impl Controller {
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Vec<ListedRule> {
-        let table = self.shared.table.load();
+        let table = self.runtime.plane.table.load();
         // By name in one pass: searching the table for each rule took time in N².
         let paths: std::collections::HashMap<&str, &Path> = table
             .rules
@@ -628,8 +624,8 @@ pub fn pong() -> Response {
 
 /// When the fast path was asked for and is unavailable, every rule says why it is in
 /// userspace (instead of "fast path off").
-fn mark_fast_path_unavailable(shared: &Shared, table: &mut RuleTable) {
-    if let Some(why) = shared.fast_path_unavailable.get() {
+fn mark_fast_path_unavailable(runtime: &Runtime, table: &mut RuleTable) {
+    if let Some(why) = &runtime.fast_path_unavailable {
         for rule in &mut table.rules {
             rule.path = Path::Userspace {
                 reason: format!("fast path unavailable: {why}"),
@@ -650,6 +646,7 @@ fn rule_error(e: RuleError) -> Response {
 mod tests {
     use super::*;
     use crate::config::{DataplaneConfig, RuleSpec};
+    use crate::dataplane::Shared;
 
     /// A controller over a real (workerless) shared state; rule changes are published there.
     fn controller(config_path: Option<PathBuf>) -> Controller {
@@ -680,7 +677,7 @@ mod tests {
         Controller::new(
             RuleSet::default(),
             0,
-            shared,
+            Arc::new(Runtime::userspace(shared)),
             identity,
             set_log_level,
             Memberships::default(),
@@ -704,10 +701,10 @@ mod tests {
     fn rules_add_list_remove_publish_tables() {
         let mut c = controller(None);
         assert!(add(&mut c, rule("a", 5000)).ok);
-        assert_eq!(c.shared.table.load().rules.len(), 1);
+        assert_eq!(c.runtime.plane.table.load().rules.len(), 1);
         // With the fast path off, the workers capture every input.
-        assert!(c.shared.table.load().inputs[0].needs_capture);
-        let gen1 = c.shared.table.load().generation;
+        assert!(c.runtime.plane.table.load().inputs[0].needs_capture);
+        let gen1 = c.runtime.plane.table.load().generation;
         let Some(Reply::Rules(list)) = send(&mut c, Command::RulesList).result else {
             panic!()
         };
@@ -716,15 +713,15 @@ mod tests {
         assert_eq!(list[0].path, "userspace");
         assert_eq!(list[0].path_reason.as_deref(), Some("fast path off"));
         assert!(send(&mut c, Command::RulesRemove { name: "a".into() }).ok);
-        assert!(c.shared.table.load().rules.is_empty());
-        assert!(c.shared.table.load().generation > gen1);
+        assert!(c.runtime.plane.table.load().rules.is_empty());
+        assert!(c.runtime.plane.table.load().generation > gen1);
     }
 
     #[test]
     fn refused_changes_leave_the_published_table_alone() {
         let mut c = controller(None);
         assert!(add(&mut c, rule("a", 5000)).ok);
-        let before = c.shared.table.load().generation;
+        let before = c.runtime.plane.table.load().generation;
         let r = add(&mut c, rule("a", 5001));
         assert_eq!(r.error.unwrap().kind, ErrorKind::Rejected);
         let mut bad_if = rule("b", 5002);
@@ -735,7 +732,7 @@ mod tests {
         assert!(e.message.contains("nonexistent0"), "{}", e.message);
         let r = send(&mut c, Command::RulesRemove { name: "zzz".into() });
         assert_eq!(r.error.unwrap().kind, ErrorKind::NotFound);
-        assert_eq!(c.shared.table.load().generation, before);
+        assert_eq!(c.runtime.plane.table.load().generation, before);
         assert_eq!(c.rules().len(), 1);
     }
 
@@ -803,7 +800,7 @@ mod tests {
             e.message
         );
         assert_eq!(c.rules().iter().next().unwrap().name, "r5000");
-        assert_eq!(c.shared.table.load().rules[0].spec.name, "r5000");
+        assert_eq!(c.runtime.plane.table.load().rules[0].spec.name, "r5000");
     }
 
     #[test]
@@ -813,13 +810,13 @@ mod tests {
         std::fs::write(&path, "[[rule]]\nname = \"r\"\ninput = \"lo\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [{ dest = \"239.2.2.2\", port = 6000, interface = \"lo\" }]\n").unwrap();
         let mut c = controller(Some(path.clone()));
         assert!(send(&mut c, Command::ConfigReload).ok);
-        let gen = c.shared.table.load().generation;
+        let gen = c.runtime.plane.table.load().generation;
         for empty in ["", "log_level = \"info\"\n", "allow_empty = false\n"] {
             std::fs::write(&path, empty).unwrap();
             let e = send(&mut c, Command::ConfigReload).error.unwrap();
             assert!(e.message.contains("allow_empty = true"), "{}", e.message);
             assert_eq!(c.rules().len(), 1);
-            assert_eq!(c.shared.table.load().generation, gen);
+            assert_eq!(c.runtime.plane.table.load().generation, gen);
         }
         std::fs::write(&path, "allow_empty = true\n").unwrap();
         assert!(send(&mut c, Command::ConfigReload).ok);

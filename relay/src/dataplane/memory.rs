@@ -11,9 +11,9 @@
 
 use std::fmt;
 
+use super::egress::SendSlot;
+use super::ring::Geometry;
 use crate::config::DataplaneConfig;
-use crate::dataplane::egress::SendSlot;
-use crate::dataplane::ring::Geometry;
 
 /// Bytes of one io_uring submission / completion queue entry.
 const SQE_BYTES: u64 = 64;

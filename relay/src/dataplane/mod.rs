@@ -10,6 +10,7 @@ mod fanout;
 mod forward;
 pub mod ingress;
 pub mod limits;
+pub mod memory;
 pub mod pool;
 mod ratelimit;
 #[allow(unsafe_code)]
@@ -21,7 +22,7 @@ mod uring;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,6 @@ use arc_swap::ArcSwap;
 
 use crate::config::DataplaneConfig;
 use crate::counters::{CacheLine, WorkerCells};
-use crate::fastpath::FastPath;
 use crate::rules::RuleTable;
 pub use worker::WorkerError;
 
@@ -48,13 +48,6 @@ pub struct Shared {
     /// Why a worker stopped on its own (a panic, or an error it could not go on after). Set
     /// once, off the packet path; the daemon then stops with this as its error.
     pub failure: Mutex<Option<String>>,
-    /// Times the rule table was re-resolved because an interface came back with a new index.
-    pub interface_changes: AtomicU64,
-    /// The kernel fast path, when it is in use (set once at start).
-    pub fast_path: OnceLock<Arc<FastPath>>,
-    /// Why the config asked for the fast path and did not get it (set once at start): the
-    /// reason every rule gives for running in userspace.
-    pub fast_path_unavailable: OnceLock<String>,
 }
 
 impl Shared {
@@ -70,9 +63,6 @@ impl Shared {
             started: Instant::now(),
             gso,
             failure: Mutex::new(None),
-            interface_changes: AtomicU64::new(0),
-            fast_path: OnceLock::new(),
-            fast_path_unavailable: OnceLock::new(),
         }
     }
 

@@ -1,17 +1,17 @@
 //! Builds a [`StatsReport`] from the live counters (off the packet path, on demand).
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::report::{
     FastPathStats, FlowStats, MonitorStats, OutputStats, PerfCounters, RelayInfo, StatsReport,
     Tunables, WorkerCounters, WorkerStats, STATS_MINOR_VERSION, STATS_SCHEMA, STATS_VERSION,
 };
 use crate::config::DataplaneConfig;
-use crate::counters::{WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
-use crate::dataplane::Shared;
+use crate::counters::{CacheLine, WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
 use crate::fastpath::counters::{KernelTotals, RuleCounters};
 use crate::fastpath::FastPath;
+use crate::rules::RuleTable;
 use crate::wire::{Filtered, Malformed};
 
 /// Facts about the process that go into every report.
@@ -55,14 +55,29 @@ struct OutputRead {
     in_flight: u64,
 }
 
+/// What a report is read from, as values: the table in force (its rules carry the flow
+/// counters), the workers' counters, the kernel's (through the fast path) and a few facts.
+/// The data plane is not among them: stats read counters, not the forwarding machinery.
+pub struct Sources<'a> {
+    pub table: &'a RuleTable,
+    pub workers: &'a [CacheLine<WorkerCells>],
+    /// When the data plane started (the report's uptime).
+    pub started: Instant,
+    /// Whether `UDP_SEGMENT` sends are enabled.
+    pub gso: bool,
+    pub fast_path: Option<&'a FastPath>,
+    /// Times an interface a rule uses was re-created and followed.
+    pub interface_changes: u64,
+}
+
 /// Reads every counter once and assembles the report. Each worker's counters, its own and
 /// its cells in every flow, are read at one instant of that worker's, so the conservation
 /// laws hold in every report, live ones included.
-pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> StatsReport {
-    let table = shared.table.load();
-    let mut workers = Vec::with_capacity(shared.workers.len());
-    let mut flow_reads: Vec<Vec<FlowWorkerRead>> = Vec::with_capacity(shared.workers.len());
-    for (id, cells) in shared.workers.iter().enumerate() {
+pub fn collect(sources: &Sources, identity: &Identity, final_report: bool) -> StatsReport {
+    let table = sources.table;
+    let mut workers = Vec::with_capacity(sources.workers.len());
+    let mut flow_reads: Vec<Vec<FlowWorkerRead>> = Vec::with_capacity(sources.workers.len());
+    for (id, cells) in sources.workers.iter().enumerate() {
         let (counters, flows) = cells.read_consistent(|| {
             let flows = table
                 .rules
@@ -112,7 +127,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
     }
     // The kernel's counters of each rule that has run there (one read per rule: the per-CPU
     // values of its slot).
-    let fast_path = shared.fast_path.get();
+    let fast_path = sources.fast_path;
     let kernel_reads: Vec<Option<RuleCounters>> = table
         .rules
         .iter()
@@ -135,7 +150,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
                 k.add(c, rule.outputs.len());
             }
         }
-        let stats = fast_path_stats(fp, &k, &table);
+        let stats = fast_path_stats(fp, &k, table);
         add_into(&mut totals, &stats.counters);
         stats
     });
@@ -214,7 +229,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0),
-        uptime_ns: shared.started.elapsed().as_nanos() as u64,
+        uptime_ns: sources.started.elapsed().as_nanos() as u64,
         final_report,
         relay: RelayInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -222,10 +237,8 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
             pid: std::process::id(),
             config_path: identity.config_path.clone(),
             tunables: identity.tunables.clone(),
-            gso_egress: shared.gso,
-            interface_changes: shared
-                .interface_changes
-                .load(std::sync::atomic::Ordering::Relaxed),
+            gso_egress: sources.gso,
+            interface_changes: sources.interface_changes,
         },
         totals,
         workers,
@@ -235,11 +248,7 @@ pub fn collect(shared: &Shared, identity: &Identity, final_report: bool) -> Stat
 }
 
 /// The fast path's section of the report: its totals in the workers' terms.
-fn fast_path_stats(
-    fp: &FastPath,
-    k: &KernelTotals,
-    table: &crate::rules::RuleTable,
-) -> FastPathStats {
+fn fast_path_stats(fp: &FastPath, k: &KernelTotals, table: &RuleTable) -> FastPathStats {
     let errors: BTreeMap<String, u64> = [
         ("kernel_mtu", k.err_mtu),
         ("kernel_redirect", k.err_redirect),
@@ -394,11 +403,27 @@ fn add_counts(a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>) {
 mod tests {
     use super::*;
     use crate::config::RuleSpec;
-    use crate::rules::{RuleSet, RuleTable};
+    use crate::rules::RuleSet;
+
+    fn workers(n: usize) -> Vec<CacheLine<WorkerCells>> {
+        (0..n).map(|_| CacheLine(WorkerCells::default())).collect()
+    }
+
+    fn report(table: &RuleTable, workers: &[CacheLine<WorkerCells>], id: &Identity) -> StatsReport {
+        let sources = Sources {
+            table,
+            workers,
+            started: Instant::now(),
+            gso: true,
+            fast_path: None,
+            interface_changes: 0,
+        };
+        collect(&sources, id, false)
+    }
 
     #[test]
     fn report_sums_workers_and_flows_and_marks_unavailable_perf() {
-        let shared = Shared::new(2, true);
+        let cells = workers(2);
         let mut set = RuleSet::default();
         set.add(RuleSpec::on_lo("r", [239, 1, 1, 1], 5000)).unwrap();
         let table = RuleTable::build(&set, 1, 2, None, &|n| crate::netif::index(n)).unwrap();
@@ -407,13 +432,12 @@ mod tests {
         table.rules[0].counters.per_worker[1].outputs[0]
             .tx_sent
             .add(4);
-        shared.publish(table);
-        shared.workers[0].rx.add(10);
-        shared.workers[0].matched.add(3);
-        shared.workers[0].malformed[Malformed::Fragment.index()].add(7);
-        shared.workers[1].rx.add(4);
-        shared.workers[1].perf_open.set(0b1);
-        shared.workers[1].perf[0].set(123);
+        cells[0].rx.add(10);
+        cells[0].matched.add(3);
+        cells[0].malformed[Malformed::Fragment.index()].add(7);
+        cells[1].rx.add(4);
+        cells[1].perf_open.set(0b1);
+        cells[1].perf[0].set(123);
         let identity = Identity::new(
             None,
             DataplaneConfig {
@@ -422,7 +446,7 @@ mod tests {
             },
         )
         .unwrap();
-        let r = collect(&shared, &identity, false);
+        let r = report(&table, &cells, &identity);
         assert_eq!(r.totals.rx, 14);
         assert_eq!(r.totals.malformed, 7);
         assert_eq!(r.totals.malformed_by_kind["fragment"], 7);
@@ -444,7 +468,7 @@ mod tests {
 
     #[test]
     fn a_monitored_flow_reports_its_workers_checks_summed() {
-        let shared = Shared::new(2, true);
+        let cells = workers(2);
         let mut set = RuleSet::default();
         set.add(RuleSpec {
             monitor: Some(crate::config::Monitor::Rtp),
@@ -458,16 +482,15 @@ mod tests {
             b[2..4].copy_from_slice(&seq.to_be_bytes());
             b
         };
-        let cells = &table.rules[0].counters.per_worker;
+        let flow = &table.rules[0].counters.per_worker;
         for seq in [1, 2, 5] {
-            cells[0].monitor.as_ref().unwrap().observe(&rtp(seq));
+            flow[0].monitor.as_ref().unwrap().observe(&rtp(seq));
         }
         for seq in [100, 101, 101] {
-            cells[1].monitor.as_ref().unwrap().observe(&rtp(seq));
+            flow[1].monitor.as_ref().unwrap().observe(&rtp(seq));
         }
-        shared.publish(table);
         let identity = Identity::new(None, DataplaneConfig::default()).unwrap();
-        let r = collect(&shared, &identity, false);
+        let r = report(&table, &cells, &identity);
         let m = r.flows[0].monitor.as_ref().unwrap();
         assert_eq!(
             (m.kind.as_str(), m.datagrams, m.gaps, m.lost, m.repeats),
