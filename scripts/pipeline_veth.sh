@@ -381,7 +381,7 @@ ingest() { # RELAY DIR NAME
     --host "$dir/raw/host-cpu.json" --kernel "$dir/raw/kernel.json" \
     --conservation "$dir/conservation.json" --env-from-host \
     --set "config.harness.script=scripts/pipeline_veth.sh" \
-    --set "env.commit=$(pl_commit "$ROOT")" \
+    --set "env.commit=$(pl_bin_commit "$BIN" "$ROOT")" \
     --set "config.harness.relay=$relay" --set "config.harness.hops=$HOPS" \
     --set "config.harness.topology=veth chain, one namespace per hop" \
     --set "config.harness.veth_tx_udp_segmentation=$VETH_GSO" \

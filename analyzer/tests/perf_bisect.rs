@@ -308,3 +308,59 @@ fn nightly_bisect_takes_the_commits_either_side_of_the_change_point() {
         "{log}"
     );
 }
+
+/// What `pl_bin_commit BIN ROOT` (scripts/lib/pl_common.sh) prints, the commit a pipeline run
+/// record carries.
+fn bin_commit(bin: &Path, root: &Path) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#". "$1/scripts/lib/pl_common.sh"; pl_bin_commit "$2" "$3""#)
+        .arg("bash")
+        .arg(workspace())
+        .arg(bin)
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A bisection runs one checkout's scripts on binaries built from other commits, so a run
+/// record must carry the commit the binaries name, not the checkout's: records of every
+/// candidate once carried the bad end's commit.
+#[test]
+fn a_run_record_carries_the_commit_its_binaries_were_built_from() {
+    if !have("git") {
+        eprintln!("SKIPPED: git is not installed");
+        return;
+    }
+    let (tmp, repo, shas) = history(10);
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = |name: &str, revision: &str| {
+        let exe = bin.join(name);
+        std::fs::write(
+            &exe,
+            format!("#!/bin/sh\necho '{name} 0.1.0 (revision {revision}; features: x)'\n"),
+        )
+        .unwrap();
+        let mut perm = std::fs::metadata(&exe).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&exe, perm).unwrap();
+    };
+    // No binary names a commit: the checkout's own (HEAD is the last commit).
+    assert_eq!(bin_commit(&bin, &repo), shas[COMMITS]);
+    // trafficgen's revision when there is no mcrd, expanded to the full hash.
+    fake("trafficgen", &shas[3][..12]);
+    assert_eq!(bin_commit(&bin, &repo), shas[3]);
+    // mcrd's first, and a dirty build stays marked.
+    fake("mcrd", &format!("{}-dirty", &shas[2][..12]));
+    assert_eq!(bin_commit(&bin, &repo), format!("{}-dirty", shas[2]));
+    // A commit the repository does not hold is kept as the binary says it.
+    fake("mcrd", "0123456789ab");
+    assert_eq!(bin_commit(&bin, &repo), "0123456789ab");
+}

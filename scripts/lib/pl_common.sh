@@ -45,6 +45,24 @@ pl_commit() {
   if git -C "$1" diff --quiet HEAD -- 2>/dev/null; then echo "$sha"; else echo "$sha-dirty"; fi
 }
 
+# pl_bin_commit BIN ROOT: the commit the binaries in BIN were built from, as their `--version`
+# says (mcrd's, else trafficgen's), the full hash where ROOT's repository has it, `-dirty` kept;
+# the checkout's own commit (pl_commit) when neither binary names one. The record carries the
+# binaries' commit, not the scripts': a bisection runs one checkout's scripts on many commits.
+pl_bin_commit() {
+  local bin=$1 root=$2 exe short dirty='' full
+  for exe in "$bin/mcrd" "$bin/trafficgen"; do
+    [ -x "$exe" ] || continue
+    short=$("$exe" --version 2>/dev/null | sed -n 's/.*(revision \([0-9a-f]\{7,40\}\(-dirty\)\{0,1\}\);.*/\1/p')
+    [ -n "$short" ] || continue
+    case $short in *-dirty) dirty=-dirty short=${short%-dirty} ;; esac
+    full=$(git -C "$root" rev-parse --verify --quiet "$short^{commit}" 2>/dev/null) || full=$short
+    echo "$full$dirty"
+    return 0
+  done
+  pl_commit "$root"
+}
+
 pl_log() { printf '%s: %s\n' "$PL_PROG" "$*" >&2; }
 
 pl_die() {
