@@ -159,8 +159,11 @@ step() {
     *) pl_die "analyzer bisect-step on ${sha:0:12} failed: $(cat "$STEP_JSON.txt")" ;;
   esac
   [ -n "$METRIC" ] || METRIC=$(jq -r .metric.key "$STEP_JSON")
-  jq -r --arg c "${sha:0:12}" '"- \($c): \(.answer) (n = \(.against_good.n_other)): against good \(.against_good.change // "-" | tostring)% p=\(.against_good.p // "-" | tostring), against bad \(.against_bad.change // "-" | tostring)% p=\(.against_bad.p // "-" | tostring); \(.reason)"' \
-    "$STEP_JSON" >>"$BS_WORK/steps.txt"
+  # The step's line in the report is the analyzer's own text of it (rounded, with units).
+  printf -- '- %s: %s, %s; %s; %s\n' "${sha:0:12}" "$ANSWER" \
+    "$(sed -n 's/^reason: //p' "$STEP_JSON.txt")" \
+    "$(sed -n 's/^candidate against good/against good/p' "$STEP_JSON.txt")" \
+    "$(sed -n 's/^candidate against bad/against bad/p' "$STEP_JSON.txt")" >>"$BS_WORK/steps.txt"
 }
 
 main() {
@@ -218,7 +221,7 @@ main() {
     n=$((n + ADD)); [ "$n" -le "$MAX_REPEATS" ] || n=$MAX_REPEATS
   done
   report "$(jq -r --arg c "$culprit" --arg s "$(git -C "$BS_REPO" log -1 --format=%s "$culprit")" '
-    "First bad commit: \($c) \"\($s)\": \(.metric.key) \(.endpoints.change * 100 | round / 100)% against its parent (p = \(.endpoints.p // "threshold rule"), n = \(.endpoints.n_reference) + \(.endpoints.n_other) runs)."' \
+    "First bad commit: \($c) \"\($s)\": \(.metric.key) \(.endpoints.change * 100 | round / 100)% against its parent (p = \(if .endpoints.p then (.endpoints.p * 100000 | round / 100000 | tostring) else "threshold rule" end), n = \(.endpoints.n_reference) + \(.endpoints.n_other) runs)."' \
     "$BS_WORK/steps/parent.json")"
 }
 
