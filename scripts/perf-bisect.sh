@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Finds the commit that changed a metric (scripts/README.md, "Bisecting a regression"): lists
 # GOOD..BAD (first parent), builds each candidate in its own worktree, runs the pipeline for it
-# interleaved with the two endpoints, and asks `analyzer bisect-step` whether it is good, bad or
-# undecided. Undecided adds repeats up to a bound, then stops with "could not decide": it never
+# interleaved with the two endpoints (run again at each step, so that drift of the machine is not
+# read as a difference), and asks `analyzer bisect-step` whether it is good, bad or undecided. Undecided adds repeats up to a bound, then stops with "could not decide": it never
 # guesses. The analyzer decides; this script only builds and runs.
 #
 #   scripts/perf-bisect.sh v0.4 HEAD --pps 150000 -- --hops 3 --packets 300000
@@ -40,6 +40,9 @@ Usage: scripts/perf-bisect.sh GOOD BAD [OPTIONS] [-- PIPELINE_FLAGS...]
   --repo DIR          the git repository (default: this one)
   --analyzer PATH     analyzer binary (default $CARGO_TARGET_DIR/release/analyzer, built if missing)
   --max-commits N     refuse a range longer than this (default 64)
+  --reuse-endpoints   run GOOD and BAD once for the whole bisection and judge every step
+                      against those runs (half the runs; a machine that drifts during the
+                      bisection is then read as a difference: reports/bisect-proof.md)
   --max-runs N        stop, undecided, after this many pipeline runs (default 400)
   --time-limit SECS   stop, undecided, after this long (default 14400)
   --out DIR           keep the records, step records and report here (default: removed at exit)
@@ -50,7 +53,7 @@ EOF2
 REPEATS=5 ADD=3 MAX_REPEATS=14 METRIC='' THRESHOLD=5 ALPHA=0.05 PPS=''
 BS_PIPELINE=$HERE/pipeline_veth.sh CARGO_FLAGS='--release -p relay -p trafficgen --bins'
 BINS=mcrd,mcrctl,trafficgen BS_REPO=$ROOT ANALYZER='' MAX_COMMITS=64 MAX_RUNS=400
-TIME_LIMIT=14400 OUT='' GOOD='' BAD=''
+TIME_LIMIT=14400 OUT='' GOOD='' BAD='' REUSE_ENDPOINTS=0 BS_SET=''
 BS_PIPELINE_FLAGS=()
 
 parse_args() {
@@ -58,6 +61,7 @@ parse_args() {
   while [ $# -gt 0 ]; do
     case $1 in
       -h | --help) usage; exit 0 ;;
+      --reuse-endpoints) REUSE_ENDPOINTS=1; shift; continue ;;
       --) shift; BS_PIPELINE_FLAGS=("$@"); break ;;
       --pps | --repeats | --add | --max-repeats | --metric | --threshold | --alpha | --pipeline | \
         --cargo-flags | --bins | --repo | --analyzer | --max-commits | --max-runs | --time-limit | --out)
@@ -146,13 +150,16 @@ report() {
 }
 
 # step SHA N: N runs of the endpoints and SHA, then `bisect-step`; sets ANSWER and STEP_JSON.
+# Unless --reuse-endpoints, each step's runs are a set of their own (BS_SET is the candidate):
+# the endpoints are run again beside each candidate, interleaved, and judged only with it.
 step() {
   local sha=$1 n=$2 rc=0 metric_flag=()
+  [ "$REUSE_ENDPOINTS" -eq 1 ] || BS_SET=step-${sha:0:12}
   bs_ensure "$n" "${COMMITS[0]}" "$sha" "${COMMITS[$LAST]}"
   [ -n "$METRIC" ] && metric_flag=(--metric "$METRIC")
   STEP_JSON=$BS_WORK/steps/${sha:0:12}-n$n.json
-  "$ANALYZER" bisect-step --good "$BS_WORK/runs/${COMMITS[0]}" --bad "$BS_WORK/runs/${COMMITS[$LAST]}" \
-    --candidate "$BS_WORK/runs/$sha" "${metric_flag[@]}" --threshold "$THRESHOLD" --alpha "$STEP_ALPHA" \
+  "$ANALYZER" bisect-step --good "$(bs_run_dir "${COMMITS[0]}")" --bad "$(bs_run_dir "${COMMITS[$LAST]}")" \
+    --candidate "$(bs_run_dir "$sha")" "${metric_flag[@]}" --threshold "$THRESHOLD" --alpha "$STEP_ALPHA" \
     --json "$STEP_JSON" >"$STEP_JSON.txt" 2>&1 || rc=$?
   case $rc in
     0) ANSWER=good ;; 1) ANSWER=bad ;; 3) ANSWER=undecided ;;
@@ -206,11 +213,12 @@ main() {
   # own parent, in the direction of the change (as bisect::search does).
   local parent=${COMMITS[$LO]} culprit=${COMMITS[$HI]} rc chg
   n=$REPEATS
+  [ "$REUSE_ENDPOINTS" -eq 1 ] || BS_SET=parent
   while :; do
     bs_ensure "$n" "$parent" "$culprit"
     rc=0
-    "$ANALYZER" bisect-step --good "$BS_WORK/runs/$parent" --bad "$BS_WORK/runs/$culprit" \
-      --candidate "$BS_WORK/runs/$culprit" ${METRIC:+--metric "$METRIC"} --threshold "$THRESHOLD" \
+    "$ANALYZER" bisect-step --good "$(bs_run_dir "$parent")" --bad "$(bs_run_dir "$culprit")" \
+      --candidate "$(bs_run_dir "$culprit")" ${METRIC:+--metric "$METRIC"} --threshold "$THRESHOLD" \
       --alpha "$STEP_ALPHA" --json "$BS_WORK/steps/parent.json" >"$BS_WORK/steps/parent.txt" 2>&1 || rc=$?
     [ "$rc" -le 1 ] || [ "$rc" -eq 3 ] || pl_die "analyzer bisect-step on the parent failed: $(cat "$BS_WORK/steps/parent.txt")"
     [ -n "$METRIC" ] || METRIC=$(jq -r .metric.key "$BS_WORK/steps/parent.json")

@@ -189,11 +189,29 @@ fn perf_bisect_names_the_planted_commit_of_a_real_repository() {
         &repo,
         &shas,
         0,
-        &["--max-runs", "120", "--time-limit", "300"],
+        &["--max-runs", "200", "--time-limit", "300"],
     );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let named = format!("First bad commit: {} \"revision {PLANTED}\"", shas[PLANTED]);
     assert!(stdout.contains(&named), "expected `{named}` in:\n{stdout}");
+    // Every step judged runs of its own: the endpoints were run again beside each candidate.
+    let steps: Vec<_> = std::fs::read_dir(tmp.path().join("out/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("step-")
+        })
+        .collect();
+    assert!(steps.len() >= 3, "step sets: {steps:?}");
+    for set in &steps {
+        for end in [&shas[0], &shas[COMMITS]] {
+            let runs = std::fs::read_dir(set.join(end)).map_or(0, |d| d.count());
+            assert!(runs >= 5, "{} has {runs} runs of {end}", set.display());
+        }
+    }
     assert!(
         stdout.contains("Metric: hop1.cpu_ns_per_packet."),
         "{stdout}"

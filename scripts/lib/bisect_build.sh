@@ -3,6 +3,8 @@
 # BS_WORK/bin/SHA right after it (the next build overwrites them in the target directory).
 # Needs: BS_REPO, BS_WORK, BS_TARGET, BS_CARGO_FLAGS (array), BS_BINS (array), BS_PROFILE,
 # BS_PIPELINE, BS_PIPELINE_FLAGS (array), pl_log/pl_die from pl_common.sh.
+# BS_SET, when set, names the set of runs the next runs belong to (a bisection step): runs are
+# kept, counted and judged per set, so that a step compares only runs made side by side.
 
 # bs_bin_dir SHA: the directory of SHA's binaries, built on first use.
 bs_bin_dir() {
@@ -25,27 +27,32 @@ bs_bin_dir() {
   printf '%s\n' "$bin"
 }
 
-# bs_runs SHA: how many runs SHA has.
+# bs_run_dir SHA: where SHA's run records of the current set are kept.
+bs_run_dir() { printf '%s\n' "$BS_WORK/runs/${BS_SET:+$BS_SET/}$1"; }
+
+# bs_runs SHA: how many runs SHA has in the current set.
 bs_runs() {
-  local d=$BS_WORK/runs/$1
+  local d
+  d=$(bs_run_dir "$1")
   [ -d "$d" ] || { echo 0; return; }
   find "$d" -maxdepth 1 -name '*.json' | wc -l
 }
 
-# bs_run_once SHA: one pipeline run of SHA; its run.json becomes BS_WORK/runs/SHA/repN.json.
+# bs_run_once SHA: one pipeline run of SHA; its run.json becomes $(bs_run_dir SHA)/repN.json.
 bs_run_once() {
-  local sha=$1 bin n out rec rc=0
+  local sha=$1 bin n out rec rc=0 runs
   bin=$(bs_bin_dir "$sha")
+  runs=$(bs_run_dir "$sha")
   n=$(($(bs_runs "$sha") + 1))
-  out=$BS_WORK/out/$sha/rep$n
-  mkdir -p "$out" "$BS_WORK/runs/$sha"
+  out=$BS_WORK/out/${BS_SET:+$BS_SET/}$sha/rep$n
+  mkdir -p "$out" "$runs"
   # shellcheck disable=SC2086 # BS_PIPELINE is a command line, split on purpose.
   $BS_PIPELINE --bin "$bin" --out "$out" ${BS_PIPELINE_FLAGS[@]+"${BS_PIPELINE_FLAGS[@]}"} \
     >"$out.log" 2>&1 || rc=$?
   rec=$(find "$out" -name run.json -print -quit 2>/dev/null || true)
   [ "$rc" -eq 0 ] && [ -n "$rec" ] ||
     pl_die "pipeline run $n of ${sha:0:12} exited $rc with ${rec:-no run.json} (log: $out.log): $(tail -n 5 "$out.log")"
-  cp "$rec" "$BS_WORK/runs/$sha/rep$n.json"
+  cp "$rec" "$runs/rep$n.json"
   BS_RUNS_DONE=$((BS_RUNS_DONE + 1))
 }
 
