@@ -40,6 +40,8 @@ pub struct Options {
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = opts.config;
     let dp = cfg.dataplane.clone();
+    // Before any worker exists: pinning one to a CPU the machine cannot give fails in CPU_SET.
+    crate::config::machine::check(&dp)?;
     check_kernel_tuning(&dp);
 
     let socket = opts.socket.clone().unwrap_or(cfg.control.socket.clone());

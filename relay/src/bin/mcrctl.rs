@@ -231,6 +231,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = config::machine::check(&cfg.dataplane) {
+        eprintln!("{}: {e}", file.display());
+        return ExitCode::from(1);
+    }
     let memory = match relay::dataplane::memory::check_config(
         &cfg.dataplane,
         &relay::daemon::input_names(&cfg.rules),

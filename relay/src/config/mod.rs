@@ -4,11 +4,16 @@
 //! alone (field names, addresses, ports, duplicates) and reports the file, line and field.
 //! Interface names are resolved later, against the running system, by
 //! [`crate::rules::RuleSet::resolve`], which reports the rule and field it could not resolve.
+//! What this machine can give (the CPUs workers are pinned to) is [`machine::check`]'s, asked
+//! at start-up and by `mcrctl config check`.
 
 #[cfg(test)]
 pub(crate) mod arb;
 mod file;
+pub mod machine;
 mod parts;
+mod place;
+mod raw;
 mod spec;
 mod validate;
 
