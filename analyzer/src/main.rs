@@ -474,7 +474,10 @@ fn run_bisect_step(a: BisectStepArgs) -> anyhow::Result<ExitCode> {
     let s = bisect::step(&good, &bad, &candidate, a.metric.as_deref(), &settings)?;
     emit(None, &analyzer::render::bisect::step(&s))?;
     if let Some(j) = &a.json {
-        verdicts::save(j, &StepRecord::new(&s, &settings))?;
+        verdicts::save(
+            j,
+            &StepRecord::new(&s, analyzer::render::bisect::reason(&s), &settings),
+        )?;
     }
     Ok(match s.answer {
         Answer::Good => ExitCode::SUCCESS,

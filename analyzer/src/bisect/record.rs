@@ -82,13 +82,14 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
-    pub fn new(s: &Step, settings: &Settings) -> Self {
+    /// `reason` is the step's reason in words (`render::bisect::reason`).
+    pub fn new(s: &Step, reason: String, settings: &Settings) -> Self {
         StepRecord {
             schema: SCHEMA.into(),
             version: VERSION,
             minor_version: MINOR_VERSION,
             answer: s.answer.name().into(),
-            reason: s.reason.clone(),
+            reason,
             metric: MetricInfo::from(&s.metric),
             endpoints: (&s.endpoints).into(),
             against_good: (&s.against_good).into(),

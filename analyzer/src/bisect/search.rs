@@ -16,7 +16,7 @@ use crate::compare::Settings;
 use crate::error::{Error, Result};
 use crate::record::RunRecord;
 
-use super::step::{self, Answer, Side, Step};
+use super::step::{self, Answer, Reason, Side, Step};
 
 /// Bounds of a bisection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +68,22 @@ pub enum Outcome {
     CouldNotDecide {
         good: String,
         bad: String,
-        reason: String,
+        why: Stop,
     },
+}
+
+/// Why a search stopped without naming a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// The step on `commit` stayed undecided with `repeats` runs of each side, the bound.
+    Undecided {
+        commit: String,
+        repeats: usize,
+        reason: Reason,
+    },
+    /// The steps point at the bad commit, but with `repeats` runs of each it does not differ
+    /// from its parent (the good one) beyond noise.
+    NoDifferenceFromParent { repeats: usize },
 }
 
 /// The result of [`bisect`].
@@ -127,7 +141,7 @@ where
             n = (n + plan.add).min(plan.max_repeats);
         };
         let answer = step.answer;
-        let reason = step.reason.clone();
+        let reason = step.reason;
         tried.push(Tried {
             commit: commits[mid].clone(),
             step,
@@ -140,11 +154,11 @@ where
                     outcome: Outcome::CouldNotDecide {
                         good: commits[lo].clone(),
                         bad: commits[hi].clone(),
-                        reason: format!(
-                            "{} at {} with {n} repeats of each side: {reason}",
-                            answer.name(),
-                            commits[mid]
-                        ),
+                        why: Stop::Undecided {
+                            commit: commits[mid].clone(),
+                            repeats: n,
+                            reason,
+                        },
                     },
                     tried,
                     metric: metric.unwrap_or_default(),
@@ -174,11 +188,7 @@ where
                 outcome: Outcome::CouldNotDecide {
                     good: commits[lo].clone(),
                     bad: commits[hi].clone(),
-                    reason: format!(
-                        "the steps point at {} but with {n} repeats of each it does not differ \
-                         from its parent {} beyond noise",
-                        commits[hi], commits[lo]
-                    ),
+                    why: Stop::NoDifferenceFromParent { repeats: n },
                 },
                 tried,
                 metric: s.metric.key,
@@ -320,8 +330,15 @@ mod tests {
             )
             .unwrap();
             match &r.outcome {
-                Outcome::CouldNotDecide { reason, .. } => {
-                    assert!(reason.contains("14 repeats"), "{reason}");
+                Outcome::CouldNotDecide { why, .. } => {
+                    assert!(
+                        matches!(
+                            why,
+                            Stop::Undecided { repeats: 14, .. }
+                                | Stop::NoDifferenceFromParent { repeats: 14 }
+                        ),
+                        "{why:?}"
+                    );
                     undecided += 1;
                 }
                 // Noise may, rarely, still point at the right commit; never at a wrong one.

@@ -80,8 +80,29 @@ pub struct Step {
     /// When a verdict was "cannot tell": how many more repeats of every side would let the
     /// test reach `alpha` at all.
     pub more_repeats: Option<usize>,
-    /// Why, in one sentence.
-    pub reason: String,
+    /// Why: which of the rules below gave the answer (`render::bisect` words it).
+    pub reason: Reason,
+}
+
+/// The rule that gave a step's answer, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Undecided: too few repeats to tell the endpoints apart at all.
+    EndpointsCannotTell,
+    /// Undecided: the endpoints do not differ on this metric; nothing to bisect.
+    EndpointsSame,
+    /// Good: differs from bad as good does, and not from good.
+    LikeGood,
+    /// Bad: differs from good as bad does, and not from bad.
+    LikeBad,
+    /// Undecided: a test cannot reach alpha with these repeats.
+    TooFewRepeats,
+    /// Undecided: differs from both endpoints (between them, or a change of its own).
+    DiffersFromBoth,
+    /// Undecided: differs from neither beyond noise.
+    DiffersFromNeither,
+    /// Undecided: differs from one endpoint in the direction away from the other.
+    AwayFromTheOther,
 }
 
 /// The upper bound of the search for [`more_repeats`]: beyond it the answer is "many".
@@ -223,52 +244,29 @@ pub fn decide(metric: Metric, v: &[Vec<f64>; 3], s: &Settings) -> Step {
         .flatten();
     let (answer, reason) = if !endpoints.differs() {
         let why = if endpoints.judgement.verdict == Verdict::CannotTell {
-            "the good and bad endpoints cannot be told apart with so few repeats"
+            Reason::EndpointsCannotTell
         } else {
-            "the good and bad endpoints do not differ beyond noise on this metric"
+            Reason::EndpointsSame
         };
-        (Answer::Undecided, why.to_string())
+        (Answer::Undecided, why)
     } else if against_bad.differs()
         && against_bad.sign() == -endpoints.sign()
         && against_good.judgement.verdict == Verdict::WithinNoise
     {
-        (
-            Answer::Good,
-            "the candidate differs from bad as good does, and not from good".into(),
-        )
+        (Answer::Good, Reason::LikeGood)
     } else if against_good.differs()
         && against_good.sign() == endpoints.sign()
         && against_bad.judgement.verdict == Verdict::WithinNoise
     {
-        (
-            Answer::Bad,
-            "the candidate differs from good as bad does, and not from bad".into(),
-        )
+        (Answer::Bad, Reason::LikeBad)
     } else if cannot_tell {
-        (
-            Answer::Undecided,
-            "the test cannot reach alpha with so few repeats".into(),
-        )
+        (Answer::Undecided, Reason::TooFewRepeats)
     } else if against_good.differs() && against_bad.differs() {
-        (
-            Answer::Undecided,
-            "the candidate differs from both endpoints (between them, or a change of its own)"
-                .into(),
-        )
+        (Answer::Undecided, Reason::DiffersFromBoth)
     } else if !against_good.differs() && !against_bad.differs() {
-        (
-            Answer::Undecided,
-            "the candidate differs from neither endpoint beyond noise".into(),
-        )
+        (Answer::Undecided, Reason::DiffersFromNeither)
     } else {
-        (
-            Answer::Undecided,
-            "the candidate differs from one endpoint in the direction away from the other".into(),
-        )
-    };
-    let reason = match more {
-        Some(k) => format!("{reason}; {k} more repeats of each side would let the test decide"),
-        None => reason,
+        (Answer::Undecided, Reason::AwayFromTheOther)
     };
     Step {
         metric,
@@ -328,7 +326,7 @@ mod tests {
     fn in_between_or_beyond_is_undecided() {
         let s = decide3(1000.0, 800.0, 900.0);
         assert_eq!(s.answer, Answer::Undecided);
-        assert!(s.reason.contains("both endpoints"), "{}", s.reason);
+        assert_eq!(s.reason, Reason::DiffersFromBoth);
         // Worse than bad: differs from good as bad does, but also from bad.
         assert_eq!(decide3(1000.0, 800.0, 600.0).answer, Answer::Undecided);
         // Better than good.
@@ -339,7 +337,7 @@ mod tests {
     fn endpoints_that_do_not_differ_decide_nothing() {
         let s = decide3(1000.0, 1001.0, 1000.0);
         assert_eq!(s.answer, Answer::Undecided);
-        assert!(s.reason.contains("do not differ"), "{}", s.reason);
+        assert_eq!(s.reason, Reason::EndpointsSame);
     }
 
     #[test]
@@ -353,7 +351,9 @@ mod tests {
         assert_eq!(s.answer, Answer::Undecided);
         // 2 + 2 cannot reach 0.05 (smallest p 0.33); 4 + 4 can (0.029).
         assert_eq!(s.more_repeats, Some(2));
-        assert!(s.reason.contains("2 more repeats"), "{}", s.reason);
+        assert_eq!(s.reason, Reason::EndpointsCannotTell);
+        let words = crate::render::bisect::reason(&s);
+        assert!(words.contains("2 more repeats"), "{words}");
     }
 
     #[test]
