@@ -1,10 +1,12 @@
 //! A whole bisection over an ordered list of commits, driven by [`super::step`].
 //!
-//! The caller supplies the records: `records(commit, n)` returns at least `n` runs of `commit`
-//! (it may cache and add to earlier runs; the search asks for more only when a step was
-//! undecided). Every candidate is judged against the two original endpoints, which gather the
-//! most repeats. The search stops with "could not decide" rather than guess when a step stays
-//! undecided at the repeat bound.
+//! The caller supplies the records: `records(set, commit, n)` returns at least `n` runs of
+//! `commit` made in the set of runs `set` (it may cache and add to earlier runs of the same set;
+//! the search asks for more only when a step was undecided). Every candidate is judged against
+//! the two original endpoints, run again in each step's own set beside the candidate: runs of
+//! the endpoints kept from an earlier step would read any drift of the machine as a
+//! difference (`reports/bisect-proof.md`). The search stops with "could not decide" rather than
+//! guess when a step stays undecided at the repeat bound.
 //!
 //! Adding repeats and testing again is looking at the data more than once, and every look is
 //! another chance for noise to pass the test; so every look is tested at `alpha / looks`
@@ -45,6 +47,16 @@ impl Default for Plan {
             max_repeats: 14,
         }
     }
+}
+
+/// The set of runs a step judges: runs are made, kept and compared per set, so that a step
+/// compares only runs made side by side (as `scripts/perf-bisect.sh` keeps `runs/SET/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunSet<'a> {
+    /// The step on this candidate: the candidate and both endpoints.
+    Step(&'a str),
+    /// The last look: the first bad commit and its parent.
+    Parent,
 }
 
 /// One judged candidate, for the log of a search.
@@ -106,7 +118,7 @@ pub fn bisect<F>(
     mut records: F,
 ) -> Result<Bisection>
 where
-    F: FnMut(&str, usize) -> Result<Vec<RunRecord>>,
+    F: FnMut(RunSet<'_>, &str, usize) -> Result<Vec<RunRecord>>,
 {
     if commits.len() < 2 {
         return Err(Error::Usage(
@@ -130,9 +142,10 @@ where
         let mid = lo + (hi - lo) / 2;
         let mut n = plan.repeats;
         let step = loop {
-            let g = records(good, n)?;
-            let b = records(bad, n)?;
-            let c = records(&commits[mid], n)?;
+            let set = RunSet::Step(&commits[mid]);
+            let g = records(set, good, n)?;
+            let b = records(set, bad, n)?;
+            let c = records(set, &commits[mid], n)?;
             let s = step::step(&g, &b, &c, metric.as_deref(), settings)?;
             metric.get_or_insert_with(|| s.metric.key.clone());
             if s.answer != Answer::Undecided || n >= plan.max_repeats {
@@ -177,7 +190,8 @@ where
         .max()
         .unwrap_or(plan.repeats);
     let parent = loop {
-        let (p, c) = (records(&commits[lo], n)?, records(&commits[hi], n)?);
+        let p = records(RunSet::Parent, &commits[lo], n)?;
+        let c = records(RunSet::Parent, &commits[hi], n)?;
         let s = step::step(&p, &c, &c, metric.as_deref(), settings)?;
         let e = s.endpoints;
         if e.differs() && direction.is_none_or(|d| d == e.sign()) {
@@ -249,8 +263,13 @@ mod tests {
         culprit: usize,
         spread: f64,
         noise: Noise,
-        runs: std::collections::HashMap<String, Vec<RunRecord>>,
+        runs: std::collections::HashMap<(String, String), Vec<RunRecord>>,
         asked: usize,
+        /// Every run is this many percent slower than the one before it: a machine that
+        /// drifts during the bisection.
+        drift_pct_per_run: f64,
+        /// Keep one set of runs per commit for the whole search, as the script once did.
+        one_set: bool,
     }
 
     impl History {
@@ -262,19 +281,27 @@ mod tests {
                 noise: Noise(seed),
                 runs: Default::default(),
                 asked: 0,
+                drift_pct_per_run: 0.0,
+                one_set: false,
             }
         }
 
-        fn records(&mut self, commit: &str, n: usize) -> Result<Vec<RunRecord>> {
+        fn records(&mut self, set: RunSet<'_>, commit: &str, n: usize) -> Result<Vec<RunRecord>> {
             let i = self.commits.iter().position(|c| c == commit).unwrap();
             let center = if i >= self.culprit {
                 800_000.0
             } else {
                 900_000.0
             };
-            let have = self.runs.entry(commit.to_string()).or_default();
+            let set = if self.one_set {
+                String::new()
+            } else {
+                format!("{set:?}")
+            };
+            let have = self.runs.entry((set, commit.to_string())).or_default();
             while have.len() < n {
-                let x = center * (1.0 + self.spread / 100.0 * self.noise.next());
+                let drift = 1.0 - self.drift_pct_per_run / 100.0 * self.asked as f64;
+                let x = drift * center * (1.0 + self.spread / 100.0 * self.noise.next());
                 have.push(run(commit, x));
                 self.asked += 1;
             }
@@ -292,7 +319,7 @@ mod tests {
                 None,
                 &Settings::default(),
                 &Plan::default(),
-                |c, n| h.records(c, n),
+                |set, c, n| h.records(set, c, n),
             )
             .unwrap();
             assert_eq!(b.metric, "hop1.tx_pps");
@@ -326,7 +353,7 @@ mod tests {
                 Some("hop1.tx_pps"),
                 &Settings::default(),
                 &Plan::default(),
-                |c, n| h.records(c, n),
+                |set, c, n| h.records(set, c, n),
             )
             .unwrap();
             match &r.outcome {
@@ -352,6 +379,41 @@ mod tests {
         );
     }
 
+    /// The machine slows by 0.4% a run, tens of percent over a search. With the endpoints'
+    /// runs kept from the first step (one set), later good candidates read slower than good,
+    /// and some searches stop undecided or blame a wrong commit; with each step's own set of
+    /// runs every search names the culprit.
+    #[test]
+    fn a_machine_drifting_during_the_search_is_not_read_as_a_difference() {
+        let search = |one_set: bool, culprit: usize| {
+            let mut h = History::new(culprit, 1.0, 7);
+            h.drift_pct_per_run = 0.4;
+            h.one_set = one_set;
+            let commits = h.commits.clone();
+            let b = bisect(
+                &commits,
+                Some("hop1.tx_pps"),
+                &Settings::default(),
+                &Plan::default(),
+                |set, c, n| h.records(set, c, n),
+            )
+            .unwrap();
+            matches!(b.outcome, Outcome::FirstBad { commit, .. } if commit == commits[culprit])
+        };
+        let culprits = [9, 11, 13, 15];
+        for culprit in culprits {
+            assert!(
+                search(false, culprit),
+                "per-step sets, culprit c{culprit:02}"
+            );
+        }
+        let one_set_right = culprits.iter().filter(|&&c| search(true, c)).count();
+        assert!(
+            one_set_right < culprits.len(),
+            "one set for the whole search named every culprit: the drift did not show"
+        );
+    }
+
     #[test]
     fn fewer_than_two_commits_is_a_usage_error() {
         let e = bisect(
@@ -359,7 +421,7 @@ mod tests {
             None,
             &Settings::default(),
             &Plan::default(),
-            |_, _| Ok(vec![]),
+            |_, _, _| Ok(vec![]),
         )
         .unwrap_err();
         assert!(e.to_string().contains("at least two commits"), "{e}");
