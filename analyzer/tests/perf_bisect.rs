@@ -119,12 +119,16 @@ fn history(slowdown: u32) -> (tempfile::TempDir, PathBuf, Vec<String>) {
         git(&repo, &["commit", "-q", "-m", &format!("revision {i}")]);
         shas.push(git(&repo, &["rev-parse", "HEAD"]));
     }
-    let stand_in = tmp.path().join("stand-in.sh");
-    std::fs::write(&stand_in, STAND_IN).unwrap();
-    let mut perm = std::fs::metadata(&stand_in).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&stand_in, perm).unwrap();
+    write_executable(&tmp.path().join("stand-in.sh"), STAND_IN);
     (tmp, repo, shas)
+}
+
+/// Writes `text` to `path`, mode 0755.
+fn write_executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let mut perm = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(path, perm).unwrap();
 }
 
 /// Runs the real script over the whole history with the stand-in pipeline.
@@ -360,15 +364,10 @@ fn a_run_record_carries_the_commit_its_binaries_were_built_from() {
     let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let fake = |name: &str, revision: &str| {
-        let exe = bin.join(name);
-        std::fs::write(
-            &exe,
-            format!("#!/bin/sh\necho '{name} 0.1.0 (revision {revision}; features: x)'\n"),
-        )
-        .unwrap();
-        let mut perm = std::fs::metadata(&exe).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(&exe, perm).unwrap();
+        write_executable(
+            &bin.join(name),
+            &format!("#!/bin/sh\necho '{name} 0.1.0 (revision {revision}; features: x)'\n"),
+        );
     };
     // No binary names a commit: the checkout's own (HEAD is the last commit).
     assert_eq!(bin_commit(&bin, &repo), shas[COMMITS]);

@@ -307,21 +307,26 @@ mod tests {
             }
             Ok(have.clone())
         }
+
+        /// The whole search over this history, with the default settings and plan.
+        fn bisect(&mut self, metric: Option<&str>) -> Bisection {
+            let commits = self.commits.clone();
+            bisect(
+                &commits,
+                metric,
+                &Settings::default(),
+                &Plan::default(),
+                |set, c, n| self.records(set, c, n),
+            )
+            .unwrap()
+        }
     }
 
     #[test]
     fn names_the_planted_commit_in_a_noisy_history_of_16() {
         for culprit in 1..16 {
             let mut h = History::new(culprit, 3.0, 42);
-            let commits = h.commits.clone();
-            let b = bisect(
-                &commits,
-                None,
-                &Settings::default(),
-                &Plan::default(),
-                |set, c, n| h.records(set, c, n),
-            )
-            .unwrap();
+            let b = h.bisect(None);
             assert_eq!(b.metric, "hop1.tx_pps");
             match b.outcome {
                 Outcome::FirstBad {
@@ -329,8 +334,8 @@ mod tests {
                     parent,
                     against_parent,
                 } => {
-                    assert_eq!(commit, commits[culprit], "culprit {culprit}");
-                    assert_eq!(parent, commits[culprit - 1]);
+                    assert_eq!(commit, h.commits[culprit], "culprit {culprit}");
+                    assert_eq!(parent, h.commits[culprit - 1]);
                     let c = against_parent.judgement.change.unwrap();
                     assert!((-14.0..-8.0).contains(&c), "effect {c}");
                 }
@@ -347,15 +352,7 @@ mod tests {
         let mut undecided = 0;
         for seed in 0..20 {
             let mut h = History::new(9, 40.0, seed);
-            let commits = h.commits.clone();
-            let r = bisect(
-                &commits,
-                Some("hop1.tx_pps"),
-                &Settings::default(),
-                &Plan::default(),
-                |set, c, n| h.records(set, c, n),
-            )
-            .unwrap();
+            let r = h.bisect(Some("hop1.tx_pps"));
             match &r.outcome {
                 Outcome::CouldNotDecide { why, .. } => {
                     assert!(
@@ -389,16 +386,8 @@ mod tests {
             let mut h = History::new(culprit, 1.0, 7);
             h.drift_pct_per_run = 0.4;
             h.one_set = one_set;
-            let commits = h.commits.clone();
-            let b = bisect(
-                &commits,
-                Some("hop1.tx_pps"),
-                &Settings::default(),
-                &Plan::default(),
-                |set, c, n| h.records(set, c, n),
-            )
-            .unwrap();
-            matches!(b.outcome, Outcome::FirstBad { commit, .. } if commit == commits[culprit])
+            let b = h.bisect(Some("hop1.tx_pps"));
+            matches!(b.outcome, Outcome::FirstBad { commit, .. } if commit == h.commits[culprit])
         };
         let culprits = [9, 11, 13, 15];
         for culprit in culprits {
