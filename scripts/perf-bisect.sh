@@ -29,7 +29,8 @@ Usage: scripts/perf-bisect.sh GOOD BAD [OPTIONS] [-- PIPELINE_FLAGS...]
   --add N             runs added to each side after an undecided step (default 3)
   --max-repeats N     no side gets more runs; undecided there ends the bisection (default 14)
   --metric KEY        metric to judge, as in `analyzer compare --json` (default: the one whose
-                      change made BAD bad, chosen at the first step and kept)
+                      change made BAD bad, CPU per packet first, chosen at the first step and
+                      kept)
   --threshold PCT     smallest change that counts, as for compare (default 5)
   --alpha A           significance level of each decision (default 0.05; each look is tested
                       at A / looks, see analyzer/README.md)

@@ -320,7 +320,8 @@ pub struct BisectStepArgs {
     #[arg(long, value_name = "RECORDS")]
     pub candidate: String,
     /// The metric to judge, a key as in `compare --json` (`receiver.pps`,
-    /// `hop1.host_ns_per_packet`); default: the largest judged regression from good to bad.
+    /// `hop1.host_ns_per_packet`); default: CPU per packet where it regressed from good to bad,
+    /// else the largest judged regression.
     #[arg(long, value_name = "KEY")]
     pub metric: Option<String>,
     /// The same judgement as `compare`'s.

@@ -138,11 +138,20 @@ fn samples(table: &Table, metric: &Metric) -> Result<Samples> {
     })
 }
 
-/// The metric whose change made bad bad: the largest judged regression from good to bad, else
-/// the largest "cannot tell" change in the worse direction (so that the step asks for more
-/// repeats instead of failing). `None` when bad is not worse than good on any metric.
+/// Whether `m` is CPU time per packet (a hop's, the host's): the work done per packet, which a
+/// busy or drifting machine moves far less than rates and latency percentiles, which are ruled
+/// by scheduling (`reports/bisect-proof.md`: a latency metric made a comment-only commit
+/// undecided where CPU per packet decided every step).
+fn is_cpu_per_packet(m: &Metric) -> bool {
+    m.key.ends_with(".cpu_ns_per_packet") || m.key.ends_with(".host_ns_per_packet")
+}
+
+/// The metric whose change made bad bad: a judged regression from good to bad before a "cannot
+/// tell" change in the worse direction (so that the step asks for more repeats instead of
+/// failing); among those, CPU time per packet first, then the largest change. `None` when bad
+/// is not worse than good on any metric.
 pub fn default_metric(table: &Table, s: &Settings) -> Result<Option<Metric>> {
-    let mut best: Option<(u8, f64, Metric)> = None;
+    let mut best: Option<((u8, bool), f64, Metric)> = None;
     for m in &table.metrics {
         let (g, b) = (table.values(0, &m.key), table.values(1, &m.key));
         if g.is_empty() || b.is_empty() || table.values(2, &m.key).is_empty() {
@@ -151,8 +160,8 @@ pub fn default_metric(table: &Table, s: &Settings) -> Result<Option<Metric>> {
         let j = compare::judge(m, &g, &b, s);
         let worse = (j.change.unwrap_or(0.0) > 0.0) != (m.better == crate::metrics::Better::Higher);
         let rank = match j.verdict {
-            Verdict::Regressed => 2,
-            Verdict::CannotTell if worse => 1,
+            Verdict::Regressed => (2, is_cpu_per_packet(m)),
+            Verdict::CannotTell if worse => (1, is_cpu_per_packet(m)),
             _ => continue,
         };
         let size = j.change.unwrap_or(0.0).abs();
@@ -307,6 +316,58 @@ mod tests {
             &[around(g), around(b), around(c)],
             &Settings::default(),
         )
+    }
+
+    /// One run whose hop forwards 1,000,000 packets at `pps` and spends `cpu_ms` doing it.
+    fn run_with_cpu(pps: f64, cpu_ms: u64) -> RunRecord {
+        let mut r = RunRecord::new("r");
+        r.duration_ns = Some(1_000_000_000);
+        r.hops.push(crate::record::Hop {
+            name: "MCR-1".into(),
+            counters: crate::record::HopCounters {
+                rx: Some(1_000_000),
+                tx_sent: Some(pps as u64),
+                ..Default::default()
+            },
+            cpu: Some(crate::record::ProcessCpu {
+                user_ns: Some(cpu_ms * 1_000_000),
+                system_ns: Some(0),
+            }),
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn the_chosen_metric_is_cpu_per_packet_when_it_regressed_even_by_less() {
+        // Bad sends 40% fewer packets and spends 20% more CPU per packet: both regressed.
+        let good: Vec<_> = around(1000.0)
+            .iter()
+            .map(|&c| run_with_cpu(900_000.0, c as u64))
+            .collect();
+        let bad: Vec<_> = around(1200.0)
+            .iter()
+            .map(|&c| run_with_cpu(540_000.0, c as u64))
+            .collect();
+        let table = Table::build(&[good.clone(), bad.clone(), good], false);
+        let m = default_metric(&table, &Settings::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.key, "hop1.cpu_ns_per_packet");
+        // Where CPU per packet did not change, the largest regression is taken.
+        let same_cpu: Vec<_> = around(1000.0)
+            .iter()
+            .map(|&c| run_with_cpu(540_000.0, c as u64))
+            .collect();
+        let good: Vec<_> = around(1000.0)
+            .iter()
+            .map(|&c| run_with_cpu(900_000.0, c as u64))
+            .collect();
+        let table = Table::build(&[good.clone(), same_cpu, good], false);
+        let m = default_metric(&table, &Settings::default())
+            .unwrap()
+            .unwrap();
+        assert_ne!(m.key, "hop1.cpu_ns_per_packet");
     }
 
     #[test]
