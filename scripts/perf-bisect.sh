@@ -2,8 +2,9 @@
 # Finds the commit that changed a metric (scripts/README.md, "Bisecting a regression"): lists
 # GOOD..BAD (first parent), builds each candidate in its own worktree, runs the pipeline for it
 # interleaved with the two endpoints (run again at each step, so that drift of the machine is not
-# read as a difference), and asks `analyzer bisect-step` whether it is good, bad or undecided. Undecided adds repeats up to a bound, then stops with "could not decide": it never
-# guesses. The analyzer decides; this script only builds and runs.
+# read as a difference), and asks `analyzer bisect-step` whether it is good, bad or undecided.
+# Undecided adds repeats up to a bound, then stops with "could not decide": it never guesses.
+# The analyzer decides; this script only builds and runs.
 #
 #   scripts/perf-bisect.sh v0.4 HEAD --pps 150000 -- --hops 3 --packets 300000
 #   scripts/perf-bisect.sh A B --pipeline 'my-stand-in' --cargo-flags '--release --bins' --bins prog
