@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::place::Ctx;
+use super::place::ConfigText;
 use super::raw::{read_raw, RawConfig, RawRule};
 use super::spec::{
     Config, ControlConfig, DataplaneConfig, MetricsConfig, OutputSpec, RuleSpec, MAX_DSCP,
@@ -93,7 +93,7 @@ pub fn parse_file_settled(path: &Path) -> Result<Config, ConfigError> {
 
 /// Validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let ctx = Ctx::new(text, file);
+    let ctx = ConfigText::new(text, file);
     let raw = read_raw(text).map_err(|e| {
         let (line, column) = e.span().map(|s| ctx.line_col(s.start)).unwrap_or((1, 1));
         let message = match e.span().and_then(|s| ctx.key_before(s.start)) {
@@ -111,7 +111,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
 }
 
 /// The configuration `raw` gives, checked; `ctx` places errors in the file.
-fn validated(raw: RawConfig, ctx: &Ctx) -> Result<Config, ConfigError> {
+fn validated(raw: RawConfig, ctx: &ConfigText) -> Result<Config, ConfigError> {
     let dataplane = match raw.dataplane {
         Some(d) => {
             let span = d.span();
@@ -302,7 +302,7 @@ fn validate_dataplane(d: &DataplaneConfig) -> Result<(), (&'static str, String)>
     Ok(())
 }
 
-impl Ctx<'_> {
+impl ConfigText<'_> {
     /// An integer field read wide, checked against `lo..=hi`.
     fn int<T: TryFrom<i64>>(
         &self,
@@ -469,7 +469,7 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
     #[test]
     fn a_file_read_in_parts_gives_the_config_read_whole() {
         let text = varied_rules(300);
-        let ctx = Ctx::new(&text, "t.toml");
+        let ctx = ConfigText::new(&text, "t.toml");
         let whole = parse(&text, "t.toml").unwrap();
         for parts in [2, 3, 7] {
             let raw = read_raw_in_parts(&text, parts).expect("cut at rule headers");
@@ -479,7 +479,7 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         let bad = text.replacen("group = \"239.1.0.244\"", "group = \"239.1.0.444\"", 1);
         let line = bad[..bad.find("239.1.0.444").unwrap()].lines().count();
         let raw = read_raw_in_parts(&bad, 3).expect("still TOML");
-        let err = validated(raw, &Ctx::new(&bad, "t.toml"))
+        let err = validated(raw, &ConfigText::new(&bad, "t.toml"))
             .unwrap_err()
             .to_string();
         assert_eq!(err, parse(&bad, "t.toml").unwrap_err().to_string());
@@ -817,7 +817,7 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
 
     #[test]
     fn line_numbers_are_those_of_the_text() {
-        let ctx = Ctx::new("a\nbc\n\nd", "f");
+        let ctx = ConfigText::new("a\nbc\n\nd", "f");
         assert_eq!(ctx.line_col(0), (1, 1));
         assert_eq!(ctx.line_col(1), (1, 2));
         assert_eq!(ctx.line_col(2), (2, 1));

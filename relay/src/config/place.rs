@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::file::ConfigError;
 
-/// The file's text and name, and where its lines start.
-pub(super) struct Ctx<'a> {
+/// A config file's text and name, and where its lines start: what places an error in it.
+pub(super) struct ConfigText<'a> {
     pub(super) text: &'a str,
     pub(super) file: &'a str,
     /// Byte offset of the start of each line after the first, found once: every rule asks
@@ -20,10 +20,10 @@ pub(super) struct Ctx<'a> {
     pub(super) line_starts: Vec<usize>,
 }
 
-impl<'a> Ctx<'a> {
+impl<'a> ConfigText<'a> {
     pub(super) fn new(text: &'a str, file: &'a str) -> Self {
         let line_starts = text.match_indices('\n').map(|(i, _)| i + 1).collect();
-        Ctx {
+        ConfigText {
             text,
             file,
             line_starts,
