@@ -302,6 +302,8 @@ fn validate_dataplane(d: &DataplaneConfig) -> Result<(), (&'static str, String)>
     Ok(())
 }
 
+/// The checks of a rule's values, here beside the others; `place.rs` has the rest of the
+/// type, which only finds places.
 impl ConfigText<'_> {
     /// An integer field read wide, checked against `lo..=hi`.
     fn int<T: TryFrom<i64>>(
