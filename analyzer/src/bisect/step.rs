@@ -338,36 +338,32 @@ mod tests {
         r
     }
 
+    /// Five runs at `pps`, spending about `cpu_ms` each (spread as [`around`]).
+    fn runs_with_cpu(pps: f64, cpu_ms: f64) -> Vec<RunRecord> {
+        around(cpu_ms)
+            .iter()
+            .map(|&c| run_with_cpu(pps, c as u64))
+            .collect()
+    }
+
+    /// The metric `bisect-step` would choose between `good` and `bad`.
+    fn chosen(good: Vec<RunRecord>, bad: Vec<RunRecord>) -> String {
+        let table = Table::build(&[good.clone(), bad, good], false);
+        default_metric(&table, &Settings::default())
+            .unwrap()
+            .unwrap()
+            .key
+    }
+
     #[test]
     fn the_chosen_metric_is_cpu_per_packet_when_it_regressed_even_by_less() {
         // Bad sends 40% fewer packets and spends 20% more CPU per packet: both regressed.
-        let good: Vec<_> = around(1000.0)
-            .iter()
-            .map(|&c| run_with_cpu(900_000.0, c as u64))
-            .collect();
-        let bad: Vec<_> = around(1200.0)
-            .iter()
-            .map(|&c| run_with_cpu(540_000.0, c as u64))
-            .collect();
-        let table = Table::build(&[good.clone(), bad.clone(), good], false);
-        let m = default_metric(&table, &Settings::default())
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.key, "hop1.cpu_ns_per_packet");
+        let good = || runs_with_cpu(900_000.0, 1000.0);
+        let m = chosen(good(), runs_with_cpu(540_000.0, 1200.0));
+        assert_eq!(m, "hop1.cpu_ns_per_packet");
         // Where CPU per packet did not change, the largest regression is taken.
-        let same_cpu: Vec<_> = around(1000.0)
-            .iter()
-            .map(|&c| run_with_cpu(540_000.0, c as u64))
-            .collect();
-        let good: Vec<_> = around(1000.0)
-            .iter()
-            .map(|&c| run_with_cpu(900_000.0, c as u64))
-            .collect();
-        let table = Table::build(&[good.clone(), same_cpu, good], false);
-        let m = default_metric(&table, &Settings::default())
-            .unwrap()
-            .unwrap();
-        assert_ne!(m.key, "hop1.cpu_ns_per_packet");
+        let m = chosen(good(), runs_with_cpu(540_000.0, 1000.0));
+        assert_ne!(m, "hop1.cpu_ns_per_packet");
     }
 
     #[test]
