@@ -25,27 +25,33 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
+/// The trimmed standard output of `cmd`, which must succeed (`what` names it if not).
+fn stdout_of(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "git {args:?}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    stdout_of(
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args),
+        &format!("git {args:?}"),
+    )
 }
 
 /// The program: "forwards" `ITEMS` items, each hashed `ROUNDS` times, and prints
@@ -334,21 +340,16 @@ fn nightly_bisect_takes_the_commits_either_side_of_the_change_point() {
 /// What `pl_bin_commit BIN ROOT` (scripts/lib/pl_common.sh) prints, the commit a pipeline run
 /// record carries.
 fn bin_commit(bin: &Path, root: &Path) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(r#". "$1/scripts/lib/pl_common.sh"; pl_bin_commit "$2" "$3""#)
-        .arg("bash")
-        .arg(workspace())
-        .arg(bin)
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    stdout_of(
+        Command::new("bash")
+            .arg("-c")
+            .arg(r#". "$1/scripts/lib/pl_common.sh"; pl_bin_commit "$2" "$3""#)
+            .arg("bash")
+            .arg(workspace())
+            .arg(bin)
+            .arg(root),
+        "pl_bin_commit",
+    )
 }
 
 /// A bisection runs one checkout's scripts on binaries built from other commits, so a run

@@ -12,12 +12,12 @@ use super::file::ConfigError;
 
 /// A config file's text and name, and where its lines start: what places an error in it.
 pub(super) struct ConfigText<'a> {
-    pub(super) text: &'a str,
-    pub(super) file: &'a str,
+    text: &'a str,
+    file: &'a str,
     /// Byte offset of the start of each line after the first, found once: every rule asks
     /// for its line, and counting newlines from the top each time made a check of N rules
     /// take time in N² (10,000 rules: 7 s).
-    pub(super) line_starts: Vec<usize>,
+    line_starts: Vec<usize>,
 }
 
 impl<'a> ConfigText<'a> {
