@@ -17,7 +17,7 @@ fn table(rules: usize) -> RuleTable {
         set.add(RuleSpec {
             name: format!("r{i}"),
             input: "eth0".into(),
-            group: Ipv4Addr::from(0xef01_0000 + i as u32),
+            group: Ipv4Addr::from(0xef01_0000 + i as u32).into(),
             port: 5000,
             source: None,
             outputs: vec![OutputSpec::new([239, 2, 0, 1].into(), 6000, "eth1", 8)],
@@ -38,15 +38,15 @@ fn rule_lookup(c: &mut Criterion) {
         let t = table(rules);
         let hit = MatchKey {
             ifindex: 2,
-            group: Ipv4Addr::from(0xef01_0000 + rules as u32 / 2),
+            group: Ipv4Addr::from(0xef01_0000 + rules as u32 / 2).into(),
             port: 5000,
         };
         let miss = MatchKey {
             ifindex: 2,
-            group: Ipv4Addr::new(239, 9, 9, 9),
+            group: Ipv4Addr::new(239, 9, 9, 9).into(),
             port: 5000,
         };
-        let src = Ipv4Addr::new(10, 0, 0, 1);
+        let src = Ipv4Addr::new(10, 0, 0, 1).into();
         g.bench_function(format!("hit_{rules}_rules"), |b| {
             b.iter(|| black_box(t.lookup(black_box(&hit), src)).is_some())
         });

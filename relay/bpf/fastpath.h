@@ -110,7 +110,7 @@ struct mcr_fp_rule_counters {
 #define MCR_FP_MALFORMED_BAD_IP_CHECKSUM 5
 #define MCR_FP_MALFORMED_BAD_UDP_LENGTH 6
 #define MCR_FP_MALFORMED_BAD_UDP_CHECKSUM 7
-#define MCR_FP_MALFORMED_KINDS 10 /* Malformed::COUNT */
+#define MCR_FP_MALFORMED_KINDS 11 /* Malformed::COUNT */
 #define MCR_FP_FILTERED_NOT_IPV4 MCR_FP_MALFORMED_KINDS /* a second VLAN tag (QinQ) */
 #define MCR_FP_VERDICT_OK (-1)
 

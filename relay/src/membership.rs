@@ -1,5 +1,5 @@
-//! IGMP membership of the input groups, so that switches (and the NIC's multicast filter)
-//! deliver the traffic we capture.
+//! IGMP (IPv4) and MLDv2 (IPv6) membership of the input groups, so that switches (and the
+//! NIC's multicast filter) deliver the traffic we capture.
 //!
 //! Memberships are packed into sockets, up to what one socket may hold: a socket per
 //! membership took a file descriptor per group, and 100,000 channels ran out of them (the
@@ -8,19 +8,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Socket, Type};
 
 use crate::rules::RuleTable;
-use crate::sys::sockaddr_storage_v4;
+use crate::sys::sockaddr_storage_of;
 
-type Key = (Ipv4Addr, u32, Option<Ipv4Addr>);
+type Key = (IpAddr, u32, Option<IpAddr>);
 
 /// A socket and how many memberships it holds.
 struct Holder {
     sock: Socket,
+    /// An IPv6 socket, which holds IPv6 memberships only (and an IPv4 one IPv4 only).
+    ipv6: bool,
     held: usize,
     /// The kernel refused one more (`igmp_max_memberships` or `igmp_max_msf`).
     full: bool,
@@ -106,16 +108,21 @@ impl Memberships {
         // The last socket that took one, else a new one; a socket the kernel finds full
         // (ENOBUFS) is not asked again.
         loop {
-            let at = match self
-                .holders
-                .iter()
-                .rposition(|h| h.as_ref().is_some_and(|h| !h.full && !h.retired))
-            {
+            let at = match self.holders.iter().rposition(|h| {
+                h.as_ref()
+                    .is_some_and(|h| !h.full && !h.retired && h.ipv6 == key.0.is_ipv6())
+            }) {
                 Some(i) => i,
                 None => {
-                    let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
+                    let domain = if key.0.is_ipv6() {
+                        Domain::IPV6
+                    } else {
+                        Domain::IPV4
+                    };
+                    let sock = Socket::new(domain, Type::DGRAM.cloexec(), None)?;
                     let holder = Some(Holder {
                         sock,
+                        ipv6: key.0.is_ipv6(),
                         held: 0,
                         full: false,
                         retired: false,
@@ -182,34 +189,40 @@ impl Drop for Memberships {
 }
 
 /// Joins (or leaves) `key` on `sock`, by interface index (`MCAST_JOIN_GROUP`,
-/// `MCAST_JOIN_SOURCE_GROUP` and their leaves).
+/// `MCAST_JOIN_SOURCE_GROUP` and their leaves). The same requests serve both families, at
+/// the family's level: over IPv6 the kernel sends MLDv2 reports, over IPv4 IGMP ones.
 fn membership(sock: &Socket, (group, ifindex, source): Key, join: bool) -> io::Result<()> {
     let fd = sock.as_raw_fd();
+    let level = if group.is_ipv6() {
+        libc::IPPROTO_IPV6
+    } else {
+        libc::IPPROTO_IP
+    };
     match source {
         None => {
             let req = libc::group_req {
                 gr_interface: ifindex,
-                gr_group: sockaddr_storage_v4(group),
+                gr_group: sockaddr_storage_of(group),
             };
             let op = if join {
                 libc::MCAST_JOIN_GROUP
             } else {
                 libc::MCAST_LEAVE_GROUP
             };
-            crate::sys::setsockopt(fd, libc::IPPROTO_IP, op, &req)
+            crate::sys::setsockopt(fd, level, op, &req)
         }
         Some(src) => {
             let req = libc::group_source_req {
                 gsr_interface: ifindex,
-                gsr_group: sockaddr_storage_v4(group),
-                gsr_source: sockaddr_storage_v4(src),
+                gsr_group: sockaddr_storage_of(group),
+                gsr_source: sockaddr_storage_of(src),
             };
             let op = if join {
                 libc::MCAST_JOIN_SOURCE_GROUP
             } else {
                 libc::MCAST_LEAVE_SOURCE_GROUP
             };
-            crate::sys::setsockopt(fd, libc::IPPROTO_IP, op, &req)
+            crate::sys::setsockopt(fd, level, op, &req)
         }
     }
 }

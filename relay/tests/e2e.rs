@@ -950,10 +950,15 @@ fn rules_added_over_the_socket_pass_the_file_s_checks() {
     let spec = |name: &str, dest: Ipv4Addr, ttl: u8| relay::config::RuleSpec {
         name: name.into(),
         input: "in0".into(),
-        group: Ipv4Addr::new(239, 1, 1, 7),
+        group: Ipv4Addr::new(239, 1, 1, 7).into(),
         port: 5007,
         source: None,
-        outputs: vec![relay::config::OutputSpec::new(dest, 5007, "out0", ttl)],
+        outputs: vec![relay::config::OutputSpec::new(
+            dest.into(),
+            5007,
+            "out0",
+            ttl,
+        )],
         monitor: None,
     };
     let good_dest = Ipv4Addr::new(239, 1, 1, 7);

@@ -1,6 +1,6 @@
 //! `mcrctl`'s command line.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -70,17 +70,17 @@ pub enum RulesCmd {
         /// Interface the datagrams arrive on.
         #[arg(long, value_name = "IF")]
         input: String,
-        /// Destination (multicast) address to match.
+        /// Destination (multicast) address to match, IPv4 or IPv6 (no brackets).
         #[arg(long)]
-        group: Ipv4Addr,
+        group: IpAddr,
         /// Destination UDP port to match.
         #[arg(long)]
         port: u16,
-        /// Match only this source address.
+        /// Match only this source address (of the group's family).
         #[arg(long)]
-        source: Option<Ipv4Addr>,
-        /// ADDR:PORT@INTERFACE[/TTL][,dscp=N][,source=ADDR][,source_port=N]; repeat for
-        /// fan-out.
+        source: Option<IpAddr>,
+        /// ADDR:PORT@INTERFACE[/TTL][,dscp=N][,source=ADDR][,source_port=N], an IPv6 ADDR
+        /// in brackets ([ff3e::1]:5000@eth1); repeat for fan-out.
         #[arg(long = "output", required = true)]
         outputs: Vec<OutputSpec>,
         /// Check the forwarded stream: rtp (sequence gaps) or mpegts (continuity counters).

@@ -1,14 +1,28 @@
 //! proptest strategies for rule specs, shared by the round-trip property tests of the config
 //! file and the control protocol.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
 use super::spec::{OutputSpec, RuleSpec};
 
-fn addr() -> impl Strategy<Value = Ipv4Addr> {
-    any::<u32>().prop_map(Ipv4Addr::from)
+/// An address of either family.
+fn addr() -> impl Strategy<Value = IpAddr> {
+    any::<bool>().prop_flat_map(addr_of)
+}
+
+/// An IPv6 address when `ipv6`, else an IPv4 one.
+fn addr_of(ipv6: bool) -> BoxedStrategy<IpAddr> {
+    if ipv6 {
+        any::<u128>()
+            .prop_map(|a| IpAddr::V6(Ipv6Addr::from(a)))
+            .boxed()
+    } else {
+        any::<u32>()
+            .prop_map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+            .boxed()
+    }
 }
 
 fn interface() -> impl Strategy<Value = String> {
@@ -36,21 +50,24 @@ pub fn output() -> impl Strategy<Value = OutputSpec> {
 /// Rules that pass [`super::validate_rule`] (addresses that the validator refuses are rare
 /// enough to be filtered by the tests).
 pub fn rule() -> impl Strategy<Value = RuleSpec> {
-    (
-        "[A-Za-z0-9._:-]{1,64}",
-        interface(),
-        addr(),
-        1..=u16::MAX,
-        proptest::option::of(addr()),
-        proptest::collection::vec(output(), 1..4),
-    )
-        .prop_map(|(name, input, group, port, source, outputs)| RuleSpec {
-            name,
-            input,
-            group,
-            port,
-            source,
-            outputs,
-            monitor: Default::default(),
-        })
+    // A rule's group and source are of one family; its outputs of either.
+    any::<bool>().prop_flat_map(|ipv6| {
+        (
+            "[A-Za-z0-9._:-]{1,64}",
+            interface(),
+            addr_of(ipv6),
+            1..=u16::MAX,
+            proptest::option::of(addr_of(ipv6)),
+            proptest::collection::vec(output(), 1..4),
+        )
+            .prop_map(|(name, input, group, port, source, outputs)| RuleSpec {
+                name,
+                input,
+                group,
+                port,
+                source,
+                outputs,
+                monitor: Default::default(),
+            })
+    })
 }

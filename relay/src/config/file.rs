@@ -1,7 +1,7 @@
 //! Reading the TOML file and turning it into a validated [`Config`].
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -183,7 +183,7 @@ fn validated(raw: RawConfig, ctx: &ConfigText) -> Result<Config, ConfigError> {
 
     let mut rules = Vec::with_capacity(raw.rule.len());
     let mut names: HashMap<String, usize> = HashMap::new();
-    let mut keys: HashMap<(String, Ipv4Addr, u16, Option<Ipv4Addr>), usize> = HashMap::new();
+    let mut keys: HashMap<(String, IpAddr, u16, Option<IpAddr>), usize> = HashMap::new();
     for (i, raw_rule) in raw.rule.into_iter().enumerate() {
         let span = raw_rule.span();
         let rule = ctx.rule(i, span.clone(), raw_rule.into_inner())?;
@@ -203,8 +203,9 @@ fn validated(raw: RawConfig, ctx: &ConfigText) -> Result<Config, ConfigError> {
                 span,
                 &format!("rule[{i}]"),
                 format!(
-                    "duplicate rule: {}:{} on {} is already matched by the rule on line {first}",
-                    rule.group, rule.port, rule.input
+                    "duplicate rule: {} on {} is already matched by the rule on line {first}",
+                    SocketAddr::new(rule.group, rule.port),
+                    rule.input
                 ),
             ));
         }
@@ -321,12 +322,18 @@ impl ConfigText<'_> {
         T::try_from(n).map_err(|_| self.invalid(v.span(), field, format!("{n} is out of range")))
     }
 
-    fn addr(&self, v: &Spanned<String>, field: &str) -> Result<Ipv4Addr, ConfigError> {
-        v.get_ref().parse().map_err(|_| {
+    fn addr(&self, v: &Spanned<String>, field: &str) -> Result<IpAddr, ConfigError> {
+        let text = v.get_ref();
+        text.parse().map_err(|_| {
+            let hint = if text.starts_with('[') {
+                " (write an IPv6 address without brackets: the port is a key of its own)"
+            } else {
+                ""
+            };
             self.invalid(
                 v.span(),
                 field,
-                format!("`{}` is not an IPv4 address", v.get_ref()),
+                format!("`{text}` is not an IPv4 or IPv6 address{hint}"),
             )
         })
     }
@@ -553,7 +560,7 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         assert_eq!(c.rules[0].outputs[0].ttl, 4);
         assert_eq!(c.rules[0].outputs[1].ttl, 16);
         assert_eq!(c.rules[1].name, "eth0-239.1.1.2-5000");
-        assert_eq!(c.rules[1].source, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(c.rules[1].source, Some([10, 0, 0, 5].into()));
     }
 
     /// Issue 23: the conffile forwarded live traffic on eth0/eth1/eth2 as installed.
@@ -669,7 +676,62 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         let e = err(text);
         assert!(e.starts_with("relay.toml:3:"), "{e}");
         assert!(e.contains("rule[0].group"), "{e}");
-        assert!(e.contains("not an IPv4 address"), "{e}");
+        assert!(e.contains("not an IPv4 or IPv6 address"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_groups_sources_and_outputs_are_read() {
+        let text = "[[rule]]\ninput = \"eth0\"\ngroup = \"ff3e::1234\"\nsource = \"2001:db8::10\"\nport = 5000\noutputs = [{ dest = \"ff3e::4321\", port = 6000, interface = \"eth1\" }, { dest = \"239.2.2.2\", port = 6000, interface = \"eth2\" }]\n";
+        let c = parse(text, "relay.toml").unwrap();
+        let r = &c.rules[0];
+        assert_eq!(r.group, "ff3e::1234".parse::<IpAddr>().unwrap());
+        assert_eq!(r.source, Some("2001:db8::10".parse().unwrap()));
+        assert_eq!(r.name, "eth0-ff3e::1234-5000");
+        assert!(r.outputs[0].dest.is_ipv6() && r.outputs[1].dest.is_ipv4());
+    }
+
+    #[test]
+    fn ipv6_mistakes_are_explained_where_they_are() {
+        let rule = |group: &str, source: &str, dest: &str, out_source: &str| {
+            format!("[[rule]]\ninput = \"eth0\"\ngroup = \"{group}\"\n{source}port = 5000\noutputs = [{{ dest = \"{dest}\", port = 1, interface = \"eth1\"{out_source} }}]\n")
+        };
+        for (text, line, field, why) in [
+            (
+                rule("[ff3e::1]", "", "ff3e::2", ""),
+                3,
+                "rule[0].group",
+                "without brackets",
+            ),
+            (
+                rule("ff3e::1", "source = \"10.0.0.1\"\n", "ff3e::2", ""),
+                4,
+                "rule[0].source",
+                "a datagram's addresses are of one family",
+            ),
+            (
+                rule("::ffff:239.1.1.1", "", "ff3e::2", ""),
+                3,
+                "rule[0].group",
+                "write it as 239.1.1.1",
+            ),
+            (
+                rule("::", "", "ff3e::2", ""),
+                3,
+                "rule[0].group",
+                ":: is the destination of no datagram",
+            ),
+            (
+                rule("ff3e::1", "", "ff3e::2", ", source = \"10.0.0.1\""),
+                5,
+                "rule[0].outputs[0].source",
+                "from an address of its own family",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(e.starts_with(&format!("relay.toml:{line}:")), "{e}");
+            assert!(e.contains(field), "{e}");
+            assert!(e.contains(why), "{e}");
+        }
     }
 
     #[test]
@@ -956,7 +1018,7 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         .unwrap();
         let o = &c.rules[0].outputs[0];
         assert_eq!((o.dscp, o.source_port), (Some(46), Some(6500)));
-        assert_eq!(o.source, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(o.source, Some([10, 0, 0, 1].into()));
         let c = parse(
             &out("{ dest = \"10.0.0.9\", port = 7000, interface = \"eth1\" }"),
             "x",

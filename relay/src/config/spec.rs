@@ -1,7 +1,7 @@
 //! Validated configuration values: what the rest of the daemon consumes.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -233,13 +233,13 @@ pub struct RuleSpec {
     pub name: String,
     /// Interface the traffic arrives on.
     pub input: String,
-    /// Destination address to match (a multicast group, or a unicast address).
-    pub group: Ipv4Addr,
+    /// Destination address to match (a multicast group, or a unicast address), IPv4 or IPv6.
+    pub group: IpAddr,
     /// Destination UDP port to match.
     pub port: u16,
     /// Match only this source address (and join source-specifically).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<Ipv4Addr>,
+    pub source: Option<IpAddr>,
     pub outputs: Vec<OutputSpec>,
     /// Check the stream this rule forwards (sequence gaps or continuity-counter errors of
     /// what this hop received, in the flow's stats); none by default.
@@ -270,12 +270,13 @@ impl Monitor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
-    /// Destination: a multicast group or a unicast address.
-    pub dest: Ipv4Addr,
+    /// Destination: a multicast group or a unicast address, of either family (the input's
+    /// family need not be the output's: the relay re-sends the UDP payload).
+    pub dest: IpAddr,
     pub port: u16,
     /// Interface to send from.
     pub interface: String,
-    /// IP TTL of the sent datagrams.
+    /// IPv4 TTL or IPv6 hop limit of the sent datagrams.
     #[serde(default = "default_ttl")]
     pub ttl: u8,
     /// DSCP (0-63) to send with. `None`: keep each datagram's DSCP and ECN as received.
@@ -285,7 +286,7 @@ pub struct OutputSpec {
     /// Source address to send from: one of the output interface's addresses. `None`: the
     /// kernel's choice (the interface's primary address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<Ipv4Addr>,
+    pub source: Option<IpAddr>,
     /// UDP source port to send from. `None`: an ephemeral port the kernel picks at start
     /// (it changes with every restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -297,7 +298,7 @@ pub const MAX_DSCP: u8 = 63;
 
 impl OutputSpec {
     /// An output with the defaults for everything but where it goes.
-    pub fn new(dest: Ipv4Addr, port: u16, interface: impl Into<String>, ttl: u8) -> Self {
+    pub fn new(dest: IpAddr, port: u16, interface: impl Into<String>, ttl: u8) -> Self {
         Self {
             dest,
             port,
@@ -316,7 +317,7 @@ fn default_ttl() -> u8 {
 
 impl RuleSpec {
     /// The match key: two rules with the same key would fight over the same datagrams.
-    pub fn match_key(&self) -> (String, Ipv4Addr, u16, Option<Ipv4Addr>) {
+    pub fn match_key(&self) -> (String, IpAddr, u16, Option<IpAddr>) {
         (self.input.clone(), self.group, self.port, self.source)
     }
 }
@@ -340,7 +341,13 @@ impl RuleSpec {
 
 impl fmt::Display for OutputSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}@{}", self.dest, self.port, self.interface)
+        // `SocketAddr` writes an IPv6 address in brackets, which the parser above reads back.
+        write!(
+            f,
+            "{}@{}",
+            SocketAddr::new(self.dest, self.port),
+            self.interface
+        )
     }
 }
 
@@ -348,8 +355,10 @@ impl fmt::Display for RuleSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {}:{}@{}",
-            self.name, self.group, self.port, self.input
+            "{}: {}@{}",
+            self.name,
+            SocketAddr::new(self.group, self.port),
+            self.input
         )?;
         if let Some(src) = self.source {
             write!(f, " from {src}")?;
@@ -361,7 +370,7 @@ impl fmt::Display for RuleSpec {
                 write!(f, " dscp {dscp}")?;
             }
             match (o.source, o.source_port) {
-                (Some(a), Some(p)) => write!(f, " from {a}:{p}")?,
+                (Some(a), Some(p)) => write!(f, " from {}", SocketAddr::new(a, p))?,
                 (Some(a), None) => write!(f, " from {a}")?,
                 (None, Some(p)) => write!(f, " from port {p}")?,
                 (None, None) => {}
@@ -378,7 +387,7 @@ impl std::str::FromStr for OutputSpec {
     /// `mcrctl rules add --output` takes: every key an output has in the file. Bounds (DSCP
     /// 0-63, the source being the interface's) are checked where file rules are.
     fn from_str(s: &str) -> Result<Self, String> {
-        const FORM: &str = "ADDR:PORT@INTERFACE[/TTL][,dscp=N][,source=ADDR][,source_port=N]";
+        const FORM: &str = "ADDR:PORT@INTERFACE (IPv6: [ADDR]:PORT@INTERFACE)[/TTL][,dscp=N][,source=ADDR][,source_port=N]";
         let mut parts = s.split(',');
         let head = parts.next().unwrap_or_default();
         let (dest_port, rest) = head
@@ -395,9 +404,23 @@ impl std::str::FromStr for OutputSpec {
         let (dest, port) = dest_port
             .rsplit_once(':')
             .ok_or_else(|| format!("output `{s}` must look like {FORM}"))?;
-        let dest = dest
-            .parse::<Ipv4Addr>()
-            .map_err(|_| format!("output `{s}`: `{dest}` is not an IPv4 address"))?;
+        // An IPv6 address is written in brackets, as in a URL: `[ff3e::1]:5000`.
+        let bracketed = dest.strip_prefix('[').and_then(|d| d.strip_suffix(']'));
+        let dest = match bracketed {
+            Some(v6) => v6
+                .parse::<std::net::Ipv6Addr>()
+                .map(IpAddr::V6)
+                .map_err(|_| format!("output `{s}`: `{v6}` is not an IPv6 address"))?,
+            None if dest.contains(':') => {
+                return Err(format!(
+                    "output `{s}`: write an IPv6 address in brackets, `[{dest}]:PORT`"
+                ))
+            }
+            None => dest
+                .parse::<std::net::Ipv4Addr>()
+                .map(IpAddr::V4)
+                .map_err(|_| format!("output `{s}`: `{dest}` is not an IP address"))?,
+        };
         let port = port
             .parse::<u16>()
             .map_err(|_| format!("output `{s}`: `{port}` is not a UDP port"))?;
@@ -418,8 +441,8 @@ impl std::str::FromStr for OutputSpec {
                     output.dscp.replace(dscp).map_or(Ok(()), |_| Err(twice()))?;
                 }
                 "source" => {
-                    let source = value.parse::<Ipv4Addr>().map_err(|_| {
-                        format!("output `{s}`: source `{value}` is not an IPv4 address")
+                    let source = value.parse::<IpAddr>().map_err(|_| {
+                        format!("output `{s}`: source `{value}` is not an IP address")
                     })?;
                     output
                         .source
@@ -453,7 +476,7 @@ mod tests {
     #[test]
     fn output_spec_parses_with_and_without_ttl() {
         let o: OutputSpec = "239.2.2.2:6000@eth1".parse().unwrap();
-        assert_eq!(o.dest, Ipv4Addr::new(239, 2, 2, 2));
+        assert_eq!(o.dest, IpAddr::from([239, 2, 2, 2]));
         assert_eq!((o.port, o.interface.as_str(), o.ttl), (6000, "eth1", 16));
         let o: OutputSpec = "10.0.0.9:7000@veth-b/3".parse().unwrap();
         assert_eq!((o.port, o.ttl), (7000, 3));
@@ -465,12 +488,12 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!((o.ttl, o.dscp), (4, Some(46)));
-        assert_eq!(o.source, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(o.source, Some(IpAddr::from([10, 0, 0, 1])));
         assert_eq!(o.source_port, Some(5004));
         let rule = RuleSpec {
             name: "r".into(),
             input: "eth0".into(),
-            group: Ipv4Addr::new(239, 1, 1, 1),
+            group: IpAddr::from([239, 1, 1, 1]),
             port: 5000,
             source: None,
             outputs: vec![o],
@@ -483,17 +506,32 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_outputs_are_written_and_read_in_brackets() {
+        let o: OutputSpec = "[ff3e::1234]:6000@eth1/8,source=2001:db8::1"
+            .parse()
+            .unwrap();
+        assert_eq!(o.dest, "ff3e::1234".parse::<IpAddr>().unwrap());
+        assert_eq!((o.port, o.ttl), (6000, 8));
+        assert_eq!(o.source, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(o.to_string(), "[ff3e::1234]:6000@eth1");
+        let back: OutputSpec = format!("{o}/8,source=2001:db8::1").parse().unwrap();
+        assert_eq!(back, o);
+    }
+
+    #[test]
     fn output_spec_rejects_garbage_with_a_reason() {
         for (bad, why) in [
             ("239.2.2.2:6000", "ADDR:PORT@INTERFACE"),
-            ("239.2.2:6000@eth1", "not an IPv4 address"),
+            ("239.2.2:6000@eth1", "not an IP address"),
+            ("ff3e::1:6000@eth1", "in brackets"),
+            ("[ff3e::g]:6000@eth1", "not an IPv6 address"),
             ("239.2.2.2:70000@eth1", "not a UDP port"),
             ("239.2.2.2:6000@", "interface name is empty"),
             ("239.2.2.2:6000@eth1/300", "TTL"),
             ("239.2.2.2:6000@eth1,dscp", "KEY=VALUE"),
             ("239.2.2.2:6000@eth1,dscp=x", "dscp `x` is not a number"),
             ("239.2.2.2:6000@eth1,dscp=1,dscp=2", "`dscp` is given twice"),
-            ("239.2.2.2:6000@eth1,source=1.2.3", "not an IPv4 address"),
+            ("239.2.2.2:6000@eth1,source=1.2.3", "not an IP address"),
             ("239.2.2.2:6000@eth1,source_port=99999", "not a UDP port"),
             ("239.2.2.2:6000@eth1,tos=4", "unknown option `tos`"),
         ] {

@@ -7,7 +7,7 @@
 //! characters that cannot start a new log line or a terminal escape sequence.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::spec::{OutputSpec, RuleSpec, MAX_DSCP};
 
@@ -87,17 +87,36 @@ pub fn validate_rule(spec: &RuleSpec) -> Result<(), SpecError> {
     if spec.group.is_unspecified() {
         return fail(
             RuleField::Group,
-            "0.0.0.0 is the destination of no datagram".into(),
+            format!("{} is the destination of no datagram", spec.group),
         );
+    }
+    if let Err(m) = written_in_its_own_family(spec.group) {
+        return fail(RuleField::Group, m);
     }
     if spec.port == 0 {
         return fail(RuleField::Port, "port 0 matches nothing".into());
     }
-    if spec.source.is_some_and(|s| s.is_unspecified()) {
-        return fail(
-            RuleField::Source,
-            "0.0.0.0 is the source of no datagram (leave `source` out to match any)".into(),
-        );
+    if let Some(source) = spec.source {
+        if source.is_unspecified() {
+            return fail(
+                RuleField::Source,
+                format!("{source} is the source of no datagram (leave `source` out to match any)"),
+            );
+        }
+        if let Err(m) = written_in_its_own_family(source) {
+            return fail(RuleField::Source, m);
+        }
+        if source.is_ipv6() != spec.group.is_ipv6() {
+            return fail(
+                RuleField::Source,
+                format!(
+                    "{source} is {} but the group {} is {}: a datagram's addresses are of one family",
+                    family(source),
+                    spec.group,
+                    family(spec.group)
+                ),
+            );
+        }
     }
     if spec.outputs.is_empty() {
         return fail(
@@ -136,14 +155,27 @@ fn validate_output(o: &OutputSpec) -> Result<(), (OutputField, String)> {
             format!("{dscp} is not a DSCP (0 to {MAX_DSCP})"),
         ));
     }
-    if let Some(source) = o
-        .source
-        .filter(|s| s.is_unspecified() || s.is_multicast() || s.is_broadcast())
-    {
+    if let Err(m) = written_in_its_own_family(o.dest) {
+        return Err((OutputField::Dest, m));
+    }
+    if let Some(source) = o.source.filter(|s| {
+        s.is_unspecified() || s.is_multicast() || matches!(s, IpAddr::V4(v4) if v4.is_broadcast())
+    }) {
         return Err((
             OutputField::Source,
             format!(
                 "{source} cannot be a source address (leave `source` out for the interface's own)"
+            ),
+        ));
+    }
+    if let Some(source) = o.source.filter(|s| s.is_ipv6() != o.dest.is_ipv6()) {
+        return Err((
+            OutputField::Source,
+            format!(
+                "{source} is {} but the destination {} is {}: a datagram is sent from an address of its own family",
+                family(source),
+                o.dest,
+                family(o.dest)
             ),
         ));
     }
@@ -156,8 +188,33 @@ fn validate_output(o: &OutputSpec) -> Result<(), (OutputField, String)> {
     Ok(())
 }
 
-fn usable_destination(a: Ipv4Addr) -> bool {
-    !a.is_unspecified() && !a.is_broadcast()
+fn usable_destination(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => !v6.is_unspecified(),
+    }
+}
+
+/// `"IPv4"` or `"IPv6"`, for messages.
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv6() {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// Refuses an IPv4 address written as IPv6 (`::ffff:239.1.1.1`): no IPv6 datagram carries
+/// one as its address on the wire, so a rule with it would match nothing.
+fn written_in_its_own_family(a: IpAddr) -> Result<(), String> {
+    match a {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Err(format!(
+            "{v6} is an IPv4 address written as IPv6; write it as {}",
+            v6.to_ipv4_mapped()
+                .map_or_else(String::new, |v4| v4.to_string())
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A rule name: 1 to 64 characters of `A-Z a-z 0-9 . _ : -`.
@@ -225,7 +282,7 @@ mod tests {
 
     #[test]
     fn fields_are_named_in_errors() {
-        let e = check(|r| r.outputs[0].dest = Ipv4Addr::UNSPECIFIED).unwrap_err();
+        let e = check(|r| r.outputs[0].dest = std::net::Ipv4Addr::UNSPECIFIED.into()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "outputs[0].dest: 0.0.0.0 cannot be a destination"
@@ -236,9 +293,9 @@ mod tests {
         assert_eq!(e.field, RuleField::Output(0, OutputField::Interface));
         let e = check(|r| r.input = "a/b".into()).unwrap_err();
         assert_eq!(e.field, RuleField::Input);
-        let e = check(|r| r.group = Ipv4Addr::UNSPECIFIED).unwrap_err();
+        let e = check(|r| r.group = std::net::Ipv4Addr::UNSPECIFIED.into()).unwrap_err();
         assert_eq!(e.field, RuleField::Group);
-        let e = check(|r| r.source = Some(Ipv4Addr::UNSPECIFIED)).unwrap_err();
+        let e = check(|r| r.source = Some(std::net::Ipv4Addr::UNSPECIFIED.into())).unwrap_err();
         assert_eq!(e.field, RuleField::Source);
         let e = check(|r| r.outputs.clear()).unwrap_err();
         assert_eq!(e.field, RuleField::Outputs);
@@ -251,7 +308,7 @@ mod tests {
             e.to_string().split(':').next(),
             Some("outputs[0].source_port")
         );
-        let e = check(|r| r.outputs[0].source = Some(Ipv4Addr::new(239, 1, 1, 1))).unwrap_err();
+        let e = check(|r| r.outputs[0].source = Some([239, 1, 1, 1].into())).unwrap_err();
         assert_eq!(e.field, RuleField::Output(0, OutputField::Source));
         assert_eq!(check(|r| r.outputs[0].dscp = Some(46)), Ok(()));
     }

@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -47,11 +47,19 @@ pub struct EgressParams {
 
 impl EgressSocket {
     pub fn open(key: EgressKey, params: EgressParams) -> io::Result<Self> {
-        let sock = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
+        let domain = if key.ipv6 { Domain::IPV6 } else { Domain::IPV4 };
+        let sock = Socket::new(domain, Type::DGRAM.cloexec(), None)?;
         let fd = sock.as_raw_fd();
         // Leave the socket blocking: io_uring then waits for send-buffer space itself (it arms
         // an internal poll) instead of failing the send with EAGAIN.
-        sock.bind_device_by_index_v4(NonZeroU32::new(key.ifindex))?;
+        let ifindex = NonZeroU32::new(key.ifindex);
+        if key.ipv6 {
+            // An IPv6 output sends IPv6 only: no IPv4-mapped destinations.
+            sock.set_only_v6(true)?;
+            sock.bind_device_by_index_v6(ifindex)?;
+        } else {
+            sock.bind_device_by_index_v4(ifindex)?;
+        }
         // Nothing we send from ever needs to be read: a filter that takes no packet keeps
         // replies (a unicast receiver answering, say) from filling the receive queue.
         sys::attach_filter(fd, &[DROP_EVERY_PACKET])?;
@@ -61,32 +69,14 @@ impl EgressSocket {
             sock.set_reuse_port(true)?;
             sock.bind(&bind.into())?;
         }
-        let mreqn = libc::ip_mreqn {
-            imr_multiaddr: libc::in_addr { s_addr: 0 },
-            imr_address: libc::in_addr { s_addr: 0 },
-            imr_ifindex: key.ifindex as libc::c_int,
-        };
-        sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)?;
-        sock.set_multicast_ttl_v4(u32::from(key.ttl))?;
-        sock.set_ttl_v4(u32::from(key.ttl.max(1)))?;
-        sock.set_multicast_loop_v4(params.multicast_loop)?;
+        if key.ipv6 {
+            set_ipv6_options(&sock, &key, params)?;
+        } else {
+            set_ipv4_options(&sock, &key, params)?;
+        }
         if params.sndbuf > 0 {
             sock.set_send_buffer_size(params.sndbuf)?;
         }
-        // Never set DF: with the default (IP_PMTUDISC_WANT) the kernel set it on datagrams
-        // sent one by one but not on those cut from a GSO send, and a relayed datagram larger
-        // than a link further on is better fragmented than dropped. The input side drops
-        // fragments (`malformed.fragment`), so this is also what the next relay can take.
-        sys::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            &libc::IP_PMTUDISC_DONT,
-        )?;
-        // Report local transmit drops (qdisc full, ENOBUFS) as send errors instead of
-        // pretending they were sent; the error queue is drained by housekeeping. ICMP errors
-        // arrive this way too, which is why unicast outputs have sockets of their own.
-        sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVERR, &1i32)?;
         Ok(Self {
             fd: sock.into(),
             key,
@@ -99,6 +89,51 @@ impl EgressSocket {
     }
 }
 
+/// The IPv4 socket's multicast interface, TTL, loop, fragmentation and error reporting.
+fn set_ipv4_options(sock: &Socket, key: &EgressKey, params: EgressParams) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    let mreqn = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: key.ifindex as libc::c_int,
+    };
+    sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)?;
+    sock.set_multicast_ttl_v4(u32::from(key.ttl))?;
+    sock.set_ttl_v4(u32::from(key.ttl.max(1)))?;
+    sock.set_multicast_loop_v4(params.multicast_loop)?;
+    // Never set DF: with the default (IP_PMTUDISC_WANT) the kernel set it on datagrams
+    // sent one by one but not on those cut from a GSO send, and a relayed datagram larger
+    // than a link further on is better fragmented than dropped. The input side drops
+    // fragments (`malformed.fragment`), so this is also what the next relay can take.
+    sys::setsockopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        &libc::IP_PMTUDISC_DONT,
+    )?;
+    // Report local transmit drops (qdisc full, ENOBUFS) as send errors instead of
+    // pretending they were sent; the error queue is drained by housekeeping. ICMP errors
+    // arrive this way too, which is why unicast outputs have sockets of their own.
+    sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVERR, &1i32)
+}
+
+/// [`set_ipv4_options`] for IPv6: the hop limit for both kinds of destination, and
+/// fragmentation by the source (IPv6 routers never fragment) rather than a refused send.
+fn set_ipv6_options(sock: &Socket, key: &EgressKey, params: EgressParams) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    sock.set_multicast_if_v6(key.ifindex)?;
+    sock.set_multicast_hops_v6(u32::from(key.ttl))?;
+    sock.set_unicast_hops_v6(u32::from(key.ttl.max(1)))?;
+    sock.set_multicast_loop_v6(params.multicast_loop)?;
+    sys::setsockopt(
+        fd,
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MTU_DISCOVER,
+        &libc::IPV6_PMTUDISC_DONT,
+    )?;
+    sys::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &1i32)
+}
+
 /// `ret #0`: a socket filter that accepts no packet.
 const DROP_EVERY_PACKET: libc::sock_filter = libc::sock_filter {
     code: (libc::BPF_RET | libc::BPF_K) as u16,
@@ -107,10 +142,61 @@ const DROP_EVERY_PACKET: libc::sock_filter = libc::sock_filter {
     k: 0,
 };
 
+/// A destination as the kernel reads it in `msg_name`: IPv4 or IPv6.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union InetAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+impl InetAddr {
+    /// The kernel form of `dest`, and its length.
+    pub fn new(dest: SocketAddr) -> (Self, libc::socklen_t) {
+        match dest {
+            SocketAddr::V4(v4) => {
+                // SAFETY: sockaddr_in is plain old data; all-zero is valid.
+                let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = v4.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+                (
+                    InetAddr { v4: sin },
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+            SocketAddr::V6(v6) => {
+                // SAFETY: sockaddr_in6 is plain old data; all-zero is valid.
+                let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = v6.port().to_be();
+                sin6.sin6_addr.s6_addr = v6.ip().octets();
+                sin6.sin6_scope_id = v6.scope_id();
+                (
+                    InetAddr { v6: sin6 },
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    }
+
+    fn zeroed() -> Self {
+        // SAFETY: both members are plain old data; all-zero is valid.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+impl std::fmt::Debug for InetAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InetAddr")
+    }
+}
+
 /// What a worker needs to send to one output (built when a rule table is adopted).
 #[derive(Debug)]
 pub struct OutputTarget {
-    pub addr: libc::sockaddr_in,
+    pub addr: InetAddr,
+    pub addr_len: libc::socklen_t,
     pub socket: Rc<EgressSocket>,
     pub flow: Arc<FlowCells>,
     pub index_in_rule: usize,
@@ -118,18 +204,15 @@ pub struct OutputTarget {
 
 impl OutputTarget {
     pub fn new(
-        dest: SocketAddrV4,
+        dest: SocketAddr,
         socket: Rc<EgressSocket>,
         flow: Arc<FlowCells>,
         index_in_rule: usize,
     ) -> Self {
-        // SAFETY: sockaddr_in is plain old data; all-zero is valid.
-        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        addr.sin_family = libc::AF_INET as libc::sa_family_t;
-        addr.sin_port = dest.port().to_be();
-        addr.sin_addr.s_addr = u32::from(*dest.ip()).to_be();
+        let (addr, addr_len) = InetAddr::new(dest);
         Self {
             addr,
+            addr_len,
             socket,
             flow,
             index_in_rule,
@@ -137,7 +220,8 @@ impl OutputTarget {
     }
 }
 
-/// Space for the control messages of one send: `IP_TOS` (an `int`) and `UDP_SEGMENT` (a
+/// Space for the control messages of one send: `IP_TOS` or `IPV6_TCLASS` (an `int`) and
+/// `UDP_SEGMENT` (a
 /// `u16`), each `CMSG_SPACE` of its payload on 64-bit Linux (checked by a test), 8-aligned.
 #[repr(C, align(8))]
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +236,7 @@ const CMSG_SEGMENT_SPACE: usize = 24;
 pub struct SendSlot {
     msg: libc::msghdr,
     iov: [libc::iovec; MAX_SEGMENTS],
-    addr: libc::sockaddr_in,
+    addr: InetAddr,
     cmsg: CmsgSpace,
     pub bufs: [BufId; MAX_SEGMENTS],
     pub segments: usize,
@@ -172,14 +256,13 @@ impl SendSlots {
     pub fn new(count: usize) -> Self {
         let slots = (0..count)
             .map(|_| SendSlot {
-                // SAFETY: msghdr/iovec/sockaddr_in are plain old data; zero is valid.
+                // SAFETY: msghdr is plain old data; zero is valid.
                 msg: unsafe { std::mem::zeroed() },
                 iov: [libc::iovec {
                     iov_base: std::ptr::null_mut(),
                     iov_len: 0,
                 }; MAX_SEGMENTS],
-                // SAFETY: as above.
-                addr: unsafe { std::mem::zeroed() },
+                addr: InetAddr::zeroed(),
                 cmsg: CmsgSpace([0; CMSG_TOS_SPACE + CMSG_SEGMENT_SPACE]),
                 bufs: [0; MAX_SEGMENTS],
                 segments: 0,
@@ -255,8 +338,8 @@ impl SendSlots {
         s.tos = tos;
         s.addr = target.addr;
         s.target = Some(Rc::clone(target));
-        s.msg.msg_name = (&mut s.addr as *mut libc::sockaddr_in).cast();
-        s.msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        s.msg.msg_name = (&mut s.addr as *mut InetAddr).cast();
+        s.msg.msg_namelen = target.addr_len;
         s.msg.msg_iov = s.iov.as_mut_ptr();
         s.msg.msg_iovlen = n;
         s.msg.msg_flags = 0;
@@ -266,8 +349,14 @@ impl SendSlots {
         // right after the first's CMSG_SPACE, exactly what that room holds.
         let controllen = unsafe {
             let hdr = base.cast::<libc::cmsghdr>();
-            (*hdr).cmsg_level = libc::IPPROTO_IP;
-            (*hdr).cmsg_type = libc::IP_TOS;
+            // The same byte: IPv6's traffic class is IPv4's type of service.
+            if target.socket.key.ipv6 {
+                (*hdr).cmsg_level = libc::IPPROTO_IPV6;
+                (*hdr).cmsg_type = libc::IPV6_TCLASS;
+            } else {
+                (*hdr).cmsg_level = libc::IPPROTO_IP;
+                (*hdr).cmsg_type = libc::IP_TOS;
+            }
             (*hdr).cmsg_len = libc::CMSG_LEN(4) as usize;
             libc::CMSG_DATA(hdr)
                 .cast::<libc::c_int>()
@@ -357,6 +446,7 @@ mod tests {
         let idx = slots.take().unwrap();
         let key = EgressKey {
             ifindex: 1,
+            ipv6: false,
             ttl: 1,
             bind: None,
             unicast: None,

@@ -144,9 +144,10 @@ mod tests {
         let _ = l.link("mcr-no-such0");
         let local = EgressKey {
             ifindex: 1,
+            ipv6: false,
             ttl: 16,
             bind: None,
-            unicast: Some(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 7000)),
+            unicast: Some(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 7000).into()),
         };
         let _ = l.neighbour(&local, "lo");
         assert!(
@@ -183,9 +184,10 @@ mod tests {
         let mut l = Lookups::default();
         let key = |dest: [u8; 4], port| EgressKey {
             ifindex: 1,
+            ipv6: false,
             ttl: 16,
             bind: None,
-            unicast: Some(SocketAddrV4::new(Ipv4Addr::from(dest), port)),
+            unicast: Some(SocketAddrV4::new(Ipv4Addr::from(dest), port).into()),
         };
         // 127.0.0.2 is local: no next hop, and the answer says so.
         let local = l.neighbour(&key([127, 0, 0, 2], 7000), "lo");

@@ -45,6 +45,7 @@ mod switch;
 mod tcfilters;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -359,7 +360,7 @@ impl FastPath {
             let ifindex = input.ifindex;
             input
                 .kernel_flows
-                .retain(|&(g, p)| !capture_for_switch.contains(&(ifindex, g, p)));
+                .retain(|&(g, p)| !capture_for_switch.contains(&(ifindex, IpAddr::V4(g), p)));
         }
         table.mark_capture();
         for input in &mut table.inputs {
@@ -398,7 +399,11 @@ impl FastPath {
         } = state;
         switches.step(
             &sides,
-            |(ifindex, group, port)| installed.keys_of(ifindex, group, port),
+            |(ifindex, group, port)| match group {
+                IpAddr::V4(group) => installed.keys_of(ifindex, group, port),
+                // The program holds no IPv6 entry.
+                IpAddr::V6(_) => Vec::new(),
+            },
             switch::now_ns(),
         )
     }
@@ -521,12 +526,23 @@ impl FastPath {
     ) -> Option<(Vec<u8>, Vec<u8>)> {
         let slot = state.slots.owned(&rule.spec.name);
         rule.kernel_slot = slot;
-        let key = layout::key(
-            rule.ifindex,
-            rule.spec.group,
-            rule.spec.port,
-            rule.spec.source,
-        );
+        let (IpAddr::V4(group), None | Some(IpAddr::V4(_))) = (rule.spec.group, rule.spec.source)
+        else {
+            // The plan never gives an IPv6 rule to the program; it never had an entry.
+            rule.path = match decision {
+                Decision::Waiting(reason) => Path::Waiting { reason },
+                Decision::Userspace(reason) => Path::Userspace { reason },
+                Decision::Kernel(_) => Path::Userspace {
+                    reason: "IPv6 in the kernel path".into(),
+                },
+            };
+            return None;
+        };
+        let source = rule.spec.source.and_then(|s| match s {
+            IpAddr::V4(s) => Some(s),
+            IpAddr::V6(_) => None,
+        });
+        let key = layout::key(rule.ifindex, group, rule.spec.port, source);
         let k = bytes_of(&key).to_vec();
         // A monitored flow changing path: the side taking it over has not seen the datagrams
         // the other side checked meanwhile, so it starts afresh.

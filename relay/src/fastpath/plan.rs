@@ -6,7 +6,7 @@
 //! it decides, and `FastPath::plan` runs the three in order.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::layout::{self, KernelOutput, MAX_OUTPUTS};
 use super::resolve::{self, Link};
@@ -79,6 +79,11 @@ pub(super) enum Decision {
 const MPEGTS_USERSPACE: &str =
     "monitor = \"mpegts\" checks every TS packet's continuity counter, which runs in userspace";
 
+/// The path reason of a rule with an IPv6 group or output: the program parses and rewrites
+/// IPv4 headers only.
+const IPV6_USERSPACE: &str =
+    "IPv6: the kernel path forwards IPv4 to IPv4 only; IPv6 and translation run in userspace";
+
 /// The path reason of an RTP-monitored rule on a kernel without `bpf_loop`.
 const RTP_NEEDS_BPF_LOOP: &str = "monitor = \"rtp\" in the kernel needs the bpf_loop helper \
      (Linux 5.17), which this kernel lacks; the check runs in userspace";
@@ -100,7 +105,7 @@ pub(super) fn decide(
         .map(|rule| alone(rule, table, links, policy, host))
         .collect();
 
-    let mut by_flow: BTreeMap<(u32, Ipv4Addr, u16), Vec<usize>> = BTreeMap::new();
+    let mut by_flow: BTreeMap<(u32, IpAddr, u16), Vec<usize>> = BTreeMap::new();
     for (i, r) in table.rules.iter().enumerate() {
         by_flow
             .entry((r.ifindex, r.spec.group, r.spec.port))
@@ -170,6 +175,9 @@ fn alone(
         Some(InputLink::Attached) => {}
         None => return Err(format!("input {} is not attached", rule.spec.input)),
     }
+    if rule.spec.group.is_ipv6() || rule.outputs.iter().any(|o| o.dest.is_ipv6()) {
+        return Err(IPV6_USERSPACE.into());
+    }
     if layout::monitor_kind(rule.spec.monitor).is_none() {
         return Err(MPEGTS_USERSPACE.into());
     }
@@ -201,7 +209,10 @@ fn kernel_outputs(
             if !link.ethernet {
                 return Err(format!("output {name} is not an Ethernet interface"));
             }
-            let dest = *o.dest.ip();
+            let SocketAddr::V4(dest) = o.dest else {
+                return Err(IPV6_USERSPACE.into());
+            };
+            let dest = *dest.ip();
             let (dst_mac, route_source) = if dest.is_multicast() {
                 (resolve::multicast_mac(dest), None)
             } else {
@@ -211,7 +222,11 @@ fn kernel_outputs(
             // As the output's socket sends: from its bound address, else from the source the
             // route selects (a route's `src`, a secondary address, a VRF's), else (multicast)
             // from the interface's primary address.
-            let src = match spec.source.or(route_source) {
+            let bound = spec.source.and_then(|s| match s {
+                IpAddr::V4(s) => Some(s),
+                IpAddr::V6(_) => None,
+            });
+            let src = match bound.or(route_source) {
                 Some(s) => s,
                 None => host
                     .ipv4_address(name)
@@ -246,7 +261,7 @@ fn kernel_outputs(
 pub(super) fn entry_flags(rules: &[Rule], decisions: &[Decision]) -> Vec<u32> {
     let kernel = |i: usize| matches!(decisions.get(i), Some(Decision::Kernel(_)));
     let flow = |r: &Rule| (r.ifindex, r.spec.group, r.spec.port);
-    let with_sources: BTreeSet<(u32, Ipv4Addr, u16)> = rules
+    let with_sources: BTreeSet<(u32, IpAddr, u16)> = rules
         .iter()
         .enumerate()
         .filter(|&(i, r)| kernel(i) && r.spec.source.is_some())
@@ -272,7 +287,11 @@ pub(super) fn kernel_flows_of(rules: &[Rule], ifindex: u32) -> Vec<(Ipv4Addr, u1
     let mut flows: Vec<(Ipv4Addr, u16)> = rules
         .iter()
         .filter(|r| r.ifindex == ifindex && !matches!(r.path, Path::Userspace { .. }))
-        .map(|r| (r.spec.group, r.spec.port))
+        .filter_map(|r| match r.spec.group {
+            IpAddr::V4(group) => Some((group, r.spec.port)),
+            // Never the program's: an IPv6 rule runs in userspace or waits.
+            IpAddr::V6(_) => None,
+        })
         .collect();
     flows.sort();
     flows.dedup();
@@ -307,7 +326,10 @@ mod tests {
             Ok(self.addresses.get(name).copied())
         }
         fn neighbour(&mut self, socket: &EgressKey, name: &str) -> Neighbour {
-            let dest = *socket.unicast.expect("a unicast output").ip();
+            let std::net::SocketAddr::V4(dest) = socket.unicast.expect("a unicast output") else {
+                panic!("the plan asked for an IPv6 next hop");
+            };
+            let dest = *dest.ip();
             self.neighbours.get(&dest).copied().ok_or_else(|| {
                 format!("no neighbour entry for {dest} on {name} yet (retried every second)")
             })
@@ -351,7 +373,7 @@ mod tests {
         RuleSpec {
             name: name.into(),
             input: input.into(),
-            group: Ipv4Addr::from(group),
+            group: Ipv4Addr::from(group).into(),
             port,
             source: None,
             outputs: outputs.iter().map(|o| o.parse().unwrap()).collect(),
@@ -549,7 +571,7 @@ mod tests {
         let mut any = rule("any", "in0", [239, 1, 1, 1], 5000, &["239.2.2.2:6000@out0"]);
         any.monitor = Some(Monitor::Mpegts);
         let mut one = rule("one", "in0", [239, 1, 1, 1], 5000, &["239.2.2.3:6000@out0"]);
-        one.source = Some(Ipv4Addr::new(10, 9, 9, 9));
+        one.source = Some(Ipv4Addr::new(10, 9, 9, 9).into());
         let other = rule(
             "other",
             "in0",
@@ -571,7 +593,7 @@ mod tests {
     #[test]
     fn only_any_source_entries_of_flows_with_source_rules_send_the_program_to_look_further() {
         let source = |mut r: RuleSpec, s: [u8; 4]| {
-            r.source = Some(Ipv4Addr::from(s));
+            r.source = Some(Ipv4Addr::from(s).into());
             r
         };
         let out = &["239.2.2.2:6000@out0"];

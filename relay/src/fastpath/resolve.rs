@@ -72,12 +72,22 @@ pub struct RouteQuery {
 }
 
 impl RouteQuery {
-    /// The lookup for egress socket `key`, or `None` if it is not a unicast output's.
+    /// The lookup for egress socket `key`, or `None` if it is not an IPv4 unicast output's
+    /// (the program sends IPv4 only).
     pub fn of(key: &EgressKey) -> Option<Self> {
+        let std::net::SocketAddr::V4(dest) = key.unicast? else {
+            return None;
+        };
         Some(Self {
-            dest: key.unicast?,
+            dest,
             oif: key.ifindex,
-            source: key.bind.map(|b| *b.ip()).filter(|a| !a.is_unspecified()),
+            source: key
+                .bind
+                .and_then(|b| match b.ip() {
+                    std::net::IpAddr::V4(a) => Some(a),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .filter(|a| !a.is_unspecified()),
             source_port: key.bind.map(|b| b.port()).filter(|&p| p != 0),
         })
     }
@@ -324,11 +334,12 @@ mod tests {
     #[test]
     fn a_query_is_what_the_egress_socket_is_bound_to() {
         let dest = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 5), 6000);
-        let key = |bind| EgressKey {
+        let key = |bind: Option<SocketAddrV4>| EgressKey {
             ifindex: 7,
+            ipv6: false,
             ttl: 16,
-            bind,
-            unicast: Some(dest),
+            bind: bind.map(Into::into),
+            unicast: Some(dest.into()),
         };
         let plain = RouteQuery::of(&key(None)).unwrap();
         assert_eq!((plain.dest, plain.oif), (dest, 7));

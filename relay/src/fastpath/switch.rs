@@ -43,14 +43,14 @@
 //! a malformed frame of the flow stamped on the kernel's side is counted by both.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::rules::{Handover, Rule};
 
 /// A flow: (input ifindex, group, port). All rules of a flow take one path (`plan.rs`).
-pub(super) type Flow = (u32, Ipv4Addr, u16);
+pub(super) type Flow = (u32, IpAddr, u16);
 
 pub(super) fn flow_of(rule: &Rule) -> Flow {
     (rule.ifindex, rule.spec.group, rule.spec.port)
@@ -305,7 +305,7 @@ pub(super) struct Stamps {
 
 impl Stamps {
     pub(super) fn on() -> std::io::Result<Self> {
-        let s = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let s = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
         crate::sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1i32)?;
         Ok(Stamps { _socket: s })
@@ -316,7 +316,7 @@ impl Stamps {
 mod tests {
     use super::*;
 
-    const F: Flow = (2, Ipv4Addr::new(239, 1, 1, 1), 5000);
+    const F: Flow = (2, IpAddr::V4(std::net::Ipv4Addr::new(239, 1, 1, 1)), 5000);
 
     fn sides(side: Side) -> HashMap<Flow, Side> {
         [(F, side)].into_iter().collect()

@@ -1,7 +1,7 @@
 //! The classic BPF program attached to each packet socket.
 //!
-//! It lets through only IPv4 frames (untagged, or with one 802.1Q/802.1ad tag in the frame)
-//! whose destination address some rule on that interface wants, and never our own
+//! It lets through only IPv4 and IPv6 frames (untagged, or with one 802.1Q/802.1ad tag in the
+//! frame) whose destination address some rule on that interface wants, and never our own
 //! transmissions. Everything else is dropped in the kernel before it is copied into our ring,
 //! which is most of the cost of a packet we don't want. Port and protocol are checked in user
 //! space, so malformed datagrams to our groups are still seen and counted.
@@ -14,7 +14,7 @@
 //! where the input has a packet socket: an input none of whose rules runs in userspace has
 //! none (`InputInterface::needs_capture`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One classic BPF instruction (`struct sock_filter`).
 pub type Insn = libc::sock_filter;
@@ -41,6 +41,12 @@ const PACKET_OUTGOING: u32 = 4;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_8021Q: u32 = 0x8100;
 const ETH_P_8021AD: u32 = 0x88a8;
+const ETH_P_IPV6: u32 = 0x86dd;
+/// Offset of the IPv6 destination address in an untagged Ethernet frame.
+const IPV6_DST_OFFSET: u32 = 14 + 24;
+/// Most IPv6 groups one input's filter tests (nine instructions each); beyond, it takes
+/// every IPv6 frame.
+pub const MAX_FILTERED_IPV6_GROUPS: usize = 128;
 /// Offset of the IPv4 destination address in an untagged Ethernet frame.
 const IPV4_DST_OFFSET: u32 = 14 + 16;
 /// Accept the whole frame (GSO super-frames can be 64 KiB).
@@ -52,7 +58,8 @@ pub const DEFAULT_KERNEL_FLOWS_PER_INPUT: u32 = 200;
 /// 2 + 15 x K instructions (a kernel group's block: 12 checks, its port test, 2 returns;
 /// K = 210: 4,087 of the 4,096 the kernel takes), and a group's port tests stay within the
 /// 8-bit jump of a conditional. (It was 249 while a block had 9 checks; the frame-length check
-/// that lets userspace count short frames made it 12.)
+/// that lets userspace count short frames made it 12.) An input with IPv6 groups too has 4
+/// more prologue instructions and at least 1 for its IPv6 section: 4,092.
 pub const MAX_KERNEL_FLOWS_PER_INPUT: u32 = 210;
 /// The kernel's bound on a classic BPF program (`BPF_MAXINSNS`).
 pub const MAX_INSNS: usize = 4096;
@@ -84,15 +91,41 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
 /// 11 ldx #0             12 ja 14                   13 ldx #4
 /// 14 ld [x + 30]        15.. jeq group_i ? ACCEPT : next    DROP: ret 0    ACCEPT: ret ACCEPT
 /// ```
-pub fn build(groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
-    let mut p = prologue();
-    if !kernel_flows.is_empty() {
-        with_kernel_flows(&mut p, groups, kernel_flows);
+pub fn build(groups: &[IpAddr], kernel_flows: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
+    let v4: Vec<Ipv4Addr> = groups
+        .iter()
+        .filter_map(|g| match g {
+            IpAddr::V4(g) => Some(*g),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<Ipv6Addr> = groups
+        .iter()
+        .filter_map(|g| match g {
+            IpAddr::V6(g) => Some(*g),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    if v6.is_empty() {
+        let mut p = prologue();
+        ipv4_tests(&mut p, &v4, kernel_flows);
         return p;
+    }
+    let mut p = dual_prologue();
+    ipv4_tests(&mut p, &v4, kernel_flows);
+    ipv6_section(&mut p, &v6);
+    p
+}
+
+/// The IPv4 group tests after the prologue (A holds the destination, X the tag length).
+fn ipv4_tests(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) {
+    if !kernel_flows.is_empty() {
+        with_kernel_flows(p, groups, kernel_flows);
+        return;
     }
     if groups.len() > MAX_FILTERED_GROUPS {
         p.push(insn(RET_K, 0, 0, ACCEPT));
-        return p;
+        return;
     }
     let n = groups.len();
     for (i, g) in groups.iter().enumerate() {
@@ -102,7 +135,95 @@ pub fn build(groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) -> Vec<Insn>
     }
     p.push(insn(RET_K, 0, 0, 0));
     p.push(insn(RET_K, 0, 0, ACCEPT));
-    p
+}
+
+/// Where [`dual_prologue`] jumps to the IPv6 section: the `ja` of an untagged frame and of
+/// a tagged one.
+const UNTAGGED_IPV6_JUMP: usize = 8;
+const TAGGED_IPV6_JUMP: usize = 13;
+
+/// [`prologue`] for an interface with IPv6 groups too: IPv6 frames (untagged or with one
+/// tag) jump to the IPv6 section at the end, patched in by [`ipv6_section`]; IPv4 frames
+/// reach instruction 18 as they reach 14 in [`prologue`].
+/// ```text
+///  0 ld pkttype          1 jeq OUTGOING ? 2 : 3    2 ret 0
+///  3 ldh [12]            4 jeq IPv4 ? 15 : 5        5 jeq 802.1Q ? 10 : 6
+///  6 jeq 802.1ad ? 10 : 7                           7 jeq IPv6 ? 8 : 9
+///  8 ja V6_UNTAGGED      9 ret 0
+/// 10 ldh [16]           11 jeq IPv4 ? 17 : 12      12 jeq IPv6 ? 13 : 14
+/// 13 ja V6_TAGGED       14 ret 0
+/// 15 ldx #0             16 ja 18                   17 ldx #4
+/// 18 ld [x + 30]
+/// ```
+fn dual_prologue() -> Vec<Insn> {
+    vec![
+        insn(LD_B_ABS, 0, 0, AD_PKTTYPE),
+        insn(JEQ_K, 0, 1, PACKET_OUTGOING),
+        insn(RET_K, 0, 0, 0),
+        insn(LD_H_ABS, 0, 0, 12),
+        insn(JEQ_K, 10, 0, ETH_P_IP),
+        insn(JEQ_K, 4, 0, ETH_P_8021Q),
+        insn(JEQ_K, 3, 0, ETH_P_8021AD),
+        insn(JEQ_K, 0, 1, ETH_P_IPV6),
+        insn(JA, 0, 0, 0),
+        insn(RET_K, 0, 0, 0),
+        insn(LD_H_ABS, 0, 0, 16),
+        insn(JEQ_K, 5, 0, ETH_P_IP),
+        insn(JEQ_K, 0, 1, ETH_P_IPV6),
+        insn(JA, 0, 0, 0),
+        insn(RET_K, 0, 0, 0),
+        insn(LDX_IMM, 0, 0, 0),
+        insn(JA, 0, 0, 1),
+        insn(LDX_IMM, 0, 0, 4),
+        insn(LD_W_IND, 0, 0, IPV4_DST_OFFSET),
+    ]
+}
+
+/// Appends the IPv6 section and points the prologue's IPv6 jumps at it. Each group is four
+/// 32-bit comparisons of the destination address and a `ja` to ACCEPT (so no conditional
+/// jump is longer than a group):
+/// ```text
+/// V6_TAGGED:   ldx #4     ja BODY
+/// V6_UNTAGGED: ldx #0
+/// BODY, per group: ld [x+38] jeq w0 ? : next  ld [x+42] jeq w1 ? : next
+///                  ld [x+46] jeq w2 ? : next  ld [x+50] jeq w3 ? : next  ja ACCEPT
+/// after them: ret 0     ACCEPT: ret ACCEPT
+/// ```
+/// When that would not fit the kernel's bound (more than [`MAX_FILTERED_IPV6_GROUPS`], or
+/// the IPv4 part already near it), the section is `ret ACCEPT`: every IPv6 frame reaches
+/// userspace, which counts what it does not want (`filtered.not_udp` for neighbour
+/// discovery and MLD, `no_match` for other groups).
+fn ipv6_section(p: &mut Vec<Insn>, groups: &[Ipv6Addr]) {
+    const PER_GROUP: usize = 9;
+    let start = p.len();
+    let exact_len = 3 + PER_GROUP * groups.len() + 2;
+    let exact = groups.len() <= MAX_FILTERED_IPV6_GROUPS && start + exact_len <= MAX_INSNS;
+    let (tagged, untagged) = if exact {
+        p.push(insn(LDX_IMM, 0, 0, 4));
+        p.push(insn(JA, 0, 0, 1));
+        p.push(insn(LDX_IMM, 0, 0, 0));
+        let body = p.len();
+        let accept = body + PER_GROUP * groups.len() + 1;
+        for g in groups {
+            let words = g.octets();
+            for (k, word) in words.chunks_exact(4).enumerate() {
+                let word = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+                // From the jeq of word k, the next group starts 7 - 2k instructions on.
+                p.push(insn(LD_W_IND, 0, 0, IPV6_DST_OFFSET + 4 * k as u32));
+                p.push(insn(JEQ_K, 0, (7 - 2 * k) as u8, word));
+            }
+            let ja_at = p.len();
+            p.push(insn(JA, 0, 0, (accept - ja_at - 1) as u32));
+        }
+        p.push(insn(RET_K, 0, 0, 0));
+        p.push(insn(RET_K, 0, 0, ACCEPT));
+        (start, start + 2)
+    } else {
+        p.push(insn(RET_K, 0, 0, ACCEPT));
+        (start, start)
+    };
+    p[UNTAGGED_IPV6_JUMP].k = (untagged - UNTAGGED_IPV6_JUMP - 1) as u32;
+    p[TAGGED_IPV6_JUMP].k = (tagged - TAGGED_IPV6_JUMP - 1) as u32;
 }
 
 /// The filter that takes no frame: a socket about to close keeps what its ring holds and
@@ -395,8 +516,8 @@ mod tests {
 
     #[test]
     fn kernel_flows_are_excluded_beyond_the_group_limit_too() {
-        let groups: Vec<Ipv4Addr> = (0..300u32)
-            .map(|i| Ipv4Addr::from(0xef01_0000 + i))
+        let groups: Vec<IpAddr> = (0..300u32)
+            .map(|i| Ipv4Addr::from(0xef01_0000 + i).into())
             .collect();
         let kernel: Vec<(Ipv4Addr, u16)> = (0..200u32)
             .map(|i| (Ipv4Addr::from(0xef01_0000 + i), 5000))
@@ -423,18 +544,16 @@ mod tests {
     fn thousands_of_groups_with_the_most_kernel_flows_fit_and_stay_exact() {
         let k = MAX_KERNEL_FLOWS_PER_INPUT;
         let g = |i: u32| Ipv4Addr::from(0xef01_0000 + i);
+        let groups_of = |n: u32| -> Vec<IpAddr> { (0..n).map(|i| g(i).into()).collect() };
         // Worst layouts: each kernel flow its own group, with 250 or 10,000 other groups;
         // and all kernel flows on one group (the longest port list).
         let distinct: Vec<(Ipv4Addr, u16)> = (0..k).map(|i| (g(100_000 + i), 5000)).collect();
         let one_group: Vec<(Ipv4Addr, u16)> = (0..k).map(|i| (g(0), 5000 + i as u16)).collect();
         for (groups, kernel) in [
-            (
-                (0..MAX_FILTERED_GROUPS as u32).map(g).collect::<Vec<_>>(),
-                &distinct,
-            ),
-            ((0..10_000).map(g).collect(), &distinct),
-            ((0..MAX_FILTERED_GROUPS as u32).map(g).collect(), &one_group),
-            ((0..10_000).map(g).collect(), &one_group),
+            (groups_of(MAX_FILTERED_GROUPS as u32), &distinct),
+            (groups_of(10_000), &distinct),
+            (groups_of(MAX_FILTERED_GROUPS as u32), &one_group),
+            (groups_of(10_000), &one_group),
         ] {
             let p = build(&groups, kernel);
             assert!(p.len() <= MAX_INSNS, "{} instructions", p.len());
@@ -450,12 +569,17 @@ mod tests {
                 );
             }
             // A user-space group passes, whether the filter lists it or accepts all IPv4.
-            let last = groups[groups.len() - 1].octets();
-            assert_eq!(run(&p, &udp_frame(false, last, 6000, 5, 0), false), ACCEPT);
+            let IpAddr::V4(last) = groups[groups.len() - 1] else {
+                unreachable!("IPv4 groups")
+            };
+            assert_eq!(
+                run(&p, &udp_frame(false, last.octets(), 6000, 5, 0), false),
+                ACCEPT
+            );
         }
         // With thousands of groups and no kernel flows: all IPv4, one short program; the
         // userspace matcher drops what no rule wants.
-        let p = build(&(0..10_000).map(g).collect::<Vec<_>>(), &[]);
+        let p = build(&groups_of(10_000), &[]);
         assert!(p.len() < 32);
     }
 
@@ -467,8 +591,8 @@ mod tests {
 
     #[test]
     fn many_groups_fall_back_to_all_ipv4() {
-        let groups: Vec<Ipv4Addr> = (0..300u32)
-            .map(|i| Ipv4Addr::from(0xef01_0000 + i))
+        let groups: Vec<IpAddr> = (0..300u32)
+            .map(|i| Ipv4Addr::from(0xef01_0000 + i).into())
             .collect();
         let p = build(&groups, &[]);
         assert_eq!(
@@ -482,13 +606,97 @@ mod tests {
 
     #[test]
     fn the_largest_filtered_table_is_still_exact() {
-        let groups: Vec<Ipv4Addr> = (0..MAX_FILTERED_GROUPS as u32)
-            .map(|i| Ipv4Addr::from(0xef01_0000 + i))
+        let groups: Vec<IpAddr> = (0..MAX_FILTERED_GROUPS as u32)
+            .map(|i| Ipv4Addr::from(0xef01_0000 + i).into())
             .collect();
         let p = build(&groups, &[]);
         let last = Ipv4Addr::from(0xef01_0000 + MAX_FILTERED_GROUPS as u32 - 1).octets();
         assert_eq!(run(&p, &frame(0x0800, false, last), false), ACCEPT);
         assert_eq!(run(&p, &frame(0x0800, false, [10, 0, 0, 1]), false), 0);
         assert_eq!(run(&p, &frame(0x86dd, false, G1), false), 0);
+    }
+
+    /// An IPv6/UDP frame to `dst`, with one in-frame tag when `vlan`.
+    fn ipv6_frame(vlan: bool, dst: Ipv6Addr) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        if vlan {
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+        }
+        f.extend_from_slice(&[0x86, 0xdd]);
+        let mut ip = [0u8; 48];
+        ip[0] = 0x60;
+        ip[6] = 17;
+        ip[24..40].copy_from_slice(&dst.octets());
+        f.extend_from_slice(&ip);
+        f
+    }
+
+    const V6_G1: Ipv6Addr = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0, 0x1234);
+    const V6_G2: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x77);
+
+    #[test]
+    fn ipv6_groups_are_matched_on_all_128_bits() {
+        let p = build(&[G1.into(), V6_G1.into(), V6_G2.into()], &[]);
+        for vlan in [false, true] {
+            assert_eq!(run(&p, &ipv6_frame(vlan, V6_G1), false), ACCEPT, "{vlan}");
+            assert_eq!(run(&p, &ipv6_frame(vlan, V6_G2), false), ACCEPT, "{vlan}");
+            // Each of the four words differs in turn: every one is compared.
+            for word in 0..4 {
+                let mut o = V6_G1.octets();
+                o[word * 4 + 3] ^= 1;
+                let other = Ipv6Addr::from(o);
+                assert_eq!(run(&p, &ipv6_frame(vlan, other), false), 0, "word {word}");
+            }
+            // IPv4 is filtered as before, beside them.
+            assert_eq!(run(&p, &frame(0x0800, vlan, G1), false), ACCEPT);
+            assert_eq!(run(&p, &frame(0x0800, vlan, G2), false), 0);
+        }
+        assert_eq!(run(&p, &ipv6_frame(false, V6_G1), true), 0, "outgoing");
+        assert_eq!(run(&p, &ipv6_frame(false, V6_G1)[..40], false), 0, "short");
+        assert_eq!(run(&p, &frame(0x0806, false, G1), false), 0);
+    }
+
+    #[test]
+    fn an_interface_without_ipv6_groups_takes_no_ipv6_and_keeps_its_program() {
+        let p = build(&[G1.into()], &[]);
+        assert_eq!(p.len(), 15 + 3, "the IPv4-only program is unchanged");
+        assert_eq!(run(&p, &ipv6_frame(false, V6_G1), false), 0);
+        let only_v6 = build(&[V6_G1.into()], &[]);
+        assert_eq!(run(&only_v6, &ipv6_frame(false, V6_G1), false), ACCEPT);
+        assert_eq!(run(&only_v6, &frame(0x0800, false, G1), false), 0);
+    }
+
+    #[test]
+    fn too_many_ipv6_groups_take_every_ipv6_frame() {
+        let groups: Vec<IpAddr> = (0..=MAX_FILTERED_IPV6_GROUPS as u128)
+            .map(|i| Ipv6Addr::from(0xff3e_0000_0000_0000_0000_0000_0000_0000 + i).into())
+            .collect();
+        let p = build(&groups, &[]);
+        assert_eq!(run(&p, &ipv6_frame(true, V6_G2), false), ACCEPT);
+        let exact = build(&groups[..MAX_FILTERED_IPV6_GROUPS], &[]);
+        assert_eq!(run(&exact, &ipv6_frame(true, V6_G2), false), 0);
+        let IpAddr::V6(last) = groups[MAX_FILTERED_IPV6_GROUPS - 1] else {
+            unreachable!()
+        };
+        assert_eq!(run(&exact, &ipv6_frame(true, last), false), ACCEPT);
+    }
+
+    #[test]
+    fn ipv6_groups_beside_the_most_kernel_flows_still_fit() {
+        let k = MAX_KERNEL_FLOWS_PER_INPUT;
+        let g = |i: u32| Ipv4Addr::from(0xef01_0000 + i);
+        let distinct: Vec<(Ipv4Addr, u16)> = (0..k).map(|i| (g(100_000 + i), 5000)).collect();
+        let mut groups: Vec<IpAddr> = (0..MAX_FILTERED_GROUPS as u32)
+            .map(|i| g(i).into())
+            .collect();
+        groups.push(V6_G1.into());
+        let p = build(&groups, &distinct);
+        assert!(p.len() <= MAX_INSNS, "{} instructions", p.len());
+        assert_eq!(run(&p, &ipv6_frame(false, V6_G1), false), ACCEPT);
+        let (kg, port) = distinct[7];
+        assert_eq!(
+            run(&p, &udp_frame(false, kg.octets(), port, 5, 0), false),
+            0
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The rule set as the user manages it: add, remove, list, replace.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::config::RuleSpec;
 
@@ -68,7 +68,7 @@ impl std::fmt::Display for RuleDiff {
 }
 
 /// What two rules must not share: input, group, port and source (`RuleSpec::match_key`).
-type MatchKey = (String, Ipv4Addr, u16, Option<Ipv4Addr>);
+type MatchKey = (String, IpAddr, u16, Option<IpAddr>);
 
 /// Rules keyed by name, in name order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,7 +103,11 @@ impl RuleSet {
         let key = spec.match_key();
         if let Some(existing) = self.by_key.get(&key) {
             return Err(RuleError::DuplicateMatch {
-                key: format!("{}:{} on {}", spec.group, spec.port, spec.input),
+                key: format!(
+                    "{} on {}",
+                    SocketAddr::new(spec.group, spec.port),
+                    spec.input
+                ),
                 new: spec.name,
                 existing: existing.clone(),
             });
@@ -286,7 +290,7 @@ mod tests {
             "{e}"
         );
         r.name = "ok".into();
-        r.outputs[0].dest = std::net::Ipv4Addr::UNSPECIFIED;
+        r.outputs[0].dest = std::net::Ipv4Addr::UNSPECIFIED.into();
         let e = RuleSet::default().add(r.clone()).unwrap_err().to_string();
         assert!(e.contains("outputs[0].dest"), "{e}");
         r.outputs[0].dest = [239, 2, 2, 2].into();

@@ -1,7 +1,7 @@
 //! The resolved, immutable rule table that workers match datagrams against.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -14,7 +14,7 @@ use crate::counters::FlowCells;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatchKey {
     pub ifindex: u32,
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
     pub port: u16,
 }
 
@@ -23,31 +23,35 @@ pub struct MatchKey {
 /// A unicast output has a socket of its own (`unicast`): an ICMP error from its receiver
 /// (port unreachable) fails the next send on the socket it arrives on, and must not cost
 /// another output a datagram. Multicast receivers send no ICMP errors, so multicast outputs
-/// share a socket per interface, TTL and source.
+/// share a socket per interface, family, TTL and source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EgressKey {
     pub ifindex: u32,
+    /// An IPv6 socket (the output's destination is IPv6), else IPv4.
+    pub ipv6: bool,
+    /// TTL, or hop limit for IPv6.
     pub ttl: u8,
     /// The address the socket is bound to, when the output names a source address or port.
-    pub bind: Option<SocketAddrV4>,
+    pub bind: Option<SocketAddr>,
     /// The destination of a unicast output.
-    pub unicast: Option<SocketAddrV4>,
+    pub unicast: Option<SocketAddr>,
 }
 
 impl EgressKey {
     /// The socket an output sends through.
     pub fn for_output(ifindex: u32, o: &OutputSpec) -> Self {
-        let bind = (o.source.is_some() || o.source_port.is_some()).then(|| {
-            SocketAddrV4::new(
-                o.source.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                o.source_port.unwrap_or(0),
-            )
-        });
+        let unspecified = match o.dest {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let bind = (o.source.is_some() || o.source_port.is_some())
+            .then(|| SocketAddr::new(o.source.unwrap_or(unspecified), o.source_port.unwrap_or(0)));
         EgressKey {
             ifindex,
+            ipv6: o.dest.is_ipv6(),
             ttl: o.ttl,
             bind,
-            unicast: (!o.dest.is_multicast()).then(|| SocketAddrV4::new(o.dest, o.port)),
+            unicast: (!o.dest.is_multicast()).then(|| SocketAddr::new(o.dest, o.port)),
         }
     }
 }
@@ -55,7 +59,7 @@ impl EgressKey {
 /// One resolved output of a rule.
 #[derive(Debug)]
 pub struct Output {
-    pub dest: SocketAddrV4,
+    pub dest: SocketAddr,
     /// Index into [`RuleTable::egress_keys`].
     pub egress: usize,
     /// Dense index over all outputs of the table, for per-output queues in a worker.
@@ -126,8 +130,8 @@ pub struct Rule {
 pub struct InputInterface {
     pub ifindex: u32,
     pub name: String,
-    /// Distinct destination addresses of the rules on this interface, sorted.
-    pub groups: Vec<Ipv4Addr>,
+    /// Distinct destination addresses of the rules on this interface, sorted (IPv4 first).
+    pub groups: Vec<IpAddr>,
     /// (group, port) of the flows the kernel program forwards, sorted: the packet filter
     /// must not capture them (a packet tap sees frames before TC ingress).
     pub kernel_flows: Vec<(Ipv4Addr, u16)>,
@@ -198,7 +202,7 @@ impl RuleTable {
         let mut inputs: BTreeMap<u32, InputInterface> = BTreeMap::new();
         // Groups seen per input, so that each is listed once without searching the list
         // (which made building a table of N rules on one input take time in N²).
-        let mut seen_groups: rustc_hash::FxHashSet<(u32, Ipv4Addr)> = Default::default();
+        let mut seen_groups: rustc_hash::FxHashSet<(u32, IpAddr)> = Default::default();
         for spec in set.iter() {
             let ifindex = lookup(spec, &|| "input".to_string(), &spec.input)?;
             let mut outputs = Vec::with_capacity(spec.outputs.len());
@@ -210,7 +214,7 @@ impl RuleTable {
                 let next = egress.len();
                 let egress_index = *egress.entry(key).or_insert(next);
                 outputs.push(Output {
-                    dest: SocketAddrV4::new(o.dest, o.port),
+                    dest: SocketAddr::new(o.dest, o.port),
                     egress: egress_index,
                     id: table.output_count,
                     index_in_rule: i,
@@ -274,7 +278,7 @@ impl RuleTable {
 
     /// The rule for a datagram, if any. Hot path: one hash lookup, no allocation.
     #[inline]
-    pub fn lookup(&self, key: &MatchKey, source: Ipv4Addr) -> Option<&Rule> {
+    pub fn lookup(&self, key: &MatchKey, source: IpAddr) -> Option<&Rule> {
         let candidates = self.index.get(key)?;
         candidates
             .iter()
@@ -345,7 +349,7 @@ mod tests {
             group: g.into(),
             port,
         };
-        let any = Ipv4Addr::new(10, 0, 0, 1);
+        let any = IpAddr::from([10, 0, 0, 1]);
         assert_eq!(
             t.lookup(&key(2, [239, 1, 1, 1], 5000), any)
                 .unwrap()
@@ -364,7 +368,7 @@ mod tests {
         set.add(spec("any", "eth0", [239, 1, 1, 1], 5000, &[("eth1", 1)]))
             .unwrap();
         let mut ssm = spec("ssm", "eth0", [239, 1, 1, 1], 5000, &[("eth2", 1)]);
-        ssm.source = Some(Ipv4Addr::new(10, 0, 0, 5));
+        ssm.source = Some([10, 0, 0, 5].into());
         set.add(ssm).unwrap();
         let t = build(&set, None).unwrap();
         let key = MatchKey {
@@ -373,17 +377,11 @@ mod tests {
             port: 5000,
         };
         assert_eq!(
-            t.lookup(&key, Ipv4Addr::new(10, 0, 0, 5))
-                .unwrap()
-                .spec
-                .name,
+            t.lookup(&key, [10, 0, 0, 5].into()).unwrap().spec.name,
             "ssm"
         );
         assert_eq!(
-            t.lookup(&key, Ipv4Addr::new(10, 0, 0, 6))
-                .unwrap()
-                .spec
-                .name,
+            t.lookup(&key, [10, 0, 0, 6].into()).unwrap().spec.name,
             "any"
         );
     }

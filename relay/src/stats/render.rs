@@ -187,7 +187,12 @@ pub fn human_with_rates(r: &StatsReport, interval: Option<&IntervalRates>) -> St
         }
     );
     for f in &r.flows {
-        let m = format!("{}:{}@{}", f.group, f.port, f.input_interface);
+        // An IPv6 group in brackets, as in `[ff3e::1]:5000`, so the port stays readable.
+        let m = if f.group.contains(':') {
+            format!("[{}]:{}@{}", f.group, f.port, f.input_interface)
+        } else {
+            format!("{}:{}@{}", f.group, f.port, f.input_interface)
+        };
         let path = match &f.path_reason {
             Some(why) => format!("{} ({why})", f.path),
             None => f.path.clone(),

@@ -86,6 +86,26 @@ pub fn sockaddr_storage_v4(addr: std::net::Ipv4Addr) -> libc::sockaddr_storage {
     }
 }
 
+/// `addr` (port 0) in a `sockaddr_storage`, as the multicast membership requests take it.
+pub fn sockaddr_storage_of(addr: std::net::IpAddr) -> libc::sockaddr_storage {
+    match addr {
+        std::net::IpAddr::V4(v4) => sockaddr_storage_v4(v4),
+        std::net::IpAddr::V6(v6) => sockaddr_storage_v6(v6),
+    }
+}
+
+fn sockaddr_storage_v6(addr: std::net::Ipv6Addr) -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain old data; zero is valid, and it is large and aligned
+    // enough to hold a sockaddr_in6, which we write through a pointer to it.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let sin6 = (&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+        (*sin6).sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        (*sin6).sin6_addr.s6_addr = addr.octets();
+        ss
+    }
+}
+
 /// CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): the task
 /// clock where perf events are denied (Debian's kernels default to `perf_event_paranoid = 3`,
 /// which denies them to an unprivileged daemon such as the packaged mcrd).

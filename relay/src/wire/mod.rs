@@ -1,4 +1,5 @@
-//! Packet parsing for the data plane: Ethernet (with one VLAN tag), IPv4, UDP, and the
+//! Packet parsing for the data plane: Ethernet (with one VLAN tag), IPv4 or IPv6 (with its
+//! extension headers), UDP, and the
 //! `virtio_net_hdr` that tells us about GSO super-frames and checksum state.
 //!
 //! The entry point is [`parse_frame`]: one frame from the `AF_PACKET` ring in, one [`Parsed`]
@@ -29,6 +30,7 @@ pub mod checksum;
 pub mod ethernet;
 mod frame;
 pub mod ipv4;
+pub mod ipv6;
 mod overflow;
 pub mod udp;
 pub mod vlan;
@@ -43,9 +45,11 @@ pub use vnet::VnetHeader;
 /// The order is part of the counter layout ([`Malformed::index`]); append new kinds at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Malformed {
-    /// The frame ends before a header it announces, or before the IPv4 total length.
+    /// The frame ends before a header it announces, or before the IPv4 total length or the
+    /// IPv6 payload length.
     Truncated,
-    /// The IPv4 header length is below 20 bytes or beyond the frame, or the version is not 4.
+    /// The IPv4 header length is below 20 bytes or beyond the frame, or the version is not 4
+    /// (not 6 behind an IPv6 EtherType).
     BadIpHeaderLength,
     /// The IPv4 total length cannot hold the IPv4 and UDP headers (or, for a GSO super-frame, is
     /// not one of the values Linux writes).
@@ -53,24 +57,30 @@ pub enum Malformed {
     /// The IPv4 header has options. We refuse them: the relay re-sends only the UDP payload
     /// through an ordinary socket, so options would be dropped silently on the way through.
     IpOptions,
-    /// The packet is an IPv4 fragment. The relay does not reassemble; a first fragment alone
+    /// The packet is an IPv4 fragment, or an IPv6 one (a fragment header with an offset or
+    /// more fragments to come). The relay does not reassemble; a first fragment alone
     /// would be forwarded as a short datagram, the others have no UDP header.
     Fragment,
     /// The IPv4 header checksum is wrong.
     BadIpChecksum,
     /// The UDP length disagrees with the IPv4 total length (or is below 8).
     BadUdpLength,
-    /// A nonzero UDP checksum that the kernel did not vouch for does not verify.
+    /// A nonzero UDP checksum that the kernel did not vouch for does not verify, or an IPv6
+    /// datagram has none (zero), which IPv6 forbids (RFC 8200 section 8.1).
     BadUdpChecksum,
     /// A datagram's payload is larger than the relay can send.
     Oversize,
     /// The vnet header describes segmentation we cannot or must not apply to a UDP frame.
     BadGso,
+    /// The IPv6 extension headers cannot be followed to UDP: more than
+    /// [`ipv6::MAX_EXTENSION_HEADERS`], hop-by-hop options anywhere but first, or a routing
+    /// header with segments left (the destination is not the final one).
+    ExtensionHeaders,
 }
 
 impl Malformed {
     /// Number of kinds: the length of a counter array indexed by [`Malformed::index`].
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// Every kind, in index order.
     pub const ALL: [Malformed; Malformed::COUNT] = [
@@ -84,6 +94,7 @@ impl Malformed {
         Malformed::BadUdpChecksum,
         Malformed::Oversize,
         Malformed::BadGso,
+        Malformed::ExtensionHeaders,
     ];
 
     /// A stable index in `0..COUNT` for a counter array.
@@ -105,6 +116,7 @@ impl Malformed {
             Malformed::BadUdpChecksum => "bad_udp_checksum",
             Malformed::Oversize => "oversize",
             Malformed::BadGso => "bad_gso",
+            Malformed::ExtensionHeaders => "extension_headers",
         }
     }
 }
@@ -118,9 +130,9 @@ impl std::fmt::Display for Malformed {
 /// A well-formed frame that is not ours to forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Filtered {
-    /// Another EtherType (ARP, IPv6, LLDP...), including a second VLAN tag (QinQ).
-    NotIpv4,
-    /// IPv4 but not UDP (IGMP, ICMP, TCP...).
+    /// Neither IPv4 nor IPv6 (ARP, LLDP...), including a second VLAN tag (QinQ).
+    NotIp,
+    /// IP but not UDP (IGMP, ICMP, ICMPv6 with MLD and neighbour discovery, TCP, ESP...).
     NotUdp,
 }
 
@@ -129,7 +141,7 @@ impl Filtered {
     pub const COUNT: usize = 2;
 
     /// Every kind, in index order.
-    pub const ALL: [Filtered; Filtered::COUNT] = [Filtered::NotIpv4, Filtered::NotUdp];
+    pub const ALL: [Filtered; Filtered::COUNT] = [Filtered::NotIp, Filtered::NotUdp];
 
     /// A stable index in `0..COUNT` for a counter array.
     #[inline]
@@ -140,7 +152,7 @@ impl Filtered {
     /// The snake_case name used in stats output.
     pub fn name(self) -> &'static str {
         match self {
-            Filtered::NotIpv4 => "not_ipv4",
+            Filtered::NotIp => "not_ip",
             Filtered::NotUdp => "not_udp",
         }
     }
@@ -175,7 +187,7 @@ mod tests {
         for (position, kind) in Filtered::ALL.iter().enumerate() {
             assert_eq!(kind.index(), position);
         }
-        assert_eq!(Filtered::NotIpv4.name(), "not_ipv4");
+        assert_eq!(Filtered::NotIp.name(), "not_ip");
         assert_eq!(Filtered::NotUdp.to_string(), "not_udp");
     }
 }

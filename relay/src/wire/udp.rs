@@ -6,7 +6,7 @@
 //! compares the UDP length field with the buffer, which the caller skips for GSO super-frames
 //! (see `frame.rs`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::checksum;
 use super::Malformed;
@@ -100,6 +100,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
         );
         checksum::verifies(pseudo + checksum::sum(self.buffer.as_ref()))
     }
+
+    /// [`Packet::verify_checksum`] over the IPv6 pseudo-header, whose length is the datagram
+    /// length the IP layer gave (the same as the UDP length once that is checked).
+    #[inline]
+    pub fn verify_checksum_ipv6(&self, source: &Ipv6Addr, destination: &Ipv6Addr) -> bool {
+        let length = self.buffer.as_ref().len() as u32;
+        let pseudo =
+            super::ipv6::pseudo_header(source, destination, super::ipv4::protocol::UDP, length);
+        checksum::verifies(pseudo + checksum::sum(self.buffer.as_ref()))
+    }
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
@@ -135,6 +145,33 @@ impl Repr {
         destination: Ipv4Addr,
     ) -> Result<(), Malformed> {
         let length = u16::try_from(datagram.len()).map_err(|_| Malformed::BadUdpLength)?;
+        let pseudo = checksum::ipv4_pseudo_header(
+            source.octets(),
+            destination.octets(),
+            super::ipv4::protocol::UDP,
+            length,
+        );
+        self.emit_with(datagram, length, pseudo)
+    }
+
+    /// [`Repr::emit`] with the IPv6 pseudo-header.
+    pub fn emit_ipv6(
+        &self,
+        datagram: &mut [u8],
+        source: &Ipv6Addr,
+        destination: &Ipv6Addr,
+    ) -> Result<(), Malformed> {
+        let length = u16::try_from(datagram.len()).map_err(|_| Malformed::BadUdpLength)?;
+        let pseudo = super::ipv6::pseudo_header(
+            source,
+            destination,
+            super::ipv4::protocol::UDP,
+            u32::from(length),
+        );
+        self.emit_with(datagram, length, pseudo)
+    }
+
+    fn emit_with(&self, datagram: &mut [u8], length: u16, pseudo: u64) -> Result<(), Malformed> {
         let header = datagram
             .first_chunk_mut::<HEADER_LEN>()
             .ok_or(Malformed::Truncated)?;
@@ -142,12 +179,6 @@ impl Repr {
         header[field::DESTINATION_PORT].copy_from_slice(&self.destination_port.to_be_bytes());
         header[field::LENGTH].copy_from_slice(&length.to_be_bytes());
         header[field::CHECKSUM].copy_from_slice(&[0, 0]);
-        let pseudo = checksum::ipv4_pseudo_header(
-            source.octets(),
-            destination.octets(),
-            super::ipv4::protocol::UDP,
-            length,
-        );
         let sum = match checksum::finish(pseudo + checksum::sum(datagram)) {
             // RFC 768: a computed checksum of zero is sent as all ones; zero means "none".
             0 => 0xffff,

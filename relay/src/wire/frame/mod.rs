@@ -3,8 +3,8 @@
 //! The checks run in a fixed order, cheapest and most fundamental first, and the first failure
 //! decides the verdict, so every frame lands in exactly one counter:
 //!
-//! 1. Ethernet header, then at most one VLAN tag (see "VLAN" below); EtherType not IPv4 is
-//!    [`Filtered::NotIpv4`].
+//! 1. Ethernet header, then at most one VLAN tag (see "VLAN" below); EtherType neither IPv4
+//!    nor IPv6 is [`Filtered::NotIp`].
 //! 2. IPv4 header: version and IHL ([`Malformed::BadIpHeaderLength`]); protocol not UDP is
 //!    [`Filtered::NotUdp`]. Protocol comes before the options check on purpose: IGMP carries the
 //!    Router Alert option, and an IGMP report is "not ours", not malformed.
@@ -12,6 +12,15 @@
 //!    destination would send the payload to the wrong place), fragments.
 //! 4. GSO description from the vnet header, then the total length and the UDP length.
 //! 5. UDP checksum, when nobody vouched for it; then the payload size.
+//!
+//!
+//! For IPv6 (RFC 8200): the fixed header (version), the payload length (a frame shorter is
+//! [`Malformed::Truncated`]), the extension headers walked to the upper layer
+//! ([`crate::wire::ipv6::Packet::upper_layer`]: fragments, bad chains), protocol not UDP
+//! ([`Filtered::NotUdp`]: MLD and neighbour discovery are ICMPv6), the vnet header's GSO
+//! description, the UDP length against the payload, and the UDP checksum, which IPv6 makes
+//! mandatory: zero is [`Malformed::BadUdpChecksum`] unless the kernel has yet to fill it in.
+//! There is no header checksum to verify.
 //!
 //! A frame shorter than its IPv4 total length is [`Malformed::Truncated`] (the usual cause is a
 //! ring frame or snap length too small for the packet), not `BadTotalLength`, which is kept for a
@@ -23,7 +32,7 @@
 //! We look through one tag: either the one the kernel stripped (`vlan_tci`), or, if it stripped
 //! none, one in-frame 802.1Q (0x8100) or 802.1ad (0x88a8) tag. A second tag (QinQ, or an in-frame
 //! tag behind a stripped one) leaves a VLAN EtherType where IPv4 should be, so the frame is
-//! [`Filtered::NotIpv4`]: multicast is delivered on single-tagged or untagged links, and a frame
+//! [`Filtered::NotIp`]: multicast is delivered on single-tagged or untagged links, and a frame
 //! with two tags belongs to someone else's service VLAN.
 //!
 //! # GSO super-frames
@@ -50,11 +59,11 @@
 //!   [`Malformed::BadGso`]. The ECN flag bit is ignored (TCP-only, harmless).
 
 use std::iter::FusedIterator;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::ethernet::{self, ethertype};
 use super::vnet::{self, VnetHeader};
-use super::{ipv4, udp, vlan, Filtered, Malformed};
+use super::{ipv4, ipv6, udp, vlan, Filtered, Malformed};
 
 /// What the kernel told us about the checksum (from the TPACKET status or the vnet header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,22 +85,23 @@ impl ChecksumHint {
     }
 }
 
-/// One valid IPv4/UDP datagram, borrowed from the frame.
+/// One valid UDP datagram over IPv4 or IPv6, borrowed from the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram<'a> {
     /// The VLAN id (low 12 bits of the tag) if the frame was tagged, in-frame or stripped.
     pub vlan_id: Option<u16>,
-    /// IPv4 source address.
-    pub src: Ipv4Addr,
-    /// IPv4 destination address (the group, for multicast).
-    pub dst: Ipv4Addr,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address (the group, for multicast).
+    pub dst: IpAddr,
     /// UDP source port.
     pub src_port: u16,
     /// UDP destination port.
     pub dst_port: u16,
-    /// IPv4 time to live as received.
+    /// IPv4 time to live or IPv6 hop limit as received.
     pub ttl: u8,
-    /// The IPv4 type-of-service byte as received: DSCP (high six bits) and ECN (low two).
+    /// The IPv4 type-of-service or IPv6 traffic-class byte as received: DSCP (high six bits)
+    /// and ECN (low two).
     pub tos: u8,
     /// The UDP payload.
     pub payload: &'a [u8],
@@ -155,8 +165,8 @@ impl<'a> Parsed<'a> {
 
 const EMPTY_DATAGRAM: Datagram<'static> = Datagram {
     vlan_id: None,
-    src: Ipv4Addr::UNSPECIFIED,
-    dst: Ipv4Addr::UNSPECIFIED,
+    src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     src_port: 0,
     dst_port: 0,
     ttl: 0,
@@ -286,10 +296,75 @@ fn parse<'a>(
         }
         (tci, ethertype) => (tci.map(vlan::vid_of), ethertype, ethernet.payload()),
     };
-    if ethertype != ethertype::IPV4 {
-        return Err(Filtered::NotIpv4.into());
+    let hint = Hint { vnet, csum };
+    let first = match ethertype {
+        ethertype::IPV4 => ipv4_datagram(network, vlan_id, hint)?,
+        ethertype::IPV6 => ipv6_datagram(network, vlan_id, hint)?,
+        _ => return Err(Filtered::NotIp.into()),
+    };
+    match segmentation(vnet)? {
+        Segmentation::Segments { segment_size }
+            if first.payload.len() > usize::from(segment_size) =>
+        {
+            if usize::from(segment_size) > max_payload {
+                return Err(Malformed::Oversize.into());
+            }
+            Ok(Parsed::Segmented {
+                first,
+                segment_size,
+            })
+        }
+        // No segmentation, or a GSO frame with a single segment: one ordinary datagram.
+        _ => {
+            if first.payload.len() > max_payload {
+                return Err(Malformed::Oversize.into());
+            }
+            Ok(Parsed::Datagram(first))
+        }
+    }
+}
+
+/// What the kernel said about a frame: its vnet header (GSO, checksum state) and the
+/// checksum state from the ring.
+#[derive(Clone, Copy)]
+struct Hint<'v> {
+    vnet: Option<&'v VnetHeader>,
+    csum: ChecksumHint,
+}
+
+impl Hint<'_> {
+    /// Whether the frame is a UDP GSO super-frame.
+    #[inline]
+    fn is_gso(self) -> Result<bool, Malformed> {
+        Ok(matches!(
+            segmentation(self.vnet)?,
+            Segmentation::Segments { .. }
+        ))
     }
 
+    /// Whether the kernel or the NIC vouched for the checksum or left it to be filled in.
+    #[inline]
+    fn vouched_for(self) -> bool {
+        !self.csum.must_verify() || self.vnet.is_some_and(|v| !v.checksum_hint().must_verify())
+    }
+
+    /// Whether the checksum field is not filled in yet (locally generated).
+    #[inline]
+    fn partial(self) -> bool {
+        self.csum == ChecksumHint::Partial
+            || self
+                .vnet
+                .is_some_and(|v| v.checksum_hint() == ChecksumHint::Partial)
+    }
+}
+
+/// The IPv4 half of [`parse`]: header checks in the order of the module documentation.
+#[inline]
+fn ipv4_datagram<'a>(
+    network: &'a [u8],
+    vlan_id: Option<u16>,
+    hint: Hint<'_>,
+) -> Result<Datagram<'a>, Reject> {
     let ip = ipv4::Packet::new_checked(network)?;
     if ip.protocol() != ipv4::protocol::UDP {
         return Err(Filtered::NotUdp.into());
@@ -304,8 +379,7 @@ fn parse<'a>(
         return Err(Malformed::Fragment.into());
     }
 
-    let segmentation = segmentation(vnet)?;
-    let is_gso = matches!(segmentation, Segmentation::Segments { .. });
+    let is_gso = hint.is_gso()?;
     let ip_payload = match ip.payload() {
         Ok(payload) => payload,
         // A GSO super-packet too long for the 16-bit field (see the module docs).
@@ -330,41 +404,62 @@ fn parse<'a>(
 
     let source = ip.source();
     let destination = ip.destination();
-    let vouched_for = !csum.must_verify() || vnet.is_some_and(|v| !v.checksum_hint().must_verify());
-    let must_verify = !vouched_for && !is_gso && datagram.checksum() != 0;
+    let must_verify = !hint.vouched_for() && !is_gso && datagram.checksum() != 0;
     if must_verify && !datagram.verify_checksum(source, destination) {
         return Err(Malformed::BadUdpChecksum.into());
     }
-
-    let payload = datagram.payload();
-    let first = Datagram {
+    Ok(Datagram {
         vlan_id,
-        src: source,
-        dst: destination,
+        src: IpAddr::V4(source),
+        dst: IpAddr::V4(destination),
         src_port: datagram.source_port(),
         dst_port: datagram.destination_port(),
         ttl: ip.ttl(),
         tos: ip.dscp() << 2 | ip.ecn(),
-        payload,
-    };
-    match segmentation {
-        Segmentation::Segments { segment_size } if payload.len() > usize::from(segment_size) => {
-            if usize::from(segment_size) > max_payload {
-                return Err(Malformed::Oversize.into());
-            }
-            Ok(Parsed::Segmented {
-                first,
-                segment_size,
-            })
-        }
-        // No segmentation, or a GSO frame with a single segment: one ordinary datagram.
-        _ => {
-            if payload.len() > max_payload {
-                return Err(Malformed::Oversize.into());
-            }
-            Ok(Parsed::Datagram(first))
-        }
+        payload: datagram.payload(),
+    })
+}
+
+/// The IPv6 half of [`parse`]: the fixed header, the payload length, the extension headers
+/// to UDP, then the UDP checks as for IPv4, except that a zero UDP checksum is malformed
+/// (IPv6 makes it mandatory) unless the kernel has yet to fill it in.
+#[inline]
+fn ipv6_datagram<'a>(
+    network: &'a [u8],
+    vlan_id: Option<u16>,
+    hint: Hint<'_>,
+) -> Result<Datagram<'a>, Reject> {
+    let ip = ipv6::Packet::new_checked(network)?;
+    let ip_payload = ip.payload()?;
+    let upper = ip.upper_layer(ip_payload)?;
+    if upper.protocol != ipv6::next_header::UDP {
+        return Err(Filtered::NotUdp.into());
     }
+    let is_gso = hint.is_gso()?;
+    let udp_bytes = ip_payload.get(upper.extension_len..).unwrap_or_default();
+    // The payload length must leave room for the UDP header.
+    let datagram = udp::Packet::new_checked(udp_bytes).map_err(|_| Malformed::BadTotalLength)?;
+    datagram.check_length()?;
+
+    let source = ip.source();
+    let destination = ip.destination();
+    if datagram.checksum() == 0 && !is_gso && !hint.partial() {
+        return Err(Malformed::BadUdpChecksum.into());
+    }
+    let must_verify = !hint.vouched_for() && !is_gso;
+    if must_verify && !datagram.verify_checksum_ipv6(&source, &destination) {
+        return Err(Malformed::BadUdpChecksum.into());
+    }
+    Ok(Datagram {
+        vlan_id,
+        src: IpAddr::V6(source),
+        dst: IpAddr::V6(destination),
+        src_port: datagram.source_port(),
+        dst_port: datagram.destination_port(),
+        ttl: ip.hop_limit(),
+        tos: ip.traffic_class(),
+        payload: datagram.payload(),
+    })
 }
 
 #[cfg(test)]
