@@ -1,0 +1,469 @@
+//! IPv6 through mcrd's userspace path, end to end in namespaces (issue 22): one hop, fan-out
+//! across families, three hops, SSM, the MLDv2 join, the fast path's reason for leaving IPv6
+//! to userspace, and what the parser refuses counted where it belongs.
+//!
+//! Topology: `chain(n)` from the common module (IPv4 as in e2e.rs) with IPv6 addresses added:
+//! link k has `fd00:K::1` on node k's `out0` and `fd00:K::2` on node k+1's `in0`, with `nodad`
+//! so they are usable at once. Each relay forwards `[ff3e::1234]:5000` arriving on `in0` out
+//! of `out0`.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const GROUP6: Ipv6Addr = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0, 0x1234);
+
+/// The sender's IPv6 address (on `src`'s `out0`).
+fn src_addr6() -> Ipv6Addr {
+    "fd00:0::1".parse().unwrap()
+}
+
+/// `chain(hops)` with IPv6 addresses on every link (see the module docs).
+fn chain6(hops: usize) -> Chain {
+    let c = chain(hops, false);
+    let nodes: Vec<&Netns> = std::iter::once(&c.src)
+        .chain(c.relays.iter())
+        .chain(std::iter::once(&c.dst))
+        .collect();
+    for k in 0..nodes.len() - 1 {
+        nodes[k].ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("fd00:{k}::1/64"),
+            "dev",
+            "out0",
+            "nodad",
+        ]);
+        nodes[k + 1].ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("fd00:{k}::2/64"),
+            "dev",
+            "in0",
+            "nodad",
+        ]);
+    }
+    c
+}
+
+fn rule6(name: &str, source: Option<&str>, outputs: &str) -> String {
+    let source = source.map_or(String::new(), |s| format!("source = \"{s}\"\n"));
+    format!("[[rule]]\nname = \"{name}\"\ninput = \"in0\"\ngroup = \"{GROUP6}\"\n{source}port = {PORT}\noutputs = [{outputs}]\n")
+}
+
+fn out6(dest: &str) -> String {
+    format!("{{ dest = \"{dest}\", port = {PORT}, interface = \"out0\", ttl = 8 }}")
+}
+
+/// The userspace path only (these tests are about it; the fast path leaves IPv6 to it).
+fn userspace(rules: &str) -> String {
+    relay_config(1, "fast_path = \"off\"", rules)
+}
+
+/// A UDP socket in `ns` that sends IPv6 multicast out of `ifname` with hop limit 8.
+fn sender6(ns: &Netns, ifname: &str, local: Ipv6Addr) -> UdpSocket {
+    ns.enter(|| {
+        let s = UdpSocket::bind(SocketAddrV6::new(local, 0, 0, 0)).expect("binding the sender");
+        let sock = socket2::SockRef::from(&s);
+        sock.set_multicast_if_v6(relay::netif::index(ifname).unwrap())
+            .unwrap();
+        sock.set_multicast_hops_v6(8).unwrap();
+        s
+    })
+}
+
+/// A UDP socket in `ns` bound to `[group]:port`, joined (MLDv2) on `ifname`.
+fn receiver6(ns: &Netns, group: Ipv6Addr, port: u16, ifname: &str) -> UdpSocket {
+    ns.enter(|| {
+        let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
+        sock.set_only_v6(true).unwrap();
+        sock.set_reuse_address(true).unwrap();
+        let _ = sock.set_recv_buffer_size(16 << 20);
+        sock.bind(&SocketAddrV6::new(group, port, 0, 0).into())
+            .unwrap();
+        sock.join_multicast_v6(&group, relay::netif::index(ifname).unwrap())
+            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        sock.into()
+    })
+}
+
+/// Sends `count` numbered payloads of `len` bytes to `dest` at about `pps`.
+fn send6(tx: &UdpSocket, dest: SocketAddr, count: u64, len: usize, pps: u64) {
+    let start = Instant::now();
+    for i in 0..count {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / pps);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        tx.send_to(&payload(i, len), dest).expect("send");
+    }
+}
+
+fn flow<'a>(
+    r: &'a relay::stats::report::StatsReport,
+    name: &str,
+) -> &'a relay::stats::report::FlowStats {
+    r.flows
+        .iter()
+        .find(|f| f.rule == name)
+        .expect("the rule's flow")
+}
+
+#[test]
+fn ipv6_one_hop_forwards_every_datagram_and_joins_with_mldv2() {
+    if !e2e_allowed("ipv6_one_hop") {
+        return;
+    }
+    let c = chain6(1);
+    let reports_before = snmp6(&c.relays[0], "Icmp6OutMLDv2Reports");
+    let relay = Relay::start(
+        &c.relays[0],
+        &userspace(&rule6("v6", None, &out6(&GROUP6.to_string()))),
+    );
+    // The input joined the group (MLDv2), so a switch with MLD snooping sends it the flow.
+    wait_for("the MLD membership on in0", Duration::from_secs(5), || {
+        let t = c.relays[0]
+            .command("cat")
+            .arg("/proc/net/igmp6")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&t.stdout)
+            .lines()
+            .any(|l| l.contains("in0") && l.contains("ff3e0000000000000000000000001234"))
+    });
+    wait_for("an MLDv2 report", Duration::from_secs(5), || {
+        snmp6(&c.relays[0], "Icmp6OutMLDv2Reports") > reports_before
+    });
+    let rx = receiver6(&c.dst, GROUP6, PORT, "in0");
+    let tx = sender6(&c.src, "out0", src_addr6());
+    let n = 3000;
+    send6(
+        &tx,
+        SocketAddrV6::new(GROUP6, PORT, 0, 0).into(),
+        n,
+        1400,
+        10_000,
+    );
+    expect_all(&rx, n, 1400, Duration::from_millis(500));
+    let r = relay.stop();
+    assert_conserves(&r);
+    let f = flow(&r, "v6");
+    assert_eq!((f.group.as_str(), f.packets), ("ff3e::1234", n));
+    assert_eq!(f.outputs[0].tx_sent, n);
+    assert_eq!(r.totals.malformed, 0);
+    assert_eq!(r.totals.tx_errors, 0);
+}
+
+#[test]
+fn ipv6_three_hops_and_fan_out_across_families() {
+    if !e2e_allowed("ipv6_three_hops") {
+        return;
+    }
+    let c = chain6(3);
+    // Each relay sends IPv6 on; the last also sends the flow on as IPv4 (translation: the
+    // payload is the same datagram's, under an IPv4 header).
+    let both = format!(
+        "{}, {{ dest = \"{GROUP}\", port = {PORT}, interface = \"out0\", ttl = 8 }}",
+        out6(&GROUP6.to_string())
+    );
+    let relays: Vec<Relay> = c
+        .relays
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let outputs = if i == 2 {
+                both.clone()
+            } else {
+                out6(&GROUP6.to_string())
+            };
+            Relay::start(ns, &userspace(&rule6("v6", None, &outputs)))
+        })
+        .collect();
+    let rx6 = receiver6(&c.dst, GROUP6, PORT, "in0");
+    let rx4 = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let tx = sender6(&c.src, "out0", src_addr6());
+    let n = 2000;
+    send6(
+        &tx,
+        SocketAddrV6::new(GROUP6, PORT, 0, 0).into(),
+        n,
+        1000,
+        10_000,
+    );
+    expect_all(&rx6, n, 1000, Duration::from_millis(500));
+    expect_all(&rx4, n, 1000, Duration::from_millis(300));
+    for relay in relays {
+        let r = relay.stop();
+        assert_conserves(&r);
+        assert_eq!(flow(&r, "v6").packets, n);
+    }
+}
+
+#[test]
+fn ipv4_input_to_ipv6_output() {
+    if !e2e_allowed("ipv4_to_ipv6") {
+        return;
+    }
+    let c = chain6(1);
+    let rules = rule("four-to-six", GROUP, PORT, &out6(&GROUP6.to_string()));
+    let relay = Relay::start(&c.relays[0], &userspace(&rules));
+    let rx = receiver6(&c.dst, GROUP6, PORT, "in0");
+    let tx = sender(&c.src, SRC_ADDR);
+    let n = 1500;
+    send_paced(&tx, SocketAddrV4::new(GROUP, PORT), 0, n, 1200, 10_000);
+    expect_all(&rx, n, 1200, Duration::from_millis(500));
+    let r = relay.stop();
+    assert_conserves(&r);
+    assert_eq!(flow(&r, "four-to-six").outputs[0].tx_sent, n);
+}
+
+#[test]
+fn ipv6_source_specific_rules_match_only_their_source() {
+    if !e2e_allowed("ipv6_ssm") {
+        return;
+    }
+    let c = chain6(1);
+    let rules = format!(
+        "{}{}",
+        rule6("right", Some("fd00::1"), &out6(&GROUP6.to_string())),
+        rule6("wrong", Some("fd00:99::9"), &out6("ff3e::99"),)
+    );
+    let relay = Relay::start(&c.relays[0], &userspace(&rules));
+    // Both joined source-specifically: /proc/net/mcfilter6 lists each source.
+    wait_for("the SSM joins", Duration::from_secs(5), || {
+        let t = c.relays[0]
+            .command("cat")
+            .arg("/proc/net/mcfilter6")
+            .output()
+            .unwrap();
+        let t = String::from_utf8_lossy(&t.stdout).to_string();
+        t.contains("fd000000000000000000000000000001")
+            && t.contains("fd000099000000000000000000000009")
+    });
+    let rx_right = receiver6(&c.dst, GROUP6, PORT, "in0");
+    let rx_wrong = receiver6(&c.dst, "ff3e::99".parse().unwrap(), PORT, "in0");
+    let tx = sender6(&c.src, "out0", src_addr6());
+    send6(
+        &tx,
+        SocketAddrV6::new(GROUP6, PORT, 0, 0).into(),
+        500,
+        200,
+        5_000,
+    );
+    expect_all(&rx_right, 500, 200, Duration::from_millis(400));
+    assert!(drain(&rx_wrong, Duration::from_millis(300), 10).is_empty());
+    let r = relay.stop();
+    assert_eq!(flow(&r, "right").packets, 500);
+    assert_eq!(flow(&r, "wrong").packets, 0);
+}
+
+#[test]
+fn the_fast_path_leaves_ipv6_to_userspace_and_says_why() {
+    if !e2e_allowed("ipv6_fast_path_reason") {
+        return;
+    }
+    let c = chain6(1);
+    let rules = format!(
+        "{}{}",
+        rule6("v6", None, &out6(&GROUP6.to_string())),
+        rule(
+            "v4",
+            GROUP,
+            PORT,
+            &format!("{{ dest = \"{GROUP}\", port = {PORT}, interface = \"out0\", ttl = 8 }}")
+        ),
+    );
+    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &rules));
+    let (code, out, _) = relay.mcrctl(&["rules", "list"]);
+    assert_eq!(code, 0);
+    let v6_line = out
+        .lines()
+        .find(|l| l.starts_with("v6:"))
+        .expect("the IPv6 rule listed");
+    assert!(v6_line.contains("[ff3e::1234]:5000@in0"), "{out}");
+    let r = relay.stats();
+    let f = flow(&r, "v6");
+    assert_eq!(f.path, "userspace", "{f:?}");
+    assert!(
+        f.path_reason.as_deref().unwrap_or("").contains("IPv6"),
+        "{f:?}"
+    );
+    // Forwarded all the same.
+    let rx = receiver6(&c.dst, GROUP6, PORT, "in0");
+    let tx = sender6(&c.src, "out0", src_addr6());
+    send6(
+        &tx,
+        SocketAddrV6::new(GROUP6, PORT, 0, 0).into(),
+        500,
+        300,
+        5_000,
+    );
+    expect_all(&rx, 500, 300, Duration::from_millis(400));
+    drop(relay);
+}
+
+/// An untagged Ethernet/IPv6 frame from `fd00::1` to `[ff3e::1234]:PORT` with `extensions`
+/// between the headers (`first_next` naming the first), checksums filled in.
+fn frame6(first_next: u8, extensions: &[u8], payload: &[u8]) -> Vec<u8> {
+    use relay::wire::{ethernet, ipv6, udp};
+    let mut datagram = vec![0u8; udp::HEADER_LEN + payload.len()];
+    datagram[udp::HEADER_LEN..].copy_from_slice(payload);
+    udp::Repr {
+        source_port: 4000,
+        destination_port: PORT,
+    }
+    .emit_ipv6(&mut datagram, &src_addr6(), &GROUP6)
+    .unwrap();
+    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN];
+    ethernet::Frame::emit(
+        &mut f[..],
+        [0x33, 0x33, 0, 0, 0x12, 0x34],
+        [0x02, 0, 0, 0, 0, 1],
+        0x86dd,
+    )
+    .unwrap();
+    ipv6::Repr {
+        source: src_addr6(),
+        destination: GROUP6,
+        next_header: first_next,
+        hop_limit: 8,
+        traffic_class: 0,
+        payload_len: (extensions.len() + datagram.len()) as u16,
+    }
+    .emit(&mut f[ethernet::HEADER_LEN..])
+    .unwrap();
+    f.extend_from_slice(extensions);
+    f.extend_from_slice(&datagram);
+    f
+}
+
+#[test]
+fn ipv6_frames_the_relay_must_not_forward_are_counted_by_kind() {
+    if !e2e_allowed("ipv6_malformed") {
+        return;
+    }
+    use relay::wire::ipv6::next_header as nh;
+    let c = chain6(1);
+    let relay = Relay::start(
+        &c.relays[0],
+        &userspace(&rule6("v6", None, &out6(&GROUP6.to_string()))),
+    );
+    let rx = receiver6(&c.dst, GROUP6, PORT, "in0");
+    let raw = raw_socket(&c.src, "out0");
+    let udp_at = 14 + 40;
+    let good = frame6(nh::UDP, &[], &payload(0, 100));
+    let mut zero_checksum = good.clone();
+    zero_checksum[udp_at + 6..udp_at + 8].copy_from_slice(&[0, 0]);
+    let mut bad_checksum = good.clone();
+    bad_checksum[udp_at + 7] ^= 0x40;
+    let fragment = frame6(
+        nh::FRAGMENT,
+        &[nh::UDP, 0, 0, 1, 0, 0, 0, 5],
+        &payload(1, 100),
+    );
+    let routed = frame6(
+        nh::ROUTING,
+        &[nh::UDP, 0, 0, 1, 0, 0, 0, 0],
+        &payload(2, 100),
+    );
+    // Hop-by-hop options (a router alert), then UDP: forwarded.
+    let hop_by_hop = frame6(
+        nh::HOP_BY_HOP,
+        &[nh::UDP, 0, 5, 2, 0, 0, 1, 0],
+        &payload(1, 100),
+    );
+    for _ in 0..10 {
+        for f in [&zero_checksum, &bad_checksum, &fragment, &routed] {
+            raw_send(&raw, f);
+        }
+    }
+    raw_send(&raw, &good);
+    raw_send(&raw, &hop_by_hop);
+    let got = drain(&rx, Duration::from_millis(400), 10);
+    assert_eq!(check_payloads(&got, 100), vec![0, 1]);
+    let r = relay.stop();
+    assert_conserves(&r);
+    let kind = |k: &str| r.totals.malformed_by_kind.get(k).copied().unwrap_or(0);
+    assert_eq!(
+        kind("bad_udp_checksum"),
+        20,
+        "{:?}",
+        r.totals.malformed_by_kind
+    );
+    assert_eq!(kind("fragment"), 10);
+    assert_eq!(kind("extension_headers"), 10);
+    assert_eq!(flow(&r, "v6").packets, 2);
+    assert_eq!(flow(&r, "v6").outputs[0].tx_sent, 2);
+}
+
+/// A counter of `/proc/net/snmp6` in `ns`.
+fn snmp6(ns: &Netns, field: &str) -> u64 {
+    let out = ns.command("cat").arg("/proc/net/snmp6").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some(field)).then(|| it.next().and_then(|v| v.parse().ok()))?
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn ipv6_rules_from_mcrctl_take_bracketed_outputs() {
+    if !e2e_allowed("ipv6_mcrctl") {
+        return;
+    }
+    let c = chain6(1);
+    let relay = Relay::start(&c.relays[0], &userspace(""));
+    let (code, _, err) = relay.mcrctl(&[
+        "rules",
+        "add",
+        "--name",
+        "cli6",
+        "--input",
+        "in0",
+        "--group",
+        "ff3e::1234",
+        "--port",
+        "5000",
+        "--output",
+        "[ff3e::1234]:5000@out0/8",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = relay.mcrctl(&[
+        "rules",
+        "add",
+        "--name",
+        "mixed",
+        "--input",
+        "in0",
+        "--group",
+        "ff3e::1",
+        "--source",
+        "10.0.0.1",
+        "--port",
+        "5000",
+        "--output",
+        "239.9.9.9:5000@out0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("of one family"), "{err}");
+    let rx = receiver6(&c.dst, GROUP6, PORT, "in0");
+    let tx = sender6(&c.src, "out0", src_addr6());
+    send6(
+        &tx,
+        SocketAddrV6::new(GROUP6, PORT, 0, 0).into(),
+        300,
+        64,
+        5_000,
+    );
+    expect_all(&rx, 300, 64, Duration::from_millis(400));
+    let _ = (IpAddr::from(Ipv4Addr::LOCALHOST), relay.stop());
+}
