@@ -9,25 +9,28 @@
 #   reload  `mcrctl config reload` after one rule's port changed
 #   ping    --pings `mcrctl ping` round trips (p50, p99, max; each includes starting mcrctl),
 #           and (with python3) p50 / p99 of --pings pings on the socket itself: the daemon's reply
+#           (`analyzer bench pings`: p50 is the median, p99 the nearest rank)
 #   list    `mcrctl rules list` (wall), and `rules list --limit 10` where the client has it
 #   idle    mcrd's CPU (user+sys ticks) over --idle seconds with no traffic, % of one core
 # A step that does not finish in time is reported as ">T s (did not finish)" and the next size
 # is still measured. Prints one table line per size, with the load average.
 #
-#   scripts/bench-rules.sh [--bin DIR] [--sizes "1000 10000"] [--timeout SECONDS]
-#                          [--pings N] [--idle SECONDS] [--fast-path auto|off]
+#   scripts/bench-rules.sh [--bin DIR] [--analyzer PATH] [--sizes "1000 10000"]
+#                          [--timeout SECONDS] [--pings N] [--idle SECONDS] [--fast-path auto|off]
 #
-# Needs root and iproute2; binaries from DIR (default $CARGO_TARGET_DIR/release).
+# Needs root and iproute2; binaries from DIR (default $CARGO_TARGET_DIR/release), the analyzer
+# from PATH (default DIR/analyzer).
 # Namespace `mcrbr<pid>`; it and mcrd (by PID) are removed on every exit.
 # Exit codes: 0 measured; 2 bad flags or cannot run here.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release SIZES="1000 10000 100000" TIMEOUT=60 PINGS=200 IDLE=10 FAST=auto
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release ANALYZER='' SIZES="1000 10000 100000" TIMEOUT=60 PINGS=200 IDLE=10 FAST=auto
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) BIN=$2; shift 2 ;;
+    --analyzer) ANALYZER=$2; shift 2 ;;
     --sizes) SIZES=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
     --pings) PINGS=$2; shift 2 ;;
@@ -47,6 +50,8 @@ done
 cannot() { echo "bench-rules: cannot run: $*" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || cannot "needs root (network namespaces)"
 for b in mcrd mcrctl; do [ -x "$BIN/$b" ] || cannot "$BIN/$b is missing (cargo build --release -p relay --bins, or --bin DIR)"; done
+ANALYZER=${ANALYZER:-$BIN/analyzer}
+[ -x "$ANALYZER" ] || cannot "$ANALYZER is missing (cargo build --release -p analyzer, or --analyzer PATH)"
 
 NS=mcrbr$$
 DIR=$(mktemp -d /tmp/bench-rules.XXXXXX)
@@ -91,10 +96,6 @@ gen() { # N FILE [PORT_OF_RULE_0]
       }
     }'
   } >"$file"
-}
-
-pct() { # P: percentile of the numbers on stdin
-  sort -n | awk -v p="$1" '{ a[NR] = $1 } END { i = int((NR * p + 99) / 100); if (i < 1) i = 1; print a[i] }'
 }
 
 printf 'bench-rules: %s, binaries %s\n' "$(uptime)" "$BIN" >&2
@@ -142,17 +143,17 @@ for n in $SIZES; do
     : >"$DIR/pings"
     for _ in $(seq "$PINGS"); do
       p0=$(now)
+      # A failed ping counts as 999999 ms, so it shows in the tail.
       timeout "$TIMEOUT" "$BIN/mcrctl" --socket "$SOCK" ping >/dev/null 2>&1 || { echo 999999 >>"$DIR/pings"; continue; }
-      ms "$p0" "$(now)" >>"$DIR/pings"; echo >>"$DIR/pings"
+      { ms "$p0" "$(now)"; echo; } >>"$DIR/pings"
     done
-    sed -i '/^$/d' "$DIR/pings"
-    pings="$(pct 50 <"$DIR/pings") / $(pct 99 <"$DIR/pings") / $(pct 100 <"$DIR/pings")"
-    # The daemon's own reply time, without starting a process per ping (python3, if here).
+    # The daemon's own reply time, without starting a process per ping (python3, if here):
+    # one round trip in ms a line.
+    socket=() no_socket=''
     if command -v python3 >/dev/null; then
-      inproc=$(timeout "$TIMEOUT" python3 - "$SOCK" "$PINGS" <<'PY' 2>/dev/null || echo "-"
+      if timeout "$TIMEOUT" python3 - "$SOCK" "$PINGS" >"$DIR/socket-pings" 2>/dev/null <<'PY'; then
 import socket, sys, time
 path, n = sys.argv[1], int(sys.argv[2])
-ts = []
 for _ in range(n):
     t = time.perf_counter()
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -165,14 +166,15 @@ for _ in range(n):
             break
         buf += c
     s.close()
-    ts.append((time.perf_counter() - t) * 1000)
+    print((time.perf_counter() - t) * 1000)
     time.sleep(0.005)
-ts.sort()
-print("%.1f / %.1f" % (ts[len(ts) // 2], ts[max(0, len(ts) * 99 // 100 - 1)]))
 PY
-)
-      pings="$pings (socket $inproc)"
+        socket=(--socket "$DIR/socket-pings")
+      else
+        no_socket=' (socket -)'
+      fi
     fi
+    pings="$("$ANALYZER" bench pings "$DIR/pings" "${socket[@]}")$no_socket"
 
     t0=$(now)
     if timeout "$TIMEOUT" "$BIN/mcrctl" --socket "$SOCK" rules list >"$DIR/list" 2>&1; then

@@ -5,13 +5,16 @@
 # buffer before the "wire" and each datagram crosses the veth as its own frame, as on a real NIC
 # (with offload on, veth carries whole GSO buffers and the rates mean nothing).
 #
-# For every case it runs REPEATS trials of DURATION and prints the median achieved rate, the
-# median CPU time per packet (task-clock of the sender threads / packets: less sensitive to other
-# load on a shared machine than the rate) and the rate error against the target.
+# For every case it runs REPEATS trials of DURATION, keeps each trial's record as
+# OUT/CASE/repN.json, and prints `analyzer bench send`'s table of them: the median achieved
+# rate, the median CPU time per packet (task-clock of the sender threads / packets: less
+# sensitive to other load on a shared machine than the rate) and the rate error against the
+# target.
 #
 # Usage: sudo scripts/bench-send.sh        (env: REPEATS=3 DURATION=3s SIZE=1400
-#        TG_BIN=path/to/trafficgen to skip the release build; CASES="name ..." to pick cases)
-# Needs: root, iproute2, ethtool, jq. Creates and always removes namespaces tgb<pid>{tx,rx}.
+#        TG_BIN=path/to/trafficgen and ANALYZER=path/to/analyzer to skip the release builds;
+#        CASES="name ..." to pick cases; OUT=DIR to keep the records, else they are removed)
+# Needs: root, iproute2, ethtool. Creates and always removes namespaces tgb<pid>{tx,rx}.
 set -euo pipefail
 
 REPEATS=${REPEATS:-3}
@@ -19,23 +22,31 @@ DURATION=${DURATION:-3s}
 SIZE=${SIZE:-1400}
 here=$(cd "$(dirname "$0")" && pwd)
 
-for tool in ip ethtool jq; do
+for tool in ip ethtool; do
     command -v "$tool" >/dev/null || { echo "bench-send: $tool is required" >&2; exit 2; }
 done
 [ "$(id -u)" = 0 ] || { echo "bench-send: must run as root (network namespaces)" >&2; exit 2; }
 
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/../target}
 if [ -z "${TG_BIN:-}" ]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/../target}
     (cd "$here/.." && cargo build --release -p trafficgen --quiet)
     TG_BIN=$CARGO_TARGET_DIR/release/trafficgen
 fi
+if [ -z "${ANALYZER:-}" ]; then
+    ANALYZER=$CARGO_TARGET_DIR/release/analyzer
+    if [ ! -x "$ANALYZER" ]; then
+        echo "bench-send: building the analyzer on first use (several minutes on 2 cores)" >&2
+        (cd "$here/.." && cargo build --release -p analyzer --bins --quiet)
+    fi
+fi
 
 tx=tgb$$tx rx=tgb$$rx a=tgb$$a b=tgb$$b
-work=$(mktemp -d)
+work=${OUT:-$(mktemp -d)}
+mkdir -p "$work"
 cleanup() {
     ip netns del "$tx" 2>/dev/null || true
     ip netns del "$rx" 2>/dev/null || true
-    rm -rf "$work"
+    [ -n "${OUT:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
@@ -61,29 +72,22 @@ all_cases=(
     "paced-1.5M-2threads|--pps 1500000 --threads 2"
 )
 
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
-
-printf '%-22s %12s %14s %12s   %s\n' case median_pps cpu_ns_per_pkt rate_error trials_pps
+dirs=()
 for entry in "${all_cases[@]}"; do
     name=${entry%%|*}
     args=${entry#*|}
     if [ -n "${CASES:-}" ] && [[ " $CASES " != *" $name "* ]]; then continue; fi
-    rates=() cpus=() errors=()
+    rm -rf "${work:?}/$name"
+    mkdir -p "$work/$name"
+    dirs+=("$work/$name")
     for i in $(seq "$REPEATS"); do
-        json=$work/$name-$i.json
+        echo "bench-send: $name, trial $i of $REPEATS" >&2
         # shellcheck disable=SC2086
         ip netns exec "$tx" "$TG_BIN" send --dst 239.1.1.1:5000 --size "$SIZE" \
-            --duration "$DURATION" $args --json "$json" >/dev/null
-        rates+=("$(jq -r '.achieved_pps | floor' "$json")")
-        cpus+=("$(jq -r 'if (.perf.task_clock_ns|type) == "number" then
-                    (.perf.task_clock_ns / .packets_sent | floor) else "n/a" end' "$json")")
-        errors+=("$(jq -r 'if .rate_error_ratio == null then "nan" else
-                    .rate_error_ratio * 100 end' "$json")")
+            --duration "$DURATION" $args --json "$work/$name/rep$i.json" >/dev/null
     done
-    med=$(printf '%s\n' "${rates[@]}" | median)
-    cpu=$(printf '%s\n' "${cpus[@]}" | median)
-    err=$(printf '%s\n' "${errors[@]}" | median)
-    [ "$err" = nan ] && err=- || err=$(printf '%+.3f%%' "$err")
-    printf '%-22s %12s %14s %12s   %s\n' "$name" "$med" "$cpu" "$err" "${rates[*]}"
 done
+[ "${#dirs[@]}" -gt 0 ] || { echo "bench-send: no case in CASES=\"${CASES:-}\"" >&2; exit 2; }
+"$ANALYZER" bench send "${dirs[@]}"
 echo "(size $SIZE B, $DURATION per trial, $REPEATS trials, load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs)"
+[ -z "${OUT:-}" ] || echo "bench-send: records in $OUT" >&2

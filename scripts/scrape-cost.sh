@@ -12,24 +12,29 @@
 #    curl scrapes /metrics every 10 ms (`scrape`), and `mcrctl stats --json` runs in a loop
 #    (`stats`, the counter read a scrape must not exceed). A worker held by a reader delays
 #    every datagram behind it, so the receiver's one-way latency (max, p99.9) and its loss show
-#    the pauses; mcrd's ring drops say whether a loss was the worker's. Prints one line per
-#    run and the medians per condition; records in OUT.
+#    the pauses; mcrd's ring drops say whether a loss was the worker's.
+# What is made of it (`analyzer bench scrape-cost OUT`, kept as OUT/report.txt): the idle
+# scrapes' median, p99 and max, one line per run, the readers' times during the traffic and the
+# medians per condition. OUT keeps what it is made from: curl's times, the tools' records and
+# mcrd's stats before and after each run.
 #
-#   scripts/scrape-cost.sh [--bin DIR] [--out DIR] [--pps N] [--seconds N] [--repeats N]
-#                          [--scrapes N] [--size BYTES]
+#   scripts/scrape-cost.sh [--bin DIR] [--analyzer PATH] [--out DIR] [--pps N] [--seconds N]
+#                          [--repeats N] [--scrapes N] [--size BYTES]
 #
-# Needs root, curl, jq, iproute2 and the release binaries (default $CARGO_TARGET_DIR/release).
+# Needs root, curl, iproute2, the release binaries (default $CARGO_TARGET_DIR/release) and the
+# analyzer (default BIN/analyzer: cargo build --release -p analyzer).
 # S is `mcrsc<pid>`; namespaces and processes (by PID) are removed on every exit.
 # Exit codes: 0 measured; 1 a run failed; 2 bad flags or cannot run here.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release OUT='' PPS=100000 SECONDS_=3 REPEATS=3
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release ANALYZER='' OUT='' PPS=100000 SECONDS_=3 REPEATS=3
 SCRAPES=1000 SIZE=1400
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) BIN=$2; shift 2 ;;
+    --analyzer) ANALYZER=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --pps) PPS=$2; shift 2 ;;
     --seconds) SECONDS_=$2; shift 2 ;;
@@ -47,10 +52,14 @@ cannot() { echo "scrape-cost: cannot run: $*" >&2; exit 2; }
 fail() { echo "scrape-cost: FAIL: $*" >&2; exit 1; }
 say() { echo "scrape-cost: $*" >&2; }
 [ "$(id -u)" -eq 0 ] || cannot "needs root (network namespaces)"
-for cmd in curl jq ip ethtool; do command -v "$cmd" >/dev/null || cannot "$cmd is missing (scripts/setup.sh installs it)"; done
+for cmd in curl ip ethtool; do command -v "$cmd" >/dev/null || cannot "$cmd is missing (scripts/setup.sh installs it)"; done
 for b in mcrd mcrctl trafficgen; do [ -x "$BIN/$b" ] || cannot "$BIN/$b is missing (scripts/setup.sh builds it, or --bin DIR)"; done
+ANALYZER=${ANALYZER:-$BIN/analyzer}
+[ -x "$ANALYZER" ] || cannot "$ANALYZER is missing (cargo build --release -p analyzer, or --analyzer PATH)"
 OUT=${OUT:-$(mktemp -d /tmp/scrape-cost.XXXXXX)}
 mkdir -p "$OUT"
+# The analyzer reads every run in OUT: an earlier session's runs there would join this one's.
+rm -f "$OUT"/{none,scrape,stats}-[0-9]*.*
 # The control socket in a short directory of its own: a socket path holds at most 107 bytes and
 # OUT may be deep.
 RUN=$(mktemp -d /tmp/mcr.XXXXXX)
@@ -109,20 +118,12 @@ ip netns exec "$S-relay" curl -sf -o /dev/null "$url" || fail "mcrd does not ans
 
 # A curl config of N transfers of /metrics to /dev/null (one process, a new connection each).
 scrape_config() { for _ in $(seq "$1"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url"; done; }
-# Prints the median, p99 and max (ms) of one number (seconds) per line on stdin.
-quantiles_ms() {
-  sort -g | awk '{ v[NR] = $1 * 1000 } END {
-    if (NR == 0) { print "no samples"; exit }
-    p = int(0.99 * NR + 0.999999); if (p > NR) p = NR
-    printf "median %.3f ms, p99 %.3f ms, max %.3f ms (%d scrapes)\n", v[int((NR + 1) / 2)], v[p], v[NR], NR }'
-}
-
 # ---- 1. time per scrape, idle ------------------------------------------------------------
 scrape_config "$SCRAPES" >"$OUT/scrapes.curl"
 ip netns exec "$S-relay" curl -sf -K "$OUT/scrapes.curl" -w '%{time_total} %{size_download}\n' \
   >"$OUT/idle-scrapes.txt" || fail "a scrape failed"
-body=$(awk 'NR == 1 { print $2 }' "$OUT/idle-scrapes.txt")
-say "time per scrape, mcrd idle, body $body bytes: $(cut -d' ' -f1 "$OUT/idle-scrapes.txt" | quantiles_ms)"
+# Only the idle scrapes are in OUT yet: this prints their line.
+"$ANALYZER" bench scrape-cost "$OUT" >&2 || fail "analyzer bench scrape-cost failed on $OUT"
 
 # ---- 2. the worker under traffic, with and without readers -------------------------------
 count=$((PPS * SECONDS_))
@@ -130,15 +131,14 @@ count=$((PPS * SECONDS_))
 # loses its buffered -w lines); the mcrctl loop is stopped once the traffic ends.
 reads=$((SECONDS_ * 100))
 scrape_config "$reads" >"$OUT/reader.curl"
-# Frames mcrd's packet ring or copy path dropped so far (the worker fell behind).
-relay_drops() {
-  "$BIN/mcrctl" --socket "$RUN/mcrd.sock" stats --json |
-    jq '.totals.kernel_drops + .totals.rx_overflow_frames'
+# mcrd's counters now, into FILE (the analyzer takes the drops of the ring and the copy path,
+# where the worker fell behind, from the two around a run).
+relay_stats() {
+  "$BIN/mcrctl" --socket "$RUN/mcrd.sock" stats --json >"$1" || fail "mcrctl stats failed"
 }
 run() { # run CONDITION REPEAT
   local cond=$1 rep=$2 name="$1-$2" reader=''
-  local drops_before
-  drops_before=$(relay_drops)
+  relay_stats "$OUT/$name.stats-before.json"
   ip netns exec "$S-dst" "$BIN/trafficgen" recv --group 239.10.1.1:5000 --iface eth0 \
     --duration $((SECONDS_ + 20))s --idle-timeout 2s --exit-on-end --ready-line \
     --json "$OUT/$name.recv.json" >"$OUT/$name.recv.out" 2>&1 &
@@ -156,7 +156,8 @@ run() { # run CONDITION REPEAT
       (while :; do
          s=$(date +%s%N)
          "$BIN/mcrctl" --socket "$RUN/mcrd.sock" stats --json >/dev/null || exit 1
-         echo "$(( $(date +%s%N) - s ))" | awk '{ print $1 / 1e9 }'
+         ns=$(($(date +%s%N) - s))
+         printf '%d.%09d\n' $((ns / 1000000000)) $((ns % 1000000000))
          sleep 0.01
        done) >"$OUT/$name.reads.txt" &
       reader=$! ;;
@@ -170,28 +171,14 @@ run() { # run CONDITION REPEAT
     scrape) wait "$reader" || fail "$name: a scrape failed" ;;
     stats) kill "$reader" 2>/dev/null || true; wait "$reader" 2>/dev/null || true ;;
   esac
-  local reads_done=0
-  [ -z "$reader" ] || reads_done=$(wc -l <"$OUT/$name.reads.txt")
-  local relay_drops
-  relay_drops=$(($(relay_drops) - drops_before))
-  jq -c --arg cond "$cond" --argjson rep "$rep" --argjson sent "$count" --argjson reads "$reads_done" \
-    --argjson relay_drops "$relay_drops" '
-    { condition: $cond, repeat: $rep, sent: $sent, received: .totals.received,
-      lost: ($sent - .totals.received), relay_drops: $relay_drops, socket_drops, reads: $reads,
-      latency_us: (.streams[0].latency_ns | { p50: (.p50 / 1000), p99: (.p99 / 1000),
-                                          p999: (.p999 / 1000), max: (.max / 1000) }) }' \
-    "$OUT/$name.recv.json" | tee -a "$OUT/runs.jsonl" >&2
+  relay_stats "$OUT/$name.stats-after.json"
+  say "run $name done"
 }
-: >"$OUT/runs.jsonl"
 for rep in $(seq "$REPEATS"); do
   for cond in none scrape stats; do run "$cond" "$rep"; done
 done
-for cond in scrape stats; do
-  say "reader $cond during traffic: $(cat "$OUT"/"$cond"-*.reads.txt | quantiles_ms)"
-done
-say "medians over $REPEATS repeats of $count datagrams at $PPS/s (latency in us):"
-jq -rs 'def median: sort | .[(length - 1) / 2 | floor];
-  group_by(.condition)[] | "  \(.[0].condition): lost \(map(.lost) | median) (relay drops \(map(.relay_drops) | median)), latency p50 \(map(.latency_us.p50) | median), p99 \(map(.latency_us.p99) | median), p99.9 \(map(.latency_us.p999) | median), max \(map(.latency_us.max) | median), reads per run \(map(.reads) | median)"' \
-  "$OUT/runs.jsonl" >&2
+say "$REPEATS repeats of $count datagrams at $PPS/s:"
+"$ANALYZER" bench scrape-cost "$OUT" >"$OUT/report.txt" || fail "analyzer bench scrape-cost failed on $OUT"
+cat "$OUT/report.txt" >&2
 kill -0 "$mcrd_pid" 2>/dev/null || fail "mcrd died during the runs"
 say "records in $OUT"

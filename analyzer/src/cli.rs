@@ -46,6 +46,39 @@ pub enum Command {
     /// The veth pipeline harness's documents, from the counters it collected around a run.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// What the small benchmark scripts print, from the records and samples they leave.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// `scripts/bench-send.sh`'s table: per case the median achieved rate, CPU time per packet
+    /// and rate error of its trials.
+    Send {
+        /// One directory per case, in the table's order, holding its trials as `repN.json`
+        /// (`trafficgen send --json` records); the directory's name is the case's.
+        #[arg(required = true, value_name = "CASE_DIR")]
+        cases: Vec<PathBuf>,
+    },
+    /// `scripts/scrape-cost.sh`'s report: time per scrape of an idle mcrd, each run's loss and
+    /// latency, the readers' times, the medians per condition.
+    ScrapeCost {
+        /// The script's output directory (`idle-scrapes.txt`, `COND-REP.{send,recv}.json`,
+        /// `COND-REP.stats-{before,after}.json`, `COND-REP.reads.txt`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// `scripts/bench-rules.sh`'s ping cell: p50 / p99 / max of `mcrctl ping` round trips
+    /// (ms, one a line), and p50 / p99 of the round trips on the socket itself.
+    Pings {
+        /// `mcrctl ping` wall times, ms.
+        #[arg(value_name = "FILE")]
+        process: PathBuf,
+        /// Round trips on the control socket without a process per ping, ms.
+        #[arg(long, value_name = "FILE")]
+        socket: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

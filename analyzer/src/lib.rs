@@ -15,6 +15,7 @@
 //! println!("{}", render::markdown::comparison(&cmp, &[]));
 //! ```
 
+pub mod bench;
 pub mod bisect;
 pub mod checksum;
 pub mod cli;

@@ -11,8 +11,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use analyzer::cli::{
-    BisectStepArgs, Cli, Command, CompareArgs, HistoryCommand, HistoryShowArgs, IngestArgs,
-    JudgeArgs, MediansArgs, MediansLayout, PipelineCommand, TrendArgs,
+    BenchCommand, BisectStepArgs, Cli, Command, CompareArgs, HistoryCommand, HistoryShowArgs,
+    IngestArgs, JudgeArgs, MediansArgs, MediansLayout, PipelineCommand, TrendArgs,
 };
 use analyzer::compare::{self, Settings};
 use analyzer::ingest::{self, Input, Role};
@@ -66,7 +66,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(HistoryCommand::Show(a)) => run_history(a),
         Command::Medians(a) => run_medians(a),
         Command::Pipeline(c) => run_pipeline(c),
+        Command::Bench(c) => run_bench(c),
     }
+}
+
+fn run_bench(c: BenchCommand) -> anyhow::Result<ExitCode> {
+    use analyzer::bench;
+    use analyzer::render::bench as text;
+    let out = match c {
+        BenchCommand::Send { cases } => text::send(&bench::send::cases(&cases)?),
+        BenchCommand::ScrapeCost { dir } => {
+            text::scrape_cost(&bench::scrape_cost::scrape_cost(&dir)?)
+        }
+        BenchCommand::Pings { process, socket } => {
+            text::pings(&bench::pings::pings(&process, socket.as_deref())?)
+        }
+    };
+    emit(None, &out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A pipeline run's generator and receiver records (checked against their contracts) and

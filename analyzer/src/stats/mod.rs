@@ -1,6 +1,8 @@
-//! Statistics for verdicts: the Mann-Whitney U test and medians.
+//! Statistics for verdicts: the Mann-Whitney U test and medians; nearest-rank percentiles
+//! ([`quantile`]) for the small benchmarks' tails.
 
 pub mod mannwhitney;
+pub mod quantile;
 
 /// Median of a non-empty slice (mean of the middle two for an even count).
 pub fn median(values: &[f64]) -> f64 {
