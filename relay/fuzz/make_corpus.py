@@ -45,6 +45,25 @@ def frame(payload=b"hello relay", **kw):
     ip, _, _ = ipv4(u, **{k: v for k, v in kw.items() if k in ("ttl", "flags_frag", "options", "total", "ihl", "proto")})
     return eth(ip, **{k: v for k, v in kw.items() if k in ("vlan", "ethertype")})
 
+def ipv6_frame(payload=b"hello relay", ext=b"", first_next=17, good=True, zero_csum=False,
+               plen=None, vlan=None):
+    """Ethernet/IPv6/UDP from fd00::1 to [ff3e::1234]:5000; `ext` (already chained, the last
+    header's next header UDP) between the fixed header and UDP."""
+    a = bytes.fromhex("fd000000000000000000000000000001")
+    b = bytes.fromhex("ff3e0000000000000000000000001234")
+    length = 8 + len(payload)
+    pseudo = a + b + struct.pack("!IxxxB", length, 17)
+    h = struct.pack("!HHHH", 40000, 5000, length, 0)
+    c = csum(pseudo + h + payload) or 0xFFFF
+    if not good:
+        c ^= 0x5555
+    if zero_csum:
+        c = 0
+    u = struct.pack("!HHHH", 40000, 5000, length, c) + payload
+    plen = plen if plen is not None else len(ext) + len(u)
+    fixed = struct.pack("!IHBB", 0x6B900000, plen, first_next, 8) + a + b
+    return eth(fixed + ext + u, ethertype=0x86DD, vlan=vlan, dst=b"\x33\x33\x00\x00\x12\x34")
+
 def vnet(gso_type=0, gso_size=0, flags=0, hdr_len=42, csum_start=34, csum_offset=6):
     return struct.pack("<BBHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
 
@@ -85,6 +104,17 @@ frames = {
     "vnet-gso-bad-size": (17, vnet(gso_type=5, gso_size=0, flags=1) + frame(seq[:4000])),
     "vnet-gso-tcp": (1, vnet(gso_type=1, gso_size=1000) + frame(seq[:3000])),
     "empty": (0, b""),
+    "ipv6-udp": (0, ipv6_frame(seq[:1200])),
+    "ipv6-udp-vlan": (0, ipv6_frame(seq[:300], vlan=9)),
+    "ipv6-zero-csum": (0, ipv6_frame(seq[:100], zero_csum=True)),
+    "ipv6-bad-csum": (0, ipv6_frame(seq[:100], good=False)),
+    "ipv6-hop-by-hop": (0, ipv6_frame(seq[:100], ext=bytes([17, 0, 5, 2, 0, 0, 1, 0]), first_next=0)),
+    "ipv6-dest-opts-chain": (0, ipv6_frame(seq[:100], ext=bytes([60, 0, 1, 4, 0, 0, 0, 0]) * 8 + bytes([17, 0, 1, 4, 0, 0, 0, 0]), first_next=60)),
+    "ipv6-fragment": (0, ipv6_frame(seq[:100], ext=bytes([17, 0, 0, 1, 0, 0, 0, 9]), first_next=44)),
+    "ipv6-routing-left": (0, ipv6_frame(seq[:100], ext=bytes([17, 0, 0, 1, 0, 0, 0, 0]), first_next=43)),
+    "ipv6-mld-report": (0, ipv6_frame(seq[:20], ext=bytes([58, 0, 5, 2, 0, 0, 1, 0]), first_next=0)),
+    "ipv6-plen-beyond": (0, ipv6_frame(seq[:100], plen=4000)),
+    "ipv6-gso": (17, vnet(gso_type=5, gso_size=1000, flags=1, hdr_len=62, csum_start=54) + ipv6_frame(seq[:4000])),
 }
 for name, (ctl, data) in frames.items():
     write("frame", name, bytes([ctl]) + data)

@@ -79,7 +79,7 @@ const WORKER_COUNTERS: [WorkerMetric; 15] = [
     ),
     (
         "mcr_filtered_total",
-        "Well-formed datagrams that are not IPv4/UDP.",
+        "Well-formed frames that are not UDP over IPv4 or IPv6.",
         |c| c.filtered,
     ),
     (

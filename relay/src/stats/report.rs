@@ -222,7 +222,7 @@ pub struct WorkerCounters {
     /// frames the program left to the workers. Minor version 3.
     #[serde(default)]
     pub handed_over: u64,
-    /// Well-formed datagrams that are not IPv4/UDP.
+    /// Well-formed frames that are not UDP over IPv4 or IPv6.
     pub filtered: u64,
     /// Datagrams rejected as malformed (sum of `malformed_by_kind`).
     pub malformed: u64,
