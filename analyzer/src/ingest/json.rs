@@ -100,6 +100,16 @@ pub fn relay_stats(path: &Path, text: &str, doc: &serde_json::Value, hop: &mut H
     Ok(())
 }
 
+/// `GROUP:PORT` as the relay writes an output's address and trafficgen a receiver's group:
+/// an IPv6 address in brackets (`[ff3e::1234]:5000`), so that a hop's input reads the same
+/// as the previous hop's output.
+fn address_and_port(group: &str, port: u16) -> String {
+    match group.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+        Err(_) => format!("{group}:{port}"),
+    }
+}
+
 /// The flows of a stats report that carry a stream check (`flows[].monitor`).
 fn monitored_flows(path: &Path, report: &StatsReport) -> Result<Vec<MonitoredFlow>> {
     let mut out = Vec::new();
@@ -114,7 +124,7 @@ fn monitored_flows(path: &Path, report: &StatsReport) -> Result<Vec<MonitoredFlo
         })?;
         out.push(MonitoredFlow {
             rule: f.rule.clone(),
-            input: format!("{}:{}", f.group, f.port),
+            input: address_and_port(&f.group, f.port),
             // `ADDR:PORT@INTERFACE`: the address and port are what the next hop matches.
             outputs: f
                 .outputs
@@ -409,6 +419,14 @@ mod tests {
                 dropped: 10,
             }]
         );
+        // An IPv6 flow: its input is written as its outputs are, in brackets.
+        let mut six = doc.clone();
+        six["flows"][0]["group"] = serde_json::json!("ff3e::1234");
+        six["flows"][0]["outputs"][0]["output"] = serde_json::json!("[ff3e::4321]:5000@veth1");
+        let mut hop6 = Hop::default();
+        relay_stats(Path::new("s.json"), &six.to_string(), &six, &mut hop6).unwrap();
+        assert_eq!(hop6.streams[0].input, "[ff3e::1234]:5000");
+        assert_eq!(hop6.streams[0].outputs, ["[ff3e::4321]:5000"]);
         doc["flows"][0]["monitor"]["kind"] = serde_json::json!("srt");
         let e = relay_stats(Path::new("s.json"), &doc.to_string(), &doc, &mut hop)
             .unwrap_err()
