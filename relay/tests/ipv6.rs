@@ -84,10 +84,16 @@ fn receiver6(ns: &Netns, group: Ipv6Addr, port: u16, ifname: &str) -> UdpSocket 
         sock.set_only_v6(true).unwrap();
         sock.set_reuse_address(true).unwrap();
         let _ = sock.set_recv_buffer_size(16 << 20);
-        sock.bind(&SocketAddrV6::new(group, port, 0, 0).into())
+        let ifindex = relay::netif::index(ifname).unwrap();
+        // A link-local group is bound within its link.
+        let scope = if group.segments()[0] & 0xff0f == 0xff02 {
+            ifindex
+        } else {
+            0
+        };
+        sock.bind(&SocketAddrV6::new(group, port, 0, scope).into())
             .unwrap();
-        sock.join_multicast_v6(&group, relay::netif::index(ifname).unwrap())
-            .unwrap();
+        sock.join_multicast_v6(&group, ifindex).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         sock.into()
@@ -466,4 +472,28 @@ fn ipv6_rules_from_mcrctl_take_bracketed_outputs() {
     );
     expect_all(&rx, 300, 64, Duration::from_millis(400));
     let _ = (IpAddr::from(Ipv4Addr::LOCALHOST), relay.stop());
+}
+
+#[test]
+fn a_link_local_group_is_relayed_to_the_next_segment() {
+    if !e2e_allowed("ipv6_link_local") {
+        return;
+    }
+    // The reason some people run a relay: ff02:: never leaves its link, so only a relay
+    // carries it to the next one. The input interface is the group's scope.
+    let c = chain6(1);
+    let link_local: Ipv6Addr = "ff02::1:3000".parse().unwrap();
+    let rules = format!(
+        "[[rule]]\nname = \"ll\"\ninput = \"in0\"\ngroup = \"{link_local}\"\nport = {PORT}\noutputs = [{}]\n",
+        out6(&link_local.to_string())
+    );
+    let relay = Relay::start(&c.relays[0], &userspace(&rules));
+    let rx = receiver6(&c.dst, link_local, PORT, "in0");
+    let tx = sender6(&c.src, "out0", src_addr6());
+    let scope = c.src.enter(|| relay::netif::index("out0").unwrap());
+    let dest = SocketAddrV6::new(link_local, PORT, 0, scope);
+    send6(&tx, dest.into(), 400, 500, 5_000);
+    expect_all(&rx, 400, 500, Duration::from_millis(400));
+    let r = relay.stop();
+    assert_eq!(flow(&r, "ll").outputs[0].tx_sent, 400);
 }
