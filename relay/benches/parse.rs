@@ -1,14 +1,14 @@
 //! Cost of `wire::parse_frame` on the frames the relay sees most: a 1400-byte multicast datagram
-//! (with and without verifying the UDP checksum ourselves) and a GSO super-frame of ten such
-//! datagrams as veth delivers it, including walking its segments.
+//! (with and without verifying the UDP checksum ourselves), the same over IPv6, and a GSO
+//! super-frame of ten such datagrams as veth delivers it, including walking its segments.
 //!
 //! Run with `cargo bench -p relay --bench parse`.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use relay::wire::{ethernet, ipv4, parse_frame, udp, vnet, ChecksumHint, Parsed, VnetHeader};
+use relay::wire::{ethernet, ipv4, ipv6, parse_frame, udp, vnet, ChecksumHint, Parsed, VnetHeader};
 
 const SOURCE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
@@ -51,9 +51,50 @@ fn udp_frame(payload_len: usize) -> Vec<u8> {
     frame
 }
 
+const SOURCE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+const GROUP6: Ipv6Addr = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0, 0x1234);
+
+/// [`udp_frame`] over IPv6 (no extension headers).
+fn udp6_frame(payload_len: usize) -> Vec<u8> {
+    let header_len = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+    let udp_len = udp::HEADER_LEN + payload_len;
+    let mut frame = vec![0u8; header_len + udp_len];
+    for (index, byte) in frame[header_len + udp::HEADER_LEN..].iter_mut().enumerate() {
+        *byte = index as u8;
+    }
+    ethernet::Frame::emit(
+        &mut frame[..],
+        [0x33, 0x33, 0, 0, 0x12, 0x34],
+        [0x02, 0, 0, 0, 0, 0x01],
+        ethernet::ethertype::IPV6,
+    )
+    .expect("room for the Ethernet header");
+    ipv6::Repr {
+        source: SOURCE6,
+        destination: GROUP6,
+        next_header: ipv6::next_header::UDP,
+        hop_limit: 64,
+        traffic_class: 0,
+        payload_len: u16::try_from(udp_len).expect("benchmark frames fit in 64 KiB"),
+    }
+    .emit(&mut frame[ethernet::HEADER_LEN..])
+    .expect("room for the IPv6 header");
+    udp::Repr {
+        source_port: 5000,
+        destination_port: 5001,
+    }
+    .emit_ipv6(&mut frame[header_len..], &SOURCE6, &GROUP6)
+    .expect("room for the UDP header");
+    frame
+}
+
 fn datagram(c: &mut Criterion) {
-    let frame = udp_frame(1400);
-    let mut group = c.benchmark_group("parse_frame/datagram_1400");
+    datagram_of(c, "parse_frame/datagram_1400", &udp_frame(1400));
+    datagram_of(c, "parse_frame/ipv6_datagram_1400", &udp6_frame(1400));
+}
+
+fn datagram_of(c: &mut Criterion, name: &str, frame: &[u8]) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     for (name, hint) in [
         ("checksum_verified_here", ChecksumHint::Unverified),
@@ -63,7 +104,7 @@ fn datagram(c: &mut Criterion) {
             b.iter(|| {
                 // Return a small summary: criterion's own black_box of a whole `Parsed` would
                 // cost more than the parse.
-                match parse_frame(black_box(&frame), None, None, hint, MAX_PAYLOAD) {
+                match parse_frame(black_box(frame), None, None, hint, MAX_PAYLOAD) {
                     Parsed::Datagram(datagram) => datagram.payload.len(),
                     other => panic!("benchmark frame did not parse: {other:?}"),
                 }
