@@ -2,7 +2,7 @@
 
 use super::cell::{CacheLine, Counter};
 use super::monitor::MonitorCells;
-use crate::config::Monitor;
+use crate::config::{Monitor, RuleSpec};
 
 /// Per-output cells of one worker. `matched = tx_sent + tx_errors + buf_exhaust + in_flight`.
 /// Each sits on a cache line of its own (see [`FlowWorkerCells::outputs`]).
@@ -28,11 +28,30 @@ pub struct FlowWorkerCells {
     pub monitor: Option<Box<CacheLine<MonitorCells>>>,
 }
 
-/// A flow's counters: one cache-aligned block per worker. Shared by every rule-table version
-/// in which the rule is unchanged, so a flow's counts survive changes to other rules.
+/// What a flow's cells are sized for: its outputs and its stream check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowShape {
+    pub outputs: usize,
+    pub monitor: Option<Monitor>,
+}
+
+impl FlowShape {
+    /// The shape of the flow a rule forwards.
+    pub fn of(spec: &RuleSpec) -> Self {
+        FlowShape {
+            outputs: spec.outputs.len(),
+            monitor: spec.monitor,
+        }
+    }
+}
+
+/// A flow's counters: one cache-aligned block per worker. Shared by every published
+/// [`super::CounterTable`] in which the rule is unchanged, so a flow's counts survive changes
+/// to other rules.
 #[derive(Debug)]
 pub struct FlowCells {
     pub per_worker: Box<[CacheLine<FlowWorkerCells>]>,
+    shape: FlowShape,
 }
 
 impl FlowCells {
@@ -49,7 +68,29 @@ impl FlowCells {
                 })
             })
             .collect();
-        Self { per_worker }
+        Self {
+            per_worker,
+            shape: FlowShape { outputs, monitor },
+        }
+    }
+
+    /// Cells sized for a flow of `shape`.
+    pub fn of_shape(workers: usize, shape: FlowShape) -> Self {
+        Self::new(workers, shape.outputs, shape.monitor)
+    }
+
+    pub fn shape(&self) -> FlowShape {
+        self.shape
+    }
+
+    /// Starts every worker's stream check afresh (the flow comes back to the workers after
+    /// the kernel checked it: they have not seen the datagrams in between).
+    pub fn restart_monitors(&self) {
+        for w in self.per_worker.iter() {
+            if let Some(m) = &w.monitor {
+                m.restart();
+            }
+        }
     }
 }
 

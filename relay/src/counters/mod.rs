@@ -1,7 +1,8 @@
 //! Live counters of the data plane: the cells the packet path writes.
 //!
 //! Nothing here knows about the stats report or its rendering (`crate::stats`), which read
-//! these cells off the packet path.
+//! these cells off the packet path, nor about the rule table: a [`CounterTable`] holds each
+//! flow's cells by its rule's position and is published beside the rule table.
 //!
 //! Every cell has exactly one writer: the worker thread that owns it. The writer updates it
 //! with a relaxed load and store (no locked instruction, no contention); readers (the stats
@@ -19,10 +20,12 @@ mod cell;
 mod flow;
 mod monitor;
 mod names;
+mod table;
 mod worker;
 
 pub use cell::{CacheLine, Counter};
-pub use flow::{FlowCells, FlowWorkerCells, OutputCells};
+pub use flow::{FlowCells, FlowShape, FlowWorkerCells, OutputCells};
 pub use monitor::MonitorCells;
 pub use names::{errno_slot, PERF_COUNT, PERF_NAMES, TX_ERRNOS, TX_ERRNO_OTHER};
+pub use table::CounterTable;
 pub use worker::WorkerCells;
