@@ -25,10 +25,7 @@ fn table(rules: usize) -> RuleTable {
         })
         .unwrap();
     }
-    RuleTable::build(&set, 1, 1, None, &|name| {
-        Ok(if name == "eth0" { 2 } else { 3 })
-    })
-    .unwrap()
+    RuleTable::build(&set, 1, &|name| Ok(if name == "eth0" { 2 } else { 3 })).unwrap()
 }
 
 fn rule_lookup(c: &mut Criterion) {

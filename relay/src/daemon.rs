@@ -128,8 +128,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .as_ref()
         .map(|_| FastPathRefresher::start(Arc::clone(&controller)));
     let kernel_rules = shared
-        .table
+        .snapshot
         .load()
+        .table
         .rules
         .iter()
         .filter(|r| r.path == crate::rules::Path::Kernel)
@@ -153,7 +154,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     };
     tracing::info!(
         workers,
-        rules = shared.table.load().rules.len(),
+        rules = shared.snapshot.load().table.rules.len(),
         kernel_rules,
         gso,
         socket = %socket.display(),
@@ -206,7 +207,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
 /// What `systemctl status` shows while mcrd runs: its rules and how many the kernel runs.
 fn ready_status(shared: &Shared) -> String {
-    let table = shared.table.load();
+    let snapshot = shared.snapshot.load();
+    let table = &snapshot.table;
     let kernel = table
         .rules
         .iter()

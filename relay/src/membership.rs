@@ -242,7 +242,7 @@ mod tests {
             })
             .unwrap();
         }
-        RuleTable::build(&set, 1, 1, None, &|n| crate::netif::index(n)).unwrap()
+        RuleTable::build(&set, 1, &|n| crate::netif::index(n)).unwrap()
     }
 
     #[test]

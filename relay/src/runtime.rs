@@ -16,7 +16,7 @@ use crate::stats::collect::{collect, Identity, Sources};
 use crate::stats::report::StatsReport;
 
 pub struct Runtime {
-    /// What the workers read: the rule table, their counters, the stop flag.
+    /// What the workers read: the rule table and its counters, theirs, the stop flag.
     pub plane: Arc<Shared>,
     /// The kernel fast path, when it is in use (decided at start).
     pub fast_path: Option<Arc<FastPath>>,
@@ -60,9 +60,10 @@ impl Runtime {
 
     /// A stats report of everything as it is now.
     pub fn stats(&self, identity: &Identity, final_report: bool) -> StatsReport {
-        let table = self.plane.table.load();
+        let snapshot = self.plane.snapshot.load();
         let sources = Sources {
-            table: &table,
+            table: &snapshot.table,
+            counters: &snapshot.counters,
             workers: &self.plane.workers,
             started: self.plane.started,
             gso: self.plane.gso,

@@ -252,13 +252,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = RuleTable::build(
-        &set,
-        1,
-        cfg.dataplane.workers as usize,
-        None,
-        &relay::netif::index,
-    ) {
+    if let Err(e) = RuleTable::build(&set, 1, &relay::netif::index) {
         eprintln!("{}: {e}", file.display());
         return ExitCode::from(1);
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::protocol::{Command, ErrorKind, ListedRule, Reply, Request, Response};
 use crate::config;
+use crate::dataplane::Snapshot;
 use crate::fastpath::{Pending, PlanReport};
 use crate::membership::Memberships;
 use crate::rules::{Path, RuleError, RuleSet, RuleTable};
@@ -324,8 +325,8 @@ impl Controller {
         self.put_in_force(rules, message, start).map(|(t, _)| t)
     }
 
-    /// The one sequence that puts a rule set in force: build its table (keeping the counters
-    /// of unchanged rules), plan the fast path, join the groups, publish, run `published`,
+    /// The one sequence that puts a rule set in force: build its table (with the counters of
+    /// the unchanged rules in the snapshot beside it), plan the fast path, join the groups, publish, run `published`,
     /// wait for the workers to adopt the table, then remove what the fast path no longer
     /// needs. Returns `published`'s value and whether every worker adopted the table in time.
     fn put_in_force<T, E>(
@@ -335,20 +336,14 @@ impl Controller {
         published: impl FnOnce(&PlanReport) -> Result<T, E>,
     ) -> Result<(T, bool), InForceError<E>> {
         let generation = self.generation + 1;
-        let current = self.runtime.plane.table.load_full();
-        let mut table = RuleTable::build(
-            &next,
-            generation,
-            self.runtime.plane.workers.len(),
-            Some(&current),
-            &self.resolve,
-        )
-        .map_err(InForceError::Rules)?;
-        let (pending, report) = self.plan_fast_path(&mut table);
-        for warning in self.memberships.sync(&table) {
+        let table =
+            RuleTable::build(&next, generation, &self.resolve).map_err(InForceError::Rules)?;
+        let mut snapshot = self.runtime.plane.next_snapshot(table);
+        let (pending, report) = self.plan_fast_path(&mut snapshot);
+        for warning in self.memberships.sync(&snapshot.table) {
             tracing::warn!("{warning}");
         }
-        self.runtime.plane.publish(table);
+        self.runtime.plane.publish(snapshot);
         self.generation = generation;
         self.rules = next;
         tracing::info!("{message}");
@@ -369,7 +364,8 @@ impl Controller {
     /// its sockets closed; the other rules go on. Rules whose interfaces are all unchanged
     /// keep their counters.
     pub fn refresh_interfaces(&mut self, events: &crate::linkwatch::LinkEvents) {
-        let current = self.runtime.plane.table.load_full();
+        let snapshot = self.runtime.plane.snapshot.load_full();
+        let current = &snapshot.table;
         let used: std::collections::BTreeSet<u32> = current
             .inputs
             .iter()
@@ -431,7 +427,8 @@ impl Controller {
     /// input wait (and its sockets close), the rest go on. A gone interface keeps its last
     /// index here, so that the table can be built.
     fn publish_waiting(&mut self, missing: &[String]) {
-        let current = self.runtime.plane.table.load_full();
+        let snapshot = self.runtime.plane.snapshot.load_full();
+        let current = &snapshot.table;
         let last_index = |name: &str| {
             current
                 .inputs
@@ -450,20 +447,16 @@ impl Controller {
         let resolve = self.resolve;
         let resolve_or_last = |name: &str| resolve(name).or_else(|e| last_index(name).ok_or(e));
         let generation = self.generation + 1;
-        let mut table = match RuleTable::build(
-            &self.rules,
-            generation,
-            self.runtime.plane.workers.len(),
-            Some(&current),
-            &resolve_or_last,
-        ) {
+        let table = match RuleTable::build(&self.rules, generation, &resolve_or_last) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!("interfaces {missing:?} are gone: {e}");
                 return;
             }
         };
-        let (pending, _) = self.plan_fast_path(&mut table);
+        let mut next = Snapshot::new(table, self.runtime.plane.workers.len(), &snapshot);
+        let (pending, _) = self.plan_fast_path(&mut next);
+        let table = &mut next.table;
         let gone: Vec<u32> = table
             .inputs
             .iter()
@@ -479,7 +472,7 @@ impl Controller {
                 ),
             };
         }
-        self.runtime.plane.publish(table);
+        self.runtime.plane.publish(next);
         self.generation = generation;
         self.waiting_for = missing.to_vec();
         tracing::warn!("interfaces {missing:?} are gone; the rules on them wait for them");
@@ -487,14 +480,18 @@ impl Controller {
         self.finish_fast_path(pending);
     }
 
-    /// Decides the path of each rule of `table` and installs its kernel rules (no-op when
-    /// the fast path is off).
-    fn plan_fast_path(&self, table: &mut RuleTable) -> (Option<Pending>, PlanReport) {
+    /// Decides the path of each rule of `next`'s table and installs its kernel rules (no-op
+    /// when the fast path is off); the flows that leave the kernel start their userspace
+    /// stream checks afresh, before `next` is published.
+    fn plan_fast_path(&self, next: &mut Snapshot) -> (Option<Pending>, PlanReport) {
         let Some(fp) = self.runtime.fast_path.as_deref() else {
-            mark_fast_path_unavailable(&self.runtime, table);
+            mark_fast_path_unavailable(&self.runtime, &mut next.table);
             return (None, PlanReport::default());
         };
-        let (pending, report) = fp.plan(table, self.identity.dataplane.multicast_loop);
+        let (pending, report) = fp.plan(&mut next.table, self.identity.dataplane.multicast_loop);
+        for &position in &report.left_kernel {
+            next.counters.flow(position).restart_monitors();
+        }
         (Some(pending), report)
     }
 
@@ -533,19 +530,16 @@ impl Controller {
 
     fn replan_fast_path(&mut self) {
         let generation = self.generation + 1;
-        let current = self.runtime.plane.table.load_full();
-        let mut table = match RuleTable::build(
-            &self.rules,
-            generation,
-            self.runtime.plane.workers.len(),
-            Some(&current),
-            &self.resolve,
-        ) {
+        let snapshot = self.runtime.plane.snapshot.load_full();
+        let current = &snapshot.table;
+        let table = match RuleTable::build(&self.rules, generation, &self.resolve) {
             Ok(t) => t,
             // An interface went away: the rules stay as they are until the next change.
             Err(_) => return,
         };
-        let (pending, _) = self.plan_fast_path(&mut table);
+        let mut next = Snapshot::new(table, self.runtime.plane.workers.len(), &snapshot);
+        let (pending, _) = self.plan_fast_path(&mut next);
+        let table = &next.table;
         let same_paths = table.rules.len() == current.rules.len()
             && table.rules.iter().zip(&current.rules).all(|(a, b)| {
                 a.spec.name == b.spec.name && a.path == b.path && a.kernel_slot == b.kernel_slot
@@ -568,7 +562,7 @@ impl Controller {
                 );
             }
         }
-        self.runtime.plane.publish(table);
+        self.runtime.plane.publish(next);
         self.generation = generation;
         self.runtime.plane.wait_adopted(generation, ADOPT_TIMEOUT);
         self.finish_fast_path(pending);
@@ -582,7 +576,8 @@ impl Controller {
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Vec<ListedRule> {
-        let table = self.runtime.plane.table.load();
+        let snapshot = self.runtime.plane.snapshot.load();
+        let table = &snapshot.table;
         // By name in one pass: searching the table for each rule took time in N².
         let paths: std::collections::HashMap<&str, &Path> = table
             .rules
@@ -701,10 +696,10 @@ mod tests {
     fn rules_add_list_remove_publish_tables() {
         let mut c = controller(None);
         assert!(add(&mut c, rule("a", 5000)).ok);
-        assert_eq!(c.runtime.plane.table.load().rules.len(), 1);
+        assert_eq!(c.runtime.plane.snapshot.load().table.rules.len(), 1);
         // With the fast path off, the workers capture every input.
-        assert!(c.runtime.plane.table.load().inputs[0].needs_capture);
-        let gen1 = c.runtime.plane.table.load().generation;
+        assert!(c.runtime.plane.snapshot.load().table.inputs[0].needs_capture);
+        let gen1 = c.runtime.plane.snapshot.load().table.generation;
         let Some(Reply::Rules(list)) = send(&mut c, Command::RulesList).result else {
             panic!()
         };
@@ -713,15 +708,15 @@ mod tests {
         assert_eq!(list[0].path, "userspace");
         assert_eq!(list[0].path_reason.as_deref(), Some("fast path off"));
         assert!(send(&mut c, Command::RulesRemove { name: "a".into() }).ok);
-        assert!(c.runtime.plane.table.load().rules.is_empty());
-        assert!(c.runtime.plane.table.load().generation > gen1);
+        assert!(c.runtime.plane.snapshot.load().table.rules.is_empty());
+        assert!(c.runtime.plane.snapshot.load().table.generation > gen1);
     }
 
     #[test]
     fn refused_changes_leave_the_published_table_alone() {
         let mut c = controller(None);
         assert!(add(&mut c, rule("a", 5000)).ok);
-        let before = c.runtime.plane.table.load().generation;
+        let before = c.runtime.plane.snapshot.load().table.generation;
         let r = add(&mut c, rule("a", 5001));
         assert_eq!(r.error.unwrap().kind, ErrorKind::Rejected);
         let mut bad_if = rule("b", 5002);
@@ -732,7 +727,7 @@ mod tests {
         assert!(e.message.contains("nonexistent0"), "{}", e.message);
         let r = send(&mut c, Command::RulesRemove { name: "zzz".into() });
         assert_eq!(r.error.unwrap().kind, ErrorKind::NotFound);
-        assert_eq!(c.runtime.plane.table.load().generation, before);
+        assert_eq!(c.runtime.plane.snapshot.load().table.generation, before);
         assert_eq!(c.rules().len(), 1);
     }
 
@@ -800,7 +795,10 @@ mod tests {
             e.message
         );
         assert_eq!(c.rules().iter().next().unwrap().name, "r5000");
-        assert_eq!(c.runtime.plane.table.load().rules[0].spec.name, "r5000");
+        assert_eq!(
+            c.runtime.plane.snapshot.load().table.rules[0].spec.name,
+            "r5000"
+        );
     }
 
     #[test]
@@ -810,13 +808,13 @@ mod tests {
         std::fs::write(&path, "[[rule]]\nname = \"r\"\ninput = \"lo\"\ngroup = \"239.1.1.1\"\nport = 5000\noutputs = [{ dest = \"239.2.2.2\", port = 6000, interface = \"lo\" }]\n").unwrap();
         let mut c = controller(Some(path.clone()));
         assert!(send(&mut c, Command::ConfigReload).ok);
-        let gen = c.runtime.plane.table.load().generation;
+        let gen = c.runtime.plane.snapshot.load().table.generation;
         for empty in ["", "log_level = \"info\"\n", "allow_empty = false\n"] {
             std::fs::write(&path, empty).unwrap();
             let e = send(&mut c, Command::ConfigReload).error.unwrap();
             assert!(e.message.contains("allow_empty = true"), "{}", e.message);
             assert_eq!(c.rules().len(), 1);
-            assert_eq!(c.runtime.plane.table.load().generation, gen);
+            assert_eq!(c.runtime.plane.snapshot.load().table.generation, gen);
         }
         std::fs::write(&path, "allow_empty = true\n").unwrap();
         assert!(send(&mut c, Command::ConfigReload).ok);

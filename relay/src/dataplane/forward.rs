@@ -11,10 +11,10 @@ use io_uring::IoUring;
 
 use super::egress::{Pending, Sender};
 use super::limits::VNET_HDR_LEN;
-use super::Shared;
+use super::{Shared, Snapshot};
 use crate::config::DataplaneConfig;
 use crate::counters::WorkerCells;
-use crate::rules::{MatchKey, RuleTable};
+use crate::rules::MatchKey;
 use crate::wire::{self, ChecksumHint, Malformed, Parsed, Segments, VnetHeader};
 
 /// Per-worker state for matching, apart from the ingress rings so that a frame borrowed from
@@ -22,7 +22,8 @@ use crate::wire::{self, ChecksumHint, Malformed, Parsed, Segments, VnetHeader};
 pub struct Forwarder {
     pub id: usize,
     pub shared: Arc<Shared>,
-    pub table: Arc<RuleTable>,
+    /// The rule table matched against and its counters.
+    pub snapshot: Arc<Snapshot>,
     pub sender: Sender,
 }
 
@@ -35,7 +36,7 @@ impl Forwarder {
     ) -> Result<Self, super::pool::PoolError> {
         Ok(Forwarder {
             id,
-            table: Arc::new(RuleTable::default()),
+            snapshot: Arc::new(Snapshot::default()),
             sender: Sender::new(id, Arc::clone(&shared), dp, gso_supported)?,
             shared,
         })
@@ -46,15 +47,15 @@ impl Forwarder {
         &self.shared.workers[self.id]
     }
 
-    /// Adopts a new table. Called between passes, when nothing is pending.
-    pub fn adopt(&mut self, table: Arc<RuleTable>) {
-        self.sender.adopt(&table);
-        self.table = table;
+    /// Adopts a new snapshot. Called between passes, when nothing is pending.
+    pub fn adopt(&mut self, snapshot: Arc<Snapshot>) {
+        self.sender.adopt(&snapshot);
+        self.snapshot = snapshot;
     }
 
     /// Sends what the last batch queued.
     pub fn flush(&mut self, ring: &mut IoUring) {
-        self.sender.flush(&self.table, ring);
+        self.sender.flush(&self.snapshot, ring);
     }
 
     /// Handles one frame (`bytes` starts with the vnet header). `hint` is what `tp_status`
@@ -122,15 +123,15 @@ impl Forwarder {
     fn dispatch(&mut self, ifindex: u32, datagrams: Segments<'_>, stamp: Option<u64>) -> usize {
         let n = datagrams.len();
         let cells = &self.shared.workers[self.id];
-        let rule = datagrams.clone().next().and_then(|d| {
+        let found = datagrams.clone().next().and_then(|d| {
             let key = MatchKey {
                 ifindex,
                 group: d.dst,
                 port: d.dst_port,
             };
-            self.table.lookup(&key, d.src)
+            self.snapshot.table.lookup(&key, d.src)
         });
-        let Some(rule) = rule else {
+        let Some((position, rule)) = found else {
             cells.rx.add(n as u64);
             cells.no_match.add(n as u64);
             return n;
@@ -143,7 +144,7 @@ impl Forwarder {
         }
         cells.rx.add(n as u64);
         cells.matched.add(n as u64);
-        let flow = &rule.counters.per_worker[self.id];
+        let flow = &self.snapshot.counters.flow(position).per_worker[self.id];
         flow.packets.add(n as u64);
         let outputs = rule.outputs.len();
         // The frame's payload bytes, added to the flow's and the worker's counts once.

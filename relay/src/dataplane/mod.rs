@@ -1,8 +1,9 @@
 //! The data plane: worker threads that move datagrams from packet rings to UDP sockets.
 //!
-//! The control plane talks to the workers only through [`Shared`]: it publishes a new rule
-//! table (an `ArcSwap` plus a generation number the workers poll between batches), sets the
-//! stop flag, and reads the counters. There is no queue between threads on the packet path.
+//! The control plane talks to the workers only through [`Shared`]: it publishes a new
+//! [`Snapshot`], a rule table and the counter table beside it (an `ArcSwap` plus a generation
+//! number the workers poll between batches), sets the stop flag, and reads the counters.
+//! There is no queue between threads on the packet path.
 
 #[allow(unsafe_code)]
 pub mod egress;
@@ -29,13 +30,38 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::config::DataplaneConfig;
-use crate::counters::{CacheLine, WorkerCells};
+use crate::counters::{CacheLine, CounterTable, FlowShape, WorkerCells};
 use crate::rules::RuleTable;
 pub use worker::WorkerError;
 
+/// What the workers forward by: a rule table and its flows' counters, published as one, so
+/// that a worker never counts a rule's datagrams in another rule's cells.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub table: RuleTable,
+    /// By the position of each rule in `table`.
+    pub counters: CounterTable,
+}
+
+impl Snapshot {
+    /// `table` with counters for `workers` workers: a rule that is the same in `previous`
+    /// (`RuleTable::positions_in`) keeps its counters; a new or changed one, or every one if
+    /// the worker count changed, starts at zero.
+    pub fn new(table: RuleTable, workers: usize, previous: &Snapshot) -> Self {
+        let carried = table.positions_in(&previous.table);
+        let flows = table
+            .rules
+            .iter()
+            .zip(carried)
+            .map(|(rule, at)| (FlowShape::of(&rule.spec), at));
+        let counters = CounterTable::carried(workers, &previous.counters, flows);
+        Snapshot { table, counters }
+    }
+}
+
 /// State shared between the control plane and the workers.
 pub struct Shared {
-    pub table: ArcSwap<RuleTable>,
+    pub snapshot: ArcSwap<Snapshot>,
     /// Generation of the published table; workers compare it with theirs between batches.
     pub generation: AtomicU64,
     /// Generation each worker has adopted.
@@ -53,7 +79,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(workers: usize, gso: bool) -> Self {
         Self {
-            table: ArcSwap::from_pointee(RuleTable::default()),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
             generation: AtomicU64::new(0),
             adopted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             stop: AtomicBool::new(false),
@@ -83,11 +109,16 @@ impl Shared {
         self.failure.lock().ok().and_then(|f| f.clone())
     }
 
-    /// Publishes a table; workers adopt it between batches.
-    pub fn publish(&self, table: RuleTable) {
-        let generation = table.generation;
-        self.table.store(Arc::new(table));
+    /// Publishes a snapshot; workers adopt it between batches.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let generation = snapshot.table.generation;
+        self.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
+    }
+
+    /// `table` with its counters: those of the table in force for its unchanged rules.
+    pub fn next_snapshot(&self, table: RuleTable) -> Snapshot {
+        Snapshot::new(table, self.workers.len(), &self.snapshot.load())
     }
 
     /// Waits until every worker has adopted `generation` (or `timeout` passes).

@@ -278,7 +278,8 @@ impl Worker {
     /// here, before the worker reports the table adopted, which is before the controller
     /// removes the kernel entries of flows that left the kernel (`FastPath::finish`).
     pub fn adopt_current_table(&mut self) -> Result<(), WorkerError> {
-        let table = self.fwd.shared.table.load_full();
+        let snapshot = self.fwd.shared.snapshot.load_full();
+        let table = &snapshot.table;
         // First close the sockets of inputs the table no longer has, and those whose
         // interface was deleted (also if one of the same index exists now: the socket is
         // bound to nothing), so that `open_missing` opens a new one for it.
@@ -303,8 +304,8 @@ impl Worker {
                 }
             }
         }
-        let first_error = self.open_missing(&table);
-        self.fwd.adopt(table);
+        let first_error = self.open_missing(table);
+        self.fwd.adopt(snapshot);
         self.close_drained();
         first_error.map_or(Ok(()), Err)
     }
@@ -408,7 +409,7 @@ impl Worker {
 
     /// Runs until the shared stop flag is set, then drains sends in flight.
     pub fn run(mut self) {
-        let mut generation = self.fwd.table.generation;
+        let mut generation = self.fwd.snapshot.table.generation;
         let mut last_busy = Instant::now();
         let mut next_tick = Instant::now() + TICK;
         let mut next_slow_tick = Instant::now() + SLOW_TICK;
@@ -427,7 +428,7 @@ impl Worker {
                 if let Err(e) = self.adopt_current_table() {
                     tracing::error!("{e}");
                 }
-                generation = self.fwd.table.generation;
+                generation = self.fwd.snapshot.table.generation;
                 shared.adopted[self.fwd.id].store(generation, Ordering::Release);
             }
             self.reap_completions();
@@ -632,8 +633,8 @@ impl Worker {
 
     fn slow_tick(&mut self) {
         if self.open_failed {
-            let table = Arc::clone(&self.fwd.table);
-            self.open_missing(&table);
+            let snapshot = Arc::clone(&self.fwd.snapshot);
+            self.open_missing(&snapshot.table);
         }
         self.publish_perf();
         for sock in self.fwd.sender.sockets() {

@@ -182,11 +182,17 @@ pub struct Pending {
     started: Vec<Flow>,
 }
 
-/// What a table's plan found that a `required` fast path refuses.
+/// What a table's plan found: what a `required` fast path refuses, and what the caller must
+/// do before it publishes the table.
 #[derive(Debug, Default)]
 pub struct PlanReport {
     /// Input interfaces the program could not be attached to, with why.
     pub attach_errors: Vec<String>,
+    /// The rules (by position in the table) whose flow leaves the kernel for the workers:
+    /// their userspace stream checks must start afresh before the workers take the flow,
+    /// since the program checked the datagrams in between (the fast path knows no worker
+    /// counters; the caller restarts them).
+    pub left_kernel: Vec<usize>,
 }
 
 impl FastPath {
@@ -317,7 +323,8 @@ impl FastPath {
             sw.entries.clear();
         }
         let mut wanted: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        for ((rule, decision), flags) in table.rules.iter_mut().zip(decisions).zip(flags) {
+        let each = table.rules.iter_mut().zip(decisions).zip(flags);
+        for (position, ((rule, decision), flags)) in each.enumerate() {
             let flow = switch::flow_of(rule);
             let to_kernel = switching
                 .then(|| state.switches.switch(&flow))
@@ -325,11 +332,15 @@ impl FastPath {
                 .filter(|s| s.to == Side::Kernel)
                 .map(|s| s.cutoff.unwrap_or(u64::MAX));
             let cutoff = to_kernel.map(|c| (true, c));
-            if let Some((k, v)) = self.apply(&mut state, rule, decision, flags, cutoff) {
-                if let Some(sw) = to_kernel.and_then(|_| state.switches.switch_mut(&flow)) {
-                    sw.entries.push(k.clone());
+            match self.apply(&mut state, rule, decision, flags, cutoff) {
+                Applied::Kernel(k, v) => {
+                    if let Some(sw) = to_kernel.and_then(|_| state.switches.switch_mut(&flow)) {
+                        sw.entries.push(k.clone());
+                    }
+                    wanted.insert(k, v);
                 }
-                wanted.insert(k, v);
+                Applied::LeftKernel => report.left_kernel.push(position),
+                Applied::Elsewhere => {}
             }
             // A rule that failed to go to the kernel is the workers' alone.
             let kept = !(to_kernel.is_some() && rule.path != Path::Kernel);
@@ -514,8 +525,8 @@ impl FastPath {
     }
 
     /// Puts one rule on the path `decision` gives it: for the kernel, a counter slot and its
-    /// map entry with `flags` (`plan::entry_flags`; the entry's key and value are returned).
-    /// A rule whose slot or entry cannot be written goes to userspace, saying why.
+    /// map entry with `flags` (`plan::entry_flags`). A rule whose slot or entry cannot be
+    /// written goes to userspace, saying why.
     fn apply(
         &self,
         state: &mut State,
@@ -523,7 +534,7 @@ impl FastPath {
         decision: Decision,
         flags: u32,
         cutoff: Option<(bool, u64)>,
-    ) -> Option<(Vec<u8>, Vec<u8>)> {
+    ) -> Applied {
         let slot = state.slots.owned(&rule.spec.name);
         rule.kernel_slot = slot;
         let (IpAddr::V4(group), None | Some(IpAddr::V4(_))) = (rule.spec.group, rule.spec.source)
@@ -536,7 +547,7 @@ impl FastPath {
                     reason: "IPv6 in the kernel path".into(),
                 },
             };
-            return None;
+            return Applied::Elsewhere;
         };
         let source = rule.spec.source.and_then(|s| match s {
             IpAddr::V4(s) => Some(s),
@@ -551,14 +562,15 @@ impl FastPath {
             Decision::Kernel(o) => o,
             Decision::Waiting(reason) => {
                 rule.path = Path::Waiting { reason };
-                return None;
+                return Applied::Elsewhere;
             }
             Decision::Userspace(reason) => {
-                if was_kernel {
-                    restart_worker_monitors(rule);
-                }
                 rule.path = Path::Userspace { reason };
-                return None;
+                return if was_kernel {
+                    Applied::LeftKernel
+                } else {
+                    Applied::Elsewhere
+                };
             }
         };
         let slot = match slot {
@@ -567,7 +579,7 @@ impl FastPath {
                 Ok(s) => s,
                 Err(reason) => {
                     rule.path = Path::Userspace { reason };
-                    return None;
+                    return Applied::Elsewhere;
                 }
             },
         };
@@ -584,10 +596,10 @@ impl FastPath {
             rule.path = Path::Userspace {
                 reason: format!("updating the kernel rule map: {e}"),
             };
-            return None;
+            return Applied::Elsewhere;
         }
         rule.path = Path::Kernel;
-        Some((k, v))
+        Applied::Kernel(k, v)
     }
 
     /// A free slot for `rule`, its counters zeroed and its stream check fresh.
@@ -679,13 +691,14 @@ fn entry<'a>(
     }
 }
 
-/// Restarts a flow's userspace stream checks (every worker's) as it leaves the kernel.
-fn restart_worker_monitors(rule: &Rule) {
-    for w in rule.counters.per_worker.iter() {
-        if let Some(m) = &w.monitor {
-            m.restart();
-        }
-    }
+/// What [`FastPath::apply`] did with a rule.
+enum Applied {
+    /// It runs in the kernel, under this map entry (key, value).
+    Kernel(Vec<u8>, Vec<u8>),
+    /// Its flow was in the kernel and goes to the workers ([`PlanReport::left_kernel`]).
+    LeftKernel,
+    /// Anything else: not in the kernel, its userspace stream checks left as they are.
+    Elsewhere,
 }
 
 #[cfg(test)]

@@ -383,7 +383,7 @@ mod tests {
 
     fn table(specs: Vec<RuleSpec>) -> RuleTable {
         let set = RuleSet::from_specs(specs).unwrap();
-        RuleTable::build(&set, 1, 1, None, &index).unwrap()
+        RuleTable::build(&set, 1, &index).unwrap()
     }
 
     fn attached(inputs: &[u32]) -> BTreeMap<u32, InputLink> {

@@ -126,7 +126,7 @@ mod tests {
                 _ => 11,
             })
         };
-        RuleTable::build(&set, 1, 1, None, &index).unwrap().rules
+        RuleTable::build(&set, 1, &index).unwrap().rules
     }
 
     #[test]

@@ -8,7 +8,6 @@ use rustc_hash::FxHashMap;
 
 use super::set::{RuleError, RuleSet};
 use crate::config::{OutputSpec, RuleSpec};
-use crate::counters::FlowCells;
 
 /// What a datagram is matched on (besides an optional source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,7 +114,6 @@ pub struct Rule {
     pub spec: RuleSpec,
     pub ifindex: u32,
     pub outputs: Vec<Output>,
-    pub counters: Arc<FlowCells>,
     pub path: Path,
     /// The rule's counter slot in the kernel program, once it ran there (kept while the rule
     /// is unchanged, also when it moves back to userspace).
@@ -155,27 +153,19 @@ pub struct RuleTable {
     pub egress_keys: Vec<EgressKey>,
     /// Number of outputs over all rules (the range of [`Output::id`]).
     pub output_count: usize,
-    /// Worker count the counters were sized for.
-    pub workers: usize,
 }
 
 /// Looks up interface indices; the real one asks the kernel, tests may use `lo` only.
 pub type Resolver<'a> = &'a dyn Fn(&str) -> std::io::Result<u32>;
 
 impl RuleTable {
-    /// Resolves `set` into a table. Rules whose spec is unchanged from `previous` keep their
-    /// counters, so a change to one rule does not reset the others' statistics.
+    /// Resolves `set` into a table. What is kept per rule across tables (its counters) is
+    /// carried by [`RuleTable::positions_in`].
     pub fn build(
         set: &RuleSet,
         generation: u64,
-        workers: usize,
-        previous: Option<&RuleTable>,
         resolve: Resolver<'_>,
     ) -> Result<RuleTable, RuleError> {
-        let old: BTreeMap<&str, &Rule> = previous
-            .filter(|p| p.workers == workers)
-            .map(|p| p.rules.iter().map(|r| (r.spec.name.as_str(), r)).collect())
-            .unwrap_or_default();
         // Each interface name is asked of the kernel once per build, not once per rule and
         // output: a table of 100,000 rules names a handful of interfaces.
         let mut resolved: FxHashMap<String, u32> = FxHashMap::default();
@@ -195,7 +185,6 @@ impl RuleTable {
 
         let mut table = RuleTable {
             generation,
-            workers,
             ..Default::default()
         };
         let mut egress: BTreeMap<EgressKey, usize> = BTreeMap::new();
@@ -224,12 +213,6 @@ impl RuleTable {
                 });
                 table.output_count += 1;
             }
-            let counters = match old.get(spec.name.as_str()) {
-                Some(prev) if prev.spec == *spec && prev.ifindex == ifindex => {
-                    Arc::clone(&prev.counters)
-                }
-                _ => Arc::new(FlowCells::new(workers, spec.outputs.len(), spec.monitor)),
-            };
             let input = inputs.entry(ifindex).or_insert_with(|| InputInterface {
                 ifindex,
                 name: spec.input.clone(),
@@ -245,7 +228,6 @@ impl RuleTable {
                 spec: spec.clone(),
                 ifindex,
                 outputs,
-                counters,
                 path: Path::fast_path_off(),
                 kernel_slot: None,
                 handover: None,
@@ -276,14 +258,37 @@ impl RuleTable {
         Ok(table)
     }
 
-    /// The rule for a datagram, if any. Hot path: one hash lookup, no allocation.
+    /// The rule for a datagram, if any, with its position in [`RuleTable::rules`] (by which
+    /// the counter table published beside this one holds the rule's counters). Hot path: one
+    /// hash lookup, no allocation.
     #[inline]
-    pub fn lookup(&self, key: &MatchKey, source: IpAddr) -> Option<&Rule> {
+    pub fn lookup(&self, key: &MatchKey, source: IpAddr) -> Option<(usize, &Rule)> {
         let candidates = self.index.get(key)?;
         candidates
             .iter()
-            .map(|&i| &self.rules[i])
-            .find(|r| r.spec.source.is_none_or(|s| s == source))
+            .map(|&i| (i, &self.rules[i]))
+            .find(|(_, r)| r.spec.source.is_none_or(|s| s == source))
+    }
+
+    /// For each rule, its position in `previous` if it is the same rule there: the same name,
+    /// spec and input interface. What is kept per rule (its counters) is carried by it, so a
+    /// change to one rule does not reset the others'.
+    pub fn positions_in(&self, previous: &RuleTable) -> Vec<Option<usize>> {
+        let old: FxHashMap<&str, usize> = previous
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.spec.name.as_str(), i))
+            .collect();
+        self.rules
+            .iter()
+            .map(|rule| {
+                old.get(rule.spec.name.as_str()).copied().filter(|&i| {
+                    let prev = &previous.rules[i];
+                    prev.spec == rule.spec && prev.ifindex == rule.ifindex
+                })
+            })
+            .collect()
     }
 
     /// The input interface entry for `ifindex`, if any rule uses it.
@@ -334,8 +339,8 @@ mod tests {
         }
     }
 
-    fn build(set: &RuleSet, prev: Option<&RuleTable>) -> Result<RuleTable, RuleError> {
-        RuleTable::build(set, 1, 2, prev, &fake_resolve)
+    fn build(set: &RuleSet) -> Result<RuleTable, RuleError> {
+        RuleTable::build(set, 1, &fake_resolve)
     }
 
     #[test]
@@ -343,7 +348,7 @@ mod tests {
         let mut set = RuleSet::default();
         set.add(spec("a", "eth0", [239, 1, 1, 1], 5000, &[("eth1", 1)]))
             .unwrap();
-        let t = build(&set, None).unwrap();
+        let t = build(&set).unwrap();
         let key = |ifindex, g: [u8; 4], port| MatchKey {
             ifindex,
             group: g.into(),
@@ -353,6 +358,7 @@ mod tests {
         assert_eq!(
             t.lookup(&key(2, [239, 1, 1, 1], 5000), any)
                 .unwrap()
+                .1
                 .spec
                 .name,
             "a"
@@ -370,18 +376,18 @@ mod tests {
         let mut ssm = spec("ssm", "eth0", [239, 1, 1, 1], 5000, &[("eth2", 1)]);
         ssm.source = Some([10, 0, 0, 5].into());
         set.add(ssm).unwrap();
-        let t = build(&set, None).unwrap();
+        let t = build(&set).unwrap();
         let key = MatchKey {
             ifindex: 2,
             group: [239, 1, 1, 1].into(),
             port: 5000,
         };
         assert_eq!(
-            t.lookup(&key, [10, 0, 0, 5].into()).unwrap().spec.name,
+            t.lookup(&key, [10, 0, 0, 5].into()).unwrap().1.spec.name,
             "ssm"
         );
         assert_eq!(
-            t.lookup(&key, [10, 0, 0, 6].into()).unwrap().spec.name,
+            t.lookup(&key, [10, 0, 0, 6].into()).unwrap().1.spec.name,
             "any"
         );
     }
@@ -405,7 +411,7 @@ mod tests {
             &[("eth1", 1), ("eth1", 8)],
         ))
         .unwrap();
-        let t = build(&set, None).unwrap();
+        let t = build(&set).unwrap();
         assert_eq!(t.output_count, 4);
         assert_eq!(t.egress_keys.len(), 3);
         let ids: Vec<usize> = t
@@ -433,7 +439,7 @@ mod tests {
             &[("eth1", 1), ("wlan9", 1)],
         ))
         .unwrap();
-        let e = build(&set, None).unwrap_err().to_string();
+        let e = build(&set).unwrap_err().to_string();
         assert!(
             e.contains("rule `a`") && e.contains("outputs[1].interface") && e.contains("wlan9"),
             "{e}"
@@ -441,21 +447,34 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_rules_keep_their_counters_across_rebuilds() {
+    fn unchanged_rules_are_found_in_the_previous_table() {
         let mut set = RuleSet::default();
-        set.add(spec("a", "eth0", [239, 1, 1, 1], 5000, &[("eth1", 1)]))
-            .unwrap();
-        set.add(spec("b", "eth0", [239, 1, 1, 2], 5000, &[("eth1", 1)]))
-            .unwrap();
-        let t1 = build(&set, None).unwrap();
-        t1.rules[0].counters.per_worker[0].packets.add(7);
+        for (name, last) in [("a", 1), ("b", 2), ("d", 4)] {
+            set.add(spec(name, "eth0", [239, 1, 1, last], 5000, &[("eth1", 1)]))
+                .unwrap();
+        }
+        let t1 = build(&set).unwrap();
+        assert_eq!(t1.positions_in(&t1), [Some(0), Some(1), Some(2)]);
+        // "b" removed, "c" and "c2" added, "a" changed; "d" unchanged at another position.
         set.remove("b").unwrap();
-        set.add(spec("c", "eth0", [239, 1, 1, 3], 5000, &[("eth1", 1)]))
+        for (name, last) in [("c", 3), ("c2", 5)] {
+            set.add(spec(name, "eth0", [239, 1, 1, last], 5000, &[("eth1", 1)]))
+                .unwrap();
+        }
+        set.remove("a").unwrap();
+        set.add(spec("a", "eth0", [239, 1, 1, 1], 5000, &[("eth2", 1)]))
             .unwrap();
-        let t2 = build(&set, Some(&t1)).unwrap();
-        assert!(Arc::ptr_eq(&t1.rules[0].counters, &t2.rules[0].counters));
-        assert_eq!(t2.rules[0].counters.per_worker[0].packets.get(), 7);
-        assert_eq!(t2.rules[1].counters.per_worker[0].packets.get(), 0);
+        let t2 = build(&set).unwrap();
+        let names: Vec<&str> = t2.rules.iter().map(|r| r.spec.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "c2", "d"]);
+        assert_eq!(t2.positions_in(&t1), [None, None, None, Some(2)]);
+        // The same spec on an input that now has another index is another rule.
+        let moved = RuleTable::build(&set, 2, &|n| match n {
+            "eth0" => Ok(9),
+            n => fake_resolve(n),
+        })
+        .unwrap();
+        assert_eq!(moved.positions_in(&t2), [None, None, None, None]);
     }
 
     /// The workers bind a packet socket on an input only while one of its rules runs in
@@ -474,7 +493,7 @@ mod tests {
             set.add(spec(name, input, [239, 1, 1, last], 5000, &[("eth2", 1)]))
                 .unwrap();
         }
-        let mut t = build(&set, None).unwrap();
+        let mut t = build(&set).unwrap();
         let captured = |t: &RuleTable| -> Vec<(u32, bool)> {
             t.inputs
                 .iter()

@@ -8,7 +8,9 @@ use super::report::{
     Tunables, WorkerCounters, WorkerStats, STATS_MINOR_VERSION, STATS_SCHEMA, STATS_VERSION,
 };
 use crate::config::DataplaneConfig;
-use crate::counters::{CacheLine, WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER};
+use crate::counters::{
+    CacheLine, CounterTable, WorkerCells, PERF_COUNT, TX_ERRNOS, TX_ERRNO_OTHER,
+};
 use crate::fastpath::counters::{KernelTotals, RuleCounters};
 use crate::fastpath::FastPath;
 use crate::rules::RuleTable;
@@ -55,11 +57,13 @@ struct OutputRead {
     in_flight: u64,
 }
 
-/// What a report is read from, as values: the table in force (its rules carry the flow
-/// counters), the workers' counters, the kernel's (through the fast path) and a few facts.
+/// What a report is read from, as values: the table in force and its flows' counters, the
+/// workers' counters, the kernel's (through the fast path) and a few facts.
 /// The data plane is not among them: stats read counters, not the forwarding machinery.
 pub struct Sources<'a> {
     pub table: &'a RuleTable,
+    /// The counters published with `table`, by the position of each rule in it.
+    pub counters: &'a CounterTable,
     pub workers: &'a [CacheLine<WorkerCells>],
     /// When the data plane started (the report's uptime).
     pub started: Instant,
@@ -79,11 +83,9 @@ pub fn collect(sources: &Sources, identity: &Identity, final_report: bool) -> St
     let mut flow_reads: Vec<Vec<FlowWorkerRead>> = Vec::with_capacity(sources.workers.len());
     for (id, cells) in sources.workers.iter().enumerate() {
         let (counters, flows) = cells.read_consistent(|| {
-            let flows = table
-                .rules
-                .iter()
-                .map(|rule| {
-                    let w = &rule.counters.per_worker[id];
+            let flows = (0..table.rules.len())
+                .map(|position| {
+                    let w = &sources.counters.flow(position).per_worker[id];
                     FlowWorkerRead {
                         packets: w.packets.get(),
                         bytes: w.bytes.get(),
@@ -403,15 +405,29 @@ fn add_counts(a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>) {
 mod tests {
     use super::*;
     use crate::config::RuleSpec;
+    use crate::counters::FlowShape;
     use crate::rules::RuleSet;
 
     fn workers(n: usize) -> Vec<CacheLine<WorkerCells>> {
         (0..n).map(|_| CacheLine(WorkerCells::default())).collect()
     }
 
-    fn report(table: &RuleTable, workers: &[CacheLine<WorkerCells>], id: &Identity) -> StatsReport {
+    /// `set`'s table on `lo`, with fresh counters for `workers` workers.
+    fn table(set: &RuleSet, workers: usize) -> (RuleTable, CounterTable) {
+        let table = RuleTable::build(set, 1, &|n| crate::netif::index(n)).unwrap();
+        let flows = table.rules.iter().map(|r| FlowShape::of(&r.spec));
+        let counters = CounterTable::fresh(workers, flows);
+        (table, counters)
+    }
+
+    fn report(
+        (table, counters): &(RuleTable, CounterTable),
+        workers: &[CacheLine<WorkerCells>],
+        id: &Identity,
+    ) -> StatsReport {
         let sources = Sources {
             table,
+            counters,
             workers,
             started: Instant::now(),
             gso: true,
@@ -426,12 +442,10 @@ mod tests {
         let cells = workers(2);
         let mut set = RuleSet::default();
         set.add(RuleSpec::on_lo("r", [239, 1, 1, 1], 5000)).unwrap();
-        let table = RuleTable::build(&set, 1, 2, None, &|n| crate::netif::index(n)).unwrap();
-        table.rules[0].counters.per_worker[0].packets.add(3);
-        table.rules[0].counters.per_worker[1].packets.add(4);
-        table.rules[0].counters.per_worker[1].outputs[0]
-            .tx_sent
-            .add(4);
+        let table = table(&set, 2);
+        table.1.flow(0).per_worker[0].packets.add(3);
+        table.1.flow(0).per_worker[1].packets.add(4);
+        table.1.flow(0).per_worker[1].outputs[0].tx_sent.add(4);
         cells[0].rx.add(10);
         cells[0].matched.add(3);
         cells[0].malformed[Malformed::Fragment.index()].add(7);
@@ -475,14 +489,14 @@ mod tests {
             ..RuleSpec::on_lo("m", [239, 1, 1, 1], 5000)
         })
         .unwrap();
-        let table = RuleTable::build(&set, 1, 2, None, &|n| crate::netif::index(n)).unwrap();
+        let table = table(&set, 2);
         let rtp = |seq: u16| {
             let mut b = [0u8; 12];
             b[0] = 0x80;
             b[2..4].copy_from_slice(&seq.to_be_bytes());
             b
         };
-        let flow = &table.rules[0].counters.per_worker;
+        let flow = &table.1.flow(0).per_worker;
         for seq in [1, 2, 5] {
             flow[0].monitor.as_ref().unwrap().observe(&rtp(seq));
         }

@@ -19,8 +19,8 @@ use crate::counters::errno_slot;
 use crate::dataplane::limits::{GSO_MAX_PAYLOAD, UDP_MAX_SEGMENTS};
 use crate::dataplane::pool::{BufId, BufferPool, PoolError};
 use crate::dataplane::uring::{push, KIND_SEND};
-use crate::dataplane::Shared;
-use crate::rules::{EgressKey, RuleTable};
+use crate::dataplane::{Shared, Snapshot};
+use crate::rules::EgressKey;
 
 /// A datagram waiting to be sent to one output.
 #[derive(Debug, Clone, Copy)]
@@ -81,10 +81,11 @@ impl Sender {
         })
     }
 
-    /// Opens the egress sockets `table` needs (keeping those already open) and builds its
-    /// per-output targets. Called between passes, when nothing is pending (sends in flight
-    /// keep their own targets alive).
-    pub fn adopt(&mut self, table: &RuleTable) {
+    /// Opens the egress sockets `snapshot`'s table needs (keeping those already open) and
+    /// builds its per-output targets. Called between passes, when nothing is pending (sends in
+    /// flight keep their own targets alive).
+    pub fn adopt(&mut self, snapshot: &Snapshot) {
+        let table = &snapshot.table;
         debug_assert_eq!(self.pending.active_len(), 0);
         let mut sockets = HashMap::with_capacity(table.egress_keys.len());
         for key in &table.egress_keys {
@@ -109,14 +110,14 @@ impl Sender {
         self.sockets = sockets;
         let mut targets: Vec<Option<Rc<OutputTarget>>> =
             (0..table.output_count).map(|_| None).collect();
-        for rule in &table.rules {
+        for (position, rule) in table.rules.iter().enumerate() {
             for out in &rule.outputs {
                 let key = &table.egress_keys[out.egress];
                 targets[out.id] = self.sockets.get(key).map(|s| {
                     Rc::new(OutputTarget::new(
                         out.dest,
                         Rc::clone(s),
-                        Arc::clone(&rule.counters),
+                        Arc::clone(snapshot.counters.flow(position)),
                         out.index_in_rule,
                     ))
                 });
@@ -171,16 +172,16 @@ impl Sender {
         true
     }
 
-    /// Turns every output's pending datagrams into `sendmsg` submissions. `table` is the one
-    /// last adopted (to charge an output whose socket could not be opened).
-    pub fn flush(&mut self, table: &RuleTable, ring: &mut IoUring) {
+    /// Turns every output's pending datagrams into `sendmsg` submissions. `snapshot` is the
+    /// one last adopted (to charge an output whose socket could not be opened).
+    pub fn flush(&mut self, snapshot: &Snapshot, ring: &mut IoUring) {
         let mut queue = std::mem::take(&mut self.sending);
         for a in 0..self.pending.active_len() {
             let id = self.pending.active(a);
             self.pending.copy_queue(id, &mut queue);
             match self.targets[id].clone() {
                 Some(target) => self.send_queue(&target, &queue, ring),
-                None => self.charge_unopened(table, id, &queue),
+                None => self.charge_unopened(snapshot, id, &queue),
             }
         }
         self.pending.clear();
@@ -190,13 +191,15 @@ impl Sender {
 
     /// The egress socket of output `id` could not be opened: these datagrams cannot be sent.
     #[cold]
-    fn charge_unopened(&mut self, table: &RuleTable, id: usize, queue: &[Pending]) {
-        if let Some((rule, i)) = table
+    fn charge_unopened(&mut self, snapshot: &Snapshot, id: usize, queue: &[Pending]) {
+        if let Some((position, i)) = snapshot
+            .table
             .rules
             .iter()
-            .find_map(|r| r.outputs.iter().position(|o| o.id == id).map(|i| (r, i)))
+            .enumerate()
+            .find_map(|(p, r)| r.outputs.iter().position(|o| o.id == id).map(|i| (p, i)))
         {
-            let oc = &rule.counters.per_worker[self.worker].outputs[i];
+            let oc = &snapshot.counters.flow(position).per_worker[self.worker].outputs[i];
             let n = queue.len() as u64;
             oc.in_flight.sub(n);
             oc.tx_errors.add(n);
