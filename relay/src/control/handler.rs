@@ -712,6 +712,33 @@ mod tests {
         assert!(c.runtime.plane.snapshot.load().table.generation > gen1);
     }
 
+    /// The counters are published beside the table: a change keeps those of the rules it
+    /// leaves alone, wherever they now sit in the table, and gives a changed rule new ones.
+    #[test]
+    fn a_change_keeps_the_counters_of_the_rules_it_leaves_alone() {
+        let mut c = controller(None);
+        assert!(add(&mut c, rule("b", 5000)).ok);
+        let packets = |c: &Controller, name: &str| {
+            let snapshot = c.runtime.plane.snapshot.load();
+            let position = snapshot
+                .table
+                .rules
+                .iter()
+                .position(|r| r.spec.name == name)
+                .unwrap();
+            snapshot.counters.flow(position).per_worker[0].packets.get()
+        };
+        let counters = &c.runtime.plane.snapshot.load_full().counters;
+        assert_eq!(counters.len(), 1);
+        counters.flow(0).per_worker[0].packets.add(7);
+        // "a" comes first by name: "b" moves to position 1 and keeps its count.
+        assert!(add(&mut c, rule("a", 5001)).ok);
+        assert_eq!((packets(&c, "a"), packets(&c, "b")), (0, 7));
+        assert!(send(&mut c, Command::RulesRemove { name: "b".into() }).ok);
+        assert!(add(&mut c, rule("b", 5002)).ok);
+        assert_eq!(packets(&c, "b"), 0, "a changed rule starts at zero");
+    }
+
     #[test]
     fn refused_changes_leave_the_published_table_alone() {
         let mut c = controller(None);
