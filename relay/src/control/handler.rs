@@ -325,10 +325,10 @@ impl Controller {
         self.put_in_force(rules, message, start).map(|(t, _)| t)
     }
 
-    /// The one sequence that puts a rule set in force: build its table (with the counters of
-    /// the unchanged rules in the snapshot beside it), plan the fast path, join the groups, publish, run `published`,
-    /// wait for the workers to adopt the table, then remove what the fast path no longer
-    /// needs. Returns `published`'s value and whether every worker adopted the table in time.
+    /// The one sequence that puts a rule set in force: build its table (in a snapshot with
+    /// the counters of its unchanged rules), plan the fast path, join the groups, publish, run
+    /// `published`, wait for the workers to adopt the table, then remove what the fast path no
+    /// longer needs. Returns `published`'s value and whether every worker adopted the table in time.
     fn put_in_force<T, E>(
         &mut self,
         next: RuleSet,
@@ -454,7 +454,7 @@ impl Controller {
                 return;
             }
         };
-        let mut next = Snapshot::new(table, self.runtime.plane.workers.len(), &snapshot);
+        let mut next = self.runtime.plane.next_snapshot(table);
         let (pending, _) = self.plan_fast_path(&mut next);
         let table = &mut next.table;
         let gone: Vec<u32> = table
@@ -537,7 +537,7 @@ impl Controller {
             // An interface went away: the rules stay as they are until the next change.
             Err(_) => return,
         };
-        let mut next = Snapshot::new(table, self.runtime.plane.workers.len(), &snapshot);
+        let mut next = self.runtime.plane.next_snapshot(table);
         let (pending, _) = self.plan_fast_path(&mut next);
         let table = &next.table;
         let same_paths = table.rules.len() == current.rules.len()
