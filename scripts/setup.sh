@@ -26,6 +26,8 @@ done
 # them again): PACKAGE:COMMAND is installed when COMMAND is missing, PACKAGE:/FILE when FILE is.
 # promtool (package prometheus) checks the /metrics text in the relay's end-to-end tests.
 wanted="iproute2:ip ethtool:ethtool nftables:nft smcroute:smcrouted socat:socat procps:sysctl jq:jq util-linux:setpriv ffmpeg:ffmpeg tshark:tshark prometheus:promtool curl:curl"
+# iperf2 (Debian's iperf): a real client through mcrd over IPv6 (scripts/ipv6-clients.sh).
+wanted="$wanted iperf:iperf"
 # The relay's kernel fast path (relay/build.rs): clang compiles the BPF program against the
 # kernel UAPI and libbpf headers; the vendored libbpf (libbpf-sys) is built with make, cc and
 # pkg-config and links libelf and zlib.

@@ -63,6 +63,11 @@ pl_bin_commit() {
   pl_commit "$root"
 }
 
+# pl_hostport ADDR PORT: ADDR:PORT, with an IPv6 address in brackets ([ff3e::1]:5000).
+pl_hostport() {
+  case $1 in *:*) printf '[%s]:%s\n' "$1" "$2" ;; *) printf '%s:%s\n' "$1" "$2" ;; esac
+}
+
 pl_log() { printf '%s: %s\n' "$PL_PROG" "$*" >&2; }
 
 pl_die() {

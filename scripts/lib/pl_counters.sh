@@ -7,9 +7,12 @@
 
 # pl_snap_ns NS FILE: one JSON object {links: {IF: {rx_packets, rx_dropped, ...}}, udp: {...},
 # ip: {...}, mr_vif: {IF: {...}}}. ip is the IPv4 MIB (InReceives, ForwDatagrams, OutDiscards...):
-# the only counters of the kernel's unicast forwarding (relay kind route).
+# the only counters of the kernel's unicast forwarding (relay kind route). With PL_FAMILY=ipv6
+# also udp6 (the Udp6 lines of /proc/net/snmp6, prefix dropped) and icmp6: {IF: {in_msgs,
+# out_msgs}} (/proc/net/dev_snmp6/IF), and mr_vif from /proc/net/ip6_mr_vif.
 pl_snap_ns() {
-  local ns=$1 out=$2 links snmp udp ip vif
+  local ns=$1 out=$2 links snmp udp ip vif vif_file=/proc/net/ip_mr_vif
+  [ "${PL_FAMILY:-ipv4}" = ipv6 ] && vif_file=/proc/net/ip6_mr_vif
   links=$(ip -n "$ns" -s -j link show | jq 'map({key: .ifname, value: (.stats64 | {rx_packets: .rx.packets,
     rx_dropped: .rx.dropped, rx_errors: .rx.errors, tx_packets: .tx.packets, tx_dropped: .tx.dropped,
     tx_errors: .tx.errors})}) | from_entries')
@@ -17,9 +20,22 @@ pl_snap_ns() {
   udp=$(pl_snmp_json Udp: <<<"$snmp")
   ip=$(pl_snmp_json Ip: <<<"$snmp")
   # /proc/net/ip_mr_vif: Interface BytesIn PktsIn BytesOut PktsOut Flags Local Remote
-  vif=$({ ip netns exec "$ns" cat /proc/net/ip_mr_vif 2>/dev/null || true; } | awk '
+  # /proc/net/ip6_mr_vif has the same first columns.
+  vif=$({ ip netns exec "$ns" cat "$vif_file" 2>/dev/null || true; } | awk '
     NR > 1 { printf "%s\"%s\":{\"bytes_in\":%s,\"pkts_in\":%s,\"bytes_out\":%s,\"pkts_out\":%s}", (n++ ? "," : ""), $2, $3, $4, $5, $6 }
     END { if (!n) printf "" }')
+  if [ "${PL_FAMILY:-ipv4}" = ipv6 ]; then
+    local udp6 icmp6
+    udp6=$(ip netns exec "$ns" cat /proc/net/snmp6 | awk '
+      $1 ~ /^Udp6/ { printf "%s\"%s\":%s", (n++ ? "," : "{"), substr($1, 5), $2 } END { print (n ? "}" : "{}") }')
+    icmp6=$(ip netns exec "$ns" sh -c 'cd /proc/net/dev_snmp6 && for f in *; do echo "if $f"; cat "$f"; done' | awk '
+      $1 == "if" { dev = $2 } $1 == "Icmp6InMsgs" { inm[dev] = $2 } $1 == "Icmp6OutMsgs" { outm[dev] = $2 }
+      END { printf "{"; for (d in inm) printf "%s\"%s\":{\"in_msgs\":%s,\"out_msgs\":%s}", (n++ ? "," : ""), d, inm[d], outm[d] + 0; print "}" }')
+    jq -n --argjson links "$links" --argjson udp "${udp:-{\}}" --argjson ip "${ip:-{\}}" --argjson vif "{${vif}}" \
+      --argjson udp6 "$udp6" --argjson icmp6 "$icmp6" \
+      '{links: $links, udp: $udp, ip: $ip, mr_vif: $vif, udp6: $udp6, icmp6: $icmp6}' >"$out"
+    return 0
+  fi
   jq -n --argjson links "$links" --argjson udp "${udp:-{\}}" --argjson ip "${ip:-{\}}" --argjson vif "{${vif}}" \
     '{links: $links, udp: $udp, ip: $ip, mr_vif: $vif}' >"$out"
 }

@@ -38,10 +38,12 @@ pl_mcrd_config() {
 
 # pl_start_mcrd NS DIR GROUP PORT [HOP_INDEX [FAST_PATH]] -> PL_LAST_PID. Relay kind mcrd is
 # the userspace path: fast_path = "off" unless FAST_PATH says otherwise (mcrd's default is
-# "auto", which would move the flow into the kernel and change what the history measures).
+# "auto", which would move the flow into the kernel and change what the history measures);
+# FAST_PATH "-" leaves it unset (relay kind mcrd-auto).
 pl_start_mcrd() {
-  local ns=$1 dir=$2
-  pl_mcrd_config "$dir" "$3" "$4" "${6:-off}"
+  local ns=$1 dir=$2 fast_path=${6:-off}
+  [ "$fast_path" = - ] && fast_path=''
+  pl_mcrd_config "$dir" "$3" "$4" "$fast_path"
   ip netns exec "$ns" "$BIN/mcrctl" config check "$dir/relay.toml" >"$dir/config-check.txt" 2>&1 ||
     pl_die "mcrctl config check refused $dir/relay.toml: $(cat "$dir/config-check.txt")"
   ip netns exec "$ns" "$BIN/mcrd" --config "$dir/relay.toml" --final-stats "$dir/final.json" \
@@ -56,10 +58,28 @@ pl_ready_mcrd() { pl_wait_for 10 "$BIN/mcrctl" --socket "$(pl_sock "$2" mcrd)" p
 pl_start_fastpath() { pl_start_mcrd "$1" "$2" "$3" "$4" "$5" required; }
 pl_ready_fastpath() { pl_ready_mcrd "$@"; }
 
+# pl_start_mcrd-auto NS DIR GROUP PORT HOP_INDEX -> PL_LAST_PID: mcrd as a user gets it,
+# fast_path unset ("auto"): IPv4 rules go to the kernel fast path where they fit it, IPv6 rules
+# stay in userspace (the fast path forwards IPv4 only; mcrctl stats says why).
+pl_start_mcrd-auto() { pl_start_mcrd "$1" "$2" "$3" "$4" "$5" -; }
+pl_ready_mcrd-auto() { pl_ready_mcrd "$@"; }
+
 # pl_start_socat NS DIR GROUP PORT HOP_INDEX -> PL_LAST_PID. One datagram in, one out; in0's address is
 # 10.77.(i-1).2, out0's 10.77.i.1.
 pl_start_socat() {
   local ns=$1 dir=$2 group=$3 port=$4 i=$5
+  if [ "${PL_FAMILY:-ipv4}" = ipv6 ]; then
+    # socat 1.7.4 has no IPv6 form of ip-multicast-if/-ttl/-loop: the socket options by number
+    # (IPPROTO_IPV6 41: IPV6_MULTICAST_IF 17 = out0's index, _HOPS 18, _LOOP 19).
+    local ifindex
+    ifindex=$(ip -n "$ns" -j link show out0 | jq -r '.[0].ifindex')
+    ip netns exec "$ns" socat -u \
+      "UDP6-RECV:$port,ipv6-join-group=[$group]:in0,reuseaddr" \
+      "UDP6-SENDTO:[$group]:$port,setsockopt-int=41:17:$ifindex,setsockopt-int=41:18:8,setsockopt-int=41:19:0" \
+      >"$dir/socat.out" 2>"$dir/socat.log" &
+    PL_LAST_PID=$!
+    return 0
+  fi
   ip netns exec "$ns" socat -u \
     "UDP4-RECV:$port,ip-add-membership=$group:10.77.$((i - 1)).2,reuseaddr" \
     "UDP4-SENDTO:$group:$port,ip-multicast-if=10.77.$i.1,ip-multicast-ttl=8,ip-multicast-loop=0" \
@@ -77,11 +97,12 @@ pl_ns_has_udp_port() { ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q .; }
 # pl_start_kernel NS DIR GROUP PORT -> PL_LAST_PID of smcrouted. The kernel forwards; smcrouted only
 # holds the multicast routing socket and installs the (*,G) route in0 -> out0.
 pl_start_kernel() {
-  local ns=$1 dir=$2 group=$3
+  local ns=$1 dir=$2 group=$3 source=10.77.0.1
+  [ "${PL_FAMILY:-ipv4}" = ipv6 ] && source=fd77:0::1
   cat >"$dir/smcroute.conf" <<EOF
 phyint in0 enable
 phyint out0 enable
-mroute from in0 source 10.77.0.1 group $group to out0
+mroute from in0 source $source group $group to out0
 EOF
   ip netns exec "$ns" smcrouted -n -N -f "$dir/smcroute.conf" -i "pl-$ns" -u "$(pl_sock "$dir" smcroute)" \
     -P "$dir/smcroute.pid" -l notice >"$dir/smcroute.out" 2>"$dir/smcroute.log" &

@@ -1,9 +1,11 @@
 # shellcheck shell=bash
 # The chain of network namespaces: PREFIX-gen -> PREFIX-r1 .. PREFIX-rN -> PREFIX-recv, joined by
 # veth pairs. Every namespace calls its upstream interface in0 and its downstream one out0.
-# Link i (0-based) joins namespace i's out0 (10.77.i.1/24) to namespace i+1's in0 (10.77.i.2/24).
+# Link i (0-based) joins namespace i's out0 (10.77.i.1/24) to namespace i+1's in0 (10.77.i.2/24);
+# with --ipv6 instead fd77:i::1/64 to fd77:i::2/64 (nodad: usable at once), and no IPv4 address.
 #
-# Sourced by pipeline_veth.sh; expects PL_NS (array, filled by pl_topology_names).
+# Sourced by pipeline_veth.sh; expects PL_NS (array, filled by pl_topology_names) and PL_FAMILY
+# (ipv4 or ipv6).
 
 # pl_topology_names PREFIX HOPS: fills PL_NS with the namespace names in chain order.
 pl_topology_names() {
@@ -31,10 +33,24 @@ pl_topology_remove() {
   for n in "${PL_NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
 }
 
-# pl_ns_create NS: a namespace with lo up and IPv6 off (no MLD/ND frames in the counters).
+# pl_ns_create NS: a namespace with lo up. IPv4 runs turn IPv6 off (no MLD/ND frames in the
+# counters). IPv6 runs keep it on but quiet: no duplicate address detection (no neighbour
+# solicitations for the link-local addresses), no router solicitations, no router
+# advertisements taken. What is left is MLD: every interface reports its solicited-node groups
+# when it comes up and the relays and receiver their groups when they join (upstream, out of
+# in0); pl_settle_icmp6 waits for that to end before the window opens, and the snapshots count
+# each interface's ICMPv6 messages so that conservation takes out whatever still crossed.
 pl_ns_create() {
   ip netns add "$1"
-  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  if [ "${PL_FAMILY:-ipv4}" = ipv6 ]; then
+    local k
+    for k in all default; do
+      ip netns exec "$1" sysctl -qw "net.ipv6.conf.$k.accept_dad=0" "net.ipv6.conf.$k.dad_transmits=0" \
+        "net.ipv6.conf.$k.router_solicitations=0" "net.ipv6.conf.$k.accept_ra=0"
+    done
+  else
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  fi
   ip -n "$1" link set lo up
 }
 
@@ -48,8 +64,13 @@ pl_link() {
   ip -n "$up" link set "$a" name out0
   ip link set "$b" netns "$down"
   ip -n "$down" link set "$b" name in0
-  ip -n "$up" addr add "10.77.$i.1/24" dev out0
-  ip -n "$down" addr add "10.77.$i.2/24" dev in0
+  if [ "${PL_FAMILY:-ipv4}" = ipv6 ]; then
+    ip -n "$up" -6 addr add "fd77:$i::1/64" dev out0 nodad
+    ip -n "$down" -6 addr add "fd77:$i::2/64" dev in0 nodad
+  else
+    ip -n "$up" addr add "10.77.$i.1/24" dev out0
+    ip -n "$down" addr add "10.77.$i.2/24" dev in0
+  fi
   ip -n "$up" link set out0 up
   ip -n "$down" link set in0 up
   ip netns exec "$up" ethtool -K out0 tx-udp-segmentation "$gso" >/dev/null
@@ -68,6 +89,16 @@ pl_gso_state() {
 # for every relay so that the topology is the same.
 pl_routes_upstream() {
   local last=$((${#PL_NS[@]} - 1)) i j
+  if [ "${PL_FAMILY:-ipv4}" = ipv6 ]; then
+    # IPv6 has no rp_filter; ip6mr checks only that a packet came in on its route's input VIF.
+    # The routes keep the topology the same as IPv4's.
+    for ((i = 1; i <= last; i++)); do
+      for ((j = 0; j < i - 1; j++)); do
+        ip -n "${PL_NS[$i]}" -6 route add "fd77:$j::/64" via "fd77:$((i - 1))::1" dev in0
+      done
+    done
+    return 0
+  fi
   for ((i = 1; i <= last; i++)); do
     for ((j = 0; j < i - 1; j++)); do
       ip -n "${PL_NS[$i]}" route add "10.77.$j.0/24" via "10.77.$((i - 1)).1" dev in0
@@ -100,4 +131,31 @@ pl_topology_build() {
   for n in "${PL_NS[@]}"; do pl_ns_create "$n"; done
   for ((i = 0; i <= hops; i++)); do pl_link "$i" "$gso"; done
   pl_routes_upstream
+}
+
+# pl_icmp6_sent: the ICMPv6 messages every interface of our namespaces has sent so far, summed
+# (/proc/net/dev_snmp6/IF, Icmp6OutMsgs).
+pl_icmp6_sent() {
+  local n
+  for n in "${PL_NS[@]}"; do
+    ip netns exec "$n" sh -c 'cat /proc/net/dev_snmp6/in0 /proc/net/dev_snmp6/out0 2>/dev/null; true'
+  done | awk '$1 == "Icmp6OutMsgs" { s += $2 } END { print s + 0 }'
+}
+
+# pl_settle_icmp6 QUIET MAX: waits until no interface of ours has sent an ICMPv6 message (MLD
+# reports after an address, a link or a join came up) for QUIET seconds, at most MAX seconds;
+# says how many were sent and whether it settled. Conservation counts whatever crosses later.
+pl_settle_icmp6() {
+  local quiet=$(($1 * 2)) limit=$(($2 * 2)) last now still=0 i first
+  first=$(pl_icmp6_sent) last=$first
+  for ((i = 0; i < limit && still < quiet; i++)); do
+    sleep 0.5
+    now=$(pl_icmp6_sent)
+    if [ "$now" = "$last" ]; then still=$((still + 1)); else still=0 last=$now; fi
+  done
+  if [ "$still" -ge "$quiet" ]; then
+    pl_log "IPv6: $last ICMPv6 messages (MLD) sent while the chain came up; quiet for $1 s"
+  else
+    pl_log "IPv6: ICMPv6 messages still being sent after $2 s ($last so far); the run counts them"
+  fi
 }

@@ -1,9 +1,16 @@
-//! `mcr.pipeline.chain` v1: the counters `pipeline_veth.sh` collected around one run, per
+//! `mcr.pipeline.chain` v1.1: the counters `pipeline_veth.sh` collected around one run, per
 //! namespace in pipeline order (the generator's, each hop's, the receiver's). For each, two
 //! snapshots (`pl_snap_ns`, before and after the traffic) of the veth statistics
 //! (`ip -s -j link`), the UDP and IPv4 MIBs (`/proc/net/snmp`) and the multicast routing VIFs
 //! (`/proc/net/ip_mr_vif`), and for an mcrd hop its final stats (`mcr.relay.stats`, read with
 //! the relay's own types, so a stats file of another shape is an error, not a guess).
+//!
+//! Minor version 1 (issue 22) adds the address family of the traffic (`family`, absent =
+//! `ipv4`) and, in an IPv6 run's snapshots, the UDP MIB of IPv6 (`udp6`, the `Udp6` lines of
+//! `/proc/net/snmp6` without their prefix) and each interface's ICMPv6 messages (`icmp6`, from
+//! `/proc/net/dev_snmp6/IF`): with IPv6 on, the kernel sends MLD reports (and ND, if anything
+//! resolves a neighbour) on the veths, which the link counters count beside the data. An IPv6
+//! run's UDP counters are the `udp6` ones ([`Counter::Udp`] reads the table of the family).
 //!
 //! Counters are read as deltas `after − before` ([`Chain::delta`]), which may be negative
 //! (a counter that went back); a counter missing from either snapshot is an error naming it,
@@ -21,7 +28,7 @@ use crate::record::check_schema;
 
 pub const CHAIN_SCHEMA: &str = "mcr.pipeline.chain";
 pub const CHAIN_VERSION: u32 = 1;
-pub const CHAIN_MINOR_VERSION: u32 = 0;
+pub const CHAIN_MINOR_VERSION: u32 = 1;
 
 /// What forwarded on the hops (`pipeline_veth.sh --relay`); `none`/`none-unicast` at 0 hops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -31,6 +38,9 @@ pub enum RelayKind {
     Mcrd,
     /// mcrd with the kernel fast path required.
     Fastpath,
+    /// mcrd with `fast_path` unset (its default, `auto`): the kernel fast path where a rule
+    /// fits it, userspace where it does not (IPv6 rules).
+    McrdAuto,
     Socat,
     /// The kernel's multicast forwarding (smcroute).
     Kernel,
@@ -49,6 +59,7 @@ impl RelayKind {
         match self {
             RelayKind::Mcrd => "mcrd",
             RelayKind::Fastpath => "fastpath",
+            RelayKind::McrdAuto => "mcrd-auto",
             RelayKind::Socat => "socat",
             RelayKind::Kernel => "kernel",
             RelayKind::Route => "route",
@@ -60,7 +71,28 @@ impl RelayKind {
 
     /// Whether the hops are mcrd (and each has final stats).
     pub fn is_mcrd(self) -> bool {
-        matches!(self, RelayKind::Mcrd | RelayKind::Fastpath)
+        matches!(
+            self,
+            RelayKind::Mcrd | RelayKind::Fastpath | RelayKind::McrdAuto
+        )
+    }
+}
+
+/// The address family of the run's traffic (`pipeline_veth.sh --ipv6`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
     }
 }
 
@@ -95,6 +127,14 @@ pub struct VifStats {
     pub pkts_out: u64,
 }
 
+/// One interface's ICMPv6 messages (`Icmp6InMsgs`, `Icmp6OutMsgs` of `/proc/net/dev_snmp6/IF`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Icmp6Stats {
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+}
+
 /// One `pl_snap_ns` snapshot of a namespace.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,8 +145,14 @@ pub struct Snapshot {
     pub udp: BTreeMap<String, i64>,
     /// The `Ip:` table (`InReceives`, `ForwDatagrams`, `OutDiscards`, …).
     pub ip: BTreeMap<String, i64>,
-    /// By interface name; empty without multicast routing.
+    /// By interface name; empty without multicast routing (IPv6 runs: `/proc/net/ip6_mr_vif`).
     pub mr_vif: BTreeMap<String, VifStats>,
+    /// IPv6 runs (minor version 1): the `Udp6` table of `/proc/net/snmp6`, without the prefix.
+    #[serde(default)]
+    pub udp6: BTreeMap<String, i64>,
+    /// IPv6 runs (minor version 1): ICMPv6 messages by interface name.
+    #[serde(default)]
+    pub icmp6: BTreeMap<String, Icmp6Stats>,
 }
 
 /// A counter of a snapshot.
@@ -114,8 +160,10 @@ pub struct Snapshot {
 pub enum Counter {
     /// A veth end's: interface and `rx_packets` … `tx_errors`.
     Link(&'static str, LinkField),
-    /// A column of the UDP MIB.
+    /// A column of the UDP MIB of the run's family (`udp`, or `udp6` in an IPv6 run).
     Udp(&'static str),
+    /// The ICMPv6 messages an interface sent (MLD reports, neighbour discovery).
+    Icmp6Out(&'static str),
     /// A column of the IPv4 MIB.
     Ip(&'static str),
     /// A VIF's packets in or out.
@@ -137,7 +185,7 @@ pub enum VifField {
 }
 
 impl Counter {
-    fn read(self, s: &Snapshot) -> Option<i64> {
+    fn read(self, s: &Snapshot, family: Family) -> Option<i64> {
         match self {
             Counter::Link(dev, f) => {
                 let l = s.links.get(dev)?;
@@ -149,7 +197,11 @@ impl Counter {
                 };
                 Some(v as i64)
             }
-            Counter::Udp(k) => s.udp.get(k).copied(),
+            Counter::Udp(k) => match family {
+                Family::Ipv4 => s.udp.get(k).copied(),
+                Family::Ipv6 => s.udp6.get(k).copied(),
+            },
+            Counter::Icmp6Out(dev) => s.icmp6.get(dev).map(|m| m.out_msgs as i64),
             Counter::Ip(k) => s.ip.get(k).copied(),
             Counter::Vif(dev, f) => {
                 let v = s.mr_vif.get(dev)?;
@@ -162,7 +214,7 @@ impl Counter {
     }
 
     /// Its path inside a snapshot (`links.out0.tx_packets`, `udp.InErrors`).
-    fn path(self) -> String {
+    fn path(self, family: Family) -> String {
         match self {
             Counter::Link(dev, f) => {
                 let f = match f {
@@ -173,7 +225,11 @@ impl Counter {
                 };
                 format!("links.{dev}.{f}")
             }
-            Counter::Udp(k) => format!("udp.{k}"),
+            Counter::Udp(k) => match family {
+                Family::Ipv4 => format!("udp.{k}"),
+                Family::Ipv6 => format!("udp6.{k}"),
+            },
+            Counter::Icmp6Out(dev) => format!("icmp6.{dev}.out_msgs"),
             Counter::Ip(k) => format!("ip.{k}"),
             Counter::Vif(dev, f) => {
                 let f = match f {
@@ -195,6 +251,8 @@ struct ChainDoc {
     version: u32,
     relay: RelayKind,
     veth_gso: String,
+    #[serde(default)]
+    family: Family,
     ns: Vec<NamespaceDoc>,
 }
 
@@ -229,6 +287,8 @@ pub struct Chain {
     pub relay: RelayKind,
     /// `on` or `off`: whether the veths segmented UDP (then their counters count GSO buffers).
     pub veth_gso: String,
+    /// The traffic's address family (`ipv4` in files before minor version 1).
+    pub family: Family,
     /// The generator's first, the receiver's last.
     pub ns: Vec<Namespace>,
 }
@@ -305,6 +365,7 @@ impl Chain {
             path: path.to_path_buf(),
             relay: c.relay,
             veth_gso: c.veth_gso,
+            family: c.family,
             ns,
         })
     }
@@ -312,19 +373,20 @@ impl Chain {
     /// `after − before` of a counter of namespace `ns`, or the error naming it.
     pub fn delta(&self, ns: &Namespace, c: Counter) -> Result<i64> {
         if let Counter::Vif(..) = c {
-            return Ok(c.read(&ns.after).unwrap_or(0) - c.read(&ns.before).unwrap_or(0));
+            let f = self.family;
+            return Ok(c.read(&ns.after, f).unwrap_or(0) - c.read(&ns.before, f).unwrap_or(0));
         }
         match self.delta_if_known(ns, c) {
             Some(d) => Ok(d),
             None => {
-                let side = if c.read(&ns.before).is_none() {
+                let side = if c.read(&ns.before, self.family).is_none() {
                     "before"
                 } else {
                     "after"
                 };
                 Err(Error::field(
                     &self.path,
-                    format!("ns[{}].{side}.{}", ns.index, c.path()),
+                    format!("ns[{}].{side}.{}", ns.index, c.path(self.family)),
                     "missing from the snapshot",
                 ))
             }
@@ -333,7 +395,7 @@ impl Chain {
 
     /// `after − before` of a counter, when both snapshots have it.
     pub fn delta_if_known(&self, ns: &Namespace, c: Counter) -> Option<i64> {
-        Some(c.read(&ns.after)? - c.read(&ns.before)?)
+        Some(c.read(&ns.after, self.family)? - c.read(&ns.before, self.family)?)
     }
 }
 

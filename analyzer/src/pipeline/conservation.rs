@@ -8,25 +8,39 @@
 //! where frames include the end markers (kernel counters cannot tell them from data). The run
 //! passes when the end-to-end and every stage's unexplained are 0; with veth GSO on, kernel
 //! counters count GSO buffers, not datagrams, and only the receiver's count is checked.
+//!
+//! An IPv6 run (`family: ipv6`, minor version 1) has the kernel's own ICMPv6 frames (MLD
+//! reports, neighbour discovery) on the veths beside the data: each stage takes the ICMPv6
+//! messages the upstream out0 sent out of its `in` and those its own out0 sent out of its
+//! `out`, and says how many in `icmp6` (the data relays never forward them: mcrd's capture
+//! filter takes only its groups, socat's socket only UDP). Its UDP counters are the IPv6 MIB's.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use trafficgen::record::{RecvRecord, SendRecord};
 
-use super::chain::{Chain, Counter, LinkField, Namespace, RelayKind, Role, VifField};
+use super::chain::{Chain, Counter, Family, LinkField, Namespace, RelayKind, Role, VifField};
 use crate::error::{from_json, read_nonempty, Error, Result};
 
 pub const SCHEMA: &str = "mcr.pipeline.conservation";
 pub const VERSION: u32 = 1;
+/// Minor version 1: `family` and the stages' `icmp6` (written only in IPv6 runs, whose
+/// documents are 1.1; an IPv4 run's document is 1.0 as before).
+pub const MINOR_VERSION: u32 = 1;
 
 /// The conservation document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Conservation {
     pub schema: &'static str,
     pub version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minor_version: Option<u32>,
     pub relay: &'static str,
     pub veth_gso: String,
+    /// `ipv6` in an IPv6 run; absent (IPv4) otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<&'static str>,
     pub data: Data,
     pub frames: Frames,
     pub stages: Vec<Stage>,
@@ -65,8 +79,22 @@ pub struct Stage {
     pub out: i64,
     /// The counters behind the figures.
     pub detail: Detail,
+    /// IPv6 runs: the ICMPv6 frames the stage's counters saw beside the data, already taken
+    /// out of `in` and `out`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp6: Option<Icmp6Frames>,
     /// `in − dropped − out`.
     pub unexplained: i64,
+}
+
+/// ICMPv6 frames (MLD reports, neighbour discovery) inside a stage's frame counters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Icmp6Frames {
+    /// Sent by the upstream namespace's out0 (`Icmp6OutMsgs` of its `dev_snmp6`), so in the
+    /// frames this stage's in0 (or link) took in.
+    pub in_frames: i64,
+    /// Sent by this stage's out0, so in the frames it put out.
+    pub out_frames: i64,
 }
 
 /// The counters behind a stage's figures, by what the stage is.
@@ -145,8 +173,41 @@ fn stage(stage: String, input: i64, dropped: i64, out: i64, detail: Detail) -> S
         dropped,
         out,
         detail,
+        icmp6: None,
         unexplained: input - dropped - out,
     }
+}
+
+/// The ICMPv6 frames `up`'s out0 and `own`'s out0 sent over the run (either may be absent: the
+/// generator has no upstream, the receiver no out0), as a stage's `icmp6`; `None` in an IPv4
+/// run, whose namespaces have IPv6 off.
+fn icmp6(
+    chain: &Chain,
+    up: Option<&Namespace>,
+    own: Option<&Namespace>,
+) -> Result<Option<Icmp6Frames>> {
+    if chain.family != Family::Ipv6 {
+        return Ok(None);
+    }
+    let out = |n: Option<&Namespace>| match n {
+        Some(n) => chain.delta(n, Counter::Icmp6Out("out0")),
+        None => Ok(0),
+    };
+    Ok(Some(Icmp6Frames {
+        in_frames: out(up)?,
+        out_frames: out(own)?,
+    }))
+}
+
+/// `s` with its ICMPv6 frames taken out of `in` and `out`.
+fn without_icmp6(mut s: Stage, frames: Option<Icmp6Frames>) -> Stage {
+    if let Some(f) = &frames {
+        s.input -= f.in_frames;
+        s.out -= f.out_frames;
+        s.unexplained = s.input - s.dropped - s.out;
+    }
+    s.icmp6 = frames;
+    s
 }
 
 /// The conservation check of one run.
@@ -160,52 +221,72 @@ pub fn conservation(send: &SendRecord, recv: &RecvRecord, chain: &Chain) -> Resu
 
     // The generator: what trafficgen says it sent against what its veth took.
     let gen = &ns[0];
-    stages.push(stage(
-        "generator".into(),
-        frames_sent,
-        0,
-        d(gen, Link("out0", TxPackets))? + d(gen, Link("out0", TxDropped))?,
-        Detail::Generator {
-            packets_sent: send.packets_sent,
-            end_markers_sent: send.end_markers_sent,
-            send_errors: send.send_errors,
-        },
+    // The generator's out0 puts its ICMPv6 frames out beside the data (trafficgen sent none).
+    let gen_icmp6 = icmp6(chain, None, Some(gen))?;
+    stages.push(without_icmp6(
+        stage(
+            "generator".into(),
+            frames_sent,
+            0,
+            d(gen, Link("out0", TxPackets))? + d(gen, Link("out0", TxDropped))?,
+            Detail::Generator {
+                packets_sent: send.packets_sent,
+                end_markers_sent: send.end_markers_sent,
+                send_errors: send.send_errors,
+            },
+        ),
+        gen_icmp6,
     ));
     for pair in ns.windows(2) {
         let (up, dn) = (&pair[0], &pair[1]);
         // The link: out0 of one namespace to in0 of the next.
         let tx_dropped = d(up, Link("out0", TxDropped))?;
         let rx_dropped = d(dn, Link("in0", RxDropped))?;
-        stages.push(stage(
-            format!("link {} -> {}", up.name, dn.name),
-            d(up, Link("out0", TxPackets))? + tx_dropped,
-            tx_dropped + rx_dropped,
-            d(dn, Link("in0", RxPackets))?,
-            Detail::Link {
-                veth_tx_dropped: tx_dropped,
-                veth_rx_dropped: rx_dropped,
-            },
+        // The link carries the upstream out0's ICMPv6 frames at both ends.
+        let link_icmp6 = icmp6(chain, Some(up), None)?.map(|f| Icmp6Frames {
+            out_frames: f.in_frames,
+            ..f
+        });
+        stages.push(without_icmp6(
+            stage(
+                format!("link {} -> {}", up.name, dn.name),
+                d(up, Link("out0", TxPackets))? + tx_dropped,
+                tx_dropped + rx_dropped,
+                d(dn, Link("in0", RxPackets))?,
+                Detail::Link {
+                    veth_tx_dropped: tx_dropped,
+                    veth_rx_dropped: rx_dropped,
+                },
+            ),
+            link_icmp6,
         ));
         if dn.role == Role::Hop {
-            stages.push(relay_stage(chain, dn)?);
+            stages.push(without_icmp6(
+                relay_stage(chain, dn)?,
+                icmp6(chain, Some(up), Some(dn))?,
+            ));
         }
     }
     // The receiver's namespace: in0 to the application.
     let rx = &ns[ns.len() - 1];
     let in_errors = d(rx, Udp("InErrors"))?;
-    stages.push(stage(
-        "receiver".into(),
-        d(rx, Link("in0", RxPackets))?,
-        in_errors,
-        recv.datagrams_received as i64,
-        Detail::Receiver {
-            udp_in_errors: in_errors,
-            udp_rcvbuf_errors: d(rx, Udp("RcvbufErrors"))?,
-            socket_drops: recv.socket_drops,
-            received: t.received,
-            end_markers_received: t.end_markers_received,
-            foreign: recv.foreign_datagrams,
-        },
+    let rx_icmp6 = icmp6(chain, Some(&ns[ns.len() - 2]), None)?;
+    stages.push(without_icmp6(
+        stage(
+            "receiver".into(),
+            d(rx, Link("in0", RxPackets))?,
+            in_errors,
+            recv.datagrams_received as i64,
+            Detail::Receiver {
+                udp_in_errors: in_errors,
+                udp_rcvbuf_errors: d(rx, Udp("RcvbufErrors"))?,
+                socket_drops: recv.socket_drops,
+                received: t.received,
+                end_markers_received: t.end_markers_received,
+                foreign: recv.foreign_datagrams,
+            },
+        ),
+        rx_icmp6,
     ));
 
     let explained: i64 = stages.iter().map(|s| s.dropped).sum();
@@ -218,8 +299,10 @@ pub fn conservation(send: &SendRecord, recv: &RecvRecord, chain: &Chain) -> Resu
     Ok(Conservation {
         schema: SCHEMA,
         version: VERSION,
+        minor_version: (chain.family == Family::Ipv6).then_some(MINOR_VERSION),
         relay: chain.relay.name(),
         veth_gso: chain.veth_gso.clone(),
+        family: (chain.family == Family::Ipv6).then_some(chain.family.name()),
         data: Data {
             sent: send.packets_sent,
             received: t.received,
@@ -243,7 +326,7 @@ pub fn conservation(send: &SendRecord, recv: &RecvRecord, chain: &Chain) -> Resu
 fn relay_stage(chain: &Chain, hop: &Namespace) -> Result<Stage> {
     let d = |c: Counter| chain.delta(hop, c);
     let (dropped, detail) = match chain.relay {
-        RelayKind::Mcrd | RelayKind::Fastpath => {
+        RelayKind::Mcrd | RelayKind::Fastpath | RelayKind::McrdAuto => {
             // Chain::load refuses an mcrd hop without stats.
             let t = &hop.stats.as_ref().expect("an mcrd hop has stats").totals;
             let dropped = t.kernel_drops

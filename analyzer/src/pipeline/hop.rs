@@ -11,10 +11,11 @@
 //!   (`OutDiscards + OutNoRoutes + FragFails`);
 //! - redirect: `rx` = frames into in0;
 //!
-//! and `tx_sent` = frames out of out0. mcrd counts for itself (its final stats are the hop's
+//! and `tx_sent` = frames out of out0. In an IPv6 run the ICMPv6 frames (MLD, ND) the upstream
+//! out0 sent are taken out of socat's `rx`, and those this out0 sent out of `tx_sent`. mcrd counts for itself (its final stats are the hop's
 //! input), so it has none of these.
 
-use super::chain::{Chain, Counter, LinkField, Namespace, RelayKind, Role, VifField};
+use super::chain::{Chain, Counter, Family, LinkField, Namespace, RelayKind, Role, VifField};
 use crate::error::{Error, Result};
 
 /// The counters of one hop, deltas over the run.
@@ -58,6 +59,21 @@ pub fn hop_counters(chain: &Chain, n: usize) -> Result<HopCounters> {
         })?;
     let d = |c: Counter| chain.delta(hop, c);
     let in0 = || d(Link("in0", LinkField::RxPackets));
+    // An IPv6 run: the upstream out0's ICMPv6 frames (MLD, ND) came into in0 beside the data,
+    // and this out0's own went out beside it; neither is the relay's.
+    let ipv6 = chain.family == Family::Ipv6;
+    let icmp6_in = || -> Result<i64> {
+        if ipv6 {
+            chain.delta(&chain.ns[n - 1], Counter::Icmp6Out("out0"))
+        } else {
+            Ok(0)
+        }
+    };
+    let icmp6_out = if ipv6 {
+        d(Counter::Icmp6Out("out0"))?
+    } else {
+        0
+    };
     let (rx, kernel_drops, tx_errors) = match chain.relay {
         RelayKind::Kernel => (d(Vif("in0", VifField::PktsIn))?, None, None),
         RelayKind::Route => (
@@ -73,20 +89,24 @@ pub fn hop_counters(chain: &Chain, n: usize) -> Result<HopCounters> {
         RelayKind::Redirect => (in0()?, None, None),
         RelayKind::Socat => {
             let errors = d(Udp("InErrors"))?;
-            (in0()? - errors, Some(errors), None)
+            (in0()? - icmp6_in()? - errors, Some(errors), None)
         }
-        RelayKind::Mcrd | RelayKind::Fastpath | RelayKind::None | RelayKind::NoneUnicast => {
+        RelayKind::Mcrd
+        | RelayKind::Fastpath
+        | RelayKind::McrdAuto
+        | RelayKind::None
+        | RelayKind::NoneUnicast => {
             return Err(Error::Usage(format!(
-                "{}: relay {} counts for itself (its final stats are the hop's input), or has no hops",
-                chain.path.display(),
-                chain.relay.name()
-            )))
+            "{}: relay {} counts for itself (its final stats are the hop's input), or has no hops",
+            chain.path.display(),
+            chain.relay.name()
+        )))
         }
     };
     Ok(HopCounters {
         rx,
         kernel_drops,
         tx_errors,
-        tx_sent: d(Link("out0", LinkField::TxPackets))?,
+        tx_sent: d(Link("out0", LinkField::TxPackets))? - icmp6_out,
     })
 }
