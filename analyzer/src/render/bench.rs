@@ -159,7 +159,6 @@ mod tests {
             median_pps: 1282639.5,
             median_cpu_ns_per_pkt: None,
             median_rate_error_pct: None,
-            ..case.clone()
         };
         assert_eq!(
             send(&[case, unpaced]),
