@@ -537,22 +537,7 @@ fn outputs_keep_or_set_dscp_name_their_source_and_never_set_df() {
     );
     // Resolve the unicast receiver's address first: the kernel queues only a few datagrams
     // for a neighbour it is still resolving (`unres_qlen`), and this test is not about that.
-    let mac = c
-        .dst
-        .command("cat")
-        .arg("/sys/class/net/in0/address")
-        .output()
-        .unwrap();
-    let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
-    c.relays[0].ip(&[
-        "neigh",
-        "replace",
-        &dst.to_string(),
-        "lladdr",
-        &mac,
-        "dev",
-        "out0",
-    ]);
+    pin_neighbour(&c.relays[0], "out0", &c.dst, "in0", &dst.to_string());
     // A listener, so the unicast receiver answers with no ICMP port unreachable.
     let _listener = receiver(&c.dst, dst, 7000, dst);
     let cap = capture(&c.dst, "in0");

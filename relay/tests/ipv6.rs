@@ -515,26 +515,9 @@ fn ipv6_multicast_to_unicast_from_a_fixed_source_address_and_port() {
     let c = chain6(1);
     let output = "{ dest = \"fd00:1::2\", port = 7000, interface = \"out0\", source = \"fd00:1::1\", source_port = 7777 }";
     let relay = Relay::start(&c.relays[0], &userspace(&rule6("uni", None, output)));
-    // Resolve the receiver's address first, as hardening.rs's IPv4 unicast test does: while
-    // neighbour discovery runs the kernel queues only a few datagrams (`unres_qlen_bytes`;
-    // without this, 116 of 300 were dropped there), and this test is not about that.
-    let mac = c
-        .dst
-        .command("cat")
-        .arg("/sys/class/net/in0/address")
-        .output()
-        .unwrap();
-    let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
-    c.relays[0].ip(&[
-        "-6",
-        "neigh",
-        "replace",
-        "fd00:1::2",
-        "lladdr",
-        &mac,
-        "dev",
-        "out0",
-    ]);
+    // While neighbour discovery runs the kernel queues only a few datagrams, and this test
+    // is not about that.
+    pin_neighbour(&c.relays[0], "out0", &c.dst, "in0", "fd00:1::2");
     // Read only once all is sent: a receive buffer for all 300 (the default holds 166).
     let rx = c.dst.enter(|| {
         let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();

@@ -177,6 +177,19 @@ pub fn veth(
     }
 }
 
+/// Writes `to`'s `to_if` MAC as the neighbour entry for `addr` (IPv4 or IPv6) on `from`'s
+/// `from_if`, so that the first datagrams to a unicast address are not queued (and some
+/// dropped) while the kernel resolves it.
+pub fn pin_neighbour(from: &Netns, from_if: &str, to: &Netns, to_if: &str, addr: &str) {
+    let mac = to
+        .command("cat")
+        .arg(format!("/sys/class/net/{to_if}/address"))
+        .output()
+        .unwrap();
+    let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
+    from.ip(&["neigh", "replace", addr, "lladdr", &mac, "dev", from_if]);
+}
+
 /// How many packet (AF_PACKET) sockets of `ns` are bound to `ifname` there, from
 /// `/proc/net/packet`: every socket of the namespace, also one only an io_uring operation
 /// still holds open.
