@@ -296,13 +296,18 @@ fn parse<'a>(
         }
         (tci, ethertype) => (tci.map(vlan::vid_of), ethertype, ethernet.payload()),
     };
-    let hint = Hint { vnet, csum };
+    // Read once: the family's checks ask whether this is a GSO frame, the split below how.
+    let hint = Hint {
+        vnet,
+        csum,
+        segmentation: segmentation(vnet),
+    };
     let first = match ethertype {
         ethertype::IPV4 => ipv4_datagram(network, vlan_id, hint)?,
         ethertype::IPV6 => ipv6_datagram(network, vlan_id, hint)?,
         _ => return Err(Filtered::NotIp.into()),
     };
-    match segmentation(vnet)? {
+    match hint.segmentation? {
         Segmentation::Segments { segment_size }
             if first.payload.len() > usize::from(segment_size) =>
         {
@@ -330,16 +335,16 @@ fn parse<'a>(
 struct Hint<'v> {
     vnet: Option<&'v VnetHeader>,
     csum: ChecksumHint,
+    /// The vnet header's segmentation, or why it is refused (reported where each family's
+    /// checks come to it, so that the order of verdicts stays the documented one).
+    segmentation: Result<Segmentation, Malformed>,
 }
 
 impl Hint<'_> {
     /// Whether the frame is a UDP GSO super-frame.
     #[inline]
     fn is_gso(self) -> Result<bool, Malformed> {
-        Ok(matches!(
-            segmentation(self.vnet)?,
-            Segmentation::Segments { .. }
-        ))
+        Ok(matches!(self.segmentation?, Segmentation::Segments { .. }))
     }
 
     /// Whether the kernel or the NIC vouched for the checksum or left it to be filled in.
