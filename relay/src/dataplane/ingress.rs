@@ -1,7 +1,7 @@
 //! One worker's packet socket on one input interface: ring, filter, fan-out membership.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub struct IngressSocket {
 }
 
 /// What a socket's filter takes: these groups, less these kernel flows.
-type Filtered = (Vec<IpAddr>, Vec<(Ipv4Addr, u16)>);
+type Filtered = (Vec<IpAddr>, Vec<(IpAddr, u16)>);
 
 /// How to build ingress sockets; the same for every interface of a worker.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ impl IngressSocket {
         ifindex: u32,
         interface: &str,
         groups: &[IpAddr],
-        kernel_flows: &[(Ipv4Addr, u16)],
+        kernel_flows: &[(IpAddr, u16)],
         params: &IngressParams,
     ) -> Result<Self, IngressError> {
         let err = |step: &'static str| {
@@ -120,7 +120,7 @@ impl IngressSocket {
     pub fn update_filter(
         &mut self,
         groups: &[IpAddr],
-        kernel_flows: &[(Ipv4Addr, u16)],
+        kernel_flows: &[(IpAddr, u16)],
     ) -> io::Result<()> {
         if let Some((g, k)) = &self.filtered {
             if g == groups && k == kernel_flows {

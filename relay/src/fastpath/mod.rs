@@ -371,7 +371,7 @@ impl FastPath {
             let ifindex = input.ifindex;
             input
                 .kernel_flows
-                .retain(|&(g, p)| !capture_for_switch.contains(&(ifindex, IpAddr::V4(g), p)));
+                .retain(|&(g, p)| !capture_for_switch.contains(&(ifindex, g, p)));
         }
         table.mark_capture();
         for input in &mut table.inputs {

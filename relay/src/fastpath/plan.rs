@@ -283,15 +283,11 @@ pub(super) fn entry_flags(rules: &[Rule], decisions: &[Decision]) -> Vec<u32> {
 
 /// The (group, port) pairs per input that the packet filters must leave to the program: the
 /// flows it forwards, and those standing by for another daemon's program.
-pub(super) fn kernel_flows_of(rules: &[Rule], ifindex: u32) -> Vec<(Ipv4Addr, u16)> {
-    let mut flows: Vec<(Ipv4Addr, u16)> = rules
+pub(super) fn kernel_flows_of(rules: &[Rule], ifindex: u32) -> Vec<(IpAddr, u16)> {
+    let mut flows: Vec<(IpAddr, u16)> = rules
         .iter()
         .filter(|r| r.ifindex == ifindex && !matches!(r.path, Path::Userspace { .. }))
-        .filter_map(|r| match r.spec.group {
-            IpAddr::V4(group) => Some((group, r.spec.port)),
-            // Never the program's: an IPv6 rule runs in userspace or waits.
-            IpAddr::V6(_) => None,
-        })
+        .map(|r| (r.spec.group, r.spec.port))
         .collect();
     flows.sort();
     flows.dedup();
@@ -702,8 +698,8 @@ mod tests {
         assert_eq!(
             kernel_flows_of(&t.rules, 10),
             [
-                (Ipv4Addr::new(239, 1, 1, 1), 5000),
-                (Ipv4Addr::new(239, 1, 1, 2), 5000)
+                (IpAddr::from([239, 1, 1, 1]), 5000),
+                (IpAddr::from([239, 1, 1, 2]), 5000)
             ]
         );
     }

@@ -91,7 +91,7 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
 /// 11 ldx #0             12 ja 14                   13 ldx #4
 /// 14 ld [x + 30]        15.. jeq group_i ? ACCEPT : next    DROP: ret 0    ACCEPT: ret ACCEPT
 /// ```
-pub fn build(groups: &[IpAddr], kernel_flows: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
+pub fn build(groups: &[IpAddr], kernel_flows: &[(IpAddr, u16)]) -> Vec<Insn> {
     let v4: Vec<Ipv4Addr> = groups
         .iter()
         .filter_map(|g| match g {
@@ -106,6 +106,14 @@ pub fn build(groups: &[IpAddr], kernel_flows: &[(Ipv4Addr, u16)]) -> Vec<Insn> {
             IpAddr::V4(_) => None,
         })
         .collect();
+    let kernel_flows: Vec<(Ipv4Addr, u16)> = kernel_flows
+        .iter()
+        .filter_map(|&(g, port)| match g {
+            IpAddr::V4(g) => Some((g, port)),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let kernel_flows = &kernel_flows[..];
     if v6.is_empty() {
         let mut p = prologue();
         ipv4_tests(&mut p, &v4, kernel_flows);
@@ -413,6 +421,11 @@ mod tests {
         f
     }
 
+    /// IPv4 kernel flows as `build` takes them.
+    fn ip_flows(flows: &[(Ipv4Addr, u16)]) -> Vec<(IpAddr, u16)> {
+        flows.iter().map(|&(g, port)| (g.into(), port)).collect()
+    }
+
     const G1: [u8; 4] = [239, 1, 1, 1];
     const G2: [u8; 4] = [239, 1, 1, 2];
 
@@ -519,8 +532,8 @@ mod tests {
         let groups: Vec<IpAddr> = (0..300u32)
             .map(|i| Ipv4Addr::from(0xef01_0000 + i).into())
             .collect();
-        let kernel: Vec<(Ipv4Addr, u16)> = (0..200u32)
-            .map(|i| (Ipv4Addr::from(0xef01_0000 + i), 5000))
+        let kernel: Vec<(IpAddr, u16)> = (0..200u32)
+            .map(|i| (Ipv4Addr::from(0xef01_0000 + i).into(), 5000))
             .collect();
         let p = build(&groups, &kernel);
         assert!(p.len() <= 4096, "{} instructions", p.len());
@@ -555,7 +568,7 @@ mod tests {
             (groups_of(MAX_FILTERED_GROUPS as u32), &one_group),
             (groups_of(10_000), &one_group),
         ] {
-            let p = build(&groups, kernel);
+            let p = build(&groups, &ip_flows(kernel));
             assert!(p.len() <= MAX_INSNS, "{} instructions", p.len());
             for &(kg, port) in kernel.iter().step_by(37) {
                 assert_eq!(
@@ -690,7 +703,7 @@ mod tests {
             .map(|i| g(i).into())
             .collect();
         groups.push(V6_G1.into());
-        let p = build(&groups, &distinct);
+        let p = build(&groups, &ip_flows(&distinct));
         assert!(p.len() <= MAX_INSNS, "{} instructions", p.len());
         assert_eq!(run(&p, &ipv6_frame(false, V6_G1), false), ACCEPT);
         let (kg, port) = distinct[7];

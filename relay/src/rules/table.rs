@@ -153,7 +153,7 @@ pub struct InputInterface {
     pub groups: Vec<IpAddr>,
     /// (group, port) of the flows the kernel program forwards, sorted: the packet filter
     /// must not capture them (a packet tap sees frames before TC ingress).
-    pub kernel_flows: Vec<(Ipv4Addr, u16)>,
+    pub kernel_flows: Vec<(IpAddr, u16)>,
     /// Whether a rule on this input runs in userspace, so that the workers need a packet
     /// socket on it. A packet tap runs before TC ingress, so a socket costs every frame of
     /// the interface a filter run even when its filter drops the frame (all those the fast
