@@ -6,13 +6,19 @@
 //! which is most of the cost of a packet we don't want. Port and protocol are checked in user
 //! space, so malformed datagrams to our groups are still seen and counted.
 //!
-//! Flows the kernel fast path forwards (`kernel_flows`: group and port) are excluded: a
-//! packet tap sees a frame before TC ingress, so without the exclusion both paths would
-//! forward it. Only what the program forwards is excluded (IPv4 without options, not a
-//! fragment, UDP to that port); IP options and fragments of those flows, which the program
-//! leaves to the stack, still reach the userspace path and are counted as malformed there,
-//! where the input has a packet socket: an input none of whose rules runs in userspace has
-//! none (`InputInterface::needs_capture`).
+//! Flows the kernel fast path forwards (`kernel_flows`: group and port, of either family) are
+//! excluded: a packet tap sees a frame before TC ingress, so without the exclusion both paths
+//! would forward it. Only what the program forwards is excluded: IPv4 without options, not a
+//! fragment, UDP to that port; IPv6 whose fixed header is followed directly by UDP (no
+//! extension header) to that port. IP options, fragments and IPv6 extension headers of those
+//! flows, which the program leaves to the stack, still reach the userspace path and are
+//! counted there, where the input has a packet socket: an input none of whose rules runs in
+//! userspace has none (`InputInterface::needs_capture`).
+//!
+//! The kernel takes at most [`MAX_INSNS`] instructions. When the program testing every wanted
+//! group would be longer, first IPv6 and then IPv4 test only their kernel groups and accept
+//! every other frame of the family: userspace drops what no rule wants, and the kernel flows
+//! stay excluded in every mode, so the two paths never both forward a datagram.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -44,8 +50,8 @@ const ETH_P_8021AD: u32 = 0x88a8;
 const ETH_P_IPV6: u32 = 0x86dd;
 /// Offset of the IPv6 destination address in an untagged Ethernet frame.
 const IPV6_DST_OFFSET: u32 = 14 + 24;
-/// Most IPv6 groups one input's filter tests (nine instructions each); beyond, it takes
-/// every IPv6 frame.
+/// Most IPv6 groups one input's filter tests (nine instructions each); beyond, it tests only
+/// the IPv6 kernel groups and takes every other IPv6 frame.
 pub const MAX_FILTERED_IPV6_GROUPS: usize = 128;
 /// Offset of the IPv4 destination address in an untagged Ethernet frame.
 const IPV4_DST_OFFSET: u32 = 14 + 16;
@@ -53,17 +59,23 @@ const IPV4_DST_OFFSET: u32 = 14 + 16;
 const ACCEPT: u32 = 0x0004_0000;
 /// Default of `[dataplane] fast_path_max_flows_per_input`.
 pub const DEFAULT_KERNEL_FLOWS_PER_INPUT: u32 = 200;
-/// Most kernel flows one input's filter can exclude: in the worst layout (each flow its own
-/// group, [`MAX_FILTERED_GROUPS`] other groups tested) the program is 15 + 2 x (250 + K) +
-/// 2 + 15 x K instructions (a kernel group's block: 12 checks, its port test, 2 returns;
-/// K = 210: 4,087 of the 4,096 the kernel takes), and a group's port tests stay within the
-/// 8-bit jump of a conditional. (It was 249 while a block had 9 checks; the frame-length check
-/// that lets userspace count short frames made it 12.) An input with IPv6 groups too has 4
-/// more prologue instructions and at least 1 for its IPv6 section: 4,092.
+/// Most kernel flows (of both families together) one input's filter can exclude. With IPv4
+/// only, in the worst layout (each flow its own group, [`MAX_FILTERED_GROUPS`] other groups
+/// tested) the exact program is 15 + 2 x (250 + K) + 2 + 15 x K instructions (a kernel
+/// group's block: 12 checks, its port test, 2 returns; K = 210: 4,087 of the 4,096 the kernel
+/// takes), and a group's port tests stay within the 8-bit jump of a conditional. (It was 249
+/// while a block had 9 checks; the frame-length check that lets userspace count short frames
+/// made it 12.) An input with IPv6 groups too has 4 more prologue instructions and at least 1
+/// for its IPv6 section: 4,092. An IPv6 kernel flow costs more (a 9-instruction test and a
+/// block of 6 checks, its port test, 2 returns), so with IPv6 flows [`build`] may fall back
+/// to testing only the kernel groups, family by family; that program is at most 19 + 2 + 5 +
+/// 18 x K = 3,806 instructions for K = 210 in any mix of the families (it would fit up to
+/// K = 226).
 pub const MAX_KERNEL_FLOWS_PER_INPUT: u32 = 210;
 /// The kernel's bound on a classic BPF program (`BPF_MAXINSNS`).
 pub const MAX_INSNS: usize = 4096;
-/// Jump offsets are 8 bits; beyond this many groups the filter accepts all IPv4.
+/// Jump offsets are 8 bits; beyond this many groups the filter accepts all IPv4 (less the
+/// kernel flows).
 pub const MAX_FILTERED_GROUPS: usize = 250;
 /// Offsets from the start of IPv4 in a frame (plus X, the tag length).
 const IP_VERSION_IHL: u32 = 14;
@@ -75,14 +87,25 @@ const UDP_DPORT: u32 = 14 + 20 + 2;
 const UDP_HEADER_END: u32 = 14 + 20 + 8;
 const IPPROTO_UDP: u32 = 17;
 
+/// Offsets from the start of IPv6 in a frame (plus X, the tag length).
+const IPV6_NEXT_HEADER: u32 = 14 + 6;
+/// The UDP destination port right after the IPv6 fixed header.
+const IPV6_UDP_DPORT: u32 = 14 + 40 + 2;
+/// The frame length that holds the UDP header right after the IPv6 fixed header (plus X).
+const IPV6_UDP_HEADER_END: u32 = 14 + 40 + 8;
+
 fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
     Insn { code, jt, jf, k }
 }
 
-/// Builds the filter for an interface whose rules want `groups`. With more than
-/// [`MAX_FILTERED_GROUPS`] groups it accepts all IPv4 and user space sorts them out.
+/// Builds the filter for an interface whose rules want `groups`, less the `kernel_flows` the
+/// fast path forwards. It tests every group when that fits (at most [`MAX_FILTERED_GROUPS`]
+/// IPv4 and [`MAX_FILTERED_IPV6_GROUPS`] IPv6 groups, [`MAX_INSNS`] instructions in all);
+/// otherwise a family tests only its kernel groups, accepts its other frames, and user space
+/// sorts them out.
 ///
-/// Layout (cBPF jumps only forward, with 8-bit offsets, so each drop sits near its test):
+/// Layout of an interface without IPv6 (cBPF jumps only forward, with 8-bit offsets, so each
+/// drop sits near its test; [`dual_prologue`] adds IPv6):
 /// ```text
 ///  0 ld pkttype          1 jeq OUTGOING ? 2 : 3    2 ret 0
 ///  3 ldh [12]            4 jeq IPv4 ? 11 : 5        5 jeq 802.1Q ? 8 : 6
@@ -91,47 +114,95 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
 /// 11 ldx #0             12 ja 14                   13 ldx #4
 /// 14 ld [x + 30]        15.. jeq group_i ? ACCEPT : next    DROP: ret 0    ACCEPT: ret ACCEPT
 /// ```
+/// (with kernel flows, [`group_table`] follows instruction 14 instead).
 pub fn build(groups: &[IpAddr], kernel_flows: &[(IpAddr, u16)]) -> Vec<Insn> {
-    let v4: Vec<Ipv4Addr> = groups
-        .iter()
-        .filter_map(|g| match g {
-            IpAddr::V4(g) => Some(*g),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    let v6: Vec<Ipv6Addr> = groups
-        .iter()
-        .filter_map(|g| match g {
-            IpAddr::V6(g) => Some(*g),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
-    let kernel_flows: Vec<(Ipv4Addr, u16)> = kernel_flows
-        .iter()
-        .filter_map(|&(g, port)| match g {
-            IpAddr::V4(g) => Some((g, port)),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    let kernel_flows = &kernel_flows[..];
-    if v6.is_empty() {
-        let mut p = prologue();
-        ipv4_tests(&mut p, &v4, kernel_flows);
-        return p;
+    let flows = Flows::new(groups, kernel_flows);
+    let mut p = flows.program(Tested::Wanted, Tested::Wanted);
+    // IPv6 gives way first: its groups cost nine instructions each, IPv4's two.
+    for (v4, v6) in [
+        (Tested::Wanted, Tested::Kernel),
+        (Tested::Kernel, Tested::Kernel),
+    ] {
+        if p.len() <= MAX_INSNS {
+            break;
+        }
+        p = flows.program(v4, v6);
     }
-    let mut p = dual_prologue();
-    ipv4_tests(&mut p, &v4, kernel_flows);
-    ipv6_section(&mut p, &v6);
     p
 }
 
+/// Which groups of a family the filter tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tested {
+    /// The wanted groups and the kernel groups: frames to other groups are dropped. A family
+    /// with more groups than its bound (`MAX_FILTERED_GROUPS`, `MAX_FILTERED_IPV6_GROUPS`)
+    /// is tested as with `Kernel`.
+    Wanted,
+    /// Only the kernel flows' groups: every other frame of the family is accepted.
+    Kernel,
+}
+
+/// An interface's groups and kernel flows, by family.
+struct Flows {
+    v4: Vec<Ipv4Addr>,
+    v6: Vec<Ipv6Addr>,
+    kernel_v4: Vec<(Ipv4Addr, u16)>,
+    kernel_v6: Vec<(Ipv6Addr, u16)>,
+}
+
+impl Flows {
+    fn new(groups: &[IpAddr], kernel_flows: &[(IpAddr, u16)]) -> Self {
+        let mut f = Flows {
+            v4: Vec::new(),
+            v6: Vec::new(),
+            kernel_v4: Vec::new(),
+            kernel_v6: Vec::new(),
+        };
+        for g in groups {
+            match *g {
+                IpAddr::V4(g) => f.v4.push(g),
+                IpAddr::V6(g) => f.v6.push(g),
+            }
+        }
+        for &(g, port) in kernel_flows {
+            match g {
+                IpAddr::V4(g) => f.kernel_v4.push((g, port)),
+                IpAddr::V6(g) => f.kernel_v6.push((g, port)),
+            }
+        }
+        f
+    }
+
+    /// The program whose IPv4 and IPv6 tables test the `v4` and `v6` groups. An interface with
+    /// neither IPv6 groups nor IPv6 kernel flows keeps the shorter IPv4-only program, which
+    /// drops IPv6.
+    fn program(&self, v4: Tested, v6: Tested) -> Vec<Insn> {
+        if self.v6.is_empty() && self.kernel_v6.is_empty() {
+            let mut p = prologue();
+            ipv4_tests(&mut p, &self.v4, &self.kernel_v4, v4);
+            return p;
+        }
+        let mut p = dual_prologue();
+        ipv4_tests(&mut p, &self.v4, &self.kernel_v4, v4);
+        ipv6_section(&mut p, &self.v6, &self.kernel_v6, v6);
+        p
+    }
+}
+
 /// The IPv4 group tests after the prologue (A holds the destination, X the tag length).
-fn ipv4_tests(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) {
+fn ipv4_tests(
+    p: &mut Vec<Insn>,
+    groups: &[Ipv4Addr],
+    kernel_flows: &[(Ipv4Addr, u16)],
+    tested: Tested,
+) {
+    let all_ipv4 = tested == Tested::Kernel || groups.len() > MAX_FILTERED_GROUPS;
     if !kernel_flows.is_empty() {
-        with_kernel_flows(p, groups, kernel_flows);
+        let tested = tested_groups(groups, kernel_flows, all_ipv4);
+        group_table(p, &tested, kernel_flows, if all_ipv4 { ACCEPT } else { 0 });
         return;
     }
-    if groups.len() > MAX_FILTERED_GROUPS {
+    if all_ipv4 {
         p.push(insn(RET_K, 0, 0, ACCEPT));
         return;
     }
@@ -187,48 +258,37 @@ fn dual_prologue() -> Vec<Insn> {
     ]
 }
 
-/// Appends the IPv6 section and points the prologue's IPv6 jumps at it. Each group is four
-/// 32-bit comparisons of the destination address and a `ja` to ACCEPT (so no conditional
-/// jump is longer than a group):
+/// Appends the IPv6 section and points the prologue's IPv6 jumps at it: X is set, then the
+/// IPv6 [`group_table`] follows, whose match of a group is four 32-bit comparisons of the
+/// destination address (so no conditional jump is longer than a group):
 /// ```text
-/// V6_TAGGED:   ldx #4     ja BODY
+/// V6_TAGGED:   ldx #4     ja TABLE
 /// V6_UNTAGGED: ldx #0
-/// BODY, per group: ld [x+38] jeq w0 ? : next  ld [x+42] jeq w1 ? : next
-///                  ld [x+46] jeq w2 ? : next  ld [x+50] jeq w3 ? : next  ja ACCEPT
-/// after them: ret 0     ACCEPT: ret ACCEPT
+/// TABLE, per group: ld [x+38] jeq w0 ? : next  ld [x+42] jeq w1 ? : next
+///                   ld [x+46] jeq w2 ? : next  ld [x+50] jeq w3 ? : next  ja TARGET
 /// ```
-/// When that would not fit the kernel's bound (more than [`MAX_FILTERED_IPV6_GROUPS`], or
-/// the IPv4 part already near it), the section is `ret ACCEPT`: every IPv6 frame reaches
-/// userspace, which counts what it does not want (`filtered.not_udp` for neighbour
-/// discovery and MLD, `no_match` for other groups).
-fn ipv6_section(p: &mut Vec<Insn>, groups: &[Ipv6Addr]) {
-    const PER_GROUP: usize = 9;
+/// With more than [`MAX_FILTERED_IPV6_GROUPS`] groups, or when [`build`] needs the room, only
+/// the kernel groups are tested, and without any the section is `ret ACCEPT`: every other
+/// IPv6 frame reaches userspace, which counts what it does not want (`filtered.not_udp` for
+/// neighbour discovery and MLD, `no_match` for other groups).
+fn ipv6_section(
+    p: &mut Vec<Insn>,
+    groups: &[Ipv6Addr],
+    kernel_flows: &[(Ipv6Addr, u16)],
+    tested: Tested,
+) {
     let start = p.len();
-    let exact_len = 3 + PER_GROUP * groups.len() + 2;
-    let exact = groups.len() <= MAX_FILTERED_IPV6_GROUPS && start + exact_len <= MAX_INSNS;
-    let (tagged, untagged) = if exact {
+    let all_ipv6 = tested == Tested::Kernel || groups.len() > MAX_FILTERED_IPV6_GROUPS;
+    let (tagged, untagged) = if all_ipv6 && kernel_flows.is_empty() {
+        p.push(insn(RET_K, 0, 0, ACCEPT));
+        (start, start)
+    } else {
         p.push(insn(LDX_IMM, 0, 0, 4));
         p.push(insn(JA, 0, 0, 1));
         p.push(insn(LDX_IMM, 0, 0, 0));
-        let body = p.len();
-        let accept = body + PER_GROUP * groups.len() + 1;
-        for g in groups {
-            let words = g.octets();
-            for (k, word) in words.chunks_exact(4).enumerate() {
-                let word = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-                // From the jeq of word k, the next group starts 7 - 2k instructions on.
-                p.push(insn(LD_W_IND, 0, 0, IPV6_DST_OFFSET + 4 * k as u32));
-                p.push(insn(JEQ_K, 0, (7 - 2 * k) as u8, word));
-            }
-            let ja_at = p.len();
-            p.push(insn(JA, 0, 0, (accept - ja_at - 1) as u32));
-        }
-        p.push(insn(RET_K, 0, 0, 0));
-        p.push(insn(RET_K, 0, 0, ACCEPT));
+        let tested = tested_groups(groups, kernel_flows, all_ipv6);
+        group_table(p, &tested, kernel_flows, if all_ipv6 { ACCEPT } else { 0 });
         (start, start + 2)
-    } else {
-        p.push(insn(RET_K, 0, 0, ACCEPT));
-        (start, start)
     };
     p[UNTAGGED_IPV6_JUMP].k = (untagged - UNTAGGED_IPV6_JUMP - 1) as u32;
     p[TAGGED_IPV6_JUMP].k = (tagged - TAGGED_IPV6_JUMP - 1) as u32;
@@ -262,70 +322,52 @@ fn prologue() -> Vec<Insn> {
     ]
 }
 
-/// The group tests when some flows are the kernel's. Each group test jumps through a `ja`
-/// (32-bit offset), so the 8-bit limit of conditional jumps does not bound the table:
-/// ```text
-/// per group:  jeq g ? next : skip    ja TARGET(g)
-/// after them: ret 0 (no group matched; ACCEPT when there are more groups than
-///             MAX_FILTERED_GROUPS and only the kernel groups are tested)
-/// ACCEPT:     ret ACCEPT
-/// per kernel group, TARGET: IPv4 without options, not a fragment, UDP, the frame holds the
-///             whole UDP header, and the port is one of the group's kernel ports ? ret 0 :
-///             ret ACCEPT
-/// ```
-/// A frame too short for the UDP header is accepted (the program never sees it as one of its
-/// flows, and userspace counts it as malformed): a cBPF load beyond the frame would drop it
-/// uncounted.
-fn with_kernel_flows(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ipv4Addr, u16)]) {
-    /// Instructions of a kernel group's block before its port tests.
-    const CHECKS: usize = 12;
-    let mut kernel_groups: Vec<Ipv4Addr> = kernel_flows.iter().map(|(g, _)| *g).collect();
+/// The groups a family's table tests: the wanted `groups` unless `only_kernel`, and the
+/// kernel flows' groups. A kernel group no rule lists is tested too, so that its flows stay
+/// excluded whatever `groups` holds.
+fn tested_groups<G: Copy + Ord>(
+    groups: &[G],
+    kernel_flows: &[(G, u16)],
+    only_kernel: bool,
+) -> Vec<G> {
+    let mut kernel_groups: Vec<G> = kernel_flows.iter().map(|(g, _)| *g).collect();
     kernel_groups.sort();
     kernel_groups.dedup();
-    let all_ipv4 = groups.len() > MAX_FILTERED_GROUPS;
-    let tested: Vec<Ipv4Addr> = if all_ipv4 {
-        kernel_groups.clone()
-    } else {
-        let mut t = groups.to_vec();
-        t.extend(kernel_groups.iter().filter(|g| !groups.contains(g)));
-        t
-    };
-    let ports = |g: Ipv4Addr| -> Vec<u16> {
-        kernel_flows
-            .iter()
-            .filter(|(k, _)| *k == g)
-            .map(|(_, p)| *p)
-            .collect()
-    };
-    // A kernel group's block: 12 checks + one test per port + 2 returns.
-    let block_len = |g: Ipv4Addr| CHECKS + ports(g).len() + 2;
-    let tests_start = p.len();
-    let after_tests = tests_start + 2 * tested.len();
-    let accept = after_tests + 1;
-    let mut block_start = after_tests + 2;
-    let mut targets = Vec::with_capacity(tested.len());
-    for g in &tested {
-        if kernel_groups.contains(g) {
-            targets.push(block_start);
-            block_start += block_len(*g);
-        } else {
-            targets.push(accept);
-        }
+    if only_kernel {
+        return kernel_groups;
     }
-    for (i, g) in tested.iter().enumerate() {
-        let ja_at = tests_start + 2 * i + 1;
-        p.push(insn(JEQ_K, 0, 1, u32::from(*g)));
-        p.push(insn(JA, 0, 0, (targets[i] - ja_at - 1) as u32));
+    let mut tested = groups.to_vec();
+    tested.extend(kernel_groups.iter().filter(|g| !groups.contains(g)));
+    tested
+}
+
+/// What the IPv4 and IPv6 group tables differ in: how a group is matched, and what a kernel
+/// group's block checks before its port tests.
+trait Family: Copy + Eq {
+    /// Instructions of [`Family::push_match`].
+    const MATCH_LEN: usize;
+    /// Instructions of [`Family::push_checks`].
+    const CHECKS: usize;
+    /// Appends the test that the frame is to this group: it falls through on a match and
+    /// otherwise jumps past the one instruction after it (the table's `ja`).
+    fn push_match(self, p: &mut Vec<Insn>);
+    /// Appends the checks that the frame is one the fast path forwards, ending with its UDP
+    /// destination port in A; a check at +k that fails jumps `to_accept(k)` on.
+    fn push_checks(p: &mut Vec<Insn>, to_accept: impl Fn(usize) -> u8);
+}
+
+impl Family for Ipv4Addr {
+    const MATCH_LEN: usize = 1;
+    const CHECKS: usize = 12;
+
+    /// A holds the destination address: the prologue loaded it.
+    fn push_match(self, p: &mut Vec<Insn>) {
+        p.push(insn(JEQ_K, 0, 1, u32::from(self)));
     }
-    p.push(insn(RET_K, 0, 0, if all_ipv4 { ACCEPT } else { 0 }));
-    p.push(insn(RET_K, 0, 0, ACCEPT));
-    for g in tested.iter().filter(|g| kernel_groups.contains(g)) {
-        let ports = ports(*g);
-        let n = ports.len();
-        // Block layout: CHECKS checks at +0..+11, port tests at +12.., then ACC: ret ACCEPT
-        // at +12+n and DROP: ret 0 at +13+n. A jump at +k to +t has offset t - k - 1.
-        let to_accept = |k: usize| (CHECKS + n - k - 1) as u8;
-        let checks = [
+
+    /// IPv4 without options, UDP, not a fragment, and the frame holds the whole UDP header.
+    fn push_checks(p: &mut Vec<Insn>, to_accept: impl Fn(usize) -> u8) {
+        p.extend([
             insn(LD_B_IND, 0, 0, IP_VERSION_IHL),
             insn(AND_K, 0, 0, 0x0f),
             insn(JEQ_K, 0, to_accept(2), 5),
@@ -338,17 +380,101 @@ fn with_kernel_flows(p: &mut Vec<Insn>, groups: &[Ipv4Addr], kernel_flows: &[(Ip
             insn(SUB_X, 0, 0, 0),
             insn(JGE_K, 0, to_accept(10), UDP_HEADER_END),
             insn(LD_H_IND, 0, 0, UDP_DPORT),
-        ];
-        debug_assert_eq!(checks.len(), CHECKS);
-        p.extend(checks);
-        for (j, port) in ports.iter().enumerate() {
-            // Port test j sits at +CHECKS+j; DROP at +CHECKS+1+n. The last one falls through
-            // to ACC.
-            p.push(insn(JEQ_K, (n - j) as u8, 0, u32::from(*port)));
-        }
-        p.push(insn(RET_K, 0, 0, ACCEPT));
-        p.push(insn(RET_K, 0, 0, 0));
+        ]);
     }
+}
+
+impl Family for Ipv6Addr {
+    const MATCH_LEN: usize = 8;
+    const CHECKS: usize = 6;
+
+    /// Loads and compares the address word by word: a mismatch at word k skips the 7 - 2k
+    /// instructions after its `jeq` (the rest of the match and the `ja`).
+    fn push_match(self, p: &mut Vec<Insn>) {
+        for (k, word) in self.octets().chunks_exact(4).enumerate() {
+            let word = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+            p.push(insn(LD_W_IND, 0, 0, IPV6_DST_OFFSET + 4 * k as u32));
+            p.push(insn(JEQ_K, 0, (7 - 2 * k) as u8, word));
+        }
+    }
+
+    /// UDP right after the fixed header (the program leaves extension headers to the
+    /// stack), and the frame holds the whole UDP header. The next header byte lies before
+    /// the destination address the match has read, so its load cannot fail.
+    fn push_checks(p: &mut Vec<Insn>, to_accept: impl Fn(usize) -> u8) {
+        p.extend([
+            insn(LD_B_IND, 0, 0, IPV6_NEXT_HEADER),
+            insn(JEQ_K, 0, to_accept(1), IPPROTO_UDP),
+            insn(LD_W_LEN, 0, 0, 0),
+            insn(SUB_X, 0, 0, 0),
+            insn(JGE_K, 0, to_accept(4), IPV6_UDP_HEADER_END),
+            insn(LD_H_IND, 0, 0, IPV6_UDP_DPORT),
+        ]);
+    }
+}
+
+/// A family's group tests as a table of `ja`s (32-bit offsets), so the 8-bit limit of
+/// conditional jumps does not bound it:
+/// ```text
+/// per group:  match g ? next : skip    ja TARGET(g)
+/// after them: ret miss (0 when every wanted group is tested; ACCEPT when only the kernel
+///             groups are, and every other frame of the family goes to user space)
+/// ACCEPT:     ret ACCEPT
+/// per kernel group, TARGET: the fast path forwards this frame (Family::push_checks) and
+///             its port is one of the group's kernel ports ? ret 0 : ret ACCEPT
+/// ```
+/// A frame too short for the UDP header is accepted (the program never sees it as one of its
+/// flows, and userspace counts it as malformed): a cBPF load beyond the frame would drop it
+/// uncounted.
+fn group_table<F: Family>(p: &mut Vec<Insn>, tested: &[F], kernel_flows: &[(F, u16)], miss: u32) {
+    let ports = |g: F| -> Vec<u16> {
+        kernel_flows
+            .iter()
+            .filter(|(k, _)| *k == g)
+            .map(|(_, p)| *p)
+            .collect()
+    };
+    let is_kernel = |g: F| kernel_flows.iter().any(|(k, _)| *k == g);
+    let tests_start = p.len();
+    let after_tests = tests_start + (F::MATCH_LEN + 1) * tested.len();
+    let accept = after_tests + 1;
+    let mut block_start = after_tests + 2;
+    let mut targets = Vec::with_capacity(tested.len());
+    for &g in tested {
+        if is_kernel(g) {
+            targets.push(block_start);
+            block_start += F::CHECKS + ports(g).len() + 2;
+        } else {
+            targets.push(accept);
+        }
+    }
+    for (&g, target) in tested.iter().zip(targets) {
+        g.push_match(p);
+        let ja_at = p.len();
+        p.push(insn(JA, 0, 0, (target - ja_at - 1) as u32));
+    }
+    p.push(insn(RET_K, 0, 0, miss));
+    p.push(insn(RET_K, 0, 0, ACCEPT));
+    for &g in tested.iter().filter(|&&g| is_kernel(g)) {
+        kernel_block::<F>(p, &ports(g));
+    }
+}
+
+/// A kernel group's block: `F::CHECKS` checks at +0.., one test per port at +CHECKS.., then
+/// ACC: ret ACCEPT at +CHECKS+n and DROP: ret 0 at +CHECKS+1+n. A jump at +k to +t has
+/// offset t - k - 1; a group's ports fit the 8-bit offsets as the flows per input are bounded
+/// ([`MAX_KERNEL_FLOWS_PER_INPUT`]).
+fn kernel_block<F: Family>(p: &mut Vec<Insn>, ports: &[u16]) {
+    let n = ports.len();
+    let start = p.len();
+    F::push_checks(p, |k| (F::CHECKS + n - k - 1) as u8);
+    debug_assert_eq!(p.len() - start, F::CHECKS);
+    for (j, port) in ports.iter().enumerate() {
+        // Port test j jumps to DROP; the last one falls through to ACC.
+        p.push(insn(JEQ_K, (n - j) as u8, 0, u32::from(*port)));
+    }
+    p.push(insn(RET_K, 0, 0, ACCEPT));
+    p.push(insn(RET_K, 0, 0, 0));
 }
 
 #[cfg(test)]
@@ -629,8 +755,9 @@ mod tests {
         assert_eq!(run(&p, &frame(0x86dd, false, G1), false), 0);
     }
 
-    /// An IPv6/UDP frame to `dst`, with one in-frame tag when `vlan`.
-    fn ipv6_frame(vlan: bool, dst: Ipv6Addr) -> Vec<u8> {
+    /// An IPv6 frame to `dst` whose fixed header's next header is `next`, followed by a UDP
+    /// header to `port` (whatever `next` says), with one in-frame tag when `vlan`.
+    fn ipv6_udp_frame(vlan: bool, dst: Ipv6Addr, next: u8, port: u16) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         if vlan {
             f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
@@ -638,10 +765,25 @@ mod tests {
         f.extend_from_slice(&[0x86, 0xdd]);
         let mut ip = [0u8; 48];
         ip[0] = 0x60;
-        ip[6] = 17;
+        ip[4..6].copy_from_slice(&8u16.to_be_bytes());
+        ip[6] = next;
         ip[24..40].copy_from_slice(&dst.octets());
+        ip[42..44].copy_from_slice(&port.to_be_bytes());
         f.extend_from_slice(&ip);
         f
+    }
+
+    /// An IPv6/UDP frame to `dst`, port 9, with one in-frame tag when `vlan`.
+    fn ipv6_frame(vlan: bool, dst: Ipv6Addr) -> Vec<u8> {
+        ipv6_udp_frame(vlan, dst, 17, 9)
+    }
+
+    /// A UDP frame to `group`:`port` of either family (IPv4 without options).
+    fn udp_to(vlan: bool, group: IpAddr, port: u16) -> Vec<u8> {
+        match group {
+            IpAddr::V4(g) => udp_frame(vlan, g.octets(), port, 5, 0),
+            IpAddr::V6(g) => ipv6_udp_frame(vlan, g, 17, port),
+        }
     }
 
     const V6_G1: Ipv6Addr = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0, 0x1234);
@@ -711,5 +853,154 @@ mod tests {
             run(&p, &udp_frame(false, kg.octets(), port, 5, 0), false),
             0
         );
+    }
+
+    #[test]
+    fn ipv6_kernel_flows_are_left_to_the_program_and_the_rest_still_pass() {
+        let kernel = [
+            (V6_G1.into(), 5000),
+            (V6_G1.into(), 5001),
+            (G1.into(), 6000),
+        ];
+        let p = build(&[G1.into(), V6_G1.into(), V6_G2.into()], &kernel);
+        let unwanted = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0, 0x5555);
+        for vlan in [false, true] {
+            // What the program forwards: dropped here.
+            assert_eq!(run(&p, &ipv6_udp_frame(vlan, V6_G1, 17, 5000), false), 0);
+            assert_eq!(run(&p, &ipv6_udp_frame(vlan, V6_G1, 17, 5001), false), 0);
+            // Other ports of a kernel group, and groups of userspace rules: accepted.
+            let accepted = |f: Vec<u8>, what: &str| {
+                assert_eq!(run(&p, &f, false), ACCEPT, "{what}, vlan {vlan}")
+            };
+            accepted(ipv6_udp_frame(vlan, V6_G1, 17, 5002), "another port");
+            accepted(ipv6_udp_frame(vlan, V6_G2, 17, 5000), "another group");
+            // What the program leaves to the stack: extension headers, other protocols.
+            accepted(ipv6_udp_frame(vlan, V6_G1, 0, 5000), "hop-by-hop");
+            accepted(ipv6_udp_frame(vlan, V6_G1, 44, 5000), "fragment header");
+            accepted(ipv6_udp_frame(vlan, V6_G1, 6, 5000), "TCP");
+            // Groups no rule wants, outgoing frames: dropped as before.
+            assert_eq!(run(&p, &ipv6_udp_frame(vlan, unwanted, 17, 5000), false), 0);
+            assert_eq!(run(&p, &ipv6_udp_frame(vlan, V6_G1, 17, 5002), true), 0);
+            // IPv4 beside them is unchanged.
+            assert_eq!(run(&p, &udp_frame(vlan, G1, 6000, 5, 0), false), 0);
+            assert_eq!(run(&p, &udp_frame(vlan, G1, 6001, 5, 0), false), ACCEPT);
+            assert_eq!(run(&p, &udp_frame(vlan, G2, 6000, 5, 0), false), 0);
+        }
+        // A frame of a kernel flow cut inside its UDP header, or right after the fixed header:
+        // userspace counts it (a load beyond the frame would drop it, counted nowhere).
+        for vlan in [false, true] {
+            let whole = ipv6_udp_frame(vlan, V6_G1, 17, 5000);
+            for cut in [0, 2, 4, 7] {
+                let f = &whole[..whole.len() - 8 + cut];
+                assert_eq!(
+                    run(&p, f, false),
+                    ACCEPT,
+                    "cut after {cut} bytes, vlan {vlan}"
+                );
+            }
+            assert_eq!(run(&p, &whole, false), 0);
+        }
+    }
+
+    #[test]
+    fn an_ipv6_kernel_group_no_rule_lists_is_still_excluded() {
+        let lone = Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0, 0x99);
+        let kernel = [(lone.into(), 7000)];
+        let beside_ipv6 = build(&[V6_G1.into()], &kernel);
+        // Without IPv6 groups the interface still gets the IPv6 section, to test it.
+        let beside_ipv4 = build(&[G1.into()], &kernel);
+        for p in [&beside_ipv6, &beside_ipv4] {
+            for vlan in [false, true] {
+                assert_eq!(run(p, &ipv6_udp_frame(vlan, lone, 17, 7000), false), 0);
+                assert_eq!(run(p, &ipv6_udp_frame(vlan, lone, 17, 7001), false), ACCEPT);
+                assert_eq!(run(p, &ipv6_frame(vlan, V6_G2), false), 0);
+            }
+        }
+        assert_eq!(run(&beside_ipv6, &ipv6_frame(false, V6_G1), false), ACCEPT);
+        assert_eq!(run(&beside_ipv4, &ipv6_frame(false, V6_G1), false), 0);
+        assert_eq!(run(&beside_ipv4, &frame(0x0800, false, G1), false), ACCEPT);
+    }
+
+    #[test]
+    fn too_many_ipv6_groups_still_exclude_the_ipv6_kernel_flows() {
+        let groups: Vec<IpAddr> = (0..=MAX_FILTERED_IPV6_GROUPS as u128)
+            .map(|i| Ipv6Addr::from(0xff3e_0000_0000_0000_0000_0000_0000_0000 + i).into())
+            .collect();
+        let IpAddr::V6(kernel_group) = groups[5] else {
+            unreachable!("IPv6 groups")
+        };
+        let p = build(&groups, &[(kernel_group.into(), 5000)]);
+        for vlan in [false, true] {
+            let f = |g, port| ipv6_udp_frame(vlan, g, 17, port);
+            assert_eq!(run(&p, &f(kernel_group, 5000), false), 0);
+            assert_eq!(run(&p, &f(kernel_group, 5001), false), ACCEPT);
+            // Every other IPv6 frame: user space sorts it out.
+            assert_eq!(run(&p, &f(V6_G2, 5000), false), ACCEPT);
+        }
+    }
+
+    #[test]
+    fn the_most_kernel_flows_in_any_family_mix_fit_and_stay_exact() {
+        let k = MAX_KERNEL_FLOWS_PER_INPUT;
+        let v4 = |i: u32| IpAddr::from(Ipv4Addr::from(0xef01_0000 + i));
+        let v6 = |i: u32| IpAddr::from(Ipv6Addr::from(0xff3e_u128 << 112 | u128::from(i)));
+        // Each kernel flow its own group (the most tests and blocks) in every mix of the
+        // families, and all of them on one or two groups (the longest port lists).
+        let distinct = |k6: u32| -> Vec<(IpAddr, u16)> {
+            let ipv4 = (0..k - k6).map(|i| (v4(100_000 + i), 5000));
+            ipv4.chain((0..k6).map(|i| (v6(100_000 + i), 5000)))
+                .collect()
+        };
+        let mut layouts: Vec<Vec<(IpAddr, u16)>> =
+            [0, 1, k / 2, k - 1, k].into_iter().map(distinct).collect();
+        layouts.push((0..k).map(|i| (v6(100_000), 5000 + i as u16)).collect());
+        layouts.push(
+            (0..k)
+                .map(|i| {
+                    (
+                        if i % 2 == 0 { v4(100_000) } else { v6(100_000) },
+                        5000 + i as u16,
+                    )
+                })
+                .collect(),
+        );
+        // The rule table lists the kernel groups beside 250 IPv4 and 128 IPv6 others.
+        let groups_with = |kernel: &[(IpAddr, u16)]| -> Vec<IpAddr> {
+            let mut groups: Vec<IpAddr> = (0..MAX_FILTERED_GROUPS as u32).map(v4).collect();
+            groups.extend((0..MAX_FILTERED_IPV6_GROUPS as u32).map(v6));
+            groups.extend(kernel.iter().map(|(g, _)| *g));
+            groups.sort();
+            groups.dedup();
+            groups
+        };
+        let mut worst = 0;
+        for kernel in &layouts {
+            let p = build(&groups_with(kernel), kernel);
+            assert!(p.len() <= MAX_INSNS, "{} instructions", p.len());
+            worst = worst.max(p.len());
+            for &(g, port) in kernel.iter().step_by(7) {
+                for vlan in [false, true] {
+                    assert_eq!(run(&p, &udp_to(vlan, g, port), false), 0, "{g} {port}");
+                    assert_eq!(run(&p, &udp_to(vlan, g, 4000), false), ACCEPT, "{g} 4000");
+                }
+            }
+            for other in [v4(0), v4(249), v6(0), v6(127)] {
+                assert_eq!(run(&p, &udp_to(false, other, 5000), false), ACCEPT);
+                assert_eq!(run(&p, &udp_to(true, other, 5000), false), ACCEPT);
+            }
+        }
+        assert!(
+            worst > 3500,
+            "the layouts fill the program: {worst} instructions"
+        );
+        // All flows IPv6: IPv6 tests only its kernel groups, IPv4 stays exact.
+        let all_ipv6 = distinct(k);
+        let p = build(&groups_with(&all_ipv6), &all_ipv6);
+        assert_eq!(run(&p, &udp_to(false, v6(300), 5000), false), ACCEPT);
+        assert_eq!(run(&p, &udp_to(false, v4(300), 5000), false), 0);
+        // One of them IPv4: IPv4 tests only its kernel group too.
+        let one_ipv4 = distinct(k - 1);
+        let p = build(&groups_with(&one_ipv4), &one_ipv4);
+        assert_eq!(run(&p, &udp_to(false, v4(300), 5000), false), ACCEPT);
     }
 }
