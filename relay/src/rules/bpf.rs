@@ -105,7 +105,7 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
 /// sorts them out.
 ///
 /// Layout of an interface without IPv6 (cBPF jumps only forward, with 8-bit offsets, so each
-/// drop sits near its test; [`dual_prologue`] adds IPv6):
+/// drop sits near its test; `dual_prologue` adds IPv6):
 /// ```text
 ///  0 ld pkttype          1 jeq OUTGOING ? 2 : 3    2 ret 0
 ///  3 ldh [12]            4 jeq IPv4 ? 11 : 5        5 jeq 802.1Q ? 8 : 6
@@ -114,7 +114,7 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
 /// 11 ldx #0             12 ja 14                   13 ldx #4
 /// 14 ld [x + 30]        15.. jeq group_i ? ACCEPT : next    DROP: ret 0    ACCEPT: ret ACCEPT
 /// ```
-/// (with kernel flows, [`group_table`] follows instruction 14 instead).
+/// (with kernel flows, `group_table` follows instruction 14 instead).
 pub fn build(groups: &[IpAddr], kernel_flows: &[(IpAddr, u16)]) -> Vec<Insn> {
     let flows = Flows::new(groups, kernel_flows);
     let mut p = flows.program(Tested::Wanted, Tested::Wanted);
