@@ -10,7 +10,7 @@
 //! the plan.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::plan::{Host, Neighbour, NextHop};
 use super::resolve::{self, Link, RouteQuery, Rtnl};
@@ -25,7 +25,7 @@ pub(super) struct Lookups {
     /// Next hop and source per route lookup.
     hops: HashMap<RouteQuery, Result<resolve::Route, String>>,
     /// Usable MAC per (next hop, interface index).
-    neighbours: HashMap<(Ipv4Addr, u32), Result<[u8; 6], String>>,
+    neighbours: HashMap<(IpAddr, u32), Result<[u8; 6], String>>,
     /// The name a unicast output's interface was asked by (it appears in the answers).
     names: HashMap<u32, String>,
 }
@@ -66,6 +66,15 @@ impl Lookups {
     }
 }
 
+/// The plan's rtnetlink socket, opened at its first use (and the error of that, once).
+fn rtnl(slot: &mut Option<Result<Rtnl, String>>) -> Result<&mut Rtnl, String> {
+    slot.get_or_insert_with(|| {
+        Rtnl::open().map_err(|e| format!("opening an rtnetlink socket: {e}"))
+    })
+    .as_mut()
+    .map_err(|e| e.clone())
+}
+
 impl Host for Lookups {
     /// [`resolve::link`], once per interface.
     fn link(&mut self, name: &str) -> Result<Link, String> {
@@ -94,12 +103,7 @@ impl Host for Lookups {
             return Err(format!("output {name} is not a unicast output"));
         };
         self.names.entry(q.oif).or_insert_with(|| name.to_string());
-        let rtnl = match self.rtnl.get_or_insert_with(|| {
-            Rtnl::open().map_err(|e| format!("opening an rtnetlink socket: {e}"))
-        }) {
-            Ok(r) => r,
-            Err(e) => return Err(e.clone()),
-        };
+        let rtnl = rtnl(&mut self.rtnl)?;
         let route = self
             .hops
             .entry(q)
@@ -177,6 +181,23 @@ mod tests {
         }
         assert!(!rerouted.hops.is_empty());
         assert!(rerouted.changed(), "a route that appeared is a change");
+    }
+
+    #[test]
+    fn an_ipv6_unicast_output_is_routed_in_the_ipv6_tables() {
+        let mut l = Lookups::default();
+        let local = EgressKey {
+            ifindex: 1,
+            ipv6: true,
+            ttl: 16,
+            bind: None,
+            unicast: Some("[::1]:7000".parse().unwrap()),
+        };
+        assert_eq!(
+            l.neighbour(&local, "lo"),
+            Err("::1 is an address of this host: the kernel delivers it locally".into())
+        );
+        assert_eq!(l.hops.len(), 1);
     }
 
     #[test]

@@ -22,9 +22,9 @@ pub(super) type Neighbour = Result<NextHop, String>;
 pub(super) struct NextHop {
     /// The next hop's link-layer address.
     pub mac: [u8; 6],
-    /// The source address the kernel's route gives the socket's datagrams (`None`: the
-    /// interface's primary address).
-    pub source: Option<Ipv4Addr>,
+    /// The source address the kernel's route gives the socket's datagrams, of the
+    /// destination's family (`None`: the interface's primary address).
+    pub source: Option<IpAddr>,
 }
 
 /// What the plan asks of the host about output interfaces and next hops. The real one asks
@@ -217,7 +217,12 @@ fn kernel_outputs(
                 (resolve::multicast_mac(dest), None)
             } else {
                 let hop = host.neighbour(&table.egress_keys[o.egress], name)?;
-                (hop.mac, hop.source)
+                let source = match hop.source {
+                    Some(IpAddr::V4(s)) => Some(s),
+                    Some(IpAddr::V6(_)) => return Err(IPV6_USERSPACE.into()),
+                    None => None,
+                };
+                (hop.mac, source)
             };
             // As the output's socket sends: from its bound address, else from the source the
             // route selects (a route's `src`, a secondary address, a VRF's), else (multicast)
@@ -306,7 +311,7 @@ mod tests {
     struct FixedHost {
         links: HashMap<String, Link>,
         addresses: HashMap<String, Ipv4Addr>,
-        neighbours: HashMap<Ipv4Addr, NextHop>,
+        neighbours: HashMap<IpAddr, NextHop>,
         asked: usize,
     }
 
@@ -322,10 +327,7 @@ mod tests {
             Ok(self.addresses.get(name).copied())
         }
         fn neighbour(&mut self, socket: &EgressKey, name: &str) -> Neighbour {
-            let std::net::SocketAddr::V4(dest) = socket.unicast.expect("a unicast output") else {
-                panic!("the plan asked for an IPv6 next hop");
-            };
-            let dest = *dest.ip();
+            let dest = socket.unicast.expect("a unicast output").ip();
             self.neighbours.get(&dest).copied().ok_or_else(|| {
                 format!("no neighbour entry for {dest} on {name} yet (retried every second)")
             })
@@ -442,7 +444,7 @@ mod tests {
             mac: [2, 0, 0, 0, 0, 9],
             source: None,
         };
-        h.neighbours.insert(Ipv4Addr::new(10, 0, 0, 9), hop);
+        h.neighbours.insert(Ipv4Addr::new(10, 0, 0, 9).into(), hop);
         let d = decide(&t, &attached(&[10]), POLICY, &mut h);
         let Decision::Kernel(o) = &d[0] else {
             panic!("{d:?}")
@@ -457,10 +459,11 @@ mod tests {
         // The route selects another source (its `src`, a secondary address): the datagrams
         // leave from it, as the output's socket's would.
         let routed = NextHop {
-            source: Some(Ipv4Addr::new(10, 0, 0, 77)),
+            source: Some(Ipv4Addr::new(10, 0, 0, 77).into()),
             ..hop
         };
-        h.neighbours.insert(Ipv4Addr::new(10, 0, 0, 9), routed);
+        h.neighbours
+            .insert(Ipv4Addr::new(10, 0, 0, 9).into(), routed);
         let d = decide(&t, &attached(&[10]), POLICY, &mut h);
         assert!(
             matches!(&d[0], Decision::Kernel(o) if o[0].src == Ipv4Addr::new(10, 0, 0, 77)),

@@ -1,18 +1,19 @@
 //! What the program writes into a copy that the userspace path leaves to the kernel's
-//! sockets: the output interface's MAC and IPv4 address, and the destination MAC (the
+//! sockets: the output interface's MAC and source address, and the destination MAC (the
 //! group's multicast MAC, or the next hop's).
 //!
 //! A unicast output's next hop is the kernel's own answer, so the program sends where the
 //! kernel would send the userspace path's datagrams: the route from the kernel's route
 //! lookup (`RTM_GETROUTE`, with everything a socket's lookup takes: see [`RouteQuery`]), and
 //! the next hop's MAC from its neighbour entry (`RTM_GETNEIGH`), only in a state the kernel
-//! transmits to without waiting (see `usable`). Both over rtnetlink (`rtnl.rs`).
+//! transmits to without waiting (see `usable`). Both over rtnetlink (`rtnl.rs`), for IPv4
+//! and IPv6 alike (IPv6 neighbour entries have the same NUD states).
 //!
 //! Everything is read from the current network namespace (ioctls and rtnetlink, which
 //! follow the caller's namespace; `/sys/class/net` may not, under `ip netns exec`).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
@@ -61,33 +62,30 @@ pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
 /// sockets set none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RouteQuery {
-    pub dest: SocketAddrV4,
+    /// The destination; its family is the lookup's (`AF_INET` or `AF_INET6`).
+    pub dest: SocketAddr,
     /// The output interface's index (`RTA_OIF`).
     pub oif: u32,
-    /// The address the socket is bound to (`RTA_SRC`): without it the kernel chooses one.
-    pub source: Option<Ipv4Addr>,
+    /// The address the socket is bound to (`RTA_SRC`), of the destination's family: without
+    /// it the kernel chooses one.
+    pub source: Option<IpAddr>,
     /// The port the socket is bound to (`RTA_SPORT`): without it the socket has an
     /// ephemeral one, which no lookup can know in advance.
     pub source_port: Option<u16>,
 }
 
 impl RouteQuery {
-    /// The lookup for egress socket `key`, or `None` if it is not an IPv4 unicast output's
-    /// (the program sends IPv4 only).
+    /// The lookup for egress socket `key`, or `None` if it is not a unicast output's. A bound
+    /// address of the other family (which the socket could not have) is no source.
     pub fn of(key: &EgressKey) -> Option<Self> {
-        let std::net::SocketAddr::V4(dest) = key.unicast? else {
-            return None;
-        };
+        let dest = key.unicast?;
         Some(Self {
             dest,
             oif: key.ifindex,
             source: key
                 .bind
-                .and_then(|b| match b.ip() {
-                    std::net::IpAddr::V4(a) => Some(a),
-                    std::net::IpAddr::V6(_) => None,
-                })
-                .filter(|a| !a.is_unspecified()),
+                .map(|b| b.ip())
+                .filter(|a| a.is_ipv6() == dest.is_ipv6() && !a.is_unspecified()),
             source_port: key.bind.map(|b| b.port()).filter(|&p| p != 0),
         })
     }
@@ -99,39 +97,39 @@ impl RouteQuery {
 pub enum Unresolved {
     #[error("the kernel has no route to {dest} out of {interface} ({error})")]
     NoRoute {
-        dest: Ipv4Addr,
+        dest: IpAddr,
         interface: String,
         error: io::Error,
     },
     #[error("{dest} is an address of this host: the kernel delivers it locally")]
-    Local { dest: Ipv4Addr },
+    Local { dest: IpAddr },
     #[error("the kernel routes {dest} as {kind}, not as unicast")]
-    NotUnicast { dest: Ipv4Addr, kind: String },
+    NotUnicast { dest: IpAddr, kind: String },
     #[error("the kernel routes {dest} out of interface index {oif}, not out of {interface}")]
     OtherInterface {
-        dest: Ipv4Addr,
+        dest: IpAddr,
         interface: String,
         oif: u32,
     },
     #[error("the route to {dest} {what}, which the kernel path does not do")]
-    Unsupported { dest: Ipv4Addr, what: &'static str },
+    Unsupported { dest: IpAddr, what: &'static str },
     #[error("no neighbour entry for {hop} on {interface} yet (retried every second)")]
-    NoNeighbour { hop: Ipv4Addr, interface: String },
+    NoNeighbour { hop: IpAddr, interface: String },
     #[error("neighbour {hop} on {interface} is {state}, not resolved (retried every second)")]
     NotResolved {
-        hop: Ipv4Addr,
+        hop: IpAddr,
         interface: String,
         state: NeighbourState,
     },
     #[error("neighbour {hop} on {interface} has a {len}-byte link-layer address, not a MAC")]
     NotEthernet {
-        hop: Ipv4Addr,
+        hop: IpAddr,
         interface: String,
         len: usize,
     },
     #[error("asking the kernel about {dest} on {interface}: {error}")]
     Asking {
-        dest: Ipv4Addr,
+        dest: IpAddr,
         interface: String,
         error: io::Error,
     },
@@ -142,8 +140,9 @@ pub enum Unresolved {
 /// selects for the interface and gateway) when the socket is bound to none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Route {
-    pub hop: Ipv4Addr,
-    pub source: Option<Ipv4Addr>,
+    /// Of the destination's family.
+    pub hop: IpAddr,
+    pub source: Option<IpAddr>,
 }
 
 /// The next hop towards `q`'s destination as the kernel routes it (`RTM_GETROUTE`): its
@@ -155,7 +154,7 @@ pub(crate) fn next_hop(
     q: &RouteQuery,
     interface: &str,
 ) -> Result<Route, Unresolved> {
-    let dest = *q.dest.ip();
+    let dest = q.dest.ip();
     match rtnl.route(q) {
         Ok(Ok(route)) => hop_of(&route, q, interface),
         Ok(Err(error)) => Err(Unresolved::NoRoute {
@@ -172,9 +171,10 @@ pub(crate) fn next_hop(
 }
 
 /// The next hop in the kernel's answer `route` to `q`, or why the program cannot send
-/// there: only a plain unicast route out of the output interface is what it can do.
+/// there: only a plain unicast route out of the output interface, through a gateway of the
+/// destination's family if any, is what it can do.
 fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Route, Unresolved> {
-    let dest = *q.dest.ip();
+    let dest = q.dest.ip();
     match route.header.kind {
         RouteType::Unicast => {}
         RouteType::Local => return Err(Unresolved::Local { dest }),
@@ -196,14 +196,19 @@ fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Route
                     oif: *oif,
                 })
             }
-            RouteAttribute::Gateway(RouteAddress::Inet(gw)) => hop = *gw,
-            RouteAttribute::PrefSource(RouteAddress::Inet(src)) => source = Some(*src),
-            RouteAttribute::Gateway(_) | RouteAttribute::Via(_) => {
+            RouteAttribute::Gateway(gw) => {
+                hop = same_family(gw, dest).ok_or_else(|| Unresolved::Unsupported {
+                    dest,
+                    what: other_family_gateway(dest),
+                })?
+            }
+            RouteAttribute::Via(_) => {
                 return Err(Unresolved::Unsupported {
                     dest,
-                    what: "goes through an IPv6 gateway",
+                    what: other_family_gateway(dest),
                 })
             }
+            RouteAttribute::PrefSource(src) => source = same_family(src, dest),
             RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => {
                 return Err(Unresolved::Unsupported {
                     dest,
@@ -214,6 +219,25 @@ fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Route
         }
     }
     Ok(Route { hop, source })
+}
+
+/// `a` if it is an address of `like`'s family.
+fn same_family(a: &RouteAddress, like: IpAddr) -> Option<IpAddr> {
+    match (a, like) {
+        (RouteAddress::Inet(a), IpAddr::V4(_)) => Some((*a).into()),
+        (RouteAddress::Inet6(a), IpAddr::V6(_)) => Some((*a).into()),
+        _ => None,
+    }
+}
+
+/// What a route to `dest` through a gateway of the other family (`RTA_VIA`, or an
+/// `RTA_GATEWAY` of the other family, RFC 5549) does: the program would need that gateway's
+/// neighbour entry in the other family's table, which it does not look up.
+fn other_family_gateway(dest: IpAddr) -> &'static str {
+    match dest {
+        IpAddr::V4(_) => "goes through an IPv6 gateway",
+        IpAddr::V6(_) => "goes through an IPv4 gateway",
+    }
 }
 
 /// The link-layer address the kernel would send to next hop `hop` on interface `oif` now,
@@ -231,7 +255,7 @@ fn hop_of(route: &RouteMessage, q: &RouteQuery, interface: &str) -> Result<Route
 /// dead address then costs no ARP.
 pub(crate) fn neighbour_mac(
     rtnl: &mut Rtnl,
-    hop: Ipv4Addr,
+    hop: IpAddr,
     oif: u32,
     interface: &str,
 ) -> Result<[u8; 6], Unresolved> {
@@ -259,7 +283,8 @@ pub(crate) fn neighbour_mac(
 /// `NUD_VALID`: the states whose entry holds a link-layer address. The kernel transmits
 /// through such an entry at once (`neigh_event_send`): REACHABLE, PERMANENT and NOARP
 /// directly; DELAY and PROBE while it confirms the address; STALE too, moving it to DELAY
-/// first. INCOMPLETE queues the packet until ARP answers, FAILED and NONE start ARP again:
+/// first. INCOMPLETE queues the packet until ARP (or neighbour discovery) answers, FAILED
+/// and NONE start it again:
 /// the kernel sends nothing to those yet, so the program may not either.
 const NUD_VALID: u16 = libc::NUD_PERMANENT
     | libc::NUD_NOARP
@@ -272,7 +297,7 @@ const NUD_VALID: u16 = libc::NUD_PERMANENT
 /// entry is stale (to be confirmed, see [`neighbour_mac`]).
 fn usable(
     entry: Option<&NeighbourMessage>,
-    hop: Ipv4Addr,
+    hop: IpAddr,
     interface: &str,
 ) -> Result<([u8; 6], bool), Unresolved> {
     let Some(entry) = entry else {
@@ -306,6 +331,7 @@ fn usable(
 mod tests {
     use super::*;
     use netlink_packet_core::Parseable;
+    use std::net::{Ipv6Addr, SocketAddrV4};
 
     #[test]
     fn multicast_mac_keeps_the_low_23_bits() {
@@ -317,7 +343,7 @@ mod tests {
 
     fn query(dest: [u8; 4]) -> RouteQuery {
         RouteQuery {
-            dest: SocketAddrV4::new(Ipv4Addr::from(dest), 6000),
+            dest: SocketAddrV4::new(Ipv4Addr::from(dest), 6000).into(),
             oif: 7,
             source: None,
             source_port: None,
@@ -342,7 +368,7 @@ mod tests {
             unicast: Some(dest.into()),
         };
         let plain = RouteQuery::of(&key(None)).unwrap();
-        assert_eq!((plain.dest, plain.oif), (dest, 7));
+        assert_eq!((plain.dest, plain.oif), (dest.into(), 7));
         assert_eq!((plain.source, plain.source_port), (None, None));
         let port_only = RouteQuery::of(&key(Some("0.0.0.0:4321".parse().unwrap()))).unwrap();
         assert_eq!(
@@ -352,7 +378,7 @@ mod tests {
         let addr_only = RouteQuery::of(&key(Some("10.0.0.1:0".parse().unwrap()))).unwrap();
         assert_eq!(
             (addr_only.source, addr_only.source_port),
-            (Some(Ipv4Addr::new(10, 0, 0, 1)), None)
+            (Some(Ipv4Addr::new(10, 0, 0, 1).into()), None)
         );
         let multicast = EgressKey {
             unicast: None,
@@ -376,7 +402,7 @@ mod tests {
         assert_eq!(
             hop_of(&via, &q, "out0").unwrap(),
             Route {
-                hop: gw,
+                hop: gw.into(),
                 source: None
             }
         );
@@ -392,9 +418,80 @@ mod tests {
         assert_eq!(
             hop_of(&on_link, &q, "out0").unwrap(),
             Route {
-                hop: *q.dest.ip(),
-                source: Some(src)
+                hop: q.dest.ip(),
+                source: Some(src.into())
             }
+        );
+    }
+
+    fn query6(dest: &str) -> RouteQuery {
+        RouteQuery {
+            dest: SocketAddr::new(dest.parse().unwrap(), 6000),
+            ..query([0; 4])
+        }
+    }
+
+    #[test]
+    fn an_ipv6_query_takes_only_an_ipv6_bound_source() {
+        let dest: SocketAddr = "[2001:db8:9::5]:6000".parse().unwrap();
+        let key = |bind: Option<&str>| EgressKey {
+            ifindex: 7,
+            ipv6: true,
+            ttl: 16,
+            bind: bind.map(|b| b.parse().unwrap()),
+            unicast: Some(dest),
+        };
+        let plain = RouteQuery::of(&key(None)).unwrap();
+        assert_eq!((plain.dest, plain.oif, plain.source), (dest, 7, None));
+        let port_only = RouteQuery::of(&key(Some("[::]:4321"))).unwrap();
+        assert_eq!(
+            (port_only.source, port_only.source_port),
+            (None, Some(4321))
+        );
+        let bound = RouteQuery::of(&key(Some("[2001:db8::1]:0"))).unwrap();
+        assert_eq!(bound.source, Some("2001:db8::1".parse().unwrap()));
+        let other_family = RouteQuery::of(&key(Some("10.0.0.1:0"))).unwrap();
+        assert_eq!(other_family.source, None);
+    }
+
+    #[test]
+    fn an_ipv6_next_hop_is_its_ipv6_gateway_or_the_destination_on_link() {
+        let q = query6("2001:db8:9::5");
+        let gw: Ipv6Addr = "fe80::1".parse().unwrap();
+        let src: Ipv6Addr = "2001:db8::77".parse().unwrap();
+        let via = route(
+            RouteType::Unicast,
+            vec![
+                RouteAttribute::Oif(7),
+                RouteAttribute::Gateway(RouteAddress::Inet6(gw)),
+                RouteAttribute::PrefSource(RouteAddress::Inet6(src)),
+            ],
+        );
+        assert_eq!(
+            hop_of(&via, &q, "out0").unwrap(),
+            Route {
+                hop: gw.into(),
+                source: Some(src.into())
+            }
+        );
+        let on_link = route(RouteType::Unicast, vec![RouteAttribute::Oif(7)]);
+        assert_eq!(
+            hop_of(&on_link, &q, "out0").unwrap(),
+            Route {
+                hop: q.dest.ip(),
+                source: None
+            }
+        );
+        let why = |r: RouteMessage| hop_of(&r, &q, "out0").unwrap_err().to_string();
+        let v4 = RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(10, 0, 1, 2)));
+        assert_eq!(
+            why(route(RouteType::Unicast, vec![RouteAttribute::Oif(7), v4])),
+            "the route to 2001:db8:9::5 goes through an IPv4 gateway, \
+             which the kernel path does not do"
+        );
+        assert_eq!(
+            why(route(RouteType::Local, vec![RouteAttribute::Oif(1)])),
+            "2001:db8:9::5 is an address of this host: the kernel delivers it locally"
         );
     }
 
@@ -433,7 +530,7 @@ mod tests {
 
     #[test]
     fn only_entries_the_kernel_sends_to_at_once_are_used_and_stale_ones_are_confirmed() {
-        let hop = Ipv4Addr::new(10, 0, 1, 2);
+        let hop = Ipv4Addr::new(10, 0, 1, 2).into();
         let mac = [2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e];
         let judge = |e: Option<NeighbourMessage>| usable(e.as_ref(), hop, "out0");
         for state in [
@@ -470,6 +567,21 @@ mod tests {
             judge(None).unwrap_err().to_string(),
             "no neighbour entry for 10.0.1.2 on out0 yet (retried every second)"
         );
+        let hop6: IpAddr = "fe80::1".parse().unwrap();
+        assert_eq!(
+            usable(None, hop6, "out0").unwrap_err().to_string(),
+            "no neighbour entry for fe80::1 on out0 yet (retried every second)"
+        );
+        assert_eq!(
+            usable(
+                Some(&entry(NeighbourState::Stale, Some(&mac))),
+                hop6,
+                "out0"
+            )
+            .unwrap(),
+            (mac, true),
+            "IPv6 entries have the same states"
+        );
         assert_eq!(
             judge(Some(entry(NeighbourState::Reachable, Some(&[1, 2, 3, 4]))))
                 .unwrap_err()
@@ -495,7 +607,7 @@ mod tests {
         let m = NeighbourMessage::parse(&payload).unwrap();
         assert_eq!(m.header.ifindex, 3);
         assert_eq!(
-            usable(Some(&m), Ipv4Addr::new(10, 0, 1, 2), "out0").unwrap(),
+            usable(Some(&m), Ipv4Addr::new(10, 0, 1, 2).into(), "out0").unwrap(),
             ([2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e], true)
         );
     }
@@ -513,7 +625,7 @@ mod tests {
             Err(Unresolved::Local { .. })
         ));
         assert!(matches!(
-            neighbour_mac(&mut rtnl, Ipv4Addr::new(127, 0, 0, 77), 1, "lo"),
+            neighbour_mac(&mut rtnl, Ipv4Addr::new(127, 0, 0, 77).into(), 1, "lo"),
             Err(Unresolved::NoNeighbour { .. })
         ));
         let gone = RouteQuery { oif: u32::MAX, ..q };
@@ -522,6 +634,19 @@ mod tests {
             e.starts_with("the kernel has no route to 127.0.0.1 out of gone0 ("),
             "{e}"
         );
+
+        let q6 = RouteQuery {
+            oif: 1,
+            ..query6("::1")
+        };
+        assert!(matches!(
+            next_hop(&mut rtnl, &q6, "lo"),
+            Err(Unresolved::Local { .. })
+        ));
+        assert!(matches!(
+            neighbour_mac(&mut rtnl, "::77".parse().unwrap(), 1, "lo"),
+            Err(Unresolved::NoNeighbour { .. })
+        ));
     }
 
     #[test]

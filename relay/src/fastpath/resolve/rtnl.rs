@@ -1,6 +1,6 @@
-//! A synchronous rtnetlink client for the three questions [`super`] asks: a route lookup
-//! (`RTM_GETROUTE`), one neighbour entry (`RTM_GETNEIGH`), and "use this neighbour"
-//! (`RTM_NEWNEIGH` with `NTF_USE`).
+//! A synchronous rtnetlink client for the three questions [`super`] asks, for IPv4 and
+//! IPv6: a route lookup (`RTM_GETROUTE`), one neighbour entry (`RTM_GETNEIGH`), and "use
+//! this neighbour" (`RTM_NEWNEIGH` with `NTF_USE`).
 //!
 //! rtnetlink answers a request while `send` runs (in the sender's context), so a reply is
 //! already queued when we read; the read timeout only guards against a kernel that does not
@@ -9,7 +9,7 @@
 //! that timed out is skipped rather than taken for the next answer.
 
 use std::io::{self, Read};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -55,7 +55,11 @@ impl Rtnl {
 
     /// The route the kernel takes for `q` (`ip route get DEST oif IF [from SRC] ...`).
     pub(crate) fn route(&mut self, q: &RouteQuery) -> io::Result<Answer<RouteMessage>> {
-        let request = RouteNetlinkMessage::GetRoute(route_request(q));
+        self.get_route(route_request(q))
+    }
+
+    fn get_route(&mut self, request: RouteMessage) -> io::Result<Answer<RouteMessage>> {
+        let request = RouteNetlinkMessage::GetRoute(request);
         Ok(match self.ask(request, 0)? {
             Ok(Some(RouteNetlinkMessage::NewRoute(m))) => Ok(m),
             Ok(other) => return Err(unexpected(other)),
@@ -66,7 +70,7 @@ impl Rtnl {
     /// The neighbour entry for `ip` on interface `ifindex` (`ip neigh get IP dev IF`).
     pub(crate) fn neighbour(
         &mut self,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         ifindex: u32,
     ) -> io::Result<Answer<NeighbourMessage>> {
         let request = RouteNetlinkMessage::GetNeighbour(neighbour_request(ip, ifindex, false));
@@ -85,7 +89,7 @@ impl Rtnl {
     /// PERMANENT (`neigh_add` passes `NEIGH_UPDATE_F_USE` to `__neigh_update`; Linux 5.16,
     /// "net, neigh: Enable state migration between NUD_PERMANENT and NTF_USE"), turning an
     /// administrator's static entry into one the kernel may expire.
-    pub(crate) fn use_neighbour(&mut self, ip: Ipv4Addr, ifindex: u32) -> io::Result<Answer<()>> {
+    pub(crate) fn use_neighbour(&mut self, ip: IpAddr, ifindex: u32) -> io::Result<Answer<()>> {
         let request = RouteNetlinkMessage::NewNeighbour(neighbour_request(ip, ifindex, true));
         Ok(self.ask(request, NLM_F_ACK)?.map(|_| ()))
     }
@@ -185,18 +189,15 @@ fn unexpected(answer: Option<RouteNetlinkMessage>) -> io::Error {
 /// it uses the asking process's uid, as it does for that process's sockets; `RTA_IP_PROTO`
 /// defaults to UDP; mcrd's sockets set no mark.
 pub(super) fn route_request(q: &RouteQuery) -> RouteMessage {
-    let mut m = RouteMessage::default();
-    m.header.address_family = AddressFamily::Inet;
-    m.header.destination_prefix_length = 32;
-    m.attributes = vec![
-        RouteAttribute::Destination(RouteAddress::Inet(*q.dest.ip())),
-        RouteAttribute::Oif(q.oif),
-        RouteAttribute::Dport(q.dest.port()),
-    ];
-    if let Some(src) = q.source.filter(|s| !s.is_unspecified()) {
-        m.header.source_prefix_length = 32;
+    let mut m = output_lookup(q.dest.ip(), q.oif);
+    m.attributes.push(RouteAttribute::Dport(q.dest.port()));
+    if let Some(src) = q
+        .source
+        .filter(|s| !s.is_unspecified() && s.is_ipv6() == q.dest.is_ipv6())
+    {
+        m.header.source_prefix_length = host_prefix(src);
         m.attributes
-            .push(RouteAttribute::Source(RouteAddress::Inet(src)));
+            .push(RouteAttribute::Source(route_address(src)));
     }
     if let Some(port) = q.source_port {
         m.attributes.push(RouteAttribute::Sport(port));
@@ -204,32 +205,71 @@ pub(super) fn route_request(q: &RouteQuery) -> RouteMessage {
     m
 }
 
+/// An output lookup (no `RTA_IIF`) for `dest` out of interface `oif`, in `dest`'s family:
+/// the part of every request here that is not about ports or a bound source.
+fn output_lookup(dest: IpAddr, oif: u32) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family(dest);
+    m.header.destination_prefix_length = host_prefix(dest);
+    m.attributes = vec![
+        RouteAttribute::Destination(route_address(dest)),
+        RouteAttribute::Oif(oif),
+    ];
+    m
+}
+
+fn family(a: IpAddr) -> AddressFamily {
+    match a {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+/// The prefix length of a single address of `a`'s family (32 or 128).
+fn host_prefix(a: IpAddr) -> u8 {
+    match a {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }
+}
+
 /// `RTM_GETNEIGH` for one entry, or with `use_it` the `RTM_NEWNEIGH` that uses it (`NTF_USE`,
 /// without `NLM_F_CREATE`: only an existing entry).
-pub(super) fn neighbour_request(ip: Ipv4Addr, ifindex: u32, use_it: bool) -> NeighbourMessage {
+pub(super) fn neighbour_request(ip: IpAddr, ifindex: u32, use_it: bool) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
-    m.header.family = AddressFamily::Inet;
+    m.header.family = family(ip);
     m.header.ifindex = ifindex;
     if use_it {
         m.header.flags = NeighbourFlags::Use;
     }
-    m.attributes = vec![NeighbourAttribute::Destination(NeighbourAddress::Inet(ip))];
+    let dest = match ip {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    };
+    m.attributes = vec![NeighbourAttribute::Destination(dest)];
     m
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddrV4;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
     /// The request for `ip route get 10.9.0.5 oif 7 from 10.0.0.1 sport 4321 dport 6000`,
     /// byte by byte as `linux/rtnetlink.h` lays it out.
     #[test]
     fn a_route_request_carries_what_the_socket_would_route_by() {
         let q = RouteQuery {
-            dest: SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 5), 6000),
+            dest: SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 5), 6000).into(),
             oif: 7,
-            source: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            source: Some(Ipv4Addr::new(10, 0, 0, 1).into()),
             source_port: Some(4321),
         };
         let bytes = serialize(RouteNetlinkMessage::GetRoute(route_request(&q)), 0, 42);
@@ -262,17 +302,91 @@ mod tests {
         assert_eq!(m.header.source_prefix_length, 0);
         assert_eq!(m.attributes.len(), 3, "no source, no source port");
         let unspecified = RouteQuery {
-            source: Some(Ipv4Addr::UNSPECIFIED),
+            source: Some(Ipv4Addr::UNSPECIFIED.into()),
             ..plain
         };
         assert_eq!(route_request(&unspecified), m, "0.0.0.0 is no source");
+    }
+
+    /// The request for `ip -6 route get 2001:db8::5 oif 7 from 2001:db8::1 sport 4321 dport
+    /// 6000`: `AF_INET6`, /128 prefixes and 16-byte addresses, the rest as for IPv4.
+    #[test]
+    fn an_ipv6_route_request_has_its_family_and_128_bit_prefixes() {
+        let q = RouteQuery {
+            dest: "[2001:db8::5]:6000".parse().unwrap(),
+            oif: 7,
+            source: Some("2001:db8::1".parse().unwrap()),
+            source_port: Some(4321),
+        };
+        let bytes = serialize(RouteNetlinkMessage::GetRoute(route_request(&q)), 0, 42);
+        let v6 = |last: u8| {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            a[15] = last;
+            a
+        };
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            // nlmsghdr: length 92, RTM_GETROUTE (26), NLM_F_REQUEST, seq 42, port 0
+            &[92, 0, 0, 0, 26, 0, 1, 0, 42, 0, 0, 0, 0, 0, 0, 0][..],
+            // rtmsg: AF_INET6 (10), dst_len 128, src_len 128, the rest 0
+            &[10, 128, 128, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            // RTA_DST 2001:db8::5
+            &[20, 0, 1, 0], &v6(5),
+            // RTA_OIF 7
+            &[8, 0, 4, 0, 7, 0, 0, 0],
+            // RTA_DPORT 6000, padded
+            &[6, 0, 29, 0, 0x17, 0x70, 0, 0],
+            // RTA_SRC 2001:db8::1
+            &[20, 0, 2, 0], &v6(1),
+            // RTA_SPORT 4321, padded
+            &[6, 0, 28, 0, 0x10, 0xe1, 0, 0],
+        ]
+        .concat();
+        assert_eq!(bytes, want);
+        let unspecified = RouteQuery {
+            source: Some(Ipv6Addr::UNSPECIFIED.into()),
+            source_port: None,
+            ..q
+        };
+        let m = route_request(&unspecified);
+        assert_eq!(m.header.source_prefix_length, 0, ":: is no source");
+        assert_eq!(m.attributes.len(), 3);
+    }
+
+    #[test]
+    fn an_ipv6_neighbour_request_asks_the_ipv6_table() {
+        let ip: IpAddr = "fe80::1".parse().unwrap();
+        let get = serialize(
+            RouteNetlinkMessage::GetNeighbour(neighbour_request(ip, 3, false)),
+            0,
+            1,
+        );
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            // nlmsghdr: length 48, RTM_GETNEIGH (30), NLM_F_REQUEST, seq 1
+            &[48, 0, 0, 0, 30, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0][..],
+            // ndmsg: AF_INET6, pad, ifindex 3, state 0, flags 0, type 0
+            &[10, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0],
+            // NDA_DST fe80::1
+            &[20, 0, 1, 0, 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        ]
+        .concat();
+        assert_eq!(get, want);
+        let use_it = serialize(
+            RouteNetlinkMessage::NewNeighbour(neighbour_request(ip, 3, true)),
+            NLM_F_ACK,
+            2,
+        );
+        assert_eq!(use_it[16], 10, "AF_INET6");
+        assert_eq!(use_it[16 + 10], 1, "ndm_flags = NTF_USE");
     }
 
     #[test]
     fn a_neighbour_request_names_the_entry_and_only_use_sets_ntf_use() {
         let get = serialize(
             RouteNetlinkMessage::GetNeighbour(neighbour_request(
-                Ipv4Addr::new(10, 0, 1, 2),
+                Ipv4Addr::new(10, 0, 1, 2).into(),
                 3,
                 false,
             )),
@@ -292,7 +406,7 @@ mod tests {
         assert_eq!(get, want);
         let use_it = serialize(
             RouteNetlinkMessage::NewNeighbour(neighbour_request(
-                Ipv4Addr::new(10, 0, 1, 2),
+                Ipv4Addr::new(10, 0, 1, 2).into(),
                 3,
                 true,
             )),
@@ -333,7 +447,7 @@ mod tests {
     fn the_kernel_answers_a_route_and_a_missing_neighbour() {
         let mut rtnl = Rtnl::open().unwrap();
         let q = RouteQuery {
-            dest: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9),
+            dest: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9).into(),
             oif: 1,
             source: None,
             source_port: None,
@@ -344,11 +458,28 @@ mod tests {
             "{route:?}"
         );
         let missing = rtnl
-            .neighbour(Ipv4Addr::new(127, 0, 0, 77), 1)
+            .neighbour(Ipv4Addr::new(127, 0, 0, 77).into(), 1)
             .unwrap()
             .unwrap_err();
         assert_eq!(missing.raw_os_error(), Some(libc::ENOENT), "{missing}");
         let no_device = rtnl.route(&RouteQuery { oif: u32::MAX, ..q }).unwrap();
         assert_eq!(no_device.unwrap_err().raw_os_error(), Some(libc::ENODEV));
+
+        // And in the IPv6 tables: ::1 is local on lo, which has no IPv6 neighbours either.
+        let q6 = RouteQuery {
+            dest: "[::1]:9".parse().unwrap(),
+            ..q
+        };
+        let route = rtnl.route(&q6).unwrap().unwrap();
+        assert_eq!(route.header.address_family, AddressFamily::Inet6);
+        assert!(
+            route.attributes.contains(&RouteAttribute::Oif(1)),
+            "{route:?}"
+        );
+        let missing = rtnl
+            .neighbour("::77".parse().unwrap(), 1)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(libc::ENOENT), "{missing}");
     }
 }
