@@ -5,12 +5,12 @@
 //! daemon's CPU grow with its rules (10,000 rules: 17% of a core, two ioctls and two
 //! /proc reads per output every second) and held the controller that long, delaying control
 //! replies. A plan is a snapshot: within it, an interface's MAC and address, a unicast
-//! output's route and a next hop's neighbour entry are the same for every rule that uses
-//! them. The rtnetlink socket is opened at the plan's first unicast output and closed with
-//! the plan.
+//! output's route, a next hop's neighbour entry and an IPv6 group's source on an interface
+//! are the same for every rule that uses them. The rtnetlink socket is opened at the plan's
+//! first question that needs it and closed with the plan.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::plan::{Host, Neighbour, NextHop};
 use super::resolve::{self, Link, RouteQuery, Rtnl};
@@ -26,7 +26,9 @@ pub(super) struct Lookups {
     hops: HashMap<RouteQuery, Result<resolve::Route, String>>,
     /// Usable MAC per (next hop, interface index).
     neighbours: HashMap<(IpAddr, u32), Result<[u8; 6], String>>,
-    /// The name a unicast output's interface was asked by (it appears in the answers).
+    /// Source address per (interface index, IPv6 multicast group).
+    multicast_sources: HashMap<(u32, Ipv6Addr), Result<Ipv6Addr, String>>,
+    /// The name an output's interface was asked by (it appears in the answers).
     names: HashMap<u32, String>,
 }
 
@@ -46,7 +48,7 @@ impl Lookups {
     }
 
     fn routes_changed(&self) -> bool {
-        if self.hops.is_empty() {
+        if self.hops.is_empty() && self.multicast_sources.is_empty() {
             return false;
         }
         let mut rtnl = match Rtnl::open() {
@@ -61,6 +63,11 @@ impl Lookups {
         route_changed
             || self.neighbours.iter().any(|(&(hop, oif), a)| {
                 resolve::neighbour_mac(&mut rtnl, hop, oif, name(oif)).map_err(|e| e.to_string())
+                    != *a
+            })
+            || self.multicast_sources.iter().any(|(&(oif, group), a)| {
+                resolve::multicast_source(&mut rtnl, oif, name(oif), group)
+                    .map_err(|e| e.to_string())
                     != *a
             })
     }
@@ -120,6 +127,25 @@ impl Host for Lookups {
             mac,
             source: route.source,
         })
+    }
+
+    /// [`resolve::multicast_source`], once per interface and group.
+    fn multicast_source(
+        &mut self,
+        ifindex: u32,
+        name: &str,
+        group: Ipv6Addr,
+    ) -> Result<Ipv6Addr, String> {
+        if let Some(a) = self.multicast_sources.get(&(ifindex, group)) {
+            return a.clone();
+        }
+        self.names
+            .entry(ifindex)
+            .or_insert_with(|| name.to_string());
+        let a = resolve::multicast_source(rtnl(&mut self.rtnl)?, ifindex, name, group)
+            .map_err(|e| e.to_string());
+        self.multicast_sources.insert((ifindex, group), a.clone());
+        a
     }
 }
 
@@ -181,6 +207,33 @@ mod tests {
         }
         assert!(!rerouted.hops.is_empty());
         assert!(rerouted.changed(), "a route that appeared is a change");
+    }
+
+    #[test]
+    fn each_interface_and_groups_multicast_source_is_asked_once_and_rechecked() {
+        let mut l = Lookups::default();
+        let group: Ipv6Addr = "ff3e::1".parse().unwrap();
+        // lo sends no multicast: the kernel has no route, and the answer says so.
+        let a = l.multicast_source(1, "lo", group);
+        assert!(a.as_ref().is_err_and(|e| e.contains("ff3e::1")), "{a:?}");
+        assert_eq!(l.multicast_source(1, "lo", group), a);
+        assert_eq!(l.multicast_sources.len(), 1);
+        let _ = l.multicast_source(1, "lo", "ff3e::2".parse().unwrap());
+        assert_eq!(
+            l.multicast_sources.len(),
+            2,
+            "another group is another lookup"
+        );
+        assert!(!l.changed(), "asked again, the same answers");
+
+        let mut sourced = Lookups {
+            names: l.names.clone(),
+            ..Default::default()
+        };
+        sourced
+            .multicast_sources
+            .insert((1, group), Ok("fd00::1".parse().unwrap()));
+        assert!(sourced.changed(), "a source that went is a change");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! it decides, and `FastPath::plan` runs the three in order.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::layout::{self, KernelOutput, MAX_OUTPUTS};
 use super::resolve::{self, Link};
@@ -36,6 +36,22 @@ pub(super) trait Host {
     /// For the datagrams egress socket `socket` (a unicast output's, on interface `name`)
     /// sends: the kernel routes them by the socket's bound device, address and port.
     fn neighbour(&mut self, socket: &EgressKey, name: &str) -> Neighbour;
+    /// The source address the kernel gives an unbound IPv6 UDP socket's datagrams to
+    /// `group` out of interface `ifindex` (named `name`): IPv6 source selection depends on
+    /// the group's scope, so the interface's "primary" address would not do.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for IPv6 multicast outputs, which kernel_outputs does not build yet"
+        )
+    )]
+    fn multicast_source(
+        &mut self,
+        ifindex: u32,
+        name: &str,
+        group: Ipv6Addr,
+    ) -> Result<Ipv6Addr, String>;
 }
 
 /// The state of the program's attachment on an input interface, as the plan sees it.
@@ -312,6 +328,8 @@ mod tests {
         links: HashMap<String, Link>,
         addresses: HashMap<String, Ipv4Addr>,
         neighbours: HashMap<IpAddr, NextHop>,
+        /// The source for any IPv6 group, per interface.
+        ipv6_sources: HashMap<String, Ipv6Addr>,
         asked: usize,
     }
 
@@ -332,6 +350,16 @@ mod tests {
                 format!("no neighbour entry for {dest} on {name} yet (retried every second)")
             })
         }
+        fn multicast_source(
+            &mut self,
+            _ifindex: u32,
+            name: &str,
+            group: Ipv6Addr,
+        ) -> Result<Ipv6Addr, String> {
+            self.ipv6_sources.get(name).copied().ok_or_else(|| {
+                format!("output {name} has no IPv6 address the kernel would send {group} from")
+            })
+        }
     }
 
     const ETH: Link = Link {
@@ -345,6 +373,10 @@ mod tests {
             h.links.insert(name.to_string(), ETH);
             h.addresses
                 .insert(name.to_string(), Ipv4Addr::new(10, 0, i as u8, 1));
+            h.ipv6_sources.insert(
+                name.to_string(),
+                Ipv6Addr::new(0xfd00, 0, 0, i as u16, 0, 0, 0, 1),
+            );
         }
         h.links.insert(
             "tun0".into(),

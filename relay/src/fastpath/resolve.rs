@@ -9,11 +9,15 @@
 //! transmits to without waiting (see `usable`). Both over rtnetlink (`rtnl.rs`), for IPv4
 //! and IPv6 alike (IPv6 neighbour entries have the same NUD states).
 //!
+//! An IPv6 multicast output's source is the kernel's answer too (see [`multicast_source`]):
+//! IPv6 source selection (RFC 6724) depends on the group's scope, so no single "primary
+//! address" of the interface would do.
+//!
 //! Everything is read from the current network namespace (ioctls and rtnetlink, which
 //! follow the caller's namespace; `/sys/class/net` may not, under `ip netns exec`).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
@@ -91,8 +95,9 @@ impl RouteQuery {
     }
 }
 
-/// Why a unicast output has no next-hop MAC the program can send to (yet). The messages are
-/// rule path reasons (`mcrctl rules list`, the stats' `path_reason`).
+/// Why a unicast output has no next-hop MAC the program can send to (yet), or an IPv6
+/// multicast output no source address. The messages are rule path reasons (`mcrctl rules
+/// list`, the stats' `path_reason`).
 #[derive(Debug, thiserror::Error)]
 pub enum Unresolved {
     #[error("the kernel has no route to {dest} out of {interface} ({error})")]
@@ -127,6 +132,14 @@ pub enum Unresolved {
         interface: String,
         len: usize,
     },
+    #[error("the kernel routes {group} out of {interface} as {kind}, not as multicast")]
+    NotMulticast {
+        group: Ipv6Addr,
+        interface: String,
+        kind: String,
+    },
+    #[error("output {interface} has no IPv6 address the kernel would send {group} from")]
+    NoSource { group: Ipv6Addr, interface: String },
     #[error("asking the kernel about {dest} on {interface}: {error}")]
     Asking {
         dest: IpAddr,
@@ -240,6 +253,70 @@ fn other_family_gateway(dest: IpAddr) -> &'static str {
     }
 }
 
+/// The source address the kernel gives an unbound IPv6 UDP socket's datagrams to multicast
+/// `group` out of interface `oif` (`IPV6_MULTICAST_IF`): the `RTA_PREFSRC` of its route
+/// lookup (`ip -6 route get GROUP oif IF`), which is the kernel's source address selection
+/// (`ipv6_dev_get_saddr`, RFC 6724) for that interface and the group's scope.
+pub(crate) fn multicast_source(
+    rtnl: &mut Rtnl,
+    oif: u32,
+    interface: &str,
+    group: Ipv6Addr,
+) -> Result<Ipv6Addr, Unresolved> {
+    match rtnl.multicast_route(group, oif) {
+        Ok(Ok(route)) => multicast_source_of(&route, oif, interface, group),
+        Ok(Err(error)) => Err(Unresolved::NoRoute {
+            dest: group.into(),
+            interface: interface.to_string(),
+            error,
+        }),
+        Err(error) => Err(Unresolved::Asking {
+            dest: group.into(),
+            interface: interface.to_string(),
+            error,
+        }),
+    }
+}
+
+/// The source in the kernel's answer `route` for multicast `group` out of `oif`. The answer
+/// is a multicast route (`RTN_MULTICAST`, from the local table), which the unicast checks of
+/// [`hop_of`] would refuse; the kernel names no source when the interface (and, for a wide
+/// enough scope, the host) has no IPv6 address to send from.
+fn multicast_source_of(
+    route: &RouteMessage,
+    oif: u32,
+    interface: &str,
+    group: Ipv6Addr,
+) -> Result<Ipv6Addr, Unresolved> {
+    if route.header.kind != RouteType::Multicast {
+        return Err(Unresolved::NotMulticast {
+            group,
+            interface: interface.to_string(),
+            kind: format!("{:?}", route.header.kind).to_lowercase(),
+        });
+    }
+    let mut source = None;
+    for a in &route.attributes {
+        match a {
+            RouteAttribute::Oif(o) if *o != oif => {
+                return Err(Unresolved::OtherInterface {
+                    dest: group.into(),
+                    interface: interface.to_string(),
+                    oif: *o,
+                })
+            }
+            RouteAttribute::PrefSource(RouteAddress::Inet6(src)) => source = Some(*src),
+            _ => {}
+        }
+    }
+    source
+        .filter(|s| !s.is_unspecified())
+        .ok_or_else(|| Unresolved::NoSource {
+            group,
+            interface: interface.to_string(),
+        })
+}
+
 /// The link-layer address the kernel would send to next hop `hop` on interface `oif` now,
 /// from its neighbour entry (`RTM_GETNEIGH`; see [`usable`] for which entries count).
 ///
@@ -331,7 +408,7 @@ fn usable(
 mod tests {
     use super::*;
     use netlink_packet_core::Parseable;
-    use std::net::{Ipv6Addr, SocketAddrV4};
+    use std::net::SocketAddrV4;
 
     #[test]
     fn multicast_mac_keeps_the_low_23_bits() {
@@ -495,6 +572,45 @@ mod tests {
         );
     }
 
+    /// The kernel's answer to `ip -6 route get ff3e::1 oif 7`: `multicast ff3e::1 from ::
+    /// dev out0 table local ... src fd00::1`.
+    fn multicast_answer(attributes: Vec<RouteAttribute>) -> RouteMessage {
+        let mut m = route(RouteType::Multicast, attributes);
+        m.header.address_family = netlink_packet_route::AddressFamily::Inet6;
+        m.header.destination_prefix_length = 128;
+        m
+    }
+
+    #[test]
+    fn a_multicast_source_is_the_kernels_preferred_source() {
+        let group: Ipv6Addr = "ff3e::1".parse().unwrap();
+        let src: Ipv6Addr = "fd00::1".parse().unwrap();
+        let answer = multicast_answer(vec![
+            RouteAttribute::Destination(RouteAddress::Inet6(group)),
+            RouteAttribute::Table(255),
+            RouteAttribute::Oif(7),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(src)),
+        ]);
+        assert_eq!(multicast_source_of(&answer, 7, "out0", group).unwrap(), src);
+        let why = |m: RouteMessage| {
+            multicast_source_of(&m, 7, "out0", group)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            why(multicast_answer(vec![RouteAttribute::Oif(7)])),
+            "output out0 has no IPv6 address the kernel would send ff3e::1 from"
+        );
+        assert_eq!(
+            why(multicast_answer(vec![RouteAttribute::Oif(8)])),
+            "the kernel routes ff3e::1 out of interface index 8, not out of out0"
+        );
+        assert_eq!(
+            why(route(RouteType::Unicast, vec![RouteAttribute::Oif(7)])),
+            "the kernel routes ff3e::1 out of out0 as unicast, not as multicast"
+        );
+    }
+
     #[test]
     fn routes_the_program_cannot_follow_say_why() {
         let q = query([10, 9, 0, 5]);
@@ -647,6 +763,18 @@ mod tests {
             neighbour_mac(&mut rtnl, "::77".parse().unwrap(), 1, "lo"),
             Err(Unresolved::NoNeighbour { .. })
         ));
+    }
+
+    /// `lo` is no multicast interface: the kernel has no route for a group out of it, and
+    /// the answer names both.
+    #[test]
+    fn loopback_has_no_ipv6_multicast_source() {
+        let mut rtnl = Rtnl::open().unwrap();
+        let group: Ipv6Addr = "ff3e::1".parse().unwrap();
+        let e = multicast_source(&mut rtnl, 1, "lo", group)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ff3e::1") && e.contains(" lo"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! A synchronous rtnetlink client for the three questions [`super`] asks, for IPv4 and
-//! IPv6: a route lookup (`RTM_GETROUTE`), one neighbour entry (`RTM_GETNEIGH`), and "use
-//! this neighbour" (`RTM_NEWNEIGH` with `NTF_USE`).
+//! A synchronous rtnetlink client for the questions [`super`] asks, for IPv4 and IPv6: a
+//! route lookup (`RTM_GETROUTE`, a unicast output's or an IPv6 multicast group's), one
+//! neighbour entry (`RTM_GETNEIGH`), and "use this neighbour" (`RTM_NEWNEIGH` with
+//! `NTF_USE`).
 //!
 //! rtnetlink answers a request while `send` runs (in the sender's context), so a reply is
 //! already queued when we read; the read timeout only guards against a kernel that does not
@@ -9,7 +10,7 @@
 //! that timed out is skipped rather than taken for the next answer.
 
 use std::io::{self, Read};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -56,6 +57,16 @@ impl Rtnl {
     /// The route the kernel takes for `q` (`ip route get DEST oif IF [from SRC] ...`).
     pub(crate) fn route(&mut self, q: &RouteQuery) -> io::Result<Answer<RouteMessage>> {
         self.get_route(route_request(q))
+    }
+
+    /// The route the kernel takes for a socket sending to multicast `group` out of interface
+    /// `oif` (`ip -6 route get GROUP oif IF`).
+    pub(crate) fn multicast_route(
+        &mut self,
+        group: Ipv6Addr,
+        oif: u32,
+    ) -> io::Result<Answer<RouteMessage>> {
+        self.get_route(output_lookup(group.into(), oif))
     }
 
     fn get_route(&mut self, request: RouteMessage) -> io::Result<Answer<RouteMessage>> {
@@ -260,7 +271,7 @@ pub(super) fn neighbour_request(ip: IpAddr, ifindex: u32, use_it: bool) -> Neigh
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+    use std::net::{Ipv4Addr, SocketAddrV4};
 
     /// The request for `ip route get 10.9.0.5 oif 7 from 10.0.0.1 sport 4321 dport 6000`,
     /// byte by byte as `linux/rtnetlink.h` lays it out.
@@ -352,6 +363,22 @@ mod tests {
         let m = route_request(&unspecified);
         assert_eq!(m.header.source_prefix_length, 0, ":: is no source");
         assert_eq!(m.attributes.len(), 3);
+    }
+
+    /// `ip -6 route get ff3e::1 oif 7`: what an unbound socket's lookup has, no ports.
+    #[test]
+    fn a_multicast_route_request_has_the_group_and_interface_only() {
+        let m = output_lookup("ff3e::1".parse().unwrap(), 7);
+        let bytes = serialize(RouteNetlinkMessage::GetRoute(m), 0, 3);
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            &[56, 0, 0, 0, 26, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0][..],
+            &[10, 128, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[20, 0, 1, 0, 0xff, 0x3e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[8, 0, 4, 0, 7, 0, 0, 0],
+        ]
+        .concat();
+        assert_eq!(bytes, want);
     }
 
     #[test]
