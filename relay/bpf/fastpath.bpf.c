@@ -30,6 +30,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
@@ -59,6 +60,22 @@
 #define UDP_CSUM_OFF (L4_OFF + offsetof(struct udphdr, check))
 /* Ethernet, IPv4 without options, UDP: the headers the program reads and rewrites. */
 #define HDRS_LEN (L4_OFF + sizeof(struct udphdr))
+/* The same for IPv6 without extension headers. */
+#define L4_OFF6 (L3_OFF + sizeof(struct ipv6hdr))
+#define UDP_CSUM_OFF6 (L4_OFF6 + offsetof(struct udphdr, check))
+#define HDRS6_LEN (L4_OFF6 + sizeof(struct udphdr))
+
+/* IPv6 extension headers (RFC 8200, 4.1), which the program leaves to userspace. */
+#define NEXTHDR_HOP_ 0
+#define NEXTHDR_ROUTING_ 43
+#define NEXTHDR_FRAGMENT_ 44
+#define NEXTHDR_DEST_ 60
+
+/* bpf_l4_csum_replace's flag for IPv6 (Linux 6.16): under CHECKSUM_COMPLETE, a pseudo-header
+ * change leaves skb->csum as it is (the address is inside the summed bytes, unlike IPv4's,
+ * whose header checksum cancels it out). Older kernels refuse the flag (EINVAL); see
+ * rewrite6. Defined here: Debian 12's headers predate it. */
+#define MCR_BPF_F_IPV6 (1ULL << 7)
 
 /* Rule value = whole output set. BPF_F_NO_PREALLOC: a replaced element is freed only after
  * an RCU grace period, so a packet that looked up the old set keeps reading the old set to
@@ -71,6 +88,15 @@ struct {
 	__type(key, struct mcr_fp_key);
 	__type(value, struct mcr_fp_rule);
 } mcr_fp_rules SEC(".maps");
+
+/* The IPv6 rules, as mcr_fp_rules (and sized with it by mcrd). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MCR_FP_MAX_RULES);
+	__type(key, struct mcr_fp_key6);
+	__type(value, struct mcr_fp_rule6);
+} mcr_fp_rules6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -97,12 +123,16 @@ struct {
 /* What parsing found out about a frame. */
 struct parsed {
 	__u32 l3_off;     /* 14, or 18 with a tag in band */
-	__u32 saddr;      /* network order */
-	__u32 daddr;      /* network order */
+	__u32 l4_off;     /* l3_off + the IP header's length */
+	__u32 saddr;      /* IPv4: network order */
+	__u32 daddr;      /* IPv4: network order */
+	__u32 saddr6[4];  /* IPv6: network order */
+	__u32 daddr6[4];  /* IPv6: network order */
 	__u16 dport;      /* network order */
-	__u16 ip_len;     /* IPv4 total length, host order */
+	__u16 ip_len;     /* IPv4 total length, IPv6 payload length; host order */
 	__u16 udp_len;    /* UDP length, host order */
 	__u16 udp_check;  /* UDP checksum, as in the frame */
+	__u8 ipv6;        /* 1 for an IPv6 frame (EtherType), 0 for IPv4 */
 	__u8 tag_in_band; /* 1 if an 802.1Q/802.1ad tag sits in the frame */
 	__u8 pass;        /* PASS_* */
 	__u8 version;     /* IP version (checked in check(), as userspace does) */
@@ -111,12 +141,24 @@ struct parsed {
 
 /* PASS_BAD_IHL: an IHL below 5, which the packet filter leaves to userspace (it excludes
  * only IHL 5), where it is malformed.bad_ip_header_length; not counted here. */
-enum { PASS_NONE = 0, PASS_OPTIONS = 1, PASS_FRAGMENT = 2, PASS_BAD_IHL = 3 };
+enum {
+	PASS_NONE = 0,
+	PASS_OPTIONS = 1,
+	PASS_FRAGMENT = 2,
+	PASS_BAD_IHL = 3,
+	PASS_EXTENSION_HEADERS = 4,
+};
 
 /* The headers parse() reads, as they sit in the frame from the IPv4 header on. */
 struct l3l4 {
 	struct iphdr ip;
 	struct udphdr udp; /* if the IPv4 header has no options */
+};
+
+/* The same for IPv6. */
+struct l3l4_6 {
+	struct ipv6hdr ip;
+	struct udphdr udp; /* if the next header is UDP */
 };
 
 /* Folds a one's-complement sum to 16 bits. */
@@ -155,6 +197,7 @@ static __always_inline int parse_l3l4(struct parsed *p, const struct l3l4 *h)
 		return -1;
 	p->saddr = ip->saddr;
 	p->daddr = ip->daddr;
+	p->l4_off = p->l3_off + sizeof(struct iphdr);
 	p->dport = udp->dest;
 	p->ip_len = bpf_ntohs(ip->tot_len);
 	p->udp_len = bpf_ntohs(udp->len);
@@ -170,6 +213,41 @@ static __always_inline int parse_l3l4(struct parsed *p, const struct l3l4 *h)
 	return 0;
 }
 
+/* Whether IPv6 next header `h` is an extension header userspace walks (wire/ipv6.rs). */
+static __always_inline int is_extension_header(__u8 h)
+{
+	return h == NEXTHDR_HOP_ || h == NEXTHDR_ROUTING_ || h == NEXTHDR_FRAGMENT_ ||
+	       h == NEXTHDR_DEST_;
+}
+
+/* parse_l3l4 for IPv6: fills `p` from the IPv6 and UDP headers `h`. Returns 0, or -1 if the
+ * next header is neither UDP nor an extension header (PASS_EXTENSION_HEADERS: the frame is
+ * left to userspace, which walks the chain). The version is checked in check(), as for
+ * IPv4. */
+static __always_inline int parse_l3l4_6(struct parsed *p, const struct l3l4_6 *h)
+{
+	const struct ipv6hdr *ip = &h->ip;
+	const struct udphdr *udp = &h->udp;
+
+	p->ipv6 = 1;
+	p->pass = PASS_NONE;
+	if (ip->nexthdr != IPPROTO_UDP) {
+		if (!is_extension_header(ip->nexthdr))
+			return -1;
+		p->pass = PASS_EXTENSION_HEADERS;
+		return 0;
+	}
+	__builtin_memcpy(p->saddr6, &ip->saddr, sizeof(p->saddr6));
+	__builtin_memcpy(p->daddr6, &ip->daddr, sizeof(p->daddr6));
+	p->l4_off = p->l3_off + sizeof(struct ipv6hdr);
+	p->dport = udp->dest;
+	p->ip_len = bpf_ntohs(ip->payload_len);
+	p->udp_len = bpf_ntohs(udp->len);
+	p->udp_check = udp->check;
+	p->version = ip->version;
+	return 0;
+}
+
 /* The headers of a frame with an 802.1Q/802.1ad tag in band, copied to the stack.
  *
  * Verifier: a tagged frame's IPv4 header sits 4 bytes further, and reading both layouts in
@@ -177,25 +255,56 @@ static __always_inline int parse_l3l4(struct parsed *p, const struct l3l4 *h)
  * without CAP_PERFMON may not add to a packet pointer ("pointer arithmetic prohibited for
  * !root"; mcrd runs with CAP_BPF and CAP_NET_ADMIN only). Tags are rare at tc ingress (the
  * stack moves the outer tag into skb metadata before it, so only the inner tag of QinQ and
- * frames injected below that step stay in band), so they take a copy instead. */
-static __always_inline int parse_tagged(struct __sk_buff *skb, struct parsed *p)
+ * frames injected below that step stay in band), so they take a copy instead.
+ *
+ * Verifier: not inlined, so that the copy sits in a stack frame of its own, not in the entry
+ * point's: the deepest call chain (entry point, checksum walk, its 256-byte chunk) may use
+ * 512 bytes in all, and with the copy and the IPv6 key inlined it used 560. */
+static __attribute__((noinline)) int parse_tagged(struct __sk_buff *skb, struct parsed *p)
 {
 	__be16 proto;
-	struct l3l4 h;
+	union {
+		struct l3l4 v4;
+		struct l3l4_6 v6;
+	} h;
 
 	if (bpf_skb_load_bytes(skb, ETH_HLEN_ + 2, &proto, 2))
 		return -1;
-	if (proto != bpf_htons(ETH_P_IP))
-		return -1;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN_ + VLAN_HLEN_, &h, sizeof(h)))
-		return -1;
 	p->l3_off = ETH_HLEN_ + VLAN_HLEN_;
 	p->tag_in_band = 1;
-	return parse_l3l4(p, &h);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN_ + VLAN_HLEN_, &h.v4, sizeof(h.v4)))
+			return -1;
+		return parse_l3l4(p, &h.v4);
+	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN_ + VLAN_HLEN_, &h.v6, sizeof(h.v6)))
+			return -1;
+		return parse_l3l4_6(p, &h.v6);
+	}
+	return -1;
 }
 
-/* Parses Ethernet/[VLAN]/IPv4/UDP. Returns 0 for a candidate (or one to pass, see
- * p->pass), -1 for anything that is not IPv4/UDP or is too short.
+/* An untagged IPv6 frame's headers, read in place as parse() reads IPv4's; a frame too short
+ * for them is not one of the program's (the packet filter leaves it to userspace). */
+static __always_inline int parse_untagged6(struct __sk_buff *skb, struct parsed *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	if (data + HDRS6_LEN > end) {
+		if (skb->len < HDRS6_LEN || bpf_skb_pull_data(skb, HDRS6_LEN))
+			return -1;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		if (data + HDRS6_LEN > end)
+			return -1;
+	}
+	return parse_l3l4_6(p, data + ETH_HLEN_);
+}
+
+/* Parses Ethernet/[VLAN]/IPv4 or IPv6/UDP. Returns 0 for a candidate (or one to pass, see
+ * p->pass), -1 for anything that is not IPv4/UDP or IPv6/UDP or is too short.
  *
  * An untagged frame's headers are read in place (direct packet access): copying them with
  * bpf_skb_load_bytes cost a helper call and a copy per packet. They are always in the
@@ -221,6 +330,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct parsed *p)
 	p->tag_in_band = 0;
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_l3l4(p, data + ETH_HLEN_);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_untagged6(skb, p);
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
 		return parse_tagged(skb, p);
 	return -1;
@@ -249,8 +360,17 @@ static __always_inline void count_refused(int kind)
  * frame; the sum is taken in memory order like the data's, so byte order cancels out). */
 static __always_inline __u64 pseudo_sum(const struct parsed *p)
 {
-	return (__u64)(p->saddr & 0xffff) + (p->saddr >> 16) + (p->daddr & 0xffff) +
-	       (p->daddr >> 16) + bpf_htons(IPPROTO_UDP) + bpf_htons(p->udp_len);
+	__u64 s = bpf_htons(IPPROTO_UDP) + bpf_htons(p->udp_len);
+
+	if (!p->ipv6)
+		return s + (p->saddr & 0xffff) + (p->saddr >> 16) + (p->daddr & 0xffff) +
+		       (p->daddr >> 16);
+	/* IPv6 (RFC 8200, 8.1): the 32-bit length's high half is 0 for a UDP length field. */
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		s += (p->saddr6[i] & 0xffff) + (p->saddr6[i] >> 16) + (p->daddr6[i] & 0xffff) +
+		     (p->daddr6[i] >> 16);
+	return s;
 }
 
 #define CSUM_CHUNK 256
@@ -380,11 +500,9 @@ __attribute__((noinline)) int mcr_fp_udp_csum_ok_bounded(struct __sk_buff *skb, 
 static __always_inline int udp_csum_summed_ok(struct __sk_buff *skb, const struct parsed *p,
 					      const int loop)
 {
-	__u32 l4_off = p->l3_off + sizeof(struct iphdr);
-
 	if (loop)
-		return mcr_fp_udp_csum_ok(skb, l4_off, p->udp_len, (__u32)pseudo_sum(p));
-	return mcr_fp_udp_csum_ok_bounded(skb, l4_off, p->udp_len, (__u32)pseudo_sum(p));
+		return mcr_fp_udp_csum_ok(skb, p->l4_off, p->udp_len, (__u32)pseudo_sum(p));
+	return mcr_fp_udp_csum_ok_bounded(skb, p->l4_off, p->udp_len, (__u32)pseudo_sum(p));
 }
 
 /*
@@ -406,7 +524,7 @@ static __always_inline int udp_csum_summed_ok(struct __sk_buff *skb, const struc
  */
 static __always_inline int udp_csum_complete(struct __sk_buff *skb, const struct parsed *p)
 {
-	if (p->tag_in_band || skb->len - p->l3_off != p->ip_len)
+	if (p->ipv6 || p->tag_in_band || skb->len - p->l3_off != p->ip_len)
 		return -1;
 	long csum = bpf_csum_update(skb, 0);
 	if (csum < 0)
@@ -427,7 +545,10 @@ static __always_inline int udp_csum_complete(struct __sk_buff *skb, const struct
  *   checksum of another frame equal to that by chance (1 in 65,536) is forwarded, and
  *   dropped by the receiver as on any path that trusts offloads. (Tested before
  *   CHECKSUM_COMPLETE: the helper call that test needs cost local senders' frames 27 ns.)
- * - CHECKSUM_COMPLETE: the device's sum decides, exactly (udp_csum_complete).
+ * - CHECKSUM_COMPLETE: the device's sum decides, exactly (udp_csum_complete), for IPv4.
+ *   IPv6 has no header checksum to cancel its header out of the sum, so its frames are
+ *   summed in software here (the shortcut would subtract the header's sum: not built yet).
+ * IPv6's zero checksum is refused before this (check6).
  */
 static __always_inline int udp_csum_ok(struct __sk_buff *skb, const struct parsed *p,
 				       const int loop)
@@ -453,10 +574,8 @@ static __always_inline int udp_csum_ok(struct __sk_buff *skb, const struct parse
  * them), with Linux's convention for one longer than 64 KiB (IPv4 and UDP length 0); their
  * checksum field is a pseudo-header sum for the whole run, never verified.
  */
-static __always_inline int check(struct __sk_buff *skb, const struct parsed *p, const int loop)
+static __always_inline int check4(struct __sk_buff *skb, const struct parsed *p, const int loop)
 {
-	if (skb->vlan_present && p->tag_in_band)
-		return MCR_FP_FILTERED_NOT_IPV4;
 	if (p->version != 4)
 		return MCR_FP_MALFORMED_BAD_IP_HEADER_LENGTH;
 	if (!p->ip_csum_ok)
@@ -481,6 +600,45 @@ static __always_inline int check(struct __sk_buff *skb, const struct parsed *p, 
 	return MCR_FP_VERDICT_OK;
 }
 
+/*
+ * check4 for IPv6, in the userspace parser's order (ipv6_datagram in relay/src/wire/frame):
+ * version, payload length against the frame, room for the UDP header, UDP length, then the
+ * checksum, which IPv6 makes mandatory: a zero one is malformed. (A local sender's
+ * CHECKSUM_PARTIAL frame holds its pseudo-header sum there, which is zero only if that sum
+ * is; userspace, which sees the ring's status, forwards such a frame; here it would be
+ * counted malformed, 1 in 65,536 address-and-length combinations.) Extension headers never
+ * reach here (PASS_EXTENSION_HEADERS).
+ */
+static __always_inline int check6(struct __sk_buff *skb, const struct parsed *p, const int loop)
+{
+	if (p->version != 6)
+		return MCR_FP_MALFORMED_BAD_IP_HEADER_LENGTH;
+	__u32 gso = skb->gso_size != 0;
+	/* parse() read the headers, so the frame holds them. */
+	__u32 avail = skb->len - p->l4_off;
+	if (p->ip_len > avail)
+		return MCR_FP_MALFORMED_TRUNCATED;
+	if (p->ip_len < sizeof(struct udphdr))
+		return MCR_FP_MALFORMED_BAD_TOTAL_LENGTH;
+	if (p->udp_len != p->ip_len)
+		return MCR_FP_MALFORMED_BAD_UDP_LENGTH;
+	if (gso)
+		return MCR_FP_VERDICT_OK;
+	if (p->udp_check == 0 || !udp_csum_ok(skb, p, loop))
+		return MCR_FP_MALFORMED_BAD_UDP_CHECKSUM;
+	return MCR_FP_VERDICT_OK;
+}
+
+/* The checks of the frame's family, after the one both share: a second VLAN tag. */
+static __always_inline int check(struct __sk_buff *skb, const struct parsed *p, const int loop)
+{
+	if (skb->vlan_present && p->tag_in_band)
+		return MCR_FP_FILTERED_NOT_IPV4;
+	if (p->ipv6)
+		return check6(skb, p, loop);
+	return check4(skb, p, loop);
+}
+
 static __always_inline void count_pass(__u8 why)
 {
 	__u32 zero = 0;
@@ -493,6 +651,7 @@ static __always_inline void count_pass(__u8 why)
 	 * programs loaded without CAP_PERFMON may not do ("pointer arithmetic prohibited"). */
 	c->ip_options += why == PASS_OPTIONS;
 	c->fragments += why == PASS_FRAGMENT;
+	c->extension_headers += why == PASS_EXTENSION_HEADERS;
 }
 
 /*
@@ -505,7 +664,8 @@ static __always_inline void count_pass(__u8 why)
  * tstamp_type, is shown as 0), and the taps then report no software timestamp
  * (TP_STATUS_TS_SOFTWARE clear): both sides forward it.
  */
-static __always_inline int owned(const struct __sk_buff *skb, const struct mcr_fp_rule *rule)
+static __always_inline int owned(const struct __sk_buff *skb,
+				 const struct mcr_fp_rule_head *rule)
 {
 	__u64 t = skb->tstamp;
 
@@ -539,10 +699,33 @@ static __always_inline struct mcr_fp_rule *lookup(__u32 ifindex, const struct pa
 	};
 	struct mcr_fp_rule *any = bpf_map_lookup_elem(&mcr_fp_rules, &key);
 
-	if (any && !(any->flags & MCR_FP_RULE_SOURCES))
+	if (any && !(any->head.flags & MCR_FP_RULE_SOURCES))
 		return any;
 	key.source = p->saddr;
 	struct mcr_fp_rule *rule = bpf_map_lookup_elem(&mcr_fp_rules, &key);
+	return rule ? rule : any;
+}
+
+/* lookup for IPv6, in mcr_fp_rules6.
+ *
+ * Verifier: not inlined, for the same reason as parse_tagged: its 40-byte key then sits in a
+ * frame of its own. (A static function, unlike a global one, may return a map value: the
+ * verifier checks it in its caller's context.) */
+static __attribute__((noinline)) struct mcr_fp_rule6 *lookup6(__u32 ifindex, const struct parsed *p)
+{
+	struct mcr_fp_key6 key = {
+		.ifindex = ifindex,
+		.port = p->dport,
+		.pad = 0,
+	};
+
+	__builtin_memcpy(key.group, p->daddr6, sizeof(key.group));
+	struct mcr_fp_rule6 *any = bpf_map_lookup_elem(&mcr_fp_rules6, &key);
+
+	if (any && !(any->head.flags & MCR_FP_RULE_SOURCES))
+		return any;
+	__builtin_memcpy(key.source, p->saddr6, sizeof(key.source));
+	struct mcr_fp_rule6 *rule = bpf_map_lookup_elem(&mcr_fp_rules6, &key);
 	return rule ? rule : any;
 }
 
@@ -645,11 +828,125 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct mcr_fp_ou
 	return 0;
 }
 
+/* The UDP checksum update of an IPv6 rewrite: bpf_l4_csum_replace with MCR_BPF_F_IPV6 where
+ * the kernel takes the flag, else without it (Linux < 6.16: there, only a CHECKSUM_COMPLETE
+ * frame's skb->csum ends up wrong, and its receiver then verifies the datagram in software
+ * and logs a checksum fault; the checksum in the frame is right either way). */
+static __always_inline long l4_csum_replace6(struct __sk_buff *skb, __u32 delta, __u64 flags)
+{
+	long rc = bpf_l4_csum_replace(skb, UDP_CSUM_OFF6, 0, delta, flags | MCR_BPF_F_IPV6);
+
+	if (rc == -22 /* EINVAL: a kernel without the flag */)
+		rc = bpf_l4_csum_replace(skb, UDP_CSUM_OFF6, 0, delta, flags);
+	return rc;
+}
+
+/* The one's-complement change of a 16-byte address, from `old` to `new`; `old` becomes `new`. */
+static __always_inline __u64 replace_address6(__u32 *old, const __u32 *new)
+{
+	__u64 delta = 0;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (old[i] != new[i]) {
+			delta += csum_delta32(old[i], new[i]);
+			old[i] = new[i];
+		}
+	}
+	return delta;
+}
+
+/*
+ * rewrite for IPv6: MACs, hop limit, traffic class, addresses, ports. IPv6 has no header
+ * checksum; the UDP checksum covers the addresses through the pseudo-header and is updated
+ * as rewrite does for IPv4 (the same reasons for two calls at most).
+ */
+static __always_inline int rewrite6(struct __sk_buff *skb, const struct mcr_fp_output6 *out)
+{
+	void *data = (void *)(long)skb->data;
+
+	/* parse() made the headers linear and untag() keeps them so; never expected. */
+	if (data + HDRS6_LEN > (void *)(long)skb->data_end)
+		return -1;
+	__u32 *macs = data;
+	const __u32 *new_macs = (const __u32 *)out->dst_mac;
+	macs[0] = new_macs[0];
+	macs[1] = new_macs[1];
+	macs[2] = new_macs[2];
+	struct ipv6hdr *ip = data + L3_OFF;
+	struct udphdr *udp = data + L4_OFF6;
+
+	ip->hop_limit = out->hop_limit;
+	if (out->dscp != MCR_FP_KEEP_DSCP) {
+		/* Version (4 bits), traffic class (8), flow label (20): the class straddles the
+		 * first two bytes. The ECN bits (the class's low two) are kept. */
+		__u8 *b = (__u8 *)ip;
+		__u8 ecn = (b[1] >> 4) & 0x3;
+		__u8 tclass = (out->dscp << 2) | ecn;
+		b[0] = (b[0] & 0xf0) | (tclass >> 4);
+		b[1] = (b[1] & 0x0f) | (tclass << 4);
+	}
+	__u64 pseudo_delta = replace_address6(ip->saddr.in6_u.u6_addr32, out->src_ip);
+	pseudo_delta += replace_address6(ip->daddr.in6_u.u6_addr32, out->dst_ip);
+
+	__u64 port_delta = 0;
+	if (out->src_port && udp->source != out->src_port) {
+		port_delta += csum_delta16(udp->source, out->src_port);
+		udp->source = out->src_port;
+	}
+	if (udp->dest != out->dst_port) {
+		port_delta += csum_delta16(udp->dest, out->dst_port);
+		udp->dest = out->dst_port;
+	}
+	/* The helpers change packet data (the pointers are stale after the first): last. */
+	if (pseudo_delta && l4_csum_replace6(skb, csum_fold32(pseudo_delta),
+					     BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
+		return -1;
+	if (port_delta && l4_csum_replace6(skb, csum_fold32(port_delta), BPF_F_MARK_MANGLED_0))
+		return -1;
+	return 0;
+}
+
 /* Datagrams in the frame: a GSO/GRO super-frame carries gso_segs of them with one set of
  * headers. (Read per call: BPF functions take at most 5 arguments.) */
 static __always_inline __u32 datagrams(const struct __sk_buff *skb)
 {
 	return skb->gso_segs > 1 ? skb->gso_segs : 1;
+}
+
+/* The MTU check and the redirect of a rewritten frame to output `ifindex`, counted in `c`:
+ * the end of mcr_fp_send and mcr_fp_send6. */
+static __always_inline int deliver(struct __sk_buff *skb, __u32 ifindex,
+				   struct mcr_fp_output_counters *c, __u32 payload, __u32 last)
+{
+	__u32 segs = datagrams(skb);
+	__u32 mtu_len = 0;
+	long mtu_rc = bpf_check_mtu(skb, ifindex, &mtu_len, 0, 0);
+	if (mtu_rc != BPF_MTU_CHK_RET_SUCCESS) {
+		/* A negative return is -EINVAL, which with flags 0 means no device has this
+		 * ifindex (the output was deleted); only a positive one is about the MTU.
+		 * Both stores are made, without a branch: the program with an if/else here was
+		 * refused (EACCES) without CAP_PERFMON, the packaged unit's capabilities (test
+		 * runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only). */
+		__u64 nodev = mtu_rc < 0;
+		c->err_nodev += nodev * segs;
+		c->err_mtu += (1 - nodev) * segs;
+		return last ? TC_ACT_SHOT : 0;
+	}
+	if (last) {
+		/* "sent" here means handed to the device's queue: drops after this point (qdisc,
+		 * link) are the device's counters, as for the userspace path's sends. */
+		c->sent += segs;
+		c->sent_bytes += payload;
+		return bpf_redirect(ifindex, 0);
+	}
+	if (bpf_clone_redirect(skb, ifindex, 0)) {
+		c->err_redirect += segs;
+		return 0;
+	}
+	c->sent += segs;
+	c->sent_bytes += payload;
+	return 0;
 }
 
 /*
@@ -675,33 +972,24 @@ __attribute__((noinline)) int mcr_fp_send(struct __sk_buff *skb, const struct mc
 		c->err_rewrite += segs;
 		return last ? TC_ACT_SHOT : 0;
 	}
-	__u32 mtu_len = 0;
-	long mtu_rc = bpf_check_mtu(skb, out->ifindex, &mtu_len, 0, 0);
-	if (mtu_rc != BPF_MTU_CHK_RET_SUCCESS) {
-		/* A negative return is -EINVAL, which with flags 0 means no device has this
-		 * ifindex (the output was deleted); only a positive one is about the MTU.
-		 * Both stores are made, without a branch: the program with an if/else here was
-		 * refused (EACCES) without CAP_PERFMON, the packaged unit's capabilities (test
-		 * runs_as_the_packaged_unit_does_with_net_raw_bpf_and_net_admin_only). */
-		__u64 nodev = mtu_rc < 0;
-		c->err_nodev += nodev * segs;
-		c->err_mtu += (1 - nodev) * segs;
+	return deliver(skb, out->ifindex, c, payload, last);
+}
+
+/* mcr_fp_send for an IPv6 output (a global function of its own for the same reason). */
+__attribute__((noinline)) int mcr_fp_send6(struct __sk_buff *skb,
+					   const struct mcr_fp_output6 *out,
+					   struct mcr_fp_output_counters *c, __u32 payload,
+					   __u32 last)
+{
+	if (!out || !c)
+		return TC_ACT_SHOT;
+	__u32 segs = datagrams(skb);
+	c->matched += segs;
+	if (rewrite6(skb, out)) {
+		c->err_rewrite += segs;
 		return last ? TC_ACT_SHOT : 0;
 	}
-	if (last) {
-		/* "sent" here means handed to the device's queue: drops after this point (qdisc,
-		 * link) are the device's counters, as for the userspace path's sends. */
-		c->sent += segs;
-		c->sent_bytes += payload;
-		return bpf_redirect(out->ifindex, 0);
-	}
-	if (bpf_clone_redirect(skb, out->ifindex, 0)) {
-		c->err_redirect += segs;
-		return 0;
-	}
-	c->sent += segs;
-	c->sent_bytes += payload;
-	return 0;
+	return deliver(skb, out->ifindex, c, payload, last);
 }
 
 /* The sequence number of the RTP packet of `len` bytes at `off`, or -1 if it is not RTP
@@ -769,7 +1057,8 @@ static long rtp_check_next(__u32 i, void *ctx)
 
 /*
  * The stream check of a frame of an RTP-monitored rule, before any rewrite. `hdrs` is the
- * offset of the UDP payload, `ip_len` the IPv4 total length. Returns 0.
+ * offset of the UDP payload, `udp_payload` the payload's length by the UDP header (checked
+ * against the IP header's length by check()). Returns 0.
  *
  * Verifier: a global function, verified once on its own, so that the rest of the program is
  * not verified once more for monitored rules (inlined, the whole program took 3,102 verifier
@@ -778,7 +1067,7 @@ static long rtp_check_next(__u32 i, void *ctx)
  * would be verified once per iteration of its bound.
  */
 __attribute__((noinline)) int mcr_fp_monitor_rtp(struct __sk_buff *skb, __u32 slot, __u32 hdrs,
-						 __u32 ip_len, __u32 segs)
+						 __u32 udp_payload, __u32 segs)
 {
 	struct mcr_fp_monitor *m = bpf_map_lookup_elem(&mcr_fp_monitors, &slot);
 
@@ -790,10 +1079,9 @@ __attribute__((noinline)) int mcr_fp_monitor_rtp(struct __sk_buff *skb, __u32 sl
 		w.left = skb->len > hdrs ? skb->len - hdrs : 0;
 		w.size = skb->gso_size;
 	} else {
-		/* The IP total length, not the frame, bounds the datagram (a frame may carry
+		/* The IP length, not the frame, bounds the datagram (a frame may carry
 		 * Ethernet padding), as on the userspace path. */
-		__u32 ip_udp = sizeof(struct iphdr) + sizeof(struct udphdr);
-		w.left = ip_len > ip_udp ? ip_len - ip_udp : 0;
+		w.left = udp_payload;
 		w.size = w.left;
 	}
 	bpf_loop(segs, rtp_check_next, &w, 0);
@@ -812,10 +1100,27 @@ static __always_inline int untag(struct __sk_buff *skb, const struct parsed *p)
 	return 0;
 }
 
+/* The rule of the frame `p` describes, found in its family's map: its head, and its output
+ * set in `rule4` or `rule6` (the other is NULL). NULL if no rule wants the frame. */
+static __always_inline struct mcr_fp_rule_head *rule_of(struct __sk_buff *skb,
+							 const struct parsed *p,
+							 struct mcr_fp_rule **rule4,
+							 struct mcr_fp_rule6 **rule6)
+{
+	if (p->ipv6) {
+		*rule6 = lookup6(skb->ifindex, p);
+		return *rule6 ? &(*rule6)->head : NULL;
+	}
+	*rule4 = lookup(skb->ifindex, p);
+	return *rule4 ? &(*rule4)->head : NULL;
+}
+
 /* The program, for a kernel with bpf_loop (`loop` 1) or without (0: Linux < 5.17). */
 static __always_inline int fastpath(struct __sk_buff *skb, const int loop)
 {
 	struct parsed p = {};
+	struct mcr_fp_rule *rule4 = NULL;
+	struct mcr_fp_rule6 *rule6 = NULL;
 
 	if (parse(skb, &p))
 		return MCR_TCX_NEXT;
@@ -823,7 +1128,7 @@ static __always_inline int fastpath(struct __sk_buff *skb, const int loop)
 		count_pass(p.pass);
 		return MCR_TCX_NEXT;
 	}
-	struct mcr_fp_rule *rule = lookup(skb->ifindex, &p);
+	struct mcr_fp_rule_head *rule = rule_of(skb, &p, &rule4, &rule6);
 	if (!rule)
 		return MCR_TCX_NEXT;
 	/* A flow changing path: a frame its cutoff gives to the workers is theirs whole, also if
@@ -848,7 +1153,7 @@ static __always_inline int fastpath(struct __sk_buff *skb, const int loop)
 		return MCR_TCX_NEXT;
 	}
 	__u32 segs = datagrams(skb);
-	__u32 hdrs = p.l3_off + sizeof(struct iphdr) + sizeof(struct udphdr);
+	__u32 hdrs = p.l4_off + sizeof(struct udphdr);
 	__u32 payload = skb->len > hdrs ? skb->len - hdrs : 0;
 	rc->frames++;
 	rc->matched += segs;
@@ -856,8 +1161,11 @@ static __always_inline int fastpath(struct __sk_buff *skb, const int loop)
 	rc->frame_bytes += skb->len;
 	/* A rule without monitor pays this one load and branch. Without bpf_loop mcrd keeps
 	 * monitored rules in userspace (relay/src/fastpath/plan.rs). */
-	if (loop && rule->monitor == MCR_FP_MONITOR_RTP)
-		mcr_fp_monitor_rtp(skb, slot, hdrs, p.ip_len, segs);
+	if (loop && rule->monitor == MCR_FP_MONITOR_RTP) {
+		__u32 udp_payload = p.udp_len > sizeof(struct udphdr) ?
+					    p.udp_len - sizeof(struct udphdr) : 0;
+		mcr_fp_monitor_rtp(skb, slot, hdrs, udp_payload, segs);
+	}
 
 	__u32 n = rule->n_outputs;
 	if (n == 0 || n > MCR_FP_MAX_OUTPUTS)
@@ -876,7 +1184,13 @@ static __always_inline int fastpath(struct __sk_buff *skb, const int loop)
 	for (__u32 i = 0; i < MCR_FP_MAX_OUTPUTS; i++) {
 		if (i >= n)
 			break;
-		verdict = mcr_fp_send(skb, &rule->outputs[i], &rc->outputs[i], payload, i + 1 == n);
+		__u32 last = i + 1 == n;
+		if (rule6)
+			verdict = mcr_fp_send6(skb, &rule6->outputs[i], &rc->outputs[i], payload,
+					       last);
+		else if (rule4)
+			verdict = mcr_fp_send(skb, &rule4->outputs[i], &rc->outputs[i], payload,
+					      last);
 	}
 	return verdict;
 }

@@ -27,6 +27,16 @@ struct mcr_fp_key {
 	__u16 pad;    /* always 0: hash keys compare every byte */
 };
 
+/* The IPv6 flows' key, in a map of its own (mcr_fp_rules6) so that IPv4 lookups keep hashing
+ * 16 bytes, not 40. All-zero `source` is the any-source entry. */
+struct mcr_fp_key6 {
+	__u32 ifindex;
+	__u16 port;      /* destination UDP port, network order */
+	__u16 pad;       /* always 0 */
+	__u32 group[4];  /* destination address, network order */
+	__u32 source[4]; /* source address or all zero, network order */
+};
+
 /* One output: everything the program writes into the copy it sends. */
 struct mcr_fp_output {
 	__u8 dst_mac[6]; /* multicast MAC of the group, or the next hop's MAC */
@@ -42,6 +52,20 @@ struct mcr_fp_output {
 };
 
 #define MCR_FP_KEEP_DSCP 0xff
+
+/* One IPv6 output: the IPv4 one's fields with 16-byte addresses and a hop limit. */
+struct mcr_fp_output6 {
+	__u8 dst_mac[6]; /* multicast MAC of the group (33:33 + its low 32 bits), or the next hop's */
+	__u8 src_mac[6]; /* the output interface's MAC (follows dst_mac: one 12-byte store) */
+	__u32 ifindex;   /* output interface */
+	__u32 dst_ip[4]; /* network order */
+	__u32 src_ip[4]; /* the address the kernel would send from, network order */
+	__u16 dst_port;  /* network order */
+	__u16 src_port;  /* network order; 0 keeps the sender's port */
+	__u8 hop_limit;
+	__u8 dscp;       /* as in mcr_fp_output */
+	__u8 pad[2];
+};
 
 /* What the program checks of a rule's datagrams (`monitor` on the rule). MPEG-TS is not
  * here: its rules run in userspace (relay/README.md, "Stream monitoring", says why). */
@@ -67,15 +91,27 @@ struct mcr_fp_output {
 #define MCR_FP_RULE_FROM 2
 #define MCR_FP_RULE_UNTIL 4
 
-/* A rule's whole output set: replacing a rule is one map update, so a packet sees either
- * the old set or the new one, never a mix. */
-struct mcr_fp_rule {
+/* What every rule entry starts with, whatever its family: mcrd reads and rewrites it (slot,
+ * flags, cutoff) without knowing the outputs' layout. */
+struct mcr_fp_rule_head {
 	__u32 slot;      /* index of this rule's counters in mcr_fp_counters and mcr_fp_monitors */
 	__u32 n_outputs; /* 1..MCR_FP_MAX_OUTPUTS */
 	__u32 monitor;   /* MCR_FP_MONITOR_* */
 	__u32 flags;     /* MCR_FP_RULE_* */
 	__u64 cutoff;    /* CLOCK_REALTIME ns, with MCR_FP_RULE_FROM or MCR_FP_RULE_UNTIL */
+};
+
+/* A rule's whole output set: replacing a rule is one map update, so a packet sees either
+ * the old set or the new one, never a mix. */
+struct mcr_fp_rule {
+	struct mcr_fp_rule_head head;
 	struct mcr_fp_output outputs[MCR_FP_MAX_OUTPUTS];
+};
+
+/* An IPv6 rule (mcr_fp_rules6). Its counters and stream check share the IPv4 rules' slots. */
+struct mcr_fp_rule6 {
+	struct mcr_fp_rule_head head;
+	struct mcr_fp_output6 outputs[MCR_FP_MAX_OUTPUTS];
 };
 
 /* Per output, per CPU. Law: matched = sent + err_mtu + err_redirect + err_rewrite + err_nodev. */
@@ -120,6 +156,9 @@ struct mcr_fp_pass_counters {
 	/* Left to the userspace path, whose packet filter lets them through: */
 	__u64 ip_options; /* IPv4 with options: userspace counts them as malformed.ip_options */
 	__u64 fragments;  /* IPv4 fragments: userspace counts them as malformed.fragment */
+	/* IPv6 with extension headers (hop-by-hop, routing, fragment, destination options):
+	 * userspace walks them (forwarding or counting the frame, wire/ipv6.rs). */
+	__u64 extension_headers;
 	__u64 no_counters; /* matched a rule whose counter slot was out of range (never expected) */
 	/* Refused and counted here only (the packet filter excludes the program's flows), in
 	 * the userspace path's terms: malformed.<kind> by index, and filtered.not_ipv4. */

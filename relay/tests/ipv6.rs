@@ -1,6 +1,7 @@
-//! IPv6 through mcrd's userspace path, end to end in namespaces (issue 22): one hop, fan-out
-//! across families, three hops, SSM, the MLDv2 join, the fast path's reason for leaving IPv6
-//! to userspace, and what the parser refuses counted where it belongs.
+//! IPv6 through mcrd, end to end in namespaces (issue 22): on the userspace path one hop,
+//! fan-out across families, three hops, SSM, the MLDv2 join and what the parser refuses
+//! counted where it belongs; on the fast path three hops and the reason a rule that
+//! translates stays in userspace; multicast to unicast on both paths.
 //!
 //! Topology: `chain(n)` from the common module (IPv4 as in e2e.rs) with IPv6 addresses added:
 //! link k has `fd00:K::1` on node k's `out0` and `fd00:K::2` on node k+1's `in0`, with `nodad`
@@ -60,7 +61,7 @@ fn out6(dest: &str) -> String {
     format!("{{ dest = \"{dest}\", port = {PORT}, interface = \"out0\", ttl = 8 }}")
 }
 
-/// The userspace path only (these tests are about it; the fast path leaves IPv6 to it).
+/// The userspace path only (the tests of it; the fast path has its own).
 fn userspace(rules: &str) -> String {
     relay_config(1, "fast_path = \"off\"", rules)
 }
@@ -279,49 +280,64 @@ fn ipv6_source_specific_rules_match_only_their_source() {
     assert_eq!(flow(&r, "wrong").packets, 0);
 }
 
+/// The fast path forwards IPv6 to IPv6 on three hops: every relay's rule runs in the kernel,
+/// every datagram arrives once (the first relay's input also has a rule in userspace, so its
+/// packet socket's filter must leave the kernel's flow alone). A rule that translates to IPv4
+/// stays in userspace and says why.
 #[test]
-fn the_fast_path_leaves_ipv6_to_userspace_and_says_why() {
-    if !e2e_allowed("ipv6_fast_path_reason") {
+fn ipv6_rides_the_fast_path_on_three_hops_and_translation_says_why() {
+    if !e2e_allowed("ipv6_fast_path") {
         return;
     }
-    let c = chain6(1);
-    let rules = format!(
-        "{}{}",
-        rule6("v6", None, &out6(&GROUP6.to_string())),
-        rule(
-            "v4",
-            GROUP,
-            PORT,
-            &format!("{{ dest = \"{GROUP}\", port = {PORT}, interface = \"out0\", ttl = 8 }}")
-        ),
+    let c = chain6(3);
+    let v6to4: Ipv6Addr = "ff3e::99".parse().unwrap();
+    let translating = format!(
+        "[[rule]]\nname = \"to4\"\ninput = \"in0\"\ngroup = \"{v6to4}\"\nport = {PORT}\noutputs = [{{ dest = \"{GROUP}\", port = {PORT}, interface = \"out0\", ttl = 8 }}]\n"
     );
-    let relay = Relay::start(&c.relays[0], &relay_config(1, "", &rules));
-    let (code, out, _) = relay.mcrctl(&["rules", "list"]);
-    assert_eq!(code, 0);
-    let v6_line = out
-        .lines()
-        .find(|l| l.starts_with("v6:"))
-        .expect("the IPv6 rule listed");
-    assert!(v6_line.contains("[ff3e::1234]:5000@in0"), "{out}");
-    let r = relay.stats();
-    let f = flow(&r, "v6");
-    assert_eq!(f.path, "userspace", "{f:?}");
-    assert!(
-        f.path_reason.as_deref().unwrap_or("").contains("IPv6"),
-        "{f:?}"
-    );
-    // Forwarded all the same.
+    let relays: Vec<Relay> = c
+        .relays
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let mut rules = rule6("v6", None, &out6(&GROUP6.to_string()));
+            if i == 0 {
+                rules += &translating;
+            }
+            Relay::start(ns, &relay_config(1, "fast_path = \"required\"", &rules))
+        })
+        .collect();
+    let r = relays[0].stats();
+    let path = |name: &str| {
+        let f = flow(&r, name);
+        (f.path.clone(), f.path_reason.clone().unwrap_or_default())
+    };
+    assert_eq!(path("v6").0, "kernel", "{:?}", path("v6"));
+    let (p, why) = path("to4");
+    assert_eq!(p, "userspace");
+    assert!(why.contains("translation"), "{why}");
+    for relay in &relays[1..] {
+        let r = relay.stats();
+        assert_eq!(flow(&r, "v6").path, "kernel");
+    }
+
     let rx = receiver6(&c.dst, GROUP6, PORT, "in0");
     let tx = sender6(&c.src, "out0", src_addr6());
+    let n = 2000;
     send6(
         &tx,
         SocketAddrV6::new(GROUP6, PORT, 0, 0).into(),
-        500,
-        300,
-        5_000,
+        n,
+        1000,
+        10_000,
     );
-    expect_all(&rx, 500, 300, Duration::from_millis(400));
-    drop(relay);
+    expect_all(&rx, n, 1000, Duration::from_millis(500));
+    for relay in relays {
+        let r = relay.stop();
+        assert_conserves(&r);
+        let f = flow(&r, "v6");
+        assert_eq!(f.packets, n, "{f:?}");
+        assert_eq!(f.path, "kernel");
+    }
 }
 
 /// An untagged Ethernet/IPv6 frame from `fd00::1` to `[ff3e::1234]:PORT` with `extensions`
@@ -512,12 +528,36 @@ fn ipv6_multicast_to_unicast_from_a_fixed_source_address_and_port() {
     if !e2e_allowed("ipv6_unicast_output") {
         return;
     }
-    let c = chain6(1);
     let output = "{ dest = \"fd00:1::2\", port = 7000, interface = \"out0\", source = \"fd00:1::1\", source_port = 7777 }";
-    let relay = Relay::start(&c.relays[0], &userspace(&rule6("uni", None, output)));
+    unicast_output_forwards_all(&userspace(&rule6("uni", None, output)), "userspace");
+}
+
+/// The same on the fast path, the source address the kernel's route gives (the output names
+/// none), the next hop's MAC its neighbour entry's.
+#[test]
+fn ipv6_multicast_to_unicast_on_the_fast_path() {
+    if !e2e_allowed("ipv6_unicast_output_fast_path") {
+        return;
+    }
+    let output = "{ dest = \"fd00:1::2\", port = 7000, interface = \"out0\", source_port = 7777 }";
+    let config = relay_config(1, "fast_path = \"required\"", &rule6("uni", None, output));
+    unicast_output_forwards_all(&config, "kernel");
+}
+
+/// Runs `config`'s rule `uni` (to `[fd00:1::2]:7000` from port 7777) on one relay, once it
+/// is on `path`: 300 datagrams arrive from `[fd00:1::1]:7777`.
+fn unicast_output_forwards_all(config: &str, path: &str) {
+    let c = chain6(1);
+    let relay = Relay::start(&c.relays[0], config);
     // While neighbour discovery runs the kernel queues only a few datagrams, and this test
-    // is not about that.
+    // is not about that; the fast path takes the rule once the entry is there (within the
+    // second its plan is made again).
     pin_neighbour(&c.relays[0], "out0", &c.dst, "in0", "fd00:1::2");
+    wait_for(
+        &format!("rule uni on the {path} path"),
+        Duration::from_secs(5),
+        || flow(&relay.stats(), "uni").path == path,
+    );
     // Read only once all is sent: a receive buffer for all 300 (the default holds 166).
     let rx = c.dst.enter(|| {
         let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();

@@ -82,6 +82,7 @@ pub fn load(
         .map_err(|e| AttachError::Load(e.to_string()))?;
     for map in [
         &mut open.maps.mcr_fp_rules,
+        &mut open.maps.mcr_fp_rules6,
         &mut open.maps.mcr_fp_counters,
         &mut open.maps.mcr_fp_monitors,
     ] {

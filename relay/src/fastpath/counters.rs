@@ -155,6 +155,8 @@ pub struct PassCounters {
     /// Left to the userspace path (which counts them as malformed too).
     pub ip_options: u64,
     pub fragments: u64,
+    /// IPv6 frames with extension headers, which userspace walks.
+    pub extension_headers: u64,
     pub no_counters: u64,
     /// Frames of the program's flows it refused, by [`Malformed::index`]: counted here only
     /// (the packet filter keeps them from userspace), in the userspace path's kinds.
@@ -175,6 +177,7 @@ impl PassCounters {
         {
             s.ip_options += c.ip_options;
             s.fragments += c.fragments;
+            s.extension_headers += c.extension_headers;
             s.no_counters += c.no_counters;
             for (sum, v) in s.malformed.iter_mut().zip(c.malformed.iter()) {
                 *sum += v;

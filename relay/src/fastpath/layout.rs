@@ -1,14 +1,15 @@
 //! The program's map layouts on the Rust side: the skeleton's types (generated from the
 //! program's BTF, so they are the C structs of `bpf/fastpath.h`), filled from a resolved rule.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::skel::types::{
-    mcr_fp_key, mcr_fp_monitor, mcr_fp_output, mcr_fp_rule, mcr_fp_rule_counters,
+    mcr_fp_key, mcr_fp_key6, mcr_fp_monitor, mcr_fp_output, mcr_fp_output6, mcr_fp_rule,
+    mcr_fp_rule6, mcr_fp_rule_counters, mcr_fp_rule_head,
 };
 use crate::config::Monitor;
 
-/// Bytes of `mcr_fp_rule` before its outputs: slot, n_outputs, monitor, flags, cutoff.
+/// Bytes of `mcr_fp_rule_head`, which every rule entry starts with.
 const RULE_HEAD: usize = 24;
 
 /// `MCR_FP_MAX_OUTPUTS`, read from the generated type so it cannot differ from the C side.
@@ -20,22 +21,31 @@ pub const MAX_OUTPUTS: usize = {
 // The layouts the C header promises (no implicit padding: every byte is a field, so the
 // byte views below never expose uninitialised memory).
 const _: () = assert!(std::mem::size_of::<mcr_fp_key>() == 16);
+const _: () = assert!(std::mem::size_of::<mcr_fp_key6>() == KEY6_LEN);
+const _: () = assert!(std::mem::size_of::<mcr_fp_rule_head>() == RULE_HEAD);
 const _: () = assert!(std::mem::size_of::<mcr_fp_output>() == 32);
+const _: () = assert!(std::mem::size_of::<mcr_fp_output6>() == 56);
 const _: () = assert!(std::mem::size_of::<mcr_fp_rule>() == RULE_HEAD + 32 * MAX_OUTPUTS);
+const _: () = assert!(std::mem::size_of::<mcr_fp_rule6>() == RULE_HEAD + 56 * MAX_OUTPUTS);
 const _: () = assert!(std::mem::size_of::<mcr_fp_monitor>() == 48);
 const _: () = assert!(MAX_OUTPUTS as i64 == c::MCR_FP_MAX_OUTPUTS);
 
-/// One output as the program writes it into the copy.
+/// Bytes of an IPv6 rule's key (`mcr_fp_key6`): the length tells the two maps' keys apart.
+pub const KEY6_LEN: usize = 40;
+
+/// One output as the program writes it into the copy. `dst` and `src` are of one family,
+/// the rule's group's (the plan keeps rules that translate in userspace).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelOutput {
     pub ifindex: u32,
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
-    pub dst: Ipv4Addr,
-    pub src: Ipv4Addr,
+    pub dst: IpAddr,
+    pub src: IpAddr,
     pub dst_port: u16,
     /// 0 keeps the sender's source port.
     pub src_port: u16,
+    /// TTL, or for IPv6 the hop limit.
     pub ttl: u8,
     /// `None` keeps the received DSCP (the ECN bits are always kept).
     pub dscp: Option<u8>,
@@ -94,7 +104,7 @@ pub fn fresh_monitor() -> mcr_fp_monitor {
     }
 }
 
-/// The hash key of a rule (source `None`: the any-source entry).
+/// The hash key of an IPv4 rule (source `None`: the any-source entry).
 pub fn key(ifindex: u32, group: Ipv4Addr, port: u16, source: Option<Ipv4Addr>) -> mcr_fp_key {
     mcr_fp_key {
         ifindex,
@@ -105,25 +115,91 @@ pub fn key(ifindex: u32, group: Ipv4Addr, port: u16, source: Option<Ipv4Addr>) -
     }
 }
 
-/// The map value of a rule: its counter slot, its monitor kind ([`monitor_kind`]), its flags
-/// ([`RULE_SOURCES`] or 0) and its whole output set. At most [`MAX_OUTPUTS`] outputs (the
-/// caller checks).
+/// The hash key of an IPv6 rule (source `None`: the any-source entry, all zero).
+pub fn key6(ifindex: u32, group: Ipv6Addr, port: u16, source: Option<Ipv6Addr>) -> mcr_fp_key6 {
+    mcr_fp_key6 {
+        ifindex,
+        port: port.to_be(),
+        pad: 0,
+        group: words_of(group),
+        source: source.map(words_of).unwrap_or_default(),
+    }
+}
+
+/// The 32-bit words of an IPv6 address as they sit in the packet, for the C side's `__u32[4]`.
+fn words_of(a: Ipv6Addr) -> [u32; 4] {
+    let o = a.octets();
+    std::array::from_fn(|i| {
+        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+    })
+}
+
+/// The bytes of a rule's key in its family's map (`mcr_fp_rules` or `mcr_fp_rules6`), or
+/// `None` when the source is of the other family than the group (validation refuses it).
+pub fn key_bytes(
+    ifindex: u32,
+    group: IpAddr,
+    port: u16,
+    source: Option<IpAddr>,
+) -> Option<Vec<u8>> {
+    match (group, source) {
+        (IpAddr::V4(g), None) => Some(bytes_of(&key(ifindex, g, port, None)).to_vec()),
+        (IpAddr::V4(g), Some(IpAddr::V4(s))) => {
+            Some(bytes_of(&key(ifindex, g, port, Some(s))).to_vec())
+        }
+        (IpAddr::V6(g), None) => Some(bytes_of(&key6(ifindex, g, port, None)).to_vec()),
+        (IpAddr::V6(g), Some(IpAddr::V6(s))) => {
+            Some(bytes_of(&key6(ifindex, g, port, Some(s))).to_vec())
+        }
+        _ => None,
+    }
+}
+
+/// Whether map key `k` is of flow (input, group, port), whatever its source.
+pub fn key_is_of_flow(k: &[u8], ifindex: u32, group: IpAddr, port: u16) -> bool {
+    let Some(flow) = key_bytes(ifindex, group, port, None) else {
+        return false;
+    };
+    if k.len() != flow.len() {
+        return false;
+    }
+    match group {
+        // ifindex and group, then port and pad; the source (bytes 8..12) is any.
+        IpAddr::V4(_) => k[..8] == flow[..8] && k[12..] == flow[12..],
+        // ifindex, port, pad and group; the source (bytes 24..40) is any.
+        IpAddr::V6(_) => k[..24] == flow[..24],
+    }
+}
+
+fn head(slot: u32, monitor: u32, flags: u32, n_outputs: usize) -> mcr_fp_rule_head {
+    mcr_fp_rule_head {
+        slot,
+        n_outputs: n_outputs as u32,
+        monitor,
+        flags,
+        cutoff: 0,
+    }
+}
+
+/// The map value of an IPv4 rule: its counter slot, its monitor kind ([`monitor_kind`]), its
+/// flags ([`RULE_SOURCES`] or 0) and its whole output set. At most [`MAX_OUTPUTS`] outputs,
+/// all IPv4 (the caller checks).
 pub fn rule_value(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput]) -> mcr_fp_rule {
     assert!(!outputs.is_empty() && outputs.len() <= MAX_OUTPUTS);
     let mut v = mcr_fp_rule {
-        slot,
-        n_outputs: outputs.len() as u32,
-        monitor,
-        flags,
+        head: head(slot, monitor, flags, outputs.len()),
         ..Default::default()
     };
     for (slot, o) in v.outputs.iter_mut().zip(outputs) {
+        let (IpAddr::V4(dst), IpAddr::V4(src)) = (o.dst, o.src) else {
+            panic!("an IPv4 rule's output {o:?} is not IPv4");
+        };
         *slot = mcr_fp_output {
             dst_mac: o.dst_mac,
             src_mac: o.src_mac,
             ifindex: o.ifindex,
-            dst_ip: u32::from(o.dst).to_be(),
-            src_ip: u32::from(o.src).to_be(),
+            dst_ip: u32::from(dst).to_be(),
+            src_ip: u32::from(src).to_be(),
             dst_port: o.dst_port.to_be(),
             src_port: o.src_port.to_be(),
             ttl: o.ttl,
@@ -134,16 +210,62 @@ pub fn rule_value(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput])
     v
 }
 
-/// `value` with its flow changing path: the program forwards the frames stamped at or after
-/// `cutoff` (`from`: the flow comes to the kernel) or before it (it leaves); `None` clears it.
-pub fn with_cutoff(mut value: mcr_fp_rule, cutoff: Option<(bool, u64)>) -> mcr_fp_rule {
-    value.flags &= !(RULE_FROM | RULE_UNTIL);
-    value.cutoff = 0;
-    if let Some((from, at)) = cutoff {
-        value.flags |= if from { RULE_FROM } else { RULE_UNTIL };
-        value.cutoff = at;
+/// [`rule_value`] for an IPv6 rule, whose outputs are all IPv6.
+pub fn rule_value6(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput]) -> mcr_fp_rule6 {
+    assert!(!outputs.is_empty() && outputs.len() <= MAX_OUTPUTS);
+    let mut v = mcr_fp_rule6 {
+        head: head(slot, monitor, flags, outputs.len()),
+        ..Default::default()
+    };
+    for (slot, o) in v.outputs.iter_mut().zip(outputs) {
+        let (IpAddr::V6(dst), IpAddr::V6(src)) = (o.dst, o.src) else {
+            panic!("an IPv6 rule's output {o:?} is not IPv6");
+        };
+        *slot = mcr_fp_output6 {
+            dst_mac: o.dst_mac,
+            src_mac: o.src_mac,
+            ifindex: o.ifindex,
+            dst_ip: words_of(dst),
+            src_ip: words_of(src),
+            dst_port: o.dst_port.to_be(),
+            src_port: o.src_port.to_be(),
+            hop_limit: o.ttl,
+            dscp: o.dscp.unwrap_or(KEEP_DSCP),
+            pad: [0; 2],
+        };
     }
-    value
+    v
+}
+
+/// The bytes of a rule's map value, of its outputs' family (all one family: the plan's).
+pub fn rule_bytes(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput]) -> Vec<u8> {
+    match outputs.first().map(|o| o.dst) {
+        Some(IpAddr::V6(_)) => bytes_of(&rule_value6(slot, monitor, flags, outputs)).to_vec(),
+        _ => bytes_of(&rule_value(slot, monitor, flags, outputs)).to_vec(),
+    }
+}
+
+/// The head of a rule's map value of either family; `None` if it is too short.
+pub fn head_of(value: &[u8]) -> Option<mcr_fp_rule_head> {
+    from_bytes(value)
+}
+
+/// `value` (a rule's map value of either family) with its flow changing path: the program
+/// forwards the frames stamped at or after `cutoff` (`from`: the flow comes to the kernel) or
+/// before it (it leaves); `None` clears it.
+pub fn with_cutoff(value: &[u8], cutoff: Option<(bool, u64)>) -> Vec<u8> {
+    let mut out = value.to_vec();
+    let Some(mut h) = head_of(value) else {
+        return out;
+    };
+    h.flags &= !(RULE_FROM | RULE_UNTIL);
+    h.cutoff = 0;
+    if let Some((from, at)) = cutoff {
+        h.flags |= if from { RULE_FROM } else { RULE_UNTIL };
+        h.cutoff = at;
+    }
+    out[..RULE_HEAD].copy_from_slice(bytes_of(&h));
+    out
 }
 
 /// Plain map structs, whose bytes [`bytes_of`] and [`from_bytes`] view.
@@ -153,10 +275,13 @@ pub fn with_cutoff(mut value: mcr_fp_rule, cutoff: Option<(bool, u64)>) -> mcr_f
 /// bytes (the size checks above hold the map structs to it): every byte is then initialised
 /// and every bit pattern is a valid value.
 pub unsafe trait Plain: Copy + Default {}
-// SAFETY (all five): skeleton types generated from `fastpath.h`, integers only, sizes checked
+// SAFETY (all of them): skeleton types generated from `fastpath.h`, integers only, sizes checked
 // against the C layout above.
 unsafe impl Plain for mcr_fp_key {}
+unsafe impl Plain for mcr_fp_key6 {}
+unsafe impl Plain for mcr_fp_rule_head {}
 unsafe impl Plain for mcr_fp_rule {}
+unsafe impl Plain for mcr_fp_rule6 {}
 unsafe impl Plain for mcr_fp_rule_counters {}
 unsafe impl Plain for super::skel::types::mcr_fp_pass_counters {}
 unsafe impl Plain for mcr_fp_monitor {}
@@ -203,15 +328,16 @@ mod tests {
             ifindex: u32::from(i),
             dst_mac: [1, 0, 0x5e, 0, 0, i],
             src_mac: [2, 0, 0, 0, 0, i],
-            dst: Ipv4Addr::new(239, 2, 2, i),
-            src: Ipv4Addr::new(10, 0, 0, i),
+            dst: Ipv4Addr::new(239, 2, 2, i).into(),
+            src: Ipv4Addr::new(10, 0, 0, i).into(),
             dst_port: 6000 + u16::from(i),
             src_port: 0,
             ttl: i,
             dscp: (i == 2).then_some(46),
         };
         let v = rule_value(9, MONITOR_RTP, RULE_SOURCES, &[out(1), out(2)]);
-        assert_eq!((v.slot, v.n_outputs, v.monitor, v.flags), (9, 2, 1, 1));
+        let h = v.head;
+        assert_eq!((h.slot, h.n_outputs, h.monitor, h.flags), (9, 2, 1, 1));
         let b = bytes_of(&v);
         assert_eq!(&b[8..12], &1u32.to_ne_bytes());
         assert_eq!(&b[12..16], &RULE_SOURCES.to_ne_bytes());
@@ -234,22 +360,80 @@ mod tests {
             ifindex: 1,
             dst_mac: [0; 6],
             src_mac: [0; 6],
-            dst: Ipv4Addr::new(239, 2, 2, 2),
-            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(239, 2, 2, 2).into(),
+            src: Ipv4Addr::new(10, 0, 0, 1).into(),
             dst_port: 6000,
             src_port: 0,
             ttl: 8,
             dscp: None,
         };
-        let v = rule_value(3, MONITOR_NONE, RULE_SOURCES, &[out]);
-        let from = with_cutoff(v, Some((true, 1_000)));
-        assert_eq!((from.flags, from.cutoff), (RULE_SOURCES | RULE_FROM, 1_000));
-        let until = with_cutoff(from, Some((false, 2_000)));
+        let out6 = KernelOutput {
+            dst: "ff3e::2".parse().unwrap(),
+            src: "fd00::1".parse().unwrap(),
+            ..out
+        };
+        for v in [
+            rule_bytes(3, MONITOR_NONE, RULE_SOURCES, &[out]),
+            rule_bytes(3, MONITOR_NONE, RULE_SOURCES, &[out6]),
+        ] {
+            let from = with_cutoff(&v, Some((true, 1_000)));
+            let h = head_of(&from).unwrap();
+            assert_eq!((h.flags, h.cutoff), (RULE_SOURCES | RULE_FROM, 1_000));
+            let until = with_cutoff(&from, Some((false, 2_000)));
+            let h = head_of(&until).unwrap();
+            assert_eq!((h.flags, h.cutoff), (RULE_SOURCES | RULE_UNTIL, 2_000));
+            assert_eq!(with_cutoff(&until, None), v);
+            assert_eq!(
+                from[RULE_HEAD..],
+                v[RULE_HEAD..],
+                "the outputs are untouched"
+            );
+        }
+    }
+
+    #[test]
+    fn an_ipv6_key_and_rule_hold_their_addresses_as_the_packet_does() {
+        let g: Ipv6Addr = "ff3e::1234".parse().unwrap();
+        let s: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let k = key_bytes(7, g.into(), 5000, None).unwrap();
+        assert_eq!(k.len(), KEY6_LEN);
+        assert_eq!(&k[0..4], &7u32.to_ne_bytes());
+        assert_eq!(&k[4..6], &5000u16.to_be_bytes());
+        assert_eq!(&k[8..24], &g.octets());
+        assert_eq!(&k[24..40], &[0; 16], "any source");
+        let ks = key_bytes(7, g.into(), 5000, Some(s.into())).unwrap();
+        assert_eq!(&ks[24..40], &s.octets());
+        assert!(key_is_of_flow(&ks, 7, g.into(), 5000));
+        assert!(!key_is_of_flow(&ks, 7, g.into(), 5001));
+        assert!(!key_is_of_flow(&ks, 8, g.into(), 5000));
+        let v4 = key_bytes(7, Ipv4Addr::new(239, 1, 1, 1).into(), 5000, None).unwrap();
+        assert!(!key_is_of_flow(&v4, 7, g.into(), 5000), "other family");
+        assert!(key_bytes(7, g.into(), 5000, Some(Ipv4Addr::LOCALHOST.into())).is_none());
+
+        let out = KernelOutput {
+            ifindex: 3,
+            dst_mac: [0x33, 0x33, 0, 0, 0x12, 0x34],
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst: "ff3e::5678".parse().unwrap(),
+            src: "fd00::1".parse().unwrap(),
+            dst_port: 6000,
+            src_port: 7000,
+            ttl: 9,
+            dscp: Some(46),
+        };
+        let v = rule_bytes(4, MONITOR_RTP, 0, &[out]);
+        assert_eq!(v.len(), std::mem::size_of::<mcr_fp_rule6>());
+        let o = &v[RULE_HEAD..RULE_HEAD + 56];
+        assert_eq!(&o[0..6], &out.dst_mac);
+        assert_eq!(&o[12..16], &3u32.to_ne_bytes());
         assert_eq!(
-            (until.flags, until.cutoff),
-            (RULE_SOURCES | RULE_UNTIL, 2_000)
+            &o[16..32],
+            &"ff3e::5678".parse::<Ipv6Addr>().unwrap().octets()
         );
-        assert_eq!(bytes_of(&with_cutoff(until, None)), bytes_of(&v));
+        assert_eq!(&o[32..48], &"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(&o[48..52], &[0x17, 0x70, 0x1b, 0x58]);
+        assert_eq!((o[52], o[53]), (9, 46));
+        assert_eq!(head_of(&v).unwrap().slot, 4);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! state and the pass counters. Every write the plan decides goes through here.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use libbpf_rs::{MapCore, MapFlags};
 
@@ -24,18 +25,10 @@ impl Installed {
     }
 
     /// The keys of the entries of a flow (input, group, port), whatever their source.
-    pub(super) fn keys_of(
-        &self,
-        ifindex: u32,
-        group: std::net::Ipv4Addr,
-        port: u16,
-    ) -> Vec<Vec<u8>> {
-        let flow = layout::key(ifindex, group, port, None);
-        let flow = bytes_of(&flow);
-        // ifindex and group, then port and pad; the source (bytes 8..12) is any.
+    pub(super) fn keys_of(&self, ifindex: u32, group: IpAddr, port: u16) -> Vec<Vec<u8>> {
         self.0
             .keys()
-            .filter(|k| k.len() == flow.len() && k[..8] == flow[..8] && k[12..] == flow[12..])
+            .filter(|k| layout::key_is_of_flow(k, ifindex, group, port))
             .cloned()
             .collect()
     }
@@ -59,6 +52,15 @@ impl<'a> Maps<'a> {
         Self { skel }
     }
 
+    /// The rule map a key belongs in: its length tells the families apart.
+    fn rules_of(&self, key: &[u8]) -> &'a libbpf_rs::Map<'static> {
+        if key.len() == layout::KEY6_LEN {
+            &self.skel.maps.mcr_fp_rules6
+        } else {
+            &self.skel.maps.mcr_fp_rules
+        }
+    }
+
     /// Writes a rule entry unless it holds `value` already. One update per rule: a packet
     /// sees the rule's old output set or its new one, never a mix.
     pub(super) fn put_rule(
@@ -70,16 +72,13 @@ impl<'a> Maps<'a> {
         if installed.0.get(key).map(Vec::as_slice) == Some(value) {
             return Ok(());
         }
-        self.skel
-            .maps
-            .mcr_fp_rules
-            .update(key, value, MapFlags::ANY)?;
+        self.rules_of(key).update(key, value, MapFlags::ANY)?;
         installed.0.insert(key.to_vec(), value.to_vec());
         Ok(())
     }
 
     pub(super) fn delete_rule(&self, installed: &mut Installed, key: &[u8]) {
-        if let Err(e) = self.skel.maps.mcr_fp_rules.delete(key) {
+        if let Err(e) = self.rules_of(key).delete(key) {
             tracing::warn!("deleting a kernel rule: {e}");
         }
         installed.0.remove(key);

@@ -45,7 +45,6 @@ mod switch;
 mod tcfilters;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -60,7 +59,6 @@ pub use probe::KernelFeatures;
 
 use crate::config::FastPathAttach;
 use crate::rules::{Path, Rule, RuleTable};
-use layout::bytes_of;
 use links::Links;
 use lookups::Lookups;
 use maps::{Installed, Maps};
@@ -93,8 +91,9 @@ impl Sizes {
     /// header, about 48 bytes), per-CPU counters and monitor state per slot.
     pub fn map_bytes(&self, cpus: usize) -> u64 {
         let n = u64::from(self.max_flows);
-        let rule = (size_of::<skel::types::mcr_fp_key>()
-            + size_of::<skel::types::mcr_fp_rule>()
+        // A slot's entry is in one family's map; IPv6 entries are the larger.
+        let rule = (size_of::<skel::types::mcr_fp_key6>()
+            + size_of::<skel::types::mcr_fp_rule6>()
             + 48) as u64;
         let counters = (size_of::<skel::types::mcr_fp_rule_counters>() * cpus.max(1)) as u64;
         let monitor = size_of::<skel::types::mcr_fp_monitor>() as u64;
@@ -410,11 +409,7 @@ impl FastPath {
         } = state;
         switches.step(
             &sides,
-            |(ifindex, group, port)| match group {
-                IpAddr::V4(group) => installed.keys_of(ifindex, group, port),
-                // The program holds no IPv6 entry.
-                IpAddr::V6(_) => Vec::new(),
-            },
+            |(ifindex, group, port)| installed.keys_of(ifindex, group, port),
             switch::now_ns(),
         )
     }
@@ -438,7 +433,7 @@ impl FastPath {
                     continue;
                 };
                 wanted.insert(k.clone(), v.to_vec());
-                let slot = layout::from_bytes::<skel::types::mcr_fp_rule>(v).map(|r| r.slot);
+                let slot = layout::head_of(v).map(|h| h.slot);
                 if let Some(pos) = freed_slots.iter().position(|s| Some(*s) == slot) {
                     sw.held_slots.push(freed_slots.swap_remove(pos));
                 }
@@ -457,14 +452,11 @@ impl FastPath {
         let maps = self.maps();
         let mut write = |entries: &[Vec<u8>], cutoff: (bool, u64)| {
             for k in entries {
-                let Some(v) = installed
-                    .get(k)
-                    .and_then(layout::from_bytes::<skel::types::mcr_fp_rule>)
-                else {
+                let Some(v) = installed.get(k) else {
                     continue;
                 };
                 let v = layout::with_cutoff(v, Some(cutoff));
-                if let Err(e) = maps.put_rule(installed, k, bytes_of(&v)) {
+                if let Err(e) = maps.put_rule(installed, k, &v) {
                     tracing::warn!("timing a path switch in a kernel rule: {e}");
                 }
             }
@@ -537,24 +529,18 @@ impl FastPath {
     ) -> Applied {
         let slot = state.slots.owned(&rule.spec.name);
         rule.kernel_slot = slot;
-        let (IpAddr::V4(group), None | Some(IpAddr::V4(_))) = (rule.spec.group, rule.spec.source)
-        else {
-            // The plan never gives an IPv6 rule to the program; it never had an entry.
-            rule.path = match decision {
-                Decision::Waiting(reason) => Path::Waiting { reason },
-                Decision::Userspace(reason) => Path::Userspace { reason },
-                Decision::Kernel(_) => Path::Userspace {
-                    reason: "IPv6 in the kernel path".into(),
-                },
+        let Some(k) = layout::key_bytes(
+            rule.ifindex,
+            rule.spec.group,
+            rule.spec.port,
+            rule.spec.source,
+        ) else {
+            // Validation refuses a source of the other family than the group; never here.
+            rule.path = Path::Userspace {
+                reason: "its source is of the other address family than its group".into(),
             };
             return Applied::Elsewhere;
         };
-        let source = rule.spec.source.and_then(|s| match s {
-            IpAddr::V4(s) => Some(s),
-            IpAddr::V6(_) => None,
-        });
-        let key = layout::key(rule.ifindex, group, rule.spec.port, source);
-        let k = bytes_of(&key).to_vec();
         // A monitored flow changing path: the side taking it over has not seen the datagrams
         // the other side checked meanwhile, so it starts afresh.
         let was_kernel = state.installed.contains(&k);
@@ -590,8 +576,7 @@ impl FastPath {
         }
         // The plan sends only rules whose monitor the program runs to the kernel.
         let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
-        let value = layout::with_cutoff(layout::rule_value(slot, monitor, flags, &outputs), cutoff);
-        let v = bytes_of(&value).to_vec();
+        let v = layout::with_cutoff(&layout::rule_bytes(slot, monitor, flags, &outputs), cutoff);
         if let Err(e) = self.maps().put_rule(&mut state.installed, &k, &v) {
             rule.path = Path::Userspace {
                 reason: format!("updating the kernel rule map: {e}"),
@@ -702,14 +687,16 @@ enum Applied {
 }
 
 #[cfg(test)]
+mod ipv6_tests;
+#[cfg(test)]
 mod tests {
     use super::*;
-    use layout::KernelOutput;
+    use layout::{bytes_of, KernelOutput};
     use libbpf_rs::{MapCore, MapFlags};
     use std::net::Ipv4Addr;
 
     /// Loading needs CAP_BPF; without it the test says so and passes, unless CI requires it.
-    fn privileged(test: &str) -> bool {
+    pub(super) fn privileged(test: &str) -> bool {
         let missing = probe::missing_capabilities();
         if missing.is_empty() {
             return true;
@@ -834,8 +821,8 @@ mod tests {
             ifindex: lo,
             dst_mac: [0x01, 0x00, 0x5e, 0x01, 0x01, 0x01],
             src_mac: [0; 6],
-            dst: Ipv4Addr::new(239, 1, 1, 1),
-            src: Ipv4Addr::new(10, 99, 0, 1),
+            dst: Ipv4Addr::new(239, 1, 1, 1).into(),
+            src: Ipv4Addr::new(10, 99, 0, 1).into(),
             dst_port: 5000,
             src_port: 0,
             ttl: 8,
@@ -947,11 +934,11 @@ mod tests {
         let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, None);
         let install = |cutoff| {
             let out = loopback_output(lo);
-            let value = layout::with_cutoff(layout::rule_value(0, 0, 0, &[out]), cutoff);
+            let value = layout::with_cutoff(&layout::rule_bytes(0, 0, 0, &[out]), cutoff);
             fp.skel
                 .maps
                 .mcr_fp_rules
-                .update(bytes_of(&key), bytes_of(&value), MapFlags::ANY)
+                .update(bytes_of(&key), &value, MapFlags::ANY)
                 .unwrap();
         };
         install(Some((true, 1_000)));

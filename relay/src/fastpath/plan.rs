@@ -39,13 +39,6 @@ pub(super) trait Host {
     /// The source address the kernel gives an unbound IPv6 UDP socket's datagrams to
     /// `group` out of interface `ifindex` (named `name`): IPv6 source selection depends on
     /// the group's scope, so the interface's "primary" address would not do.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for IPv6 multicast outputs, which kernel_outputs does not build yet"
-        )
-    )]
     fn multicast_source(
         &mut self,
         ifindex: u32,
@@ -95,10 +88,11 @@ pub(super) enum Decision {
 const MPEGTS_USERSPACE: &str =
     "monitor = \"mpegts\" checks every TS packet's continuity counter, which runs in userspace";
 
-/// The path reason of a rule with an IPv6 group or output: the program parses and rewrites
-/// IPv4 headers only.
-const IPV6_USERSPACE: &str =
-    "IPv6: the kernel path forwards IPv4 to IPv4 only; IPv6 and translation run in userspace";
+/// The path reason of a rule with outputs of the other family than its group's: the program
+/// rewrites headers in place, and translating them (a new header of another length) runs in
+/// userspace.
+const TRANSLATION_USERSPACE: &str =
+    "translation between IPv4 and IPv6 runs in userspace; the kernel path keeps the family";
 
 /// The path reason of an RTP-monitored rule on a kernel without `bpf_loop`.
 const RTP_NEEDS_BPF_LOOP: &str = "monitor = \"rtp\" in the kernel needs the bpf_loop helper \
@@ -191,8 +185,12 @@ fn alone(
         Some(InputLink::Attached) => {}
         None => return Err(format!("input {} is not attached", rule.spec.input)),
     }
-    if rule.spec.group.is_ipv6() || rule.outputs.iter().any(|o| o.dest.is_ipv6()) {
-        return Err(IPV6_USERSPACE.into());
+    if rule
+        .outputs
+        .iter()
+        .any(|o| o.dest.is_ipv6() != rule.spec.group.is_ipv6())
+    {
+        return Err(TRANSLATION_USERSPACE.into());
     }
     if layout::monitor_kind(rule.spec.monitor).is_none() {
         return Err(MPEGTS_USERSPACE.into());
@@ -225,40 +223,27 @@ fn kernel_outputs(
             if !link.ethernet {
                 return Err(format!("output {name} is not an Ethernet interface"));
             }
-            let SocketAddr::V4(dest) = o.dest else {
-                return Err(IPV6_USERSPACE.into());
-            };
-            let dest = *dest.ip();
-            let (dst_mac, route_source) = if dest.is_multicast() {
-                (resolve::multicast_mac(dest), None)
-            } else {
-                let hop = host.neighbour(&table.egress_keys[o.egress], name)?;
-                let source = match hop.source {
-                    Some(IpAddr::V4(s)) => Some(s),
-                    Some(IpAddr::V6(_)) => return Err(IPV6_USERSPACE.into()),
-                    None => None,
-                };
-                (hop.mac, source)
-            };
-            // As the output's socket sends: from its bound address, else from the source the
-            // route selects (a route's `src`, a secondary address, a VRF's), else (multicast)
-            // from the interface's primary address.
-            let bound = spec.source.and_then(|s| match s {
-                IpAddr::V4(s) => Some(s),
-                IpAddr::V6(_) => None,
-            });
-            let src = match bound.or(route_source) {
-                Some(s) => s,
-                None => host
-                    .ipv4_address(name)
-                    .map_err(|e| format!("output {name}: {e}"))?
-                    .ok_or_else(|| format!("output {name} has no IPv4 address"))?,
+            let (dst_mac, src) = match o.dest {
+                SocketAddr::V4(dest) => ipv4_addressing(
+                    *dest.ip(),
+                    spec.source,
+                    &table.egress_keys[o.egress],
+                    name,
+                    host,
+                )?,
+                SocketAddr::V6(dest) => ipv6_addressing(
+                    *dest.ip(),
+                    spec.source,
+                    &table.egress_keys[o.egress],
+                    name,
+                    host,
+                )?,
             };
             Ok(KernelOutput {
                 ifindex,
                 dst_mac,
                 src_mac: link.mac,
-                dst: dest,
+                dst: o.dest.ip(),
                 src,
                 dst_port: o.dest.port(),
                 src_port: spec.source_port.unwrap_or(0),
@@ -267,6 +252,77 @@ fn kernel_outputs(
             })
         })
         .collect()
+}
+
+/// The destination MAC and the source address of an IPv4 output, as its socket sends: from
+/// its bound address, else from the source the route selects (a route's `src`, a secondary
+/// address, a VRF's), else (multicast) from the interface's primary address.
+fn ipv4_addressing(
+    dest: Ipv4Addr,
+    bound: Option<IpAddr>,
+    socket: &EgressKey,
+    name: &str,
+    host: &mut impl Host,
+) -> Result<([u8; 6], IpAddr), String> {
+    let (dst_mac, route_source) = if dest.is_multicast() {
+        (resolve::multicast_mac(dest), None)
+    } else {
+        let hop = host.neighbour(socket, name)?;
+        let source = match hop.source {
+            Some(IpAddr::V4(s)) => Some(s),
+            // An IPv4 socket's route selects an IPv4 source; never expected.
+            Some(IpAddr::V6(s)) => return Err(format!("the kernel routes {dest} from {s}")),
+            None => None,
+        };
+        (hop.mac, source)
+    };
+    let bound = bound.and_then(|s| match s {
+        IpAddr::V4(s) => Some(s),
+        IpAddr::V6(_) => None,
+    });
+    let src = match bound.or(route_source) {
+        Some(s) => s,
+        None => host
+            .ipv4_address(name)
+            .map_err(|e| format!("output {name}: {e}"))?
+            .ok_or_else(|| format!("output {name} has no IPv4 address"))?,
+    };
+    Ok((dst_mac, IpAddr::V4(src)))
+}
+
+/// [`ipv4_addressing`] for IPv6. A multicast output's MAC is 33:33 and the group's low 32
+/// bits (RFC 2464, 7), and its source the one the kernel selects for the group out of the
+/// interface (RFC 6724: it depends on the group's scope, so no one address of the interface
+/// would do), which it says in answer to a route lookup. A unicast output's next hop and
+/// source are the kernel's route's, as for IPv4.
+fn ipv6_addressing(
+    dest: Ipv6Addr,
+    bound: Option<IpAddr>,
+    socket: &EgressKey,
+    name: &str,
+    host: &mut impl Host,
+) -> Result<([u8; 6], IpAddr), String> {
+    let bound = bound.and_then(|s| match s {
+        IpAddr::V6(s) => Some(s),
+        IpAddr::V4(_) => None,
+    });
+    if dest.is_multicast() {
+        let src = match bound {
+            Some(s) => s,
+            None => host.multicast_source(socket.ifindex, name, dest)?,
+        };
+        return Ok((resolve::multicast_mac6(dest), IpAddr::V6(src)));
+    }
+    let hop = host.neighbour(socket, name)?;
+    let route_source = match hop.source {
+        Some(IpAddr::V6(s)) => Some(s),
+        Some(IpAddr::V4(s)) => return Err(format!("the kernel routes {dest} from {s}")),
+        None => None,
+    };
+    let src = bound
+        .or(route_source)
+        .ok_or_else(|| format!("the kernel gives {dest} out of {name} no IPv6 source address"))?;
+    Ok((hop.mac, IpAddr::V6(src)))
 }
 
 /// The flags of each rule's map entry, in the table's order: [`layout::RULE_SOURCES`] for an
@@ -455,6 +511,55 @@ mod tests {
         assert_eq!(o.src_mac, ETH.mac);
         assert_eq!(o.src, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(o.src_port, 0, "the sender's source port kept");
+    }
+
+    #[test]
+    fn an_ipv6_rule_runs_in_the_kernel_and_one_that_translates_does_not() {
+        let v6 = |name: &str, port, outputs: &[&str]| RuleSpec {
+            group: "ff3e::1234".parse().unwrap(),
+            ..rule(name, "in0", [0, 0, 0, 0], port, outputs)
+        };
+        let mut uni = v6("uni", 5003, &["[fd00:1::2]:6000@out1"]);
+        uni.group = "ff3e::1235".parse().unwrap();
+        let t = table(vec![
+            v6("six", 5000, &["[ff3e::8001:203]:6000@out1"]),
+            v6("to4", 5001, &["239.2.2.2:6000@out0"]),
+            rule("to6", "in0", [239, 1, 1, 1], 5002, &["[ff3e::1]:6000@out0"]),
+            uni,
+        ]);
+        let mut h = host();
+        h.neighbours.insert(
+            "fd00:1::2".parse::<Ipv6Addr>().unwrap().into(),
+            NextHop {
+                mac: [2, 0, 0, 0, 0, 0x42],
+                source: Some("fd00:1::1".parse::<Ipv6Addr>().unwrap().into()),
+            },
+        );
+        let d = decide(&t, &attached(&[10]), POLICY, &mut h);
+        let Decision::Kernel(outputs) = &d[0] else {
+            panic!("{d:?}")
+        };
+        let o = outputs[0];
+        assert_eq!(o.dst, "ff3e::8001:203".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(o.dst_mac, [0x33, 0x33, 0x80, 0x01, 0x02, 0x03]);
+        assert_eq!(
+            o.src,
+            Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, 1),
+            "the kernel's choice"
+        );
+        assert_eq!((o.ifindex, o.dst_port), (21, 6000));
+        for i in [1, 2] {
+            assert!(reason(&d[i]).contains("translation"), "{:?}", d[i]);
+        }
+        let Decision::Kernel(outputs) = &d[3] else {
+            panic!("{d:?}")
+        };
+        assert_eq!(outputs[0].dst_mac, [2, 0, 0, 0, 0, 0x42], "the neighbour's");
+        assert_eq!(
+            outputs[0].src,
+            "fd00:1::1".parse::<Ipv6Addr>().unwrap(),
+            "the route's"
+        );
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
     [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
 }
 
+/// The Ethernet address IPv6 multicast `group` maps to (RFC 2464, 7: 33:33 + low 32 bits).
+pub fn multicast_mac6(group: Ipv6Addr) -> [u8; 6] {
+    let o = group.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
 /// What the kernel's route lookup for a unicast output's egress socket takes into account:
 /// mcrd sends a unicast output from a socket of its own, bound to the output interface
 /// (`SO_BINDTODEVICE`) and, when the output names them, to its source address and port.
@@ -409,6 +415,12 @@ mod tests {
     use super::*;
     use netlink_packet_core::Parseable;
     use std::net::SocketAddrV4;
+
+    #[test]
+    fn multicast_mac6_keeps_the_low_32_bits() {
+        let g: Ipv6Addr = "ff3e::8001:0203".parse().unwrap();
+        assert_eq!(multicast_mac6(g), [0x33, 0x33, 0x80, 0x01, 0x02, 0x03]);
+    }
 
     #[test]
     fn multicast_mac_keeps_the_low_23_bits() {

@@ -306,6 +306,7 @@ fn fast_path_stats(fp: &FastPath, k: &KernelTotals, table: &RuleTable) -> FastPa
         },
         passed_ip_options: pass.ip_options,
         passed_fragments: pass.fragments,
+        passed_extension_headers: pass.extension_headers,
     }
 }
 

@@ -436,6 +436,11 @@ pub fn render(r: &StatsReport) -> String {
             &[("reason", "fragment")],
             fp.passed_fragments,
         );
+        out.sample(
+            "mcr_fast_path_passed_total",
+            &[("reason", "extension_headers")],
+            fp.passed_extension_headers,
+        );
     }
     out.family(
         "mcr_flow_kernel_path",

@@ -43,8 +43,8 @@ pub const STATS_SCHEMA: &str = "mcr.relay.stats";
 pub const STATS_VERSION: u32 = 1;
 /// Value of the `minor_version` field (absent when 0, as in files written before it existed).
 /// 1: `relay.revision`; 2: `fast_path.attach` and `fast_path.missing_features`; 3: counters'
-/// `handed_over`; 4: counters' `matched_bytes`.
-pub const STATS_MINOR_VERSION: u32 = 4;
+/// `handed_over`; 4: counters' `matched_bytes`; 5: `fast_path.passed_extension_headers`.
+pub const STATS_MINOR_VERSION: u32 = 5;
 
 /// One snapshot of a running (or just stopped) relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +94,9 @@ pub struct FastPathStats {
     /// counts those of its groups as malformed.
     pub passed_ip_options: u64,
     pub passed_fragments: u64,
+    /// IPv6 frames with extension headers (userspace walks the chain). Minor version 5.
+    #[serde(default)]
+    pub passed_extension_headers: u64,
 }
 
 /// The path of flows in reports that predate the fast path.
