@@ -8,7 +8,8 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use super::layout::{self, KernelOutput};
 use super::tests::privileged;
-use super::FastPath;
+use super::{FastPath, KernelFeatures, Sizes};
+use crate::config::FastPathAttach;
 use crate::wire::{checksum, Malformed};
 
 const GROUP: &str = "ff3e::1234";
@@ -96,6 +97,22 @@ fn output(lo: u32, dst: &str, dscp: Option<u8>) -> KernelOutput {
     }
 }
 
+/// The program for a kernel with `bpf_loop` and the one for a kernel without (which sums
+/// checksums with a bounded loop), each with a name for messages.
+fn both_programs() -> [(FastPath, &'static str); 2] {
+    let without = KernelFeatures {
+        bpf_loop: false,
+        ..KernelFeatures::ALL
+    };
+    let load = |features| {
+        FastPath::load_with(Sizes::default(), FastPathAttach::Auto, features).expect("loads")
+    };
+    [
+        (load(KernelFeatures::ALL), "bpf_loop"),
+        (load(without), "bounded loop"),
+    ]
+}
+
 /// Puts the rule for the test frames' flow (`GROUP`:5000 on `lo`, any source) into slot 0.
 fn install(fp: &FastPath, out: KernelOutput) -> u32 {
     let lo = crate::netif::index("lo").expect("lo");
@@ -115,14 +132,19 @@ fn an_ipv6_datagram_leaves_with_its_output_s_headers_and_a_right_checksum() {
     if !privileged("an_ipv6_datagram_leaves_with_its_output_s_headers_and_a_right_checksum") {
         return;
     }
-    let fp = FastPath::load().expect("loads");
     let lo = crate::netif::index("lo").expect("lo");
+    for (fp, name) in both_programs() {
+        forwards_with_the_output_s_headers(&fp, lo, name);
+    }
+}
+
+fn forwards_with_the_output_s_headers(fp: &FastPath, lo: u32, name: &str) {
     for (dscp, tclass) in [(Some(10), 10 << 2 | 1), (None, 0xb9)] {
-        install(&fp, output(lo, "ff3e::2", dscp));
+        install(fp, output(lo, "ff3e::2", dscp));
         for len in [1, 255, 1400] {
             let sent = frame(len);
-            let (verdict, out) = run(&fp, &sent);
-            assert_eq!(verdict, REDIRECT, "{len} bytes");
+            let (verdict, out) = run(fp, &sent);
+            assert_eq!(verdict, REDIRECT, "{name}, {len} bytes");
             assert_eq!(out.len(), sent.len());
             assert_eq!(&out[0..12], &[0x33, 0x33, 0, 0, 0, 2, 2, 0, 0, 0, 0, 9]);
             let word = u32::from_be_bytes(out[14..18].try_into().unwrap());
@@ -140,12 +162,12 @@ fn an_ipv6_datagram_leaves_with_its_output_s_headers_and_a_right_checksum() {
             assert_eq!(&out[62..], &sent[62..], "payload untouched");
             assert!(
                 checksum::verifies(pseudo(&out) + checksum::sum(&out[54..])),
-                "{len} bytes: the UDP checksum verifies"
+                "{name}, {len} bytes: the UDP checksum verifies"
             );
         }
     }
     let c = fp.rule_counters(0).unwrap();
-    assert_eq!((c.matched, c.outputs[0].sent), (3, 3));
+    assert_eq!((c.matched, c.outputs[0].sent), (3, 3), "{name}");
 }
 
 /// A frame of the program's flow that userspace would refuse is refused here too, in the
@@ -155,9 +177,14 @@ fn malformed_ipv6_frames_are_refused_in_userspace_s_kinds() {
     if !privileged("malformed_ipv6_frames_are_refused_in_userspace_s_kinds") {
         return;
     }
-    let fp = FastPath::load().expect("loads");
     let lo = crate::netif::index("lo").expect("lo");
-    install(&fp, output(lo, "ff3e::2", None));
+    for (fp, name) in both_programs() {
+        refuses_in_userspace_s_kinds(&fp, lo, name);
+    }
+}
+
+fn refuses_in_userspace_s_kinds(fp: &FastPath, lo: u32, name: &str) {
+    install(fp, output(lo, "ff3e::2", None));
     let good = frame(100);
     let with = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut v = good.clone();
@@ -209,23 +236,27 @@ fn malformed_ipv6_frames_are_refused_in_userspace_s_kinds() {
     ];
     for (what, f, kind) in &cases {
         let before = fp.pass_counters().malformed[kind.index()];
-        assert_eq!(run(&fp, f).0, NEXT, "{what}: left to the stack");
+        assert_eq!(run(fp, f).0, NEXT, "{name}, {what}: left to the stack");
         assert_eq!(
             fp.pass_counters().malformed[kind.index()],
             before + 1,
-            "{what}: counted as {kind:?}"
+            "{name}, {what}: counted as {kind:?}"
         );
     }
     let hop_by_hop = with(&|v| v[20] = 0);
-    assert_eq!(run(&fp, &hop_by_hop).0, NEXT);
-    assert_eq!(fp.pass_counters().extension_headers, 1);
+    assert_eq!(run(fp, &hop_by_hop).0, NEXT);
+    assert_eq!(fp.pass_counters().extension_headers, 1, "{name}");
     let c = fp.rule_counters(0).unwrap();
     assert_eq!(
         (c.matched, c.outputs[0].sent),
         (0, 0),
-        "none counted as sent"
+        "{name}: none counted as sent"
     );
-    assert_eq!(run(&fp, &good).0, REDIRECT, "the good frame still goes");
+    assert_eq!(
+        run(fp, &good).0,
+        REDIRECT,
+        "{name}: the good frame still goes"
+    );
 }
 
 /// An IPv6 frame is forwarded only by its own flow's entry: none without one, none for a
