@@ -284,8 +284,7 @@ fn ipv6_source_specific_rules_match_only_their_source() {
 /// every datagram arrives once (the first relay's input also has a rule in userspace, so its
 /// packet socket's filter must leave the kernel's flow alone). A rule that translates to IPv4
 /// stays in userspace and says why.
-#[test]
-fn ipv6_rides_the_fast_path_on_three_hops_and_translation_says_why() {
+fn ipv6_rides_the_fast_path_on_three_hops_and_translation_says_why(mode: Attach) {
     if !e2e_allowed("ipv6_fast_path") {
         return;
     }
@@ -303,7 +302,7 @@ fn ipv6_rides_the_fast_path_on_three_hops_and_translation_says_why() {
             if i == 0 {
                 rules += &translating;
             }
-            Relay::start(ns, &relay_config(1, "fast_path = \"required\"", &rules))
+            Relay::start(ns, &relay_config(1, &required(mode), &rules))
         })
         .collect();
     let r = relays[0].stats();
@@ -534,13 +533,12 @@ fn ipv6_multicast_to_unicast_from_a_fixed_source_address_and_port() {
 
 /// The same on the fast path, the source address the kernel's route gives (the output names
 /// none), the next hop's MAC its neighbour entry's.
-#[test]
-fn ipv6_multicast_to_unicast_on_the_fast_path() {
+fn ipv6_multicast_to_unicast_on_the_fast_path(mode: Attach) {
     if !e2e_allowed("ipv6_unicast_output_fast_path") {
         return;
     }
     let output = "{ dest = \"fd00:1::2\", port = 7000, interface = \"out0\", source_port = 7777 }";
-    let config = relay_config(1, "fast_path = \"required\"", &rule6("uni", None, output));
+    let config = relay_config(1, &required(mode), &rule6("uni", None, output));
     unicast_output_forwards_all(&config, "kernel");
 }
 
@@ -590,3 +588,8 @@ fn unicast_output_forwards_all(config: &str, path: &str) {
     assert_eq!(flow(&r, "uni").outputs[0].output, "[fd00:1::2]:7000@out0");
     assert_eq!(flow(&r, "uni").outputs[0].tx_sent, 300);
 }
+
+on_each_hook!(
+    ipv6_rides_the_fast_path_on_three_hops_and_translation_says_why,
+    ipv6_multicast_to_unicast_on_the_fast_path,
+);
