@@ -16,12 +16,15 @@
 #
 #   BIN=$CARGO_TARGET_DIR/release reports/relay-speed-ipv6/campaign-fastpath.sh [OUT]
 #   REPEATS=3 RATES="100000 0" STOP_AT=$(date -d 19:20 +%s) ...   # fewer runs; none started late
+#   FIRST_REPEAT=6 REPEATS=10 RATES="100000 0" ...   # repeats 6-10 of some rates, added to OUT
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${1:-$HERE/records-fastpath}
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 REPEATS=${REPEATS:-5}
+# More repeats later into the same records: FIRST_REPEAT=6 REPEATS=10.
+FIRST_REPEAT=${FIRST_REPEAT:-1}
 RATES=${RATES:-"20000 100000 0"}
 STOP_AT=${STOP_AT:-}
 PREFIX=${PREFIX:-pl6f}
@@ -76,7 +79,7 @@ for seg in 1 32; do
   done
 done
 n=${#points[@]}
-for ((rep = 1; rep <= REPEATS; rep++)); do
+for ((rep = FIRST_REPEAT; rep <= REPEATS; rep++)); do
   fams=(ipv4 ipv6)
   [ $((rep % 2)) -eq 0 ] && fams=(ipv6 ipv4)
   for ((i = 0; i < n; i++)); do
