@@ -12,7 +12,8 @@
 # frame from in0 to out0 unchanged) (--relay, a comma list runs each in turn and puts them side
 # by side). --hops 0 is the generator -> receiver path every chain is compared with
 # (unicast for route). --ipv6 runs the same with IPv6 addresses and group (mcrd, mcrd-auto,
-# socat, kernel), the kernel's own ICMPv6 frames counted and taken out of the conservation.
+# fastpath, socat, kernel), the kernel's own ICMPv6 frames counted and taken out of the
+# conservation.
 #
 # Collects per hop the relay's counters (live before shutdown and final), the kernel's (veth,
 # UDP, multicast VIFs), the relay's CPU time and perf counters; the generator's and receiver's
@@ -53,11 +54,11 @@ Traffic:
   --quick              CI preset: --packets 20000 --pps 5000 (flags after it override)
   --ipv6               IPv6: addresses fd77:I::1/64 -> fd77:I::2/64 (nodad), group
                        [ff3e::1]:5000, IPv6 left on in the namespaces (quiet: no DAD, no router
-                       solicitations); relays mcrd, mcrd-auto, socat, kernel (needs
-                       CONFIG_IP6_MROUTE); runs are named RELAY-HOPSh-RATE-ipv6
+                       solicitations); relays mcrd, mcrd-auto, fastpath, socat, kernel
+                       (needs CONFIG_IP6_MROUTE); runs are named RELAY-HOPSh-RATE-ipv6
 Relay:
   --relay LIST         mcrd (userspace path: fast_path = "off"), mcrd-auto (mcrd's default
-                       fast_path, auto: IPv4 in the kernel fast path, IPv6 in userspace),
+                       fast_path, auto: each rule in the kernel fast path where it fits),
                        fastpath (mcrd with fast_path = "required"), socat, kernel
                        (multicast routing, smcroute; needs CONFIG_IP_MROUTE), route (the
                        kernel's unicast forwarding; the traffic is unicast to the receiver),
@@ -151,18 +152,19 @@ parse_args() {
   done
   [ "$PACKETS" -gt 0 ] || pl_usage_error "--packets must be above 0"
   if [ "$PL_FAMILY" = ipv6 ]; then
-    # fastpath: the fast path forwards IPv4 only (mcrd refuses "required" for an IPv6 rule);
-    # route and redirect: not built for IPv6 (redirect would also move the ICMPv6 frames, which
-    # conservation takes out as the namespaces' own).
+    # route and redirect are built for IPv4 only: route's unicast addresses and forwarding
+    # (pl_topology_unicast) are IPv4's, and redirect would also move the namespaces' own ICMPv6
+    # frames, which conservation takes out as theirs.
     local kinds r
     IFS=, read -r -a kinds <<<"$RELAYS"
     for r in "${kinds[@]}"; do
-      case $r in fastpath | route | redirect)
-        pl_usage_error "--ipv6: relay kind $r has no IPv6 run (mcrd's fast path forwards IPv4 only; route and redirect are IPv4 here); IPv6 relays: mcrd, mcrd-auto, socat, kernel" ;;
+      case $r in route | redirect)
+        pl_usage_error "--ipv6: relay kind $r has no IPv6 run (route's addresses and forwarding are IPv4's; redirect would move the namespaces' own ICMPv6 frames too); IPv6 relays: mcrd, mcrd-auto, fastpath, socat, kernel" ;;
       esac
     done
     PL_GROUP=ff3e::1 FAMILY_TAG=-ipv6
-  fi  # The run's name for its rate, and the rate its bounded waits are sized for.
+  fi
+  # The run's name for its rate, and the rate its bounded waits are sized for.
   if [ "$PPS" -eq 0 ]; then
     RATE_TAG=unpaced BOUND_PPS=$UNPACED_BOUND_PPS
   else
@@ -342,6 +344,16 @@ collect_relay_stats() { # RELAY DIR: live counters, then stop the relays (mcrd w
   if is_mcrd "$relay"; then
     for ((i = 1; i <= HOPS; i++)); do
       [ -s "$dir/raw/hop$i/final.json" ] || pl_die "mcrd of hop $i wrote no final stats: $(cat "$dir/raw/hop$i/mcrd.log")"
+    done
+  fi
+  # fast_path = "required" refuses to start without the program, but a rule the program cannot
+  # express would still run in userspace: a fastpath run measures the kernel path only if every
+  # hop's rule ran there.
+  if [ "$relay" = fastpath ]; then
+    local paths
+    for ((i = 1; i <= HOPS; i++)); do
+      paths=$(jq -r '[.flows[].path] | unique | join(",")' "$dir/raw/hop$i/final.json")
+      [ "$paths" = kernel ] || pl_die "relay kind fastpath: hop $i's rule ran on path '$paths', not 'kernel' (mcrctl rules list says why): this run does not measure the fast path"
     done
   fi
 }

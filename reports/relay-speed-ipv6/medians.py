@@ -9,7 +9,8 @@ for path in glob.glob(os.path.join(HERE, 'records', 'r*-g*-h*-*-ipv?.json')):
     hs = d['hops']
     relay = st.mean(h['perf']['task_clock_ns'] / h['counters']['rx'] for h in hs)
     hc = d['host_cpu']
-    host = (hc['busy_ns'] - hc['other_processes_ns']) / d['receiver']['received']
+    # busy_ns is already the host's busy time less other processes (analyzer ingest).
+    host = hc['busy_ns'] / d['receiver']['received']
     rows[(mode[1:], int(hops[1:]), int(pps))][fam][rep] = (relay, host, d['receiver']['lost'], d['conservation'] if 'conservation' in d else None)
 print("| sender | hops | offered | mcrd task clock per packet per hop, IPv4 / IPv6 (ns) | ratio | host CPU of the whole run per delivered packet, IPv4 / IPv6 (ns) | ratio | lost v4 / v6 | repeats |")
 print("|---|---|---|---|---|---|---|---|---|")

@@ -59,8 +59,8 @@ pl_start_fastpath() { pl_start_mcrd "$1" "$2" "$3" "$4" "$5" required; }
 pl_ready_fastpath() { pl_ready_mcrd "$@"; }
 
 # pl_start_mcrd-auto NS DIR GROUP PORT HOP_INDEX -> PL_LAST_PID: mcrd as a user gets it,
-# fast_path unset ("auto"): IPv4 rules go to the kernel fast path where they fit it, IPv6 rules
-# stay in userspace (the fast path forwards IPv4 only; mcrctl stats says why).
+# fast_path unset ("auto"): each rule goes to the kernel fast path where it fits it, the others
+# stay in userspace (mcrctl rules list says why).
 pl_start_mcrd-auto() { pl_start_mcrd "$1" "$2" "$3" "$4" "$5" -; }
 pl_ready_mcrd-auto() { pl_ready_mcrd "$@"; }
 
