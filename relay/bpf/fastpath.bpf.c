@@ -128,6 +128,7 @@ struct parsed {
 	__u32 daddr;      /* IPv4: network order */
 	__u32 saddr6[4];  /* IPv6: network order */
 	__u32 daddr6[4];  /* IPv6: network order */
+	__u32 head6[2];   /* IPv6: the fixed header's first 8 bytes, as in the frame */
 	__u16 dport;      /* network order */
 	__u16 ip_len;     /* IPv4 total length, IPv6 payload length; host order */
 	__u16 udp_len;    /* UDP length, host order */
@@ -237,6 +238,7 @@ static __always_inline int parse_l3l4_6(struct parsed *p, const struct l3l4_6 *h
 		p->pass = PASS_EXTENSION_HEADERS;
 		return 0;
 	}
+	__builtin_memcpy(p->head6, ip, sizeof(p->head6));
 	__builtin_memcpy(p->saddr6, &ip->saddr, sizeof(p->saddr6));
 	__builtin_memcpy(p->daddr6, &ip->daddr, sizeof(p->daddr6));
 	p->l4_off = p->l3_off + sizeof(struct ipv6hdr);
@@ -521,15 +523,29 @@ static __always_inline int udp_csum_summed_ok(struct __sk_buff *skb, const struc
  * the stack makes itself (__skb_checksum_complete). A wrong checksum gives a wrong sum and
  * is refused as before. Not used for a frame with bytes after the datagram (Ethernet padding:
  * short datagrams, cheap to sum in software) or with a tag in band (the sum would include it).
+ *
+ * IPv6 has no header checksum, so skb->csum is the header's sum plus the datagram's; the
+ * header's is taken off (added as its one's complement). Its addresses are also the
+ * pseudo-header's, so they cancel out and only the first 8 bytes (version to hop limit) are
+ * taken off, and only the length and next header of the pseudo-header added:
+ * datagram + pseudo = csum - (head + addresses) + (addresses + length + UDP).
  */
 static __always_inline int udp_csum_complete(struct __sk_buff *skb, const struct parsed *p)
 {
-	if (p->ipv6 || p->tag_in_band || skb->len - p->l3_off != p->ip_len)
+	__u32 ip_total = p->ipv6 ? sizeof(struct ipv6hdr) + p->ip_len : p->ip_len;
+
+	if (p->tag_in_band || skb->len - p->l3_off != ip_total)
 		return -1;
 	long csum = bpf_csum_update(skb, 0);
 	if (csum < 0)
 		return -1;
-	return csum_fold_((__u64)(__u32)csum + pseudo_sum(p)) == 0xffff;
+	if (!p->ipv6)
+		return csum_fold_((__u64)(__u32)csum + pseudo_sum(p)) == 0xffff;
+	__u64 head = (p->head6[0] & 0xffff) + (p->head6[0] >> 16) + (p->head6[1] & 0xffff) +
+		     (p->head6[1] >> 16);
+	__u64 s = (__u64)(__u32)csum + (__u16)~csum_fold_(head) + bpf_htons(IPPROTO_UDP) +
+		  bpf_htons(p->udp_len);
+	return csum_fold_(s) == 0xffff;
 }
 
 /*
@@ -545,9 +561,7 @@ static __always_inline int udp_csum_complete(struct __sk_buff *skb, const struct
  *   checksum of another frame equal to that by chance (1 in 65,536) is forwarded, and
  *   dropped by the receiver as on any path that trusts offloads. (Tested before
  *   CHECKSUM_COMPLETE: the helper call that test needs cost local senders' frames 27 ns.)
- * - CHECKSUM_COMPLETE: the device's sum decides, exactly (udp_csum_complete), for IPv4.
- *   IPv6 has no header checksum to cancel its header out of the sum, so its frames are
- *   summed in software here (the shortcut would subtract the header's sum: not built yet).
+ * - CHECKSUM_COMPLETE: the device's sum decides, exactly (udp_csum_complete).
  * IPv6's zero checksum is refused before this (check6).
  */
 static __always_inline int udp_csum_ok(struct __sk_buff *skb, const struct parsed *p,
@@ -750,6 +764,37 @@ static __always_inline __u32 csum_fold32(__u64 s)
 	return (__u32)s;
 }
 
+/* Writes an output's MACs over the frame's. dst_mac and src_mac are adjacent in both output
+ * structs, as in the frame: three 4-byte words (the output is 4-byte aligned in the map
+ * value; the frame need not be, which the architectures mcrd runs on, x86-64 and arm64, allow
+ * for packet access). `data` holds at least the Ethernet header (the caller checked). */
+static __always_inline void write_macs(void *data, const __u8 *dst_mac)
+{
+	__u32 *macs = data;
+	const __u32 *new_macs = (const __u32 *)dst_mac;
+
+	macs[0] = new_macs[0];
+	macs[1] = new_macs[1];
+	macs[2] = new_macs[2];
+}
+
+/* Writes an output's ports over the datagram's (`src_port` 0 keeps the sender's) and returns
+ * the one's-complement change they make to the UDP checksum. */
+static __always_inline __u64 write_ports(struct udphdr *udp, __u16 src_port, __u16 dst_port)
+{
+	__u64 delta = 0;
+
+	if (src_port && udp->source != src_port) {
+		delta += csum_delta16(udp->source, src_port);
+		udp->source = src_port;
+	}
+	if (udp->dest != dst_port) {
+		delta += csum_delta16(udp->dest, dst_port);
+		udp->dest = dst_port;
+	}
+	return delta;
+}
+
 /*
  * Rewrites the (untagged) frame in place for `out`. Each field is replaced relative to what
  * the frame holds now, so consecutive outputs rewrite from the previous output's values.
@@ -769,14 +814,7 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct mcr_fp_ou
 	/* parse() made the headers linear and untag() keeps them so; never expected. */
 	if (data + HDRS_LEN > (void *)(long)skb->data_end)
 		return -1;
-	/* dst_mac and src_mac are adjacent in the struct, as in the frame: three 4-byte words
-	 * (the output is 4-byte aligned in the map value; the frame need not be, which the
-	 * architectures mcrd runs on, x86-64 and arm64, allow for packet access). */
-	__u32 *macs = data;
-	const __u32 *new_macs = (const __u32 *)out->dst_mac;
-	macs[0] = new_macs[0];
-	macs[1] = new_macs[1];
-	macs[2] = new_macs[2];
+	write_macs(data, out->dst_mac);
 	struct iphdr *ip = data + L3_OFF;
 	struct udphdr *udp = data + L4_OFF;
 
@@ -809,15 +847,7 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct mcr_fp_ou
 	if (ip_delta)
 		ip->check = ~csum_fold_((__u16)~ip->check + ip_delta);
 
-	__u64 port_delta = 0;
-	if (out->src_port && udp->source != out->src_port) {
-		port_delta += csum_delta16(udp->source, out->src_port);
-		udp->source = out->src_port;
-	}
-	if (udp->dest != out->dst_port) {
-		port_delta += csum_delta16(udp->dest, out->dst_port);
-		udp->dest = out->dst_port;
-	}
+	__u64 port_delta = write_ports(udp, out->src_port, out->dst_port);
 	/* The helpers change packet data (the pointers are stale after the first): last. */
 	if (pseudo_delta && bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, csum_fold32(pseudo_delta),
 						BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
@@ -868,11 +898,7 @@ static __always_inline int rewrite6(struct __sk_buff *skb, const struct mcr_fp_o
 	/* parse() made the headers linear and untag() keeps them so; never expected. */
 	if (data + HDRS6_LEN > (void *)(long)skb->data_end)
 		return -1;
-	__u32 *macs = data;
-	const __u32 *new_macs = (const __u32 *)out->dst_mac;
-	macs[0] = new_macs[0];
-	macs[1] = new_macs[1];
-	macs[2] = new_macs[2];
+	write_macs(data, out->dst_mac);
 	struct ipv6hdr *ip = data + L3_OFF;
 	struct udphdr *udp = data + L4_OFF6;
 
@@ -889,15 +915,7 @@ static __always_inline int rewrite6(struct __sk_buff *skb, const struct mcr_fp_o
 	__u64 pseudo_delta = replace_address6(ip->saddr.in6_u.u6_addr32, out->src_ip);
 	pseudo_delta += replace_address6(ip->daddr.in6_u.u6_addr32, out->dst_ip);
 
-	__u64 port_delta = 0;
-	if (out->src_port && udp->source != out->src_port) {
-		port_delta += csum_delta16(udp->source, out->src_port);
-		udp->source = out->src_port;
-	}
-	if (udp->dest != out->dst_port) {
-		port_delta += csum_delta16(udp->dest, out->dst_port);
-		udp->dest = out->dst_port;
-	}
+	__u64 port_delta = write_ports(udp, out->src_port, out->dst_port);
 	/* The helpers change packet data (the pointers are stale after the first): last. */
 	if (pseudo_delta && l4_csum_replace6(skb, csum_fold32(pseudo_delta),
 					     BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))

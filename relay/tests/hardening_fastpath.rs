@@ -337,37 +337,6 @@ fn fast_path_cost_per_packet(mode: Attach) {
     relay.stop();
 }
 
-/// `inner` in VXLAN (VNI 42) from the sender's `out0` (10.99.0.1) to the relay's `in0`
-/// (10.0.0.2, UDP port 4789, MAC `dst_mac`), with a full outer UDP checksum: sent from a raw
-/// socket, it arrives without offload (CHECKSUM_NONE).
-fn in_vxlan(dst_mac: [u8; 6], inner: &[u8]) -> Vec<u8> {
-    use relay::wire::{ethernet, ipv4, udp};
-    let (outer_src, outer_dst) = (SRC_ADDR, std::net::Ipv4Addr::new(10, 0, 0, 2));
-    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN];
-    // VXLAN header: the I flag, VNI 42.
-    f.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 42, 0]);
-    f.extend_from_slice(inner);
-    let (eth, rest) = f.split_at_mut(ethernet::HEADER_LEN);
-    let (ip, datagram) = rest.split_at_mut(ipv4::MIN_HEADER_LEN);
-    ethernet::Frame::emit(eth, dst_mac, [0x02, 0, 0, 0, 0, 1], 0x0800).unwrap();
-    ipv4::Repr {
-        source: outer_src,
-        destination: outer_dst,
-        protocol: ipv4::protocol::UDP,
-        ttl: 64,
-        payload_len: datagram.len() as u16,
-    }
-    .emit(ip)
-    .unwrap();
-    udp::Repr {
-        source_port: 40000,
-        destination_port: 4789,
-    }
-    .emit(datagram, outer_src, outer_dst)
-    .unwrap();
-    f
-}
-
 /// Issue 20, item 3: the program sums a datagram in software only when the kernel vouches
 /// for nothing. A frame the kernel has summed (CHECKSUM_COMPLETE) is checked with that sum,
 /// and a wrong checksum is still refused and counted. The frames are decapsulated VXLAN: the
