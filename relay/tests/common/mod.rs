@@ -891,3 +891,46 @@ pub fn in_vxlan(dst_mac: [u8; 6], inner: &[u8]) -> Vec<u8> {
     .unwrap();
     f
 }
+
+/// Gives `relay_ns` a VXLAN interface `vx0` (VNI 42, UDP 4789 on `in0`'s 10.0.0.2) whose frames
+/// reach it as CHECKSUM_COMPLETE when they came with an outer UDP checksum (see
+/// [`in_vxlan`]), and a route back to the sender (strict reverse-path filtering on `in0`
+/// drops the outer frames from 10.99.0.1 without one).
+pub fn add_vxlan_input(relay_ns: &Netns) {
+    relay_ns.ip(&["route", "add", "10.99.0.0/24", "dev", "in0"]);
+    relay_ns.ip(&[
+        "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "4789", "local", "10.0.0.2",
+        "dev", "in0",
+    ]);
+    relay_ns.ip(&["addr", "add", "10.42.0.1/24", "dev", "vx0"]);
+    relay_ns.ip(&["link", "set", "vx0", "up"]);
+}
+
+/// Sends `n` pairs of inner frames in VXLAN from `raw` to `dst_mac`: `good(i)`, then
+/// `good(10_000 + i)` with byte `csum_at` flipped (a wrong UDP checksum), pausing a little
+/// every ten pairs. Returns the program `id`'s run time (ns) and runs over the sends.
+pub fn send_good_and_bad_in_vxlan(
+    raw: &std::os::fd::OwnedFd,
+    dst_mac: [u8; 6],
+    id: u32,
+    n: u64,
+    good: impl Fn(u64) -> Vec<u8>,
+    csum_at: usize,
+) -> (u64, u64) {
+    let stats_on = relay::fastpath::enable_run_stats().expect("BPF_ENABLE_STATS");
+    let (t0, runs0) = relay::fastpath::program_run_stats(id).unwrap();
+    for i in 0..n {
+        raw_send(raw, &in_vxlan(dst_mac, &good(i)));
+        let mut bad = good(10_000 + i);
+        bad[csum_at] ^= 0x5a;
+        raw_send(raw, &in_vxlan(dst_mac, &bad));
+        if i % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // The last frames' runs are counted once they arrived.
+    std::thread::sleep(Duration::from_millis(300));
+    let (t1, runs1) = relay::fastpath::program_run_stats(id).unwrap();
+    drop(stats_on);
+    (t1 - t0, runs1 - runs0)
+}
