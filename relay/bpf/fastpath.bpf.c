@@ -795,6 +795,54 @@ static __always_inline __u64 write_ports(struct udphdr *udp, __u16 src_port, __u
 	return delta;
 }
 
+/* 1 once the kernel refused MCR_BPF_F_IPV6 (Linux < 6.16): later updates go without it at
+ * once, instead of paying a refused helper call first for every datagram and output. Shared by
+ * all CPUs; a race costs one refused call more, nothing else. */
+__u32 mcr_fp_ipv6_flag_refused = 0;
+
+/* The UDP checksum update of an IPv6 rewrite: bpf_l4_csum_replace with MCR_BPF_F_IPV6 where
+ * the kernel takes the flag, else without it (Linux < 6.16: there, only a CHECKSUM_COMPLETE
+ * frame's skb->csum ends up wrong, and its receiver then verifies the datagram in software
+ * and logs a checksum fault; the checksum in the frame is right either way). */
+static __always_inline long l4_csum_replace6(struct __sk_buff *skb, __u32 delta, __u64 flags)
+{
+	if (!mcr_fp_ipv6_flag_refused) {
+		long rc = bpf_l4_csum_replace(skb, UDP_CSUM_OFF6, 0, delta, flags | MCR_BPF_F_IPV6);
+
+		if (rc != -22 /* EINVAL: a kernel without the flag */)
+			return rc;
+		mcr_fp_ipv6_flag_refused = 1;
+	}
+	return bpf_l4_csum_replace(skb, UDP_CSUM_OFF6, 0, delta, flags);
+}
+
+/* The UDP checksum update of a rewrite, after every header store: the pseudo-header's change
+ * and the ports' change, each with one helper call at most (rewrite says why two). `ipv6` is
+ * a constant at each call. The helpers change packet data: the caller's packet pointers are
+ * stale afterwards. */
+static __always_inline int update_udp_csum(struct __sk_buff *skb, __u64 pseudo_delta,
+					   __u64 port_delta, const int ipv6)
+{
+	__u64 pseudo = BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0;
+
+	if (pseudo_delta) {
+		long rc = ipv6 ? l4_csum_replace6(skb, csum_fold32(pseudo_delta), pseudo) :
+				 bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0,
+						     csum_fold32(pseudo_delta), pseudo);
+		if (rc)
+			return -1;
+	}
+	if (port_delta) {
+		long rc = ipv6 ? l4_csum_replace6(skb, csum_fold32(port_delta),
+						  BPF_F_MARK_MANGLED_0) :
+				 bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, csum_fold32(port_delta),
+						     BPF_F_MARK_MANGLED_0);
+		if (rc)
+			return -1;
+	}
+	return 0;
+}
+
 /*
  * Rewrites the (untagged) frame in place for `out`. Each field is replaced relative to what
  * the frame holds now, so consecutive outputs rewrite from the previous output's values.
@@ -848,27 +896,8 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct mcr_fp_ou
 		ip->check = ~csum_fold_((__u16)~ip->check + ip_delta);
 
 	__u64 port_delta = write_ports(udp, out->src_port, out->dst_port);
-	/* The helpers change packet data (the pointers are stale after the first): last. */
-	if (pseudo_delta && bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, csum_fold32(pseudo_delta),
-						BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
-		return -1;
-	if (port_delta &&
-	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, csum_fold32(port_delta), BPF_F_MARK_MANGLED_0))
-		return -1;
-	return 0;
-}
-
-/* The UDP checksum update of an IPv6 rewrite: bpf_l4_csum_replace with MCR_BPF_F_IPV6 where
- * the kernel takes the flag, else without it (Linux < 6.16: there, only a CHECKSUM_COMPLETE
- * frame's skb->csum ends up wrong, and its receiver then verifies the datagram in software
- * and logs a checksum fault; the checksum in the frame is right either way). */
-static __always_inline long l4_csum_replace6(struct __sk_buff *skb, __u32 delta, __u64 flags)
-{
-	long rc = bpf_l4_csum_replace(skb, UDP_CSUM_OFF6, 0, delta, flags | MCR_BPF_F_IPV6);
-
-	if (rc == -22 /* EINVAL: a kernel without the flag */)
-		rc = bpf_l4_csum_replace(skb, UDP_CSUM_OFF6, 0, delta, flags);
-	return rc;
+	/* The helpers change packet data: last. */
+	return update_udp_csum(skb, pseudo_delta, port_delta, 0);
 }
 
 /* The one's-complement change of a 16-byte address, from `old` to `new`; `old` becomes `new`. */
@@ -916,13 +945,8 @@ static __always_inline int rewrite6(struct __sk_buff *skb, const struct mcr_fp_o
 	pseudo_delta += replace_address6(ip->daddr.in6_u.u6_addr32, out->dst_ip);
 
 	__u64 port_delta = write_ports(udp, out->src_port, out->dst_port);
-	/* The helpers change packet data (the pointers are stale after the first): last. */
-	if (pseudo_delta && l4_csum_replace6(skb, csum_fold32(pseudo_delta),
-					     BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
-		return -1;
-	if (port_delta && l4_csum_replace6(skb, csum_fold32(port_delta), BPF_F_MARK_MANGLED_0))
-		return -1;
-	return 0;
+	/* The helpers change packet data: last. */
+	return update_udp_csum(skb, pseudo_delta, port_delta, 1);
 }
 
 /* Datagrams in the frame: a GSO/GRO super-frame carries gso_segs of them with one set of

@@ -136,6 +136,17 @@ fn an_ipv6_datagram_leaves_with_its_output_s_headers_and_a_right_checksum() {
     for (fp, name) in both_programs() {
         forwards_with_the_output_s_headers(&fp, lo, name);
     }
+    // As on a kernel that refuses BPF_F_IPV6 (Linux < 6.16), once the program has learnt it:
+    // the checksum is updated without the flag, and as right.
+    let fp = FastPath::load().expect("loads");
+    let refused = 1u32.to_ne_bytes();
+    let zero = 0u32.to_ne_bytes();
+    fp.skel
+        .maps
+        .bss
+        .update(&zero, &refused, MapFlags::ANY)
+        .unwrap();
+    forwards_with_the_output_s_headers(&fp, lo, "without BPF_F_IPV6");
 }
 
 fn forwards_with_the_output_s_headers(fp: &FastPath, lo: u32, name: &str) {
