@@ -598,6 +598,22 @@ mod tests {
         f
     }
 
+    /// A kernel flow's frame `whole` (ending with its 8-byte UDP header and no payload) cut
+    /// `cuts` bytes into that header is accepted, for userspace to count (a load beyond the
+    /// frame would drop it, counted nowhere); the whole frame is left to the program.
+    fn cut_frames_pass_and_the_whole_one_does_not(
+        p: &[Insn],
+        whole: &[u8],
+        cuts: &[usize],
+        what: &str,
+    ) {
+        for &cut in cuts {
+            let f = &whole[..whole.len() - 8 + cut];
+            assert_eq!(run(p, f, false), ACCEPT, "{what}: cut after {cut} bytes");
+        }
+        assert_eq!(run(p, whole, false), 0, "{what}: whole");
+    }
+
     #[test]
     fn kernel_flows_are_left_to_the_program_and_the_rest_still_pass() {
         let g3 = [239, 1, 1, 3];
@@ -640,16 +656,12 @@ mod tests {
         // A frame of a kernel flow cut inside its UDP header: userspace counts it (a load
         // beyond the frame would drop it, counted nowhere).
         for vlan in [false, true] {
-            let whole = udp_frame(vlan, G1, 5000, 5, 0);
-            for cut in [2, 4, 7] {
-                let f = &whole[..whole.len() - 8 + cut];
-                assert_eq!(
-                    run(&p, f, false),
-                    ACCEPT,
-                    "cut after {cut} bytes, vlan {vlan}"
-                );
-            }
-            assert_eq!(run(&p, &whole, false), 0);
+            cut_frames_pass_and_the_whole_one_does_not(
+                &p,
+                &udp_frame(vlan, G1, 5000, 5, 0),
+                &[2, 4, 7],
+                &format!("vlan {vlan}"),
+            );
         }
     }
 
@@ -890,15 +902,12 @@ mod tests {
         // userspace counts it (a load beyond the frame would drop it, counted nowhere).
         for vlan in [false, true] {
             let whole = ipv6_udp_frame(vlan, V6_G1, 17, 5000);
-            for cut in [0, 2, 4, 7] {
-                let f = &whole[..whole.len() - 8 + cut];
-                assert_eq!(
-                    run(&p, f, false),
-                    ACCEPT,
-                    "cut after {cut} bytes, vlan {vlan}"
-                );
-            }
-            assert_eq!(run(&p, &whole, false), 0);
+            cut_frames_pass_and_the_whole_one_does_not(
+                &p,
+                &whole,
+                &[0, 2, 4, 7],
+                &format!("vlan {vlan}"),
+            );
         }
     }
 
