@@ -609,6 +609,7 @@ fn kernel_buffer_drops_are_reported_apart_and_account_for_the_loss() {
     // kernel must drop what does not fit, and the receiver must see those drops.
     let receiver = start_receiver(&pair, &recv_json, &["--rcvbuf", "100000"]);
     let pid = receiver.pid().to_string();
+    let tx_dropped_before = pair.tx_dropped();
     let mut sender = ChildGuard(
         pair.trafficgen(
             &pair.tx,
@@ -641,6 +642,9 @@ fn kernel_buffer_drops_are_reported_apart_and_account_for_the_loss() {
     sh(&["kill", "-CONT", &pid]);
     assert!(sender.0.wait().unwrap().success());
     receiver.finish(Duration::from_secs(30));
+    // Under load the receiving CPU's backlog can overflow too (CI saw 2 such datagrams in
+    // ~11,000 lost): veth counts those, not the socket, so they are accounted apart.
+    let backlog_drops = pair.tx_dropped() - tx_dropped_before;
     let sent: SendRecord = read_json(&send_json);
     let got: RecvRecord = read_json(&recv_json);
     let t = &got.totals;
@@ -649,7 +653,11 @@ fn kernel_buffer_drops_are_reported_apart_and_account_for_the_loss() {
         "expected ~10k drops while stopped: {got:#?}"
     );
     assert_eq!(t.expected, sent.packets_sent);
-    assert_eq!(t.lost, got.socket_drops, "all loss here is the socket's");
+    assert_eq!(
+        t.lost,
+        got.socket_drops + backlog_drops,
+        "all loss here is the socket's or the backlog's ({backlog_drops}): {got:#?}"
+    );
     assert_eq!(got.udp_rcvbuf_errors_netns, Some(got.socket_drops));
 }
 

@@ -186,6 +186,28 @@ impl NetnsPair {
         }
     }
 
+    /// Datagrams the sending veth dropped so far (its `tx_dropped`). When the receiving
+    /// CPU's backlog is full (`net.core.netdev_max_backlog`), veth drops the datagram and
+    /// counts it here; UDP hides the ENOBUFS from a sender without `IP_RECVERR`, so the
+    /// sender believes it sent it and the receiver sees it lost, with no socket drop.
+    pub fn tx_dropped(&self) -> u64 {
+        let text = sh(&[
+            "ip",
+            "-n",
+            &self.tx,
+            "-j",
+            "-s",
+            "link",
+            "show",
+            "dev",
+            &self.tx_if,
+        ]);
+        let json: serde_json::Value = serde_json::from_str(&text).expect("ip -j output");
+        json[0]["stats64"]["tx"]["dropped"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no tx dropped counter in {text}"))
+    }
+
     /// A command that runs `trafficgen ARGS` inside namespace `ns`.
     pub fn trafficgen(&self, ns: &str, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
