@@ -23,6 +23,7 @@ fn table(rules: usize) -> RuleTable {
             source: None,
             outputs: vec![OutputSpec::new([239, 2, 0, 1].into(), 6000, "eth1", 8)],
             monitor: None,
+            min_ttl: None,
         })
         .unwrap();
     }

@@ -138,6 +138,7 @@ struct parsed {
 	__u8 pass;        /* PASS_* */
 	__u8 version;     /* IP version (checked in check(), as userspace does) */
 	__u8 ip_csum_ok;  /* 1 if the IPv4 header checksum verifies */
+	__u8 ttl;         /* IPv4 TTL or IPv6 hop limit, as received */
 };
 
 /* PASS_BAD_IHL: an IHL below 5, which the packet filter leaves to userspace (it excludes
@@ -204,6 +205,7 @@ static __always_inline int parse_l3l4(struct parsed *p, const struct l3l4 *h)
 	p->udp_len = bpf_ntohs(udp->len);
 	p->udp_check = udp->check;
 	p->version = ip->version;
+	p->ttl = ip->ttl;
 	p->pass = PASS_NONE;
 	if (ip->ihl != 5)
 		p->pass = ip->ihl > 5 ? PASS_OPTIONS : PASS_BAD_IHL;
@@ -247,6 +249,7 @@ static __always_inline int parse_l3l4_6(struct parsed *p, const struct l3l4_6 *h
 	p->udp_len = bpf_ntohs(udp->len);
 	p->udp_check = udp->check;
 	p->version = ip->version;
+	p->ttl = ip->hop_limit;
 	return 0;
 }
 
@@ -1195,6 +1198,13 @@ static __always_inline int fastpath(struct __sk_buff *skb, const int loop)
 		return MCR_TCX_NEXT;
 	}
 	__u32 segs = datagrams(skb);
+	/* Below the rule's min_ttl: left alone, as the userspace path leaves it (after the
+	 * checks, so that a malformed frame is counted as malformed on both paths). */
+	if (p.ttl < rule->min_ttl) {
+		rc->below_min_ttl += segs;
+		rc->below_min_ttl_frames++;
+		return MCR_TCX_NEXT;
+	}
 	__u32 hdrs = p.l4_off + sizeof(struct udphdr);
 	__u32 payload = skb->len > hdrs ? skb->len - hdrs : 0;
 	rc->frames++;

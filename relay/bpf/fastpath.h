@@ -96,7 +96,10 @@ struct mcr_fp_output6 {
 struct mcr_fp_rule_head {
 	__u32 slot;      /* index of this rule's counters in mcr_fp_counters and mcr_fp_monitors */
 	__u32 n_outputs; /* 1..MCR_FP_MAX_OUTPUTS */
-	__u32 monitor;   /* MCR_FP_MONITOR_* */
+	__u8 monitor;    /* MCR_FP_MONITOR_* */
+	__u8 min_ttl;    /* 0 forwards every TTL; else a datagram with a lower TTL (IPv6: hop
+			  * limit) is counted in below_min_ttl and left to the stack */
+	__u8 pad[2];
 	__u32 flags;     /* MCR_FP_RULE_* */
 	__u64 cutoff;    /* CLOCK_REALTIME ns, with MCR_FP_RULE_FROM or MCR_FP_RULE_UNTIL */
 };
@@ -131,6 +134,8 @@ struct mcr_fp_rule_counters {
 	__u64 matched; /* datagrams matched */
 	__u64 bytes;   /* UDP payload bytes of `matched` */
 	__u64 frame_bytes; /* bytes of the matched frames, link layer included */
+	__u64 below_min_ttl;        /* datagrams below the rule's min_ttl, not in `matched` */
+	__u64 below_min_ttl_frames; /* their skbs */
 	struct mcr_fp_output_counters outputs[MCR_FP_MAX_OUTPUTS];
 };
 

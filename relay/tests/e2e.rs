@@ -960,6 +960,7 @@ fn rules_added_over_the_socket_pass_the_file_s_checks() {
             ttl,
         )],
         monitor: None,
+        min_ttl: None,
     };
     let good_dest = Ipv4Addr::new(239, 1, 1, 7);
     for (rule, field) in [

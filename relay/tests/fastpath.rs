@@ -36,6 +36,7 @@ on_each_hook!(
     rtp_monitoring_in_the_kernel_counts_exactly_what_userspace_counts,
     kernel_hops_localize_rtp_loss_to_the_link_before_the_first_hop_with_gaps,
     a_monitored_flow_moving_between_paths_shows_no_false_gap,
+    datagrams_below_the_rule_s_min_ttl_are_counted_not_forwarded_in_the_kernel,
 );
 
 /// A chain whose generator sends full checksums.
@@ -1678,4 +1679,59 @@ fn a_flow_moving_between_the_paths_under_traffic_loses_no_datagram(mode: Attach)
     let fin = relay.stop();
     assert_conserves(&fin);
     assert_eq!(fin.totals.kernel_drops, 0);
+}
+
+fn datagrams_below_the_rule_s_min_ttl_are_counted_not_forwarded_in_the_kernel(mode: Attach) {
+    if !e2e_allowed("fastpath_min_ttl") {
+        return;
+    }
+    below_min_ttl_counted_not_forwarded(&required(mode), "kernel");
+}
+
+#[test]
+fn datagrams_below_the_rule_s_min_ttl_are_counted_not_forwarded_in_userspace() {
+    if !e2e_allowed("userspace_min_ttl") {
+        return;
+    }
+    below_min_ttl_counted_not_forwarded("fast_path = \"off\"", "userspace");
+}
+
+/// A rule with `min_ttl = 3`: of two interleaved senders, the one with TTL 8 is forwarded
+/// whole and the one with TTL 2 not at all, counted in the flow's `below_min_ttl` and in
+/// `filtered`, on the path `path`.
+fn below_min_ttl_counted_not_forwarded(dataplane: &str, path: &str) {
+    let c = chain_full_checksums(1, false);
+    let rules = format!("{}min_ttl = 3\n", chain_rule());
+    let relay = Relay::start(&c.relays[0], &relay_config(1, dataplane, &rules));
+    let rx = receiver(&c.dst, GROUP, PORT, c.dst_addr());
+    let high = sender(&c.src, SRC_ADDR);
+    let low = sender(&c.src, SRC_ADDR);
+    low.set_multicast_ttl_v4(2).unwrap();
+    let (n, below) = (300, 200);
+    for i in 0..n {
+        send_paced(&high, SocketAddrV4::new(GROUP, PORT), i, 1, 200, 1);
+        if i < below {
+            send_paced(
+                &low,
+                SocketAddrV4::new(GROUP, PORT),
+                1_000_000 + i,
+                1,
+                200,
+                1,
+            );
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    expect_all(&rx, n, 200, Duration::from_millis(400));
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let flow = &fin.flows[0];
+    assert_eq!(flow.path, path, "{flow:?}");
+    assert_eq!((flow.packets, flow.below_min_ttl), (n, below), "{flow:?}");
+    assert_eq!(flow.outputs[0].tx_sent, n);
+    assert!(fin.totals.filtered >= below, "{:?}", fin.totals);
+    if path == "kernel" {
+        let fp = fin.fast_path.unwrap();
+        assert_eq!((fp.counters.filtered, fp.counters.rx), (below, n + below));
+    }
 }

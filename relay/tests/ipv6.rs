@@ -640,4 +640,95 @@ on_each_hook!(
     ipv6_rides_the_fast_path_on_three_hops_and_translation_says_why,
     ipv6_multicast_to_unicast_on_the_fast_path,
     decapsulated_ipv6_frames_are_checked_with_the_kernel_s_sum,
+    hop_limit_1_is_not_forwarded_under_min_ttl_2_on_the_fast_path,
 );
+
+#[test]
+fn hop_limit_1_is_not_forwarded_under_min_ttl_2_in_userspace() {
+    if !e2e_allowed("ipv6_min_ttl") {
+        return;
+    }
+    // The rule from mcrctl, as an operator would add it.
+    let c = chain6(1);
+    let relay = Relay::start(&c.relays[0], &userspace(""));
+    let (code, _, err) = relay.mcrctl(&[
+        "rules",
+        "add",
+        "--name",
+        "h",
+        "--input",
+        "in0",
+        "--group",
+        "ff3e::1234",
+        "--port",
+        "5000",
+        "--output",
+        "[ff3e::1234]:5000@out0/8",
+        "--min-ttl",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, list, _) = relay.mcrctl(&["rules", "list"]);
+    assert!(list.contains("min ttl 2 ->"), "{list}");
+    let (code, _, err) = relay.mcrctl(&[
+        "rules",
+        "add",
+        "--name",
+        "z",
+        "--input",
+        "in0",
+        "--group",
+        "ff3e::1",
+        "--port",
+        "5000",
+        "--output",
+        "[ff3e::1]:5000@out0",
+        "--min-ttl",
+        "0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--min-ttl"), "{err}");
+    hop_limit_1_counted_not_forwarded(&c, relay, "userspace");
+}
+
+fn hop_limit_1_is_not_forwarded_under_min_ttl_2_on_the_fast_path(mode: Attach) {
+    if !e2e_allowed("ipv6_min_ttl_fast_path") {
+        return;
+    }
+    let rule = format!(
+        "{}min_ttl = 2\n",
+        rule6("h", None, &out6(&GROUP6.to_string()))
+    );
+    let c = chain6(1);
+    let relay = Relay::start(&c.relays[0], &relay_config(1, &required(mode), &rule));
+    hop_limit_1_counted_not_forwarded(&c, relay, "kernel");
+}
+
+/// Hop limit 1 (the IPv6 multicast default) under `min_ttl = 2`: 200 such datagrams,
+/// interleaved with 300 at hop limit 8, are counted in the flow's `below_min_ttl` and not
+/// forwarded; the 300 all are, on the path `path`. `relay` runs the rule `h` on `c`.
+fn hop_limit_1_counted_not_forwarded(c: &Chain, relay: Relay, path: &str) {
+    let rx = receiver6(&c.dst, GROUP6, PORT, "in0");
+    let high = sender6(&c.src, "out0", src_addr6());
+    let low = sender6(&c.src, "out0", src_addr6());
+    socket2::SockRef::from(&low)
+        .set_multicast_hops_v6(1)
+        .unwrap();
+    let dest = SocketAddr::from(SocketAddrV6::new(GROUP6, PORT, 0, 0));
+    let (n, below) = (300, 200);
+    for i in 0..n {
+        high.send_to(&payload(i, 200), dest).expect("send");
+        if i < below {
+            low.send_to(&payload(1_000_000 + i, 200), dest)
+                .expect("send");
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    expect_all(&rx, n, 200, Duration::from_millis(400));
+    let r = relay.stop();
+    assert_conserves(&r);
+    let f = flow(&r, "h");
+    assert_eq!(f.path, path, "{f:?}");
+    assert_eq!((f.packets, f.below_min_ttl), (n, below), "{f:?}");
+    assert_eq!(f.outputs[0].tx_sent, n);
+}

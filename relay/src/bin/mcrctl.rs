@@ -70,6 +70,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 source,
                 outputs,
                 monitor,
+                min_ttl,
             } => {
                 let rule = RuleSpec {
                     name,
@@ -79,6 +80,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                     source,
                     outputs,
                     monitor,
+                    min_ttl,
                 };
                 done(call(Command::RulesAdd { rule })?)
             }

@@ -86,6 +86,10 @@ pub enum RulesCmd {
         /// Check the forwarded stream: rtp (sequence gaps) or mpegts (continuity counters).
         #[arg(long, value_parser = parse_monitor)]
         monitor: Option<Monitor>,
+        /// Forward only datagrams that arrive with at least this TTL (IPv6: hop limit), 1 to
+        /// 255; the others are counted as `below_min_ttl`. Default: every TTL.
+        #[arg(long, value_name = "TTL", value_parser = clap::value_parser!(u8).range(1..))]
+        min_ttl: Option<u8>,
     },
     /// Remove the rule called NAME.
     Remove {

@@ -59,15 +59,19 @@ pub fn rule() -> impl Strategy<Value = RuleSpec> {
             1..=u16::MAX,
             proptest::option::of(addr_of(ipv6)),
             proptest::collection::vec(output(), 1..4),
+            proptest::option::of(1..=u8::MAX),
         )
-            .prop_map(|(name, input, group, port, source, outputs)| RuleSpec {
-                name,
-                input,
-                group,
-                port,
-                source,
-                outputs,
-                monitor: Default::default(),
-            })
+            .prop_map(
+                |(name, input, group, port, source, outputs, min_ttl)| RuleSpec {
+                    name,
+                    input,
+                    group,
+                    port,
+                    source,
+                    outputs,
+                    monitor: Default::default(),
+                    min_ttl,
+                },
+            )
     })
 }

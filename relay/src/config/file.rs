@@ -384,6 +384,10 @@ impl ConfigText<'_> {
                 )
             });
         }
+        let min_ttl = match &raw.min_ttl {
+            Some(t) => Some(self.int(t, &f("min_ttl"), "a TTL", 1, 255)?),
+            None => None,
+        };
         let spec = RuleSpec {
             name,
             input,
@@ -392,6 +396,7 @@ impl ConfigText<'_> {
             source,
             outputs,
             monitor: raw.monitor,
+            min_ttl,
         };
         validate_rule(&spec).map_err(|e| {
             let at = match e.field {
@@ -747,6 +752,26 @@ outputs = [{ dest = "239.2.2.3", port = 6000, interface = "eth1" }]
         let e = err(&rule("monitor = \"srt\"\n"));
         assert!(e.starts_with("relay.toml:5:"), "{e}");
         assert!(e.contains("rtp") && e.contains("mpegts"), "{e}");
+    }
+
+    #[test]
+    fn min_ttl_is_a_ttl_and_unset_by_default() {
+        let rule = |extra: &str| {
+            format!("[[rule]]\ninput = \"eth0\"\ngroup = \"239.1.1.1\"\nport = 5000\n{extra}outputs = [{{ dest = \"239.2.2.2\", port = 1, interface = \"eth1\" }}]\n")
+        };
+        assert_eq!(parse(&rule(""), "x.toml").unwrap().rules[0].min_ttl, None);
+        for value in [1, 2, 255] {
+            let c = parse(&rule(&format!("min_ttl = {value}\n")), "x.toml").unwrap();
+            assert_eq!(c.rules[0].min_ttl, Some(value));
+            assert!(c.rules[0]
+                .to_string()
+                .contains(&format!(" min ttl {value} ->")));
+        }
+        for value in ["0", "256", "-1", "\"2\""] {
+            let e = err(&rule(&format!("min_ttl = {value}\n")));
+            assert!(e.starts_with("relay.toml:5:"), "{value}: {e}");
+            assert!(e.contains("min_ttl"), "{value}: {e}");
+        }
     }
 
     #[test]

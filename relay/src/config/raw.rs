@@ -46,6 +46,8 @@ pub(super) struct RawRule {
     pub(super) outputs: Spanned<Vec<Spanned<RawOutput>>>,
     #[serde(default)]
     pub(super) monitor: Option<Monitor>,
+    #[serde(default)]
+    pub(super) min_ttl: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -245,6 +245,13 @@ pub struct RuleSpec {
     /// what this hop received, in the flow's stats); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<Monitor>,
+    /// Forward only datagrams that arrive with at least this IPv4 TTL or IPv6 hop limit; the
+    /// others are counted (`filtered.below_min_ttl`, and the flow's `below_min_ttl`) and left
+    /// alone. None (the default) forwards every TTL: a sender's multicast TTL or hop limit is
+    /// 1 unless it sets one, and carrying such streams across segments is what a relay is
+    /// for; `min_ttl = 2` keeps what senders meant for their own link on it, as a router would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ttl: Option<u8>,
 }
 
 /// What a monitored flow carries (`monitor = "rtp" | "mpegts"`).
@@ -335,6 +342,7 @@ impl RuleSpec {
             source: None,
             outputs: vec![OutputSpec::new([239, 2, 2, 2].into(), 6000, "lo", 1)],
             monitor: None,
+            min_ttl: None,
         }
     }
 }
@@ -362,6 +370,9 @@ impl fmt::Display for RuleSpec {
         )?;
         if let Some(src) = self.source {
             write!(f, " from {src}")?;
+        }
+        if let Some(min_ttl) = self.min_ttl {
+            write!(f, " min ttl {min_ttl}")?;
         }
         f.write_str(" ->")?;
         for o in &self.outputs {
@@ -498,6 +509,7 @@ mod tests {
             source: None,
             outputs: vec![o],
             monitor: None,
+            min_ttl: None,
         };
         assert_eq!(
             rule.to_string(),

@@ -209,6 +209,7 @@ mod tests {
                 16,
             )],
             monitor: None,
+            min_ttl: None,
         };
         let documented = [
             (r#"{"version":1,"request":"ping"}"#, Command::Ping),

@@ -21,6 +21,8 @@ pub struct OutputCells {
 pub struct FlowWorkerCells {
     pub packets: Counter,
     pub bytes: Counter,
+    /// Datagrams below the rule's `min_ttl`, not forwarded (not in `packets`).
+    pub below_min_ttl: Counter,
     /// Cache-aligned: the outputs live in a heap block of their own, which the allocator may
     /// place next to another worker's; unaligned, two workers would write one cache line.
     pub outputs: Box<[CacheLine<OutputCells>]>,
@@ -61,6 +63,7 @@ impl FlowCells {
                 CacheLine(FlowWorkerCells {
                     packets: Counter::default(),
                     bytes: Counter::default(),
+                    below_min_ttl: Counter::default(),
                     outputs: (0..outputs)
                         .map(|_| CacheLine(OutputCells::default()))
                         .collect(),

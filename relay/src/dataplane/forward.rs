@@ -15,7 +15,7 @@ use super::{Shared, Snapshot};
 use crate::config::DataplaneConfig;
 use crate::counters::WorkerCells;
 use crate::rules::MatchKey;
-use crate::wire::{self, ChecksumHint, Malformed, Parsed, Segments, VnetHeader};
+use crate::wire::{self, ChecksumHint, Filtered, Malformed, Parsed, Segments, VnetHeader};
 
 /// Per-worker state for matching, apart from the ingress rings so that a frame borrowed from
 /// a ring can be handed to it.
@@ -142,9 +142,17 @@ impl Forwarder {
                 return n;
             }
         }
+        let flow = &self.snapshot.counters.flow(position).per_worker[self.id];
+        // The segments of a super-frame share the first's TTL.
+        let ttl = datagrams.clone().next().map_or(0, |d| d.ttl);
+        if rule.spec.min_ttl.is_some_and(|min| ttl < min) {
+            cells.rx.add(n as u64);
+            cells.filtered[Filtered::BelowMinTtl.index()].add(n as u64);
+            flow.below_min_ttl.add(n as u64);
+            return n;
+        }
         cells.rx.add(n as u64);
         cells.matched.add(n as u64);
-        let flow = &self.snapshot.counters.flow(position).per_worker[self.id];
         flow.packets.add(n as u64);
         let outputs = rule.outputs.len();
         // The frame's payload bytes, added to the flow's and the worker's counts once.

@@ -45,6 +45,10 @@ pub struct RuleCounters {
     pub bytes: u64,
     /// Frame bytes, link layer included.
     pub frame_bytes: u64,
+    /// Datagrams below the rule's `min_ttl`, left alone (not in `matched`).
+    pub below_min_ttl: u64,
+    /// Their skbs.
+    pub below_min_ttl_frames: u64,
     pub outputs: [OutputCounters; MAX_OUTPUTS],
 }
 
@@ -60,6 +64,8 @@ impl RuleCounters {
             s.matched += c.matched;
             s.bytes += c.bytes;
             s.frame_bytes += c.frame_bytes;
+            s.below_min_ttl += c.below_min_ttl;
+            s.below_min_ttl_frames += c.below_min_ttl_frames;
             for (o, c) in s.outputs.iter_mut().zip(c.outputs.iter()) {
                 o.matched += c.matched;
                 o.sent += c.sent;
@@ -89,6 +95,10 @@ pub struct KernelTotals {
     pub err_rewrite: u64,
     pub err_nodev: u64,
     pub in_flight: u64,
+    /// Datagrams (and their skbs) below their rule's `min_ttl`: the program's share of
+    /// `filtered`.
+    pub below_min_ttl: u64,
+    pub below_min_ttl_frames: u64,
 }
 
 impl KernelTotals {
@@ -98,6 +108,8 @@ impl KernelTotals {
         self.frame_bytes += r.frame_bytes;
         self.matched += r.matched;
         self.bytes += r.bytes;
+        self.below_min_ttl += r.below_min_ttl;
+        self.below_min_ttl_frames += r.below_min_ttl_frames;
         for o in r.outputs.iter().take(outputs) {
             self.sent += o.sent;
             self.sent_bytes += o.sent_bytes;
@@ -121,6 +133,8 @@ impl KernelTotals {
         self.err_rewrite += o.err_rewrite;
         self.err_nodev += o.err_nodev;
         self.in_flight += o.in_flight;
+        self.below_min_ttl += o.below_min_ttl;
+        self.below_min_ttl_frames += o.below_min_ttl_frames;
     }
 }
 
@@ -161,7 +175,7 @@ pub struct PassCounters {
     /// Frames of the program's flows it refused, by [`Malformed::index`]: counted here only
     /// (the packet filter keeps them from userspace), in the userspace path's kinds.
     pub malformed: [u64; Malformed::COUNT],
-    /// Frames of the program's flows with a second VLAN tag: userspace's `filtered.not_ipv4`.
+    /// Frames of the program's flows with a second VLAN tag: userspace's `filtered.not_ip`.
     pub not_ipv4: u64,
     /// Frames of a flow changing path that its cutoff left to the workers (`switch.rs`),
     /// which count them; not in any rule's counters.

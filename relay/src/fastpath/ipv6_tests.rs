@@ -115,10 +115,15 @@ fn both_programs() -> [(FastPath, &'static str); 2] {
 
 /// Puts the rule for the test frames' flow (`GROUP`:5000 on `lo`, any source) into slot 0.
 fn install(fp: &FastPath, out: KernelOutput) -> u32 {
+    install_checked(fp, out, layout::RuleChecks::default())
+}
+
+/// [`install`] with the rule's checks.
+fn install_checked(fp: &FastPath, out: KernelOutput, checks: layout::RuleChecks) -> u32 {
     let lo = crate::netif::index("lo").expect("lo");
     fp.maps().reset_slot(0).unwrap();
     let key = layout::key_bytes(lo, addr(GROUP).into(), 5000, None).unwrap();
-    let value = layout::rule_bytes(0, 0, 0, &[out]);
+    let value = layout::rule_bytes(0, checks, 0, &[out]);
     fp.skel
         .maps
         .mcr_fp_rules6
@@ -288,4 +293,56 @@ fn an_ipv6_frame_finds_only_its_flow_s_entry() {
     assert_eq!(run(&fp, &f).0, NEXT, "another group");
     let c = fp.rule_counters(0).unwrap();
     assert_eq!(c.matched, 1);
+}
+
+/// A rule's `min_ttl`: a datagram that arrives with a lower hop limit is left to the stack and
+/// counted in `below_min_ttl` (not in `matched`); one at the minimum is forwarded. A malformed
+/// one is counted as malformed first, as userspace counts it.
+#[test]
+fn a_datagram_below_the_rule_s_min_ttl_is_left_alone_and_counted() {
+    if !privileged("a_datagram_below_the_rule_s_min_ttl_is_left_alone_and_counted") {
+        return;
+    }
+    let lo = crate::netif::index("lo").expect("lo");
+    for (fp, name) in both_programs() {
+        let checks = layout::RuleChecks {
+            monitor: 0,
+            min_ttl: 3,
+        };
+        install_checked(&fp, output(lo, "ff3e::2", None), checks);
+        let with_hop_limit = |hops: u8| {
+            let mut f = frame(100);
+            f[21] = hops;
+            f
+        };
+        for hops in [0, 1, 2] {
+            let (verdict, _) = run(&fp, &with_hop_limit(hops));
+            assert_eq!(verdict, NEXT, "{name}: hop limit {hops} left to the stack");
+        }
+        for hops in [3, 255] {
+            let (verdict, out) = run(&fp, &with_hop_limit(hops));
+            assert_eq!(verdict, REDIRECT, "{name}: hop limit {hops} forwarded");
+            assert_eq!(out[21], 5, "{name}: the output's hop limit");
+        }
+        let mut bad = with_hop_limit(1);
+        bad[60] ^= 0xff;
+        assert_eq!(run(&fp, &bad).0, NEXT);
+        let c = fp.rule_counters(0).unwrap();
+        assert_eq!(
+            (
+                c.below_min_ttl,
+                c.below_min_ttl_frames,
+                c.matched,
+                c.outputs[0].sent
+            ),
+            (3, 3, 2, 2),
+            "{name}"
+        );
+        let pass = fp.pass_counters();
+        assert_eq!(
+            pass.malformed[Malformed::BadUdpChecksum.index()],
+            1,
+            "{name}: the malformed one counted as malformed"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use super::skel::types::{
     mcr_fp_key, mcr_fp_key6, mcr_fp_monitor, mcr_fp_output, mcr_fp_output6, mcr_fp_rule,
     mcr_fp_rule6, mcr_fp_rule_counters, mcr_fp_rule_head,
 };
-use crate::config::Monitor;
+use crate::config::{Monitor, RuleSpec};
 
 /// Bytes of `mcr_fp_rule_head`, which every rule entry starts with.
 const RULE_HEAD: usize = 24;
@@ -74,8 +74,8 @@ macro_rules! header_const {
 /// `MCR_FP_KEEP_DSCP`: the output keeps the received DSCP.
 const KEEP_DSCP: u8 = header_const!(MCR_FP_KEEP_DSCP as u8);
 /// `MCR_FP_MONITOR_NONE`, `MCR_FP_MONITOR_RTP`.
-const MONITOR_NONE: u32 = header_const!(MCR_FP_MONITOR_NONE as u32);
-const MONITOR_RTP: u32 = header_const!(MCR_FP_MONITOR_RTP as u32);
+const MONITOR_NONE: u8 = header_const!(MCR_FP_MONITOR_NONE as u8);
+const MONITOR_RTP: u8 = header_const!(MCR_FP_MONITOR_RTP as u8);
 /// `MCR_FP_RULE_SOURCES`, on an any-source entry: its flow has source-specific entries, which
 /// the program looks up only when this says so (`fastpath.h` says why).
 pub const RULE_SOURCES: u32 = header_const!(MCR_FP_RULE_SOURCES as u32);
@@ -88,11 +88,30 @@ const NO_SEQ: u32 = header_const!(MCR_FP_NO_SEQ as u32);
 
 /// What the program checks of a rule's datagrams; `None` for what it cannot check (the
 /// caller keeps such rules in userspace).
-pub fn monitor_kind(m: Option<Monitor>) -> Option<u32> {
+pub fn monitor_kind(m: Option<Monitor>) -> Option<u8> {
     match m {
         None => Some(MONITOR_NONE),
         Some(Monitor::Rtp) => Some(MONITOR_RTP),
         Some(Monitor::Mpegts) => None,
+    }
+}
+
+/// What the program checks of a rule's datagrams before it forwards them: the head's
+/// `monitor` ([`monitor_kind`]) and `min_ttl` (0 for every TTL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleChecks {
+    pub monitor: u8,
+    pub min_ttl: u8,
+}
+
+impl RuleChecks {
+    /// A rule's checks; `None` if the program cannot run its monitor (the plan keeps such
+    /// rules in userspace).
+    pub fn of(spec: &RuleSpec) -> Option<Self> {
+        Some(RuleChecks {
+            monitor: monitor_kind(spec.monitor)?,
+            min_ttl: spec.min_ttl.unwrap_or(0),
+        })
     }
 }
 
@@ -171,23 +190,29 @@ pub fn key_is_of_flow(k: &[u8], ifindex: u32, group: IpAddr, port: u16) -> bool 
     }
 }
 
-fn head(slot: u32, monitor: u32, flags: u32, n_outputs: usize) -> mcr_fp_rule_head {
+fn head(slot: u32, checks: RuleChecks, flags: u32, n_outputs: usize) -> mcr_fp_rule_head {
     mcr_fp_rule_head {
         slot,
         n_outputs: n_outputs as u32,
-        monitor,
+        monitor: checks.monitor,
+        min_ttl: checks.min_ttl,
         flags,
-        cutoff: 0,
+        ..Default::default()
     }
 }
 
-/// The map value of an IPv4 rule: its counter slot, its monitor kind ([`monitor_kind`]), its
+/// The map value of an IPv4 rule: its counter slot, its checks ([`RuleChecks`]), its
 /// flags ([`RULE_SOURCES`] or 0) and its whole output set. At most [`MAX_OUTPUTS`] outputs,
 /// all IPv4 (the caller checks).
-pub fn rule_value(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput]) -> mcr_fp_rule {
+pub fn rule_value(
+    slot: u32,
+    checks: RuleChecks,
+    flags: u32,
+    outputs: &[KernelOutput],
+) -> mcr_fp_rule {
     assert!(!outputs.is_empty() && outputs.len() <= MAX_OUTPUTS);
     let mut v = mcr_fp_rule {
-        head: head(slot, monitor, flags, outputs.len()),
+        head: head(slot, checks, flags, outputs.len()),
         ..Default::default()
     };
     for (slot, o) in v.outputs.iter_mut().zip(outputs) {
@@ -211,10 +236,15 @@ pub fn rule_value(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput])
 }
 
 /// [`rule_value`] for an IPv6 rule, whose outputs are all IPv6.
-pub fn rule_value6(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput]) -> mcr_fp_rule6 {
+pub fn rule_value6(
+    slot: u32,
+    checks: RuleChecks,
+    flags: u32,
+    outputs: &[KernelOutput],
+) -> mcr_fp_rule6 {
     assert!(!outputs.is_empty() && outputs.len() <= MAX_OUTPUTS);
     let mut v = mcr_fp_rule6 {
-        head: head(slot, monitor, flags, outputs.len()),
+        head: head(slot, checks, flags, outputs.len()),
         ..Default::default()
     };
     for (slot, o) in v.outputs.iter_mut().zip(outputs) {
@@ -238,10 +268,10 @@ pub fn rule_value6(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput]
 }
 
 /// The bytes of a rule's map value, of its outputs' family (all one family: the plan's).
-pub fn rule_bytes(slot: u32, monitor: u32, flags: u32, outputs: &[KernelOutput]) -> Vec<u8> {
+pub fn rule_bytes(slot: u32, checks: RuleChecks, flags: u32, outputs: &[KernelOutput]) -> Vec<u8> {
     match outputs.first().map(|o| o.dst) {
-        Some(IpAddr::V6(_)) => bytes_of(&rule_value6(slot, monitor, flags, outputs)).to_vec(),
-        _ => bytes_of(&rule_value(slot, monitor, flags, outputs)).to_vec(),
+        Some(IpAddr::V6(_)) => bytes_of(&rule_value6(slot, checks, flags, outputs)).to_vec(),
+        _ => bytes_of(&rule_value(slot, checks, flags, outputs)).to_vec(),
     }
 }
 
@@ -335,11 +365,19 @@ mod tests {
             ttl: i,
             dscp: (i == 2).then_some(46),
         };
-        let v = rule_value(9, MONITOR_RTP, RULE_SOURCES, &[out(1), out(2)]);
+        let v = rule_value(
+            9,
+            RuleChecks {
+                monitor: MONITOR_RTP,
+                min_ttl: 2,
+            },
+            RULE_SOURCES,
+            &[out(1), out(2)],
+        );
         let h = v.head;
         assert_eq!((h.slot, h.n_outputs, h.monitor, h.flags), (9, 2, 1, 1));
         let b = bytes_of(&v);
-        assert_eq!(&b[8..12], &1u32.to_ne_bytes());
+        assert_eq!(&b[8..12], &[1, 2, 0, 0], "monitor, min_ttl, padding");
         assert_eq!(&b[12..16], &RULE_SOURCES.to_ne_bytes());
         // Output 1 starts at 24 + 32: MACs, ifindex, addresses, ports, TTL.
         let o = &b[RULE_HEAD + 32..RULE_HEAD + 64];
@@ -373,8 +411,8 @@ mod tests {
             ..out
         };
         for v in [
-            rule_bytes(3, MONITOR_NONE, RULE_SOURCES, &[out]),
-            rule_bytes(3, MONITOR_NONE, RULE_SOURCES, &[out6]),
+            rule_bytes(3, RuleChecks::default(), RULE_SOURCES, &[out]),
+            rule_bytes(3, RuleChecks::default(), RULE_SOURCES, &[out6]),
         ] {
             let from = with_cutoff(&v, Some((true, 1_000)));
             let h = head_of(&from).unwrap();
@@ -421,7 +459,15 @@ mod tests {
             ttl: 9,
             dscp: Some(46),
         };
-        let v = rule_bytes(4, MONITOR_RTP, 0, &[out]);
+        let v = rule_bytes(
+            4,
+            RuleChecks {
+                monitor: MONITOR_RTP,
+                min_ttl: 0,
+            },
+            0,
+            &[out],
+        );
         assert_eq!(v.len(), std::mem::size_of::<mcr_fp_rule6>());
         let o = &v[RULE_HEAD..RULE_HEAD + 56];
         assert_eq!(&o[0..6], &out.dst_mac);

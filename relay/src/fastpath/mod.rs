@@ -575,8 +575,8 @@ impl FastPath {
             self.maps().restart_monitor(slot);
         }
         // The plan sends only rules whose monitor the program runs to the kernel.
-        let monitor = layout::monitor_kind(rule.spec.monitor).unwrap_or_default();
-        let v = layout::with_cutoff(&layout::rule_bytes(slot, monitor, flags, &outputs), cutoff);
+        let checks = layout::RuleChecks::of(&rule.spec).unwrap_or_default();
+        let v = layout::with_cutoff(&layout::rule_bytes(slot, checks, flags, &outputs), cutoff);
         if let Err(e) = self.maps().put_rule(&mut state.installed, &k, &v) {
             rule.path = Path::Userspace {
                 reason: format!("updating the kernel rule map: {e}"),
@@ -849,8 +849,11 @@ mod tests {
         let lo = crate::netif::index("lo").expect("lo");
         let out = loopback_output(lo);
         let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, source);
-        let kind = layout::monitor_kind(monitor).unwrap();
-        let value = layout::rule_value(slot, kind, flags, &[out]);
+        let checks = layout::RuleChecks {
+            monitor: layout::monitor_kind(monitor).unwrap(),
+            min_ttl: 0,
+        };
+        let value = layout::rule_value(slot, checks, flags, &[out]);
         fp.skel
             .maps
             .mcr_fp_rules
@@ -934,7 +937,10 @@ mod tests {
         let key = layout::key(lo, Ipv4Addr::new(239, 1, 1, 1), 5000, None);
         let install = |cutoff| {
             let out = loopback_output(lo);
-            let value = layout::with_cutoff(&layout::rule_bytes(0, 0, 0, &[out]), cutoff);
+            let value = layout::with_cutoff(
+                &layout::rule_bytes(0, Default::default(), 0, &[out]),
+                cutoff,
+            );
             fp.skel
                 .maps
                 .mcr_fp_rules

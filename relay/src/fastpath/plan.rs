@@ -464,6 +464,7 @@ mod tests {
             source: None,
             outputs: outputs.iter().map(|o| o.parse().unwrap()).collect(),
             monitor: None,
+            min_ttl: None,
         }
     }
 

@@ -116,6 +116,7 @@ mod tests {
                 source: None,
                 outputs: vec!["239.2.2.2:6000@lo".parse().unwrap()],
                 monitor: None,
+                min_ttl: None,
             })
             .collect();
         let set = RuleSet::from_specs(specs).unwrap();

@@ -357,6 +357,7 @@ mod tests {
                 .map(|(i, ttl)| OutputSpec::new([239, 2, 2, 2].into(), 6000, *i, *ttl))
                 .collect(),
             monitor: None,
+            min_ttl: None,
         }
     }
 

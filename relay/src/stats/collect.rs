@@ -42,6 +42,7 @@ impl Identity {
 struct FlowWorkerRead {
     packets: u64,
     bytes: u64,
+    below_min_ttl: u64,
     outputs: Vec<OutputRead>,
     /// datagrams, foreign, gaps, lost, repeats of the flow's monitor.
     monitor: Option<[u64; 5]>,
@@ -89,6 +90,7 @@ pub fn collect(sources: &Sources, identity: &Identity, final_report: bool) -> St
                     FlowWorkerRead {
                         packets: w.packets.get(),
                         bytes: w.bytes.get(),
+                        below_min_ttl: w.below_min_ttl.get(),
                         outputs: w
                             .outputs
                             .iter()
@@ -199,6 +201,8 @@ pub fn collect(sources: &Sources, identity: &Identity, final_report: bool) -> St
                     + kernel.map_or(0, |k| k.matched),
                 bytes: per_worker.clone().map(|w| w.bytes).sum::<u64>()
                     + kernel.map_or(0, |k| k.bytes),
+                below_min_ttl: per_worker.clone().map(|w| w.below_min_ttl).sum::<u64>()
+                    + kernel.map_or(0, |k| k.below_min_ttl),
                 path: rule.path.name().to_string(),
                 path_reason: rule.path.reason().map(str::to_string),
                 outputs,
@@ -285,10 +289,10 @@ fn fast_path_stats(fp: &FastPath, k: &KernelTotals, table: &RuleTable) -> FastPa
         // Frames of the program's flows it refused: counted as the userspace path counts
         // them (the packet filter keeps them from userspace), so `rx` holds them too.
         counters: WorkerCounters {
-            rx_frames: k.frames + pass.refused(),
-            rx: k.matched + pass.refused(),
+            rx_frames: k.frames + k.below_min_ttl_frames + pass.refused(),
+            rx: k.matched + k.below_min_ttl + pass.refused(),
             rx_bytes: k.frame_bytes,
-            filtered: pass.not_ipv4,
+            filtered: pass.not_ipv4 + k.below_min_ttl,
             malformed: pass.malformed.iter().sum(),
             malformed_by_kind: pass
                 .malformed_by_kind()

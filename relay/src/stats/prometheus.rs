@@ -229,7 +229,7 @@ const OUTPUT_METRICS: [OutputMetric; 7] = [
 /// A per-flow count: name, help, reader.
 type FlowMetric = (&'static str, &'static str, fn(&FlowStats) -> u64);
 
-const FLOW_COUNTERS: [FlowMetric; 2] = [
+const FLOW_COUNTERS: [FlowMetric; 3] = [
     (
         "mcr_flow_packets_total",
         "Datagrams that matched this rule, all workers.",
@@ -239,6 +239,11 @@ const FLOW_COUNTERS: [FlowMetric; 2] = [
         "mcr_flow_bytes_total",
         "UDP payload bytes of the datagrams that matched this rule.",
         |f| f.bytes,
+    ),
+    (
+        "mcr_flow_below_min_ttl_total",
+        "Datagrams to this rule's group and port below its min_ttl: not forwarded.",
+        |f| f.below_min_ttl,
     ),
 ];
 
@@ -749,6 +754,7 @@ pub(crate) mod tests {
             source: Some("10.1.1.50".into()),
             packets: n(),
             bytes: n(),
+            below_min_ttl: n(),
             outputs: vec![output("239.2.2.2:6000@eth1"), output("10.9.9.9:7000@eth2")],
             path: "userspace".into(),
             path_reason: None,
@@ -925,6 +931,7 @@ pub(crate) mod tests {
         Some(match pattern {
             "flows[].packets" => Sample("mcr_flow_packets_total", 1.0),
             "flows[].bytes" => Sample("mcr_flow_bytes_total", 1.0),
+            "flows[].below_min_ttl" => Sample("mcr_flow_below_min_ttl_total", 1.0),
             "uptime_ns" => Sample("mcr_uptime_seconds", 1e-9),
             "relay.interface_changes" => Sample("mcr_interface_changes_total", 1.0),
             "version" | "timestamp_ns" | "relay.pid" | "workers[].id" | "workers[].cpu"

@@ -43,8 +43,9 @@ pub const STATS_SCHEMA: &str = "mcr.relay.stats";
 pub const STATS_VERSION: u32 = 1;
 /// Value of the `minor_version` field (absent when 0, as in files written before it existed).
 /// 1: `relay.revision`; 2: `fast_path.attach` and `fast_path.missing_features`; 3: counters'
-/// `handed_over`; 4: counters' `matched_bytes`; 5: `fast_path.passed_extension_headers`.
-pub const STATS_MINOR_VERSION: u32 = 5;
+/// `handed_over`; 4: counters' `matched_bytes`; 5: `fast_path.passed_extension_headers`;
+/// 6: flows' `below_min_ttl`.
+pub const STATS_MINOR_VERSION: u32 = 6;
 
 /// One snapshot of a running (or just stopped) relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,8 +186,8 @@ impl<'de> Deserialize<'de> for Tunables {
     }
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// Per-worker counters. All counts are since start; they never reset.
@@ -225,7 +226,8 @@ pub struct WorkerCounters {
     /// frames the program left to the workers. Minor version 3.
     #[serde(default)]
     pub handed_over: u64,
-    /// Well-formed frames that are not UDP over IPv4 or IPv6.
+    /// Well-formed frames that are not UDP over IPv4 or IPv6, and datagrams below their
+    /// rule's `min_ttl` (counted by flow in `flows[].below_min_ttl`).
     pub filtered: u64,
     /// Datagrams rejected as malformed (sum of `malformed_by_kind`).
     pub malformed: u64,
@@ -299,6 +301,11 @@ pub struct FlowStats {
     pub packets: u64,
     /// UDP payload bytes of `packets`.
     pub bytes: u64,
+    /// Datagrams to this rule's group and port that arrived with a TTL (IPv6: hop limit)
+    /// below its `min_ttl`: not forwarded, not in `packets`, and in the workers'
+    /// `filtered`. Absent when 0 (minor version 6).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub below_min_ttl: u64,
     /// `"kernel"` or `"userspace"`: the path forwarding the flow now (its counts include
     /// both paths' since start); `"waiting"` when neither forwards it (its input is gone, or
     /// another mcrd's fast path holds it), with the reason.

@@ -134,14 +134,18 @@ pub enum Filtered {
     NotIp,
     /// IP but not UDP (IGMP, ICMP, ICMPv6 with MLD and neighbour discovery, TCP, ESP...).
     NotUdp,
+    /// A datagram of a rule with `min_ttl` that arrived with a lower TTL (IPv6: hop limit).
+    /// Decided after the match, not by the parser; the flow counts it too.
+    BelowMinTtl,
 }
 
 impl Filtered {
     /// Number of kinds: the length of a counter array indexed by [`Filtered::index`].
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 3;
 
     /// Every kind, in index order.
-    pub const ALL: [Filtered; Filtered::COUNT] = [Filtered::NotIp, Filtered::NotUdp];
+    pub const ALL: [Filtered; Filtered::COUNT] =
+        [Filtered::NotIp, Filtered::NotUdp, Filtered::BelowMinTtl];
 
     /// A stable index in `0..COUNT` for a counter array.
     #[inline]
@@ -154,6 +158,7 @@ impl Filtered {
         match self {
             Filtered::NotIp => "not_ip",
             Filtered::NotUdp => "not_udp",
+            Filtered::BelowMinTtl => "below_min_ttl",
         }
     }
 }
@@ -189,5 +194,6 @@ mod tests {
         }
         assert_eq!(Filtered::NotIp.name(), "not_ip");
         assert_eq!(Filtered::NotUdp.to_string(), "not_udp");
+        assert_eq!(Filtered::BelowMinTtl.name(), "below_min_ttl");
     }
 }
