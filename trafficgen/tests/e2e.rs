@@ -515,7 +515,31 @@ fn sweep_finds_the_rate_a_policer_allows() {
     }
     let _traffic = traffic_lock();
     let pair = NetnsPair::new();
-    // A policer in the receiving namespace: above 5000 pps, packets drop. Its burst (300) is
+    sweep_against_a_policer(&pair, GROUP);
+}
+
+/// The sweep over IPv6 (the MLDv2-joined receiver in the other namespace, as over IPv4).
+#[test]
+fn sweep_over_ipv6_finds_the_rate_a_policer_allows() {
+    if !namespaces_available("sweep_over_ipv6_finds_the_rate_a_policer_allows")
+        || !nft_available("sweep_over_ipv6_finds_the_rate_a_policer_allows")
+    {
+        return;
+    }
+    let _traffic = traffic_lock();
+    let pair = NetnsPair::new();
+    for (ns, dev, host) in [(&pair.tx, &pair.tx_if, 1), (&pair.rx, &pair.rx_if, 2)] {
+        let addr = format!("fd00:5e::{host}/64");
+        sh(&[
+            "ip", "-n", ns, "-6", "addr", "add", &addr, "dev", dev, "nodad",
+        ]);
+    }
+    sweep_against_a_policer(&pair, "[ff3e::5]:5000");
+}
+
+/// Sweeps `dst` across the pair against a 5000 pps policer on the receiving side.
+fn sweep_against_a_policer(pair: &NetnsPair, dst: &str) {
+    // A policer in the receiving namespace (IPv4 and IPv6): above 5000 pps, packets drop. Its burst (300) is
     // larger than the sender's largest batch (256), so a sender catching up after being
     // descheduled on a busy machine does not trip it at rates below 5000 pps.
     let rules = "table inet tgpolice {\n chain input {\n  type filter hook input priority 0; \
@@ -536,7 +560,7 @@ fn sweep_finds_the_rate_a_policer_allows() {
     // and fails a rate it could reach): one retry before calling it a failure.
     let mut tables = Vec::new();
     for _ in 0..2 {
-        let (zero, ratio, table) = run_sweep(&pair);
+        let (zero, ratio, table) = run_sweep(pair, dst);
         // No loss up to 5000 pps (+ the 300 burst over a 1 s trial); 20% loss at 5300 / 0.8 =
         // 6625 pps. The lower bounds leave room for a loaded machine.
         if (3_500..=5_400).contains(&zero) && (5_600..=6_800).contains(&ratio) {
@@ -550,8 +574,9 @@ fn sweep_finds_the_rate_a_policer_allows() {
     );
 }
 
-/// Runs a small sweep across the pair; returns (zero-loss pps, 20%-loss pps, printed table).
-fn run_sweep(pair: &NetnsPair) -> (u64, u64, String) {
+/// Runs a small sweep to `dst` across the pair; returns (zero-loss pps, 20%-loss pps, printed
+/// table).
+fn run_sweep(pair: &NetnsPair, dst: &str) -> (u64, u64, String) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("sweep.json");
     let out = run_ok(pair.trafficgen(
@@ -559,7 +584,7 @@ fn run_sweep(pair: &NetnsPair) -> (u64, u64, String) {
         &[
             "sweep",
             "--dst",
-            GROUP,
+            dst,
             "--iface",
             &pair.tx_if,
             "--recv-netns",
