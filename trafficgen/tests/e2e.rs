@@ -57,6 +57,7 @@ fn sent_equals_received_at_a_modest_rate() {
     let _traffic = traffic_lock();
     let pair = NetnsPair::new();
     let dir = tempfile::tempdir().unwrap();
+    let backlog_before = pair.tx_dropped();
     let (sent, got) = send_and_receive(
         &pair,
         &dir,
@@ -81,8 +82,11 @@ fn sent_equals_received_at_a_modest_rate() {
     assert_eq!(got.streams.len(), 3);
     assert!(got.streams.iter().all(|s| s.end_marker_seen));
     assert_eq!(t.expected, sent.packets_sent, "{got:#?}");
-    assert_eq!(t.received, sent.packets_sent, "{got:#?}");
-    assert_eq!((t.lost, t.duplicated, t.late), (0, 0, 0));
+    // The one loss a modest rate may see is the host's: the receiving CPU's backlog full on
+    // a loaded machine, counted by the veth (see `NetnsPair::tx_dropped`).
+    let backlog_drops = pair.tx_dropped() - backlog_before;
+    assert_eq!(t.received + backlog_drops, sent.packets_sent, "{got:#?}");
+    assert_eq!((t.lost, t.duplicated, t.late), (backlog_drops, 0, 0));
     assert_eq!(got.foreign_datagrams, 0);
     assert_eq!(t.end_markers_received, sent.end_markers_sent);
     assert!(got.streams[0].latency_ns.samples > 0);
@@ -177,17 +181,22 @@ fn ipv6_multicast_is_joined_with_mld_and_every_datagram_accounted_for() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let backlog_before = pair.tx_dropped();
     let (sent, got) = send_to(receiver, &["--gso-segments", "1"]);
     assert_eq!(sent.config.dst, GROUP6);
     assert_eq!(got.config.group, GROUP6);
     assert_eq!(sent.packets_sent, 20_000);
     assert_eq!(sent.wire_bytes, 20_000 * (1400 + 62));
-    assert_eq!(got.totals.received, 20_000, "{got:#?}");
-    assert_eq!((got.totals.lost, got.totals.duplicated), (0, 0));
+    // The only loss allowed: the receiving CPU's backlog on a loaded machine, counted.
+    let backlog_drops = pair.tx_dropped() - backlog_before;
+    assert_eq!(got.totals.received + backlog_drops, 20_000, "{got:#?}");
+    assert_eq!((got.totals.lost, got.totals.duplicated), (backlog_drops, 0));
     // GSO batches (UDP_SEGMENT) work over IPv6 as well.
+    let backlog_before = pair.tx_dropped();
     let (sent, got) = send_to(start_receiver(), &[]);
     assert_eq!(sent.config.batch_mode, "gso", "{sent:#?}");
-    assert_eq!(got.totals.received, sent.packets_sent);
+    let backlog_drops = pair.tx_dropped() - backlog_before;
+    assert_eq!(got.totals.received + backlog_drops, sent.packets_sent);
 }
 
 /// A source of one family and a destination of the other is a usage error naming both.
@@ -266,7 +275,7 @@ fn receiver_loss_equals_the_nftables_drop_counter() {
         rules_file.path().to_str().unwrap(),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let veth_drops_before = link_drops(&pair.tx, &pair.tx_if) + link_drops(&pair.rx, &pair.rx_if);
+    let veth_drops_before = pair.tx_dropped();
     let (sent, got) = send_and_receive(
         &pair,
         &dir,
@@ -275,8 +284,7 @@ fn receiver_loss_equals_the_nftables_drop_counter() {
     let dropped = nft_counter(&pair.rx, "tgloss");
     // On a loaded machine the veth itself may drop (receive backlog full) before the rule sees
     // a packet; those drops are counted on the interfaces and are loss too.
-    let veth_drops =
-        link_drops(&pair.tx, &pair.tx_if) + link_drops(&pair.rx, &pair.rx_if) - veth_drops_before;
+    let veth_drops = pair.tx_dropped() - veth_drops_before;
     // The rule drops end markers too; those are not data loss.
     let markers_dropped = sent.end_markers_sent - got.totals.end_markers_received;
     let t = &got.totals;

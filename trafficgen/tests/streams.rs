@@ -402,7 +402,7 @@ fn ffmpeg_mpegts_loss_from_continuity_counters_matches_the_nftables_drops() {
             recv_json.to_str().unwrap(),
         ],
     ));
-    let veth_drops_before = link_drops(&pair.tx, &pair.tx_if) + link_drops(&pair.rx, &pair.rx_if);
+    let veth_drops_before = pair.tx_dropped();
     // 8 Mbit/s constant-rate MPEG-2 video for 8 s: about 6000 datagrams.
     let url = format!(
         "udp://{group}?pkt_size=1316&ttl=4&localaddr={}",
@@ -439,8 +439,7 @@ fn ffmpeg_mpegts_loss_from_continuity_counters_matches_the_nftables_drops() {
         String::from_utf8_lossy(&ffmpeg.stderr)
     );
     receiver.finish(Duration::from_secs(30));
-    let veth_drops =
-        link_drops(&pair.tx, &pair.tx_if) + link_drops(&pair.rx, &pair.rx_if) - veth_drops_before;
+    let veth_drops = pair.tx_dropped() - veth_drops_before;
     let counters = nft_counters(&pair.rx, "tgts");
     let (all, dropped) = (counters[0], counters[1]);
     let got: RecvRecord = read_json(&recv_json);

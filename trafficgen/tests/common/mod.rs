@@ -187,9 +187,10 @@ impl NetnsPair {
     }
 
     /// Datagrams the sending veth dropped so far (its `tx_dropped`). When the receiving
-    /// CPU's backlog is full (`net.core.netdev_max_backlog`), veth drops the datagram and
-    /// counts it here; UDP hides the ENOBUFS from a sender without `IP_RECVERR`, so the
-    /// sender believes it sent it and the receiver sees it lost, with no socket drop.
+    /// CPU's backlog is full (`net.core.netdev_max_backlog`), veth drops the datagram before
+    /// any firewall and counts it here (and again as the peer's `rx_dropped`: count one side
+    /// only); UDP hides the ENOBUFS from a sender without `IP_RECVERR`, so the sender believes
+    /// it sent it and the receiver sees it lost, with no socket drop.
     pub fn tx_dropped(&self) -> u64 {
         let text = sh(&[
             "ip",
@@ -316,15 +317,6 @@ pub fn run_ok(mut command: Command) -> Output {
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
-}
-
-/// Dropped packets of `dev` in namespace `ns`, received plus transmitted (from `ip -s -j link`):
-/// where a veth drops a frame because the receiving CPU's backlog is full, before any firewall.
-pub fn link_drops(ns: &str, dev: &str) -> u64 {
-    let text = sh(&["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]);
-    let json: serde_json::Value = serde_json::from_str(&text).expect("ip -j output");
-    let stats = &json[0]["stats64"];
-    stats["rx"]["dropped"].as_u64().unwrap_or(0) + stats["tx"]["dropped"].as_u64().unwrap_or(0)
 }
 
 /// Asserts that every key of the JSON record at `path` is documented in the crate README's
