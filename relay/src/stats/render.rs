@@ -207,6 +207,9 @@ pub fn human_with_rates(r: &StatsReport, interval: Option<&IntervalRates>) -> St
             "{:<20} {:<28} {:>12} {:>14}{rate}  {path}",
             f.rule, m, f.packets, f.bytes
         );
+        if f.below_min_ttl > 0 {
+            let _ = writeln!(s, "  below min_ttl {:>10} (not forwarded)", f.below_min_ttl);
+        }
         if let Some(mon) = &f.monitor {
             let _ = writeln!(
                 s,
@@ -359,12 +362,26 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_s_datagrams_below_its_min_ttl_have_a_line_of_their_own() {
+        let r = sample_report();
+        let text = human(&r);
+        let line = format!(
+            "  below min_ttl {:>10} (not forwarded)",
+            r.flows[0].below_min_ttl
+        );
+        assert!(r.flows[0].below_min_ttl > 0);
+        assert!(text.contains(&line), "{text}");
+    }
+
+    #[test]
     fn a_quiet_daemon_shows_no_empty_breakdowns() {
         let mut r = sample_report();
         r.totals = WorkerCounters::default();
         r.uptime_ns = 0;
+        r.flows[0].below_min_ttl = 0;
         let text = human(&r);
         for absent in [
+            "below min_ttl",
             "malformed:",
             "overload",
             "send errors:",
