@@ -113,6 +113,27 @@ fn send6(tx: &UdpSocket, dest: SocketAddr, count: u64, len: usize, pps: u64) {
     }
 }
 
+/// `mcrctl rules add` of rule `name`: `[ff3e::1234]:5000` on in0 to the same group out of out0
+/// with hop limit 8, with `extra` flags; (exit code, stdout, stderr).
+fn add_rule6(relay: &Relay, name: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "rules",
+        "add",
+        "--name",
+        name,
+        "--input",
+        "in0",
+        "--group",
+        "ff3e::1234",
+        "--port",
+        "5000",
+        "--output",
+        "[ff3e::1234]:5000@out0/8",
+    ];
+    args.extend_from_slice(extra);
+    relay.mcrctl(&args)
+}
+
 fn flow<'a>(
     r: &'a relay::stats::report::StatsReport,
     name: &str,
@@ -452,20 +473,7 @@ fn ipv6_rules_from_mcrctl_take_bracketed_outputs() {
     }
     let c = chain6(1);
     let relay = Relay::start(&c.relays[0], &userspace(""));
-    let (code, _, err) = relay.mcrctl(&[
-        "rules",
-        "add",
-        "--name",
-        "cli6",
-        "--input",
-        "in0",
-        "--group",
-        "ff3e::1234",
-        "--port",
-        "5000",
-        "--output",
-        "[ff3e::1234]:5000@out0/8",
-    ]);
+    let (code, _, err) = add_rule6(&relay, "cli6", &[]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = relay.mcrctl(&[
         "rules",
@@ -651,43 +659,13 @@ fn hop_limit_1_is_not_forwarded_under_min_ttl_2_in_userspace() {
     // The rule from mcrctl, as an operator would add it.
     let c = chain6(1);
     let relay = Relay::start(&c.relays[0], &userspace(""));
-    let (code, _, err) = relay.mcrctl(&[
-        "rules",
-        "add",
-        "--name",
-        "h",
-        "--input",
-        "in0",
-        "--group",
-        "ff3e::1234",
-        "--port",
-        "5000",
-        "--output",
-        "[ff3e::1234]:5000@out0/8",
-        "--min-ttl",
-        "2",
-    ]);
+    let (code, _, err) = add_rule6(&relay, "z", &["--min-ttl", "0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--min-ttl"), "{err}");
+    let (code, _, err) = add_rule6(&relay, "h", &["--min-ttl", "2"]);
     assert_eq!(code, 0, "{err}");
     let (_, list, _) = relay.mcrctl(&["rules", "list"]);
     assert!(list.contains("min ttl 2 ->"), "{list}");
-    let (code, _, err) = relay.mcrctl(&[
-        "rules",
-        "add",
-        "--name",
-        "z",
-        "--input",
-        "in0",
-        "--group",
-        "ff3e::1",
-        "--port",
-        "5000",
-        "--output",
-        "[ff3e::1]:5000@out0",
-        "--min-ttl",
-        "0",
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("--min-ttl"), "{err}");
     hop_limit_1_counted_not_forwarded(&c, relay, "userspace");
 }
 
