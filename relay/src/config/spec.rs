@@ -246,8 +246,8 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<Monitor>,
     /// Forward only datagrams that arrive with at least this IPv4 TTL or IPv6 hop limit; the
-    /// others are counted (`filtered.below_min_ttl`, and the flow's `below_min_ttl`) and left
-    /// alone. None (the default) forwards every TTL: a sender's multicast TTL or hop limit is
+    /// others are counted (in the workers' `filtered`, and the flow's `below_min_ttl`) and
+    /// left alone. None (the default) forwards every TTL: a sender's multicast TTL or hop limit is
     /// 1 unless it sets one, and carrying such streams across segments is what a relay is
     /// for; `min_ttl = 2` keeps what senders meant for their own link on it, as a router would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
