@@ -37,7 +37,8 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 ANALYZER=${ANALYZER:-$BIN/analyzer}
 REPEATS=${REPEATS:-5}
 RATES=${RATES:-"20000 100000"}
-SEARCH_RATES=${SEARCH_RATES:-"150000 200000 300000 400000 600000"}
+# Set but empty (SEARCH_RATES=), no search: hence `-`, not `:-`.
+SEARCH_RATES=${SEARCH_RATES-"150000 200000 300000 400000 600000"}
 GEN_MODES=${GEN_MODES:-"single gso"}
 # The paths run at RATES (kernel is added wherever the kernel has multicast routing); mcrd is
 # the userspace path (pipeline_veth.sh runs it with fast_path = "off").
