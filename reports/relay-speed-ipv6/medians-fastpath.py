@@ -20,6 +20,16 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, 'records-fastpath')
 
+def delivered_cell(group, rate):
+    """Datagrams got (lost) over a group of runs; unpaced, their median rate first."""
+    got = sum(r['got'] for r in group)
+    lost = sum(r['lost'] for r in group)
+    cell = f'{got:,} ({lost:,})'
+    if rate == 'unpaced':
+        cell = f"{st.median(r['pps'] for r in group) / 1000:.0f}k pps, " + cell
+    return cell
+
+
 runs = {}  # (rep, seg, hops, rate, fam) -> dict
 invalid = []  # runs whose host CPU measure is impossible
 for path in glob.glob(os.path.join(REC, 'r*-g*-h*-*-ipv?.json')):
@@ -85,13 +95,7 @@ for seg, rate, hops in cells:
     chain = lambda fam: st.median(per[r][fam][1]['cpu'] for r in reps)
     ratios = [per[r]['ipv6'][0] / per[r]['ipv4'][0] for r in reps]
     diffs = [per[r]['ipv6'][0] - per[r]['ipv4'][0] for r in reps]
-    def delivered(fam):
-        got = sum(per[r][fam][1]['got'] for r in reps)
-        lost = sum(per[r][fam][1]['lost'] for r in reps)
-        s = f'{got:,} ({lost:,})'
-        if rate == 'unpaced':
-            s = f"{st.median(per[r][fam][1]['pps'] for r in reps) / 1000:.0f}k pps, " + s
-        return s
+    delivered = lambda fam: delivered_cell([per[r][fam][1] for r in reps], rate)
     sender = '1 per message' if seg == 1 else 'GSO 32'
     print(f"| {sender} | {rate_name(rate)} | {hops} | {fmt(hop('ipv4'))} / {fmt(hop('ipv6'))} | "
           f"{fmt(st.median(ratios), 2)} | {fmt(st.median(diffs))} | {', '.join(fmt(x, 2) for x in ratios)} | "
@@ -107,11 +111,7 @@ for seg, rate in sorted({(k[1], k[3]) for k in runs if k[2] == 0}, key=lambda c:
     if not reps:
         continue
     g = lambda r, fam: runs[(r, seg, 0, rate, fam)]
-    def delivered(fam):
-        s = f"{sum(g(r, fam)['got'] for r in reps):,} ({sum(g(r, fam)['lost'] for r in reps):,})"
-        if rate == 'unpaced':
-            s = f"{st.median(g(r, fam)['pps'] for r in reps) / 1000:.0f}k pps, " + s
-        return s
+    delivered = lambda fam: delivered_cell([g(r, fam) for r in reps], rate)
     sender = '1 per message' if seg == 1 else 'GSO 32'
     print(f"| {sender} | {rate_name(rate)} | {fmt(st.median(g(r, 'ipv4')['cpu'] for r in reps))} | "
           f"{fmt(st.median(g(r, 'ipv6')['cpu'] for r in reps))} | "
