@@ -959,12 +959,17 @@ static __always_inline __u32 datagrams(const struct __sk_buff *skb)
 	return skb->gso_segs > 1 ? skb->gso_segs : 1;
 }
 
-/* The MTU check and the redirect of a rewritten frame to output `ifindex`, counted in `c`:
- * the end of mcr_fp_send and mcr_fp_send6. */
-static __always_inline int deliver(struct __sk_buff *skb, __u32 ifindex,
+/* What mcr_fp_send and mcr_fp_send6 share once the frame is rewritten (`rewrite_rc`, 0 on
+ * success) for output `ifindex`: the counts in `c`, the MTU check and the redirect. */
+static __always_inline int deliver(struct __sk_buff *skb, int rewrite_rc, __u32 ifindex,
 				   struct mcr_fp_output_counters *c, __u32 payload, __u32 last)
 {
 	__u32 segs = datagrams(skb);
+	c->matched += segs;
+	if (rewrite_rc) {
+		c->err_rewrite += segs;
+		return last ? TC_ACT_SHOT : 0;
+	}
 	__u32 mtu_len = 0;
 	long mtu_rc = bpf_check_mtu(skb, ifindex, &mtu_len, 0, 0);
 	if (mtu_rc != BPF_MTU_CHK_RET_SUCCESS) {
@@ -1011,13 +1016,7 @@ __attribute__((noinline)) int mcr_fp_send(struct __sk_buff *skb, const struct mc
 	/* `skb` is the context, never NULL; comparing it is refused without CAP_PERFMON. */
 	if (!out || !c)
 		return TC_ACT_SHOT;
-	__u32 segs = datagrams(skb);
-	c->matched += segs;
-	if (rewrite(skb, out)) {
-		c->err_rewrite += segs;
-		return last ? TC_ACT_SHOT : 0;
-	}
-	return deliver(skb, out->ifindex, c, payload, last);
+	return deliver(skb, rewrite(skb, out), out->ifindex, c, payload, last);
 }
 
 /* mcr_fp_send for an IPv6 output (a global function of its own for the same reason). */
@@ -1028,13 +1027,7 @@ __attribute__((noinline)) int mcr_fp_send6(struct __sk_buff *skb,
 {
 	if (!out || !c)
 		return TC_ACT_SHOT;
-	__u32 segs = datagrams(skb);
-	c->matched += segs;
-	if (rewrite6(skb, out)) {
-		c->err_rewrite += segs;
-		return last ? TC_ACT_SHOT : 0;
-	}
-	return deliver(skb, out->ifindex, c, payload, last);
+	return deliver(skb, rewrite6(skb, out), out->ifindex, c, payload, last);
 }
 
 /* The sequence number of the RTP packet of `len` bytes at `off`, or -1 if it is not RTP
