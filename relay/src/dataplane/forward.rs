@@ -123,15 +123,16 @@ impl Forwarder {
     fn dispatch(&mut self, ifindex: u32, datagrams: Segments<'_>, stamp: Option<u64>) -> usize {
         let n = datagrams.len();
         let cells = &self.shared.workers[self.id];
-        let found = datagrams.clone().next().and_then(|d| {
-            let key = MatchKey {
-                ifindex,
-                group: d.dst,
-                port: d.dst_port,
-            };
-            self.snapshot.table.lookup(&key, d.src)
-        });
-        let Some((position, rule)) = found else {
+        // The segments of a super-frame share the first's addresses, ports and TTL.
+        let Some(first) = datagrams.clone().next() else {
+            return 0;
+        };
+        let key = MatchKey {
+            ifindex,
+            group: first.dst,
+            port: first.dst_port,
+        };
+        let Some((position, rule)) = self.snapshot.table.lookup(&key, first.src) else {
             cells.rx.add(n as u64);
             cells.no_match.add(n as u64);
             return n;
@@ -143,9 +144,7 @@ impl Forwarder {
             }
         }
         let flow = &self.snapshot.counters.flow(position).per_worker[self.id];
-        // The segments of a super-frame share the first's TTL.
-        let ttl = datagrams.clone().next().map_or(0, |d| d.ttl);
-        if rule.spec.min_ttl.is_some_and(|min| ttl < min) {
+        if rule.spec.min_ttl.is_some_and(|min| first.ttl < min) {
             cells.rx.add(n as u64);
             cells.filtered[Filtered::BelowMinTtl.index()].add(n as u64);
             flow.below_min_ttl.add(n as u64);
