@@ -11,9 +11,12 @@ use super::{ethernet, vlan};
 
 /// UDP header length.
 const UDP_HEADER_LEN: usize = 8;
+/// The IPv6 fixed header's length.
+const IPV6_HEADER_LEN: usize = 40;
+const IPPROTO_UDP: u8 = 17;
 
 /// The datagrams in a frame of `wire_len` bytes whose first bytes are `head` (from the
-/// Ethernet header on). `None` when the head is too short or not IPv4 to tell: the caller
+/// Ethernet header on). `None` when the head is too short, or neither IPv4 nor IPv6 with UDP next, to tell: the caller
 /// then counts the frame alone.
 pub fn datagrams_in_frame(head: &[u8], wire_len: usize, vnet: Option<&VnetHeader>) -> Option<u64> {
     let segment_size = match vnet {
@@ -28,16 +31,24 @@ pub fn datagrams_in_frame(head: &[u8], wire_len: usize, vnet: Option<&VnetHeader
         ethertype = u16::from_be_bytes(head.get(l3 + 2..l3 + 4)?.try_into().ok()?);
         l3 += vlan::TAG_LEN;
     }
-    if ethertype != ethernet::ethertype::IPV4 {
-        return None;
-    }
-    // Version and header length are the first byte of the IPv4 header.
-    let version_ihl = *head.get(l3)?;
-    let ip_header = usize::from(version_ihl & 0x0f) * 4;
-    if version_ihl >> 4 != 4 || ip_header < 20 {
-        return None;
-    }
-    let payload = wire_len.checked_sub(l3 + ip_header + UDP_HEADER_LEN)?;
+    let headers = match ethertype {
+        ethernet::ethertype::IPV4 => {
+            // Version and header length are the first byte of the IPv4 header.
+            let version_ihl = *head.get(l3)?;
+            let ip_header = usize::from(version_ihl & 0x0f) * 4;
+            if version_ihl >> 4 != 4 || ip_header < 20 {
+                return None;
+            }
+            l3 + ip_header + UDP_HEADER_LEN
+        }
+        // UDP right after the fixed header: a super-frame with extension headers cannot
+        // be told here (the caller counts it as one).
+        ethernet::ethertype::IPV6 if *head.get(l3 + 6)? == IPPROTO_UDP => {
+            l3 + IPV6_HEADER_LEN + UDP_HEADER_LEN
+        }
+        _ => return None,
+    };
+    let payload = wire_len.checked_sub(headers)?;
     Some(payload.div_ceil(segment_size).max(1) as u64)
 }
 
@@ -86,6 +97,19 @@ mod tests {
             datagrams_in_frame(&head(false), len - 700, Some(&gso(1400))),
             Some(46)
         );
+    }
+
+    #[test]
+    fn an_ipv6_gso_frame_counts_its_segments_when_udp_follows_the_fixed_header() {
+        let mut ipv6 = head(false);
+        ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        ipv6[14] = 0x60;
+        ipv6[14 + 6] = 17;
+        let len = 14 + 40 + 8 + 7 * 1200 - 100;
+        assert_eq!(datagrams_in_frame(&ipv6, len, Some(&gso(1200))), Some(7));
+        // A hop-by-hop header first: not told.
+        ipv6[14 + 6] = 0;
+        assert_eq!(datagrams_in_frame(&ipv6, len, Some(&gso(1200))), None);
     }
 
     #[test]
