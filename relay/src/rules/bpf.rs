@@ -94,7 +94,7 @@ const IPV6_UDP_DPORT: u32 = 14 + 40 + 2;
 /// The frame length that holds the UDP header right after the IPv6 fixed header (plus X).
 const IPV6_UDP_HEADER_END: u32 = 14 + 40 + 8;
 
-fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
+pub(crate) fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
     Insn { code, jt, jf, k }
 }
 

@@ -6,6 +6,7 @@
 //! batches, so a change is never half-applied and never pauses other flows.
 
 pub mod bpf;
+pub mod bpf_counting;
 mod handover;
 mod set;
 mod table;
