@@ -719,19 +719,10 @@ fn runs_unprivileged_with_only_cap_net_raw() {
     }
     let c = chain(1, false);
     // As user nobody, with CAP_NET_RAW as the only capability (what the systemd unit grants).
-    let drop_to_net_raw: &[&str] = &[
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all,+net_raw",
-        "--ambient-caps=-all,+net_raw",
-        "--bounding-set=-all,+net_raw",
-    ];
     let relay = Relay::start_as(
         &c.relays[0],
         &relay_config(1, "", &chain_rule()),
-        Some(drop_to_net_raw),
+        Some(NET_RAW_ONLY),
     );
     let status = std::fs::read_to_string(format!("/proc/{}/status", relay_pid(&relay))).unwrap();
     let field = |name: &str| {

@@ -719,17 +719,6 @@ fn a_second_daemon_on_the_same_interface_is_refused_the_fast_path(mode: Attach) 
     assert_eq!(fin.fast_path.unwrap().counters.tx_sent, 300);
 }
 
-/// Runs mcrd as `nobody` with only CAP_NET_RAW (what it needs for the userspace path).
-const NET_RAW_ONLY: &[&str] = &[
-    "setpriv",
-    "--reuid=65534",
-    "--regid=65534",
-    "--clear-groups",
-    "--inh-caps=-all,+net_raw",
-    "--ambient-caps=-all,+net_raw",
-    "--bounding-set=-all,+net_raw",
-];
-
 /// `fast_path = "auto"` is the default: a config that does not name it, run without the
 /// privileges, forwards in userspace after one WARN line saying what is missing.
 #[test]

@@ -17,6 +17,9 @@ pub struct WorkerCells {
     pub rx: Counter,
     pub rx_bytes: Counter,
     pub kernel_drops: Counter,
+    pub kernel_drop_frames: Counter,
+    /// A gauge, set by the worker at each tick.
+    pub kernel_drops_unsettled_frames: Counter,
     pub rx_overflow: Counter,
     pub rx_overflow_frames: Counter,
     pub handed_over: Counter,

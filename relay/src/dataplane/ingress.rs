@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use super::fanout::{FanoutGroups, Membership};
+use super::filter_count::{CountingFilter, DropAccount, DropDelta};
 use super::ring::{Geometry, RxRing};
 use super::sys;
 use crate::rules::bpf;
@@ -37,6 +38,11 @@ pub struct IngressSocket {
     /// needless re-attaching); `None` once the filter takes nothing (see
     /// [`IngressSocket::stop_capture`]).
     filtered: Option<Filtered>,
+    /// Counts what the filter takes, to tell the datagrams of dropped frames; `None` where
+    /// mcrd may not load BPF (every dropped frame then counts as one datagram).
+    counter: Option<CountingFilter>,
+    /// Frames read, dropped and settled ([`DropAccount`]).
+    pub drops: DropAccount,
     /// Our place in the interface's fan-out group, left when the socket is dropped.
     _fanout: Option<Membership>,
 }
@@ -95,8 +101,14 @@ impl IngressSocket {
             .map_err(err("SO_RCVBUF"))?;
         let ring = RxRing::setup(raw, Geometry::new(params.ring_frames, max_frame))
             .map_err(err("PACKET_RX_RING"))?;
-        sys::attach_filter(raw, &bpf::build(groups, kernel_flows))
-            .map_err(err("SO_ATTACH_FILTER"))?;
+        let mut counter = counting_filter(interface);
+        attach(
+            raw,
+            &mut counter,
+            &bpf::build(groups, kernel_flows),
+            interface,
+        )
+        .map_err(err("SO_ATTACH_FILTER"))?;
         // Linux 4.20+; the filter drops outgoing frames anyway, so an older kernel is fine.
         let _ = sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
         sys::bind_packet(raw, ifindex).map_err(err("bind"))?;
@@ -111,6 +123,8 @@ impl IngressSocket {
             ring,
             fd,
             filtered: Some((groups.to_vec(), kernel_flows.to_vec())),
+            counter,
+            drops: DropAccount::default(),
             _fanout: fanout,
         })
     }
@@ -127,7 +141,13 @@ impl IngressSocket {
                 return Ok(());
             }
         }
-        sys::attach_filter(self.fd.as_raw_fd(), &bpf::build(groups, kernel_flows))?;
+        let program = bpf::build(groups, kernel_flows);
+        attach(
+            self.fd.as_raw_fd(),
+            &mut self.counter,
+            &program,
+            &self.interface,
+        )?;
         self.filtered = Some((groups.to_vec(), kernel_flows.to_vec()));
         Ok(())
     }
@@ -156,11 +176,24 @@ impl IngressSocket {
         sys::bound_ifindex(self.fd.as_raw_fd()).is_ok_and(|i| i != self.ifindex as i32)
     }
 
-    /// Frames the kernel dropped on this socket since the last call (reading resets them).
-    pub fn take_kernel_drops(&self) -> u64 {
-        sys::packet_statistics(self.fd.as_raw_fd())
+    /// What the kernel dropped on this socket since the last call, in frames and datagrams
+    /// (see [`super::filter_count`]). Dropped frames are settled at a later call that finds
+    /// the ring drained and nothing on its way.
+    pub fn take_kernel_drops(&mut self) -> DropDelta {
+        // The filter's counts are read only while a drop is unsettled: a socket that never
+        // overflows costs one `getsockopt` a tick, as before the counts existed.
+        let before = match self.drops.unsettled_frames() {
+            0 => None,
+            _ => self.counter.as_mut().and_then(|c| c.taken().ok()),
+        };
+        let drops = sys::packet_statistics(self.fd.as_raw_fd())
             .map(|s| u64::from(s.tp_drops))
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let after = match before {
+            Some(_) => self.counter.as_mut().and_then(|c| c.taken().ok()),
+            None => None,
+        };
+        self.drops.settle(before, drops, after)
     }
 
     /// Reads and clears the socket's pending error (`SO_ERROR`); a failed read is returned as
@@ -174,4 +207,49 @@ impl IngressSocket {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// The socket's counting filter, or `None` where BPF may not be loaded (said once per
+/// daemon: it holds for every socket).
+fn counting_filter(interface: &str) -> Option<CountingFilter> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    match CountingFilter::new() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            SAID.call_once(|| {
+                // Not a warning: nothing is lost, and the stats say which counts are bounds.
+                tracing::info!(
+                    "cannot create the packet filter's counters ({e}, on {interface}): frames \
+                     the kernel drops at a full ring are counted as one datagram each \
+                     (kernel_drops_unsettled_frames in the stats); mcrd needs CAP_BPF for the \
+                     exact count"
+                )
+            });
+            None
+        }
+    }
+}
+
+/// Attaches `program` counting what it takes where `counter` allows, else as classic BPF.
+/// A counting filter the kernel refuses is given up for this socket (its counts would no
+/// longer match the frames read), with a warning.
+fn attach(
+    fd: RawFd,
+    counter: &mut Option<CountingFilter>,
+    program: &[bpf::Insn],
+    interface: &str,
+) -> io::Result<()> {
+    if let Some(c) = counter {
+        match c.attach(fd, program) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(
+                    "{interface}: {e}; the classic filter takes its place, and frames the \
+                     kernel drops on this socket count as one datagram each"
+                );
+                *counter = None;
+            }
+        }
+    }
+    sys::attach_filter(fd, program)
 }

@@ -8,6 +8,8 @@
 #[allow(unsafe_code)]
 pub mod egress;
 mod fanout;
+#[allow(unsafe_code)]
+pub mod filter_count;
 mod forward;
 pub mod ingress;
 pub mod limits;

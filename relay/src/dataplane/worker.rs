@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, types, IoUring};
 
 use super::fanout::FanoutGroups;
+use super::filter_count::DropDelta;
 use super::forward::Forwarder;
 use super::ingress::{IngressParams, IngressSocket};
 use super::limits::{MAX_SUPER_FRAME, VNET_HDR_LEN};
@@ -28,10 +29,10 @@ use super::uring::{
 };
 use super::Shared;
 use crate::config::DataplaneConfig;
-use crate::counters::TX_ERRNOS;
+use crate::counters::{WorkerCells, TX_ERRNOS};
 use crate::perf::ThreadCounters;
 use crate::rules::RuleTable;
-use crate::wire::{ChecksumHint, Malformed};
+use crate::wire::{self, ChecksumHint, Malformed, VnetHeader};
 
 /// How often kernel drop counters are read and the rule-table generation is checked when idle.
 const TICK: Duration = Duration::from_millis(100);
@@ -125,6 +126,8 @@ pub struct Worker {
     /// Its duration; read by the kernel when the timeout is submitted.
     timer_span: Box<types::Timespec>,
     last_logged: LoggedCounts,
+    /// Dropped frames of closed sockets whose datagrams were never settled.
+    closed_unsettled: u64,
     socket_errors: LogLimiter,
     wait_errors: LogLimiter,
 }
@@ -147,6 +150,21 @@ struct LoggedCounts {
     rx_overflow: u64,
 }
 
+/// The datagrams in a frame read from the ring (`bytes` from its vnet header on, `wire_len`
+/// its whole length): one, or a super-frame's `gso_size` segments.
+#[inline]
+fn frame_segments(bytes: &[u8], wire_len: u32) -> u64 {
+    let (vnet, head) = bytes.split_at(VNET_HDR_LEN.min(bytes.len()));
+    let vnet = VnetHeader::parse(vnet);
+    wire::datagrams_in_frame(head, wire_len as usize, vnet.as_ref()).unwrap_or(1)
+}
+
+/// Adds what a socket's kernel drop counters grew by (see `dataplane::filter_count`).
+fn add_kernel_drops(cells: &WorkerCells, drops: DropDelta) {
+    cells.kernel_drops.add(drops.datagrams);
+    cells.kernel_drop_frames.add(drops.frames);
+}
+
 /// Takes frames from one ring until it is empty or `limit` datagrams were taken; returns the
 /// datagrams taken.
 fn take_from(
@@ -163,6 +181,13 @@ fn take_from(
         };
         let cells = fwd.cells();
         cells.rx_frames.add(1);
+        // Counted as the socket's filter counts it (`gso_segs`, at least one), so the
+        // datagrams of the frames the kernel dropped can be told (`filter_count`).
+        let segments = match &frame {
+            Ok((info, bytes)) => frame_segments(bytes, info.len),
+            Err(_) => 1,
+        };
+        sock.drops.read(segments);
         match frame {
             Err(info) => {
                 cells.rx_bytes.add(u64::from(info.len));
@@ -261,6 +286,7 @@ impl Worker {
             timer_armed: false,
             timer_span: Box::new(types::Timespec::new()),
             last_logged: LoggedCounts::default(),
+            closed_unsettled: 0,
             socket_errors: LogLimiter::default(),
             wait_errors: LogLimiter::default(),
         })
@@ -392,11 +418,10 @@ impl Worker {
     /// Closes an ingress socket: the frames the kernel dropped on it go to the worker's
     /// count, and a socket with a poll armed is kept until its cancelled poll completes (its
     /// descriptor must not be reused while the poll may still name it).
-    fn close(&mut self, gone: Ingress) {
-        self.fwd
-            .cells()
-            .kernel_drops
-            .add(gone.sock.take_kernel_drops());
+    fn close(&mut self, mut gone: Ingress) {
+        let drops = gone.sock.take_kernel_drops();
+        self.closed_unsettled += gone.sock.drops.unsettled_frames();
+        add_kernel_drops(self.fwd.cells(), drops);
         if gone.poll_armed {
             let cancel = opcode::AsyncCancel::new(KIND_POLL | u64::from(gone.token))
                 .build()
@@ -625,9 +650,12 @@ impl Worker {
 
     fn tick(&mut self) {
         let cells = self.fwd.cells();
-        for ing in &self.ingress {
-            cells.kernel_drops.add(ing.sock.take_kernel_drops());
+        let mut unsettled = self.closed_unsettled;
+        for ing in &mut self.ingress {
+            add_kernel_drops(cells, ing.sock.take_kernel_drops());
+            unsettled += ing.sock.drops.unsettled_frames();
         }
+        cells.kernel_drops_unsettled_frames.set(unsettled);
         self.close_drained();
     }
 
@@ -695,10 +723,13 @@ impl Worker {
                 "{n} datagrams lost to overload on the copy path in the last second (packet socket receive queue full)"
             );
         }
-        if let Some(n) = increase(c.kernel_drops.get(), &mut self.last_logged.kernel_drops) {
+        if let Some(n) = increase(
+            c.kernel_drop_frames.get(),
+            &mut self.last_logged.kernel_drops,
+        ) {
             tracing::warn!(
                 worker = id,
-                "{n} frames dropped by the kernel before we saw them in the last second (ring full)"
+                "{n} frames dropped by the kernel before we saw them in the last second (ring full); their datagrams are in kernel_drops"
             );
         }
     }
@@ -757,6 +788,8 @@ impl Worker {
             }
         }
         cells.begin_update();
+        // Twice: drops the first finds are settled by the second (`take_kernel_drops`).
+        self.tick();
         self.tick();
         self.publish_perf();
         cells.end_update();

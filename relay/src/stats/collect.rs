@@ -335,6 +335,8 @@ fn worker_counters(c: &WorkerCells) -> WorkerCounters {
         rx: c.rx.get(),
         rx_bytes: c.rx_bytes.get(),
         kernel_drops: c.kernel_drops.get(),
+        kernel_drop_frames: c.kernel_drop_frames.get(),
+        kernel_drops_unsettled_frames: c.kernel_drops_unsettled_frames.get(),
         rx_overflow: c.rx_overflow.get(),
         rx_overflow_frames: c.rx_overflow_frames.get(),
         handed_over: c.handed_over.get(),
@@ -381,6 +383,8 @@ pub fn add_into(a: &mut WorkerCounters, b: &WorkerCounters) {
     a.rx += b.rx;
     a.rx_bytes += b.rx_bytes;
     a.kernel_drops += b.kernel_drops;
+    a.kernel_drop_frames += b.kernel_drop_frames;
+    a.kernel_drops_unsettled_frames += b.kernel_drops_unsettled_frames;
     a.rx_overflow += b.rx_overflow;
     a.rx_overflow_frames += b.rx_overflow_frames;
     a.handed_over += b.handed_over;

@@ -41,7 +41,7 @@ impl Kind {
 /// A per-worker counter: name, help, and how to read it.
 type WorkerMetric = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
 
-const WORKER_COUNTERS: [WorkerMetric; 15] = [
+const WORKER_COUNTERS: [WorkerMetric; 16] = [
     (
         "mcr_rx_frames_total",
         "Frames taken from the kernel's packet rings.",
@@ -59,8 +59,13 @@ const WORKER_COUNTERS: [WorkerMetric; 15] = [
     ),
     (
         "mcr_kernel_drops_total",
-        "Frames (not datagrams: a dropped GSO/GRO frame carried an unknown number) the kernel dropped on the packet sockets because the ring was full.",
+        "Datagrams in the frames the kernel dropped on the packet sockets because the ring was full (a lower bound while mcr_kernel_drops_unsettled_frames is above 0).",
         |c| c.kernel_drops,
+    ),
+    (
+        "mcr_kernel_drop_frames_total",
+        "Frames the kernel dropped on the packet sockets because the ring was full.",
+        |c| c.kernel_drop_frames,
     ),
     (
         "mcr_rx_overflow_total",
@@ -353,6 +358,18 @@ pub fn render(r: &StatsReport) -> String {
     );
     for (w, id) in r.workers.iter().zip(&worker_ids) {
         out.sample("mcr_in_flight", &[("worker", id)], w.counters.in_flight);
+    }
+    out.family(
+        "mcr_kernel_drops_unsettled_frames",
+        Kind::Gauge,
+        "Dropped frames whose datagrams are not known yet, each counted as one in mcr_kernel_drops_total.",
+    );
+    for (w, id) in r.workers.iter().zip(&worker_ids) {
+        out.sample(
+            "mcr_kernel_drops_unsettled_frames",
+            &[("worker", id)],
+            w.counters.kernel_drops_unsettled_frames,
+        );
     }
 
     out.family(
@@ -694,6 +711,8 @@ pub(crate) mod tests {
                 rx: n(),
                 rx_bytes: n(),
                 kernel_drops: n(),
+                kernel_drop_frames: n(),
+                kernel_drops_unsettled_frames: n(),
                 rx_overflow: n(),
                 rx_overflow_frames: n(),
                 handed_over: n(),
@@ -872,6 +891,8 @@ pub(crate) mod tests {
                 "rx" => "mcr_rx_datagrams_total",
                 "rx_bytes" => "mcr_rx_bytes_total",
                 "kernel_drops" => "mcr_kernel_drops_total",
+                "kernel_drop_frames" => "mcr_kernel_drop_frames_total",
+                "kernel_drops_unsettled_frames" => "mcr_kernel_drops_unsettled_frames",
                 "rx_overflow" => "mcr_rx_overflow_total",
                 "rx_overflow_frames" => "mcr_rx_overflow_frames_total",
                 "handed_over" => "mcr_handed_over_total",

@@ -100,8 +100,8 @@ pub fn human_with_rates(r: &StatsReport, interval: Option<&IntervalRates>) -> St
         "{:<8} {:>12} {:>10} {:>9} {:>9} {:>10} {:>12} {:>11} {:>12} {:>9} {:>9}",
         "worker",
         "rx",
-        // Frames, unlike `rx` beside it (see `WorkerCounters::kernel_drops`).
-        "kdrop_frm",
+        // Datagrams, like `rx` beside it; the frames are on a line of their own below.
+        "kdrop",
         "filtered",
         "malformed",
         "no_match",
@@ -140,6 +140,17 @@ pub fn human_with_rates(r: &StatsReport, interval: Option<&IntervalRates>) -> St
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let _ = writeln!(s, "malformed: {}", kinds.join(" "));
+    }
+    if r.totals.kernel_drop_frames > 0 {
+        let unsettled = match r.totals.kernel_drops_unsettled_frames {
+            0 => String::new(),
+            n => format!(" (at least: {n} frames not yet counted in datagrams count as one each)"),
+        };
+        let _ = writeln!(
+            s,
+            "overload at the packet ring: {} datagrams in {} frames dropped by the kernel{unsettled}",
+            r.totals.kernel_drops, r.totals.kernel_drop_frames
+        );
     }
     if r.totals.rx_overflow_frames > 0 {
         let _ = writeln!(

@@ -44,8 +44,9 @@ pub const STATS_VERSION: u32 = 1;
 /// Value of the `minor_version` field (absent when 0, as in files written before it existed).
 /// 1: `relay.revision`; 2: `fast_path.attach` and `fast_path.missing_features`; 3: counters'
 /// `handed_over`; 4: counters' `matched_bytes`; 5: `fast_path.passed_extension_headers`;
-/// 6: flows' `below_min_ttl`.
-pub const STATS_MINOR_VERSION: u32 = 6;
+/// 6: flows' `below_min_ttl`; 7: counters' `kernel_drops` in datagrams, with
+/// `kernel_drop_frames` and `kernel_drops_unsettled_frames`.
+pub const STATS_MINOR_VERSION: u32 = 7;
 
 /// One snapshot of a running (or just stopped) relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,17 +200,26 @@ pub struct WorkerCounters {
     pub rx: u64,
     /// Bytes of the frames taken from the kernel (link layer included).
     pub rx_bytes: u64,
-    /// Frames (not datagrams) the kernel dropped on our packet sockets because the ring was
-    /// full, before we saw them (`tp_drops` of `PACKET_STATISTICS`, which counts skbs).
+    /// Datagrams in the frames the kernel dropped on our packet sockets because the ring was
+    /// full, before we saw them (a GSO/GRO super-frame counts once per datagram it carried).
     ///
-    /// Unlike `rx` and `rx_overflow`, this is not in datagrams, and cannot be: the kernel
-    /// drops the frame without showing it to us, so a GSO/GRO super-frame's datagram count
-    /// (its vnet header) is never seen. It equals the datagrams lost only when every frame
-    /// on the input carries one datagram (no GRO on the input, no GSO from a local
-    /// sender: `rx == rx_frames`); otherwise it is a lower bound, and `rx / rx_frames` (the
-    /// datagrams per frame of the frames that did arrive) says how far off it may be.
-    /// Issue 19 saw 155 dropped frames that were 4,960 datagrams on a veth with GRO.
+    /// The kernel counts these drops in frames (`kernel_drop_frames`); the datagrams are
+    /// counted by the socket's filter, which sees each frame's segment count before the ring
+    /// can drop it, less the datagrams read, once nothing is on its way between the two
+    /// (`relay/README.md`, "Counters"). Until then a dropped frame counts as one datagram
+    /// (`kernel_drops_unsettled_frames` says how many), so this is exact when that is 0 and
+    /// a lower bound otherwise; it never goes back. Before minor version 7 this field
+    /// counted frames.
     pub kernel_drops: u64,
+    /// Frames the kernel dropped at a full ring (`tp_drops` of `PACKET_STATISTICS`).
+    /// Minor version 7.
+    #[serde(default)]
+    pub kernel_drop_frames: u64,
+    /// Dropped frames whose datagrams are not known (yet): each is in `kernel_drops` as one.
+    /// Non-zero during a sustained overload (settled when the ring drains) and where mcrd
+    /// may not load BPF (never settled; it says so in its log). Minor version 7.
+    #[serde(default)]
+    pub kernel_drops_unsettled_frames: u64,
     /// Datagrams lost to overload on the copy path: a frame too big for a ring slot arrived
     /// while the packet socket's receive queue was full, so the kernel kept only its head.
     /// Counted from the GSO size of a super-frame (one per frame when it cannot be told).

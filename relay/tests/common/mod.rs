@@ -356,6 +356,17 @@ macro_rules! on_each_hook {
     )*};
 }
 
+/// Runs mcrd as `nobody` with only CAP_NET_RAW (what it needs for the userspace path).
+pub const NET_RAW_ONLY: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all,+net_raw",
+    "--ambient-caps=-all,+net_raw",
+    "--bounding-set=-all,+net_raw",
+];
+
 /// A prefix for [`Relay::start_as`]: mcrd as user nobody with the capabilities of
 /// packaging/mcrd.service (CAP_NET_RAW, CAP_BPF, CAP_NET_ADMIN; no CAP_PERFMON).
 pub const UNIT_CAPS: &[&str] = &[
