@@ -81,8 +81,9 @@ impl CountingFilter {
     }
 
     /// Replaces `socket`'s filter with the counting translation of `classic` (the kernel
-    /// swaps filters atomically, and the counts carry on in the same map).
-    pub fn attach(&self, socket: RawFd, classic: &[Insn]) -> Result<(), CountingFilterError> {
+    /// swaps filters atomically, and the counts carry on in the same map). Returns the
+    /// program's id (as `bpftool prog` shows it).
+    pub fn attach(&self, socket: RawFd, classic: &[Insn]) -> Result<u32, CountingFilterError> {
         let code = bpf_counting::translate(classic, self.map.as_raw_fd())?;
         let prog = load(&code)?;
         crate::sys::setsockopt(
@@ -91,7 +92,8 @@ impl CountingFilter {
             libc::SO_ATTACH_BPF,
             &prog.as_raw_fd(),
         )
-        .map_err(CountingFilterError::Attach)
+        .map_err(CountingFilterError::Attach)?;
+        Ok(program_id(&prog).unwrap_or(0))
     }
 
     /// The counts summed over the CPUs.
@@ -174,6 +176,15 @@ pub fn load(code: &[EbpfInsn]) -> Result<OwnedFd, CountingFilterError> {
     };
     // SAFETY: `fd` was just returned to us and nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The id of the program `prog` refers to.
+fn program_id(prog: &OwnedFd) -> io::Result<u32> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: `info` is a bpf_prog_info of `len` bytes that the call fills.
+    check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len) })?;
+    Ok(info.id)
 }
 
 /// What one settling added to the socket's drop counters.

@@ -11,6 +11,7 @@ use super::filter_count::{CountingFilter, DropAccount, DropDelta};
 use super::ring::{Geometry, RxRing};
 use super::sys;
 use crate::rules::bpf;
+use crate::rules::bpf_counting::TakenCounts;
 
 /// `SO_RCVBUF` of packet sockets. Only frames too big for a ring slot (GSO/GRO super-frames,
 /// the copy path) queue there, so 4 MiB holds dozens of 64 KiB super-frames.
@@ -41,6 +42,8 @@ pub struct IngressSocket {
     /// Counts what the filter takes, to tell the datagrams of dropped frames; `None` where
     /// mcrd may not load BPF (every dropped frame then counts as one datagram).
     counter: Option<CountingFilter>,
+    /// The counting filter's program id, while it is the socket's filter.
+    filter_program: Option<u32>,
     /// Frames read, dropped and settled ([`DropAccount`]).
     pub drops: DropAccount,
     /// Our place in the interface's fan-out group, left when the socket is dropped.
@@ -102,7 +105,7 @@ impl IngressSocket {
         let ring = RxRing::setup(raw, Geometry::new(params.ring_frames, max_frame))
             .map_err(err("PACKET_RX_RING"))?;
         let mut counter = counting_filter(interface);
-        attach(
+        let filter_program = attach(
             raw,
             &mut counter,
             &bpf::build(groups, kernel_flows),
@@ -124,6 +127,7 @@ impl IngressSocket {
             fd,
             filtered: Some((groups.to_vec(), kernel_flows.to_vec())),
             counter,
+            filter_program,
             drops: DropAccount::default(),
             _fanout: fanout,
         })
@@ -142,7 +146,7 @@ impl IngressSocket {
             }
         }
         let program = bpf::build(groups, kernel_flows);
-        attach(
+        self.filter_program = attach(
             self.fd.as_raw_fd(),
             &mut self.counter,
             &program,
@@ -159,6 +163,7 @@ impl IngressSocket {
             return Ok(());
         }
         sys::attach_filter(self.fd.as_raw_fd(), &bpf::nothing())?;
+        self.filter_program = None;
         self.filtered = None;
         Ok(())
     }
@@ -196,6 +201,17 @@ impl IngressSocket {
         self.drops.settle(before, drops, after)
     }
 
+    /// The id of the counting filter's program (`bpftool prog show id N`), if it is the
+    /// socket's filter.
+    pub fn filter_program(&self) -> Option<u32> {
+        self.filter_program
+    }
+
+    /// The filter's counts of what it took, summed over the CPUs, if it counts.
+    pub fn taken(&mut self) -> Option<TakenCounts> {
+        self.counter.as_mut().and_then(|c| c.taken().ok())
+    }
+
     /// Reads and clears the socket's pending error (`SO_ERROR`); a failed read is returned as
     /// the error.
     pub fn take_error(&self) -> Option<io::Error> {
@@ -230,18 +246,18 @@ fn counting_filter(interface: &str) -> Option<CountingFilter> {
     }
 }
 
-/// Attaches `program` counting what it takes where `counter` allows, else as classic BPF.
-/// A counting filter the kernel refuses is given up for this socket (its counts would no
-/// longer match the frames read), with a warning.
+/// Attaches `program` counting what it takes where `counter` allows (returning the
+/// program's id), else as classic BPF. A counting filter the kernel refuses is given up for
+/// this socket (its counts would no longer match the frames read), with a warning.
 fn attach(
     fd: RawFd,
     counter: &mut Option<CountingFilter>,
     program: &[bpf::Insn],
     interface: &str,
-) -> io::Result<()> {
+) -> io::Result<Option<u32>> {
     if let Some(c) = counter {
         match c.attach(fd, program) {
-            Ok(()) => return Ok(()),
+            Ok(id) => return Ok(Some(id)),
             Err(e) => {
                 tracing::warn!(
                     "{interface}: {e}; the classic filter takes its place, and frames the \
@@ -251,5 +267,5 @@ fn attach(
             }
         }
     }
-    sys::attach_filter(fd, program)
+    sys::attach_filter(fd, program).map(|()| None)
 }
