@@ -354,7 +354,7 @@ fn counting_filter_cost_per_frame() {
         };
         let mut sock = IngressSocket::open(ifindex, "in0", &[GROUP.into()], &[], &params).unwrap();
         let id = sock.filter_program().expect("the counting filter (root)");
-        let mut measure = |group: std::net::Ipv4Addr| {
+        let measure = |group: std::net::Ipv4Addr| {
             let (t0, r0) = relay::fastpath::program_run_stats(id).unwrap();
             send_paced(
                 &tx,
