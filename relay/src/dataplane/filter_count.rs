@@ -17,10 +17,10 @@
 //! one datagram, a lower bound that settling only raises, so the counter never goes back.
 //! Without BPF (no `CAP_BPF`), every dropped frame stays unsettled and the stats say so.
 
-use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::sys;
 use crate::rules::bpf::Insn;
 use crate::rules::bpf_counting::{self, EbpfInsn, TakenCounts};
 
@@ -48,35 +48,13 @@ pub struct CountingFilter {
     values: Vec<TakenCounts>,
 }
 
-fn check(rc: i32) -> io::Result<i32> {
-    if rc < 0 {
-        Err(io::Error::from_raw_os_error(-rc))
-    } else {
-        Ok(rc)
-    }
-}
-
 impl CountingFilter {
     /// Creates the counts' map; fails with `EPERM` where mcrd may not load BPF.
     pub fn new() -> io::Result<Self> {
-        // SAFETY: the name is a NUL-terminated string; null options are allowed.
-        let fd = check(unsafe {
-            libbpf_sys::bpf_map_create(
-                libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY,
-                c"mcr_taken".as_ptr(),
-                4,
-                size_of::<TakenCounts>() as u32,
-                1,
-                std::ptr::null(),
-            )
-        })?;
-        // SAFETY: `fd` was just returned to us and nobody else owns it.
-        let map = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: plain query of a libbpf global.
-        let cpus = check(unsafe { libbpf_sys::libbpf_num_possible_cpus() })? as usize;
+        let map = sys::percpu_array(c"mcr_taken", size_of::<TakenCounts>() as u32)?;
         Ok(Self {
             map,
-            values: vec![TakenCounts::default(); cpus],
+            values: vec![TakenCounts::default(); sys::possible_cpus()?],
         })
     }
 
@@ -93,21 +71,12 @@ impl CountingFilter {
             &prog.as_raw_fd(),
         )
         .map_err(CountingFilterError::Attach)?;
-        Ok(program_id(&prog).unwrap_or(0))
+        Ok(sys::bpf_program_id(&prog).unwrap_or(0))
     }
 
     /// The counts summed over the CPUs.
     pub fn taken(&mut self) -> io::Result<TakenCounts> {
-        let key = 0u32;
-        // SAFETY: the map's key is a u32 and its per-CPU value is `TakenCounts`; `values`
-        // holds one for each possible CPU, as a per-CPU lookup writes.
-        check(unsafe {
-            libbpf_sys::bpf_map_lookup_elem(
-                self.map.as_raw_fd(),
-                (&key as *const u32).cast(),
-                self.values.as_mut_ptr().cast(),
-            )
-        })?;
+        sys::read_taken(&self.map, &mut self.values)?;
         Ok(self
             .values
             .iter()
@@ -120,71 +89,15 @@ impl CountingFilter {
 
 /// Loads `code` as a socket filter; the descriptor is needed only until it is attached.
 pub fn load(code: &[EbpfInsn]) -> Result<OwnedFd, CountingFilterError> {
-    let mut log = vec![0u8; 64 * 1024];
-    let mut opts = libbpf_sys::bpf_prog_load_opts {
-        sz: size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
-        ..Default::default()
-    };
-    let attempt = |opts: &mut libbpf_sys::bpf_prog_load_opts| {
-        // SAFETY: `EbpfInsn` has `struct bpf_insn`'s layout (8 bytes: code, registers,
-        // offset, immediate); the strings are NUL-terminated; `opts` and its log buffer
-        // outlive the call.
-        unsafe {
-            libbpf_sys::bpf_prog_load(
-                libbpf_sys::BPF_PROG_TYPE_SOCKET_FILTER,
-                c"mcr_filter".as_ptr(),
-                c"GPL".as_ptr(),
-                code.as_ptr().cast(),
-                code.len() as _,
-                opts,
-            )
-        }
-    };
-    let fd = match check(attempt(&mut opts)) {
-        Ok(fd) => fd,
-        Err(error) if error.raw_os_error() == Some(libc::EPERM) => {
-            return Err(CountingFilterError::Load {
-                insns: code.len(),
-                error,
-                log: String::new(),
-            })
-        }
-        // Load again with the verifier's log, to say why.
-        Err(error) => {
-            opts.log_buf = log.as_mut_ptr().cast();
-            opts.log_size = log.len() as u32;
-            opts.log_level = 1;
-            let _ = attempt(&mut opts);
-            let text = CStr::from_bytes_until_nul(&log)
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(3).collect();
-            let log = if tail.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (verifier: {})",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("; ")
-                )
-            };
-            return Err(CountingFilterError::Load {
-                insns: code.len(),
-                error,
-                log,
-            });
-        }
-    };
-    // SAFETY: `fd` was just returned to us and nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// The id of the program `prog` refers to.
-fn program_id(prog: &OwnedFd) -> io::Result<u32> {
-    let mut info = libbpf_sys::bpf_prog_info::default();
-    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
-    // SAFETY: `info` is a bpf_prog_info of `len` bytes that the call fills.
-    check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len) })?;
-    Ok(info.id)
+    sys::load_socket_filter(code).map_err(|(error, log)| CountingFilterError::Load {
+        insns: code.len(),
+        error,
+        log: if log.is_empty() {
+            String::new()
+        } else {
+            format!(" (verifier: {log})")
+        },
+    })
 }
 
 /// What one settling added to the socket's drop counters.
@@ -353,25 +266,12 @@ mod tests {
         fn run(prog: &OwnedFd, frame: &[u8], gso_segs: u32) -> u32 {
             // A socket filter's test run takes the frame's Ethernet header off (its data
             // starts at the network header), where a packet socket's filter sees the whole
-            // frame: a header in front of ours is what it takes off.
+            // frame: a header in front of ours is what it takes off. Its ethertype is none
+            // the test run parses (with IPv4's, it refuses frames shorter than a header).
             let mut data = vec![0u8; 14];
             data[12..14].copy_from_slice(&[0x88, 0xb5]);
             data.extend_from_slice(frame);
-            let mut ctx = [0u8; 192];
-            ctx[164..168].copy_from_slice(&gso_segs.to_ne_bytes());
-            let mut opts = libbpf_sys::bpf_test_run_opts {
-                sz: size_of::<libbpf_sys::bpf_test_run_opts>() as _,
-                data_in: data.as_ptr().cast(),
-                data_size_in: data.len() as u32,
-                ctx_in: ctx.as_ptr().cast(),
-                ctx_size_in: ctx.len() as u32,
-                repeat: 1,
-                ..Default::default()
-            };
-            // SAFETY: the buffers outlive the call and their sizes are the ones given.
-            let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
-            check(rc).expect("BPF_PROG_TEST_RUN");
-            opts.retval
+            sys::test_run_socket_filter(prog, &data, gso_segs).expect("BPF_PROG_TEST_RUN")
         }
 
         fn ipv4_udp(vlan: bool, dst: Ipv4Addr, port: u16, ihl: u8, frag: u16) -> Vec<u8> {

@@ -8,7 +8,6 @@
 #[allow(unsafe_code)]
 pub mod egress;
 mod fanout;
-#[allow(unsafe_code)]
 pub mod filter_count;
 mod forward;
 pub mod ingress;

@@ -1,11 +1,15 @@
 //! Thin, checked wrappers over the socket calls the data plane needs that neither `std` nor
-//! `socket2` offer: `AF_PACKET` options, the packet ring, `UDP_SEGMENT`, CPU pinning.
+//! `socket2` offer: `AF_PACKET` options, the packet ring, `UDP_SEGMENT`, CPU pinning, and the
+//! BPF calls of the counting packet filter (`filter_count`).
 //!
 //! All `unsafe` of the data plane's setup lives here; each call says why it is sound.
 
+use std::ffi::CStr;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::rules::bpf_counting::{EbpfInsn, TakenCounts};
 
 use crate::sys::cvt;
 /// The one checked `setsockopt` and `getsockopt` (in `crate::sys`, shared with trafficgen).
@@ -222,6 +226,139 @@ pub fn probe_udp_gso() -> bool {
     };
     let seg: libc::c_int = 1400;
     setsockopt(sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, &seg).is_ok()
+}
+
+/// libbpf's calls return a negative errno.
+fn check_bpf(rc: i32) -> io::Result<i32> {
+    if rc < 0 {
+        Err(io::Error::from_raw_os_error(-rc))
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Creates a per-CPU array of one entry of `value_size` bytes (key 0); `EPERM` where BPF
+/// may not be loaded.
+pub fn percpu_array(name: &CStr, value_size: u32) -> io::Result<OwnedFd> {
+    // SAFETY: the name is NUL-terminated; null options are allowed.
+    let fd = check_bpf(unsafe {
+        libbpf_sys::bpf_map_create(
+            libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY,
+            name.as_ptr(),
+            4,
+            value_size,
+            1,
+            std::ptr::null(),
+        )
+    })?;
+    // SAFETY: `fd` was just returned to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The CPUs a per-CPU map holds a value for.
+pub fn possible_cpus() -> io::Result<usize> {
+    // SAFETY: plain query of a libbpf global.
+    check_bpf(unsafe { libbpf_sys::libbpf_num_possible_cpus() }).map(|n| n as usize)
+}
+
+/// Reads entry 0 of the counting filter's per-CPU map into `values`, one per possible CPU.
+pub fn read_taken(map: &OwnedFd, values: &mut [TakenCounts]) -> io::Result<()> {
+    if values.len() != possible_cpus()? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "one value per possible CPU",
+        ));
+    }
+    let key = 0u32;
+    // SAFETY: the map's key is a u32 and its value a `TakenCounts` (it was created so by
+    // `CountingFilter::new`); `values` holds one for each possible CPU, as a per-CPU lookup
+    // writes.
+    check_bpf(unsafe {
+        libbpf_sys::bpf_map_lookup_elem(
+            map.as_raw_fd(),
+            (&key as *const u32).cast(),
+            values.as_mut_ptr().cast(),
+        )
+    })
+    .map(drop)
+}
+
+/// Loads `code` as a socket filter. A refusal other than `EPERM` is loaded again with the
+/// verifier's log, whose last lines come with the error.
+pub fn load_socket_filter(code: &[EbpfInsn]) -> Result<OwnedFd, (io::Error, String)> {
+    let mut opts = libbpf_sys::bpf_prog_load_opts {
+        sz: size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+        ..Default::default()
+    };
+    let attempt = |opts: &mut libbpf_sys::bpf_prog_load_opts| {
+        // SAFETY: `EbpfInsn` has `struct bpf_insn`'s layout (8 bytes: code, registers,
+        // offset, immediate); the strings are NUL-terminated; `opts` and any log buffer it
+        // names outlive the call.
+        check_bpf(unsafe {
+            libbpf_sys::bpf_prog_load(
+                libbpf_sys::BPF_PROG_TYPE_SOCKET_FILTER,
+                c"mcr_filter".as_ptr(),
+                c"GPL".as_ptr(),
+                code.as_ptr().cast(),
+                code.len() as _,
+                opts,
+            )
+        })
+    };
+    let error = match attempt(&mut opts) {
+        // SAFETY: `fd` was just returned to us and nobody else owns it.
+        Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err(e) => e,
+    };
+    if error.raw_os_error() == Some(libc::EPERM) {
+        return Err((error, String::new()));
+    }
+    let mut log = vec![0u8; 64 * 1024];
+    opts.log_buf = log.as_mut_ptr().cast();
+    opts.log_size = log.len() as u32;
+    opts.log_level = 1;
+    if let Ok(fd) = attempt(&mut opts) {
+        // SAFETY: as above. (Loaded the second time: take it.)
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    let text = CStr::from_bytes_until_nul(&log)
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tail: Vec<&str> = text.lines().rev().take(3).collect();
+    tail.reverse();
+    Err((error, tail.join("; ")))
+}
+
+/// The id of the BPF program `prog` refers to.
+pub fn bpf_program_id(prog: &OwnedFd) -> io::Result<u32> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: `info` is a bpf_prog_info of `len` bytes that the call fills.
+    check_bpf(unsafe {
+        libbpf_sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len)
+    })?;
+    Ok(info.id)
+}
+
+/// One test run (`BPF_PROG_TEST_RUN`) of socket filter `prog` on `data` whose skb has
+/// `gso_segs`: the verdict.
+#[cfg(test)]
+pub fn test_run_socket_filter(prog: &OwnedFd, data: &[u8], gso_segs: u32) -> io::Result<u32> {
+    // `struct __sk_buff`, 192 bytes, `gso_segs` at 164: the fields a test run may set.
+    let mut ctx = [0u8; 192];
+    ctx[164..168].copy_from_slice(&gso_segs.to_ne_bytes());
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        data_in: data.as_ptr().cast(),
+        data_size_in: data.len() as u32,
+        ctx_in: ctx.as_ptr().cast(),
+        ctx_size_in: ctx.len() as u32,
+        repeat: 1,
+        ..Default::default()
+    };
+    // SAFETY: the buffers outlive the call and their sizes are the ones given.
+    check_bpf(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) })?;
+    Ok(opts.retval)
 }
 
 #[cfg(test)]
