@@ -72,7 +72,7 @@ fn copy_path_overload_is_counted_as_overload_in_datagrams() {
         t.malformed_by_kind
     );
     assert!(
-        t.rx_overflow_frames + t.kernel_drops > 0,
+        t.rx_overflow_frames + t.kernel_drop_frames > 0,
         "the unpaced sender should overrun the relay ({} of {} datagrams taken)",
         t.rx,
         sends * 46
@@ -91,11 +91,31 @@ fn copy_path_overload_is_counted_as_overload_in_datagrams() {
     // The interface also received a few frames no rule wants (IGMP, IPv6 neighbour
     // discovery), which the packet filter drops uncounted.
     let arrived = c.relays[0].link_stat("in0", "rx_packets");
-    let seen = t.rx_frames + t.kernel_drops;
+    let seen = t.rx_frames + t.kernel_drop_frames;
     assert!(
         seen <= arrived && arrived - seen <= 20,
         "frames that reached the relay's interface ({arrived}) vs taken or dropped by the kernel ({seen})"
     );
+    // And in datagrams: each sent is taken, lost on the copy path or dropped at the ring
+    // (`kernel_drops`, datagrams once settled), unless the link itself dropped its frame.
+    let link_drops = c.relays[0].link_stat("in0", "rx_dropped");
+    eprintln!(
+        "sent {} datagrams: rx {}, rx_overflow {}, kernel_drops {} in {} frames ({} unsettled), \
+         link rx_dropped {link_drops}",
+        sends * 46,
+        t.rx,
+        t.rx_overflow,
+        t.kernel_drops,
+        t.kernel_drop_frames,
+        t.kernel_drops_unsettled_frames
+    );
+    if link_drops == 0 && t.kernel_drops_unsettled_frames == 0 {
+        assert_eq!(
+            t.rx + t.rx_overflow + t.kernel_drops,
+            sends * 46,
+            "datagrams: taken + lost on the copy path + dropped at the ring: {t:?}"
+        );
+    }
 }
 
 /// Finding 5: ten empty datagrams went out as one (coalesced into a `UDP_SEGMENT` send) while
