@@ -25,23 +25,26 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// One classic BPF instruction (`struct sock_filter`).
 pub type Insn = libc::sock_filter;
 
-// Opcodes (linux/bpf_common.h, linux/filter.h).
-const LD_H_ABS: u16 = 0x28;
-const LD_B_ABS: u16 = 0x30;
-const LD_W_IND: u16 = 0x40;
-const LD_H_IND: u16 = 0x48;
-const LD_B_IND: u16 = 0x50;
-const AND_K: u16 = 0x54;
-const LDX_IMM: u16 = 0x01;
-const LD_W_LEN: u16 = 0x80;
-const SUB_X: u16 = 0x1c;
-const JGE_K: u16 = 0x35;
-const JEQ_K: u16 = 0x15;
-const JA: u16 = 0x05;
-const RET_K: u16 = 0x06;
+// Opcodes (linux/bpf_common.h, linux/filter.h); the eBPF translation reads them too
+// (`bpf_counting`).
+/// Not emitted here; the translation takes it all the same.
+pub(crate) const LD_W_ABS: u16 = 0x20;
+pub(crate) const LD_H_ABS: u16 = 0x28;
+pub(crate) const LD_B_ABS: u16 = 0x30;
+pub(crate) const LD_W_IND: u16 = 0x40;
+pub(crate) const LD_H_IND: u16 = 0x48;
+pub(crate) const LD_B_IND: u16 = 0x50;
+pub(crate) const AND_K: u16 = 0x54;
+pub(crate) const LDX_IMM: u16 = 0x01;
+pub(crate) const LD_W_LEN: u16 = 0x80;
+pub(crate) const SUB_X: u16 = 0x1c;
+pub(crate) const JGE_K: u16 = 0x35;
+pub(crate) const JEQ_K: u16 = 0x15;
+pub(crate) const JA: u16 = 0x05;
+pub(crate) const RET_K: u16 = 0x06;
 
 /// `SKF_AD_OFF + SKF_AD_PKTTYPE`: loads the skb's packet type.
-const AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+pub(crate) const AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
 /// `PACKET_OUTGOING`: a frame this host sent.
 const PACKET_OUTGOING: u32 = 4;
 const ETH_P_IP: u32 = 0x0800;

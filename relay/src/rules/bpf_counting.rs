@@ -17,7 +17,7 @@
 //! group), and the one ancillary load the filter uses, the packet type, reads
 //! `__sk_buff.pkt_type`.
 
-use super::bpf::Insn;
+use super::bpf::{self as classic, Insn};
 
 /// One eBPF instruction (`struct bpf_insn`): registers packed as `dst | src << 4`.
 #[repr(C)]
@@ -49,23 +49,8 @@ pub enum TranslateError {
     JumpOutside { index: usize },
 }
 
-// Classic opcodes the filter emits (linux/filter.h); their load encodings are eBPF's too.
-const C_LD_W_ABS: u16 = 0x20;
-const C_LD_H_ABS: u16 = 0x28;
-const C_LD_B_ABS: u16 = 0x30;
-const C_LD_W_IND: u16 = 0x40;
-const C_LD_H_IND: u16 = 0x48;
-const C_LD_B_IND: u16 = 0x50;
-const C_AND_K: u16 = 0x54;
-const C_LDX_IMM: u16 = 0x01;
-const C_LD_W_LEN: u16 = 0x80;
-const C_SUB_X: u16 = 0x1c;
-const C_JGE_K: u16 = 0x35;
-const C_JEQ_K: u16 = 0x15;
-const C_JA: u16 = 0x05;
-const C_RET_K: u16 = 0x06;
-/// `SKF_AD_OFF + SKF_AD_PKTTYPE`.
-const C_AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+// The classic opcodes are `super::bpf`'s (`classic::...`); their load encodings are eBPF's
+// too.
 
 // eBPF encodings (linux/bpf.h, linux/bpf_common.h).
 const ALU32_MOV_K: u8 = 0x04 | 0xb0;
@@ -157,21 +142,21 @@ pub fn translate(prog: &[Insn], map_fd: i32) -> Result<Vec<EbpfInsn>, TranslateE
         };
         let k = i.k as i32;
         match i.code {
-            C_LD_B_ABS if i.k == C_AD_PKTTYPE => {
+            classic::LD_B_ABS if i.k == classic::AD_PKTTYPE => {
                 out.push((ins(LDX_W, A, CTX, SKB_PKT_TYPE, 0), None));
             }
-            C_LD_W_ABS | C_LD_H_ABS | C_LD_B_ABS if k >= 0 => {
+            classic::LD_W_ABS | classic::LD_H_ABS | classic::LD_B_ABS if k >= 0 => {
                 out.push((ins(i.code as u8, 0, 0, 0, k), None));
             }
-            C_LD_W_IND | C_LD_H_IND | C_LD_B_IND if k >= 0 => {
+            classic::LD_W_IND | classic::LD_H_IND | classic::LD_B_IND if k >= 0 => {
                 out.push((ins(i.code as u8, 0, X, 0, k), None));
             }
-            C_AND_K => out.push((ins(ALU32_AND_K, A, 0, 0, k), None)),
-            C_SUB_X => out.push((ins(ALU32_SUB_X, A, X, 0, 0), None)),
-            C_LDX_IMM => out.push((ins(ALU32_MOV_K, X, 0, 0, k), None)),
-            C_LD_W_LEN => out.push((ins(LDX_W, A, CTX, SKB_LEN, 0), None)),
-            C_JEQ_K | C_JGE_K => {
-                let op = if i.code == C_JEQ_K {
+            classic::AND_K => out.push((ins(ALU32_AND_K, A, 0, 0, k), None)),
+            classic::SUB_X => out.push((ins(ALU32_SUB_X, A, X, 0, 0), None)),
+            classic::LDX_IMM => out.push((ins(ALU32_MOV_K, X, 0, 0, k), None)),
+            classic::LD_W_LEN => out.push((ins(LDX_W, A, CTX, SKB_LEN, 0), None)),
+            classic::JEQ_K | classic::JGE_K => {
+                let op = if i.code == classic::JEQ_K {
                     JMP32_JEQ_K
                 } else {
                     JMP32_JGE_K
@@ -184,12 +169,12 @@ pub fn translate(prog: &[Insn], map_fd: i32) -> Result<Vec<EbpfInsn>, TranslateE
                     ));
                 }
             }
-            C_JA => out.push((ins(JMP_JA, 0, 0, 0, 0), Some(target(index, i.k as usize)?))),
-            C_RET_K if i.k == 0 => {
+            classic::JA => out.push((ins(JMP_JA, 0, 0, 0, 0), Some(target(index, i.k as usize)?))),
+            classic::RET_K if i.k == 0 => {
                 out.push((ins(ALU32_MOV_K, A, 0, 0, 0), None));
                 out.push((ins(JMP_EXIT, 0, 0, 0, 0), None));
             }
-            C_RET_K => {
+            classic::RET_K => {
                 out.push((ins(ALU32_MOV_K, VERDICT, 0, 0, k), None));
                 out.push((ins(JMP_JA, 0, 0, 0, 0), Some(Target::Count)));
             }
@@ -229,9 +214,9 @@ fn reachable(prog: &[Insn]) -> Vec<bool> {
         let i = prog[at];
         let next = at + 1;
         match i.code {
-            C_RET_K => {}
-            C_JA => todo.push(next + i.k as usize),
-            C_JEQ_K | C_JGE_K => {
+            classic::RET_K => {}
+            classic::JA => todo.push(next + i.k as usize),
+            classic::JEQ_K | classic::JGE_K => {
                 todo.push(next + usize::from(i.jt));
                 todo.push(next + usize::from(i.jf));
             }
@@ -289,10 +274,10 @@ mod tests {
     fn jumps_land_on_the_translation_of_their_target() {
         // 0: ld pkttype; 1: jeq 4 ? 2 : 3; 2: ret 0; 3: ret 0x40000
         let classic = [
-            bpf::insn(C_LD_B_ABS, 0, 0, C_AD_PKTTYPE),
-            bpf::insn(C_JEQ_K, 0, 1, 4),
-            bpf::insn(C_RET_K, 0, 0, 0),
-            bpf::insn(C_RET_K, 0, 0, 0x40000),
+            bpf::insn(classic::LD_B_ABS, 0, 0, classic::AD_PKTTYPE),
+            bpf::insn(classic::JEQ_K, 0, 1, 4),
+            bpf::insn(classic::RET_K, 0, 0, 0),
+            bpf::insn(classic::RET_K, 0, 0, 0x40000),
         ];
         let e = translate(&classic, 3).unwrap();
         // 3 prologue, ldxw, jeq (to 2: next), ja (to 3), mov r0 0, exit, mov r9, ja count.
@@ -308,9 +293,9 @@ mod tests {
     fn code_no_path_reaches_is_left_out() {
         // 0: ja 1; 1: ret 0 (unreachable); 2: ret 0x40000
         let classic = [
-            bpf::insn(C_JA, 0, 0, 1),
-            bpf::insn(C_RET_K, 0, 0, 0),
-            bpf::insn(C_RET_K, 0, 0, 0x40000),
+            bpf::insn(classic::JA, 0, 0, 1),
+            bpf::insn(classic::RET_K, 0, 0, 0),
+            bpf::insn(classic::RET_K, 0, 0, 0x40000),
         ];
         let e = translate(&classic, 3).unwrap();
         // 3 prologue, ja, mov r9, ja count, then the epilogue.
@@ -329,13 +314,13 @@ mod tests {
                 k: 0
             })
         );
-        let classic = [bpf::insn(C_JA, 0, 0, 5)];
+        let classic = [bpf::insn(classic::JA, 0, 0, 5)];
         assert_eq!(
             translate(&classic, 3),
             Err(TranslateError::JumpOutside { index: 0 })
         );
         // Other ancillary loads (negative offsets) are not the packet type.
-        let classic = [bpf::insn(C_LD_W_ABS, 0, 0, (-0x1000i32) as u32)];
+        let classic = [bpf::insn(classic::LD_W_ABS, 0, 0, (-0x1000i32) as u32)];
         assert!(translate(&classic, 3).is_err());
     }
 }
