@@ -144,7 +144,7 @@ pub fn human_with_rates(r: &StatsReport, interval: Option<&IntervalRates>) -> St
     if r.totals.kernel_drop_frames > 0 {
         let unsettled = match r.totals.kernel_drops_unsettled_frames {
             0 => String::new(),
-            n => format!(" (at least: {n} frames not yet counted in datagrams count as one each)"),
+            n => format!(" (a lower bound: {n} of the frames count as one datagram each until theirs are known)"),
         };
         let _ = writeln!(
             s,
@@ -382,6 +382,26 @@ mod tests {
         );
         assert!(r.flows[0].below_min_ttl > 0);
         assert!(text.contains(&line), "{text}");
+    }
+
+    #[test]
+    fn kernel_drops_have_a_line_with_their_frames_and_say_when_they_are_a_bound() {
+        let mut r = sample_report();
+        r.totals.kernel_drops = 4_960;
+        r.totals.kernel_drop_frames = 155;
+        r.totals.kernel_drops_unsettled_frames = 0;
+        let line =
+            "overload at the packet ring: 4960 datagrams in 155 frames dropped by the kernel";
+        assert!(human(&r).lines().any(|l| l == line), "{}", human(&r));
+        r.totals.kernel_drops_unsettled_frames = 3;
+        assert!(
+            human(&r).lines().any(|l| l.starts_with(line)
+                && l.ends_with("(a lower bound: 3 of the frames count as one datagram each until theirs are known)")),
+            "{}",
+            human(&r)
+        );
+        r.totals.kernel_drop_frames = 0;
+        assert!(!human(&r).contains("packet ring"));
     }
 
     #[test]
