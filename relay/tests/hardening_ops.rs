@@ -330,6 +330,91 @@ fn kernel_drops_counts_the_datagrams_of_the_dropped_super_frames() {
     assert!(o.sends > t.kernel_drop_frames);
 }
 
+/// Under a live overload (a sender flooding super-frames of 46, 7 and 1 datagrams while the
+/// relay runs, its ring filled for certain by a 200 ms stop in the middle), `kernel_drops`
+/// read every 50 ms never goes back and never falls below the frames dropped; once the flood
+/// ends it settles to the exact count.
+#[test]
+fn kernel_drops_never_go_back_during_an_overload_and_settle_after() {
+    if !e2e_allowed("kernel_drops_live") {
+        return;
+    }
+    let c = chain(1, true);
+    let relay = Relay::start(
+        &c.relays[0],
+        &relay_config(
+            1,
+            "ring_frame_size = 65536\nring_frames = 64\nfast_path = \"off\"",
+            &chain_rule(),
+        ),
+    );
+    let tx = sender(&c.src, SRC_ADDR);
+    set_udp_segment(&tx, 1000);
+    let flood = std::thread::spawn(move || {
+        let sizes = [46u64, 7, 1];
+        let (mut first, mut sends) = (0u64, 0u64);
+        let until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < until && sends < 400_000 {
+            let segments = sizes[sends as usize % sizes.len()];
+            send_gso(
+                &tx,
+                std::net::SocketAddrV4::new(GROUP, PORT),
+                first,
+                segments,
+                1000,
+            );
+            first += segments;
+            sends += 1;
+        }
+        (first, sends)
+    });
+    let mut reads = Vec::new();
+    let started = Instant::now();
+    let mut stopped_once = false;
+    while !flood.is_finished() {
+        if !stopped_once && started.elapsed() > Duration::from_millis(500) {
+            relay.signal(libc::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(200));
+            relay.signal(libc::SIGCONT);
+            stopped_once = true;
+        }
+        let t = relay.stats().totals;
+        reads.push((
+            t.kernel_drops,
+            t.kernel_drop_frames,
+            t.kernel_drops_unsettled_frames,
+        ));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (sent, sends) = flood.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let fin = relay.stop();
+    assert_conserves(&fin);
+    let t = &fin.totals;
+    let link_drops = c.relays[0].link_stat("in0", "rx_dropped");
+    eprintln!(
+        "sent {sent} datagrams in {sends} frames; live reads (kernel_drops, frames, \
+         unsettled): {reads:?}; final rx {} + kernel_drops {} in {} frames ({} unsettled), \
+         link rx_dropped {link_drops}",
+        t.rx, t.kernel_drops, t.kernel_drop_frames, t.kernel_drops_unsettled_frames
+    );
+    assert!(
+        stopped_once && t.kernel_drop_frames > 0,
+        "no overload: {t:?}"
+    );
+    for pair in reads.windows(2) {
+        let ((d0, f0, _), (d1, f1, _)) = (pair[0], pair[1]);
+        assert!(d1 >= d0 && f1 >= f0, "a count went back: {reads:?}");
+    }
+    for &(d, f, u) in &reads {
+        assert!(d >= f && u <= f, "datagrams below frames: {reads:?}");
+    }
+    assert_eq!(t.kernel_drops_unsettled_frames, 0, "{t:?}");
+    if link_drops == 0 {
+        assert_eq!(t.rx + t.kernel_drops, sent, "{t:?}");
+    }
+}
+
 /// What the counting filter costs a frame, from the kernel's run statistics of its program
 /// (`BPF_ENABLE_STATS`) on a packet socket with its ring (as a worker opens it) on a chain's
 /// input: 20,000 datagrams to its group (taken and counted) and 20,000 to another (refused).
