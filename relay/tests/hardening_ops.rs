@@ -226,6 +226,22 @@ fn sends_to_a_deleted_output_are_labelled_by_the_missing_device_not_the_mtu() {
     }
 }
 
+/// Sends the `n`th super-frame of a rotation of 46, 7 and 1 datagrams of 1,000 bytes (the
+/// socket's `UDP_SEGMENT`), numbered from `first`, to the chain's group; returns its datagrams.
+/// No multiple of the frames gives their datagrams.
+fn send_rotating_super_frame(tx: &std::net::UdpSocket, n: u64, first: u64) -> u64 {
+    const SIZES: [u64; 3] = [46, 7, 1];
+    let segments = SIZES[n as usize % SIZES.len()];
+    send_gso(
+        tx,
+        std::net::SocketAddrV4::new(GROUP, PORT),
+        first,
+        segments,
+        1000,
+    );
+    segments
+}
+
 /// What [`overrun_the_ring`] sent and what the relay counted.
 struct Overrun {
     sent: u64,
@@ -254,19 +270,10 @@ fn overrun_the_ring(prefix: Option<&[&str]>) -> Overrun {
     let tx = sender(&c.src, SRC_ADDR);
     set_udp_segment(&tx, 1000);
     relay.signal(libc::SIGSTOP);
-    let sizes = [46u64, 7, 1];
     let sends = 2_001u64;
     let mut first = 0;
     for s in 0..sends {
-        let segments = sizes[s as usize % sizes.len()];
-        send_gso(
-            &tx,
-            std::net::SocketAddrV4::new(GROUP, PORT),
-            first,
-            segments,
-            1000,
-        );
-        first += segments;
+        first += send_rotating_super_frame(&tx, s, first);
     }
     relay.signal(libc::SIGCONT);
     std::thread::sleep(Duration::from_millis(500));
@@ -351,19 +358,10 @@ fn kernel_drops_never_go_back_during_an_overload_and_settle_after() {
     let tx = sender(&c.src, SRC_ADDR);
     set_udp_segment(&tx, 1000);
     let flood = std::thread::spawn(move || {
-        let sizes = [46u64, 7, 1];
         let (mut first, mut sends) = (0u64, 0u64);
         let until = Instant::now() + Duration::from_millis(1500);
         while Instant::now() < until && sends < 400_000 {
-            let segments = sizes[sends as usize % sizes.len()];
-            send_gso(
-                &tx,
-                std::net::SocketAddrV4::new(GROUP, PORT),
-                first,
-                segments,
-                1000,
-            );
-            first += segments;
+            first += send_rotating_super_frame(&tx, sends, first);
             sends += 1;
         }
         (first, sends)
