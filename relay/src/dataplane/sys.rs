@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::rules::bpf_counting::{EbpfInsn, TakenCounts};
 
-use crate::sys::cvt;
+use crate::sys::{cvt, libbpf_rc};
 /// The one checked `setsockopt` and `getsockopt` (in `crate::sys`, shared with trafficgen).
 pub use crate::sys::{getsockopt, setsockopt};
 
@@ -228,20 +228,11 @@ pub fn probe_udp_gso() -> bool {
     setsockopt(sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, &seg).is_ok()
 }
 
-/// libbpf's calls return a negative errno.
-fn check_bpf(rc: i32) -> io::Result<i32> {
-    if rc < 0 {
-        Err(io::Error::from_raw_os_error(-rc))
-    } else {
-        Ok(rc)
-    }
-}
-
 /// Creates a per-CPU array of one entry of `value_size` bytes (key 0); `EPERM` where BPF
 /// may not be loaded.
 pub fn percpu_array(name: &CStr, value_size: u32) -> io::Result<OwnedFd> {
     // SAFETY: the name is NUL-terminated; null options are allowed.
-    let fd = check_bpf(unsafe {
+    let fd = libbpf_rc(unsafe {
         libbpf_sys::bpf_map_create(
             libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY,
             name.as_ptr(),
@@ -258,7 +249,7 @@ pub fn percpu_array(name: &CStr, value_size: u32) -> io::Result<OwnedFd> {
 /// The CPUs a per-CPU map holds a value for.
 pub fn possible_cpus() -> io::Result<usize> {
     // SAFETY: plain query of a libbpf global.
-    check_bpf(unsafe { libbpf_sys::libbpf_num_possible_cpus() }).map(|n| n as usize)
+    libbpf_rc(unsafe { libbpf_sys::libbpf_num_possible_cpus() }).map(|n| n as usize)
 }
 
 /// Reads entry 0 of the counting filter's per-CPU map into `values`, one per possible CPU.
@@ -273,7 +264,7 @@ pub fn read_taken(map: &OwnedFd, values: &mut [TakenCounts]) -> io::Result<()> {
     // SAFETY: the map's key is a u32 and its value a `TakenCounts` (it was created so by
     // `CountingFilter::new`); `values` holds one for each possible CPU, as a per-CPU lookup
     // writes.
-    check_bpf(unsafe {
+    libbpf_rc(unsafe {
         libbpf_sys::bpf_map_lookup_elem(
             map.as_raw_fd(),
             (&key as *const u32).cast(),
@@ -294,7 +285,7 @@ pub fn load_socket_filter(code: &[EbpfInsn]) -> Result<OwnedFd, (io::Error, Stri
         // SAFETY: `EbpfInsn` has `struct bpf_insn`'s layout (8 bytes: code, registers,
         // offset, immediate); the strings are NUL-terminated; `opts` and any log buffer it
         // names outlive the call.
-        check_bpf(unsafe {
+        libbpf_rc(unsafe {
             libbpf_sys::bpf_prog_load(
                 libbpf_sys::BPF_PROG_TYPE_SOCKET_FILTER,
                 c"mcr_filter".as_ptr(),
@@ -334,7 +325,7 @@ pub fn bpf_program_id(prog: &OwnedFd) -> io::Result<u32> {
     let mut info = libbpf_sys::bpf_prog_info::default();
     let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
     // SAFETY: `info` is a bpf_prog_info of `len` bytes that the call fills.
-    check_bpf(unsafe {
+    libbpf_rc(unsafe {
         libbpf_sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len)
     })?;
     Ok(info.id)
@@ -357,7 +348,7 @@ pub fn test_run_socket_filter(prog: &OwnedFd, data: &[u8], gso_segs: u32) -> io:
         ..Default::default()
     };
     // SAFETY: the buffers outlive the call and their sizes are the ones given.
-    check_bpf(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) })?;
+    libbpf_rc(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) })?;
     Ok(opts.retval)
 }
 

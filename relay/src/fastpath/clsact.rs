@@ -51,10 +51,7 @@ fn opts(priority: u16, handle: u32) -> libbpf_sys::bpf_tc_opts {
 
 /// libbpf returns a negative errno.
 fn check(rc: i32) -> io::Result<()> {
-    if rc < 0 {
-        return Err(io::Error::from_raw_os_error(-rc));
-    }
-    Ok(())
+    crate::sys::libbpf_rc(rc).map(drop)
 }
 
 /// The program at `priority`/`handle` on the clsact ingress of `ifindex`.

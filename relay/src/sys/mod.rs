@@ -36,6 +36,15 @@ pub fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// A libbpf return value as an `io::Result`: libbpf returns a negative errno, not -1.
+pub fn libbpf_rc(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::from_raw_os_error(-rc))
+    } else {
+        Ok(rc)
+    }
+}
+
 /// `setsockopt` with a plain-old-data value.
 pub fn setsockopt<T: Copy>(
     fd: RawFd,
